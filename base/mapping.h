@@ -1,0 +1,63 @@
+// Mapping owns one mmap()ed region and unmaps it when it goes out of scope.
+//
+//   CH_ASSIGN_OR_RETURN(Mapping weights, Mapping::MapReadOnlyShared(fd, size, "model.bin"));
+//   std::span<const std::byte> bytes = weights.bytes();
+//
+// A read-only shared file mapping is how every worker sees the model: one copy in the page cache,
+// inherited across fork.
+#ifndef CELLHOUSE_BASE_MAPPING_H_
+#define CELLHOUSE_BASE_MAPPING_H_
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+#include <utility>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace cellhouse {
+
+class Mapping {
+ public:
+  Mapping() = default;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  Mapping(Mapping&& other) noexcept
+      : addr_(std::exchange(other.addr_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  Mapping& operator=(Mapping&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      addr_ = std::exchange(other.addr_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  ~Mapping() { Reset(); }
+
+  // mmap(PROT_READ, MAP_SHARED) of the first `size` bytes of `fd`. `name` is for messages.
+  static Result<Mapping> MapReadOnlyShared(const UniqueFd& fd, size_t size, std::string_view name);
+  // Opens `path` and maps the whole file read-only and shared.
+  static Result<Mapping> MapFile(const char* path);
+  // Private anonymous read-write memory, zero-filled, pages touched lazily.
+  static Result<Mapping> Anonymous(size_t size, std::string_view what);
+
+  std::span<const std::byte> bytes() const {
+    return {static_cast<const std::byte*>(addr_), size_};
+  }
+  std::byte* mutable_data() { return static_cast<std::byte*>(addr_); }
+  void* address() const { return addr_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  Mapping(void* addr, size_t size) : addr_(addr), size_(size) {}
+  void Reset();
+
+  void* addr_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace cellhouse
+
+#endif  // CELLHOUSE_BASE_MAPPING_H_
