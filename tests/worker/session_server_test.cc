@@ -1,0 +1,349 @@
+// The worker's session protocol, driven through real socketpairs against a scripted engine.
+#include "worker/session/session_server.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "base/io.h"
+#include "ipc/client.h"
+#include "ipc/packet.h"
+
+namespace cellhouse::session {
+namespace {
+
+// Emits "t0 ", "t1 ", ... one per token, `delay` apart; remembers what it was asked.
+class FakeEngine final : public TurnEngine {
+ public:
+  Result<TurnResult> Turn(const TurnRequest& request, const TokenCallback& on_token) override {
+    last_prompt = std::string(request.prompt);
+    last_seed = request.seed;
+    int32_t prompt_tokens = static_cast<int32_t>(request.prompt.size());
+    if (used_ + prompt_tokens > length_) {
+      kind_ = TurnErrorKind::kContextFull;
+      return Error("the prompt does not fit in the context");
+    }
+    used_ += prompt_tokens;
+    TurnResult r;
+    r.prompt_tokens = prompt_tokens;
+    for (int32_t i = 0; i < request.max_new_tokens; ++i) {
+      if (used_ >= length_) {
+        r.stop = StopReason::kContextFull;
+        return r;
+      }
+      std::this_thread::sleep_for(delay);
+      ++used_;
+      ++r.generated_tokens;
+      // (Built with += : g++ 12 gives a false -Wrestrict on "t" + to_string(i) + " ".)
+      std::string piece = "t";
+      piece += std::to_string(i);
+      piece += ' ';
+      piece.resize(std::max(piece.size(), piece_bytes), '.');
+      if (!on_token(i, piece)) {
+        r.stop = StopReason::kCancelled;
+        return r;
+      }
+    }
+    r.stop = StopReason::kMaxTokens;
+    return r;
+  }
+  TurnErrorKind last_error_kind() const override { return kind_; }
+  int32_t context_used() const override { return used_; }
+  int32_t context_length() const override { return length_; }
+  uint64_t KvBytesInUse() const override { return static_cast<uint64_t>(used_) * 100; }
+  std::string Describe() const override { return "fake"; }
+
+  std::chrono::milliseconds delay{0};
+  size_t piece_bytes = 0;
+  std::string last_prompt;
+  uint64_t last_seed = 0;
+
+ private:
+  int32_t used_ = 0;
+  int32_t length_ = 1000;
+  TurnErrorKind kind_ = TurnErrorKind::kInternal;
+};
+
+class SessionServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto control = MakeSocketPair(SOCK_SEQPACKET);
+    ASSERT_TRUE(control);
+    supervisor_ = std::move(control->first);
+    worker_control_ = std::move(control->second);
+    config_.session_id = std::string(16, 'i');
+    config_.max_new_tokens = 50;
+    config_.heartbeat_interval_ns = 50 * kNanosPerMilli;
+  }
+  void TearDown() override {
+    if (thread_.joinable()) {
+      supervisor_.reset();  // the worker sees the supervisor go and exits
+      thread_.join();
+    }
+  }
+
+  void Start() {
+    thread_ = std::thread([this] {
+      SessionServer server(std::move(worker_control_), engine_, config_, clock_);
+      exit_ = server.Run();
+      finished_ = true;
+    });
+    auto hello = NextControl();
+    ASSERT_TRUE(hello.has_hello());
+    EXPECT_EQ(hello.hello().context_length(), 1000u);
+  }
+
+  // Hands a new client connection to the worker, as celld does; returns the client's end.
+  ipc::ClientConnection AttachClient(bool reattach = false, int worker_sndbuf = 0) {
+    auto pair = MakeSocketPair(SOCK_STREAM);
+    EXPECT_TRUE(pair);
+    if (worker_sndbuf > 0) {
+      // AF_UNIX stream buffering is charged to the sender: shrink the worker's side.
+      EXPECT_EQ(setsockopt(pair->second.get(), SOL_SOCKET, SO_SNDBUF, &worker_sndbuf,
+                           sizeof(worker_sndbuf)),
+                0);
+    }
+    control::SupervisorMessage m;
+    m.mutable_attach_client()->set_reattach(reattach);
+    EXPECT_TRUE(ipc::SendMessage(supervisor_.get(), m, {{pair->second.get()}}));
+    return ipc::ClientConnection(std::move(pair->first));
+  }
+
+  // The next non-heartbeat message from the worker.
+  control::WorkerMessage NextControl() {
+    for (;;) {
+      auto got = ipc::ReceiveMessage<control::WorkerMessage>(supervisor_.get(), {});
+      EXPECT_TRUE(got);
+      if (!got || got->end_of_stream) return {};
+      if (!got->message.has_heartbeat() || got->message.heartbeat().nonce() != 0) {
+        return got->message;
+      }
+    }
+  }
+
+  api::Response Next(ipc::ClientConnection& c) {
+    auto r = c.Receive(5000);
+    EXPECT_TRUE(r) << r.error().message();
+    return r ? *r : api::Response();
+  }
+
+  static api::Request Generate(const std::string& prompt, uint32_t max_new) {
+    api::Request r;
+    r.mutable_generate()->set_prompt(prompt);
+    r.mutable_generate()->set_max_new_tokens(max_new);
+    r.mutable_generate()->set_seed(42);
+    return r;
+  }
+
+  void WaitFinished() {
+    for (int i = 0; i < 500 && !finished_; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(finished_);
+    thread_.join();
+  }
+
+  FakeEngine engine_;
+  SessionConfig config_;
+  RealClock clock_;
+  UniqueFd supervisor_;
+  UniqueFd worker_control_;
+  std::thread thread_;
+  std::atomic<bool> finished_{false};
+  WorkerExit exit_ = WorkerExit::kInternalError;
+};
+
+TEST_F(SessionServerTest, StreamsPiecesThenDoneAndReportsToSupervisor) {
+  Start();
+  ipc::ClientConnection client = AttachClient();
+  api::Response ready = Next(client);
+  ASSERT_TRUE(ready.has_ready());
+  EXPECT_EQ(ready.ready().session_id(), config_.session_id);
+  EXPECT_EQ(ready.ready().context_used(), 0u);
+  ASSERT_TRUE(client.Send(Generate("abc", 3)));
+  std::string text;
+  api::Response r;
+  for (r = Next(client); r.has_piece(); r = Next(client)) text += r.piece().text();
+  ASSERT_TRUE(r.has_done()) << r.DebugString();
+  EXPECT_EQ(text, "t0 t1 t2 ");
+  EXPECT_EQ(r.done().generated_tokens(), 3u);
+  EXPECT_EQ(r.done().prompt_tokens(), 3u);
+  EXPECT_EQ(r.done().stop_reason(), api::Done::MAX_TOKENS);
+  EXPECT_EQ(r.done().context_used(), 6u);
+  EXPECT_EQ(engine_.last_prompt, "abc");
+  EXPECT_EQ(engine_.last_seed, 42u);
+  control::WorkerMessage report = NextControl();
+  ASSERT_TRUE(report.has_report());
+  EXPECT_EQ(report.report().generated_tokens(), 3u);
+  EXPECT_EQ(report.report().inter_token_us_size(), 2);
+
+  api::Request close;
+  close.mutable_close();
+  ASSERT_TRUE(client.Send(close));
+  api::Response ack = Next(client);
+  EXPECT_TRUE(ack.has_ack());
+  WaitFinished();
+  EXPECT_EQ(exit_, WorkerExit::kClosed);
+}
+
+TEST_F(SessionServerTest, CancelStopsTheTurnAndBusyIsRefused) {
+  engine_.delay = std::chrono::milliseconds(5);
+  Start();
+  ipc::ClientConnection client = AttachClient();
+  ASSERT_TRUE(Next(client).has_ready());
+  ASSERT_TRUE(client.Send(Generate("x", 50)));
+  ASSERT_TRUE(Next(client).has_piece());
+  ASSERT_TRUE(client.Send(Generate("again", 5)));
+  api::Request cancel;
+  cancel.mutable_cancel();
+  ASSERT_TRUE(client.Send(cancel));
+  bool saw_busy = false;
+  api::Response r;
+  for (r = Next(client); !r.has_done(); r = Next(client)) {
+    if (r.has_error()) {
+      EXPECT_EQ(r.error().code(), api::BUSY);
+      saw_busy = true;
+    }
+  }
+  EXPECT_TRUE(saw_busy);
+  EXPECT_EQ(r.done().stop_reason(), api::Done::CANCELLED);
+  EXPECT_LT(r.done().generated_tokens(), 50u);
+  // Cancel with nothing running is acknowledged, not an error.
+  ASSERT_TRUE(client.Send(cancel));
+  EXPECT_TRUE(Next(client).has_ack());
+}
+
+TEST_F(SessionServerTest, DetachMidTurnThenReattachContinuesTheConversation) {
+  engine_.delay = std::chrono::milliseconds(5);
+  Start();
+  {
+    ipc::ClientConnection client = AttachClient();
+    ASSERT_TRUE(Next(client).has_ready());
+    ASSERT_TRUE(client.Send(Generate("hello", 50)));
+    ASSERT_TRUE(Next(client).has_piece());
+  }  // the client's connection is gone
+  control::WorkerMessage m = NextControl();
+  ASSERT_TRUE(m.has_detached());
+  ipc::ClientConnection again = AttachClient(/*reattach=*/true);
+  api::Response ready = Next(again);
+  ASSERT_TRUE(ready.has_ready());
+  EXPECT_GT(ready.ready().context_used(), 5u);  // the prompt and what was generated stayed
+  EXPECT_LT(ready.ready().context_used(), 55u);  // the turn stopped when the client left
+  ASSERT_TRUE(again.Send(Generate("more", 2)));
+  api::Response r;
+  for (r = Next(again); r.has_piece(); r = Next(again)) {
+  }
+  EXPECT_TRUE(r.has_done());
+}
+
+TEST_F(SessionServerTest, StopFromSupervisorEndsTheWorker) {
+  engine_.delay = std::chrono::milliseconds(5);
+  Start();
+  ipc::ClientConnection client = AttachClient();
+  ASSERT_TRUE(Next(client).has_ready());
+  ASSERT_TRUE(client.Send(Generate("x", 50)));
+  ASSERT_TRUE(Next(client).has_piece());
+  control::SupervisorMessage stop;
+  stop.mutable_stop()->set_reason("test");
+  ASSERT_TRUE(ipc::SendMessage(supervisor_.get(), stop));
+  WaitFinished();
+  EXPECT_EQ(exit_, WorkerExit::kStopped);
+}
+
+TEST_F(SessionServerTest, SupervisorGoneEndsTheWorker) {
+  Start();
+  supervisor_.reset();
+  WaitFinished();
+  EXPECT_EQ(exit_, WorkerExit::kSupervisorGone);
+}
+
+TEST_F(SessionServerTest, PingIsAnsweredWithItsNonce) {
+  Start();
+  control::SupervisorMessage ping;
+  ping.mutable_ping()->set_nonce(77);
+  ASSERT_TRUE(ipc::SendMessage(supervisor_.get(), ping));
+  control::WorkerMessage m = NextControl();
+  ASSERT_TRUE(m.has_heartbeat());
+  EXPECT_EQ(m.heartbeat().nonce(), 77u);
+  EXPECT_FALSE(m.heartbeat().attached());
+}
+
+TEST_F(SessionServerTest, BadRequestsAreAnsweredAndOversizedFramesDisconnect) {
+  config_.max_frame_bytes = 1024;
+  Start();
+  ipc::ClientConnection client = AttachClient();
+  ASSERT_TRUE(Next(client).has_ready());
+  // A valid frame holding garbage.
+  ASSERT_TRUE(client.SendRaw(std::string("\x03\xff\xff\xff", 4)));
+  api::Response r = Next(client);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_EQ(r.error().code(), api::BAD_REQUEST);
+  // A request meant for celld.
+  api::Request list;
+  list.mutable_list_sessions();
+  ASSERT_TRUE(client.Send(list));
+  r = Next(client);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_EQ(r.error().code(), api::BAD_REQUEST);
+  // Out-of-range arguments name the field.
+  ASSERT_TRUE(client.Send(Generate("x", 51)));
+  r = Next(client);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_EQ(r.error().code(), api::INVALID_ARGUMENT);
+  EXPECT_NE(r.error().message().find("max_new_tokens"), std::string::npos);
+  // A frame over the limit: an error, then the connection closes.
+  ASSERT_TRUE(client.SendRaw(std::string("\xff\x7f", 2)));
+  r = Next(client);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_EQ(r.error().code(), api::FRAME_TOO_LARGE);
+  EXPECT_FALSE(client.Receive(2000));
+  EXPECT_TRUE(NextControl().has_detached());
+}
+
+TEST_F(SessionServerTest, ContextFullIsAnErrorWithItsCode) {
+  Start();
+  ipc::ClientConnection client = AttachClient();
+  ASSERT_TRUE(Next(client).has_ready());
+  ASSERT_TRUE(client.Send(Generate(std::string(2000, 'a'), 5)));
+  api::Response r = Next(client);
+  ASSERT_TRUE(r.has_error());
+  EXPECT_EQ(r.error().code(), api::CONTEXT_FULL);
+}
+
+TEST_F(SessionServerTest, IdleTimeoutEndsADetachedSession) {
+  config_.idle_timeout_ns = 100 * kNanosPerMilli;
+  Start();
+  WaitFinished();
+  EXPECT_EQ(exit_, WorkerExit::kIdleTimeout);
+}
+
+TEST_F(SessionServerTest, SlowReaderStallsOnlyItsOwnTurn) {
+  config_.max_pending_output = 4096;
+  engine_.piece_bytes = 2048;  // 50 tokens: 100 KiB, far beyond socket buffer and backlog
+  Start();
+  ipc::ClientConnection client = AttachClient(/*reattach=*/false, /*worker_sndbuf=*/4096);
+  ASSERT_TRUE(Next(client).has_ready());
+  ASSERT_TRUE(client.Send(Generate("x", 50)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The worker still answers celld while it waits for the client.
+  control::SupervisorMessage ping;
+  ping.mutable_ping()->set_nonce(5);
+  ASSERT_TRUE(ipc::SendMessage(supervisor_.get(), ping));
+  control::WorkerMessage m = NextControl();
+  ASSERT_TRUE(m.has_heartbeat()) << m.DebugString();
+  EXPECT_EQ(m.heartbeat().nonce(), 5u);
+  EXPECT_TRUE(m.heartbeat().generating());  // paused mid-turn, not finished
+  // Reading now lets the turn finish.
+  api::Response r;
+  for (r = Next(client); r.has_piece(); r = Next(client)) {
+  }
+  EXPECT_TRUE(r.has_done());
+}
+
+}  // namespace
+}  // namespace cellhouse::session

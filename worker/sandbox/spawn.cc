@@ -1,0 +1,280 @@
+#include "worker/sandbox/spawn.h"
+
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "base/clock.h"
+#include "base/io.h"
+#include "worker/sandbox/user_ns.h"
+
+namespace cellhouse::sandbox {
+namespace {
+
+constexpr uint64_t kNamespaceMask = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
+                                    CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP;
+// How long the child may take to contain itself before the zygote gives up on it.
+constexpr int kChildSetupTimeoutMs = 10'000;
+
+std::string StepError(Step step, int err) {
+  return Error::FromErrno(err, std::string("sandbox step '") + StepName(step) + "' failed")
+      .message();
+}
+
+}  // namespace
+
+Result<SandboxPlan> SandboxPlan::Build(const zygote::SandboxSpec& spec, int control_fd,
+                                       std::span<const UniqueFd> cgroup_fds) {
+  CH_ASSIGN_OR_RETURN(CapabilityPlan caps, CapabilityPlan::Create());
+  SandboxPlan plan(spec, control_fd, cgroup_fds, std::move(caps));
+  CH_RETURN_IF_ERROR(plan.Prepare());
+  return plan;
+}
+
+Status SandboxPlan::Prepare() {
+  if ((spec_.namespace_flags() & ~kNamespaceMask) != 0) {
+    return Error("sandbox spec: namespace flags contain non-namespace bits");
+  }
+  if (!spec_.disabled() && ((spec_.namespace_flags() & CLONE_NEWUSER) == 0 ||
+                            (spec_.namespace_flags() & CLONE_NEWNS) == 0)) {
+    return Error("sandbox spec: the user and mount namespaces are required");
+  }
+  const std::string& bpf = spec_.seccomp_bpf();
+  if (!spec_.disabled()) {
+    if (bpf.empty() || bpf.size() % sizeof(sock_filter) != 0 ||
+        bpf.size() / sizeof(sock_filter) > BPF_MAXINSNS) {
+      return Error("sandbox spec: the seccomp program must be 1 to " +
+                   std::to_string(BPF_MAXINSNS) + " instructions, got " +
+                   std::to_string(bpf.size()) + " bytes");
+    }
+    filter_.resize(bpf.size() / sizeof(sock_filter));
+    std::memcpy(filter_.data(), bpf.data(), bpf.size());
+  }
+  switch (spec_.cgroup()) {
+    case zygote::SandboxSpec::CGROUP_NONE:
+      if (!cgroup_fds_.empty()) return Error("sandbox spec: cgroup descriptors without placement");
+      break;
+    case zygote::SandboxSpec::CGROUP_V2:
+      if (cgroup_fds_.size() != 1) return Error("sandbox spec: v2 placement needs one directory");
+      break;
+    case zygote::SandboxSpec::CGROUP_V1:
+      if (cgroup_fds_.empty()) return Error("sandbox spec: v1 placement needs cgroup.procs fds");
+      break;
+    default:
+      return Error("sandbox spec: unknown cgroup placement");
+  }
+  for (const zygote::Rlimit& r : spec_.rlimits()) {
+    if (r.resource() < 0 || r.resource() >= RLIM_NLIMITS || r.soft() > r.hard()) {
+      return Error("sandbox spec: invalid rlimit " + std::to_string(r.resource()));
+    }
+    rlimits_.push_back({r.resource(), r.soft(), r.hard()});
+  }
+  hostname_ = spec_.hostname().empty() ? "cell" : spec_.hostname();
+  if (hostname_.size() > 64) return Error("sandbox spec: hostname longer than 64 bytes");
+  // Device nodes: "/dev/nvidia0" is bound at "<mount_point>/dev/nvidia0"; its parent
+  // directories are created first.
+  const std::string mount_point = "/tmp";
+  strings_.reserve(spec_.device_nodes_size() * 4 + 1);
+  for (const std::string& node : spec_.device_nodes()) {
+    if (node.empty() || node[0] != '/' || node.find("..") != std::string::npos) {
+      return Error("sandbox spec: device node path '" + node + "' must be absolute");
+    }
+    for (size_t slash = node.find('/', 1); slash != std::string::npos;
+         slash = node.find('/', slash + 1)) {
+      strings_.push_back(mount_point + node.substr(0, slash));
+    }
+    strings_.push_back(node);
+    strings_.push_back(mount_point + node);
+  }
+  // Pointers are taken only after strings_ stops growing.
+  size_t i = 0;
+  for (const std::string& node : spec_.device_nodes()) {
+    size_t parents = static_cast<size_t>(std::count(node.begin() + 1, node.end(), '/'));
+    for (size_t p = 0; p < parents; ++p) directories_.push_back(strings_[i++].c_str());
+    device_sources_.push_back(strings_[i++].c_str());
+    device_targets_.push_back(strings_[i++].c_str());
+  }
+  return Ok();
+}
+
+ChildPlan SandboxPlan::MakeChildPlan(int release_fd, int status_fd) {
+  keep_fds_[0] = std::min(control_fd_, status_fd);
+  keep_fds_[1] = std::max(control_fd_, status_fd);
+  ChildPlan child;
+  child.release_fd = release_fd;
+  child.status_fd = status_fd;
+  child.root.mount_point = "/tmp";
+  child.root.directories = directories_.data();
+  child.root.directory_count = directories_.size();
+  child.root.device_sources = device_sources_.data();
+  child.root.device_targets = device_targets_.data();
+  child.root.device_count = device_sources_.size();
+  child.hostname = hostname_.c_str();
+  child.hostname_length = hostname_.size();
+  child.rlimits = rlimits_.data();
+  child.rlimit_count = rlimits_.size();
+  child.keep_fds = keep_fds_;
+  child.keep_fd_count = 2;
+  child.capabilities = &caps_;
+  child.inside_uid = spec_.inside_uid() != 0 ? spec_.inside_uid() : kWorkerInsideUid;
+  child.inside_gid = spec_.inside_gid() != 0 ? spec_.inside_gid() : kWorkerInsideGid;
+  child.filter.len = static_cast<unsigned short>(filter_.size());
+  child.filter.filter = filter_.data();
+  return child;
+}
+
+namespace {
+
+// Places the child and lets it go. Returns the failing step and errno, or {kCount, 0}.
+std::pair<Step, Error> ParentStepsFromParent(SandboxPlan& plan, pid_t pid, int release_fd,
+                                             std::vector<std::pair<std::string, uint64_t>>* t) {
+  auto timed = [&](Step step, auto&& fn) -> Status {
+    int64_t start = MonotonicNanos();
+    Status st = fn();
+    t->emplace_back(StepName(step), static_cast<uint64_t>((MonotonicNanos() - start) / 1000));
+    return st;
+  };
+  const zygote::SandboxSpec& spec = plan.spec();
+  if ((spec.namespace_flags() & CLONE_NEWUSER) != 0) {
+    Status st = timed(Step::kUidMap, [&] { return WriteUidMapFromParent(pid, spec.host_uid()); });
+    if (!st) return {Step::kUidMap, std::move(st).error()};
+    st = timed(Step::kGidMap, [&] { return WriteGidMapFromParent(pid, spec.host_gid()); });
+    if (!st) return {Step::kGidMap, std::move(st).error()};
+  }
+  if (spec.cgroup() == zygote::SandboxSpec::CGROUP_V1) {
+    Status st = timed(Step::kCgroup, [&]() -> Status {
+      std::string text = std::to_string(pid);
+      for (const UniqueFd& procs : plan.cgroup_fds()) {
+        if (::write(procs.get(), text.data(), text.size()) < 0) {
+          return Error::FromErrno(errno, "write pid to cgroup.procs");
+        }
+      }
+      return Ok();
+    });
+    if (!st) return {Step::kCgroup, std::move(st).error()};
+  }
+  char go = 1;
+  if (::write(release_fd, &go, 1) != 1) {
+    return {Step::kRelease, Error::FromErrno(errno, "release the child")};
+  }
+  return {Step::kCount, Error("")};
+}
+
+// Reads the child's report; a child that dies or hangs during setup is a failure of the step
+// after the last one it could have finished.
+Result<ChildReport> ReadChildReport(int status_fd, const ChildProcess& child) {
+  pollfd p{status_fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = ::poll(&p, 1, kChildSetupTimeoutMs);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) {
+    static_cast<void>(child.Kill(SIGKILL));
+    return Error("the child did not finish its setup within " +
+                 std::to_string(kChildSetupTimeoutMs) + " ms");
+  }
+  ChildReport report{};
+  ssize_t n;
+  do {
+    n = ::read(status_fd, &report, sizeof(report));
+  } while (n < 0 && errno == EINTR);
+  if (n != static_cast<ssize_t>(sizeof(report))) {
+    return Error("the child ended during its setup without reporting a step");
+  }
+  return report;
+}
+
+}  // namespace
+
+SpawnOutcome SpawnSandboxed(SandboxPlan& plan, const std::function<int()>& serve) {
+  SpawnOutcome out;
+  auto release = MakePipe();
+  auto status = MakePipe();
+  if (!release || !status) {
+    out.message = "pipe2 for the sandbox handshake failed";
+    out.error = EMFILE;
+    return out;
+  }
+  ChildPlan child_plan = plan.MakeChildPlan(release->first.get(), status->second.get());
+  const zygote::SandboxSpec& spec = plan.spec();
+
+  clone_args args{};
+  int pidfd = -1;
+  // CLONE_PARENT: celld, not the zygote, is the parent; clone3 then requires exit_signal 0, and
+  // the child's end still reaches celld as SIGCHLD with the real status (design brief).
+  args.flags = CLONE_PIDFD | CLONE_PARENT | (spec.disabled() ? 0 : spec.namespace_flags());
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = 0;
+  if (spec.cgroup() == zygote::SandboxSpec::CGROUP_V2) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(plan.cgroup_fds()[0].get());
+  }
+  int64_t clone_start = MonotonicNanos();
+  long pid = ::syscall(SYS_clone3, &args, sizeof(args));
+  if (pid < 0) {
+    out.failed_step = Step::kClone;
+    out.error = errno;
+    out.message = StepError(Step::kClone, out.error);
+    return out;
+  }
+  if (pid == 0) {
+    // The child. Drop the parent's ends first, so a dead parent reads as EOF, not a hang.
+    ::close(release->second.get());
+    ::close(status->first.get());
+    if (!spec.disabled()) {
+      if (!ContainInChild(child_plan)) ::_exit(kSetupFailedExitCode);
+    } else {
+      char go = 0;
+      if (::read(child_plan.release_fd, &go, 1) != 1) ::_exit(kSetupFailedExitCode);
+      ChildReport ok{};
+      ok.ok = 1;
+      if (::write(child_plan.status_fd, &ok, sizeof(ok)) < 0) ::_exit(kSetupFailedExitCode);
+      ::close(child_plan.status_fd);
+    }
+    ::_exit(serve());
+  }
+  out.step_micros.emplace_back(StepName(Step::kClone),
+                               static_cast<uint64_t>((MonotonicNanos() - clone_start) / 1000));
+  out.process = ChildProcess(static_cast<pid_t>(pid), UniqueFd(pidfd));
+  release->first.reset();
+  status->second.reset();
+
+  auto [failed, error] = ParentStepsFromParent(plan, static_cast<pid_t>(pid),
+                                               release->second.get(), &out.step_micros);
+  if (failed != Step::kCount) {
+    static_cast<void>(out.process.Kill(SIGKILL));
+    out.failed_step = failed;
+    out.error = error.sys_errno();
+    out.message = "sandbox step '" + std::string(StepName(failed)) + "' failed: " +
+                  error.message();
+    return out;
+  }
+  release->second.reset();
+  Result<ChildReport> report = ReadChildReport(status->first.get(), out.process);
+  if (!report) {
+    static_cast<void>(out.process.Kill(SIGKILL));
+    out.failed_step = Step::kWaitForParent;
+    out.message = report.error().message();
+    return out;
+  }
+  if (report->ok != 1) {
+    out.failed_step = static_cast<Step>(std::clamp(report->step, 0, kStepCount - 1));
+    out.error = report->error;
+    out.message = StepError(out.failed_step, out.error);
+    return out;
+  }
+  for (int s = static_cast<int>(Step::kWaitForParent); s < kStepCount; ++s) {
+    out.step_micros.emplace_back(StepName(static_cast<Step>(s)), report->micros[s]);
+  }
+  out.ok = true;
+  return out;
+}
+
+}  // namespace cellhouse::sandbox

@@ -1,0 +1,55 @@
+// The seam between a session's protocol handling and the model: one conversation that runs turns.
+// The worker adapts engine::Conversation to it; tests use a scripted fake, so the session
+// server's behaviour (streaming, cancel, busy, detach and re-attach) is tested without a model.
+#ifndef CELLHOUSE_WORKER_SESSION_TURN_ENGINE_H_
+#define CELLHOUSE_WORKER_SESSION_TURN_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace cellhouse::session {
+
+struct TurnRequest {
+  std::string_view prompt;
+  int32_t max_new_tokens = 0;
+  float temperature = 1.0f;
+  float top_p = 0.9f;
+  uint64_t seed = 0;
+};
+
+enum class StopReason { kMaxTokens, kEndOfText, kContextFull, kCancelled };
+
+struct TurnResult {
+  int32_t prompt_tokens = 0;     // tokens prefilled for this turn
+  int32_t generated_tokens = 0;
+  int64_t time_to_first_token_ns = 0;
+  int64_t prefill_ns = 0;
+  int64_t decode_ns = 0;
+  StopReason stop = StopReason::kMaxTokens;
+};
+
+// Called for every generated token with its text; returning false cancels the turn.
+using TokenCallback = std::function<bool(int32_t token, std::string_view piece)>;
+
+// Errors a turn can end with before generating anything (the conversation is unchanged).
+enum class TurnErrorKind { kContextFull, kInvalid, kInternal };
+
+class TurnEngine {
+ public:
+  virtual ~TurnEngine() = default;
+  virtual Result<TurnResult> Turn(const TurnRequest& request, const TokenCallback& on_token) = 0;
+  // When Turn fails, why (the error's message is for people).
+  virtual TurnErrorKind last_error_kind() const = 0;
+  virtual int32_t context_used() const = 0;
+  virtual int32_t context_length() const = 0;
+  virtual uint64_t KvBytesInUse() const = 0;
+  virtual std::string Describe() const = 0;
+};
+
+}  // namespace cellhouse::session
+
+#endif  // CELLHOUSE_WORKER_SESSION_TURN_ENGINE_H_
