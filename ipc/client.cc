@@ -37,6 +37,12 @@ Status ClientConnection::SendRaw(std::string_view bytes) {
 }
 
 Result<api::Response> ClientConnection::Receive(int timeout_ms) {
+  CH_ASSIGN_OR_RETURN(std::optional<api::Response> r, TryReceive(timeout_ms));
+  if (!r) return Error("no response within " + std::to_string(timeout_ms) + " ms");
+  return std::move(*r);
+}
+
+Result<std::optional<api::Response>> ClientConnection::TryReceive(int timeout_ms) {
   int64_t deadline = timeout_ms < 0 ? -1 : MonotonicNanos() + timeout_ms * kNanosPerMilli;
   for (;;) {
     CH_ASSIGN_OR_RETURN(std::optional<std::string> frame, decoder_.Next());
@@ -46,13 +52,13 @@ Result<api::Response> ClientConnection::Receive(int timeout_ms) {
         return Error("the server sent a malformed response (" + std::to_string(frame->size()) +
                      " bytes)");
       }
-      return response;
+      return std::optional<api::Response>(std::move(response));
     }
     if (closed_ || !fd_.valid()) return Error("the server closed the connection");
     int wait = -1;
     if (deadline >= 0) {
       int64_t left = deadline - MonotonicNanos();
-      if (left <= 0) return Error("no response within " + std::to_string(timeout_ms) + " ms");
+      if (left <= 0) return std::optional<api::Response>();
       wait = static_cast<int>((left + kNanosPerMilli - 1) / kNanosPerMilli);
     }
     pollfd p{fd_.get(), POLLIN, 0};

@@ -6,6 +6,7 @@
 #ifndef CELLHOUSE_IPC_CLIENT_H_
 #define CELLHOUSE_IPC_CLIENT_H_
 
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -25,8 +26,10 @@ class ClientConnection {
   // Sends raw bytes (tests use it to send garbage).
   Status SendRaw(std::string_view bytes);
   // Waits up to timeout_ms (-1: forever) for the next response. The server closing the
-  // connection is an error whose message says so.
+  // connection is an error whose message says so; so is the timeout.
   Result<api::Response> Receive(int timeout_ms);
+  // As Receive, but a timeout is nullopt rather than an error.
+  Result<std::optional<api::Response>> TryReceive(int timeout_ms);
   // True once the server closed the connection (after Receive reported it).
   bool closed() const { return closed_; }
   int fd() const { return fd_.get(); }

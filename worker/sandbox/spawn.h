@@ -23,6 +23,7 @@
 #include "base/process.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "ipc/worker_contract.h"
 #include "ipc/zygote.pb.h"
 #include "worker/sandbox/capabilities.h"
 #include "worker/sandbox/contain.h"
@@ -80,7 +81,7 @@ struct SpawnOutcome {
 SpawnOutcome SpawnSandboxed(SandboxPlan& plan, const std::function<int()>& serve);
 
 // Exit status of a child that failed to contain itself (it reported the step first).
-inline constexpr int kSetupFailedExitCode = 121;
+inline constexpr int kSetupFailedExitCode = static_cast<int>(ipc::WorkerExit::kSetupFailed);
 
 }  // namespace cellhouse::sandbox
 

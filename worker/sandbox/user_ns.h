@@ -11,14 +11,13 @@
 #include <sys/types.h>
 
 #include "base/result.h"
+#include "ipc/worker_contract.h"
 
 namespace cellhouse::sandbox {
 
-// Host ids a session consumes from its policy's range.
-inline constexpr uint32_t kIdsPerSession = 2;
-// The unprivileged in-namespace ids the worker runs as.
-inline constexpr uid_t kWorkerInsideUid = 1;
-inline constexpr gid_t kWorkerInsideGid = 1;
+using ipc::kIdsPerSession;
+using ipc::kWorkerInsideGid;
+using ipc::kWorkerInsideUid;
 
 // Writes /proc/PID/{uid_map,setgroups,gid_map}: setgroups is denied before gid_map is written
 // (required for an unprivileged map writer, and it stops the worker from dropping groups).

@@ -22,6 +22,7 @@
 #include "ipc/api.pb.h"
 #include "ipc/control.pb.h"
 #include "ipc/frame.h"
+#include "ipc/worker_contract.h"
 #include "worker/session/turn_engine.h"
 
 namespace cellhouse::session {
@@ -35,14 +36,7 @@ struct SessionConfig {
   size_t max_pending_output = 256 * 1024;  // bytes queued for a slow client before pausing
 };
 
-// The worker's exit status says why it ended; celld treats it as a hint only.
-enum class WorkerExit : int {
-  kClosed = 0,           // the client sent CloseSession
-  kIdleTimeout = 10,     // nobody spoke for idle_timeout
-  kSupervisorGone = 11,  // the control channel closed
-  kStopped = 12,         // celld sent Stop
-  kInternalError = 13,   // a channel failed in a way the worker cannot recover from
-};
+using ipc::WorkerExit;
 
 class SessionServer {
  public:

@@ -1,0 +1,421 @@
+#include "cli/cellctl/commands.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "base/flags.h"
+#include "base/strings.h"
+#include "cli/cellctl/json.h"
+#include "cli/cellctl/session_client.h"
+#include "ipc/messages.h"
+
+namespace cellhouse::cli {
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;  // NOLINT: written by the SIGINT handler only
+
+void OnInterrupt(int) { g_interrupted = 1; }
+
+// Ctrl-C during a generation cancels it instead of killing cellctl.
+void CatchInterrupt() {
+  struct sigaction sa {};
+  sa.sa_handler = OnInterrupt;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+}
+
+int ExitFor(const std::optional<api::Error>& error) {
+  if (error && error->code() == api::SESSION_ENDED) return kExitSessionEnded;
+  return kExitRefused;
+}
+
+int Fail(const std::string& what, const std::optional<api::Error>& error) {
+  std::string code = error ? " [" + ipc::ErrorCodeName(error->code()) + "]" : "";
+  std::fprintf(stderr, "cellctl: %s%s\n", what.c_str(), code.c_str());
+  return error ? ExitFor(error) : kExitUnreachable;
+}
+
+// Options shared by generate, chat and attach: what each turn asks for.
+struct TurnFlags {
+  int64_t max_tokens = 0;
+  double temperature = 1.0;
+  double top_p = 0.9;
+  int64_t seed = -1;
+  bool stats = false;
+
+  void Register(FlagSet& flags) {
+    flags.Int("max-tokens", &max_tokens, "N", "new tokens per turn (0: the policy's maximum)");
+    flags.Double("temperature", &temperature, "T", "0 is greedy decoding");
+    flags.Double("top-p", &top_p, "P", "nucleus sampling threshold in (0, 1]");
+    flags.Int("seed", &seed, "S", "sampler seed (default: random)");
+    flags.Bool("stats", &stats, "print token counts and speeds to stderr after each turn");
+  }
+  api::Generate Make(const std::string& prompt) const {
+    api::Generate g;
+    g.set_prompt(prompt);
+    if (max_tokens > 0) g.set_max_new_tokens(static_cast<uint32_t>(max_tokens));
+    g.set_temperature(static_cast<float>(temperature));
+    g.set_top_p(static_cast<float>(top_p));
+    if (seed >= 0) g.set_seed(static_cast<uint64_t>(seed));
+    return g;
+  }
+};
+
+void PrintStats(const api::Done& d) {
+  std::fprintf(stderr,
+               "[%u prompt tokens, %u generated, first token %.1f ms, prefill %.1f tok/s, "
+               "decode %.1f tok/s, context %u, %s]\n",
+               d.prompt_tokens(), d.generated_tokens(),
+               static_cast<double>(d.time_to_first_token_us()) / 1000.0,
+               d.prefill_tokens_per_second(), d.decode_tokens_per_second(), d.context_used(),
+               api::Done::StopReason_Name(d.stop_reason()).c_str());
+}
+
+// Runs one turn, streaming text to stdout. Returns an exit status.
+int RunTurn(SessionClient& session, const TurnFlags& turn, const std::string& prompt) {
+  g_interrupted = 0;
+  Result<api::Done> done = session.Generate(
+      turn.Make(prompt),
+      [](const api::Piece& p) {
+        std::fwrite(p.text().data(), 1, p.text().size(), stdout);
+        std::fflush(stdout);
+      },
+      [] { return g_interrupted != 0; });
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  if (!done) return Fail(done.error().message(), session.last_error());
+  if (turn.stats) PrintStats(*done);
+  return kExitOk;
+}
+
+// One line a turn until end of input or /quit; works with a pipe as well as a terminal.
+int ChatLoop(SessionClient& session, const TurnFlags& turn) {
+  bool tty = ::isatty(STDIN_FILENO) == 1;
+  if (tty) {
+    std::fprintf(stderr, "session %s (policy %s, context %u tokens). /quit or Ctrl-D ends it.\n",
+                 ipc::IdToHex(session.opened().session_id()).c_str(),
+                 session.opened().policy().c_str(), session.ready().context_length());
+  }
+  std::string line;
+  for (;;) {
+    if (tty) std::fputs("> ", stderr);
+    if (!std::getline(std::cin, line)) break;
+    std::string_view text = Trim(line);
+    if (text.empty()) continue;
+    if (text == "/quit" || text == "/exit") break;
+    int status = RunTurn(session, turn, std::string(text));
+    if (status != kExitOk) return status;
+  }
+  Status closed = session.Close();
+  if (!closed) return Fail(closed.error().message(), session.last_error());
+  return kExitOk;
+}
+
+Result<std::string> HexArg(const std::string& text, const char* what) {
+  CH_ASSIGN_OR_RETURN(std::vector<std::byte> bytes, HexDecode(text, what));
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+std::string Duration(uint64_t ms) {
+  if (ms < 1000) return std::to_string(ms) + "ms";
+  if (ms < 120'000) return std::to_string(ms / 1000) + "s";
+  if (ms < 7'200'000) return std::to_string(ms / 60'000) + "m";
+  return std::to_string(ms / 3'600'000) + "h";
+}
+
+// Parses a subcommand's flags; returns an exit status when it should stop (help or error).
+std::optional<int> ParseFlags(FlagSet& flags, const std::vector<std::string>& args,
+                              std::vector<std::string>* positional) {
+  Result<std::vector<std::string>> rest = flags.Parse(args);
+  if (!rest) {
+    std::fprintf(stderr, "cellctl: %s\n", rest.error().message().c_str());
+    return kExitUsage;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return kExitOk;
+  }
+  *positional = std::move(*rest);
+  return std::nullopt;
+}
+
+}  // namespace
+
+int CmdGenerate(const GlobalOptions& global, const std::vector<std::string>& args) {
+  std::string prompt, policy;
+  int64_t max_context = 0;
+  TurnFlags turn;
+  FlagSet flags("cellctl generate --prompt TEXT [options]",
+                "Opens a session, streams the text generated after the prompt to stdout, closes.");
+  flags.String("prompt", &prompt, "TEXT", "the prompt (required)");
+  flags.String("policy", &policy, "NAME", "policy to run under (default: your default)");
+  flags.Int("max-context", &max_context, "N", "context length (default: the policy's)");
+  turn.Register(flags);
+  std::vector<std::string> rest;
+  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
+  if (!rest.empty()) {
+    std::fprintf(stderr, "cellctl generate: unexpected argument %s\n", Quote(rest[0]).c_str());
+    return kExitUsage;
+  }
+  if (!flags.IsSet("prompt")) {
+    std::fprintf(stderr, "cellctl generate: --prompt is required\n");
+    return kExitUsage;
+  }
+  CatchInterrupt();
+  Result<SessionClient> session = SessionClient::Open(
+      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)});
+  if (!session) return Fail(session.error().message(), std::nullopt);
+  int status = RunTurn(*session, turn, prompt);
+  if (status != kExitOk) return status;
+  Status closed = session->Close();
+  if (!closed) return Fail(closed.error().message(), session->last_error());
+  return kExitOk;
+}
+
+int CmdChat(const GlobalOptions& global, const std::vector<std::string>& args) {
+  std::string policy;
+  int64_t max_context = 0;
+  TurnFlags turn;
+  FlagSet flags("cellctl chat [options]",
+                "An interactive multi-turn session: one line a turn, from a terminal or a pipe.\n"
+                "The conversation is kept between turns. /quit or end of input closes it.");
+  flags.String("policy", &policy, "NAME", "policy to run under");
+  flags.Int("max-context", &max_context, "N", "context length (default: the policy's)");
+  turn.Register(flags);
+  std::vector<std::string> rest;
+  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
+  CatchInterrupt();
+  Result<SessionClient> session = SessionClient::Open(
+      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)});
+  if (!session) return Fail(session.error().message(), std::nullopt);
+  return ChatLoop(*session, turn);
+}
+
+int CmdOpen(const GlobalOptions& global, const std::vector<std::string>& args) {
+  std::string policy;
+  int64_t max_context = 0;
+  FlagSet flags("cellctl open [--policy NAME]",
+                "Opens a session and prints its id and re-attach token; the session then waits\n"
+                "(detached) for `cellctl attach ID --token T` within its idle timeout.");
+  flags.String("policy", &policy, "NAME", "policy to run under");
+  flags.Int("max-context", &max_context, "N", "context length (default: the policy's)");
+  std::vector<std::string> rest;
+  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
+  Result<SessionClient> session = SessionClient::Open(
+      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)});
+  if (!session) return Fail(session.error().message(), std::nullopt);
+  const api::SessionOpened& o = session->opened();
+  if (global.json) {
+    JsonObject j;
+    j.Add("session_id", ipc::IdToHex(o.session_id()))
+        .Add("token", ipc::IdToHex(o.token()))
+        .Add("policy", o.policy())
+        .Add("context_length", o.context_length())
+        .Add("idle_timeout_ms", o.idle_timeout_ms());
+    std::puts(j.Render().c_str());
+  } else {
+    std::printf("session %s\ntoken %s\n", ipc::IdToHex(o.session_id()).c_str(),
+                ipc::IdToHex(o.token()).c_str());
+  }
+  session->Detach();
+  return kExitOk;
+}
+
+int CmdAttach(const GlobalOptions& global, const std::vector<std::string>& args) {
+  std::string token, prompt;
+  TurnFlags turn;
+  FlagSet flags("cellctl attach ID --token T [--prompt TEXT]",
+                "Re-attaches to your session ID and continues its conversation: one turn with\n"
+                "--prompt, otherwise interactively as `cellctl chat`.");
+  flags.String("token", &token, "T", "the token `cellctl open` printed (required)");
+  flags.String("prompt", &prompt, "TEXT", "run one turn and close the session");
+  turn.Register(flags);
+  std::vector<std::string> rest;
+  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
+  if (rest.size() != 1 || token.empty()) {
+    std::fprintf(stderr, "cellctl attach: expected a session ID and --token; see --help\n");
+    return kExitUsage;
+  }
+  Result<std::string> id = HexArg(rest[0], "session ID");
+  Result<std::string> tok = HexArg(token, "--token");
+  if (!id || !tok) {
+    std::fprintf(stderr, "cellctl attach: %s\n",
+                 (!id ? id.error() : tok.error()).message().c_str());
+    return kExitUsage;
+  }
+  CatchInterrupt();
+  Result<SessionClient> session = SessionClient::Attach(global.socket, *id, *tok);
+  if (!session) return Fail(session.error().message(), std::nullopt);
+  if (!flags.IsSet("prompt")) return ChatLoop(*session, turn);
+  int status = RunTurn(*session, turn, prompt);
+  if (status != kExitOk) return status;
+  Status closed = session->Close();
+  return closed ? kExitOk : Fail(closed.error().message(), session->last_error());
+}
+
+namespace {
+
+// Sends an admin request; prints the error and returns its exit status, or nullopt when the
+// response is not an error.
+std::optional<int> Admin(const GlobalOptions& global, const api::Request& request,
+                         api::Response* response) {
+  Result<api::Response> r = AdminRequest(global.socket, request);
+  if (!r) return Fail(r.error().message(), std::nullopt);
+  if (r->has_error()) return Fail(r->error().message(), r->error());
+  *response = std::move(*r);
+  return std::nullopt;
+}
+
+}  // namespace
+
+int CmdSessions(const GlobalOptions& global, const std::vector<std::string>& args) {
+  FlagSet flags("cellctl sessions", "Lists your sessions (root sees every tenant's).");
+  std::vector<std::string> rest;
+  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
+  api::Request request;
+  request.mutable_list_sessions();
+  api::Response response;
+  if (auto failed = Admin(global, request, &response)) return *failed;
+  const auto& sessions = response.sessions().sessions();
+  if (global.json) {
+    std::vector<std::string> items;
+    for (const api::SessionInfo& s : sessions) {
+      JsonObject j;
+      j.Add("session_id", ipc::IdToHex(s.session_id()))
+          .Add("tenant_uid", s.tenant_uid())
+          .Add("policy", s.policy())
+          .Add("worker_pid", s.worker_pid())
+          .Add("host_uid", s.host_uid())
+          .Add("age_ms", s.age_ms())
+          .Add("idle_ms", s.idle_ms())
+          .Add("tokens_generated", s.tokens_generated())
+          .Add("context_used", s.context_used())
+          .Add("memory_bytes", s.memory_bytes())
+          .Add("attached", s.attached());
+      items.push_back(j.Render());
+    }
+    std::puts(JsonArray(items).c_str());
+    return kExitOk;
+  }
+  std::printf("%-32s %6s %-12s %7s %6s %6s %7s %6s %10s %s\n", "ID", "UID", "POLICY", "PID", "AGE",
+              "IDLE", "TOKENS", "CTX", "MEMORY", "ATTACHED");
+  for (const api::SessionInfo& s : sessions) {
+    std::printf("%-32s %6u %-12s %7d %6s %6s %7llu %6u %10s %s\n",
+                ipc::IdToHex(s.session_id()).c_str(), s.tenant_uid(), s.policy().c_str(),
+                s.worker_pid(), Duration(s.age_ms()).c_str(), Duration(s.idle_ms()).c_str(),
+                static_cast<unsigned long long>(s.tokens_generated()), s.context_used(),
+                FormatBytes(s.memory_bytes()).c_str(), s.attached() ? "yes" : "no");
+  }
+  return kExitOk;
+}
+
+int CmdKill(const GlobalOptions& global, const std::vector<std::string>& args) {
+  FlagSet flags("cellctl kill ID", "Ends a session now. Your own sessions; root may end any.");
+  std::vector<std::string> rest;
+  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
+  if (rest.size() != 1) {
+    std::fprintf(stderr, "cellctl kill: expected one session ID; see --help\n");
+    return kExitUsage;
+  }
+  Result<std::string> id = HexArg(rest[0], "session ID");
+  if (!id) {
+    std::fprintf(stderr, "cellctl kill: %s\n", id.error().message().c_str());
+    return kExitUsage;
+  }
+  api::Request request;
+  request.mutable_kill_session()->set_session_id(*id);
+  api::Response response;
+  if (auto failed = Admin(global, request, &response)) return *failed;
+  if (!global.json) std::printf("%s\n", response.ack().message().c_str());
+  return kExitOk;
+}
+
+int CmdStatus(const GlobalOptions& global, const std::vector<std::string>& args) {
+  FlagSet flags("cellctl status", "Shows celld's version, model, sessions and memory.");
+  std::vector<std::string> rest;
+  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
+  api::Request request;
+  request.mutable_status();
+  api::Response response;
+  if (auto failed = Admin(global, request, &response)) return *failed;
+  const api::ServerStatus& s = response.status();
+  if (global.json) {
+    JsonObject j;
+    j.Add("version", s.version())
+        .Add("model", s.model())
+        .Add("sessions_active", s.sessions_active())
+        .Add("sessions_admitted", s.sessions_admitted())
+        .Add("sessions_refused", s.sessions_refused())
+        .Add("memory_budget_bytes", s.memory_budget_bytes())
+        .Add("memory_committed_bytes", s.memory_committed_bytes())
+        .Add("weights_bytes", s.weights_bytes())
+        .Add("weights_resident_bytes", s.weights_resident_bytes())
+        .Add("cgroup_driver", s.cgroup_driver());
+    std::puts(j.Render().c_str());
+    return kExitOk;
+  }
+  std::printf("celld %s\nmodel: %s\nweights: %s mapped, %s resident\n"
+              "sessions: %u active, %llu admitted, %llu refused\n"
+              "memory: %s of %s committed\ncgroups: %s\n",
+              s.version().c_str(), s.model().c_str(), FormatBytes(s.weights_bytes()).c_str(),
+              FormatBytes(s.weights_resident_bytes()).c_str(), s.sessions_active(),
+              static_cast<unsigned long long>(s.sessions_admitted()),
+              static_cast<unsigned long long>(s.sessions_refused()),
+              FormatBytes(s.memory_committed_bytes()).c_str(),
+              FormatBytes(s.memory_budget_bytes()).c_str(), s.cgroup_driver().c_str());
+  return kExitOk;
+}
+
+int CmdReload(const GlobalOptions& global, const std::vector<std::string>& args) {
+  FlagSet flags("cellctl reload",
+                "Asks celld to re-read its policy directory (root only). All files valid: the\n"
+                "new set replaces the old at once. Any invalid: the old set stays, the error is\n"
+                "printed and the exit status is 1. Running sessions keep their policy.");
+  std::vector<std::string> rest;
+  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
+  api::Request request;
+  request.mutable_reload_policies();
+  api::Response response;
+  if (auto failed = Admin(global, request, &response)) return *failed;
+  std::printf("%s\n", response.ack().message().c_str());
+  return kExitOk;
+}
+
+int CmdPolicyList(const GlobalOptions& global, const std::vector<std::string>& args) {
+  FlagSet flags("cellctl policy list", "Lists the policies celld has loaded.");
+  std::vector<std::string> rest;
+  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
+  api::Request request;
+  request.mutable_list_policies();
+  api::Response response;
+  if (auto failed = Admin(global, request, &response)) return *failed;
+  if (global.json) {
+    std::vector<std::string> items;
+    for (const api::PolicySummary& p : response.policies().policies()) {
+      JsonObject j;
+      j.Add("name", p.name())
+          .Add("source", p.source())
+          .Add("description", p.description())
+          .Add("context_length", p.context_length())
+          .Add("memory_max_bytes", p.memory_max_bytes())
+          .Add("active_sessions", p.active_sessions());
+      items.push_back(j.Render());
+    }
+    std::puts(JsonArray(items).c_str());
+    return kExitOk;
+  }
+  std::printf("%-16s %8s %10s %7s  %s\n", "NAME", "CONTEXT", "MEMORY", "ACTIVE", "DESCRIPTION");
+  for (const api::PolicySummary& p : response.policies().policies()) {
+    std::printf("%-16s %8u %10s %7u  %s\n", p.name().c_str(), p.context_length(),
+                FormatBytes(p.memory_max_bytes()).c_str(), p.active_sessions(),
+                p.description().c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace cellhouse::cli

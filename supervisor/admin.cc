@@ -1,0 +1,205 @@
+// Administrative requests (sessions, kill, policies, status, reload), the policy set, the
+// systemd status line and the shutdown drain.
+#include <signal.h>
+
+#include <spdlog/spdlog.h>
+
+#include "base/strings.h"
+#include "ipc/messages.h"
+#include "ipc/worker_contract.h"
+#include "supervisor/supervisor.h"
+
+namespace cellhouse::supervisor {
+
+void LogIfError(const Status& status, std::string_view what) {
+  if (!status) spdlog::error("{}: {}", what, status.error().message());
+}
+
+void Supervisor::ListSessions(Connection& conn) {
+  api::Response response;
+  api::SessionList* list = response.mutable_sessions();
+  int64_t now = clock_.NowNanos();
+  for (const auto& [id, s] : sessions_) {
+    // A tenant sees its own sessions; root sees all.
+    if (conn.peer.uid != 0 && conn.peer.uid != s.tenant_uid) continue;
+    if (s.state == Session::State::kSpawning) continue;
+    api::SessionInfo* info = list->add_sessions();
+    info->set_session_id(id);
+    info->set_tenant_uid(s.tenant_uid);
+    info->set_policy(s.policy->name());
+    info->set_worker_pid(s.worker.pid());
+    info->set_age_ms(static_cast<uint64_t>((now - s.created_ns) / kNanosPerMilli));
+    info->set_idle_ms(s.attached ? s.idle_ms
+                                 : static_cast<uint64_t>((now - s.detached_since_ns) /
+                                                         kNanosPerMilli));
+    info->set_tokens_generated(s.tokens_generated);
+    info->set_context_used(s.context_used);
+    info->set_attached(s.attached);
+    info->set_host_uid(s.host_id_first + ipc::kWorkerInsideUid);
+    if (s.cgroup) {
+      auto bytes = s.cgroup->MemoryCurrent();
+      if (bytes) info->set_memory_bytes(*bytes);
+    }
+  }
+  Reply(conn, response);
+}
+
+void Supervisor::KillSession(Connection& conn, const api::KillSession& kill) {
+  Session* session = FindSession(kill.session_id());
+  if (session == nullptr || (conn.peer.uid != 0 && conn.peer.uid != session->tenant_uid) ||
+      session->state == Session::State::kSpawning) {
+    Reply(conn, ipc::MakeError(api::NOT_FOUND, "no session " + ipc::IdToHex(kill.session_id()) +
+                                                   " visible to uid " +
+                                                   std::to_string(conn.peer.uid)));
+    return;
+  }
+  std::string by = conn.peer.uid == session->tenant_uid ? "its owner" : "an administrator";
+  spdlog::info("session {} killed by uid {}", ipc::IdToHex(session->id), conn.peer.uid);
+  EndSession(*session, api::KILLED, "the session was killed by " + by, /*graceful=*/false);
+  Reply(conn, ipc::MakeAck("session " + ipc::IdToHex(kill.session_id()) + " killed"));
+}
+
+void Supervisor::ListPolicies(Connection& conn) {
+  api::Response response;
+  api::PolicyList* list = response.mutable_policies();
+  std::map<std::string, uint32_t> active;
+  for (const auto& [id, s] : sessions_) {
+    if (s.state == Session::State::kRunning) ++active[s.policy->name()];
+  }
+  for (const auto& [name, p] : policies_) {
+    api::PolicySummary* summary = list->add_policies();
+    summary->set_name(name);
+    summary->set_source(p->source());
+    summary->set_description(p->proto().description());
+    summary->set_context_length(p->proto().budgets().context_length());
+    summary->set_memory_max_bytes(p->proto().cgroup().memory_max_bytes());
+    summary->set_active_sessions(active[name]);
+  }
+  Reply(conn, response);
+}
+
+Status Supervisor::ReloadPolicies() {
+  notifier_.Reloading();
+  Result<policy::PolicySet> loaded =
+      options_.policy_dir.empty()
+          ? policy::BuiltinPolicySet(&model_facts_)
+          : policy::LoadPolicyDirectory(options_.policy_dir, &model_facts_);
+  UpdateNotifyStatus();
+  notifier_.Ready(StatusLine());
+  if (!loaded) return std::move(loaded).error();
+  // Running sessions hold their own shared_ptr: they keep the policy they started with.
+  policies_ = std::move(*loaded);
+  std::string names;
+  for (const auto& [name, p] : policies_) names += (names.empty() ? "" : ", ") + name;
+  spdlog::info("policies loaded from {}: {}",
+               options_.policy_dir.empty() ? std::string("built-in defaults")
+                                           : options_.policy_dir,
+               names);
+  return Ok();
+}
+
+void Supervisor::Reload(Connection& conn) {
+  if (conn.peer.uid != 0) {
+    Reply(conn, ipc::MakeError(api::PERMISSION_DENIED, "only root may reload policies"));
+    return;
+  }
+  Status st = ReloadPolicies();
+  if (!st) {
+    spdlog::error("policy reload failed; the old set stays: {}", st.error().message());
+    Reply(conn, ipc::MakeError(api::POLICY_INVALID,
+                               "reload refused, the previous policies stay in force: " +
+                                   st.error().message()));
+    return;
+  }
+  Reply(conn, ipc::MakeAck("reloaded " + std::to_string(policies_.size()) + " policies"));
+}
+
+api::ServerStatus Supervisor::StatusSnapshot() const {
+  api::ServerStatus status;
+  status.set_version(CELLHOUSE_VERSION);
+  uint32_t active = 0;
+  for (const auto& [id, s] : sessions_) active += s.state == Session::State::kRunning ? 1 : 0;
+  status.set_sessions_active(active);
+  status.set_sessions_admitted(admission_ ? admission_->admitted_total() : 0);
+  status.set_sessions_refused(admission_ ? admission_->refused_total() : 0);
+  if (admission_) {
+    status.set_memory_budget_bytes(admission_->budget_bytes());
+    status.set_memory_committed_bytes(admission_->committed_bytes());
+  }
+  if (cgroups_) status.set_cgroup_driver(cgroups_->Describe());
+  if (zygote_) {
+    status.set_model(zygote_->ready().model_description());
+    status.set_weights_bytes(zygote_->ready().weights_bytes());
+    status.set_weights_resident_bytes(zygote_->ready().weights_resident_bytes());
+  }
+  return status;
+}
+
+void Supervisor::Status(Connection& conn) {
+  api::Response response;
+  *response.mutable_status() = StatusSnapshot();
+  Reply(conn, response);
+}
+
+std::string Supervisor::StatusLine() const {
+  api::ServerStatus s = StatusSnapshot();
+  return std::to_string(s.sessions_active()) + " sessions active, " +
+         std::to_string(s.sessions_admitted()) + " admitted, " +
+         std::to_string(s.sessions_refused()) + " refused";
+}
+
+void Supervisor::UpdateNotifyStatus() { notifier_.Status(StatusLine()); }
+
+void Supervisor::BeginShutdown(const std::string& why) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  spdlog::info("shutting down ({}): {} session(s) to drain", why, sessions_.size());
+  notifier_.Stopping("draining " + std::to_string(sessions_.size()) + " sessions");
+  for (const UniqueFd& l : listeners_) loop_->Remove(l.get());
+  listeners_.clear();
+  std::vector<uint64_t> waiting;
+  for (auto& [id, conn] : connections_) {
+    if (!conn.waiting_for_session) waiting.push_back(id);
+  }
+  for (uint64_t id : waiting) {
+    if (Connection* conn = FindConnection(id)) {
+      Reply(*conn, ipc::MakeError(api::SHUTTING_DOWN, "celld is shutting down"), true);
+    }
+  }
+  // Idle sessions end now; a running generation may finish within the grace period.
+  for (auto& [id, s] : sessions_) {
+    if (s.state == Session::State::kRunning && !s.generating) {
+      EndSession(s, api::SHUTDOWN, "celld is shutting down", /*graceful=*/true);
+    }
+  }
+  shutdown_timer_ =
+      loop_->AddTimer(clock_.NowNanos() + options_.shutdown_grace_ms * kNanosPerMilli, [this] {
+        shutdown_timer_ = 0;
+        for (auto& [id, s] : sessions_) {
+          if (s.state != Session::State::kEnding || !s.requested_end) {
+            EndSession(s, api::SHUTDOWN, "celld is shutting down (grace period over)",
+                       /*graceful=*/true);
+          }
+        }
+      });
+  CheckShutdownComplete();
+}
+
+void Supervisor::CheckShutdownComplete() {
+  if (!shutting_down_ || finished_ || !sessions_.empty() || !pending_spawns_.empty()) return;
+  if (shutdown_timer_ != 0) loop_->CancelTimer(shutdown_timer_);
+  shutdown_timer_ = 0;
+  if (zygote_) {
+    loop_->Remove(zygote_->process().pidfd());
+    if (loop_->Watching(zygote_->channel_fd())) loop_->Remove(zygote_->channel_fd());
+    zygote_->CloseChannel();  // it exits on EOF
+    Result<ExitStatus> st = zygote_->process().Wait();
+    if (st && !st->Success()) spdlog::warn("the zygote {}", st->ToString());
+    zygote_.reset();
+  }
+  if (cgroups_) LogIfError(cgroups_->Shutdown(), "removing cgroups at shutdown");
+  spdlog::info("shutdown complete");
+  finished_ = true;
+}
+
+}  // namespace cellhouse::supervisor

@@ -1,0 +1,204 @@
+// celld: the cellhouse supervisor. Main-only code: flags, logging, socket activation, then the
+// Supervisor's loop. See docs/ARCHITECTURE.md.
+#include <grp.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "base/flags.h"
+#include "base/process.h"
+#include "base/strings.h"
+#include "ipc/defaults.h"
+#include "ipc/unix_socket.h"
+#include "supervisor/logging.h"
+#include "supervisor/supervisor.h"
+
+namespace cellhouse::supervisor {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+
+constexpr const char* kDescription =
+    "Hosts isolated assistant sessions: every session runs in its own sandboxed worker, forked\n"
+    "from a zygote that maps the model once, read-only, for all of them.\n"
+    "\n"
+    "Started by systemd (celld.socket) it takes its listening sockets from the service manager\n"
+    "(names 'api' and 'metrics'); started by hand it binds --socket itself.\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT drain and stop (exit 0); SIGHUP reloads --policy-dir.\n"
+    "Exit status: 0 after a clean shutdown, 1 on a runtime error, 2 on a usage error.";
+
+Result<gid_t> ResolveGroup(const std::string& name) {
+  if (auto gid = ParseUint64(name, "--socket-group")) return static_cast<gid_t>(*gid);
+  group grp{};
+  group* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getgrnam_r(name.c_str(), &grp, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return Error("--socket-group " + Quote(name) + ": no such group");
+  }
+  return found->gr_gid;
+}
+
+// Sockets passed by systemd: "api" (or unnamed) serve clients, "metrics" serves Prometheus.
+Status TakeSystemdSockets(SupervisorOptions* options) {
+  char** names = nullptr;
+  int n = sd_listen_fds_with_names(1, &names);
+  if (n < 0) return Error::FromErrno(-n, "sd_listen_fds_with_names");
+  Status result = Ok();
+  for (int i = 0; i < n; ++i) {
+    int fd = SD_LISTEN_FDS_START + i;
+    std::string name = names != nullptr && names[i] != nullptr ? names[i] : "";
+    if (name == "metrics") {
+      options->inherited_metrics_fds.push_back(fd);
+      continue;
+    }
+    Status ok = ipc::CheckListeningUnixStream(fd);
+    if (!ok && result) {
+      result = Error("socket '" + name + "' passed by systemd (fd " + std::to_string(fd) +
+                     ") is unusable: " + ok.error().message() +
+                     "; celld.socket must have ListenStream= on a path. Refusing.");
+    }
+    options->inherited_api_fds.push_back(fd);
+  }
+  if (names != nullptr) {
+    for (int i = 0; i < n; ++i) std::free(names[i]);  // NOLINT: sd_listen_fds_with_names's API
+    std::free(names);                                   // NOLINT
+  }
+  return result;
+}
+
+Result<std::string> FindZygote(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  CH_ASSIGN_OR_RETURN(std::string dir, SelfExeDir());
+  for (const std::string& candidate :
+       {dir + "/cell-zygote", std::string(CELLHOUSE_LIBEXECDIR) + "/cell-zygote"}) {
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return Error("cell-zygote not found beside celld (" + dir + ") nor in " +
+               CELLHOUSE_LIBEXECDIR + "; pass --zygote PATH");
+}
+
+int Main(int argc, char** argv) {
+  SupervisorOptions options;
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): single-threaded start-up
+  const char* env_socket = std::getenv(ipc::kSocketEnvironmentVariable);
+  options.socket_path = env_socket != nullptr ? env_socket : ipc::kDefaultSocketPath;
+  std::string socket_mode = "0666", socket_group, zygote, log_level = "info";
+  int64_t heartbeat = options.heartbeat_interval_ms, worker_timeout = options.worker_timeout_ms;
+  int64_t grace = options.shutdown_grace_ms, max_sessions = 0;
+  bool no_mlock = false, insecure = false, no_cgroups = false;
+
+  FlagSet flags("celld --model FILE [--tokenizer FILE] [--socket PATH] [options]", kDescription);
+  flags.String("model", &options.zygote.model, "FILE", "llama2.c checkpoint to serve (required)");
+  flags.String("tokenizer", &options.zygote.tokenizer, "FILE",
+               "tokenizer (default: <model>.tokenizer)");
+  flags.String("socket", &options.socket_path, "PATH",
+               std::string("client socket when not started by systemd (also $") +
+                   ipc::kSocketEnvironmentVariable + ")");
+  flags.String("socket-mode", &socket_mode, "OCTAL", "permissions of the socket file");
+  flags.String("socket-group", &socket_group, "GROUP", "group owning the socket file");
+  flags.String("policy-dir", &options.policy_dir, "DIR",
+               "one policy per file; empty: the built-in default policy");
+  flags.ByteSize("memory-budget", &options.memory_budget_bytes, "BYTES",
+                 "memory sessions may commit (default: a safe share of physical memory)");
+  flags.Int("max-sessions", &max_sessions, "N", "sessions at once, all tenants (0: no cap)");
+  flags.String("gpu-inventory", &options.gpu_inventory, "FILE",
+               "GPUs to share, for hosts without NVML (see supervisor/resources/GPU.md)");
+  flags.String("metrics-listen", &options.metrics_listen, "HOST:PORT",
+               "serve Prometheus metrics over HTTP here (loopback only)");
+  flags.String("cgroup-subtree", &options.cgroup.subtree, "NAME",
+               "create session cgroups under <own cgroup>/NAME (for several daemons per cgroup)");
+  flags.String("zygote", &zygote, "PATH", "the cell-zygote binary (default: beside celld)");
+  flags.Int("heartbeat-interval-ms", &heartbeat, "MS", "how often workers report");
+  flags.Int("worker-timeout-ms", &worker_timeout, "MS",
+            "a worker silent for this long is killed");
+  flags.Int("shutdown-grace-ms", &grace, "MS",
+            "on SIGTERM, how long running generations may take to finish");
+  flags.Bool("no-mlock", &no_mlock, "do not lock the weights in memory (models larger than RAM)");
+  flags.Bool("no-cgroups", &no_cgroups, "run without per-session cgroups (no resource limits)");
+  flags.Bool("insecure-no-sandbox", &insecure,
+             "run workers WITHOUT namespaces or seccomp (benchmarks of the sandbox's cost only)");
+  flags.String("log-level", &log_level, "LEVEL", "trace, debug, info, warning, error");
+  Result<std::vector<std::string>> rest = flags.Parse(argc - 1, argv + 1);
+  if (!rest) {
+    std::fprintf(stderr, "celld: %s\n", rest.error().message().c_str());
+    return kExitUsage;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return kExitOk;
+  }
+  auto usage_error = [](const std::string& message) {
+    std::fprintf(stderr, "celld: %s\n", message.c_str());
+    return kExitUsage;
+  };
+  if (!rest->empty()) return usage_error("unexpected argument " + Quote((*rest)[0]));
+  if (options.zygote.model.empty()) return usage_error("--model FILE is required; see --help");
+  if (heartbeat <= 0 || worker_timeout <= heartbeat || grace < 0 || max_sessions < 0) {
+    return usage_error("timeouts must be positive and --worker-timeout-ms above the heartbeat");
+  }
+  options.heartbeat_interval_ms = heartbeat;
+  options.worker_timeout_ms = worker_timeout;
+  options.shutdown_grace_ms = grace;
+  options.max_sessions = static_cast<uint32_t>(max_sessions);
+  options.zygote.lock_weights = !no_mlock;
+  options.sandbox = !insecure;
+  options.use_cgroups = !no_cgroups;
+  Result<uint64_t> mode = ParseUint64(socket_mode, "--socket-mode");
+  if (!mode || socket_mode.find_first_not_of("01234567") != std::string::npos || *mode > 07777) {
+    return usage_error("--socket-mode " + Quote(socket_mode) + ": expected octal like 0660");
+  }
+  options.socket_mode = static_cast<mode_t>(std::stoul(socket_mode, nullptr, 8));
+  if (!socket_group.empty()) {
+    Result<gid_t> gid = ResolveGroup(socket_group);
+    if (!gid) return usage_error(gid.error().message());
+    options.socket_group = *gid;
+  }
+  if (Status st = SetupLogging(log_level); !st) return usage_error(st.error().message());
+
+  Result<std::string> zygote_path = FindZygote(zygote);
+  if (!zygote_path) return usage_error(zygote_path.error().message());
+  options.zygote.binary = *zygote_path;
+  if (Status st = TakeSystemdSockets(&options); !st) {
+    spdlog::critical("{}", st.error().message());
+    return kExitRuntime;
+  }
+  if (insecure) {
+    spdlog::warn("--insecure-no-sandbox: workers run WITHOUT namespaces, capabilities dropped "
+                 "or seccomp. Never use this with clients you do not trust.");
+  }
+  if (options.inherited_api_fds.empty()) {
+    // The socket's directory, as systemd's RuntimeDirectory= would make it.
+    std::string dir = options.socket_path.substr(0, options.socket_path.rfind('/'));
+    if (!dir.empty() && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      spdlog::critical("{}", Error::FromErrno(errno, "mkdir " + Quote(dir)).message());
+      return kExitRuntime;
+    }
+  }
+  RealClock clock;
+  Result<std::unique_ptr<Supervisor>> celld = Supervisor::Create(options, clock);
+  if (!celld) {
+    spdlog::critical("cannot start: {}", celld.error().message());
+    return kExitRuntime;
+  }
+  Status ran = (*celld)->Run();
+  if (!ran) {
+    spdlog::critical("event loop failed: {}", ran.error().message());
+    return kExitRuntime;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace cellhouse::supervisor
+
+int main(int argc, char** argv) { return cellhouse::supervisor::Main(argc, argv); }

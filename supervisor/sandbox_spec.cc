@@ -1,0 +1,56 @@
+#include "supervisor/sandbox_spec.h"
+
+#include <cstring>
+
+#include "ipc/worker_contract.h"
+
+namespace cellhouse::supervisor {
+
+zygote::SandboxSpec BuildSandboxSpec(const policy::CompiledPolicy& policy, uint32_t host_id_first,
+                                     zygote::SandboxSpec::CgroupPlacement placement,
+                                     const resources::GpuGrant* gpu, bool sandbox_enabled) {
+  zygote::SandboxSpec spec;
+  spec.set_cgroup(placement);
+  if (!sandbox_enabled) {
+    spec.set_disabled(true);
+    return spec;
+  }
+  spec.set_namespace_flags(policy.CloneNamespaceFlags());
+  spec.set_host_uid(host_id_first);
+  spec.set_host_gid(host_id_first);
+  spec.set_inside_uid(ipc::kWorkerInsideUid);
+  spec.set_inside_gid(ipc::kWorkerInsideGid);
+  spec.set_hostname("cell");
+  for (const policy::EffectiveRlimit& r : policy.rlimits()) {
+    zygote::Rlimit* out = spec.add_rlimits();
+    out->set_resource(r.resource);
+    out->set_soft(r.soft);
+    out->set_hard(r.hard);
+  }
+  std::span<const sock_filter> bpf = policy.bpf();
+  std::string bytes(bpf.size() * sizeof(sock_filter), '\0');
+  std::memcpy(bytes.data(), bpf.data(), bytes.size());
+  spec.set_seccomp_bpf(std::move(bytes));
+  if (gpu != nullptr) {
+    for (const std::string& env : gpu->environment) spec.add_env(env);
+    for (const std::string& node : gpu->device_nodes) spec.add_device_nodes(node);
+  }
+  return spec;
+}
+
+cgroup::Limits CgroupLimitsFor(const policy::Policy& p) {
+  cgroup::Limits limits;
+  const policy::Cgroup& c = p.cgroup();
+  limits.memory_max = c.memory_max_bytes();
+  limits.memory_high = c.memory_high_bytes();
+  limits.swap_max = c.memory_swap_max_bytes();
+  limits.pids_max = c.pids_max();
+  if (c.has_cpu_quota()) {
+    limits.cpu_quota_us = static_cast<uint32_t>(c.cpu_quota().quota_us());
+    limits.cpu_period_us = static_cast<uint32_t>(c.cpu_quota().period_us());
+  }
+  limits.cpu_weight = c.cpu_weight();
+  return limits;
+}
+
+}  // namespace cellhouse::supervisor

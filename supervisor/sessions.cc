@@ -1,0 +1,647 @@
+// A session's life in celld: open (policy, admission, host ids, cgroup, spawn request), the
+// zygote's reply, hand-off of the client connection, the worker's control messages, its end.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "base/io.h"
+#include "base/random.h"
+#include "base/strings.h"
+#include "ipc/messages.h"
+#include "ipc/packet.h"
+#include "supervisor/outcome.h"
+#include "supervisor/sandbox_spec.h"
+#include "supervisor/supervisor.h"
+#include "ipc/worker_contract.h"
+
+namespace cellhouse::supervisor {
+namespace {
+
+constexpr size_t kSessionIdBytes = 16;
+constexpr size_t kTokenBytes = 32;
+// A worker that sends more control messages than this per second is flooding.
+constexpr uint32_t kMaxWorkerMessagesPerSecond = 2000;
+// How long a SIGSYS end waits for the kernel's audit record before it is recorded without it.
+constexpr int64_t kAuditWaitNs = 200 * kNanosPerMilli;
+// Extra time after a detached session's idle timeout before celld ends it (the worker should
+// have ended itself).
+constexpr int64_t kDetachGraceNs = 2 * kNanosPerSecond;
+
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  if (!FillRandom(std::as_writable_bytes(std::span<char>(out.data(), out.size())))) {
+    // getrandom(2) cannot fail once the pool is initialised; if it did, an all-zero id would
+    // be a security bug, so stop here.
+    spdlog::critical("getrandom failed; refusing to make predictable session ids");
+    std::abort();
+  }
+  return out;
+}
+
+// Constant-time comparison: the time taken does not tell how much of a token matched.
+bool SameSecret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = static_cast<unsigned char>(diff | (a[i] ^ b[i]));
+  }
+  return diff == 0;
+}
+
+std::string Seconds(int64_t nanos) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1fs", static_cast<double>(nanos) / 1e9);
+  return buf;
+}
+
+}  // namespace
+
+Session* Supervisor::FindSession(const std::string& id) {
+  auto it = sessions_.find(id);
+  return it == sessions_.end() ? nullptr : &it->second;
+}
+
+void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
+  auto refuse = [&](api::ErrorCode code, const std::string& why, const std::string& label) {
+    if (!label.empty()) metrics_.admission_refusals.Inc({label});
+    Reply(conn, ipc::MakeError(code, why));
+  };
+  if (shutting_down_) {
+    refuse(api::SHUTTING_DOWN, "celld is shutting down and takes no new sessions", "shutdown");
+    return;
+  }
+  Result<std::shared_ptr<const policy::CompiledPolicy>> chosen =
+      policy::ChoosePolicy(policies_, open.policy(), conn.peer.uid, conn.peer.gid,
+                           conn.peer.groups);
+  if (!chosen) {
+    bool unknown = !open.policy().empty() && policies_.count(open.policy()) == 0;
+    refuse(unknown ? api::UNKNOWN_POLICY : api::PERMISSION_DENIED, chosen.error().message(),
+           unknown ? "unknown_policy" : "permission");
+    return;
+  }
+  std::shared_ptr<const policy::CompiledPolicy> pol = *chosen;
+  const policy::Policy& p = pol->proto();
+  uint32_t context = open.max_context() != 0 ? open.max_context() : p.budgets().context_length();
+  if (context > p.budgets().context_length()) {
+    refuse(api::INVALID_ARGUMENT,
+           "max_context " + std::to_string(context) + " is above policy '" + pol->name() +
+               "''s context length of " + std::to_string(p.budgets().context_length()),
+           "");
+    return;
+  }
+
+  // Admission: worst case memory, session caps, GPU share. Refusals are immediate.
+  resources::AdmissionRequest request;
+  request.tenant_uid = conn.peer.uid;
+  request.policy = pol->name();
+  request.session_bytes = policy::SessionBytes(model_facts_, context);
+  request.max_sessions_for_policy = p.budgets().max_sessions();
+  request.max_sessions_per_tenant = p.budgets().max_sessions_per_tenant();
+  if (p.has_gpu()) {
+    request.gpu = resources::GpuRequest{p.gpu().compute_fraction(), p.gpu().device_memory_bytes()};
+  }
+  Result<resources::AdmissionTicket> ticket = admission_->Admit(request);
+  if (!ticket) {
+    refuse(api::ADMISSION_REFUSED, ticket.error().message(),
+           std::string(admission_->last_refusal_label()));
+    return;
+  }
+
+  const policy::IdRange& uids = p.host_uids();
+  Result<uint32_t> host_ids =
+      host_ids_.Allocate(uids.first(), uids.count(), ipc::kIdsPerSession);
+  if (!host_ids) {
+    admission_->Release(*ticket);
+    refuse(api::ADMISSION_REFUSED, host_ids.error().message(), "host_ids");
+    return;
+  }
+
+  std::string id = RandomBytes(kSessionIdBytes);
+  Session& session = sessions_[id];
+  session.id = id;
+  session.token = RandomBytes(kTokenBytes);
+  session.tenant_uid = conn.peer.uid;
+  session.tenant_gid = conn.peer.gid;
+  session.policy = pol;
+  session.context_length = context;
+  session.host_id_first = *host_ids;
+  session.ticket = std::move(*ticket);
+  session.created_ns = clock_.NowNanos();
+  session.opener_connection = conn.id;
+
+  auto fail = [&](const std::string& why) {
+    spdlog::error("session {}: {}", ipc::IdToHex(id), why);
+    metrics_.admission_refusals.Inc({"spawn_failed"});
+    Reply(conn, ipc::MakeError(api::SPAWN_FAILED, "the session could not start: " + why));
+    ReleaseResources(session);
+    sessions_.erase(id);
+  };
+
+  std::vector<int> placement_fds;
+  zygote::SandboxSpec::CgroupPlacement placement = zygote::SandboxSpec::CGROUP_NONE;
+  if (cgroups_) {
+    Result<cgroup::SessionCgroup> cg =
+        cgroups_->CreateSession(ipc::IdToHex(id), CgroupLimitsFor(p));
+    if (!cg) {
+      fail("creating its cgroup failed: " + cg.error().message());
+      return;
+    }
+    session.cgroup.emplace(std::move(*cg));
+    placement_fds = session.cgroup->placement().RawFds();
+    placement = session.cgroup->placement().kind == cgroup::Placement::Kind::kCloneIntoCgroup
+                    ? zygote::SandboxSpec::CGROUP_V2
+                    : zygote::SandboxSpec::CGROUP_V1;
+  }
+  Result<FdPair> control = MakeSocketPair(SOCK_SEQPACKET);
+  if (!control) {
+    fail(control.error().message());
+    return;
+  }
+
+  zygote::SpawnRequest spawn;
+  spawn.set_request_id(next_spawn_request_++);
+  spawn.set_session_id(id);
+  *spawn.mutable_sandbox() =
+      BuildSandboxSpec(*pol, session.host_id_first, placement, session.ticket->gpu_grant(),
+                       options_.sandbox);
+  zygote::SessionLimits* limits = spawn.mutable_limits();
+  limits->set_context_length(context);
+  limits->set_max_new_tokens(p.budgets().max_new_tokens());
+  limits->set_heartbeat_interval_ms(static_cast<uint64_t>(options_.heartbeat_interval_ms));
+  limits->set_idle_timeout_ms(p.budgets().idle_timeout_seconds() * 1000);
+  std::vector<int> fds = {control->second.get()};
+  fds.insert(fds.end(), placement_fds.begin(), placement_fds.end());
+  Status sent = zygote_->SendSpawn(spawn, fds);
+  if (!sent) {
+    fail("asking the zygote failed: " + sent.error().message());
+    return;
+  }
+  session.control = std::move(control->first);
+  session.spawn_request_id = spawn.request_id();
+  pending_spawns_[spawn.request_id()] = id;
+  // Until the hand-off celld must not read from the client: what it sends next belongs to the
+  // worker. Stop watching the connection.
+  conn.waiting_for_session = true;
+  loop_->Remove(conn.fd.get());
+}
+
+void Supervisor::OnZygoteReadable() {
+  for (;;) {
+    auto reply = zygote_->ReceiveReply();
+    if (!reply) {
+      spdlog::error("zygote channel: {}", reply.error().message());
+      OnZygoteExit();
+      return;
+    }
+    if (reply->would_block) return;
+    if (reply->end_of_stream) {
+      loop_->Remove(zygote_->channel_fd());
+      return;
+    }
+    OnSpawnReply(reply->message, std::move(reply->fds));
+  }
+}
+
+void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<UniqueFd> fds) {
+  auto pending = pending_spawns_.find(reply.request_id());
+  if (pending == pending_spawns_.end()) {
+    spdlog::error("zygote answered unknown spawn request {}", reply.request_id());
+    return;
+  }
+  std::string id = pending->second;
+  pending_spawns_.erase(pending);
+  Session* session = FindSession(id);
+  if (session == nullptr) return;
+  Connection* opener = FindConnection(session->opener_connection);
+  UniqueFd pidfd = fds.empty() ? UniqueFd() : std::move(fds[0]);
+  pid_t pid = reply.has_spawned() ? reply.spawned().pid() : -1;
+  if (pidfd.valid()) session->worker = ChildProcess(pid, std::move(pidfd));
+
+  if (!reply.has_spawned()) {
+    std::string why = reply.failed().message().empty() ? "the zygote gave no reason"
+                                                       : reply.failed().message();
+    session->setup_failure = why;
+    session->state = Session::State::kEnding;
+    if (opener != nullptr) {
+      std::string sentence = "the session could not start: " + why;
+      Reply(*opener, ipc::MakeError(api::SPAWN_FAILED, sentence), /*then_close=*/true);
+      // Reply may close the connection on a write error; do not touch `opener` after it.
+      session->opener_connection = 0;
+    }
+    metrics_.admission_refusals.Inc({"spawn_failed"});
+    if (session->worker.valid()) {
+      // Reap it when it is gone (it exits right after reporting the step).
+      LogIfError(loop_->Add(session->worker.pidfd(), EPOLLIN,
+                                 [this, id](uint32_t) { OnWorkerExit(id); }), "session bookkeeping");
+    } else {
+      FinalizeSession(id);
+    }
+    return;
+  }
+
+  session->state = Session::State::kRunning;
+  session->running_since_ns = clock_.NowNanos();
+  session->last_heard_ns = session->running_since_ns;
+  by_pid_[pid] = id;
+  LogIfError(loop_->Add(session->worker.pidfd(), EPOLLIN,
+                             [this, id](uint32_t) { OnWorkerExit(id); }), "session bookkeeping");
+  LogIfError(loop_->Add(session->control.get(), EPOLLIN,
+                             [this, id](uint32_t) { OnControlReadable(id); }), "session bookkeeping");
+  metrics_.sessions_started.Inc({session->policy->name()});
+  metrics_.open_latency.Observe(static_cast<double>(clock_.NowNanos() - session->created_ns) /
+                                1e9);
+  ArmHeartbeatTimer(*session);
+  uint64_t lifetime = session->policy->proto().budgets().max_lifetime_seconds();
+  if (lifetime > 0) {
+    session->lifetime_timer = loop_->AddTimer(
+        session->created_ns + static_cast<int64_t>(lifetime) * kNanosPerSecond, [this, id] {
+          Session* s = FindSession(id);
+          if (s == nullptr) return;
+          s->lifetime_timer = 0;
+          EndSession(*s, api::LIFETIME_EXCEEDED,
+                     "the session reached its policy's maximum lifetime", /*graceful=*/true);
+        });
+  }
+  spdlog::info("session {} started: tenant uid {}, policy {}, worker pid {}, host uid {}",
+               ipc::IdToHex(id), session->tenant_uid, session->policy->name(), pid,
+               session->host_id_first + ipc::kWorkerInsideUid);
+  if (reply.spawned().timings_size() > 0) {
+    std::string steps;
+    for (const zygote::StepTiming& t : reply.spawned().timings()) {
+      steps += " " + t.step() + "=" + std::to_string(t.micros()) + "us";
+    }
+    spdlog::debug("session {} sandbox steps:{}", ipc::IdToHex(id), steps);
+  }
+
+  UniqueFd client = opener != nullptr ? ReleaseConnection(opener->id) : UniqueFd();
+  session->opener_connection = 0;
+  if (!client.valid()) {
+    // The opener went away while the worker started: nobody will use it.
+    EndSession(*session, api::CLOSED, "the client left before the session started",
+               /*graceful=*/false);
+    return;
+  }
+  api::Response opened;
+  api::SessionOpened* o = opened.mutable_opened();
+  o->set_session_id(id);
+  o->set_token(session->token);
+  o->set_policy(session->policy->name());
+  o->set_context_length(session->context_length);
+  o->set_max_new_tokens(session->policy->proto().budgets().max_new_tokens());
+  o->set_idle_timeout_ms(session->policy->proto().budgets().idle_timeout_seconds() * 1000);
+  // The socket buffer of a fresh connection is empty: this small write goes through whole. It
+  // must precede the hand-off so the client reads SessionOpened before the worker's Ready.
+  std::string frame = ipc::EncodeFrame(opened);
+  if (::send(client.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+      static_cast<ssize_t>(frame.size())) {
+    EndSession(*session, api::CLOSED, "the client left before the session started",
+               /*graceful=*/false);
+    return;
+  }
+  HandOff(*session, std::move(client), /*reattach=*/false);
+}
+
+void Supervisor::HandOff(Session& session, UniqueFd client, bool reattach) {
+  UniqueFd dup(::fcntl(client.get(), F_DUPFD_CLOEXEC, 0));
+  control::SupervisorMessage attach;
+  attach.mutable_attach_client()->set_reattach(reattach);
+  int fd = client.get();
+  Status sent = ipc::SendMessage(session.control.get(), attach, std::span<const int>(&fd, 1));
+  if (!sent) {
+    EndSession(session, api::WORKER_CRASHED,
+               "the worker could not take the connection: " + sent.error().message(),
+               /*graceful=*/false);
+    return;
+  }
+  session.client_dup = std::move(dup);
+  session.attached = true;
+  session.detached_since_ns = 0;
+  if (session.detach_timer != 0) {
+    loop_->CancelTimer(session.detach_timer);
+    session.detach_timer = 0;
+  }
+}
+
+void Supervisor::AttachSession(Connection& conn, const api::AttachSession& attach) {
+  Session* session = FindSession(attach.session_id());
+  // One answer for "no such id", "not yours" and "wrong token": ids are secrets too, and the
+  // reply must not tell another uid that a session exists.
+  if (session == nullptr || session->tenant_uid != conn.peer.uid ||
+      !SameSecret(session->token, attach.token()) ||
+      session->state != Session::State::kRunning) {
+    Reply(conn, ipc::MakeError(api::NOT_FOUND, "no running session " +
+                                                   ipc::IdToHex(attach.session_id()) +
+                                                   " with that token belongs to uid " +
+                                                   std::to_string(conn.peer.uid)));
+    return;
+  }
+  UniqueFd client = ReleaseConnection(conn.id);
+  session->client_dup.reset();  // the old connection, if any: the worker drops it too
+  HandOff(*session, std::move(client), /*reattach=*/true);
+  spdlog::info("session {} re-attached by uid {}", ipc::IdToHex(session->id), session->tenant_uid);
+}
+
+void Supervisor::ArmHeartbeatTimer(Session& session) {
+  std::string id = session.id;
+  session.heartbeat_timer = loop_->AddTimer(
+      session.last_heard_ns + options_.worker_timeout_ms * kNanosPerMilli, [this, id] {
+        Session* s = FindSession(id);
+        if (s == nullptr) return;
+        s->heartbeat_timer = 0;
+        if (s->state != Session::State::kRunning) return;
+        if (clock_.NowNanos() - s->last_heard_ns >= options_.worker_timeout_ms * kNanosPerMilli) {
+          EndSession(*s, api::UNRESPONSIVE,
+                     "the session's worker stopped answering for " +
+                         std::to_string(options_.worker_timeout_ms) + " ms",
+                     /*graceful=*/false);
+          return;
+        }
+        ArmHeartbeatTimer(*s);
+      });
+}
+
+void Supervisor::OnControlReadable(const std::string& id) {
+  Session* session = FindSession(id);
+  if (session == nullptr) return;
+  // Bounded per wake-up so one worker cannot monopolise the loop.
+  for (int i = 0; i < 64; ++i) {
+    auto received = ipc::ReceiveMessage<control::WorkerMessage>(
+        session->control.get(), {.max_bytes = 64 * 1024, .max_fds = 0, .nonblocking = true});
+    if (!received) {
+      EndSession(*session, api::PROTOCOL_VIOLATION,
+                 "the worker sent an invalid control message: " + received.error().message(),
+                 /*graceful=*/false);
+      return;
+    }
+    if (received->would_block) return;
+    if (received->end_of_stream) {
+      // The worker is ending; its pidfd reports how.
+      loop_->Remove(session->control.get());
+      return;
+    }
+    int64_t now = clock_.NowNanos();
+    if (now - session->message_window_start_ns >= kNanosPerSecond) {
+      session->message_window_start_ns = now;
+      session->messages_this_second = 0;
+    }
+    if (++session->messages_this_second > kMaxWorkerMessagesPerSecond) {
+      EndSession(*session, api::PROTOCOL_VIOLATION,
+                 "the worker flooded its control channel", /*graceful=*/false);
+      return;
+    }
+    session->last_heard_ns = now;
+    OnWorkerMessage(*session, received->message);
+    session = FindSession(id);
+    if (session == nullptr || session->state != Session::State::kRunning) return;
+  }
+}
+
+void Supervisor::OnWorkerMessage(Session& session, const control::WorkerMessage& message) {
+  const uint32_t max_new = session.policy->proto().budgets().max_new_tokens();
+  switch (message.kind_case()) {
+    case control::WorkerMessage::kHello:
+      return;
+    case control::WorkerMessage::kHeartbeat: {
+      const control::Heartbeat& h = message.heartbeat();
+      // Claims that cannot be true end the session: a worker that lies is not believed.
+      if (h.context_used() > session.context_length ||
+          h.tokens_generated() < session.tokens_generated ||
+          h.kv_bytes_in_use() > uint64_t{session.context_length} *
+                                    model_facts_.kv_bytes_per_token) {
+        metrics_.worker_reports_dropped.Inc({"heartbeat"});
+        EndSession(session, api::PROTOCOL_VIOLATION,
+                   "the worker reported impossible usage", /*graceful=*/false);
+        return;
+      }
+      session.tokens_generated = h.tokens_generated();
+      session.context_used = h.context_used();
+      session.kv_bytes_in_use = h.kv_bytes_in_use();
+      session.generating = h.generating();
+      session.idle_ms = h.idle_ms();
+      return;
+    }
+    case control::WorkerMessage::kReport: {
+      const control::GenerationReport& r = message.report();
+      if (r.inter_token_us_size() > 4096 || r.generated_tokens() > max_new) {
+        metrics_.worker_reports_dropped.Inc({"report"});
+        EndSession(session, api::PROTOCOL_VIOLATION,
+                   "the worker reported an impossible generation", /*graceful=*/false);
+        return;
+      }
+      session.generating = false;
+      metrics_.tokens_generated.Inc({session.policy->name()}, r.generated_tokens());
+      if (r.generated_tokens() > 0) {
+        metrics_.time_to_first_token.Observe(static_cast<double>(r.time_to_first_token_us()) /
+                                             1e6);
+      }
+      for (uint32_t us : r.inter_token_us()) {
+        metrics_.inter_token_latency.Observe(static_cast<double>(us) / 1e6);
+      }
+      if (shutting_down_) {
+        EndSession(session, api::SHUTDOWN, "celld is shutting down", /*graceful=*/true);
+      }
+      return;
+    }
+    case control::WorkerMessage::kDetached: {
+      // The worker let go of the connection (the client left, or sent garbage): let go of our
+      // copy too, so the client sees the connection close.
+      session.client_dup.reset();
+      session.attached = false;
+      session.detached_since_ns = clock_.NowNanos();
+      if (shutting_down_) {
+        EndSession(session, api::SHUTDOWN, "celld is shutting down", /*graceful=*/true);
+        return;
+      }
+      int64_t idle = static_cast<int64_t>(
+                         session.policy->proto().budgets().idle_timeout_seconds()) *
+                     kNanosPerSecond;
+      std::string id = session.id;
+      if (session.detach_timer != 0) loop_->CancelTimer(session.detach_timer);
+      session.detach_timer =
+          loop_->AddTimer(session.detached_since_ns + idle + kDetachGraceNs, [this, id] {
+            Session* s = FindSession(id);
+            if (s == nullptr) return;
+            s->detach_timer = 0;
+            EndSession(*s, api::IDLE_TIMEOUT,
+                       "nobody re-attached within the session's idle timeout",
+                       /*graceful=*/false);
+          });
+      return;
+    }
+    case control::WorkerMessage::KIND_NOT_SET:
+      break;
+  }
+}
+
+void Supervisor::EndSession(Session& session, api::SessionOutcome outcome,
+                            const std::string& reason, bool graceful) {
+  if (!session.requested_end) {
+    session.requested_end = outcome;
+    session.requested_reason = reason;
+  }
+  session.state = Session::State::kEnding;
+  if (!session.worker.valid()) return;  // still spawning: the reply will find it ending
+  if (graceful && session.control.valid()) {
+    control::SupervisorMessage stop;
+    stop.mutable_stop()->set_grace_ms(static_cast<uint64_t>(options_.stop_grace_ms));
+    stop.mutable_stop()->set_reason(reason);
+    if (ipc::SendMessage(session.control.get(), stop) && session.kill_timer == 0) {
+      std::string id = session.id;
+      session.kill_timer = loop_->AddTimer(
+          clock_.NowNanos() + options_.stop_grace_ms * kNanosPerMilli, [this, id] {
+            Session* s = FindSession(id);
+            if (s == nullptr) return;
+            s->kill_timer = 0;
+            LogIfError(s->worker.Kill(SIGKILL), "session bookkeeping");
+          });
+      return;
+    }
+  }
+  Status killed = session.worker.Kill(SIGKILL);
+  if (!killed) spdlog::error("session {}: {}", ipc::IdToHex(session.id), killed.error().message());
+}
+
+void Supervisor::OnAuditReadable() {
+  for (const SeccompRecord& record : audit_->Drain()) {
+    auto it = by_pid_.find(record.pid);
+    if (it == by_pid_.end()) continue;  // not one of our workers
+    Session* session = FindSession(it->second);
+    if (session != nullptr && !session->seccomp_syscall) {
+      session->seccomp_syscall = record.syscall_name;
+    }
+  }
+}
+
+void Supervisor::OnWorkerExit(const std::string& id) {
+  Session* session = FindSession(id);
+  if (session == nullptr || !session->worker.valid() || session->worker.reaped()) return;
+  Result<std::optional<ExitStatus>> status = session->worker.TryReap();
+  if (!status) {
+    spdlog::error("session {}: {}", ipc::IdToHex(id), status.error().message());
+    return;
+  }
+  if (!status->has_value()) return;  // spurious wake-up
+  session->exit_status = **status;
+  loop_->Remove(session->worker.pidfd());
+  if (session->control.valid()) loop_->Remove(session->control.get());
+  const ExitStatus& st = **status;
+  if (st.kind == ExitStatus::Kind::kSignaled && st.signal == SIGSYS && audit_) {
+    OnAuditReadable();
+    session = FindSession(id);
+    if (session != nullptr && !session->seccomp_syscall) {
+      // The kernel queues the audit record before the kill, but delivers it from a kernel
+      // thread: give it a moment.
+      session->finalize_timer = loop_->AddTimer(clock_.NowNanos() + kAuditWaitNs, [this, id] {
+        OnAuditReadable();
+        FinalizeSession(id);
+      });
+      return;
+    }
+  }
+  FinalizeSession(id);
+}
+
+void Supervisor::FinalizeSession(const std::string& id) {
+  Session* session = FindSession(id);
+  if (session == nullptr) return;
+  EndFacts facts;
+  facts.status = session->exit_status.value_or(ExitStatus{});
+  facts.requested = session->requested_end;
+  facts.requested_reason = session->requested_reason;
+  facts.setup_failure = session->setup_failure;
+  facts.seccomp_syscall = session->seccomp_syscall;
+  if (session->cgroup) {
+    facts.memory_limit_bytes = session->cgroup->limits().memory_max;
+    auto oom = session->cgroup->OomKills();
+    if (oom) facts.oom_kills = *oom;
+  }
+  SessionEnd end = ClassifyEnd(facts);
+  if (end.outcome != api::CLOSED && session->client_dup.valid()) {
+    std::string frame =
+        ipc::EncodeFrame(ipc::MakeError(api::SESSION_ENDED, end.message, end.outcome));
+    // Best effort: a client that does not read loses this, never celld's time.
+    static_cast<void>(::send(session->client_dup.get(), frame.data(), frame.size(),
+                             MSG_NOSIGNAL | MSG_DONTWAIT));
+  }
+  metrics_.sessions_ended.Inc({session->policy->name(), end.reason_label});
+  if (end.outcome == api::SECCOMP_VIOLATION) {
+    metrics_.seccomp_violations.Inc({session->seccomp_syscall.value_or("unknown")});
+  }
+  int64_t lived = clock_.NowNanos() - session->created_ns;
+  auto level = end.outcome == api::CLOSED || end.outcome == api::IDLE_TIMEOUT ||
+                       end.outcome == api::SHUTDOWN
+                   ? spdlog::level::info
+                   : spdlog::level::warn;
+  spdlog::log(level, "session {} ended: tenant uid {}, policy {}, worker pid {}, outcome {}, "
+              "duration {}: {}",
+              ipc::IdToHex(id), session->tenant_uid, session->policy->name(),
+              session->worker.pid(), api::SessionOutcome_Name(end.outcome), Seconds(lived),
+              end.message);
+  ReleaseResources(*session);
+  if (session->worker.valid()) by_pid_.erase(session->worker.pid());
+  sessions_.erase(id);
+  UpdateNotifyStatus();
+  CheckShutdownComplete();
+}
+
+void Supervisor::ReleaseResources(Session& session) {
+  for (TimerId* t : {&session.heartbeat_timer, &session.lifetime_timer, &session.detach_timer,
+                     &session.kill_timer, &session.finalize_timer}) {
+    if (*t != 0) loop_->CancelTimer(*t);
+    *t = 0;
+  }
+  if (session.cgroup && !session.cgroup->removed()) {
+    Status removed = session.cgroup->Remove();
+    if (!removed) {
+      spdlog::error("session {}: removing its cgroup: {}", ipc::IdToHex(session.id),
+                    removed.error().message());
+    }
+  }
+  if (session.host_id_first != 0) host_ids_.Release(session.host_id_first);
+  session.host_id_first = 0;
+  if (session.ticket) admission_->Release(*session.ticket);
+  session.ticket.reset();
+  if (session.control.valid() && loop_->Watching(session.control.get())) {
+    loop_->Remove(session.control.get());
+  }
+  session.control.reset();
+  session.client_dup.reset();
+}
+
+void Supervisor::OnZygoteExit() {
+  if (!zygote_) return;
+  loop_->Remove(zygote_->process().pidfd());
+  if (loop_->Watching(zygote_->channel_fd())) loop_->Remove(zygote_->channel_fd());
+  auto st = zygote_->process().TryReap();
+  std::string how = st && st->has_value() ? (*st)->ToString() : "channel failed";
+  if (!shutting_down_) {
+    spdlog::critical("the zygote ended unexpectedly ({}); no new sessions can start. Running "
+                     "sessions continue; shutting down.",
+                     how);
+    BeginShutdown("the zygote ended");
+  }
+  // Requests it never answered fail now.
+  for (const auto& [request, id] : pending_spawns_) {
+    Session* session = FindSession(id);
+    if (session == nullptr) continue;
+    session->setup_failure = "the zygote ended before starting the worker";
+    if (Connection* opener = FindConnection(session->opener_connection)) {
+      Reply(*opener, ipc::MakeError(api::SPAWN_FAILED, *session->setup_failure), true);
+    }
+  }
+  std::vector<std::string> ids;
+  for (const auto& [request, id] : pending_spawns_) ids.push_back(id);
+  pending_spawns_.clear();
+  for (const std::string& id : ids) FinalizeSession(id);
+  if (!st || !st->has_value()) LogIfError(zygote_->process().Wait(), "session bookkeeping");
+  zygote_.reset();
+  CheckShutdownComplete();
+}
+
+}  // namespace cellhouse::supervisor

@@ -1,0 +1,185 @@
+// The Supervisor is celld: it accepts clients, authenticates them by SO_PEERCRED, picks and
+// checks their policy, admits or refuses, asks the zygote for a sandboxed worker, hands the
+// client's connection to it, watches every worker over its control channel and pidfd, and
+// records how each session ended. Single-threaded; everything runs from one EventLoop.
+//
+//   SupervisorOptions options = ...;   // from the command line (supervisor/main.cc)
+//   CH_ASSIGN_OR_RETURN(std::unique_ptr<Supervisor> celld, Supervisor::Create(options, clock));
+//   CH_RETURN_IF_ERROR(celld->Run());  // until SIGTERM has drained every session
+//
+// It never parses a prompt or an output: after hand-off, tokens flow worker → client directly.
+// Files: supervisor.cc (start-up, connections, dispatch), sessions.cc (a session's life),
+// admin.cc (list, kill, policies, status, reload).
+#ifndef CELLHOUSE_SUPERVISOR_SUPERVISOR_H_
+#define CELLHOUSE_SUPERVISOR_SUPERVISOR_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "ipc/api.pb.h"
+#include "ipc/control.pb.h"
+#include "ipc/frame.h"
+#include "ipc/unix_socket.h"
+#include "policy/policy_set.h"
+#include "supervisor/audit.h"
+#include "supervisor/cgroup/driver.h"
+#include "supervisor/event_loop.h"
+#include "supervisor/host_ids.h"
+#include "supervisor/metrics.h"
+#include "supervisor/notifier.h"
+#include "supervisor/resources/admission.h"
+#include "supervisor/session.h"
+#include "supervisor/zygote_process.h"
+
+namespace cellhouse::supervisor {
+
+struct SupervisorOptions {
+  // Listening: either inherited (socket activation) or bound here.
+  std::string socket_path = "/run/cellhouse/celld.sock";
+  mode_t socket_mode = 0666;
+  std::optional<gid_t> socket_group;
+  std::vector<int> inherited_api_fds;      // from sd_listen_fds_with_names ("api")
+  std::vector<int> inherited_metrics_fds;  // ("metrics")
+  std::string metrics_listen;              // "127.0.0.1:9464", empty: none unless inherited
+
+  ZygoteOptions zygote;
+  std::string policy_dir;  // empty: the built-in default policy only
+
+  uint64_t memory_budget_bytes = 0;  // 0: a safe share of physical memory
+  uint32_t max_sessions = 0;         // total, 0: no cap beyond the budget
+  std::string gpu_inventory;         // --gpu-inventory FILE, empty: NVML if present
+
+  bool sandbox = true;               // --insecure-no-sandbox turns it off (benchmarks only)
+  cgroup::DriverOptions cgroup;
+  bool use_cgroups = true;
+
+  int64_t heartbeat_interval_ms = 1000;
+  int64_t worker_timeout_ms = 60'000;     // no message from a worker for this long: killed
+  int64_t first_frame_timeout_ms = 10'000;
+  int64_t shutdown_grace_ms = 10'000;     // running generations may finish within this
+  int64_t stop_grace_ms = 2'000;          // after Stop, SIGKILL
+  size_t max_connections = 1024;          // connections that have not become sessions yet
+  size_t max_frame_bytes = ipc::kDefaultMaxFrameBytes;
+};
+
+// Logs a failed status that leaves nothing to undo.
+void LogIfError(const Status& status, std::string_view what);
+
+class Supervisor {
+ public:
+  static Result<std::unique_ptr<Supervisor>> Create(const SupervisorOptions& options,
+                                                    const Clock& clock);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Serves until shutdown completes; returns the first fatal error, if any.
+  Status Run();
+  // One loop iteration (tests).
+  Status RunOnce(int max_wait_ms);
+  // SIGTERM: stop accepting, drain, end.
+  void BeginShutdown(const std::string& why);
+  // SIGHUP / cellctl reload. On failure the old set stays and the error says why.
+  Status ReloadPolicies();
+  bool finished() const { return finished_; }
+
+ private:
+  struct Connection {
+    uint64_t id = 0;
+    UniqueFd fd;
+    ipc::PeerCredentials peer;
+    ipc::ExactFrameReader reader{ipc::kDefaultMaxFrameBytes};
+    std::string out;
+    size_t out_sent = 0;
+    bool close_after_write = false;
+    bool waiting_for_session = false;  // an open or attach is in progress
+    int64_t accepted_ns = 0;
+    TimerId timeout = 0;
+  };
+
+  explicit Supervisor(const SupervisorOptions& options, const Clock& clock);
+  Status Start();
+
+  // supervisor.cc: connections.
+  void OnAccept(int listener);
+  void OnConnectionEvent(uint64_t id, uint32_t events);
+  void HandleRequest(Connection& conn, const api::Request& request);
+  void Reply(Connection& conn, const api::Response& response, bool then_close = false);
+  void FlushConnection(Connection& conn);
+  void CloseConnection(uint64_t id);
+  Connection* FindConnection(uint64_t id);
+  // Takes the connection's descriptor out of celld's hands (it goes to a worker).
+  UniqueFd ReleaseConnection(uint64_t id);
+
+  // sessions.cc: a session's life.
+  void OpenSession(Connection& conn, const api::OpenSession& open);
+  void AttachSession(Connection& conn, const api::AttachSession& attach);
+  void OnZygoteReadable();
+  void OnSpawnReply(const zygote::SpawnReply& reply, std::vector<UniqueFd> fds);
+  void HandOff(Session& session, UniqueFd client, bool reattach);
+  void OnControlReadable(const std::string& id);
+  void OnWorkerMessage(Session& session, const control::WorkerMessage& message);
+  void OnWorkerExit(const std::string& id);
+  void FinalizeSession(const std::string& id);
+  void EndSession(Session& session, api::SessionOutcome outcome, const std::string& reason,
+                  bool graceful);
+  void ArmHeartbeatTimer(Session& session);
+  void ReleaseResources(Session& session);
+  Session* FindSession(const std::string& id);
+  void OnAuditReadable();
+  void OnZygoteExit();
+
+  // admin.cc.
+  void ListSessions(Connection& conn);
+  void KillSession(Connection& conn, const api::KillSession& kill);
+  void ListPolicies(Connection& conn);
+  void Reload(Connection& conn);
+  void Status(Connection& conn);
+  api::ServerStatus StatusSnapshot() const;
+  std::string StatusLine() const;
+  void UpdateNotifyStatus();
+  void CheckShutdownComplete();
+
+  SupervisorOptions options_;
+  const Clock& clock_;
+  std::unique_ptr<EventLoop> loop_;
+  std::vector<UniqueFd> listeners_;
+  std::optional<ZygoteProcess> zygote_;
+  std::unique_ptr<cgroup::Driver> cgroups_;
+  std::unique_ptr<cgroup::Fs> cgroup_fs_;
+  std::unique_ptr<cgroup::Processes> cgroup_processes_;
+  std::unique_ptr<resources::Admission> admission_;
+  std::optional<AuditReader> audit_;
+  std::unique_ptr<MetricsServer> metrics_server_;
+  Notifier notifier_;
+  Metrics metrics_;
+
+  policy::PolicySet policies_;
+  policy::ModelFacts model_facts_;
+  HostIdAllocator host_ids_;
+
+  uint64_t next_connection_id_ = 1;
+  std::unordered_map<uint64_t, Connection> connections_;
+  std::map<std::string, Session> sessions_;       // by id
+  std::unordered_map<pid_t, std::string> by_pid_;  // worker pid → session id
+  uint64_t next_spawn_request_ = 1;
+  std::map<uint64_t, std::string> pending_spawns_;  // request id → session id
+
+  bool shutting_down_ = false;
+  bool finished_ = false;
+  TimerId shutdown_timer_ = 0;
+};
+
+}  // namespace cellhouse::supervisor
+
+#endif  // CELLHOUSE_SUPERVISOR_SUPERVISOR_H_
