@@ -120,16 +120,35 @@ std::string ExplainTextError(const Descriptor* root, const std::string& message)
   return message;
 }
 
+// Line `line` (0-based) of `content`, trimmed and shortened, for quoting in a message.
+std::string LineOf(std::string_view content, int line) {
+  constexpr size_t kMaxQuoted = 100;
+  for (int i = 0; i < line; ++i) {
+    size_t nl = content.find('\n');
+    if (nl == std::string_view::npos) return "";
+    content.remove_prefix(nl + 1);
+  }
+  std::string_view text = Trim(content.substr(0, content.find('\n')));
+  if (text.size() > kMaxQuoted) text = text.substr(0, kMaxQuoted);
+  return std::string(text);
+}
+
 class TextErrorCollector : public google::protobuf::io::ErrorCollector {
  public:
-  TextErrorCollector(const Descriptor* root, std::vector<Problem>* problems)
-      : root_(root), problems_(problems) {}
+  TextErrorCollector(const Descriptor* root, std::string_view content,
+                     std::vector<Problem>* problems)
+      : root_(root), content_(content), problems_(problems) {}
   void AddError(int line, google::protobuf::io::ColumnNumber column,
                 const std::string& message) override {
+    std::string explained = ExplainTextError(root_, message);
+    if (line >= 0) {
+      std::string text = LineOf(content_, line);
+      if (!text.empty()) explained += StrCat(" (the line reads: ", Quote(text), ")");
+    }
     // The tokenizer counts from 0; people and editors from 1. Line -1 means "at the end".
     problems_->push_back(Problem{
         .position = {.line = line < 0 ? 0 : line + 1, .column = column < 0 ? 0 : column + 1},
-        .message = ExplainTextError(root_, message)});
+        .message = std::move(explained)});
   }
   void AddWarning(int line, google::protobuf::io::ColumnNumber column,
                   const std::string& message) override {
@@ -139,6 +158,7 @@ class TextErrorCollector : public google::protobuf::io::ErrorCollector {
 
  private:
   const Descriptor* root_;
+  std::string_view content_;
   std::vector<Problem>* problems_;
 };
 
@@ -433,7 +453,7 @@ std::string JsonNameToFieldName(std::string_view json_name) {
 bool ParseTextMessage(std::string_view content, Message* message, SourceMap* map,
                       std::vector<Problem>* problems) {
   const size_t before = problems->size();
-  TextErrorCollector collector(message->GetDescriptor(), problems);
+  TextErrorCollector collector(message->GetDescriptor(), content, problems);
   TextFormat::Parser parser;
   parser.RecordErrorsTo(&collector);
   TextFormat::ParseInfoTree tree;

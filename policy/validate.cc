@@ -400,7 +400,11 @@ class Validator {
   }
 
   void SessionCaps(cellhouse::policy::Budgets* b) {
-    if (!b->has_max_sessions()) b->set_max_sessions(kDefaultMaxSessions);
+    if (!b->has_max_sessions()) {
+      // No more than there are host uids: each live session needs one.
+      uint32_t count = p_.has_host_uids() ? p_.host_uids().count() : 0;
+      b->set_max_sessions(count > 0 ? std::min(kDefaultMaxSessions, count) : kDefaultMaxSessions);
+    }
     if (b->max_sessions() == 0) {
       Refuse("budgets.max_sessions",
              "max_sessions 0 admits no session; delete the file to retire the policy.");
