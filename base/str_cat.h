@@ -35,7 +35,7 @@ class Piece {
   }
   Piece(const Piece&) = delete;
   Piece& operator=(const Piece&) = delete;
-  std::string_view view() const { return view_; }
+  std::string_view View() const { return view_; }
 
  private:
   char buffer_[24] = {};
@@ -44,10 +44,14 @@ class Piece {
 
 inline std::string Join(std::initializer_list<std::string_view> views) {
   size_t size = 0;
-  for (std::string_view v : views) size += v.size();
+  for (std::string_view v : views) {
+    size += v.size();
+  }
   std::string out;
   out.reserve(size);
-  for (std::string_view v : views) out.append(v);
+  for (std::string_view v : views) {
+    out.append(v);
+  }
   return out;
 }
 
@@ -55,7 +59,7 @@ inline std::string Join(std::initializer_list<std::string_view> views) {
 
 template <typename... Args>
 std::string StrCat(const Args&... args) {
-  return str_cat_internal::Join({str_cat_internal::Piece(args).view()...});
+  return str_cat_internal::Join({str_cat_internal::Piece(args).View()...});
 }
 
 }  // namespace cellhouse

@@ -130,7 +130,9 @@ Status VerifySeccompProgram(std::span<const sock_filter> program) {
   for (size_t pc = 0; pc < n; ++pc) {
     const sock_filter& insn = program[pc];
     valid &= valid_at[pc];
-    if (!IsSeccompOpcode(insn.code)) return Refuse(pc, insn, "opcode not allowed in seccomp");
+    if (!IsSeccompOpcode(insn.code)) {
+      return Refuse(pc, insn, "opcode not allowed in seccomp");
+    }
     const uint16_t cls = BPF_CLASS(insn.code);
     if (insn.code == (BPF_LD | BPF_W | BPF_ABS)) {
       if (insn.k % 4 != 0 || insn.k >= sizeof(seccomp_data)) {
@@ -144,7 +146,9 @@ Status VerifySeccompProgram(std::span<const sock_filter> program) {
       return Refuse(pc, insn, "shift by 32 or more");
     } else if (insn.code == (BPF_LD | BPF_MEM) || insn.code == (BPF_LDX | BPF_MEM) ||
                insn.code == BPF_ST || insn.code == BPF_STX) {
-      if (insn.k >= kMemWords) return Refuse(pc, insn, "scratch memory index out of range");
+      if (insn.k >= kMemWords) {
+        return Refuse(pc, insn, "scratch memory index out of range");
+      }
       const auto bit = static_cast<uint16_t>(1U << insn.k);
       if (cls == BPF_ST || cls == BPF_STX) {
         valid |= bit;
@@ -153,7 +157,9 @@ Status VerifySeccompProgram(std::span<const sock_filter> program) {
       }
     } else if (cls == BPF_JMP) {
       if (BPF_OP(insn.code) == BPF_JA) {
-        if (insn.k >= n - pc - 1) return Refuse(pc, insn, "jump past the end");
+        if (insn.k >= n - pc - 1) {
+          return Refuse(pc, insn, "jump past the end");
+        }
         valid_at[pc + 1 + insn.k] &= valid;
         valid = 0xffff;  // the next instruction is reached only by jumps to it
       } else {
@@ -175,7 +181,9 @@ Status VerifySeccompProgram(std::span<const sock_filter> program) {
 }
 
 uint32_t EvaluateSeccomp(std::span<const sock_filter> program, const seccomp_data& data) {
-  if (!VerifySeccompProgram(program)) return SECCOMP_RET_KILL_PROCESS;
+  if (!VerifySeccompProgram(program)) {
+    return SECCOMP_RET_KILL_PROCESS;
+  }
   std::array<std::byte, sizeof(seccomp_data)> input{};
   std::memcpy(input.data(), &data, sizeof(data));
   std::array<uint32_t, kMemWords> mem{};

@@ -75,11 +75,15 @@ uint32_t ArchToken(std::string_view name) {
   constexpr std::string_view kPrefix = "SCMP_ARCH_";
   if (StartsWith(name, kPrefix)) {
     std::string lower(name.substr(kPrefix.size()));
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : lower) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
     return seccomp_arch_resolve_name(lower.c_str());
   }
   for (const GoArch& a : kGoArches) {
-    if (a.go_name == name) return a.token;
+    if (a.go_name == name) {
+      return a.token;
+    }
   }
   return 0;
 }
@@ -87,10 +91,14 @@ uint32_t ArchToken(std::string_view name) {
 // (major, minor) of the running kernel (uname(2) release "6.1.0-18-amd64").
 std::pair<int, int> RunningKernel() {
   utsname u{};
-  if (uname(&u) != 0) return {0, 0};
+  if (uname(&u) != 0) {
+    return {0, 0};
+  }
   int major = 0;
   int minor = 0;
-  if (std::sscanf(u.release, "%d.%d", &major, &minor) < 2) return {0, 0};  // NOLINT(cert-err34-c)
+  if (std::sscanf(u.release, "%d.%d", &major, &minor) < 2) {
+    return {0, 0};  // NOLINT(cert-err34-c)
+  }
   return {major, minor};
 }
 
@@ -113,7 +121,9 @@ class Importer {
     for (int i = 0; i < profile.syscalls_size(); ++i) {
       ImportRule(profile, i, &out);
     }
-    if (problems_->size() != before) return std::nullopt;
+    if (problems_->size() != before) {
+      return std::nullopt;
+    }
     std::sort(out.skipped_syscalls.begin(), out.skipped_syscalls.end());
     out.skipped_syscalls.erase(
         std::unique(out.skipped_syscalls.begin(), out.skipped_syscalls.end()),
@@ -143,7 +153,9 @@ class Importer {
                         "agent. Use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS. Refusing."));
     } else {
       std::string known;
-      for (const NamedAction& a : kActions) known += StrCat(known.empty() ? "" : ", ", a.name);
+      for (const NamedAction& a : kActions) {
+        known += StrCat(known.empty() ? "" : ", ", a.name);
+      }
       Add(field, StrCat("unknown action ", Quote(name), ". Expected one of: ", known, "."));
     }
     return false;
@@ -157,7 +169,9 @@ class Importer {
           "\"SCMP_ACT_KILL_PROCESS\" (or SCMP_ACT_ERRNO). Refusing.");
       return out;
     }
-    if (!ParseAction(profile.default_action(), "default_action", &out.action)) return out;
+    if (!ParseAction(profile.default_action(), "default_action", &out.action)) {
+      return out;
+    }
     if (out.action == Seccomp::ALLOW || out.action == Seccomp::LOG) {
       Add("default_action",
           StrCat("defaultAction ", profile.default_action(),
@@ -208,7 +222,9 @@ class Importer {
   void CheckFlags(const oci::Profile& profile) {
     for (int i = 0; i < profile.flags_size(); ++i) {
       const std::string& f = profile.flags(i);
-      if (f == "SECCOMP_FILTER_FLAG_TSYNC" || f == "SECCOMP_FILTER_FLAG_LOG") continue;
+      if (f == "SECCOMP_FILTER_FLAG_TSYNC" || f == "SECCOMP_FILTER_FLAG_LOG") {
+        continue;
+      }
       const std::string field = StrCat("flags[", i, "]");
       if (f == "SECCOMP_FILTER_FLAG_SPEC_ALLOW") {
         Add(field,
@@ -250,15 +266,21 @@ class Importer {
     };
     if (rule.has_includes()) {
       const oci::Filter& in = rule.includes();
-      if (in.caps_size() > 0) return StrCat("includes caps ", in.caps(0), " (a worker has none)");
-      if (in.arches_size() > 0 && !arches_match(in, "includes")) return "includes other arches";
+      if (in.caps_size() > 0) {
+        return StrCat("includes caps ", in.caps(0), " (a worker has none)");
+      }
+      if (in.arches_size() > 0 && !arches_match(in, "includes")) {
+        return "includes other arches";
+      }
       if (!in.min_kernel().empty() && !kernel_at_least(in, "includes")) {
         return StrCat("needs kernel ", in.min_kernel());
       }
     }
     if (rule.has_excludes()) {
       const oci::Filter& ex = rule.excludes();
-      if (ex.arches_size() > 0 && arches_match(ex, "excludes")) return "excludes this arch";
+      if (ex.arches_size() > 0 && arches_match(ex, "excludes")) {
+        return "excludes this arch";
+      }
       if (!ex.min_kernel().empty() && kernel_at_least(ex, "excludes")) {
         return StrCat("excluded from kernel ", ex.min_kernel());
       }
@@ -281,7 +303,9 @@ class Importer {
       }
       const NamedOp* op = nullptr;
       for (const NamedOp& o : kOps) {
-        if (o.name == a.op()) op = &o;
+        if (o.name == a.op()) {
+          op = &o;
+        }
       }
       if (op == nullptr) {
         Add(arg_field, StrCat("unknown operator ", Quote(a.op()),
@@ -299,12 +323,19 @@ class Importer {
               "match. Refusing.");
         }
       }
-      for (const FilterCondition& seen : all) shared_index |= seen.index == c.index;
+      for (const FilterCondition& seen : all) {
+        shared_index |= seen.index == c.index;
+      }
       all.push_back(c);
     }
-    if (!shared_index) return {all};
+    if (!shared_index) {
+      return {all};
+    }
     std::vector<std::vector<FilterCondition>> sets;
-    for (const FilterCondition& c : all) sets.push_back({c});
+    sets.reserve(all.size());
+    for (const FilterCondition& c : all) {
+      sets.push_back({c});
+    }
     return sets;
   }
 
@@ -318,7 +349,9 @@ class Importer {
     prototype.field = field;
     prototype.position = map_.Find(field);
     prototype.comment = rule.comment();
-    if (!ParseAction(rule.action(), StrCat(field, ".action"), &prototype.action.action)) return;
+    if (!ParseAction(rule.action(), StrCat(field, ".action"), &prototype.action.action)) {
+      return;
+    }
     if (prototype.action.action == Seccomp::ERRNO) {
       prototype.action.errno_value = rule.has_errno_ret()
                                          ? ErrnoOf(rule.errno_ret(), StrCat(field, ".errno_ret"))
@@ -327,7 +360,9 @@ class Importer {
                                          : static_cast<uint16_t>(EPERM);
     }
     std::vector<std::string> names(rule.names().begin(), rule.names().end());
-    if (!rule.name().empty()) names.push_back(rule.name());
+    if (!rule.name().empty()) {
+      names.push_back(rule.name());
+    }
     if (names.empty()) {
       Add(field, "the rule names no system call (give \"names\": [...])");
       return;

@@ -29,7 +29,9 @@ constexpr size_t kMaxSuggestionDistance = 3;
 
 size_t EditDistance(std::string_view a, std::string_view b) {
   std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t j = 0; j <= b.size(); ++j) {
+    row[j] = j;
+  }
   for (size_t i = 1; i <= a.size(); ++i) {
     size_t diagonal = row[0];
     row[0] = i;
@@ -44,7 +46,9 @@ size_t EditDistance(std::string_view a, std::string_view b) {
 
 // " Did you mean 'name'? Fields of Policy: a, b, c." for an unknown field `name` of `type`.
 std::string SuggestField(const Descriptor* type, std::string_view name) {
-  if (type == nullptr) return "";
+  if (type == nullptr) {
+    return "";
+  }
   std::string snake = JsonNameToFieldName(name);
   std::string best;
   size_t best_distance = kMaxSuggestionDistance + 1;
@@ -59,7 +63,9 @@ std::string SuggestField(const Descriptor* type, std::string_view name) {
     }
   }
   std::string out;
-  if (!best.empty()) out += StrCat(" Did you mean '", best, "'?");
+  if (!best.empty()) {
+    out += StrCat(" Did you mean '", best, "'?");
+  }
   out += StrCat(" The fields of ", type->name(), " are: ", all, ".");
   return out;
 }
@@ -67,7 +73,9 @@ std::string SuggestField(const Descriptor* type, std::string_view name) {
 std::string EnumValues(const EnumDescriptor* type) {
   std::string all;
   for (int i = 0; i < type->value_count(); ++i) {
-    if (type->value(i)->number() == 0) continue;  // *_UNSPECIFIED: never a valid choice
+    if (type->value(i)->number() == 0) {
+      continue;  // *_UNSPECIFIED: never a valid choice
+    }
     all += StrCat(all.empty() ? "" : ", ", type->value(i)->name());
   }
   return all;
@@ -77,15 +85,23 @@ std::string EnumValues(const EnumDescriptor* type) {
 // name the field but not its message).
 const EnumDescriptor* FindEnumField(const Descriptor* type, std::string_view field_name,
                                     std::set<const Descriptor*>* seen) {
-  if (type == nullptr || !seen->insert(type).second) return nullptr;
-  for (int i = 0; i < type->field_count(); ++i) {
-    const FieldDescriptor* f = type->field(i);
-    if (f->name() == field_name && f->enum_type() != nullptr) return f->enum_type();
+  if (type == nullptr || !seen->insert(type).second) {
+    return nullptr;
   }
   for (int i = 0; i < type->field_count(); ++i) {
     const FieldDescriptor* f = type->field(i);
-    if (f->message_type() == nullptr) continue;
-    if (const EnumDescriptor* e = FindEnumField(f->message_type(), field_name, seen)) return e;
+    if (f->name() == field_name && f->enum_type() != nullptr) {
+      return f->enum_type();
+    }
+  }
+  for (int i = 0; i < type->field_count(); ++i) {
+    const FieldDescriptor* f = type->field(i);
+    if (f->message_type() == nullptr) {
+      continue;
+    }
+    if (const EnumDescriptor* e = FindEnumField(f->message_type(), field_name, seen)) {
+      return e;
+    }
   }
   return nullptr;
 }
@@ -93,11 +109,17 @@ const EnumDescriptor* FindEnumField(const Descriptor* type, std::string_view fie
 // Text between the first two '"' after `after` in `message`.
 std::string QuotedAfter(std::string_view message, std::string_view after) {
   size_t at = message.find(after);
-  if (at == std::string_view::npos) return "";
+  if (at == std::string_view::npos) {
+    return "";
+  }
   size_t open = message.find('"', at + after.size());
-  if (open == std::string_view::npos) return "";
+  if (open == std::string_view::npos) {
+    return "";
+  }
   size_t close = message.find('"', open + 1);
-  if (close == std::string_view::npos) return "";
+  if (close == std::string_view::npos) {
+    return "";
+  }
   return std::string(message.substr(open + 1, close - open - 1));
 }
 
@@ -111,7 +133,9 @@ std::string ExplainTextError(const Descriptor* root, const std::string& message)
   if (message.find("Unknown enumeration value") != std::string::npos) {
     std::set<const Descriptor*> seen;
     const EnumDescriptor* e = FindEnumField(root, QuotedAfter(message, "for field"), &seen);
-    if (e != nullptr) return StrCat(message, " Expected one of: ", EnumValues(e), ".");
+    if (e != nullptr) {
+      return StrCat(message, " Expected one of: ", EnumValues(e), ".");
+    }
   }
   if (message.find("Expected identifier") != std::string::npos ||
       message.find("Expected \":\"") != std::string::npos) {
@@ -125,11 +149,15 @@ std::string LineOf(std::string_view content, int line) {
   constexpr size_t kMaxQuoted = 100;
   for (int i = 0; i < line; ++i) {
     size_t nl = content.find('\n');
-    if (nl == std::string_view::npos) return "";
+    if (nl == std::string_view::npos) {
+      return "";
+    }
     content.remove_prefix(nl + 1);
   }
   std::string_view text = Trim(content.substr(0, content.find('\n')));
-  if (text.size() > kMaxQuoted) text = text.substr(0, kMaxQuoted);
+  if (text.size() > kMaxQuoted) {
+    text = text.substr(0, kMaxQuoted);
+  }
   return std::string(text);
 }
 
@@ -143,7 +171,9 @@ class TextErrorCollector : public google::protobuf::io::ErrorCollector {
     std::string explained = ExplainTextError(root_, message);
     if (line >= 0) {
       std::string text = LineOf(content_, line);
-      if (!text.empty()) explained += StrCat(" (the line reads: ", Quote(text), ")");
+      if (!text.empty()) {
+        explained += StrCat(" (the line reads: ", Quote(text), ")");
+      }
     }
     // The tokenizer counts from 0; people and editors from 1. Line -1 means "at the end".
     problems_->push_back(Problem{
@@ -176,12 +206,18 @@ void MapTextLocations(const Message& message, const TextFormat::ParseInfoTree* t
       TextFormat::ParseLocation loc = tree->GetLocation(f, index);
       if (loc.line >= 0) {
         SourcePosition pos{.line = loc.line + 1, .column = loc.column + 1};
-        if (i == 0) map->Add(path, pos);
+        if (i == 0) {
+          map->Add(path, pos);
+        }
         map->Add(item, pos);
       }
-      if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+      if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) {
+        continue;
+      }
       const TextFormat::ParseInfoTree* nested = tree->GetTreeForNested(f, index);
-      if (nested == nullptr) continue;
+      if (nested == nullptr) {
+        continue;
+      }
       const Message& sub = f->is_repeated() ? reflection->GetRepeatedMessage(message, f, i)
                                             : reflection->GetMessage(message, f);
       MapTextLocations(sub, nested, item, map);
@@ -198,13 +234,17 @@ class JsonScanner {
   // On failure, `error_` and `error_at_` say what and where.
   bool Scan() {
     SkipSpace();
-    if (!Value("", 0)) return false;
+    if (!Value("", 0)) {
+      return false;
+    }
     SkipSpace();
-    if (pos_ != text_.size()) return Fail("unexpected text after the end of the JSON value");
+    if (pos_ != text_.size()) {
+      return Fail("unexpected text after the end of the JSON value");
+    }
     return true;
   }
   const std::string& error() const { return error_; }
-  SourcePosition error_at() const { return error_at_; }
+  SourcePosition ErrorAt() const { return error_at_; }
 
  private:
   SourcePosition Here() const {
@@ -231,13 +271,25 @@ class JsonScanner {
     }
   }
   bool Value(const std::string& path, int depth) {
-    if (depth > kMaxJsonDepth) return Fail("JSON nested too deeply");
-    if (pos_ >= text_.size()) return Fail("unexpected end of file: a value is missing");
+    if (depth > kMaxJsonDepth) {
+      return Fail("JSON nested too deeply");
+    }
+    if (pos_ >= text_.size()) {
+      return Fail("unexpected end of file: a value is missing");
+    }
     char c = text_[pos_];
-    if (c == '{') return Object(path, depth);
-    if (c == '[') return Array(path, depth);
-    if (c == '"') return String(nullptr);
-    if (c == '-' || (c >= '0' && c <= '9')) return Number();
+    if (c == '{') {
+      return Object(path, depth);
+    }
+    if (c == '[') {
+      return Array(path, depth);
+    }
+    if (c == '"') {
+      return String(nullptr);
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      return Number();
+    }
     for (std::string_view word : {"true", "false", "null"}) {
       if (text_.substr(pos_, word.size()) == word) {
         pos_ += word.size();
@@ -261,7 +313,9 @@ class JsonScanner {
       }
       SourcePosition key_at = Here();
       std::string key;
-      if (!String(&key)) return false;
+      if (!String(&key)) {
+        return false;
+      }
       if (!keys.insert(key).second) {
         error_at_ = key_at;
         error_ = StrCat("duplicate key ", Quote(key), ": each field may appear once");
@@ -271,10 +325,14 @@ class JsonScanner {
       std::string child = path.empty() ? field : StrCat(path, ".", field);
       map_->Add(child, key_at);
       SkipSpace();
-      if (pos_ >= text_.size() || text_[pos_] != ':') return Fail("expected ':' after the key");
+      if (pos_ >= text_.size() || text_[pos_] != ':') {
+        return Fail("expected ':' after the key");
+      }
       ++pos_;
       SkipSpace();
-      if (!Value(child, depth + 1)) return false;
+      if (!Value(child, depth + 1)) {
+        return false;
+      }
       SkipSpace();
       if (pos_ < text_.size() && text_[pos_] == ',') {
         ++pos_;
@@ -298,12 +356,16 @@ class JsonScanner {
       SkipSpace();
       std::string item = StrCat(path, "[", index, "]");
       map_->Add(item, Here());
-      if (!Value(item, depth + 1)) return false;
+      if (!Value(item, depth + 1)) {
+        return false;
+      }
       SkipSpace();
       if (pos_ < text_.size() && text_[pos_] == ',') {
         ++pos_;
         SkipSpace();
-        if (pos_ < text_.size() && text_[pos_] == ']') return Fail("trailing comma before ']'");
+        if (pos_ < text_.size() && text_[pos_] == ']') {
+          return Fail("trailing comma before ']'");
+        }
         continue;
       }
       if (pos_ < text_.size() && text_[pos_] == ']') {
@@ -322,54 +384,82 @@ class JsonScanner {
         ++pos_;
         return true;
       }
-      if (c < 0x20) return Fail("control character inside a string (escape it, e.g. \\n)");
+      if (c < 0x20) {
+        return Fail("control character inside a string (escape it, e.g. \\n)");
+      }
       if (c != '\\') {
-        if (out != nullptr) out->push_back(static_cast<char>(c));
+        if (out != nullptr) {
+          out->push_back(static_cast<char>(c));
+        }
         ++pos_;
         continue;
       }
-      if (pos_ + 1 >= text_.size()) break;
+      if (pos_ + 1 >= text_.size()) {
+        break;
+      }
       char e = text_[pos_ + 1];
       static constexpr std::string_view kSimple = "\"\\/bfnrt";
       static constexpr std::string_view kDecoded = "\"\\/\b\f\n\r\t";
       size_t simple = kSimple.find(e);
       if (simple != std::string_view::npos) {
-        if (out != nullptr) out->push_back(kDecoded[simple]);
+        if (out != nullptr) {
+          out->push_back(kDecoded[simple]);
+        }
         pos_ += 2;
         continue;
       }
-      if (e != 'u') return Fail("invalid escape in a string");
-      if (pos_ + 6 > text_.size()) break;
+      if (e != 'u') {
+        return Fail("invalid escape in a string");
+      }
+      if (pos_ + 6 > text_.size()) {
+        break;
+      }
       for (size_t k = 2; k < 6; ++k) {
         if (!std::isxdigit(static_cast<unsigned char>(text_[pos_ + k]))) {
           return Fail("invalid \\u escape: four hex digits expected");
         }
       }
       // Keys that need \u escapes are never field names; keep the escape as written.
-      if (out != nullptr) out->append(text_.substr(pos_, 6));
+      if (out != nullptr) {
+        out->append(text_.substr(pos_, 6));
+      }
       pos_ += 6;
     }
     return Fail("unterminated string");
   }
   bool Number() {
     size_t start = pos_;
-    if (text_[pos_] == '-') ++pos_;
+    if (text_[pos_] == '-') {
+      ++pos_;
+    }
     auto digits = [&] {
       size_t from = pos_;
-      while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') ++pos_;
+      while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
+        ++pos_;
+      }
       return pos_ - from;
     };
     size_t int_start = pos_;
-    if (digits() == 0) return Fail("invalid number");
-    if (pos_ - int_start > 1 && text_[int_start] == '0') return Fail("leading zeros in a number");
+    if (digits() == 0) {
+      return Fail("invalid number");
+    }
+    if (pos_ - int_start > 1 && text_[int_start] == '0') {
+      return Fail("leading zeros in a number");
+    }
     if (pos_ < text_.size() && text_[pos_] == '.') {
       ++pos_;
-      if (digits() == 0) return Fail("invalid number: digits expected after '.'");
+      if (digits() == 0) {
+        return Fail("invalid number: digits expected after '.'");
+      }
     }
     if (pos_ < text_.size() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
       ++pos_;
-      if (pos_ < text_.size() && (text_[pos_] == '+' || text_[pos_] == '-')) ++pos_;
-      if (digits() == 0) return Fail("invalid number: digits expected in the exponent");
+      if (pos_ < text_.size() && (text_[pos_] == '+' || text_[pos_] == '-')) {
+        ++pos_;
+      }
+      if (digits() == 0) {
+        return Fail("invalid number: digits expected in the exponent");
+      }
     }
     return pos_ > start;
   }
@@ -389,10 +479,16 @@ const FieldDescriptor* FieldAtPath(const Descriptor* root, std::string_view path
   const Descriptor* type = root;
   for (std::string_view part : Split(path, '.')) {
     size_t bracket = part.find('[');
-    if (bracket != std::string_view::npos) part = part.substr(0, bracket);
-    if (type == nullptr) return nullptr;
+    if (bracket != std::string_view::npos) {
+      part = part.substr(0, bracket);
+    }
+    if (type == nullptr) {
+      return nullptr;
+    }
     field = type->FindFieldByName(std::string(part));
-    if (field == nullptr) return nullptr;
+    if (field == nullptr) {
+      return nullptr;
+    }
     type = field->message_type();
   }
   return field;
@@ -429,7 +525,9 @@ Problem ExplainJsonError(const Descriptor* root, std::string_view message, const
       p.message = StrCat(rest, ". Expected a ", f->type_name(), " value.");
     }
   }
-  if (p.field.empty() && p.message.empty()) p.message = std::string(message);
+  if (p.field.empty() && p.message.empty()) {
+    p.message = std::string(message);
+  }
   p.position = map.Find(p.field);
   return p;
 }
@@ -465,7 +563,9 @@ bool ParseTextMessage(std::string_view content, Message* message, SourceMap* map
   if (!ok && problems->size() == before) {
     problems->push_back({.message = "the file is not valid protobuf text format"});
   }
-  if (!ok || problems->size() != before) return false;
+  if (!ok || problems->size() != before) {
+    return false;
+  }
   MapTextLocations(*message, &tree, "", map);
   return true;
 }
@@ -474,7 +574,7 @@ bool ParseJsonMessage(std::string_view content, Message* message, SourceMap* map
                       std::vector<Problem>* problems) {
   JsonScanner scanner(content, map);
   if (!scanner.Scan()) {
-    problems->push_back({.position = scanner.error_at(), .message = scanner.error()});
+    problems->push_back({.position = scanner.ErrorAt(), .message = scanner.error()});
     return false;
   }
   std::string_view trimmed = Trim(content);

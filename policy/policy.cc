@@ -41,8 +41,12 @@ std::string Basename(std::string_view path) {
 
 std::string Dirname(std::string_view path) {
   size_t slash = path.rfind('/');
-  if (slash == std::string_view::npos) return ".";
-  if (slash == 0) return "/";
+  if (slash == std::string_view::npos) {
+    return ".";
+  }
+  if (slash == 0) {
+    return "/";
+  }
   return std::string(path.substr(0, slash));
 }
 
@@ -95,25 +99,33 @@ std::optional<std::shared_ptr<const CompiledPolicy>> Compile(Policy policy, std:
   std::optional<OciImport> profile;
   if (!policy.seccomp().oci_profile().empty()) {
     std::string path = policy.seccomp().oci_profile();
-    if (path.front() != '/') path = StrCat(profile_dir, "/", path);
+    if (path.front() != '/') {
+      path = StrCat(profile_dir, "/", path);
+    }
     profile = LoadOciProfile(path, problems);
   }
   FilterSpec spec = BuildFilterSpec(policy, profile ? &*profile : nullptr, problems);
-  if (problems->size() != before) return std::nullopt;
+  if (problems->size() != before) {
+    return std::nullopt;
+  }
   // The effective default action, wherever it came from.
   policy.mutable_seccomp()->set_default_action(spec.default_action.action);
   if (spec.default_action.action == Seccomp::ERRNO) {
     policy.mutable_seccomp()->set_default_error(ErrnoName(spec.default_action.errno_value));
   }
   std::optional<CompiledFilter> filter = CompileFilter(spec, problems);
-  if (!filter) return std::nullopt;
+  if (!filter) {
+    return std::nullopt;
+  }
   std::vector<std::string> notes;
   if (profile) {
     notes.push_back(StrCat("imported ", profile->rules.size(), " rules from the OCI profile ",
                            Quote(policy.seccomp().oci_profile())));
     if (!profile->skipped_syscalls.empty()) {
       std::string names;
-      for (const std::string& n : profile->skipped_syscalls) names += StrCat(" ", n);
+      for (const std::string& n : profile->skipped_syscalls) {
+        names += StrCat(" ", n);
+      }
       notes.push_back(
           StrCat("profile names not on ", NativeArchitectureName(), " (skipped):", names));
     }
@@ -176,15 +188,21 @@ std::optional<std::shared_ptr<const CompiledPolicy>> LoadOne(std::string_view co
 }
 
 bool IsPolicyFileName(std::string_view name) {
-  if (name.empty() || name.front() == '.') return false;
-  if (EndsWith(name, kProfileExtension)) return false;
+  if (name.empty() || name.front() == '.') {
+    return false;
+  }
+  if (EndsWith(name, kProfileExtension)) {
+    return false;
+  }
   return EndsWith(name, kTextExtension) || EndsWith(name, kJsonExtension);
 }
 
 std::string Indent(std::string_view text, std::string_view prefix) {
   std::string out;
   for (std::string_view line : Split(text, '\n')) {
-    if (line.empty()) continue;
+    if (line.empty()) {
+      continue;
+    }
     out += StrCat(prefix, line, "\n");
   }
   return out;
@@ -198,7 +216,9 @@ Result<std::shared_ptr<const CompiledPolicy>> FreezePolicy(Policy effective, std
   std::shared_ptr<CompiledPolicy> p(new CompiledPolicy());
   for (const Rlimit& r : effective.rlimits()) {
     const int number = RlimitNumber(r.resource());
-    if (number < 0) return Error(StrCat("rlimit ", r.resource(), " has no RLIMIT_ number"));
+    if (number < 0) {
+      return Error(StrCat("rlimit ", r.resource(), " has no RLIMIT_ number"));
+    }
     p->rlimits_.push_back({.resource = number, .soft = r.soft(), .hard = r.hard()});
   }
   p->proto_ = std::move(effective);
@@ -210,9 +230,13 @@ Result<std::shared_ptr<const CompiledPolicy>> FreezePolicy(Policy effective, std
 
 bool CompiledPolicy::MayUse(uid_t uid, gid_t gid, std::span<const gid_t> supplementary) const {
   const auto& uids = proto_.uids();
-  if (std::find(uids.begin(), uids.end(), uid) != uids.end()) return true;
+  if (std::find(uids.begin(), uids.end(), uid) != uids.end()) {
+    return true;
+  }
   const auto& gids = proto_.gids();
-  if (std::find(gids.begin(), gids.end(), gid) != gids.end()) return true;
+  if (std::find(gids.begin(), gids.end(), gid) != gids.end()) {
+    return true;
+  }
   return std::any_of(supplementary.begin(), supplementary.end(),
                      [&](gid_t g) { return std::find(gids.begin(), gids.end(), g) != gids.end(); });
 }
@@ -220,20 +244,38 @@ bool CompiledPolicy::MayUse(uid_t uid, gid_t gid, std::span<const gid_t> supplem
 uint64_t CompiledPolicy::CloneNamespaceFlags() const {
   const Namespaces& ns = proto_.namespaces();
   uint64_t flags = 0;
-  if (ns.user()) flags |= CLONE_NEWUSER;
-  if (ns.pid()) flags |= CLONE_NEWPID;
-  if (ns.mount()) flags |= CLONE_NEWNS;
-  if (ns.uts()) flags |= CLONE_NEWUTS;
-  if (ns.ipc()) flags |= CLONE_NEWIPC;
-  if (ns.net()) flags |= CLONE_NEWNET;
-  if (ns.cgroup()) flags |= CLONE_NEWCGROUP;
+  if (ns.user()) {
+    flags |= CLONE_NEWUSER;
+  }
+  if (ns.pid()) {
+    flags |= CLONE_NEWPID;
+  }
+  if (ns.mount()) {
+    flags |= CLONE_NEWNS;
+  }
+  if (ns.uts()) {
+    flags |= CLONE_NEWUTS;
+  }
+  if (ns.ipc()) {
+    flags |= CLONE_NEWIPC;
+  }
+  if (ns.net()) {
+    flags |= CLONE_NEWNET;
+  }
+  if (ns.cgroup()) {
+    flags |= CLONE_NEWCGROUP;
+  }
   return flags;
 }
 
 uint64_t CompiledPolicy::WorstCaseSessionBytes(const ModelFacts& facts,
                                                uint32_t context_length) const {
-  if (context_length == 0) context_length = proto_.budgets().context_length();
-  if (context_length == 0) context_length = facts.seq_len;
+  if (context_length == 0) {
+    context_length = proto_.budgets().context_length();
+  }
+  if (context_length == 0) {
+    context_length = facts.seq_len;
+  }
   return SessionBytes(facts, context_length);
 }
 
@@ -254,14 +296,18 @@ Result<std::shared_ptr<const CompiledPolicy>> LoadPolicyFromString(std::string_v
                                                                    const ModelFacts* facts) {
   std::vector<std::string> errors;
   auto out = LoadOne(content, path, facts, &errors);
-  if (!out) return Error(StrCat("policy file ", Quote(path), " is invalid:\n", errors.front()));
+  if (!out) {
+    return Error(StrCat("policy file ", Quote(path), " is invalid:\n", errors.front()));
+  }
   return *out;
 }
 
 Result<std::shared_ptr<const CompiledPolicy>> LoadPolicyFile(const std::string& path,
                                                              const ModelFacts* facts) {
   Result<std::string> content = ReadFileToString(path, kMaxPolicyFileBytes);
-  if (!content) return std::move(content).error().Context("loading policy file");
+  if (!content) {
+    return std::move(content).error().Context("loading policy file");
+  }
   return LoadPolicyFromString(*content, path, facts);
 }
 
@@ -272,10 +318,14 @@ Result<PolicySet> LoadPolicyDirectory(const std::string& dir, const ModelFacts* 
   std::map<std::string, std::string> first_file;  // policy name -> file that defined it
   size_t files = 0;
   for (const std::string& name : names) {
-    if (!IsPolicyFileName(name)) continue;
+    if (!IsPolicyFileName(name)) {
+      continue;
+    }
     const std::string path = StrCat(dir, "/", name);
     struct stat st {};
-    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;  // dirs, fifos, dangling
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      continue;  // dirs, fifos, dangling
+    }
     ++files;
     Result<std::string> content = ReadFileToString(path, kMaxPolicyFileBytes);
     if (!content) {
@@ -283,7 +333,9 @@ Result<PolicySet> LoadPolicyDirectory(const std::string& dir, const ModelFacts* 
       continue;
     }
     auto loaded = LoadOne(*content, path, facts, &errors);
-    if (!loaded) continue;
+    if (!loaded) {
+      continue;
+    }
     const std::string& policy_name = (*loaded)->name();
     auto [it, inserted] = first_file.emplace(policy_name, path);
     if (!inserted) {
@@ -300,7 +352,9 @@ Result<PolicySet> LoadPolicyDirectory(const std::string& dir, const ModelFacts* 
   }
   if (!errors.empty()) {
     std::string text;
-    for (const std::string& e : errors) text += StrCat("\n", e);
+    for (const std::string& e : errors) {
+      text += StrCat("\n", e);
+    }
     return Error(StrCat("policy directory ", Quote(dir), ": ", errors.size(), " of ", files,
                         " files are invalid; nothing was loaded:", text));
   }
@@ -309,7 +363,9 @@ Result<PolicySet> LoadPolicyDirectory(const std::string& dir, const ModelFacts* 
 
 std::string DescribePolicy(const CompiledPolicy& policy) {
   std::string out = StrCat("policy ", Quote(policy.name()));
-  if (!policy.source().empty()) out += StrCat(" (", policy.source(), ")");
+  if (!policy.source().empty()) {
+    out += StrCat(" (", policy.source(), ")");
+  }
   out += "\n";
   if (!policy.proto().description().empty()) {
     out += StrCat("  ", policy.proto().description(), "\n");
@@ -325,7 +381,9 @@ std::string DescribePolicy(const CompiledPolicy& policy) {
   out += StrCat("  default action: ", DescribeAction(f.default_action),
                 "; calls from any other architecture: KILL_PROCESS\n");
   out += StrCat("  allowed system calls (", f.allowed.size(), "):");
-  for (const std::string& name : f.allowed) out += StrCat(" ", name);
+  for (const std::string& name : f.allowed) {
+    out += StrCat(" ", name);
+  }
   out += "\n  rules:\n";
   for (const FilterRule& r : f.rules) {
     std::string line = StrCat("    ", r.syscall, " ", DescribeAction(r.action));
@@ -333,10 +391,14 @@ std::string DescribePolicy(const CompiledPolicy& policy) {
       line += StrCat(i == 0 ? " if " : " and ", DescribeCondition(r.conditions[i]));
     }
     line += StrCat("  [", r.origin, "]");
-    if (!r.comment.empty()) line += StrCat("  # ", r.comment);
+    if (!r.comment.empty()) {
+      line += StrCat("  # ", r.comment);
+    }
     out += StrCat(line, "\n");
   }
-  for (const std::string& note : policy.notes()) out += StrCat("  note: ", note, "\n");
+  for (const std::string& note : policy.notes()) {
+    out += StrCat("  note: ", note, "\n");
+  }
   return out;
 }
 

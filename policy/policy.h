@@ -54,6 +54,8 @@ struct RlimitSetting {
 // std::shared_ptr<const CompiledPolicy> between the policy set and the sessions using it.
 class CompiledPolicy {
  public:
+  // NOLINTBEGIN(readability-identifier-naming): accessors are named like what they return
+  // (Google style), as the supervisor's API asks.
   const std::string& name() const { return proto_.name(); }
   // The file it was loaded from ("" when compiled from a message).
   const std::string& source() const { return source_; }
@@ -70,6 +72,7 @@ class CompiledPolicy {
   std::span<const RlimitSetting> rlimits() const { return rlimits_; }
   // Notes for `cellctl policy check`: what an imported profile contributed or had skipped.
   const std::vector<std::string>& notes() const { return notes_; }
+  // NOLINTEND(readability-identifier-naming)
 
   // Whether a caller with these credentials (SO_PEERCRED's uid and gid, plus its supplementary
   // groups) may open sessions under this policy.

@@ -37,7 +37,8 @@ using FilterContext = std::unique_ptr<void, ContextDeleter>;
 
 std::string Hex(uint64_t v) {
   char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+  // Cannot truncate: 18 characters at most.
+  static_cast<void>(std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v)));
   return buf;
 }
 
@@ -90,7 +91,9 @@ ValueSet SetOf(const FilterCondition& c) {
 
 // True only when no value is in both sets; false when unsure (the caller then refuses).
 bool Disjoint(const ValueSet& a, const ValueSet& b) {
-  if (a.empty || b.empty) return true;
+  if (a.empty || b.empty) {
+    return true;
+  }
   if (a.kind == ValueSet::kInterval && b.kind == ValueSet::kInterval) {
     return a.hi < b.lo || b.hi < a.lo;
   }
@@ -100,7 +103,9 @@ bool Disjoint(const ValueSet& a, const ValueSet& b) {
   if (a.kind == ValueSet::kAllBut || b.kind == ValueSet::kAllBut) {
     const ValueSet& ne = a.kind == ValueSet::kAllBut ? a : b;
     const ValueSet& other = a.kind == ValueSet::kAllBut ? b : a;
-    if (other.kind == ValueSet::kInterval) return other.lo == ne.lo && other.hi == ne.lo;
+    if (other.kind == ValueSet::kInterval) {
+      return other.lo == ne.lo && other.hi == ne.lo;
+    }
     if (other.kind == ValueSet::kMasked) {
       return other.mask == std::numeric_limits<uint64_t>::max() && other.lo == ne.lo;
     }
@@ -108,14 +113,18 @@ bool Disjoint(const ValueSet& a, const ValueSet& b) {
   }
   const ValueSet& masked = a.kind == ValueSet::kMasked ? a : b;
   const ValueSet& interval = a.kind == ValueSet::kMasked ? b : a;
-  if (interval.lo == interval.hi) return (interval.lo & masked.mask) != masked.lo;
+  if (interval.lo == interval.hi) {
+    return (interval.lo & masked.mask) != masked.lo;
+  }
   return false;
 }
 
 bool RulesDisjoint(const FilterRule& a, const FilterRule& b) {
   for (const FilterCondition& ca : a.conditions) {
     for (const FilterCondition& cb : b.conditions) {
-      if (ca.index == cb.index && Disjoint(SetOf(ca), SetOf(cb))) return true;
+      if (ca.index == cb.index && Disjoint(SetOf(ca), SetOf(cb))) {
+        return true;
+      }
     }
   }
   // A rule with an empty condition never matches anything.
@@ -127,7 +136,9 @@ bool RulesDisjoint(const FilterRule& a, const FilterRule& b) {
 }
 
 bool SameConditions(const FilterRule& a, const FilterRule& b) {
-  if (a.conditions.size() != b.conditions.size()) return false;
+  if (a.conditions.size() != b.conditions.size()) {
+    return false;
+  }
   for (size_t i = 0; i < a.conditions.size(); ++i) {
     const FilterCondition& x = a.conditions[i];
     const FilterCondition& y = b.conditions[i];
@@ -166,7 +177,9 @@ std::vector<FilterRule> MergeOneSyscall(std::vector<const FilterRule*> rules,
   size_t i = 0;
   while (i < rules.size()) {
     size_t end = i;
-    while (end < rules.size() && rules[end]->level == rules[i]->level) ++end;
+    while (end < rules.size() && rules[end]->level == rules[i]->level) {
+      ++end;
+    }
     // An unconditional rule of this level replaces what lower levels said.
     const FilterRule* unconditional = nullptr;
     for (size_t k = i; k < end; ++k) {
@@ -178,7 +191,9 @@ std::vector<FilterRule> MergeOneSyscall(std::vector<const FilterRule*> rules,
                                 Describe(*unconditional), " and ", Describe(*rules[k]),
                                 ". Keep one. Refusing.")));
         }
-        if (unconditional == nullptr) unconditional = rules[k];
+        if (unconditional == nullptr) {
+          unconditional = rules[k];
+        }
       }
     }
     if (unconditional != nullptr) {
@@ -187,7 +202,9 @@ std::vector<FilterRule> MergeOneSyscall(std::vector<const FilterRule*> rules,
     }
     for (size_t k = i; k < end; ++k) {
       const FilterRule& r = *rules[k];
-      if (r.conditions.empty()) continue;
+      if (r.conditions.empty()) {
+        continue;
+      }
       if (!merged.empty() && merged.front().conditions.empty()) {
         const FilterRule& u = merged.front();
         if (!(u.action == r.action)) {
@@ -204,15 +221,21 @@ std::vector<FilterRule> MergeOneSyscall(std::vector<const FilterRule*> rules,
       bool duplicate = std::any_of(merged.begin(), merged.end(), [&](const FilterRule& m) {
         return m.action == r.action && SameConditions(m, r);
       });
-      if (!duplicate) merged.push_back(r);
+      if (!duplicate) {
+        merged.push_back(r);
+      }
     }
     i = end;
   }
   // Conditional rules with different actions must never match the same call.
   for (size_t a = 0; a < merged.size(); ++a) {
     for (size_t b = a + 1; b < merged.size(); ++b) {
-      if (merged[a].action == merged[b].action) continue;
-      if (RulesDisjoint(merged[a], merged[b])) continue;
+      if (merged[a].action == merged[b].action) {
+        continue;
+      }
+      if (RulesDisjoint(merged[a], merged[b])) {
+        continue;
+      }
       problems->push_back(RuleProblem(
           merged[b],
           StrCat("'", merged[b].syscall, "': ", Describe(merged[a]), " and ", Describe(merged[b]),
@@ -245,17 +268,25 @@ scmp_compare ToScmp(ArgCondition::Op op) {
 
 Result<std::vector<sock_filter>> ExportProgram(void* ctx) {
   UniqueFd fd(memfd_create("cellhouse-seccomp", MFD_CLOEXEC));
-  if (!fd) return Error::FromErrno(errno, "memfd_create for the seccomp program");
+  if (!fd) {
+    return Error::FromErrno(errno, "memfd_create for the seccomp program");
+  }
   int rc = seccomp_export_bpf(ctx, fd.get());
-  if (rc != 0) return Error::FromErrno(-rc, "seccomp_export_bpf");
+  if (rc != 0) {
+    return Error::FromErrno(-rc, "seccomp_export_bpf");
+  }
   struct stat st {};
-  if (fstat(fd.get(), &st) != 0) return Error::FromErrno(errno, "fstat of the seccomp program");
+  if (fstat(fd.get(), &st) != 0) {
+    return Error::FromErrno(errno, "fstat of the seccomp program");
+  }
   const auto size = static_cast<size_t>(st.st_size);
   if (size == 0 || size % sizeof(sock_filter) != 0 || size > kMaxProgramBytes) {
     return Error(StrCat("seccomp_export_bpf wrote ", size,
                         " bytes, not a whole program of at most ", BPF_MAXINSNS, " instructions"));
   }
-  if (lseek(fd.get(), 0, SEEK_SET) != 0) return Error::FromErrno(errno, "lseek");
+  if (lseek(fd.get(), 0, SEEK_SET) != 0) {
+    return Error::FromErrno(errno, "lseek");
+  }
   std::vector<sock_filter> program(size / sizeof(sock_filter));
   CH_RETURN_IF_ERROR(ReadFull(fd.get(), std::as_writable_bytes(std::span(program)),
                               "the exported seccomp program"));
@@ -273,7 +304,9 @@ Result<std::vector<sock_filter>> BuildProgram(const FilterAction& default_action
   // arch or the x32 bit: kill the process for those too, not just the thread (libseccomp's
   // default).
   int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-  if (rc != 0) return Error::FromErrno(-rc, "seccomp_attr_set(SCMP_FLTATR_ACT_BADARCH)");
+  if (rc != 0) {
+    return Error::FromErrno(-rc, "seccomp_attr_set(SCMP_FLTATR_ACT_BADARCH)");
+  }
   // A binary search tree over syscall numbers rather than a linear chain: fewer instructions
   // run per call with long lists. Only a speed hint; the filter's meaning is the same.
   static_cast<void>(seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2));
@@ -305,7 +338,9 @@ std::optional<CompiledFilter> CompileFilter(const FilterSpec& spec,
                                             std::vector<Problem>* problems) {
   const size_t problems_before = problems->size();
   std::map<std::string, std::vector<const FilterRule*>> by_syscall;
-  for (const FilterRule& r : spec.rules) by_syscall[r.syscall].push_back(&r);
+  for (const FilterRule& r : spec.rules) {
+    by_syscall[r.syscall].push_back(&r);
+  }
 
   CompiledFilter out;
   out.default_action = spec.default_action;
@@ -316,13 +351,19 @@ std::optional<CompiledFilter> CompileFilter(const FilterSpec& spec,
     for (FilterRule& r : merged) {
       // A rule with the default's action changes nothing (other actions' rules were proven not
       // to overlap it), and libseccomp refuses it (EACCES).
-      if (r.action == spec.default_action) continue;
+      if (r.action == spec.default_action) {
+        continue;
+      }
       allowed |= r.action.action == Seccomp::ALLOW || r.action.action == Seccomp::LOG;
       out.rules.push_back(std::move(r));
     }
-    if (allowed) out.allowed.push_back(name);
+    if (allowed) {
+      out.allowed.push_back(name);
+    }
   }
-  if (problems->size() != problems_before) return std::nullopt;
+  if (problems->size() != problems_before) {
+    return std::nullopt;
+  }
   Result<std::vector<sock_filter>> program = BuildProgram(spec.default_action, out.rules);
   if (!program) {
     problems->push_back(
@@ -336,16 +377,24 @@ std::optional<CompiledFilter> CompileFilter(const FilterSpec& spec,
 
 ResolvedSyscall ResolveSyscall(std::string_view name) {
   const std::string n(name);
-  if (n.empty() || n.size() > 64) return {};
+  if (n.empty() || n.size() > 64) {
+    return {};
+  }
   int nr = seccomp_syscall_resolve_name_arch(SCMP_ARCH_NATIVE, n.c_str());
-  if (nr == __NR_SCMP_ERROR) return {};
-  if (nr < 0) return {ResolvedSyscall::kOtherArchitecture, nr};
+  if (nr == __NR_SCMP_ERROR) {
+    return {};
+  }
+  if (nr < 0) {
+    return {ResolvedSyscall::kOtherArchitecture, nr};
+  }
   return {ResolvedSyscall::kNative, nr};
 }
 
 std::string SyscallName(uint32_t arch, int nr) {
   char* name = seccomp_syscall_resolve_num_arch(arch, nr);
-  if (name == nullptr) return StrCat("syscall ", nr);
+  if (name == nullptr) {
+    return StrCat("syscall ", nr);
+  }
   std::string out(name);
   free(name);  // NOLINT(cppcoreguidelines-no-malloc): libseccomp's allocation (its man page)
   return out;
@@ -382,7 +431,9 @@ Status AddNamedRules(std::string_view name, const FilterRule& prototype,
     }
     if (resolved.kind == ResolvedSyscall::kOtherArchitecture) {
       if (other == OtherArchitecture::kSkip) {
-        if (skipped != nullptr) skipped->push_back(call.name);
+        if (skipped != nullptr) {
+          skipped->push_back(call.name);
+        }
         continue;
       }
       return Error(StrCat("'", call.name, "' is not a system call on ", NativeArchitectureName()));
@@ -453,7 +504,9 @@ uint32_t ActionReturnValue(const FilterAction& action) {
 
 std::string DescribeAction(const FilterAction& action) {
   std::string name = Seccomp::Action_Name(action.action);
-  if (action.action == Seccomp::ERRNO) name += StrCat("(", ErrnoName(action.errno_value), ")");
+  if (action.action == Seccomp::ERRNO) {
+    name += StrCat("(", ErrnoName(action.errno_value), ")");
+  }
   return name;
 }
 

@@ -110,7 +110,9 @@ Status Expand(std::string_view name, std::string_view group, int depth,
   const SyscallGroup* g = FindSyscallGroup(name);
   if (g == nullptr) {
     std::string known;
-    for (const SyscallGroup& each : kGroups) known += StrCat(known.empty() ? "" : ", ", each.name);
+    for (const SyscallGroup& each : kGroups) {
+      known += StrCat(known.empty() ? "" : ", ", each.name);
+    }
     return Error(StrCat("unknown syscall group '", name, "' (known groups: ", known, ")"));
   }
   for (const GroupMember& m : g->members) {
@@ -129,7 +131,9 @@ std::span<const SyscallGroup> SyscallGroups() { return kGroups; }
 
 const SyscallGroup* FindSyscallGroup(std::string_view name) {
   for (const SyscallGroup& g : kGroups) {
-    if (g.name == name) return &g;
+    if (g.name == name) {
+      return &g;
+    }
   }
   return nullptr;
 }

@@ -70,7 +70,7 @@ class Validator {
   }
 
  private:
-  void Refuse(std::string field, std::string message) {
+  void Refuse(std::string field, const std::string& message) {
     problems_->push_back({.field = std::move(field), .message = StrCat(message, " Refusing.")});
   }
 
@@ -114,13 +114,27 @@ class Validator {
              "the sandbox needs a mount namespace: the worker's empty root file system "
              "(pivot_root) must not change the host's mounts.");
     }
-    if (!ns->has_user()) ns->set_user(true);
-    if (!ns->has_pid()) ns->set_pid(true);
-    if (!ns->has_mount()) ns->set_mount(true);
-    if (!ns->has_uts()) ns->set_uts(true);
-    if (!ns->has_ipc()) ns->set_ipc(true);
-    if (!ns->has_net()) ns->set_net(true);
-    if (!ns->has_cgroup()) ns->set_cgroup(false);
+    if (!ns->has_user()) {
+      ns->set_user(true);
+    }
+    if (!ns->has_pid()) {
+      ns->set_pid(true);
+    }
+    if (!ns->has_mount()) {
+      ns->set_mount(true);
+    }
+    if (!ns->has_uts()) {
+      ns->set_uts(true);
+    }
+    if (!ns->has_ipc()) {
+      ns->set_ipc(true);
+    }
+    if (!ns->has_net()) {
+      ns->set_net(true);
+    }
+    if (!ns->has_cgroup()) {
+      ns->set_cgroup(false);
+    }
   }
 
   void IdRangeCheck(const std::string& field, const IdRange& range) {
@@ -175,8 +189,12 @@ class Validator {
         Refuse(field, StrCat(name, " gives neither soft nor hard."));
         continue;
       }
-      if (!r.has_soft()) r.set_soft(r.hard());
-      if (!r.has_hard()) r.set_hard(r.soft());
+      if (!r.has_soft()) {
+        r.set_soft(r.hard());
+      }
+      if (!r.has_hard()) {
+        r.set_hard(r.soft());
+      }
       if (r.soft() > r.hard()) {
         Refuse(StrCat(field, ".soft"),
                StrCat(name, " soft limit ", r.soft(), " is above the hard limit ", r.hard(), "."));
@@ -185,7 +203,9 @@ class Validator {
       by_resource[r.resource()] = r;
     }
     for (const RlimitDefault& d : kRlimitDefaults) {
-      if (by_resource.count(d.resource) != 0) continue;
+      if (by_resource.count(d.resource) != 0) {
+        continue;
+      }
       Rlimit r;
       r.set_resource(d.resource);
       r.set_soft(d.value);
@@ -193,7 +213,9 @@ class Validator {
       by_resource[d.resource] = r;
     }
     p_.clear_rlimits();
-    for (auto& [resource, r] : by_resource) *p_.add_rlimits() = r;
+    for (auto& [resource, r] : by_resource) {
+      *p_.add_rlimits() = r;
+    }
   }
 
   void RlimitValueCheck(const std::string& field, const std::string& name, const Rlimit& r) {
@@ -247,8 +269,12 @@ class Validator {
                       "leave it out."));
       }
     }
-    if (!cg->has_memory_swap_max_bytes()) cg->set_memory_swap_max_bytes(0);
-    if (!cg->has_pids_max()) cg->set_pids_max(kDefaultPidsMax);
+    if (!cg->has_memory_swap_max_bytes()) {
+      cg->set_memory_swap_max_bytes(0);
+    }
+    if (!cg->has_pids_max()) {
+      cg->set_pids_max(kDefaultPidsMax);
+    }
     if (cg->pids_max() == 0 || cg->pids_max() > kMaxPids) {
       Refuse("cgroup.pids_max", "pids_max must be 1 to 4194304 (the worker is one task).");
     }
@@ -271,14 +297,18 @@ class Validator {
         Refuse("cgroup.cpu_quota.quota_us", "quota_us must be 1000 to 1024000000.");
       }
     }
-    if (!cg->has_cpu_weight()) cg->set_cpu_weight(kDefaultCpuWeight);
+    if (!cg->has_cpu_weight()) {
+      cg->set_cpu_weight(kDefaultCpuWeight);
+    }
     if (cg->cpu_weight() < 1 || cg->cpu_weight() > 10000) {
       Refuse("cgroup.cpu_weight", "cpu_weight must be 1 to 10000 (cpu.weight's range).");
     }
   }
 
   void Gpu() {
-    if (!p_.has_gpu()) return;
+    if (!p_.has_gpu()) {
+      return;
+    }
     const GpuShare& g = p_.gpu();
     if (!(g.compute_fraction() > 0.0 && g.compute_fraction() <= 1.0)) {  // also refuses NaN
       Refuse("gpu.compute_fraction",
@@ -294,7 +324,9 @@ class Validator {
 
   void SeccompSettings() {
     Seccomp* s = p_.mutable_seccomp();
-    if (!s->has_use_builtin_allowlist()) s->set_use_builtin_allowlist(true);
+    if (!s->has_use_builtin_allowlist()) {
+      s->set_use_builtin_allowlist(true);
+    }
     const Seccomp::Action d = s->default_action();
     if (d == Seccomp::ALLOW || d == Seccomp::LOG) {
       Refuse("seccomp.default_action",
@@ -307,14 +339,20 @@ class Validator {
       Refuse("seccomp.default_error", "default_error is set but default_action is not ERRNO.");
     }
     if (d == Seccomp::ERRNO) {
-      if (s->default_error().empty()) s->set_default_error("EPERM");
+      if (s->default_error().empty()) {
+        s->set_default_error("EPERM");
+      }
       Result<uint16_t> e = ParseErrno(s->default_error());
-      if (!e) Refuse("seccomp.default_error", StrCat(e.error().message(), "."));
+      if (!e) {
+        Refuse("seccomp.default_error", StrCat(e.error().message(), "."));
+      }
     }
     if (d == Seccomp::ACTION_UNSPECIFIED && s->oci_profile().empty()) {
       s->set_default_action(Seccomp::KILL_PROCESS);
     }
-    for (int i = 0; i < s->rules_size(); ++i) RuleCheck(s->mutable_rules(i), i);
+    for (int i = 0; i < s->rules_size(); ++i) {
+      RuleCheck(s->mutable_rules(i), i);
+    }
   }
 
   void RuleCheck(SeccompRule* rule, int i) {
@@ -327,9 +365,13 @@ class Validator {
              "action is missing (KILL_PROCESS, KILL_THREAD, TRAP, ERRNO, LOG or ALLOW).");
     }
     if (rule->action() == Seccomp::ERRNO) {
-      if (rule->error().empty()) rule->set_error("EPERM");
+      if (rule->error().empty()) {
+        rule->set_error("EPERM");
+      }
       Result<uint16_t> e = ParseErrno(rule->error());
-      if (!e) Refuse(StrCat(field, ".error"), StrCat(e.error().message(), "."));
+      if (!e) {
+        Refuse(StrCat(field, ".error"), StrCat(e.error().message(), "."));
+      }
     } else if (!rule->error().empty()) {
       Refuse(StrCat(field, ".error"), "error is set but the action is not ERRNO.");
     }
@@ -337,7 +379,9 @@ class Validator {
     for (int k = 0; k < rule->args_size(); ++k) {
       const ArgCondition& a = rule->args(k);
       const std::string arg = StrCat(field, ".args[", k, "]");
-      if (a.index() > 5) Refuse(StrCat(arg, ".index"), "index must be 0 to 5.");
+      if (a.index() > 5) {
+        Refuse(StrCat(arg, ".index"), "index must be 0 to 5.");
+      }
       if (!indexes.insert(a.index()).second) {
         Refuse(StrCat(arg, ".index"), StrCat("argument ", a.index(),
                                              " is compared twice in one rule; libseccomp "
@@ -346,7 +390,9 @@ class Validator {
       if (a.op() == ArgCondition::OP_UNSPECIFIED) {
         Refuse(StrCat(arg, ".op"), "op is missing (EQ, NE, LT, LE, GT, GE, MASKED_EQ).");
       } else if (a.op() == ArgCondition::MASKED_EQ) {
-        if (a.mask() == 0) Refuse(StrCat(arg, ".mask"), "MASKED_EQ needs a non-zero mask.");
+        if (a.mask() == 0) {
+          Refuse(StrCat(arg, ".mask"), "MASKED_EQ needs a non-zero mask.");
+        }
         if ((a.value() & ~a.mask()) != 0) {
           Refuse(StrCat(arg, ".value"),
                  "value has bits outside mask: the condition could never hold.");
@@ -363,7 +409,9 @@ class Validator {
       Refuse("budgets.context_length", "context_length 0 leaves no room for a conversation.");
     }
     if (facts_ != nullptr) {
-      if (!b->has_context_length()) b->set_context_length(facts_->seq_len);
+      if (!b->has_context_length()) {
+        b->set_context_length(facts_->seq_len);
+      }
       if (b->context_length() > facts_->seq_len) {
         Refuse("budgets.context_length",
                StrCat("context_length ", b->context_length(), " is above the model's seq_len ",
@@ -375,15 +423,21 @@ class Validator {
       Refuse("budgets.max_new_tokens", "max_new_tokens 0 would let no request generate.");
     }
     if (b->has_context_length() && b->context_length() > 0) {
-      if (!b->has_max_new_tokens()) b->set_max_new_tokens(b->context_length());
+      if (!b->has_max_new_tokens()) {
+        b->set_max_new_tokens(b->context_length());
+      }
       if (b->max_new_tokens() > b->context_length()) {
         Refuse("budgets.max_new_tokens",
                StrCat("max_new_tokens ", b->max_new_tokens(), " is above context_length ",
                       b->context_length(), ": a request can never produce more than fits."));
       }
     }
-    if (!b->has_idle_timeout_seconds()) b->set_idle_timeout_seconds(kDefaultIdleTimeoutSeconds);
-    if (!b->has_max_lifetime_seconds()) b->set_max_lifetime_seconds(kDefaultMaxLifetimeSeconds);
+    if (!b->has_idle_timeout_seconds()) {
+      b->set_idle_timeout_seconds(kDefaultIdleTimeoutSeconds);
+    }
+    if (!b->has_max_lifetime_seconds()) {
+      b->set_max_lifetime_seconds(kDefaultMaxLifetimeSeconds);
+    }
     if (b->idle_timeout_seconds() == 0) {
       Refuse("budgets.idle_timeout_seconds", "idle_timeout_seconds must be at least 1.");
     }
@@ -430,12 +484,18 @@ class Validator {
   }
 
   void MemoryAgainstModel() {
-    if (facts_ == nullptr || !p_.cgroup().has_memory_max_bytes()) return;
+    if (facts_ == nullptr || !p_.cgroup().has_memory_max_bytes()) {
+      return;
+    }
     const uint32_t context = p_.budgets().context_length();
-    if (context == 0 || context > facts_->seq_len) return;  // already refused
+    if (context == 0 || context > facts_->seq_len) {
+      return;  // already refused
+    }
     const uint64_t need = SessionBytes(*facts_, context);
     const uint64_t max = p_.cgroup().memory_max_bytes();
-    if (need <= max) return;
+    if (need <= max) {
+      return;
+    }
     // The largest context that fits, to say what to change.
     const uint64_t fixed = SessionBytes(*facts_, 0);
     std::string fits = "no context at all fits";
@@ -462,7 +522,9 @@ class Validator {
 std::map<std::string, std::string> ConditionalBuiltins() {
   std::map<std::string, std::string> out;
   Result<std::vector<ExpandedSyscall>> calls = ExpandSyscallName("@worker");
-  if (!calls) return out;
+  if (!calls) {
+    return out;
+  }
   for (const ExpandedSyscall& c : *calls) {
     if (c.check) {
       out[c.name] = DescribeCondition({.index = c.check->index,
@@ -484,7 +546,9 @@ uint64_t SessionBytes(const ModelFacts& facts, uint32_t context_length) {
   }
   total = facts.kv_bytes_per_token * context_length;
   for (uint64_t part : {facts.state_fixed_bytes, facts.worker_overhead_bytes}) {
-    if (total > kMax - part) return kMax;
+    if (total > kMax - part) {
+      return kMax;
+    }
     total += part;
   }
   return total;
@@ -517,7 +581,9 @@ FilterSpec BuildFilterSpec(const Policy& policy, const OciImport* profile,
                        .origin = "built-in",
                        .field = "seccomp.use_builtin_allowlist"};
     Status st = AddNamedRules("@worker", builtin, &spec.rules);
-    if (!st) refuse("seccomp", st.error().message());  // a broken table: tests catch it
+    if (!st) {
+      refuse("seccomp", st.error().message());  // a broken table: tests catch it
+    }
   }
   const std::map<std::string, std::string> conditional =
       s.use_builtin_allowlist() ? ConditionalBuiltins() : std::map<std::string, std::string>{};
@@ -565,7 +631,9 @@ FilterSpec BuildFilterSpec(const Policy& policy, const OciImport* profile,
     for (int k = 0; k < rule.syscalls_size(); ++k) {
       prototype.field = StrCat("seccomp.rules[", i, "].syscalls[", k, "]");
       Status st = AddNamedRules(rule.syscalls(k), prototype, &spec.rules);
-      if (!st) refuse(prototype.field, st.error().message());
+      if (!st) {
+        refuse(prototype.field, st.error().message());
+      }
     }
   }
   return spec;

@@ -89,7 +89,9 @@ TEST(LoaderTest, BrokenFilesNamePositionAndField) {
     const std::string& message = p.error().message();
     EXPECT_THAT(message, HasSubstr(std::string("/tests/policy/data/broken/") + c.position + ": "))
         << message;
-    for (const char* w : c.words) EXPECT_THAT(message, HasSubstr(w)) << c.file;
+    for (const char* w : c.words) {
+      EXPECT_THAT(message, HasSubstr(w)) << c.file;
+    }
   }
 }
 
@@ -221,7 +223,9 @@ TEST(LoaderTest, EffectivePolicyHasEveryDefault) {
   EXPECT_FALSE(e.has_gpu());
   // CORE, FSIZE, MEMLOCK, NOFILE, NPROC, in RLIMIT_ numbers.
   std::map<int, RlimitSetting> limits;
-  for (const RlimitSetting& r : (*p)->rlimits()) limits[r.resource] = r;
+  for (const RlimitSetting& r : (*p)->rlimits()) {
+    limits[r.resource] = r;
+  }
   ASSERT_EQ(limits.size(), 5u);
   EXPECT_EQ(limits[RLIMIT_CORE].hard, 0u);
   EXPECT_EQ(limits[RLIMIT_FSIZE].hard, 0u);

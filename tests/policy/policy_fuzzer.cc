@@ -16,7 +16,9 @@ namespace {
 
 void Exercise(const cellhouse::policy::CompiledPolicy& p) {
   static_cast<void>(cellhouse::policy::DescribePolicy(p));
-  if (!cellhouse::policy::VerifySeccompProgram(p.bpf())) __builtin_trap();  // compiler bug
+  if (!cellhouse::policy::VerifySeccompProgram(p.bpf())) {
+    __builtin_trap();  // compiler bug
+  }
   seccomp_data d{};
   d.arch = p.filter().arch;
   for (int nr = 0; nr < 450; nr += 7) {
@@ -28,7 +30,9 @@ void Exercise(const cellhouse::policy::CompiledPolicy& p) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size == 0) return 0;
+  if (size == 0) {
+    return 0;
+  }
   const uint8_t mode = data[0] == 'T' ? 0 : data[0] == 'J' ? 1 : data[0] == 'O' ? 2 : data[0] % 3;
   std::string_view content(reinterpret_cast<const char*>(data + 1), size - 1);
   if (mode == 2) {
@@ -38,13 +42,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       cellhouse::policy::FilterSpec spec{.default_action = imported->default_action,
                                          .rules = imported->rules};
       auto filter = cellhouse::policy::CompileFilter(spec, &problems);
-      if (filter && !cellhouse::policy::VerifySeccompProgram(filter->program)) __builtin_trap();
+      if (filter && !cellhouse::policy::VerifySeccompProgram(filter->program)) {
+        __builtin_trap();
+      }
     }
     return 0;
   }
   // The file name must match the policy's name; "fuzz" lets a matching input get all the way.
   const char* path = mode == 0 ? "/nonexistent/fuzz.textproto" : "/nonexistent/fuzz.json";
   auto p = cellhouse::policy::LoadPolicyFromString(content, path, nullptr);
-  if (p) Exercise(**p);
+  if (p) {
+    Exercise(**p);
+  }
   return 0;
 }

@@ -44,9 +44,13 @@ inline Policy PolicyFromText(const std::string& extra) {
   Policy more;
   static_cast<void>(parser.ParseFromString(extra, &more));
   // Merging appends repeated fields: a snippet that sets gids replaces the base's.
-  if (more.gids_size() > 0 || more.uids_size() > 0) p.clear_gids();
+  if (more.gids_size() > 0 || more.uids_size() > 0) {
+    p.clear_gids();
+  }
   // A snippet's id range replaces the base's (merging would keep fields proto3 sees as unset).
-  if (more.has_host_uids()) p.clear_host_uids();
+  if (more.has_host_uids()) {
+    p.clear_host_uids();
+  }
   p.MergeFrom(more);
   return p;
 }
@@ -61,7 +65,9 @@ inline uint32_t Evaluate(const CompiledPolicy& policy, int nr, std::array<uint64
   seccomp_data d{};
   d.nr = nr;
   d.arch = arch != 0 ? arch : policy.filter().arch;
-  for (size_t i = 0; i < args.size(); ++i) d.args[i] = args[i];
+  for (size_t i = 0; i < args.size(); ++i) {
+    d.args[i] = args[i];
+  }
   return EvaluateSeccomp(policy.bpf(), d);
 }
 

@@ -30,8 +30,12 @@ std::vector<std::string> WorkerNames() {
   std::vector<std::string> names;
   Result<std::vector<ExpandedSyscall>> calls = ExpandSyscallName("@worker");
   EXPECT_TRUE(calls);
-  if (!calls) return names;
-  for (const ExpandedSyscall& s : *calls) names.push_back(s.name);
+  if (!calls) {
+    return names;
+  }
+  for (const ExpandedSyscall& s : *calls) {
+    names.push_back(s.name);
+  }
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   return names;

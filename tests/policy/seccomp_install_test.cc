@@ -32,12 +32,18 @@ constexpr int kWriteFailed = 12;
 // Only raw system calls after the filter is in place: nothing else may run.
 [[noreturn]] void RunFilteredInChild(std::span<const sock_filter> program, int fd,
                                      long forbidden_nr) {
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(kNoNewPrivsFailed);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    _exit(kNoNewPrivsFailed);
+  }
   sock_fprog prog{.len = static_cast<unsigned short>(program.size()),
                   .filter = const_cast<sock_filter*>(program.data())};
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) _exit(kInstallFailed);
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+    _exit(kInstallFailed);
+  }
   const char byte = 'x';
-  if (syscall(SYS_write, fd, &byte, 1) != 1) syscall(SYS_exit_group, kWriteFailed);
+  if (syscall(SYS_write, fd, &byte, 1) != 1) {
+    syscall(SYS_exit_group, kWriteFailed);
+  }
   syscall(forbidden_nr);
   syscall(SYS_exit_group, 0);  // reached only if the forbidden call was let through
   __builtin_unreachable();
@@ -52,7 +58,9 @@ ChildEnd RunChild(const CompiledPolicy& policy, long forbidden_nr) {
   ChildEnd end;
   auto pipe = MakePipe();
   EXPECT_TRUE(pipe);
-  if (!pipe) return end;
+  if (!pipe) {
+    return end;
+  }
   pid_t pid = fork();
   if (pid == 0) {
     pipe->first.reset();
@@ -62,7 +70,9 @@ ChildEnd RunChild(const CompiledPolicy& policy, long forbidden_nr) {
   pipe->second.reset();
   char buf[8];
   ssize_t n = read(pipe->first.get(), buf, sizeof(buf));
-  if (n > 0) end.written.assign(buf, static_cast<size_t>(n));
+  if (n > 0) {
+    end.written.assign(buf, static_cast<size_t>(n));
+  }
   EXPECT_EQ(waitpid(pid, &end.status, 0), pid);
   return end;
 }
