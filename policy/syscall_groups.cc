@@ -14,6 +14,16 @@ namespace {
 constexpr GroupArgCheck kNoExec{
     .index = 2, .op = ArgCondition::MASKED_EQ, .value = 0, .mask = PROT_EXEC};
 
+// clone(2) only without CLONE_NEW* flags (argument 0): threads, never new namespaces, which an
+// unprivileged process may otherwise create (user_namespaces(7)). clone3 passes its flags in
+// memory a filter cannot read, so no group allows it; answer it with ENOSYS and glibc falls
+// back to clone.
+// CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
+// CLONE_NEWNET.
+constexpr uint64_t kNamespaceFlags = 0x7E020000;
+constexpr GroupArgCheck kNoNamespaces{
+    .index = 0, .op = ArgCondition::MASKED_EQ, .value = 0, .mask = kNamespaceFlags};
+
 // ---- The data. Each array is one group's members; kGroups names and explains them. ----
 
 // Descriptor I/O on what the worker already holds (its client and control sockets). No call
@@ -70,9 +80,10 @@ constexpr GroupMember kProcess[] = {{"fork"},   {"vfork"},    {"clone"}, {"clone
 // What a CUDA user-space driver adds when the session holds a GPU share (device nodes are the
 // only files in its root). A starting point, to be confirmed on a GPU host.
 constexpr GroupMember kGpuDriver[] = {
-    {"openat"},   {"ioctl"},         {"fstat"},     {"sched_setaffinity"}, {"pread64"},
-    {"mlock"},    {"munlock"},       {"clone3"},    {"set_robust_list"},   {"rseq"},
-    {"eventfd2"}, {"epoll_create1"}, {"epoll_ctl"}, {"epoll_wait"}};
+    {"openat"},          {"ioctl"},     {"fstat"},    {"sched_setaffinity"},
+    {"pread64"},         {"mlock"},     {"munlock"},  {"clone", kNoNamespaces},
+    {"set_robust_list"}, {"rseq"},      {"eventfd2"}, {"epoll_create1"},
+    {"epoll_ctl"},       {"epoll_wait"}};
 
 constexpr std::array kGroups = {
     SyscallGroup{"@worker", "the built-in worker allow-list (all groups below up to @random)",

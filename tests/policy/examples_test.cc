@@ -1,5 +1,6 @@
 // Every shipped example (policy/examples/) loads, alone and as a directory, with and without
 // model facts, and means what its comments say.
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -72,6 +73,11 @@ TEST(ExamplesTest, Gpu) {
   EXPECT_EQ(Evaluate(**p, __NR_ioctl), SECCOMP_RET_ALLOW);
   EXPECT_EQ(Evaluate(**p, __NR_socket, {AF_INET}), SECCOMP_RET_ERRNO | EACCES);
   EXPECT_EQ(Evaluate(**p, __NR_execve), SECCOMP_RET_KILL_PROCESS);
+  // Threads yes, namespaces no.
+  EXPECT_EQ(Evaluate(**p, __NR_clone, {CLONE_VM | CLONE_THREAD | CLONE_SIGHAND}),
+            SECCOMP_RET_ALLOW);
+  EXPECT_EQ(Evaluate(**p, __NR_clone, {CLONE_NEWUSER}), SECCOMP_RET_KILL_PROCESS);
+  EXPECT_EQ(Evaluate(**p, __NR_clone3), SECCOMP_RET_ERRNO | ENOSYS);
   EXPECT_THAT(DescribePolicy(**p), HasSubstr("the CUDA driver probes sockets"));
 }
 
