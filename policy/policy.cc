@@ -1,0 +1,427 @@
+#include "policy/policy.h"
+
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <google/protobuf/text_format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <set>
+
+#include "base/io.h"
+#include "base/str_cat.h"
+#include "base/strings.h"
+#include "policy/oci_import.h"
+#include "policy/parse.h"
+#include "policy/syscall_groups.h"
+
+namespace cellhouse::policy {
+
+// Declared as CompiledPolicy's friend in policy.h: the only way to make one.
+Result<std::shared_ptr<const CompiledPolicy>> FreezePolicy(Policy effective, std::string source,
+                                                           CompiledFilter filter,
+                                                           std::vector<std::string> notes);
+
+namespace {
+
+constexpr std::string_view kTextExtension = ".textproto";
+constexpr std::string_view kJsonExtension = ".json";
+constexpr std::string_view kProfileExtension = ".seccomp.json";
+
+bool EndsWith(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+std::string Basename(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+std::string Dirname(std::string_view path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos) {
+    return ".";
+  }
+  if (slash == 0) {
+    return "/";
+  }
+  return std::string(path.substr(0, slash));
+}
+
+// RLIMIT_* of each Rlimit.Resource (getrlimit(2)).
+int RlimitNumber(Rlimit::Resource r) {
+  switch (r) {
+    case Rlimit::CPU:
+      return RLIMIT_CPU;
+    case Rlimit::FSIZE:
+      return RLIMIT_FSIZE;
+    case Rlimit::DATA:
+      return RLIMIT_DATA;
+    case Rlimit::STACK:
+      return RLIMIT_STACK;
+    case Rlimit::CORE:
+      return RLIMIT_CORE;
+    case Rlimit::NOFILE:
+      return RLIMIT_NOFILE;
+    case Rlimit::AS:
+      return RLIMIT_AS;
+    case Rlimit::NPROC:
+      return RLIMIT_NPROC;
+    case Rlimit::MEMLOCK:
+      return RLIMIT_MEMLOCK;
+    case Rlimit::LOCKS:
+      return RLIMIT_LOCKS;
+    case Rlimit::SIGPENDING:
+      return RLIMIT_SIGPENDING;
+    case Rlimit::MSGQUEUE:
+      return RLIMIT_MSGQUEUE;
+    case Rlimit::NICE:
+      return RLIMIT_NICE;
+    case Rlimit::RTPRIO:
+      return RLIMIT_RTPRIO;
+    case Rlimit::RTTIME:
+      return RLIMIT_RTTIME;
+    default:
+      return -1;
+  }
+}
+
+// Validation, profile import and compilation of a parsed policy; the shared tail of every
+// loader. `profile_dir` resolves a relative oci_profile.
+std::optional<std::shared_ptr<const CompiledPolicy>> Compile(Policy policy, std::string source,
+                                                             const std::string& profile_dir,
+                                                             const ModelFacts* facts,
+                                                             std::vector<Problem>* problems) {
+  const size_t before = problems->size();
+  ApplyDefaultsAndValidate(&policy, facts, problems);
+  std::optional<OciImport> profile;
+  if (!policy.seccomp().oci_profile().empty()) {
+    std::string path = policy.seccomp().oci_profile();
+    if (path.front() != '/') {
+      path = StrCat(profile_dir, "/", path);
+    }
+    profile = LoadOciProfile(path, problems);
+  }
+  FilterSpec spec = BuildFilterSpec(policy, profile ? &*profile : nullptr, problems);
+  if (problems->size() != before) {
+    return std::nullopt;
+  }
+  // The effective default action, wherever it came from.
+  policy.mutable_seccomp()->set_default_action(spec.default_action.action);
+  if (spec.default_action.action == Seccomp::ERRNO) {
+    policy.mutable_seccomp()->set_default_error(ErrnoName(spec.default_action.errno_value));
+  }
+  std::optional<CompiledFilter> filter = CompileFilter(spec, problems);
+  if (!filter) {
+    return std::nullopt;
+  }
+  std::vector<std::string> notes;
+  if (profile) {
+    notes.push_back(StrCat("imported ", profile->rules.size(), " rules from the OCI profile ",
+                           Quote(policy.seccomp().oci_profile())));
+    if (!profile->skipped_syscalls.empty()) {
+      std::string names;
+      for (const std::string& n : profile->skipped_syscalls) {
+        names += StrCat(" ", n);
+      }
+      notes.push_back(
+          StrCat("profile names not on ", NativeArchitectureName(), " (skipped):", names));
+    }
+    for (const std::string& r : profile->skipped_rules) {
+      notes.push_back(StrCat("profile rule skipped: ", r));
+    }
+  }
+  Result<std::shared_ptr<const CompiledPolicy>> frozen =
+      FreezePolicy(std::move(policy), std::move(source), std::move(*filter), std::move(notes));
+  if (!frozen) {
+    problems->push_back({.message = frozen.error().message()});
+    return std::nullopt;
+  }
+  return *frozen;
+}
+
+Error ProblemsError(std::string_view what, std::string_view file, const SourceMap& map,
+                    const std::vector<Problem>& problems) {
+  return Error(StrCat(what, ":\n", FormatProblems(file, map, problems)));
+}
+
+// Loads one file, appending its problems formatted to `errors`; nullopt when it has any.
+std::optional<std::shared_ptr<const CompiledPolicy>> LoadOne(std::string_view content,
+                                                             const std::string& path,
+                                                             const ModelFacts* facts,
+                                                             std::vector<std::string>* errors) {
+  Policy policy;
+  SourceMap map;
+  std::vector<Problem> problems;
+  const std::string base = Basename(path);
+  std::string stem;
+  bool parsed = false;
+  if (EndsWith(base, kTextExtension)) {
+    stem = base.substr(0, base.size() - kTextExtension.size());
+    parsed = ParseTextMessage(content, &policy, &map, &problems);
+  } else if (EndsWith(base, kJsonExtension) && !EndsWith(base, kProfileExtension)) {
+    stem = base.substr(0, base.size() - kJsonExtension.size());
+    parsed = ParseJsonMessage(content, &policy, &map, &problems);
+  } else {
+    problems.push_back(
+        {.message = StrCat("not a policy file name: policies are NAME", kTextExtension,
+                           " (text format) or NAME", kJsonExtension, " (JSON)")});
+  }
+  std::optional<std::shared_ptr<const CompiledPolicy>> out;
+  if (parsed) {
+    if (!policy.name().empty() && policy.name() != stem) {
+      problems.push_back(
+          {.field = "name",
+           .message = StrCat("the policy is named ", Quote(policy.name()), " but its file is ",
+                             Quote(base), ": rename one so they match (", policy.name(),
+                             kTextExtension, "). Refusing.")});
+    }
+    out = Compile(std::move(policy), path, Dirname(path), facts, &problems);
+  }
+  if (!problems.empty()) {
+    errors->push_back(FormatProblems(path, map, problems));
+    return std::nullopt;
+  }
+  return out;
+}
+
+bool IsPolicyFileName(std::string_view name) {
+  if (name.empty() || name.front() == '.') {
+    return false;
+  }
+  if (EndsWith(name, kProfileExtension)) {
+    return false;
+  }
+  return EndsWith(name, kTextExtension) || EndsWith(name, kJsonExtension);
+}
+
+std::string Indent(std::string_view text, std::string_view prefix) {
+  std::string out;
+  for (std::string_view line : Split(text, '\n')) {
+    if (line.empty()) {
+      continue;
+    }
+    out += StrCat(prefix, line, "\n");
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const CompiledPolicy>> FreezePolicy(Policy effective, std::string source,
+                                                           CompiledFilter filter,
+                                                           std::vector<std::string> notes) {
+  std::shared_ptr<CompiledPolicy> p(new CompiledPolicy());
+  for (const Rlimit& r : effective.rlimits()) {
+    const int number = RlimitNumber(r.resource());
+    if (number < 0) {
+      return Error(StrCat("rlimit ", r.resource(), " has no RLIMIT_ number"));
+    }
+    p->rlimits_.push_back({.resource = number, .soft = r.soft(), .hard = r.hard()});
+  }
+  p->proto_ = std::move(effective);
+  p->source_ = std::move(source);
+  p->filter_ = std::move(filter);
+  p->notes_ = std::move(notes);
+  return std::shared_ptr<const CompiledPolicy>(std::move(p));
+}
+
+bool CompiledPolicy::MayUse(uid_t uid, gid_t gid, std::span<const gid_t> supplementary) const {
+  const auto& uids = proto_.uids();
+  if (std::find(uids.begin(), uids.end(), uid) != uids.end()) {
+    return true;
+  }
+  const auto& gids = proto_.gids();
+  if (std::find(gids.begin(), gids.end(), gid) != gids.end()) {
+    return true;
+  }
+  return std::any_of(supplementary.begin(), supplementary.end(),
+                     [&](gid_t g) { return std::find(gids.begin(), gids.end(), g) != gids.end(); });
+}
+
+uint64_t CompiledPolicy::CloneNamespaceFlags() const {
+  const Namespaces& ns = proto_.namespaces();
+  uint64_t flags = 0;
+  if (ns.user()) {
+    flags |= CLONE_NEWUSER;
+  }
+  if (ns.pid()) {
+    flags |= CLONE_NEWPID;
+  }
+  if (ns.mount()) {
+    flags |= CLONE_NEWNS;
+  }
+  if (ns.uts()) {
+    flags |= CLONE_NEWUTS;
+  }
+  if (ns.ipc()) {
+    flags |= CLONE_NEWIPC;
+  }
+  if (ns.net()) {
+    flags |= CLONE_NEWNET;
+  }
+  if (ns.cgroup()) {
+    flags |= CLONE_NEWCGROUP;
+  }
+  return flags;
+}
+
+uint64_t CompiledPolicy::WorstCaseSessionBytes(const ModelFacts& facts,
+                                               uint32_t context_length) const {
+  if (context_length == 0) {
+    context_length = proto_.budgets().context_length();
+  }
+  if (context_length == 0) {
+    context_length = facts.seq_len;
+  }
+  return SessionBytes(facts, context_length);
+}
+
+Result<std::shared_ptr<const CompiledPolicy>> CompilePolicy(Policy policy,
+                                                            const ModelFacts* facts) {
+  std::vector<Problem> problems;
+  const std::string name = policy.name();
+  auto out = Compile(std::move(policy), "", ".", facts, &problems);
+  if (!out) {
+    return ProblemsError(StrCat("policy ", Quote(name), " is invalid"), StrCat("policy ", name),
+                         SourceMap(), problems);
+  }
+  return *out;
+}
+
+Result<std::shared_ptr<const CompiledPolicy>> LoadPolicyFromString(std::string_view content,
+                                                                   const std::string& path,
+                                                                   const ModelFacts* facts) {
+  std::vector<std::string> errors;
+  auto out = LoadOne(content, path, facts, &errors);
+  if (!out) {
+    return Error(StrCat("policy file ", Quote(path), " is invalid:\n", errors.front()));
+  }
+  return *out;
+}
+
+Result<std::shared_ptr<const CompiledPolicy>> LoadPolicyFile(const std::string& path,
+                                                             const ModelFacts* facts) {
+  Result<std::string> content = ReadFileToString(path, kMaxPolicyFileBytes);
+  if (!content) {
+    return std::move(content).error().Context("loading policy file");
+  }
+  return LoadPolicyFromString(*content, path, facts);
+}
+
+Result<PolicySet> LoadPolicyDirectory(const std::string& dir, const ModelFacts* facts) {
+  CH_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDirectory(dir));
+  PolicySet set;
+  std::vector<std::string> errors;
+  std::map<std::string, std::string> first_file;  // policy name -> file that defined it
+  size_t files = 0;
+  for (const std::string& name : names) {
+    if (!IsPolicyFileName(name)) {
+      continue;
+    }
+    const std::string path = StrCat(dir, "/", name);
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      continue;  // dirs, fifos, dangling
+    }
+    ++files;
+    Result<std::string> content = ReadFileToString(path, kMaxPolicyFileBytes);
+    if (!content) {
+      errors.push_back(StrCat(path, ": ", content.error().message()));
+      continue;
+    }
+    auto loaded = LoadOne(*content, path, facts, &errors);
+    if (!loaded) {
+      continue;
+    }
+    const std::string& policy_name = (*loaded)->name();
+    auto [it, inserted] = first_file.emplace(policy_name, path);
+    if (!inserted) {
+      errors.push_back(StrCat(path, ": name: policy ", Quote(policy_name), " is also defined in ",
+                              Quote(it->second), ": names must be unique. Refusing."));
+      continue;
+    }
+    set.emplace(policy_name, std::move(*loaded));
+  }
+  if (files == 0) {
+    return Error(StrCat("policy directory ", Quote(dir), " has no policy files (NAME",
+                        kTextExtension, " or NAME", kJsonExtension,
+                        "): every session would be refused. Refusing."));
+  }
+  if (!errors.empty()) {
+    std::string text;
+    for (const std::string& e : errors) {
+      text += StrCat("\n", e);
+    }
+    return Error(StrCat("policy directory ", Quote(dir), ": ", errors.size(), " of ", files,
+                        " files are invalid; nothing was loaded:", text));
+  }
+  return set;
+}
+
+std::string DescribePolicy(const CompiledPolicy& policy) {
+  std::string out = StrCat("policy ", Quote(policy.name()));
+  if (!policy.source().empty()) {
+    out += StrCat(" (", policy.source(), ")");
+  }
+  out += "\n";
+  if (!policy.proto().description().empty()) {
+    out += StrCat("  ", policy.proto().description(), "\n");
+  }
+  std::string text;
+  google::protobuf::TextFormat::Printer printer;
+  printer.SetUseShortRepeatedPrimitives(true);
+  printer.PrintToString(policy.proto(), &text);
+  out += StrCat("effective policy:\n", Indent(text, "  "));
+  const CompiledFilter& f = policy.filter();
+  out += StrCat("seccomp filter: ", NativeArchitectureName(), ", ", f.program.size(),
+                " instructions\n");
+  out += StrCat("  default action: ", DescribeAction(f.default_action),
+                "; calls from any other architecture: KILL_PROCESS\n");
+  out += StrCat("  allowed system calls (", f.allowed.size(), "):");
+  for (const std::string& name : f.allowed) {
+    out += StrCat(" ", name);
+  }
+  out += "\n  rules:\n";
+  for (const FilterRule& r : f.rules) {
+    std::string line = StrCat("    ", r.syscall, " ", DescribeAction(r.action));
+    for (size_t i = 0; i < r.conditions.size(); ++i) {
+      line += StrCat(i == 0 ? " if " : " and ", DescribeCondition(r.conditions[i]));
+    }
+    line += StrCat("  [", r.origin, "]");
+    if (!r.comment.empty()) {
+      line += StrCat("  # ", r.comment);
+    }
+    out += StrCat(line, "\n");
+  }
+  for (const std::string& note : policy.notes()) {
+    out += StrCat("  note: ", note, "\n");
+  }
+  return out;
+}
+
+PolicyCheck CheckPolicyFiles(std::span<const std::string> paths, const ModelFacts* facts) {
+  PolicyCheck check{.ok = true};
+  std::map<std::string, std::string> seen;
+  for (const std::string& path : paths) {
+    Result<std::shared_ptr<const CompiledPolicy>> p = LoadPolicyFile(path, facts);
+    if (!p) {
+      check.ok = false;
+      check.report += StrCat(p.error().message(), "\n");
+      continue;
+    }
+    auto [it, inserted] = seen.emplace((*p)->name(), path);
+    if (!inserted) {
+      check.ok = false;
+      check.report += StrCat(path, ": name: policy ", Quote((*p)->name()), " is also defined in ",
+                             Quote(it->second), ": names must be unique. Refusing.\n");
+      continue;
+    }
+    check.report += StrCat(DescribePolicy(**p), "\n");
+  }
+  return check;
+}
+
+}  // namespace cellhouse::policy
