@@ -10,6 +10,7 @@
 #include <set>
 
 #include "base/str_cat.h"
+#include "ipc/worker_contract.h"
 #include "base/strings.h"
 #include "policy/syscall_groups.h"
 
@@ -139,7 +140,7 @@ class Validator {
 
   void IdRangeCheck(const std::string& field, const IdRange& range) {
     if (range.count() == 0) {
-      Refuse(StrCat(field, ".count"), "the range is empty: sessions need one id each.");
+      Refuse(StrCat(field, ".count"), "the range is empty: sessions need two ids each.");
       return;
     }
     const uint64_t last = uint64_t{range.first()} + range.count() - 1;
@@ -455,9 +456,10 @@ class Validator {
 
   void SessionCaps(cellhouse::policy::Budgets* b) {
     if (!b->has_max_sessions()) {
-      // No more than there are host uids: each live session needs one.
-      uint32_t count = p_.has_host_uids() ? p_.host_uids().count() : 0;
-      b->set_max_sessions(count > 0 ? std::min(kDefaultMaxSessions, count) : kDefaultMaxSessions);
+      // No more than there are host uid blocks: each live session needs kIdsPerSession.
+      uint32_t blocks = p_.has_host_uids() ? p_.host_uids().count() / ipc::kIdsPerSession : 0;
+      b->set_max_sessions(blocks > 0 ? std::min(kDefaultMaxSessions, blocks)
+                                     : kDefaultMaxSessions);
     }
     if (b->max_sessions() == 0) {
       Refuse("budgets.max_sessions",
@@ -475,11 +477,14 @@ class Validator {
                     " is above max_sessions ", b->max_sessions(), "."));
     }
     if (p_.has_host_uids() && p_.host_uids().count() > 0 &&
-        b->max_sessions() > p_.host_uids().count()) {
-      Refuse("budgets.max_sessions", StrCat("max_sessions ", b->max_sessions(),
-                                            " is above host_uids.count ", p_.host_uids().count(),
-                                            ": every live session needs a host uid of its own. "
-                                            "Widen the range or lower max_sessions."));
+        uint64_t{b->max_sessions()} * ipc::kIdsPerSession > p_.host_uids().count()) {
+      Refuse("budgets.max_sessions",
+             StrCat("max_sessions ", b->max_sessions(), " needs ",
+                    uint64_t{b->max_sessions()} * ipc::kIdsPerSession,
+                    " host uids but host_uids.count is ", p_.host_uids().count(),
+                    ": every live session needs ", ipc::kIdsPerSession,
+                    " host uids of its own (root and the worker's unprivileged id). "
+                    "Widen the range or lower max_sessions."));
     }
   }
 

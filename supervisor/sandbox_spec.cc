@@ -21,7 +21,7 @@ zygote::SandboxSpec BuildSandboxSpec(const policy::CompiledPolicy& policy, uint3
   spec.set_inside_uid(ipc::kWorkerInsideUid);
   spec.set_inside_gid(ipc::kWorkerInsideGid);
   spec.set_hostname("cell");
-  for (const policy::EffectiveRlimit& r : policy.rlimits()) {
+  for (const policy::RlimitSetting& r : policy.rlimits()) {
     zygote::Rlimit* out = spec.add_rlimits();
     out->set_resource(r.resource);
     out->set_soft(r.soft);

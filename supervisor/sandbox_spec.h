@@ -9,7 +9,8 @@
 #include <cstdint>
 
 #include "ipc/zygote.pb.h"
-#include "policy/policy_set.h"
+#include "policy/choose.h"
+#include "policy/policy.h"
 #include "supervisor/cgroup/limits.h"
 #include "supervisor/resources/gpu.h"
 
