@@ -41,8 +41,8 @@ TEST(ExamplesTest, Default) {
   ASSERT_TRUE(p) << p.error().message();
   const Policy& e = (*p)->proto();
   EXPECT_EQ(e.gids(0), 100u);
-  EXPECT_EQ(e.cgroup().cpu_quota().quota_us(), 50000u);
-  EXPECT_EQ(e.budgets().max_sessions_per_tenant(), 2u);
+  EXPECT_EQ(e.cgroup().cpu_quota().quota_us(), 100000u);
+  EXPECT_EQ(e.budgets().max_sessions_per_tenant(), 8u);
   EXPECT_EQ(Evaluate(**p, __NR_getrandom), SECCOMP_RET_ALLOW);
   EXPECT_EQ(Evaluate(**p, __NR_execve), SECCOMP_RET_KILL_PROCESS);
   EXPECT_EQ(Evaluate(**p, __NR_mprotect, {0, 0, PROT_EXEC}), SECCOMP_RET_KILL_PROCESS);

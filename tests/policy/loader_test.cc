@@ -146,7 +146,7 @@ TEST(LoaderTest, SemanticRefusals) {
        "budgets.idle_timeout_seconds", "could never apply"},
       {R"(budgets { max_sessions: 4 max_sessions_per_tenant: 5 })",
        "budgets.max_sessions_per_tenant", "above max_sessions"},
-      {R"(budgets { max_sessions: 2000 })", "budgets.max_sessions", "host uid of its own"},
+      {R"(budgets { max_sessions: 2000 })", "budgets.max_sessions", "host uids of its own"},
       {R"(budgets { context_length: 100 max_new_tokens: 200 })", "budgets.max_new_tokens",
        "above context_length"},
       {R"(description: "two\nlines")", "description", "control characters"},
