@@ -33,6 +33,20 @@ std::string JoinWords(const std::vector<std::string>& words, std::string_view se
   return out;
 }
 
+// "a", "a or b", "a, b or c".
+std::string JoinAlternatives(const std::vector<std::string>& words) {
+  std::string out;
+  for (size_t i = 0; i < words.size(); ++i) {
+    if (i > 0) out += i + 1 == words.size() ? " or " : ", ";
+    out += words[i];
+  }
+  return out;
+}
+
+std::string SetWords(const std::set<std::string>& set) {
+  return JoinWords(std::vector<std::string>(set.begin(), set.end()), " ");
+}
+
 std::vector<std::string> MissingRequired(const std::set<std::string>& offered) {
   std::vector<std::string> missing;
   for (const char* c : kRequired) {
@@ -109,8 +123,7 @@ Result<std::unique_ptr<Driver>> DetectOnCgroup2Root(const Fs& fs, const Processe
   if (!missing.empty()) {
     return Error("cgroup v2 at '" + root + "': celld's cgroup '" + v2->path + "' does not offer " +
                  JoinWords(missing) + " (its cgroup.controllers lists: " +
-                 (offered.empty() ? std::string("nothing")
-                                  : JoinWords({offered.begin(), offered.end()}, " ")) +
+                 (offered.empty() ? std::string("nothing") : SetWords(offered)) +
                  "); start celld with systemd Delegate=yes, or enable them in the parent's "
                  "cgroup.subtree_control. Refusing.");
   }
@@ -152,7 +165,7 @@ Result<std::unique_ptr<Driver>> DetectOnTmpfsRoot(const Fs& fs, const Processes&
     v1.why = "'" + root + "' is a tmpfs of v1 hierarchies";
     if (has_unified) {
       v1.why += " and the cgroup2 mount at '" + unified + "' has no " +
-                JoinWords(unified_missing, " or ") + " controller";
+                JoinAlternatives(unified_missing) + " controller";
     }
     return internal::MakeV1Driver(fs, processes, options, std::move(v1));
   }
@@ -168,9 +181,7 @@ Result<std::unique_ptr<Driver>> DetectOnTmpfsRoot(const Fs& fs, const Processes&
                         " but none for " + JoinWords(v1_missing);
   if (has_unified) {
     message += ", and the cgroup2 mount at '" + unified + "' offers " +
-               (unified_offered.empty()
-                    ? std::string("no controller")
-                    : JoinWords({unified_offered.begin(), unified_offered.end()}, " "));
+               (unified_offered.empty() ? std::string("no controller") : SetWords(unified_offered));
   }
   message += "; celld needs memory, pids and cpu under one cgroup version. Refusing.";
   return Error(std::move(message));
