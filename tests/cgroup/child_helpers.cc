@@ -74,8 +74,8 @@ void KillAndReap(ChildProcess& child) {
 
 int AllocateBody(const void* arg) {
   const auto* spec = static_cast<const AllocateSpec*>(arg);
-  void* p = ::mmap(nullptr, spec->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                   0);
+  void* p =
+      ::mmap(nullptr, spec->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return 2;
   auto* bytes = static_cast<volatile char*>(p);
   long page = ::sysconf(_SC_PAGESIZE);

@@ -52,8 +52,8 @@ struct ForkSpec {
 int ForkUntilRefusedBody(const void* arg);
 
 struct BusySpec {
-  int cpu = 0;          // pinned here with sched_setaffinity, so weights are what decides
-  double seconds = 3;   // busy for this long (wall clock)
+  int cpu = 0;         // pinned here with sched_setaffinity, so weights are what decides
+  double seconds = 3;  // busy for this long (wall clock)
 };
 int BusyLoopBody(const void* arg);
 
