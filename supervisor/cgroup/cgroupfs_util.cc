@@ -15,10 +15,14 @@ namespace {
 // yields nothing.
 Result<std::vector<std::string>> PostOrder(const Fs& fs, const std::string& top) {
   std::vector<std::string> out;
-  if (!fs.Exists(top)) return out;
+  if (!fs.Exists(top)) {
+    return out;
+  }
   Result<std::vector<std::string>> children = fs.ListSubdirs(top);
   if (!children) {
-    if (children.error().sys_errno() == ENOENT) return out;
+    if (children.error().sys_errno() == ENOENT) {
+      return out;
+    }
     return std::move(children).error();
   }
   for (const std::string& child : *children) {
@@ -33,10 +37,14 @@ std::string PidList(const std::vector<pid_t>& pids) {
   std::string out;
   constexpr size_t kShown = 8;
   for (size_t i = 0; i < pids.size() && i < kShown; ++i) {
-    if (i > 0) out += ", ";
+    if (i > 0) {
+      out += ", ";
+    }
     out += std::to_string(pids[i]);
   }
-  if (pids.size() > kShown) out += ", ...";
+  if (pids.size() > kShown) {
+    out += ", ...";
+  }
   return out;
 }
 
@@ -66,7 +74,9 @@ Status KillRound(const Fs& fs, const Processes& processes, const std::vector<std
   live_out->clear();
   for (const std::string& top : dirs) {
     CH_ASSIGN_OR_RETURN(std::vector<pid_t> live, TreePids(fs, top));
-    if (live.empty()) continue;
+    if (live.empty()) {
+      continue;
+    }
     live_out->insert(live_out->end(), live.begin(), live.end());
     // cgroup.kill (Linux >= 5.14, cgroup-v2.rst) kills the whole subtree inside the kernel, with
     // no race against fork. Without it each pid read from cgroup.procs gets SIGKILL: a pid listed
@@ -76,7 +86,9 @@ Status KillRound(const Fs& fs, const Processes& processes, const std::vector<std
     if (fs.Exists(kill_file)) {
       CH_RETURN_IF_ERROR(fs.WriteFile(kill_file, "1"));
     } else {
-      for (pid_t pid : live) CH_RETURN_IF_ERROR(processes.Kill(pid, SIGKILL));
+      for (pid_t pid : live) {
+        CH_RETURN_IF_ERROR(processes.Kill(pid, SIGKILL));
+      }
     }
   }
   return Ok();
@@ -85,23 +97,37 @@ Status KillRound(const Fs& fs, const Processes& processes, const std::vector<std
 }  // namespace
 
 std::string JoinPath(std::string_view a, std::string_view b) {
-  while (a.size() > 1 && a.back() == '/') a.remove_suffix(1);
-  while (!b.empty() && b.front() == '/') b.remove_prefix(1);
-  while (!b.empty() && b.back() == '/') b.remove_suffix(1);
-  if (b.empty()) return std::string(a);
+  while (a.size() > 1 && a.back() == '/') {
+    a.remove_suffix(1);
+  }
+  while (!b.empty() && b.front() == '/') {
+    b.remove_prefix(1);
+  }
+  while (!b.empty() && b.back() == '/') {
+    b.remove_suffix(1);
+  }
+  if (b.empty()) {
+    return std::string(a);
+  }
   std::string out(a);
-  if (out.empty() || out.back() != '/') out += '/';
+  if (out.empty() || out.back() != '/') {
+    out += '/';
+  }
   out += b;
   return out;
 }
 
 bool IsValidCgroupName(std::string_view name) {
   constexpr size_t kMaxName = 64;
-  if (name.empty() || name.size() > kMaxName || name.front() == '.') return false;
+  if (name.empty() || name.size() > kMaxName || name.front() == '.') {
+    return false;
+  }
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '-' || c == '.';
-    if (!ok) return false;
+    if (!ok) {
+      return false;
+    }
   }
   return true;
 }
@@ -117,7 +143,9 @@ Result<std::optional<uint64_t>> ReadKeyedUint64(const Fs& fs, const std::string&
   for (std::string_view line : Split(text, '\n')) {
     line = Trim(line);
     size_t space = line.find(' ');
-    if (space == std::string_view::npos || line.substr(0, space) != key) continue;
+    if (space == std::string_view::npos || line.substr(0, space) != key) {
+      continue;
+    }
     CH_ASSIGN_OR_RETURN(uint64_t value, ParseUint64(Trim(line.substr(space + 1)),
                                                     "'" + path + "' key " + std::string(key)));
     return std::optional<uint64_t>(value);
@@ -138,7 +166,9 @@ Result<std::vector<pid_t>> ReadPids(const Fs& fs, const std::string& dir) {
   std::vector<pid_t> pids;
   for (std::string_view line : Split(*text, '\n')) {
     line = Trim(line);
-    if (line.empty()) continue;
+    if (line.empty()) {
+      continue;
+    }
     CH_ASSIGN_OR_RETURN(int64_t pid, ParseInt64(line, "'" + path + "'"));
     pids.push_back(static_cast<pid_t>(pid));
   }
@@ -150,15 +180,34 @@ Result<std::set<std::string>> ReadControllerSet(const Fs& fs, const std::string&
   std::set<std::string> out;
   for (std::string_view word : Split(Trim(text), ' ')) {
     word = Trim(word);
-    if (!word.empty()) out.emplace(word);
+    if (!word.empty()) {
+      out.emplace(word);
+    }
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> ChildCgroups(const Fs& fs, const std::string& dir) {
+  std::vector<std::string> out;
+  if (!fs.Exists(dir)) {
+    return out;
+  }
+  CH_ASSIGN_OR_RETURN(std::vector<std::string> names, fs.ListSubdirs(dir));
+  out.reserve(names.size());
+  for (const std::string& name : names) {
+    out.push_back(JoinPath(dir, name));
   }
   return out;
 }
 
 Result<bool> EnsureDir(const Fs& fs, const std::string& path) {
   Status made = fs.MakeDir(path);
-  if (made) return true;
-  if (made.error().sys_errno() == EEXIST) return false;
+  if (made) {
+    return true;
+  }
+  if (made.error().sys_errno() == EEXIST) {
+    return false;
+  }
   return std::move(made).error();
 }
 
@@ -173,11 +222,15 @@ Status KillTrees(const Fs& fs, const Processes& processes, const std::vector<std
   std::vector<pid_t> live;
   for (int round = 0; round < teardown.kill_rounds; ++round) {
     CH_RETURN_IF_ERROR(KillRound(fs, processes, dirs, &live));
-    if (live.empty()) return Ok();
+    if (live.empty()) {
+      return Ok();
+    }
     processes.Pause(teardown.poll);
   }
   CH_ASSIGN_OR_RETURN(live, LivePids(fs, dirs));
-  if (live.empty()) return Ok();
+  if (live.empty()) {
+    return Ok();
+  }
   return Error("killing the processes of cgroup '" + (dirs.empty() ? "" : dirs.front()) + "': " +
                std::to_string(live.size()) + " (pids " + PidList(live) + ") still there after " +
                std::to_string(teardown.kill_rounds) + " rounds of SIGKILL");
@@ -187,7 +240,9 @@ Status RemoveDirPatiently(const Fs& fs, const Processes& processes, const std::s
                           const TeardownOptions& teardown) {
   for (int attempt = 0;; ++attempt) {
     Status st = fs.RemoveDir(dir);
-    if (st || st.error().sys_errno() == ENOENT) return Ok();
+    if (st || st.error().sys_errno() == ENOENT) {
+      return Ok();
+    }
     if (st.error().sys_errno() != EBUSY || attempt + 1 >= teardown.rmdir_rounds) {
       return std::move(st).error();
     }

@@ -38,6 +38,9 @@ Result<std::vector<pid_t>> ReadPids(const Fs& fs, const std::string& dir);
 // The space-separated controller names of cgroup.controllers / cgroup.subtree_control.
 Result<std::set<std::string>> ReadControllerSet(const Fs& fs, const std::string& path);
 
+// The full paths of the child cgroups of `dir` (none when `dir` does not exist).
+Result<std::vector<std::string>> ChildCgroups(const Fs& fs, const std::string& dir);
+
 // MakeDir that accepts an existing directory; returns whether it created it.
 Result<bool> EnsureDir(const Fs& fs, const std::string& path);
 

@@ -20,14 +20,17 @@ constexpr const char* kRequired[] = {"memory", "pids", "cpu"};
 
 std::string Hex(int64_t value) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(value));
+  static_cast<void>(
+      std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(value)));
   return buf;
 }
 
 std::string JoinWords(const std::vector<std::string>& words, std::string_view sep = ", ") {
   std::string out;
   for (const std::string& w : words) {
-    if (!out.empty()) out += sep;
+    if (!out.empty()) {
+      out += sep;
+    }
     out += w;
   }
   return out;
@@ -37,7 +40,9 @@ std::string JoinWords(const std::vector<std::string>& words, std::string_view se
 std::string JoinAlternatives(const std::vector<std::string>& words) {
   std::string out;
   for (size_t i = 0; i < words.size(); ++i) {
-    if (i > 0) out += i + 1 == words.size() ? " or " : ", ";
+    if (i > 0) {
+      out += i + 1 == words.size() ? " or " : ", ";
+    }
     out += words[i];
   }
   return out;
@@ -50,13 +55,17 @@ std::string SetWords(const std::set<std::string>& set) {
 std::vector<std::string> MissingRequired(const std::set<std::string>& offered) {
   std::vector<std::string> missing;
   for (const char* c : kRequired) {
-    if (offered.count(c) == 0) missing.emplace_back(c);
+    if (offered.count(c) == 0) {
+      missing.emplace_back(c);
+    }
   }
   return missing;
 }
 
 Status CheckSubtree(std::string_view subtree) {
-  if (subtree.empty()) return Ok();
+  if (subtree.empty()) {
+    return Ok();
+  }
   for (std::string_view part : Split(subtree, '/')) {
     if (!internal::IsValidCgroupName(part)) {
       return Error("cgroup subtree " + Quote(subtree) +
@@ -69,7 +78,9 @@ Status CheckSubtree(std::string_view subtree) {
 
 const CgroupMembership* FindV2(const std::vector<CgroupMembership>& members) {
   for (const CgroupMembership& m : members) {
-    if (m.hierarchy == 0 && m.controllers.empty()) return &m;
+    if (m.hierarchy == 0 && m.controllers.empty()) {
+      return &m;
+    }
   }
   return nullptr;
 }
@@ -77,9 +88,13 @@ const CgroupMembership* FindV2(const std::vector<CgroupMembership>& members) {
 const CgroupMembership* FindV1(const std::vector<CgroupMembership>& members,
                                std::string_view controller) {
   for (const CgroupMembership& m : members) {
-    if (m.hierarchy == 0) continue;
+    if (m.hierarchy == 0) {
+      continue;
+    }
     for (const std::string& c : m.controllers) {
-      if (c == controller) return &m;
+      if (c == controller) {
+        return &m;
+      }
     }
   }
   return nullptr;
@@ -102,8 +117,12 @@ std::optional<internal::V1Hierarchy> FindV1Mount(const Fs& fs, const std::string
                                          JoinPath(root, controller)};
   for (const std::string& mount : candidates) {
     Result<int64_t> type = fs.FilesystemType(mount);
-    if (!type || *type != kCgroupSuperMagic) continue;
-    if (!fs.Exists(JoinPath(JoinPath(mount, member.path), "cgroup.procs"))) continue;
+    if (!type || *type != kCgroupSuperMagic) {
+      continue;
+    }
+    if (!fs.Exists(JoinPath(JoinPath(mount, member.path), "cgroup.procs"))) {
+      continue;
+    }
     return internal::V1Hierarchy{.controller = controller, .mount = mount, .own = member.path};
   }
   return std::nullopt;
@@ -143,7 +162,9 @@ Result<std::unique_ptr<Driver>> DetectOnTmpfsRoot(const Fs& fs, const Processes&
   for (const char* c : {"memory", "pids", "cpu", "cpuacct"}) {
     const CgroupMembership* member = FindV1(members, c);
     std::optional<internal::V1Hierarchy> h;
-    if (member != nullptr) h = FindV1Mount(fs, root, *member, c);
+    if (member != nullptr) {
+      h = FindV1Mount(fs, root, *member, c);
+    }
     if (h) {
       v1.hierarchies.push_back(*h);
       v1_found.emplace_back(c);
@@ -158,7 +179,9 @@ Result<std::unique_ptr<Driver>> DetectOnTmpfsRoot(const Fs& fs, const Processes&
   bool has_unified = unified_type && *unified_type == kCgroup2SuperMagic;
   const CgroupMembership* v2 = FindV2(members);
   std::set<std::string> unified_offered;
-  if (has_unified && v2 != nullptr) unified_offered = V2Controllers(fs, unified, v2->path);
+  if (has_unified && v2 != nullptr) {
+    unified_offered = V2Controllers(fs, unified, v2->path);
+  }
   std::vector<std::string> unified_missing = MissingRequired(unified_offered);
 
   if (v1_missing.empty()) {
@@ -194,7 +217,9 @@ Result<std::vector<CgroupMembership>> ParseProcCgroup(std::string_view text) {
   int line_number = 0;
   for (std::string_view line : Split(text, '\n')) {
     ++line_number;
-    if (Trim(line).empty()) continue;
+    if (Trim(line).empty()) {
+      continue;
+    }
     size_t first = line.find(':');
     size_t second = first == std::string_view::npos ? first : line.find(':', first + 1);
     if (second == std::string_view::npos) {
@@ -207,7 +232,9 @@ Result<std::vector<CgroupMembership>> ParseProcCgroup(std::string_view text) {
     std::string_view list = line.substr(first + 1, second - first - 1);
     for (std::string_view c : Split(list, ',')) {
       // "name=systemd" names a hierarchy without a controller: keep it, it matches nothing.
-      if (!c.empty()) m.controllers.emplace_back(c);
+      if (!c.empty()) {
+        m.controllers.emplace_back(c);
+      }
     }
     m.path = std::string(line.substr(second + 1));
     if (m.path.empty() || m.path.front() != '/') {
@@ -228,7 +255,9 @@ Result<std::unique_ptr<Driver>> DetectDriver(const Fs& fs, const Processes& proc
   if (root_type == kCgroup2SuperMagic) {
     return DetectOnCgroup2Root(fs, processes, options, members);
   }
-  if (root_type == kTmpfsMagic) return DetectOnTmpfsRoot(fs, processes, options, members);
+  if (root_type == kTmpfsMagic) {
+    return DetectOnTmpfsRoot(fs, processes, options, members);
+  }
   return Error("cgroup detection: '" + options.cgroup_root +
                "' is neither a cgroup2 mount nor a tmpfs of cgroup v1 mounts (statfs f_type " +
                Hex(root_type) + "); mount cgroup2 there. Refusing.");

@@ -25,7 +25,9 @@ class V1Driver final : public Driver {
     for (const V1Hierarchy& h : layout_.hierarchies) {
       std::string base = JoinPath(JoinPath(h.mount, h.own), options_.subtree);
       bool seen = false;
-      for (const Tree& t : trees_) seen = seen || t.base == base;
+      for (const Tree& t : trees_) {
+        seen = seen || t.base == base;
+      }
       if (!seen) {
         trees_.push_back(Tree{.own = JoinPath(h.mount, h.own),
                               .base = base,
@@ -49,7 +51,9 @@ class V1Driver final : public Driver {
     if (setup_done_ && !memsw_) {
       out += "; swap is not limited (no memory.memsw.limit_in_bytes: boot with swapaccount=1)";
     }
-    if (Hierarchy("cpuacct") == nullptr) out += "; no cpuacct hierarchy, so no CPU usage figures";
+    if (Hierarchy("cpuacct") == nullptr) {
+      out += "; no cpuacct hierarchy, so no CPU usage figures";
+    }
     return out;
   }
 
@@ -65,7 +69,9 @@ class V1Driver final : public Driver {
   }
 
   Result<SessionCgroup> CreateSession(std::string_view id, const Limits& limits) override {
-    if (!setup_done_) return Error("creating a session cgroup: Setup() has not run");
+    if (!setup_done_) {
+      return Error("creating a session cgroup: Setup() has not run");
+    }
     if (!IsValidCgroupName(id)) {
       return Error("creating a session cgroup: " + Quote(id) +
                    " is not a valid cgroup name (1..64 of [A-Za-z0-9_.-])");
@@ -90,21 +96,29 @@ class V1Driver final : public Driver {
   Status Shutdown() override {
     Status st = Unwind();
     setup_done_ = false;
-    if (!st) return std::move(st).error().Context("shutting down cgroup v1");
+    if (!st) {
+      return std::move(st).error().Context("shutting down cgroup v1");
+    }
     return Ok();
   }
 
   Result<std::optional<uint64_t>> OwnMemoryLimit() const override {
     const V1Hierarchy* memory = Hierarchy("memory");
     std::optional<uint64_t> lowest;
-    if (memory == nullptr) return lowest;
+    if (memory == nullptr) {
+      return lowest;
+    }
     // v1 with use_hierarchy (always on since Linux 5.x) enforces every ancestor's limit too.
     std::string rel = memory->own;
     for (;;) {
       Result<uint64_t> v =
           ReadUint64(fs_, JoinPath(JoinPath(memory->mount, rel), "memory.limit_in_bytes"));
-      if (v && *v < kV1Unlimited && (!lowest || *v < *lowest)) lowest = *v;
-      if (rel.size() <= 1) break;
+      if (v && *v < kV1Unlimited && (!lowest || *v < *lowest)) {
+        lowest = *v;
+      }
+      if (rel.size() <= 1) {
+        break;
+      }
       size_t slash = rel.rfind('/');
       rel = slash == 0 ? "/" : rel.substr(0, slash);
     }
@@ -125,14 +139,18 @@ class V1Driver final : public Driver {
 
   const V1Hierarchy* Hierarchy(std::string_view controller) const {
     for (const V1Hierarchy& h : layout_.hierarchies) {
-      if (h.controller == controller) return &h;
+      if (h.controller == controller) {
+        return &h;
+      }
     }
     return nullptr;
   }
 
   std::string SessionDir(std::string_view controller, std::string_view id) const {
     const V1Hierarchy* h = Hierarchy(controller);
-    if (h == nullptr) return "";
+    if (h == nullptr) {
+      return "";
+    }
     return JoinPath(JoinPath(JoinPath(JoinPath(h->mount, h->own), options_.subtree), "sessions"),
                     id);
   }
@@ -142,10 +160,7 @@ class V1Driver final : public Driver {
     // 1. What a crashed predecessor left, in every hierarchy (the memory one first, so the
     //    killed processes have left every hierarchy when the others are removed).
     for (const Tree& t : trees_) {
-      if (!fs_.Exists(t.sessions)) continue;
-      CH_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_.ListSubdirs(t.sessions));
-      std::vector<std::string> dirs;
-      for (const std::string& n : names) dirs.push_back(JoinPath(t.sessions, n));
+      CH_ASSIGN_OR_RETURN(std::vector<std::string> dirs, ChildCgroups(fs_, t.sessions));
       CH_RETURN_IF_ERROR(KillAndRemoveTrees(fs_, processes_, dirs, options_.teardown));
       report.removed_leftovers.insert(report.removed_leftovers.end(), dirs.begin(), dirs.end());
     }
@@ -156,7 +171,9 @@ class V1Driver final : public Driver {
         for (std::string_view part : Split(options_.subtree, '/')) {
           dir = JoinPath(dir, part);
           CH_ASSIGN_OR_RETURN(bool made, EnsureDir(fs_, dir));
-          if (made) t.created.push_back(dir);
+          if (made) {
+            t.created.push_back(dir);
+          }
         }
       }
       CH_ASSIGN_OR_RETURN(bool made_sessions, EnsureDir(fs_, t.sessions));
@@ -171,19 +188,14 @@ class V1Driver final : public Driver {
   Status Unwind() {
     Status first;
     auto note = [&first](Status st) {
-      if (!st && first) first = std::move(st);
+      if (!st && first) {
+        first = std::move(st);
+      }
     };
     for (Tree& t : trees_) {
-      if (fs_.Exists(t.sessions)) {
-        Result<std::vector<std::string>> names = fs_.ListSubdirs(t.sessions);
-        if (names) {
-          std::vector<std::string> dirs;
-          for (const std::string& n : *names) dirs.push_back(JoinPath(t.sessions, n));
-          note(KillAndRemoveTrees(fs_, processes_, dirs, options_.teardown));
-        } else {
-          note(std::move(names).error());
-        }
-      }
+      Result<std::vector<std::string>> dirs = ChildCgroups(fs_, t.sessions);
+      note(dirs ? KillAndRemoveTrees(fs_, processes_, *dirs, options_.teardown)
+                : Status(std::move(dirs).error()));
     }
     for (Tree& t : trees_) {
       note(RemoveDirPatiently(fs_, processes_, t.sessions, options_.teardown));
@@ -202,7 +214,9 @@ class V1Driver final : public Driver {
                        .cpu = SessionDir("cpu", id),
                        .cpuacct = SessionDir("cpuacct", id)};
     std::vector<std::string> dirs;
-    for (const Tree& t : trees_) dirs.push_back(JoinPath(t.sessions, id));
+    for (const Tree& t : trees_) {
+      dirs.push_back(JoinPath(t.sessions, id));
+    }
     for (const std::string& dir : dirs) {
       CH_RETURN_IF_ERROR(fs_.MakeDir(dir));
       made->push_back(dir);

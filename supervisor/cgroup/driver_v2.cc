@@ -23,7 +23,9 @@ constexpr const char* kOptionalControllers[] = {"dmem"};
 std::string ControlLine(const std::vector<std::string>& controllers, char sign) {
   std::string out;
   for (const std::string& c : controllers) {
-    if (!out.empty()) out += ' ';
+    if (!out.empty()) {
+      out += ' ';
+    }
     out += sign;
     out += c;
   }
@@ -38,9 +40,13 @@ class V2Driver final : public Driver {
     base_dir_ = JoinPath(own_dir_, options_.subtree);
     sessions_dir_ = JoinPath(base_dir_, "sessions");
     supervisor_dir_ = JoinPath(base_dir_, "supervisor");
-    for (const char* c : kDomainControllers) wanted_.emplace_back(c);
+    for (const char* c : kDomainControllers) {
+      wanted_.emplace_back(c);
+    }
     for (const char* c : kOptionalControllers) {
-      if (layout_.controllers.count(c) != 0) wanted_.emplace_back(c);
+      if (layout_.controllers.count(c) != 0) {
+        wanted_.emplace_back(c);
+      }
     }
   }
 
@@ -48,7 +54,9 @@ class V2Driver final : public Driver {
 
   std::string Describe() const override {
     std::string out = "cgroup v2 (";
-    for (size_t i = 0; i < wanted_.size(); ++i) out += (i > 0 ? ", " : "") + wanted_[i];
+    for (size_t i = 0; i < wanted_.size(); ++i) {
+      out += (i > 0 ? ", " : "") + wanted_[i];
+    }
     out += "): " + layout_.why + "; celld runs in '" + supervisor_dir_ + "', sessions in '" +
            sessions_dir_ + "/<id>'";
     if (setup_done_ && !swap_limited_) {
@@ -69,7 +77,9 @@ class V2Driver final : public Driver {
   }
 
   Result<SessionCgroup> CreateSession(std::string_view id, const Limits& limits) override {
-    if (!setup_done_) return Error("creating a session cgroup: Setup() has not run");
+    if (!setup_done_) {
+      return Error("creating a session cgroup: Setup() has not run");
+    }
     if (!IsValidCgroupName(id)) {
       return Error("creating a session cgroup: " + Quote(id) +
                    " is not a valid cgroup name (1..64 of [A-Za-z0-9_.-])");
@@ -96,8 +106,9 @@ class V2Driver final : public Driver {
   Status Shutdown() override {
     Status st = Unwind();
     setup_done_ = false;
-    if (!st)
+    if (!st) {
       return std::move(st).error().Context("shutting down cgroup v2 under '" + own_dir_ + "'");
+    }
     return Ok();
   }
 
@@ -109,7 +120,9 @@ class V2Driver final : public Driver {
       Result<std::string> text = fs_.ReadFile(JoinPath(JoinPath(layout_.mount, rel), "memory.max"));
       if (text && Trim(*text) != "max") {
         CH_ASSIGN_OR_RETURN(uint64_t v, ParseUint64(Trim(*text), "memory.max of '" + rel + "'"));
-        if (!lowest || v < *lowest) lowest = v;
+        if (!lowest || v < *lowest) {
+          lowest = v;
+        }
       }
       size_t slash = rel.rfind('/');
       rel = slash == 0 ? "/" : rel.substr(0, slash);
@@ -119,12 +132,16 @@ class V2Driver final : public Driver {
 
   Result<std::vector<DeviceMemoryRegion>> DeviceMemoryRegions() const override {
     std::vector<DeviceMemoryRegion> out;
-    if (!HasController("dmem")) return out;
+    if (!HasController("dmem")) {
+      return out;
+    }
     CH_ASSIGN_OR_RETURN(std::string text, fs_.ReadFile(JoinPath(layout_.mount, "dmem.capacity")));
     for (std::string_view line : Split(text, '\n')) {
       line = Trim(line);
       size_t space = line.rfind(' ');
-      if (line.empty() || space == std::string_view::npos) continue;
+      if (line.empty() || space == std::string_view::npos) {
+        continue;
+      }
       CH_ASSIGN_OR_RETURN(uint64_t bytes,
                           ParseUint64(Trim(line.substr(space + 1)), "dmem.capacity"));
       out.push_back({.name = std::string(Trim(line.substr(0, space))), .capacity_bytes = bytes});
@@ -135,7 +152,9 @@ class V2Driver final : public Driver {
  private:
   bool HasController(std::string_view c) const {
     for (const std::string& w : wanted_) {
-      if (w == c) return true;
+      if (w == c) {
+        return true;
+      }
     }
     return false;
   }
@@ -156,26 +175,28 @@ class V2Driver final : public Driver {
   Result<SetupReport> SetupSteps() {
     SetupReport report;
     // 1. What a crashed predecessor left: its sessions, with whatever still runs in them.
-    if (fs_.Exists(sessions_dir_)) {
-      CH_ASSIGN_OR_RETURN(std::vector<std::string> leftovers, fs_.ListSubdirs(sessions_dir_));
-      std::vector<std::string> dirs;
-      for (const std::string& name : leftovers) dirs.push_back(JoinPath(sessions_dir_, name));
-      CH_RETURN_IF_ERROR(KillAndRemoveTrees(fs_, processes_, dirs, options_.teardown));
-      report.removed_leftovers = dirs;
-    }
+    CH_ASSIGN_OR_RETURN(report.removed_leftovers, ChildCgroups(fs_, sessions_dir_));
+    CH_RETURN_IF_ERROR(
+        KillAndRemoveTrees(fs_, processes_, report.removed_leftovers, options_.teardown));
     // 2. The subtree levels below own, then the supervisor/ leaf, and move celld into it.
     std::vector<std::string> chain = DelegationChain();
     for (size_t i = 1; i < chain.size(); ++i) {
       CH_ASSIGN_OR_RETURN(bool made, EnsureDir(fs_, chain[i]));
-      if (made) created_.push_back(chain[i]);
+      if (made) {
+        created_.push_back(chain[i]);
+      }
     }
     CH_ASSIGN_OR_RETURN(bool made_supervisor, EnsureDir(fs_, supervisor_dir_));
-    if (made_supervisor) created_supervisor_ = true;
+    if (made_supervisor) {
+      created_supervisor_ = true;
+    }
     CH_RETURN_IF_ERROR(fs_.WriteFile(JoinPath(supervisor_dir_, "cgroup.procs"),
                                      std::to_string(processes_.SelfPid())));
     moved_self_ = true;
     // 3. Delegate the controllers down the chain, then into sessions/.
-    for (const std::string& dir : chain) CH_RETURN_IF_ERROR(EnableControllers(dir));
+    for (const std::string& dir : chain) {
+      CH_RETURN_IF_ERROR(EnableControllers(dir));
+    }
     CH_ASSIGN_OR_RETURN(bool made_sessions, EnsureDir(fs_, sessions_dir_));
     static_cast<void>(made_sessions);  // removed by Unwind whether made now or by a predecessor
     CH_RETURN_IF_ERROR(EnableControllers(sessions_dir_));
@@ -188,9 +209,13 @@ class V2Driver final : public Driver {
     CH_ASSIGN_OR_RETURN(std::set<std::string> present, ReadControllerSet(fs_, control));
     std::vector<std::string> missing;
     for (const std::string& c : wanted_) {
-      if (present.count(c) == 0) missing.push_back(c);
+      if (present.count(c) == 0) {
+        missing.push_back(c);
+      }
     }
-    if (missing.empty()) return Ok();
+    if (missing.empty()) {
+      return Ok();
+    }
     Status st = fs_.WriteFile(control, ControlLine(missing, '+'));
     if (!st) {
       if (st.error().sys_errno() == EBUSY) {
@@ -216,23 +241,20 @@ class V2Driver final : public Driver {
   Status Unwind() {
     Status first;
     auto note = [&first](Status st) {
-      if (!st && first) first = std::move(st);
-    };
-    if (fs_.Exists(sessions_dir_)) {
-      Result<std::vector<std::string>> names = fs_.ListSubdirs(sessions_dir_);
-      if (names) {
-        std::vector<std::string> dirs;
-        for (const std::string& n : *names) dirs.push_back(JoinPath(sessions_dir_, n));
-        note(KillAndRemoveTrees(fs_, processes_, dirs, options_.teardown));
-      } else {
-        note(std::move(names).error());
+      if (!st && first) {
+        first = std::move(st);
       }
-    }
+    };
+    Result<std::vector<std::string>> dirs = ChildCgroups(fs_, sessions_dir_);
+    note(dirs ? KillAndRemoveTrees(fs_, processes_, *dirs, options_.teardown)
+              : Status(std::move(dirs).error()));
     // sessions/ goes before any controller is disabled: a parent cannot drop a controller that a
     // child still has in its own cgroup.subtree_control (EBUSY). Then deepest first.
     note(RemoveDirPatiently(fs_, processes_, sessions_dir_, options_.teardown));
     for (auto it = enabled_.rbegin(); it != enabled_.rend(); ++it) {
-      if (it->first == sessions_dir_) continue;  // gone with the directory
+      if (it->first == sessions_dir_) {
+        continue;  // gone with the directory
+      }
       note(fs_.WriteFile(JoinPath(it->first, "cgroup.subtree_control"),
                          ControlLine(it->second, '-')));
     }
@@ -240,7 +262,9 @@ class V2Driver final : public Driver {
     Result<std::set<std::string>> own_control =
         ReadControllerSet(fs_, JoinPath(own_dir_, "cgroup.subtree_control"));
     if (own_control) {
-      for (const char* c : kDomainControllers) own_delegates_now |= own_control->count(c) != 0;
+      for (const char* c : kDomainControllers) {
+        own_delegates_now |= own_control->count(c) != 0;
+      }
     }
     // Back into the own cgroup, so supervisor/ can be removed: possible only once the own
     // cgroup delegates no domain controller again (the no-internal-process rule).
@@ -266,20 +290,25 @@ class V2Driver final : public Driver {
     auto write = [&](const char* file, const std::string& value) {
       return fs_.WriteFile(JoinPath(dir, file), value);
     };
-    if (limits.memory_max)
+    if (limits.memory_max) {
       CH_RETURN_IF_ERROR(write("memory.max", std::to_string(*limits.memory_max)));
-    if (swap_limited_)
+    }
+    if (swap_limited_) {
       CH_RETURN_IF_ERROR(write("memory.swap.max", std::to_string(limits.swap_max)));
+    }
     if (limits.memory_high) {
       CH_RETURN_IF_ERROR(write("memory.high", std::to_string(*limits.memory_high)));
     }
-    if (limits.pids_max) CH_RETURN_IF_ERROR(write("pids.max", std::to_string(*limits.pids_max)));
+    if (limits.pids_max) {
+      CH_RETURN_IF_ERROR(write("pids.max", std::to_string(*limits.pids_max)));
+    }
     if (limits.cpu) {
       CH_RETURN_IF_ERROR(write("cpu.max", std::to_string(limits.cpu->quota_us) + " " +
                                               std::to_string(limits.cpu->period_us)));
     }
-    if (limits.cpu_weight)
+    if (limits.cpu_weight) {
       CH_RETURN_IF_ERROR(write("cpu.weight", std::to_string(*limits.cpu_weight)));
+    }
     for (const DeviceMemoryLimit& d : limits.device_memory) {
       CH_RETURN_IF_ERROR(write("dmem.max", d.region + " " + std::to_string(d.bytes)));
     }

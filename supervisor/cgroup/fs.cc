@@ -29,38 +29,52 @@ Status RealFs::WriteFile(const std::string& path, std::string_view value) const 
 }
 
 Status RealFs::MakeDir(const std::string& path) const {
-  if (::mkdir(path.c_str(), 0755) != 0) return Error::FromErrno(errno, "mkdir '" + path + "'");
+  if (::mkdir(path.c_str(), 0755) != 0) {
+    return Error::FromErrno(errno, "mkdir '" + path + "'");
+  }
   return Ok();
 }
 
 Status RealFs::RemoveDir(const std::string& path) const {
-  if (::rmdir(path.c_str()) != 0) return Error::FromErrno(errno, "rmdir '" + path + "'");
+  if (::rmdir(path.c_str()) != 0) {
+    return Error::FromErrno(errno, "rmdir '" + path + "'");
+  }
   return Ok();
 }
 
 Result<std::vector<std::string>> RealFs::ListSubdirs(const std::string& path) const {
   UniqueFd dir_fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir_fd.valid()) return Error::FromErrno(errno, "open directory '" + path + "'");
+  if (!dir_fd.valid()) {
+    return Error::FromErrno(errno, "open directory '" + path + "'");
+  }
   std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(dir_fd.get()), &::closedir);
-  if (!dir) return Error::FromErrno(errno, "fdopendir '" + path + "'");
+  if (!dir) {
+    return Error::FromErrno(errno, "fdopendir '" + path + "'");
+  }
   static_cast<void>(dir_fd.release());  // closedir owns it now
   std::vector<std::string> names;
   for (;;) {
     errno = 0;
     const dirent* entry = ::readdir(dir.get());  // NOLINT(concurrency-mt-unsafe): dir is local
     if (entry == nullptr) {
-      if (errno != 0) return Error::FromErrno(errno, "readdir '" + path + "'");
+      if (errno != 0) {
+        return Error::FromErrno(errno, "readdir '" + path + "'");
+      }
       break;
     }
     std::string_view name(entry->d_name);
-    if (name == "." || name == "..") continue;
+    if (name == "." || name == "..") {
+      continue;
+    }
     bool is_dir = entry->d_type == DT_DIR;
     if (entry->d_type == DT_UNKNOWN) {
       struct stat st {};
       is_dir = ::fstatat(::dirfd(dir.get()), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                S_ISDIR(st.st_mode);
     }
-    if (is_dir) names.emplace_back(name);
+    if (is_dir) {
+      names.emplace_back(name);
+    }
   }
   std::sort(names.begin(), names.end());
   return names;
@@ -68,7 +82,9 @@ Result<std::vector<std::string>> RealFs::ListSubdirs(const std::string& path) co
 
 Result<int64_t> RealFs::FilesystemType(const std::string& path) const {
   struct statfs st {};
-  if (::statfs(path.c_str(), &st) != 0) return Error::FromErrno(errno, "statfs '" + path + "'");
+  if (::statfs(path.c_str(), &st) != 0) {
+    return Error::FromErrno(errno, "statfs '" + path + "'");
+  }
   return static_cast<int64_t>(st.f_type);
 }
 
@@ -78,13 +94,17 @@ bool RealFs::Exists(const std::string& path) const {
 
 Result<UniqueFd> RealFs::OpenDirectory(const std::string& path) const {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return Error::FromErrno(errno, "open directory '" + path + "'");
+  if (!fd.valid()) {
+    return Error::FromErrno(errno, "open directory '" + path + "'");
+  }
   return fd;
 }
 
 Result<UniqueFd> RealFs::OpenForWriting(const std::string& path) const {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd.valid()) return Error::FromErrno(errno, "open '" + path + "' for writing");
+  if (!fd.valid()) {
+    return Error::FromErrno(errno, "open '" + path + "' for writing");
+  }
   return fd;
 }
 

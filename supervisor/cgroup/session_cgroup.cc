@@ -17,7 +17,9 @@ using internal::JoinPath;
 std::vector<int> Placement::RawFds() const {
   std::vector<int> out;
   out.reserve(fds.size());
-  for (const UniqueFd& fd : fds) out.push_back(fd.get());
+  for (const UniqueFd& fd : fds) {
+    out.push_back(fd.get());
+  }
   return out;
 }
 
@@ -32,7 +34,9 @@ Status PlaceProcessFromParent(std::span<const int> procs_fds, pid_t pid) {
     digits[n++] = static_cast<char>('0' + value % 10);
     value /= 10;
   } while (value != 0 && n < sizeof(digits));
-  while (n > 0) buf[len++] = digits[--n];
+  while (n > 0) {
+    buf[len++] = digits[--n];
+  }
   for (size_t i = 0; i < procs_fds.size(); ++i) {
     ssize_t written;
     do {
@@ -66,7 +70,9 @@ SessionCgroup::SessionCgroup(std::string id, Version version, SessionPaths paths
 std::vector<std::string> SessionCgroup::Directories() const {
   std::vector<std::string> out;
   for (const std::string* p : {&paths_.memory, &paths_.pids, &paths_.cpu, &paths_.cpuacct}) {
-    if (!p->empty() && std::find(out.begin(), out.end(), *p) == out.end()) out.push_back(*p);
+    if (!p->empty() && std::find(out.begin(), out.end(), *p) == out.end()) {
+      out.push_back(*p);
+    }
   }
   return out;
 }
@@ -101,7 +107,9 @@ Result<uint64_t> SessionCgroup::MemoryLimitHits() const {
   }
   std::string path = JoinPath(paths_.memory, "memory.events");
   CH_ASSIGN_OR_RETURN(std::optional<uint64_t> hits, internal::ReadKeyedUint64(*fs_, path, "max"));
-  if (!hits) return Error("reading '" + path + "': no 'max' counter");
+  if (!hits) {
+    return Error("reading '" + path + "': no 'max' counter");
+  }
   return *hits;
 }
 
@@ -116,7 +124,9 @@ Result<uint64_t> SessionCgroup::CpuUsageNanos() const {
   std::string path = JoinPath(paths_.cpu, "cpu.stat");
   CH_ASSIGN_OR_RETURN(std::optional<uint64_t> usec,
                       internal::ReadKeyedUint64(*fs_, path, "usage_usec"));
-  if (!usec) return Error("reading '" + path + "': no usage_usec");
+  if (!usec) {
+    return Error("reading '" + path + "': no usage_usec");
+  }
   return *usec * 1000;
 }
 
@@ -138,7 +148,9 @@ Result<std::optional<std::string>> SessionCgroup::OomOutcome() const {
     // An old v1 kernel: a hit limit plus the SIGKILL the caller saw is the best evidence left.
     CH_ASSIGN_OR_RETURN(events, MemoryLimitHits());
   }
-  if (events == 0) return std::optional<std::string>();
+  if (events == 0) {
+    return std::optional<std::string>();
+  }
   std::string message = "memory limit exceeded";
   if (limits_.memory_max) {
     message += " (limit " + std::to_string(*limits_.memory_max >> 20) + " MiB)";
@@ -147,14 +159,20 @@ Result<std::optional<std::string>> SessionCgroup::OomOutcome() const {
 }
 
 Status SessionCgroup::Kill() const {
-  if (removed_) return Ok();
+  if (removed_) {
+    return Ok();
+  }
   return internal::KillTreesOnce(*fs_, *processes_, Directories());
 }
 
 Status SessionCgroup::Remove() {
-  if (removed_) return Ok();
+  if (removed_) {
+    return Ok();
+  }
   Status st = internal::KillAndRemoveTrees(*fs_, *processes_, Directories(), teardown_);
-  if (!st) return std::move(st).error().Context("removing the cgroup of session " + Quote(id_));
+  if (!st) {
+    return std::move(st).error().Context("removing the cgroup of session " + Quote(id_));
+  }
   removed_ = true;
   placement_.fds.clear();
   return Ok();

@@ -18,19 +18,25 @@ Admission::Admission(AdmissionConfig config, GpuLedger gpus)
 
 uint32_t Admission::SessionsOfTenant(uint32_t uid) const {
   uint32_t n = 0;
-  for (const auto& [id, held] : held_) n += held.tenant_uid == uid ? 1 : 0;
+  for (const auto& [id, held] : held_) {
+    n += held.tenant_uid == uid ? 1 : 0;
+  }
   return n;
 }
 
 uint32_t Admission::SessionsOfPolicy(const std::string& policy) const {
   uint32_t n = 0;
-  for (const auto& [id, held] : held_) n += held.policy == policy ? 1 : 0;
+  for (const auto& [id, held] : held_) {
+    n += held.policy == policy ? 1 : 0;
+  }
   return n;
 }
 
 uint32_t Admission::SessionsOfTenantUnderPolicy(uint32_t uid, const std::string& policy) const {
   uint32_t n = 0;
-  for (const auto& [id, held] : held_) n += held.tenant_uid == uid && held.policy == policy;
+  for (const auto& [id, held] : held_) {
+    n += held.tenant_uid == uid && held.policy == policy;
+  }
   return n;
 }
 
@@ -84,7 +90,9 @@ std::optional<Refusal> Admission::CheckCaps(const AdmissionRequest& r) const {
 }
 
 Decision Admission::Admit(const AdmissionRequest& request) {
-  if (std::optional<Refusal> refused = CheckCaps(request)) return std::move(*refused);
+  if (std::optional<Refusal> refused = CheckCaps(request)) {
+    return std::move(*refused);
+  }
   std::optional<GpuGrant> gpu;
   if (request.gpu) {
     if (Status valid = ValidateGpuRequest(*request.gpu); !valid) {
@@ -96,7 +104,9 @@ Decision Admission::Admit(const AdmissionRequest& request) {
                                             gpus_.inventory().source + ")."};
     }
     Result<GpuGrant> granted = gpus_.Reserve(*request.gpu);
-    if (!granted) return Refusal{RefusedBy::kGpuShare, granted.error().message() + "."};
+    if (!granted) {
+      return Refusal{RefusedBy::kGpuShare, granted.error().message() + "."};
+    }
     gpu = *granted;
   }
   Ticket ticket{.id = next_ticket_++};
@@ -115,7 +125,9 @@ Status Admission::Release(Ticket ticket) {
                  " is not held (released twice?)");
   }
   Status gpu_released = Ok();
-  if (it->second.gpu) gpu_released = gpus_.Release(*it->second.gpu);
+  if (it->second.gpu) {
+    gpu_released = gpus_.Release(*it->second.gpu);
+  }
   committed_bytes_ -= it->second.bytes;
   held_.erase(it);
   return gpu_released;

@@ -25,23 +25,33 @@ bool IsHex(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
 
 // "dddd:bb:dd.f", hex.
 bool IsPciBusId(std::string_view s) {
-  if (s.size() != 12 || s[4] != ':' || s[7] != ':' || s[10] != '.') return false;
+  if (s.size() != 12 || s[4] != ':' || s[7] != ':' || s[10] != '.') {
+    return false;
+  }
   for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9, 11}) {
-    if (!IsHex(s[i])) return false;
+    if (!IsHex(s[i])) {
+      return false;
+    }
   }
   return true;
 }
 
 std::string Lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
   return out;
 }
 
 Status CheckDeviceNode(std::string_view node) {
-  if (!StartsWith(node, "/dev/") || node.size() == 5) return Error("must be a path under /dev/");
+  if (!StartsWith(node, "/dev/") || node.size() == 5) {
+    return Error("must be a path under /dev/");
+  }
   for (std::string_view part : Split(node.substr(1), '/')) {
-    if (part.empty() || part == "." || part == "..") return Error("has an empty, . or .. part");
+    if (part.empty() || part == "." || part == "..") {
+      return Error("has an empty, . or .. part");
+    }
   }
   for (char c : node) {
     if (std::isspace(static_cast<unsigned char>(c)) ||
@@ -60,13 +70,19 @@ Result<GpuDevice> ParseDeviceLine(std::string_view line) {
         "device nodes [| PCI bus id]), found " +
         std::to_string(fields.size()));
   }
-  for (std::string_view& f : fields) f = Trim(f);
+  for (std::string_view& f : fields) {
+    f = Trim(f);
+  }
   GpuDevice d;
   CH_ASSIGN_OR_RETURN(uint64_t index, ParseUint64(fields[0], "index"));
-  if (index > kMaxGpuIndex) return Error("index " + std::to_string(index) + " is above 1023");
+  if (index > kMaxGpuIndex) {
+    return Error("index " + std::to_string(index) + " is above 1023");
+  }
   d.index = static_cast<uint32_t>(index);
 
-  if (fields[1].empty()) return Error("uuid is empty");
+  if (fields[1].empty()) {
+    return Error("uuid is empty");
+  }
   for (char c : fields[1]) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') {
       return Error("uuid " + Quote(fields[1]) + " may hold only letters, digits and '-'");
@@ -74,19 +90,27 @@ Result<GpuDevice> ParseDeviceLine(std::string_view line) {
   }
   d.uuid = std::string(fields[1]);
 
-  if (fields[2].empty()) return Error("name is empty");
+  if (fields[2].empty()) {
+    return Error("name is empty");
+  }
   for (char c : fields[2]) {
-    if (std::iscntrl(static_cast<unsigned char>(c))) return Error("name has a control character");
+    if (std::iscntrl(static_cast<unsigned char>(c))) {
+      return Error("name has a control character");
+    }
   }
   d.name = std::string(fields[2]);
 
   CH_ASSIGN_OR_RETURN(d.memory_bytes, ParseByteSize(fields[3], "memory"));
-  if (d.memory_bytes == 0) return Error("memory is 0");
+  if (d.memory_bytes == 0) {
+    return Error("memory is 0");
+  }
 
   for (std::string_view node : Split(fields[4], ',')) {
     node = Trim(node);
     Status ok = CheckDeviceNode(node);
-    if (!ok) return Error("device node " + Quote(node) + " " + ok.error().message());
+    if (!ok) {
+      return Error("device node " + Quote(node) + " " + ok.error().message());
+    }
     d.device_nodes.emplace_back(node);
   }
 
@@ -107,7 +131,9 @@ std::string NvmlError(const NvmlApi& api, NvmlApi::Return r) {
 // "00000000:3B:00.0" -> "0000:3b:00.0" (sysfs spelling: 4-digit domain, lower case).
 std::string SysfsBusId(const char* nvml_bus_id, size_t size) {
   std::string_view id(nvml_bus_id, strnlen(nvml_bus_id, size));
-  if (id.size() > 12) id.remove_prefix(id.size() - 12);
+  if (id.size() > 12) {
+    id.remove_prefix(id.size() - 12);
+  }
   std::string out = Lower(id);
   return IsPciBusId(out) ? out : "";
 }
@@ -115,7 +141,9 @@ std::string SysfsBusId(const char* nvml_bus_id, size_t size) {
 Result<GpuDevice> QueryNvmlDevice(const NvmlApi& api, unsigned int i,
                                   const std::function<bool(const std::string&)>& node_exists) {
   auto check = [&api, i](NvmlApi::Return r, const char* what) -> Status {
-    if (r == kNvmlSuccess) return Ok();
+    if (r == kNvmlSuccess) {
+      return Ok();
+    }
     return Error("NVML " + std::string(what) + " of GPU " + std::to_string(i) + ": " +
                  NvmlError(api, r));
   };
@@ -136,7 +164,9 @@ Result<GpuDevice> QueryNvmlDevice(const NvmlApi& api, unsigned int i,
   CH_RETURN_IF_ERROR(check(api.minor_number(dev, &minor), "nvmlDeviceGetMinorNumber"));
   for (const std::string& node : {"/dev/nvidia" + std::to_string(minor),
                                   std::string("/dev/nvidiactl"), std::string("/dev/nvidia-uvm")}) {
-    if (node_exists(node)) d.device_nodes.push_back(node);
+    if (node_exists(node)) {
+      d.device_nodes.push_back(node);
+    }
   }
   if (api.pci_info != nullptr) {
     NvmlPciInfo pci{};
@@ -163,7 +193,7 @@ class NvmlLibrary {
   NvmlLibrary(const NvmlLibrary&) = delete;
   NvmlLibrary& operator=(const NvmlLibrary&) = delete;
   ~NvmlLibrary() { ::dlclose(handle_); }
-  const NvmlApi& api() const { return api_; }
+  const NvmlApi& Api() const { return api_; }
 
  private:
   explicit NvmlLibrary(void* handle) : handle_(handle) {}
@@ -200,7 +230,9 @@ class NvmlLibrary {
 
 const GpuDevice* GpuInventory::Find(uint32_t index) const {
   for (const GpuDevice& d : devices) {
-    if (d.index == index) return &d;
+    if (d.index == index) {
+      return &d;
+    }
   }
   return nullptr;
 }
@@ -213,14 +245,20 @@ Result<GpuInventory> ParseGpuInventory(std::string_view text, std::string_view s
   for (std::string_view line : Split(text, '\n')) {
     ++line_number;
     size_t hash = line.find('#');
-    if (hash != std::string_view::npos) line = line.substr(0, hash);
-    if (Trim(line).empty()) continue;
+    if (hash != std::string_view::npos) {
+      line = line.substr(0, hash);
+    }
+    if (Trim(line).empty()) {
+      continue;
+    }
     auto where = [&] {
       return "gpu inventory '" + std::string(source_name) + "' line " +
              std::to_string(line_number) + ": ";
     };
     Result<GpuDevice> device = ParseDeviceLine(line);
-    if (!device) return Error(where() + device.error().message());
+    if (!device) {
+      return Error(where() + device.error().message());
+    }
     if (!indices.insert(device->index).second) {
       return Error(where() + "index " + std::to_string(device->index) + " appears twice");
     }
@@ -236,7 +274,9 @@ Result<GpuInventory> ParseGpuInventory(std::string_view text, std::string_view s
 
 Result<GpuInventory> LoadGpuInventoryFile(const std::string& path) {
   Result<std::string> text = ReadFileToString(path, kMaxInventoryBytes);
-  if (!text) return std::move(text).error().Context("reading the gpu inventory");
+  if (!text) {
+    return std::move(text).error().Context("reading the gpu inventory");
+  }
   return ParseGpuInventory(*text, path);
 }
 
@@ -251,7 +291,9 @@ Result<GpuInventory> DiscoverWithNvml(const NvmlApi& api,
   unsigned int count = 0;
   Result<GpuInventory> out = [&]() -> Result<GpuInventory> {
     NvmlApi::Return c = api.device_count(&count);
-    if (c != kNvmlSuccess) return Error("NVML nvmlDeviceGetCount: " + NvmlError(api, c));
+    if (c != kNvmlSuccess) {
+      return Error("NVML nvmlDeviceGetCount: " + NvmlError(api, c));
+    }
     for (unsigned int i = 0; i < count; ++i) {
       CH_ASSIGN_OR_RETURN(GpuDevice d, QueryNvmlDevice(api, i, node_exists));
       inventory.devices.push_back(std::move(d));
@@ -265,7 +307,9 @@ Result<GpuInventory> DiscoverWithNvml(const NvmlApi& api,
 }
 
 Result<GpuInventory> DiscoverGpus(const GpuDiscoveryOptions& options) {
-  if (!options.inventory_file.empty()) return LoadGpuInventoryFile(options.inventory_file);
+  if (!options.inventory_file.empty()) {
+    return LoadGpuInventoryFile(options.inventory_file);
+  }
   Result<std::unique_ptr<NvmlLibrary>> nvml = NvmlLibrary::Open(options.nvml_library);
   if (!nvml) {
     GpuInventory none;
@@ -273,7 +317,7 @@ Result<GpuInventory> DiscoverGpus(const GpuDiscoveryOptions& options) {
     return none;
   }
   return DiscoverWithNvml(
-      (*nvml)->api(), [](const std::string& node) { return ::access(node.c_str(), F_OK) == 0; });
+      (*nvml)->Api(), [](const std::string& node) { return ::access(node.c_str(), F_OK) == 0; });
 }
 
 }  // namespace cellhouse::resources

@@ -15,7 +15,8 @@ constexpr uint64_t kMiB = 1ULL << 20;
 
 std::string Fraction(uint32_t units) {
   char buf[16];
-  std::snprintf(buf, sizeof(buf), "%.2f", static_cast<double>(units) / kComputeUnits);
+  static_cast<void>(
+      std::snprintf(buf, sizeof(buf), "%.2f", static_cast<double>(units) / kComputeUnits));
   return buf;
 }
 
@@ -39,8 +40,12 @@ Status ValidateGpuRequest(const GpuRequest& request) {
 
 uint32_t ComputeUnits(double fraction) {
   double units = std::round(fraction * kComputeUnits);
-  if (units < 1) return 1;
-  if (units > kComputeUnits) return kComputeUnits;
+  if (units < 1) {
+    return 1;
+  }
+  if (units > kComputeUnits) {
+    return kComputeUnits;
+  }
   return static_cast<uint32_t>(units);
 }
 
@@ -58,7 +63,9 @@ Result<GpuGrant> GpuLedger::Reserve(const GpuRequest& request) {
     Usage used = UsageOf(d.index);
     uint32_t free_units = kComputeUnits - used.compute_units;
     uint64_t free_memory = d.memory_bytes - used.memory_bytes;
-    if (units > free_units || request.memory_bytes > free_memory) continue;
+    if (units > free_units || request.memory_bytes > free_memory) {
+      continue;
+    }
     if (best == nullptr || free_units > best_free ||
         (free_units == best_free && d.index < best->index)) {
       best = &d;
@@ -96,7 +103,9 @@ Status GpuLedger::Release(const GpuGrant& grant) {
   }
   it->second.compute_units -= grant.compute_units;
   it->second.memory_bytes -= grant.memory_bytes;
-  if (--it->second.shares == 0) usage_.erase(it);
+  if (--it->second.shares == 0) {
+    usage_.erase(it);
+  }
   return Ok();
 }
 
@@ -114,9 +123,13 @@ WorkerGpuView MakeWorkerGpuView(const GpuDevice& device, const GpuGrant& grant,
   // (integer percent, rounded up, at least 1); the pinned memory limit caps its device
   // allocations. Both are read by the CUDA driver in the client when it connects to MPS.
   uint32_t percent = (grant.compute_units + 9) / 10;
-  if (percent == 0) percent = 1;
+  if (percent == 0) {
+    percent = 1;
+  }
   uint64_t mib = grant.memory_bytes / kMiB;
-  if (mib == 0) mib = 1;
+  if (mib == 0) {
+    mib = 1;
+  }
   view.env = {"CUDA_VISIBLE_DEVICES=" + device.uuid,
               "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=" + std::to_string(percent),
               "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=" + std::to_string(mib) + "M"};
@@ -129,10 +142,14 @@ WorkerGpuView MakeWorkerGpuView(const GpuDevice& device, const GpuGrant& grant,
     int matches = 0;
     std::string needle = "/" + device.pci_bus_id + "/";
     for (const cgroup::DeviceMemoryRegion& r : dmem_regions) {
-      if (r.name.find(needle) == std::string::npos) continue;
+      if (r.name.find(needle) == std::string::npos) {
+        continue;
+      }
       ++matches;
       bool vram = EndsWith(r.name, "/vram0") || EndsWith(r.name, "/vidmem");
-      if (chosen == nullptr || vram) chosen = &r;
+      if (chosen == nullptr || vram) {
+        chosen = &r;
+      }
     }
     bool chosen_is_vram = chosen != nullptr &&
                           (EndsWith(chosen->name, "/vram0") || EndsWith(chosen->name, "/vidmem"));

@@ -9,7 +9,9 @@ namespace cellhouse::resources {
 
 Result<uint64_t> ParseMemTotal(std::string_view meminfo) {
   for (std::string_view line : Split(meminfo, '\n')) {
-    if (!StartsWith(line, "MemTotal:")) continue;
+    if (!StartsWith(line, "MemTotal:")) {
+      continue;
+    }
     std::string_view rest = Trim(line.substr(9));
     if (rest.size() < 3 || rest.substr(rest.size() - 3) != " kB") {
       return Error("/proc/meminfo: MemTotal line " + Quote(line) + " does not end in kB");

@@ -31,7 +31,7 @@ const Refusal& Refused(const Decision& d) {
 }
 
 TEST(AdmissionTest, TwoHundredAttemptsAgainstABudgetForTenNeverAdmitTheEleventh) {
-  Admission admission({.memory_budget_bytes = 10 * 400 * kMiB}, GpuLedger({}));
+  Admission admission({.memory_budget_bytes = uint64_t{10} * 400 * kMiB}, GpuLedger({}));
   int admitted = 0;
   std::vector<Ticket> tickets;
   for (int attempt = 0; attempt < 200; ++attempt) {

@@ -55,7 +55,9 @@ Result<WaitingChild> StartWaiting(ChildBody body, const void* arg, int cgroup_di
     do {
       n = ::read(pipe.first.get(), &go, 1);
     } while (n < 0 && errno == EINTR);
-    if (n != 1) ::_exit(120);  // the parent gave up on us
+    if (n != 1) {
+      ::_exit(120);  // the parent gave up on us
+    }
     pipe.first.reset();
     ::_exit(body(arg));
   }
@@ -65,7 +67,9 @@ Result<WaitingChild> StartWaiting(ChildBody body, const void* arg, int cgroup_di
 }
 
 void KillAndReap(ChildProcess& child) {
-  if (!child.valid() || child.reaped()) return;
+  if (!child.valid() || child.reaped()) {
+    return;
+  }
   Status killed = child.Kill(SIGKILL);
   static_cast<void>(killed);
   Result<ExitStatus> st = child.Wait();
@@ -76,10 +80,14 @@ int AllocateBody(const void* arg) {
   const auto* spec = static_cast<const AllocateSpec*>(arg);
   void* p =
       ::mmap(nullptr, spec->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return 2;
+  if (p == MAP_FAILED) {
+    return 2;
+  }
   auto* bytes = static_cast<volatile char*>(p);
   long page = ::sysconf(_SC_PAGESIZE);
-  for (uint64_t off = 0; off < spec->bytes; off += static_cast<uint64_t>(page)) bytes[off] = 1;
+  for (uint64_t off = 0; off < spec->bytes; off += static_cast<uint64_t>(page)) {
+    bytes[off] = 1;
+  }
   return 0;
 }
 
@@ -111,27 +119,37 @@ int BusyLoopBody(const void* arg) {
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(spec->cpu, &set);
-  if (::sched_setaffinity(0, sizeof(set), &set) != 0) return 3;
+  if (::sched_setaffinity(0, sizeof(set), &set) != 0) {
+    return 3;
+  }
   double end = Now() + spec->seconds;
   volatile uint64_t spin = 0;
   while (Now() < end) {
-    for (int i = 0; i < 10000; ++i) spin = spin + 1;
+    for (int i = 0; i < 10000; ++i) {
+      spin = spin + 1;
+    }
   }
   return 0;
 }
 
 int PauseBody(const void* /*arg*/) {
-  for (;;) ::pause();
+  for (;;) {
+    ::pause();
+  }
 }
 
 int ReportCgroupBody(const void* arg) {
   const auto* spec = static_cast<const ReportSpec*>(arg);
   int fd = ::open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 4;
+  if (fd < 0) {
+    return 4;
+  }
   char buf[4096];
   ssize_t n = ::read(fd, buf, sizeof(buf));
   ::close(fd);
-  if (n <= 0) return 5;
+  if (n <= 0) {
+    return 5;
+  }
   return ::write(spec->fd, buf, static_cast<size_t>(n)) == n ? 0 : 6;
 }
 
@@ -142,7 +160,9 @@ Result<int> FirstAllowedCpu() {
     return Error::FromErrno(errno, "sched_getaffinity");
   }
   for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) return cpu;
+    if (CPU_ISSET(cpu, &set)) {
+      return cpu;
+    }
   }
   return Error("sched_getaffinity: no CPU allowed");
 }

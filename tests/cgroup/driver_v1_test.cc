@@ -31,10 +31,12 @@ std::string KillEntry(pid_t pid) {
   return out;
 }
 
-std::unique_ptr<Driver> DetectAndSetup(FakeCgroupFs& fake, DriverOptions options = {}) {
+std::unique_ptr<Driver> DetectAndSetup(FakeCgroupFs& fake, const DriverOptions& options = {}) {
   auto driver = DetectDriver(fake, fake, options);
   EXPECT_TRUE(driver) << driver.error().message();
-  if (!driver) return nullptr;
+  if (!driver) {
+    return nullptr;
+  }
   EXPECT_EQ((*driver)->version(), Version::kV1);
   auto report = (*driver)->Setup();
   EXPECT_TRUE(report) << report.error().message();
@@ -227,7 +229,7 @@ TEST(V1DriverTest, OwnMemoryLimitReadsTheOwnCgroupAndItsAncestors) {
   testing::HybridHost(fake);
   auto driver = DetectDriver(fake, fake, {});
   ASSERT_TRUE(driver);
-  EXPECT_FALSE(**(*driver)->OwnMemoryLimit());
+  EXPECT_FALSE((*driver)->OwnMemoryLimit().value().has_value());
   fake.SetFile("/sys/fs/cgroup/memory/process_api/memory.limit_in_bytes", "2147483648\n");
   EXPECT_EQ(**(*driver)->OwnMemoryLimit(), 2ULL << 30);
 }

@@ -24,17 +24,21 @@ class V2DriverTest : public ::testing::Test {
  protected:
   void SetUp() override { testing::PureV2Host(fake_); }
 
-  std::unique_ptr<Driver> Detect(DriverOptions options = {}) {
+  std::unique_ptr<Driver> Detect(const DriverOptions& options = {}) {
     auto driver = DetectDriver(fake_, fake_, options);
     EXPECT_TRUE(driver) << driver.error().message();
-    if (!driver) return nullptr;
+    if (!driver) {
+      return nullptr;
+    }
     EXPECT_EQ((*driver)->version(), Version::kV2);
     return std::move(*driver);
   }
 
-  std::unique_ptr<Driver> DetectAndSetup(DriverOptions options = {}) {
-    std::unique_ptr<Driver> driver = Detect(std::move(options));
-    if (!driver) return nullptr;
+  std::unique_ptr<Driver> DetectAndSetup(const DriverOptions& options = {}) {
+    std::unique_ptr<Driver> driver = Detect(options);
+    if (!driver) {
+      return nullptr;
+    }
     auto report = driver->Setup();
     EXPECT_TRUE(report) << report.error().message();
     fake_.ClearLog();

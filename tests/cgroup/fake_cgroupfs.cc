@@ -19,7 +19,9 @@ bool IsDomainController(const std::string& c) { return c != "cpuset-threaded"; }
 
 std::string FakeCgroupFs::Parent(const std::string& path) {
   size_t slash = path.rfind('/');
-  if (slash == 0 || slash == std::string::npos) return "/";
+  if (slash == 0 || slash == std::string::npos) {
+    return "/";
+  }
   return path.substr(0, slash);
 }
 
@@ -27,7 +29,9 @@ std::string FakeCgroupFs::Base(const std::string& path) { return path.substr(pat
 
 void FakeCgroupFs::AddMount(const std::string& path, int64_t magic) {
   mounts_[path] = magic;
-  for (std::string p = path; p != "/"; p = Parent(p)) dirs_.insert(p);
+  for (std::string p = path; p != "/"; p = Parent(p)) {
+    dirs_.insert(p);
+  }
   dirs_.insert("/");
 }
 
@@ -54,25 +58,33 @@ void FakeCgroupFs::AddV2Hierarchy(const std::string& mount,
 }
 
 void FakeCgroupFs::MakeCgroups(const std::string& path) {
-  if (cgroups_.count(path) != 0) return;
+  if (cgroups_.count(path) != 0) {
+    return;
+  }
   MakeCgroups(Parent(path));
   const Hierarchy* h = cgroups_.at(Parent(path)).hierarchy;
   CreateCgroup(path, h);
 }
 
 void FakeCgroupFs::AddProcess(pid_t pid, const std::vector<std::string>& cgroups) {
-  for (const std::string& cg : cgroups) cgroups_.at(cg).procs.insert(pid);
+  for (const std::string& cg : cgroups) {
+    cgroups_.at(cg).procs.insert(pid);
+  }
 }
 
 void FakeCgroupFs::SetFile(const std::string& path, const std::string& content) {
-  for (std::string p = Parent(path); p != "/"; p = Parent(p)) dirs_.insert(p);
+  for (std::string p = Parent(path); p != "/"; p = Parent(p)) {
+    dirs_.insert(p);
+  }
   files_[path] = content;
 }
 
 std::vector<std::string> FakeCgroupFs::Writes() const {
   std::vector<std::string> out;
   for (const std::string& line : log_) {
-    if (StartsWith(line, "write ")) out.push_back(line);
+    if (StartsWith(line, "write ")) {
+      out.push_back(line);
+    }
   }
   return out;
 }
@@ -86,14 +98,18 @@ bool FakeCgroupFs::IsDir(const std::string& path) const { return dirs_.count(pat
 
 std::vector<pid_t> FakeCgroupFs::ProcsOf(const std::string& cgroup) const {
   auto it = cgroups_.find(cgroup);
-  if (it == cgroups_.end()) return {};
+  if (it == cgroups_.end()) {
+    return {};
+  }
   return {it->second.procs.begin(), it->second.procs.end()};
 }
 
 std::vector<std::string> FakeCgroupFs::CgroupsOf(pid_t pid) const {
   std::vector<std::string> out;
   for (const auto& [path, cg] : cgroups_) {
-    if (cg.procs.count(pid) != 0) out.push_back(path);
+    if (cg.procs.count(pid) != 0) {
+      out.push_back(path);
+    }
   }
   return out;
 }
@@ -101,14 +117,18 @@ std::vector<std::string> FakeCgroupFs::CgroupsOf(pid_t pid) const {
 std::vector<std::string> FakeCgroupFs::CgroupsBelow(const std::string& path) const {
   std::vector<std::string> out;
   for (const auto& [p, cg] : cgroups_) {
-    if (StartsWith(p, path + "/")) out.push_back(p);
+    if (StartsWith(p, path + "/")) {
+      out.push_back(p);
+    }
   }
   return out;
 }
 
 Status FakeCgroupFs::Injected(const std::string& path, const std::string& op) const {
   auto it = fail_next_.find(path);
-  if (it == fail_next_.end()) return Ok();
+  if (it == fail_next_.end()) {
+    return Ok();
+  }
   int err = it->second;
   fail_next_.erase(it);
   return Error::FromErrno(err, op + " '" + path + "' (injected)");
@@ -122,15 +142,21 @@ void FakeCgroupFs::CreateCgroup(const std::string& path, const Hierarchy* h) con
   if (h->version == 1) {
     files_[path + "/tasks"] = "";
     files_[path + "/notify_on_release"] = "0\n";
-    for (const std::string& c : h->controllers) AddControllerFiles(path, *h, c);
+    for (const std::string& c : h->controllers) {
+      AddControllerFiles(path, *h, c);
+    }
     return;
   }
   files_[path + "/cgroup.controllers"] = "";
   files_[path + "/cgroup.subtree_control"] = "";
   files_[path + "/cgroup.events"] = "populated 0\nfrozen 0\n";
   files_[path + "/cpu.stat"] = "usage_usec 0\nuser_usec 0\nsystem_usec 0\n";
-  if (IsRootCgroup(path)) return;
-  if (options_.v2_cgroup_kill) files_[path + "/cgroup.kill"] = "";
+  if (IsRootCgroup(path)) {
+    return;
+  }
+  if (options_.v2_cgroup_kill) {
+    files_[path + "/cgroup.kill"] = "";
+  }
   for (const std::string& c : cgroups_.at(Parent(path)).subtree_control) {
     AddControllerFiles(path, *h, c);
   }
@@ -145,7 +171,9 @@ void FakeCgroupFs::AddControllerFiles(const std::string& dir, const Hierarchy& h
   if (h.version == 1) {
     if (controller == "memory") {
       set("memory.limit_in_bytes", std::string(kV1Unlimited) + "\n");
-      if (options_.v1_memsw) set("memory.memsw.limit_in_bytes", std::string(kV1Unlimited) + "\n");
+      if (options_.v1_memsw) {
+        set("memory.memsw.limit_in_bytes", std::string(kV1Unlimited) + "\n");
+      }
       set("memory.soft_limit_in_bytes", std::string(kV1Unlimited) + "\n");
       set("memory.usage_in_bytes", "0\n");
       set("memory.max_usage_in_bytes", "0\n");
@@ -165,11 +193,15 @@ void FakeCgroupFs::AddControllerFiles(const std::string& dir, const Hierarchy& h
     }
     return;
   }
-  if (root) return;
+  if (root) {
+    return;
+  }
   if (controller == "memory") {
     set("memory.max", "max\n");
     set("memory.high", "max\n");
-    if (options_.v2_swap) set("memory.swap.max", "max\n");
+    if (options_.v2_swap) {
+      set("memory.swap.max", "max\n");
+    }
     set("memory.current", "0\n");
     set("memory.peak", "0\n");
     set("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n");
@@ -198,14 +230,18 @@ bool FakeCgroupFs::IsRootCgroup(const std::string& dir) const {
 }
 
 std::set<std::string> FakeCgroupFs::OfferedV2(const std::string& dir) const {
-  if (IsRootCgroup(dir)) return cgroups_.at(dir).hierarchy->controllers;
+  if (IsRootCgroup(dir)) {
+    return cgroups_.at(dir).hierarchy->controllers;
+  }
   return cgroups_.at(Parent(dir)).subtree_control;
 }
 
 std::vector<std::string> FakeCgroupFs::ChildDirs(const std::string& dir) const {
   std::vector<std::string> out;
   for (const std::string& d : dirs_) {
-    if (d != dir && Parent(d) == dir) out.push_back(d);
+    if (d != dir && Parent(d) == dir) {
+      out.push_back(d);
+    }
   }
   return out;
 }
@@ -217,17 +253,23 @@ Result<std::string> FakeCgroupFs::ReadFile(const std::string& path) const {
   if (cg != cgroups_.end() && files_.count(path) != 0) {
     if (name == "cgroup.procs") {
       std::string out;
-      for (pid_t p : cg->second.procs) out += std::to_string(p) + "\n";
+      for (pid_t p : cg->second.procs) {
+        out += std::to_string(p) + "\n";
+      }
       return out;
     }
     if (cg->second.hierarchy->version == 2 && name == "cgroup.controllers") {
       std::string out;
-      for (const std::string& c : OfferedV2(dir)) out += (out.empty() ? "" : " ") + c;
+      for (const std::string& c : OfferedV2(dir)) {
+        out += (out.empty() ? "" : " ") + c;
+      }
       return out + "\n";
     }
     if (cg->second.hierarchy->version == 2 && name == "cgroup.subtree_control") {
       std::string out;
-      for (const std::string& c : cg->second.subtree_control) out += (out.empty() ? "" : " ") + c;
+      for (const std::string& c : cg->second.subtree_control) {
+        out += (out.empty() ? "" : " ") + c;
+      }
       return out + "\n";
     }
   }
@@ -249,7 +291,9 @@ Status FakeCgroupFs::WriteProcs(const std::string& dir, std::string_view value) 
     }
   }
   for (auto& [path, cg] : cgroups_) {
-    if (cg.hierarchy == target.hierarchy) cg.procs.erase(static_cast<pid_t>(pid));
+    if (cg.hierarchy == target.hierarchy) {
+      cg.procs.erase(static_cast<pid_t>(pid));
+    }
   }
   target.procs.insert(static_cast<pid_t>(pid));
   return Ok();
@@ -261,7 +305,9 @@ Status FakeCgroupFs::WriteSubtreeControl(const std::string& dir, std::string_vie
   std::set<std::string> enable;
   std::set<std::string> disable;
   for (std::string_view token : Split(Trim(value), ' ')) {
-    if (token.empty()) continue;
+    if (token.empty()) {
+      continue;
+    }
     std::string name(token.substr(1));
     if ((token[0] != '+' && token[0] != '-') || offered.count(name) == 0) {
       return Error::FromErrno(token[0] == '+' || token[0] == '-' ? ENOENT : EINVAL,
@@ -285,38 +331,51 @@ Status FakeCgroupFs::WriteSubtreeControl(const std::string& dir, std::string_vie
   for (const std::string& c : enable) {
     if (cg.subtree_control.insert(c).second) {
       for (const std::string& child : ChildDirs(dir)) {
-        if (cgroups_.count(child) != 0) AddControllerFiles(child, *cg.hierarchy, c);
+        if (cgroups_.count(child) != 0) {
+          AddControllerFiles(child, *cg.hierarchy, c);
+        }
       }
     }
   }
   for (const std::string& c : disable) {
     if (cg.subtree_control.erase(c) != 0) {
-      for (const std::string& child : ChildDirs(dir)) RemoveControllerFiles(child, c);
+      for (const std::string& child : ChildDirs(dir)) {
+        RemoveControllerFiles(child, c);
+      }
     }
   }
   return Ok();
 }
 
+void FakeCgroupFs::KillTree(const std::string& dir) const {
+  for (auto& [p, c] : cgroups_) {
+    if (p != dir && !StartsWith(p, dir + "/")) {
+      continue;
+    }
+    for (auto it = c.procs.begin(); it != c.procs.end();) {
+      it = unkillable_.count(*it) != 0 ? std::next(it) : c.procs.erase(it);
+    }
+  }
+}
+
 Status FakeCgroupFs::WriteFile(const std::string& path, std::string_view value) const {
   log_.push_back("write " + path + " " + std::string(value));
   CH_RETURN_IF_ERROR(Injected(path, "write"));
-  if (files_.count(path) == 0) return Error::FromErrno(ENOENT, "open '" + path + "'");
+  if (files_.count(path) == 0) {
+    return Error::FromErrno(ENOENT, "open '" + path + "'");
+  }
   std::string dir = Parent(path);
   std::string name = Base(path);
   auto cg = cgroups_.find(dir);
   if (cg != cgroups_.end()) {
-    if (name == "cgroup.procs") return WriteProcs(dir, value);
+    if (name == "cgroup.procs") {
+      return WriteProcs(dir, value);
+    }
     if (cg->second.hierarchy->version == 2 && name == "cgroup.subtree_control") {
       return WriteSubtreeControl(dir, value);
     }
     if (name == "cgroup.kill") {
-      for (auto& [p, c] : cgroups_) {
-        if (p == dir || StartsWith(p, dir + "/")) {
-          for (auto it = c.procs.begin(); it != c.procs.end();) {
-            it = unkillable_.count(*it) != 0 ? std::next(it) : c.procs.erase(it);
-          }
-        }
-      }
+      KillTree(dir);
       return Ok();
     }
   }
@@ -330,7 +389,9 @@ Status FakeCgroupFs::MakeDir(const std::string& path) const {
   if (dirs_.count(path) != 0 || files_.count(path) != 0) {
     return Error::FromErrno(EEXIST, "mkdir '" + path + "'");
   }
-  if (dirs_.count(Parent(path)) == 0) return Error::FromErrno(ENOENT, "mkdir '" + path + "'");
+  if (dirs_.count(Parent(path)) == 0) {
+    return Error::FromErrno(ENOENT, "mkdir '" + path + "'");
+  }
   auto parent = cgroups_.find(Parent(path));
   if (parent != cgroups_.end()) {
     CreateCgroup(path, parent->second.hierarchy);
@@ -343,7 +404,9 @@ Status FakeCgroupFs::MakeDir(const std::string& path) const {
 Status FakeCgroupFs::RemoveDir(const std::string& path) const {
   log_.push_back("rmdir " + path);
   CH_RETURN_IF_ERROR(Injected(path, "rmdir"));
-  if (dirs_.count(path) == 0) return Error::FromErrno(ENOENT, "rmdir '" + path + "'");
+  if (dirs_.count(path) == 0) {
+    return Error::FromErrno(ENOENT, "rmdir '" + path + "'");
+  }
   if (!ChildDirs(path).empty()) {
     return Error::FromErrno(cgroups_.count(path) != 0 ? EBUSY : ENOTEMPTY, "rmdir '" + path + "'");
   }
@@ -358,7 +421,9 @@ Status FakeCgroupFs::RemoveDir(const std::string& path) const {
     }
   } else {
     for (const auto& [f, content] : files_) {
-      if (Parent(f) == path) return Error::FromErrno(ENOTEMPTY, "rmdir '" + path + "'");
+      if (Parent(f) == path) {
+        return Error::FromErrno(ENOTEMPTY, "rmdir '" + path + "'");
+      }
     }
   }
   dirs_.erase(path);
@@ -366,9 +431,13 @@ Status FakeCgroupFs::RemoveDir(const std::string& path) const {
 }
 
 Result<std::vector<std::string>> FakeCgroupFs::ListSubdirs(const std::string& path) const {
-  if (dirs_.count(path) == 0) return Error::FromErrno(ENOENT, "open directory '" + path + "'");
+  if (dirs_.count(path) == 0) {
+    return Error::FromErrno(ENOENT, "open directory '" + path + "'");
+  }
   std::vector<std::string> out;
-  for (const std::string& d : ChildDirs(path)) out.push_back(Base(d));
+  for (const std::string& d : ChildDirs(path)) {
+    out.push_back(Base(d));
+  }
   return out;  // dirs_ is ordered, so this is sorted
 }
 
@@ -378,8 +447,12 @@ Result<int64_t> FakeCgroupFs::FilesystemType(const std::string& path) const {
   }
   for (std::string p = path;; p = Parent(p)) {
     auto it = mounts_.find(p);
-    if (it != mounts_.end()) return it->second;
-    if (p == "/") break;
+    if (it != mounts_.end()) {
+      return it->second;
+    }
+    if (p == "/") {
+      break;
+    }
   }
   return int64_t{0xEF53};  // ext4, the root file system
 }
@@ -391,21 +464,29 @@ bool FakeCgroupFs::Exists(const std::string& path) const {
 Result<UniqueFd> FakeCgroupFs::OpenDirectory(const std::string& path) const {
   log_.push_back("open " + path);
   CH_RETURN_IF_ERROR(Injected(path, "open"));
-  if (dirs_.count(path) == 0) return Error::FromErrno(ENOENT, "open directory '" + path + "'");
+  if (dirs_.count(path) == 0) {
+    return Error::FromErrno(ENOENT, "open directory '" + path + "'");
+  }
   return UniqueFd(::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 }
 
 Result<UniqueFd> FakeCgroupFs::OpenForWriting(const std::string& path) const {
   log_.push_back("open " + path);
   CH_RETURN_IF_ERROR(Injected(path, "open"));
-  if (files_.count(path) == 0) return Error::FromErrno(ENOENT, "open '" + path + "'");
+  if (files_.count(path) == 0) {
+    return Error::FromErrno(ENOENT, "open '" + path + "'");
+  }
   return UniqueFd(::open("/dev/null", O_WRONLY | O_CLOEXEC));
 }
 
 Status FakeCgroupFs::Kill(pid_t pid, int signal) const {
   log_.push_back("kill " + std::to_string(pid) + " " + std::to_string(signal));
-  if (unkillable_.count(pid) != 0) return Ok();
-  for (auto& [path, cg] : cgroups_) cg.procs.erase(pid);
+  if (unkillable_.count(pid) != 0) {
+    return Ok();
+  }
+  for (auto& [path, cg] : cgroups_) {
+    cg.procs.erase(pid);
+  }
   return Ok();
 }
 

@@ -113,6 +113,8 @@ class FakeCgroupFs final : public Fs, public Processes {
   std::vector<std::string> ChildDirs(const std::string& dir) const;
   Status WriteProcs(const std::string& dir, std::string_view value) const;
   Status WriteSubtreeControl(const std::string& dir, std::string_view value) const;
+  // cgroup.kill: every process of the subtree dies, except the unkillable ones.
+  void KillTree(const std::string& dir) const;
 
   FakeOptions options_;
   pid_t self_pid_ = 100;

@@ -27,8 +27,8 @@ inline constexpr const char* kV1Cpu = "/sys/fs/cgroup/cpu";
 inline constexpr const char* kV1Cpuacct = "/sys/fs/cgroup/cpuacct";
 
 inline void PureV2Host(FakeCgroupFs& fake,
-                       std::vector<std::string> controllers = {"cpuset", "cpu", "io", "memory",
-                                                               "hugetlb", "pids", "rdma", "misc"}) {
+                       const std::vector<std::string>& controllers = {
+                           "cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"}) {
   fake.AddMount("/sys/fs/cgroup", kCgroup2SuperMagic);
   fake.AddV2Hierarchy("/sys/fs/cgroup", controllers);
   fake.MakeCgroups(kV2Own);
@@ -40,14 +40,18 @@ inline void PureV2Host(FakeCgroupFs& fake,
 inline void V1OnlyHost(FakeCgroupFs& fake, bool with_cpuacct = true) {
   fake.AddMount("/sys/fs/cgroup", kTmpfsMagic);
   std::vector<std::string> names = {"memory", "pids", "cpu"};
-  if (with_cpuacct) names.emplace_back("cpuacct");
+  if (with_cpuacct) {
+    names.emplace_back("cpuacct");
+  }
   for (const std::string& c : names) {
     fake.AddMount("/sys/fs/cgroup/" + c, kCgroupSuperMagic);
     fake.AddV1Hierarchy("/sys/fs/cgroup/" + c, {c});
   }
   fake.MakeCgroups(kV1Memory);
   std::vector<std::string> where = {kV1Memory, kV1Pids, kV1Cpu};
-  if (with_cpuacct) where.emplace_back(kV1Cpuacct);
+  if (with_cpuacct) {
+    where.emplace_back(kV1Cpuacct);
+  }
   fake.AddProcess(kCelldPid, where);
   fake.SetFile("/proc/self/cgroup", std::string("9:name=systemd:/\n8:pids:/\n") +
                                         "4:memory:/process_api/abc\n" +

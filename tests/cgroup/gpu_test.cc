@@ -126,7 +126,9 @@ NvmlApi FakeNvml(bool init_fails) {
     return 0;
   };
   api.device_by_index = +[](unsigned int i, NvmlApi::Device* d) {
-    if (i >= 2) return 2;
+    if (i >= 2) {
+      return 2;
+    }
     // The handle is opaque to the caller; the fake points it at its own table.
     *d = reinterpret_cast<NvmlApi::Device>(const_cast<FakeNvmlDevice*>(&kFakeDevices[i]));
     return 0;

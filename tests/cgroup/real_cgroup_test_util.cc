@@ -15,7 +15,9 @@ std::string UniqueSubtree() {
   const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = "cht-" + std::to_string(::getpid()) + "-" + (info ? info->name() : "x");
   for (char& c : name) {
-    if (!internal::IsValidCgroupName(std::string(1, c))) c = '_';
+    if (!internal::IsValidCgroupName(std::string(1, c))) {
+      c = '_';
+    }
   }
   return name.substr(0, 64);
 }
@@ -23,19 +25,31 @@ std::string UniqueSubtree() {
 std::vector<std::string> V1SubtreeDirs(const Fs& fs, const std::string& subtree) {
   std::vector<std::string> out;
   Result<std::string> self = fs.ReadFile("/proc/self/cgroup");
-  if (!self) return out;
+  if (!self) {
+    return out;
+  }
   Result<std::vector<CgroupMembership>> members = ParseProcCgroup(*self);
-  if (!members) return out;
+  if (!members) {
+    return out;
+  }
   for (const CgroupMembership& m : *members) {
     for (const std::string& c : m.controllers) {
-      if (c != "memory" && c != "pids" && c != "cpu" && c != "cpuacct") continue;
+      if (c != "memory" && c != "pids" && c != "cpu" && c != "cpuacct") {
+        continue;
+      }
       std::string list;
-      for (const std::string& x : m.controllers) list += (list.empty() ? "" : ",") + x;
+      for (const std::string& x : m.controllers) {
+        list += (list.empty() ? "" : ",") + x;
+      }
       for (const std::string& mount : {"/sys/fs/cgroup/" + list, "/sys/fs/cgroup/" + c}) {
         Result<int64_t> type = fs.FilesystemType(mount);
-        if (!type || *type != kCgroupSuperMagic) continue;
+        if (!type || *type != kCgroupSuperMagic) {
+          continue;
+        }
         std::string dir = internal::JoinPath(internal::JoinPath(mount, m.path), subtree);
-        if (std::find(out.begin(), out.end(), dir) == out.end()) out.push_back(dir);
+        if (std::find(out.begin(), out.end(), dir) == out.end()) {
+          out.push_back(dir);
+        }
         break;
       }
     }
@@ -44,7 +58,9 @@ std::vector<std::string> V1SubtreeDirs(const Fs& fs, const std::string& subtree)
 }
 
 bool SweepTree(const Fs& fs, const Processes& processes, const std::string& dir) {
-  if (!fs.Exists(dir)) return false;
+  if (!fs.Exists(dir)) {
+    return false;
+  }
   Status st = internal::KillAndRemoveTrees(fs, processes, {dir}, TeardownOptions{});
   EXPECT_TRUE(st) << "sweeping '" << dir << "': " << st.error().message();
   return true;

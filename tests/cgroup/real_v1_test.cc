@@ -30,15 +30,21 @@ std::string ReadTrimmed(const Fs& fs, const std::string& path) {
 class RealV1Test : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "creating cgroups needs root";
+    if (::geteuid() != 0) {
+      GTEST_SKIP() << "creating cgroups needs root";
+    }
     Result<int64_t> type = fs_.FilesystemType("/sys/fs/cgroup");
     if (!type || *type != kTmpfsMagic) {
       GTEST_SKIP() << "not a cgroup v1 host: /sys/fs/cgroup is not a tmpfs of v1 hierarchies";
     }
     subtree_ = testing::UniqueSubtree();
     Result<std::unique_ptr<Driver>> driver = DetectDriver(fs_, processes_, Options());
-    if (!driver) GTEST_SKIP() << "no usable cgroup v1 layout: " << driver.error().message();
-    if ((*driver)->version() != Version::kV1) GTEST_SKIP() << "detected " << (*driver)->Describe();
+    if (!driver) {
+      GTEST_SKIP() << "no usable cgroup v1 layout: " << driver.error().message();
+    }
+    if ((*driver)->version() != Version::kV1) {
+      GTEST_SKIP() << "detected " << (*driver)->Describe();
+    }
     driver_ = std::move(*driver);
     Result<SetupReport> report = driver_->Setup();
     ASSERT_TRUE(report) << report.error().message();
@@ -47,7 +53,9 @@ class RealV1Test : public ::testing::Test {
   }
 
   void TearDown() override {
-    for (WaitingChild& child : children_) testing::KillAndReap(child.process);
+    for (WaitingChild& child : children_) {
+      testing::KillAndReap(child.process);
+    }
     if (set_up_) {
       Status st = driver_->Shutdown();
       EXPECT_TRUE(st) << st.error().message();
@@ -132,7 +140,9 @@ TEST_F(RealV1Test, LimitsLandInCgroupfsAndTheChildIsPlacedBeforeItRuns) {
     EXPECT_TRUE(line.ends_with(suffix)) << line;
   }
   ASSERT_TRUE(session->Remove());
-  for (const std::string& dir : session->Directories()) EXPECT_FALSE(fs_.Exists(dir)) << dir;
+  for (const std::string& dir : session->Directories()) {
+    EXPECT_FALSE(fs_.Exists(dir)) << dir;
+  }
 }
 
 TEST_F(RealV1Test, MemoryBombIsOomKilledAndReportedWhileTheNeighbourFinishes) {

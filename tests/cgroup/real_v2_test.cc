@@ -39,9 +39,13 @@ std::string ReadTrimmed(const Fs& fs, const std::string& path) {
 // This process's cgroup on the unified hierarchy ("0::/ci" -> "/ci").
 std::string SelfV2Cgroup() {
   Result<std::string> self = testing::CgroupFileOf(::getpid());
-  if (!self) return "";
+  if (!self) {
+    return "";
+  }
   for (std::string_view line : Split(*self, '\n')) {
-    if (StartsWith(line, "0::")) return std::string(line.substr(3));
+    if (StartsWith(line, "0::")) {
+      return std::string(line.substr(3));
+    }
   }
   return "";
 }
@@ -66,7 +70,9 @@ class RealV2Test : public ::testing::Test {
             "' (as celld under Delegate=yes): run the binary directly";
     }
     if (!why.empty()) {
-      if (Required()) FAIL() << why;
+      if (Required()) {
+        FAIL() << why;
+      }
       GTEST_SKIP() << why;
     }
     subtree_ = testing::UniqueSubtree();
@@ -80,15 +86,21 @@ class RealV2Test : public ::testing::Test {
   }
 
   void TearDown() override {
-    for (WaitingChild& child : children_) testing::KillAndReap(child.process);
+    for (WaitingChild& child : children_) {
+      testing::KillAndReap(child.process);
+    }
     if (set_up_) {
       Status st = driver_->Shutdown();
       EXPECT_TRUE(st) << st.error().message();
     }
-    if (subtree_.empty()) return;
+    if (subtree_.empty()) {
+      return;
+    }
     EXPECT_EQ(SelfV2Cgroup(), own_) << "Shutdown should move the process back";
     const std::string base = JoinPath(OwnDir(), subtree_);
-    if (!fs_.Exists(base)) return;
+    if (!fs_.Exists(base)) {
+      return;
+    }
     ADD_FAILURE() << "'" << base << "' was left behind; sweeping";
     testing::SweepTree(fs_, processes_, JoinPath(base, "sessions"));
     for (const std::string& dir : {base, OwnDir()}) {
@@ -98,7 +110,9 @@ class RealV2Test : public ::testing::Test {
     Status back = fs_.WriteFile(JoinPath(OwnDir(), "cgroup.procs"), std::to_string(::getpid()));
     static_cast<void>(back);
     // Never sweep (SIGKILL) a tree this process is still in.
-    if (SelfV2Cgroup() == own_) testing::SweepTree(fs_, processes_, base);
+    if (SelfV2Cgroup() == own_) {
+      testing::SweepTree(fs_, processes_, base);
+    }
   }
 
   std::string OwnDir() const { return JoinPath(kRoot, own_); }
