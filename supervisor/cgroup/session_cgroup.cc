@@ -24,6 +24,10 @@ std::vector<int> Placement::RawFds() const {
 }
 
 Status PlaceProcessFromParent(std::span<const int> procs_fds, pid_t pid) {
+  // "0" in cgroup.procs means "the writer": it would move the zygote itself.
+  if (pid <= 0) {
+    return Error("placing pid " + std::to_string(pid) + " in its session cgroup: not a child pid");
+  }
   // Format the pid by hand: no allocation, no locale, usable in a forked child.
   char buf[16];
   size_t len = 0;

@@ -79,6 +79,14 @@ TEST(PlacementTest, AWriteErrorNamesThePidAndTheDescriptor) {
   EXPECT_EQ(st.error().sys_errno(), EBADF);
 }
 
+TEST(PlacementTest, PidZeroWouldMoveTheWriterAndIsRefused) {
+  auto p = MakePipe();
+  ASSERT_TRUE(p);
+  int fds[] = {p->second.get()};
+  EXPECT_FALSE(PlaceProcessFromParent(fds, 0));
+  EXPECT_FALSE(PlaceProcessFromParent(fds, -1));
+}
+
 TEST(PlacementTest, RawFdsListsTheDescriptorsInOrder) {
   Placement placement{.kind = Placement::Kind::kWriteProcs};
   placement.fds.emplace_back(::open("/dev/null", O_WRONLY | O_CLOEXEC));
