@@ -1,11 +1,15 @@
 #include "tests/cgroup/real_cgroup_test_util.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 
 #include <gtest/gtest.h>
 
+#include "base/strings.h"
 #include "supervisor/cgroup/cgroupfs_util.h"
 #include "supervisor/cgroup/driver.h"
 
@@ -64,6 +68,25 @@ bool SweepTree(const Fs& fs, const Processes& processes, const std::string& dir)
   Status st = internal::KillAndRemoveTrees(fs, processes, {dir}, TeardownOptions{});
   EXPECT_TRUE(st) << "sweeping '" << dir << "': " << st.error().message();
   return true;
+}
+
+void SweepStaleTrees(const Fs& fs, const Processes& processes, const std::string& dir) {
+  std::string parent = dir.substr(0, dir.rfind('/'));
+  Result<std::vector<std::string>> names = fs.ListSubdirs(parent);
+  if (!names) {
+    return;
+  }
+  for (const std::string& name : *names) {
+    if (name.rfind("cht-", 0) != 0) {
+      continue;
+    }
+    size_t dash = name.find('-', 4);
+    Result<int64_t> pid = ParseInt64(name.substr(4, dash - 4), "test pid");
+    // Only trees of a test process that no longer exists (kill(2) with signal 0: ESRCH).
+    if (pid && *pid > 0 && ::kill(static_cast<pid_t>(*pid), 0) != 0 && errno == ESRCH) {
+      SweepTree(fs, processes, internal::JoinPath(parent, name));
+    }
+  }
 }
 
 }  // namespace cellhouse::cgroup::testing

@@ -26,6 +26,10 @@ std::vector<std::string> V1SubtreeDirs(const Fs& fs, const std::string& subtree)
 // anything was there.
 bool SweepTree(const Fs& fs, const Processes& processes, const std::string& dir);
 
+// Sweeps the "cht-<pid>-..." trees beside `dir` (a V1SubtreeDirs entry) whose test process is
+// gone: what a test binary that crashed outright (no TearDown) left behind.
+void SweepStaleTrees(const Fs& fs, const Processes& processes, const std::string& dir);
+
 }  // namespace cellhouse::cgroup::testing
 
 #endif  // CELLHOUSE_TESTS_CGROUP_REAL_CGROUP_TEST_UTIL_H_

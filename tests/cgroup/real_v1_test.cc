@@ -38,6 +38,9 @@ class RealV1Test : public ::testing::Test {
       GTEST_SKIP() << "not a cgroup v1 host: /sys/fs/cgroup is not a tmpfs of v1 hierarchies";
     }
     subtree_ = testing::UniqueSubtree();
+    for (const std::string& dir : testing::V1SubtreeDirs(fs_, subtree_)) {
+      testing::SweepStaleTrees(fs_, processes_, dir);
+    }
     Result<std::unique_ptr<Driver>> driver = DetectDriver(fs_, processes_, Options());
     if (!driver) {
       GTEST_SKIP() << "no usable cgroup v1 layout: " << driver.error().message();
