@@ -120,10 +120,10 @@ api::ServerStatus Supervisor::StatusSnapshot() const {
   uint32_t active = 0;
   for (const auto& [id, s] : sessions_) active += s.state == Session::State::kRunning ? 1 : 0;
   status.set_sessions_active(active);
-  status.set_sessions_admitted(admission_ ? admission_->admitted_total() : 0);
-  status.set_sessions_refused(admission_ ? admission_->refused_total() : 0);
+  status.set_sessions_admitted(sessions_admitted_);
+  status.set_sessions_refused(sessions_refused_);
   if (admission_) {
-    status.set_memory_budget_bytes(admission_->budget_bytes());
+    status.set_memory_budget_bytes(admission_->config().memory_budget_bytes);
     status.set_memory_committed_bytes(admission_->committed_bytes());
   }
   if (cgroups_) status.set_cgroup_driver(cgroups_->Describe());
@@ -135,7 +135,7 @@ api::ServerStatus Supervisor::StatusSnapshot() const {
   return status;
 }
 
-void Supervisor::Status(Connection& conn) {
+void Supervisor::ServerStatusRequest(Connection& conn) {
   api::Response response;
   *response.mutable_status() = StatusSnapshot();
   Reply(conn, response);

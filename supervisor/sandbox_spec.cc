@@ -8,7 +8,8 @@ namespace cellhouse::supervisor {
 
 zygote::SandboxSpec BuildSandboxSpec(const policy::CompiledPolicy& policy, uint32_t host_id_first,
                                      zygote::SandboxSpec::CgroupPlacement placement,
-                                     const resources::GpuGrant* gpu, bool sandbox_enabled) {
+                                     const resources::WorkerGpuView* gpu,
+                                     bool sandbox_enabled) {
   zygote::SandboxSpec spec;
   spec.set_cgroup(placement);
   if (!sandbox_enabled) {
@@ -32,24 +33,28 @@ zygote::SandboxSpec BuildSandboxSpec(const policy::CompiledPolicy& policy, uint3
   std::memcpy(bytes.data(), bpf.data(), bytes.size());
   spec.set_seccomp_bpf(std::move(bytes));
   if (gpu != nullptr) {
-    for (const std::string& env : gpu->environment) spec.add_env(env);
+    for (const std::string& env : gpu->env) spec.add_env(env);
     for (const std::string& node : gpu->device_nodes) spec.add_device_nodes(node);
+    for (const std::string& dir : gpu->directories) spec.add_bind_directories(dir);
   }
   return spec;
 }
 
-cgroup::Limits CgroupLimitsFor(const policy::Policy& p) {
+cgroup::Limits CgroupLimitsFor(const policy::Policy& p, const resources::WorkerGpuView* gpu) {
+  // The policy is the effective one (defaults filled in): unset means "no limit".
   cgroup::Limits limits;
   const policy::Cgroup& c = p.cgroup();
-  limits.memory_max = c.memory_max_bytes();
-  limits.memory_high = c.memory_high_bytes();
+  if (c.has_memory_max_bytes()) limits.memory_max = c.memory_max_bytes();
+  if (c.has_memory_high_bytes()) limits.memory_high = c.memory_high_bytes();
   limits.swap_max = c.memory_swap_max_bytes();
-  limits.pids_max = c.pids_max();
+  if (c.has_pids_max()) limits.pids_max = c.pids_max();
   if (c.has_cpu_quota()) {
-    limits.cpu_quota_us = static_cast<uint32_t>(c.cpu_quota().quota_us());
-    limits.cpu_period_us = static_cast<uint32_t>(c.cpu_quota().period_us());
+    // The loader bounds both to the kernel's ranges (period <= 1 s), so they fit 32 bits.
+    limits.cpu = cgroup::CpuQuota{static_cast<uint32_t>(c.cpu_quota().quota_us()),
+                                  static_cast<uint32_t>(c.cpu_quota().period_us())};
   }
-  limits.cpu_weight = c.cpu_weight();
+  if (c.has_cpu_weight()) limits.cpu_weight = c.cpu_weight();
+  if (gpu != nullptr) limits.device_memory = gpu->device_memory;
   return limits;
 }
 

@@ -12,16 +12,18 @@
 #include "policy/choose.h"
 #include "policy/policy.h"
 #include "supervisor/cgroup/limits.h"
-#include "supervisor/resources/gpu.h"
+#include "supervisor/resources/gpu_share.h"
 
 namespace cellhouse::supervisor {
 
 // `sandbox_enabled` false (celld --insecure-no-sandbox) asks for no namespaces and no filter.
 zygote::SandboxSpec BuildSandboxSpec(const policy::CompiledPolicy& policy, uint32_t host_id_first,
                                      zygote::SandboxSpec::CgroupPlacement placement,
-                                     const resources::GpuGrant* gpu, bool sandbox_enabled);
+                                     const resources::WorkerGpuView* gpu,
+                                     bool sandbox_enabled);
 
-cgroup::Limits CgroupLimitsFor(const policy::Policy& policy);
+// The session cgroup's limits; `gpu` adds its dmem.max lines.
+cgroup::Limits CgroupLimitsFor(const policy::Policy& policy, const resources::WorkerGpuView* gpu);
 
 }  // namespace cellhouse::supervisor
 

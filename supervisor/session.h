@@ -43,7 +43,7 @@ struct Session {
   UniqueFd client_dup;  // celld's copy of the client connection, to report how it ended
   bool attached = false;
   std::optional<cgroup::SessionCgroup> cgroup;
-  std::optional<resources::AdmissionTicket> ticket;
+  std::optional<resources::Grant> grant;  // admission ticket (and GPU share)
 
   int64_t created_ns = 0;
   int64_t running_since_ns = 0;

@@ -54,6 +54,21 @@ bool SameSecret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// The `reason` label of cellhouse_admission_refusals_total.
+std::string RefusalLabel(resources::RefusedBy limit) {
+  switch (limit) {
+    case resources::RefusedBy::kSessions: return "sessions";
+    case resources::RefusedBy::kTenantSessions: return "tenant_sessions";
+    case resources::RefusedBy::kPolicySessions: return "policy_sessions";
+    case resources::RefusedBy::kPolicyTenantSessions: return "policy_tenant_sessions";
+    case resources::RefusedBy::kMemoryBudget: return "memory_budget";
+    case resources::RefusedBy::kNoGpu: return "no_gpu";
+    case resources::RefusedBy::kGpuShare: return "gpu_share";
+    case resources::RefusedBy::kInvalidRequest: break;
+  }
+  return "invalid";
+}
+
 std::string Seconds(int64_t nanos) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.1fs", static_cast<double>(nanos) / 1e9);
@@ -61,6 +76,20 @@ std::string Seconds(int64_t nanos) {
 }
 
 }  // namespace
+
+resources::WorkerGpuView Supervisor::GpuViewFor(const resources::GpuGrant& grant) const {
+  std::vector<cgroup::DeviceMemoryRegion> regions;
+  if (cgroups_) {
+    auto found = cgroups_->DeviceMemoryRegions();
+    if (found) regions = std::move(*found);
+  }
+  for (const resources::GpuDevice& device : admission_->gpus().inventory().devices) {
+    if (device.index == grant.device_index) {
+      return resources::MakeWorkerGpuView(device, grant, regions, {});
+    }
+  }
+  return {};
+}
 
 Session* Supervisor::FindSession(const std::string& id) {
   auto it = sessions_.find(id);
@@ -100,24 +129,29 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
   resources::AdmissionRequest request;
   request.tenant_uid = conn.peer.uid;
   request.policy = pol->name();
-  request.session_bytes = policy::SessionBytes(model_facts_, context);
-  request.max_sessions_for_policy = p.budgets().max_sessions();
-  request.max_sessions_per_tenant = p.budgets().max_sessions_per_tenant();
+  request.worst_case_bytes = pol->WorstCaseSessionBytes(model_facts_, context);
+  request.policy_max_sessions = p.budgets().max_sessions();
+  request.policy_max_sessions_per_tenant = p.budgets().max_sessions_per_tenant();
   if (p.has_gpu()) {
-    request.gpu = resources::GpuRequest{p.gpu().compute_fraction(), p.gpu().device_memory_bytes()};
+    request.gpu =
+        resources::GpuRequest{p.gpu().compute_fraction(), p.gpu().device_memory_bytes()};
   }
-  Result<resources::AdmissionTicket> ticket = admission_->Admit(request);
-  if (!ticket) {
-    refuse(api::ADMISSION_REFUSED, ticket.error().message(),
-           std::string(admission_->last_refusal_label()));
+  resources::Decision decision = admission_->Admit(request);
+  if (const auto* no = std::get_if<resources::Refusal>(&decision)) {
+    ++sessions_refused_;
+    refuse(api::ADMISSION_REFUSED, no->message, RefusalLabel(no->limit));
     return;
   }
+  resources::Grant grant = std::get<resources::Grant>(std::move(decision));
+  ++sessions_admitted_;
+  std::optional<resources::WorkerGpuView> gpu_view;
+  if (grant.gpu) gpu_view = GpuViewFor(*grant.gpu);
 
   const policy::IdRange& uids = p.host_uids();
   Result<uint32_t> host_ids =
       host_ids_.Allocate(uids.first(), uids.count(), ipc::kIdsPerSession);
   if (!host_ids) {
-    admission_->Release(*ticket);
+    LogIfError(admission_->Release(grant.ticket), "admission");
     refuse(api::ADMISSION_REFUSED, host_ids.error().message(), "host_ids");
     return;
   }
@@ -131,7 +165,7 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
   session.policy = pol;
   session.context_length = context;
   session.host_id_first = *host_ids;
-  session.ticket = std::move(*ticket);
+  session.grant = std::move(grant);
   session.created_ns = clock_.NowNanos();
   session.opener_connection = conn.id;
 
@@ -147,7 +181,8 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
   zygote::SandboxSpec::CgroupPlacement placement = zygote::SandboxSpec::CGROUP_NONE;
   if (cgroups_) {
     Result<cgroup::SessionCgroup> cg =
-        cgroups_->CreateSession(ipc::IdToHex(id), CgroupLimitsFor(p));
+        cgroups_->CreateSession(ipc::IdToHex(id),
+                                CgroupLimitsFor(p, gpu_view ? &*gpu_view : nullptr));
     if (!cg) {
       fail("creating its cgroup failed: " + cg.error().message());
       return;
@@ -168,8 +203,8 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
   spawn.set_request_id(next_spawn_request_++);
   spawn.set_session_id(id);
   *spawn.mutable_sandbox() =
-      BuildSandboxSpec(*pol, session.host_id_first, placement, session.ticket->gpu_grant(),
-                       options_.sandbox);
+      BuildSandboxSpec(*pol, session.host_id_first, placement,
+                       gpu_view ? &*gpu_view : nullptr, options_.sandbox);
   zygote::SessionLimits* limits = spawn.mutable_limits();
   limits->set_context_length(context);
   limits->set_max_new_tokens(p.budgets().max_new_tokens());
@@ -557,7 +592,7 @@ void Supervisor::FinalizeSession(const std::string& id) {
   facts.setup_failure = session->setup_failure;
   facts.seccomp_syscall = session->seccomp_syscall;
   if (session->cgroup) {
-    facts.memory_limit_bytes = session->cgroup->limits().memory_max;
+    facts.memory_limit_bytes = session->cgroup->limits().memory_max.value_or(0);
     auto oom = session->cgroup->OomKills();
     if (oom) facts.oom_kills = *oom;
   }
@@ -605,8 +640,8 @@ void Supervisor::ReleaseResources(Session& session) {
   }
   if (session.host_id_first != 0) host_ids_.Release(session.host_id_first);
   session.host_id_first = 0;
-  if (session.ticket) admission_->Release(*session.ticket);
-  session.ticket.reset();
+  if (session.grant) LogIfError(admission_->Release(session.grant->ticket), "admission");
+  session.grant.reset();
   if (session.control.valid() && loop_->Watching(session.control.get())) {
     loop_->Remove(session.control.get());
   }
@@ -639,7 +674,7 @@ void Supervisor::OnZygoteExit() {
   for (const auto& [request, id] : pending_spawns_) ids.push_back(id);
   pending_spawns_.clear();
   for (const std::string& id : ids) FinalizeSession(id);
-  if (!st || !st->has_value()) LogIfError(zygote_->process().Wait(), "session bookkeeping");
+  if (!st || !st->has_value()) static_cast<void>(zygote_->process().Wait());
   zygote_.reset();
   CheckShutdownComplete();
 }

@@ -9,7 +9,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/io.h"
 #include "base/strings.h"
+#include "supervisor/resources/memory_budget.h"
 #include "ipc/messages.h"
 #include "supervisor/metrics_server.h"
 
@@ -85,17 +87,26 @@ Status Supervisor::Start() {
   model_facts_.worker_overhead_bytes = policy::kDefaultWorkerOverheadBytes;
   CH_RETURN_IF_ERROR(ReloadPolicies());
 
-  // 4. Admission: the memory budget and session caps.
-  resources::AdmissionOptions admission;
-  admission.memory_budget_bytes = options_.memory_budget_bytes;
+  // 4. Admission: the memory budget, session caps and GPU shares.
+  resources::AdmissionConfig admission;
   admission.max_sessions = options_.max_sessions;
-  admission.weights_locked_bytes = ready.weights_locked() ? ready.weights_bytes() : 0;
-  if (cgroups_) {
-    auto limit = cgroups_->OwnMemoryLimit();
-    if (limit && *limit) admission.cgroup_memory_limit_bytes = **limit;
+  admission.memory_budget_bytes = options_.memory_budget_bytes;
+  if (admission.memory_budget_bytes == 0) {
+    CH_ASSIGN_OR_RETURN(std::string meminfo, ReadFileToString("/proc/meminfo", 1 << 16));
+    CH_ASSIGN_OR_RETURN(uint64_t total, resources::ParseMemTotal(meminfo));
+    std::optional<uint64_t> cap;
+    if (cgroups_) {
+      CH_ASSIGN_OR_RETURN(cap, cgroups_->OwnMemoryLimit());
+    }
+    admission.memory_budget_bytes = resources::DefaultMemoryBudget(
+        total, cap, ready.weights_locked() ? ready.weights_bytes() : 0);
   }
-  CH_ASSIGN_OR_RETURN(admission_, resources::Admission::Create(admission, options_.gpu_inventory));
-  spdlog::info("admission: {}", admission_->Describe());
+  CH_ASSIGN_OR_RETURN(resources::GpuInventory gpus,
+                      resources::DiscoverGpus({.inventory_file = options_.gpu_inventory}));
+  spdlog::info("memory budget for sessions: {}; GPUs: {} ({})",
+               FormatBytes(admission.memory_budget_bytes), gpus.devices.size(), gpus.source);
+  admission_ = std::make_unique<resources::Admission>(admission,
+                                                      resources::GpuLedger(std::move(gpus)));
 
   // 5. Seccomp violation reports from the kernel's audit multicast.
   Result<AuditReader> audit = AuditReader::Open();
@@ -137,7 +148,7 @@ Status Supervisor::Start() {
     }
     g.weights_mapped_bytes = zygote_ ? zygote_->ready().weights_bytes() : 0;
     g.weights_resident_bytes = zygote_ ? zygote_->ready().weights_resident_bytes() : 0;
-    g.memory_budget_bytes = admission_->budget_bytes();
+    g.memory_budget_bytes = admission_->config().memory_budget_bytes;
     g.memory_committed_bytes = admission_->committed_bytes();
     g.connections_pending = connections_.size();
     return metrics_.Render(g, CELLHOUSE_VERSION);
@@ -160,8 +171,8 @@ Status Supervisor::Start() {
     };
     (*pet)();
   }
-  notifier_.Ready(StatusSnapshot().DebugString().empty() ? "ready" : "0 sessions active");
-  UpdateNotifyStatus();
+  // READY=1 only now: the zygote has the model mapped and the sockets are listening.
+  notifier_.Ready(StatusLine());
   return Ok();
 }
 
@@ -296,7 +307,7 @@ void Supervisor::HandleRequest(Connection& conn, const api::Request& request) {
       Reload(conn);
       return;
     case api::Request::kStatus:
-      Status(conn);
+      ServerStatusRequest(conn);
       return;
     case api::Request::kGenerate:
     case api::Request::kCancel:

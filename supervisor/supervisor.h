@@ -37,8 +37,10 @@
 #include "supervisor/event_loop.h"
 #include "supervisor/host_ids.h"
 #include "supervisor/metrics.h"
+#include "supervisor/metrics_server.h"
 #include "supervisor/notifier.h"
 #include "supervisor/resources/admission.h"
+#include "supervisor/resources/gpu_share.h"
 #include "supervisor/session.h"
 #include "supervisor/zygote_process.h"
 
@@ -137,6 +139,7 @@ class Supervisor {
   void ArmHeartbeatTimer(Session& session);
   void ReleaseResources(Session& session);
   Session* FindSession(const std::string& id);
+  resources::WorkerGpuView GpuViewFor(const resources::GpuGrant& grant) const;
   void OnAuditReadable();
   void OnZygoteExit();
 
@@ -145,7 +148,7 @@ class Supervisor {
   void KillSession(Connection& conn, const api::KillSession& kill);
   void ListPolicies(Connection& conn);
   void Reload(Connection& conn);
-  void Status(Connection& conn);
+  void ServerStatusRequest(Connection& conn);
   api::ServerStatus StatusSnapshot() const;
   std::string StatusLine() const;
   void UpdateNotifyStatus();
@@ -160,6 +163,8 @@ class Supervisor {
   std::unique_ptr<cgroup::Fs> cgroup_fs_;
   std::unique_ptr<cgroup::Processes> cgroup_processes_;
   std::unique_ptr<resources::Admission> admission_;
+  uint64_t sessions_admitted_ = 0;
+  uint64_t sessions_refused_ = 0;
   std::optional<AuditReader> audit_;
   std::unique_ptr<MetricsServer> metrics_server_;
   Notifier notifier_;

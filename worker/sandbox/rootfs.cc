@@ -11,12 +11,18 @@
 namespace cellhouse::sandbox {
 namespace {
 
-// Creates an empty regular file at `target` (parents must exist) to bind a device node onto.
-int BindDeviceInChild(const char* source, const char* target) {
-  int fd = ::open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return errno;
-  ::close(fd);
-  if (::mount(source, target, nullptr, MS_BIND, nullptr) != 0) return errno;
+// Binds `source` at `target` (whose parents exist): a device node onto an empty file, a
+// directory onto an empty directory.
+int BindInChild(const char* source, const char* target, bool directory) {
+  if (directory) {
+    if (::mkdir(target, 0755) != 0 && errno != EEXIST) return errno;
+  } else {
+    int fd = ::open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return errno;
+    ::close(fd);
+  }
+  unsigned long flags = MS_BIND | (directory ? MS_REC : 0);
+  if (::mount(source, target, nullptr, flags, nullptr) != 0) return errno;
   return 0;
 }
 
@@ -34,8 +40,8 @@ int MakeEmptyRootInChild(const RootPlan& plan) {
   for (size_t i = 0; i < plan.directory_count; ++i) {
     if (::mkdir(plan.directories[i], 0555) != 0 && errno != EEXIST) return errno;
   }
-  for (size_t i = 0; i < plan.device_count; ++i) {
-    int err = BindDeviceInChild(plan.device_sources[i], plan.device_targets[i]);
+  for (size_t i = 0; i < plan.bind_count; ++i) {
+    int err = BindInChild(plan.bind_sources[i], plan.bind_targets[i], plan.bind_is_directory[i]);
     if (err != 0) return err;
   }
   // pivot_root(".", "."): the old root ends up mounted on top of the new one and is detached

@@ -12,14 +12,15 @@ struct RootPlan {
   // An existing directory of the old root to mount the new root on. The mount is private to the
   // worker's mount namespace, so it hides nothing from anyone else.
   const char* mount_point = "/tmp";
-  // Device nodes to bind-mount: host paths and their targets under mount_point, and the
-  // directories (under mount_point, parents first) the targets need. Built before the fork: the
-  // child may not allocate.
+  // Host paths to bind-mount (device nodes, directories) and their targets under mount_point,
+  // and the directories (under mount_point, parents first) the targets need. Built before the
+  // fork: the child may not allocate.
   const char* const* directories = nullptr;
   size_t directory_count = 0;
-  const char* const* device_sources = nullptr;
-  const char* const* device_targets = nullptr;
-  size_t device_count = 0;
+  const char* const* bind_sources = nullptr;
+  const char* const* bind_targets = nullptr;
+  const bool* bind_is_directory = nullptr;
+  size_t bind_count = 0;
 };
 
 // Runs in the child (async-signal-safe). Returns errno or 0.

@@ -78,28 +78,36 @@ Status SandboxPlan::Prepare() {
   }
   hostname_ = spec_.hostname().empty() ? "cell" : spec_.hostname();
   if (hostname_.size() > 64) return Error("sandbox spec: hostname longer than 64 bytes");
-  // Device nodes: "/dev/nvidia0" is bound at "<mount_point>/dev/nvidia0"; its parent
+  // Binds: "/dev/nvidia0" is bound at "<mount_point>/dev/nvidia0"; the target's parent
   // directories are created first.
   const std::string mount_point = "/tmp";
-  strings_.reserve(spec_.device_nodes_size() * 4 + 1);
-  for (const std::string& node : spec_.device_nodes()) {
-    if (node.empty() || node[0] != '/' || node.find("..") != std::string::npos) {
-      return Error("sandbox spec: device node path '" + node + "' must be absolute");
+  std::vector<std::pair<std::string, bool>> binds;
+  for (const std::string& node : spec_.device_nodes()) binds.emplace_back(node, false);
+  for (const std::string& dir : spec_.bind_directories()) binds.emplace_back(dir, true);
+  for (const auto& [path, is_dir] : binds) {
+    if (path.size() < 2 || path[0] != '/' || path.find("..") != std::string::npos) {
+      return Error("sandbox spec: bind path '" + path + "' must be absolute, without '..'");
     }
-    for (size_t slash = node.find('/', 1); slash != std::string::npos;
-         slash = node.find('/', slash + 1)) {
-      strings_.push_back(mount_point + node.substr(0, slash));
+  }
+  std::vector<std::pair<size_t, size_t>> parents;  // per bind: [first, end) in strings_
+  for (const auto& [path, is_dir] : binds) {
+    size_t first = strings_.size();
+    for (size_t slash = path.find('/', 1); slash != std::string::npos;
+         slash = path.find('/', slash + 1)) {
+      strings_.push_back(mount_point + path.substr(0, slash));
     }
-    strings_.push_back(node);
-    strings_.push_back(mount_point + node);
+    parents.emplace_back(first, strings_.size());
+    strings_.push_back(path);
+    strings_.push_back(mount_point + path);
   }
   // Pointers are taken only after strings_ stops growing.
-  size_t i = 0;
-  for (const std::string& node : spec_.device_nodes()) {
-    size_t parents = static_cast<size_t>(std::count(node.begin() + 1, node.end(), '/'));
-    for (size_t p = 0; p < parents; ++p) directories_.push_back(strings_[i++].c_str());
-    device_sources_.push_back(strings_[i++].c_str());
-    device_targets_.push_back(strings_[i++].c_str());
+  bind_is_directory_ = std::make_unique<bool[]>(binds.size() + 1);
+  for (size_t b = 0; b < binds.size(); ++b) {
+    auto [first, end] = parents[b];
+    for (size_t p = first; p < end; ++p) directories_.push_back(strings_[p].c_str());
+    bind_sources_.push_back(strings_[end].c_str());
+    bind_targets_.push_back(strings_[end + 1].c_str());
+    bind_is_directory_[b] = binds[b].second;
   }
   return Ok();
 }
@@ -113,9 +121,10 @@ ChildPlan SandboxPlan::MakeChildPlan(int release_fd, int status_fd) {
   child.root.mount_point = "/tmp";
   child.root.directories = directories_.data();
   child.root.directory_count = directories_.size();
-  child.root.device_sources = device_sources_.data();
-  child.root.device_targets = device_targets_.data();
-  child.root.device_count = device_sources_.size();
+  child.root.bind_sources = bind_sources_.data();
+  child.root.bind_targets = bind_targets_.data();
+  child.root.bind_is_directory = bind_is_directory_.get();
+  child.root.bind_count = bind_sources_.size();
   child.hostname = hostname_.c_str();
   child.hostname_length = hostname_.size();
   child.rlimits = rlimits_.data();

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -61,8 +62,9 @@ class SandboxPlan {
   std::vector<RlimitSetting> rlimits_;
   std::vector<std::string> strings_;  // backing store for the C strings below
   std::vector<const char*> directories_;
-  std::vector<const char*> device_sources_;
-  std::vector<const char*> device_targets_;
+  std::vector<const char*> bind_sources_;
+  std::vector<const char*> bind_targets_;
+  std::unique_ptr<bool[]> bind_is_directory_;
   std::string hostname_;
   int keep_fds_[2] = {-1, -1};
 };

@@ -1,0 +1,367 @@
+// End to end: the real celld, zygote, workers and cellctl, on a generated model.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "base/io.h"
+#include "base/strings.h"
+#include "cli/cellctl/session_client.h"
+#include "ipc/client.h"
+#include "ipc/messages.h"
+#include "tests/support/celld_harness.h"
+#include "worker/engine/conversation.h"
+#include "worker/engine/model.h"
+#include "worker/engine/tokenizer.h"
+
+namespace cellhouse {
+namespace {
+
+using testing::CelldProcess;
+using testing::CommandResult;
+using testing::PolicySpec;
+using testing::RunCellctl;
+
+constexpr uid_t kTenantA = 4242;
+constexpr uid_t kTenantB = 4343;
+
+class E2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    model_ = new std::string(testing::GenerateModel(*dir_, "tiny", 11));
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    delete dir_;
+  }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: celld creates namespaces and cgroups";
+    policies_ = local_.File("policies");
+    PolicySpec base;
+    base.uids = {0, kTenantA, kTenantB};
+    testing::WritePolicy(policies_, base);
+    PolicySpec brief = base;
+    brief.name = "brief";
+    brief.idle_timeout_seconds = 1;
+    testing::WritePolicy(policies_, brief);
+  }
+
+  void StartCelld(std::vector<std::string> extra = {}) {
+    auto started = CelldProcess::Start(
+        local_, {.model = *model_, .policy_dir = policies_, .extra_args = std::move(extra)});
+    ASSERT_TRUE(started) << started.error().message();
+    celld_ = std::move(*started);
+  }
+
+  void TearDown() override {
+    if (celld_ && celld_->running()) {
+      ExitStatus st = celld_->Terminate();
+      EXPECT_TRUE(st.Success()) << st.ToString() << "\n" << celld_->Log();
+    }
+  }
+
+  static api::Generate Request(const std::string& prompt, uint32_t max_tokens, float temperature,
+                               uint64_t seed) {
+    api::Generate g;
+    g.set_prompt(prompt);
+    g.set_max_new_tokens(max_tokens);
+    g.set_temperature(temperature);
+    g.set_seed(seed);
+    return g;
+  }
+
+  // Generated text of one turn.
+  static Result<std::string> Turn(cli::SessionClient& s, const api::Generate& g,
+                                  api::Done* done = nullptr) {
+    std::string text;
+    CH_ASSIGN_OR_RETURN(api::Done d,
+                        s.Generate(g, [&](const api::Piece& p) { text += p.text(); }));
+    if (done != nullptr) *done = d;
+    return text;
+  }
+
+  std::vector<api::SessionInfo> Sessions() {
+    api::Request list;
+    list.mutable_list_sessions();
+    auto r = cli::AdminRequest(celld_->socket(), list);
+    EXPECT_TRUE(r && r->has_sessions());
+    std::vector<api::SessionInfo> out;
+    if (r && r->has_sessions()) {
+      for (const auto& s : r->sessions().sessions()) out.push_back(s);
+    }
+    return out;
+  }
+
+  static testing::TempDir* dir_;
+  static std::string* model_;
+  testing::TempDir local_;
+  std::string policies_;
+  std::unique_ptr<CelldProcess> celld_;
+};
+
+testing::TempDir* E2eTest::dir_ = nullptr;
+std::string* E2eTest::model_ = nullptr;
+
+TEST_F(E2eTest, SixteenConcurrentSessionsEachMatchTheEngineAlone) {
+  StartCelld();
+  constexpr int kSessions = 16;
+  std::vector<std::string> expected;
+  for (int i = 0; i < kSessions; ++i) {
+    expected.push_back(testing::EngineReference(*model_, "Once upon a time " + std::to_string(i),
+                                                40, 0.8, 100 + static_cast<uint64_t>(i)));
+  }
+  std::vector<std::future<CommandResult>> runs;
+  for (int i = 0; i < kSessions; ++i) {
+    runs.push_back(std::async(std::launch::async, [&, i] {
+      return RunCellctl(celld_->socket(),
+                        {"generate", "--prompt", "Once upon a time " + std::to_string(i),
+                         "--max-tokens", "40", "--temperature", "0.8", "--seed",
+                         std::to_string(100 + i)});
+    }));
+  }
+  for (int i = 0; i < kSessions; ++i) {
+    CommandResult r = runs[static_cast<size_t>(i)].get();
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_FALSE(r.out.empty());
+    EXPECT_EQ(r.out.substr(0, r.out.size() - 1), expected[static_cast<size_t>(i)])
+        << "session " << i;
+  }
+}
+
+TEST_F(E2eTest, SecondTurnPrefillsOnlyItsOwnTokensAndMatchesOneEngineConversation) {
+  StartCelld();
+  auto session = cli::SessionClient::Open(celld_->socket(), {});
+  ASSERT_TRUE(session) << session.error().message();
+  api::Done first, second;
+  auto a = Turn(*session, Request("The little dog", 24, 0.0f, 1), &first);
+  ASSERT_TRUE(a) << a.error().message();
+  auto b = Turn(*session, Request(" and the cat", 24, 0.7f, 2), &second);
+  ASSERT_TRUE(b) << b.error().message();
+
+  // The same two turns through the engine alone, in this process.
+  auto model = engine::Model::Open(*model_);
+  ASSERT_TRUE(model);
+  auto tok = engine::Tokenizer::Open(*model_ + ".tokenizer", model->config().vocab_size);
+  ASSERT_TRUE(tok);
+  auto chat = engine::Conversation::Create(*model, *tok, session->ready().context_length());
+  ASSERT_TRUE(chat);
+  std::string ea, eb;
+  auto sa = chat->Turn("The little dog", {.max_new_tokens = 24, .temperature = 0.0f, .seed = 1},
+                       [&](int32_t, std::string_view p) {
+                         ea += p;
+                         return true;
+                       });
+  ASSERT_TRUE(sa);
+  auto encoded = tok->Encode(" and the cat", {});
+  ASSERT_TRUE(encoded);
+  auto sb = chat->Turn(" and the cat", {.max_new_tokens = 24, .temperature = 0.7f, .seed = 2},
+                       [&](int32_t, std::string_view p) {
+                         eb += p;
+                         return true;
+                       });
+  ASSERT_TRUE(sb);
+  EXPECT_EQ(*a, ea);
+  EXPECT_EQ(*b, eb);
+  // Only the new prompt's tokens (and the first turn's last sampled token, not yet processed)
+  // were prefilled: the conversation's earlier state was reused.
+  EXPECT_EQ(second.prompt_tokens(), encoded->size() + 1);
+  EXPECT_EQ(second.prompt_tokens(), static_cast<uint32_t>(sb->prompt_tokens));
+  EXPECT_EQ(second.context_used(), static_cast<uint32_t>(chat->context_used()));
+  EXPECT_TRUE(session->Close());
+}
+
+TEST_F(E2eTest, DisconnectMidGenerationThenReattachContinues) {
+  StartCelld();
+  std::string id, token;
+  {
+    auto session = cli::SessionClient::Open(celld_->socket(), {});
+    ASSERT_TRUE(session) << session.error().message();
+    id = session->opened().session_id();
+    token = session->opened().token();
+    // Start a long turn, read a little of it, then drop the connection.
+    int pieces = 0;
+    auto done = session->Generate(Request("Tom and Lily", 200, 0.0f, 3), [&](const api::Piece&) {
+      if (++pieces == 3) session->Detach();
+    });
+    EXPECT_FALSE(done);  // the connection went away under the turn
+  }
+  // The session waits, detached.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto listed = Sessions();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_FALSE(listed[0].attached());
+  auto again = cli::SessionClient::Attach(celld_->socket(), id, token);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_GT(again->ready().context_used(), 4u);   // the prompt and what was generated stayed
+  EXPECT_LT(again->ready().context_used(), 150u);  // the turn stopped when the client left
+  auto more = Turn(*again, Request(" Then", 8, 0.0f, 4));
+  ASSERT_TRUE(more) << more.error().message();
+  EXPECT_TRUE(again->Close());
+}
+
+TEST_F(E2eTest, OnlyTheOwnerMayAttachOrKillAndRootMayKill) {
+  StartCelld();
+  CommandResult opened = RunCellctl(celld_->socket(), {"--json", "open"}, kTenantA);
+  ASSERT_EQ(opened.exit_code, 0) << opened.err;
+  auto field = [&](const std::string& key) {
+    size_t at = opened.out.find("\"" + key + "\":\"");
+    EXPECT_NE(at, std::string::npos) << opened.out;
+    size_t start = at + key.size() + 4;
+    return opened.out.substr(start, opened.out.find('"', start) - start);
+  };
+  std::string id = field("session_id"), token = field("token");
+
+  // Another uid: the same answer as for a session that does not exist.
+  CommandResult attach = RunCellctl(
+      celld_->socket(), {"attach", id, "--token", token, "--prompt", "hi"}, kTenantB);
+  EXPECT_EQ(attach.exit_code, 1) << attach.err;
+  EXPECT_NE(attach.err.find("NOT_FOUND"), std::string::npos) << attach.err;
+  CommandResult kill = RunCellctl(celld_->socket(), {"kill", id}, kTenantB);
+  EXPECT_EQ(kill.exit_code, 1) << kill.err;
+  // Tenant B does not even see it.
+  CommandResult list = RunCellctl(celld_->socket(), {"--json", "sessions"}, kTenantB);
+  EXPECT_EQ(list.out, "[]\n");
+  // The owner, from another connection, may re-attach with the token...
+  CommandResult mine = RunCellctl(celld_->socket(),
+                                  {"attach", id, "--token", token, "--prompt", "hello",
+                                   "--max-tokens", "4"},
+                                  kTenantA);
+  EXPECT_EQ(mine.exit_code, 0) << mine.err;
+  // ... which closed it. Open another, and kill it as its owner.
+  opened = RunCellctl(celld_->socket(), {"--json", "open"}, kTenantA);
+  ASSERT_EQ(opened.exit_code, 0);
+  id = field("session_id");
+  kill = RunCellctl(celld_->socket(), {"kill", id}, kTenantA);
+  EXPECT_EQ(kill.exit_code, 0) << kill.err;
+  // And root may kill anyone's.
+  opened = RunCellctl(celld_->socket(), {"--json", "open"}, kTenantB);
+  ASSERT_EQ(opened.exit_code, 0);
+  kill = RunCellctl(celld_->socket(), {"kill", field("session_id")});
+  EXPECT_EQ(kill.exit_code, 0) << kill.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(Sessions().empty());
+}
+
+TEST_F(E2eTest, KilledSessionTellsItsClientWhy) {
+  StartCelld();
+  auto session = cli::SessionClient::Open(celld_->socket(), {});
+  ASSERT_TRUE(session);
+  std::string id = session->opened().session_id();
+  std::thread killer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CommandResult k = RunCellctl(celld_->socket(), {"kill", ipc::IdToHex(id)});
+    EXPECT_EQ(k.exit_code, 0) << k.err;
+  });
+  // A long turn: the kill arrives while it runs.
+  auto done = session->Generate(Request("Once", 200, 0.8f, 5),
+                                [](const api::Piece&) {
+                                  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                                });
+  killer.join();
+  ASSERT_FALSE(done);
+  ASSERT_TRUE(session->last_error());
+  EXPECT_EQ(session->last_error()->code(), api::SESSION_ENDED);
+  EXPECT_EQ(session->last_error()->outcome(), api::KILLED);
+}
+
+TEST_F(E2eTest, DetachedSessionEndsAfterItsIdleTimeout) {
+  StartCelld();
+  CommandResult opened = RunCellctl(celld_->socket(), {"open", "--policy", "brief"});
+  ASSERT_EQ(opened.exit_code, 0) << opened.err;
+  ASSERT_EQ(Sessions().size(), 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  EXPECT_TRUE(Sessions().empty());
+  EXPECT_NE(celld_->Log().find("outcome IDLE_TIMEOUT"), std::string::npos) << celld_->Log();
+}
+
+TEST_F(E2eTest, SigtermWithSessionsOpenEndsEveryWorkerAndExitsZero) {
+  StartCelld({"--shutdown-grace-ms", "2000"});
+  std::vector<cli::SessionClient> open;
+  for (int i = 0; i < 3; ++i) {
+    auto s = cli::SessionClient::Open(celld_->socket(), {});
+    ASSERT_TRUE(s) << s.error().message();
+    open.push_back(std::move(*s));
+  }
+  std::vector<pid_t> workers;
+  for (const api::SessionInfo& s : Sessions()) workers.push_back(s.worker_pid());
+  ASSERT_EQ(workers.size(), 3u);
+  ExitStatus st = celld_->Terminate(15'000);
+  EXPECT_TRUE(st.Success()) << st.ToString() << "\n" << celld_->Log();
+  for (pid_t w : workers) EXPECT_NE(::kill(w, 0), 0) << "worker " << w << " survived";
+  // Every client learns why (the worker is gone: celld told it on its copy).
+  for (cli::SessionClient& s : open) {
+    auto r = s.Generate(Request("x", 4, 0.0f, 1), [](const api::Piece&) {});
+    EXPECT_FALSE(r);
+  }
+  // No cgroup left behind.
+  EXPECT_NE(celld_->Log().find("shutdown complete"), std::string::npos);
+}
+
+TEST_F(E2eTest, GarbageFromClientsHurtsNobodyElse) {
+  StartCelld({"--log-level", "info"});
+  std::string expected = testing::EngineReference(*model_, "The little dog", 120, 0.0, 9);
+  auto good = std::async(std::launch::async, [&] {
+    return RunCellctl(celld_->socket(), {"generate", "--prompt", "The little dog", "--max-tokens",
+                                         "120", "--temperature", "0", "--seed", "9"});
+  });
+  std::vector<std::string> garbage = {
+      std::string("\x07\x13\x99\xfe\x00\x42\xaa\x55", 8),  // random bytes
+      std::string("\xff\xff\xff\xff\x0f", 5),              // a 4 GiB length prefix
+      std::string("\x64\x0a\x03", 3),                      // 100 bytes announced, 2 sent
+      std::string("\x03\xfa\x06\x00", 4),                  // a field nobody knows
+      std::string("\x02\x1a\x00", 3),                      // generate without a session
+  };
+  std::vector<UniqueFd> silent;
+  for (int round = 0; round < 5; ++round) {
+    for (const std::string& bytes : garbage) {
+      auto c = ipc::ClientConnection::Connect(celld_->socket());
+      ASSERT_TRUE(c);
+      static_cast<void>(c->SendRaw(bytes));
+    }
+    auto quiet = ipc::ConnectUnix(celld_->socket());  // opens and never speaks
+    ASSERT_TRUE(quiet);
+    silent.push_back(std::move(*quiet));
+  }
+  CommandResult r = good.get();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, r.out.size() - 1), expected);
+  CommandResult status = RunCellctl(celld_->socket(), {"status"});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  CommandResult again = RunCellctl(celld_->socket(), {"generate", "--prompt", "ok",
+                                                      "--max-tokens", "3"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+}
+
+TEST_F(E2eTest, NoLeakedDescriptorsNoZombies) {
+  StartCelld({"--log-level", "info"});
+  // Warm up once (lazily opened descriptors such as the metrics listener are there already).
+  ASSERT_EQ(RunCellctl(celld_->socket(), {"generate", "--prompt", "a", "--max-tokens", "2"})
+                .exit_code,
+            0);
+  size_t before = testing::OpenDescriptors(celld_->pid());
+  for (int i = 0; i < 12; ++i) {
+    CommandResult r = RunCellctl(celld_->socket(), {"generate", "--prompt", "b",
+                                                    "--max-tokens", "2"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  // Opened and abandoned, then killed.
+  CommandResult opened = RunCellctl(celld_->socket(), {"--json", "open"});
+  ASSERT_EQ(opened.exit_code, 0);
+  for (const api::SessionInfo& s : Sessions()) {
+    ASSERT_EQ(RunCellctl(celld_->socket(), {"kill", ipc::IdToHex(s.session_id())}).exit_code, 0);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_TRUE(Sessions().empty());
+  EXPECT_EQ(testing::OpenDescriptors(celld_->pid()), before);
+  EXPECT_TRUE(testing::ZombieChildren(celld_->pid()).empty());
+}
+
+}  // namespace
+}  // namespace cellhouse

@@ -1,0 +1,258 @@
+#include "tests/support/celld_harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "base/clock.h"
+#include "base/io.h"
+#include "base/strings.h"
+#include "ipc/unix_socket.h"
+
+namespace cellhouse::testing {
+namespace {
+
+std::atomic<int> g_celld_counter{0};
+
+bool Connectable(const std::string& socket) { return ipc::ConnectUnix(socket).has_value(); }
+
+}  // namespace
+
+Result<std::unique_ptr<CelldProcess>> CelldProcess::Start(const TempDir& dir,
+                                                          const CelldOptions& options) {
+  std::unique_ptr<CelldProcess> celld(new CelldProcess());
+  int n = g_celld_counter++;
+  celld->socket_ = dir.File("celld" + std::to_string(n) + ".sock");
+  celld->log_path_ = dir.File("celld" + std::to_string(n) + ".log");
+  celld->subtree_ = "e2e-" + std::to_string(::getpid()) + "-" + std::to_string(n);
+  std::vector<std::string> argv = {BinPath("celld"),      "--model",
+                                   options.model,         "--socket",
+                                   celld->socket_,        "--log-level",
+                                   "debug",               "--cgroup-subtree",
+                                   celld->subtree_,       "--heartbeat-interval-ms",
+                                   "200"};
+  if (!options.policy_dir.empty()) {
+    argv.push_back("--policy-dir");
+    argv.push_back(options.policy_dir);
+  }
+  if (!options.zygote.empty()) {
+    argv.push_back("--zygote");
+    argv.push_back(options.zygote);
+  }
+  if (!options.cgroups) argv.push_back("--no-cgroups");
+  argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+  UniqueFd log(::open(celld->log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!log.valid()) return Error::FromErrno(errno, "open " + celld->log_path_);
+  CH_ASSIGN_OR_RETURN(celld->process_,
+                      SpawnProgram({.argv = argv, .fds = {{2, log.get()}, {1, log.get()}}}));
+  int64_t deadline = MonotonicNanos() + 60 * kNanosPerSecond;
+  while (MonotonicNanos() < deadline) {
+    if (Connectable(celld->socket_)) return celld;
+    auto ended = celld->process_.TryReap();
+    if (ended && ended->has_value()) {
+      return Error("celld " + (*ended)->ToString() + " before listening:\n" + celld->Log());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  static_cast<void>(celld->process_.Kill(SIGKILL));
+  static_cast<void>(celld->process_.Wait());
+  return Error("celld did not listen within 60 s:\n" + celld->Log());
+}
+
+CelldProcess::~CelldProcess() {
+  if (process_.valid() && !process_.reaped()) {
+    ADD_FAILURE() << "celld still running at the end of the test; killing it. Log:\n" << Log();
+    static_cast<void>(process_.Kill(SIGKILL));
+    static_cast<void>(process_.Wait());
+  }
+}
+
+std::string CelldProcess::Log() const {
+  auto text = ReadFileToString(log_path_, 64 << 20);
+  return text ? *text : "(no log: " + text.error().message() + ")";
+}
+
+ExitStatus CelldProcess::Terminate(int timeout_ms) {
+  if (process_.reaped()) return {};
+  static_cast<void>(process_.Kill(SIGTERM));
+  pollfd p{process_.pidfd(), POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) == 0) {
+    ADD_FAILURE() << "celld did not exit within " << timeout_ms << " ms of SIGTERM";
+    static_cast<void>(process_.Kill(SIGKILL));
+  }
+  auto st = process_.Wait();
+  return st ? *st : ExitStatus{};
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv_in, const std::string& stdin_text,
+                         std::optional<uid_t> as_uid, int timeout_ms) {
+  std::vector<std::string> argv = argv_in;
+  if (as_uid) {
+    std::string id = std::to_string(*as_uid);
+    argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid=" + id, "--regid=" + id,
+                               "--clear-groups", "--"});
+  }
+  CommandResult result;
+  auto in = MakePipe();
+  auto out = MakePipe();
+  auto err = MakePipe();
+  if (!in || !out || !err) {
+    ADD_FAILURE() << "pipe2 failed";
+    return result;
+  }
+  auto child = SpawnProgram({.argv = argv,
+                             .fds = {{0, in->first.get()},
+                                     {1, out->second.get()},
+                                     {2, err->second.get()}}});
+  if (!child) {
+    ADD_FAILURE() << child.error().message();
+    return result;
+  }
+  in->first.reset();
+  out->second.reset();
+  err->second.reset();
+  static_cast<void>(WriteFull(in->second.get(), stdin_text, "stdin"));
+  in->second.reset();
+  int64_t deadline = MonotonicNanos() + int64_t{timeout_ms} * kNanosPerMilli;
+  pollfd fds[2] = {{out->first.get(), POLLIN, 0}, {err->first.get(), POLLIN, 0}};
+  int open_streams = 2;
+  while (open_streams > 0) {
+    int64_t left = (deadline - MonotonicNanos()) / kNanosPerMilli;
+    if (left <= 0) {
+      ADD_FAILURE() << "command timed out: " << argv[0];
+      static_cast<void>(child->Kill(SIGKILL));
+      break;
+    }
+    if (::poll(fds, 2, static_cast<int>(left)) < 0 && errno != EINTR) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
+      if (n <= 0) {
+        fds[i].fd = -1;
+        --open_streams;
+        continue;
+      }
+      (i == 0 ? result.out : result.err).append(buf, static_cast<size_t>(n));
+    }
+  }
+  auto st = child->Wait();
+  if (st) {
+    result.status = *st;
+    result.exit_code = st->kind == ExitStatus::Kind::kExited ? st->code : -1;
+  }
+  return result;
+}
+
+CommandResult RunCellctl(const std::string& socket, const std::vector<std::string>& args,
+                         std::optional<uid_t> as_uid, const std::string& stdin_text) {
+  std::vector<std::string> argv = {BinPath("cellctl"), "--socket", socket};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, stdin_text, as_uid);
+}
+
+std::string GenerateModel(const TempDir& dir, const std::string& preset, int seed,
+                          const std::vector<std::string>& extra) {
+  std::string path = dir.File(preset + "-" + std::to_string(seed) + ".bin");
+  std::vector<std::string> argv = {BinPath("cellmodel"), "make", "--preset", preset, "--seed",
+                                   std::to_string(seed), "-o", path};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  CommandResult r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // Readable by tenants running as other uids (the zygote reads it as root anyway).
+  ::chmod(path.c_str(), 0644);
+  return path;
+}
+
+std::string PolicyText(const PolicySpec& spec) {
+  uint32_t host_first = spec.host_uid_first;
+  if (host_first == 0) {
+    // Distinct per test process and policy name, far from real accounts.
+    uint32_t h = 0;
+    for (char c : spec.name) h = h * 31 + static_cast<unsigned char>(c);
+    host_first = 0x60000000u + (static_cast<uint32_t>(::getpid()) % 4096) * 0x10000u +
+                 (h % 16) * 0x1000u;
+  }
+  std::string text = "name: \"" + spec.name + "\"\n";
+  text += "description: \"test policy " + spec.name + "\"\n";
+  for (uid_t uid : spec.uids) text += "uids: " + std::to_string(uid) + "\n";
+  text += "host_uids { first: " + std::to_string(host_first) + " count: 4096 }\n";
+  text += "cgroup {\n  memory_max_bytes: " + std::to_string(spec.memory_max) + "\n";
+  if (spec.pids_max != 0) text += "  pids_max: " + std::to_string(spec.pids_max) + "\n";
+  if (spec.cpu_weight != 0) text += "  cpu_weight: " + std::to_string(spec.cpu_weight) + "\n";
+  text += "}\n";
+  if (!spec.extra_allow.empty()) {
+    text += "seccomp {\n";
+    for (const std::string& s : spec.extra_allow) text += "  allow: \"" + s + "\"\n";
+    text += "}\n";
+  }
+  text += "budgets {\n";
+  if (spec.context_length != 0) {
+    text += "  context_length: " + std::to_string(spec.context_length) + "\n";
+  }
+  if (spec.max_new_tokens != 0) {
+    text += "  max_new_tokens: " + std::to_string(spec.max_new_tokens) + "\n";
+  }
+  text += "  idle_timeout_seconds: " + std::to_string(spec.idle_timeout_seconds) + "\n";
+  text += "  max_sessions: " + std::to_string(spec.max_sessions) + "\n";
+  text += "  max_sessions_per_tenant: " + std::to_string(spec.max_sessions_per_tenant) + "\n";
+  text += "}\n" + spec.extra_text;
+  return text;
+}
+
+void WritePolicy(const std::string& dir, const PolicySpec& spec) {
+  ::mkdir(dir.c_str(), 0755);
+  Status st = CreateFileWithContent(dir + "/" + spec.name + ".textproto", PolicyText(spec), 0644);
+  ASSERT_TRUE(st) << st.error().message();
+}
+
+std::string EngineReference(const std::string& model, const std::string& prompt,
+                            int max_tokens, double temperature, uint64_t seed) {
+  char temp[32];
+  std::snprintf(temp, sizeof(temp), "%g", temperature);
+  CommandResult r = RunCommand({BinPath("cellmodel"), "run", "--model", model, "--prompt", prompt,
+                                "--max-tokens", std::to_string(max_tokens), "--temperature", temp,
+                                "--seed", std::to_string(seed)});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // stdout: the prompt as llama2.c prints it, the generated text, a newline.
+  std::string text = r.out;
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  EXPECT_TRUE(StartsWith(text, prompt)) << text;
+  return StartsWith(text, prompt) ? text.substr(prompt.size()) : text;
+}
+
+std::vector<pid_t> ZombieChildren(pid_t pid) {
+  std::vector<pid_t> zombies;
+  auto entries = ListDirectory("/proc");
+  if (!entries) return zombies;
+  for (const std::string& e : *entries) {
+    auto child = ParseInt64(e, "pid");
+    if (!child) continue;
+    auto stat = ReadFileToString("/proc/" + e + "/stat", 4096);
+    if (!stat) continue;
+    // "pid (comm) S ppid ...": comm may hold spaces and parentheses; split after the last ')'.
+    size_t close = stat->rfind(')');
+    if (close == std::string::npos) continue;
+    auto fields = Split(std::string_view(*stat).substr(close + 2), ' ');
+    if (fields.size() < 2) continue;
+    auto ppid = ParseInt64(fields[1], "ppid");
+    if (ppid && *ppid == pid && fields[0] == "Z") zombies.push_back(static_cast<pid_t>(*child));
+  }
+  return zombies;
+}
+
+size_t OpenDescriptors(pid_t pid) {
+  auto fds = ListDirectory("/proc/" + std::to_string(pid) + "/fd");
+  return fds ? fds->size() : 0;
+}
+
+}  // namespace cellhouse::testing
