@@ -1,0 +1,46 @@
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cli/cellmodel/commands.h"
+
+namespace cellhouse::cellmodel {
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: cellmodel COMMAND [OPTIONS]\n"
+    "\n"
+    "Makes, inspects and runs llama2.c-format models with cellhouse's inference engine.\n"
+    "\n"
+    "Commands:\n"
+    "  make   write a deterministic pseudo-random model and its tokenizer\n"
+    "  info   show a checkpoint's configuration, parameter count, size and chunks\n"
+    "  run    generate text from a prompt, as llama2.c's run does\n"
+    "\n"
+    "`cellmodel COMMAND --help` describes each command's options.\n";
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    std::fputs(kExitCodesHelp, stderr);
+    return kExitUsage;
+  }
+  const std::string_view command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "make") return MakeCommand(args);
+  if (command == "info") return InfoCommand(args);
+  if (command == "run") return RunCommand(args);
+  if (command == "help" || command == "--help" || command == "-h") {
+    std::fputs(kUsage, stdout);
+    std::fputs(kExitCodesHelp, stdout);
+    return kExitOk;
+  }
+  std::fprintf(stderr, "cellmodel: unknown command '%s'; see cellmodel --help\n", argv[1]);
+  return kExitUsage;
+}
+
+}  // namespace cellhouse::cellmodel

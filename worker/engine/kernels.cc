@@ -1,0 +1,98 @@
+#include "worker/engine/kernels.h"
+
+#include <cblas.h>
+
+#include <array>
+
+namespace cellhouse::engine {
+
+namespace {
+
+void MatVecBlas(const float* w, const float* x, float* y, int32_t rows, int32_t cols) {
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0F, w, cols, x, 1, 0.0F, y, 1);
+}
+
+float DotScalar(const float* a, const float* b, int32_t n) {
+  float sum = 0;
+  for (int32_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void AxpyScalar(float alpha, const float* x, float* y, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace
+
+std::string_view MatVecKernelName(MatVecKernel kernel) {
+  switch (kernel) {
+    case MatVecKernel::kAuto:
+      return "auto";
+    case MatVecKernel::kOpenBlas:
+      return "openblas";
+    case MatVecKernel::kAvx2:
+      return "avx2";
+    case MatVecKernel::kAvx512:
+      return "avx512";
+  }
+  return "?";
+}
+
+bool MatVecKernelSupported(MatVecKernel kernel) {
+  switch (kernel) {
+    case MatVecKernel::kAuto:
+    case MatVecKernel::kOpenBlas:
+      return true;
+    case MatVecKernel::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case MatVecKernel::kAvx512:
+      return __builtin_cpu_supports("avx512f");
+  }
+  return false;
+}
+
+Kernels SelectKernels(MatVecKernel kernel) {
+  constexpr std::array<MatVecKernel, 3> kPreference = {MatVecKernel::kAvx512, MatVecKernel::kAvx2,
+                                                       MatVecKernel::kOpenBlas};
+  if (kernel == MatVecKernel::kAuto || !MatVecKernelSupported(kernel)) {
+    for (MatVecKernel k : kPreference) {
+      if (MatVecKernelSupported(k)) {
+        kernel = k;
+        break;
+      }
+    }
+  }
+  switch (kernel) {
+    case MatVecKernel::kAvx512:
+      return {kernel, internal::MatVecAvx512, internal::DotAvx512, internal::AxpyAvx512};
+    case MatVecKernel::kAvx2:
+      return {kernel, internal::MatVecAvx2, internal::DotAvx2, internal::AxpyAvx2};
+    default:
+      return {MatVecKernel::kOpenBlas, MatVecBlas, DotScalar, AxpyScalar};
+  }
+}
+
+void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x,
+            float* y, int32_t n) {
+  if (n == 1) {
+    k.matvec(w, x, y, rows, cols);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0F, x, cols, w, cols,
+              0.0F, y, rows);
+}
+
+void WarmUpBlas() {
+  std::array<float, 4> a = {1, 2, 3, 4};
+  std::array<float, 2> x = {1, 1};
+  std::array<float, 2> y = {0, 0};
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, 2, 2, 1.0F, a.data(), 2, x.data(), 1, 0.0F, y.data(),
+              1);
+  std::array<float, 4> c{};
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2, 2, 2, 1.0F, a.data(), 2, a.data(), 2,
+              0.0F, c.data(), 2);
+}
+
+void SetBlasThreads(int threads) { openblas_set_num_threads(threads); }
+
+}  // namespace cellhouse::engine

@@ -1,0 +1,70 @@
+// The numeric kernels the forward pass is built from, chosen once at run time for the CPU.
+//
+// Decode is bound by memory bandwidth: each generated token reads every weight matrix once,
+// through a matrix-vector product. OpenBLAS's sgemv reaches only part of the bandwidth on one
+// thread, so there are hand-written AVX-512 and AVX2 products (runtime-dispatched: the binary
+// stays baseline x86-64). Prefill multiplies matrices and stays with OpenBLAS sgemm.
+//
+//   Kernels k = SelectKernels(MatVecKernel::kAuto);
+//   k.matvec(w, x, y, rows, cols);     // y[rows] = w[rows][cols] · x[cols]
+//   MatMul(k, w, rows, cols, x, y, n); // y[n][rows] = x[n][cols] · w^T
+//
+// None of them allocates, starts a thread or makes a system call (OpenBLAS's buffer aside: see
+// WarmUpBlas).
+#ifndef CELLHOUSE_WORKER_ENGINE_KERNELS_H_
+#define CELLHOUSE_WORKER_ENGINE_KERNELS_H_
+
+#include <cstdint>
+#include <string_view>
+
+namespace cellhouse::engine {
+
+enum class MatVecKernel {
+  kAuto,      // the fastest this CPU supports
+  kOpenBlas,  // cblas_sgemv
+  kAvx2,      // AVX2 + FMA
+  kAvx512,    // AVX-512F
+};
+
+std::string_view MatVecKernelName(MatVecKernel kernel);
+bool MatVecKernelSupported(MatVecKernel kernel);
+
+struct Kernels {
+  MatVecKernel kind = MatVecKernel::kOpenBlas;
+  // y[rows] = w[rows][cols] · x[cols], row-major w.
+  void (*matvec)(const float* w, const float* x, float* y, int32_t rows, int32_t cols) = nullptr;
+  // Σ a[i]·b[i].
+  float (*dot)(const float* a, const float* b, int32_t n) = nullptr;
+  // y[i] += alpha·x[i].
+  void (*axpy)(float alpha, const float* x, float* y, int32_t n) = nullptr;
+};
+
+// kAuto picks AVX-512, then AVX2, then OpenBLAS; an unsupported explicit choice falls back the
+// same way.
+Kernels SelectKernels(MatVecKernel kernel);
+
+// y[n][rows] = x[n][cols] · w[rows][cols]^T: matvec for one row, sgemm for more.
+void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x,
+            float* y, int32_t n);
+
+// One tiny BLAS call. OpenBLAS allocates its work buffer (mmap + mbind) on the first call; the
+// zygote calls this before forking, because mbind is not allowed under the worker's seccomp
+// filter.
+void WarmUpBlas();
+
+// Sets OpenBLAS's thread count (its pool, not ours). For tools; workers keep one thread.
+void SetBlasThreads(int threads);
+
+namespace internal {
+// Per-ISA implementations, defined in kernels_avx2.cc and kernels_avx512.cc.
+void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, int32_t cols);
+float DotAvx2(const float* a, const float* b, int32_t n);
+void AxpyAvx2(float alpha, const float* x, float* y, int32_t n);
+void MatVecAvx512(const float* w, const float* x, float* y, int32_t rows, int32_t cols);
+float DotAvx512(const float* a, const float* b, int32_t n);
+void AxpyAvx512(float alpha, const float* x, float* y, int32_t n);
+}  // namespace internal
+
+}  // namespace cellhouse::engine
+
+#endif  // CELLHOUSE_WORKER_ENGINE_KERNELS_H_
