@@ -155,7 +155,7 @@ TEST(KernelsTest, MatVecDotAxpyAgreeWithScalarLoops) {
       std::vector<float> w(static_cast<size_t>(rows) * cols), x(cols), y(rows);
       for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 37) % 11) - 5.0F;
       for (int32_t i = 0; i < cols; ++i) x[i] = static_cast<float>(i % 5) * 0.5F - 1.0F;
-      k.matvec(w.data(), x.data(), y.data(), rows, cols);
+      k.matvec(w.data(), x.data(), y.data(), rows, cols, x.data());
       for (int32_t r = 0; r < rows; ++r) {
         float expect = 0;
         for (int32_t c = 0; c < cols; ++c) expect += w[static_cast<size_t>(r) * cols + c] * x[c];

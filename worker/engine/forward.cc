@@ -51,7 +51,8 @@ class ChunkPass {
   // Final norm and classifier for the last token of the chunk.
   const float* Logits() {
     RmsNorm(s_.xb, Row(s_.x, n_ - 1, c_.dim), w_.rms_final.data(), c_.dim);
-    k_.matvec(w_.classifier.data(), s_.xb, s_.logits, c_.vocab_size, c_.dim);
+    // The next token starts again at the first layer's wq.
+    k_.matvec(w_.classifier.data(), s_.xb, s_.logits, c_.vocab_size, c_.dim, w_.wq.data());
     return s_.logits;
   }
 
@@ -107,9 +108,9 @@ class ChunkPass {
     // Keys and values go straight into the cache: the chunk's positions are consecutive rows.
     float* k_rows = CacheAt(s_.key_cache, l, pos_);
     float* v_rows = CacheAt(s_.value_cache, l, pos_);
-    MatMul(k_, LayerOf(w_.wq, l), dim, dim, s_.xb, s_.q, n_);
-    MatMul(k_, LayerOf(w_.wk, l), kv_dim, dim, s_.xb, k_rows, n_);
-    MatMul(k_, LayerOf(w_.wv, l), kv_dim, dim, s_.xb, v_rows, n_);
+    MatMul(k_, LayerOf(w_.wq, l), dim, dim, s_.xb, s_.q, n_, LayerOf(w_.wk, l));
+    MatMul(k_, LayerOf(w_.wk, l), kv_dim, dim, s_.xb, k_rows, n_, LayerOf(w_.wv, l));
+    MatMul(k_, LayerOf(w_.wv, l), kv_dim, dim, s_.xb, v_rows, n_, LayerOf(w_.wo, l));
     for (int32_t b = 0; b < n_; ++b) {
       Rotate(Row(s_.q, b, dim), b, dim);
       Rotate(Row(k_rows, b, kv_dim), b, kv_dim);
@@ -117,7 +118,7 @@ class ChunkPass {
     for (int32_t b = 0; b < n_; ++b) {
       for (int32_t h = 0; h < c_.n_heads; ++h) AttendHead(l, b, h);
     }
-    MatMul(k_, LayerOf(w_.wo, l), dim, dim, s_.xb, s_.xb2, n_);
+    MatMul(k_, LayerOf(w_.wo, l), dim, dim, s_.xb, s_.xb2, n_, LayerOf(w_.w1, l));
     for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) s_.x[i] += s_.xb2[i];
   }
 
@@ -146,8 +147,8 @@ class ChunkPass {
     for (int32_t b = 0; b < n_; ++b) {
       RmsNorm(Row(s_.xb, b, dim), Row(s_.x, b, dim), LayerOf(w_.rms_ffn, l), dim);
     }
-    MatMul(k_, LayerOf(w_.w1, l), hidden, dim, s_.xb, s_.hb, n_);
-    MatMul(k_, LayerOf(w_.w3, l), hidden, dim, s_.xb, s_.hb2, n_);
+    MatMul(k_, LayerOf(w_.w1, l), hidden, dim, s_.xb, s_.hb, n_, LayerOf(w_.w3, l));
+    MatMul(k_, LayerOf(w_.w3, l), hidden, dim, s_.xb, s_.hb2, n_, LayerOf(w_.w2, l));
     // SwiGLU: silu(w1·x) * (w3·x), silu(v) = v * sigmoid(v).
     for (size_t i = 0; i < static_cast<size_t>(n_) * hidden; ++i) {
       float val = s_.hb[i];
@@ -155,7 +156,9 @@ class ChunkPass {
       val *= s_.hb2[i];
       s_.hb[i] = val;
     }
-    MatMul(k_, LayerOf(w_.w2, l), dim, hidden, s_.hb, s_.xb, n_);
+    const float* next =
+        l + 1 < c_.n_layers ? LayerOf(w_.wq, l + 1) : w_.classifier.data();
+    MatMul(k_, LayerOf(w_.w2, l), dim, hidden, s_.hb, s_.xb, n_, next);
     for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) s_.x[i] += s_.xb[i];
   }
 

@@ -8,7 +8,8 @@ namespace cellhouse::engine {
 
 namespace {
 
-void MatVecBlas(const float* w, const float* x, float* y, int32_t rows, int32_t cols) {
+void MatVecBlas(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
+                const float* /*next*/) {
   cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0F, w, cols, x, 1, 0.0F, y, 1);
 }
 
@@ -73,9 +74,9 @@ Kernels SelectKernels(MatVecKernel kernel) {
 }
 
 void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x,
-            float* y, int32_t n) {
+            float* y, int32_t n, const float* next) {
   if (n == 1) {
-    k.matvec(w, x, y, rows, cols);
+    k.matvec(w, x, y, rows, cols, next);
     return;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0F, x, cols, w, cols,

@@ -6,8 +6,8 @@
 // stays baseline x86-64). Prefill multiplies matrices and stays with OpenBLAS sgemm.
 //
 //   Kernels k = SelectKernels(MatVecKernel::kAuto);
-//   k.matvec(w, x, y, rows, cols);     // y[rows] = w[rows][cols] · x[cols]
-//   MatMul(k, w, rows, cols, x, y, n); // y[n][rows] = x[n][cols] · w^T
+//   k.matvec(w, x, y, rows, cols, next);      // y[rows] = w[rows][cols] · x[cols]
+//   MatMul(k, w, rows, cols, x, y, n, next);  // y[n][rows] = x[n][cols] · w^T
 //
 // None of them allocates, starts a thread or makes a system call (OpenBLAS's buffer aside: see
 // WarmUpBlas).
@@ -31,8 +31,10 @@ bool MatVecKernelSupported(MatVecKernel kernel);
 
 struct Kernels {
   MatVecKernel kind = MatVecKernel::kOpenBlas;
-  // y[rows] = w[rows][cols] · x[cols], row-major w.
-  void (*matvec)(const float* w, const float* x, float* y, int32_t rows, int32_t cols) = nullptr;
+  // y[rows] = w[rows][cols] · x[cols], row-major w. `next` (may be null) is the matrix the
+  // caller multiplies after this one: its start is prefetched while this one finishes.
+  void (*matvec)(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
+                 const float* next) = nullptr;
   // Σ a[i]·b[i].
   float (*dot)(const float* a, const float* b, int32_t n) = nullptr;
   // y[i] += alpha·x[i].
@@ -43,9 +45,10 @@ struct Kernels {
 // same way.
 Kernels SelectKernels(MatVecKernel kernel);
 
-// y[n][rows] = x[n][cols] · w[rows][cols]^T: matvec for one row, sgemm for more.
+// y[n][rows] = x[n][cols] · w[rows][cols]^T: matvec for one row (prefetching on into `next`),
+// sgemm for more.
 void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x,
-            float* y, int32_t n);
+            float* y, int32_t n, const float* next);
 
 // One tiny BLAS call. OpenBLAS allocates its work buffer (mmap + mbind) on the first call; the
 // zygote calls this before forking, because mbind is not allowed under the worker's seccomp
@@ -57,10 +60,12 @@ void SetBlasThreads(int threads);
 
 namespace internal {
 // Per-ISA implementations, defined in kernels_avx2.cc and kernels_avx512.cc.
-void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, int32_t cols);
+void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
+                const float* next);
 float DotAvx2(const float* a, const float* b, int32_t n);
 void AxpyAvx2(float alpha, const float* x, float* y, int32_t n);
-void MatVecAvx512(const float* w, const float* x, float* y, int32_t rows, int32_t cols);
+void MatVecAvx512(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
+                  const float* next);
 float DotAvx512(const float* a, const float* b, int32_t n);
 void AxpyAvx512(float alpha, const float* x, float* y, int32_t n);
 }  // namespace internal
