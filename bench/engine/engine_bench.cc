@@ -50,9 +50,9 @@ double DecodeBytesPerToken(const ModelConfig& c) {
 
 // A prompt of at least `tokens` tokens (BOS included).
 std::string PromptOf(const engine::Tokenizer& tok, int32_t tokens) {
-  static constexpr const char* kWords[] = {"Once", "upon", "a",    "time", "there", "was",
-                                           "a",    "little", "dog", "named", "Sam.", "He",
-                                           "liked", "to",   "play", "in",   "the",   "park."};
+  static constexpr const char* kWords[] = {"Once",  "upon",   "a",    "time",  "there", "was",
+                                           "a",     "little", "dog",  "named", "Sam.",  "He",
+                                           "liked", "to",     "play", "in",    "the",   "park."};
   std::string text;
   for (size_t i = 0;; ++i) {
     if (!text.empty()) text += ' ';
@@ -131,10 +131,11 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
   const auto prefill_n = static_cast<int32_t>(std::min<int64_t>(o.prefill_tokens, seq_len - 16));
   const std::string long_prompt = PromptOf(tok, prefill_n);
   CH_ASSIGN_OR_RETURN(Rates p, Measure(model, tok, long_prompt, 0, MatVecKernel::kAuto, o.repeats));
-  std::printf("   prefill   %12.1f tokens/s for a %d-token prompt (OpenBLAS sgemm, chunks of %d):"
-              " %.1fx decode\n",
-              p.prefill_tps, p.prompt_tokens, engine::kMaxBatch,
-              best_decode > 0 ? p.prefill_tps / best_decode : 0.0);
+  std::printf(
+      "   prefill   %12.1f tokens/s for a %d-token prompt (OpenBLAS sgemm, chunks of %d):"
+      " %.1fx decode\n",
+      p.prefill_tps, p.prompt_tokens, engine::kMaxBatch,
+      best_decode > 0 ? p.prefill_tps / best_decode : 0.0);
   return Ok();
 }
 

@@ -30,11 +30,11 @@ Result<engine::ModelConfig> BuildConfig(const FlagSet& flags, const MakeFlags& f
     int64_t value;
     int32_t* field;
   };
-  for (Override o : {Override{"dim", f.dim, &c.dim}, Override{"hidden-dim", f.hidden_dim, &c.hidden_dim},
-                     Override{"layers", f.layers, &c.n_layers}, Override{"heads", f.heads, &c.n_heads},
-                     Override{"kv-heads", f.kv_heads, &c.n_kv_heads},
-                     Override{"vocab", f.vocab, &c.vocab_size},
-                     Override{"seq-len", f.seq_len, &c.seq_len}}) {
+  for (Override o :
+       {Override{"dim", f.dim, &c.dim}, Override{"hidden-dim", f.hidden_dim, &c.hidden_dim},
+        Override{"layers", f.layers, &c.n_layers}, Override{"heads", f.heads, &c.n_heads},
+        Override{"kv-heads", f.kv_heads, &c.n_kv_heads}, Override{"vocab", f.vocab, &c.vocab_size},
+        Override{"seq-len", f.seq_len, &c.seq_len}}) {
     if (!flags.IsSet(o.flag)) continue;
     if (o.value <= 0 || o.value > INT32_MAX) {
       return Error("--" + std::string(o.flag) + " must be in 1.." + std::to_string(INT32_MAX));
@@ -61,7 +61,8 @@ Result<engine::ModelConfig> BuildConfig(const FlagSet& flags, const MakeFlags& f
 int MakeCommand(const std::vector<std::string>& args) {
   MakeFlags f;
   std::string presets;
-  for (std::string_view p : engine::PresetNames()) presets += (presets.empty() ? "" : ", ") + std::string(p);
+  for (std::string_view p : engine::PresetNames())
+    presets += (presets.empty() ? "" : ", ") + std::string(p);
   FlagSet flags("cellmodel make [--preset NAME] [shape options] --seed N -o FILE",
                 "Writes a llama2.c checkpoint of deterministic pseudo-random weights, and a "
                 "matching tokenizer, so a model runs with nothing downloaded.");
@@ -78,7 +79,8 @@ int MakeCommand(const std::vector<std::string>& args) {
   flags.Int("seed", &f.seed, "N", "seed of the weights and the tokenizer");
   flags.String("out", &f.out, "FILE", "checkpoint to write (required)");
   flags.Alias('o', "out");
-  flags.String("tokenizer-out", &f.tokenizer_out, "FILE", "tokenizer to write (default FILE.tokenizer)");
+  flags.String("tokenizer-out", &f.tokenizer_out, "FILE",
+               "tokenizer to write (default FILE.tokenizer)");
   Parsed parsed = ParseFlags(flags, args);
   if (parsed.exit_code) return *parsed.exit_code;
   if (!parsed.positional.empty()) {

@@ -62,8 +62,7 @@ Status Run(const RunFlags& f, engine::MatVecKernel kernel, bool by_steps) {
   const int32_t seq_len = model.config().seq_len;
   // llama2.c: steps counts positions including the prompt; 0 or more than seq_len means seq_len.
   const int32_t steps = f.steps <= 0 || f.steps > seq_len ? seq_len : static_cast<int32_t>(f.steps);
-  CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt,
-                      tokenizer.Encode(f.prompt, {.add_bos = true}));
+  CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, tokenizer.Encode(f.prompt, {.add_bos = true}));
   const int32_t context = by_steps ? steps : seq_len;
   if (std::cmp_greater(prompt.size(), context)) {
     return Error("the prompt is " + std::to_string(prompt.size()) + " tokens, more than the " +
@@ -102,7 +101,8 @@ int RunCommand(const std::vector<std::string>& args) {
   flags.String("model", &f.model, "FILE", "checkpoint (required)");
   flags.String("tokenizer", &f.tokenizer, "FILE", "tokenizer (default: FILE.tokenizer)");
   flags.String("prompt", &f.prompt, "TEXT", "text to continue");
-  flags.Int("steps", &f.steps, "N", "positions including the prompt, as llama2.c counts them "
+  flags.Int("steps", &f.steps, "N",
+            "positions including the prompt, as llama2.c counts them "
             "(0: the model's seq_len)");
   flags.Int("max-tokens", &f.max_tokens, "N", "new tokens to generate (instead of --steps)");
   flags.Double("temperature", &f.temperature, "T", "0 for greedy decoding");

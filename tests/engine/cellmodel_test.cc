@@ -32,7 +32,8 @@ ToolResult RunCellmodel(const testing::TempDir& dir, const std::vector<std::stri
   UniqueFd err(::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   EXPECT_TRUE(out.valid() && err.valid());
   ToolResult r;
-  Result<ChildProcess> child = SpawnProgram({.argv = args, .fds = {{1, out.get()}, {2, err.get()}}});
+  Result<ChildProcess> child =
+      SpawnProgram({.argv = args, .fds = {{1, out.get()}, {2, err.get()}}});
   EXPECT_TRUE(child) << child.error().message();
   if (!child) return r;
   Result<ExitStatus> status = child->Wait();
@@ -74,14 +75,14 @@ TEST(CellmodelTest, MakeInfoRunRoundTrip) {
   EXPECT_THAT(run.err, HasSubstr("tokens/s"));
   // Deterministic: the same command prints the same text, with any decode kernel.
   for (const char* kernel : {"openblas", "avx2", "avx512"}) {
-    ToolResult again = RunCellmodel(dir, {"run", "--model", model, "--prompt", "Once upon a time",
-                                          "--steps", "24", "--temperature", "0", "--kernel",
-                                          kernel});
+    ToolResult again =
+        RunCellmodel(dir, {"run", "--model", model, "--prompt", "Once upon a time", "--steps", "24",
+                           "--temperature", "0", "--kernel", kernel});
     EXPECT_EQ(again.out, run.out) << kernel;
   }
-  ToolResult sampled = RunCellmodel(dir, {"run", "--model", model, "--tokenizer",
-                                          model + ".tokenizer", "--prompt", "Hi", "--max-tokens",
-                                          "10", "--temperature", "0.9", "--seed", "5"});
+  ToolResult sampled =
+      RunCellmodel(dir, {"run", "--model", model, "--tokenizer", model + ".tokenizer", "--prompt",
+                         "Hi", "--max-tokens", "10", "--temperature", "0.9", "--seed", "5"});
   ASSERT_EQ(sampled.exit_code, 0) << sampled.err;
   EXPECT_THAT(sampled.err, HasSubstr("decode: 10 tokens"));
 }
@@ -100,8 +101,8 @@ TEST(CellmodelTest, ExitCodes) {
   EXPECT_EQ(RunCellmodel(dir, {"make", "--preset", "huge", "-o", dir.File("m")}).exit_code, 2);
   EXPECT_EQ(RunCellmodel(dir, {"make", "--heads", "5", "-o", dir.File("m")}).exit_code, 2);
   EXPECT_EQ(RunCellmodel(dir, {"run", "--prompt", "x"}).exit_code, 2);  // no --model
-  EXPECT_EQ(RunCellmodel(dir, {"run", "--model", "m", "--steps", "3", "--max-tokens", "3"}).exit_code,
-            2);
+  EXPECT_EQ(
+      RunCellmodel(dir, {"run", "--model", "m", "--steps", "3", "--max-tokens", "3"}).exit_code, 2);
   ToolResult missing = RunCellmodel(dir, {"info", dir.File("missing.bin")});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("missing.bin"));

@@ -116,9 +116,8 @@ TEST_F(ConversationTest, StepsSemanticsStopAtTheContext) {
   EXPECT_EQ(c.context_used(), 20);
   // Nothing fits any more: an error, and nothing changes.
   const std::vector<int32_t> before = c.tokens();
-  Result<Conversation::TurnStats> more = c.Turn("more", {}, [](int32_t, std::string_view) {
-    return true;
-  });
+  Result<Conversation::TurnStats> more =
+      c.Turn("more", {}, [](int32_t, std::string_view) { return true; });
   ASSERT_FALSE(more);
   EXPECT_THAT(more.error().message(), HasSubstr("positions but only 0"));
   EXPECT_EQ(c.tokens(), before);
@@ -126,10 +125,8 @@ TEST_F(ConversationTest, StepsSemanticsStopAtTheContext) {
 
 TEST_F(ConversationTest, PromptTooLongIsRefusedWithoutChange) {
   Conversation c = New(8);
-  Result<Conversation::TurnStats> r =
-      c.Turn("a rather long prompt that needs many tokens", {}, [](int32_t, std::string_view) {
-        return true;
-      });
+  Result<Conversation::TurnStats> r = c.Turn("a rather long prompt that needs many tokens", {},
+                                             [](int32_t, std::string_view) { return true; });
   ASSERT_FALSE(r);
   EXPECT_TRUE(c.tokens().empty());
   EXPECT_EQ(c.context_used(), 0);
@@ -140,8 +137,8 @@ TEST_F(ConversationTest, PromptTooLongIsRefusedWithoutChange) {
 TEST_F(ConversationTest, CancelStopsAfterTheToken) {
   Conversation c = New(64);
   int calls = 0;
-  Result<Conversation::TurnStats> r = c.Turn("x", {.max_new_tokens = 50},
-                                             [&](int32_t, std::string_view) { return ++calls < 3; });
+  Result<Conversation::TurnStats> r =
+      c.Turn("x", {.max_new_tokens = 50}, [&](int32_t, std::string_view) { return ++calls < 3; });
   ASSERT_TRUE(r);
   EXPECT_EQ(r->stop, StopReason::kCancelled);
   EXPECT_EQ(r->generated_tokens, 3);
@@ -196,11 +193,12 @@ TEST_F(ConversationTest, EndOfTextStopsWithoutEmitting) {
     const CheckpointLayout::Section& s = layout->sections[t];
     return std::span<float>(floats + s.offset, s.count);
   };
-  for (CheckpointLayout::Tensor t : {CheckpointLayout::kWo, CheckpointLayout::kW2,
-                                     CheckpointLayout::kClassifier}) {
+  for (CheckpointLayout::Tensor t :
+       {CheckpointLayout::kWo, CheckpointLayout::kW2, CheckpointLayout::kClassifier}) {
     std::fill(section(t).begin(), section(t).end(), 0.0F);
   }
-  for (int32_t v = 0; v < c.vocab_size; ++v) section(CheckpointLayout::kTokenEmbedding)[v * c.dim] = 1;
+  for (int32_t v = 0; v < c.vocab_size; ++v)
+    section(CheckpointLayout::kTokenEmbedding)[v * c.dim] = 1;
   section(CheckpointLayout::kClassifier)[kBosToken * c.dim] = 1000.0F;
   testing::WriteBytes(dir_.File("bos.bin"), bytes);
   Model bos_model = *Model::Open(dir_.File("bos.bin"));

@@ -31,18 +31,42 @@ void PrintTo(const Shape& shape, std::ostream* os) { *os << shape.name; }
 
 std::vector<Shape> Shapes() {
   return {
-      {"MultiHeadShared", {.dim = 64, .hidden_dim = 172, .n_layers = 2, .n_heads = 4,
-                           .n_kv_heads = 4, .vocab_size = 300, .seq_len = 96,
-                           .shared_classifier = true}},
-      {"GroupedQuerySeparate", {.dim = 96, .hidden_dim = 200, .n_layers = 3, .n_heads = 6,
-                                .n_kv_heads = 2, .vocab_size = 257, .seq_len = 96,
-                                .shared_classifier = false}},
-      {"OddSizesMultiQuery", {.dim = 36, .hidden_dim = 37, .n_layers = 1, .n_heads = 3,
-                              .n_kv_heads = 1, .vocab_size = 19, .seq_len = 80,
-                              .shared_classifier = false}},
-      {"OddSizesShared", {.dim = 20, .hidden_dim = 53, .n_layers = 2, .n_heads = 2,
-                          .n_kv_heads = 1, .vocab_size = 31, .seq_len = 80,
-                          .shared_classifier = true}},
+      {"MultiHeadShared",
+       {.dim = 64,
+        .hidden_dim = 172,
+        .n_layers = 2,
+        .n_heads = 4,
+        .n_kv_heads = 4,
+        .vocab_size = 300,
+        .seq_len = 96,
+        .shared_classifier = true}},
+      {"GroupedQuerySeparate",
+       {.dim = 96,
+        .hidden_dim = 200,
+        .n_layers = 3,
+        .n_heads = 6,
+        .n_kv_heads = 2,
+        .vocab_size = 257,
+        .seq_len = 96,
+        .shared_classifier = false}},
+      {"OddSizesMultiQuery",
+       {.dim = 36,
+        .hidden_dim = 37,
+        .n_layers = 1,
+        .n_heads = 3,
+        .n_kv_heads = 1,
+        .vocab_size = 19,
+        .seq_len = 80,
+        .shared_classifier = false}},
+      {"OddSizesShared",
+       {.dim = 20,
+        .hidden_dim = 53,
+        .n_layers = 2,
+        .n_heads = 2,
+        .n_kv_heads = 1,
+        .vocab_size = 31,
+        .seq_len = 80,
+        .shared_classifier = true}},
   };
 }
 
@@ -75,8 +99,8 @@ void ExpectClose(const float* actual, const std::vector<float>& expected, const 
       worst_at = i;
     }
   }
-  EXPECT_LE(worst, 2e-5F * scale) << what << ": logit " << worst_at << " is "
-                                  << actual[worst_at] << ", reference " << expected[worst_at];
+  EXPECT_LE(worst, 2e-5F * scale) << what << ": logit " << worst_at << " is " << actual[worst_at]
+                                  << ", reference " << expected[worst_at];
 }
 
 class ForwardTest : public ::testing::TestWithParam<std::tuple<Shape, MatVecKernel>> {
@@ -139,7 +163,8 @@ TEST_P(ForwardTest, BatchedPrefillMatchesTokenByToken) {
 }
 
 std::string Name(const ::testing::TestParamInfo<ForwardTest::ParamType>& info) {
-  return std::get<0>(info.param).name + "_" + std::string(MatVecKernelName(std::get<1>(info.param)));
+  return std::get<0>(info.param).name + "_" +
+         std::string(MatVecKernelName(std::get<1>(info.param)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ForwardTest,

@@ -23,7 +23,8 @@ struct Golden {
 std::vector<Golden> ReadGoldens(const std::string& readme_path) {
   std::vector<std::byte> bytes = testing::ReadBytes(readme_path);
   std::string readme(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  static const std::regex kBlock("### prompt `([^`]*)`, steps (\\d+)\\n\\n```text\\n([^\\n]*)\\n```");
+  static const std::regex kBlock(
+      "### prompt `([^`]*)`, steps (\\d+)\\n\\n```text\\n([^\\n]*)\\n```");
   std::vector<Golden> goldens;
   for (auto it = std::sregex_iterator(readme.begin(), readme.end(), kBlock);
        it != std::sregex_iterator(); ++it) {
@@ -67,7 +68,8 @@ TEST(GoldenTest, ReproducesLlama2cReferenceTexts) {
   ASSERT_TRUE(tok) << tok.error().message();
   std::vector<Golden> goldens = ReadGoldens(*readme);
   ASSERT_EQ(goldens.size(), 6U) << "expected six texts in " << *readme;
-  for (MatVecKernel kernel : {MatVecKernel::kOpenBlas, MatVecKernel::kAvx2, MatVecKernel::kAvx512}) {
+  for (MatVecKernel kernel :
+       {MatVecKernel::kOpenBlas, MatVecKernel::kAvx2, MatVecKernel::kAvx512}) {
     if (!MatVecKernelSupported(kernel)) continue;
     for (const Golden& g : goldens) {
       EXPECT_EQ(RunLikeLlama2c(*model, *tok, g, kernel), g.text)

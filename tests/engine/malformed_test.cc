@@ -21,8 +21,14 @@ namespace {
 using ::testing::HasSubstr;
 
 ModelConfig SmallConfig() {
-  return {.dim = 16, .hidden_dim = 24, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1,
-          .vocab_size = 8, .seq_len = 8, .shared_classifier = false};
+  return {.dim = 16,
+          .hidden_dim = 24,
+          .n_layers = 2,
+          .n_heads = 2,
+          .n_kv_heads = 1,
+          .vocab_size = 8,
+          .seq_len = 8,
+          .shared_classifier = false};
 }
 
 std::vector<std::byte> SmallCheckpoint() { return *GenerateModel(SmallConfig(), 1); }
@@ -74,8 +80,8 @@ TEST(MalformedCheckpointTest, TrailingDataIsRefused) {
 
 TEST(MalformedCheckpointTest, LyingHeaderFieldsAreRefusedOrStayInBounds) {
   const std::vector<std::byte> full = SmallCheckpoint();
-  const int32_t values[] = {0, -1, -2, -16, 1, 2, 3, 7, 9, 17, 255, 1 << 16, 1 << 30,
-                            INT32_MAX, INT32_MIN, INT32_MIN + 1};
+  const int32_t values[] = {0, -1, -2,  -16,     1,       2,         3,         7,
+                            9, 17, 255, 1 << 16, 1 << 30, INT32_MAX, INT32_MIN, INT32_MIN + 1};
   for (size_t field = 0; field < 7; ++field) {
     for (int32_t v : values) {
       std::vector<std::byte> bytes = full;

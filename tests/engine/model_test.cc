@@ -7,9 +7,9 @@
 
 #include "tests/engine/test_models.h"
 #include "worker/engine/generator.h"
-#include "worker/engine/tokenizer.h"
 #include "worker/engine/model.h"
 #include "worker/engine/run_state.h"
+#include "worker/engine/tokenizer.h"
 
 namespace cellhouse::engine {
 namespace {
@@ -53,8 +53,14 @@ class ModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // Over two chunks: a 1.5-chunk model (dim 512, 8 layers of 512x512 and 512x768 matrices).
-    config_ = {.dim = 512, .hidden_dim = 768, .n_layers = 8, .n_heads = 8, .n_kv_heads = 8,
-               .vocab_size = 512, .seq_len = 64, .shared_classifier = true};
+    config_ = {.dim = 512,
+               .hidden_dim = 768,
+               .n_layers = 8,
+               .n_heads = 8,
+               .n_kv_heads = 8,
+               .vocab_size = 512,
+               .seq_len = 64,
+               .shared_classifier = true};
     files_ = testing::WriteModelFiles(dir_, config_, 1);
   }
   cellhouse::testing::TempDir dir_;

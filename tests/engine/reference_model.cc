@@ -24,9 +24,19 @@ ReferenceModel::ReferenceModel(std::span<const std::byte> file) {
   const size_t kv = d / heads_ * kv_heads_;
   const size_t head = d / heads_;
   // Element counts in file order, up to and including the two RoPE tables (never read).
-  const size_t counts[] = {v * d,      l * d,      l * d * d,  l * kv * d, l * kv * d,
-                           l * d * d,  l * d,      l * hd * d, l * d * hd, l * hd * d,
-                           d,          seq_len_ * head / 2,     seq_len_ * head / 2};
+  const size_t counts[] = {v * d,
+                           l * d,
+                           l * d * d,
+                           l * kv * d,
+                           l * kv * d,
+                           l * d * d,
+                           l * d,
+                           l * hd * d,
+                           l * d * hd,
+                           l * hd * d,
+                           d,
+                           seq_len_ * head / 2,
+                           seq_len_ * head / 2};
   const auto* p = reinterpret_cast<const float*>(file.data() + 28);
   for (size_t c : counts) {
     tensors_.push_back(p);
@@ -43,7 +53,8 @@ std::vector<double> ReferenceModel::MatVec(const float* w, const std::vector<dou
   std::vector<double> y(rows);
   for (int r = 0; r < rows; ++r) {
     double s = 0;
-    for (int c = 0; c < cols; ++c) s += static_cast<double>(w[static_cast<size_t>(r) * cols + c]) * x[c];
+    for (int c = 0; c < cols; ++c)
+      s += static_cast<double>(w[static_cast<size_t>(r) * cols + c]) * x[c];
     y[r] = s;
   }
   return y;
@@ -66,7 +77,8 @@ std::vector<float> ReferenceModel::Step(int32_t token, int32_t pos) {
   for (int i = 0; i < dim_; ++i) x[i] = Tensor(kEmb)[static_cast<size_t>(token) * dim_ + i];
   for (int l = 0; l < layers_; ++l) {
     std::vector<double> xb = RmsNorm(x, Tensor(kRmsAtt) + l * dim_);
-    std::vector<double> q = MatVec(Tensor(kWq) + static_cast<size_t>(l) * dim_ * dim_, xb, dim_, dim_);
+    std::vector<double> q =
+        MatVec(Tensor(kWq) + static_cast<size_t>(l) * dim_ * dim_, xb, dim_, dim_);
     std::vector<double> k =
         MatVec(Tensor(kWk) + static_cast<size_t>(l) * kv_dim * dim_, xb, kv_dim, dim_);
     std::vector<double> v =
@@ -104,13 +116,17 @@ std::vector<float> ReferenceModel::Step(int32_t token, int32_t pos) {
         }
       }
     }
-    std::vector<double> o = MatVec(Tensor(kWo) + static_cast<size_t>(l) * dim_ * dim_, att_out, dim_, dim_);
+    std::vector<double> o =
+        MatVec(Tensor(kWo) + static_cast<size_t>(l) * dim_ * dim_, att_out, dim_, dim_);
     for (int i = 0; i < dim_; ++i) x[i] += o[i];
     xb = RmsNorm(x, Tensor(kRmsFfn) + l * dim_);
-    std::vector<double> g = MatVec(Tensor(kW1) + static_cast<size_t>(l) * hidden_ * dim_, xb, hidden_, dim_);
-    std::vector<double> u = MatVec(Tensor(kW3) + static_cast<size_t>(l) * hidden_ * dim_, xb, hidden_, dim_);
+    std::vector<double> g =
+        MatVec(Tensor(kW1) + static_cast<size_t>(l) * hidden_ * dim_, xb, hidden_, dim_);
+    std::vector<double> u =
+        MatVec(Tensor(kW3) + static_cast<size_t>(l) * hidden_ * dim_, xb, hidden_, dim_);
     for (int i = 0; i < hidden_; ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
-    std::vector<double> f = MatVec(Tensor(kW2) + static_cast<size_t>(l) * dim_ * hidden_, g, dim_, hidden_);
+    std::vector<double> f =
+        MatVec(Tensor(kW2) + static_cast<size_t>(l) * dim_ * hidden_, g, dim_, hidden_);
     for (int i = 0; i < dim_; ++i) x[i] += f[i];
   }
   std::vector<double> logits = MatVec(Tensor(kCls), RmsNorm(x, Tensor(kRmsFinal)), vocab_, dim_);

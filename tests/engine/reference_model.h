@@ -28,7 +28,7 @@ class ReferenceModel {
 
   int dim_, hidden_, layers_, heads_, kv_heads_, vocab_, seq_len_;
   bool shared_;
-  std::vector<const float*> tensors_;  // in file order
+  std::vector<const float*> tensors_;        // in file order
   std::vector<std::vector<double>> keys_;    // [layer][pos * kv_dim]
   std::vector<std::vector<double>> values_;  // [layer][pos * kv_dim]
 };

@@ -11,13 +11,20 @@
 namespace cellhouse::engine::testing {
 
 ModelConfig TinyConfig() {
-  return {.dim = 48, .hidden_dim = 100, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
-          .vocab_size = 400, .seq_len = 160, .shared_classifier = false};
+  return {.dim = 48,
+          .hidden_dim = 100,
+          .n_layers = 2,
+          .n_heads = 4,
+          .n_kv_heads = 2,
+          .vocab_size = 400,
+          .seq_len = 160,
+          .shared_classifier = false};
 }
 
 void WriteBytes(const std::string& path, std::span<const std::byte> bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   ASSERT_TRUE(out.good()) << "writing " << path;
 }
 

@@ -17,9 +17,10 @@ const std::vector<std::string>& Texts() {
       "Once upon a time, there was a little dog named Sam.",
       "  leading spaces, trailing ones  ",
       "Tabs\tand\nnewlines\r\nand {braces} [brackets] ~!@#$%^&*()_+",
-      "Caf\xC3\xA9 cr\xC3\xA8me br\xC3\xBBl\xC3\xA9" "e \xE2\x80\x94 na\xC3\xAFve",
+      "Caf\xC3\xA9 cr\xC3\xA8me br\xC3\xBBl\xC3\xA9"
+      "e \xE2\x80\x94 na\xC3\xAFve",
       "\xE4\xBD\xA0\xE5\xA5\xBD\xEF\xBC\x8C\xE4\xB8\x96\xE7\x95\x8C",  // 你好，世界
-      "Emoji \xF0\x9F\x98\x80 and \xF0\x9F\x90\xB6!",                    // 4-byte sequences
+      "Emoji \xF0\x9F\x98\x80 and \xF0\x9F\x90\xB6!",                  // 4-byte sequences
       "x",
   };
   return kTexts;

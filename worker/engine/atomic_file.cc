@@ -16,7 +16,8 @@ namespace cellhouse::engine {
 Result<AtomicFile> AtomicFile::Create(const std::string& path, mode_t mode) {
   std::string temp = path + ".tmp.XXXXXX";
   UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
-  if (!fd.valid()) return Error::FromErrno(errno, "creating a temporary file beside '" + path + "'");
+  if (!fd.valid())
+    return Error::FromErrno(errno, "creating a temporary file beside '" + path + "'");
   AtomicFile file(path, temp, std::move(fd));
   // mkostemp(3) creates the file 0600; a model is meant to be read by the service's users.
   if (::fchmod(file.fd_.get(), mode) != 0) {

@@ -40,8 +40,9 @@ Result<ModelConfig> DecodeHeader(std::span<const std::byte> file, std::string_vi
 
 const char* CheckpointLayout::Name(Tensor t) {
   static constexpr std::array<const char*, kTensorCount> kNames = {
-      "token_embedding", "rms_att", "wq",       "wk",        "wv",        "wo",        "rms_ffn",
-      "w1",              "w2",      "w3",       "rms_final", "rope_real", "rope_imag", "classifier"};
+      "token_embedding", "rms_att",   "wq", "wk", "wv",        "wo",
+      "rms_ffn",         "w1",        "w2", "w3", "rms_final", "rope_real",
+      "rope_imag",       "classifier"};
   return kNames.at(static_cast<size_t>(t));
 }
 
@@ -54,11 +55,20 @@ Result<CheckpointLayout> ComputeLayout(const ModelConfig& config) {
   const auto rope = static_cast<uint64_t>(config.seq_len) * (config.head_size() / 2);
   using L = CheckpointLayout;
   std::array<std::optional<uint64_t>, L::kTensorCount> counts = {
-      CheckedMul({v, d}),    CheckedMul({l, d}),      CheckedMul({l, d, d}),
-      CheckedMul({l, kv, d}), CheckedMul({l, kv, d}), CheckedMul({l, d, d}),
-      CheckedMul({l, d}),    CheckedMul({l, h, d}),   CheckedMul({l, d, h}),
-      CheckedMul({l, h, d}), d,                       rope,
-      rope,                  config.shared_classifier ? 0 : CheckedMul({v, d})};
+      CheckedMul({v, d}),
+      CheckedMul({l, d}),
+      CheckedMul({l, d, d}),
+      CheckedMul({l, kv, d}),
+      CheckedMul({l, kv, d}),
+      CheckedMul({l, d, d}),
+      CheckedMul({l, d}),
+      CheckedMul({l, h, d}),
+      CheckedMul({l, d, h}),
+      CheckedMul({l, h, d}),
+      d,
+      rope,
+      rope,
+      config.shared_classifier ? 0 : CheckedMul({v, d})};
   L layout;
   uint64_t offset = 0;
   for (size_t i = 0; i < counts.size(); ++i) {
@@ -79,11 +89,11 @@ Result<CheckpointLayout> ComputeLayout(const ModelConfig& config) {
 }
 
 std::array<std::byte, kCheckpointHeaderBytes> EncodeHeader(const ModelConfig& config) {
-  std::array<int32_t, 7> h = {config.dim,      config.hidden_dim,
-                              config.n_layers, config.n_heads,
-                              config.n_kv_heads,
-                              config.shared_classifier ? config.vocab_size : -config.vocab_size,
-                              config.seq_len};
+  std::array<int32_t, 7> h = {
+      config.dim,        config.hidden_dim,
+      config.n_layers,   config.n_heads,
+      config.n_kv_heads, config.shared_classifier ? config.vocab_size : -config.vocab_size,
+      config.seq_len};
   std::array<std::byte, kCheckpointHeaderBytes> out{};
   std::memcpy(out.data(), h.data(), out.size());
   return out;
@@ -94,10 +104,11 @@ Result<ModelWeights> ParseCheckpoint(std::span<const std::byte> file, std::strin
   Result<CheckpointLayout> layout = ComputeLayout(config);
   if (!layout) return Refuse(name, "header " + config.Describe() + ": " + layout.error().message());
   if (layout->file_bytes != file.size()) {
-    return Refuse(name, "the header (" + config.Describe() + ") implies " +
-                            std::to_string(layout->file_bytes) + " bytes but the file has " +
-                            std::to_string(file.size()) +
-                            (file.size() < layout->file_bytes ? " (truncated?)" : " (trailing data)"));
+    return Refuse(name,
+                  "the header (" + config.Describe() + ") implies " +
+                      std::to_string(layout->file_bytes) + " bytes but the file has " +
+                      std::to_string(file.size()) +
+                      (file.size() < layout->file_bytes ? " (truncated?)" : " (trailing data)"));
   }
   const std::byte* base = file.data() + kCheckpointHeaderBytes;
   if (reinterpret_cast<uintptr_t>(base) % alignof(float) != 0) {
@@ -110,20 +121,20 @@ Result<ModelWeights> ParseCheckpoint(std::span<const std::byte> file, std::strin
     return std::span<const float>(floats + s.offset, s.count);
   };
   using L = CheckpointLayout;
-  ModelWeights w{.config = config,
-                 .token_embedding = view(L::kTokenEmbedding),
-                 .rms_att = view(L::kRmsAtt),
-                 .wq = view(L::kWq),
-                 .wk = view(L::kWk),
-                 .wv = view(L::kWv),
-                 .wo = view(L::kWo),
-                 .rms_ffn = view(L::kRmsFfn),
-                 .w1 = view(L::kW1),
-                 .w2 = view(L::kW2),
-                 .w3 = view(L::kW3),
-                 .rms_final = view(L::kRmsFinal),
-                 .classifier = config.shared_classifier ? view(L::kTokenEmbedding)
-                                                        : view(L::kClassifier)};
+  ModelWeights w{
+      .config = config,
+      .token_embedding = view(L::kTokenEmbedding),
+      .rms_att = view(L::kRmsAtt),
+      .wq = view(L::kWq),
+      .wk = view(L::kWk),
+      .wv = view(L::kWv),
+      .wo = view(L::kWo),
+      .rms_ffn = view(L::kRmsFfn),
+      .w1 = view(L::kW1),
+      .w2 = view(L::kW2),
+      .w3 = view(L::kW3),
+      .rms_final = view(L::kRmsFinal),
+      .classifier = config.shared_classifier ? view(L::kTokenEmbedding) : view(L::kClassifier)};
   return w;
 }
 

@@ -68,8 +68,8 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
   CH_RETURN_IF_ERROR(CheckOptions(options));
   CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt_tokens,
                       tokenizer_->Encode(prompt, {.add_bos = tokens_.empty()}));
-  const size_t unprocessed = tokens_.size() - static_cast<size_t>(processed_) +
-                             prompt_tokens.size();
+  const size_t unprocessed =
+      tokens_.size() - static_cast<size_t>(processed_) + prompt_tokens.size();
   if (unprocessed == 0) return Error("the prompt is empty and there is nothing to continue");
   const auto room = static_cast<size_t>(context_length() - processed_);
   if (unprocessed > room) {

@@ -75,8 +75,8 @@ class ChunkPass {
     for (int32_t b = 0; b < n_; ++b) {
       for (int32_t j = 0; j < half; ++j) {
         const int32_t head_dim = 2 * j;
-        float freq = 1.0F / std::pow(10000.0F, static_cast<float>(head_dim) /
-                                                   static_cast<float>(head_size));
+        float freq =
+            1.0F / std::pow(10000.0F, static_cast<float>(head_dim) / static_cast<float>(head_size));
         float val = static_cast<float>(pos_ + b) * freq;
         s_.rope_cos[b * half + j] = std::cos(val);
         s_.rope_sin[b * half + j] = std::sin(val);
@@ -156,8 +156,7 @@ class ChunkPass {
       val *= s_.hb2[i];
       s_.hb[i] = val;
     }
-    const float* next =
-        l + 1 < c_.n_layers ? LayerOf(w_.wq, l + 1) : w_.classifier.data();
+    const float* next = l + 1 < c_.n_layers ? LayerOf(w_.wq, l + 1) : w_.classifier.data();
     MatMul(k_, LayerOf(w_.w2, l), dim, hidden, s_.hb, s_.xb, n_, next);
     for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) s_.x[i] += s_.xb[i];
   }

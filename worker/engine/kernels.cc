@@ -73,22 +73,21 @@ Kernels SelectKernels(MatVecKernel kernel) {
   }
 }
 
-void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x,
-            float* y, int32_t n, const float* next) {
+void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x, float* y,
+            int32_t n, const float* next) {
   if (n == 1) {
     k.matvec(w, x, y, rows, cols, next);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0F, x, cols, w, cols,
-              0.0F, y, rows);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0F, x, cols, w, cols, 0.0F,
+              y, rows);
 }
 
 void WarmUpBlas() {
   std::array<float, 4> a = {1, 2, 3, 4};
   std::array<float, 2> x = {1, 1};
   std::array<float, 2> y = {0, 0};
-  cblas_sgemv(CblasRowMajor, CblasNoTrans, 2, 2, 1.0F, a.data(), 2, x.data(), 1, 0.0F, y.data(),
-              1);
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, 2, 2, 1.0F, a.data(), 2, x.data(), 1, 0.0F, y.data(), 1);
   std::array<float, 4> c{};
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2, 2, 2, 1.0F, a.data(), 2, a.data(), 2,
               0.0F, c.data(), 2);

@@ -47,8 +47,8 @@ Kernels SelectKernels(MatVecKernel kernel);
 
 // y[n][rows] = x[n][cols] · w[rows][cols]^T: matvec for one row (prefetching on into `next`),
 // sgemm for more.
-void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x,
-            float* y, int32_t n, const float* next);
+void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x, float* y,
+            int32_t n, const float* next);
 
 // One tiny BLAS call. OpenBLAS allocates its work buffer (mmap + mbind) on the first call; the
 // zygote calls this before forking, because mbind is not allowed under the worker's seccomp

@@ -93,7 +93,8 @@ CH_AVX512 void AxpyAvx512(float alpha, const float* x, float* y, int32_t n) {
   }
   if (i < n) {
     __mmask16 m = TailMask(n - i);
-    __m512 r = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
+    __m512 r =
+        _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
     _mm512_mask_storeu_ps(y + i, m, r);
   }
 }

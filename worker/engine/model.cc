@@ -78,8 +78,8 @@ Status Model::Prefetch(size_t chunk) const {
   }
   std::span<const std::byte> range = Chunk(chunk);
   if (::madvise(const_cast<std::byte*>(range.data()), range.size(), MADV_WILLNEED) != 0) {
-    return Error::FromErrno(errno, "madvise(MADV_WILLNEED) on model '" + path_ + "' chunk " +
-                                       std::to_string(chunk));
+    return Error::FromErrno(
+        errno, "madvise(MADV_WILLNEED) on model '" + path_ + "' chunk " + std::to_string(chunk));
   }
   return Ok();
 }

@@ -19,10 +19,10 @@ struct ModelConfig {
   int32_t dim = 0;         // width of the residual stream
   int32_t hidden_dim = 0;  // width of the SwiGLU feed-forward layer
   int32_t n_layers = 0;
-  int32_t n_heads = 0;     // query heads
-  int32_t n_kv_heads = 0;  // key/value heads (< n_heads: grouped-query attention)
-  int32_t vocab_size = 0;  // always positive here; the file stores it negated when separate
-  int32_t seq_len = 0;     // the longest context the model was built for
+  int32_t n_heads = 0;            // query heads
+  int32_t n_kv_heads = 0;         // key/value heads (< n_heads: grouped-query attention)
+  int32_t vocab_size = 0;         // always positive here; the file stores it negated when separate
+  int32_t seq_len = 0;            // the longest context the model was built for
   bool shared_classifier = true;  // the classifier is the token embedding table
 
   int32_t head_size() const { return dim / n_heads; }

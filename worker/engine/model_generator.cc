@@ -19,14 +19,42 @@ struct Preset {
 };
 
 constexpr std::array<Preset, 4> kPresets = {{
-    {"tiny", {.dim = 64, .hidden_dim = 176, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
-              .vocab_size = 512, .seq_len = 256, .shared_classifier = true}},
-    {"15m", {.dim = 288, .hidden_dim = 768, .n_layers = 6, .n_heads = 6, .n_kv_heads = 6,
-             .vocab_size = 32000, .seq_len = 256, .shared_classifier = true}},
-    {"110m", {.dim = 768, .hidden_dim = 2048, .n_layers = 12, .n_heads = 12, .n_kv_heads = 12,
-              .vocab_size = 32000, .seq_len = 1024, .shared_classifier = true}},
-    {"1b", {.dim = 2048, .hidden_dim = 5632, .n_layers = 22, .n_heads = 32, .n_kv_heads = 4,
-            .vocab_size = 32000, .seq_len = 2048, .shared_classifier = false}},
+    {"tiny",
+     {.dim = 64,
+      .hidden_dim = 176,
+      .n_layers = 2,
+      .n_heads = 4,
+      .n_kv_heads = 2,
+      .vocab_size = 512,
+      .seq_len = 256,
+      .shared_classifier = true}},
+    {"15m",
+     {.dim = 288,
+      .hidden_dim = 768,
+      .n_layers = 6,
+      .n_heads = 6,
+      .n_kv_heads = 6,
+      .vocab_size = 32000,
+      .seq_len = 256,
+      .shared_classifier = true}},
+    {"110m",
+     {.dim = 768,
+      .hidden_dim = 2048,
+      .n_layers = 12,
+      .n_heads = 12,
+      .n_kv_heads = 12,
+      .vocab_size = 32000,
+      .seq_len = 1024,
+      .shared_classifier = true}},
+    {"1b",
+     {.dim = 2048,
+      .hidden_dim = 5632,
+      .n_layers = 22,
+      .n_heads = 32,
+      .n_kv_heads = 4,
+      .vocab_size = 32000,
+      .seq_len = 2048,
+      .shared_classifier = false}},
 }};
 
 // splitmix64: a counter-based generator, so any element's value is a function of (seed, tensor,
@@ -180,9 +208,8 @@ Result<std::vector<std::byte>> GenerateModel(const ModelConfig& config, uint64_t
 Status WriteModel(const ModelConfig& config, uint64_t seed, const std::string& path) {
   CH_ASSIGN_OR_RETURN(CheckpointLayout layout, LayoutFor(config));
   CH_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path, 0644));
-  CH_RETURN_IF_ERROR(WeightWriter(config, seed).Write(layout, [&](auto data) {
-    return file.Write(data);
-  }));
+  CH_RETURN_IF_ERROR(
+      WeightWriter(config, seed).Write(layout, [&](auto data) { return file.Write(data); }));
   return file.Commit();
 }
 

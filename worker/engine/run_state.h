@@ -39,16 +39,16 @@ class RunState {
   int32_t context_length() const { return context_length_; }
 
   // Activations of up to kMaxBatch tokens; row b belongs to the b-th token of the batch.
-  float* x = nullptr;         // [kMaxBatch][dim] residual stream
-  float* xb = nullptr;        // [kMaxBatch][dim] normalised input / attention output
-  float* xb2 = nullptr;       // [kMaxBatch][dim] projection output
-  float* q = nullptr;         // [kMaxBatch][dim] queries
-  float* hb = nullptr;        // [kMaxBatch][hidden] gate, then SwiGLU output
-  float* hb2 = nullptr;       // [kMaxBatch][hidden] up projection
-  float* rope_cos = nullptr;  // [kMaxBatch][head_size / 2]
-  float* rope_sin = nullptr;  // [kMaxBatch][head_size / 2]
-  float* scores = nullptr;    // [seq_len] attention weights of one head
-  float* logits = nullptr;    // [vocab]
+  float* x = nullptr;            // [kMaxBatch][dim] residual stream
+  float* xb = nullptr;           // [kMaxBatch][dim] normalised input / attention output
+  float* xb2 = nullptr;          // [kMaxBatch][dim] projection output
+  float* q = nullptr;            // [kMaxBatch][dim] queries
+  float* hb = nullptr;           // [kMaxBatch][hidden] gate, then SwiGLU output
+  float* hb2 = nullptr;          // [kMaxBatch][hidden] up projection
+  float* rope_cos = nullptr;     // [kMaxBatch][head_size / 2]
+  float* rope_sin = nullptr;     // [kMaxBatch][head_size / 2]
+  float* scores = nullptr;       // [seq_len] attention weights of one head
+  float* logits = nullptr;       // [vocab]
   float* key_cache = nullptr;    // [layers][context_length][kv_dim]
   float* value_cache = nullptr;  // [layers][context_length][kv_dim]
 

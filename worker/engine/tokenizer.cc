@@ -75,8 +75,8 @@ Result<Tokenizer> Tokenizer::Parse(std::span<const std::byte> file, int32_t voca
   Tokenizer t;
   t.max_token_length_ = ReadLittle<int32_t>(file, 0);
   if (t.max_token_length_ <= 0 || t.max_token_length_ > kMaxPieceBytes) {
-    return refuse("max_token_length " + std::to_string(t.max_token_length_) +
-                  " is outside 1.." + std::to_string(kMaxPieceBytes));
+    return refuse("max_token_length " + std::to_string(t.max_token_length_) + " is outside 1.." +
+                  std::to_string(kMaxPieceBytes));
   }
   const auto n = static_cast<size_t>(vocab_size);
   t.offsets_.reserve(n + 1);
@@ -141,8 +141,7 @@ int32_t Tokenizer::Lookup(std::string_view piece) const {
   return it == ids_.end() ? -1 : it->second;
 }
 
-Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
-                                               EncodeOptions options) const {
+Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOptions options) const {
   std::vector<int32_t> tokens;
   tokens.reserve(text.size() + 3);
   if (options.add_bos) tokens.push_back(kBosToken);

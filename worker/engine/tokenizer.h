@@ -5,9 +5,9 @@
 // are the byte pieces "<0x00>".."<0xFF>" that encode any byte the vocabulary lacks.
 //
 //   CH_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::Open("tok512.bin", model.config().vocab_size));
-//   CH_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tok.Encode("Once upon a time", {.add_bos = true}));
-//   std::string text;
-//   for (size_t i = 1; i < ids.size(); ++i) text += tok.Decode(ids[i - 1], ids[i]);
+//   CH_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tok.Encode("Once upon a time", {.add_bos =
+//   true})); std::string text; for (size_t i = 1; i < ids.size(); ++i) text += tok.Decode(ids[i -
+//   1], ids[i]);
 //
 // Encode and Decode reproduce llama2.c's encode() and decode() token for token, so outputs can
 // be compared with the reference implementation.
@@ -69,8 +69,8 @@ class Tokenizer {
   int32_t Lookup(std::string_view piece) const;
 
   int32_t max_token_length_ = 0;
-  std::unique_ptr<char[]> text_;     // every piece, back to back
-  std::vector<uint32_t> offsets_;    // vocab_size + 1 offsets into text_
+  std::unique_ptr<char[]> text_;   // every piece, back to back
+  std::vector<uint32_t> offsets_;  // vocab_size + 1 offsets into text_
   std::vector<float> scores_;
   std::vector<int16_t> byte_value_;  // the byte a "<0xHH>" piece stands for, or -1
   // Piece text -> lowest id with that text. Keys view text_, which never moves.
