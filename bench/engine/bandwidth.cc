@@ -24,8 +24,12 @@ __attribute__((target("avx512f"))) float SumAvx512(const float* p, size_t n) {
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
   float sum = 0;
-  for (float v : lanes) sum += v;
-  for (; i < n; ++i) sum += p[i];
+  for (float v : lanes) {
+    sum += v;
+  }
+  for (; i < n; ++i) {
+    sum += p[i];
+  }
   return sum;
 }
 
@@ -41,8 +45,12 @@ __attribute__((target("avx2"))) float SumAvx2(const float* p, size_t n) {
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
   float sum = 0;
-  for (float v : lanes) sum += v;
-  for (; i < n; ++i) sum += p[i];
+  for (float v : lanes) {
+    sum += v;
+  }
+  for (; i < n; ++i) {
+    sum += p[i];
+  }
   return sum;
 }
 
@@ -50,7 +58,9 @@ float SumScalar(const float* p, size_t n) {
   float s[4] = {0, 0, 0, 0};
   size_t i = 0;
   for (; i + 4 <= n; i += 4) {
-    for (size_t j = 0; j < 4; ++j) s[j] += p[i + j];
+    for (size_t j = 0; j < 4; ++j) {
+      s[j] += p[i + j];
+    }
   }
   return s[0] + s[1] + s[2] + s[3];
 }

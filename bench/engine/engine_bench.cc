@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "base/clock.h"
 #include "base/flags.h"
 #include "base/mapping.h"
+#include "base/print.h"
 #include "base/strings.h"
 #include "bench/engine/bandwidth.h"
 #include "worker/engine/conversation.h"
@@ -55,9 +57,13 @@ std::string PromptOf(const engine::Tokenizer& tok, int32_t tokens) {
                                            "liked", "to",     "play", "in",    "the",   "park."};
   std::string text;
   for (size_t i = 0;; ++i) {
-    if (!text.empty()) text += ' ';
+    if (!text.empty()) {
+      text += ' ';
+    }
     text += kWords[i % std::size(kWords)];
-    if (static_cast<int32_t>(tok.Encode(text, {.add_bos = true})->size()) >= tokens) return text;
+    if (static_cast<int32_t>(tok.Encode(text, {.add_bos = true})->size()) >= tokens) {
+      return text;
+    }
   }
 }
 
@@ -81,11 +87,12 @@ Result<Rates> Measure(const engine::Model& model, const engine::Tokenizer& tok,
                                   [](int32_t, std::string_view) { return true; }));
     best.prompt_tokens = stats.prompt_tokens;
     if (stats.prefill_ns > 0) {
-      best.prefill_tps = std::max(best.prefill_tps, stats.prompt_tokens * 1e9 / stats.prefill_ns);
+      best.prefill_tps = std::max(
+          best.prefill_tps, stats.prompt_tokens * 1e9 / static_cast<double>(stats.prefill_ns));
     }
     if (stats.generated_tokens > 1 && stats.decode_ns > 0) {
-      best.decode_tps =
-          std::max(best.decode_tps, (stats.generated_tokens - 1) * 1e9 / stats.decode_ns);
+      best.decode_tps = std::max(best.decode_tps, (stats.generated_tokens - 1) * 1e9 /
+                                                      static_cast<double>(stats.decode_ns));
     }
   }
   return best;
@@ -109,33 +116,36 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
   const double bw = std::max(machine_bw, model_bw);
   const double bytes_per_token = DecodeBytesPerToken(config);
   const double roofline_tps = bw / bytes_per_token;
-  std::printf("\n== %s: %s\n", preset.c_str(), config.Describe().c_str());
-  std::printf("   file %s, written in %.2f s; streaming read of the mapping %.2f GB/s\n",
-              FormatBytes(model.bytes().size()).c_str(), gen_s, model_bw / 1e9);
-  std::printf("   weights read per token %.1f MB; roofline %.2f GB/s / %.1f MB = %.1f tokens/s\n",
-              bytes_per_token / 1e6, bw / 1e9, bytes_per_token / 1e6, roofline_tps);
+  Printf(stdout, "\n== %s: %s\n", preset.c_str(), config.Describe().c_str());
+  Printf(stdout, "   file %s, written in %.2f s; streaming read of the mapping %.2f GB/s\n",
+         FormatBytes(model.bytes().size()).c_str(), gen_s, model_bw / 1e9);
+  Printf(stdout,
+         "   weights read per token %.1f MB; roofline %.2f GB/s / %.1f MB = %.1f tokens/s\n",
+         bytes_per_token / 1e6, bw / 1e9, bytes_per_token / 1e6, roofline_tps);
 
   const int32_t seq_len = config.seq_len;
   const auto decode_new = static_cast<int32_t>(std::min<int64_t>(o.decode_tokens, seq_len - 16));
   const std::string short_prompt = "Once upon a time";
-  std::printf("   %-9s %12s %10s %9s\n", "decode", "tokens/s", "GB/s", "roofline");
+  Printf(stdout, "   %-9s %12s %10s %9s\n", "decode", "tokens/s", "GB/s", "roofline");
   double best_decode = 0;
   for (MatVecKernel k : {MatVecKernel::kAvx512, MatVecKernel::kAvx2, MatVecKernel::kOpenBlas}) {
-    if (!engine::MatVecKernelSupported(k)) continue;
+    if (!engine::MatVecKernelSupported(k)) {
+      continue;
+    }
     CH_ASSIGN_OR_RETURN(Rates r, Measure(model, tok, short_prompt, decode_new, k, o.repeats));
     best_decode = std::max(best_decode, r.decode_tps);
-    std::printf("   %-9s %12.1f %10.2f %8.1f%%\n", std::string(engine::MatVecKernelName(k)).c_str(),
-                r.decode_tps, r.decode_tps * bytes_per_token / 1e9,
-                100.0 * r.decode_tps / roofline_tps);
+    Printf(stdout, "   %-9s %12.1f %10.2f %8.1f%%\n",
+           std::string(engine::MatVecKernelName(k)).c_str(), r.decode_tps,
+           r.decode_tps * bytes_per_token / 1e9, 100.0 * r.decode_tps / roofline_tps);
   }
   const auto prefill_n = static_cast<int32_t>(std::min<int64_t>(o.prefill_tokens, seq_len - 16));
   const std::string long_prompt = PromptOf(tok, prefill_n);
   CH_ASSIGN_OR_RETURN(Rates p, Measure(model, tok, long_prompt, 0, MatVecKernel::kAuto, o.repeats));
-  std::printf(
-      "   prefill   %12.1f tokens/s for a %d-token prompt (OpenBLAS sgemm, chunks of %d):"
-      " %.1fx decode\n",
-      p.prefill_tps, p.prompt_tokens, engine::kMaxBatch,
-      best_decode > 0 ? p.prefill_tps / best_decode : 0.0);
+  Printf(stdout,
+         "   prefill   %12.1f tokens/s for a %d-token prompt (OpenBLAS sgemm, chunks of %d):"
+         " %.1fx decode\n",
+         p.prefill_tps, p.prompt_tokens, engine::kMaxBatch,
+         best_decode > 0 ? p.prefill_tps / best_decode : 0.0);
   return Ok();
 }
 
@@ -151,15 +161,15 @@ int Main(int argc, char** argv) {
   flags.Int("bandwidth-mib", &o.bandwidth_mib, "N", "buffer for the bandwidth measurement");
   Result<std::vector<std::string>> args = flags.Parse(argc - 1, argv + 1);
   if (!args) {
-    std::fprintf(stderr, "engine_bench: %s\n", args.error().message().c_str());
+    Printf(stderr, "engine_bench: %s\n", args.error().message().c_str());
     return 2;
   }
   if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
+    Printf(stdout, "%s", flags.Usage().c_str());
     return 0;
   }
   if (o.repeats < 1 || o.decode_tokens < 2 || o.prefill_tokens < 2 || o.bandwidth_mib < 64) {
-    std::fprintf(stderr, "engine_bench: --repeats >= 1, tokens >= 2, --bandwidth-mib >= 64\n");
+    Printf(stderr, "engine_bench: --repeats >= 1, tokens >= 2, --bandwidth-mib >= 64\n");
     return 2;
   }
   engine::SetBlasThreads(1);
@@ -167,25 +177,26 @@ int Main(int argc, char** argv) {
   Result<Mapping> buffer =
       Mapping::Anonymous(static_cast<size_t>(o.bandwidth_mib) << 20, "the bandwidth buffer");
   if (!buffer) {
-    std::fprintf(stderr, "engine_bench: %s\n", buffer.error().message().c_str());
+    Printf(stderr, "engine_bench: %s\n", buffer.error().message().c_str());
     return 1;
   }
   std::memset(buffer->mutable_data(), 0, buffer->size());  // fault every page in first
   const double machine_bw = StreamReadBandwidth(buffer->bytes(), 5);
   *buffer = Mapping();
-  std::printf("single-thread streaming read of %lld MiB (anonymous memory): %.2f GB/s\n",
-              static_cast<long long>(o.bandwidth_mib), machine_bw / 1e9);
+  Printf(stdout, "single-thread streaming read of %lld MiB (anonymous memory): %.2f GB/s\n",
+         static_cast<long long>(o.bandwidth_mib), machine_bw / 1e9);
 
   std::string dir = (std::filesystem::temp_directory_path() / "engine_bench.XXXXXX").string();
   if (::mkdtemp(dir.data()) == nullptr) {
-    std::perror("engine_bench: mkdtemp");
+    Printf(stderr, "engine_bench: %s\n",
+           Error::FromErrno(errno, "mkdtemp " + dir).message().c_str());
     return 1;
   }
   int code = 0;
   for (std::string_view preset : Split(o.models, ',')) {
     Status s = BenchModel(std::string(preset), dir, machine_bw, o);
     if (!s) {
-      std::fprintf(stderr, "engine_bench: %s\n", s.error().message().c_str());
+      Printf(stderr, "engine_bench: %s\n", s.error().message().c_str());
       code = 1;
       break;
     }

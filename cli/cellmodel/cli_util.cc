@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdio>
 
+#include "base/print.h"
 #include "cli/cellmodel/commands.h"
 
 namespace cellhouse::cellmodel {
@@ -10,12 +11,12 @@ namespace cellhouse::cellmodel {
 Parsed ParseFlags(FlagSet& flags, const std::vector<std::string>& args) {
   Result<std::vector<std::string>> positional = flags.Parse(args);
   if (!positional) {
-    std::fprintf(stderr, "cellmodel: %s\n", positional.error().message().c_str());
+    Printf(stderr, "cellmodel: %s\n", positional.error().message().c_str());
     return {.exit_code = kExitUsage};
   }
   if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    std::fputs(kExitCodesHelp, stdout);
+    Printf(stdout, "%s", flags.Usage().c_str());
+    Printf(stdout, "%s", kExitCodesHelp);
     return {.exit_code = kExitOk};
   }
   return {.positional = std::move(*positional)};
@@ -30,7 +31,7 @@ std::string JsonQuote(std::string_view text) {
       out += c;
     } else if (u < 0x20) {
       std::array<char, 8> buf{};
-      std::snprintf(buf.data(), buf.size(), "\\u%04x", u);
+      static_cast<void>(std::snprintf(buf.data(), buf.size(), "\\u%04x", u));
       out += buf.data();
     } else {
       out += c;
@@ -40,7 +41,7 @@ std::string JsonQuote(std::string_view text) {
 }
 
 int Fail(const char* command, const Error& error, int code) {
-  std::fprintf(stderr, "cellmodel %s: %s\n", command, error.message().c_str());
+  Printf(stderr, "cellmodel %s: %s\n", command, error.message().c_str());
   return code;
 }
 

@@ -3,6 +3,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/print.h"
 #include "cli/cellmodel/commands.h"
 
 namespace cellhouse::cellmodel {
@@ -25,21 +26,27 @@ constexpr const char* kUsage =
 
 int Main(int argc, char** argv) {
   if (argc < 2) {
-    std::fputs(kUsage, stderr);
-    std::fputs(kExitCodesHelp, stderr);
+    Printf(stderr, "%s", kUsage);
+    Printf(stderr, "%s", kExitCodesHelp);
     return kExitUsage;
   }
   const std::string_view command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
-  if (command == "make") return MakeCommand(args);
-  if (command == "info") return InfoCommand(args);
-  if (command == "run") return RunCommand(args);
+  if (command == "make") {
+    return MakeCommand(args);
+  }
+  if (command == "info") {
+    return InfoCommand(args);
+  }
+  if (command == "run") {
+    return RunCommand(args);
+  }
   if (command == "help" || command == "--help" || command == "-h") {
-    std::fputs(kUsage, stdout);
-    std::fputs(kExitCodesHelp, stdout);
+    Printf(stdout, "%s", kUsage);
+    Printf(stdout, "%s", kExitCodesHelp);
     return kExitOk;
   }
-  std::fprintf(stderr, "cellmodel: unknown command '%s'; see cellmodel --help\n", argv[1]);
+  Printf(stderr, "cellmodel: unknown command '%s'; see cellmodel --help\n", argv[1]);
   return kExitUsage;
 }
 

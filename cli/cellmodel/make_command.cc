@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/print.h"
 #include "base/strings.h"
 #include "cli/cellmodel/cli_util.h"
 #include "cli/cellmodel/commands.h"
@@ -35,19 +36,27 @@ Result<engine::ModelConfig> BuildConfig(const FlagSet& flags, const MakeFlags& f
         Override{"layers", f.layers, &c.n_layers}, Override{"heads", f.heads, &c.n_heads},
         Override{"kv-heads", f.kv_heads, &c.n_kv_heads}, Override{"vocab", f.vocab, &c.vocab_size},
         Override{"seq-len", f.seq_len, &c.seq_len}}) {
-    if (!flags.IsSet(o.flag)) continue;
+    if (!flags.IsSet(o.flag)) {
+      continue;
+    }
     if (o.value <= 0 || o.value > INT32_MAX) {
       return Error("--" + std::string(o.flag) + " must be in 1.." + std::to_string(INT32_MAX));
     }
     *o.field = static_cast<int32_t>(o.value);
   }
   // Changing the head count of a preset without saying otherwise keeps plain multi-head.
-  if (flags.IsSet("heads") && !flags.IsSet("kv-heads")) c.n_kv_heads = c.n_heads;
+  if (flags.IsSet("heads") && !flags.IsSet("kv-heads")) {
+    c.n_kv_heads = c.n_heads;
+  }
   if (f.shared && f.separate) {
     return Error("--shared-classifier and --separate-classifier exclude each other");
   }
-  if (f.shared) c.shared_classifier = true;
-  if (f.separate) c.shared_classifier = false;
+  if (f.shared) {
+    c.shared_classifier = true;
+  }
+  if (f.separate) {
+    c.shared_classifier = false;
+  }
   CH_RETURN_IF_ERROR(c.Validate());
   if (c.vocab_size < engine::kMinGeneratedVocab) {
     return Error("--vocab must be at least " + std::to_string(engine::kMinGeneratedVocab) +
@@ -61,8 +70,9 @@ Result<engine::ModelConfig> BuildConfig(const FlagSet& flags, const MakeFlags& f
 int MakeCommand(const std::vector<std::string>& args) {
   MakeFlags f;
   std::string presets;
-  for (std::string_view p : engine::PresetNames())
+  for (std::string_view p : engine::PresetNames()) {
     presets += (presets.empty() ? "" : ", ") + std::string(p);
+  }
   FlagSet flags("cellmodel make [--preset NAME] [shape options] --seed N -o FILE",
                 "Writes a llama2.c checkpoint of deterministic pseudo-random weights, and a "
                 "matching tokenizer, so a model runs with nothing downloaded.");
@@ -82,25 +92,34 @@ int MakeCommand(const std::vector<std::string>& args) {
   flags.String("tokenizer-out", &f.tokenizer_out, "FILE",
                "tokenizer to write (default FILE.tokenizer)");
   Parsed parsed = ParseFlags(flags, args);
-  if (parsed.exit_code) return *parsed.exit_code;
+  if (parsed.exit_code) {
+    return *parsed.exit_code;
+  }
   if (!parsed.positional.empty()) {
     return Fail("make", Error("unexpected argument " + Quote(parsed.positional[0])), kExitUsage);
   }
-  if (f.out.empty()) return Fail("make", Error("-o FILE is required"), kExitUsage);
-  if (f.tokenizer_out.empty()) f.tokenizer_out = f.out + ".tokenizer";
+  if (f.out.empty()) {
+    return Fail("make", Error("-o FILE is required"), kExitUsage);
+  }
+  if (f.tokenizer_out.empty()) {
+    f.tokenizer_out = f.out + ".tokenizer";
+  }
   Result<engine::ModelConfig> config = BuildConfig(flags, f);
-  if (!config) return Fail("make", config.error(), kExitUsage);
+  if (!config) {
+    return Fail("make", config.error(), kExitUsage);
+  }
 
   const int64_t start = MonotonicNanos();
   const auto seed = static_cast<uint64_t>(f.seed);
-  if (Status s = engine::WriteModel(*config, seed, f.out); !s) return Fail("make", s.error(), 1);
+  if (Status s = engine::WriteModel(*config, seed, f.out); !s) {
+    return Fail("make", s.error(), 1);
+  }
   if (Status s = engine::WriteTokenizer(config->vocab_size, seed, f.tokenizer_out); !s) {
     return Fail("make", s.error(), kExitRuntimeError);
   }
-  std::fprintf(stderr, "wrote %s (%s, %.1f M parameters) and %s in %.2f s\n", f.out.c_str(),
-               config->Describe().c_str(), static_cast<double>(config->ParameterCount()) / 1e6,
-               f.tokenizer_out.c_str(),
-               static_cast<double>(MonotonicNanos() - start) / kNanosPerSecond);
+  Printf(stderr, "wrote %s (%s, %.1f M parameters) and %s in %.2f s\n", f.out.c_str(),
+         config->Describe().c_str(), static_cast<double>(config->ParameterCount()) / 1e6,
+         f.tokenizer_out.c_str(), static_cast<double>(MonotonicNanos() - start) / kNanosPerSecond);
   return kExitOk;
 }
 

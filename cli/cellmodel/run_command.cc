@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "base/print.h"
 #include "base/strings.h"
 #include "cli/cellmodel/cli_util.h"
 #include "cli/cellmodel/commands.h"
@@ -31,27 +32,25 @@ struct RunFlags {
 Result<engine::MatVecKernel> ParseKernel(const std::string& name) {
   for (engine::MatVecKernel k : {engine::MatVecKernel::kAuto, engine::MatVecKernel::kOpenBlas,
                                  engine::MatVecKernel::kAvx2, engine::MatVecKernel::kAvx512}) {
-    if (engine::MatVecKernelName(k) == name) return k;
+    if (engine::MatVecKernelName(k) == name) {
+      return k;
+    }
   }
   return Error("--kernel: unknown kernel " + Quote(name) + " (auto, openblas, avx2, avx512)");
 }
 
-void PrintPiece(std::string_view piece) {
-  piece = engine::PrintablePiece(piece);
-  std::fwrite(piece.data(), 1, piece.size(), stdout);
-  std::fflush(stdout);
-}
+void PrintPiece(std::string_view piece) { WriteAndFlush(stdout, engine::PrintablePiece(piece)); }
 
 void PrintRates(const engine::Conversation::TurnStats& stats) {
   const double prefill_s = static_cast<double>(stats.prefill_ns) / 1e9;
   const double decode_s = static_cast<double>(stats.decode_ns) / 1e9;
-  std::fprintf(stderr, "prefill: %d tokens in %.1f ms, %.1f tokens/s\n", stats.prompt_tokens,
-               prefill_s * 1e3, prefill_s > 0 ? stats.prompt_tokens / prefill_s : 0.0);
+  Printf(stderr, "prefill: %d tokens in %.1f ms, %.1f tokens/s\n", stats.prompt_tokens,
+         prefill_s * 1e3, prefill_s > 0 ? stats.prompt_tokens / prefill_s : 0.0);
   // Between the first and the last generated token there are generated - 1 forward passes.
   const int decoded = std::max(0, stats.generated_tokens - 1);
-  std::fprintf(stderr, "decode: %d tokens in %.1f ms, %.1f tokens/s (stop: %s)\n",
-               stats.generated_tokens, decode_s * 1e3, decode_s > 0 ? decoded / decode_s : 0.0,
-               std::string(engine::StopReasonName(stats.stop)).c_str());
+  Printf(stderr, "decode: %d tokens in %.1f ms, %.1f tokens/s (stop: %s)\n", stats.generated_tokens,
+         decode_s * 1e3, decode_s > 0 ? decoded / decode_s : 0.0,
+         std::string(engine::StopReasonName(stats.stop)).c_str());
 }
 
 // Runs with validated flags; errors here are runtime errors.
@@ -71,7 +70,9 @@ Status Run(const RunFlags& f, engine::MatVecKernel kernel, bool by_steps) {
   CH_ASSIGN_OR_RETURN(engine::Conversation chat,
                       engine::Conversation::Create(model, tokenizer, context, {.matvec = kernel}));
   // llama2.c prints the prompt's pieces as it feeds them, then the generated ones.
-  for (size_t i = 1; i < prompt.size(); ++i) PrintPiece(tokenizer.Decode(prompt[i - 1], prompt[i]));
+  for (size_t i = 1; i < prompt.size(); ++i) {
+    PrintPiece(tokenizer.Decode(prompt[i - 1], prompt[i]));
+  }
   const engine::Conversation::TurnOptions options{
       .max_new_tokens = by_steps ? context : static_cast<int32_t>(f.max_tokens),
       .temperature = static_cast<float>(f.temperature),
@@ -82,10 +83,10 @@ Status Run(const RunFlags& f, engine::MatVecKernel kernel, bool by_steps) {
                         PrintPiece(piece);
                         return true;
                       }));
-  std::fputs("\n", stdout);
-  std::fprintf(stderr, "kernel: %s, context %d of %d\n",
-               std::string(engine::MatVecKernelName(chat.matvec_kernel())).c_str(),
-               chat.context_used(), chat.context_length());
+  Printf(stdout, "%s", "\n");
+  Printf(stderr, "kernel: %s, context %d of %d\n",
+         std::string(engine::MatVecKernelName(chat.matvec_kernel())).c_str(), chat.context_used(),
+         chat.context_length());
   PrintRates(stats);
   return Ok();
 }
@@ -111,12 +112,18 @@ int RunCommand(const std::vector<std::string>& args) {
   flags.Int("threads", &f.threads, "N", "OpenBLAS threads for prefill (decode uses one)");
   flags.String("kernel", &f.kernel, "NAME", "decode kernel: auto, openblas, avx2, avx512");
   Parsed parsed = ParseFlags(flags, args);
-  if (parsed.exit_code) return *parsed.exit_code;
+  if (parsed.exit_code) {
+    return *parsed.exit_code;
+  }
   if (!parsed.positional.empty()) {
     return Fail("run", Error("unexpected argument " + Quote(parsed.positional[0])), kExitUsage);
   }
-  if (f.model.empty()) return Fail("run", Error("--model FILE is required"), kExitUsage);
-  if (f.tokenizer.empty()) f.tokenizer = f.model + ".tokenizer";
+  if (f.model.empty()) {
+    return Fail("run", Error("--model FILE is required"), kExitUsage);
+  }
+  if (f.tokenizer.empty()) {
+    f.tokenizer = f.model + ".tokenizer";
+  }
   if (flags.IsSet("steps") && flags.IsSet("max-tokens")) {
     return Fail("run", Error("--steps and --max-tokens exclude each other"), kExitUsage);
   }
@@ -127,7 +134,9 @@ int RunCommand(const std::vector<std::string>& args) {
     return Fail("run", Error("--threads must be in 1..1024"), kExitUsage);
   }
   Result<engine::MatVecKernel> kernel = ParseKernel(f.kernel);
-  if (!kernel) return Fail("run", kernel.error(), kExitUsage);
+  if (!kernel) {
+    return Fail("run", kernel.error(), kExitUsage);
+  }
   engine::SetBlasThreads(static_cast<int>(f.threads));
   if (Status s = Run(f, *kernel, !flags.IsSet("max-tokens")); !s) {
     return Fail("run", s.error(), kExitRuntimeError);

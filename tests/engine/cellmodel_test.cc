@@ -35,17 +35,23 @@ ToolResult RunCellmodel(const testing::TempDir& dir, const std::vector<std::stri
   Result<ChildProcess> child =
       SpawnProgram({.argv = args, .fds = {{1, out.get()}, {2, err.get()}}});
   EXPECT_TRUE(child) << child.error().message();
-  if (!child) return r;
+  if (!child) {
+    return r;
+  }
   Result<ExitStatus> status = child->Wait();
   EXPECT_TRUE(status) << status.error().message();
-  if (!status) return r;
+  if (!status) {
+    return r;
+  }
   const ExitStatus& st = status.value();
   EXPECT_EQ(st.kind, ExitStatus::Kind::kExited) << st.ToString();
   r.exit_code = st.code;
   for (auto [path, text] : {std::pair{&out_path, &r.out}, std::pair{&err_path, &r.err}}) {
     Result<std::string> content = ReadFileToString(*path, 1 << 20);
     EXPECT_TRUE(content) << content.error().message();
-    if (content) *text = std::move(content).value();
+    if (content) {
+      *text = std::move(content).value();
+    }
   }
   return r;
 }

@@ -49,7 +49,9 @@ class ConversationTest : public ::testing::Test {
           return true;
         });
     EXPECT_TRUE(stats) << stats.error().message();
-    if (stats) out.stats = *stats;
+    if (stats) {
+      out.stats = *stats;
+    }
     return out;
   }
 
@@ -197,9 +199,10 @@ TEST_F(ConversationTest, EndOfTextStopsWithoutEmitting) {
        {CheckpointLayout::kWo, CheckpointLayout::kW2, CheckpointLayout::kClassifier}) {
     std::fill(section(t).begin(), section(t).end(), 0.0F);
   }
-  for (int32_t v = 0; v < c.vocab_size; ++v)
-    section(CheckpointLayout::kTokenEmbedding)[v * c.dim] = 1;
-  section(CheckpointLayout::kClassifier)[kBosToken * c.dim] = 1000.0F;
+  for (int32_t v = 0; v < c.vocab_size; ++v) {
+    section(CheckpointLayout::kTokenEmbedding)[static_cast<size_t>(v) * c.dim] = 1;
+  }
+  section(CheckpointLayout::kClassifier)[static_cast<size_t>(kBosToken) * c.dim] = 1000.0F;
   testing::WriteBytes(dir_.File("bos.bin"), bytes);
   Model bos_model = *Model::Open(dir_.File("bos.bin"));
   Conversation chat = *Conversation::Create(bos_model, *tok_, 32);

@@ -73,7 +73,9 @@ std::vector<Shape> Shapes() {
 std::vector<MatVecKernel> SupportedKernels() {
   std::vector<MatVecKernel> kernels;
   for (MatVecKernel k : {MatVecKernel::kOpenBlas, MatVecKernel::kAvx2, MatVecKernel::kAvx512}) {
-    if (MatVecKernelSupported(k)) kernels.push_back(k);
+    if (MatVecKernelSupported(k)) {
+      kernels.push_back(k);
+    }
   }
   return kernels;
 }
@@ -82,13 +84,17 @@ constexpr int32_t kTokens = 70;  // more than kMaxBatch, so prefill runs two chu
 
 std::vector<int32_t> TokenSequence(int32_t vocab) {
   std::vector<int32_t> tokens(kTokens);
-  for (int32_t i = 0; i < kTokens; ++i) tokens[i] = (i * 7 + 3) % vocab;
+  for (int32_t i = 0; i < kTokens; ++i) {
+    tokens[i] = (i * 7 + 3) % vocab;
+  }
   return tokens;
 }
 
 void ExpectClose(const float* actual, const std::vector<float>& expected, const std::string& what) {
   float scale = 1.0F;
-  for (float v : expected) scale = std::max(scale, std::fabs(v));
+  for (float v : expected) {
+    scale = std::max(scale, std::fabs(v));
+  }
   float worst = 0;
   size_t worst_at = 0;
   for (size_t i = 0; i < expected.size(); ++i) {
@@ -135,7 +141,9 @@ TEST_P(ForwardTest, TokenByTokenMatchesReference) {
   for (int32_t pos = 0; pos < kTokens; ++pos) {
     const float* logits = Forward(weights_, kernels_, state, std::span(&tokens[pos], 1), pos);
     ExpectClose(logits, ref.Step(tokens[pos], pos), "position " + std::to_string(pos));
-    if (HasFailure()) return;
+    if (HasFailure()) {
+      return;
+    }
   }
 }
 
@@ -178,20 +186,30 @@ TEST(KernelsTest, MatVecDotAxpyAgreeWithScalarLoops) {
     for (int32_t cols : {1, 7, 16, 17, 33, 100}) {
       const int32_t rows = 5;
       std::vector<float> w(static_cast<size_t>(rows) * cols), x(cols), y(rows);
-      for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 37) % 11) - 5.0F;
-      for (int32_t i = 0; i < cols; ++i) x[i] = static_cast<float>(i % 5) * 0.5F - 1.0F;
+      for (size_t i = 0; i < w.size(); ++i) {
+        w[i] = static_cast<float>((i * 37) % 11) - 5.0F;
+      }
+      for (int32_t i = 0; i < cols; ++i) {
+        x[i] = static_cast<float>(i % 5) * 0.5F - 1.0F;
+      }
       k.matvec(w.data(), x.data(), y.data(), rows, cols, x.data());
       for (int32_t r = 0; r < rows; ++r) {
         float expect = 0;
-        for (int32_t c = 0; c < cols; ++c) expect += w[static_cast<size_t>(r) * cols + c] * x[c];
+        for (int32_t c = 0; c < cols; ++c) {
+          expect += w[static_cast<size_t>(r) * cols + c] * x[c];
+        }
         EXPECT_FLOAT_EQ(y[r], expect) << MatVecKernelName(kind) << " cols " << cols;
       }
       float dot = 0;
-      for (int32_t c = 0; c < cols; ++c) dot += w[c] * x[c];
+      for (int32_t c = 0; c < cols; ++c) {
+        dot += w[c] * x[c];
+      }
       EXPECT_FLOAT_EQ(k.dot(w.data(), x.data(), cols), dot);
       std::vector<float> acc(x);
       k.axpy(2.0F, w.data(), acc.data(), cols);
-      for (int32_t c = 0; c < cols; ++c) EXPECT_FLOAT_EQ(acc[c], x[c] + 2.0F * w[c]);
+      for (int32_t c = 0; c < cols; ++c) {
+        EXPECT_FLOAT_EQ(acc[c], x[c] + 2.0F * w[c]);
+      }
     }
   }
 }

@@ -70,7 +70,9 @@ TEST(GoldenTest, ReproducesLlama2cReferenceTexts) {
   ASSERT_EQ(goldens.size(), 6U) << "expected six texts in " << *readme;
   for (MatVecKernel kernel :
        {MatVecKernel::kOpenBlas, MatVecKernel::kAvx2, MatVecKernel::kAvx512}) {
-    if (!MatVecKernelSupported(kernel)) continue;
+    if (!MatVecKernelSupported(kernel)) {
+      continue;
+    }
     for (const Golden& g : goldens) {
       EXPECT_EQ(RunLikeLlama2c(*model, *tok, g, kernel), g.text)
           << "prompt '" << g.prompt << "', steps " << g.steps << ", kernel "

@@ -115,7 +115,9 @@ TEST(MalformedCheckpointTest, SpecificLiesHaveSpecificMessages) {
   };
   for (const Case& c : cases) {
     std::vector<std::byte> bytes = SmallCheckpoint();
-    for (size_t i = 0; i < 7; ++i) SetInt(bytes, i * 4, c.header[i]);
+    for (size_t i = 0; i < 7; ++i) {
+      SetInt(bytes, i * 4, c.header[i]);
+    }
     Result<ModelWeights> w = ParseExact(bytes);
     ASSERT_FALSE(w) << c.message;
     EXPECT_THAT(w.error().message(), HasSubstr(c.message));
@@ -197,7 +199,9 @@ TEST(MalformedTokenizerTest, EveryLengthFieldLieIsRefusedOrInBounds) {
       SetInt(bytes, pos + 4, lie);
       Result<Tokenizer> t = Tokenizer::Parse(bytes, kVocab, "tok.bin");
       if (t) {
-        for (int32_t id = 0; id < kVocab; ++id) static_cast<void>(t->Piece(id).size());
+        for (int32_t id = 0; id < kVocab; ++id) {
+          static_cast<void>(t->Piece(id).size());
+        }
       }
     }
     pos += 8 + static_cast<size_t>(len);

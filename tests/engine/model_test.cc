@@ -29,7 +29,9 @@ TEST(ModelConfigTest, HelpersAndDescription) {
   EXPECT_LT(b.n_kv_heads, b.n_heads);
   EXPECT_EQ(b.kv_dim(), 256);
   EXPECT_FALSE(PresetConfig("2b"));
-  for (std::string_view name : PresetNames()) EXPECT_TRUE(PresetConfig(name)->Validate());
+  for (std::string_view name : PresetNames()) {
+    EXPECT_TRUE(PresetConfig(name)->Validate());
+  }
   ModelConfig huge = c;
   huge.dim = huge.hidden_dim = huge.n_layers = INT32_MAX - 1;
   huge.n_heads = huge.n_kv_heads = 1;
@@ -38,7 +40,7 @@ TEST(ModelConfigTest, HelpersAndDescription) {
 
 TEST(RunStateTest, SizesFollowTheConfig) {
   ModelConfig c = testing::TinyConfig();
-  EXPECT_EQ(KvCacheBytesPerToken(c), 2U * c.n_layers * c.kv_dim() * sizeof(float));
+  EXPECT_EQ(KvCacheBytesPerToken(c), sizeof(float) * 2 * c.n_layers * c.kv_dim());
   EXPECT_GT(StateFixedBytes(c), static_cast<uint64_t>(kMaxBatch) * c.hidden_dim * 4);
   EXPECT_FALSE(RunState::Create(c, 0));
   EXPECT_FALSE(RunState::Create(c, c.seq_len + 1));
@@ -98,7 +100,9 @@ TEST_F(ModelTest, PrefaultMakesEveryPageResident) {
   ASSERT_TRUE(resident) << resident.error().message();
   EXPECT_EQ(*resident, m.bytes().size());
   uint64_t sum = 0;
-  for (size_t i = 0; i < m.ChunkCount(); ++i) sum += *m.ChunkResidentBytes(i);
+  for (size_t i = 0; i < m.ChunkCount(); ++i) {
+    sum += *m.ChunkResidentBytes(i);
+  }
   EXPECT_EQ(sum, m.bytes().size());
 }
 

@@ -14,7 +14,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using cellhouse::engine::Tokenizer;
   // A heap copy of exactly `size` bytes, float-aligned, so ASan catches any overread.
   std::vector<std::byte> bytes(size);
-  if (size > 0) std::memcpy(bytes.data(), data, size);
+  if (size > 0) {
+    std::memcpy(bytes.data(), data, size);
+  }
   auto weights = ParseCheckpoint(bytes, "fuzz.bin");
   if (weights) {
     volatile float sink = weights->classifier.back() + weights->rms_final.front();

@@ -53,8 +53,9 @@ std::vector<double> ReferenceModel::MatVec(const float* w, const std::vector<dou
   std::vector<double> y(rows);
   for (int r = 0; r < rows; ++r) {
     double s = 0;
-    for (int c = 0; c < cols; ++c)
+    for (int c = 0; c < cols; ++c) {
       s += static_cast<double>(w[static_cast<size_t>(r) * cols + c]) * x[c];
+    }
     y[r] = s;
   }
   return y;
@@ -63,10 +64,14 @@ std::vector<double> ReferenceModel::MatVec(const float* w, const std::vector<dou
 std::vector<double> ReferenceModel::RmsNorm(const std::vector<double>& x,
                                             const float* weight) const {
   double ss = 0;
-  for (double v : x) ss += v * v;
-  const double scale = 1.0 / std::sqrt(ss / x.size() + 1e-5);
+  for (double v : x) {
+    ss += v * v;
+  }
+  const double scale = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + 1e-5);
   std::vector<double> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = weight[i] * x[i] * scale;
+  for (size_t i = 0; i < x.size(); ++i) {
+    out[i] = weight[i] * x[i] * scale;
+  }
   return out;
 }
 
@@ -74,9 +79,11 @@ std::vector<float> ReferenceModel::Step(int32_t token, int32_t pos) {
   const int head = dim_ / heads_;
   const int kv_dim = head * kv_heads_;
   std::vector<double> x(dim_);
-  for (int i = 0; i < dim_; ++i) x[i] = Tensor(kEmb)[static_cast<size_t>(token) * dim_ + i];
+  for (int i = 0; i < dim_; ++i) {
+    x[i] = Tensor(kEmb)[static_cast<size_t>(token) * dim_ + i];
+  }
   for (int l = 0; l < layers_; ++l) {
-    std::vector<double> xb = RmsNorm(x, Tensor(kRmsAtt) + l * dim_);
+    std::vector<double> xb = RmsNorm(x, Tensor(kRmsAtt) + static_cast<size_t>(l) * dim_);
     std::vector<double> q =
         MatVec(Tensor(kWq) + static_cast<size_t>(l) * dim_ * dim_, xb, dim_, dim_);
     std::vector<double> k =
@@ -104,12 +111,16 @@ std::vector<float> ReferenceModel::Step(int32_t token, int32_t pos) {
       double max_score = -1e300;
       for (int t = 0; t <= pos; ++t) {
         double s = 0;
-        for (int i = 0; i < head; ++i) s += q[h * head + i] * keys_[l][t * kv_dim + kvh * head + i];
+        for (int i = 0; i < head; ++i) {
+          s += q[h * head + i] * keys_[l][t * kv_dim + kvh * head + i];
+        }
         scores[t] = s / std::sqrt(static_cast<double>(head));
         max_score = std::max(max_score, scores[t]);
       }
       double sum = 0;
-      for (double& s : scores) sum += (s = std::exp(s - max_score));
+      for (double& s : scores) {
+        sum += (s = std::exp(s - max_score));
+      }
       for (int t = 0; t <= pos; ++t) {
         for (int i = 0; i < head; ++i) {
           att_out[h * head + i] += scores[t] / sum * values_[l][t * kv_dim + kvh * head + i];
@@ -118,16 +129,22 @@ std::vector<float> ReferenceModel::Step(int32_t token, int32_t pos) {
     }
     std::vector<double> o =
         MatVec(Tensor(kWo) + static_cast<size_t>(l) * dim_ * dim_, att_out, dim_, dim_);
-    for (int i = 0; i < dim_; ++i) x[i] += o[i];
-    xb = RmsNorm(x, Tensor(kRmsFfn) + l * dim_);
+    for (int i = 0; i < dim_; ++i) {
+      x[i] += o[i];
+    }
+    xb = RmsNorm(x, Tensor(kRmsFfn) + static_cast<size_t>(l) * dim_);
     std::vector<double> g =
         MatVec(Tensor(kW1) + static_cast<size_t>(l) * hidden_ * dim_, xb, hidden_, dim_);
     std::vector<double> u =
         MatVec(Tensor(kW3) + static_cast<size_t>(l) * hidden_ * dim_, xb, hidden_, dim_);
-    for (int i = 0; i < hidden_; ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+    for (int i = 0; i < hidden_; ++i) {
+      g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+    }
     std::vector<double> f =
         MatVec(Tensor(kW2) + static_cast<size_t>(l) * dim_ * hidden_, g, dim_, hidden_);
-    for (int i = 0; i < dim_; ++i) x[i] += f[i];
+    for (int i = 0; i < dim_; ++i) {
+      x[i] += f[i];
+    }
   }
   std::vector<double> logits = MatVec(Tensor(kCls), RmsNorm(x, Tensor(kRmsFinal)), vocab_, dim_);
   return {logits.begin(), logits.end()};

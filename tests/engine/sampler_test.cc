@@ -65,7 +65,9 @@ TEST(SamplerTest, SameSeedSameChoices) {
   Rng ra(5), rb(5);
   for (int i = 0; i < 100; ++i) {
     std::vector<float> la(50), lb;
-    for (int j = 0; j < 50; ++j) la[j] = static_cast<float>((i * 31 + j * 17) % 13) * 0.3F;
+    for (int j = 0; j < 50; ++j) {
+      la[j] = static_cast<float>((i * 31 + j * 17) % 13) * 0.3F;
+    }
     lb = la;
     EXPECT_EQ(a.Sample(la, {.temperature = 0.8F, .top_p = 0.9F}, ra),
               b.Sample(lb, {.temperature = 0.8F, .top_p = 0.9F}, rb));

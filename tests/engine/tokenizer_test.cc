@@ -17,10 +17,9 @@ const std::vector<std::string>& Texts() {
       "Once upon a time, there was a little dog named Sam.",
       "  leading spaces, trailing ones  ",
       "Tabs\tand\nnewlines\r\nand {braces} [brackets] ~!@#$%^&*()_+",
-      "Caf\xC3\xA9 cr\xC3\xA8me br\xC3\xBBl\xC3\xA9"
-      "e \xE2\x80\x94 na\xC3\xAFve",
-      "\xE4\xBD\xA0\xE5\xA5\xBD\xEF\xBC\x8C\xE4\xB8\x96\xE7\x95\x8C",  // 你好，世界
-      "Emoji \xF0\x9F\x98\x80 and \xF0\x9F\x90\xB6!",                  // 4-byte sequences
+      "Café crème brûlée — naïve",
+      "你好，世界",
+      "Emoji 😀 and 🐶!",  // 4-byte sequences
       "x",
   };
   return kTexts;
@@ -29,7 +28,9 @@ const std::vector<std::string>& Texts() {
 // Concatenates the raw pieces, as a client receiving them would.
 std::string DecodeAll(const Tokenizer& tok, const std::vector<int32_t>& ids) {
   std::string text;
-  for (size_t i = 1; i < ids.size(); ++i) text += tok.Decode(ids[i - 1], ids[i]);
+  for (size_t i = 1; i < ids.size(); ++i) {
+    text += tok.Decode(ids[i - 1], ids[i]);
+  }
   return text;
 }
 
@@ -57,7 +58,9 @@ Tokenizer Generated(int32_t vocab, uint64_t seed = 3) {
 
 Tokenizer Shared(const std::string& name, int32_t vocab) {
   std::optional<std::string> path = cellhouse::testing::SharedModelPath(name);
-  if (!path) return Generated(kMinGeneratedVocab);  // callers skip first
+  if (!path) {
+    return Generated(kMinGeneratedVocab);  // callers skip first
+  }
   Result<Tokenizer> tok = Tokenizer::Open(*path, vocab);
   EXPECT_TRUE(tok) << tok.error().message();
   return std::move(*tok);

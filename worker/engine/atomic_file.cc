@@ -16,8 +16,9 @@ namespace cellhouse::engine {
 Result<AtomicFile> AtomicFile::Create(const std::string& path, mode_t mode) {
   std::string temp = path + ".tmp.XXXXXX";
   UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
-  if (!fd.valid())
+  if (!fd.valid()) {
     return Error::FromErrno(errno, "creating a temporary file beside '" + path + "'");
+  }
   AtomicFile file(path, temp, std::move(fd));
   // mkostemp(3) creates the file 0600; a model is meant to be read by the service's users.
   if (::fchmod(file.fd_.get(), mode) != 0) {
@@ -32,7 +33,9 @@ AtomicFile::AtomicFile(AtomicFile&& other) noexcept
       fd_(std::move(other.fd_)) {}
 
 AtomicFile::~AtomicFile() {
-  if (!temp_path_.empty()) static_cast<void>(::unlink(temp_path_.c_str()));
+  if (!temp_path_.empty()) {
+    static_cast<void>(::unlink(temp_path_.c_str()));
+  }
 }
 
 Status AtomicFile::Write(std::span<const std::byte> data) {
@@ -40,8 +43,12 @@ Status AtomicFile::Write(std::span<const std::byte> data) {
 }
 
 Status AtomicFile::Commit() {
-  if (::fsync(fd_.get()) != 0) return Error::FromErrno(errno, "fsync '" + temp_path_ + "'");
-  if (::close(fd_.release()) != 0) return Error::FromErrno(errno, "close '" + temp_path_ + "'");
+  if (::fsync(fd_.get()) != 0) {
+    return Error::FromErrno(errno, "fsync '" + temp_path_ + "'");
+  }
+  if (::close(fd_.release()) != 0) {
+    return Error::FromErrno(errno, "close '" + temp_path_ + "'");
+  }
   if (std::rename(temp_path_.c_str(), path_.c_str()) != 0) {
     return Error::FromErrno(errno, "renaming '" + temp_path_ + "' to '" + path_ + "'");
   }

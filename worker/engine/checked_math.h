@@ -15,14 +15,18 @@ namespace cellhouse::engine {
 inline std::optional<uint64_t> CheckedMul(std::initializer_list<uint64_t> factors) {
   uint64_t product = 1;
   for (uint64_t f : factors) {
-    if (__builtin_mul_overflow(product, f, &product)) return std::nullopt;
+    if (__builtin_mul_overflow(product, f, &product)) {
+      return std::nullopt;
+    }
   }
   return product;
 }
 
 inline std::optional<uint64_t> CheckedAdd(uint64_t a, uint64_t b) {
   uint64_t sum = 0;
-  if (__builtin_add_overflow(a, b, &sum)) return std::nullopt;
+  if (__builtin_add_overflow(a, b, &sum)) {
+    return std::nullopt;
+  }
   return sum;
 }
 

@@ -29,10 +29,16 @@ Result<ModelConfig> DecodeHeader(std::span<const std::byte> file, std::string_vi
                 .vocab_size = h[5],
                 .seq_len = h[6],
                 .shared_classifier = h[5] > 0};
-  if (c.vocab_size == INT32_MIN) return Refuse(name, "vocab_size in the header is INT32_MIN");
-  if (c.vocab_size < 0) c.vocab_size = -c.vocab_size;
+  if (c.vocab_size == INT32_MIN) {
+    return Refuse(name, "vocab_size in the header is INT32_MIN");
+  }
+  if (c.vocab_size < 0) {
+    c.vocab_size = -c.vocab_size;
+  }
   Status valid = c.Validate();
-  if (!valid) return Refuse(name, "bad header: " + valid.error().message());
+  if (!valid) {
+    return Refuse(name, "bad header: " + valid.error().message());
+  }
   return c;
 }
 
@@ -83,7 +89,9 @@ Result<CheckpointLayout> ComputeLayout(const ModelConfig& config) {
   layout.total_floats = offset;
   std::optional<uint64_t> bytes = CheckedMul({offset, sizeof(float)});
   std::optional<uint64_t> file = bytes ? CheckedAdd(*bytes, kCheckpointHeaderBytes) : std::nullopt;
-  if (!file) return Error("the checkpoint size overflows 64 bits");
+  if (!file) {
+    return Error("the checkpoint size overflows 64 bits");
+  }
   layout.file_bytes = *file;
   return layout;
 }
@@ -102,7 +110,9 @@ std::array<std::byte, kCheckpointHeaderBytes> EncodeHeader(const ModelConfig& co
 Result<ModelWeights> ParseCheckpoint(std::span<const std::byte> file, std::string_view name) {
   CH_ASSIGN_OR_RETURN(ModelConfig config, DecodeHeader(file, name));
   Result<CheckpointLayout> layout = ComputeLayout(config);
-  if (!layout) return Refuse(name, "header " + config.Describe() + ": " + layout.error().message());
+  if (!layout) {
+    return Refuse(name, "header " + config.Describe() + ": " + layout.error().message());
+  }
   if (layout->file_bytes != file.size()) {
     return Refuse(name,
                   "the header (" + config.Describe() + ") implies " +

@@ -57,7 +57,9 @@ Status Conversation::CheckOptions(const TurnOptions& options) const {
   if (!std::isfinite(options.temperature) || options.temperature < 0.0F) {
     return Error("temperature must be a finite number >= 0");
   }
-  if (!std::isfinite(options.top_p)) return Error("top_p must be a finite number");
+  if (!std::isfinite(options.top_p)) {
+    return Error("top_p must be a finite number");
+  }
   return Ok();
 }
 
@@ -70,7 +72,9 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
                       tokenizer_->Encode(prompt, {.add_bos = tokens_.empty()}));
   const size_t unprocessed =
       tokens_.size() - static_cast<size_t>(processed_) + prompt_tokens.size();
-  if (unprocessed == 0) return Error("the prompt is empty and there is nothing to continue");
+  if (unprocessed == 0) {
+    return Error("the prompt is empty and there is nothing to continue");
+  }
   const auto room = static_cast<size_t>(context_length() - processed_);
   if (unprocessed > room) {
     return Error("the prompt needs " + std::to_string(unprocessed) + " positions but only " +
@@ -123,7 +127,9 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
     Forward(w, kernels_, state_, std::span(&tokens_.back(), 1), processed_);
     ++processed_;
   }
-  if (stats.generated_tokens > 0) stats.decode_ns = MonotonicNanos() - first_token;
+  if (stats.generated_tokens > 0) {
+    stats.decode_ns = MonotonicNanos() - first_token;
+  }
   return stats;
 }
 

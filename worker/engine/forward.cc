@@ -11,22 +11,30 @@ namespace {
 // llama2.c's rmsnorm(): o = weight * x / sqrt(mean(x²) + 1e-5), summed in index order.
 void RmsNorm(float* out, const float* x, const float* weight, int32_t size) {
   float ss = 0.0F;
-  for (int32_t j = 0; j < size; ++j) ss += x[j] * x[j];
+  for (int32_t j = 0; j < size; ++j) {
+    ss += x[j] * x[j];
+  }
   ss /= static_cast<float>(size);
   ss += 1e-5F;
   ss = 1.0F / std::sqrt(ss);
-  for (int32_t j = 0; j < size; ++j) out[j] = weight[j] * (ss * x[j]);
+  for (int32_t j = 0; j < size; ++j) {
+    out[j] = weight[j] * (ss * x[j]);
+  }
 }
 
 void Softmax(float* x, int32_t size) {
   float max_val = x[0];
-  for (int32_t i = 1; i < size; ++i) max_val = std::max(max_val, x[i]);
+  for (int32_t i = 1; i < size; ++i) {
+    max_val = std::max(max_val, x[i]);
+  }
   float sum = 0.0F;
   for (int32_t i = 0; i < size; ++i) {
     x[i] = std::exp(x[i] - max_val);
     sum += x[i];
   }
-  for (int32_t i = 0; i < size; ++i) x[i] /= sum;
+  for (int32_t i = 0; i < size; ++i) {
+    x[i] /= sum;
+  }
 }
 
 // A view of the weights, state and shape that one chunk of tokens works with.
@@ -116,10 +124,14 @@ class ChunkPass {
       Rotate(Row(k_rows, b, kv_dim), b, kv_dim);
     }
     for (int32_t b = 0; b < n_; ++b) {
-      for (int32_t h = 0; h < c_.n_heads; ++h) AttendHead(l, b, h);
+      for (int32_t h = 0; h < c_.n_heads; ++h) {
+        AttendHead(l, b, h);
+      }
     }
     MatMul(k_, LayerOf(w_.wo, l), dim, dim, s_.xb, s_.xb2, n_, LayerOf(w_.w1, l));
-    for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) s_.x[i] += s_.xb2[i];
+    for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) {
+      s_.x[i] += s_.xb2[i];
+    }
   }
 
   // Head h of token b attends to positions 0 .. pos_ + b.
@@ -158,7 +170,9 @@ class ChunkPass {
     }
     const float* next = l + 1 < c_.n_layers ? LayerOf(w_.wq, l + 1) : w_.classifier.data();
     MatMul(k_, LayerOf(w_.w2, l), dim, hidden, s_.hb, s_.xb, n_, next);
-    for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) s_.x[i] += s_.xb[i];
+    for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) {
+      s_.x[i] += s_.xb[i];
+    }
   }
 
   const ModelWeights& w_;
@@ -178,9 +192,13 @@ const float* Forward(const ModelWeights& weights, const Kernels& kernels, RunSta
     const size_t n = std::min<size_t>(kMaxBatch, tokens.size() - start);
     ChunkPass pass(weights, kernels, state, tokens.subspan(start, n),
                    pos + static_cast<int32_t>(start));
-    for (int32_t l = 0; l < weights.config.n_layers; ++l) pass.Layer(l);
+    for (int32_t l = 0; l < weights.config.n_layers; ++l) {
+      pass.Layer(l);
+    }
     // Only the last token's logits are wanted: earlier ones would be thrown away.
-    if (start + n == tokens.size()) logits = pass.Logits();
+    if (start + n == tokens.size()) {
+      logits = pass.Logits();
+    }
   }
   return logits;
 }

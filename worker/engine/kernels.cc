@@ -15,12 +15,16 @@ void MatVecBlas(const float* w, const float* x, float* y, int32_t rows, int32_t 
 
 float DotScalar(const float* a, const float* b, int32_t n) {
   float sum = 0;
-  for (int32_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  for (int32_t i = 0; i < n; ++i) {
+    sum += a[i] * b[i];
+  }
   return sum;
 }
 
 void AxpyScalar(float alpha, const float* x, float* y, int32_t n) {
-  for (int32_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+  for (int32_t i = 0; i < n; ++i) {
+    y[i] += alpha * x[i];
+  }
 }
 
 }  // namespace

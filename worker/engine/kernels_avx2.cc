@@ -29,7 +29,9 @@ CH_AVX2 float RowDot(const float* w, const float* x, int32_t cols) {
     acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), acc);
   }
   float sum = HorizontalSum(acc);
-  for (; c < cols; ++c) sum += w[c] * x[c];
+  for (; c < cols; ++c) {
+    sum += w[c] * x[c];
+  }
   return sum;
 }
 
@@ -56,7 +58,9 @@ CH_AVX2 void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, 
       a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(x + c), a0);
     }
     float sum = HorizontalSum(_mm256_add_ps(a0, a1));
-    for (; c < cols; ++c) sum += row[c] * x[c];
+    for (; c < cols; ++c) {
+      sum += row[c] * x[c];
+    }
     y[r] = sum;
   }
 }
@@ -69,7 +73,9 @@ CH_AVX2 void AxpyAvx2(float alpha, const float* x, float* y, int32_t n) {
   for (; i + kLanes <= n; i += kLanes) {
     _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
   }
-  for (; i < n; ++i) y[i] += alpha * x[i];
+  for (; i < n; ++i) {
+    y[i] += alpha * x[i];
+  }
 }
 
 }  // namespace cellhouse::engine::internal

@@ -17,7 +17,9 @@ size_t PageSize() { return static_cast<size_t>(::sysconf(_SC_PAGESIZE)); }
 
 Result<Model> Model::Open(const std::string& path) {
   Result<Mapping> mapping = Mapping::MapFile(path.c_str());
-  if (!mapping) return std::move(mapping).error().Context("opening model '" + path + "'");
+  if (!mapping) {
+    return std::move(mapping).error().Context("opening model '" + path + "'");
+  }
   CH_ASSIGN_OR_RETURN(ModelWeights weights, ParseCheckpoint(mapping->bytes(), path));
   return Model(path, std::move(*mapping), weights);
 }
@@ -40,7 +42,9 @@ Result<uint64_t> Model::Resident(std::span<const std::byte> range) const {
   }
   uint64_t resident = 0;
   for (size_t i = 0; i < pages.size(); ++i) {
-    if ((pages[i] & 1U) != 0) resident += std::min(page, range.size() - i * page);
+    if ((pages[i] & 1U) != 0) {
+      resident += std::min(page, range.size() - i * page);
+    }
   }
   return resident;
 }
@@ -58,7 +62,9 @@ Status Model::Prefault() const {
   const size_t page = PageSize();
   const auto* data = reinterpret_cast<const volatile unsigned char*>(mapping_.bytes().data());
   unsigned char sink = 0;
-  for (size_t offset = 0; offset < mapping_.size(); offset += page) sink ^= data[offset];
+  for (size_t offset = 0; offset < mapping_.size(); offset += page) {
+    sink ^= data[offset];
+  }
   static_cast<void>(sink);
   return Ok();
 }

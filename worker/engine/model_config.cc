@@ -44,7 +44,9 @@ uint64_t ModelConfig::ParameterCount() const {
   std::optional<uint64_t> layers =
       per_layer ? CheckedMul({*per_layer, static_cast<uint64_t>(n_layers)}) : std::nullopt;
   std::optional<uint64_t> embedding = CheckedMul({v, d, shared_classifier ? 1U : 2U});
-  if (!layers || !embedding) return UINT64_MAX;
+  if (!layers || !embedding) {
+    return UINT64_MAX;
+  }
   std::optional<uint64_t> total = CheckedAdd(*layers, *embedding);
   total = total ? CheckedAdd(*total, d) : std::nullopt;
   return total.value_or(UINT64_MAX);

@@ -141,7 +141,9 @@ class WeightWriter {
         return;
     }
     const uint64_t key = Mix(seed_ ^ (static_cast<uint64_t>(t) << 56));
-    for (size_t i = 0; i < out.size(); ++i) out[i] = Uniform(key, begin + i, amplitude);
+    for (size_t i = 0; i < out.size(); ++i) {
+      out[i] = Uniform(key, begin + i, amplitude);
+    }
     if (t == L::kClassifier || (t == L::kTokenEmbedding && c_.shared_classifier)) {
       ZeroRows(begin, out);
     }
@@ -173,7 +175,9 @@ class WeightWriter {
 
 Result<CheckpointLayout> LayoutFor(const ModelConfig& config) {
   Status valid = config.Validate();
-  if (!valid) return std::move(valid).error().Context("generating a model");
+  if (!valid) {
+    return std::move(valid).error().Context("generating a model");
+  }
   return ComputeLayout(config);
 }
 
@@ -181,16 +185,23 @@ Result<CheckpointLayout> LayoutFor(const ModelConfig& config) {
 
 Result<ModelConfig> PresetConfig(std::string_view name) {
   for (const Preset& p : kPresets) {
-    if (p.name == name) return p.config;
+    if (p.name == name) {
+      return p.config;
+    }
   }
   std::string known;
-  for (const Preset& p : kPresets) known += (known.empty() ? "" : ", ") + std::string(p.name);
+  for (const Preset& p : kPresets) {
+    known += (known.empty() ? "" : ", ") + std::string(p.name);
+  }
   return Error("unknown preset '" + std::string(name) + "' (known: " + known + ")");
 }
 
 std::vector<std::string_view> PresetNames() {
   std::vector<std::string_view> names;
-  for (const Preset& p : kPresets) names.push_back(p.name);
+  names.reserve(kPresets.size());
+  for (const Preset& p : kPresets) {
+    names.push_back(p.name);
+  }
   return names;
 }
 

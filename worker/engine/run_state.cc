@@ -54,7 +54,9 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
   std::optional<uint64_t> cache_bytes = CheckedMul({cache_floats, sizeof(float)});
   std::optional<uint64_t> total =
       cache_bytes ? CheckedAdd(fixed.Bytes(), 2 * AlignUp(*cache_bytes)) : std::nullopt;
-  if (!total || *total > SIZE_MAX) return Error("creating run state: size overflows");
+  if (!total || *total > SIZE_MAX) {
+    return Error("creating run state: size overflows");
+  }
   RunState s;
   CH_ASSIGN_OR_RETURN(s.memory_, Mapping::Anonymous(*total, "a session's KV cache and buffers"));
   s.context_length_ = context_length;

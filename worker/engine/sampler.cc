@@ -8,7 +8,9 @@ namespace cellhouse::engine {
 int32_t ArgMax(std::span<const float> values) {
   int32_t best = 0;
   for (size_t i = 1; i < values.size(); ++i) {
-    if (values[i] > values[static_cast<size_t>(best)]) best = static_cast<int32_t>(i);
+    if (values[i] > values[static_cast<size_t>(best)]) {
+      best = static_cast<int32_t>(i);
+    }
   }
   return best;
 }
@@ -16,8 +18,12 @@ int32_t ArgMax(std::span<const float> values) {
 Sampler::Sampler(int32_t vocab_size) : candidates_(static_cast<size_t>(vocab_size)) {}
 
 int32_t Sampler::Sample(std::span<float> logits, const SamplingParams& params, Rng& rng) {
-  if (params.temperature == 0.0F || logits.size() == 1) return ArgMax(logits);
-  for (float& l : logits) l /= params.temperature;
+  if (params.temperature == 0.0F || logits.size() == 1) {
+    return ArgMax(logits);
+  }
+  for (float& l : logits) {
+    l /= params.temperature;
+  }
   // Softmax, as llama2.c's softmax().
   float max_val = *std::max_element(logits.begin(), logits.end());
   float sum = 0.0F;
@@ -25,14 +31,20 @@ int32_t Sampler::Sample(std::span<float> logits, const SamplingParams& params, R
     l = std::exp(l - max_val);
     sum += l;
   }
-  for (float& l : logits) l /= sum;
+  for (float& l : logits) {
+    l /= sum;
+  }
   const float coin = rng.NextFloat();
-  if (params.top_p > 0.0F && params.top_p < 1.0F) return SampleTopP(logits, params.top_p, coin);
+  if (params.top_p > 0.0F && params.top_p < 1.0F) {
+    return SampleTopP(logits, params.top_p, coin);
+  }
   // sample_mult(): the first index whose cumulative probability exceeds the coin.
   float cdf = 0.0F;
   for (size_t i = 0; i < logits.size(); ++i) {
     cdf += logits[i];
-    if (coin < cdf) return static_cast<int32_t>(i);
+    if (coin < cdf) {
+      return static_cast<int32_t>(i);
+    }
   }
   return static_cast<int32_t>(logits.size()) - 1;  // rounding
 }
@@ -45,9 +57,13 @@ int32_t Sampler::SampleTopP(std::span<const float> probs, float top_p, float coi
   const float cutoff = (1.0F - top_p) / static_cast<float>(probs.size() - 1);
   size_t n = 0;
   for (size_t i = 0; i < probs.size(); ++i) {
-    if (probs[i] >= cutoff) candidates_[n++] = {probs[i], static_cast<int32_t>(i)};
+    if (probs[i] >= cutoff) {
+      candidates_[n++] = {probs[i], static_cast<int32_t>(i)};
+    }
   }
-  if (n == 0) return ArgMax(probs);  // only when every probability is NaN
+  if (n == 0) {
+    return ArgMax(probs);  // only when every probability is NaN
+  }
   auto begin = candidates_.begin();
   auto end = begin + static_cast<ptrdiff_t>(n);
   std::sort(begin, end, [](const Candidate& a, const Candidate& b) {
@@ -66,7 +82,9 @@ int32_t Sampler::SampleTopP(std::span<const float> probs, float top_p, float coi
   float cdf = 0.0F;
   for (size_t i = 0; i <= last; ++i) {
     cdf += candidates_[i].prob;
-    if (r < cdf) return candidates_[i].index;
+    if (r < cdf) {
+      return candidates_[i].index;
+    }
   }
   return candidates_[last].index;  // rounding
 }

@@ -15,7 +15,9 @@ namespace {
 // Every byte value once, so a byte piece can decode to a view of one byte.
 constexpr std::array<char, 256> kAllBytes = [] {
   std::array<char, 256> bytes{};
-  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i);
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    bytes[i] = static_cast<char>(i);
+  }
   return bytes;
 }();
 
@@ -24,18 +26,28 @@ constexpr std::array<char, 256> kAllBytes = [] {
 constexpr int32_t kMaxPieceBytes = 1 << 16;
 
 int HexDigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
   return -1;
 }
 
 // The byte a "<0xHH>" piece stands for, or -1.
 int16_t ByteValue(std::string_view piece) {
-  if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') return -1;
+  if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') {
+    return -1;
+  }
   int hi = HexDigit(piece[3]);
   int lo = HexDigit(piece[4]);
-  if (hi < 0 || lo < 0) return -1;
+  if (hi < 0 || lo < 0) {
+    return -1;
+  }
   return static_cast<int16_t>(hi * 16 + lo);
 }
 
@@ -60,7 +72,9 @@ constexpr float kNoMergeScore = -1e10F;
 
 Result<Tokenizer> Tokenizer::Open(const std::string& path, int32_t vocab_size) {
   Result<Mapping> mapping = Mapping::MapFile(path.c_str());
-  if (!mapping) return std::move(mapping).error().Context("opening tokenizer '" + path + "'");
+  if (!mapping) {
+    return std::move(mapping).error().Context("opening tokenizer '" + path + "'");
+  }
   return Parse(mapping->bytes(), vocab_size, path);
 }
 
@@ -69,9 +83,15 @@ Result<Tokenizer> Tokenizer::Parse(std::span<const std::byte> file, int32_t voca
   auto refuse = [&](const std::string& why) {
     return Error("reading tokenizer '" + std::string(name) + "': " + why);
   };
-  if (vocab_size <= 0) return refuse("the model's vocab_size " + std::to_string(vocab_size));
-  if (file.size() > std::numeric_limits<uint32_t>::max()) return refuse("the file is over 4 GiB");
-  if (file.size() < sizeof(int32_t)) return refuse("the file is shorter than its 4-byte header");
+  if (vocab_size <= 0) {
+    return refuse("the model's vocab_size " + std::to_string(vocab_size));
+  }
+  if (file.size() > std::numeric_limits<uint32_t>::max()) {
+    return refuse("the file is over 4 GiB");
+  }
+  if (file.size() < sizeof(int32_t)) {
+    return refuse("the file is shorter than its 4-byte header");
+  }
   Tokenizer t;
   t.max_token_length_ = ReadLittle<int32_t>(file, 0);
   if (t.max_token_length_ <= 0 || t.max_token_length_ > kMaxPieceBytes) {
@@ -92,7 +112,9 @@ Result<Tokenizer> Tokenizer::Parse(std::span<const std::byte> file, int32_t voca
     auto score = ReadLittle<float>(file, pos);
     auto len = ReadLittle<int32_t>(file, pos + 4);
     pos += 8;
-    if (std::isnan(score)) return refuse("piece " + std::to_string(i) + " has a NaN score");
+    if (std::isnan(score)) {
+      return refuse("piece " + std::to_string(i) + " has a NaN score");
+    }
     if (len < 0 || len > t.max_token_length_) {
       return refuse("piece " + std::to_string(i) + " claims " + std::to_string(len) +
                     " bytes; the header's max_token_length is " +
@@ -131,7 +153,9 @@ Result<Tokenizer> Tokenizer::Parse(std::span<const std::byte> file, int32_t voca
 }
 
 std::string_view Tokenizer::Piece(int32_t id) const {
-  if (id < 0 || id >= vocab_size()) return {};
+  if (id < 0 || id >= vocab_size()) {
+    return {};
+  }
   const auto i = static_cast<size_t>(id);
   return {text_.get() + offsets_[i], offsets_[i + 1] - offsets_[i]};
 }
@@ -144,7 +168,9 @@ int32_t Tokenizer::Lookup(std::string_view piece) const {
 Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOptions options) const {
   std::vector<int32_t> tokens;
   tokens.reserve(text.size() + 3);
-  if (options.add_bos) tokens.push_back(kBosToken);
+  if (options.add_bos) {
+    tokens.push_back(kBosToken);
+  }
   auto push_bytes = [&](std::string_view bytes) -> Status {
     for (char c : bytes) {
       int32_t id = static_cast<unsigned char>(c) + kFirstByteToken;
@@ -190,7 +216,9 @@ Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOpti
   auto candidate = [&](size_t i) {
     std::string_view a = Piece(tokens[i]);
     std::string_view b = Piece(tokens[i + 1]);
-    if (a.size() + b.size() > static_cast<size_t>(max_token_length_)) return Pair{};
+    if (a.size() + b.size() > static_cast<size_t>(max_token_length_)) {
+      return Pair{};
+    }
     scratch.assign(a);
     scratch.append(b);
     int32_t id = Lookup(scratch);
@@ -198,7 +226,9 @@ Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOpti
   };
   std::vector<Pair> pairs;
   pairs.reserve(tokens.size());
-  for (size_t i = 0; i + 1 < tokens.size(); ++i) pairs.push_back(candidate(i));
+  for (size_t i = 0; i + 1 < tokens.size(); ++i) {
+    pairs.push_back(candidate(i));
+  }
   for (;;) {
     float best_score = kNoMergeScore;
     size_t best = pairs.size();
@@ -208,29 +238,45 @@ Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOpti
         best = i;
       }
     }
-    if (best == pairs.size()) break;
+    if (best == pairs.size()) {
+      break;
+    }
     tokens[best] = pairs[best].id;
     tokens.erase(tokens.begin() + static_cast<ptrdiff_t>(best) + 1);
     pairs.erase(pairs.begin() + static_cast<ptrdiff_t>(best));
-    if (best > 0) pairs[best - 1] = candidate(best - 1);
-    if (best < pairs.size()) pairs[best] = candidate(best);
+    if (best > 0) {
+      pairs[best - 1] = candidate(best - 1);
+    }
+    if (best < pairs.size()) {
+      pairs[best] = candidate(best);
+    }
   }
-  if (options.add_eos) tokens.push_back(kEosToken);
+  if (options.add_eos) {
+    tokens.push_back(kEosToken);
+  }
   return tokens;
 }
 
 std::string_view Tokenizer::Decode(int32_t prev_token, int32_t token) const {
-  if (token < 0 || token >= vocab_size()) return {};
+  if (token < 0 || token >= vocab_size()) {
+    return {};
+  }
   std::string_view piece = Piece(token);
   // After BOS, sentencepiece strips the leading space of the first piece (the dummy prefix).
-  if (prev_token == kBosToken && !piece.empty() && piece.front() == ' ') piece.remove_prefix(1);
+  if (prev_token == kBosToken && !piece.empty() && piece.front() == ' ') {
+    piece.remove_prefix(1);
+  }
   int16_t byte = byte_value_[static_cast<size_t>(token)];
-  if (byte >= 0) return {&kAllBytes[static_cast<size_t>(byte)], 1};
+  if (byte >= 0) {
+    return {&kAllBytes[static_cast<size_t>(byte)], 1};
+  }
   return piece;
 }
 
 std::string_view PrintablePiece(std::string_view piece) {
-  if (piece.size() != 1) return piece;
+  if (piece.size() != 1) {
+    return piece;
+  }
   auto byte = static_cast<unsigned char>(piece[0]);
   // isprint/isspace in the "C" locale, spelled out so the result never depends on setlocale.
   bool printable = byte >= 0x20 && byte < 0x7F;

@@ -49,12 +49,16 @@ class VocabularyBuilder {
     Add("\n</s>\n", 0);
     for (int b = 0; b < 256; ++b) {
       std::array<char, 8> name{};
-      std::snprintf(name.data(), name.size(), "<0x%02X>", b);
+      static_cast<void>(std::snprintf(name.data(), name.size(), "<0x%02X>", b));
       Add(name.data(), 0);
     }
     // Single characters are looked up directly by the encoder; their score never matters.
-    for (char c = ' '; c <= '~'; ++c) Add(std::string(1, c), -1e6F);
-    for (std::string_view c : kExtraCharacters) Add(std::string(c), -1e6F);
+    for (char c = ' '; c <= '~'; ++c) {
+      Add(std::string(1, c), -1e6F);
+    }
+    for (std::string_view c : kExtraCharacters) {
+      Add(std::string(c), -1e6F);
+    }
     LearnMerges(vocab_size);
     AddRandomMerges(vocab_size);
     return std::move(pieces_);
@@ -62,15 +66,21 @@ class VocabularyBuilder {
 
  private:
   bool Add(std::string text, float score) {
-    if (!known_.insert(text).second) return false;
+    if (!known_.insert(text).second) {
+      return false;
+    }
     pieces_.push_back({std::move(text), score});
     return true;
   }
   // Merge pieces get descending scores, so earlier (more frequent) merges win ties.
   bool AddMerge(std::string text) {
-    if (text.size() > kMaxGeneratedPiece) return false;
+    if (text.size() > kMaxGeneratedPiece) {
+      return false;
+    }
     float score = -static_cast<float>(merges_);
-    if (!Add(std::move(text), score)) return false;
+    if (!Add(std::move(text), score)) {
+      return false;
+    }
     ++merges_;
     return true;
   }
@@ -82,26 +92,40 @@ class VocabularyBuilder {
     size_t start = 0;
     while (start < kCorpus.size()) {
       size_t end = kCorpus.find(' ', start + 1);
-      if (end == std::string_view::npos) end = kCorpus.size();
+      if (end == std::string_view::npos) {
+        end = kCorpus.size();
+      }
       std::string_view word = kCorpus.substr(start, end - start);
       std::vector<std::string> symbols = {" "};
-      if (word.front() == ' ') word.remove_prefix(1);
-      if (start == 0) symbols.clear();
-      for (char c : word) symbols.emplace_back(1, c);
+      if (word.front() == ' ') {
+        word.remove_prefix(1);
+      }
+      if (start == 0) {
+        symbols.clear();
+      }
+      for (char c : word) {
+        symbols.emplace_back(1, c);
+      }
       words.push_back(std::move(symbols));
       start = end;
     }
     while (pieces_.size() < vocab_size) {
       std::map<std::pair<std::string, std::string>, int> counts;
       for (const auto& w : words) {
-        for (size_t i = 0; i + 1 < w.size(); ++i) ++counts[{w[i], w[i + 1]}];
+        for (size_t i = 0; i + 1 < w.size(); ++i) {
+          ++counts[{w[i], w[i + 1]}];
+        }
       }
       auto best = std::max_element(counts.begin(), counts.end(), [](const auto& a, const auto& b) {
         return a.second < b.second;
       });
-      if (best == counts.end() || best->second < 2) return;
+      if (best == counts.end() || best->second < 2) {
+        return;
+      }
       const auto [left, right] = best->first;
-      if (!AddMerge(left + right)) return;
+      if (!AddMerge(left + right)) {
+        return;
+      }
       for (auto& w : words) {
         for (size_t i = 0; i + 1 < w.size(); ++i) {
           if (w[i] == left && w[i + 1] == right) {
@@ -153,7 +177,9 @@ Result<std::vector<std::byte>> GenerateTokenizer(int32_t vocab_size, uint64_t se
   }
   std::vector<Piece> pieces = VocabularyBuilder(seed).Build(static_cast<size_t>(vocab_size));
   size_t longest = 0;
-  for (const Piece& p : pieces) longest = std::max(longest, p.text.size());
+  for (const Piece& p : pieces) {
+    longest = std::max(longest, p.text.size());
+  }
   std::vector<std::byte> out;
   Append(out, static_cast<int32_t>(longest));
   for (const Piece& p : pieces) {
