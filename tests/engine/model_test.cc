@@ -51,6 +51,32 @@ TEST(RunStateTest, SizesFollowTheConfig) {
   s->value_cache[static_cast<size_t>(c.n_layers) * c.seq_len * c.kv_dim() - 1] = 1.0F;
 }
 
+TEST(RunStateTest, UntouchedCachePagesCostNothing) {
+  // A long context whose KV cache is far larger than everything else.
+  ModelConfig c = {.dim = 256,
+                   .hidden_dim = 512,
+                   .n_layers = 4,
+                   .n_heads = 4,
+                   .n_kv_heads = 4,
+                   .vocab_size = 512,
+                   .seq_len = 4096,
+                   .shared_classifier = true};
+  Result<RunState> s = RunState::Create(c, c.seq_len);
+  ASSERT_TRUE(s);
+  const uint64_t cache = KvCacheBytesPerToken(c) * static_cast<uint64_t>(c.seq_len);
+  EXPECT_GE(s->ReservedBytes(), cache);
+  Result<uint64_t> resident = s->ResidentBytes();
+  ASSERT_TRUE(resident) << resident.error().message();
+  EXPECT_LT(*resident, cache / 16) << "a fresh state should touch almost nothing";
+  // Writing the keys of the first 10 positions touches about that many rows' pages per layer.
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    for (int32_t pos = 0; pos < 10; ++pos) {
+      s->key_cache[(static_cast<size_t>(l) * c.seq_len + pos) * c.kv_dim()] = 1.0F;
+    }
+  }
+  EXPECT_LT(*s->ResidentBytes(), cache / 16);
+}
+
 class ModelTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -1,6 +1,11 @@
 #include "worker/engine/run_state.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <string>
+#include <vector>
 
 #include "worker/engine/checked_math.h"
 
@@ -80,6 +85,19 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
   s.key_cache = carve(cache_floats);
   s.value_cache = carve(cache_floats);
   return s;
+}
+
+Result<uint64_t> RunState::ResidentBytes() const {
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> pages((memory_.size() + page - 1) / page);
+  if (::mincore(memory_.address(), memory_.size(), pages.data()) != 0) {
+    return Error::FromErrno(errno, "mincore on a session's run state");
+  }
+  uint64_t resident = 0;
+  for (unsigned char p : pages) {
+    resident += (p & 1U) != 0 ? page : 0;
+  }
+  return resident;
 }
 
 }  // namespace cellhouse::engine

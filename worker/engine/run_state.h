@@ -37,6 +37,11 @@ class RunState {
   RunState& operator=(RunState&&) noexcept = default;
 
   int32_t context_length() const { return context_length_; }
+  // Bytes of this state actually in memory (mincore(2)): the buffers in use and the KV pages of
+  // the positions reached, not the whole reservation.
+  Result<uint64_t> ResidentBytes() const;
+  // Bytes reserved (address space), resident or not.
+  uint64_t ReservedBytes() const { return memory_.size(); }
 
   // Activations of up to kMaxBatch tokens; row b belongs to the b-th token of the batch.
   float* x = nullptr;            // [kMaxBatch][dim] residual stream
