@@ -7,6 +7,7 @@
 // read per token); the "roofline" column is the fraction of that reached. Figures only: nothing
 // here asserts anything about time.
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -180,10 +181,14 @@ int Main(int argc, char** argv) {
     Printf(stderr, "engine_bench: %s\n", buffer.error().message().c_str());
     return 1;
   }
+  // Huge pages where the kernel grants them: with 4 KiB pages the same loop measures ~30% less
+  // here (TLB misses, prefetchers stopping at each page), which would flatter the roofline.
+  static_cast<void>(::madvise(buffer->mutable_data(), buffer->size(), MADV_HUGEPAGE));
   std::memset(buffer->mutable_data(), 0, buffer->size());  // fault every page in first
   const double machine_bw = StreamReadBandwidth(buffer->bytes(), 5);
   *buffer = Mapping();
-  Printf(stdout, "single-thread streaming read of %lld MiB (anonymous memory): %.2f GB/s\n",
+  Printf(stdout,
+         "single-thread streaming read of %lld MiB (anonymous memory, huge pages): %.2f GB/s\n",
          static_cast<long long>(o.bandwidth_mib), machine_bw / 1e9);
 
   std::string dir = (std::filesystem::temp_directory_path() / "engine_bench.XXXXXX").string();
