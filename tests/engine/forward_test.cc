@@ -38,7 +38,7 @@ std::vector<Shape> Shapes() {
         .n_heads = 4,
         .n_kv_heads = 4,
         .vocab_size = 300,
-        .seq_len = 96,
+        .seq_len = 160,
         .shared_classifier = true}},
       {"GroupedQuerySeparate",
        {.dim = 96,
@@ -47,7 +47,7 @@ std::vector<Shape> Shapes() {
         .n_heads = 6,
         .n_kv_heads = 2,
         .vocab_size = 257,
-        .seq_len = 96,
+        .seq_len = 160,
         .shared_classifier = false}},
       {"OddSizesMultiQuery",
        {.dim = 36,
@@ -56,7 +56,7 @@ std::vector<Shape> Shapes() {
         .n_heads = 3,
         .n_kv_heads = 1,
         .vocab_size = 19,
-        .seq_len = 80,
+        .seq_len = 144,
         .shared_classifier = false}},
       {"OddSizesShared",
        {.dim = 20,
@@ -65,7 +65,7 @@ std::vector<Shape> Shapes() {
         .n_heads = 2,
         .n_kv_heads = 1,
         .vocab_size = 31,
-        .seq_len = 80,
+        .seq_len = 144,
         .shared_classifier = true}},
   };
 }
@@ -80,7 +80,7 @@ std::vector<MatVecKernel> SupportedKernels() {
   return kernels;
 }
 
-constexpr int32_t kTokens = 70;  // more than kMaxBatch, so prefill runs two chunks
+constexpr int32_t kTokens = kMaxBatch + 6;  // prefill runs two chunks
 
 std::vector<int32_t> TokenSequence(int32_t vocab) {
   std::vector<int32_t> tokens(kTokens);
@@ -156,12 +156,12 @@ TEST_P(ForwardTest, BatchedPrefillMatchesTokenByToken) {
     expected.assign(logits, logits + config_.vocab_size);
   }
   RunState batched = NewState();
-  ExpectClose(Forward(weights_, kernels_, batched, tokens, 0), expected, "prefill of 70");
+  ExpectClose(Forward(weights_, kernels_, batched, tokens, 0), expected, "prefill of all tokens");
   // Prefill in two uneven calls, the second starting mid-context.
   RunState split = NewState();
   static_cast<void>(Forward(weights_, kernels_, split, std::span(tokens).first(5), 0));
   ExpectClose(Forward(weights_, kernels_, split, std::span(tokens).subspan(5), 5), expected,
-              "prefill of 5 + 65");
+              "prefill of 5 + the rest");
   // The cache the prefill wrote must serve later positions as decoding's does.
   const int32_t next = 1;
   const float* after_logits = Forward(weights_, kernels_, one_by_one, std::span(&next, 1), kTokens);

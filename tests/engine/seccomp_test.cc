@@ -66,7 +66,9 @@ bool InstallFilterInChild() {
 
 TEST(SeccompTest, TurnsRunUnderTheWorkerAllowList) {
   cellhouse::testing::TempDir dir;
-  testing::ModelFiles files = testing::WriteModelFiles(dir, testing::TinyConfig(), 4);
+  ModelConfig config = testing::TinyConfig();
+  config.seq_len = 400;  // room for a prompt of two prefill chunks and two turns
+  testing::ModelFiles files = testing::WriteModelFiles(dir, config, 4);
   Result<Model> model = Model::Open(files.model);
   ASSERT_TRUE(model) << model.error().message();
   Result<Tokenizer> tok = Tokenizer::Open(files.tokenizer, model->config().vocab_size);
@@ -80,7 +82,8 @@ TEST(SeccompTest, TurnsRunUnderTheWorkerAllowList) {
     long_prompt += "the little dog ran ";
   }
   for (MatVecKernel kernel : {MatVecKernel::kOpenBlas, MatVecKernel::kAuto}) {
-    Result<Conversation> chat = Conversation::Create(*model, *tok, 160, {.matvec = kernel});
+    Result<Conversation> chat =
+        Conversation::Create(*model, *tok, config.seq_len, {.matvec = kernel});
     ASSERT_TRUE(chat) << chat.error().message();
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);

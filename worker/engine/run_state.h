@@ -20,7 +20,7 @@ namespace cellhouse::engine {
 
 // The prompt is processed in chunks of at most this many tokens, so the activation buffers
 // (and their cost per session) are bounded whatever the prompt length.
-inline constexpr int32_t kMaxBatch = 64;
+inline constexpr int32_t kMaxBatch = 128;
 
 // Bytes of KV cache one context position takes: keys and values, every layer.
 uint64_t KvCacheBytesPerToken(const ModelConfig& config);
