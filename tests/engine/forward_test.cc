@@ -180,35 +180,58 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ForwardTest,
                                             ::testing::ValuesIn(SupportedKernels())),
                          Name);
 
-TEST(KernelsTest, MatVecDotAxpyAgreeWithScalarLoops) {
+TEST(KernelsTest, AgreeWithScalarLoops) {
   for (MatVecKernel kind : SupportedKernels()) {
     Kernels k = SelectKernels(kind);
-    for (int32_t cols : {1, 7, 16, 17, 33, 100}) {
-      const int32_t rows = 5;
-      std::vector<float> w(static_cast<size_t>(rows) * cols), x(cols), y(rows);
+    for (int32_t cols : {1, 7, 16, 17, 33, 64, 100}) {
+      const int32_t rows = 7;
+      std::vector<float> w(static_cast<size_t>(rows) * cols);
+      std::vector<float> x(cols);
+      std::vector<float> y(rows);
       for (size_t i = 0; i < w.size(); ++i) {
         w[i] = static_cast<float>((i * 37) % 11) - 5.0F;
       }
       for (int32_t i = 0; i < cols; ++i) {
         x[i] = static_cast<float>(i % 5) * 0.5F - 1.0F;
       }
+      const std::string what =
+          std::string(MatVecKernelName(kind)) + " cols " + std::to_string(cols);
       k.matvec(w.data(), x.data(), y.data(), rows, cols, x.data());
+      // Key rows of `cols` floats, `cols + 3` apart, as key rows are kv_dim apart in the cache.
+      const size_t stride = static_cast<size_t>(cols) + 3;
+      std::vector<float> keys(rows * stride);
+      for (size_t i = 0; i < keys.size(); ++i) {
+        keys[i] = static_cast<float>((i * 13) % 7) - 3.0F;
+      }
+      std::vector<float> scores(rows);
+      k.scores(x.data(), keys.data(), stride, rows, cols, 2.0F, scores.data());
       for (int32_t r = 0; r < rows; ++r) {
         float expect = 0;
         for (int32_t c = 0; c < cols; ++c) {
           expect += w[static_cast<size_t>(r) * cols + c] * x[c];
         }
-        EXPECT_FLOAT_EQ(y[r], expect) << MatVecKernelName(kind) << " cols " << cols;
+        EXPECT_FLOAT_EQ(y[r], expect) << what;
       }
-      float dot = 0;
-      for (int32_t c = 0; c < cols; ++c) {
-        dot += w[c] * x[c];
+      for (int32_t t = 0; t < rows; ++t) {
+        float expect = 0;
+        for (int32_t c = 0; c < cols; ++c) {
+          expect += keys[t * stride + c] * x[c];
+        }
+        EXPECT_FLOAT_EQ(scores[t], expect / 2.0F) << what << " score " << t;
       }
-      EXPECT_FLOAT_EQ(k.dot(w.data(), x.data(), cols), dot);
-      std::vector<float> acc(x);
-      k.axpy(2.0F, w.data(), acc.data(), cols);
+      // Weighted sum of `rows` rows of `cols` floats.
+      std::vector<float> weights(rows);
+      for (int32_t t = 0; t < rows; ++t) {
+        weights[t] = 0.1F * static_cast<float>(t + 1);
+      }
+      std::vector<float> sum(cols, -1.0F);
+      k.weighted_sum(weights.data(), w.data(), cols, rows, cols, sum.data());
       for (int32_t c = 0; c < cols; ++c) {
-        EXPECT_FLOAT_EQ(acc[c], x[c] + 2.0F * w[c]);
+        float expect = 0;
+        for (int32_t t = 0; t < rows; ++t) {
+          expect += weights[t] * w[static_cast<size_t>(t) * cols + c];
+        }
+        EXPECT_NEAR(sum[c], expect, 1e-5F * (1.0F + std::fabs(expect))) << what << " sum " << c;
       }
     }
   }

@@ -141,16 +141,13 @@ class ChunkPass {
     const size_t kv_offset = static_cast<size_t>(h / c_.kv_mul()) * head_size;
     const float* q = Row(s_.q, b, c_.dim) + static_cast<size_t>(h) * head_size;
     const float scale = std::sqrt(static_cast<float>(head_size));
+    const size_t stride = c_.kv_dim();
     float* att = s_.scores;
-    for (int32_t t = 0; t <= last; ++t) {
-      att[t] = k_.dot(q, CacheAt(s_.key_cache, l, t) + kv_offset, head_size) / scale;
-    }
+    k_.scores(q, CacheAt(s_.key_cache, l, 0) + kv_offset, stride, last + 1, head_size, scale, att);
     Softmax(att, last + 1);
     float* out = Row(s_.xb, b, c_.dim) + static_cast<size_t>(h) * head_size;
-    std::fill_n(out, head_size, 0.0F);
-    for (int32_t t = 0; t <= last; ++t) {
-      k_.axpy(att[t], CacheAt(s_.value_cache, l, t) + kv_offset, out, head_size);
-    }
+    k_.weighted_sum(att, CacheAt(s_.value_cache, l, 0) + kv_offset, stride, last + 1, head_size,
+                    out);
   }
 
   void FeedForward(int32_t l) {

@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <array>
 
 namespace cellhouse::engine {
@@ -13,17 +14,26 @@ void MatVecBlas(const float* w, const float* x, float* y, int32_t rows, int32_t 
   cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0F, w, cols, x, 1, 0.0F, y, 1);
 }
 
-float DotScalar(const float* a, const float* b, int32_t n) {
-  float sum = 0;
-  for (int32_t i = 0; i < n; ++i) {
-    sum += a[i] * b[i];
+void ScoresScalar(const float* q, const float* keys, size_t stride, int32_t count, int32_t size,
+                  float divisor, float* out) {
+  for (int32_t t = 0; t < count; ++t) {
+    const float* k = keys + static_cast<size_t>(t) * stride;
+    float sum = 0;
+    for (int32_t i = 0; i < size; ++i) {
+      sum += q[i] * k[i];
+    }
+    out[t] = sum / divisor;
   }
-  return sum;
 }
 
-void AxpyScalar(float alpha, const float* x, float* y, int32_t n) {
-  for (int32_t i = 0; i < n; ++i) {
-    y[i] += alpha * x[i];
+void WeightedSumScalar(const float* weights, const float* values, size_t stride, int32_t count,
+                       int32_t size, float* out) {
+  std::fill_n(out, size, 0.0F);
+  for (int32_t t = 0; t < count; ++t) {
+    const float* v = values + static_cast<size_t>(t) * stride;
+    for (int32_t i = 0; i < size; ++i) {
+      out[i] += weights[t] * v[i];
+    }
   }
 }
 
@@ -69,11 +79,11 @@ Kernels SelectKernels(MatVecKernel kernel) {
   }
   switch (kernel) {
     case MatVecKernel::kAvx512:
-      return {kernel, internal::MatVecAvx512, internal::DotAvx512, internal::AxpyAvx512};
+      return {kernel, internal::MatVecAvx512, internal::ScoresAvx512, internal::WeightedSumAvx512};
     case MatVecKernel::kAvx2:
-      return {kernel, internal::MatVecAvx2, internal::DotAvx2, internal::AxpyAvx2};
+      return {kernel, internal::MatVecAvx2, internal::ScoresAvx2, internal::WeightedSumAvx2};
     default:
-      return {MatVecKernel::kOpenBlas, MatVecBlas, DotScalar, AxpyScalar};
+      return {MatVecKernel::kOpenBlas, MatVecBlas, ScoresScalar, WeightedSumScalar};
   }
 }
 

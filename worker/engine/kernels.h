@@ -14,6 +14,7 @@
 #ifndef CELLHOUSE_WORKER_ENGINE_KERNELS_H_
 #define CELLHOUSE_WORKER_ENGINE_KERNELS_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -35,10 +36,14 @@ struct Kernels {
   // caller multiplies after this one: its start is prefetched while this one finishes.
   void (*matvec)(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
                  const float* next) = nullptr;
-  // Σ a[i]·b[i].
-  float (*dot)(const float* a, const float* b, int32_t n) = nullptr;
-  // y[i] += alpha·x[i].
-  void (*axpy)(float alpha, const float* x, float* y, int32_t n) = nullptr;
+  // Attention scores of one head: out[t] = (q · keys[t]) / divisor for t < count, where row t
+  // of keys starts at keys + t * stride and has `size` floats.
+  void (*scores)(const float* q, const float* keys, size_t stride, int32_t count, int32_t size,
+                 float divisor, float* out) = nullptr;
+  // Attention output of one head: out[i] = Σ_t weights[t] · values[t * stride + i], i < size,
+  // summed in order of t.
+  void (*weighted_sum)(const float* weights, const float* values, size_t stride, int32_t count,
+                       int32_t size, float* out) = nullptr;
 };
 
 // kAuto picks AVX-512, then AVX2, then OpenBLAS; an unsupported explicit choice falls back the
@@ -62,12 +67,16 @@ namespace internal {
 // Per-ISA implementations, defined in kernels_avx2.cc and kernels_avx512.cc.
 void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
                 const float* next);
-float DotAvx2(const float* a, const float* b, int32_t n);
-void AxpyAvx2(float alpha, const float* x, float* y, int32_t n);
+void ScoresAvx2(const float* q, const float* keys, size_t stride, int32_t count, int32_t size,
+                float divisor, float* out);
+void WeightedSumAvx2(const float* weights, const float* values, size_t stride, int32_t count,
+                     int32_t size, float* out);
 void MatVecAvx512(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
                   const float* next);
-float DotAvx512(const float* a, const float* b, int32_t n);
-void AxpyAvx512(float alpha, const float* x, float* y, int32_t n);
+void ScoresAvx512(const float* q, const float* keys, size_t stride, int32_t count, int32_t size,
+                  float divisor, float* out);
+void WeightedSumAvx512(const float* weights, const float* values, size_t stride, int32_t count,
+                       int32_t size, float* out);
 }  // namespace internal
 
 }  // namespace cellhouse::engine

@@ -2,6 +2,7 @@
 // dispatcher in kernels.cc calls them only when the CPU has it.
 #include <immintrin.h>
 
+#include <array>
 #include <cstddef>
 
 #include "worker/engine/kernels.h"
@@ -14,6 +15,8 @@ namespace cellhouse::engine::internal {
 namespace {
 
 constexpr int32_t kLanes = 16;
+constexpr int32_t kTwoLanes = 2 * kLanes;
+constexpr int32_t kThreeLanes = 3 * kLanes;
 
 CH_AVX512 inline __mmask16 TailMask(int32_t remaining) {
   return static_cast<__mmask16>((1U << remaining) - 1U);
@@ -22,10 +25,14 @@ CH_AVX512 inline __mmask16 TailMask(int32_t remaining) {
 // Sum of the 16 lanes. GCC 12's unmasked extract/shuffle intrinsics (and so
 // _mm512_reduce_add_ps) trip -Wuninitialized inside its own header; the zero-masked forms with
 // an all-ones mask compile to the same instructions without it.
-CH_AVX512 inline float HorizontalSum(__m512 v) {
+CH_AVX512 inline __m256 Fold(__m512 v) {
   const __m256 lo = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 0));
   const __m256 hi = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 1));
-  const __m256 s8 = _mm256_add_ps(lo, hi);
+  return _mm256_add_ps(lo, hi);
+}
+
+CH_AVX512 inline float HorizontalSum(__m512 v) {
+  const __m256 s8 = Fold(v);
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -83,19 +90,78 @@ CH_AVX512 void MatVecAvx512(const float* w, const float* x, float* y, int32_t ro
   }
 }
 
-CH_AVX512 float DotAvx512(const float* a, const float* b, int32_t n) { return RowDot(a, b, n); }
-
-CH_AVX512 void AxpyAvx512(float alpha, const float* x, float* y, int32_t n) {
-  const __m512 av = _mm512_set1_ps(alpha);
-  int32_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+// Attention scores four positions at a time: four independent FMA chains, then one combined
+// reduction of the four accumulators instead of four separate horizontal sums.
+CH_AVX512 void ScoresAvx512(const float* q, const float* keys, size_t stride, int32_t count,
+                            int32_t size, float divisor, float* out) {
+  const int32_t full = size - size % kLanes;
+  const __mmask16 tail = TailMask(size - full);
+  const __m128 divisors = _mm_set1_ps(divisor);
+  int32_t t = 0;
+  for (; t + 4 <= count; t += 4) {
+    const float* k0 = keys + static_cast<size_t>(t) * stride;
+    const float* k1 = k0 + stride;
+    const float* k2 = k1 + stride;
+    const float* k3 = k2 + stride;
+    __m512 a0 = _mm512_setzero_ps();
+    __m512 a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps();
+    __m512 a3 = _mm512_setzero_ps();
+    for (int32_t c = 0; c < full; c += kLanes) {
+      const __m512 qv = _mm512_loadu_ps(q + c);
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + c), qv, a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(k1 + c), qv, a1);
+      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(k2 + c), qv, a2);
+      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(k3 + c), qv, a3);
+    }
+    if (full < size) {
+      const __m512 qv = _mm512_maskz_loadu_ps(tail, q + full);
+      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k0 + full), qv, a0);
+      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k1 + full), qv, a1);
+      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k2 + full), qv, a2);
+      a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k3 + full), qv, a3);
+    }
+    // Each accumulator folded to 8 lanes, then pairwise adds within 128-bit halves leave
+    // [sum0, sum1, sum2, sum3] in each half.
+    const __m256 h01 = _mm256_hadd_ps(Fold(a0), Fold(a1));
+    const __m256 h23 = _mm256_hadd_ps(Fold(a2), Fold(a3));
+    const __m256 h = _mm256_hadd_ps(h01, h23);
+    const __m128 sums = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(out + t, _mm_div_ps(sums, divisors));
   }
-  if (i < n) {
-    __mmask16 m = TailMask(n - i);
-    __m512 r =
-        _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
-    _mm512_mask_storeu_ps(y + i, m, r);
+  for (; t < count; ++t) {
+    out[t] = RowDot(q, keys + static_cast<size_t>(t) * stride, size) / divisor;
+  }
+}
+
+// The weighted sum of value rows, 64 output floats at a time held in registers across all
+// positions (rather than loaded and stored once per position).
+CH_AVX512 void WeightedSumAvx512(const float* weights, const float* values, size_t stride,
+                                 int32_t count, int32_t size, float* out) {
+  constexpr int32_t kBlock = 4 * kLanes;
+  for (int32_t begin = 0; begin < size; begin += kBlock) {
+    std::array<__mmask16, 4> m{};
+    for (int32_t i = 0; i < 4; ++i) {
+      const int32_t remaining = size - begin - i * kLanes;
+      m[i] = remaining >= kLanes ? static_cast<__mmask16>(0xFFFF)
+                                 : (remaining > 0 ? TailMask(remaining) : 0);
+    }
+    __m512 a0 = _mm512_setzero_ps();
+    __m512 a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps();
+    __m512 a3 = _mm512_setzero_ps();
+    for (int32_t t = 0; t < count; ++t) {
+      const __m512 w = _mm512_set1_ps(weights[t]);
+      const float* row = values + static_cast<size_t>(t) * stride + begin;
+      a0 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[0], row), a0);
+      a1 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[1], row + kLanes), a1);
+      a2 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[2], row + kTwoLanes), a2);
+      a3 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[3], row + kThreeLanes), a3);
+    }
+    _mm512_mask_storeu_ps(out + begin, m[0], a0);
+    _mm512_mask_storeu_ps(out + begin + kLanes, m[1], a1);
+    _mm512_mask_storeu_ps(out + begin + kTwoLanes, m[2], a2);
+    _mm512_mask_storeu_ps(out + begin + kThreeLanes, m[3], a3);
   }
 }
 
