@@ -121,7 +121,7 @@ TEST_F(ConversationTest, StepsSemanticsStopAtTheContext) {
   Result<Conversation::TurnStats> more =
       c.Turn("more", {}, [](int32_t, std::string_view) { return true; });
   ASSERT_FALSE(more);
-  EXPECT_THAT(more.error().message(), HasSubstr("positions but only 0"));
+  EXPECT_THAT(more.error().message(), HasSubstr("0 positions left"));
   EXPECT_EQ(c.tokens(), before);
 }
 
@@ -131,6 +131,11 @@ TEST_F(ConversationTest, PromptTooLongIsRefusedWithoutChange) {
                                              [](int32_t, std::string_view) { return true; });
   ASSERT_FALSE(r);
   EXPECT_TRUE(c.tokens().empty());
+  // Far too long to even encode: refused from its length alone.
+  Result<Conversation::TurnStats> huge =
+      c.Turn(std::string(1 << 20, 'a'), {}, [](int32_t, std::string_view) { return true; });
+  ASSERT_FALSE(huge);
+  EXPECT_THAT(huge.error().message(), HasSubstr("bytes cannot fit"));
   EXPECT_EQ(c.context_used(), 0);
   // The conversation is still usable.
   EXPECT_EQ(Run(c, "hi", {.max_new_tokens = 2}).stats.generated_tokens, 2);

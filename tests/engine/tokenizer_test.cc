@@ -1,10 +1,12 @@
 // Tokenizer: llama2.c's encode/decode semantics, and round trips on ASCII and UTF-8 text with
 // the generated tokenizer and with the Llama 2 and 512-piece tokenizers in ../shared/models.
+#include <map>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "base/strings.h"
 #include "tests/engine/test_models.h"
 #include "worker/engine/generator.h"
 #include "worker/engine/tokenizer.h"
@@ -132,6 +134,112 @@ TEST(TokenizerTest, PrintablePieceDropsLoneUnprintableBytes) {
   EXPECT_EQ(PrintablePiece("\xC3"), "");
   EXPECT_EQ(PrintablePiece("\xC3\xA9"), "\xC3\xA9");
   EXPECT_EQ(PrintablePiece(""), "");
+}
+
+// llama2.c's encode() as written there (rescan every pair after each merge), over a
+// Tokenizer's pieces: the reference the engine's heap-based merging must agree with.
+std::vector<int32_t> Llama2cEncode(const Tokenizer& tok, std::string_view text) {
+  std::map<std::string, int32_t, std::less<>> ids;
+  for (int32_t i = tok.vocab_size() - 1; i >= 0; --i) {
+    ids[std::string(tok.Piece(i))] = i;  // lowest id wins
+  }
+  auto lookup = [&](std::string_view s) {
+    auto it = ids.find(s);
+    return it == ids.end() ? -1 : it->second;
+  };
+  std::vector<int32_t> tokens = {kBosToken};
+  if (!text.empty()) {
+    tokens.push_back(lookup(" "));
+  }
+  std::string buf;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0U) != 0x80U) {
+      buf.clear();
+    }
+    buf += text[i];
+    if (i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xC0U) == 0x80U &&
+        buf.size() < 4) {
+      continue;
+    }
+    const int32_t id = lookup(buf);
+    if (id != -1) {
+      tokens.push_back(id);
+    } else {
+      for (char c : buf) {
+        tokens.push_back(static_cast<unsigned char>(c) + 3);
+      }
+    }
+    buf.clear();
+  }
+  for (;;) {
+    float best_score = -1e10F;
+    int32_t best_id = -1;
+    size_t best_idx = 0;
+    for (size_t i = 0; i + 1 < tokens.size(); ++i) {
+      const int32_t id =
+          lookup(std::string(tok.Piece(tokens[i])) + std::string(tok.Piece(tokens[i + 1])));
+      if (id != -1 && tok.Score(id) > best_score) {
+        best_score = tok.Score(id);
+        best_id = id;
+        best_idx = i;
+      }
+    }
+    if (best_id == -1) {
+      break;
+    }
+    tokens[best_idx] = best_id;
+    tokens.erase(tokens.begin() + static_cast<ptrdiff_t>(best_idx) + 1);
+  }
+  return tokens;
+}
+
+// Random text over an alphabet that mixes common pieces, spaces and multi-byte characters.
+std::string RandomText(uint64_t seed, size_t words) {
+  static const std::vector<std::string> kParts = {
+      "the", " ",  "  ", "e", "th", "ing", "and", " a", "ll", "o", "Once", "é", "你",   "😀",
+      "\n",  "\t", "x",  "q", "z",  "up",  "on",  "ti", "me", ".", ",",    "!", "\xC3", "\x80"};
+  std::string text;
+  uint64_t state = seed * 0x9E3779B97F4A7C15ULL + 1;
+  for (size_t i = 0; i < words; ++i) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    text += kParts[state % kParts.size()];
+  }
+  return text;
+}
+
+void ExpectMatchesLlama2c(const Tokenizer& tok) {
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    const std::string text = RandomText(seed, 5 + seed * 3);
+    Result<std::vector<int32_t>> ids = tok.Encode(text, {.add_bos = true});
+    ASSERT_TRUE(ids);
+    ASSERT_EQ(*ids, Llama2cEncode(tok, text)) << "text " << Quote(text);
+  }
+}
+
+TEST(TokenizerTest, MergesAsLlama2cDoes) {
+  ExpectMatchesLlama2c(Generated(512));
+  ExpectMatchesLlama2c(Generated(4000, 9));
+  for (auto [name, vocab] :
+       {std::pair{"tok512.bin", 512}, std::pair{"llama2-tokenizer.bin", 32000}}) {
+    if (cellhouse::testing::SharedModelPath(name)) {
+      ExpectMatchesLlama2c(Shared(name, vocab));
+    }
+  }
+}
+
+TEST(TokenizerTest, LongTextEncodesInReasonableTime) {
+  // 200 KB: llama2.c's quadratic merging would take minutes; the heap takes milliseconds. No
+  // timing is asserted, but a quadratic regression would time the test out.
+  Tokenizer tok = Generated(32000);
+  std::string text;
+  while (text.size() < 200000) {
+    text += "Once upon a time there was a little dog named Sam. ";
+  }
+  Result<std::vector<int32_t>> ids = tok.Encode(text, {.add_bos = true});
+  ASSERT_TRUE(ids);
+  EXPECT_EQ(DecodeAll(tok, *ids), text);
 }
 
 TEST(TokenizerTest, GeneratorIsDeterministic) {

@@ -68,6 +68,14 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
                                                    const TokenCallback& on_token) {
   const int64_t start = MonotonicNanos();
   CH_RETURN_IF_ERROR(CheckOptions(options));
+  // No token covers more than max_token_length bytes: a prompt longer than the room left times
+  // that cannot fit, and is refused before the (n log n) encoding.
+  const auto room_bytes = static_cast<uint64_t>(context_length() - processed_) *
+                          static_cast<uint64_t>(tokenizer_->max_token_length());
+  if (prompt.size() > room_bytes) {
+    return Error("the prompt of " + std::to_string(prompt.size()) + " bytes cannot fit in the " +
+                 std::to_string(context_length() - processed_) + " positions left of the context");
+  }
   CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt_tokens,
                       tokenizer_->Encode(prompt, {.add_bos = tokens_.empty()}));
   const size_t unprocessed =

@@ -1,5 +1,6 @@
 #include "worker/engine/tokenizer.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -58,14 +59,7 @@ T ReadLittle(std::span<const std::byte> file, size_t offset) {
   return value;
 }
 
-// A merge candidate: the piece two adjacent tokens concatenate to, if the vocabulary has it.
-struct Pair {
-  int32_t id = -1;
-  float score = 0;
-};
-
-// Ids with text longer than this cannot be the concatenation result of a lookup, so encoding
-// skips them; llama2.c's scores start at -1e10 (a pair scoring lower never merges).
+// llama2.c starts its search for the best pair at -1e10: a pair scoring no higher never merges.
 constexpr float kNoMergeScore = -1e10F;
 
 }  // namespace
@@ -165,6 +159,93 @@ int32_t Tokenizer::Lookup(std::string_view piece) const {
   return it == ids_.end() ? -1 : it->second;
 }
 
+int32_t Tokenizer::MergeOf(int32_t left, int32_t right, std::string& scratch) const {
+  const std::string_view a = Piece(left);
+  const std::string_view b = Piece(right);
+  // No piece is longer than max_token_length, so a longer concatenation cannot be one.
+  if (a.size() + b.size() > static_cast<size_t>(max_token_length_)) {
+    return -1;
+  }
+  scratch.assign(a);
+  scratch.append(b);
+  const int32_t id = Lookup(scratch);
+  return id >= 0 && Score(id) > kNoMergeScore ? id : -1;
+}
+
+// llama2.c merges, again and again, the adjacent pair whose concatenation is the best-scoring
+// piece, the leftmost on a tie, rescanning every pair each time: O(n²) in the text length. This
+// does the same merges in the same order in O(n log n): the tokens are a linked list over their
+// initial positions (so "leftmost" is "smallest initial index"), and the candidate pairs wait in
+// a heap ordered by (score, then leftmost), entries made stale by a merge being skipped.
+void Tokenizer::MergePairs(std::vector<int32_t>& tokens) const {
+  const auto n = static_cast<int32_t>(tokens.size());
+  if (n < 2) {
+    return;
+  }
+  struct Node {
+    int32_t prev;
+    int32_t next;      // n: none
+    uint32_t version;  // bumped whenever the token changes or is merged away
+  };
+  struct Candidate {
+    float score;
+    int32_t left;
+    int32_t right;
+    int32_t merged;
+    uint32_t left_version;
+    uint32_t right_version;
+  };
+  auto worse = [](const Candidate& a, const Candidate& b) {
+    return a.score < b.score || (a.score == b.score && a.left > b.left);
+  };
+  std::vector<Node> nodes(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n; ++i) {
+    nodes[i] = {i - 1, i + 1, 0};
+  }
+  std::vector<Candidate> heap;
+  heap.reserve(static_cast<size_t>(n));
+  std::string scratch;
+  auto offer = [&](int32_t left, int32_t right) {
+    const int32_t merged = MergeOf(tokens[left], tokens[right], scratch);
+    if (merged >= 0) {
+      heap.push_back(
+          {Score(merged), left, right, merged, nodes[left].version, nodes[right].version});
+      std::push_heap(heap.begin(), heap.end(), worse);
+    }
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) {
+    offer(i, i + 1);
+  }
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), worse);
+    const Candidate c = heap.back();
+    heap.pop_back();
+    if (nodes[c.left].version != c.left_version || nodes[c.right].version != c.right_version) {
+      continue;  // one side changed since this pair was offered
+    }
+    tokens[c.left] = c.merged;
+    ++nodes[c.left].version;
+    ++nodes[c.right].version;
+    const int32_t after = nodes[c.right].next;
+    nodes[c.left].next = after;
+    if (after < n) {
+      nodes[after].prev = c.left;
+    }
+    if (nodes[c.left].prev >= 0) {
+      offer(nodes[c.left].prev, c.left);
+    }
+    if (after < n) {
+      offer(c.left, after);
+    }
+  }
+  std::vector<int32_t> merged;
+  merged.reserve(tokens.size());
+  for (int32_t i = 0; i < n; i = nodes[i].next) {
+    merged.push_back(tokens[i]);
+  }
+  tokens = std::move(merged);
+}
+
 Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOptions options) const {
   std::vector<int32_t> tokens;
   tokens.reserve(text.size() + 3);
@@ -209,48 +290,7 @@ Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOpti
     }
     start = end;
   }
-  // Merge the best-scoring adjacent pair until none merges; on a tie the leftmost pair wins, as
-  // in llama2.c. pairs[i] caches the candidate for (tokens[i], tokens[i+1]).
-  std::string scratch;
-  scratch.reserve(static_cast<size_t>(max_token_length_) * 2);
-  auto candidate = [&](size_t i) {
-    std::string_view a = Piece(tokens[i]);
-    std::string_view b = Piece(tokens[i + 1]);
-    if (a.size() + b.size() > static_cast<size_t>(max_token_length_)) {
-      return Pair{};
-    }
-    scratch.assign(a);
-    scratch.append(b);
-    int32_t id = Lookup(scratch);
-    return id < 0 ? Pair{} : Pair{id, Score(id)};
-  };
-  std::vector<Pair> pairs;
-  pairs.reserve(tokens.size());
-  for (size_t i = 0; i + 1 < tokens.size(); ++i) {
-    pairs.push_back(candidate(i));
-  }
-  for (;;) {
-    float best_score = kNoMergeScore;
-    size_t best = pairs.size();
-    for (size_t i = 0; i < pairs.size(); ++i) {
-      if (pairs[i].id >= 0 && pairs[i].score > best_score) {
-        best_score = pairs[i].score;
-        best = i;
-      }
-    }
-    if (best == pairs.size()) {
-      break;
-    }
-    tokens[best] = pairs[best].id;
-    tokens.erase(tokens.begin() + static_cast<ptrdiff_t>(best) + 1);
-    pairs.erase(pairs.begin() + static_cast<ptrdiff_t>(best));
-    if (best > 0) {
-      pairs[best - 1] = candidate(best - 1);
-    }
-    if (best < pairs.size()) {
-      pairs[best] = candidate(best);
-    }
-  }
+  MergePairs(tokens);
   if (options.add_eos) {
     tokens.push_back(kEosToken);
   }

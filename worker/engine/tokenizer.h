@@ -67,6 +67,9 @@ class Tokenizer {
  private:
   Tokenizer() = default;
   int32_t Lookup(std::string_view piece) const;
+  // The piece `left` and `right` concatenate to, if it exists and may merge; else -1.
+  int32_t MergeOf(int32_t left, int32_t right, std::string& scratch) const;
+  void MergePairs(std::vector<int32_t>& tokens) const;
 
   int32_t max_token_length_ = 0;
   std::unique_ptr<char[]> text_;   // every piece, back to back
