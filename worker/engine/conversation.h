@@ -37,8 +37,8 @@ class Conversation {
     MatVecKernel matvec = MatVecKernel::kAuto;  // decode kernel; benchmarks compare them
   };
   // context_length in 1..seq_len: the positions this conversation may use (its KV cache size).
-  // The model and tokenizer must outlive the conversation; the tokenizer must match the
-  // model's vocabulary size.
+  // The conversation keeps pointers to `model` and `tokenizer`: both must outlive it and stay
+  // where they are (not be moved). The tokenizer must match the model's vocabulary size.
   static Result<Conversation> Create(const Model& model, const Tokenizer& tokenizer,
                                      int32_t context_length, Options options);
   static Result<Conversation> Create(const Model& model, const Tokenizer& tokenizer,
