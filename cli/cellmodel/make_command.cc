@@ -24,7 +24,7 @@ struct MakeFlags {
 };
 
 // The preset with every override the command line gave.
-Result<engine::ModelConfig> BuildConfig(const FlagSet& flags, const MakeFlags& f) {
+Result<engine::ModelConfig> BuildConfig(const MakeFlags& f) {
   CH_ASSIGN_OR_RETURN(engine::ModelConfig c, engine::PresetConfig(f.preset));
   struct Override {
     const char* flag;
@@ -36,16 +36,16 @@ Result<engine::ModelConfig> BuildConfig(const FlagSet& flags, const MakeFlags& f
         Override{"layers", f.layers, &c.n_layers}, Override{"heads", f.heads, &c.n_heads},
         Override{"kv-heads", f.kv_heads, &c.n_kv_heads}, Override{"vocab", f.vocab, &c.vocab_size},
         Override{"seq-len", f.seq_len, &c.seq_len}}) {
-    if (!flags.IsSet(o.flag)) {
-      continue;
+    if (o.value == 0) {
+      continue;  // the preset's
     }
-    if (o.value <= 0 || o.value > INT32_MAX) {
-      return Error("--" + std::string(o.flag) + " must be in 1.." + std::to_string(INT32_MAX));
+    if (o.value < 0 || o.value > INT32_MAX) {
+      return Error("--" + std::string(o.flag) + " must be in 0.." + std::to_string(INT32_MAX));
     }
     *o.field = static_cast<int32_t>(o.value);
   }
   // Changing the head count of a preset without saying otherwise keeps plain multi-head.
-  if (flags.IsSet("heads") && !flags.IsSet("kv-heads")) {
+  if (f.heads != 0 && f.kv_heads == 0) {
     c.n_kv_heads = c.n_heads;
   }
   if (f.shared && f.separate) {
@@ -77,13 +77,15 @@ int MakeCommand(const std::vector<std::string>& args) {
                 "Writes a llama2.c checkpoint of deterministic pseudo-random weights, and a "
                 "matching tokenizer, so a model runs with nothing downloaded.");
   flags.String("preset", &f.preset, "NAME", "starting shape: " + presets);
-  flags.Int("dim", &f.dim, "N", "width of the residual stream");
-  flags.Int("hidden-dim", &f.hidden_dim, "N", "width of the feed-forward layer");
-  flags.Int("layers", &f.layers, "N", "number of layers");
-  flags.Int("heads", &f.heads, "N", "query heads");
-  flags.Int("kv-heads", &f.kv_heads, "N", "key/value heads (fewer: grouped-query attention)");
-  flags.Int("vocab", &f.vocab, "N", "vocabulary size");
-  flags.Int("seq-len", &f.seq_len, "N", "maximum context length");
+  flags.Int("dim", &f.dim, "N", "width of the residual stream (0: the preset's)");
+  flags.Int("hidden-dim", &f.hidden_dim, "N", "width of the feed-forward layer (0: the preset's)");
+  flags.Int("layers", &f.layers, "N", "number of layers (0: the preset's)");
+  flags.Int("heads", &f.heads, "N", "query heads (0: the preset's)");
+  flags.Int("kv-heads", &f.kv_heads, "N",
+            "key/value heads, fewer for grouped-query attention (0: as many as --heads if given, "
+            "else the preset's)");
+  flags.Int("vocab", &f.vocab, "N", "vocabulary size (0: the preset's)");
+  flags.Int("seq-len", &f.seq_len, "N", "maximum context length (0: the preset's)");
   flags.Bool("shared-classifier", &f.shared, "the classifier is the embedding table");
   flags.Bool("separate-classifier", &f.separate, "write a separate classifier matrix");
   flags.Int("seed", &f.seed, "N", "seed of the weights and the tokenizer");
@@ -104,7 +106,7 @@ int MakeCommand(const std::vector<std::string>& args) {
   if (f.tokenizer_out.empty()) {
     f.tokenizer_out = f.out + ".tokenizer";
   }
-  Result<engine::ModelConfig> config = BuildConfig(flags, f);
+  Result<engine::ModelConfig> config = BuildConfig(f);
   if (!config) {
     return Fail("make", config.error(), kExitUsage);
   }
