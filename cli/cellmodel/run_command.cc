@@ -109,7 +109,8 @@ int RunCommand(const std::vector<std::string>& args) {
   flags.Double("temperature", &f.temperature, "T", "0 for greedy decoding");
   flags.Double("top-p", &f.top_p, "P", "nucleus sampling mass (0 or 1: off)");
   flags.Int("seed", &f.seed, "S", "random seed (same seed, same text)");
-  flags.Int("threads", &f.threads, "N", "OpenBLAS threads for prefill (decode uses one)");
+  flags.Int("threads", &f.threads, "N",
+            "OpenBLAS threads (prefill; decode too with --kernel openblas)");
   flags.String("kernel", &f.kernel, "NAME", "decode kernel: auto, openblas, avx2, avx512");
   Parsed parsed = ParseFlags(flags, args);
   if (parsed.exit_code) {
