@@ -1,0 +1,85 @@
+// Sampler and Rng: llama2.c's generator sequence, greedy and nucleus sampling.
+#include <cmath>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "worker/engine/sampler.h"
+
+namespace cellhouse::engine {
+namespace {
+
+TEST(RngTest, MatchesLlama2cXorshift) {
+  // llama2.c's random_u32 with rng_state = 42, computed independently:
+  //   s ^= s >> 12; s ^= s << 25; s ^= s >> 27; return (s * 0x2545F4914F6CDD1D) >> 32;
+  uint64_t s = 42;
+  Rng rng(42);
+  for (int i = 0; i < 100; ++i) {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    EXPECT_EQ(rng.NextU32(), static_cast<uint32_t>((s * 0x2545F4914F6CDD1DULL) >> 32));
+  }
+  Rng zero(0);  // a zero state would stay zero forever
+  EXPECT_NE(zero.NextU32(), 0U);
+  Rng f(7);
+  for (int i = 0; i < 1000; ++i) {
+    float v = f.NextFloat();
+    EXPECT_GE(v, 0.0F);
+    EXPECT_LT(v, 1.0F);
+  }
+}
+
+TEST(SamplerTest, GreedyTakesTheFirstLargest) {
+  Sampler s(5);
+  Rng rng(1);
+  std::vector<float> logits = {0.1F, 3.0F, -1.0F, 3.0F, 2.0F};
+  EXPECT_EQ(s.Sample(logits, {.temperature = 0.0F}, rng), 1);
+  EXPECT_EQ(ArgMax(logits), 1);
+}
+
+TEST(SamplerTest, TopPKeepsOnlyTheNucleus) {
+  Sampler s(4);
+  // Probabilities after softmax at T=1: token 2 alone holds > 0.99 of the mass.
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    Rng rng(seed);
+    std::vector<float> logits = {0.0F, 0.0F, 10.0F, 0.0F};
+    EXPECT_EQ(s.Sample(logits, {.temperature = 1.0F, .top_p = 0.5F}, rng), 2);
+  }
+}
+
+TEST(SamplerTest, SamplingFollowsTheDistribution) {
+  Sampler s(2);
+  Rng rng(99);
+  int ones = 0;
+  const int n = 4000;
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> logits = {0.0F, std::log(3.0F)};  // p = 0.25, 0.75
+    ones += s.Sample(logits, {.temperature = 1.0F, .top_p = 1.0F}, rng);
+  }
+  EXPECT_NEAR(static_cast<double>(ones) / n, 0.75, 0.03);
+}
+
+TEST(SamplerTest, SameSeedSameChoices) {
+  Sampler a(50), b(50);
+  Rng ra(5), rb(5);
+  for (int i = 0; i < 100; ++i) {
+    std::vector<float> la(50), lb;
+    for (int j = 0; j < 50; ++j) {
+      la[j] = static_cast<float>((i * 31 + j * 17) % 13) * 0.3F;
+    }
+    lb = la;
+    EXPECT_EQ(a.Sample(la, {.temperature = 0.8F, .top_p = 0.9F}, ra),
+              b.Sample(lb, {.temperature = 0.8F, .top_p = 0.9F}, rb));
+  }
+}
+
+TEST(SamplerTest, SingleEntryVocabulary) {
+  Sampler s(1);
+  Rng rng(3);
+  std::vector<float> logits = {1.0F};
+  EXPECT_EQ(s.Sample(logits, {.temperature = 1.0F, .top_p = 0.9F}, rng), 0);
+}
+
+}  // namespace
+}  // namespace cellhouse::engine

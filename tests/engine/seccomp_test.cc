@@ -1,0 +1,120 @@
+// The worker's contract: once the model is open and BLAS warmed up, Turn() needs only memory
+// system calls (mmap, munmap, mremap, madvise, brk), futex and clock_gettime. A forked child
+// installs exactly that allow-list (anything else kills it with SIGSYS) and runs turns.
+#include <seccomp.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "tests/engine/test_models.h"
+#include "worker/engine/conversation.h"
+#include "worker/engine/kernels.h"
+
+namespace cellhouse::engine {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// In the child: the worker's memory-only allow-list, default kill.
+bool InstallFilterInChild() {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+  if (ctx == nullptr) {
+    return false;
+  }
+  bool ok = true;
+  for (int nr :
+       {SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
+        SCMP_SYS(futex), SCMP_SYS(clock_gettime), SCMP_SYS(exit_group), SCMP_SYS(exit)}) {
+    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) == 0;
+  }
+  // The sanitizer runtime (not the engine) sets an alternate signal stack as it goes; allowing
+  // it in the ASan build keeps the test about the engine's own system calls.
+  if (kSanitized) {
+    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sigaltstack), 0) == 0;
+  }
+  ok = ok && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && seccomp_load(ctx) == 0;
+  seccomp_release(ctx);
+  return ok;
+}
+
+// In the child: two turns (prefill in chunks, then decode, greedy and sampled). Exit codes:
+// 0 success, 1 filter not installed, 2 a turn failed.
+[[noreturn]] void RunTurnsInChild(Conversation& chat, const std::string& long_prompt) {
+  if (!InstallFilterInChild()) {
+    _exit(1);
+  }
+  auto ignore = [](int32_t, std::string_view) { return true; };
+  bool ok = chat.Turn(long_prompt, {.max_new_tokens = 20, .temperature = 0.0F}, ignore) &&
+            chat.Turn(" and then", {.max_new_tokens = 20, .temperature = 0.8F, .seed = 3}, ignore);
+  _exit(ok ? 0 : 2);
+}
+
+TEST(SeccompTest, TurnsRunUnderTheWorkerAllowList) {
+  cellhouse::testing::TempDir dir;
+  ModelConfig config = testing::TinyConfig();
+  config.seq_len = 400;  // room for a prompt of two prefill chunks and two turns
+  testing::ModelFiles files = testing::WriteModelFiles(dir, config, 4);
+  Result<Model> model = Model::Open(files.model);
+  ASSERT_TRUE(model) << model.error().message();
+  Result<Tokenizer> tok = Tokenizer::Open(files.tokenizer, model->config().vocab_size);
+  ASSERT_TRUE(tok) << tok.error().message();
+  // What the zygote does before forking workers.
+  SetBlasThreads(1);
+  WarmUpBlas();
+  // A prompt longer than one prefill chunk.
+  std::string long_prompt;
+  while (tok->Encode(long_prompt, {.add_bos = true})->size() <= kMaxBatch + 10) {
+    long_prompt += "the little dog ran ";
+  }
+  for (MatVecKernel kernel : {MatVecKernel::kOpenBlas, MatVecKernel::kAuto}) {
+    Result<Conversation> chat =
+        Conversation::Create(*model, *tok, config.seq_len, {.matvec = kernel});
+    ASSERT_TRUE(chat) << chat.error().message();
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      RunTurnsInChild(*chat, long_prompt);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "kernel " << MatVecKernelName(kernel) << ": "
+        << (WIFSIGNALED(status)
+                ? "killed by signal " + std::to_string(WTERMSIG(status)) +
+                      (WTERMSIG(status) == SIGSYS ? " (a forbidden system call)" : "")
+                : "exit status " + std::to_string(WEXITSTATUS(status)));
+  }
+}
+
+TEST(SeccompTest, TheFilterDoesKillOtherSystemCalls) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (!InstallFilterInChild()) {
+      _exit(1);
+    }
+    static_cast<void>(getppid());  // not on the list
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS);
+}
+
+}  // namespace
+}  // namespace cellhouse::engine

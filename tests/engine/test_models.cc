@@ -1,0 +1,50 @@
+#include "tests/engine/test_models.h"
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include <gtest/gtest.h>
+
+#include "worker/engine/generator.h"
+
+namespace cellhouse::engine::testing {
+
+ModelConfig TinyConfig() {
+  return {.dim = 48,
+          .hidden_dim = 100,
+          .n_layers = 2,
+          .n_heads = 4,
+          .n_kv_heads = 2,
+          .vocab_size = 400,
+          .seq_len = 160,
+          .shared_classifier = false};
+}
+
+void WriteBytes(const std::string& path, std::span<const std::byte> bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(out.good()) << "writing " << path;
+}
+
+std::vector<std::byte> ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> bytes(chars.size());
+  std::memcpy(bytes.data(), chars.data(), chars.size());
+  return bytes;
+}
+
+ModelFiles WriteModelFiles(const cellhouse::testing::TempDir& dir, const ModelConfig& config,
+                           uint64_t seed) {
+  ModelFiles files{dir.File("model" + std::to_string(seed) + ".bin"), ""};
+  files.tokenizer = files.model + ".tokenizer";
+  Status m = WriteModel(config, seed, files.model);
+  EXPECT_TRUE(m) << m.error().message();
+  Status t = WriteTokenizer(config.vocab_size, seed, files.tokenizer);
+  EXPECT_TRUE(t) << t.error().message();
+  return files;
+}
+
+}  // namespace cellhouse::engine::testing

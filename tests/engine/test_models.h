@@ -1,0 +1,38 @@
+// Helpers for engine tests: generated models written to a test's temporary directory.
+//
+//   TempDir dir;
+//   ModelFiles files = WriteModelFiles(dir, TinyConfig(), /*seed=*/7);
+//   Model model = *Model::Open(files.model);
+#ifndef CELLHOUSE_TESTS_ENGINE_TEST_MODELS_H_
+#define CELLHOUSE_TESTS_ENGINE_TEST_MODELS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tests/support/test_env.h"
+#include "worker/engine/model_config.h"
+
+namespace cellhouse::engine::testing {
+
+struct ModelFiles {
+  std::string model;
+  std::string tokenizer;
+};
+
+// A small grouped-query model with a vocabulary the generated tokenizer supports.
+ModelConfig TinyConfig();
+
+// Writes `bytes` to `path`; fails the test on error.
+void WriteBytes(const std::string& path, std::span<const std::byte> bytes);
+std::vector<std::byte> ReadBytes(const std::string& path);
+
+// Generates a model and tokenizer into `dir` (names derived from the seed).
+ModelFiles WriteModelFiles(const cellhouse::testing::TempDir& dir, const ModelConfig& config,
+                           uint64_t seed);
+
+}  // namespace cellhouse::engine::testing
+
+#endif  // CELLHOUSE_TESTS_ENGINE_TEST_MODELS_H_

@@ -1,0 +1,203 @@
+#include "worker/engine/forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace cellhouse::engine {
+
+namespace {
+
+// llama2.c's rmsnorm(): o = weight * x / sqrt(mean(x²) + 1e-5), summed in index order.
+void RmsNorm(float* out, const float* x, const float* weight, int32_t size) {
+  float ss = 0.0F;
+  for (int32_t j = 0; j < size; ++j) {
+    ss += x[j] * x[j];
+  }
+  ss /= static_cast<float>(size);
+  ss += 1e-5F;
+  ss = 1.0F / std::sqrt(ss);
+  for (int32_t j = 0; j < size; ++j) {
+    out[j] = weight[j] * (ss * x[j]);
+  }
+}
+
+void Softmax(float* x, int32_t size) {
+  float max_val = x[0];
+  for (int32_t i = 1; i < size; ++i) {
+    max_val = std::max(max_val, x[i]);
+  }
+  float sum = 0.0F;
+  for (int32_t i = 0; i < size; ++i) {
+    x[i] = std::exp(x[i] - max_val);
+    sum += x[i];
+  }
+  for (int32_t i = 0; i < size; ++i) {
+    x[i] /= sum;
+  }
+}
+
+// A view of the weights, state and shape that one chunk of tokens works with.
+class ChunkPass {
+ public:
+  ChunkPass(const ModelWeights& w, const Kernels& k, RunState& s, std::span<const int32_t> tokens,
+            int32_t pos)
+      : w_(w), c_(w.config), k_(k), s_(s), n_(static_cast<int32_t>(tokens.size())), pos_(pos) {
+    for (int32_t b = 0; b < n_; ++b) {
+      std::memcpy(Row(s_.x, b, c_.dim),
+                  w_.token_embedding.data() + static_cast<size_t>(tokens[b]) * c_.dim,
+                  sizeof(float) * c_.dim);
+    }
+    RopeTables();
+  }
+
+  void Layer(int32_t l) {
+    Attention(l);
+    FeedForward(l);
+  }
+
+  // Final norm and classifier for the last token of the chunk.
+  const float* Logits() {
+    RmsNorm(s_.xb, Row(s_.x, n_ - 1, c_.dim), w_.rms_final.data(), c_.dim);
+    // The next token starts again at the first layer's wq.
+    k_.matvec(w_.classifier.data(), s_.xb, s_.logits, c_.vocab_size, c_.dim, w_.wq.data());
+    return s_.logits;
+  }
+
+ private:
+  static float* Row(float* base, int32_t row, int32_t width) {
+    return base + static_cast<size_t>(row) * width;
+  }
+  const float* LayerOf(std::span<const float> tensor, int32_t l) const {
+    return ModelWeights::Layer(tensor, c_.n_layers, l);
+  }
+  float* CacheAt(float* cache, int32_t l, int32_t position) const {
+    return cache + (static_cast<size_t>(l) * s_.context_length() + position) * c_.kv_dim();
+  }
+
+  // llama2.c's RoPE frequencies, computed once per position rather than once per layer: the
+  // formula depends only on the position and the index within a head.
+  void RopeTables() {
+    const int32_t head_size = c_.head_size();
+    const int32_t half = head_size / 2;
+    for (int32_t b = 0; b < n_; ++b) {
+      for (int32_t j = 0; j < half; ++j) {
+        const int32_t head_dim = 2 * j;
+        float freq =
+            1.0F / std::pow(10000.0F, static_cast<float>(head_dim) / static_cast<float>(head_size));
+        float val = static_cast<float>(pos_ + b) * freq;
+        s_.rope_cos[b * half + j] = std::cos(val);
+        s_.rope_sin[b * half + j] = std::sin(val);
+      }
+    }
+  }
+
+  void Rotate(float* vec, int32_t b, int32_t size) const {
+    const int32_t half = c_.head_size() / 2;
+    const float* cos_row = s_.rope_cos + static_cast<size_t>(b) * half;
+    const float* sin_row = s_.rope_sin + static_cast<size_t>(b) * half;
+    for (int32_t i = 0; i < size; i += 2) {
+      const int32_t j = (i % c_.head_size()) / 2;
+      const float fcr = cos_row[j];
+      const float fci = sin_row[j];
+      const float v0 = vec[i];
+      const float v1 = vec[i + 1];
+      vec[i] = v0 * fcr - v1 * fci;
+      vec[i + 1] = v0 * fci + v1 * fcr;
+    }
+  }
+
+  void Attention(int32_t l) {
+    const int32_t dim = c_.dim;
+    const int32_t kv_dim = c_.kv_dim();
+    for (int32_t b = 0; b < n_; ++b) {
+      RmsNorm(Row(s_.xb, b, dim), Row(s_.x, b, dim), LayerOf(w_.rms_att, l), dim);
+    }
+    // Keys and values go straight into the cache: the chunk's positions are consecutive rows.
+    float* k_rows = CacheAt(s_.key_cache, l, pos_);
+    float* v_rows = CacheAt(s_.value_cache, l, pos_);
+    MatMul(k_, LayerOf(w_.wq, l), dim, dim, s_.xb, s_.q, n_, LayerOf(w_.wk, l));
+    MatMul(k_, LayerOf(w_.wk, l), kv_dim, dim, s_.xb, k_rows, n_, LayerOf(w_.wv, l));
+    MatMul(k_, LayerOf(w_.wv, l), kv_dim, dim, s_.xb, v_rows, n_, LayerOf(w_.wo, l));
+    for (int32_t b = 0; b < n_; ++b) {
+      Rotate(Row(s_.q, b, dim), b, dim);
+      Rotate(Row(k_rows, b, kv_dim), b, kv_dim);
+    }
+    for (int32_t b = 0; b < n_; ++b) {
+      for (int32_t h = 0; h < c_.n_heads; ++h) {
+        AttendHead(l, b, h);
+      }
+    }
+    MatMul(k_, LayerOf(w_.wo, l), dim, dim, s_.xb, s_.xb2, n_, LayerOf(w_.w1, l));
+    for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) {
+      s_.x[i] += s_.xb2[i];
+    }
+  }
+
+  // Head h of token b attends to positions 0 .. pos_ + b.
+  void AttendHead(int32_t l, int32_t b, int32_t h) {
+    const int32_t head_size = c_.head_size();
+    const int32_t last = pos_ + b;
+    const size_t kv_offset = static_cast<size_t>(h / c_.kv_mul()) * head_size;
+    const float* q = Row(s_.q, b, c_.dim) + static_cast<size_t>(h) * head_size;
+    const float scale = std::sqrt(static_cast<float>(head_size));
+    const size_t stride = c_.kv_dim();
+    float* att = s_.scores;
+    k_.scores(q, CacheAt(s_.key_cache, l, 0) + kv_offset, stride, last + 1, head_size, scale, att);
+    Softmax(att, last + 1);
+    float* out = Row(s_.xb, b, c_.dim) + static_cast<size_t>(h) * head_size;
+    k_.weighted_sum(att, CacheAt(s_.value_cache, l, 0) + kv_offset, stride, last + 1, head_size,
+                    out);
+  }
+
+  void FeedForward(int32_t l) {
+    const int32_t dim = c_.dim;
+    const int32_t hidden = c_.hidden_dim;
+    for (int32_t b = 0; b < n_; ++b) {
+      RmsNorm(Row(s_.xb, b, dim), Row(s_.x, b, dim), LayerOf(w_.rms_ffn, l), dim);
+    }
+    MatMul(k_, LayerOf(w_.w1, l), hidden, dim, s_.xb, s_.hb, n_, LayerOf(w_.w3, l));
+    MatMul(k_, LayerOf(w_.w3, l), hidden, dim, s_.xb, s_.hb2, n_, LayerOf(w_.w2, l));
+    // SwiGLU: silu(w1·x) * (w3·x), silu(v) = v * sigmoid(v).
+    for (size_t i = 0; i < static_cast<size_t>(n_) * hidden; ++i) {
+      float val = s_.hb[i];
+      val *= (1.0F / (1.0F + std::exp(-val)));
+      val *= s_.hb2[i];
+      s_.hb[i] = val;
+    }
+    const float* next = l + 1 < c_.n_layers ? LayerOf(w_.wq, l + 1) : w_.classifier.data();
+    MatMul(k_, LayerOf(w_.w2, l), dim, hidden, s_.hb, s_.xb, n_, next);
+    for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) {
+      s_.x[i] += s_.xb[i];
+    }
+  }
+
+  const ModelWeights& w_;
+  const ModelConfig& c_;
+  const Kernels& k_;
+  RunState& s_;
+  const int32_t n_;
+  const int32_t pos_;
+};
+
+}  // namespace
+
+const float* Forward(const ModelWeights& weights, const Kernels& kernels, RunState& state,
+                     std::span<const int32_t> tokens, int32_t pos) {
+  const float* logits = nullptr;
+  for (size_t start = 0; start < tokens.size(); start += kMaxBatch) {
+    const size_t n = std::min<size_t>(kMaxBatch, tokens.size() - start);
+    ChunkPass pass(weights, kernels, state, tokens.subspan(start, n),
+                   pos + static_cast<int32_t>(start));
+    for (int32_t l = 0; l < weights.config.n_layers; ++l) {
+      pass.Layer(l);
+    }
+    // Only the last token's logits are wanted: earlier ones would be thrown away.
+    if (start + n == tokens.size()) {
+      logits = pass.Logits();
+    }
+  }
+  return logits;
+}
+
+}  // namespace cellhouse::engine

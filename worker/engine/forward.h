@@ -1,0 +1,34 @@
+// The forward pass of a Llama-architecture decoder: RMSNorm, rotary position embedding (RoPE,
+// computed), grouped-query attention with a KV cache, SwiGLU feed-forward, classifier.
+//
+//   Kernels k = SelectKernels(MatVecKernel::kAuto);
+//   const float* logits = Forward(model.weights(), k, state, prompt_tokens, /*pos=*/0);
+//   ... sample `next` from logits ...
+//   logits = Forward(model.weights(), k, state, std::span(&next, 1), prompt_tokens.size());
+//
+// The numerics follow llama2.c's run.c operation by operation (same formulas, same order for
+// RMSNorm, RoPE and softmax); only the order of summation inside the matrix products differs.
+#ifndef CELLHOUSE_WORKER_ENGINE_FORWARD_H_
+#define CELLHOUSE_WORKER_ENGINE_FORWARD_H_
+
+#include <cstdint>
+#include <span>
+
+#include "worker/engine/checkpoint.h"
+#include "worker/engine/kernels.h"
+#include "worker/engine/run_state.h"
+
+namespace cellhouse::engine {
+
+// Runs `tokens` at positions pos .. pos + tokens.size() - 1, writing their keys and values into
+// the state's cache, and returns the logits of the last token ([vocab], in state.logits).
+// Prompts are processed in chunks of kMaxBatch tokens with matrix-matrix products; one token is
+// one matrix-vector product per weight matrix. Requires a non-empty `tokens` of ids below the
+// vocabulary size and pos + tokens.size() <= state.context_length() (the caller checks; this
+// function does not allocate, fail or make system calls).
+const float* Forward(const ModelWeights& weights, const Kernels& kernels, RunState& state,
+                     std::span<const int32_t> tokens, int32_t pos);
+
+}  // namespace cellhouse::engine
+
+#endif  // CELLHOUSE_WORKER_ENGINE_FORWARD_H_

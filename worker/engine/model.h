@@ -1,0 +1,72 @@
+// Model: a checkpoint file mapped read-only and shared (mmap PROT_READ, MAP_SHARED), with
+// immutable views of its tensors. The zygote opens it once; every worker inherits the mapping
+// through fork, so the page cache holds one copy for all sessions.
+//
+//   CH_ASSIGN_OR_RETURN(Model model, Model::Open("/var/lib/cellhouse/stories110M.bin"));
+//   CH_RETURN_IF_ERROR(model.Prefault());   // charge the page cache to the caller's cgroup
+//   CH_RETURN_IF_ERROR(model.Lock());       // keep it resident (counts against RLIMIT_MEMLOCK)
+//   std::puts(model.Describe().c_str());
+//
+// The file is also seen as fixed 16 MiB chunks: residency is measured with mincore(2) and a
+// chunk is prefetched with madvise(MADV_WILLNEED), which is how a model larger than the memory
+// budget pages in.
+#ifndef CELLHOUSE_WORKER_ENGINE_MODEL_H_
+#define CELLHOUSE_WORKER_ENGINE_MODEL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "base/mapping.h"
+#include "base/result.h"
+#include "worker/engine/checkpoint.h"
+#include "worker/engine/model_config.h"
+
+namespace cellhouse::engine {
+
+inline constexpr size_t kModelChunkBytes = size_t{16} << 20;
+
+class Model {
+ public:
+  // Maps and parses `path`. Errors name the file.
+  static Result<Model> Open(const std::string& path);
+
+  Model(Model&&) noexcept = default;
+  Model& operator=(Model&&) noexcept = default;
+
+  const ModelConfig& config() const { return weights_.config; }
+  // Views into the mapping: valid for as long as this Model (moving it keeps them valid).
+  const ModelWeights& weights() const { return weights_; }
+  std::span<const std::byte> bytes() const { return mapping_.bytes(); }
+  const std::string& path() const { return path_; }
+
+  size_t ChunkCount() const;
+  // Bytes of the file now in memory (mincore(2)), whole file or one chunk.
+  Result<uint64_t> ResidentBytes() const;
+  Result<uint64_t> ChunkResidentBytes(size_t chunk) const;
+  // Reads one byte of every page, so that the pages are faulted in, and charged, now and by the
+  // calling process's cgroup rather than later by whichever session touches them first.
+  Status Prefault() const;
+  // mlock(2)s the whole mapping. Needs RLIMIT_MEMLOCK (or CAP_IPC_LOCK) covering the file.
+  Status Lock() const;
+  // madvise(MADV_WILLNEED) for one chunk: asks the kernel to start reading it in.
+  Status Prefetch(size_t chunk) const;
+
+  // "dim 768, hidden 2048, 12 layers, ..., shared classifier"
+  std::string Describe() const { return config().Describe(); }
+
+ private:
+  Model(std::string path, Mapping mapping, ModelWeights weights)
+      : path_(std::move(path)), mapping_(std::move(mapping)), weights_(weights) {}
+  std::span<const std::byte> Chunk(size_t chunk) const;
+  Result<uint64_t> Resident(std::span<const std::byte> range) const;
+
+  std::string path_;
+  Mapping mapping_;
+  ModelWeights weights_;
+};
+
+}  // namespace cellhouse::engine
+
+#endif  // CELLHOUSE_WORKER_ENGINE_MODEL_H_

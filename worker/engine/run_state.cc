@@ -1,0 +1,103 @@
+#include "worker/engine/run_state.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "worker/engine/checked_math.h"
+
+namespace cellhouse::engine {
+
+namespace {
+
+constexpr uint64_t kAlign = 64;  // a cache line, and enough for any SIMD load
+
+uint64_t AlignUp(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// The floats of every fixed buffer, in the order Create() carves them.
+struct FixedSizes {
+  explicit FixedSizes(const ModelConfig& c)
+      : row(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.dim)),
+        hidden(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.hidden_dim)),
+        rope(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.head_size() / 2)),
+        scores(static_cast<uint64_t>(c.seq_len)),
+        logits(static_cast<uint64_t>(c.vocab_size)) {}
+  uint64_t Bytes() const {
+    return 4 * AlignUp(row * 4) + 2 * AlignUp(hidden * 4) + 2 * AlignUp(rope * 4) +
+           AlignUp(scores * 4) + AlignUp(logits * 4);
+  }
+  uint64_t row, hidden, rope, scores, logits;
+};
+
+// What Sampler allocates beside the state: one (probability, index) pair per vocabulary entry.
+constexpr uint64_t kSamplerBytesPerPiece = 8;
+
+}  // namespace
+
+uint64_t KvCacheBytesPerToken(const ModelConfig& config) {
+  return 2 * static_cast<uint64_t>(config.n_layers) * static_cast<uint64_t>(config.kv_dim()) *
+         sizeof(float);
+}
+
+uint64_t StateFixedBytes(const ModelConfig& config) {
+  return FixedSizes(config).Bytes() +
+         kSamplerBytesPerPiece * static_cast<uint64_t>(config.vocab_size);
+}
+
+Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_length) {
+  if (context_length < 1 || context_length > config.seq_len) {
+    return Error("creating run state: context length " + std::to_string(context_length) +
+                 " is outside 1.." + std::to_string(config.seq_len) + " (the model's seq_len)");
+  }
+  FixedSizes fixed(config);
+  const uint64_t cache_floats = static_cast<uint64_t>(config.n_layers) *
+                                static_cast<uint64_t>(context_length) *
+                                static_cast<uint64_t>(config.kv_dim());
+  std::optional<uint64_t> cache_bytes = CheckedMul({cache_floats, sizeof(float)});
+  std::optional<uint64_t> total =
+      cache_bytes ? CheckedAdd(fixed.Bytes(), 2 * AlignUp(*cache_bytes)) : std::nullopt;
+  if (!total || *total > SIZE_MAX) {
+    return Error("creating run state: size overflows");
+  }
+  RunState s;
+  CH_ASSIGN_OR_RETURN(s.memory_, Mapping::Anonymous(*total, "a session's KV cache and buffers"));
+  s.context_length_ = context_length;
+  std::byte* next = s.memory_.mutable_data();
+  auto carve = [&next](uint64_t floats) {
+    auto* p = reinterpret_cast<float*>(next);
+    next += AlignUp(floats * sizeof(float));
+    return p;
+  };
+  s.x = carve(fixed.row);
+  s.xb = carve(fixed.row);
+  s.xb2 = carve(fixed.row);
+  s.q = carve(fixed.row);
+  s.hb = carve(fixed.hidden);
+  s.hb2 = carve(fixed.hidden);
+  s.rope_cos = carve(fixed.rope);
+  s.rope_sin = carve(fixed.rope);
+  s.scores = carve(fixed.scores);
+  s.logits = carve(fixed.logits);
+  // The caches come last, so the pages of unreached positions stay untouched.
+  s.key_cache = carve(cache_floats);
+  s.value_cache = carve(cache_floats);
+  return s;
+}
+
+Result<uint64_t> RunState::ResidentBytes() const {
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> pages((memory_.size() + page - 1) / page);
+  if (::mincore(memory_.address(), memory_.size(), pages.data()) != 0) {
+    return Error::FromErrno(errno, "mincore on a session's run state");
+  }
+  uint64_t resident = 0;
+  for (unsigned char p : pages) {
+    resident += (p & 1U) != 0 ? page : 0;
+  }
+  return resident;
+}
+
+}  // namespace cellhouse::engine
