@@ -57,8 +57,9 @@ function(cellhouse_test)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
   endif()
-  set(props LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
-      ENVIRONMENT "CELLHOUSE_SOURCE_DIR=${CMAKE_SOURCE_DIR};CELLHOUSE_BIN_DIR=${CMAKE_BINARY_DIR}/bin;OPENBLAS_NUM_THREADS=1")
+  # One environment entry only: gtest_discover_tests splits a list of them. Tests find the source
+  # tree and the binaries without the environment (tests/support/test_env.h).
+  set(props LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT} ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
   if(ARG_SERIAL)
     list(APPEND props RUN_SERIAL TRUE)
   endif()

@@ -10,6 +10,7 @@
 
 #include "base/flags.h"
 #include "base/strings.h"
+#include "base/text.h"
 #include "cli/cellctl/json.h"
 #include "cli/cellctl/session_client.h"
 #include "ipc/messages.h"
@@ -82,7 +83,9 @@ int RunTurn(SessionClient& session, const TurnFlags& turn, const std::string& pr
   Result<api::Done> done = session.Generate(
       turn.Make(prompt),
       [](const api::Piece& p) {
-        std::fwrite(p.text().data(), 1, p.text().size(), stdout);
+        // As `cellmodel run` prints it (llama2.c's safe_printf), so the two compare exactly.
+        std::string_view text = PrintablePiece(p.text());
+        std::fwrite(text.data(), 1, text.size(), stdout);
         std::fflush(stdout);
       },
       [] { return g_interrupted != 0; });
@@ -167,9 +170,11 @@ int CmdGenerate(const GlobalOptions& global, const std::vector<std::string>& arg
     return kExitUsage;
   }
   CatchInterrupt();
+  std::optional<api::Error> refusal;
   Result<SessionClient> session = SessionClient::Open(
-      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)});
-  if (!session) return Fail(session.error().message(), std::nullopt);
+      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)},
+      &refusal);
+  if (!session) return Fail(session.error().message(), refusal);
   int status = RunTurn(*session, turn, prompt);
   if (status != kExitOk) return status;
   Status closed = session->Close();
@@ -190,9 +195,11 @@ int CmdChat(const GlobalOptions& global, const std::vector<std::string>& args) {
   std::vector<std::string> rest;
   if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
   CatchInterrupt();
+  std::optional<api::Error> refusal;
   Result<SessionClient> session = SessionClient::Open(
-      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)});
-  if (!session) return Fail(session.error().message(), std::nullopt);
+      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)},
+      &refusal);
+  if (!session) return Fail(session.error().message(), refusal);
   return ChatLoop(*session, turn);
 }
 
@@ -206,9 +213,11 @@ int CmdOpen(const GlobalOptions& global, const std::vector<std::string>& args) {
   flags.Int("max-context", &max_context, "N", "context length (default: the policy's)");
   std::vector<std::string> rest;
   if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
+  std::optional<api::Error> refusal;
   Result<SessionClient> session = SessionClient::Open(
-      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)});
-  if (!session) return Fail(session.error().message(), std::nullopt);
+      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)},
+      &refusal);
+  if (!session) return Fail(session.error().message(), refusal);
   const api::SessionOpened& o = session->opened();
   if (global.json) {
     JsonObject j;
@@ -249,8 +258,9 @@ int CmdAttach(const GlobalOptions& global, const std::vector<std::string>& args)
     return kExitUsage;
   }
   CatchInterrupt();
-  Result<SessionClient> session = SessionClient::Attach(global.socket, *id, *tok);
-  if (!session) return Fail(session.error().message(), std::nullopt);
+  std::optional<api::Error> refusal;
+  Result<SessionClient> session = SessionClient::Attach(global.socket, *id, *tok, &refusal);
+  if (!session) return Fail(session.error().message(), refusal);
   if (!flags.IsSet("prompt")) return ChatLoop(*session, turn);
   int status = RunTurn(*session, turn, prompt);
   if (status != kExitOk) return status;

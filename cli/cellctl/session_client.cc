@@ -12,7 +12,8 @@ Result<api::Response> SessionClient::Next(int timeout_ms) {
 }
 
 Result<SessionClient> SessionClient::Open(const std::string& socket_path,
-                                          const OpenOptions& options) {
+                                          const OpenOptions& options,
+                                          std::optional<api::Error>* refusal) {
   CH_ASSIGN_OR_RETURN(ipc::ClientConnection conn, ipc::ClientConnection::Connect(socket_path));
   SessionClient client(std::move(conn));
   api::Request open;
@@ -20,11 +21,17 @@ Result<SessionClient> SessionClient::Open(const std::string& socket_path,
   open.mutable_open()->set_max_context(options.max_context);
   CH_RETURN_IF_ERROR(client.connection_.Send(open));
   Result<api::Response> opened = client.Next(options.timeout_ms);
-  if (!opened) return std::move(opened).error();
+  if (!opened) {
+    if (refusal != nullptr) *refusal = client.last_error_;
+    return std::move(opened).error();
+  }
   if (!opened->has_opened()) return Error("unexpected answer to open: " + opened->DebugString());
   client.opened_ = opened->opened();
   Result<api::Response> ready = client.Next(options.timeout_ms);
-  if (!ready) return std::move(ready).error();
+  if (!ready) {
+    if (refusal != nullptr) *refusal = client.last_error_;
+    return std::move(ready).error();
+  }
   if (!ready->has_ready()) return Error("unexpected message instead of ready");
   client.ready_ = ready->ready();
   return client;
@@ -32,7 +39,8 @@ Result<SessionClient> SessionClient::Open(const std::string& socket_path,
 
 Result<SessionClient> SessionClient::Attach(const std::string& socket_path,
                                             const std::string& session_id,
-                                            const std::string& token, int timeout_ms) {
+                                            const std::string& token,
+                                            std::optional<api::Error>* refusal, int timeout_ms) {
   CH_ASSIGN_OR_RETURN(ipc::ClientConnection conn, ipc::ClientConnection::Connect(socket_path));
   SessionClient client(std::move(conn));
   api::Request attach;
@@ -40,7 +48,10 @@ Result<SessionClient> SessionClient::Attach(const std::string& socket_path,
   attach.mutable_attach()->set_token(token);
   CH_RETURN_IF_ERROR(client.connection_.Send(attach));
   Result<api::Response> ready = client.Next(timeout_ms);
-  if (!ready) return std::move(ready).error();
+  if (!ready) {
+    if (refusal != nullptr) *refusal = client.last_error_;
+    return std::move(ready).error();
+  }
   if (!ready->has_ready()) return Error("unexpected answer to attach");
   client.ready_ = ready->ready();
   client.opened_.set_session_id(session_id);
@@ -51,9 +62,10 @@ Result<SessionClient> SessionClient::Attach(const std::string& socket_path,
 Result<api::Done> SessionClient::Generate(const api::Generate& request,
                                           const std::function<void(const api::Piece&)>& on_piece,
                                           const std::function<bool()>& should_cancel) {
+  if (connection_.closed() && last_error_) return Error(last_error_->message());
   api::Request r;
   *r.mutable_generate() = request;
-  CH_RETURN_IF_ERROR(connection_.Send(r));
+  CH_RETURN_IF_ERROR(SendOrExplain(r));
   bool cancel_sent = false;
   for (;;) {
     if (!cancel_sent && should_cancel && should_cancel()) {
@@ -62,8 +74,14 @@ Result<api::Done> SessionClient::Generate(const api::Generate& request,
       CH_RETURN_IF_ERROR(connection_.Send(cancel));
       cancel_sent = true;
     }
-    CH_ASSIGN_OR_RETURN(std::optional<api::Response> next,
-                        connection_.TryReceive(should_cancel ? 100 : -1));
+    Result<std::optional<api::Response>> received =
+        connection_.TryReceive(should_cancel ? 100 : -1);
+    if (!received) {
+      // The connection closed: say why if celld said so before it did.
+      if (connection_.closed() && last_error_) return Error(last_error_->message());
+      return std::move(received).error();
+    }
+    std::optional<api::Response> next = std::move(*received);
     if (!next) continue;  // waited 100 ms: look at should_cancel again
     if (next->has_piece()) {
       on_piece(next->piece());
@@ -78,10 +96,28 @@ Result<api::Done> SessionClient::Generate(const api::Generate& request,
   }
 }
 
+Status SessionClient::SendOrExplain(const api::Request& request) {
+  Status sent = connection_.Send(request);
+  if (sent) return sent;
+  if (std::optional<api::Error> why = WaitForEnd(1000)) return Error(why->message());
+  return sent;
+}
+
+std::optional<api::Error> SessionClient::WaitForEnd(int timeout_ms) {
+  for (;;) {
+    Result<std::optional<api::Response>> r = connection_.TryReceive(timeout_ms);
+    if (!r || !r->has_value()) return last_error_;
+    if ((*r)->has_error()) {
+      last_error_ = (*r)->error();
+      return last_error_;
+    }
+  }
+}
+
 Status SessionClient::Close() {
   api::Request close;
   close.mutable_close();
-  CH_RETURN_IF_ERROR(connection_.Send(close));
+  CH_RETURN_IF_ERROR(SendOrExplain(close));
   for (;;) {
     Result<api::Response> r = connection_.Receive(30'000);
     if (!r) return connection_.closed() ? Ok() : Status(std::move(r).error());

@@ -29,9 +29,12 @@ struct OpenOptions {
 
 class SessionClient {
  public:
-  static Result<SessionClient> Open(const std::string& socket_path, const OpenOptions& options);
+  // When the server refuses, its Error is stored in `refusal` (if given) besides the message.
+  static Result<SessionClient> Open(const std::string& socket_path, const OpenOptions& options,
+                                    std::optional<api::Error>* refusal = nullptr);
   static Result<SessionClient> Attach(const std::string& socket_path,
                                       const std::string& session_id, const std::string& token,
+                                      std::optional<api::Error>* refusal = nullptr,
                                       int timeout_ms = 60'000);
 
   const api::SessionOpened& opened() const { return opened_; }
@@ -42,6 +45,9 @@ class SessionClient {
   Result<api::Done> Generate(const api::Generate& request,
                              const std::function<void(const api::Piece&)>& on_piece,
                              const std::function<bool()>& should_cancel = {});
+  // Waits until the session ends under us (celld's SESSION_ENDED notice, or the connection
+  // closing); returns that Error, or nullopt if nothing came within timeout_ms.
+  std::optional<api::Error> WaitForEnd(int timeout_ms);
   // CloseSession, then wait for the acknowledgement or the connection to close.
   Status Close();
   // Drops the connection without closing the session (it can be re-attached).
@@ -54,6 +60,9 @@ class SessionClient {
       : connection_(std::move(connection)) {}
   // Next response; an Error response becomes an error (and last_error_).
   Result<api::Response> Next(int timeout_ms);
+  // Sends a request; if the server already closed the connection, the reason it left queued
+  // (a SESSION_ENDED notice) is returned instead of "broken pipe".
+  Status SendOrExplain(const api::Request& request);
 
   ipc::ClientConnection connection_;
   api::SessionOpened opened_;

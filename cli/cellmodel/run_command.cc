@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "base/text.h"
 #include "base/print.h"
 #include "base/strings.h"
 #include "cli/cellmodel/cli_util.h"
@@ -39,7 +40,7 @@ Result<engine::MatVecKernel> ParseKernel(const std::string& name) {
   return Error("--kernel: unknown kernel " + Quote(name) + " (auto, openblas, avx2, avx512)");
 }
 
-void PrintPiece(std::string_view piece) { WriteAndFlush(stdout, engine::PrintablePiece(piece)); }
+void PrintPiece(std::string_view piece) { WriteAndFlush(stdout, PrintablePiece(piece)); }
 
 void PrintRates(const engine::Conversation::TurnStats& stats) {
   const double prefill_s = static_cast<double>(stats.prefill_ns) / 1e9;

@@ -51,3 +51,21 @@ TEST(StringsTest, SplitTrimQuote) {
 
 }  // namespace
 }  // namespace cellhouse
+
+#include "base/text.h"
+
+namespace cellhouse {
+namespace {
+
+TEST(TextTest, PrintablePieceDropsLoneUnprintableBytes) {
+  EXPECT_EQ(PrintablePiece("a"), "a");
+  EXPECT_EQ(PrintablePiece("\n"), "\n");
+  EXPECT_EQ(PrintablePiece(std::string_view("\x01", 1)), "");
+  EXPECT_EQ(PrintablePiece(std::string_view("\x00", 1)), "");
+  EXPECT_EQ(PrintablePiece("\xC3"), "");
+  EXPECT_EQ(PrintablePiece("\xC3\xA9"), "\xC3\xA9");
+  EXPECT_EQ(PrintablePiece(""), "");
+}
+
+}  // namespace
+}  // namespace cellhouse

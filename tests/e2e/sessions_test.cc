@@ -14,6 +14,7 @@
 #include "cli/cellctl/session_client.h"
 #include "ipc/client.h"
 #include "ipc/messages.h"
+#include "ipc/unix_socket.h"
 #include "tests/support/celld_harness.h"
 #include "worker/engine/conversation.h"
 #include "worker/engine/model.h"
@@ -169,9 +170,11 @@ TEST_F(E2eTest, SecondTurnPrefillsOnlyItsOwnTokensAndMatchesOneEngineConversatio
   ASSERT_TRUE(sb);
   EXPECT_EQ(*a, ea);
   EXPECT_EQ(*b, eb);
-  // Only the new prompt's tokens (and the first turn's last sampled token, not yet processed)
-  // were prefilled: the conversation's earlier state was reused.
-  EXPECT_EQ(second.prompt_tokens(), encoded->size() + 1);
+  // Only the new prompt's tokens (plus the first turn's last sampled token, not yet processed)
+  // went through the model: the conversation's earlier state was reused.
+  EXPECT_EQ(second.prompt_tokens(), encoded->size());
+  EXPECT_EQ(second.context_used(),
+            first.context_used() + encoded->size() + second.generated_tokens());
   EXPECT_EQ(second.prompt_tokens(), static_cast<uint32_t>(sb->prompt_tokens));
   EXPECT_EQ(second.context_used(), static_cast<uint32_t>(chat->context_used()));
   EXPECT_TRUE(session->Close());
@@ -253,22 +256,20 @@ TEST_F(E2eTest, KilledSessionTellsItsClientWhy) {
   StartCelld();
   auto session = cli::SessionClient::Open(celld_->socket(), {});
   ASSERT_TRUE(session);
-  std::string id = session->opened().session_id();
-  std::thread killer([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    CommandResult k = RunCellctl(celld_->socket(), {"kill", ipc::IdToHex(id)});
-    EXPECT_EQ(k.exit_code, 0) << k.err;
-  });
-  // A long turn: the kill arrives while it runs.
-  auto done = session->Generate(Request("Once", 200, 0.8f, 5),
-                                [](const api::Piece&) {
-                                  std::this_thread::sleep_for(std::chrono::milliseconds(5));
-                                });
-  killer.join();
-  ASSERT_FALSE(done);
-  ASSERT_TRUE(session->last_error());
-  EXPECT_EQ(session->last_error()->code(), api::SESSION_ENDED);
-  EXPECT_EQ(session->last_error()->outcome(), api::KILLED);
+  ASSERT_TRUE(Turn(*session, Request("Once", 8, 0.8f, 5)));
+  CommandResult k = RunCellctl(celld_->socket(), {"kill", ipc::IdToHex(session->opened()
+                                                                            .session_id())});
+  EXPECT_EQ(k.exit_code, 0) << k.err;
+  // The client, attached and idle, reads one clear notice, then the connection closes.
+  std::optional<api::Error> why = session->WaitForEnd(5000);
+  ASSERT_TRUE(why);
+  EXPECT_EQ(why->code(), api::SESSION_ENDED);
+  EXPECT_EQ(why->outcome(), api::KILLED);
+  EXPECT_EQ(why->message(), "the session was killed by its owner");
+  // A request after the end is answered with the same reason, not "broken pipe".
+  auto late = session->Generate(Request("x", 2, 0.0f, 1), [](const api::Piece&) {});
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().message(), "the session was killed by its owner");
 }
 
 TEST_F(E2eTest, DetachedSessionEndsAfterItsIdleTimeout) {
@@ -341,10 +342,17 @@ TEST_F(E2eTest, GarbageFromClientsHurtsNobodyElse) {
 
 TEST_F(E2eTest, NoLeakedDescriptorsNoZombies) {
   StartCelld({"--log-level", "info"});
-  // Warm up once (lazily opened descriptors such as the metrics listener are there already).
+  // Warm up once, and let celld finish recording that session's end before counting.
   ASSERT_EQ(RunCellctl(celld_->socket(), {"generate", "--prompt", "a", "--max-tokens", "2"})
                 .exit_code,
             0);
+  auto settle = [&] {
+    for (int i = 0; i < 100 && !Sessions().empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  };
+  settle();
   size_t before = testing::OpenDescriptors(celld_->pid());
   for (int i = 0; i < 12; ++i) {
     CommandResult r = RunCellctl(celld_->socket(), {"generate", "--prompt", "b",
@@ -357,9 +365,11 @@ TEST_F(E2eTest, NoLeakedDescriptorsNoZombies) {
   for (const api::SessionInfo& s : Sessions()) {
     ASSERT_EQ(RunCellctl(celld_->socket(), {"kill", ipc::IdToHex(s.session_id())}).exit_code, 0);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  settle();
+  // Counted before asking for the list again: that request's own connection is a descriptor.
+  size_t after = testing::OpenDescriptors(celld_->pid());
+  EXPECT_EQ(after, before);
   EXPECT_TRUE(Sessions().empty());
-  EXPECT_EQ(testing::OpenDescriptors(celld_->pid()), before);
   EXPECT_TRUE(testing::ZombieChildren(celld_->pid()).empty());
 }
 

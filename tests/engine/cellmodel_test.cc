@@ -24,17 +24,7 @@ struct ToolResult {
   std::string err;
 };
 
-// testing::BinPath needs CELLHOUSE_BIN_DIR, which CTest does not pass yet (the cellhouse_test
-// helper loses all but the first ENVIRONMENT entry); the tests and the tools share one output
-// directory, so fall back to the directory of this test binary.
-std::string CellmodelPath() {
-  if (std::getenv("CELLHOUSE_BIN_DIR") != nullptr) {  // NOLINT(concurrency-mt-unsafe): tests
-    return testing::BinPath("cellmodel");
-  }
-  Result<std::string> dir = SelfExeDir();
-  EXPECT_TRUE(dir) << dir.error().message();
-  return dir ? *dir + "/cellmodel" : "cellmodel";
-}
+std::string CellmodelPath() { return testing::BinPath("cellmodel"); }
 
 ToolResult RunCellmodel(const testing::TempDir& dir, const std::vector<std::string>& tool_args) {
   std::vector<std::string> args = {CellmodelPath()};

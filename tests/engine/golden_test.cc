@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/text.h"
 #include "tests/engine/test_models.h"
 #include "worker/engine/conversation.h"
 #include "worker/engine/tokenizer.h"

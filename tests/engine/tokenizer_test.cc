@@ -126,16 +126,6 @@ TEST(TokenizerTest, DecodeOutOfRangeIsEmpty) {
   EXPECT_EQ(tok.Piece(99999), "");
 }
 
-TEST(TokenizerTest, PrintablePieceDropsLoneUnprintableBytes) {
-  EXPECT_EQ(PrintablePiece("a"), "a");
-  EXPECT_EQ(PrintablePiece("\n"), "\n");
-  EXPECT_EQ(PrintablePiece(std::string_view("\x01", 1)), "");
-  EXPECT_EQ(PrintablePiece(std::string_view("\x00", 1)), "");
-  EXPECT_EQ(PrintablePiece("\xC3"), "");
-  EXPECT_EQ(PrintablePiece("\xC3\xA9"), "\xC3\xA9");
-  EXPECT_EQ(PrintablePiece(""), "");
-}
-
 // llama2.c's encode() as written there (rescan every pair after each merge), over a
 // Tokenizer's pieces: the reference the engine's heap-based merging must agree with.
 std::vector<int32_t> Llama2cEncode(const Tokenizer& tok, std::string_view text) {

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "base/process.h"
+
 namespace cellhouse::testing {
 
 namespace {
@@ -36,9 +38,13 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-std::string SourceDir() { return EnvOr("CELLHOUSE_SOURCE_DIR", "."); }
+std::string SourceDir() { return EnvOr("CELLHOUSE_SOURCE_DIR", CELLHOUSE_SOURCE_DIR_DEFAULT); }
 
-std::string BinPath(const std::string& name) { return EnvOr("CELLHOUSE_BIN_DIR", ".") + "/" + name; }
+std::string BinPath(const std::string& name) {
+  // Every binary of the build lands in one directory, the test's own among them.
+  auto self = SelfExeDir();
+  return EnvOr("CELLHOUSE_BIN_DIR", self ? self->c_str() : ".") + "/" + name;
+}
 
 std::optional<std::string> SharedModelPath(const std::string& name) {
   std::string path = SourceDir() + "/../shared/models/" + name;

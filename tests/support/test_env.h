@@ -28,9 +28,9 @@ class TempDir {
   std::string path_;
 };
 
-// The source tree (CELLHOUSE_SOURCE_DIR, set by CTest).
+// The source tree ($CELLHOUSE_SOURCE_DIR, else the one this build was configured from).
 std::string SourceDir();
-// A built binary, e.g. BinPath("celld") (CELLHOUSE_BIN_DIR, set by CTest).
+// A built binary, e.g. BinPath("celld"): beside the test binary ($CELLHOUSE_BIN_DIR overrides).
 std::string BinPath(const std::string& name);
 // ../shared/models/<name> beside the source tree, or nullopt when it is not there.
 std::optional<std::string> SharedModelPath(const std::string& name);

@@ -67,12 +67,14 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
                                                    const TurnOptions& options,
                                                    const TokenCallback& on_token) {
   const int64_t start = MonotonicNanos();
+  last_failure_ = Failure::kInvalid;
   CH_RETURN_IF_ERROR(CheckOptions(options));
   // No token covers more than max_token_length bytes: a prompt longer than the room left times
   // that cannot fit, and is refused before the (n log n) encoding.
   const auto room_bytes = static_cast<uint64_t>(context_length() - processed_) *
                           static_cast<uint64_t>(tokenizer_->max_token_length());
   if (prompt.size() > room_bytes) {
+    last_failure_ = Failure::kContextFull;
     return Error("the prompt of " + std::to_string(prompt.size()) + " bytes cannot fit in the " +
                  std::to_string(context_length() - processed_) + " positions left of the context");
   }
@@ -85,11 +87,13 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
   }
   const auto room = static_cast<size_t>(context_length() - processed_);
   if (unprocessed > room) {
+    last_failure_ = Failure::kContextFull;
     return Error("the prompt needs " + std::to_string(unprocessed) + " positions but only " +
                  std::to_string(room) + " of the context's " + std::to_string(context_length()) +
                  " are left");
   }
   tokens_.insert(tokens_.end(), prompt_tokens.begin(), prompt_tokens.end());
+  last_failure_ = Failure::kNone;
 
   TurnStats stats{.prompt_tokens = static_cast<int32_t>(prompt_tokens.size())};
   const ModelWeights& w = model_->weights();

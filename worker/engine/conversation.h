@@ -79,6 +79,11 @@ class Conversation {
   Result<TurnStats> Turn(std::string_view prompt, const TurnOptions& options,
                          const TokenCallback& on_token);
 
+  // Why the last Turn() failed: the caller tells a full context from a bad request by this,
+  // not by the message. kNone after a turn that succeeded.
+  enum class Failure { kNone, kInvalid, kContextFull };
+  Failure last_failure() const { return last_failure_; }
+
   // Positions whose keys and values are in the cache.
   int32_t context_used() const { return processed_; }
   int32_t context_length() const { return state_.context_length(); }
@@ -98,6 +103,7 @@ class Conversation {
   Sampler sampler_;
   std::vector<int32_t> tokens_;
   int32_t processed_ = 0;  // tokens_[0 .. processed_) are in the KV cache
+  Failure last_failure_ = Failure::kNone;
 };
 
 std::string_view StopReasonName(Conversation::StopReason reason);

@@ -80,9 +80,6 @@ class Tokenizer {
   std::unordered_map<std::string_view, int32_t> ids_;
 };
 
-// What llama2.c's safe_printf() prints of a piece: nothing for a lone byte that is neither
-// printable nor whitespace (control bytes, and bytes of a UTF-8 sequence split into byte pieces).
-std::string_view PrintablePiece(std::string_view piece);
 
 }  // namespace cellhouse::engine
 

@@ -35,8 +35,10 @@ Result<TurnResult> EngineTurnEngine::Turn(const TurnRequest& request,
   Result<engine::Conversation::TurnStats> stats =
       conversation_.Turn(request.prompt, options, on_token);
   if (!stats) {
-    last_error_kind_ = engine::IsContextFull(stats.error()) ? TurnErrorKind::kContextFull
-                                                            : TurnErrorKind::kInvalid;
+    last_error_kind_ =
+        conversation_.last_failure() == engine::Conversation::Failure::kContextFull
+            ? TurnErrorKind::kContextFull
+            : TurnErrorKind::kInvalid;
     return std::move(stats).error();
   }
   TurnResult result;
