@@ -39,6 +39,8 @@ void Supervisor::ListSessions(Connection& conn) {
     if (s.cgroup) {
       auto bytes = s.cgroup->MemoryCurrent();
       if (bytes) info->set_memory_bytes(*bytes);
+      auto cpu = s.cgroup->CpuUsageNanos();
+      if (cpu) info->set_cpu_nanos(*cpu);
     }
   }
   Reply(conn, response);

@@ -306,6 +306,7 @@ int CmdSessions(const GlobalOptions& global, const std::vector<std::string>& arg
           .Add("tokens_generated", s.tokens_generated())
           .Add("context_used", s.context_used())
           .Add("memory_bytes", s.memory_bytes())
+          .Add("cpu_nanos", s.cpu_nanos())
           .Add("attached", s.attached());
       items.push_back(j.Render());
     }

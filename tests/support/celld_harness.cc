@@ -50,6 +50,7 @@ Result<std::unique_ptr<CelldProcess>> CelldProcess::Start(const TempDir& dir,
   }
   if (!options.cgroups) argv.push_back("--no-cgroups");
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+  argv.insert(argv.begin(), options.prefix.begin(), options.prefix.end());
   UniqueFd log(::open(celld->log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!log.valid()) return Error::FromErrno(errno, "open " + celld->log_path_);
   CH_ASSIGN_OR_RETURN(celld->process_,

@@ -30,6 +30,8 @@ struct CelldOptions {
   std::string zygote;      // empty: cell-zygote beside celld
   std::vector<std::string> extra_args;
   bool cgroups = true;
+  // Runs celld through this command, e.g. {"taskset", "-c", "0"}.
+  std::vector<std::string> prefix;
 };
 
 class CelldProcess {

@@ -1,0 +1,77 @@
+#include "tests/e2e/probe/probe_engine.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "base/clock.h"
+#include "base/strings.h"
+#include "tests/e2e/probe/attacks.h"
+
+namespace cellhouse::probe {
+namespace {
+
+std::string Outcome(int err) {
+  if (err == 0) return "ok";
+  const char* name = strerrorname_np(err);
+  return name != nullptr ? name : "errno " + std::to_string(err);
+}
+
+session::TurnResult OnePiece(const session::TokenCallback& on_token, const std::string& text) {
+  on_token(0, text);
+  session::TurnResult r;
+  r.generated_tokens = 1;
+  r.stop = session::StopReason::kMaxTokens;
+  return r;
+}
+
+int ForkOnce() {
+  long pid = ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+  if (pid < 0) return errno;
+  if (pid == 0) ::syscall(SYS_exit_group, 0);
+  int status = 0;
+  ::syscall(SYS_wait4, pid, &status, 0, nullptr);
+  return 0;
+}
+
+// Touches fresh memory, 1 MiB at a time, until the kernel ends this process.
+[[noreturn]] void MemoryBomb() {
+  for (;;) {
+    void* p = ::mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                     0);
+    if (p == MAP_FAILED) continue;
+    ::memset(p, 0x5a, 1 << 20);
+  }
+}
+
+}  // namespace
+
+Result<session::TurnResult> ProbeTurnEngine::Turn(const session::TurnRequest& request,
+                                                  const session::TokenCallback& on_token) {
+  std::string_view prompt = request.prompt;
+  if (!StartsWith(prompt, "probe:")) return real_->Turn(request, on_token);
+  prompt.remove_prefix(6);
+  if (StartsWith(prompt, "attack:")) {
+    const Attack* attack = FindAttack(prompt.substr(7));
+    if (attack == nullptr) return OnePiece(on_token, "unknown attack");
+    return OnePiece(on_token, std::string(attack->name) + ": " + Outcome(attack->run()));
+  }
+  if (prompt == "memory-bomb") MemoryBomb();
+  if (prompt == "fork") return OnePiece(on_token, "fork: " + Outcome(ForkOnce()));
+  if (StartsWith(prompt, "spin:")) {
+    auto ms = ParseInt64(prompt.substr(5), "spin");
+    int64_t until = MonotonicNanos() + (ms ? *ms : 1000) * kNanosPerMilli;
+    uint64_t iterations = 0;
+    while (MonotonicNanos() < until) ++iterations;
+    return OnePiece(on_token, "spin: " + std::to_string(iterations));
+  }
+  return OnePiece(on_token, "unknown probe");
+}
+
+}  // namespace cellhouse::probe

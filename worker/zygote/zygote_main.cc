@@ -1,0 +1,96 @@
+// The zygote's main: started once by celld (never by hand). Maps the model read-only, validates it,
+// pre-faults (and by default locks) the weights so their page cache is charged to celld's
+// cgroup, makes its one BLAS call, reports ready, then forks a sandboxed worker per request.
+// See worker/zygote/zygote.h and docs/ARCHITECTURE.md.
+#include <cstdio>
+#include <unistd.h>
+
+#include <string>
+
+#include "base/flags.h"
+#include "base/strings.h"
+#include "ipc/zygote.pb.h"
+#include "worker/engine/kernels.h"
+#include "worker/engine/model.h"
+#include "worker/engine/run_state.h"
+#include "worker/engine/tokenizer.h"
+#include "worker/session/engine_turn_engine.h"
+#include "worker/zygote/zygote_main.h"
+
+namespace cellhouse::zygote_runtime {
+
+int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
+  std::string model_path, tokenizer_path;
+  int64_t channel_fd = 3;
+  bool no_mlock = false;
+  FlagSet flags("cell-zygote --model FILE [--tokenizer FILE] [--channel-fd N]",
+                "The cellhouse zygote. celld starts it; it is not meant to be run by hand.");
+  flags.String("model", &model_path, "FILE", "checkpoint to map");
+  flags.String("tokenizer", &tokenizer_path, "FILE", "tokenizer (default: <model>.tokenizer)");
+  flags.Int("channel-fd", &channel_fd, "N", "descriptor of the SOCK_SEQPACKET channel to celld");
+  flags.Bool("no-mlock", &no_mlock, "do not lock the weights in memory");
+  auto rest = flags.Parse(argc - 1, argv + 1);
+  if (!rest || !rest->empty() || model_path.empty() || channel_fd < 0) {
+    std::fprintf(stderr, "cell-zygote: %s\n%s",
+                 rest ? "--model is required" : rest.error().message().c_str(),
+                 flags.Usage().c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (tokenizer_path.empty()) tokenizer_path = model_path + ".tokenizer";
+  auto fail = [](const Error& e) {
+    std::fprintf(stderr, "cell-zygote: %s\n", e.message().c_str());
+    return 1;
+  };
+  Result<engine::Model> model = engine::Model::Open(model_path);
+  if (!model) return fail(model.error());
+  Result<engine::Tokenizer> tokenizer =
+      engine::Tokenizer::Open(tokenizer_path, model->config().vocab_size);
+  if (!tokenizer) return fail(tokenizer.error());
+  // Pre-fault while still in celld's cgroup: the page cache is charged here, not to whichever
+  // session touches a page first. Locking keeps it from being evicted and re-charged.
+  if (Status st = model->Prefault(); !st) return fail(st.error());
+  bool locked = false;
+  if (!no_mlock) {
+    Status st = model->Lock();
+    locked = st.has_value();
+    if (!locked) {
+      std::fprintf(stderr, "cell-zygote: warning: weights not locked in memory: %s\n",
+                   st.error().message().c_str());
+    }
+  }
+  // OpenBLAS allocates its buffer (mmap + mbind) on the first call; do it here, not in a
+  // worker under seccomp.
+  engine::WarmUpBlas();
+
+  zygote::ZygoteReady ready;
+  ready.set_model_path(model_path);
+  ready.set_model_description(model->Describe());
+  ready.set_weights_bytes(model->bytes().size());
+  Result<uint64_t> resident = model->ResidentBytes();
+  ready.set_weights_resident_bytes(resident ? *resident : 0);
+  ready.set_chunk_count(static_cast<uint32_t>(model->ChunkCount()));
+  ready.set_weights_locked(locked);
+  ready.set_seq_len(static_cast<uint32_t>(model->config().seq_len));
+  ready.set_kv_bytes_per_token(engine::KvCacheBytesPerToken(model->config()));
+  ready.set_state_fixed_bytes(engine::StateFixedBytes(model->config()));
+  ready.set_vocab_size(static_cast<uint32_t>(model->config().vocab_size));
+  ready.set_pid(::getpid());
+
+  const engine::Model& m = *model;
+  const engine::Tokenizer& t = *tokenizer;
+  EngineFactory factory = [&m, &t](uint32_t context_length) {
+    return session::EngineTurnEngine::Create(m, t, context_length);
+  };
+  if (wrap) factory = wrap(std::move(factory));
+  Zygote zygote(UniqueFd(static_cast<int>(channel_fd)), ready,
+                MakeSessionWorkerEntry(std::move(factory)));
+  Status st = zygote.Run();
+  if (!st) return fail(st.error());
+  return 0;
+}
+
+}  // namespace cellhouse::zygote_runtime
