@@ -22,7 +22,7 @@ void Supervisor::ListSessions(Connection& conn) {
   for (const auto& [id, s] : sessions_) {
     // A tenant sees its own sessions; root sees all.
     if (conn.peer.uid != 0 && conn.peer.uid != s.tenant_uid) continue;
-    if (s.state == Session::State::kSpawning) continue;
+    if (s.state == Session::State::kSpawning || s.state == Session::State::kPooled) continue;
     api::SessionInfo* info = list->add_sessions();
     info->set_session_id(id);
     info->set_tenant_uid(s.tenant_uid);
@@ -49,7 +49,7 @@ void Supervisor::ListSessions(Connection& conn) {
 void Supervisor::KillSession(Connection& conn, const api::KillSession& kill) {
   Session* session = FindSession(kill.session_id());
   if (session == nullptr || (conn.peer.uid != 0 && conn.peer.uid != session->tenant_uid) ||
-      session->state == Session::State::kSpawning) {
+      session->state == Session::State::kSpawning || session->state == Session::State::kPooled) {
     Reply(conn, ipc::MakeError(api::NOT_FOUND, "no session " + ipc::IdToHex(kill.session_id()) +
                                                    " visible to uid " +
                                                    std::to_string(conn.peer.uid)));
@@ -91,6 +91,8 @@ Status Supervisor::ReloadPolicies() {
   if (!loaded) return std::move(loaded).error();
   // Running sessions hold their own shared_ptr: they keep the policy they started with.
   policies_ = std::move(*loaded);
+  DrainStalePoolWorkers();
+  RefillPools();
   std::string names;
   for (const auto& [name, p] : policies_) names += (names.empty() ? "" : ", ") + name;
   spdlog::info("policies loaded from {}: {}",
@@ -170,10 +172,13 @@ void Supervisor::BeginShutdown(const std::string& why) {
   }
   // Idle sessions end now; a running generation may finish within the grace period.
   for (auto& [id, s] : sessions_) {
-    if (s.state == Session::State::kRunning && !s.generating) {
+    if ((s.state == Session::State::kRunning && !s.generating) ||
+        s.state == Session::State::kPooled) {
       EndSession(s, api::SHUTDOWN, "celld is shutting down", /*graceful=*/true);
     }
   }
+  if (pool_refill_timer_ != 0) loop_->CancelTimer(pool_refill_timer_);
+  pool_refill_timer_ = 0;
   shutdown_timer_ =
       loop_->AddTimer(clock_.NowNanos() + options_.shutdown_grace_ms * kNanosPerMilli, [this] {
         shutdown_timer_ = 0;

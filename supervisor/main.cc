@@ -95,6 +95,7 @@ int Main(int argc, char** argv) {
   std::string socket_mode = "0666", socket_group, zygote, log_level = "info";
   int64_t heartbeat = options.heartbeat_interval_ms, worker_timeout = options.worker_timeout_ms;
   int64_t grace = options.shutdown_grace_ms, max_sessions = 0;
+  int64_t pool_size = options.pool_size;
   bool no_mlock = false, insecure = false, no_cgroups = false;
 
   FlagSet flags("celld --model FILE [--tokenizer FILE] [--socket PATH] [options]", kDescription);
@@ -111,6 +112,8 @@ int Main(int argc, char** argv) {
   flags.ByteSize("memory-budget", &options.memory_budget_bytes, "BYTES",
                  "memory sessions may commit (default: a safe share of physical memory)");
   flags.Int("max-sessions", &max_sessions, "N", "sessions at once, all tenants (0: no cap)");
+  flags.Int("pool-size", &pool_size, "N",
+            "sandboxed workers kept ready per policy, each used for one session (0: none)");
   flags.String("gpu-inventory", &options.gpu_inventory, "FILE",
                "GPUs to share, for hosts without NVML (see supervisor/resources/GPU.md)");
   flags.String("metrics-listen", &options.metrics_listen, "HOST:PORT",
@@ -143,6 +146,8 @@ int Main(int argc, char** argv) {
   };
   if (!rest->empty()) return usage_error("unexpected argument " + Quote((*rest)[0]));
   if (options.zygote.model.empty()) return usage_error("--model FILE is required; see --help");
+  if (pool_size < 0 || pool_size > 64) return usage_error("--pool-size must be 0 to 64");
+  options.pool_size = static_cast<uint32_t>(pool_size);
   if (heartbeat <= 0 || worker_timeout <= heartbeat || grace < 0 || max_sessions < 0) {
     return usage_error("timeouts must be positive and --worker-timeout-ms above the heartbeat");
   }

@@ -24,7 +24,8 @@ namespace cellhouse::supervisor {
 
 struct Session {
   enum class State {
-    kSpawning,  // asked the zygote; the opener's connection waits
+    kSpawning,  // asked the zygote; the opener's connection waits (or it is for the pool)
+    kPooled,    // a pool worker: sandboxed, in its cgroup, waiting for a session to serve
     kRunning,   // the worker serves its client (or waits detached)
     kEnding,    // celld asked it to end, or it ended and the end is being recorded
   };
@@ -45,7 +46,9 @@ struct Session {
   std::optional<cgroup::SessionCgroup> cgroup;
   std::optional<resources::Grant> grant;  // admission ticket (and GPU share)
 
+  bool pooled = false;   // started for the pool (and, once assigned, served from it)
   int64_t created_ns = 0;
+  int64_t opened_ns = 0;  // when the open request was accepted (open latency)
   int64_t running_since_ns = 0;
   int64_t last_heard_ns = 0;       // last message from the worker
   int64_t detached_since_ns = 0;   // 0 while attached

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -144,86 +145,99 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
   }
   resources::Grant grant = std::get<resources::Grant>(std::move(decision));
   ++sessions_admitted_;
-  std::optional<resources::WorkerGpuView> gpu_view;
-  if (grant.gpu) gpu_view = GpuViewFor(*grant.gpu);
 
-  const policy::IdRange& uids = p.host_uids();
+  // A pooled worker is already sandboxed and in its cgroup: the fast path.
+  if (Session* pooled = TakePooledWorker(*pol)) {
+    AssignPooledWorker(*pooled, conn, std::move(grant), context);
+    return;
+  }
+
   Result<uint32_t> host_ids =
-      host_ids_.Allocate(uids.first(), uids.count(), ipc::kIdsPerSession);
+      host_ids_.Allocate(p.host_uids().first(), p.host_uids().count(), ipc::kIdsPerSession);
   if (!host_ids) {
     LogIfError(admission_->Release(grant.ticket), "admission");
     refuse(api::ADMISSION_REFUSED, host_ids.error().message(), "host_ids");
     return;
   }
-
   std::string id = RandomBytes(kSessionIdBytes);
   Session& session = sessions_[id];
   session.id = id;
+  session.policy = pol;
+  session.host_id_first = *host_ids;
+  session.created_ns = clock_.NowNanos();
+  BindTenant(session, conn, std::move(grant), context);
+  session.opener_connection = conn.id;
+  std::optional<resources::WorkerGpuView> gpu_view;
+  if (session.grant->gpu) gpu_view = GpuViewFor(*session.grant->gpu);
+  Status spawned = SpawnWorker(session, gpu_view ? &*gpu_view : nullptr, /*pooled=*/false);
+  if (!spawned) {
+    spdlog::error("session {}: {}", ipc::IdToHex(id), spawned.error().message());
+    metrics_.admission_refusals.Inc({"spawn_failed"});
+    Reply(conn, ipc::MakeError(api::SPAWN_FAILED,
+                               "the session could not start: " + spawned.error().message()));
+    ReleaseResources(session);
+    sessions_.erase(id);
+    return;
+  }
+  // Until the hand-off celld must not read from the client: what it sends next belongs to the
+  // worker. Stop watching the connection.
+  conn.waiting_for_session = true;
+  loop_->Remove(conn.fd.get());
+}
+
+void Supervisor::BindTenant(Session& session, const Connection& conn, resources::Grant grant,
+                            uint32_t context) {
   session.token = RandomBytes(kTokenBytes);
   session.tenant_uid = conn.peer.uid;
   session.tenant_gid = conn.peer.gid;
-  session.policy = pol;
   session.context_length = context;
-  session.host_id_first = *host_ids;
   session.grant = std::move(grant);
-  session.created_ns = clock_.NowNanos();
-  session.opener_connection = conn.id;
+  session.opened_ns = conn.accepted_ns;
+}
 
-  auto fail = [&](const std::string& why) {
-    spdlog::error("session {}: {}", ipc::IdToHex(id), why);
-    metrics_.admission_refusals.Inc({"spawn_failed"});
-    Reply(conn, ipc::MakeError(api::SPAWN_FAILED, "the session could not start: " + why));
-    ReleaseResources(session);
-    sessions_.erase(id);
-  };
-
+Status Supervisor::SpawnWorker(Session& session, const resources::WorkerGpuView* gpu,
+                               bool pooled) {
+  const policy::Policy& p = session.policy->proto();
   std::vector<int> placement_fds;
   zygote::SandboxSpec::CgroupPlacement placement = zygote::SandboxSpec::CGROUP_NONE;
   if (cgroups_) {
     Result<cgroup::SessionCgroup> cg =
-        cgroups_->CreateSession(ipc::IdToHex(id),
-                                CgroupLimitsFor(p, gpu_view ? &*gpu_view : nullptr));
-    if (!cg) {
-      fail("creating its cgroup failed: " + cg.error().message());
-      return;
-    }
+        cgroups_->CreateSession(ipc::IdToHex(session.id), CgroupLimitsFor(p, gpu));
+    if (!cg) return std::move(cg).error().Context("creating its cgroup");
     session.cgroup.emplace(std::move(*cg));
     placement_fds = session.cgroup->placement().RawFds();
     placement = session.cgroup->placement().kind == cgroup::Placement::Kind::kCloneIntoCgroup
                     ? zygote::SandboxSpec::CGROUP_V2
                     : zygote::SandboxSpec::CGROUP_V1;
   }
-  Result<FdPair> control = MakeSocketPair(SOCK_SEQPACKET);
-  if (!control) {
-    fail(control.error().message());
-    return;
-  }
-
+  CH_ASSIGN_OR_RETURN(FdPair control, MakeSocketPair(SOCK_SEQPACKET));
   zygote::SpawnRequest spawn;
   spawn.set_request_id(next_spawn_request_++);
-  spawn.set_session_id(id);
+  spawn.set_session_id(session.id);
+  spawn.set_pooled(pooled);
   *spawn.mutable_sandbox() =
-      BuildSandboxSpec(*pol, session.host_id_first, placement,
-                       gpu_view ? &*gpu_view : nullptr, options_.sandbox);
-  zygote::SessionLimits* limits = spawn.mutable_limits();
-  limits->set_context_length(context);
-  limits->set_max_new_tokens(p.budgets().max_new_tokens());
-  limits->set_heartbeat_interval_ms(static_cast<uint64_t>(options_.heartbeat_interval_ms));
-  limits->set_idle_timeout_ms(p.budgets().idle_timeout_seconds() * 1000);
-  std::vector<int> fds = {control->second.get()};
+      BuildSandboxSpec(*session.policy, session.host_id_first, placement, gpu, options_.sandbox);
+  if (!pooled) *spawn.mutable_limits() = LimitsFor(session);
+  std::vector<int> fds = {control.second.get()};
   fds.insert(fds.end(), placement_fds.begin(), placement_fds.end());
+  if (!zygote_) return Error("the zygote is not running");
   Status sent = zygote_->SendSpawn(spawn, fds);
-  if (!sent) {
-    fail("asking the zygote failed: " + sent.error().message());
-    return;
-  }
-  session.control = std::move(control->first);
+  if (!sent) return std::move(sent).error().Context("asking the zygote");
+  session.control = std::move(control.first);
   session.spawn_request_id = spawn.request_id();
-  pending_spawns_[spawn.request_id()] = id;
-  // Until the hand-off celld must not read from the client: what it sends next belongs to the
-  // worker. Stop watching the connection.
-  conn.waiting_for_session = true;
-  loop_->Remove(conn.fd.get());
+  session.pooled = pooled;
+  pending_spawns_[spawn.request_id()] = session.id;
+  return Ok();
+}
+
+zygote::SessionLimits Supervisor::LimitsFor(const Session& session) const {
+  const policy::Budgets& b = session.policy->proto().budgets();
+  zygote::SessionLimits limits;
+  limits.set_context_length(session.context_length);
+  limits.set_max_new_tokens(b.max_new_tokens());
+  limits.set_heartbeat_interval_ms(static_cast<uint64_t>(options_.heartbeat_interval_ms));
+  limits.set_idle_timeout_ms(b.idle_timeout_seconds() * 1000);
+  return limits;
 }
 
 void Supervisor::OnZygoteReadable() {
@@ -253,7 +267,6 @@ void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<Uniqu
   pending_spawns_.erase(pending);
   Session* session = FindSession(id);
   if (session == nullptr) return;
-  Connection* opener = FindConnection(session->opener_connection);
   UniqueFd pidfd = fds.empty() ? UniqueFd() : std::move(fds[0]);
   pid_t pid = reply.has_spawned() ? reply.spawned().pid() : -1;
   if (pidfd.valid()) session->worker = ChildProcess(pid, std::move(pidfd));
@@ -263,39 +276,64 @@ void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<Uniqu
                                                        : reply.failed().message();
     session->setup_failure = why;
     session->state = Session::State::kEnding;
-    if (opener != nullptr) {
-      std::string sentence = "the session could not start: " + why;
-      Reply(*opener, ipc::MakeError(api::SPAWN_FAILED, sentence), /*then_close=*/true);
-      // Reply may close the connection on a write error; do not touch `opener` after it.
-      session->opener_connection = 0;
+    if (Connection* opener = FindConnection(session->opener_connection)) {
+      Reply(*opener, ipc::MakeError(api::SPAWN_FAILED, "the session could not start: " + why),
+            /*then_close=*/true);
     }
-    metrics_.admission_refusals.Inc({"spawn_failed"});
+    session->opener_connection = 0;
+    if (!session->pooled) metrics_.admission_refusals.Inc({"spawn_failed"});
+    if (session->pooled) SchedulePoolRefill(kPoolRetryNs);
     if (session->worker.valid()) {
       // Reap it when it is gone (it exits right after reporting the step).
       LogIfError(loop_->Add(session->worker.pidfd(), EPOLLIN,
-                                 [this, id](uint32_t) { OnWorkerExit(id); }), "session bookkeeping");
+                            [this, id](uint32_t) { OnWorkerExit(id); }),
+                 "watching a worker");
     } else {
       FinalizeSession(id);
     }
     return;
   }
 
-  session->state = Session::State::kRunning;
-  session->running_since_ns = clock_.NowNanos();
-  session->last_heard_ns = session->running_since_ns;
   by_pid_[pid] = id;
   LogIfError(loop_->Add(session->worker.pidfd(), EPOLLIN,
-                             [this, id](uint32_t) { OnWorkerExit(id); }), "session bookkeeping");
+                        [this, id](uint32_t) { OnWorkerExit(id); }),
+             "watching a worker");
   LogIfError(loop_->Add(session->control.get(), EPOLLIN,
-                             [this, id](uint32_t) { OnControlReadable(id); }), "session bookkeeping");
-  metrics_.sessions_started.Inc({session->policy->name()});
-  metrics_.open_latency.Observe(static_cast<double>(clock_.NowNanos() - session->created_ns) /
-                                1e9);
-  ArmHeartbeatTimer(*session);
-  uint64_t lifetime = session->policy->proto().budgets().max_lifetime_seconds();
+                        [this, id](uint32_t) { OnControlReadable(id); }),
+             "watching a control channel");
+  if (reply.spawned().timings_size() > 0) {
+    std::string steps;
+    for (const zygote::StepTiming& t : reply.spawned().timings()) {
+      steps += " " + t.step() + "=" + std::to_string(t.micros()) + "us";
+    }
+    spdlog::debug("worker pid {} sandbox steps:{}", pid, steps);
+  }
+  if (session->pooled) {
+    OnPoolWorkerReady(*session);
+    return;
+  }
+  if (session->state == Session::State::kEnding) {  // ended while it started (shutdown)
+    EndSession(*session, *session->requested_end, session->requested_reason, false);
+    return;
+  }
+  Connection* opener = FindConnection(session->opener_connection);
+  UniqueFd client = opener != nullptr ? ReleaseConnection(opener->id) : UniqueFd();
+  session->opener_connection = 0;
+  StartServing(*session, std::move(client));
+}
+
+void Supervisor::StartServing(Session& session, UniqueFd client) {
+  const std::string id = session.id;
+  session.state = Session::State::kRunning;
+  session.running_since_ns = clock_.NowNanos();
+  session.last_heard_ns = session.running_since_ns;
+  metrics_.sessions_started.Inc({session.policy->name()});
+  metrics_.open_latency.Observe(static_cast<double>(clock_.NowNanos() - session.opened_ns) / 1e9);
+  ArmHeartbeatTimer(session);
+  uint64_t lifetime = session.policy->proto().budgets().max_lifetime_seconds();
   if (lifetime > 0) {
-    session->lifetime_timer = loop_->AddTimer(
-        session->created_ns + static_cast<int64_t>(lifetime) * kNanosPerSecond, [this, id] {
+    session.lifetime_timer = loop_->AddTimer(
+        session.running_since_ns + static_cast<int64_t>(lifetime) * kNanosPerSecond, [this, id] {
           Session* s = FindSession(id);
           if (s == nullptr) return;
           s->lifetime_timer = 0;
@@ -303,43 +341,33 @@ void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<Uniqu
                      "the session reached its policy's maximum lifetime", /*graceful=*/true);
         });
   }
-  spdlog::info("session {} started: tenant uid {}, policy {}, worker pid {}, host uid {}",
-               ipc::IdToHex(id), session->tenant_uid, session->policy->name(), pid,
-               session->host_id_first + ipc::kWorkerInsideUid);
-  if (reply.spawned().timings_size() > 0) {
-    std::string steps;
-    for (const zygote::StepTiming& t : reply.spawned().timings()) {
-      steps += " " + t.step() + "=" + std::to_string(t.micros()) + "us";
-    }
-    spdlog::debug("session {} sandbox steps:{}", ipc::IdToHex(id), steps);
-  }
-
-  UniqueFd client = opener != nullptr ? ReleaseConnection(opener->id) : UniqueFd();
-  session->opener_connection = 0;
+  spdlog::info("session {} started: tenant uid {}, policy {}, worker pid {}, host uid {}{}",
+               ipc::IdToHex(id), session.tenant_uid, session.policy->name(), session.worker.pid(),
+               session.host_id_first + ipc::kWorkerInsideUid, session.pooled ? " (pooled)" : "");
   if (!client.valid()) {
     // The opener went away while the worker started: nobody will use it.
-    EndSession(*session, api::CLOSED, "the client left before the session started",
+    EndSession(session, api::CLOSED, "the client left before the session started",
                /*graceful=*/false);
     return;
   }
   api::Response opened;
   api::SessionOpened* o = opened.mutable_opened();
   o->set_session_id(id);
-  o->set_token(session->token);
-  o->set_policy(session->policy->name());
-  o->set_context_length(session->context_length);
-  o->set_max_new_tokens(session->policy->proto().budgets().max_new_tokens());
-  o->set_idle_timeout_ms(session->policy->proto().budgets().idle_timeout_seconds() * 1000);
+  o->set_token(session.token);
+  o->set_policy(session.policy->name());
+  o->set_context_length(session.context_length);
+  o->set_max_new_tokens(session.policy->proto().budgets().max_new_tokens());
+  o->set_idle_timeout_ms(session.policy->proto().budgets().idle_timeout_seconds() * 1000);
   // The socket buffer of a fresh connection is empty: this small write goes through whole. It
   // must precede the hand-off so the client reads SessionOpened before the worker's Ready.
   std::string frame = ipc::EncodeFrame(opened);
   if (::send(client.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
       static_cast<ssize_t>(frame.size())) {
-    EndSession(*session, api::CLOSED, "the client left before the session started",
+    EndSession(session, api::CLOSED, "the client left before the session started",
                /*graceful=*/false);
     return;
   }
-  HandOff(*session, std::move(client), /*reattach=*/false);
+  HandOff(session, std::move(client), /*reattach=*/false);
 }
 
 void Supervisor::HandOff(Session& session, UniqueFd client, bool reattach) {
@@ -585,6 +613,20 @@ void Supervisor::OnWorkerExit(const std::string& id) {
 void Supervisor::FinalizeSession(const std::string& id) {
   Session* session = FindSession(id);
   if (session == nullptr) return;
+  if (session->pooled && session->token.empty()) {
+    // A pool worker that never served anyone: not a session, nothing to report but a line.
+    spdlog::debug("pool worker pid {} for policy {} ended: {}", session->worker.pid(),
+                  session->policy->name(),
+                  session->exit_status ? session->exit_status->ToString() : "not started");
+    auto& queue = pool_[session->policy->name()];
+    queue.erase(std::remove(queue.begin(), queue.end(), id), queue.end());
+    ReleaseResources(*session);
+    if (session->worker.valid()) by_pid_.erase(session->worker.pid());
+    sessions_.erase(id);
+    SchedulePoolRefill(kPoolRetryNs / 10);
+    CheckShutdownComplete();
+    return;
+  }
   EndFacts facts;
   facts.status = session->exit_status.value_or(ExitStatus{});
   facts.requested = session->requested_end;

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -71,9 +72,15 @@ struct SupervisorOptions {
   int64_t first_frame_timeout_ms = 10'000;
   int64_t shutdown_grace_ms = 10'000;     // running generations may finish within this
   int64_t stop_grace_ms = 2'000;          // after Stop, SIGKILL
+  // Pre-forked, already sandboxed workers kept ready per policy (policies with a GPU share get
+  // none). Each serves one session and is never reused.
+  uint32_t pool_size = 2;
   size_t max_connections = 1024;          // connections that have not become sessions yet
   size_t max_frame_bytes = ipc::kDefaultMaxFrameBytes;
 };
+
+// How long a failed pool refill waits before the next attempt.
+inline constexpr int64_t kPoolRetryNs = kNanosPerSecond;
 
 // Logs a failed status that leaves nothing to undo.
 void LogIfError(const Status& status, std::string_view what);
@@ -126,6 +133,13 @@ class Supervisor {
 
   // sessions.cc: a session's life.
   void OpenSession(Connection& conn, const api::OpenSession& open);
+  void BindTenant(Session& session, const Connection& conn, resources::Grant grant,
+                  uint32_t context);
+  // Creates the session's cgroup and asks the zygote for its worker.
+  Status SpawnWorker(Session& session, const resources::WorkerGpuView* gpu, bool pooled);
+  zygote::SessionLimits LimitsFor(const Session& session) const;
+  // The worker runs: answer the opener with SessionOpened and hand it the connection.
+  void StartServing(Session& session, UniqueFd client);
   void AttachSession(Connection& conn, const api::AttachSession& attach);
   void OnZygoteReadable();
   void OnSpawnReply(const zygote::SpawnReply& reply, std::vector<UniqueFd> fds);
@@ -142,6 +156,16 @@ class Supervisor {
   resources::WorkerGpuView GpuViewFor(const resources::GpuGrant& grant) const;
   void OnAuditReadable();
   void OnZygoteExit();
+
+  // pool.cc: pre-forked workers.
+  Session* TakePooledWorker(const policy::CompiledPolicy& policy);
+  void AssignPooledWorker(Session& session, Connection& conn, resources::Grant grant,
+                          uint32_t context);
+  void OnPoolWorkerReady(Session& session);
+  void RefillPools();
+  void SchedulePoolRefill(int64_t delay_ns);
+  // After a reload: pool workers of policies that changed or went away are ended.
+  void DrainStalePoolWorkers();
 
   // admin.cc.
   void ListSessions(Connection& conn);
@@ -180,6 +204,8 @@ class Supervisor {
   std::unordered_map<pid_t, std::string> by_pid_;  // worker pid → session id
   uint64_t next_spawn_request_ = 1;
   std::map<uint64_t, std::string> pending_spawns_;  // request id → session id
+  std::map<std::string, std::deque<std::string>> pool_;  // policy → ready pool worker ids
+  TimerId pool_refill_timer_ = 0;
 
   bool shutting_down_ = false;
   bool finished_ = false;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <future>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -371,6 +372,32 @@ TEST_F(E2eTest, NoLeakedDescriptorsNoZombies) {
   EXPECT_EQ(after, before);
   EXPECT_TRUE(Sessions().empty());
   EXPECT_TRUE(testing::ZombieChildren(celld_->pid()).empty());
+}
+
+}  // namespace
+}  // namespace cellhouse
+
+namespace cellhouse {
+namespace {
+
+// A pool worker serves exactly one session: consecutive sessions, even of one tenant, never
+// share a worker process, and each starts with an empty conversation.
+TEST_F(E2eTest, PooledWorkersServeOneSessionEachAndStartEmpty) {
+  StartCelld({"--pool-size", "2"});
+  std::set<int32_t> workers;
+  for (int i = 0; i < 6; ++i) {
+    auto s = cli::SessionClient::Open(celld_->socket(), {});
+    ASSERT_TRUE(s) << s.error().message();
+    EXPECT_EQ(s->ready().context_used(), 0u);
+    auto listed = Sessions();
+    ASSERT_EQ(listed.size(), 1u);
+    EXPECT_TRUE(workers.insert(listed[0].worker_pid()).second) << "worker reused";
+    ASSERT_TRUE(Turn(*s, Request("secret " + std::to_string(i), 4, 0.0f, 1)));
+    ASSERT_TRUE(s->Close());
+    // Let the pool refill, so the next open is served from it.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(celld_->Log().find("(pooled)"), std::string::npos);
 }
 
 }  // namespace

@@ -124,6 +124,7 @@ SessionServer::Flow SessionServer::HandleControl() {
     case control::SupervisorMessage::kPing:
       SendHeartbeat(message.ping().nonce());
       return Flow::kContinue;
+    case control::SupervisorMessage::kAssign:  // only meaningful before the session starts
     case control::SupervisorMessage::KIND_NOT_SET:
       break;
   }

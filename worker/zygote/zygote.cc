@@ -3,11 +3,14 @@
 #include <stdlib.h>
 
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "base/clock.h"
 #include "base/io.h"
+#include "ipc/control.pb.h"
 #include "ipc/packet.h"
+#include "ipc/worker_contract.h"
 #include "worker/sandbox/spawn.h"
 #include "worker/session/session_server.h"
 
@@ -23,6 +26,32 @@ Status CheckSingleThreaded() {
   return Ok();
 }
 
+namespace {
+
+// A pool worker waits here, sandboxed and in its cgroup but holding nothing of any session, for
+// the session it will serve. Returns the limits, or the exit status if celld stopped it first.
+std::variant<zygote::SessionLimits, int> AwaitAssignment(int control, std::string* session_id) {
+  for (;;) {
+    auto received = ipc::ReceiveMessage<control::SupervisorMessage>(
+        control, {.max_bytes = 4096, .max_fds = 0});
+    if (!received || received->end_of_stream) {
+      return static_cast<int>(ipc::WorkerExit::kSupervisorGone);
+    }
+    const control::SupervisorMessage& m = received->message;
+    if (m.has_stop()) return static_cast<int>(ipc::WorkerExit::kStopped);
+    if (!m.has_assign()) continue;
+    *session_id = m.assign().session_id();
+    zygote::SessionLimits limits;
+    limits.set_context_length(m.assign().context_length());
+    limits.set_max_new_tokens(m.assign().max_new_tokens());
+    limits.set_heartbeat_interval_ms(m.assign().heartbeat_interval_ms());
+    limits.set_idle_timeout_ms(m.assign().idle_timeout_ms());
+    return limits;
+  }
+}
+
+}  // namespace
+
 WorkerEntry MakeSessionWorkerEntry(EngineFactory factory) {
   return [factory = std::move(factory)](UniqueFd control,
                                         const zygote::SpawnRequest& request) -> int {
@@ -34,11 +63,17 @@ WorkerEntry MakeSessionWorkerEntry(EngineFactory factory) {
       // NOLINTNEXTLINE(concurrency-mt-unsafe): the worker is single-threaded
       ::setenv(entry.substr(0, eq).c_str(), entry.substr(eq + 1).c_str(), 1);
     }
-    const zygote::SessionLimits& limits = request.limits();
+    zygote::SessionLimits limits = request.limits();
+    std::string session_id = request.session_id();
+    if (request.pooled()) {
+      auto assigned = AwaitAssignment(control.get(), &session_id);
+      if (const int* exit_status = std::get_if<int>(&assigned)) return *exit_status;
+      limits = std::get<zygote::SessionLimits>(assigned);
+    }
     Result<std::unique_ptr<session::TurnEngine>> engine = factory(limits.context_length());
     if (!engine) return static_cast<int>(session::WorkerExit::kInternalError);
     session::SessionConfig config;
-    config.session_id = request.session_id();
+    config.session_id = session_id;
     config.max_new_tokens = limits.max_new_tokens();
     if (limits.heartbeat_interval_ms() > 0) {
       config.heartbeat_interval_ns =
