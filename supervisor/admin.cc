@@ -157,8 +157,10 @@ void Supervisor::UpdateNotifyStatus() { notifier_.Status(StatusLine()); }
 void Supervisor::BeginShutdown(const std::string& why) {
   if (shutting_down_) return;
   shutting_down_ = true;
-  spdlog::info("shutting down ({}): {} session(s) to drain", why, sessions_.size());
-  notifier_.Stopping("draining " + std::to_string(sessions_.size()) + " sessions");
+  size_t live = 0;
+  for (const auto& [id, s] : sessions_) live += s.token.empty() ? 0 : 1;  // not pool workers
+  spdlog::info("shutting down ({}): {} session(s) to drain", why, live);
+  notifier_.Stopping("draining " + std::to_string(live) + " sessions");
   for (const UniqueFd& l : listeners_) loop_->Remove(l.get());
   listeners_.clear();
   std::vector<uint64_t> waiting;
