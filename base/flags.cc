@@ -14,8 +14,7 @@ void FlagSet::Add(Flag flag) { flags_.push_back(std::move(flag)); }
 
 void FlagSet::String(std::string_view name, std::string* out, std::string_view metavar,
                      std::string_view help) {
-  Add({std::string(name), std::string(metavar), std::string(help), *out,
-       [out](std::string_view v) {
+  Add({std::string(name), std::string(metavar), std::string(help), *out, [out](std::string_view v) {
          *out = std::string(v);
          return Ok();
        }});
@@ -56,8 +55,7 @@ void FlagSet::ByteSize(std::string_view name, uint64_t* out, std::string_view me
                        std::string_view help) {
   std::string flag = "--" + std::string(name);
   Add({std::string(name), std::string(metavar), std::string(help),
-       *out == 0 ? std::string() : FormatBytes(*out),
-       [out, flag](std::string_view v) -> Status {
+       *out == 0 ? std::string() : FormatBytes(*out), [out, flag](std::string_view v) -> Status {
          CH_ASSIGN_OR_RETURN(*out, ParseByteSize(v, flag));
          return Ok();
        }});
@@ -106,8 +104,7 @@ Result<std::vector<std::string>> FlagSet::Parse(const std::vector<std::string>& 
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--") {
-      positional.insert(positional.end(), args.begin() + static_cast<ptrdiff_t>(i) + 1,
-                        args.end());
+      positional.insert(positional.end(), args.begin() + static_cast<ptrdiff_t>(i) + 1, args.end());
       break;
     }
     if (arg == "-h" || arg == "--help") {

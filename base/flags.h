@@ -30,8 +30,7 @@ class FlagSet {
   void StringList(std::string_view name, std::vector<std::string>* out, std::string_view metavar,
                   std::string_view help);
   void Int(std::string_view name, int64_t* out, std::string_view metavar, std::string_view help);
-  void Double(std::string_view name, double* out, std::string_view metavar,
-              std::string_view help);
+  void Double(std::string_view name, double* out, std::string_view metavar, std::string_view help);
   // Accepts 512M, 2G, ... (see ParseByteSize).
   void ByteSize(std::string_view name, uint64_t* out, std::string_view metavar,
                 std::string_view help);

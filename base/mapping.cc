@@ -9,8 +9,7 @@
 
 namespace cellhouse {
 
-Result<Mapping> Mapping::MapReadOnlyShared(const UniqueFd& fd, size_t size,
-                                           std::string_view name) {
+Result<Mapping> Mapping::MapReadOnlyShared(const UniqueFd& fd, size_t size, std::string_view name) {
   if (size == 0) {
     return Error("mapping '" + std::string(name) + "': the file is empty");
   }
@@ -40,8 +39,8 @@ Result<Mapping> Mapping::Anonymous(size_t size, std::string_view what) {
   if (size == 0) return Mapping();
   void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (addr == MAP_FAILED) {
-    return Error::FromErrno(errno, "allocating " + std::to_string(size) + " bytes for " +
-                                       std::string(what));
+    return Error::FromErrno(
+        errno, "allocating " + std::to_string(size) + " bytes for " + std::string(what));
   }
   return Mapping(addr, size);
 }

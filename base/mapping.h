@@ -42,9 +42,7 @@ class Mapping {
   // Private anonymous read-write memory, zero-filled, pages touched lazily.
   static Result<Mapping> Anonymous(size_t size, std::string_view what);
 
-  std::span<const std::byte> bytes() const {
-    return {static_cast<const std::byte*>(addr_), size_};
-  }
+  std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(addr_), size_}; }
   std::byte* mutable_data() { return static_cast<std::byte*>(addr_); }
   void* address() const { return addr_; }
   size_t size() const { return size_; }

@@ -50,11 +50,10 @@ class [[nodiscard]] Result {
   Result(T value) : storage_(std::in_place_index<0>, std::move(value)) {}
   // NOLINTNEXTLINE(google-explicit-constructor)
   Result(Error error) : storage_(std::in_place_index<1>, std::move(error)) {}
-  template <typename U,
-            typename = std::enable_if_t<std::is_constructible_v<T, U&&> &&
-                                        !std::is_same_v<std::decay_t<U>, T> &&
-                                        !std::is_same_v<std::decay_t<U>, Error> &&
-                                        !std::is_same_v<std::decay_t<U>, Result>>>
+  template <typename U, typename = std::enable_if_t<std::is_constructible_v<T, U&&> &&
+                                                    !std::is_same_v<std::decay_t<U>, T> &&
+                                                    !std::is_same_v<std::decay_t<U>, Error> &&
+                                                    !std::is_same_v<std::decay_t<U>, Result>>>
   // NOLINTNEXTLINE(google-explicit-constructor)
   Result(U&& value) : storage_(std::in_place_index<0>, T(std::forward<U>(value))) {}
 
@@ -125,18 +124,18 @@ inline Status Ok() { return {}; }
 #define CH_CONCAT_(a, b) CH_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (a Result); returns its error from the enclosing function if it has one.
-#define CH_RETURN_IF_ERROR(expr)                                      \
-  do {                                                                \
-    auto ch_status_ = (expr);                                         \
+#define CH_RETURN_IF_ERROR(expr)                                       \
+  do {                                                                 \
+    auto ch_status_ = (expr);                                          \
     if (!ch_status_.has_value()) return std::move(ch_status_).error(); \
   } while (false)
 
 // `CH_ASSIGN_OR_RETURN(T x, expr);` declares x from a Result<T>, or returns its error.
 #define CH_ASSIGN_OR_RETURN(lhs, expr) \
   CH_ASSIGN_OR_RETURN_IMPL_(CH_CONCAT_(ch_result_, __LINE__), lhs, expr)
-#define CH_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)             \
-  auto tmp = (expr);                                           \
-  if (!tmp.has_value()) return std::move(tmp).error();         \
+#define CH_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)      \
+  auto tmp = (expr);                                   \
+  if (!tmp.has_value()) return std::move(tmp).error(); \
   lhs = std::move(tmp).value()
 
 #endif  // CELLHOUSE_BASE_RESULT_H_

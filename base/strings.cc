@@ -59,11 +59,24 @@ Result<uint64_t> ParseByteSize(std::string_view text, std::string_view what) {
   if (!strip("iB")) strip("B");
   if (!digits.empty()) {
     switch (digits.back()) {
-      case 'K': case 'k': multiplier = 1ULL << 10; break;
-      case 'M': case 'm': multiplier = 1ULL << 20; break;
-      case 'G': case 'g': multiplier = 1ULL << 30; break;
-      case 'T': case 't': multiplier = 1ULL << 40; break;
-      default: break;
+      case 'K':
+      case 'k':
+        multiplier = 1ULL << 10;
+        break;
+      case 'M':
+      case 'm':
+        multiplier = 1ULL << 20;
+        break;
+      case 'G':
+      case 'g':
+        multiplier = 1ULL << 30;
+        break;
+      case 'T':
+      case 't':
+        multiplier = 1ULL << 40;
+        break;
+      default:
+        break;
     }
     if (multiplier != 1) digits.remove_suffix(1);
   }

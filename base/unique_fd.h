@@ -20,8 +20,9 @@ class UniqueFd {
   UniqueFd& operator=(const UniqueFd&) = delete;
   UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
   UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) { reset(other.release());
-}
+    if (this != &other) {
+      reset(other.release());
+    }
     return *this;
   }
   ~UniqueFd() { reset(); }
@@ -35,8 +36,9 @@ class UniqueFd {
   // Closes the held descriptor (if any) and takes `fd`. close() errors are ignored on purpose:
   // on Linux the descriptor is released even when close reports EINTR or EIO (close(2)).
   void reset(int fd = -1) {
-    if (fd_ >= 0) { static_cast<void>(::close(fd_));
-}
+    if (fd_ >= 0) {
+      static_cast<void>(::close(fd_));
+    }
     fd_ = fd;
   }
 

@@ -17,9 +17,7 @@ Result<ClientConnection> ClientConnection::Connect(const std::string& socket_pat
   return ClientConnection(std::move(fd));
 }
 
-Status ClientConnection::Send(const api::Request& request) {
-  return SendRaw(EncodeFrame(request));
-}
+Status ClientConnection::Send(const api::Request& request) { return SendRaw(EncodeFrame(request)); }
 
 Status ClientConnection::SendRaw(std::string_view bytes) {
   if (!fd_.valid()) return Error("the connection is closed");

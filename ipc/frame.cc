@@ -65,8 +65,8 @@ Status FrameDecoder::Feed(std::string_view bytes) {
 }
 
 Status FrameDecoder::CheckPrefix() {
-  auto pending = std::as_bytes(std::span<const char>(buffer_.data() + consumed_,
-                                                     buffer_.size() - consumed_));
+  auto pending =
+      std::as_bytes(std::span<const char>(buffer_.data() + consumed_, buffer_.size() - consumed_));
   VarintPrefix prefix = DecodeLengthPrefix(pending);
   if (prefix.state == VarintPrefix::State::kMalformed) {
     failed_ = true;
@@ -82,8 +82,8 @@ Status FrameDecoder::CheckPrefix() {
 Result<std::optional<std::string>> FrameDecoder::Next() {
   if (failed_) return Error("frame decoder: the stream already failed");
   CH_RETURN_IF_ERROR(CheckPrefix());
-  auto pending = std::as_bytes(std::span<const char>(buffer_.data() + consumed_,
-                                                     buffer_.size() - consumed_));
+  auto pending =
+      std::as_bytes(std::span<const char>(buffer_.data() + consumed_, buffer_.size() - consumed_));
   VarintPrefix prefix = DecodeLengthPrefix(pending);
   if (prefix.state != VarintPrefix::State::kComplete) return std::optional<std::string>();
   if (pending.size() - prefix.prefix_bytes < prefix.value) return std::optional<std::string>();

@@ -22,17 +22,28 @@ api::Response MakeAck(std::string_view message) {
 
 std::string_view RequestKindName(const api::Request& request) {
   switch (request.kind_case()) {
-    case api::Request::kOpen: return "open";
-    case api::Request::kAttach: return "attach";
-    case api::Request::kGenerate: return "generate";
-    case api::Request::kCancel: return "cancel";
-    case api::Request::kClose: return "close";
-    case api::Request::kListSessions: return "list_sessions";
-    case api::Request::kKillSession: return "kill_session";
-    case api::Request::kListPolicies: return "list_policies";
-    case api::Request::kReloadPolicies: return "reload_policies";
-    case api::Request::kStatus: return "status";
-    case api::Request::KIND_NOT_SET: break;
+    case api::Request::kOpen:
+      return "open";
+    case api::Request::kAttach:
+      return "attach";
+    case api::Request::kGenerate:
+      return "generate";
+    case api::Request::kCancel:
+      return "cancel";
+    case api::Request::kClose:
+      return "close";
+    case api::Request::kListSessions:
+      return "list_sessions";
+    case api::Request::kKillSession:
+      return "kill_session";
+    case api::Request::kListPolicies:
+      return "list_policies";
+    case api::Request::kReloadPolicies:
+      return "reload_policies";
+    case api::Request::kStatus:
+      return "status";
+    case api::Request::KIND_NOT_SET:
+      break;
   }
   return "empty";
 }
@@ -41,19 +52,32 @@ std::string ErrorCodeName(api::ErrorCode code) { return api::ErrorCode_Name(code
 
 std::string_view OutcomeName(api::SessionOutcome outcome) {
   switch (outcome) {
-    case api::CLOSED: return "closed by the client";
-    case api::IDLE_TIMEOUT: return "idle timeout";
-    case api::LIFETIME_EXCEEDED: return "maximum lifetime reached";
-    case api::OOM_KILLED: return "memory limit exceeded";
-    case api::SECCOMP_VIOLATION: return "stopped by the sandbox (forbidden system call)";
-    case api::KILLED: return "killed on request";
-    case api::WORKER_CRASHED: return "worker crashed";
-    case api::SETUP_FAILED: return "sandbox setup failed";
-    case api::SHUTDOWN: return "server shutting down";
-    case api::UNRESPONSIVE: return "worker stopped responding";
-    case api::PROTOCOL_VIOLATION: return "worker violated the protocol";
-    case api::LIMIT_EXCEEDED: return "a policy limit was exceeded";
-    default: break;
+    case api::CLOSED:
+      return "closed by the client";
+    case api::IDLE_TIMEOUT:
+      return "idle timeout";
+    case api::LIFETIME_EXCEEDED:
+      return "maximum lifetime reached";
+    case api::OOM_KILLED:
+      return "memory limit exceeded";
+    case api::SECCOMP_VIOLATION:
+      return "stopped by the sandbox (forbidden system call)";
+    case api::KILLED:
+      return "killed on request";
+    case api::WORKER_CRASHED:
+      return "worker crashed";
+    case api::SETUP_FAILED:
+      return "sandbox setup failed";
+    case api::SHUTDOWN:
+      return "server shutting down";
+    case api::UNRESPONSIVE:
+      return "worker stopped responding";
+    case api::PROTOCOL_VIOLATION:
+      return "worker violated the protocol";
+    case api::LIMIT_EXCEEDED:
+      return "a policy limit was exceeded";
+    default:
+      break;
   }
   return "unknown";
 }

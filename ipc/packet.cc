@@ -37,8 +37,7 @@ Status SendPacket(int fd, std::span<const std::byte> bytes, std::span<const int>
   }
 }
 
-Status SendMessage(int fd, const google::protobuf::MessageLite& message,
-                   std::span<const int> fds) {
+Status SendMessage(int fd, const google::protobuf::MessageLite& message, std::span<const int> fds) {
   std::string bytes;
   if (!message.SerializeToString(&bytes)) return Error("serializing a message failed");
   return SendPacket(fd, std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), fds);
@@ -81,8 +80,7 @@ Result<ReceivedPacket> ReceivePacket(int fd, const ReceiveOptions& options) {
   if ((msg.msg_flags & MSG_CTRUNC) != 0) return Error("recvmsg: descriptors were truncated");
   if (packet.fds.size() > options.max_fds) {
     return Error("recvmsg: " + std::to_string(packet.fds.size()) +
-                 " descriptors received, at most " + std::to_string(options.max_fds) +
-                 " expected");
+                 " descriptors received, at most " + std::to_string(options.max_fds) + " expected");
   }
   if (n == 0 && packet.fds.empty()) {
     packet.end_of_stream = true;

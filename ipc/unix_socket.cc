@@ -56,8 +56,8 @@ Result<UniqueFd> ListenUnix(const ListenOptions& options) {
     }
   }
   if (options.group && ::chown(options.path.c_str(), static_cast<uid_t>(-1), *options.group) != 0) {
-    return Error::FromErrno(errno, "chown " + Quote(options.path) + " to gid " +
-                                       std::to_string(*options.group));
+    return Error::FromErrno(
+        errno, "chown " + Quote(options.path) + " to gid " + std::to_string(*options.group));
   }
   if (::chmod(options.path.c_str(), options.mode) != 0) {
     return Error::FromErrno(errno, "chmod " + Quote(options.path));

@@ -20,8 +20,8 @@ namespace cellhouse::ipc {
 
 struct ListenOptions {
   std::string path;
-  mode_t mode = 0660;               // applied to the socket file
-  std::optional<gid_t> group;       // chown the socket to this group (clients' group)
+  mode_t mode = 0660;          // applied to the socket file
+  std::optional<gid_t> group;  // chown the socket to this group (clients' group)
   int backlog = 128;
 };
 

@@ -14,8 +14,8 @@ Result<std::shared_ptr<const CompiledPolicy>> ChoosePolicy(const PolicySet& set,
       return Error("no policy named '" + name + "'; `cellctl policy list` shows the policies");
     }
     if (!it->second->MayUse(uid, gid, groups)) {
-      return Error("policy '" + name + "' does not allow uid " + std::to_string(uid) +
-                   " (gid " + std::to_string(gid) + ")");
+      return Error("policy '" + name + "' does not allow uid " + std::to_string(uid) + " (gid " +
+                   std::to_string(gid) + ")");
     }
     return it->second;
   }

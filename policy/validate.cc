@@ -10,8 +10,8 @@
 #include <set>
 
 #include "base/str_cat.h"
-#include "ipc/worker_contract.h"
 #include "base/strings.h"
+#include "ipc/worker_contract.h"
 #include "policy/syscall_groups.h"
 
 namespace cellhouse::policy {
@@ -458,8 +458,7 @@ class Validator {
     if (!b->has_max_sessions()) {
       // No more than there are host uid blocks: each live session needs kIdsPerSession.
       uint32_t blocks = p_.has_host_uids() ? p_.host_uids().count() / ipc::kIdsPerSession : 0;
-      b->set_max_sessions(blocks > 0 ? std::min(kDefaultMaxSessions, blocks)
-                                     : kDefaultMaxSessions);
+      b->set_max_sessions(blocks > 0 ? std::min(kDefaultMaxSessions, blocks) : kDefaultMaxSessions);
     }
     if (b->max_sessions() == 0) {
       Refuse("budgets.max_sessions",

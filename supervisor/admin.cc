@@ -29,9 +29,9 @@ void Supervisor::ListSessions(Connection& conn) {
     info->set_policy(s.policy->name());
     info->set_worker_pid(s.worker.pid());
     info->set_age_ms(static_cast<uint64_t>((now - s.created_ns) / kNanosPerMilli));
-    info->set_idle_ms(s.attached ? s.idle_ms
-                                 : static_cast<uint64_t>((now - s.detached_since_ns) /
-                                                         kNanosPerMilli));
+    info->set_idle_ms(s.attached
+                          ? s.idle_ms
+                          : static_cast<uint64_t>((now - s.detached_since_ns) / kNanosPerMilli));
     info->set_tokens_generated(s.tokens_generated);
     info->set_context_used(s.context_used);
     info->set_attached(s.attached);
@@ -50,9 +50,9 @@ void Supervisor::KillSession(Connection& conn, const api::KillSession& kill) {
   Session* session = FindSession(kill.session_id());
   if (session == nullptr || (conn.peer.uid != 0 && conn.peer.uid != session->tenant_uid) ||
       session->state == Session::State::kSpawning || session->state == Session::State::kPooled) {
-    Reply(conn, ipc::MakeError(api::NOT_FOUND, "no session " + ipc::IdToHex(kill.session_id()) +
-                                                   " visible to uid " +
-                                                   std::to_string(conn.peer.uid)));
+    Reply(conn,
+          ipc::MakeError(api::NOT_FOUND, "no session " + ipc::IdToHex(kill.session_id()) +
+                                             " visible to uid " + std::to_string(conn.peer.uid)));
     return;
   }
   std::string by = conn.peer.uid == session->tenant_uid ? "its owner" : "an administrator";
@@ -83,9 +83,8 @@ void Supervisor::ListPolicies(Connection& conn) {
 Status Supervisor::ReloadPolicies() {
   notifier_.Reloading();
   Result<policy::PolicySet> loaded =
-      options_.policy_dir.empty()
-          ? policy::BuiltinPolicySet(&model_facts_)
-          : policy::LoadPolicyDirectory(options_.policy_dir, &model_facts_);
+      options_.policy_dir.empty() ? policy::BuiltinPolicySet(&model_facts_)
+                                  : policy::LoadPolicyDirectory(options_.policy_dir, &model_facts_);
   UpdateNotifyStatus();
   notifier_.Ready(StatusLine());
   if (!loaded) return std::move(loaded).error();
@@ -96,8 +95,7 @@ Status Supervisor::ReloadPolicies() {
   std::string names;
   for (const auto& [name, p] : policies_) names += (names.empty() ? "" : ", ") + name;
   spdlog::info("policies loaded from {}: {}",
-               options_.policy_dir.empty() ? std::string("built-in defaults")
-                                           : options_.policy_dir,
+               options_.policy_dir.empty() ? std::string("built-in defaults") : options_.policy_dir,
                names);
   return Ok();
 }

@@ -23,8 +23,8 @@ std::string_view Field(std::string_view text, std::string_view key) {
     if (at_word_start && pos + key.size() < text.size() && text[pos + key.size()] == '=') {
       size_t start = pos + key.size() + 1;
       size_t end = text.find(' ', start);
-      return text.substr(start, end == std::string_view::npos ? std::string_view::npos
-                                                              : end - start);
+      return text.substr(start,
+                         end == std::string_view::npos ? std::string_view::npos : end - start);
     }
     pos += key.size();
   }

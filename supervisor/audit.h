@@ -28,9 +28,9 @@ namespace cellhouse::supervisor {
 
 struct SeccompRecord {
   pid_t pid = 0;
-  uint32_t arch = 0;     // AUDIT_ARCH_*
+  uint32_t arch = 0;  // AUDIT_ARCH_*
   int syscall = -1;
-  uint32_t code = 0;     // the SECCOMP_RET_* action
+  uint32_t code = 0;         // the SECCOMP_RET_* action
   std::string syscall_name;  // resolved for `arch`, or "syscall N"
 };
 

@@ -19,8 +19,8 @@ Result<uint32_t> HostIdAllocator::Allocate(uint32_t range_first, uint32_t range_
     uint64_t taken_end = uint64_t{it->first} + it->second;
     if (taken_end > candidate) candidate = taken_end;
   }
-  return Error("no free host ids left in the policy's range " + std::to_string(range_first) +
-               "+" + std::to_string(range_count) + " (" + std::to_string(range_count / block) +
+  return Error("no free host ids left in the policy's range " + std::to_string(range_first) + "+" +
+               std::to_string(range_count) + " (" + std::to_string(range_count / block) +
                " sessions at most)");
 }
 

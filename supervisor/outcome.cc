@@ -8,15 +8,22 @@ namespace cellhouse::supervisor {
 
 std::string ReasonLabel(api::SessionOutcome outcome) {
   switch (outcome) {
-    case api::CLOSED: return "closed";
-    case api::IDLE_TIMEOUT: return "idle";
-    case api::OOM_KILLED: return "oom";
-    case api::SECCOMP_VIOLATION: return "seccomp";
+    case api::CLOSED:
+      return "closed";
+    case api::IDLE_TIMEOUT:
+      return "idle";
+    case api::OOM_KILLED:
+      return "oom";
+    case api::SECCOMP_VIOLATION:
+      return "seccomp";
     case api::LIFETIME_EXCEEDED:
-    case api::LIMIT_EXCEEDED: return "limit";
+    case api::LIMIT_EXCEEDED:
+      return "limit";
     case api::KILLED:
-    case api::SHUTDOWN: return "killed";
-    default: return "error";
+    case api::SHUTDOWN:
+      return "killed";
+    default:
+      return "error";
   }
 }
 

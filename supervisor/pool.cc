@@ -73,8 +73,8 @@ void Supervisor::RefillPools() {
   if (shutting_down_ || options_.pool_size == 0 || !zygote_) return;
   std::map<std::string, uint32_t> have;  // ready or starting, per policy
   for (const auto& [id, s] : sessions_) {
-    bool for_pool = s.state == Session::State::kPooled ||
-                    (s.pooled && s.state == Session::State::kSpawning);
+    bool for_pool =
+        s.state == Session::State::kPooled || (s.pooled && s.state == Session::State::kSpawning);
     if (for_pool) ++have[s.policy->name()];
   }
   for (const auto& [name, policy] : policies_) {
@@ -82,8 +82,7 @@ void Supervisor::RefillPools() {
     if (policy->proto().has_gpu()) continue;
     for (uint32_t n = have[name]; n < options_.pool_size; ++n) {
       const policy::IdRange& range = policy->proto().host_uids();
-      Result<uint32_t> ids =
-          host_ids_.Allocate(range.first(), range.count(), ipc::kIdsPerSession);
+      Result<uint32_t> ids = host_ids_.Allocate(range.first(), range.count(), ipc::kIdsPerSession);
       if (!ids) break;  // the range is in use by sessions: the pool waits
       std::string id(kPoolIdBytes, '\0');
       if (!FillRandom(std::as_writable_bytes(std::span<char>(id.data(), id.size())))) {

@@ -8,8 +8,7 @@ namespace cellhouse::supervisor {
 
 zygote::SandboxSpec BuildSandboxSpec(const policy::CompiledPolicy& policy, uint32_t host_id_first,
                                      zygote::SandboxSpec::CgroupPlacement placement,
-                                     const resources::WorkerGpuView* gpu,
-                                     bool sandbox_enabled) {
+                                     const resources::WorkerGpuView* gpu, bool sandbox_enabled) {
   zygote::SandboxSpec spec;
   spec.set_cgroup(placement);
   if (!sandbox_enabled) {

@@ -19,8 +19,7 @@ namespace cellhouse::supervisor {
 // `sandbox_enabled` false (celld --insecure-no-sandbox) asks for no namespaces and no filter.
 zygote::SandboxSpec BuildSandboxSpec(const policy::CompiledPolicy& policy, uint32_t host_id_first,
                                      zygote::SandboxSpec::CgroupPlacement placement,
-                                     const resources::WorkerGpuView* gpu,
-                                     bool sandbox_enabled);
+                                     const resources::WorkerGpuView* gpu, bool sandbox_enabled);
 
 // The session cgroup's limits; `gpu` adds its dmem.max lines.
 cgroup::Limits CgroupLimitsFor(const policy::Policy& policy, const resources::WorkerGpuView* gpu);

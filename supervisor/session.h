@@ -46,12 +46,12 @@ struct Session {
   std::optional<cgroup::SessionCgroup> cgroup;
   std::optional<resources::Grant> grant;  // admission ticket (and GPU share)
 
-  bool pooled = false;   // started for the pool (and, once assigned, served from it)
+  bool pooled = false;  // started for the pool (and, once assigned, served from it)
   int64_t created_ns = 0;
   int64_t opened_ns = 0;  // when the open request was accepted (open latency)
   int64_t running_since_ns = 0;
-  int64_t last_heard_ns = 0;       // last message from the worker
-  int64_t detached_since_ns = 0;   // 0 while attached
+  int64_t last_heard_ns = 0;      // last message from the worker
+  int64_t detached_since_ns = 0;  // 0 while attached
   uint64_t spawn_request_id = 0;
   uint64_t opener_connection = 0;  // the connection waiting for this session to start
 

@@ -16,10 +16,10 @@
 #include "base/strings.h"
 #include "ipc/messages.h"
 #include "ipc/packet.h"
+#include "ipc/worker_contract.h"
 #include "supervisor/outcome.h"
 #include "supervisor/sandbox_spec.h"
 #include "supervisor/supervisor.h"
-#include "ipc/worker_contract.h"
 
 namespace cellhouse::supervisor {
 namespace {
@@ -58,14 +58,22 @@ bool SameSecret(const std::string& a, const std::string& b) {
 // The `reason` label of cellhouse_admission_refusals_total.
 std::string RefusalLabel(resources::RefusedBy limit) {
   switch (limit) {
-    case resources::RefusedBy::kSessions: return "sessions";
-    case resources::RefusedBy::kTenantSessions: return "tenant_sessions";
-    case resources::RefusedBy::kPolicySessions: return "policy_sessions";
-    case resources::RefusedBy::kPolicyTenantSessions: return "policy_tenant_sessions";
-    case resources::RefusedBy::kMemoryBudget: return "memory_budget";
-    case resources::RefusedBy::kNoGpu: return "no_gpu";
-    case resources::RefusedBy::kGpuShare: return "gpu_share";
-    case resources::RefusedBy::kInvalidRequest: break;
+    case resources::RefusedBy::kSessions:
+      return "sessions";
+    case resources::RefusedBy::kTenantSessions:
+      return "tenant_sessions";
+    case resources::RefusedBy::kPolicySessions:
+      return "policy_sessions";
+    case resources::RefusedBy::kPolicyTenantSessions:
+      return "policy_tenant_sessions";
+    case resources::RefusedBy::kMemoryBudget:
+      return "memory_budget";
+    case resources::RefusedBy::kNoGpu:
+      return "no_gpu";
+    case resources::RefusedBy::kGpuShare:
+      return "gpu_share";
+    case resources::RefusedBy::kInvalidRequest:
+      break;
   }
   return "invalid";
 }
@@ -106,9 +114,8 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
     refuse(api::SHUTTING_DOWN, "celld is shutting down and takes no new sessions", "shutdown");
     return;
   }
-  Result<std::shared_ptr<const policy::CompiledPolicy>> chosen =
-      policy::ChoosePolicy(policies_, open.policy(), conn.peer.uid, conn.peer.gid,
-                           conn.peer.groups);
+  Result<std::shared_ptr<const policy::CompiledPolicy>> chosen = policy::ChoosePolicy(
+      policies_, open.policy(), conn.peer.uid, conn.peer.gid, conn.peer.groups);
   if (!chosen) {
     bool unknown = !open.policy().empty() && policies_.count(open.policy()) == 0;
     refuse(unknown ? api::UNKNOWN_POLICY : api::PERMISSION_DENIED, chosen.error().message(),
@@ -134,8 +141,7 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
   request.policy_max_sessions = p.budgets().max_sessions();
   request.policy_max_sessions_per_tenant = p.budgets().max_sessions_per_tenant();
   if (p.has_gpu()) {
-    request.gpu =
-        resources::GpuRequest{p.gpu().compute_fraction(), p.gpu().device_memory_bytes()};
+    request.gpu = resources::GpuRequest{p.gpu().compute_fraction(), p.gpu().device_memory_bytes()};
   }
   resources::Decision decision = admission_->Admit(request);
   if (const auto* no = std::get_if<resources::Refusal>(&decision)) {
@@ -195,8 +201,7 @@ void Supervisor::BindTenant(Session& session, const Connection& conn, resources:
   session.opened_ns = conn.accepted_ns;
 }
 
-Status Supervisor::SpawnWorker(Session& session, const resources::WorkerGpuView* gpu,
-                               bool pooled) {
+Status Supervisor::SpawnWorker(Session& session, const resources::WorkerGpuView* gpu, bool pooled) {
   const policy::Policy& p = session.policy->proto();
   std::vector<int> placement_fds;
   zygote::SandboxSpec::CgroupPlacement placement = zygote::SandboxSpec::CGROUP_NONE;
@@ -272,8 +277,8 @@ void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<Uniqu
   if (pidfd.valid()) session->worker = ChildProcess(pid, std::move(pidfd));
 
   if (!reply.has_spawned()) {
-    std::string why = reply.failed().message().empty() ? "the zygote gave no reason"
-                                                       : reply.failed().message();
+    std::string why =
+        reply.failed().message().empty() ? "the zygote gave no reason" : reply.failed().message();
     session->setup_failure = why;
     session->state = Session::State::kEnding;
     if (Connection* opener = FindConnection(session->opener_connection)) {
@@ -285,9 +290,9 @@ void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<Uniqu
     if (session->pooled) SchedulePoolRefill(kPoolRetryNs);
     if (session->worker.valid()) {
       // Reap it when it is gone (it exits right after reporting the step).
-      LogIfError(loop_->Add(session->worker.pidfd(), EPOLLIN,
-                            [this, id](uint32_t) { OnWorkerExit(id); }),
-                 "watching a worker");
+      LogIfError(
+          loop_->Add(session->worker.pidfd(), EPOLLIN, [this, id](uint32_t) { OnWorkerExit(id); }),
+          "watching a worker");
     } else {
       FinalizeSession(id);
     }
@@ -295,12 +300,12 @@ void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<Uniqu
   }
 
   by_pid_[pid] = id;
-  LogIfError(loop_->Add(session->worker.pidfd(), EPOLLIN,
-                        [this, id](uint32_t) { OnWorkerExit(id); }),
-             "watching a worker");
-  LogIfError(loop_->Add(session->control.get(), EPOLLIN,
-                        [this, id](uint32_t) { OnControlReadable(id); }),
-             "watching a control channel");
+  LogIfError(
+      loop_->Add(session->worker.pidfd(), EPOLLIN, [this, id](uint32_t) { OnWorkerExit(id); }),
+      "watching a worker");
+  LogIfError(
+      loop_->Add(session->control.get(), EPOLLIN, [this, id](uint32_t) { OnControlReadable(id); }),
+      "watching a control channel");
   if (reply.spawned().timings_size() > 0) {
     std::string steps;
     for (const zygote::StepTiming& t : reply.spawned().timings()) {
@@ -396,12 +401,11 @@ void Supervisor::AttachSession(Connection& conn, const api::AttachSession& attac
   // One answer for "no such id", "not yours" and "wrong token": ids are secrets too, and the
   // reply must not tell another uid that a session exists.
   if (session == nullptr || session->tenant_uid != conn.peer.uid ||
-      !SameSecret(session->token, attach.token()) ||
-      session->state != Session::State::kRunning) {
-    Reply(conn, ipc::MakeError(api::NOT_FOUND, "no running session " +
-                                                   ipc::IdToHex(attach.session_id()) +
-                                                   " with that token belongs to uid " +
-                                                   std::to_string(conn.peer.uid)));
+      !SameSecret(session->token, attach.token()) || session->state != Session::State::kRunning) {
+    Reply(conn,
+          ipc::MakeError(api::NOT_FOUND, "no running session " + ipc::IdToHex(attach.session_id()) +
+                                             " with that token belongs to uid " +
+                                             std::to_string(conn.peer.uid)));
     return;
   }
   UniqueFd client = ReleaseConnection(conn.id);
@@ -454,8 +458,8 @@ void Supervisor::OnControlReadable(const std::string& id) {
       session->messages_this_second = 0;
     }
     if (++session->messages_this_second > kMaxWorkerMessagesPerSecond) {
-      EndSession(*session, api::PROTOCOL_VIOLATION,
-                 "the worker flooded its control channel", /*graceful=*/false);
+      EndSession(*session, api::PROTOCOL_VIOLATION, "the worker flooded its control channel",
+                 /*graceful=*/false);
       return;
     }
     session->last_heard_ns = now;
@@ -475,11 +479,11 @@ void Supervisor::OnWorkerMessage(Session& session, const control::WorkerMessage&
       // Claims that cannot be true end the session: a worker that lies is not believed.
       if (h.context_used() > session.context_length ||
           h.tokens_generated() < session.tokens_generated ||
-          h.kv_bytes_in_use() > uint64_t{session.context_length} *
-                                    model_facts_.kv_bytes_per_token) {
+          h.kv_bytes_in_use() >
+              uint64_t{session.context_length} * model_facts_.kv_bytes_per_token) {
         metrics_.worker_reports_dropped.Inc({"heartbeat"});
-        EndSession(session, api::PROTOCOL_VIOLATION,
-                   "the worker reported impossible usage", /*graceful=*/false);
+        EndSession(session, api::PROTOCOL_VIOLATION, "the worker reported impossible usage",
+                   /*graceful=*/false);
         return;
       }
       session.tokens_generated = h.tokens_generated();
@@ -493,15 +497,14 @@ void Supervisor::OnWorkerMessage(Session& session, const control::WorkerMessage&
       const control::GenerationReport& r = message.report();
       if (r.inter_token_us_size() > 4096 || r.generated_tokens() > max_new) {
         metrics_.worker_reports_dropped.Inc({"report"});
-        EndSession(session, api::PROTOCOL_VIOLATION,
-                   "the worker reported an impossible generation", /*graceful=*/false);
+        EndSession(session, api::PROTOCOL_VIOLATION, "the worker reported an impossible generation",
+                   /*graceful=*/false);
         return;
       }
       session.generating = false;
       metrics_.tokens_generated.Inc({session.policy->name()}, r.generated_tokens());
       if (r.generated_tokens() > 0) {
-        metrics_.time_to_first_token.Observe(static_cast<double>(r.time_to_first_token_us()) /
-                                             1e6);
+        metrics_.time_to_first_token.Observe(static_cast<double>(r.time_to_first_token_us()) / 1e6);
       }
       for (uint32_t us : r.inter_token_us()) {
         metrics_.inter_token_latency.Observe(static_cast<double>(us) / 1e6);
@@ -521,9 +524,9 @@ void Supervisor::OnWorkerMessage(Session& session, const control::WorkerMessage&
         EndSession(session, api::SHUTDOWN, "celld is shutting down", /*graceful=*/true);
         return;
       }
-      int64_t idle = static_cast<int64_t>(
-                         session.policy->proto().budgets().idle_timeout_seconds()) *
-                     kNanosPerSecond;
+      int64_t idle =
+          static_cast<int64_t>(session.policy->proto().budgets().idle_timeout_seconds()) *
+          kNanosPerSecond;
       std::string id = session.id;
       if (session.detach_timer != 0) loop_->CancelTimer(session.detach_timer);
       session.detach_timer =
@@ -556,8 +559,8 @@ void Supervisor::EndSession(Session& session, api::SessionOutcome outcome,
     stop.mutable_stop()->set_reason(reason);
     if (ipc::SendMessage(session.control.get(), stop) && session.kill_timer == 0) {
       std::string id = session.id;
-      session.kill_timer = loop_->AddTimer(
-          clock_.NowNanos() + options_.stop_grace_ms * kNanosPerMilli, [this, id] {
+      session.kill_timer =
+          loop_->AddTimer(clock_.NowNanos() + options_.stop_grace_ms * kNanosPerMilli, [this, id] {
             Session* s = FindSession(id);
             if (s == nullptr) return;
             s->kill_timer = 0;
@@ -643,23 +646,23 @@ void Supervisor::FinalizeSession(const std::string& id) {
     std::string frame =
         ipc::EncodeFrame(ipc::MakeError(api::SESSION_ENDED, end.message, end.outcome));
     // Best effort: a client that does not read loses this, never celld's time.
-    static_cast<void>(::send(session->client_dup.get(), frame.data(), frame.size(),
-                             MSG_NOSIGNAL | MSG_DONTWAIT));
+    static_cast<void>(
+        ::send(session->client_dup.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT));
   }
   metrics_.sessions_ended.Inc({session->policy->name(), end.reason_label});
   if (end.outcome == api::SECCOMP_VIOLATION) {
     metrics_.seccomp_violations.Inc({session->seccomp_syscall.value_or("unknown")});
   }
   int64_t lived = clock_.NowNanos() - session->created_ns;
-  auto level = end.outcome == api::CLOSED || end.outcome == api::IDLE_TIMEOUT ||
-                       end.outcome == api::SHUTDOWN
-                   ? spdlog::level::info
-                   : spdlog::level::warn;
-  spdlog::log(level, "session {} ended: tenant uid {}, policy {}, worker pid {}, outcome {}, "
+  auto level =
+      end.outcome == api::CLOSED || end.outcome == api::IDLE_TIMEOUT || end.outcome == api::SHUTDOWN
+          ? spdlog::level::info
+          : spdlog::level::warn;
+  spdlog::log(level,
+              "session {} ended: tenant uid {}, policy {}, worker pid {}, outcome {}, "
               "duration {}: {}",
-              ipc::IdToHex(id), session->tenant_uid, session->policy->name(),
-              session->worker.pid(), api::SessionOutcome_Name(end.outcome), Seconds(lived),
-              end.message);
+              ipc::IdToHex(id), session->tenant_uid, session->policy->name(), session->worker.pid(),
+              api::SessionOutcome_Name(end.outcome), Seconds(lived), end.message);
   ReleaseResources(*session);
   if (session->worker.valid()) by_pid_.erase(session->worker.pid());
   sessions_.erase(id);
@@ -698,9 +701,10 @@ void Supervisor::OnZygoteExit() {
   auto st = zygote_->process().TryReap();
   std::string how = st && st->has_value() ? (*st)->ToString() : "channel failed";
   if (!shutting_down_) {
-    spdlog::critical("the zygote ended unexpectedly ({}); no new sessions can start. Running "
-                     "sessions continue; shutting down.",
-                     how);
+    spdlog::critical(
+        "the zygote ended unexpectedly ({}); no new sessions can start. Running "
+        "sessions continue; shutting down.",
+        how);
     BeginShutdown("the zygote ended");
   }
   // Requests it never answered fail now.

@@ -11,9 +11,9 @@
 
 #include "base/io.h"
 #include "base/strings.h"
-#include "supervisor/resources/memory_budget.h"
 #include "ipc/messages.h"
 #include "supervisor/metrics_server.h"
+#include "supervisor/resources/memory_budget.h"
 
 namespace cellhouse::supervisor {
 
@@ -43,8 +43,8 @@ Status Supervisor::Start() {
       BeginShutdown(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
     } else if (sig == SIGHUP) {
       Status st = ReloadPolicies();
-      if (!st) spdlog::error("policy reload (SIGHUP) failed; the old set stays: {}",
-                             st.error().message());
+      if (!st)
+        spdlog::error("policy reload (SIGHUP) failed; the old set stays: {}", st.error().message());
     }
     // SIGCHLD: exits are handled per worker through its pidfd.
   }));
@@ -70,15 +70,13 @@ Status Supervisor::Start() {
   zygote_.emplace(std::move(zygote));
   const zygote::ZygoteReady& ready = zygote_->ready();
   spdlog::info("zygote pid {} ready: {} ({} mapped in {} chunks, {} resident{})", ready.pid(),
-               ready.model_description(), FormatBytes(ready.weights_bytes()),
-               ready.chunk_count(), FormatBytes(ready.weights_resident_bytes()),
+               ready.model_description(), FormatBytes(ready.weights_bytes()), ready.chunk_count(),
+               FormatBytes(ready.weights_resident_bytes()),
                ready.weights_locked() ? ", locked" : "");
-  CH_RETURN_IF_ERROR(loop_->Add(zygote_->channel_fd(), EPOLLIN, [this](uint32_t) {
-    OnZygoteReadable();
-  }));
-  CH_RETURN_IF_ERROR(loop_->Add(zygote_->process().pidfd(), EPOLLIN, [this](uint32_t) {
-    OnZygoteExit();
-  }));
+  CH_RETURN_IF_ERROR(
+      loop_->Add(zygote_->channel_fd(), EPOLLIN, [this](uint32_t) { OnZygoteReadable(); }));
+  CH_RETURN_IF_ERROR(
+      loop_->Add(zygote_->process().pidfd(), EPOLLIN, [this](uint32_t) { OnZygoteExit(); }));
 
   // 3. Policies, checked against what the model costs.
   model_facts_.seq_len = ready.seq_len();
@@ -105,16 +103,14 @@ Status Supervisor::Start() {
                       resources::DiscoverGpus({.inventory_file = options_.gpu_inventory}));
   spdlog::info("memory budget for sessions: {}; GPUs: {} ({})",
                FormatBytes(admission.memory_budget_bytes), gpus.devices.size(), gpus.source);
-  admission_ = std::make_unique<resources::Admission>(admission,
-                                                      resources::GpuLedger(std::move(gpus)));
+  admission_ =
+      std::make_unique<resources::Admission>(admission, resources::GpuLedger(std::move(gpus)));
 
   // 5. Seccomp violation reports from the kernel's audit multicast.
   Result<AuditReader> audit = AuditReader::Open();
   if (audit) {
     audit_.emplace(std::move(*audit));
-    CH_RETURN_IF_ERROR(loop_->Add(audit_->fd(), EPOLLIN, [this](uint32_t) {
-      OnAuditReadable();
-    }));
+    CH_RETURN_IF_ERROR(loop_->Add(audit_->fd(), EPOLLIN, [this](uint32_t) { OnAuditReadable(); }));
   } else {
     spdlog::warn("seccomp violations will be reported without the system call's name: {}",
                  audit.error().message());
@@ -122,8 +118,8 @@ Status Supervisor::Start() {
 
   // 6. Listeners: inherited from systemd, or bound here.
   if (options_.inherited_api_fds.empty()) {
-    ipc::ListenOptions listen{.path = options_.socket_path, .mode = options_.socket_mode,
-                              .group = options_.socket_group};
+    ipc::ListenOptions listen{
+        .path = options_.socket_path, .mode = options_.socket_mode, .group = options_.socket_group};
     CH_ASSIGN_OR_RETURN(UniqueFd fd, ipc::ListenUnix(listen));
     spdlog::info("listening on {}", options_.socket_path);
     listeners_.push_back(std::move(fd));
@@ -228,7 +224,9 @@ void Supervisor::OnAccept(int listener) {
           if (c == nullptr) return;
           c->timeout = 0;
           if (c->waiting_for_session) return;
-          Reply(*c, ipc::MakeError(api::BAD_REQUEST, "no complete request within " +
+          Reply(*c,
+                ipc::MakeError(api::BAD_REQUEST,
+                               "no complete request within " +
                                    std::to_string(options_.first_frame_timeout_ms) + " ms"),
                 /*then_close=*/true);
         });
@@ -260,12 +258,12 @@ void Supervisor::OnConnectionEvent(uint64_t id, uint32_t events) {
       CloseConnection(id);
       return;
     case ipc::ExactFrameReader::State::kTooLarge:
-      Reply(*conn, ipc::MakeError(api::FRAME_TOO_LARGE,
-                                  "a request of " +
-                                      std::to_string(conn->reader.announced_length()) +
-                                      " bytes is larger than the limit of " +
-                                      std::to_string(options_.max_frame_bytes) +
-                                      " bytes; closing the connection"),
+      Reply(*conn,
+            ipc::MakeError(api::FRAME_TOO_LARGE,
+                           "a request of " + std::to_string(conn->reader.announced_length()) +
+                               " bytes is larger than the limit of " +
+                               std::to_string(options_.max_frame_bytes) +
+                               " bytes; closing the connection"),
             /*then_close=*/true);
       return;
     case ipc::ExactFrameReader::State::kMalformed:
@@ -277,8 +275,10 @@ void Supervisor::OnConnectionEvent(uint64_t id, uint32_t events) {
   }
   api::Request request;
   if (!request.ParseFromString(conn->reader.frame())) {
-    Reply(*conn, ipc::MakeError(api::BAD_REQUEST, "the request is not a valid "
-                                                  "cellhouse.api.Request; closing"),
+    Reply(*conn,
+          ipc::MakeError(api::BAD_REQUEST,
+                         "the request is not a valid "
+                         "cellhouse.api.Request; closing"),
           /*then_close=*/true);
     return;
   }
@@ -312,8 +312,9 @@ void Supervisor::HandleRequest(Connection& conn, const api::Request& request) {
     case api::Request::kGenerate:
     case api::Request::kCancel:
     case api::Request::kClose:
-      Reply(conn, ipc::MakeError(api::BAD_REQUEST, "this connection has no session: send open "
-                                                   "or attach first"));
+      Reply(conn, ipc::MakeError(api::BAD_REQUEST,
+                                 "this connection has no session: send open "
+                                 "or attach first"));
       return;
     case api::Request::KIND_NOT_SET:
       break;

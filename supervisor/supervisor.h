@@ -63,19 +63,19 @@ struct SupervisorOptions {
   uint32_t max_sessions = 0;         // total, 0: no cap beyond the budget
   std::string gpu_inventory;         // --gpu-inventory FILE, empty: NVML if present
 
-  bool sandbox = true;               // --insecure-no-sandbox turns it off (benchmarks only)
+  bool sandbox = true;  // --insecure-no-sandbox turns it off (benchmarks only)
   cgroup::DriverOptions cgroup;
   bool use_cgroups = true;
 
   int64_t heartbeat_interval_ms = 1000;
-  int64_t worker_timeout_ms = 60'000;     // no message from a worker for this long: killed
+  int64_t worker_timeout_ms = 60'000;  // no message from a worker for this long: killed
   int64_t first_frame_timeout_ms = 10'000;
-  int64_t shutdown_grace_ms = 10'000;     // running generations may finish within this
-  int64_t stop_grace_ms = 2'000;          // after Stop, SIGKILL
+  int64_t shutdown_grace_ms = 10'000;  // running generations may finish within this
+  int64_t stop_grace_ms = 2'000;       // after Stop, SIGKILL
   // Pre-forked, already sandboxed workers kept ready per policy (policies with a GPU share get
   // none). Each serves one session and is never reused.
   uint32_t pool_size = 2;
-  size_t max_connections = 1024;          // connections that have not become sessions yet
+  size_t max_connections = 1024;  // connections that have not become sessions yet
   size_t max_frame_bytes = ipc::kDefaultMaxFrameBytes;
 };
 
@@ -200,10 +200,10 @@ class Supervisor {
 
   uint64_t next_connection_id_ = 1;
   std::unordered_map<uint64_t, Connection> connections_;
-  std::map<std::string, Session> sessions_;       // by id
+  std::map<std::string, Session> sessions_;        // by id
   std::unordered_map<pid_t, std::string> by_pid_;  // worker pid → session id
   uint64_t next_spawn_request_ = 1;
-  std::map<uint64_t, std::string> pending_spawns_;  // request id → session id
+  std::map<uint64_t, std::string> pending_spawns_;       // request id → session id
   std::map<std::string, std::deque<std::string>> pool_;  // policy → ready pool worker ids
   TimerId pool_refill_timer_ = 0;
 

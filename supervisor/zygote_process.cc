@@ -63,8 +63,8 @@ Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
     if (fds[0].revents != 0 || fds[1].revents != 0) {
       // It closed the channel or ended: report how.
       auto st = process.Wait();
-      return Error("the zygote (" + options.binary + ") ended before it was ready: " +
-                   (st ? st->ToString() : st.error().message()) +
+      return Error("the zygote (" + options.binary +
+                   ") ended before it was ready: " + (st ? st->ToString() : st.error().message()) +
                    "; its error is on celld's standard error");
     }
   }

@@ -23,10 +23,10 @@
 namespace cellhouse::supervisor {
 
 struct ZygoteOptions {
-  std::string binary;     // path of cell-zygote
+  std::string binary;  // path of cell-zygote
   std::string model;
   std::string tokenizer;
-  bool lock_weights = true;  // mlock the weights (see the design brief, "Memory")
+  bool lock_weights = true;            // mlock the weights (see the design brief, "Memory")
   int64_t ready_timeout_ms = 300'000;  // mapping and pre-faulting a large model takes a while
   std::vector<std::string> extra_args;
 };

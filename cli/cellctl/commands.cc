@@ -370,15 +370,16 @@ int CmdStatus(const GlobalOptions& global, const std::vector<std::string>& args)
     std::puts(j.Render().c_str());
     return kExitOk;
   }
-  std::printf("celld %s\nmodel: %s\nweights: %s mapped, %s resident\n"
-              "sessions: %u active, %llu admitted, %llu refused\n"
-              "memory: %s of %s committed\ncgroups: %s\n",
-              s.version().c_str(), s.model().c_str(), FormatBytes(s.weights_bytes()).c_str(),
-              FormatBytes(s.weights_resident_bytes()).c_str(), s.sessions_active(),
-              static_cast<unsigned long long>(s.sessions_admitted()),
-              static_cast<unsigned long long>(s.sessions_refused()),
-              FormatBytes(s.memory_committed_bytes()).c_str(),
-              FormatBytes(s.memory_budget_bytes()).c_str(), s.cgroup_driver().c_str());
+  std::printf(
+      "celld %s\nmodel: %s\nweights: %s mapped, %s resident\n"
+      "sessions: %u active, %llu admitted, %llu refused\n"
+      "memory: %s of %s committed\ncgroups: %s\n",
+      s.version().c_str(), s.model().c_str(), FormatBytes(s.weights_bytes()).c_str(),
+      FormatBytes(s.weights_resident_bytes()).c_str(), s.sessions_active(),
+      static_cast<unsigned long long>(s.sessions_admitted()),
+      static_cast<unsigned long long>(s.sessions_refused()),
+      FormatBytes(s.memory_committed_bytes()).c_str(), FormatBytes(s.memory_budget_bytes()).c_str(),
+      s.cgroup_driver().c_str());
   return kExitOk;
 }
 

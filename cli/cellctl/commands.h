@@ -7,12 +7,12 @@
 
 namespace cellhouse::cli {
 
-inline constexpr int kExitOk = 0;             // done
-inline constexpr int kExitRefused = 1;        // celld refused or failed the request; a policy
-                                              // file is invalid (policy check)
-inline constexpr int kExitUsage = 2;          // bad command line
-inline constexpr int kExitUnreachable = 3;    // celld could not be reached
-inline constexpr int kExitSessionEnded = 4;   // the session ended under us (the message says why)
+inline constexpr int kExitOk = 0;            // done
+inline constexpr int kExitRefused = 1;       // celld refused or failed the request; a policy
+                                             // file is invalid (policy check)
+inline constexpr int kExitUsage = 2;         // bad command line
+inline constexpr int kExitUnreachable = 3;   // celld could not be reached
+inline constexpr int kExitSessionEnded = 4;  // the session ended under us (the message says why)
 
 struct GlobalOptions {
   std::string socket;

@@ -38,8 +38,7 @@ Result<SessionClient> SessionClient::Open(const std::string& socket_path,
 }
 
 Result<SessionClient> SessionClient::Attach(const std::string& socket_path,
-                                            const std::string& session_id,
-                                            const std::string& token,
+                                            const std::string& session_id, const std::string& token,
                                             std::optional<api::Error>* refusal, int timeout_ms) {
   CH_ASSIGN_OR_RETURN(ipc::ClientConnection conn, ipc::ClientConnection::Connect(socket_path));
   SessionClient client(std::move(conn));

@@ -32,8 +32,8 @@ class SessionClient {
   // When the server refuses, its Error is stored in `refusal` (if given) besides the message.
   static Result<SessionClient> Open(const std::string& socket_path, const OpenOptions& options,
                                     std::optional<api::Error>* refusal = nullptr);
-  static Result<SessionClient> Attach(const std::string& socket_path,
-                                      const std::string& session_id, const std::string& token,
+  static Result<SessionClient> Attach(const std::string& socket_path, const std::string& session_id,
+                                      const std::string& token,
                                       std::optional<api::Error>* refusal = nullptr,
                                       int timeout_ms = 60'000);
 
@@ -56,8 +56,7 @@ class SessionClient {
   const std::optional<api::Error>& last_error() const { return last_error_; }
 
  private:
-  explicit SessionClient(ipc::ClientConnection connection)
-      : connection_(std::move(connection)) {}
+  explicit SessionClient(ipc::ClientConnection connection) : connection_(std::move(connection)) {}
   // Next response; an Error response becomes an error (and last_error_).
   Result<api::Response> Next(int timeout_ms);
   // Sends a request; if the server already closed the connection, the reason it left queued

@@ -30,8 +30,8 @@ TEST(FlagsTest, ParsesAllForms) {
   Opts o;
   FlagSet f = Make(&o);
   auto pos = f.Parse(std::vector<std::string>{"-m", "a.bin", "--steps=10", "x", "--json",
-                                              "--temperature", "0.5", "--budget", "1G",
-                                              "--policy", "p1", "--policy=p2", "--", "--y"});
+                                              "--temperature", "0.5", "--budget", "1G", "--policy",
+                                              "p1", "--policy=p2", "--", "--y"});
   ASSERT_TRUE(pos) << pos.error().message();
   EXPECT_EQ(o.model, "a.bin");
   EXPECT_EQ(o.steps, 10);

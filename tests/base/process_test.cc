@@ -12,8 +12,8 @@ namespace {
 TEST(ProcessTest, SpawnPassesPlannedFdsAndReportsExit) {
   auto pipe = MakePipe();
   ASSERT_TRUE(pipe);
-  auto child = SpawnProgram({.argv = {"/bin/sh", "-c", "echo hi >&5; exit 3"},
-                             .fds = {{5, pipe->second.get()}}});
+  auto child = SpawnProgram(
+      {.argv = {"/bin/sh", "-c", "echo hi >&5; exit 3"}, .fds = {{5, pipe->second.get()}}});
   ASSERT_TRUE(child) << child.error().message();
   pipe->second.reset();
   auto st = child->Wait();
@@ -29,8 +29,7 @@ TEST(ProcessTest, SpawnPassesPlannedFdsAndReportsExit) {
 TEST(ProcessTest, ExecFailureIsReportedNotHidden) {
   auto child = SpawnProgram({.argv = {"/nonexistent/binary"}});
   ASSERT_FALSE(child);
-  EXPECT_NE(child.error().message().find("ENOENT"), std::string::npos)
-      << child.error().message();
+  EXPECT_NE(child.error().message().find("ENOENT"), std::string::npos) << child.error().message();
 }
 
 TEST(ProcessTest, KillAndReapThroughPidfd) {

@@ -54,7 +54,7 @@ class ContainmentTest : public ::testing::Test {
   }
 
   struct ProbeResult {
-    std::string text;                // what the probe reported, when it survived
+    std::string text;                 // what the probe reported, when it survived
     std::optional<api::Error> ended;  // celld's notice, when the session ended under it
   };
   ProbeResult Probe(const std::string& policy, const std::string& prompt) {
@@ -116,8 +116,7 @@ TEST_F(ContainmentTest, EscapeBatteryEveryAttemptIsStoppedAndReportedByName) {
     ProbeResult r = running[i].get();
     ASSERT_TRUE(r.ended) << a.name << " was not stopped: the worker reported '" << r.text << "'";
     EXPECT_EQ(r.ended->code(), api::SESSION_ENDED) << a.name;
-    EXPECT_EQ(r.ended->outcome(), api::SECCOMP_VIOLATION) << a.name << ": "
-                                                           << r.ended->message();
+    EXPECT_EQ(r.ended->outcome(), api::SECCOMP_VIOLATION) << a.name << ": " << r.ended->message();
     EXPECT_EQ(r.ended->message(), "the sandbox stopped the session: forbidden system call '" +
                                       std::string(a.syscall) + "'")
         << a.name;
@@ -133,27 +132,27 @@ TEST_F(ContainmentTest, EscapeBatteryEveryAttemptIsStoppedAndReportedByName) {
 TEST_F(ContainmentTest, LayersBeneathSeccompHoldWhenTheFilterAllowsTheCalls) {
   PolicySpec permissive;
   permissive.name = "permissive";
-  permissive.extra_allow = {"openat", "socket", "connect", "mount", "chroot", "setuid",
-                            "sethostname", "mknodat", "prlimit64", "fchmodat", "kill", "ptrace",
-                            "pivot_root", "umount2"};
+  permissive.extra_allow = {"openat", "socket",      "connect",    "mount",     "chroot",
+                            "setuid", "sethostname", "mknodat",    "prlimit64", "fchmodat",
+                            "kill",   "ptrace",      "pivot_root", "umount2"};
   testing::WritePolicy(policies_, permissive);
   Start();
   const std::map<std::string, std::set<std::string>> expected = {
-      {"open_file", {"ENOENT"}},        // nothing in the root
-      {"write_proc_self", {"ENOENT"}},  // no /proc
-      {"connect_celld", {"ENOENT"}},    // celld's socket is not in the worker's world
+      {"open_file", {"ENOENT"}},          // nothing in the root
+      {"write_proc_self", {"ENOENT"}},    // no /proc
+      {"connect_celld", {"ENOENT"}},      // celld's socket is not in the worker's world
       {"connect_inet", {"ENETUNREACH"}},  // an empty network namespace
-      {"mount", {"EPERM"}},             // no CAP_SYS_ADMIN
+      {"mount", {"EPERM"}},               // no CAP_SYS_ADMIN
       {"umount2", {"EPERM"}},
       {"pivot_root", {"EPERM"}},
-      {"chroot", {"EPERM"}},            // no CAP_SYS_CHROOT
-      {"setuid_root", {"EPERM"}},       // no CAP_SETUID
-      {"sethostname", {"EPERM"}},       // no CAP_SYS_ADMIN
-      {"mknod", {"EPERM", "EROFS"}},    // no CAP_MKNOD, read-only root
-      {"raise_rlimit", {"EPERM"}},      // no CAP_SYS_RESOURCE
+      {"chroot", {"EPERM"}},          // no CAP_SYS_CHROOT
+      {"setuid_root", {"EPERM"}},     // no CAP_SETUID
+      {"sethostname", {"EPERM"}},     // no CAP_SYS_ADMIN
+      {"mknod", {"EPERM", "EROFS"}},  // no CAP_MKNOD, read-only root
+      {"raise_rlimit", {"EPERM"}},    // no CAP_SYS_RESOURCE
       {"chmod_root", {"EPERM", "EROFS"}},
-      {"kill_outside", {"ESRCH"}},      // its own pid namespace has no pid 2
-      {"ptrace", {"EPERM"}},            // pid 1 is itself
+      {"kill_outside", {"ESRCH"}},  // its own pid namespace has no pid 2
+      {"ptrace", {"EPERM"}},        // pid 1 is itself
   };
   for (const auto& [attack, errnos] : expected) {
     ProbeResult r = Probe("permissive", "probe:attack:" + attack);
@@ -271,9 +270,8 @@ TEST_F(ContainmentTest, CpuWeightsOneToThreeGiveAboutOneToThreeCpuTime) {
   spin.set_prompt("probe:spin:3000");
   spin.set_max_new_tokens(1);
   auto run = [&](cli::SessionClient& s) {
-    return std::async(std::launch::async, [&s, &spin] {
-      return s.Generate(spin, [](const api::Piece&) {});
-    });
+    return std::async(std::launch::async,
+                      [&s, &spin] { return s.Generate(spin, [](const api::Piece&) {}); });
   };
   auto fa = run(*a);
   auto fb = run(*b);

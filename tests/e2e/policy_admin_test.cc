@@ -64,8 +64,8 @@ TEST_F(PolicyAdminTest, CheckPrintsTheEffectivePolicyAndFilterOrTheProblem) {
   EXPECT_NE(ok.out.find("read"), std::string::npos) << ok.out;  // an allowed system call
 
   std::string bad = dir_.File("broken.textproto");
-  ASSERT_TRUE(CreateFileWithContent(bad, "name: \"broken\"\nuids: 0\ncgroup { memory_max: 5 }\n",
-                                    0644));
+  ASSERT_TRUE(
+      CreateFileWithContent(bad, "name: \"broken\"\nuids: 0\ncgroup { memory_max: 5 }\n", 0644));
   CommandResult no = testing::RunCommand({testing::BinPath("cellctl"), "policy", "check", bad});
   EXPECT_EQ(no.exit_code, 1);
   EXPECT_NE(no.err.find("broken.textproto:3:"), std::string::npos) << no.err;

@@ -108,7 +108,10 @@ TEST(FrameTest, ExactReaderStates) {
   ASSERT_TRUE(SetNonBlocking(pair->second.get()));
   ExactFrameReader reader(16);
   ASSERT_EQ(*reader.ReadFrom(pair->second.get()), ExactFrameReader::State::kIncomplete);
-  ASSERT_TRUE(WriteFull(pair->first.get(), std::string_view("\x05" "ab"), "s"));
+  ASSERT_TRUE(WriteFull(pair->first.get(),
+                        std::string_view("\x05"
+                                         "ab"),
+                        "s"));
   ASSERT_EQ(*reader.ReadFrom(pair->second.get()), ExactFrameReader::State::kIncomplete);
   pair->first.reset();
   ASSERT_EQ(*reader.ReadFrom(pair->second.get()), ExactFrameReader::State::kEndOfFile);

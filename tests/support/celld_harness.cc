@@ -34,11 +34,16 @@ Result<std::unique_ptr<CelldProcess>> CelldProcess::Start(const TempDir& dir,
   celld->socket_ = dir.File("celld" + std::to_string(n) + ".sock");
   celld->log_path_ = dir.File("celld" + std::to_string(n) + ".log");
   celld->subtree_ = "e2e-" + std::to_string(::getpid()) + "-" + std::to_string(n);
-  std::vector<std::string> argv = {BinPath("celld"),      "--model",
-                                   options.model,         "--socket",
-                                   celld->socket_,        "--log-level",
-                                   "debug",               "--cgroup-subtree",
-                                   celld->subtree_,       "--heartbeat-interval-ms",
+  std::vector<std::string> argv = {BinPath("celld"),
+                                   "--model",
+                                   options.model,
+                                   "--socket",
+                                   celld->socket_,
+                                   "--log-level",
+                                   "debug",
+                                   "--cgroup-subtree",
+                                   celld->subtree_,
+                                   "--heartbeat-interval-ms",
                                    "200"};
   if (!options.policy_dir.empty()) {
     argv.push_back("--policy-dir");
@@ -99,8 +104,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv_in, const std::str
   std::vector<std::string> argv = argv_in;
   if (as_uid) {
     std::string id = std::to_string(*as_uid);
-    argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid=" + id, "--regid=" + id,
-                               "--clear-groups", "--"});
+    argv.insert(argv.begin(),
+                {"/usr/bin/setpriv", "--reuid=" + id, "--regid=" + id, "--clear-groups", "--"});
   }
   CommandResult result;
   auto in = MakePipe();
@@ -110,10 +115,9 @@ CommandResult RunCommand(const std::vector<std::string>& argv_in, const std::str
     ADD_FAILURE() << "pipe2 failed";
     return result;
   }
-  auto child = SpawnProgram({.argv = argv,
-                             .fds = {{0, in->first.get()},
-                                     {1, out->second.get()},
-                                     {2, err->second.get()}}});
+  auto child =
+      SpawnProgram({.argv = argv,
+                    .fds = {{0, in->first.get()}, {1, out->second.get()}, {2, err->second.get()}}});
   if (!child) {
     ADD_FAILURE() << child.error().message();
     return result;
@@ -165,7 +169,7 @@ std::string GenerateModel(const TempDir& dir, const std::string& preset, int see
                           const std::vector<std::string>& extra) {
   std::string path = dir.File(preset + "-" + std::to_string(seed) + ".bin");
   std::vector<std::string> argv = {BinPath("cellmodel"), "make", "--preset", preset, "--seed",
-                                   std::to_string(seed), "-o", path};
+                                   std::to_string(seed), "-o",   path};
   argv.insert(argv.end(), extra.begin(), extra.end());
   CommandResult r = RunCommand(argv);
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -180,8 +184,8 @@ std::string PolicyText(const PolicySpec& spec) {
     // Distinct per test process and policy name, far from real accounts.
     uint32_t h = 0;
     for (char c : spec.name) h = h * 31 + static_cast<unsigned char>(c);
-    host_first = 0x60000000u + (static_cast<uint32_t>(::getpid()) % 4096) * 0x10000u +
-                 (h % 16) * 0x1000u;
+    host_first =
+        0x60000000u + (static_cast<uint32_t>(::getpid()) % 4096) * 0x10000u + (h % 16) * 0x1000u;
   }
   std::string text = "name: \"" + spec.name + "\"\n";
   text += "description: \"test policy " + spec.name + "\"\n";
@@ -216,8 +220,8 @@ void WritePolicy(const std::string& dir, const PolicySpec& spec) {
   ASSERT_TRUE(st) << st.error().message();
 }
 
-std::string EngineReference(const std::string& model, const std::string& prompt,
-                            int max_tokens, double temperature, uint64_t seed) {
+std::string EngineReference(const std::string& model, const std::string& prompt, int max_tokens,
+                            double temperature, uint64_t seed) {
   char temp[32];
   std::snprintf(temp, sizeof(temp), "%g", temperature);
   CommandResult r = RunCommand({BinPath("cellmodel"), "run", "--model", model, "--prompt", prompt,

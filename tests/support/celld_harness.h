@@ -90,18 +90,18 @@ struct PolicySpec {
   uint64_t idle_timeout_seconds = 60;
   uint32_t max_sessions = 64;
   uint32_t max_sessions_per_tenant = 64;
-  uint64_t pids_max = 0;        // 0: the default
-  uint32_t cpu_weight = 0;      // 0: the default
+  uint64_t pids_max = 0;                 // 0: the default
+  uint32_t cpu_weight = 0;               // 0: the default
   std::vector<std::string> extra_allow;  // seccomp additions
-  std::string extra_text;       // appended verbatim (text format)
+  std::string extra_text;                // appended verbatim (text format)
 };
 std::string PolicyText(const PolicySpec& spec);
 // Writes DIR/NAME.textproto.
 void WritePolicy(const std::string& dir, const PolicySpec& spec);
 
 // The generated text `cellmodel run` prints after the prompt, for comparison with a session.
-std::string EngineReference(const std::string& model, const std::string& prompt,
-                            int max_tokens, double temperature, uint64_t seed);
+std::string EngineReference(const std::string& model, const std::string& prompt, int max_tokens,
+                            double temperature, uint64_t seed);
 
 // Processes whose parent is `pid` that are zombies.
 std::vector<pid_t> ZombieChildren(pid_t pid);

@@ -55,8 +55,8 @@ ZygoteHarness::~ZygoteHarness() {
 }
 
 Result<ZygoteHarness::Spawned> ZygoteHarness::Spawn(const zygote::SpawnRequest& request,
-                                                     int control_end,
-                                                     const std::vector<int>& cgroup_fds) {
+                                                    int control_end,
+                                                    const std::vector<int>& cgroup_fds) {
   std::vector<int> fds = {control_end};
   fds.insert(fds.end(), cgroup_fds.begin(), cgroup_fds.end());
   CH_RETURN_IF_ERROR(ipc::SendMessage(channel_.get(), request, fds));
@@ -74,13 +74,13 @@ Result<ZygoteHarness::Spawned> ZygoteHarness::Spawn(const zygote::SpawnRequest& 
 
 const std::vector<std::string>& WorkerTestAllowList() {
   static const std::vector<std::string> kList = {
-      "read",       "write",         "readv",     "writev",        "close",
-      "exit",       "exit_group",    "rt_sigreturn", "rt_sigprocmask", "restart_syscall",
-      "brk",        "munmap",        "mremap",    "madvise",       "futex",
-      "clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday", "getpid",
-      "gettid",     "sched_yield",   "poll",      "ppoll",         "recvmsg",
-      "sendmsg",    "recvfrom",      "sendto",    "shutdown",      "fcntl",
-      "getrandom",  "newfstatat",    "fstat",     "lseek",         "mmap",
+      "read",          "write",           "readv",        "writev",         "close",
+      "exit",          "exit_group",      "rt_sigreturn", "rt_sigprocmask", "restart_syscall",
+      "brk",           "munmap",          "mremap",       "madvise",        "futex",
+      "clock_gettime", "clock_nanosleep", "nanosleep",    "gettimeofday",   "getpid",
+      "gettid",        "sched_yield",     "poll",         "ppoll",          "recvmsg",
+      "sendmsg",       "recvfrom",        "sendto",       "shutdown",       "fcntl",
+      "getrandom",     "newfstatat",      "fstat",        "lseek",          "mmap",
       "mprotect"};
   return kList;
 }

@@ -186,7 +186,7 @@ TEST_F(SessionServerTest, DetachMidTurnThenReattachContinuesTheConversation) {
   ipc::ClientConnection again = AttachClient(/*reattach=*/true);
   api::Response ready = Next(again);
   ASSERT_TRUE(ready.has_ready());
-  EXPECT_GT(ready.ready().context_used(), 5u);    // the prompt and what was generated stayed
+  EXPECT_GT(ready.ready().context_used(), 5u);  // the prompt and what was generated stayed
   EXPECT_LE(ready.ready().context_used(), 205u);
   ASSERT_TRUE(again.Send(Generate("more", 2)));
   api::Response r;

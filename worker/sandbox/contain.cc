@@ -62,7 +62,7 @@ bool ContainInChild(const ChildPlan& plan) {
   StepRunner steps(plan.status_fd);
   int64_t t = MonotonicNanos();
   // Each line: one step of the design brief's list, in its order. `t` restarts per step.
-#define CH_STEP(step, call) \
+#define CH_STEP(step, call)                      \
   if (!steps.Run(step, (call), t)) return false; \
   t = MonotonicNanos()
   CH_STEP(Step::kWaitForParent, WaitForParentInChild(plan.release_fd));

@@ -255,14 +255,13 @@ SpawnOutcome SpawnSandboxed(SandboxPlan& plan, const std::function<int()>& serve
   release->first.reset();
   status->second.reset();
 
-  auto [failed, error] = ParentStepsFromParent(plan, static_cast<pid_t>(pid),
-                                               release->second.get(), &out.step_micros);
+  auto [failed, error] =
+      ParentStepsFromParent(plan, static_cast<pid_t>(pid), release->second.get(), &out.step_micros);
   if (failed != Step::kCount) {
     static_cast<void>(out.process.Kill(SIGKILL));
     out.failed_step = failed;
     out.error = error.sys_errno();
-    out.message = "sandbox step '" + std::string(StepName(failed)) + "' failed: " +
-                  error.message();
+    out.message = "sandbox step '" + std::string(StepName(failed)) + "' failed: " + error.message();
     return out;
   }
   release->second.reset();

@@ -49,8 +49,8 @@ class SandboxPlan {
   ChildPlan MakeChildPlan(int release_fd, int status_fd);
 
  private:
-  SandboxPlan(const zygote::SandboxSpec& spec, int control_fd,
-              std::span<const UniqueFd> cgroup_fds, CapabilityPlan caps)
+  SandboxPlan(const zygote::SandboxSpec& spec, int control_fd, std::span<const UniqueFd> cgroup_fds,
+              CapabilityPlan caps)
       : spec_(spec), control_fd_(control_fd), cgroup_fds_(cgroup_fds), caps_(std::move(caps)) {}
   Status Prepare();
 

@@ -37,9 +37,9 @@ const char* StepName(Step step);
 // What the child writes on its status pipe: once, either on the first failing step or after the
 // last step succeeded (then with the time each step took). Fixed size: no allocation in the child.
 struct ChildReport {
-  int32_t ok = 0;        // 1 when every step succeeded
-  int32_t step = 0;      // the failing Step
-  int32_t error = 0;     // errno of the failing step
+  int32_t ok = 0;                    // 1 when every step succeeded
+  int32_t step = 0;                  // the failing Step
+  int32_t error = 0;                 // errno of the failing step
   uint32_t micros[kStepCount] = {};  // per child step, when ok
 };
 

@@ -5,10 +5,14 @@ namespace {
 
 StopReason FromEngine(engine::Conversation::StopReason stop) {
   switch (stop) {
-    case engine::Conversation::StopReason::kMaxTokens: return StopReason::kMaxTokens;
-    case engine::Conversation::StopReason::kEndOfText: return StopReason::kEndOfText;
-    case engine::Conversation::StopReason::kContextFull: return StopReason::kContextFull;
-    case engine::Conversation::StopReason::kCancelled: return StopReason::kCancelled;
+    case engine::Conversation::StopReason::kMaxTokens:
+      return StopReason::kMaxTokens;
+    case engine::Conversation::StopReason::kEndOfText:
+      return StopReason::kEndOfText;
+    case engine::Conversation::StopReason::kContextFull:
+      return StopReason::kContextFull;
+    case engine::Conversation::StopReason::kCancelled:
+      return StopReason::kCancelled;
   }
   return StopReason::kMaxTokens;
 }
@@ -18,9 +22,9 @@ StopReason FromEngine(engine::Conversation::StopReason stop) {
 Result<std::unique_ptr<TurnEngine>> EngineTurnEngine::Create(const engine::Model& model,
                                                              const engine::Tokenizer& tokenizer,
                                                              uint32_t context_length) {
-  CH_ASSIGN_OR_RETURN(engine::Conversation conversation,
-                      engine::Conversation::Create(model, tokenizer,
-                                                   static_cast<int32_t>(context_length)));
+  CH_ASSIGN_OR_RETURN(
+      engine::Conversation conversation,
+      engine::Conversation::Create(model, tokenizer, static_cast<int32_t>(context_length)));
   return std::unique_ptr<TurnEngine>(
       new EngineTurnEngine(std::move(conversation), model.Describe()));
 }
@@ -35,10 +39,9 @@ Result<TurnResult> EngineTurnEngine::Turn(const TurnRequest& request,
   Result<engine::Conversation::TurnStats> stats =
       conversation_.Turn(request.prompt, options, on_token);
   if (!stats) {
-    last_error_kind_ =
-        conversation_.last_failure() == engine::Conversation::Failure::kContextFull
-            ? TurnErrorKind::kContextFull
-            : TurnErrorKind::kInvalid;
+    last_error_kind_ = conversation_.last_failure() == engine::Conversation::Failure::kContextFull
+                           ? TurnErrorKind::kContextFull
+                           : TurnErrorKind::kInvalid;
     return std::move(stats).error();
   }
   TurnResult result;

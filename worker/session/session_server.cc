@@ -23,10 +23,14 @@ constexpr float kDefaultTopP = 0.9f;
 
 api::Done::StopReason ToProto(StopReason stop) {
   switch (stop) {
-    case StopReason::kMaxTokens: return api::Done::MAX_TOKENS;
-    case StopReason::kEndOfText: return api::Done::END_OF_TEXT;
-    case StopReason::kContextFull: return api::Done::CONTEXT_FULL;
-    case StopReason::kCancelled: return api::Done::CANCELLED;
+    case StopReason::kMaxTokens:
+      return api::Done::MAX_TOKENS;
+    case StopReason::kEndOfText:
+      return api::Done::END_OF_TEXT;
+    case StopReason::kContextFull:
+      return api::Done::CONTEXT_FULL;
+    case StopReason::kCancelled:
+      return api::Done::CANCELLED;
   }
   return api::Done::STOP_REASON_UNSPECIFIED;
 }
@@ -207,8 +211,9 @@ SessionServer::Flow SessionServer::HandleClientInput(bool during_turn) {
           close_requested_ = true;
           break;
         case api::Request::kGenerate:
-          SendError(api::BUSY, "a generation is already running in this session; wait for its "
-                               "Done or send Cancel");
+          SendError(api::BUSY,
+                    "a generation is already running in this session; wait for its "
+                    "Done or send Cancel");
           break;
         default:
           SendError(api::BAD_REQUEST, std::string("'") +
@@ -244,12 +249,12 @@ SessionServer::Flow SessionServer::HandleRequest(const api::Request& request) {
 SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
   TurnRequest request;
   request.prompt = generate.prompt();
-  uint32_t max_new = generate.has_max_new_tokens() ? generate.max_new_tokens()
-                                                   : config_.max_new_tokens;
+  uint32_t max_new =
+      generate.has_max_new_tokens() ? generate.max_new_tokens() : config_.max_new_tokens;
   if (max_new == 0 || max_new > config_.max_new_tokens) {
-    SendError(api::INVALID_ARGUMENT,
-              "max_new_tokens must be between 1 and " + std::to_string(config_.max_new_tokens) +
-                  " (the policy's limit), got " + std::to_string(max_new));
+    SendError(api::INVALID_ARGUMENT, "max_new_tokens must be between 1 and " +
+                                         std::to_string(config_.max_new_tokens) +
+                                         " (the policy's limit), got " + std::to_string(max_new));
     return Flow::kContinue;
   }
   request.max_new_tokens = static_cast<int32_t>(max_new);
@@ -278,9 +283,15 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
   if (!result) {
     api::ErrorCode code = api::INTERNAL;
     switch (engine_.last_error_kind()) {
-      case TurnErrorKind::kContextFull: code = api::CONTEXT_FULL; break;
-      case TurnErrorKind::kInvalid: code = api::INVALID_ARGUMENT; break;
-      case TurnErrorKind::kInternal: code = api::INTERNAL; break;
+      case TurnErrorKind::kContextFull:
+        code = api::CONTEXT_FULL;
+        break;
+      case TurnErrorKind::kInvalid:
+        code = api::INVALID_ARGUMENT;
+        break;
+      case TurnErrorKind::kInternal:
+        code = api::INTERNAL;
+        break;
     }
     SendError(code, result.error().message());
   } else {
@@ -317,8 +328,8 @@ bool SessionServer::OnToken(int32_t token, std::string_view piece) {
   int64_t now = clock_.NowNanos();
   if (last_token_ns_ != 0 && inter_token_us_.size() < kMaxInterTokenSamples) {
     int64_t us = (now - last_token_ns_) / 1000;
-    inter_token_us_.push_back(static_cast<uint32_t>(
-        std::min<int64_t>(us, std::numeric_limits<uint32_t>::max())));
+    inter_token_us_.push_back(
+        static_cast<uint32_t>(std::min<int64_t>(us, std::numeric_limits<uint32_t>::max())));
   }
   last_token_ns_ = now;
   if (client_.valid()) {
@@ -375,8 +386,8 @@ void SessionServer::SendError(api::ErrorCode code, std::string_view message) {
 
 void SessionServer::FlushClient() {
   while (client_.valid() && output_sent_ < output_.size()) {
-    ssize_t n = ::send(client_.get(), output_.data() + output_sent_,
-                       output_.size() - output_sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = ::send(client_.get(), output_.data() + output_sent_, output_.size() - output_sent_,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;

@@ -28,8 +28,8 @@
 namespace cellhouse::session {
 
 struct SessionConfig {
-  std::string session_id;              // 16 bytes
-  uint32_t max_new_tokens = 256;       // per request (policy)
+  std::string session_id;         // 16 bytes
+  uint32_t max_new_tokens = 256;  // per request (policy)
   int64_t heartbeat_interval_ns = 1 * kNanosPerSecond;
   int64_t idle_timeout_ns = 300 * kNanosPerSecond;  // no client request for this long → end
   size_t max_frame_bytes = ipc::kDefaultMaxFrameBytes;
@@ -81,9 +81,9 @@ class SessionServer {
   const Clock& clock_;
 
   ipc::FrameDecoder decoder_;
-  std::string output_;        // framed responses not yet written to the client
+  std::string output_;  // framed responses not yet written to the client
   size_t output_sent_ = 0;
-  api::Response scratch_;     // reused per token: no allocation once warm
+  api::Response scratch_;  // reused per token: no allocation once warm
 
   int64_t last_activity_ns_ = 0;
   int64_t next_heartbeat_ns_ = 0;

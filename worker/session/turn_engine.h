@@ -24,7 +24,7 @@ struct TurnRequest {
 enum class StopReason { kMaxTokens, kEndOfText, kContextFull, kCancelled };
 
 struct TurnResult {
-  int32_t prompt_tokens = 0;     // tokens prefilled for this turn
+  int32_t prompt_tokens = 0;  // tokens prefilled for this turn
   int32_t generated_tokens = 0;
   int64_t time_to_first_token_ns = 0;
   int64_t prefill_ns = 0;

@@ -32,8 +32,8 @@ namespace {
 // the session it will serve. Returns the limits, or the exit status if celld stopped it first.
 std::variant<zygote::SessionLimits, int> AwaitAssignment(int control, std::string* session_id) {
   for (;;) {
-    auto received = ipc::ReceiveMessage<control::SupervisorMessage>(
-        control, {.max_bytes = 4096, .max_fds = 0});
+    auto received =
+        ipc::ReceiveMessage<control::SupervisorMessage>(control, {.max_bytes = 4096, .max_fds = 0});
     if (!received || received->end_of_stream) {
       return static_cast<int>(ipc::WorkerExit::kSupervisorGone);
     }
@@ -53,39 +53,39 @@ std::variant<zygote::SessionLimits, int> AwaitAssignment(int control, std::strin
 }  // namespace
 
 WorkerEntry MakeSessionWorkerEntry(EngineFactory factory) {
-  return [factory = std::move(factory)](UniqueFd control,
-                                        const zygote::SpawnRequest& request) -> int {
-    // The worker never execs, so environment variables only reach libraries loaded in-process
-    // (a GPU runtime reads CUDA_VISIBLE_DEVICES and the MPS limits at initialisation).
-    for (const std::string& entry : request.sandbox().env()) {
-      size_t eq = entry.find('=');
-      if (eq == std::string::npos) continue;
-      // NOLINTNEXTLINE(concurrency-mt-unsafe): the worker is single-threaded
-      ::setenv(entry.substr(0, eq).c_str(), entry.substr(eq + 1).c_str(), 1);
-    }
-    zygote::SessionLimits limits = request.limits();
-    std::string session_id = request.session_id();
-    if (request.pooled()) {
-      auto assigned = AwaitAssignment(control.get(), &session_id);
-      if (const int* exit_status = std::get_if<int>(&assigned)) return *exit_status;
-      limits = std::get<zygote::SessionLimits>(assigned);
-    }
-    Result<std::unique_ptr<session::TurnEngine>> engine = factory(limits.context_length());
-    if (!engine) return static_cast<int>(session::WorkerExit::kInternalError);
-    session::SessionConfig config;
-    config.session_id = session_id;
-    config.max_new_tokens = limits.max_new_tokens();
-    if (limits.heartbeat_interval_ms() > 0) {
-      config.heartbeat_interval_ns =
-          static_cast<int64_t>(limits.heartbeat_interval_ms()) * kNanosPerMilli;
-    }
-    if (limits.idle_timeout_ms() > 0) {
-      config.idle_timeout_ns = static_cast<int64_t>(limits.idle_timeout_ms()) * kNanosPerMilli;
-    }
-    RealClock clock;
-    session::SessionServer server(std::move(control), **engine, config, clock);
-    return static_cast<int>(server.Run());
-  };
+  return
+      [factory = std::move(factory)](UniqueFd control, const zygote::SpawnRequest& request) -> int {
+        // The worker never execs, so environment variables only reach libraries loaded in-process
+        // (a GPU runtime reads CUDA_VISIBLE_DEVICES and the MPS limits at initialisation).
+        for (const std::string& entry : request.sandbox().env()) {
+          size_t eq = entry.find('=');
+          if (eq == std::string::npos) continue;
+          // NOLINTNEXTLINE(concurrency-mt-unsafe): the worker is single-threaded
+          ::setenv(entry.substr(0, eq).c_str(), entry.substr(eq + 1).c_str(), 1);
+        }
+        zygote::SessionLimits limits = request.limits();
+        std::string session_id = request.session_id();
+        if (request.pooled()) {
+          auto assigned = AwaitAssignment(control.get(), &session_id);
+          if (const int* exit_status = std::get_if<int>(&assigned)) return *exit_status;
+          limits = std::get<zygote::SessionLimits>(assigned);
+        }
+        Result<std::unique_ptr<session::TurnEngine>> engine = factory(limits.context_length());
+        if (!engine) return static_cast<int>(session::WorkerExit::kInternalError);
+        session::SessionConfig config;
+        config.session_id = session_id;
+        config.max_new_tokens = limits.max_new_tokens();
+        if (limits.heartbeat_interval_ms() > 0) {
+          config.heartbeat_interval_ns =
+              static_cast<int64_t>(limits.heartbeat_interval_ms()) * kNanosPerMilli;
+        }
+        if (limits.idle_timeout_ms() > 0) {
+          config.idle_timeout_ns = static_cast<int64_t>(limits.idle_timeout_ms()) * kNanosPerMilli;
+        }
+        RealClock clock;
+        session::SessionServer server(std::move(control), **engine, config, clock);
+        return static_cast<int>(server.Run());
+      };
 }
 
 Status Zygote::Run() {

@@ -2,8 +2,8 @@
 // pre-faults (and by default locks) the weights so their page cache is charged to celld's
 // cgroup, makes its one BLAS call, reports ready, then forks a sandboxed worker per request.
 // See worker/zygote/zygote.h and docs/ARCHITECTURE.md.
-#include <cstdio>
 #include <unistd.h>
+#include <cstdio>
 
 #include <string>
 

@@ -16,8 +16,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <termios.h>
@@ -109,8 +109,8 @@ int MprotectExec() {
   return Result(::syscall(SYS_mprotect, page, 4096, PROT_READ | PROT_EXEC));
 }
 int MmapExec() {
-  long rc = ::syscall(SYS_mmap, nullptr, 4096, PROT_READ | PROT_EXEC,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  long rc =
+      ::syscall(SYS_mmap, nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return rc == -1 ? errno : 0;
 }
 int RaiseRlimit() {

@@ -43,8 +43,7 @@ int ForkOnce() {
 // Touches fresh memory, 1 MiB at a time, until the kernel ends this process.
 [[noreturn]] void MemoryBomb() {
   for (;;) {
-    void* p = ::mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
+    void* p = ::mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) continue;
     ::memset(p, 0x5a, 1 << 20);
   }
