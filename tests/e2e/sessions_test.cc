@@ -203,7 +203,9 @@ TEST_F(E2eTest, DisconnectMidGenerationThenReattachContinues) {
   auto again = cli::SessionClient::Attach(celld_->socket(), id, token);
   ASSERT_TRUE(again) << again.error().message();
   EXPECT_GT(again->ready().context_used(), 4u);    // the prompt and what was generated stayed
-  EXPECT_LT(again->ready().context_used(), 150u);  // the turn stopped when the client left
+  // (That the turn stops when the client leaves is checked with a slowed engine in
+  // session_server_test: this model may finish 200 tokens before the connection closes.)
+  EXPECT_LE(again->ready().context_used(), 4u + 200u);
   auto more = Turn(*again, Request(" Then", 8, 0.0f, 4));
   ASSERT_TRUE(more) << more.error().message();
   EXPECT_TRUE(again->Close());
