@@ -89,16 +89,24 @@ Result<AuditReader> AuditReader::Open() {
 
 std::vector<SeccompRecord> AuditReader::Drain() {
   std::vector<SeccompRecord> out;
-  alignas(nlmsghdr) char buf[16384];
+  char buf[16384];
   // Bounded: a flood of records cannot keep celld here.
   for (int i = 0; i < 256; ++i) {
     ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), MSG_DONTWAIT);
     if (n <= 0) break;
     auto len = static_cast<size_t>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-      if (h->nlmsg_type != AUDIT_SECCOMP) continue;
-      std::string_view text(static_cast<const char*>(NLMSG_DATA(h)), NLMSG_PAYLOAD(h, 0));
-      if (auto record = ParseSeccompRecord(text)) out.push_back(std::move(*record));
+    // Walk the netlink messages by offset, copying each header out (no unaligned casts), and
+    // trusting no length the buffer does not hold.
+    size_t offset = 0;
+    while (offset + NLMSG_HDRLEN <= len) {
+      nlmsghdr header{};
+      std::memcpy(&header, buf + offset, sizeof(header));
+      if (header.nlmsg_len < NLMSG_HDRLEN || header.nlmsg_len > len - offset) break;
+      if (header.nlmsg_type == AUDIT_SECCOMP) {
+        std::string_view text(buf + offset + NLMSG_HDRLEN, header.nlmsg_len - NLMSG_HDRLEN);
+        if (auto record = ParseSeccompRecord(text)) out.push_back(std::move(*record));
+      }
+      offset += NLMSG_ALIGN(header.nlmsg_len);
     }
   }
   return out;
