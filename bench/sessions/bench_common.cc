@@ -219,7 +219,8 @@ std::string PolicyText(const BenchPolicy& p) {
   text += Format("  memory_max_bytes: %llu\n", static_cast<unsigned long long>(p.memory_max_bytes));
   text +=
       Format("  memory_high_bytes: %llu\n", static_cast<unsigned long long>(p.memory_high_bytes));
-  text += "  cpu_percent: 100\n}\n";
+  if (p.cpu_percent != 0) text += Format("  cpu_percent: %u\n", p.cpu_percent);
+  text += "}\n";
   text += "budgets {\n";
   if (p.context_length != 0) text += Format("  context_length: %u\n", p.context_length);
   if (p.max_new_tokens != 0) text += Format("  max_new_tokens: %u\n", p.max_new_tokens);
@@ -274,10 +275,13 @@ Result<std::unique_ptr<Celld>> Celld::Start(const WorkDir& dir, const CelldConfi
 }
 
 Celld::~Celld() {
-  if (process_.valid() && !process_.reaped()) {
-    static_cast<void>(process_.Kill(SIGKILL));
-    static_cast<void>(process_.Wait());
-  }
+  if (!process_.valid() || process_.reaped()) return;
+  // A benchmark that failed half-way: SIGTERM first, so celld removes its cgroup subtree (a
+  // SIGKILL would leave it behind), and SIGKILL only if it does not stop.
+  static_cast<void>(process_.Kill(SIGTERM));
+  pollfd p{process_.pidfd(), POLLIN, 0};
+  if (::poll(&p, 1, 30'000) == 0) static_cast<void>(process_.Kill(SIGKILL));
+  static_cast<void>(process_.Wait());
 }
 
 std::string Celld::Log() const {
@@ -368,6 +372,42 @@ Result<double> TimeCommandMs(const std::vector<std::string>& argv) {
   return static_cast<double>(end - start) / 1e6;
 }
 
+Result<CommandOutput> RunAndCapture(const std::vector<std::string>& argv) {
+  CH_ASSIGN_OR_RETURN(FdPair out, MakePipe());
+  CH_ASSIGN_OR_RETURN(FdPair err, MakePipe());
+  CommandOutput result;
+  int64_t start = MonotonicNanos();
+  CH_ASSIGN_OR_RETURN(
+      ChildProcess child,
+      SpawnProgram({.argv = argv, .fds = {{1, out.second.get()}, {2, err.second.get()}}}));
+  out.second.reset();
+  err.second.reset();
+  pollfd fds[2] = {{out.first.get(), POLLIN, 0}, {err.first.get(), POLLIN, 0}};
+  int open_streams = 2;
+  while (open_streams > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return Error::FromErrno(errno, "poll");
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[8192];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        fds[i].fd = -1;
+        --open_streams;
+        continue;
+      }
+      (i == 0 ? result.out : result.err).append(buf, static_cast<size_t>(n));
+    }
+  }
+  CH_ASSIGN_OR_RETURN(ExitStatus status, child.Wait());
+  result.wall_ms = static_cast<double>(MonotonicNanos() - start) / 1e6;
+  if (!status.Success()) return Error(argv[0] + " " + status.ToString() + ": " + result.err);
+  return result;
+}
+
 Result<ProcessMemory> ReadProcessMemory(pid_t pid) {
   std::string path = "/proc/" + std::to_string(pid) + "/smaps_rollup";
   CH_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path, 1 << 16));
@@ -393,6 +433,17 @@ Result<ProcessMemory> ReadProcessMemory(pid_t pid) {
   }
   if (!found) return Error(path + " has no Pss line");
   return m;
+}
+
+Result<SchedStat> ReadSchedStat(pid_t pid) {
+  std::string path =
+      pid == 0 ? "/proc/thread-self/schedstat" : "/proc/" + std::to_string(pid) + "/schedstat";
+  CH_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path, 4096));
+  auto fields = Split(Trim(text), ' ');
+  if (fields.size() < 2) return Error(path + ": expected three numbers, got " + Quote(text));
+  CH_ASSIGN_OR_RETURN(int64_t on_cpu, ParseInt64(fields[0], path));
+  CH_ASSIGN_OR_RETURN(int64_t waiting, ParseInt64(fields[1], path));
+  return SchedStat{on_cpu, waiting};
 }
 
 std::vector<pid_t> ChildrenOf(pid_t parent, const std::string& comm) {

@@ -113,6 +113,7 @@ struct BenchPolicy {
   std::string name = "default";
   uint64_t memory_max_bytes = 1ull << 30;
   uint64_t memory_high_bytes = 896ull << 20;
+  uint32_t cpu_percent = 100;  // 0: no CPU quota
   uint32_t max_sessions = 64;
   uint32_t max_sessions_per_tenant = 64;
   uint32_t context_length = 0;  // 0: the model's
@@ -141,7 +142,8 @@ class Celld {
   static Result<std::unique_ptr<Celld>> Start(const WorkDir& dir, const CelldConfig& config);
   Celld(const Celld&) = delete;
   Celld& operator=(const Celld&) = delete;
-  // Kills celld if Stop() was not called (a benchmark that failed half-way).
+  // Stops celld if Stop() was not called (a benchmark that failed half-way): SIGTERM, then
+  // SIGKILL after 30 s.
   ~Celld();
 
   const std::string& socket() const { return socket_; }
@@ -174,6 +176,15 @@ std::vector<StepTimings> ParseSandboxSteps(const std::string& log);
 // so the baselines are not slowed by this benchmark's own size. A non-zero exit is an error.
 Result<double> TimeCommandMs(const std::vector<std::string>& argv);
 
+// Runs `argv` to completion, capturing stdout and stderr; a non-zero exit is an error that
+// quotes stderr. `wall_ms` is the time from spawn to exit.
+struct CommandOutput {
+  std::string out;
+  std::string err;
+  double wall_ms = 0;
+};
+Result<CommandOutput> RunAndCapture(const std::vector<std::string>& argv);
+
 // From /proc/PID/smaps_rollup, in bytes.
 struct ProcessMemory {
   uint64_t rss = 0;
@@ -183,6 +194,14 @@ struct ProcessMemory {
   uint64_t pss_shmem = 0;
 };
 Result<ProcessMemory> ReadProcessMemory(pid_t pid);
+
+// From /proc/PID/schedstat (or /proc/thread-self/schedstat for pid 0): nanoseconds the task
+// ran on a CPU, and nanoseconds it waited on a run queue (ready but not running).
+struct SchedStat {
+  int64_t on_cpu_ns = 0;
+  int64_t waiting_ns = 0;
+};
+Result<SchedStat> ReadSchedStat(pid_t pid);
 
 // Children of `parent` (from /proc/*/stat) whose comm is `comm` (any comm when empty).
 std::vector<pid_t> ChildrenOf(pid_t parent, const std::string& comm = "");
