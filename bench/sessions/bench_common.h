@@ -6,7 +6,7 @@
 //   BenchFlags common;
 //   FlagSet flags("session_open_bench [--quick] [--json FILE]", "...");
 //   AddBenchFlags(flags, &common);
-//   CH_ASSIGN_OR_RETURN(WorkDir dir, WorkDir::Create(common.keep));
+//   CH_ASSIGN_OR_RETURN(WorkDir dir, WorkDir::Create(common.keep));  // dir.Keep() on failure
 //   CH_ASSIGN_OR_RETURN(std::string model, MakeModel(dir, "15m", 1));
 //   CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"), BenchPolicy{}));
 //   CH_ASSIGN_OR_RETURN(auto celld, Celld::Start(dir, {.model = model, ...}));
@@ -92,6 +92,8 @@ class WorkDir {
   WorkDir& operator=(const WorkDir&) = delete;
   ~WorkDir();
   const std::string& path() const { return path_; }
+  // Keeps the directory after all (a benchmark that failed: its celld logs tell why).
+  void Keep() { keep_ = true; }
   std::string File(const std::string& name) const { return path_ + "/" + name; }
 
  private:

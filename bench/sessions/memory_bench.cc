@@ -258,9 +258,8 @@ Result<std::string> Sweep(const Celld& celld, const ModelFacts& facts,
   return PrintSweep(title, points, facts, conversation);
 }
 
-Status RunAll(const Options& o) {
+Status RunAll(const Options& o, const WorkDir& dir) {
   CH_ASSIGN_OR_RETURN(std::vector<int> counts, ParseCounts(o.sessions));
-  CH_ASSIGN_OR_RETURN(WorkDir dir, WorkDir::Create(o.common.keep));
   Printf(stderr, "generating the %s model...\n", o.preset.c_str());
   CH_ASSIGN_OR_RETURN(std::string model_path, MakeModel(dir, o.preset, 1));
   ModelFacts facts;
@@ -351,8 +350,14 @@ int Main(int argc, char** argv) {
     Printf(stderr, "memory_bench: --conversation-tokens must exceed --generated-tokens >= 1\n");
     return 2;
   }
-  Status st = RunAll(o);
+  Result<WorkDir> dir = WorkDir::Create(o.common.keep);
+  if (!dir) {
+    Printf(stderr, "memory_bench: %s\n", dir.error().message().c_str());
+    return 1;
+  }
+  Status st = RunAll(o, *dir);
   if (!st) {
+    dir->Keep();  // its celld logs say what went wrong
     Printf(stderr, "memory_bench: %s\n", st.error().message().c_str());
     return 1;
   }

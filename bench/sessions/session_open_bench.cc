@@ -376,9 +376,8 @@ std::string HostJson() {
       .Render();
 }
 
-Status Run(const Options& o) {
+Status Run(const Options& o, const WorkDir& dir) {
   CH_ASSIGN_OR_RETURN(std::vector<int> openers, ParseOpeners(o.openers));
-  CH_ASSIGN_OR_RETURN(WorkDir dir, WorkDir::Create(o.common.keep));
   Printf(stderr, "generating the %s model...\n", o.preset.c_str());
   CH_ASSIGN_OR_RETURN(std::string model, MakeModel(dir, o.preset, 1));
   CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"), BenchPolicy{}));
@@ -526,8 +525,14 @@ int Main(int argc, char** argv) {
            "--spaced and --spacing-ms not negative\n");
     return 2;
   }
-  Status st = Run(o);
+  Result<WorkDir> dir = WorkDir::Create(o.common.keep);
+  if (!dir) {
+    Printf(stderr, "session_open_bench: %s\n", dir.error().message().c_str());
+    return 1;
+  }
+  Status st = Run(o, *dir);
   if (!st) {
+    dir->Keep();  // its celld logs say what went wrong
     Printf(stderr, "session_open_bench: %s\n", st.error().message().c_str());
     return 1;
   }

@@ -407,8 +407,7 @@ Result<std::string> BenchPreset(const WorkDir& dir, const Options& o, const std:
       .Render();
 }
 
-Status RunAll(const Options& o) {
-  CH_ASSIGN_OR_RETURN(WorkDir dir, WorkDir::Create(o.common.keep));
+Status RunAll(const Options& o, const WorkDir& dir) {
   Printf(stdout, "streaming_bench: one BLAS thread everywhere%s\n",
          o.common.quick ? ", --quick" : "");
   std::vector<std::string> results;
@@ -463,8 +462,14 @@ int Main(int argc, char** argv) {
     Printf(stderr, "streaming_bench: --tokens must be at least 2, --repetitions positive\n");
     return 2;
   }
-  Status st = RunAll(o);
+  Result<WorkDir> dir = WorkDir::Create(o.common.keep);
+  if (!dir) {
+    Printf(stderr, "streaming_bench: %s\n", dir.error().message().c_str());
+    return 1;
+  }
+  Status st = RunAll(o, *dir);
   if (!st) {
+    dir->Keep();  // its celld logs say what went wrong
     Printf(stderr, "streaming_bench: %s\n", st.error().message().c_str());
     return 1;
   }
