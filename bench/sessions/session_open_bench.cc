@@ -429,7 +429,7 @@ Status Run(const Options& o, const WorkDir& dir) {
   for (int c : openers) {
     if (c == 1) continue;
     for (Method& m : methods) {
-      if (m.key != "full" && m.key != "unshare" && m.key != "bwrap") continue;
+      if (m.key == "no-sandbox" || m.key == "bare") continue;
       Printf(stderr, "concurrent: %d openers, %s...\n", c, m.key.c_str());
       CH_ASSIGN_OR_RETURN(ConcurrentResult r, RunConcurrent(m, c, o.sessions));
       concurrent.push_back(std::move(r));
