@@ -84,7 +84,7 @@ std::string Format(const char* format, ...) {
   int n = std::vsnprintf(nullptr, 0, format, copy);
   va_end(copy);
   std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
-  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, format, args);
+  if (n > 0) static_cast<void>(std::vsnprintf(out.data(), out.size() + 1, format, args));
   va_end(args);
   return out;
 }
@@ -103,7 +103,14 @@ void Table::Print(std::FILE* out) const {
     for (size_t i = 0; i < width.size(); ++i) {
       std::string cell = i < row.size() ? row[i] : "";
       std::string pad(width[i] - std::min(width[i], cell.size()), ' ');
-      text += i == 0 ? cell + pad : "  " + pad + cell;
+      if (i == 0) {
+        text += cell;
+        text += pad;
+      } else {
+        text += "  ";
+        text += pad;
+        text += cell;
+      }
     }
     while (!text.empty() && text.back() == ' ') text.pop_back();
     Printf(out, "%s\n", text.c_str());

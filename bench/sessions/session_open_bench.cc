@@ -152,6 +152,7 @@ Result<ConcurrentResult> RunConcurrent(Method& m, int openers, int64_t total) {
   std::optional<Error> failure;
   int64_t start = MonotonicNanos();
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<size_t>(openers));
   for (int t = 0; t < openers; ++t) {
     threads.emplace_back([&] {
       while (next.fetch_add(1) < total) {
