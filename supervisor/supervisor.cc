@@ -29,8 +29,32 @@ Supervisor::~Supervisor() {
 Result<std::unique_ptr<Supervisor>> Supervisor::Create(const SupervisorOptions& options,
                                                        const Clock& clock) {
   std::unique_ptr<Supervisor> s(new Supervisor(options, clock));
-  CH_RETURN_IF_ERROR(s->Start());
+  Status started = s->Start();
+  if (!started) {
+    // Undo what start-up did before it failed: nothing may outlive a celld that never ran.
+    s->AbandonStart();
+    return std::move(started).error();
+  }
   return s;
+}
+
+void Supervisor::AbandonStart() {
+  // Pool workers may already be starting; they are celld's children and die with it
+  // (PR_SET_PDEATHSIG), but their cgroups must go before the subtree can.
+  for (auto& [id, s] : sessions_) {
+    if (s.worker.valid()) {
+      static_cast<void>(s.worker.Kill(SIGKILL));
+      static_cast<void>(s.worker.Wait());
+    }
+    if (s.cgroup && !s.cgroup->removed()) LogIfError(s.cgroup->Remove(), "removing a cgroup");
+  }
+  sessions_.clear();
+  if (zygote_) {
+    zygote_->CloseChannel();
+    static_cast<void>(zygote_->process().Wait());
+    zygote_.reset();
+  }
+  if (cgroups_) LogIfError(cgroups_->Shutdown(), "removing cgroups after a failed start");
 }
 
 Status Supervisor::Start() {

@@ -119,6 +119,7 @@ class Supervisor {
 
   explicit Supervisor(const SupervisorOptions& options, const Clock& clock);
   Status Start();
+  void AbandonStart();
 
   // supervisor.cc: connections.
   void OnAccept(int listener);

@@ -402,3 +402,31 @@ TEST_F(E2eTest, PooledWorkersServeOneSessionEachAndStartEmpty) {
 
 }  // namespace
 }  // namespace cellhouse
+
+namespace cellhouse {
+namespace {
+
+// A celld that cannot start (here: another one serves its socket) exits 1 and leaves nothing
+// behind: no zygote, no cgroup subtree in any hierarchy.
+TEST_F(E2eTest, AFailedStartLeavesNoCgroupBehind) {
+  StartCelld();
+  std::string subtree = "e2e-failed-" + std::to_string(::getpid());
+  CommandResult second = testing::RunCommand(
+      {testing::BinPath("celld"), "--model", *model_, "--socket", celld_->socket(),
+       "--policy-dir", policies_, "--cgroup-subtree", subtree});
+  EXPECT_EQ(second.exit_code, 1) << second.err;
+  EXPECT_NE(second.err.find("another server is listening"), std::string::npos) << second.err;
+  // Our own cgroup in every hierarchy, from /proc/self/cgroup ("ID:controllers:/path").
+  auto self = ReadFileToString("/proc/self/cgroup", 1 << 16);
+  ASSERT_TRUE(self);
+  for (std::string_view line : Split(*self, '\n')) {
+    auto fields = Split(line, ':');
+    if (fields.size() != 3 || fields[1].empty() || StartsWith(fields[1], "name=")) continue;
+    std::string controller(Split(fields[1], ',')[0]);
+    std::string dir = "/sys/fs/cgroup/" + controller + std::string(fields[2]) + "/" + subtree;
+    EXPECT_NE(::access(dir.c_str(), F_OK), 0) << "left behind: " << dir;
+  }
+}
+
+}  // namespace
+}  // namespace cellhouse

@@ -80,6 +80,8 @@ CelldProcess::~CelldProcess() {
     static_cast<void>(process_.Kill(SIGKILL));
     static_cast<void>(process_.Wait());
   }
+  // A celld killed outright cannot clean up: do it for it, so tests leave nothing behind.
+  static_cast<void>(RemoveCgroupSubtree(subtree_));
 }
 
 std::string CelldProcess::Log() const {
@@ -96,7 +98,66 @@ ExitStatus CelldProcess::Terminate(int timeout_ms) {
     static_cast<void>(process_.Kill(SIGKILL));
   }
   auto st = process_.Wait();
+  if (st && st->Success()) {
+    // A celld that shut down cleanly removed every cgroup it made.
+    for (const std::string& dir : RemoveCgroupSubtree(subtree_)) {
+      ADD_FAILURE() << "celld exited 0 but left " << dir << " behind";
+    }
+  }
   return st ? *st : ExitStatus{};
+}
+
+std::vector<std::string> CgroupSubtreeDirs(const std::string& subtree) {
+  std::vector<std::string> dirs;
+  auto self = ReadFileToString("/proc/self/cgroup", 1 << 16);
+  if (!self || subtree.empty()) return dirs;
+  for (std::string_view line : Split(*self, '\n')) {
+    auto fields = Split(line, ':');
+    if (fields.size() != 3 || StartsWith(fields[1], "name=")) continue;
+    std::string path(fields[2]);
+    if (path == "/") path.clear();
+    if (fields[1].empty()) {  // the v2 line ("0::/path"); mounted here or under unified/
+      for (const char* root : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+        dirs.push_back(std::string(root) + path + "/" + subtree);
+      }
+      continue;
+    }
+    for (std::string_view controller : Split(fields[1], ',')) {
+      dirs.push_back("/sys/fs/cgroup/" + std::string(controller) + path + "/" + subtree);
+    }
+  }
+  return dirs;
+}
+
+std::vector<std::string> RemoveCgroupSubtree(const std::string& subtree) {
+  std::vector<std::string> existed;
+  for (const std::string& top : CgroupSubtreeDirs(subtree)) {
+    if (::access(top.c_str(), F_OK) != 0) continue;
+    existed.push_back(top);
+    // Depth first: children before parents; kill stragglers first.
+    std::vector<std::string> order = {top};
+    for (size_t i = 0; i < order.size(); ++i) {
+      auto children = ListDirectory(order[i]);
+      if (!children) continue;
+      for (const std::string& c : *children) {
+        std::string path = order[i] + "/" + c;
+        if (ListDirectory(path)) order.push_back(path);
+      }
+    }
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+      auto procs = ReadFileToString(*it + "/cgroup.procs", 1 << 20);
+      if (procs) {
+        for (std::string_view p : Split(*procs, '\n')) {
+          if (auto pid = ParseInt64(p, "pid")) ::kill(static_cast<pid_t>(*pid), SIGKILL);
+        }
+      }
+      for (int attempt = 0; attempt < 100 && ::rmdir(it->c_str()) != 0 && errno == EBUSY;
+           ++attempt) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  }
+  return existed;
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv_in, const std::string& stdin_text,

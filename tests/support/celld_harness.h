@@ -103,6 +103,12 @@ void WritePolicy(const std::string& dir, const PolicySpec& spec);
 std::string EngineReference(const std::string& model, const std::string& prompt, int max_tokens,
                             double temperature, uint64_t seed);
 
+// The directories `subtree` would have under this process's own cgroup in every hierarchy
+// (v1 controllers and v2), whether they exist or not.
+std::vector<std::string> CgroupSubtreeDirs(const std::string& subtree);
+// Kills what is left in them and removes them, deepest first. Returns what existed.
+std::vector<std::string> RemoveCgroupSubtree(const std::string& subtree);
+
 // Processes whose parent is `pid` that are zombies.
 std::vector<pid_t> ZombieChildren(pid_t pid);
 // Open descriptors of `pid` (entries of /proc/PID/fd).

@@ -74,7 +74,7 @@ bool ContainInChild(const ChildPlan& plan) {
   CH_STEP(Step::kNotDumpable, SetNotDumpableInChild());
   CH_STEP(Step::kDropCapabilities, DropCapabilitiesInChild(*plan.capabilities));
   CH_STEP(Step::kUnprivilegedIds, SwitchToUnprivilegedInChild(plan.inside_uid, plan.inside_gid));
-  CH_STEP(Step::kUnprivilegedIds, VerifyNoCapabilitiesInChild(*plan.capabilities));
+  CH_STEP(Step::kVerifyCapabilities, VerifyNoCapabilitiesInChild(*plan.capabilities));
   CH_STEP(Step::kParentDeathSignal, SetParentDeathSignalInChild());
   CH_STEP(Step::kNoNewPrivs, SetNoNewPrivsInChild());
   CH_STEP(Step::kSeccomp, InstallSeccompInChild(plan.filter));

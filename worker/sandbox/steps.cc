@@ -32,6 +32,8 @@ const char* StepName(Step step) {
       return "drop capabilities";
     case Step::kUnprivilegedIds:
       return "switch to unprivileged uid/gid";
+    case Step::kVerifyCapabilities:
+      return "verify no capability is left";
     case Step::kParentDeathSignal:
       return "PR_SET_PDEATHSIG";
     case Step::kNoNewPrivs:

@@ -24,6 +24,7 @@ enum class Step : int32_t {
   kNotDumpable,
   kDropCapabilities,
   kUnprivilegedIds,
+  kVerifyCapabilities,
   kParentDeathSignal,
   kNoNewPrivs,
   kSeccomp,

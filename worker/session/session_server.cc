@@ -36,7 +36,7 @@ api::Done::StopReason ToProto(StopReason stop) {
 }
 
 double PerSecond(int32_t count, int64_t nanos) {
-  if (nanos <= 0) return 0.0;
+  if (nanos <= 0 || count <= 0) return 0.0;
   return static_cast<double>(count) * 1e9 / static_cast<double>(nanos);
 }
 
@@ -302,7 +302,8 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     d->set_generated_tokens(static_cast<uint32_t>(result->generated_tokens));
     d->set_time_to_first_token_us(static_cast<uint64_t>(result->time_to_first_token_ns / 1000));
     d->set_prefill_tokens_per_second(PerSecond(result->prompt_tokens, result->prefill_ns));
-    d->set_decode_tokens_per_second(PerSecond(result->generated_tokens, result->decode_ns));
+    // decode_ns runs from the first generated token to the last: it covers one token fewer.
+    d->set_decode_tokens_per_second(PerSecond(result->generated_tokens - 1, result->decode_ns));
     d->set_stop_reason(ToProto(result->stop));
     d->set_context_used(static_cast<uint32_t>(engine_.context_used()));
     if (client_.valid()) SendToClient(done);
