@@ -97,8 +97,13 @@ Result<std::string> CompileAllowList(const std::vector<std::string>& syscalls) {
     int rc = 0;
     if (name == "mmap" || name == "mprotect") {
       // prot is argument 2 of both: allowed only without PROT_EXEC.
-      rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
-                            SCMP_CMP(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+      // (SCMP_CMP is a C compound literal; spelled out for C++.)
+      scmp_arg_cmp no_exec{};
+      no_exec.arg = 2;
+      no_exec.op = SCMP_CMP_MASKED_EQ;
+      no_exec.datum_a = PROT_EXEC;
+      no_exec.datum_b = 0;
+      rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, 1, &no_exec);
     } else {
       rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
     }
