@@ -43,7 +43,7 @@ void FlagSet::Double(std::string_view name, double* out, std::string_view metava
                      std::string_view help) {
   std::string flag = "--" + std::string(name);
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%g", *out);
+  static_cast<void>(std::snprintf(buf, sizeof(buf), "%g", *out));
   Add({std::string(name), std::string(metavar), std::string(help), buf,
        [out, flag](std::string_view v) -> Status {
          CH_ASSIGN_OR_RETURN(*out, ParseDouble(v, flag));

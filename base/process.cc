@@ -109,7 +109,7 @@ namespace {
   }
   sigset_t all;
   sigemptyset(&all);
-  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &all, nullptr);
   ::execve(argv[0], argv, envp);
   fail(errno);
   __builtin_unreachable();

@@ -120,8 +120,8 @@ inline Status Ok() { return {}; }
 
 }  // namespace cellhouse
 
-#define CH_CONCAT_INNER_(a, b) a##b
-#define CH_CONCAT_(a, b) CH_CONCAT_INNER_(a, b)
+#define CH_INTERNAL_CONCAT2(a, b) a##b
+#define CH_INTERNAL_CONCAT(a, b) CH_INTERNAL_CONCAT2(a, b)
 
 // Evaluates `expr` (a Result); returns its error from the enclosing function if it has one.
 #define CH_RETURN_IF_ERROR(expr)                                       \
@@ -132,10 +132,13 @@ inline Status Ok() { return {}; }
 
 // `CH_ASSIGN_OR_RETURN(T x, expr);` declares x from a Result<T>, or returns its error.
 #define CH_ASSIGN_OR_RETURN(lhs, expr) \
-  CH_ASSIGN_OR_RETURN_IMPL_(CH_CONCAT_(ch_result_, __LINE__), lhs, expr)
-#define CH_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)      \
+  CH_INTERNAL_ASSIGN_OR_RETURN(CH_INTERNAL_CONCAT(ch_result_, __LINE__), lhs, expr)
+// `lhs` is a declaration and `tmp` a name: neither can be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
+#define CH_INTERNAL_ASSIGN_OR_RETURN(tmp, lhs, expr)      \
   auto tmp = (expr);                                   \
   if (!tmp.has_value()) return std::move(tmp).error(); \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // CELLHOUSE_BASE_RESULT_H_

@@ -102,9 +102,9 @@ std::string FormatBytes(uint64_t bytes) {
   }
   char buf[48];
   if (unit == 0) {
-    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
+    static_cast<void>(std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes)));
   } else {
-    std::snprintf(buf, sizeof(buf), "%.1f %s", value, kUnits[unit]);
+    static_cast<void>(std::snprintf(buf, sizeof(buf), "%.1f %s", value, kUnits[unit]));
   }
   return buf;
 }
@@ -140,7 +140,7 @@ Result<std::vector<std::byte>> HexDecode(std::string_view hex, std::string_view 
 }
 
 std::string_view Trim(std::string_view text) {
-  const char* kSpace = " \t\r\n";
+  constexpr const char* kSpace = " \t\r\n";
   size_t begin = text.find_first_not_of(kSpace);
   if (begin == std::string_view::npos) return {};
   size_t end = text.find_last_not_of(kSpace);
@@ -171,7 +171,7 @@ std::string Quote(std::string_view text) {
     auto u = static_cast<unsigned char>(c);
     if (u < 0x20 || u == 0x7f || c == '\'' || c == '\\') {
       char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", u);
+      static_cast<void>(std::snprintf(buf, sizeof(buf), "\\x%02x", u));
       out += buf;
     } else {
       out.push_back(c);

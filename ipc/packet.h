@@ -22,7 +22,7 @@
 
 namespace cellhouse::ipc {
 
-inline constexpr size_t kMaxPacketBytes = 64 * 1024;
+inline constexpr size_t kMaxPacketBytes = size_t{64} * 1024;
 inline constexpr size_t kMaxPacketFds = 16;
 
 // Sends bytes (and descriptors) as one packet. MSG_NOSIGNAL: a dead peer is EPIPE, not SIGPIPE.

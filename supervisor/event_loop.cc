@@ -90,7 +90,8 @@ Status EventLoop::HandleSignals(std::initializer_list<int> signals, SignalCallba
   sigset_t set;
   sigemptyset(&set);
   for (int s : signals) sigaddset(&set, s);
-  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return Error::FromErrno(errno, "sigprocmask");
+  int err = ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  if (err != 0) return Error::FromErrno(err, "pthread_sigmask");
   UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!fd.valid()) return Error::FromErrno(errno, "signalfd");
   epoll_event ev{};

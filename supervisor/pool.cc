@@ -35,7 +35,7 @@ Session* Supervisor::TakePooledWorker(const policy::CompiledPolicy& policy) {
 
 void Supervisor::AssignPooledWorker(Session& session, Connection& conn, resources::Grant grant,
                                     uint32_t context) {
-  BindTenant(session, conn, std::move(grant), context);
+  BindTenant(session, conn, grant, context);
   control::SupervisorMessage message;
   control::Assign* assign = message.mutable_assign();
   zygote::SessionLimits limits = LimitsFor(session);

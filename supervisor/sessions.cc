@@ -80,7 +80,7 @@ std::string RefusalLabel(resources::RefusedBy limit) {
 
 std::string Seconds(int64_t nanos) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.1fs", static_cast<double>(nanos) / 1e9);
+  static_cast<void>(std::snprintf(buf, sizeof(buf), "%.1fs", static_cast<double>(nanos) / 1e9));
   return buf;
 }
 
@@ -154,7 +154,7 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
 
   // A pooled worker is already sandboxed and in its cgroup: the fast path.
   if (Session* pooled = TakePooledWorker(*pol)) {
-    AssignPooledWorker(*pooled, conn, std::move(grant), context);
+    AssignPooledWorker(*pooled, conn, grant, context);
     return;
   }
 
@@ -171,7 +171,7 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
   session.policy = pol;
   session.host_id_first = *host_ids;
   session.created_ns = clock_.NowNanos();
-  BindTenant(session, conn, std::move(grant), context);
+  BindTenant(session, conn, grant, context);
   session.opener_connection = conn.id;
   std::optional<resources::WorkerGpuView> gpu_view;
   if (session.grant->gpu) gpu_view = GpuViewFor(*session.grant->gpu);
@@ -197,7 +197,7 @@ void Supervisor::BindTenant(Session& session, const Connection& conn, resources:
   session.tenant_uid = conn.peer.uid;
   session.tenant_gid = conn.peer.gid;
   session.context_length = context;
-  session.grant = std::move(grant);
+  session.grant = grant;
   session.opened_ns = conn.accepted_ns;
 }
 
@@ -439,7 +439,7 @@ void Supervisor::OnControlReadable(const std::string& id) {
   // Bounded per wake-up so one worker cannot monopolise the loop.
   for (int i = 0; i < 64; ++i) {
     auto received = ipc::ReceiveMessage<control::WorkerMessage>(
-        session->control.get(), {.max_bytes = 64 * 1024, .max_fds = 0, .nonblocking = true});
+        session->control.get(), {.max_bytes = size_t{64} * 1024, .max_fds = 0, .nonblocking = true});
     if (!received) {
       EndSession(*session, api::PROTOCOL_VIOLATION,
                  "the worker sent an invalid control message: " + received.error().message(),

@@ -57,11 +57,28 @@ void Supervisor::AbandonStart() {
   if (cgroups_) LogIfError(cgroups_->Shutdown(), "removing cgroups after a failed start");
 }
 
+// Start-up, in order: each step needs the ones before it.
 Status Supervisor::Start() {
+  CH_RETURN_IF_ERROR(StartLoopAndSignals());
+  CH_RETURN_IF_ERROR(StartCgroups());
+  CH_RETURN_IF_ERROR(StartZygote());
+  CH_RETURN_IF_ERROR(StartPolicies());
+  CH_RETURN_IF_ERROR(StartAdmission());
+  StartAudit();
+  CH_RETURN_IF_ERROR(StartListeners());
+  CH_RETURN_IF_ERROR(StartMetrics());
+  StartWatchdog();
+  // READY=1 only now: the zygote has the model mapped and the sockets are listening.
+  notifier_.Ready(StatusLine());
+  return Ok();
+}
+
+// The event loop; SIGTERM/SIGINT drain, SIGHUP reloads, SIGCHLD is read and dropped.
+Status Supervisor::StartLoopAndSignals() {
   CH_ASSIGN_OR_RETURN(loop_, EventLoop::Create(clock_));
   // SIGPIPE would kill celld when a client vanishes mid-write; every send uses MSG_NOSIGNAL,
   // this is the second line.
-  ::signal(SIGPIPE, SIG_IGN);
+  static_cast<void>(::signal(SIGPIPE, SIG_IGN));
   CH_RETURN_IF_ERROR(loop_->HandleSignals({SIGTERM, SIGINT, SIGHUP, SIGCHLD}, [this](int sig) {
     if (sig == SIGTERM || sig == SIGINT) {
       BeginShutdown(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
@@ -72,9 +89,12 @@ Status Supervisor::Start() {
     }
     // SIGCHLD: exits are handled per worker through its pidfd.
   }));
+  return Ok();
+}
 
-  // 1. cgroups first: on v2 celld moves itself into supervisor/ and the zygote inherits it,
-  //    so the weights it pre-faults are charged there and not to a session.
+Status Supervisor::StartCgroups() {
+  // Before the zygote: on v2 celld moves itself into supervisor/ and the zygote inherits it,
+  // so the weights it pre-faults are charged there and not to a session.
   if (options_.use_cgroups) {
     cgroup_fs_ = std::make_unique<cgroup::RealFs>();
     cgroup_processes_ = std::make_unique<cgroup::RealProcesses>();
@@ -88,8 +108,11 @@ Status Supervisor::Start() {
   } else {
     spdlog::warn("cgroups disabled (--no-cgroups): sessions have no memory, pids or CPU limits");
   }
+  return Ok();
+}
 
-  // 2. The zygote, before anyone is accepted.
+Status Supervisor::StartZygote() {
+  // The zygote, before anyone is accepted.
   CH_ASSIGN_OR_RETURN(ZygoteProcess zygote, ZygoteProcess::Start(options_.zygote));
   zygote_.emplace(std::move(zygote));
   const zygote::ZygoteReady& ready = zygote_->ready();
@@ -101,15 +124,23 @@ Status Supervisor::Start() {
       loop_->Add(zygote_->channel_fd(), EPOLLIN, [this](uint32_t) { OnZygoteReadable(); }));
   CH_RETURN_IF_ERROR(
       loop_->Add(zygote_->process().pidfd(), EPOLLIN, [this](uint32_t) { OnZygoteExit(); }));
+  return Ok();
+}
 
-  // 3. Policies, checked against what the model costs.
+Status Supervisor::StartPolicies() {
+  const zygote::ZygoteReady& ready = zygote_->ready();
+  // Policies, checked against what the model costs.
   model_facts_.seq_len = ready.seq_len();
   model_facts_.kv_bytes_per_token = ready.kv_bytes_per_token();
   model_facts_.state_fixed_bytes = ready.state_fixed_bytes();
   model_facts_.worker_overhead_bytes = policy::kDefaultWorkerOverheadBytes;
   CH_RETURN_IF_ERROR(ReloadPolicies());
+  return Ok();
+}
 
-  // 4. Admission: the memory budget, session caps and GPU shares.
+Status Supervisor::StartAdmission() {
+  const zygote::ZygoteReady& ready = zygote_->ready();
+  // Admission: the memory budget, session caps and GPU shares.
   resources::AdmissionConfig admission;
   admission.max_sessions = options_.max_sessions;
   admission.memory_budget_bytes = options_.memory_budget_bytes;
@@ -129,18 +160,24 @@ Status Supervisor::Start() {
                FormatBytes(admission.memory_budget_bytes), gpus.devices.size(), gpus.source);
   admission_ =
       std::make_unique<resources::Admission>(admission, resources::GpuLedger(std::move(gpus)));
+  return Ok();
+}
 
-  // 5. Seccomp violation reports from the kernel's audit multicast.
+void Supervisor::StartAudit() {
+  // Seccomp violation reports from the kernel's audit multicast.
   Result<AuditReader> audit = AuditReader::Open();
   if (audit) {
     audit_.emplace(std::move(*audit));
-    CH_RETURN_IF_ERROR(loop_->Add(audit_->fd(), EPOLLIN, [this](uint32_t) { OnAuditReadable(); }));
+    LogIfError(loop_->Add(audit_->fd(), EPOLLIN, [this](uint32_t) { OnAuditReadable(); }),
+               "watching the audit socket");
   } else {
     spdlog::warn("seccomp violations will be reported without the system call's name: {}",
                  audit.error().message());
   }
+}
 
-  // 6. Listeners: inherited from systemd, or bound here.
+Status Supervisor::StartListeners() {
+  // Listeners: inherited from systemd, or bound here.
   if (options_.inherited_api_fds.empty()) {
     ipc::ListenOptions listen{
         .path = options_.socket_path, .mode = options_.socket_mode, .group = options_.socket_group};
@@ -155,6 +192,11 @@ Status Supervisor::Start() {
     int fd = l.get();
     CH_RETURN_IF_ERROR(loop_->Add(fd, EPOLLIN, [this, fd](uint32_t) { OnAccept(fd); }));
   }
+  return Ok();
+}
+
+// The metrics server on inherited metrics sockets and --metrics-listen.
+Status Supervisor::StartMetrics() {
   metrics_server_ = std::make_unique<MetricsServer>(*loop_, [this] {
     GaugeSnapshot g;
     for (const auto& [name, p] : policies_) g.sessions_active[name] = 0;
@@ -181,19 +223,18 @@ Status Supervisor::Start() {
     CH_RETURN_IF_ERROR(metrics_server_->AddListener(std::move(fd)));
     spdlog::info("metrics on http://{}/metrics", options_.metrics_listen);
   }
-
-  // 7. Watchdog: pet systemd from the loop itself, so a wedged loop is restarted.
-  if (notifier_.watchdog_interval_ns() > 0) {
-    auto pet = std::make_shared<std::function<void()>>();
-    *pet = [this, pet] {
-      notifier_.Watchdog();
-      loop_->AddTimer(clock_.NowNanos() + notifier_.watchdog_interval_ns() / 2, *pet);
-    };
-    (*pet)();
-  }
-  // READY=1 only now: the zygote has the model mapped and the sockets are listening.
-  notifier_.Ready(StatusLine());
   return Ok();
+}
+
+void Supervisor::StartWatchdog() {
+  // Pet systemd from the loop itself, so a wedged loop is restarted.
+  if (notifier_.watchdog_interval_ns() > 0) PetWatchdog();
+}
+
+void Supervisor::PetWatchdog() {
+  notifier_.Watchdog();
+  loop_->AddTimer(clock_.NowNanos() + notifier_.watchdog_interval_ns() / 2,
+                  [this] { PetWatchdog(); });
 }
 
 Status Supervisor::Run() {

@@ -119,6 +119,16 @@ class Supervisor {
 
   explicit Supervisor(const SupervisorOptions& options, const Clock& clock);
   Status Start();
+  Status StartLoopAndSignals();
+  Status StartCgroups();
+  Status StartZygote();
+  Status StartPolicies();
+  Status StartAdmission();
+  void StartAudit();
+  Status StartListeners();
+  Status StartMetrics();
+  void StartWatchdog();
+  void PetWatchdog();
   void AbandonStart();
 
   // supervisor.cc: connections.

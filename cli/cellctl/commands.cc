@@ -8,6 +8,7 @@
 #include <iostream>
 #include <string>
 
+#include "base/print.h"
 #include "base/flags.h"
 #include "base/strings.h"
 #include "base/text.h"
@@ -37,7 +38,7 @@ int ExitFor(const std::optional<api::Error>& error) {
 
 int Fail(const std::string& what, const std::optional<api::Error>& error) {
   std::string code = error ? " [" + ipc::ErrorCodeName(error->code()) + "]" : "";
-  std::fprintf(stderr, "cellctl: %s%s\n", what.c_str(), code.c_str());
+  Printf(stderr, "cellctl: %s%s\n", what.c_str(), code.c_str());
   return error ? ExitFor(error) : kExitUnreachable;
 }
 
@@ -68,7 +69,7 @@ struct TurnFlags {
 };
 
 void PrintStats(const api::Done& d) {
-  std::fprintf(stderr,
+  Printf(stderr,
                "[%u prompt tokens, %u generated, first token %.1f ms, prefill %.1f tok/s, "
                "decode %.1f tok/s, context %u, %s]\n",
                d.prompt_tokens(), d.generated_tokens(),
@@ -85,12 +86,10 @@ int RunTurn(SessionClient& session, const TurnFlags& turn, const std::string& pr
       [](const api::Piece& p) {
         // As `cellmodel run` prints it (llama2.c's safe_printf), so the two compare exactly.
         std::string_view text = PrintablePiece(p.text());
-        std::fwrite(text.data(), 1, text.size(), stdout);
-        std::fflush(stdout);
+        WriteAndFlush(stdout, text);
       },
       [] { return g_interrupted != 0; });
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
+  WriteAndFlush(stdout, "\n");
   if (!done) return Fail(done.error().message(), session.last_error());
   if (turn.stats) PrintStats(*done);
   return kExitOk;
@@ -100,13 +99,13 @@ int RunTurn(SessionClient& session, const TurnFlags& turn, const std::string& pr
 int ChatLoop(SessionClient& session, const TurnFlags& turn) {
   bool tty = ::isatty(STDIN_FILENO) == 1;
   if (tty) {
-    std::fprintf(stderr, "session %s (policy %s, context %u tokens). /quit or Ctrl-D ends it.\n",
+    Printf(stderr, "session %s (policy %s, context %u tokens). /quit or Ctrl-D ends it.\n",
                  ipc::IdToHex(session.opened().session_id()).c_str(),
                  session.opened().policy().c_str(), session.ready().context_length());
   }
   std::string line;
   for (;;) {
-    if (tty) std::fputs("> ", stderr);
+    if (tty) WriteAndFlush(stderr, "> ");
     if (!std::getline(std::cin, line)) break;
     std::string_view text = Trim(line);
     if (text.empty()) continue;
@@ -136,11 +135,11 @@ std::optional<int> ParseFlags(FlagSet& flags, const std::vector<std::string>& ar
                               std::vector<std::string>* positional) {
   Result<std::vector<std::string>> rest = flags.Parse(args);
   if (!rest) {
-    std::fprintf(stderr, "cellctl: %s\n", rest.error().message().c_str());
+    Printf(stderr, "cellctl: %s\n", rest.error().message().c_str());
     return kExitUsage;
   }
   if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
+    WriteAndFlush(stdout, flags.Usage().c_str());
     return kExitOk;
   }
   *positional = std::move(*rest);
@@ -162,11 +161,11 @@ int CmdGenerate(const GlobalOptions& global, const std::vector<std::string>& arg
   std::vector<std::string> rest;
   if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
   if (!rest.empty()) {
-    std::fprintf(stderr, "cellctl generate: unexpected argument %s\n", Quote(rest[0]).c_str());
+    Printf(stderr, "cellctl generate: unexpected argument %s\n", Quote(rest[0]).c_str());
     return kExitUsage;
   }
   if (!flags.IsSet("prompt")) {
-    std::fprintf(stderr, "cellctl generate: --prompt is required\n");
+    Printf(stderr, "cellctl generate: --prompt is required\n");
     return kExitUsage;
   }
   CatchInterrupt();
@@ -226,9 +225,9 @@ int CmdOpen(const GlobalOptions& global, const std::vector<std::string>& args) {
         .Add("policy", o.policy())
         .Add("context_length", o.context_length())
         .Add("idle_timeout_ms", o.idle_timeout_ms());
-    std::puts(j.Render().c_str());
+    Printf(stdout, "%s\n", j.Render().c_str());
   } else {
-    std::printf("session %s\ntoken %s\n", ipc::IdToHex(o.session_id()).c_str(),
+    Printf(stdout, "session %s\ntoken %s\n", ipc::IdToHex(o.session_id()).c_str(),
                 ipc::IdToHex(o.token()).c_str());
   }
   session->Detach();
@@ -247,13 +246,13 @@ int CmdAttach(const GlobalOptions& global, const std::vector<std::string>& args)
   std::vector<std::string> rest;
   if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
   if (rest.size() != 1 || token.empty()) {
-    std::fprintf(stderr, "cellctl attach: expected a session ID and --token; see --help\n");
+    Printf(stderr, "cellctl attach: expected a session ID and --token; see --help\n");
     return kExitUsage;
   }
   Result<std::string> id = HexArg(rest[0], "session ID");
   Result<std::string> tok = HexArg(token, "--token");
   if (!id || !tok) {
-    std::fprintf(stderr, "cellctl attach: %s\n",
+    Printf(stderr, "cellctl attach: %s\n",
                  (!id ? id.error() : tok.error()).message().c_str());
     return kExitUsage;
   }
@@ -310,13 +309,13 @@ int CmdSessions(const GlobalOptions& global, const std::vector<std::string>& arg
           .Add("attached", s.attached());
       items.push_back(j.Render());
     }
-    std::puts(JsonArray(items).c_str());
+    Printf(stdout, "%s\n", JsonArray(items).c_str());
     return kExitOk;
   }
-  std::printf("%-32s %6s %-12s %7s %6s %6s %7s %6s %10s %s\n", "ID", "UID", "POLICY", "PID", "AGE",
+  Printf(stdout, "%-32s %6s %-12s %7s %6s %6s %7s %6s %10s %s\n", "ID", "UID", "POLICY", "PID", "AGE",
               "IDLE", "TOKENS", "CTX", "MEMORY", "ATTACHED");
   for (const api::SessionInfo& s : sessions) {
-    std::printf("%-32s %6u %-12s %7d %6s %6s %7llu %6u %10s %s\n",
+    Printf(stdout, "%-32s %6u %-12s %7d %6s %6s %7llu %6u %10s %s\n",
                 ipc::IdToHex(s.session_id()).c_str(), s.tenant_uid(), s.policy().c_str(),
                 s.worker_pid(), Duration(s.age_ms()).c_str(), Duration(s.idle_ms()).c_str(),
                 static_cast<unsigned long long>(s.tokens_generated()), s.context_used(),
@@ -330,19 +329,19 @@ int CmdKill(const GlobalOptions& global, const std::vector<std::string>& args) {
   std::vector<std::string> rest;
   if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
   if (rest.size() != 1) {
-    std::fprintf(stderr, "cellctl kill: expected one session ID; see --help\n");
+    Printf(stderr, "cellctl kill: expected one session ID; see --help\n");
     return kExitUsage;
   }
   Result<std::string> id = HexArg(rest[0], "session ID");
   if (!id) {
-    std::fprintf(stderr, "cellctl kill: %s\n", id.error().message().c_str());
+    Printf(stderr, "cellctl kill: %s\n", id.error().message().c_str());
     return kExitUsage;
   }
   api::Request request;
   request.mutable_kill_session()->set_session_id(*id);
   api::Response response;
   if (auto failed = Admin(global, request, &response)) return *failed;
-  if (!global.json) std::printf("%s\n", response.ack().message().c_str());
+  if (!global.json) Printf(stdout, "%s\n", response.ack().message().c_str());
   return kExitOk;
 }
 
@@ -367,10 +366,10 @@ int CmdStatus(const GlobalOptions& global, const std::vector<std::string>& args)
         .Add("weights_bytes", s.weights_bytes())
         .Add("weights_resident_bytes", s.weights_resident_bytes())
         .Add("cgroup_driver", s.cgroup_driver());
-    std::puts(j.Render().c_str());
+    Printf(stdout, "%s\n", j.Render().c_str());
     return kExitOk;
   }
-  std::printf(
+  Printf(stdout, 
       "celld %s\nmodel: %s\nweights: %s mapped, %s resident\n"
       "sessions: %u active, %llu admitted, %llu refused\n"
       "memory: %s of %s committed\ncgroups: %s\n",
@@ -394,7 +393,7 @@ int CmdReload(const GlobalOptions& global, const std::vector<std::string>& args)
   request.mutable_reload_policies();
   api::Response response;
   if (auto failed = Admin(global, request, &response)) return *failed;
-  std::printf("%s\n", response.ack().message().c_str());
+  Printf(stdout, "%s\n", response.ack().message().c_str());
   return kExitOk;
 }
 
@@ -418,12 +417,12 @@ int CmdPolicyList(const GlobalOptions& global, const std::vector<std::string>& a
           .Add("active_sessions", p.active_sessions());
       items.push_back(j.Render());
     }
-    std::puts(JsonArray(items).c_str());
+    Printf(stdout, "%s\n", JsonArray(items).c_str());
     return kExitOk;
   }
-  std::printf("%-16s %8s %10s %7s  %s\n", "NAME", "CONTEXT", "MEMORY", "ACTIVE", "DESCRIPTION");
+  Printf(stdout, "%-16s %8s %10s %7s  %s\n", "NAME", "CONTEXT", "MEMORY", "ACTIVE", "DESCRIPTION");
   for (const api::PolicySummary& p : response.policies().policies()) {
-    std::printf("%-16s %8u %10s %7u  %s\n", p.name().c_str(), p.context_length(),
+    Printf(stdout, "%-16s %8u %10s %7u  %s\n", p.name().c_str(), p.context_length(),
                 FormatBytes(p.memory_max_bytes()).c_str(), p.active_sessions(),
                 p.description().c_str());
   }

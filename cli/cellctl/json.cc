@@ -28,7 +28,7 @@ std::string JsonString(std::string_view text) {
       default:
         if (u < 0x20) {
           char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+          static_cast<void>(std::snprintf(buf, sizeof(buf), "\\u%04x", u));
           out += buf;
         } else {
           out.push_back(c);
@@ -68,7 +68,7 @@ JsonObject& JsonObject::Add(std::string_view key, double value) {
     return *this;
   }
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.6g", value);
+  static_cast<void>(std::snprintf(buf, sizeof(buf), "%.6g", value));
   body_ += buf;
   return *this;
 }

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "base/print.h"
 #include "base/strings.h"
 #include "cli/cellctl/commands.h"
 #include "ipc/defaults.h"
@@ -52,17 +53,17 @@ int Main(int argc, char** argv) {
     } else if (arg == "--json") {
       global.json = true;
     } else if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
+      WriteAndFlush(stdout, kUsage);
       return kExitOk;
     } else if (StartsWith(arg, "-")) {
-      std::fprintf(stderr, "cellctl: unknown option %s; see --help\n", Quote(arg).c_str());
+      Printf(stderr, "cellctl: unknown option %s; see --help\n", Quote(arg).c_str());
       return kExitUsage;
     } else {
       break;
     }
   }
   if (i >= argc) {
-    std::fputs(kUsage, stderr);
+    WriteAndFlush(stderr, kUsage);
     return kExitUsage;
   }
   std::string command = argv[i++];
@@ -92,10 +93,10 @@ int Main(int argc, char** argv) {
     if (!args.empty()) args.erase(args.begin());
     if (sub == "list") return CmdPolicyList(global, args);
     if (sub == "check") return CmdPolicyCheck(global, args);
-    std::fprintf(stderr, "cellctl policy: expected 'list' or 'check FILE...'\n");
+    Printf(stderr, "cellctl policy: expected 'list' or 'check FILE...'\n");
     return kExitUsage;
   }
-  std::fprintf(stderr, "cellctl: unknown command %s; see --help\n", Quote(command).c_str());
+  Printf(stderr, "cellctl: unknown command %s; see --help\n", Quote(command).c_str());
   return kExitUsage;
 }
 

@@ -2,6 +2,7 @@
 // effective policy and compiled filter (policy::CheckPolicyFiles).
 #include <cstdio>
 
+#include "base/print.h"
 #include "base/flags.h"
 #include "cli/cellctl/commands.h"
 #include "policy/policy.h"
@@ -17,19 +18,19 @@ int CmdPolicyCheck(const GlobalOptions& /*global*/, const std::vector<std::strin
                 "when it loads the directory. Exit status 0 when every file is valid, else 1.");
   Result<std::vector<std::string>> files = flags.Parse(args);
   if (!files) {
-    std::fprintf(stderr, "cellctl: %s\n", files.error().message().c_str());
+    Printf(stderr, "cellctl: %s\n", files.error().message().c_str());
     return kExitUsage;
   }
   if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
+    WriteAndFlush(stdout, flags.Usage().c_str());
     return kExitOk;
   }
   if (files->empty()) {
-    std::fprintf(stderr, "cellctl policy check: name at least one FILE; see --help\n");
+    Printf(stderr, "cellctl policy check: name at least one FILE; see --help\n");
     return kExitUsage;
   }
   policy::PolicyCheck check = policy::CheckPolicyFiles(*files, nullptr);
-  std::fputs(check.report.c_str(), check.ok ? stdout : stderr);
+  WriteAndFlush(check.ok ? stdout : stderr, check.report);
   return check.ok ? kExitOk : kExitRefused;
 }
 

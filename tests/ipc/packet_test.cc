@@ -43,7 +43,7 @@ TEST(PacketTest, UnexpectedDescriptorsAreRefusedAndClosed) {
   auto got = ReceiveMessage<control::SupervisorMessage>(channel->second.get(), {.max_fds = 0});
   ASSERT_FALSE(got);
   // The read end we passed was closed by the receiver: writing now fails with EPIPE.
-  signal(SIGPIPE, SIG_IGN);
+  static_cast<void>(signal(SIGPIPE, SIG_IGN));
   EXPECT_EQ(write(pipe->second.get(), "x", 1), -1);
   EXPECT_EQ(errno, EPIPE);
 }

@@ -70,7 +70,7 @@ TEST(EventLoopTest, SignalsArriveThroughTheLoop) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGUSR1);
-  ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 }
 
 TEST(EventLoopTest, WatchingTheSameDescriptorTwiceIsAnError) {

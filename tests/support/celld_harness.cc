@@ -284,7 +284,7 @@ void WritePolicy(const std::string& dir, const PolicySpec& spec) {
 std::string EngineReference(const std::string& model, const std::string& prompt, int max_tokens,
                             double temperature, uint64_t seed) {
   char temp[32];
-  std::snprintf(temp, sizeof(temp), "%g", temperature);
+  static_cast<void>(std::snprintf(temp, sizeof(temp), "%g", temperature));
   CommandResult r = RunCommand({BinPath("cellmodel"), "run", "--model", model, "--prompt", prompt,
                                 "--max-tokens", std::to_string(max_tokens), "--temperature", temp,
                                 "--seed", std::to_string(seed)});

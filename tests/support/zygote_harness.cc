@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "base/io.h"
+#include "base/print.h"
 #include "ipc/packet.h"
 
 namespace cellhouse::testing {
@@ -29,7 +30,7 @@ ZygoteHarness::ZygoteHarness(zygote_runtime::WorkerEntry entry) {
     zygote_runtime::Zygote zygote(std::move(pair->second), ready, std::move(entry));
     Status st = zygote.Run();
     if (!st) {
-      fprintf(stderr, "test zygote: %s\n", st.error().message().c_str());
+      Printf(stderr, "test zygote: %s\n", st.error().message().c_str());
       ::_exit(1);
     }
     ::_exit(0);

@@ -33,7 +33,7 @@ struct SessionConfig {
   int64_t heartbeat_interval_ns = 1 * kNanosPerSecond;
   int64_t idle_timeout_ns = 300 * kNanosPerSecond;  // no client request for this long → end
   size_t max_frame_bytes = ipc::kDefaultMaxFrameBytes;
-  size_t max_pending_output = 256 * 1024;  // bytes queued for a slow client before pausing
+  size_t max_pending_output = size_t{256} * 1024;  // bytes queued for a slow client before pausing
 };
 
 using ipc::WorkerExit;

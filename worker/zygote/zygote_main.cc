@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "base/print.h"
 #include "base/flags.h"
 #include "base/strings.h"
 #include "ipc/zygote.pb.h"
@@ -31,18 +32,18 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
   flags.Bool("no-mlock", &no_mlock, "do not lock the weights in memory");
   auto rest = flags.Parse(argc - 1, argv + 1);
   if (!rest || !rest->empty() || model_path.empty() || channel_fd < 0) {
-    std::fprintf(stderr, "cell-zygote: %s\n%s",
+    Printf(stderr, "cell-zygote: %s\n%s",
                  rest ? "--model is required" : rest.error().message().c_str(),
                  flags.Usage().c_str());
     return 2;
   }
   if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
+    WriteAndFlush(stdout, flags.Usage().c_str());
     return 0;
   }
   if (tokenizer_path.empty()) tokenizer_path = model_path + ".tokenizer";
   auto fail = [](const Error& e) {
-    std::fprintf(stderr, "cell-zygote: %s\n", e.message().c_str());
+    Printf(stderr, "cell-zygote: %s\n", e.message().c_str());
     return 1;
   };
   Result<engine::Model> model = engine::Model::Open(model_path);
@@ -58,7 +59,7 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
     Status st = model->Lock();
     locked = st.has_value();
     if (!locked) {
-      std::fprintf(stderr, "cell-zygote: warning: weights not locked in memory: %s\n",
+      Printf(stderr, "cell-zygote: warning: weights not locked in memory: %s\n",
                    st.error().message().c_str());
     }
   }

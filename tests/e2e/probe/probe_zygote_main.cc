@@ -7,7 +7,7 @@
 
 int main(int argc, char** argv) {
   using cellhouse::zygote_runtime::EngineFactory;
-  return cellhouse::zygote_runtime::ZygoteMain(argc, argv, [](EngineFactory real) {
+  return cellhouse::zygote_runtime::ZygoteMain(argc, argv, [](const EngineFactory& real) {
     return EngineFactory([real](uint32_t context_length)
                              -> cellhouse::Result<std::unique_ptr<cellhouse::session::TurnEngine>> {
       CH_ASSIGN_OR_RETURN(std::unique_ptr<cellhouse::session::TurnEngine> engine,
