@@ -7,13 +7,14 @@
 namespace cellhouse::supervisor {
 namespace {
 
-// The shortest text that reads back as the same double ("0.0005", not "%.17g"'s
-// "0.00050000000000000001"): bucket bounds are label values that dashboards match on.
+// The shortest text that reads back as the same double, in %g style as Prometheus clients write
+// it ("0.0005", not "%.17g"'s "0.00050000000000000001"): bucket bounds are label values that
+// dashboards match on.
 std::string FormatDouble(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (std::isnan(v)) return "NaN";
   char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::general);
   return ec == std::errc() ? std::string(buf, end) : std::string("NaN");
 }
 
