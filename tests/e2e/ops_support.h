@@ -74,7 +74,7 @@ struct DaemonOptions {
 };
 
 // A long-running process whose output goes to a log file. Teardown is explicit: the destructor
-// of a process still running fails the test and kills it.
+// of a process still running fails the test and kills it (one that ended is only reaped).
 class Daemon {
  public:
   static Result<Daemon> Spawn(const DaemonOptions& options);
