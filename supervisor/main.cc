@@ -162,15 +162,15 @@ int Main(int argc, char** argv) {
   flags.String("log-level", &log_level, "LEVEL", "trace, debug, info, warning, error");
   Result<std::vector<std::string>> rest = flags.Parse(argc - 1, argv + 1);
   if (!rest) {
-    std::fprintf(stderr, "celld: %s\n", rest.error().message().c_str());
+    static_cast<void>(std::fprintf(stderr, "celld: %s\n", rest.error().message().c_str()));
     return kExitUsage;
   }
   if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
+    static_cast<void>(std::fputs(flags.Usage().c_str(), stdout));
     return kExitOk;
   }
   auto usage_error = [](const std::string& message) {
-    std::fprintf(stderr, "celld: %s\n", message.c_str());
+    static_cast<void>(std::fprintf(stderr, "celld: %s\n", message.c_str()));
     return kExitUsage;
   };
   if (!rest->empty()) return usage_error("unexpected argument " + Quote((*rest)[0]));

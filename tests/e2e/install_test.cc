@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "base/io.h"
+#include "base/str_cat.h"
 #include "base/strings.h"
 #include "tests/e2e/ops_support.h"
 #include "tests/support/celld_harness.h"
@@ -30,12 +31,12 @@ using ::testing::Not;
 // Regular files under `root`, as paths relative to it, sorted.
 std::set<std::string> Tree(const std::string& root, const std::string& below = "") {
   std::set<std::string> out;
-  auto entries = ListDirectory(root + below);
+  auto entries = ListDirectory(StrCat(root, below));
   if (!entries) return out;
   for (const std::string& e : *entries) {
-    std::string rel = below + "/" + e;
+    std::string rel = StrCat(below, "/", e);
     struct stat st {};
-    if (::lstat((root + rel).c_str(), &st) != 0) continue;
+    if (::lstat(StrCat(root, rel).c_str(), &st) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
       std::set<std::string> sub = Tree(root, rel);
       out.insert(sub.begin(), sub.end());
@@ -77,8 +78,10 @@ TEST_F(InstallTest, PrefixUsrGivesTheDebianLayoutUnderDestdir) {
   const std::vector<std::string> system_paths = {
       "/usr/lib/systemd/system/celld.service", "/lib/systemd/system/celld.service",
       "/etc/default/celld", "/usr/bin/celld", "/usr/libexec/cellhouse/cell-zygote"};
-  std::vector<bool> existed;
-  for (const std::string& p : system_paths) existed.push_back(::access(p.c_str(), F_OK) == 0);
+  std::vector<bool> existed(system_paths.size());
+  for (size_t i = 0; i < system_paths.size(); ++i) {
+    existed[i] = ::access(system_paths[i].c_str(), F_OK) == 0;
+  }
 
   Install("/usr");
   std::set<std::string> tree = Tree(root_);

@@ -18,6 +18,7 @@
 
 #include "base/clock.h"
 #include "base/io.h"
+#include "base/str_cat.h"
 #include "base/strings.h"
 #include "cli/cellctl/session_client.h"
 #include "supervisor/metrics.h"
@@ -37,7 +38,6 @@ struct Sample {
   std::string name;
   Labels labels;
   double value = 0;
-  size_t line = 0;
 };
 
 struct Family {
@@ -72,13 +72,13 @@ struct Exposition {
 };
 
 bool ValidMetricName(std::string_view name) {
-  static const std::regex re("[a-zA-Z_:][a-zA-Z0-9_:]*");
-  return std::regex_match(name.begin(), name.end(), re);
+  static const std::regex kName("[a-zA-Z_:][a-zA-Z0-9_:]*");
+  return std::regex_match(name.begin(), name.end(), kName);
 }
 
 bool ValidLabelName(std::string_view name) {
-  static const std::regex re("[a-zA-Z_][a-zA-Z0-9_]*");
-  return std::regex_match(name.begin(), name.end(), re) && name.substr(0, 2) != "__";
+  static const std::regex kName("[a-zA-Z_][a-zA-Z0-9_]*");
+  return std::regex_match(name.begin(), name.end(), kName) && name.substr(0, 2) != "__";
 }
 
 // A sample value as Go's strconv.ParseFloat (Prometheus' parser) reads it.
@@ -86,210 +86,245 @@ std::optional<double> ParseValue(const std::string& text) {
   if (text == "+Inf" || text == "Inf") return HUGE_VAL;
   if (text == "-Inf") return -HUGE_VAL;
   if (text == "NaN") return std::nan("");
-  static const std::regex re("[+-]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][+-]?[0-9]+)?");
-  if (!std::regex_match(text, re)) return std::nullopt;
+  static const std::regex kNumber("[+-]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][+-]?[0-9]+)?");
+  if (!std::regex_match(text, kNumber)) return std::nullopt;
   return std::strtod(text.c_str(), nullptr);
 }
 
-// Parses the text exposition format, line by line: "# HELP name text", "# TYPE name type",
-// other comments, and samples "name{label="value",...} value [timestamp]". Any line that does
-// not parse, and any rule of the format broken, is an error naming the line.
-Result<Exposition> Parse(const std::string& text) {
-  Exposition out;
-  if (text.empty()) return out;
-  if (text.back() != '\n') return Error("the last line does not end in \\n");
-  std::set<std::string> typed, helped, series;
-  Family* current = nullptr;
-  size_t number = 0;
-  for (std::string_view view : Split(std::string_view(text).substr(0, text.size() - 1), '\n')) {
-    ++number;
-    std::string line(view);
-    std::string where = "line " + std::to_string(number) + " " + Quote(line) + ": ";
-    if (line.empty()) return Error(where + "empty line");
-    if (line[0] == '#') {
-      static const std::regex meta("# (HELP|TYPE) ([^ ]+) (.*)");
-      std::smatch m;
-      if (!std::regex_match(line, m, meta)) {
-        ++out.comment_lines;
-        continue;
-      }
-      std::string name = m[2];
-      if (!ValidMetricName(name)) return Error(where + "invalid metric name");
-      if (m[1] == "HELP") {
-        if (!helped.insert(name).second) return Error(where + "second HELP for " + name);
-        // Docstrings escape only backslash and newline.
-        static const std::regex help("([^\\\\]|\\\\[\\\\n])*");
-        std::string doc = m[3];
-        if (!std::regex_match(doc, help)) return Error(where + "bad escape in HELP");
-      } else {
-        std::string type = m[3];
-        if (type != "counter" && type != "gauge" && type != "histogram" && type != "summary" &&
-            type != "untyped") {
-          return Error(where + "unknown type " + type);
-        }
-        if (!typed.insert(name).second) return Error(where + "second TYPE for " + name);
-      }
-      if (current == nullptr || current->name != name) {
-        // A family's lines are contiguous: one seen before may not start again.
-        if (out.Find(name) != nullptr) return Error(where + "family " + name + " reopened");
-        out.families.push_back({.name = name});
-        current = &out.families.back();
-      }
-      if (m[1] == "HELP") {
-        current->help = m[3];
-      } else {
-        if (!current->samples.empty()) return Error(where + "TYPE after samples");
-        current->type = m[3];
-      }
+// A quoted label value starting at line[*i] (just after the opening quote), unescaped; *i ends
+// after the closing quote. The format escapes backslash, double quote and newline, nothing else.
+Result<std::string> ParseLabelValue(const std::string& line, size_t* i) {
+  std::string value;
+  while (*i < line.size()) {
+    char c = line[(*i)++];
+    if (c == '"') return value;
+    if (c != '\\') {
+      value += c;
       continue;
     }
-    // A sample.
-    Sample sample;
-    sample.line = number;
-    size_t i = 0;
-    while (i < line.size() && line[i] != '{' && line[i] != ' ') ++i;
-    sample.name = line.substr(0, i);
-    if (!ValidMetricName(sample.name)) return Error(where + "invalid metric name");
-    if (i < line.size() && line[i] == '{') {
-      ++i;
-      for (;;) {
-        if (i < line.size() && line[i] == '}') {
-          ++i;
-          break;
-        }
-        size_t eq = line.find('=', i);
-        if (eq == std::string::npos) return Error(where + "label without '='");
-        std::string label = line.substr(i, eq - i);
-        if (!ValidLabelName(label)) return Error(where + "invalid label name " + Quote(label));
-        i = eq + 1;
-        if (i >= line.size() || line[i] != '"') return Error(where + "label value not quoted");
-        ++i;
-        std::string value;
-        bool closed = false;
-        while (i < line.size()) {
-          char c = line[i++];
-          if (c == '"') {
-            closed = true;
-            break;
-          }
-          if (c == '\\') {
-            if (i >= line.size()) return Error(where + "dangling backslash");
-            char e = line[i++];
-            if (e == '\\') {
-              value += '\\';
-            } else if (e == '"') {
-              value += '"';
-            } else if (e == 'n') {
-              value += '\n';
-            } else {
-              return Error(where + "bad escape \\" + std::string(1, e));
-            }
-            continue;
-          }
-          value += c;
-        }
-        if (!closed) return Error(where + "unterminated label value");
-        if (!sample.labels.emplace(label, value).second) {
-          return Error(where + "label " + label + " twice");
-        }
-        if (i < line.size() && line[i] == ',') ++i;
-      }
+    if (*i >= line.size()) return Error("dangling backslash");
+    char e = line[(*i)++];
+    if (e == '\\' || e == '"') {
+      value += e;
+    } else if (e == 'n') {
+      value += '\n';
+    } else {
+      return Error(StrCat("bad escape \\", e));
     }
-    if (i >= line.size() || line[i] != ' ') return Error(where + "no space before the value");
-    std::vector<std::string_view> rest = Split(std::string_view(line).substr(i + 1), ' ');
-    if (rest.empty() || rest.size() > 2) return Error(where + "expected a value [timestamp]");
-    std::optional<double> value = ParseValue(std::string(rest[0]));
-    if (!value) return Error(where + "bad value " + Quote(rest[0]));
-    sample.value = *value;
-    if (rest.size() == 2 && !ParseInt64(rest[1], "timestamp")) {
-      return Error(where + "bad timestamp");
+  }
+  return Error("unterminated label value");
+}
+
+// The labels of a sample from line[i] (just after '{'); returns where the closing '}' ends.
+Result<size_t> ParseLabels(const std::string& line, size_t i, Labels* labels) {
+  while (i >= line.size() || line[i] != '}') {
+    size_t eq = line.find('=', i);
+    if (eq == std::string::npos) return Error("label without '='");
+    std::string label = line.substr(i, eq - i);
+    if (!ValidLabelName(label)) return Error(StrCat("invalid label name ", Quote(label)));
+    i = eq + 1;
+    if (i >= line.size() || line[i] != '"') return Error("label value not quoted");
+    ++i;
+    CH_ASSIGN_OR_RETURN(std::string value, ParseLabelValue(line, &i));
+    if (!labels->emplace(label, std::move(value)).second) {
+      return Error(StrCat("label ", label, " twice"));
     }
-    // The sample belongs to the family being described.
-    if (current == nullptr) return Error(where + "sample before any TYPE");
-    std::string family = current->name;
+    if (i < line.size() && line[i] == ',') ++i;
+  }
+  return i + 1;
+}
+
+// "name{label="value",...} value [timestamp]".
+Result<Sample> ParseSample(const std::string& line) {
+  Sample sample;
+  size_t i = line.find_first_of("{ ");
+  if (i == std::string::npos) return Error("no value");
+  sample.name = line.substr(0, i);
+  if (!ValidMetricName(sample.name)) return Error("invalid metric name");
+  if (line[i] == '{') {
+    CH_ASSIGN_OR_RETURN(i, ParseLabels(line, i + 1, &sample.labels));
+  }
+  if (i >= line.size() || line[i] != ' ') return Error("no space before the value");
+  std::vector<std::string_view> rest = Split(std::string_view(line).substr(i + 1), ' ');
+  if (rest.empty() || rest.size() > 2) return Error("expected a value [timestamp]");
+  std::optional<double> value = ParseValue(std::string(rest[0]));
+  if (!value) return Error(StrCat("bad value ", Quote(rest[0])));
+  sample.value = *value;
+  if (rest.size() == 2 && !ParseInt64(rest[1], "timestamp")) return Error("bad timestamp");
+  return sample;
+}
+
+// Reads the text exposition format line by line: "# HELP name text", "# TYPE name type", other
+// comments, and samples. Any line that does not parse, and any rule of the format it breaks, is
+// an error.
+class ExpositionParser {
+ public:
+  Status Line(const std::string& line) {
+    if (line.empty()) return Error("empty line");
+    if (line[0] != '#') {
+      CH_ASSIGN_OR_RETURN(Sample sample, ParseSample(line));
+      return Add(std::move(sample));
+    }
+    static const std::regex kMeta("# (HELP|TYPE) ([^ ]+) (.*)");
+    std::smatch m;
+    if (!std::regex_match(line, m, kMeta)) {
+      ++out_.comment_lines;
+      return Ok();
+    }
+    return Meta(m[1], m[2], m[3]);
+  }
+
+  Result<Exposition> Finish() {
+    for (const Family& f : out_.families) {
+      if (f.type.empty()) return Error(StrCat("family ", f.name, " has no TYPE"));
+      if (f.help.empty()) return Error(StrCat("family ", f.name, " has no HELP"));
+    }
+    return std::move(out_);
+  }
+
+ private:
+  Status Meta(const std::string& what, const std::string& name, const std::string& text) {
+    if (!ValidMetricName(name)) return Error("invalid metric name");
+    if (current_ == nullptr || current_->name != name) {
+      // A family's lines are contiguous: one seen before may not start again.
+      if (out_.Find(name) != nullptr) return Error(StrCat("family ", name, " reopened"));
+      out_.families.push_back({.name = name});
+      current_ = &out_.families.back();
+    }
+    if (what == "HELP") {
+      if (!current_->help.empty()) return Error(StrCat("second HELP for ", name));
+      // Docstrings escape only backslash and newline.
+      static const std::regex kHelp("([^\\\\]|\\\\[\\\\n])*");
+      if (!std::regex_match(text, kHelp)) return Error("bad escape in HELP");
+      current_->help = text;
+      return Ok();
+    }
+    static const std::set<std::string> kTypes = {"counter", "gauge", "histogram", "summary",
+                                                 "untyped"};
+    if (kTypes.count(text) == 0) return Error(StrCat("unknown type ", text));
+    if (!current_->type.empty()) return Error(StrCat("second TYPE for ", name));
+    if (!current_->samples.empty()) return Error("TYPE after samples");
+    current_->type = text;
+    return Ok();
+  }
+
+  // The sample belongs to the family being described, and is the only one of its series.
+  Status Add(Sample sample) {
+    if (current_ == nullptr) return Error("sample before any TYPE");
+    const std::string& family = current_->name;
     bool belongs = sample.name == family;
-    if (current->type == "histogram") {
-      belongs = sample.name == family + "_bucket" || sample.name == family + "_sum" ||
-                sample.name == family + "_count";
+    if (current_->type == "histogram") {
+      belongs = sample.name == StrCat(family, "_bucket") || sample.name == StrCat(family, "_sum") ||
+                sample.name == StrCat(family, "_count");
     }
-    if (!belongs) return Error(where + "sample outside its family " + family);
+    if (!belongs) return Error(StrCat("sample outside its family ", family));
     std::string key = sample.name;
-    for (const auto& [k, v] : sample.labels) key += "|" + k + "=" + v;
-    if (!series.insert(key).second) return Error(where + "duplicate series");
-    current->samples.push_back(std::move(sample));
+    for (const auto& [k, v] : sample.labels) key += StrCat("|", k, "=", v);
+    if (!series_.insert(key).second) return Error("duplicate series");
+    current_->samples.push_back(std::move(sample));
+    return Ok();
   }
-  for (const Family& f : out.families) {
-    if (f.type.empty()) return Error("family " + f.name + " has no TYPE");
-    if (f.help.empty()) return Error("family " + f.name + " has no HELP");
+
+  Exposition out_;
+  Family* current_ = nullptr;
+  std::set<std::string> series_;
+};
+
+Result<Exposition> Parse(const std::string& text) {
+  if (text.empty()) return Exposition{};
+  if (text.back() != '\n') return Error("the last line does not end in \\n");
+  ExpositionParser parser;
+  size_t number = 0;
+  for (std::string_view line : Split(std::string_view(text).substr(0, text.size() - 1), '\n')) {
+    ++number;
+    Status ok = parser.Line(std::string(line));
+    if (!ok) return Error(StrCat("line ", number, " ", Quote(line), ": ", ok.error().message()));
   }
-  return out;
+  return parser.Finish();
+}
+
+// Appends "<family>: <what>" to a list of problems.
+class Problems {
+ public:
+  template <typename... Pieces>
+  void Add(const Family& f, const Pieces&... pieces) {
+    list_.push_back(StrCat(f.name, ": ", pieces...));
+  }
+  std::vector<std::string> Take() { return std::move(list_); }
+
+ private:
+  std::vector<std::string> list_;
+};
+
+// Per label set without le: buckets in increasing le, cumulative, +Inf last and equal to
+// _count, _sum present and not negative.
+void CheckHistogram(const Family& f, Problems* problems) {
+  std::map<Labels, std::vector<std::pair<double, double>>> buckets;
+  std::map<Labels, double> counts, sums;
+  for (const Sample& s : f.samples) {
+    Labels rest = s.labels;
+    if (s.name == StrCat(f.name, "_count")) {
+      counts[rest] = s.value;
+      continue;
+    }
+    if (s.name == StrCat(f.name, "_sum")) {
+      sums[rest] = s.value;
+      continue;
+    }
+    auto le = rest.find("le");
+    if (le == rest.end()) {
+      problems->Add(f, "bucket without le");
+      continue;
+    }
+    std::optional<double> bound = ParseValue(le->second);
+    if (!bound) problems->Add(f, "le ", Quote(le->second), " is not a number");
+    rest.erase(le);
+    buckets[rest].emplace_back(bound.value_or(0), s.value);
+  }
+  if (buckets.empty()) problems->Add(f, "a histogram without buckets");
+  for (const auto& [labels, list] : buckets) {
+    for (size_t i = 1; i < list.size(); ++i) {
+      if (!(list[i].first > list[i - 1].first)) problems->Add(f, "le not increasing");
+      if (list[i].second < list[i - 1].second) problems->Add(f, "buckets not cumulative");
+    }
+    if (list.empty() || !std::isinf(list.back().first)) problems->Add(f, "no +Inf bucket");
+    if (counts.count(labels) == 0 || sums.count(labels) == 0) {
+      problems->Add(f, "no _count or no _sum");
+      continue;
+    }
+    if (list.back().second != counts[labels]) problems->Add(f, "+Inf bucket differs from _count");
+    if (sums[labels] < 0) problems->Add(f, "negative _sum");
+  }
 }
 
 // The project's conventions (supervisor/metrics.h) and the histogram rules; one string per
 // problem found.
 std::vector<std::string> ConventionProblems(const Exposition& e) {
-  std::vector<std::string> problems;
-  auto problem = [&](const std::string& what) { problems.push_back(what); };
-  static const std::regex not_base_unit(
+  Problems problems;
+  static const std::regex kNotBaseUnit(
       ".*_(ms|milliseconds|us|microseconds|ns|nanoseconds|minutes|hours|kb|kib|mb|mib|gb|gib|"
       "percent)(_total)?");
-  static const std::regex session_like(".*(session|token|^id$|_id$|^sid$).*");
+  static const std::regex kSessionLike(".*(session|token|^id$|_id$|^sid$).*");
   for (const Family& f : e.families) {
-    if (!StartsWith(f.name, "cellhouse_")) problem(f.name + ": not prefixed cellhouse_");
-    if (std::regex_match(f.name, not_base_unit)) problem(f.name + ": not in base units");
+    if (!StartsWith(f.name, "cellhouse_")) problems.Add(f, "not prefixed cellhouse_");
+    if (std::regex_match(f.name, kNotBaseUnit)) problems.Add(f, "not in base units");
     bool total = f.name.size() > 6 && f.name.substr(f.name.size() - 6) == "_total";
-    if (f.type == "counter" && !total) problem(f.name + ": a counter not ending in _total");
-    if (f.type != "counter" && total) problem(f.name + ": _total on a " + f.type);
+    if (f.type == "counter" && !total) problems.Add(f, "a counter not ending in _total");
+    if (f.type != "counter" && total) problems.Add(f, "_total on a ", f.type);
     for (const Sample& s : f.samples) {
       for (const auto& [label, value] : s.labels) {
-        if (std::regex_match(label, session_like)) {
-          problem(f.name + ": label " + label + " names sessions (unbounded cardinality)");
+        if (std::regex_match(label, kSessionLike)) {
+          problems.Add(f, "label ", label, " names sessions (unbounded cardinality)");
         }
-        if (label == "le" && f.type != "histogram") problem(f.name + ": le outside a histogram");
+        if (label == "le" && f.type != "histogram") problems.Add(f, "le outside a histogram");
       }
       if (f.type == "counter" && (s.value < 0 || s.value != std::floor(s.value))) {
-        problem(f.name + ": counter value " + std::to_string(s.value));
+        problems.Add(f, "counter value ", std::to_string(s.value));
       }
     }
-    if (f.type != "histogram") continue;
-    // Per label set without le: buckets in increasing le, cumulative, +Inf last and equal to
-    // _count; _sum present.
-    std::map<Labels, std::vector<std::pair<double, double>>> buckets;
-    std::map<Labels, double> counts, sums;
-    for (const Sample& s : f.samples) {
-      Labels rest = s.labels;
-      if (s.name == f.name + "_bucket") {
-        auto le = rest.find("le");
-        if (le == rest.end()) {
-          problem(f.name + ": bucket without le");
-          continue;
-        }
-        std::optional<double> bound = ParseValue(le->second);
-        if (!bound) problem(f.name + ": le " + Quote(le->second) + " is not a number");
-        rest.erase(le);
-        buckets[rest].emplace_back(bound.value_or(0), s.value);
-      } else if (s.name == f.name + "_count") {
-        counts[rest] = s.value;
-      } else {
-        sums[rest] = s.value;
-      }
-    }
-    if (buckets.empty()) problem(f.name + ": a histogram without buckets");
-    for (const auto& [labels, list] : buckets) {
-      for (size_t i = 1; i < list.size(); ++i) {
-        if (!(list[i].first > list[i - 1].first)) problem(f.name + ": le not increasing");
-        if (list[i].second < list[i - 1].second) problem(f.name + ": buckets not cumulative");
-      }
-      if (list.empty() || !std::isinf(list.back().first)) problem(f.name + ": no +Inf bucket");
-      if (counts.count(labels) == 0) problem(f.name + ": no _count");
-      if (sums.count(labels) == 0) problem(f.name + ": no _sum");
-      if (!list.empty() && counts.count(labels) != 0 && list.back().second != counts[labels]) {
-        problem(f.name + ": +Inf bucket differs from _count");
-      }
-      if (sums.count(labels) != 0 && sums[labels] < 0) problem(f.name + ": negative _sum");
-    }
+    if (f.type == "histogram") CheckHistogram(f, &problems);
   }
-  return problems;
+  return problems.Take();
 }
 
 // Scrapes, checks the HTTP answer, parses and checks every line; fails the test otherwise.
@@ -351,12 +386,12 @@ TEST(MetricsFormatTest, TheParserRefusesWhatPrometheusWould) {
 class MetricsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    model_ = new std::string(testing::GenerateModel(*dir_, "tiny", 31));
+    suite_dir = new testing::TempDir();
+    suite_model = new std::string(testing::GenerateModel(*suite_dir, "tiny", 31));
   }
   static void TearDownTestSuite() {
-    delete model_;
-    delete dir_;
+    delete suite_model;
+    delete suite_dir;
   }
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root: celld creates namespaces and cgroups";
@@ -369,14 +404,14 @@ class MetricsTest : public ::testing::Test {
     testing::WritePolicy(policies_, solo);
   }
 
-  static testing::TempDir* dir_;
-  static std::string* model_;
+  static testing::TempDir* suite_dir;
+  static std::string* suite_model;
   testing::TempDir local_;
   std::string policies_;
 };
 
-testing::TempDir* MetricsTest::dir_ = nullptr;
-std::string* MetricsTest::model_ = nullptr;
+testing::TempDir* MetricsTest::suite_dir = nullptr;
+std::string* MetricsTest::suite_model = nullptr;
 
 TEST_F(MetricsTest, EveryLineParsesAndTheValuesFollowTheSessions) {
   auto inherited_port = testing::FreeLoopbackPort();
@@ -390,7 +425,7 @@ TEST_F(MetricsTest, EveryLineParsesAndTheValuesFollowTheSessions) {
       {.argv = testing::SocketActivated(
            {"-l", api, "-l", "127.0.0.1:" + std::to_string(*inherited_port),
             "--fdname=api:metrics"},
-           testing::CelldArgs(*model_, policies_,
+           testing::CelldArgs(*suite_model, policies_,
                               {"--metrics-listen", "127.0.0.1:" + std::to_string(*listen_port)})),
        .log_path = local_.File("celld.log")});
   ASSERT_TRUE(celld) << celld.error().message();
@@ -522,7 +557,7 @@ TEST_F(MetricsTest, MetricsListenOffLoopbackIsRefused) {
   auto port = testing::FreeLoopbackPort();
   ASSERT_TRUE(port);
   auto celld = Daemon::Spawn(
-      {.argv = testing::CelldArgs(*model_, policies_,
+      {.argv = testing::CelldArgs(*suite_model, policies_,
                                   {"--socket", local_.File("c.sock"), "--metrics-listen",
                                    "0.0.0.0:" + std::to_string(*port)}),
        .log_path = local_.File("celld.log")});

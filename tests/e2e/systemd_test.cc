@@ -124,12 +124,12 @@ TEST(UnitsTest, UnitsAgreeWithWhatCelldExpects) {
 class SystemdTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    model_ = new std::string(testing::GenerateModel(*dir_, "tiny", 23));
+    suite_dir = new testing::TempDir();
+    suite_model = new std::string(testing::GenerateModel(*suite_dir, "tiny", 23));
   }
   static void TearDownTestSuite() {
-    delete model_;
-    delete dir_;
+    delete suite_model;
+    delete suite_dir;
   }
 
   void SetUp() override {
@@ -150,9 +150,10 @@ class SystemdTest : public ::testing::Test {
     std::vector<std::string> activate = {"-l", api_, "--fdname=api", "-E",
                                          "NOTIFY_SOCKET=" + notify_->path()};
     activate.insert(activate.end(), activate_extra.begin(), activate_extra.end());
-    auto daemon = Daemon::Spawn({.argv = testing::SocketActivated(
-                                     activate, testing::CelldArgs(*model_, policies_, celld_extra)),
-                                 .log_path = log_});
+    auto daemon =
+        Daemon::Spawn({.argv = testing::SocketActivated(
+                           activate, testing::CelldArgs(*suite_model, policies_, celld_extra)),
+                       .log_path = log_});
     EXPECT_TRUE(daemon) << daemon.error().message();
     return std::move(*daemon);
   }
@@ -178,8 +179,8 @@ class SystemdTest : public ::testing::Test {
     return ready;
   }
 
-  static testing::TempDir* dir_;
-  static std::string* model_;
+  static testing::TempDir* suite_dir;
+  static std::string* suite_model;
   testing::TempDir local_;
   std::string policies_;
   std::string api_;
@@ -187,8 +188,8 @@ class SystemdTest : public ::testing::Test {
   std::optional<NotifySocket> notify_;
 };
 
-testing::TempDir* SystemdTest::dir_ = nullptr;
-std::string* SystemdTest::model_ = nullptr;
+testing::TempDir* SystemdTest::suite_dir = nullptr;
+std::string* SystemdTest::suite_model = nullptr;
 
 TEST_F(SystemdTest, SocketActivatedCelldTellsReadyStatusReloadAndStop) {
   Daemon celld = StartActivated();
@@ -292,7 +293,7 @@ TEST_F(SystemdTest, WatchdogIsPettedFromTheLoopWhenWatchdogUsecIsSet) {
       "NOTIFY_SOCKET=" + notify_->path(),
       "-E",
       "WATCHDOG_USEC=400000"};
-  for (const std::string& a : testing::CelldArgs(*model_, policies_)) argv.push_back(a);
+  for (const std::string& a : testing::CelldArgs(*suite_model, policies_)) argv.push_back(a);
   auto celld = Daemon::Spawn({.argv = argv, .log_path = log_});
   ASSERT_TRUE(celld) << celld.error().message();
   ASSERT_TRUE(ActivateAndWaitReady(*celld));
@@ -348,7 +349,7 @@ class RefusedDescriptorTest : public SystemdTest {
                                          " LISTEN_FDNAMES=" + names +
                                          " NOTIFY_SOCKET=" + notify_->path() + " exec \"$@\"",
                                      "sh"};
-    for (const std::string& a : testing::CelldArgs(*model_, policies_)) argv.push_back(a);
+    for (const std::string& a : testing::CelldArgs(*suite_model, policies_)) argv.push_back(a);
     std::vector<std::pair<int, int>> plan;
     for (size_t i = 0; i < fds.size(); ++i) plan.emplace_back(3 + static_cast<int>(i), fds[i]);
     auto celld = Daemon::Spawn({.argv = argv, .log_path = log_, .fds = plan});
@@ -379,7 +380,7 @@ TEST_F(RefusedDescriptorTest, TcpSocketForClientsIsRefused) {
   auto daemon =
       Daemon::Spawn({.argv = testing::SocketActivated(
                          {"-l", address, "--fdname=api", "-E", "NOTIFY_SOCKET=" + notify_->path()},
-                         testing::CelldArgs(*model_, policies_)),
+                         testing::CelldArgs(*suite_model, policies_)),
                      .log_path = log_});
   ASSERT_TRUE(daemon);
   // Connect once systemd-socket-activate listens; that first connection starts celld.
@@ -530,7 +531,7 @@ TEST_F(SystemdTest, CelldWorksUnderTheUnitsCapabilitiesAndSystemCallFilters) {
                                    families,
                                    "--deny-write-execute",
                                    "--"};
-  for (const std::string& a : testing::CelldArgs(*model_, policies_, {"--socket", socket})) {
+  for (const std::string& a : testing::CelldArgs(*suite_model, policies_, {"--socket", socket})) {
     argv.push_back(a);
   }
   auto celld = Daemon::Spawn({.argv = argv, .log_path = log_});
@@ -581,10 +582,11 @@ TEST_F(SystemdTest, UnderJournalStreamEveryLineHasAPriorityAndNoConversationText
   ASSERT_EQ(::stat(log_.c_str(), &st), 0);
   std::string journal_stream = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
   std::string socket = local_.File("c.sock");
-  auto celld = Daemon::Spawn(
-      {.argv = testing::CelldArgs(*model_, policies_, {"--socket", socket, "--log-level", "trace"}),
-       .env = {"JOURNAL_STREAM=" + journal_stream},
-       .log_path = log_});
+  auto celld =
+      Daemon::Spawn({.argv = testing::CelldArgs(*suite_model, policies_,
+                                                {"--socket", socket, "--log-level", "trace"}),
+                     .env = {"JOURNAL_STREAM=" + journal_stream},
+                     .log_path = log_});
   ASSERT_TRUE(celld) << celld.error().message();
   ASSERT_TRUE(testing::WaitUntilConnectable(socket, kLongWaitMs)) << celld->Log();
 
@@ -629,15 +631,17 @@ TEST_F(SystemdTest, UnderJournalStreamEveryLineHasAPriorityAndNoConversationText
   EXPECT_THAT(log, Not(HasSubstr("Zanzibar")));
   ASSERT_GE(generated.size(), 8u) << "too little generated text to look for";
   EXPECT_THAT(log, Not(HasSubstr(generated)));
+  if (HasFailure()) ADD_FAILURE() << "generated: " << Quote(generated) << "\ncelld's log:\n" << log;
 }
 
 TEST_F(SystemdTest, JournalStreamOfAnotherFileKeepsTimestamps) {
   // JOURNAL_STREAM inherited from a parent whose stderr went to the journal, while celld's goes
   // elsewhere: lines keep their timestamps and carry no priority prefix.
   std::string socket = local_.File("c.sock");
-  auto celld = Daemon::Spawn({.argv = testing::CelldArgs(*model_, policies_, {"--socket", socket}),
-                              .env = {"JOURNAL_STREAM=1:1"},
-                              .log_path = log_});
+  auto celld =
+      Daemon::Spawn({.argv = testing::CelldArgs(*suite_model, policies_, {"--socket", socket}),
+                     .env = {"JOURNAL_STREAM=1:1"},
+                     .log_path = log_});
   ASSERT_TRUE(celld);
   ASSERT_TRUE(testing::WaitUntilConnectable(socket, kLongWaitMs)) << celld->Log();
   EXPECT_TRUE(celld->Terminate().Success());

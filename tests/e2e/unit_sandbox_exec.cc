@@ -37,8 +37,18 @@ namespace {
 constexpr int kExitSetupFailed = 127;
 
 int Fail(const std::string& message) {
-  std::fprintf(stderr, "unit_sandbox_exec: %s\n", message.c_str());
+  static_cast<void>(std::fprintf(stderr, "unit_sandbox_exec: %s\n", message.c_str()));
   return kExitSetupFailed;
+}
+
+// An argument comparison (libseccomp's SCMP_A0..SCMP_A5 are C compound literals).
+scmp_arg_cmp Compare(unsigned int arg, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0) {
+  scmp_arg_cmp cmp{};
+  cmp.arg = arg;
+  cmp.op = op;
+  cmp.datum_a = a;
+  cmp.datum_b = b;
+  return cmp;
 }
 
 // Loads a filter built by `build` on a context whose default action is `default_action`.
@@ -107,8 +117,9 @@ int Main(int argc, char** argv) {
     Status st = LoadFilter(SCMP_ACT_ALLOW, "RestrictAddressFamilies=", [&](scmp_filter_ctx ctx) {
       for (int family = 0; family < AF_MAX; ++family) {
         if (allowed.count(family) != 0) continue;
-        int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
-                                  SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family)));
+        const scmp_arg_cmp is_family = Compare(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(family));
+        int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+                                        &is_family);
         if (rc != 0) return rc;
       }
       return 0;
@@ -118,15 +129,16 @@ int Main(int argc, char** argv) {
   if (deny_write_execute) {
     Status st = LoadFilter(SCMP_ACT_ALLOW, "MemoryDenyWriteExecute=", [](scmp_filter_ctx ctx) {
       const scmp_datum_t wx = PROT_WRITE | PROT_EXEC;
-      int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(mmap), 1,
-                                SCMP_A2(SCMP_CMP_MASKED_EQ, wx, wx));
+      const scmp_arg_cmp writable_executable = Compare(2, SCMP_CMP_MASKED_EQ, wx, wx);
+      const scmp_arg_cmp executable = Compare(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, PROT_EXEC);
+      int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(mmap), 1,
+                                      &writable_executable);
       if (rc == 0) {
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(mprotect), 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, PROT_EXEC));
+        rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(mprotect), 1, &executable);
       }
       if (rc == 0) {
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(pkey_mprotect), 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, PROT_EXEC));
+        rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(pkey_mprotect), 1,
+                                    &executable);
       }
       return rc;
     });
