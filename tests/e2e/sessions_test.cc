@@ -82,7 +82,8 @@ class E2eTest : public ::testing::Test {
   static Result<std::string> Turn(cli::SessionClient& s, const api::Generate& g,
                                   api::Done* done = nullptr) {
     std::string text;
-    CH_ASSIGN_OR_RETURN(api::Done d, s.Generate(g, [&](const api::Piece& p) { text += p.text(); }));
+    CH_ASSIGN_OR_RETURN(api::Done d,
+                        s.Generate(g, [&](const api::Piece& p) { text += p.text(); }));
     if (done != nullptr) *done = d;
     return text;
   }
@@ -120,10 +121,10 @@ TEST_F(E2eTest, SixteenConcurrentSessionsEachMatchTheEngineAlone) {
   std::vector<std::future<CommandResult>> runs;
   for (int i = 0; i < kSessions; ++i) {
     runs.push_back(std::async(std::launch::async, [&, i] {
-      return RunCellctl(
-          celld_->socket(),
-          {"generate", "--prompt", "Once upon a time " + std::to_string(i), "--max-tokens", "40",
-           "--temperature", "0.8", "--seed", std::to_string(100 + i)});
+      return RunCellctl(celld_->socket(),
+                        {"generate", "--prompt", "Once upon a time " + std::to_string(i),
+                         "--max-tokens", "40", "--temperature", "0.8", "--seed",
+                         std::to_string(100 + i)});
     }));
   }
   for (int i = 0; i < kSessions; ++i) {
@@ -201,7 +202,7 @@ TEST_F(E2eTest, DisconnectMidGenerationThenReattachContinues) {
   EXPECT_FALSE(listed[0].attached());
   auto again = cli::SessionClient::Attach(celld_->socket(), id, token);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_GT(again->ready().context_used(), 4u);    // the prompt and what was generated stayed
+  EXPECT_GT(again->ready().context_used(), 4u);   // the prompt and what was generated stayed
   EXPECT_LT(again->ready().context_used(), 150u);  // the turn stopped when the client left
   auto more = Turn(*again, Request(" Then", 8, 0.0f, 4));
   ASSERT_TRUE(more) << more.error().message();
@@ -221,8 +222,8 @@ TEST_F(E2eTest, OnlyTheOwnerMayAttachOrKillAndRootMayKill) {
   std::string id = field("session_id"), token = field("token");
 
   // Another uid: the same answer as for a session that does not exist.
-  CommandResult attach =
-      RunCellctl(celld_->socket(), {"attach", id, "--token", token, "--prompt", "hi"}, kTenantB);
+  CommandResult attach = RunCellctl(
+      celld_->socket(), {"attach", id, "--token", token, "--prompt", "hi"}, kTenantB);
   EXPECT_EQ(attach.exit_code, 1) << attach.err;
   EXPECT_NE(attach.err.find("NOT_FOUND"), std::string::npos) << attach.err;
   CommandResult kill = RunCellctl(celld_->socket(), {"kill", id}, kTenantB);
@@ -231,9 +232,10 @@ TEST_F(E2eTest, OnlyTheOwnerMayAttachOrKillAndRootMayKill) {
   CommandResult list = RunCellctl(celld_->socket(), {"--json", "sessions"}, kTenantB);
   EXPECT_EQ(list.out, "[]\n");
   // The owner, from another connection, may re-attach with the token...
-  CommandResult mine = RunCellctl(
-      celld_->socket(), {"attach", id, "--token", token, "--prompt", "hello", "--max-tokens", "4"},
-      kTenantA);
+  CommandResult mine = RunCellctl(celld_->socket(),
+                                  {"attach", id, "--token", token, "--prompt", "hello",
+                                   "--max-tokens", "4"},
+                                  kTenantA);
   EXPECT_EQ(mine.exit_code, 0) << mine.err;
   // ... which closed it. Open another, and kill it as its owner.
   opened = RunCellctl(celld_->socket(), {"--json", "open"}, kTenantA);
@@ -255,8 +257,8 @@ TEST_F(E2eTest, KilledSessionTellsItsClientWhy) {
   auto session = cli::SessionClient::Open(celld_->socket(), {});
   ASSERT_TRUE(session);
   ASSERT_TRUE(Turn(*session, Request("Once", 8, 0.8f, 5)));
-  CommandResult k =
-      RunCellctl(celld_->socket(), {"kill", ipc::IdToHex(session->opened().session_id())});
+  CommandResult k = RunCellctl(celld_->socket(), {"kill", ipc::IdToHex(session->opened()
+                                                                            .session_id())});
   EXPECT_EQ(k.exit_code, 0) << k.err;
   // The client, attached and idle, reads one clear notice, then the connection closes.
   std::optional<api::Error> why = session->WaitForEnd(5000);
@@ -333,17 +335,17 @@ TEST_F(E2eTest, GarbageFromClientsHurtsNobodyElse) {
   EXPECT_EQ(r.out.substr(0, r.out.size() - 1), expected);
   CommandResult status = RunCellctl(celld_->socket(), {"status"});
   EXPECT_EQ(status.exit_code, 0) << status.err;
-  CommandResult again =
-      RunCellctl(celld_->socket(), {"generate", "--prompt", "ok", "--max-tokens", "3"});
+  CommandResult again = RunCellctl(celld_->socket(), {"generate", "--prompt", "ok",
+                                                      "--max-tokens", "3"});
   EXPECT_EQ(again.exit_code, 0) << again.err;
 }
 
 TEST_F(E2eTest, NoLeakedDescriptorsNoZombies) {
   StartCelld({"--log-level", "info"});
   // Warm up once, and let celld finish recording that session's end before counting.
-  ASSERT_EQ(
-      RunCellctl(celld_->socket(), {"generate", "--prompt", "a", "--max-tokens", "2"}).exit_code,
-      0);
+  ASSERT_EQ(RunCellctl(celld_->socket(), {"generate", "--prompt", "a", "--max-tokens", "2"})
+                .exit_code,
+            0);
   auto settle = [&] {
     for (int i = 0; i < 100 && !Sessions().empty(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -353,8 +355,8 @@ TEST_F(E2eTest, NoLeakedDescriptorsNoZombies) {
   settle();
   size_t before = testing::OpenDescriptors(celld_->pid());
   for (int i = 0; i < 12; ++i) {
-    CommandResult r =
-        RunCellctl(celld_->socket(), {"generate", "--prompt", "b", "--max-tokens", "2"});
+    CommandResult r = RunCellctl(celld_->socket(), {"generate", "--prompt", "b",
+                                                    "--max-tokens", "2"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   // Opened and abandoned, then killed.
