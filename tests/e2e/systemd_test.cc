@@ -596,6 +596,11 @@ TEST_F(SystemdTest, UnderJournalStreamEveryLineHasAPriorityAndNoConversationText
       socket, {"generate", "--prompt", marker, "--max-tokens", "32", "--seed", "9"});
   ASSERT_EQ(gen.exit_code, 0) << gen.err;
   std::string generated(Trim(gen.out));
+  // cellctl is done when the worker has answered its close; celld records the end once it has
+  // reaped the worker, a moment later. Wait for that line rather than race it with SIGTERM.
+  for (int i = 0; i < kLongWaitMs / 10 && celld->Log().find(" ended: ") == std::string::npos; ++i) {
+    ::usleep(10'000);
+  }
   // An error whose text spans several lines (a policy that does not parse) still makes
   // prefixed lines only.
   ASSERT_TRUE(CreateFileWithContent(policies_ + "/broken.textproto",
