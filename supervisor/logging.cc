@@ -16,26 +16,51 @@
 namespace cellhouse::supervisor {
 namespace {
 
-// "%*": the sd-daemon(3) priority prefix for the message's level.
-class PriorityFlag final : public spdlog::custom_flag_formatter {
+// The sd-daemon(3) priority prefix ("<3>") for a message's level.
+void AppendPriority(spdlog::level::level_enum level, spdlog::memory_buf_t& dest) {
+  int priority = 6;  // SD_INFO
+  switch (level) {
+    case spdlog::level::trace:
+    case spdlog::level::debug:
+      priority = 7;
+      break;
+    case spdlog::level::info:
+      priority = 6;
+      break;
+    case spdlog::level::warn:
+      priority = 4;
+      break;
+    case spdlog::level::err:
+      priority = 3;
+      break;
+    case spdlog::level::critical:
+      priority = 2;
+      break;
+    default:
+      break;
+  }
+  const char text[3] = {'<', static_cast<char>('0' + priority), '>'};
+  dest.append(text, text + 3);
+}
+
+// "%*": the message, every line of it prefixed with its priority. The journal makes one record
+// per line of a stream (systemd-journald.service(8)), so a message that spans lines (a policy
+// reload listing several problems) must carry the prefix on each, or its later lines would be
+// recorded at the default level.
+class PrioritizedMessageFlag final : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&,
               spdlog::memory_buf_t& dest) override {
-    int priority = 6;  // SD_INFO
-    switch (msg.level) {
-      case spdlog::level::trace:
-      case spdlog::level::debug: priority = 7; break;
-      case spdlog::level::info: priority = 6; break;
-      case spdlog::level::warn: priority = 4; break;
-      case spdlog::level::err: priority = 3; break;
-      case spdlog::level::critical: priority = 2; break;
-      default: break;
+    AppendPriority(msg.level, dest);
+    const char* begin = msg.payload.data();
+    const char* end = begin + msg.payload.size();
+    for (const char* p = begin; p != end; ++p) {
+      dest.push_back(*p);
+      if (*p == '\n' && p + 1 != end) AppendPriority(msg.level, dest);
     }
-    const char text[4] = {'<', static_cast<char>('0' + priority), '>', '\0'};
-    dest.append(text, text + 3);
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
-    return std::make_unique<PriorityFlag>();
+    return std::make_unique<PrioritizedMessageFlag>();
   }
 };
 
@@ -60,11 +85,11 @@ Status SetupLogging(std::string_view level) {
     return Error("--log-level " + Quote(level) +
                  ": expected trace, debug, info, warning, error, critical or off");
   }
-  auto logger = std::make_shared<spdlog::logger>(
-      "celld", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>("celld", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
-  formatter->add_flag<PriorityFlag>('*');
-  formatter->set_pattern(StderrIsJournal() ? "%*%v" : "%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  formatter->add_flag<PrioritizedMessageFlag>('*');
+  formatter->set_pattern(StderrIsJournal() ? "%*" : "%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
   logger->set_formatter(std::move(formatter));
   logger->set_level(parsed);
   logger->flush_on(spdlog::level::info);

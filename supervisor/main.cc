@@ -1,10 +1,12 @@
 // celld: the cellhouse supervisor. Main-only code: flags, logging, socket activation, then the
 // Supervisor's loop. See docs/ARCHITECTURE.md.
 #include <grp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -13,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/flags.h"
+#include "base/io.h"
 #include "base/process.h"
 #include "base/strings.h"
 #include "ipc/defaults.h"
@@ -26,6 +29,13 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
+
+// cell-zygote's install directory relative to celld's (cmake/Install.cmake defines it from
+// CMAKE_INSTALL_BINDIR and CMAKE_INSTALL_LIBEXECDIR).
+#ifndef CELLHOUSE_ZYGOTE_FROM_BINDIR
+#define CELLHOUSE_ZYGOTE_FROM_BINDIR "../libexec/cellhouse"
+#endif
+constexpr const char* kZygoteFromBindir = CELLHOUSE_ZYGOTE_FROM_BINDIR;
 
 constexpr const char* kDescription =
     "Hosts isolated assistant sessions: every session runs in its own sandboxed worker, forked\n"
@@ -48,7 +58,28 @@ Result<gid_t> ResolveGroup(const std::string& name) {
   return found->gr_gid;
 }
 
-// Sockets passed by systemd: "api" (or unnamed) serve clients, "metrics" serves Prometheus.
+// A descriptor passed for metrics: any listening stream socket (a path or 127.0.0.1:9464).
+Status CheckListeningStream(int fd) {
+  int type = 0;
+  socklen_t len = sizeof(type);
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+    return Error::FromErrno(errno, "getsockopt(SO_TYPE) on fd " + std::to_string(fd));
+  }
+  if (type != SOCK_STREAM) return Error("fd " + std::to_string(fd) + " is not a stream socket");
+  int listening = 0;
+  len = sizeof(listening);
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0) {
+    return Error::FromErrno(errno, "getsockopt(SO_ACCEPTCONN) on fd " + std::to_string(fd));
+  }
+  if (listening == 0) return Error("fd " + std::to_string(fd) + " is not listening");
+  return Ok();
+}
+
+// Sockets passed by systemd (sd_listen_fds_with_names(3)): "metrics" serves Prometheus, any
+// other name ("api", the socket unit's name, "unknown") serves clients. Each is checked, then
+// made non-blocking: the event loop accepts until EAGAIN, and while systemd's socket units pass
+// non-blocking sockets, systemd-socket-activate(1) passes blocking ones, on which the second
+// accept4(2) would wait forever.
 Status TakeSystemdSockets(SupervisorOptions* options) {
   char** names = nullptr;
   int n = sd_listen_fds_with_names(1, &names);
@@ -57,21 +88,20 @@ Status TakeSystemdSockets(SupervisorOptions* options) {
   for (int i = 0; i < n; ++i) {
     int fd = SD_LISTEN_FDS_START + i;
     std::string name = names != nullptr && names[i] != nullptr ? names[i] : "";
-    if (name == "metrics") {
-      options->inherited_metrics_fds.push_back(fd);
-      continue;
-    }
-    Status ok = ipc::CheckListeningUnixStream(fd);
+    bool metrics = name == "metrics";
+    Status ok = metrics ? CheckListeningStream(fd) : ipc::CheckListeningUnixStream(fd);
+    if (ok) ok = SetNonBlocking(fd);
     if (!ok && result) {
       result = Error("socket '" + name + "' passed by systemd (fd " + std::to_string(fd) +
                      ") is unusable: " + ok.error().message() +
-                     "; celld.socket must have ListenStream= on a path. Refusing.");
+                     (metrics ? "; celld-metrics.socket must have ListenStream=. Refusing."
+                              : "; celld.socket must have ListenStream= on a path. Refusing."));
     }
-    options->inherited_api_fds.push_back(fd);
+    (metrics ? options->inherited_metrics_fds : options->inherited_api_fds).push_back(fd);
   }
   if (names != nullptr) {
     for (int i = 0; i < n; ++i) std::free(names[i]);  // NOLINT: sd_listen_fds_with_names's API
-    std::free(names);                                   // NOLINT
+    std::free(names);                                 // NOLINT
   }
   return result;
 }
@@ -79,12 +109,15 @@ Status TakeSystemdSockets(SupervisorOptions* options) {
 Result<std::string> FindZygote(const std::string& flag) {
   if (!flag.empty()) return flag;
   CH_ASSIGN_OR_RETURN(std::string dir, SelfExeDir());
+  // Beside celld (a build tree), then where `cmake --install` puts it relative to celld (so an
+  // install under any --prefix or DESTDIR works), then the configured libexec directory.
   for (const std::string& candidate :
-       {dir + "/cell-zygote", std::string(CELLHOUSE_LIBEXECDIR) + "/cell-zygote"}) {
+       {dir + "/cell-zygote", dir + "/" + kZygoteFromBindir + "/cell-zygote",
+        std::string(CELLHOUSE_LIBEXECDIR) + "/cell-zygote"}) {
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
-  return Error("cell-zygote not found beside celld (" + dir + ") nor in " +
-               CELLHOUSE_LIBEXECDIR + "; pass --zygote PATH");
+  return Error("cell-zygote not found beside celld (" + dir + "), in " + dir + "/" +
+               kZygoteFromBindir + " nor in " + CELLHOUSE_LIBEXECDIR + "; pass --zygote PATH");
 }
 
 int Main(int argc, char** argv) {
@@ -122,8 +155,7 @@ int Main(int argc, char** argv) {
                "create session cgroups under <own cgroup>/NAME (for several daemons per cgroup)");
   flags.String("zygote", &zygote, "PATH", "the cell-zygote binary (default: beside celld)");
   flags.Int("heartbeat-interval-ms", &heartbeat, "MS", "how often workers report");
-  flags.Int("worker-timeout-ms", &worker_timeout, "MS",
-            "a worker silent for this long is killed");
+  flags.Int("worker-timeout-ms", &worker_timeout, "MS", "a worker silent for this long is killed");
   flags.Int("shutdown-grace-ms", &grace, "MS",
             "on SIGTERM, how long running generations may take to finish");
   flags.Bool("no-mlock", &no_mlock, "do not lock the weights in memory (models larger than RAM)");
@@ -133,15 +165,15 @@ int Main(int argc, char** argv) {
   flags.String("log-level", &log_level, "LEVEL", "trace, debug, info, warning, error");
   Result<std::vector<std::string>> rest = flags.Parse(argc - 1, argv + 1);
   if (!rest) {
-    std::fprintf(stderr, "celld: %s\n", rest.error().message().c_str());
+    static_cast<void>(std::fprintf(stderr, "celld: %s\n", rest.error().message().c_str()));
     return kExitUsage;
   }
   if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
+    static_cast<void>(std::fputs(flags.Usage().c_str(), stdout));
     return kExitOk;
   }
   auto usage_error = [](const std::string& message) {
-    std::fprintf(stderr, "celld: %s\n", message.c_str());
+    static_cast<void>(std::fprintf(stderr, "celld: %s\n", message.c_str()));
     return kExitUsage;
   };
   if (!rest->empty()) return usage_error("unexpected argument " + Quote((*rest)[0]));
@@ -178,8 +210,9 @@ int Main(int argc, char** argv) {
     return kExitRuntime;
   }
   if (insecure) {
-    spdlog::warn("--insecure-no-sandbox: workers run WITHOUT namespaces, capabilities dropped "
-                 "or seccomp. Never use this with clients you do not trust.");
+    spdlog::warn(
+        "--insecure-no-sandbox: workers run WITHOUT namespaces, capabilities dropped "
+        "or seccomp. Never use this with clients you do not trust.");
   }
   if (options.inherited_api_fds.empty()) {
     // The socket's directory, as systemd's RuntimeDirectory= would make it.

@@ -1,20 +1,24 @@
 #include "supervisor/metrics.h"
 
+#include <charconv>
 #include <cmath>
-#include <cstdio>
+#include <system_error>
 
 namespace cellhouse::supervisor {
 namespace {
 
+// The shortest text that reads back as the same double, in %g style as Prometheus clients write
+// it ("0.0005", not "%.17g"'s "0.00050000000000000001"): bucket bounds are label values that
+// dashboards match on.
 std::string FormatDouble(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(v)) return "NaN";
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::general);
+  return ec == std::errc() ? std::string(buf, end) : std::string("NaN");
 }
 
-void Header(std::string* out, const std::string& name, const std::string& help,
-            const char* type) {
+void Header(std::string* out, const std::string& name, const std::string& help, const char* type) {
   *out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
 }
 
@@ -108,8 +112,12 @@ std::string Metrics::Render(const GaugeSnapshot& g, const std::string& version) 
   out += "cellhouse_build_info{version=\"" + EscapeLabelValue(version) + "\"} 1\n";
   GaugeByPolicy(&out, "cellhouse_sessions_active", "Sessions with a live worker, by policy.",
                 g.sessions_active);
+  // Every policy that has a sessions_active series gets a memory series too, 0 while it has no
+  // session, so a dashboard's sum by policy does not lose a policy between sessions.
+  std::map<std::string, uint64_t> policy_memory = g.policy_memory_bytes;
+  for (const auto& [policy, count] : g.sessions_active) policy_memory.emplace(policy, 0);
   GaugeByPolicy(&out, "cellhouse_policy_memory_bytes",
-                "Memory charged to the cgroups of a policy's sessions.", g.policy_memory_bytes);
+                "Memory charged to the cgroups of a policy's sessions.", policy_memory);
   Gauge(&out, "cellhouse_weights_mapped_bytes", "Size of the shared read-only weight mapping.",
         g.weights_mapped_bytes);
   Gauge(&out, "cellhouse_weights_resident_bytes",
@@ -117,10 +125,10 @@ std::string Metrics::Render(const GaugeSnapshot& g, const std::string& version) 
         g.weights_resident_bytes);
   Gauge(&out, "cellhouse_memory_budget_bytes", "Memory celld may commit to sessions.",
         g.memory_budget_bytes);
-  Gauge(&out, "cellhouse_memory_committed_bytes",
-        "Worst-case memory of the admitted sessions.", g.memory_committed_bytes);
-  Gauge(&out, "cellhouse_connections_pending",
-        "Client connections that are not (yet) sessions.", g.connections_pending);
+  Gauge(&out, "cellhouse_memory_committed_bytes", "Worst-case memory of the admitted sessions.",
+        g.memory_committed_bytes);
+  Gauge(&out, "cellhouse_connections_pending", "Client connections that are not (yet) sessions.",
+        g.connections_pending);
   sessions_started.Render(&out);
   sessions_ended.Render(&out);
   admission_refusals.Render(&out);
