@@ -4,7 +4,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <vector>
 #include <string>
 
 namespace cellhouse {
@@ -43,6 +47,26 @@ Result<Mapping> Mapping::Anonymous(size_t size, std::string_view what) {
         errno, "allocating " + std::to_string(size) + " bytes for " + std::string(what));
   }
   return Mapping(addr, size);
+}
+
+Result<uint64_t> Mapping::ResidentBytes() const {
+  if (addr_ == nullptr) return uint64_t{0};
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  // In slices, so the residency vector stays small for a model of many GiB.
+  constexpr size_t kSlicePages = 1 << 16;
+  std::vector<unsigned char> pages(kSlicePages);
+  uint64_t resident = 0;
+  for (size_t offset = 0; offset < size_; offset += kSlicePages * page) {
+    size_t length = std::min(size_ - offset, kSlicePages * page);
+    if (::mincore(static_cast<std::byte*>(addr_) + offset, length, pages.data()) != 0) {
+      return Error::FromErrno(errno, "mincore");
+    }
+    size_t count = (length + page - 1) / page;
+    for (size_t i = 0; i < count; ++i) {
+      if ((pages[i] & 1) != 0) resident += std::min(page, length - i * page);
+    }
+  }
+  return resident;
 }
 
 void Mapping::Reset() {

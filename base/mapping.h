@@ -9,6 +9,7 @@
 #define CELLHOUSE_BASE_MAPPING_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -44,6 +45,9 @@ class Mapping {
 
   std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(addr_), size_}; }
   std::byte* mutable_data() { return static_cast<std::byte*>(addr_); }
+  // Bytes of the mapping in memory now (mincore(2)). For a shared file mapping that is the file's
+  // page cache, whether or not this process ever touched it.
+  Result<uint64_t> ResidentBytes() const;
   void* address() const { return addr_; }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }

@@ -80,13 +80,11 @@ void Supervisor::ListPolicies(Connection& conn) {
   Reply(conn, response);
 }
 
-Status Supervisor::ReloadPolicies() {
-  notifier_.Reloading();
+Status Supervisor::LoadPolicies() {
   Result<policy::PolicySet> loaded =
-      options_.policy_dir.empty() ? policy::BuiltinPolicySet(&model_facts_)
-                                  : policy::LoadPolicyDirectory(options_.policy_dir, &model_facts_);
-  UpdateNotifyStatus();
-  notifier_.Ready(StatusLine());
+      options_.policy_dir.empty()
+          ? policy::BuiltinPolicySet(&model_facts_)
+          : policy::LoadPolicyDirectory(options_.policy_dir, &model_facts_);
   if (!loaded) return std::move(loaded).error();
   // Running sessions hold their own shared_ptr: they keep the policy they started with.
   policies_ = std::move(*loaded);
@@ -95,9 +93,17 @@ Status Supervisor::ReloadPolicies() {
   std::string names;
   for (const auto& [name, p] : policies_) names += (names.empty() ? "" : ", ") + name;
   spdlog::info("policies loaded from {}: {}",
-               options_.policy_dir.empty() ? std::string("built-in defaults") : options_.policy_dir,
+               options_.policy_dir.empty() ? std::string("built-in defaults")
+                                           : options_.policy_dir,
                names);
   return Ok();
+}
+
+Status Supervisor::ReloadPolicies() {
+  notifier_.Reloading();
+  Status loaded = LoadPolicies();
+  notifier_.Ready(StatusLine());
+  return loaded;
 }
 
 void Supervisor::Reload(Connection& conn) {
@@ -132,7 +138,7 @@ api::ServerStatus Supervisor::StatusSnapshot() const {
   if (zygote_) {
     status.set_model(zygote_->ready().model_description());
     status.set_weights_bytes(zygote_->ready().weights_bytes());
-    status.set_weights_resident_bytes(zygote_->ready().weights_resident_bytes());
+    status.set_weights_resident_bytes(WeightsResidentBytes());
   }
   return status;
 }

@@ -11,6 +11,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "base/journal.h"
 #include "base/strings.h"
 
 namespace cellhouse::supervisor {
@@ -65,19 +66,6 @@ class PrioritizedMessageFlag final : public spdlog::custom_flag_formatter {
 };
 
 }  // namespace
-
-bool StderrIsJournal() {
-  // NOLINTNEXTLINE(concurrency-mt-unsafe): read once at start-up
-  const char* stream = std::getenv("JOURNAL_STREAM");
-  if (stream == nullptr) return false;
-  auto parts = Split(stream, ':');
-  if (parts.size() != 2) return false;
-  auto dev = ParseUint64(parts[0], "JOURNAL_STREAM");
-  auto ino = ParseUint64(parts[1], "JOURNAL_STREAM");
-  struct stat st {};
-  if (!dev || !ino || ::fstat(2, &st) != 0) return false;
-  return st.st_dev == *dev && st.st_ino == *ino;
-}
 
 Status SetupLogging(std::string_view level) {
   spdlog::level::level_enum parsed = spdlog::level::from_str(std::string(level));

@@ -16,8 +16,6 @@ namespace cellhouse::supervisor {
 // level: trace, debug, info, warning, error, critical, off.
 Status SetupLogging(std::string_view level);
 
-// True when standard error is connected to the journal (JOURNAL_STREAM matches fd 2).
-bool StderrIsJournal();
 
 }  // namespace cellhouse::supervisor
 

@@ -121,7 +121,7 @@ std::string Metrics::Render(const GaugeSnapshot& g, const std::string& version) 
   Gauge(&out, "cellhouse_weights_mapped_bytes", "Size of the shared read-only weight mapping.",
         g.weights_mapped_bytes);
   Gauge(&out, "cellhouse_weights_resident_bytes",
-        "Bytes of the weight mapping resident in memory (mincore at start-up).",
+        "Bytes of the weights in memory now (mincore on the model file).",
         g.weights_resident_bytes);
   Gauge(&out, "cellhouse_memory_budget_bytes", "Memory celld may commit to sessions.",
         g.memory_budget_bytes);

@@ -27,24 +27,17 @@ void Notifier::Send(const std::string& state) {
 }
 
 void Notifier::Ready(std::string_view status) {
-  if (startup_reload_ || stopping_) {
-    startup_reload_ = false;
+  if (stopping_) {  // a stopping service does not become ready again (a reload during drain)
     Status(status);
     return;
   }
-  ready_sent_ = true;
   Send("READY=1\nSTATUS=" + std::string(status));
 }
 
 void Notifier::Status(std::string_view status) { Send("STATUS=" + std::string(status)); }
 
 void Notifier::Reloading() {
-  if (!ready_sent_ || stopping_) {
-    // Part of start-up (or of the end): systemd must not see the closing READY=1 as the end of
-    // start-up, before the sockets are served (sd_notify(3), READY=1 and RELOADING=1).
-    startup_reload_ = !ready_sent_;
-    return;
-  }
+  if (stopping_) return;
   // systemd >= 253 wants MONOTONIC_USEC with RELOADING=1 for Type=notify-reload; harmless before.
   Send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(MonotonicNanos() / 1000));
 }

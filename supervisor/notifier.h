@@ -1,10 +1,9 @@
 // Talking to systemd: sd_notify(3) for READY=1, STATUS=, RELOADING=1, STOPPING=1, WATCHDOG=1.
 // Not running under systemd (no NOTIFY_SOCKET) is normal: every call is then a no-op.
 //
-// READY=1 is what ends start-up for a Type=notify service, so the notifier keeps it for the
-// end of start-up: a policy load during start-up (Reloading() before the first Ready()) sends
-// neither its RELOADING=1 nor the READY=1 that closes it, only STATUS=. After Stopping(),
-// Reloading() and Ready() send STATUS= only: a stopping service does not become ready again.
+// READY=1 ends start-up for a Type=notify service: celld sends it once its sockets are served,
+// and again after each RELOADING=1. After Stopping(), Reloading() sends nothing and Ready()
+// only STATUS=: a stopping service does not become ready again.
 //
 //   Notifier notifier;                       // reads NOTIFY_SOCKET / WATCHDOG_USEC once
 //   notifier.Ready("3 sessions active");
@@ -34,8 +33,6 @@ class Notifier {
  private:
   void Send(const std::string& state);
   bool enabled_ = false;
-  bool ready_sent_ = false;      // the first READY=1 went out: start-up is over
-  bool startup_reload_ = false;  // Reloading() came during start-up
   bool stopping_ = false;
   int64_t watchdog_ns_ = 0;
 };

@@ -595,6 +595,12 @@ void Supervisor::OnWorkerExit(const std::string& id) {
   if (!status->has_value()) return;  // spurious wake-up
   session->exit_status = **status;
   loop_->Remove(session->worker.pidfd());
+  // What the worker sent just before it ended (its last generation report) is still queued.
+  if (session->control.valid() && loop_->Watching(session->control.get())) {
+    OnControlReadable(id);
+    session = FindSession(id);
+    if (session == nullptr) return;
+  }
   if (session->control.valid()) loop_->Remove(session->control.get());
   const ExitStatus& st = **status;
   if (st.kind == ExitStatus::Kind::kSignaled && st.signal == SIGSYS && audit_) {
@@ -649,7 +655,10 @@ void Supervisor::FinalizeSession(const std::string& id) {
     static_cast<void>(
         ::send(session->client_dup.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT));
   }
-  metrics_.sessions_ended.Inc({session->policy->name(), end.reason_label});
+  // A session that never started is an admission refusal (spawn_failed), not an ended session.
+  if (session->running_since_ns != 0) {
+    metrics_.sessions_ended.Inc({session->policy->name(), end.reason_label});
+  }
   if (end.outcome == api::SECCOMP_VIOLATION) {
     metrics_.seccomp_violations.Inc({session->seccomp_syscall.value_or("unknown")});
   }

@@ -116,6 +116,12 @@ Status Supervisor::StartZygote() {
   CH_ASSIGN_OR_RETURN(ZygoteProcess zygote, ZygoteProcess::Start(options_.zygote));
   zygote_.emplace(std::move(zygote));
   const zygote::ZygoteReady& ready = zygote_->ready();
+  Result<Mapping> view = Mapping::MapFile(options_.zygote.model.c_str());
+  if (view) {
+    model_view_ = std::move(*view);
+  } else {
+    spdlog::warn("weights residency will not be reported: {}", view.error().message());
+  }
   spdlog::info("zygote pid {} ready: {} ({} mapped in {} chunks, {} resident{})", ready.pid(),
                ready.model_description(), FormatBytes(ready.weights_bytes()), ready.chunk_count(),
                FormatBytes(ready.weights_resident_bytes()),
@@ -134,7 +140,7 @@ Status Supervisor::StartPolicies() {
   model_facts_.kv_bytes_per_token = ready.kv_bytes_per_token();
   model_facts_.state_fixed_bytes = ready.state_fixed_bytes();
   model_facts_.worker_overhead_bytes = policy::kDefaultWorkerOverheadBytes;
-  CH_RETURN_IF_ERROR(ReloadPolicies());
+  CH_RETURN_IF_ERROR(LoadPolicies());
   return Ok();
 }
 
@@ -209,7 +215,7 @@ Status Supervisor::StartMetrics() {
       }
     }
     g.weights_mapped_bytes = zygote_ ? zygote_->ready().weights_bytes() : 0;
-    g.weights_resident_bytes = zygote_ ? zygote_->ready().weights_resident_bytes() : 0;
+    g.weights_resident_bytes = WeightsResidentBytes();
     g.memory_budget_bytes = admission_->config().memory_budget_bytes;
     g.memory_committed_bytes = admission_->committed_bytes();
     g.connections_pending = connections_.size();
@@ -235,6 +241,12 @@ void Supervisor::PetWatchdog() {
   notifier_.Watchdog();
   loop_->AddTimer(clock_.NowNanos() + notifier_.watchdog_interval_ns() / 2,
                   [this] { PetWatchdog(); });
+}
+
+uint64_t Supervisor::WeightsResidentBytes() const {
+  Result<uint64_t> resident = model_view_.ResidentBytes();
+  if (resident && !model_view_.empty()) return *resident;
+  return zygote_ ? zygote_->ready().weights_resident_bytes() : 0;  // as of start-up
 }
 
 Status Supervisor::Run() {

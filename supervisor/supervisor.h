@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/mapping.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "ipc/api.pb.h"
@@ -101,6 +102,8 @@ class Supervisor {
   void BeginShutdown(const std::string& why);
   // SIGHUP / cellctl reload. On failure the old set stays and the error says why.
   Status ReloadPolicies();
+  // Loads --policy-dir (or the built-in set) without telling systemd: start-up and reload.
+  Status LoadPolicies();
   bool finished() const { return finished_; }
 
  private:
@@ -186,6 +189,7 @@ class Supervisor {
   void ServerStatusRequest(Connection& conn);
   api::ServerStatus StatusSnapshot() const;
   std::string StatusLine() const;
+  uint64_t WeightsResidentBytes() const;
   void UpdateNotifyStatus();
   void CheckShutdownComplete();
 
@@ -194,6 +198,9 @@ class Supervisor {
   std::unique_ptr<EventLoop> loop_;
   std::vector<UniqueFd> listeners_;
   std::optional<ZygoteProcess> zygote_;
+  // celld's own read-only view of the model file, never touched: mincore on it tells how much of
+  // the weights is in memory right now (metrics, status).
+  Mapping model_view_;
   std::unique_ptr<cgroup::Driver> cgroups_;
   std::unique_ptr<cgroup::Fs> cgroup_fs_;
   std::unique_ptr<cgroup::Processes> cgroup_processes_;

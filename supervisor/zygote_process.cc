@@ -27,10 +27,18 @@ Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
   if (!options.lock_weights) spawn.argv.push_back("--no-mlock");
   spawn.argv.insert(spawn.argv.end(), options.extra_args.begin(), options.extra_args.end());
   spawn.fds = {{kZygoteChannelFd, channel.second.get()}};
-  // The parent's environment, with OpenBLAS pinned to one thread.
+  // The parent's environment, with OpenBLAS pinned to one thread, and without what systemd gave
+  // celld alone: the zygote must not notify, pet the watchdog or take the listening sockets.
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
-    if (!StartsWith(*e, "OPENBLAS_NUM_THREADS=")) env.emplace_back(*e);
+    std::string_view var(*e);
+    bool celld_only = false;
+    for (std::string_view prefix : {"OPENBLAS_NUM_THREADS=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=",
+                                     "WATCHDOG_PID=", "LISTEN_FDS=", "LISTEN_PID=",
+                                     "LISTEN_FDNAMES="}) {
+      celld_only = celld_only || StartsWith(var, prefix);
+    }
+    if (!celld_only) env.emplace_back(var);
   }
   env.emplace_back("OPENBLAS_NUM_THREADS=1");
   spawn.env = std::move(env);

@@ -63,3 +63,23 @@ TEST(IoTest, RandomBytesDiffer) {
 
 }  // namespace
 }  // namespace cellhouse
+
+namespace cellhouse {
+namespace {
+
+TEST(MappingTest, ResidentBytesFollowsThePageCache) {
+  testing::TempDir dir;
+  std::string path = dir.File("r");
+  std::string content(3 * 4096 + 100, 'x');
+  ASSERT_TRUE(CreateFileWithContent(path, content, 0600));
+  auto m = Mapping::MapFile(path.c_str());
+  ASSERT_TRUE(m);
+  // Just written: in the page cache, though this mapping never touched it.
+  auto resident = m->ResidentBytes();
+  ASSERT_TRUE(resident) << resident.error().message();
+  EXPECT_EQ(*resident, content.size());
+  EXPECT_EQ(*Mapping().ResidentBytes(), 0u);
+}
+
+}  // namespace
+}  // namespace cellhouse

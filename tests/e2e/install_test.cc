@@ -202,7 +202,7 @@ TEST_F(InstallTest, InstalledCelldFindsItsZygoteAndServes) {
   auto celld = testing::Daemon::Spawn({.argv = argv, .log_path = dir_.File("celld.log")});
   ASSERT_TRUE(celld) << celld.error().message();
   ASSERT_TRUE(testing::WaitUntilConnectable(socket, kLongWaitMs)) << celld->Log();
-  std::vector<pid_t> zygotes = testing::ChildrenNamed(celld->pid(), "cell-zygote");
+  std::vector<pid_t> zygotes = testing::ZygotesOf(celld->pid());
   ASSERT_EQ(zygotes.size(), 1u);
   char* exe = ::realpath(("/proc/" + std::to_string(zygotes[0]) + "/exe").c_str(), nullptr);
   ASSERT_NE(exe, nullptr);

@@ -292,6 +292,20 @@ std::vector<pid_t> ChildrenNamed(pid_t parent, const std::string& comm) {
   return found;
 }
 
+std::vector<pid_t> ZygotesOf(pid_t celld) {
+  auto ns = [](pid_t pid) {
+    char buf[64] = {};
+    std::string path = "/proc/" + std::to_string(pid) + "/ns/user";
+    ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf) - 1);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  };
+  std::vector<pid_t> zygotes;
+  for (pid_t child : ChildrenNamed(celld, "cell-zygote")) {
+    if (ns(child) == ns(celld)) zygotes.push_back(child);
+  }
+  return zygotes;
+}
+
 std::string Hex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;

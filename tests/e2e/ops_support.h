@@ -125,6 +125,9 @@ Result<HttpResponse> HttpGetUnix(const std::string& path, const std::string& tar
 
 // Processes whose parent is `parent` and whose comm is `comm`.
 std::vector<pid_t> ChildrenNamed(pid_t parent, const std::string& comm);
+// celld's zygote(s): its cell-zygote children in celld's own user namespace. Workers, pool
+// workers included, are forks of the zygote with the same name, each in a namespace of its own.
+std::vector<pid_t> ZygotesOf(pid_t celld);
 
 // Lower-case hex of a byte string (session ids on the wire are raw bytes).
 std::string Hex(std::string_view bytes);

@@ -213,7 +213,7 @@ TEST_F(SystemdTest, SocketActivatedCelldTellsReadyStatusReloadAndStop) {
   EXPECT_THAT(log, HasSubstr("zygote pid"));
   EXPECT_THAT(log, HasSubstr("mapped in"));
   EXPECT_THAT(log, HasSubstr("serving 1 socket(s) passed by systemd"));
-  EXPECT_EQ(testing::ChildrenNamed(celld.pid(), "cell-zygote").size(), 1u);
+  EXPECT_EQ(testing::ZygotesOf(celld.pid()).size(), 1u);
   EXPECT_EQ(ready->sender, celld.pid());
   EXPECT_EQ(ready->Get("STATUS"), "0 sessions active, 0 admitted, 0 refused");
   // The policy load at start-up is part of start-up: no RELOADING=1, no earlier READY=1.

@@ -7,8 +7,9 @@
 
 #include <string>
 
-#include "base/print.h"
 #include "base/flags.h"
+#include "base/journal.h"
+#include "base/print.h"
 #include "base/strings.h"
 #include "ipc/zygote.pb.h"
 #include "worker/engine/kernels.h"
@@ -33,8 +34,7 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
   auto rest = flags.Parse(argc - 1, argv + 1);
   if (!rest || !rest->empty() || model_path.empty() || channel_fd < 0) {
     Printf(stderr, "cell-zygote: %s\n%s",
-                 rest ? "--model is required" : rest.error().message().c_str(),
-                 flags.Usage().c_str());
+           rest ? "--model is required" : rest.error().message().c_str(), flags.Usage().c_str());
     return 2;
   }
   if (flags.help_requested()) {
@@ -43,7 +43,7 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
   }
   if (tokenizer_path.empty()) tokenizer_path = model_path + ".tokenizer";
   auto fail = [](const Error& e) {
-    Printf(stderr, "cell-zygote: %s\n", e.message().c_str());
+    Printf(stderr, "%scell-zygote: %s\n", JournalPrefix(kJournalError), e.message().c_str());
     return 1;
   };
   Result<engine::Model> model = engine::Model::Open(model_path);
@@ -59,8 +59,8 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
     Status st = model->Lock();
     locked = st.has_value();
     if (!locked) {
-      Printf(stderr, "cell-zygote: warning: weights not locked in memory: %s\n",
-                   st.error().message().c_str());
+      Printf(stderr, "%scell-zygote: warning: weights not locked in memory: %s\n",
+             JournalPrefix(kJournalWarning), st.error().message().c_str());
     }
   }
   // OpenBLAS allocates its buffer (mmap + mbind) on the first call; do it here, not in a
