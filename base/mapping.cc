@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <vector>
 #include <string>
+#include <vector>
 
 namespace cellhouse {
 

@@ -135,7 +135,7 @@ inline Status Ok() { return {}; }
   CH_INTERNAL_ASSIGN_OR_RETURN(CH_INTERNAL_CONCAT(ch_result_, __LINE__), lhs, expr)
 // `lhs` is a declaration and `tmp` a name: neither can be parenthesised.
 // NOLINTBEGIN(bugprone-macro-parentheses)
-#define CH_INTERNAL_ASSIGN_OR_RETURN(tmp, lhs, expr)      \
+#define CH_INTERNAL_ASSIGN_OR_RETURN(tmp, lhs, expr)   \
   auto tmp = (expr);                                   \
   if (!tmp.has_value()) return std::move(tmp).error(); \
   lhs = std::move(tmp).value()

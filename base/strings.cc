@@ -102,7 +102,8 @@ std::string FormatBytes(uint64_t bytes) {
   }
   char buf[48];
   if (unit == 0) {
-    static_cast<void>(std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes)));
+    static_cast<void>(
+        std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes)));
   } else {
     static_cast<void>(std::snprintf(buf, sizeof(buf), "%.1f %s", value, kUnits[unit]));
   }

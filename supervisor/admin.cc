@@ -82,9 +82,8 @@ void Supervisor::ListPolicies(Connection& conn) {
 
 Status Supervisor::LoadPolicies() {
   Result<policy::PolicySet> loaded =
-      options_.policy_dir.empty()
-          ? policy::BuiltinPolicySet(&model_facts_)
-          : policy::LoadPolicyDirectory(options_.policy_dir, &model_facts_);
+      options_.policy_dir.empty() ? policy::BuiltinPolicySet(&model_facts_)
+                                  : policy::LoadPolicyDirectory(options_.policy_dir, &model_facts_);
   if (!loaded) return std::move(loaded).error();
   // Running sessions hold their own shared_ptr: they keep the policy they started with.
   policies_ = std::move(*loaded);
@@ -93,8 +92,7 @@ Status Supervisor::LoadPolicies() {
   std::string names;
   for (const auto& [name, p] : policies_) names += (names.empty() ? "" : ", ") + name;
   spdlog::info("policies loaded from {}: {}",
-               options_.policy_dir.empty() ? std::string("built-in defaults")
-                                           : options_.policy_dir,
+               options_.policy_dir.empty() ? std::string("built-in defaults") : options_.policy_dir,
                names);
   return Ok();
 }

@@ -16,7 +16,6 @@ namespace cellhouse::supervisor {
 // level: trace, debug, info, warning, error, critical, off.
 Status SetupLogging(std::string_view level);
 
-
 }  // namespace cellhouse::supervisor
 
 #endif  // CELLHOUSE_SUPERVISOR_LOGGING_H_

@@ -49,8 +49,8 @@ class Histogram {
 
 // Values celld computes at scrape time.
 struct GaugeSnapshot {
-  std::map<std::string, uint64_t> sessions_active;       // by policy
-  std::map<std::string, uint64_t> policy_memory_bytes;   // charged to sessions, by policy
+  std::map<std::string, uint64_t> sessions_active;      // by policy
+  std::map<std::string, uint64_t> policy_memory_bytes;  // charged to sessions, by policy
   uint64_t weights_mapped_bytes = 0;
   uint64_t weights_resident_bytes = 0;
   uint64_t memory_budget_bytes = 0;
@@ -59,8 +59,8 @@ struct GaugeSnapshot {
 };
 
 struct Metrics {
-  LabeledCounter sessions_started{"cellhouse_sessions_started_total",
-                                  "Sessions whose worker started, by policy.", {"policy"}};
+  LabeledCounter sessions_started{
+      "cellhouse_sessions_started_total", "Sessions whose worker started, by policy.", {"policy"}};
   LabeledCounter sessions_ended{"cellhouse_sessions_ended_total",
                                 "Sessions that ended, by policy and reason (closed, idle, oom, "
                                 "seccomp, limit, killed, error).",

@@ -118,8 +118,8 @@ void MetricsServer::OnClient(int fd, uint32_t events) {
     std::string body = get ? render_() : "only GET is served here\n";
     c.out = std::string(get ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.0 405 Method Not Allowed\r\n") +
             "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-            "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
-            body;
+            "Content-Length: " +
+            std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
     static_cast<void>(loop_.Modify(fd, EPOLLOUT));
   }
   if ((events & (EPOLLOUT | EPOLLIN)) != 0 || !c.out.empty()) {

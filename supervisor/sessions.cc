@@ -439,7 +439,8 @@ void Supervisor::OnControlReadable(const std::string& id) {
   // Bounded per wake-up so one worker cannot monopolise the loop.
   for (int i = 0; i < 64; ++i) {
     auto received = ipc::ReceiveMessage<control::WorkerMessage>(
-        session->control.get(), {.max_bytes = size_t{64} * 1024, .max_fds = 0, .nonblocking = true});
+        session->control.get(),
+        {.max_bytes = size_t{64} * 1024, .max_fds = 0, .nonblocking = true});
     if (!received) {
       EndSession(*session, api::PROTOCOL_VIOLATION,
                  "the worker sent an invalid control message: " + received.error().message(),

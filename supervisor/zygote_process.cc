@@ -33,9 +33,9 @@ Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
   for (char** e = environ; *e != nullptr; ++e) {
     std::string_view var(*e);
     bool celld_only = false;
-    for (std::string_view prefix : {"OPENBLAS_NUM_THREADS=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=",
-                                     "WATCHDOG_PID=", "LISTEN_FDS=", "LISTEN_PID=",
-                                     "LISTEN_FDNAMES="}) {
+    for (std::string_view prefix :
+         {"OPENBLAS_NUM_THREADS=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
+          "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES="}) {
       celld_only = celld_only || StartsWith(var, prefix);
     }
     if (!celld_only) env.emplace_back(var);

@@ -8,8 +8,8 @@
 #include <iostream>
 #include <string>
 
-#include "base/print.h"
 #include "base/flags.h"
+#include "base/print.h"
 #include "base/strings.h"
 #include "base/text.h"
 #include "cli/cellctl/json.h"
@@ -70,12 +70,12 @@ struct TurnFlags {
 
 void PrintStats(const api::Done& d) {
   Printf(stderr,
-               "[%u prompt tokens, %u generated, first token %.1f ms, prefill %.1f tok/s, "
-               "decode %.1f tok/s, context %u, %s]\n",
-               d.prompt_tokens(), d.generated_tokens(),
-               static_cast<double>(d.time_to_first_token_us()) / 1000.0,
-               d.prefill_tokens_per_second(), d.decode_tokens_per_second(), d.context_used(),
-               api::Done::StopReason_Name(d.stop_reason()).c_str());
+         "[%u prompt tokens, %u generated, first token %.1f ms, prefill %.1f tok/s, "
+         "decode %.1f tok/s, context %u, %s]\n",
+         d.prompt_tokens(), d.generated_tokens(),
+         static_cast<double>(d.time_to_first_token_us()) / 1000.0, d.prefill_tokens_per_second(),
+         d.decode_tokens_per_second(), d.context_used(),
+         api::Done::StopReason_Name(d.stop_reason()).c_str());
 }
 
 // Runs one turn, streaming text to stdout. Returns an exit status.
@@ -100,8 +100,8 @@ int ChatLoop(SessionClient& session, const TurnFlags& turn) {
   bool tty = ::isatty(STDIN_FILENO) == 1;
   if (tty) {
     Printf(stderr, "session %s (policy %s, context %u tokens). /quit or Ctrl-D ends it.\n",
-                 ipc::IdToHex(session.opened().session_id()).c_str(),
-                 session.opened().policy().c_str(), session.ready().context_length());
+           ipc::IdToHex(session.opened().session_id()).c_str(), session.opened().policy().c_str(),
+           session.ready().context_length());
   }
   std::string line;
   for (;;) {
@@ -228,7 +228,7 @@ int CmdOpen(const GlobalOptions& global, const std::vector<std::string>& args) {
     Printf(stdout, "%s\n", j.Render().c_str());
   } else {
     Printf(stdout, "session %s\ntoken %s\n", ipc::IdToHex(o.session_id()).c_str(),
-                ipc::IdToHex(o.token()).c_str());
+           ipc::IdToHex(o.token()).c_str());
   }
   session->Detach();
   return kExitOk;
@@ -252,8 +252,7 @@ int CmdAttach(const GlobalOptions& global, const std::vector<std::string>& args)
   Result<std::string> id = HexArg(rest[0], "session ID");
   Result<std::string> tok = HexArg(token, "--token");
   if (!id || !tok) {
-    Printf(stderr, "cellctl attach: %s\n",
-                 (!id ? id.error() : tok.error()).message().c_str());
+    Printf(stderr, "cellctl attach: %s\n", (!id ? id.error() : tok.error()).message().c_str());
     return kExitUsage;
   }
   CatchInterrupt();
@@ -312,14 +311,14 @@ int CmdSessions(const GlobalOptions& global, const std::vector<std::string>& arg
     Printf(stdout, "%s\n", JsonArray(items).c_str());
     return kExitOk;
   }
-  Printf(stdout, "%-32s %6s %-12s %7s %6s %6s %7s %6s %10s %s\n", "ID", "UID", "POLICY", "PID", "AGE",
-              "IDLE", "TOKENS", "CTX", "MEMORY", "ATTACHED");
+  Printf(stdout, "%-32s %6s %-12s %7s %6s %6s %7s %6s %10s %s\n", "ID", "UID", "POLICY", "PID",
+         "AGE", "IDLE", "TOKENS", "CTX", "MEMORY", "ATTACHED");
   for (const api::SessionInfo& s : sessions) {
     Printf(stdout, "%-32s %6u %-12s %7d %6s %6s %7llu %6u %10s %s\n",
-                ipc::IdToHex(s.session_id()).c_str(), s.tenant_uid(), s.policy().c_str(),
-                s.worker_pid(), Duration(s.age_ms()).c_str(), Duration(s.idle_ms()).c_str(),
-                static_cast<unsigned long long>(s.tokens_generated()), s.context_used(),
-                FormatBytes(s.memory_bytes()).c_str(), s.attached() ? "yes" : "no");
+           ipc::IdToHex(s.session_id()).c_str(), s.tenant_uid(), s.policy().c_str(), s.worker_pid(),
+           Duration(s.age_ms()).c_str(), Duration(s.idle_ms()).c_str(),
+           static_cast<unsigned long long>(s.tokens_generated()), s.context_used(),
+           FormatBytes(s.memory_bytes()).c_str(), s.attached() ? "yes" : "no");
   }
   return kExitOk;
 }
@@ -369,16 +368,16 @@ int CmdStatus(const GlobalOptions& global, const std::vector<std::string>& args)
     Printf(stdout, "%s\n", j.Render().c_str());
     return kExitOk;
   }
-  Printf(stdout, 
-      "celld %s\nmodel: %s\nweights: %s mapped, %s resident\n"
-      "sessions: %u active, %llu admitted, %llu refused\n"
-      "memory: %s of %s committed\ncgroups: %s\n",
-      s.version().c_str(), s.model().c_str(), FormatBytes(s.weights_bytes()).c_str(),
-      FormatBytes(s.weights_resident_bytes()).c_str(), s.sessions_active(),
-      static_cast<unsigned long long>(s.sessions_admitted()),
-      static_cast<unsigned long long>(s.sessions_refused()),
-      FormatBytes(s.memory_committed_bytes()).c_str(), FormatBytes(s.memory_budget_bytes()).c_str(),
-      s.cgroup_driver().c_str());
+  Printf(stdout,
+         "celld %s\nmodel: %s\nweights: %s mapped, %s resident\n"
+         "sessions: %u active, %llu admitted, %llu refused\n"
+         "memory: %s of %s committed\ncgroups: %s\n",
+         s.version().c_str(), s.model().c_str(), FormatBytes(s.weights_bytes()).c_str(),
+         FormatBytes(s.weights_resident_bytes()).c_str(), s.sessions_active(),
+         static_cast<unsigned long long>(s.sessions_admitted()),
+         static_cast<unsigned long long>(s.sessions_refused()),
+         FormatBytes(s.memory_committed_bytes()).c_str(),
+         FormatBytes(s.memory_budget_bytes()).c_str(), s.cgroup_driver().c_str());
   return kExitOk;
 }
 
@@ -423,8 +422,7 @@ int CmdPolicyList(const GlobalOptions& global, const std::vector<std::string>& a
   Printf(stdout, "%-16s %8s %10s %7s  %s\n", "NAME", "CONTEXT", "MEMORY", "ACTIVE", "DESCRIPTION");
   for (const api::PolicySummary& p : response.policies().policies()) {
     Printf(stdout, "%-16s %8u %10s %7u  %s\n", p.name().c_str(), p.context_length(),
-                FormatBytes(p.memory_max_bytes()).c_str(), p.active_sessions(),
-                p.description().c_str());
+           FormatBytes(p.memory_max_bytes()).c_str(), p.active_sessions(), p.description().c_str());
   }
   return kExitOk;
 }

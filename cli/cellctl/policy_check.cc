@@ -2,8 +2,8 @@
 // effective policy and compiled filter (policy::CheckPolicyFiles).
 #include <cstdio>
 
-#include "base/print.h"
 #include "base/flags.h"
+#include "base/print.h"
 #include "cli/cellctl/commands.h"
 #include "policy/policy.h"
 

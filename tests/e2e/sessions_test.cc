@@ -202,7 +202,7 @@ TEST_F(E2eTest, DisconnectMidGenerationThenReattachContinues) {
   EXPECT_FALSE(listed[0].attached());
   auto again = cli::SessionClient::Attach(celld_->socket(), id, token);
   ASSERT_TRUE(again) << again.error().message();
-  EXPECT_GT(again->ready().context_used(), 4u);    // the prompt and what was generated stayed
+  EXPECT_GT(again->ready().context_used(), 4u);  // the prompt and what was generated stayed
   // (That the turn stops when the client leaves is checked with a slowed engine in
   // session_server_test: this model may finish 200 tokens before the connection closes.)
   EXPECT_LE(again->ready().context_used(), 4u + 200u);
@@ -411,9 +411,9 @@ namespace {
 TEST_F(E2eTest, AFailedStartLeavesNoCgroupBehind) {
   StartCelld();
   std::string subtree = "e2e-failed-" + std::to_string(::getpid());
-  CommandResult second = testing::RunCommand(
-      {testing::BinPath("celld"), "--model", *model_, "--socket", celld_->socket(),
-       "--policy-dir", policies_, "--cgroup-subtree", subtree});
+  CommandResult second = testing::RunCommand({testing::BinPath("celld"), "--model", *model_,
+                                              "--socket", celld_->socket(), "--policy-dir",
+                                              policies_, "--cgroup-subtree", subtree});
   EXPECT_EQ(second.exit_code, 1) << second.err;
   EXPECT_NE(second.err.find("another server is listening"), std::string::npos) << second.err;
   // Our own cgroup in every hierarchy, from /proc/self/cgroup ("ID:controllers:/path").

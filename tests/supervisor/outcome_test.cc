@@ -53,19 +53,18 @@ TEST(OutcomeTest, CelldsOwnReasonWinsOverTheWorkersExitCode) {
 
 TEST(OutcomeTest, WorkerExitCodesAreHintsForOrdinaryEnds) {
   EXPECT_EQ(ClassifyEnd({.status = Exited(0)}).outcome, api::CLOSED);
-  EXPECT_EQ(ClassifyEnd({.status = Exited(static_cast<int>(ipc::WorkerExit::kIdleTimeout))})
-                .reason_label,
-            "idle");
+  EXPECT_EQ(
+      ClassifyEnd({.status = Exited(static_cast<int>(ipc::WorkerExit::kIdleTimeout))}).reason_label,
+      "idle");
   SessionEnd crash = ClassifyEnd({.status = Signaled(SIGSEGV)});
   EXPECT_EQ(crash.outcome, api::WORKER_CRASHED);
-  EXPECT_EQ(crash.message,
-            "the session's worker killed by signal SIGSEGV (Segmentation fault)");
+  EXPECT_EQ(crash.message, "the session's worker killed by signal SIGSEGV (Segmentation fault)");
   EXPECT_EQ(ClassifyEnd({.status = Exited(3)}).outcome, api::WORKER_CRASHED);
 }
 
 TEST(OutcomeTest, SetupFailureSaysWhichStep) {
-  SessionEnd end = ClassifyEnd(
-      {.status = Exited(121), .setup_failure = "sandbox step 'setrlimit' failed: ..."});
+  SessionEnd end =
+      ClassifyEnd({.status = Exited(121), .setup_failure = "sandbox step 'setrlimit' failed: ..."});
   EXPECT_EQ(end.outcome, api::SETUP_FAILED);
   EXPECT_EQ(end.message, "the session could not start: sandbox step 'setrlimit' failed: ...");
 }

@@ -32,9 +32,9 @@ TEST(SandboxSpecTest, ThePolicyBecomesTheSpawnRecipe) {
   ASSERT_TRUE(p);
   zygote::SandboxSpec spec =
       BuildSandboxSpec(*p, 500010, zygote::SandboxSpec::CGROUP_V1, nullptr, true);
-  EXPECT_EQ(spec.namespace_flags(), static_cast<uint64_t>(CLONE_NEWUSER | CLONE_NEWPID |
-                                                          CLONE_NEWNS | CLONE_NEWUTS |
-                                                          CLONE_NEWIPC));
+  EXPECT_EQ(spec.namespace_flags(),
+            static_cast<uint64_t>(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
+                                  CLONE_NEWIPC));
   EXPECT_EQ(spec.host_uid(), 500010u);
   EXPECT_EQ(spec.host_gid(), 500010u);
   EXPECT_EQ(spec.inside_uid(), ipc::kWorkerInsideUid);
@@ -49,7 +49,7 @@ TEST(SandboxSpecTest, ThePolicyBecomesTheSpawnRecipe) {
     }
   }
   EXPECT_TRUE(nofile);
-  EXPECT_EQ(spec.env_size(), 0);         // no GPU share: no CUDA variables
+  EXPECT_EQ(spec.env_size(), 0);           // no GPU share: no CUDA variables
   EXPECT_EQ(spec.device_nodes_size(), 0);  // and no device nodes
 }
 
