@@ -80,17 +80,9 @@ Result<UniqueFd> ConnectUnix(const std::string& path) {
   return fd;
 }
 
-Status CheckListeningUnixStream(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof(addr);
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    return Error::FromErrno(errno, "getsockname on fd " + std::to_string(fd));
-  }
-  if (addr.ss_family != AF_UNIX) {
-    return Error("fd " + std::to_string(fd) + " is not a Unix-domain socket");
-  }
+Status CheckListeningStream(int fd) {
   int type = 0;
-  len = sizeof(type);
+  socklen_t len = sizeof(type);
   if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
     return Error::FromErrno(errno, "getsockopt(SO_TYPE) on fd " + std::to_string(fd));
   }
@@ -102,6 +94,18 @@ Status CheckListeningUnixStream(int fd) {
   }
   if (listening == 0) return Error("fd " + std::to_string(fd) + " is not listening");
   return Ok();
+}
+
+Status CheckListeningUnixStream(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return Error::FromErrno(errno, "getsockname on fd " + std::to_string(fd));
+  }
+  if (addr.ss_family != AF_UNIX) {
+    return Error("fd " + std::to_string(fd) + " is not a Unix-domain socket");
+  }
+  return CheckListeningStream(fd);
 }
 
 Result<PeerCredentials> GetPeerCredentials(int fd) {

@@ -32,7 +32,9 @@ Result<UniqueFd> ListenUnix(const ListenOptions& options);
 // Connects a blocking, close-on-exec stream socket to `path`.
 Result<UniqueFd> ConnectUnix(const std::string& path);
 
-// Checks that an inherited descriptor is a listening Unix stream socket (for socket activation).
+// Checks that an inherited descriptor is a listening stream socket of any family (socket
+// activation: the metrics socket may be TCP), or a listening Unix stream socket (the API).
+Status CheckListeningStream(int fd);
 Status CheckListeningUnixStream(int fd);
 
 struct PeerCredentials {

@@ -58,23 +58,6 @@ Result<gid_t> ResolveGroup(const std::string& name) {
   return found->gr_gid;
 }
 
-// A descriptor passed for metrics: any listening stream socket (a path or 127.0.0.1:9464).
-Status CheckListeningStream(int fd) {
-  int type = 0;
-  socklen_t len = sizeof(type);
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
-    return Error::FromErrno(errno, "getsockopt(SO_TYPE) on fd " + std::to_string(fd));
-  }
-  if (type != SOCK_STREAM) return Error("fd " + std::to_string(fd) + " is not a stream socket");
-  int listening = 0;
-  len = sizeof(listening);
-  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0) {
-    return Error::FromErrno(errno, "getsockopt(SO_ACCEPTCONN) on fd " + std::to_string(fd));
-  }
-  if (listening == 0) return Error("fd " + std::to_string(fd) + " is not listening");
-  return Ok();
-}
-
 // Sockets passed by systemd (sd_listen_fds_with_names(3)): "metrics" serves Prometheus, any
 // other name ("api", the socket unit's name, "unknown") serves clients. Each is checked, then
 // made non-blocking: the event loop accepts until EAGAIN, and while systemd's socket units pass
@@ -89,7 +72,7 @@ Status TakeSystemdSockets(SupervisorOptions* options) {
     int fd = SD_LISTEN_FDS_START + i;
     std::string name = names != nullptr && names[i] != nullptr ? names[i] : "";
     bool metrics = name == "metrics";
-    Status ok = metrics ? CheckListeningStream(fd) : ipc::CheckListeningUnixStream(fd);
+    Status ok = metrics ? ipc::CheckListeningStream(fd) : ipc::CheckListeningUnixStream(fd);
     if (ok) ok = SetNonBlocking(fd);
     if (!ok && result) {
       result = Error("socket '" + name + "' passed by systemd (fd " + std::to_string(fd) +

@@ -12,6 +12,7 @@
 #include "base/print.h"
 #include "base/strings.h"
 #include "base/text.h"
+#include "cli/cellctl/cli_common.h"
 #include "cli/cellctl/json.h"
 #include "cli/cellctl/session_client.h"
 #include "ipc/messages.h"
@@ -29,17 +30,6 @@ void CatchInterrupt() {
   sa.sa_handler = OnInterrupt;
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGINT, &sa, nullptr);
-}
-
-int ExitFor(const std::optional<api::Error>& error) {
-  if (error && error->code() == api::SESSION_ENDED) return kExitSessionEnded;
-  return kExitRefused;
-}
-
-int Fail(const std::string& what, const std::optional<api::Error>& error) {
-  std::string code = error ? " [" + ipc::ErrorCodeName(error->code()) + "]" : "";
-  Printf(stderr, "cellctl: %s%s\n", what.c_str(), code.c_str());
-  return error ? ExitFor(error) : kExitUnreachable;
 }
 
 // Options shared by generate, chat and attach: what each turn asks for.
@@ -116,34 +106,6 @@ int ChatLoop(SessionClient& session, const TurnFlags& turn) {
   Status closed = session.Close();
   if (!closed) return Fail(closed.error().message(), session.last_error());
   return kExitOk;
-}
-
-Result<std::string> HexArg(const std::string& text, const char* what) {
-  CH_ASSIGN_OR_RETURN(std::vector<std::byte> bytes, HexDecode(text, what));
-  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-}
-
-std::string Duration(uint64_t ms) {
-  if (ms < 1000) return std::to_string(ms) + "ms";
-  if (ms < 120'000) return std::to_string(ms / 1000) + "s";
-  if (ms < 7'200'000) return std::to_string(ms / 60'000) + "m";
-  return std::to_string(ms / 3'600'000) + "h";
-}
-
-// Parses a subcommand's flags; returns an exit status when it should stop (help or error).
-std::optional<int> ParseFlags(FlagSet& flags, const std::vector<std::string>& args,
-                              std::vector<std::string>* positional) {
-  Result<std::vector<std::string>> rest = flags.Parse(args);
-  if (!rest) {
-    Printf(stderr, "cellctl: %s\n", rest.error().message().c_str());
-    return kExitUsage;
-  }
-  if (flags.help_requested()) {
-    WriteAndFlush(stdout, flags.Usage().c_str());
-    return kExitOk;
-  }
-  *positional = std::move(*rest);
-  return std::nullopt;
 }
 
 }  // namespace
@@ -264,167 +226,6 @@ int CmdAttach(const GlobalOptions& global, const std::vector<std::string>& args)
   if (status != kExitOk) return status;
   Status closed = session->Close();
   return closed ? kExitOk : Fail(closed.error().message(), session->last_error());
-}
-
-namespace {
-
-// Sends an admin request; prints the error and returns its exit status, or nullopt when the
-// response is not an error.
-std::optional<int> Admin(const GlobalOptions& global, const api::Request& request,
-                         api::Response* response) {
-  Result<api::Response> r = AdminRequest(global.socket, request);
-  if (!r) return Fail(r.error().message(), std::nullopt);
-  if (r->has_error()) return Fail(r->error().message(), r->error());
-  *response = std::move(*r);
-  return std::nullopt;
-}
-
-}  // namespace
-
-int CmdSessions(const GlobalOptions& global, const std::vector<std::string>& args) {
-  FlagSet flags("cellctl sessions", "Lists your sessions (root sees every tenant's).");
-  std::vector<std::string> rest;
-  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
-  api::Request request;
-  request.mutable_list_sessions();
-  api::Response response;
-  if (auto failed = Admin(global, request, &response)) return *failed;
-  const auto& sessions = response.sessions().sessions();
-  if (global.json) {
-    std::vector<std::string> items;
-    for (const api::SessionInfo& s : sessions) {
-      JsonObject j;
-      j.Add("session_id", ipc::IdToHex(s.session_id()))
-          .Add("tenant_uid", s.tenant_uid())
-          .Add("policy", s.policy())
-          .Add("worker_pid", s.worker_pid())
-          .Add("host_uid", s.host_uid())
-          .Add("age_ms", s.age_ms())
-          .Add("idle_ms", s.idle_ms())
-          .Add("tokens_generated", s.tokens_generated())
-          .Add("context_used", s.context_used())
-          .Add("memory_bytes", s.memory_bytes())
-          .Add("cpu_nanos", s.cpu_nanos())
-          .Add("attached", s.attached());
-      items.push_back(j.Render());
-    }
-    Printf(stdout, "%s\n", JsonArray(items).c_str());
-    return kExitOk;
-  }
-  Printf(stdout, "%-32s %6s %-12s %7s %6s %6s %7s %6s %10s %s\n", "ID", "UID", "POLICY", "PID",
-         "AGE", "IDLE", "TOKENS", "CTX", "MEMORY", "ATTACHED");
-  for (const api::SessionInfo& s : sessions) {
-    Printf(stdout, "%-32s %6u %-12s %7d %6s %6s %7llu %6u %10s %s\n",
-           ipc::IdToHex(s.session_id()).c_str(), s.tenant_uid(), s.policy().c_str(), s.worker_pid(),
-           Duration(s.age_ms()).c_str(), Duration(s.idle_ms()).c_str(),
-           static_cast<unsigned long long>(s.tokens_generated()), s.context_used(),
-           FormatBytes(s.memory_bytes()).c_str(), s.attached() ? "yes" : "no");
-  }
-  return kExitOk;
-}
-
-int CmdKill(const GlobalOptions& global, const std::vector<std::string>& args) {
-  FlagSet flags("cellctl kill ID", "Ends a session now. Your own sessions; root may end any.");
-  std::vector<std::string> rest;
-  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
-  if (rest.size() != 1) {
-    Printf(stderr, "cellctl kill: expected one session ID; see --help\n");
-    return kExitUsage;
-  }
-  Result<std::string> id = HexArg(rest[0], "session ID");
-  if (!id) {
-    Printf(stderr, "cellctl kill: %s\n", id.error().message().c_str());
-    return kExitUsage;
-  }
-  api::Request request;
-  request.mutable_kill_session()->set_session_id(*id);
-  api::Response response;
-  if (auto failed = Admin(global, request, &response)) return *failed;
-  if (!global.json) Printf(stdout, "%s\n", response.ack().message().c_str());
-  return kExitOk;
-}
-
-int CmdStatus(const GlobalOptions& global, const std::vector<std::string>& args) {
-  FlagSet flags("cellctl status", "Shows celld's version, model, sessions and memory.");
-  std::vector<std::string> rest;
-  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
-  api::Request request;
-  request.mutable_status();
-  api::Response response;
-  if (auto failed = Admin(global, request, &response)) return *failed;
-  const api::ServerStatus& s = response.status();
-  if (global.json) {
-    JsonObject j;
-    j.Add("version", s.version())
-        .Add("model", s.model())
-        .Add("sessions_active", s.sessions_active())
-        .Add("sessions_admitted", s.sessions_admitted())
-        .Add("sessions_refused", s.sessions_refused())
-        .Add("memory_budget_bytes", s.memory_budget_bytes())
-        .Add("memory_committed_bytes", s.memory_committed_bytes())
-        .Add("weights_bytes", s.weights_bytes())
-        .Add("weights_resident_bytes", s.weights_resident_bytes())
-        .Add("cgroup_driver", s.cgroup_driver());
-    Printf(stdout, "%s\n", j.Render().c_str());
-    return kExitOk;
-  }
-  Printf(stdout,
-         "celld %s\nmodel: %s\nweights: %s mapped, %s resident\n"
-         "sessions: %u active, %llu admitted, %llu refused\n"
-         "memory: %s of %s committed\ncgroups: %s\n",
-         s.version().c_str(), s.model().c_str(), FormatBytes(s.weights_bytes()).c_str(),
-         FormatBytes(s.weights_resident_bytes()).c_str(), s.sessions_active(),
-         static_cast<unsigned long long>(s.sessions_admitted()),
-         static_cast<unsigned long long>(s.sessions_refused()),
-         FormatBytes(s.memory_committed_bytes()).c_str(),
-         FormatBytes(s.memory_budget_bytes()).c_str(), s.cgroup_driver().c_str());
-  return kExitOk;
-}
-
-int CmdReload(const GlobalOptions& global, const std::vector<std::string>& args) {
-  FlagSet flags("cellctl reload",
-                "Asks celld to re-read its policy directory (root only). All files valid: the\n"
-                "new set replaces the old at once. Any invalid: the old set stays, the error is\n"
-                "printed and the exit status is 1. Running sessions keep their policy.");
-  std::vector<std::string> rest;
-  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
-  api::Request request;
-  request.mutable_reload_policies();
-  api::Response response;
-  if (auto failed = Admin(global, request, &response)) return *failed;
-  Printf(stdout, "%s\n", response.ack().message().c_str());
-  return kExitOk;
-}
-
-int CmdPolicyList(const GlobalOptions& global, const std::vector<std::string>& args) {
-  FlagSet flags("cellctl policy list", "Lists the policies celld has loaded.");
-  std::vector<std::string> rest;
-  if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
-  api::Request request;
-  request.mutable_list_policies();
-  api::Response response;
-  if (auto failed = Admin(global, request, &response)) return *failed;
-  if (global.json) {
-    std::vector<std::string> items;
-    for (const api::PolicySummary& p : response.policies().policies()) {
-      JsonObject j;
-      j.Add("name", p.name())
-          .Add("source", p.source())
-          .Add("description", p.description())
-          .Add("context_length", p.context_length())
-          .Add("memory_max_bytes", p.memory_max_bytes())
-          .Add("active_sessions", p.active_sessions());
-      items.push_back(j.Render());
-    }
-    Printf(stdout, "%s\n", JsonArray(items).c_str());
-    return kExitOk;
-  }
-  Printf(stdout, "%-16s %8s %10s %7s  %s\n", "NAME", "CONTEXT", "MEMORY", "ACTIVE", "DESCRIPTION");
-  for (const api::PolicySummary& p : response.policies().policies()) {
-    Printf(stdout, "%-16s %8u %10s %7u  %s\n", p.name().c_str(), p.context_length(),
-           FormatBytes(p.memory_max_bytes()).c_str(), p.active_sessions(), p.description().c_str());
-  }
-  return kExitOk;
 }
 
 }  // namespace cellhouse::cli

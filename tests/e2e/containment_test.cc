@@ -15,7 +15,7 @@
 #include "cli/cellctl/session_client.h"
 #include "ipc/messages.h"
 #include "tests/e2e/probe/attacks.h"
-#include "tests/support/celld_harness.h"
+#include "tests/support/celld_fixture.h"
 
 namespace cellhouse {
 namespace {
@@ -24,33 +24,10 @@ using testing::CelldProcess;
 using testing::CommandResult;
 using testing::PolicySpec;
 
-class ContainmentTest : public ::testing::Test {
+class ContainmentTest : public testing::CelldTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    model_ = new std::string(testing::GenerateModel(*dir_, "tiny", 21));
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete dir_;
-  }
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root: celld creates namespaces and cgroups";
-    policies_ = local_.File("policies");
-  }
-  void TearDown() override {
-    if (celld_ && celld_->running()) {
-      ExitStatus st = celld_->Terminate();
-      EXPECT_TRUE(st.Success()) << st.ToString() << "\n" << celld_->Log();
-    }
-  }
   void Start(std::vector<std::string> prefix = {}) {
-    auto started = CelldProcess::Start(local_, {.model = *model_,
-                                                .policy_dir = policies_,
-                                                .zygote = testing::BinPath("cell-zygote-probe"),
-                                                .prefix = std::move(prefix)});
-    ASSERT_TRUE(started) << started.error().message();
-    celld_ = std::move(*started);
+    StartCelld({.zygote = testing::BinPath("cell-zygote-probe"), .prefix = std::move(prefix)});
   }
 
   struct ProbeResult {
@@ -76,26 +53,8 @@ class ContainmentTest : public ::testing::Test {
     return result;
   }
 
-  std::vector<api::SessionInfo> Sessions() {
-    api::Request list;
-    list.mutable_list_sessions();
-    auto r = cli::AdminRequest(celld_->socket(), list);
-    std::vector<api::SessionInfo> out;
-    if (r && r->has_sessions()) {
-      for (const auto& s : r->sessions().sessions()) out.push_back(s);
-    }
-    return out;
-  }
-
-  static testing::TempDir* dir_;
-  static std::string* model_;
-  testing::TempDir local_;
-  std::string policies_;
-  std::unique_ptr<CelldProcess> celld_;
+  const std::string& model() const { return Model(); }
 };
-
-testing::TempDir* ContainmentTest::dir_ = nullptr;
-std::string* ContainmentTest::model_ = nullptr;
 
 // Every attack under the shipped default allow-list: the worker is killed for the exact system
 // call, and celld tells the client, by name, that the sandbox stopped it.
@@ -209,7 +168,7 @@ TEST_F(ContainmentTest, MemoryBombIsOomKilledWhileItsNeighbourFinishesUnharmed) 
   testing::WritePolicy(policies_, small);
   testing::WritePolicy(policies_, PolicySpec{});
   Start();
-  std::string expected = testing::EngineReference(*model_, "Tom and Lily", 200, 0.0, 3);
+  std::string expected = testing::EngineReference(model(), "Tom and Lily", 200, 0.0, 3);
   auto neighbour = std::async(std::launch::async, [&] {
     return testing::RunCellctl(celld_->socket(), {"generate", "--prompt", "Tom and Lily",
                                                   "--max-tokens", "200", "--temperature", "0"});

@@ -10,7 +10,7 @@
 #include "base/io.h"
 #include "base/strings.h"
 #include "cli/cellctl/session_client.h"
-#include "tests/support/celld_harness.h"
+#include "tests/support/celld_fixture.h"
 
 namespace cellhouse {
 namespace {
@@ -20,25 +20,14 @@ using testing::CommandResult;
 using testing::PolicySpec;
 using testing::RunCellctl;
 
-class PolicyAdminTest : public ::testing::Test {
+class PolicyAdminTest : public testing::CelldTest {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root: celld creates namespaces and cgroups";
-    model_ = testing::GenerateModel(dir_, "tiny", 31);
-    policies_ = dir_.File("policies");
+    CelldTest::SetUp();
+    if (IsSkipped()) return;
     testing::WritePolicy(policies_, PolicySpec{});
   }
-  void TearDown() override {
-    if (celld_ && celld_->running()) {
-      ExitStatus st = celld_->Terminate();
-      EXPECT_TRUE(st.Success()) << st.ToString() << "\n" << celld_->Log();
-    }
-  }
-  void Start() {
-    auto started = CelldProcess::Start(dir_, {.model = model_, .policy_dir = policies_});
-    ASSERT_TRUE(started) << started.error().message();
-    celld_ = std::move(*started);
-  }
+  void Start() { StartCelld({}); }
   std::string PolicyNames() {
     CommandResult r = RunCellctl(celld_->socket(), {"policy", "list"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -49,11 +38,6 @@ class PolicyAdminTest : public ::testing::Test {
     }
     return names;
   }
-
-  testing::TempDir dir_;
-  std::string model_;
-  std::string policies_;
-  std::unique_ptr<CelldProcess> celld_;
 };
 
 TEST_F(PolicyAdminTest, CheckPrintsTheEffectivePolicyAndFilterOrTheProblem) {
@@ -63,7 +47,7 @@ TEST_F(PolicyAdminTest, CheckPrintsTheEffectivePolicyAndFilterOrTheProblem) {
   EXPECT_NE(ok.out.find("name: \"strict\""), std::string::npos) << ok.out;
   EXPECT_NE(ok.out.find("read"), std::string::npos) << ok.out;  // an allowed system call
 
-  std::string bad = dir_.File("broken.textproto");
+  std::string bad = local_.File("broken.textproto");
   ASSERT_TRUE(
       CreateFileWithContent(bad, "name: \"broken\"\nuids: 0\ncgroup { memory_max: 5 }\n", 0644));
   CommandResult no = testing::RunCommand({testing::BinPath("cellctl"), "policy", "check", bad});

@@ -16,7 +16,7 @@
 #include "ipc/client.h"
 #include "ipc/messages.h"
 #include "ipc/unix_socket.h"
-#include "tests/support/celld_harness.h"
+#include "tests/support/celld_fixture.h"
 #include "worker/engine/conversation.h"
 #include "worker/engine/model.h"
 #include "worker/engine/tokenizer.h"
@@ -32,20 +32,11 @@ using testing::RunCellctl;
 constexpr uid_t kTenantA = 4242;
 constexpr uid_t kTenantB = 4343;
 
-class E2eTest : public ::testing::Test {
+class E2eTest : public testing::CelldTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    model_ = new std::string(testing::GenerateModel(*dir_, "tiny", 11));
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete dir_;
-  }
-
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root: celld creates namespaces and cgroups";
-    policies_ = local_.File("policies");
+    CelldTest::SetUp();
+    if (IsSkipped()) return;
     PolicySpec base;
     base.uids = {0, kTenantA, kTenantB};
     testing::WritePolicy(policies_, base);
@@ -56,17 +47,7 @@ class E2eTest : public ::testing::Test {
   }
 
   void StartCelld(std::vector<std::string> extra = {}) {
-    auto started = CelldProcess::Start(
-        local_, {.model = *model_, .policy_dir = policies_, .extra_args = std::move(extra)});
-    ASSERT_TRUE(started) << started.error().message();
-    celld_ = std::move(*started);
-  }
-
-  void TearDown() override {
-    if (celld_ && celld_->running()) {
-      ExitStatus st = celld_->Terminate();
-      EXPECT_TRUE(st.Success()) << st.ToString() << "\n" << celld_->Log();
-    }
+    CelldTest::StartCelld({.extra_args = std::move(extra)});
   }
 
   static api::Generate Request(const std::string& prompt, uint32_t max_tokens, float temperature,
@@ -88,34 +69,15 @@ class E2eTest : public ::testing::Test {
     return text;
   }
 
-  std::vector<api::SessionInfo> Sessions() {
-    api::Request list;
-    list.mutable_list_sessions();
-    auto r = cli::AdminRequest(celld_->socket(), list);
-    EXPECT_TRUE(r && r->has_sessions());
-    std::vector<api::SessionInfo> out;
-    if (r && r->has_sessions()) {
-      for (const auto& s : r->sessions().sessions()) out.push_back(s);
-    }
-    return out;
-  }
-
-  static testing::TempDir* dir_;
-  static std::string* model_;
-  testing::TempDir local_;
-  std::string policies_;
-  std::unique_ptr<CelldProcess> celld_;
+  const std::string& model() const { return Model(); }
 };
-
-testing::TempDir* E2eTest::dir_ = nullptr;
-std::string* E2eTest::model_ = nullptr;
 
 TEST_F(E2eTest, SixteenConcurrentSessionsEachMatchTheEngineAlone) {
   StartCelld();
   constexpr int kSessions = 16;
   std::vector<std::string> expected;
   for (int i = 0; i < kSessions; ++i) {
-    expected.push_back(testing::EngineReference(*model_, "Once upon a time " + std::to_string(i),
+    expected.push_back(testing::EngineReference(model(), "Once upon a time " + std::to_string(i),
                                                 40, 0.8, 100 + static_cast<uint64_t>(i)));
   }
   std::vector<std::future<CommandResult>> runs;
@@ -147,11 +109,12 @@ TEST_F(E2eTest, SecondTurnPrefillsOnlyItsOwnTokensAndMatchesOneEngineConversatio
   ASSERT_TRUE(b) << b.error().message();
 
   // The same two turns through the engine alone, in this process.
-  auto model = engine::Model::Open(*model_);
-  ASSERT_TRUE(model);
-  auto tok = engine::Tokenizer::Open(*model_ + ".tokenizer", model->config().vocab_size);
+  auto engine_model = engine::Model::Open(model());
+  ASSERT_TRUE(engine_model);
+  auto tok = engine::Tokenizer::Open(model() + ".tokenizer", engine_model->config().vocab_size);
   ASSERT_TRUE(tok);
-  auto chat = engine::Conversation::Create(*model, *tok, session->ready().context_length());
+  auto chat = engine::Conversation::Create(*engine_model, *tok,
+                                           static_cast<int32_t>(session->ready().context_length()));
   ASSERT_TRUE(chat);
   std::string ea, eb;
   auto sa = chat->Turn("The little dog", {.max_new_tokens = 24, .temperature = 0.0f, .seed = 1},
@@ -308,7 +271,7 @@ TEST_F(E2eTest, SigtermWithSessionsOpenEndsEveryWorkerAndExitsZero) {
 
 TEST_F(E2eTest, GarbageFromClientsHurtsNobodyElse) {
   StartCelld({"--log-level", "info"});
-  std::string expected = testing::EngineReference(*model_, "The little dog", 120, 0.0, 9);
+  std::string expected = testing::EngineReference(model(), "The little dog", 120, 0.0, 9);
   auto good = std::async(std::launch::async, [&] {
     return RunCellctl(celld_->socket(), {"generate", "--prompt", "The little dog", "--max-tokens",
                                          "120", "--temperature", "0", "--seed", "9"});
@@ -411,7 +374,7 @@ namespace {
 TEST_F(E2eTest, AFailedStartLeavesNoCgroupBehind) {
   StartCelld();
   std::string subtree = "e2e-failed-" + std::to_string(::getpid());
-  CommandResult second = testing::RunCommand({testing::BinPath("celld"), "--model", *model_,
+  CommandResult second = testing::RunCommand({testing::BinPath("celld"), "--model", model(),
                                               "--socket", celld_->socket(), "--policy-dir",
                                               policies_, "--cgroup-subtree", subtree});
   EXPECT_EQ(second.exit_code, 1) << second.err;
