@@ -1,6 +1,7 @@
 // Containment end to end: a test-only probe zygote (tests/e2e/probe) runs escape attempts and
 // resource probes inside real sandboxed workers started by a real celld, and the typed outcome
 // celld reports is checked. Needs root (celld makes namespaces and cgroups); runs in CI.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <future>
@@ -244,6 +245,142 @@ TEST_F(ContainmentTest, CpuWeightsOneToThreeGiveAboutOneToThreeCpuTime) {
               static_cast<double>(cpu["heavy"]) / 1e9, static_cast<double>(cpu["light"]) / 1e9);
   EXPECT_GT(ratio, 2.0);
   EXPECT_LT(ratio, 4.5);
+}
+
+}  // namespace
+}  // namespace cellhouse
+
+namespace cellhouse {
+namespace {
+
+// celld believes nothing a worker says about itself: a worker that lies about its usage, floods
+// its control channel or stops answering is killed, the client is told why, and every other
+// session carries on.
+TEST_F(ContainmentTest, WorkersThatLieFloodOrHangAreKilledAndNamed) {
+  PolicySpec talker;
+  talker.name = "talker";
+  talker.extra_allow = {"getsockopt"};  // so the probe can find its control channel
+  testing::WritePolicy(policies_, talker);
+  testing::WritePolicy(policies_, PolicySpec{});
+  StartCelld({.zygote = testing::BinPath("cell-zygote-probe"),
+              .extra_args = {"--worker-timeout-ms", "1500"}});
+  const std::map<std::string, api::SessionOutcome> expected = {
+      {"probe:lie", api::PROTOCOL_VIOLATION},
+      {"probe:flood", api::PROTOCOL_VIOLATION},
+      {"probe:hang", api::UNRESPONSIVE},
+  };
+  for (const auto& [prompt, outcome] : expected) {
+    ProbeResult r = Probe("talker", prompt);
+    ASSERT_TRUE(r.ended) << prompt << " survived: " << r.text;
+    EXPECT_EQ(r.ended->outcome(), outcome) << prompt << ": " << r.ended->message();
+  }
+  // celld is fine and so is a session next to them.
+  ProbeResult ok = Probe("default", "Once upon a time");
+  EXPECT_FALSE(ok.ended) << (ok.ended ? ok.ended->message() : "");
+  EXPECT_EQ(testing::RunCellctl(celld_->socket(), {"status"}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace cellhouse
+
+namespace cellhouse {
+namespace {
+
+// A GPU share without a GPU: an inventory file names a stand-in device node (/dev/null). A
+// worker with a share sees that node in its otherwise empty root and gets the CUDA variables;
+// one without a share sees neither; a second share that does not fit is refused by admission.
+TEST_F(ContainmentTest, GpuShareGivesItsWorkerTheDeviceAndEnvironmentAndNothingElse) {
+  ASSERT_TRUE(CreateFileWithContent(
+      local_.File("gpus"), "0 | GPU-0000feed-0000-4000-8000-00000000beef | fake | 8G | /dev/null\n",
+      0644));
+  PolicySpec gpu;
+  gpu.name = "gpu";
+  gpu.extra_text = "gpu { compute_fraction: 0.75 device_memory_bytes: 4294967296 }\n";
+  testing::WritePolicy(policies_, gpu);
+  testing::WritePolicy(policies_, PolicySpec{});
+  StartCelld({.zygote = testing::BinPath("cell-zygote-probe"),
+              .extra_args = {"--gpu-inventory", local_.File("gpus")}});
+  auto with = cli::SessionClient::Open(celld_->socket(), {.policy = "gpu"});
+  ASSERT_TRUE(with) << with.error().message();
+  auto without = cli::SessionClient::Open(celld_->socket(), {.policy = "default"});
+  ASSERT_TRUE(without);
+  std::optional<api::Error> refusal;
+  auto second = cli::SessionClient::Open(celld_->socket(), {.policy = "gpu"}, &refusal);
+  ASSERT_FALSE(second);  // 0.75 + 0.75 > 1 device
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->code(), api::ADMISSION_REFUSED);
+  // The environment a GPU runtime in the worker would read (setenv in the worker: not visible
+  // in /proc/PID/environ, which shows the environment the process started with).
+  auto env = [](cli::SessionClient& s, const std::string& name) {
+    api::Generate g;
+    g.set_prompt("probe:env:" + name);
+    g.set_max_new_tokens(1);
+    std::string text;
+    EXPECT_TRUE(s.Generate(g, [&](const api::Piece& p) { text += p.text(); }));
+    return text;
+  };
+  EXPECT_EQ(env(*with, "CUDA_VISIBLE_DEVICES"), "GPU-0000feed-0000-4000-8000-00000000beef");
+  EXPECT_EQ(env(*with, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"), "75");
+  EXPECT_EQ(env(*with, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"), "0=4096M");
+  EXPECT_EQ(env(*without, "CUDA_VISIBLE_DEVICES"), "(unset)");
+  // The mount view, from outside: the node is there for the share only.
+  for (const api::SessionInfo& s : Sessions()) {
+    std::string root = "/proc/" + std::to_string(s.worker_pid()) + "/root";
+    bool has_share = s.policy() == "gpu";
+    EXPECT_EQ(::access((root + "/dev/null").c_str(), F_OK) == 0, has_share) << s.policy();
+    auto entries = ListDirectory(root);
+    ASSERT_TRUE(entries);
+    EXPECT_EQ(entries->size(), has_share ? 1u : 0u);  // "dev" or nothing at all
+  }
+}
+
+// The weights are pre-faulted (and locked) in celld's cgroup: a session generating on a 58 MiB
+// model is charged a few MiB of its own, not the model.
+TEST_F(ContainmentTest, SharedWeightsAreNotASessionsCost) {
+  testing::WritePolicy(policies_, PolicySpec{});
+  std::string model = testing::GenerateModel(local_, "15m", 5);
+  StartCelld({.model = model, .zygote = testing::BinPath("cell-zygote")});
+  auto session = cli::SessionClient::Open(celld_->socket(), {});
+  ASSERT_TRUE(session);
+  api::Generate g;
+  g.set_prompt("Once upon a time");
+  g.set_max_new_tokens(200);
+  ASSERT_TRUE(session->Generate(g, [](const api::Piece&) {}));
+  auto sessions = Sessions();
+  ASSERT_EQ(sessions.size(), 1u);
+  api::Request status;
+  status.mutable_status();
+  auto st = cli::AdminRequest(celld_->socket(), status);
+  ASSERT_TRUE(st);
+  uint64_t weights = st->status().weights_bytes();
+  std::printf("weights %llu bytes, session charged %llu bytes\n",
+              static_cast<unsigned long long>(weights),
+              static_cast<unsigned long long>(sessions[0].memory_bytes()));
+  EXPECT_GT(weights, 50ull << 20);
+  EXPECT_GT(sessions[0].memory_bytes(), 0u);
+  EXPECT_LT(sessions[0].memory_bytes(), weights / 4);
+}
+
+// A sandbox step that fails reaches the client as one sentence naming the step.
+TEST_F(ContainmentTest, FailedSetupIsReportedToTheClientWithItsStep) {
+  PolicySpec greedy;
+  greedy.name = "greedy";
+  // Valid for the loader (fs.nr_open), but above the hard limit celld runs with here: raising a
+  // hard limit needs privilege in the host's namespace, so setrlimit fails in the sandbox.
+  rlimit own{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &own), 0);
+  if (own.rlim_max >= 1048576) GTEST_SKIP() << "the hard NOFILE limit here is already the maximum";
+  greedy.extra_text = "rlimits { resource: NOFILE soft: 1048576 hard: 1048576 }\n";
+  testing::WritePolicy(policies_, greedy);
+  StartCelld({.zygote = testing::BinPath("cell-zygote")});
+  std::optional<api::Error> refusal;
+  auto s = cli::SessionClient::Open(celld_->socket(), {.policy = "greedy"}, &refusal);
+  ASSERT_FALSE(s);
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->code(), api::SPAWN_FAILED);
+  EXPECT_NE(refusal->message().find("sandbox step 'setrlimit' failed"), std::string::npos)
+      << refusal->message();
+  EXPECT_TRUE(Sessions().empty());
 }
 
 }  // namespace

@@ -393,3 +393,56 @@ TEST_F(E2eTest, AFailedStartLeavesNoCgroupBehind) {
 
 }  // namespace
 }  // namespace cellhouse
+
+namespace cellhouse {
+namespace {
+
+TEST_F(E2eTest, ChatFromAPipeHoldsOneConversationAcrossTurns) {
+  StartCelld();
+  CommandResult r =
+      RunCellctl(celld_->socket(), {"chat", "--max-tokens", "8", "--temperature", "0", "--stats"},
+                 std::nullopt, "Once upon a time\n\n/ignored? no\nThe end\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Three turns (the empty line is skipped), each reported, each adding to one context.
+  size_t turns = 0, last_context = 0;
+  for (std::string_view line : Split(r.err, '\n')) {
+    size_t at = line.find("context ");
+    if (line.empty() || line[0] != '[' || at == std::string_view::npos) continue;
+    auto context = ParseUint64(line.substr(at + 8, line.find(',', at) - at - 8), "context");
+    ASSERT_TRUE(context) << line;
+    EXPECT_GT(*context, last_context);
+    last_context = *context;
+    ++turns;
+  }
+  EXPECT_EQ(turns, 3u) << r.err;
+}
+
+TEST_F(E2eTest, AdmissionRefusalsSayWhichLimit) {
+  PolicySpec two;
+  two.name = "two";
+  two.max_sessions = 4;
+  two.max_sessions_per_tenant = 2;
+  testing::WritePolicy(policies_, two);
+  StartCelld();
+  std::vector<cli::SessionClient> held;
+  for (int i = 0; i < 2; ++i) {
+    auto s = cli::SessionClient::Open(celld_->socket(), {.policy = "two"});
+    ASSERT_TRUE(s) << s.error().message();
+    held.push_back(std::move(*s));
+  }
+  std::optional<api::Error> refusal;
+  auto third = cli::SessionClient::Open(celld_->socket(), {.policy = "two"}, &refusal);
+  ASSERT_FALSE(third);
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->code(), api::ADMISSION_REFUSED);
+  EXPECT_NE(refusal->message().find("2"), std::string::npos) << refusal->message();
+  std::printf("refusal: %s\n", refusal->message().c_str());
+  // Another uid still gets in under the same policy's overall cap.
+  CommandResult other =
+      RunCellctl(celld_->socket(),
+                 {"generate", "--policy", "two", "--prompt", "hi", "--max-tokens", "2"}, kTenantA);
+  EXPECT_EQ(other.exit_code, 1) << "uid 4242 is not in policy 'two'";
+}
+
+}  // namespace
+}  // namespace cellhouse

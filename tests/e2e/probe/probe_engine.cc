@@ -3,15 +3,18 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <string>
 
 #include "base/clock.h"
 #include "base/strings.h"
+#include "ipc/control.pb.h"
 #include "tests/e2e/probe/attacks.h"
 
 namespace cellhouse::probe {
@@ -49,6 +52,30 @@ int ForkOnce() {
   }
 }
 
+// The worker's control channel: its one SOCK_SEQPACKET descriptor.
+int FindControlChannel() {
+  for (int fd = 0; fd < 64; ++fd) {
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET) {
+      return fd;
+    }
+  }
+  return -1;
+}
+
+int SendHeartbeats(uint32_t context_used, int count) {
+  int fd = FindControlChannel();
+  if (fd < 0) return ENOENT;
+  control::WorkerMessage m;
+  m.mutable_heartbeat()->set_context_used(context_used);
+  std::string bytes = m.SerializeAsString();
+  for (int i = 0; i < count; ++i) {
+    if (::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) < 0) return errno;
+  }
+  return 0;
+}
+
 }  // namespace
 
 Result<session::TurnResult> ProbeTurnEngine::Turn(const session::TurnRequest& request,
@@ -62,7 +89,25 @@ Result<session::TurnResult> ProbeTurnEngine::Turn(const session::TurnRequest& re
     return OnePiece(on_token, std::string(attack->name) + ": " + Outcome(attack->run()));
   }
   if (prompt == "memory-bomb") MemoryBomb();
+  if (StartsWith(prompt, "env:")) {
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): the worker is single-threaded
+    const char* value = std::getenv(std::string(prompt.substr(4)).c_str());
+    return OnePiece(on_token, value != nullptr ? value : "(unset)");
+  }
   if (prompt == "fork") return OnePiece(on_token, "fork: " + Outcome(ForkOnce()));
+  if (prompt == "lie" || prompt == "flood") {
+    int err = prompt == "lie" ? SendHeartbeats(1u << 30, 1) : SendHeartbeats(0, 20000);
+    // Stay in the turn, as a compromised worker would, so celld's answer lands mid-turn.
+    timespec wait{5, 0};
+    ::nanosleep(&wait, nullptr);
+    return OnePiece(on_token, std::string(prompt) + ": " + Outcome(err));
+  }
+  if (prompt == "hang") {
+    for (;;) {
+      timespec forever{3600, 0};
+      ::nanosleep(&forever, nullptr);
+    }
+  }
   if (StartsWith(prompt, "spin:")) {
     auto ms = ParseInt64(prompt.substr(5), "spin");
     int64_t until = MonotonicNanos() + (ms ? *ms : 1000) * kNanosPerMilli;

@@ -3,6 +3,12 @@
 //   probe:memory-bomb     allocates and touches memory until the OOM killer ends the worker
 //   probe:fork            forks once (the child exits at once); "fork: ok" or the errno
 //   probe:spin:MS         burns CPU for MS milliseconds; the piece is the iterations done
+//   probe:env:NAME        the worker's value of environment variable NAME, or "(unset)"
+//   probe:lie             tells celld on the control channel it used more context than it has
+//   probe:flood           sends celld thousands of (valid) heartbeats at once
+//   probe:hang            never answers again (no token, no heartbeat)
+// (lie and flood find the control channel among the open descriptors by its socket type, so the
+// policy must allow getsockopt)
 // and any other prompt goes to the real engine, so a probe worker is also an ordinary session.
 // Test-only: linked into cell-zygote-probe, never into the shipped worker.
 #ifndef CELLHOUSE_TESTS_E2E_PROBE_PROBE_ENGINE_H_
