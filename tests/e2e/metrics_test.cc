@@ -386,12 +386,12 @@ TEST(MetricsFormatTest, TheParserRefusesWhatPrometheusWould) {
 class MetricsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    suite_dir = new testing::TempDir();
-    suite_model = new std::string(testing::GenerateModel(*suite_dir, "tiny", 31));
+    suite_dir_ = new testing::TempDir();
+    suite_model_ = new std::string(testing::GenerateModel(*suite_dir_, "tiny", 31));
   }
   static void TearDownTestSuite() {
-    delete suite_model;
-    delete suite_dir;
+    delete suite_model_;
+    delete suite_dir_;
   }
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root: celld creates namespaces and cgroups";
@@ -404,14 +404,14 @@ class MetricsTest : public ::testing::Test {
     testing::WritePolicy(policies_, solo);
   }
 
-  static testing::TempDir* suite_dir;
-  static std::string* suite_model;
+  static testing::TempDir* suite_dir_;
+  static std::string* suite_model_;
   testing::TempDir local_;
   std::string policies_;
 };
 
-testing::TempDir* MetricsTest::suite_dir = nullptr;
-std::string* MetricsTest::suite_model = nullptr;
+testing::TempDir* MetricsTest::suite_dir_ = nullptr;
+std::string* MetricsTest::suite_model_ = nullptr;
 
 TEST_F(MetricsTest, EveryLineParsesAndTheValuesFollowTheSessions) {
   auto inherited_port = testing::FreeLoopbackPort();
@@ -425,7 +425,7 @@ TEST_F(MetricsTest, EveryLineParsesAndTheValuesFollowTheSessions) {
       {.argv = testing::SocketActivated(
            {"-l", api, "-l", "127.0.0.1:" + std::to_string(*inherited_port),
             "--fdname=api:metrics"},
-           testing::CelldArgs(*suite_model, policies_,
+           testing::CelldArgs(*suite_model_, policies_,
                               {"--metrics-listen", "127.0.0.1:" + std::to_string(*listen_port)})),
        .log_path = local_.File("celld.log")});
   ASSERT_TRUE(celld) << celld.error().message();
@@ -558,7 +558,7 @@ TEST_F(MetricsTest, MetricsListenOffLoopbackIsRefused) {
   ASSERT_TRUE(port);
   // Without cgroups: a start that fails this late leaves celld's cgroup subtree behind.
   auto celld = Daemon::Spawn(
-      {.argv = testing::CelldArgs(*suite_model, policies_,
+      {.argv = testing::CelldArgs(*suite_model_, policies_,
                                   {"--socket", local_.File("c.sock"), "--no-cgroups",
                                    "--metrics-listen", "0.0.0.0:" + std::to_string(*port)}),
        .log_path = local_.File("celld.log")});

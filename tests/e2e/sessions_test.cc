@@ -76,11 +76,13 @@ TEST_F(E2eTest, SixteenConcurrentSessionsEachMatchTheEngineAlone) {
   StartCelld();
   constexpr int kSessions = 16;
   std::vector<std::string> expected;
+  expected.reserve(kSessions);
   for (int i = 0; i < kSessions; ++i) {
     expected.push_back(testing::EngineReference(model(), "Once upon a time " + std::to_string(i),
                                                 40, 0.8, 100 + static_cast<uint64_t>(i)));
   }
   std::vector<std::future<CommandResult>> runs;
+  runs.reserve(kSessions);
   for (int i = 0; i < kSessions; ++i) {
     runs.push_back(std::async(std::launch::async, [&, i] {
       return RunCellctl(
@@ -386,7 +388,10 @@ TEST_F(E2eTest, AFailedStartLeavesNoCgroupBehind) {
     auto fields = Split(line, ':');
     if (fields.size() != 3 || fields[1].empty() || StartsWith(fields[1], "name=")) continue;
     std::string controller(Split(fields[1], ',')[0]);
-    std::string dir = "/sys/fs/cgroup/" + controller + std::string(fields[2]) + "/" + subtree;
+    std::string dir = "/sys/fs/cgroup/";
+    dir += controller;
+    dir += fields[2];
+    dir += "/" + subtree;
     EXPECT_NE(::access(dir.c_str(), F_OK), 0) << "left behind: " << dir;
   }
 }
@@ -435,7 +440,8 @@ TEST_F(E2eTest, AdmissionRefusalsSayWhichLimit) {
   ASSERT_FALSE(third);
   ASSERT_TRUE(refusal);
   EXPECT_EQ(refusal->code(), api::ADMISSION_REFUSED);
-  EXPECT_NE(refusal->message().find("2"), std::string::npos) << refusal->message();
+  EXPECT_NE(refusal->message().find("already has 2 sessions"), std::string::npos)
+      << refusal->message();
   std::printf("refusal: %s\n", refusal->message().c_str());
   // Another uid still gets in under the same policy's overall cap.
   CommandResult other =

@@ -124,12 +124,12 @@ TEST(UnitsTest, UnitsAgreeWithWhatCelldExpects) {
 class SystemdTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    suite_dir = new testing::TempDir();
-    suite_model = new std::string(testing::GenerateModel(*suite_dir, "tiny", 23));
+    suite_dir_ = new testing::TempDir();
+    suite_model_ = new std::string(testing::GenerateModel(*suite_dir_, "tiny", 23));
   }
   static void TearDownTestSuite() {
-    delete suite_model;
-    delete suite_dir;
+    delete suite_model_;
+    delete suite_dir_;
   }
 
   void SetUp() override {
@@ -152,7 +152,7 @@ class SystemdTest : public ::testing::Test {
     activate.insert(activate.end(), activate_extra.begin(), activate_extra.end());
     auto daemon =
         Daemon::Spawn({.argv = testing::SocketActivated(
-                           activate, testing::CelldArgs(*suite_model, policies_, celld_extra)),
+                           activate, testing::CelldArgs(*suite_model_, policies_, celld_extra)),
                        .log_path = log_});
     EXPECT_TRUE(daemon) << daemon.error().message();
     return std::move(*daemon);
@@ -179,8 +179,8 @@ class SystemdTest : public ::testing::Test {
     return ready;
   }
 
-  static testing::TempDir* suite_dir;
-  static std::string* suite_model;
+  static testing::TempDir* suite_dir_;
+  static std::string* suite_model_;
   testing::TempDir local_;
   std::string policies_;
   std::string api_;
@@ -188,8 +188,8 @@ class SystemdTest : public ::testing::Test {
   std::optional<NotifySocket> notify_;
 };
 
-testing::TempDir* SystemdTest::suite_dir = nullptr;
-std::string* SystemdTest::suite_model = nullptr;
+testing::TempDir* SystemdTest::suite_dir_ = nullptr;
+std::string* SystemdTest::suite_model_ = nullptr;
 
 TEST_F(SystemdTest, SocketActivatedCelldTellsReadyStatusReloadAndStop) {
   Daemon celld = StartActivated();
@@ -293,7 +293,7 @@ TEST_F(SystemdTest, WatchdogIsPettedFromTheLoopWhenWatchdogUsecIsSet) {
       "NOTIFY_SOCKET=" + notify_->path(),
       "-E",
       "WATCHDOG_USEC=400000"};
-  for (const std::string& a : testing::CelldArgs(*suite_model, policies_)) argv.push_back(a);
+  for (const std::string& a : testing::CelldArgs(*suite_model_, policies_)) argv.push_back(a);
   auto celld = Daemon::Spawn({.argv = argv, .log_path = log_});
   ASSERT_TRUE(celld) << celld.error().message();
   ASSERT_TRUE(ActivateAndWaitReady(*celld));
@@ -349,7 +349,7 @@ class RefusedDescriptorTest : public SystemdTest {
                                          " LISTEN_FDNAMES=" + names +
                                          " NOTIFY_SOCKET=" + notify_->path() + " exec \"$@\"",
                                      "sh"};
-    for (const std::string& a : testing::CelldArgs(*suite_model, policies_)) argv.push_back(a);
+    for (const std::string& a : testing::CelldArgs(*suite_model_, policies_)) argv.push_back(a);
     std::vector<std::pair<int, int>> plan;
     for (size_t i = 0; i < fds.size(); ++i) plan.emplace_back(3 + static_cast<int>(i), fds[i]);
     auto celld = Daemon::Spawn({.argv = argv, .log_path = log_, .fds = plan});
@@ -380,7 +380,7 @@ TEST_F(RefusedDescriptorTest, TcpSocketForClientsIsRefused) {
   auto daemon =
       Daemon::Spawn({.argv = testing::SocketActivated(
                          {"-l", address, "--fdname=api", "-E", "NOTIFY_SOCKET=" + notify_->path()},
-                         testing::CelldArgs(*suite_model, policies_)),
+                         testing::CelldArgs(*suite_model_, policies_)),
                      .log_path = log_});
   ASSERT_TRUE(daemon);
   // Connect once systemd-socket-activate listens; that first connection starts celld.
@@ -531,7 +531,7 @@ TEST_F(SystemdTest, CelldWorksUnderTheUnitsCapabilitiesAndSystemCallFilters) {
                                    families,
                                    "--deny-write-execute",
                                    "--"};
-  for (const std::string& a : testing::CelldArgs(*suite_model, policies_, {"--socket", socket})) {
+  for (const std::string& a : testing::CelldArgs(*suite_model_, policies_, {"--socket", socket})) {
     argv.push_back(a);
   }
   auto celld = Daemon::Spawn({.argv = argv, .log_path = log_});
@@ -583,7 +583,7 @@ TEST_F(SystemdTest, UnderJournalStreamEveryLineHasAPriorityAndNoConversationText
   std::string journal_stream = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
   std::string socket = local_.File("c.sock");
   auto celld =
-      Daemon::Spawn({.argv = testing::CelldArgs(*suite_model, policies_,
+      Daemon::Spawn({.argv = testing::CelldArgs(*suite_model_, policies_,
                                                 {"--socket", socket, "--log-level", "trace"}),
                      .env = {"JOURNAL_STREAM=" + journal_stream},
                      .log_path = log_});
@@ -644,7 +644,7 @@ TEST_F(SystemdTest, JournalStreamOfAnotherFileKeepsTimestamps) {
   // elsewhere: lines keep their timestamps and carry no priority prefix.
   std::string socket = local_.File("c.sock");
   auto celld =
-      Daemon::Spawn({.argv = testing::CelldArgs(*suite_model, policies_, {"--socket", socket}),
+      Daemon::Spawn({.argv = testing::CelldArgs(*suite_model_, policies_, {"--socket", socket}),
                      .env = {"JOURNAL_STREAM=1:1"},
                      .log_path = log_});
   ASSERT_TRUE(celld);

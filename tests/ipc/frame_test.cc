@@ -19,8 +19,9 @@ api::Request GenerateRequest(const std::string& prompt) {
 
 TEST(FrameTest, RoundTripThroughDecoderByteByByte) {
   std::string wire;
-  for (int i = 0; i < 3; ++i)
+  for (int i = 0; i < 3; ++i) {
     AppendFrame(GenerateRequest(std::string(size_t{200} * i, 'x')), &wire);
+  }
   FrameDecoder decoder(kDefaultMaxFrameBytes);
   std::vector<api::Request> got;
   for (char c : wire) {

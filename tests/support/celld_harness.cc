@@ -118,12 +118,19 @@ std::vector<std::string> CgroupSubtreeDirs(const std::string& subtree) {
     if (path == "/") path.clear();
     if (fields[1].empty()) {  // the v2 line ("0::/path"); mounted here or under unified/
       for (const char* root : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
-        dirs.push_back(std::string(root) + path + "/" + subtree);
+        std::string dir = root;
+        dir += path;
+        dir += "/" + subtree;
+        dirs.push_back(std::move(dir));
       }
       continue;
     }
     for (std::string_view controller : Split(fields[1], ',')) {
-      dirs.push_back("/sys/fs/cgroup/" + std::string(controller) + path + "/" + subtree);
+      std::string dir = "/sys/fs/cgroup/";
+      dir += controller;
+      dir += path;
+      dir += "/" + subtree;
+      dirs.push_back(std::move(dir));
     }
   }
   return dirs;
