@@ -1,7 +1,6 @@
 #include "tests/support/zygote_harness.h"
 
 #include <sched.h>
-#include <seccomp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -13,6 +12,8 @@
 #include "base/io.h"
 #include "base/print.h"
 #include "ipc/packet.h"
+#include "policy/policy.h"
+#include "tests/support/test_env.h"
 
 namespace cellhouse::testing {
 
@@ -73,62 +74,12 @@ Result<ZygoteHarness::Spawned> ZygoteHarness::Spawn(const zygote::SpawnRequest& 
   return out;
 }
 
-const std::vector<std::string>& WorkerTestAllowList() {
-  static const std::vector<std::string> kList = {
-      "read",          "write",           "readv",        "writev",         "close",
-      "exit",          "exit_group",      "rt_sigreturn", "rt_sigprocmask", "restart_syscall",
-      "brk",           "munmap",          "mremap",       "madvise",        "futex",
-      "clock_gettime", "clock_nanosleep", "nanosleep",    "gettimeofday",   "getpid",
-      "gettid",        "sched_yield",     "poll",         "ppoll",          "recvmsg",
-      "sendmsg",       "recvfrom",        "sendto",       "shutdown",       "fcntl",
-      "getrandom",     "newfstatat",      "fstat",        "lseek",          "mmap",
-      "mprotect"};
-  return kList;
-}
-
-Result<std::string> CompileAllowList(const std::vector<std::string>& syscalls) {
-  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
-  if (ctx == nullptr) return Error("seccomp_init failed");
-  for (const std::string& name : syscalls) {
-    int nr = seccomp_syscall_resolve_name(name.c_str());
-    if (nr == __NR_SCMP_ERROR) {
-      seccomp_release(ctx);
-      return Error("unknown syscall " + name);
-    }
-    int rc = 0;
-    if (name == "mmap" || name == "mprotect") {
-      // prot is argument 2 of both: allowed only without PROT_EXEC.
-      // (SCMP_CMP is a C compound literal; spelled out for C++.)
-      scmp_arg_cmp no_exec{};
-      no_exec.arg = 2;
-      no_exec.op = SCMP_CMP_MASKED_EQ;
-      no_exec.datum_a = PROT_EXEC;
-      no_exec.datum_b = 0;
-      rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, 1, &no_exec);
-    } else {
-      rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
-    }
-    if (rc != 0) {
-      seccomp_release(ctx);
-      return Error::FromErrno(-rc, "seccomp_rule_add " + name);
-    }
-  }
-  auto pipe = MakePipe();
-  if (!pipe) {
-    seccomp_release(ctx);
-    return std::move(pipe).error();
-  }
-  int rc = seccomp_export_bpf(ctx, pipe->second.get());
-  seccomp_release(ctx);
-  if (rc != 0) return Error::FromErrno(-rc, "seccomp_export_bpf");
-  pipe->second.reset();
-  std::string bpf;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(pipe->first.get(), buf, sizeof(buf))) > 0) {
-    bpf.append(buf, static_cast<size_t>(n));
-  }
-  return bpf;
+Result<std::string> ShippedDefaultFilter() {
+  CH_ASSIGN_OR_RETURN(
+      std::shared_ptr<const policy::CompiledPolicy> p,
+      policy::LoadPolicyFile(SourceDir() + "/policy/examples/default.textproto", nullptr));
+  std::span<const sock_filter> bpf = p->bpf();
+  return std::string(reinterpret_cast<const char*>(bpf.data()), bpf.size() * sizeof(sock_filter));
 }
 
 zygote::SandboxSpec TestSandboxSpec(uint32_t host_uid, const std::string& filter) {

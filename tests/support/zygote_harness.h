@@ -37,11 +37,9 @@ class ZygoteHarness {
   ChildProcess zygote_;
 };
 
-// A seccomp program allowing `syscalls` (names) and killing the process on anything else,
-// compiled with libseccomp for the native architecture.
-Result<std::string> CompileAllowList(const std::vector<std::string>& syscalls);
-// The syscalls a session worker needs (tests only; the shipped list lives in policy/).
-const std::vector<std::string>& WorkerTestAllowList();
+// The seccomp program of the shipped default policy (policy/examples/default.textproto), as the
+// raw bytes a SandboxSpec carries.
+Result<std::string> ShippedDefaultFilter();
 
 // A SandboxSpec with every namespace, the given host ids and filter.
 zygote::SandboxSpec TestSandboxSpec(uint32_t host_uid, const std::string& filter);

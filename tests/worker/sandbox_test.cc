@@ -56,7 +56,7 @@ class SandboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (user namespaces with host id maps)";
-    auto filter = testing::CompileAllowList(testing::WorkerTestAllowList());
+    auto filter = testing::ShippedDefaultFilter();
     ASSERT_TRUE(filter) << filter.error().message();
     filter_ = *filter;
   }
