@@ -22,7 +22,7 @@ void Supervisor::ListSessions(Connection& conn) {
   for (const auto& [id, s] : sessions_) {
     // A tenant sees its own sessions; root sees all.
     if (conn.peer.uid != 0 && conn.peer.uid != s.tenant_uid) continue;
-    if (s.state == Session::State::kSpawning || s.state == Session::State::kPooled) continue;
+    if (!s.VisibleToClients()) continue;
     api::SessionInfo* info = list->add_sessions();
     info->set_session_id(id);
     info->set_tenant_uid(s.tenant_uid);
@@ -49,7 +49,7 @@ void Supervisor::ListSessions(Connection& conn) {
 void Supervisor::KillSession(Connection& conn, const api::KillSession& kill) {
   Session* session = FindSession(kill.session_id());
   if (session == nullptr || (conn.peer.uid != 0 && conn.peer.uid != session->tenant_uid) ||
-      session->state == Session::State::kSpawning || session->state == Session::State::kPooled) {
+      !session->VisibleToClients()) {
     Reply(conn,
           ipc::MakeError(api::NOT_FOUND, "no session " + ipc::IdToHex(kill.session_id()) +
                                              " visible to uid " + std::to_string(conn.peer.uid)));

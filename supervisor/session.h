@@ -77,6 +77,13 @@ struct Session {
   TimerId detach_timer = 0;
   TimerId kill_timer = 0;
   TimerId finalize_timer = 0;
+
+  // Whether a client may see it (list, kill): a session exists for its tenant from the moment it
+  // started serving. A pool worker, one still starting, and one whose sandbox set-up failed (the
+  // opener was told it could not start; only its reaping is left) are not sessions yet.
+  bool VisibleToClients() const {
+    return state != State::kSpawning && state != State::kPooled && !setup_failure;
+  }
 };
 
 }  // namespace cellhouse::supervisor

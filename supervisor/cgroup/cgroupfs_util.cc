@@ -252,6 +252,25 @@ Status RemoveDirPatiently(const Fs& fs, const Processes& processes, const std::s
   }
 }
 
+Status RemoveSubtreeLevels(const Fs& fs, const Processes& processes,
+                           const std::vector<std::string>& levels,
+                           const TeardownOptions& teardown) {
+  for (auto it = levels.rbegin(); it != levels.rend(); ++it) {
+    Result<std::vector<std::string>> children = fs.ListSubdirs(*it);
+    if (!children) {
+      if (children.error().sys_errno() == ENOENT) {
+        continue;
+      }
+      return std::move(children).error();
+    }
+    if (!children->empty()) {
+      return Ok();
+    }
+    CH_RETURN_IF_ERROR(RemoveDirPatiently(fs, processes, *it, teardown));
+  }
+  return Ok();
+}
+
 Status KillAndRemoveTrees(const Fs& fs, const Processes& processes,
                           const std::vector<std::string>& dirs, const TeardownOptions& teardown) {
   CH_RETURN_IF_ERROR(KillTrees(fs, processes, dirs, teardown));

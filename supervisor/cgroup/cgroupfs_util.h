@@ -58,6 +58,11 @@ Status KillAndRemoveTrees(const Fs& fs, const Processes& processes,
 // rmdir with EBUSY retries; ENOENT is success.
 Status RemoveDirPatiently(const Fs& fs, const Processes& processes, const std::string& dir,
                           const TeardownOptions& teardown);
+// The --cgroup-subtree levels, outermost first, innermost removed first: each is celld's whether
+// this run made it or adopted it from a crashed predecessor, but a level that still holds a child
+// cgroup belongs to someone else too and is left (with every level above it).
+Status RemoveSubtreeLevels(const Fs& fs, const Processes& processes,
+                           const std::vector<std::string>& levels, const TeardownOptions& teardown);
 
 }  // namespace cellhouse::cgroup::internal
 

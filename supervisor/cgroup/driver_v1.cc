@@ -32,7 +32,7 @@ class V1Driver final : public Driver {
         trees_.push_back(Tree{.own = JoinPath(h.mount, h.own),
                               .base = base,
                               .sessions = JoinPath(base, "sessions"),
-                              .created = {}});
+                              .levels = {}});
       }
     }
   }
@@ -131,10 +131,10 @@ class V1Driver final : public Driver {
 
  private:
   struct Tree {
-    std::string own;                   // <mount><own cgroup>
-    std::string base;                  // own + subtree
-    std::string sessions;              // base/sessions
-    std::vector<std::string> created;  // subtree levels this driver made, outermost first
+    std::string own;                  // <mount><own cgroup>
+    std::string base;                 // own + subtree
+    std::string sessions;             // base/sessions
+    std::vector<std::string> levels;  // the subtree levels, outermost first
   };
 
   const V1Hierarchy* Hierarchy(std::string_view controller) const {
@@ -171,9 +171,8 @@ class V1Driver final : public Driver {
         for (std::string_view part : Split(options_.subtree, '/')) {
           dir = JoinPath(dir, part);
           CH_ASSIGN_OR_RETURN(bool made, EnsureDir(fs_, dir));
-          if (made) {
-            t.created.push_back(dir);
-          }
+          static_cast<void>(made);  // a predecessor's level is this celld's now
+          t.levels.push_back(dir);
         }
       }
       CH_ASSIGN_OR_RETURN(bool made_sessions, EnsureDir(fs_, t.sessions));
@@ -199,10 +198,8 @@ class V1Driver final : public Driver {
     }
     for (Tree& t : trees_) {
       note(RemoveDirPatiently(fs_, processes_, t.sessions, options_.teardown));
-      for (auto it = t.created.rbegin(); it != t.created.rend(); ++it) {
-        note(RemoveDirPatiently(fs_, processes_, *it, options_.teardown));
-      }
-      t.created.clear();
+      note(RemoveSubtreeLevels(fs_, processes_, t.levels, options_.teardown));
+      t.levels.clear();
     }
     return first;
   }

@@ -182,14 +182,13 @@ class V2Driver final : public Driver {
     std::vector<std::string> chain = DelegationChain();
     for (size_t i = 1; i < chain.size(); ++i) {
       CH_ASSIGN_OR_RETURN(bool made, EnsureDir(fs_, chain[i]));
-      if (made) {
-        created_.push_back(chain[i]);
-      }
+      static_cast<void>(made);  // a predecessor's level is this celld's now
+      levels_.push_back(chain[i]);
     }
+    // supervisor/ is this celld's by name, even when a crashed predecessor left it.
     CH_ASSIGN_OR_RETURN(bool made_supervisor, EnsureDir(fs_, supervisor_dir_));
-    if (made_supervisor) {
-      created_supervisor_ = true;
-    }
+    static_cast<void>(made_supervisor);
+    owns_supervisor_ = true;
     CH_RETURN_IF_ERROR(fs_.WriteFile(JoinPath(supervisor_dir_, "cgroup.procs"),
                                      std::to_string(processes_.SelfPid())));
     moved_self_ = true;
@@ -272,15 +271,13 @@ class V2Driver final : public Driver {
       note(fs_.WriteFile(JoinPath(own_dir_, "cgroup.procs"), std::to_string(processes_.SelfPid())));
       moved_self_ = false;
     }
-    if (!moved_self_ && created_supervisor_) {
+    if (!moved_self_ && owns_supervisor_) {
       note(RemoveDirPatiently(fs_, processes_, supervisor_dir_, options_.teardown));
-      created_supervisor_ = false;
+      owns_supervisor_ = false;
     }
     if (!moved_self_) {
-      for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
-        note(RemoveDirPatiently(fs_, processes_, *it, options_.teardown));
-      }
-      created_.clear();
+      note(RemoveSubtreeLevels(fs_, processes_, levels_, options_.teardown));
+      levels_.clear();
     }
     enabled_.clear();
     return first;
@@ -331,9 +328,9 @@ class V2Driver final : public Driver {
   // What Setup did, for Unwind.
   bool setup_done_ = false;
   bool moved_self_ = false;
-  bool created_supervisor_ = false;
+  bool owns_supervisor_ = false;
   bool swap_limited_ = false;
-  std::vector<std::string> created_;  // subtree levels, outermost first
+  std::vector<std::string> levels_;  // subtree levels, outermost first
   std::vector<std::pair<std::string, std::vector<std::string>>> enabled_;  // dir, controllers
 };
 

@@ -183,10 +183,22 @@ TEST(V1DriverTest, SetupCleansUpLeftoversAndShutdownLeavesNothing) {
   ASSERT_TRUE((*driver)->CreateSession("new", {.pids_max = 4}));
   fake.AddProcess(301, {kPids + "/cellhouse/sessions/new"});
   ASSERT_TRUE((*driver)->Shutdown());
-  // The predecessor's cellhouse/ level was not made by this driver, so it stays (empty).
+  // The predecessor's cellhouse/ level is this celld's subtree now: it goes too.
   for (const std::string& own : {kMem, kPids, kCpu, kAcct}) {
-    EXPECT_THAT(fake.CgroupsBelow(own), ElementsAre(own + "/cellhouse")) << own;
+    EXPECT_TRUE(fake.CgroupsBelow(own).empty()) << own;
   }
+}
+
+TEST(V1DriverTest, ASubtreeLevelThatHoldsSomeoneElsesCgroupStays) {
+  FakeCgroupFs fake;
+  testing::HybridHost(fake);
+  fake.MakeCgroups(kPids + "/shared/other");
+  std::unique_ptr<Driver> driver = DetectAndSetup(fake, {.subtree = "shared/mine"});
+  ASSERT_TRUE(driver);
+  ASSERT_TRUE(driver->CreateSession("a", {.pids_max = 4}));
+  ASSERT_TRUE(driver->Shutdown());
+  EXPECT_THAT(fake.CgroupsBelow(kPids), ElementsAre(kPids + "/shared", kPids + "/shared/other"));
+  EXPECT_TRUE(fake.CgroupsBelow(kMem).empty());
 }
 
 TEST(V1DriverTest, ShutdownRemovesTheSubtreeItMade) {

@@ -452,3 +452,58 @@ TEST_F(E2eTest, AdmissionRefusalsSayWhichLimit) {
 
 }  // namespace
 }  // namespace cellhouse
+
+namespace cellhouse {
+namespace {
+
+// celld killed outright: its workers die with it (PR_SET_PDEATHSIG), and the next celld on the
+// same cgroup subtree removes what the dead one left before it serves anyone.
+TEST_F(E2eTest, AfterACrashWorkersAreGoneAndTheSuccessorCleansUp) {
+  std::string subtree = "e2e-crash-" + std::to_string(::getpid());
+  CelldTest::StartCelld({.subtree = subtree});
+  std::vector<cli::SessionClient> open;
+  for (int i = 0; i < 2; ++i) {
+    auto s = cli::SessionClient::Open(celld_->socket(), {});
+    ASSERT_TRUE(s);
+    open.push_back(std::move(*s));
+  }
+  std::vector<pid_t> workers;
+  std::vector<std::string> ids;
+  for (const api::SessionInfo& s : Sessions()) {
+    workers.push_back(s.worker_pid());
+    ids.push_back(ipc::IdToHex(s.session_id()));
+  }
+  ASSERT_EQ(workers.size(), 2u);
+  celld_->Crash();
+  // Gone means not running: an orphaned zombie waits for whoever reaps orphans here.
+  auto running = [](pid_t pid) {
+    auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat", 4096);
+    if (!stat) return false;
+    size_t close = stat->rfind(')');
+    return close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] != 'Z';
+  };
+  for (pid_t w : workers) {
+    for (int i = 0; i < 100 && running(w); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_FALSE(running(w)) << "worker " << w << " outlived celld";
+  }
+  // The dead celld's session cgroups are still there...
+  auto left = [&] {
+    std::vector<std::string> found;
+    for (const std::string& dir : testing::CgroupSubtreeDirs(subtree)) {
+      for (const std::string& id : ids) {
+        if (::access((dir + "/sessions/" + id).c_str(), F_OK) == 0) found.push_back(dir);
+      }
+    }
+    return found;
+  };
+  EXPECT_FALSE(left().empty());
+  // ... until its successor starts on the same subtree.
+  CelldTest::StartCelld({.subtree = subtree});
+  EXPECT_NE(celld_->Log().find("left by a previous celld"), std::string::npos) << celld_->Log();
+  EXPECT_TRUE(left().empty());
+}
+
+}  // namespace
+}  // namespace cellhouse

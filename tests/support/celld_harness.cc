@@ -33,7 +33,9 @@ Result<std::unique_ptr<CelldProcess>> CelldProcess::Start(const TempDir& dir,
   int n = g_celld_counter++;
   celld->socket_ = dir.File("celld" + std::to_string(n) + ".sock");
   celld->log_path_ = dir.File("celld" + std::to_string(n) + ".log");
-  celld->subtree_ = "e2e-" + std::to_string(::getpid()) + "-" + std::to_string(n);
+  celld->subtree_ = options.subtree.empty()
+                        ? "e2e-" + std::to_string(::getpid()) + "-" + std::to_string(n)
+                        : options.subtree;
   std::vector<std::string> argv = {BinPath("celld"),
                                    "--model",
                                    options.model,
@@ -165,6 +167,13 @@ std::vector<std::string> RemoveCgroupSubtree(const std::string& subtree) {
     }
   }
   return existed;
+}
+
+ExitStatus CelldProcess::Crash() {
+  static_cast<void>(process_.Kill(SIGKILL));
+  auto st = process_.Wait();
+  subtree_.clear();  // the successor owns it now
+  return st ? *st : ExitStatus{};
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv_in, const std::string& stdin_text,

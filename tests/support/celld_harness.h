@@ -32,6 +32,8 @@ struct CelldOptions {
   bool cgroups = true;
   // Runs celld through this command, e.g. {"taskset", "-c", "0"}.
   std::vector<std::string> prefix;
+  // --cgroup-subtree; empty: a name unique to this CelldProcess.
+  std::string subtree;
 };
 
 class CelldProcess {
@@ -49,6 +51,8 @@ class CelldProcess {
   std::string Log() const;
   // SIGTERM, then waits up to timeout_ms (then SIGKILL, and the status says so).
   ExitStatus Terminate(int timeout_ms = 30'000);
+  // SIGKILL, as a crash would: celld cleans up nothing. Leaves the subtree for a successor.
+  ExitStatus Crash();
   bool running() const { return !process_.reaped(); }
 
  private:
