@@ -2,7 +2,7 @@
 // reads: through the matrix, then on into the next matrix the caller will read, so the memory
 // pipeline stays full across matrices. Internal to the kernels.
 //
-//   PrefetchStream prefetch(w, rows * cols, next);
+//   PrefetchStream prefetch(w, rows * cols, next);   // floats, or (bytes, void*) for int8
 //   for (each 64-byte line read) _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
 #ifndef CELLHOUSE_WORKER_ENGINE_PREFETCH_STREAM_H_
 #define CELLHOUSE_WORKER_ENGINE_PREFETCH_STREAM_H_
@@ -19,13 +19,17 @@ class PrefetchStream {
   static constexpr uintptr_t kDistance = 4096;
   static constexpr uintptr_t kLine = 64;
 
-  // `floats` of matrix `w`; `next` may be null (the stream then runs on past the end, which is
-  // harmless: prefetches never fault). Addresses are integers so that running past an object
+  // `bytes` of a matrix at `w`; `next` may be null (the stream then runs on past the end, which
+  // is harmless: prefetches never fault). Addresses are integers so that running past an object
   // is not pointer arithmetic.
-  PrefetchStream(const float* w, size_t floats, const float* next)
+  PrefetchStream(const void* w, size_t bytes, const void* next)
       : pos_(reinterpret_cast<uintptr_t>(w) + kDistance),
-        end_(reinterpret_cast<uintptr_t>(w) + floats * sizeof(float)),
+        end_(reinterpret_cast<uintptr_t>(w) + bytes),
         next_(next != nullptr ? reinterpret_cast<uintptr_t>(next) : end_) {}
+  // `floats` of an fp32 matrix.
+  PrefetchStream(const float* w, size_t floats, const float* next)
+      : PrefetchStream(static_cast<const void*>(w), floats * sizeof(float),
+                       static_cast<const void*>(next)) {}
 
   // The address for the next line, then advances by a line.
   const char* Next() {
