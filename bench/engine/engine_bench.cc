@@ -27,6 +27,7 @@
 #include "worker/engine/conversation.h"
 #include "worker/engine/generator.h"
 #include "worker/engine/kernels.h"
+#include "worker/engine/quantize.h"
 
 namespace cellhouse::bench {
 namespace {
@@ -41,14 +42,29 @@ struct Options {
   int64_t prefill_tokens = 256;
   int64_t repeats = 3;
   int64_t bandwidth_mib = 1024;
+  std::string group_sizes = "32,64";
 };
 
 // Bytes of weights one decode step reads: every matrix, the norms, the classifier, and one row
-// of the embedding table. (The KV cache read by attention is not weights, and not counted.)
-double DecodeBytesPerToken(const ModelConfig& c) {
-  const double d = c.dim, h = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
-  const double per_layer = 2 * d * d + 2 * kv * d + 3 * d * h + 2 * d;
-  return 4.0 * (c.n_layers * per_layer + d + v * d + d);
+// of the embedding table (for int8, the tiles that row lies in). The KV cache read by attention
+// is not weights, and not counted.
+double DecodeBytesPerToken(const engine::Model& model) {
+  const ModelConfig& c = model.config();
+  const double d = c.dim;
+  const double norms = 4.0 * (2 * d * c.n_layers + d);
+  if (const auto* q8 = std::get_if<engine::QuantizedWeights>(&model.weights())) {
+    double matrices = 0;
+    for (const engine::Q8Tensor* t :
+         {&q8->wq, &q8->wk, &q8->wv, &q8->wo, &q8->w1, &q8->w2, &q8->w3, &q8->classifier}) {
+      matrices += static_cast<double>(t->bytes().size());
+    }
+    const engine::Q8Shape& e = q8->token_embedding.shape;
+    const double embedding_row = static_cast<double>(e.groups()) * e.tile_bytes();
+    return matrices + norms + embedding_row;
+  }
+  const double h = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
+  const double per_layer = 2 * d * d + 2 * kv * d + 3 * d * h;
+  return 4.0 * (c.n_layers * per_layer + v * d + d) + norms;
 }
 
 // A prompt of at least `tokens` tokens (BOS included).
@@ -99,6 +115,60 @@ Result<Rates> Measure(const engine::Model& model, const engine::Tokenizer& tok,
   return best;
 }
 
+struct FormatFigures {
+  double decode_tps = 0;  // best kernel
+  double prefill_tps = 0;
+  double roofline_tps = 0;
+};
+
+// Decode with every kernel this CPU has, and prefill, for one model file.
+Result<FormatFigures> BenchFormat(const std::string& label, const engine::Model& model,
+                                  const engine::Tokenizer& tok, double machine_bw,
+                                  const Options& o) {
+  CH_RETURN_IF_ERROR(model.Prefault());
+  // Reading the model's own mapping can beat the anonymous buffer (page-cache folios), so the
+  // roofline takes the better of the two: the fraction is then never flattered.
+  const double model_bw = StreamReadBandwidth(model.bytes(), 5);
+  const double bw = std::max(machine_bw, model_bw);
+  const double bytes_per_token = DecodeBytesPerToken(model);
+  FormatFigures f{.roofline_tps = bw / bytes_per_token};
+  const bool q8 = model.format() == engine::WeightFormat::kQ8;
+  Printf(stdout, "   -- %s: file %s; streaming read of the mapping %.2f GB/s\n", label.c_str(),
+         FormatBytes(model.bytes().size()).c_str(), model_bw / 1e9);
+  Printf(stdout,
+         "      weights read per token %.1f MB; roofline %.2f GB/s / %.1f MB = %.1f tokens/s\n",
+         bytes_per_token / 1e6, bw / 1e9, bytes_per_token / 1e6, f.roofline_tps);
+
+  const int32_t seq_len = model.config().seq_len;
+  const auto decode_new = static_cast<int32_t>(std::min<int64_t>(o.decode_tokens, seq_len - 16));
+  const std::string short_prompt = "Once upon a time";
+  Printf(stdout, "      %-12s %12s %10s %9s\n", "decode", "tokens/s", "GB/s", "roofline");
+  for (MatVecKernel k : {MatVecKernel::kAvx512, MatVecKernel::kAvx2, MatVecKernel::kOpenBlas}) {
+    if (!engine::MatVecKernelSupported(k)) {
+      continue;
+    }
+    const engine::Kernels kernels = engine::SelectKernels(k);
+    // The portable int8 kernel is plain C++, tens of times slower: a short sample is enough.
+    const bool portable = q8 && kernels.q8_kind == engine::Q8Kernel::kPortable;
+    CH_ASSIGN_OR_RETURN(Rates r, Measure(model, tok, short_prompt, portable ? 8 : decode_new, k,
+                                         portable ? 1 : o.repeats));
+    f.decode_tps = std::max(f.decode_tps, r.decode_tps);
+    const std::string name(q8 ? engine::Q8KernelName(kernels.q8_kind)
+                              : engine::MatVecKernelName(k));
+    Printf(stdout, "      %-12s %12.1f %10.2f %8.1f%%\n", name.c_str(), r.decode_tps,
+           r.decode_tps * bytes_per_token / 1e9, 100.0 * r.decode_tps / f.roofline_tps);
+  }
+  const auto prefill_n = static_cast<int32_t>(std::min<int64_t>(o.prefill_tokens, seq_len - 16));
+  const std::string long_prompt = PromptOf(tok, prefill_n);
+  CH_ASSIGN_OR_RETURN(Rates p, Measure(model, tok, long_prompt, 0, MatVecKernel::kAuto, o.repeats));
+  f.prefill_tps = p.prefill_tps;
+  Printf(stdout,
+         "      prefill %16.1f tokens/s for a %d-token prompt (%s, chunks of %d): %.1fx decode\n",
+         p.prefill_tps, p.prompt_tokens, q8 ? "int8 batched kernel" : "OpenBLAS sgemm",
+         engine::kMaxBatch, f.decode_tps > 0 ? p.prefill_tps / f.decode_tps : 0.0);
+  return f;
+}
+
 Status BenchModel(const std::string& preset, const std::string& dir, double machine_bw,
                   const Options& o) {
   CH_ASSIGN_OR_RETURN(ModelConfig config, engine::PresetConfig(preset));
@@ -109,44 +179,30 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
   CH_ASSIGN_OR_RETURN(engine::Model model, engine::Model::Open(path));
   CH_ASSIGN_OR_RETURN(engine::Tokenizer tok,
                       engine::Tokenizer::Open(path + ".tokenizer", config.vocab_size));
-  CH_RETURN_IF_ERROR(model.Prefault());
-  const double gen_s = static_cast<double>(MonotonicNanos() - start) / 1e9;
-  // Reading the model's own mapping can beat the anonymous buffer (page-cache folios), so the
-  // roofline takes the better of the two: the fraction is then never flattered.
-  const double model_bw = StreamReadBandwidth(model.bytes(), 5);
-  const double bw = std::max(machine_bw, model_bw);
-  const double bytes_per_token = DecodeBytesPerToken(config);
-  const double roofline_tps = bw / bytes_per_token;
-  Printf(stdout, "\n== %s: %s\n", preset.c_str(), config.Describe().c_str());
-  Printf(stdout, "   file %s, written in %.2f s; streaming read of the mapping %.2f GB/s\n",
-         FormatBytes(model.bytes().size()).c_str(), gen_s, model_bw / 1e9);
-  Printf(stdout,
-         "   weights read per token %.1f MB; roofline %.2f GB/s / %.1f MB = %.1f tokens/s\n",
-         bytes_per_token / 1e6, bw / 1e9, bytes_per_token / 1e6, roofline_tps);
-
-  const int32_t seq_len = config.seq_len;
-  const auto decode_new = static_cast<int32_t>(std::min<int64_t>(o.decode_tokens, seq_len - 16));
-  const std::string short_prompt = "Once upon a time";
-  Printf(stdout, "   %-9s %12s %10s %9s\n", "decode", "tokens/s", "GB/s", "roofline");
-  double best_decode = 0;
-  for (MatVecKernel k : {MatVecKernel::kAvx512, MatVecKernel::kAvx2, MatVecKernel::kOpenBlas}) {
-    if (!engine::MatVecKernelSupported(k)) {
+  Printf(stdout, "\n== %s: %s (generated in %.2f s)\n", preset.c_str(), config.Describe().c_str(),
+         static_cast<double>(MonotonicNanos() - start) / 1e9);
+  CH_ASSIGN_OR_RETURN(FormatFigures fp32, BenchFormat("fp32", model, tok, machine_bw, o));
+  for (std::string_view group : Split(o.group_sizes, ',')) {
+    if (group.empty()) {
       continue;
     }
-    CH_ASSIGN_OR_RETURN(Rates r, Measure(model, tok, short_prompt, decode_new, k, o.repeats));
-    best_decode = std::max(best_decode, r.decode_tps);
-    Printf(stdout, "   %-9s %12.1f %10.2f %8.1f%%\n",
-           std::string(engine::MatVecKernelName(k)).c_str(), r.decode_tps,
-           r.decode_tps * bytes_per_token / 1e9, 100.0 * r.decode_tps / roofline_tps);
+    CH_ASSIGN_OR_RETURN(int64_t group_size, ParseInt64(group, "--group-sizes"));
+    const std::string q8_path = path + ".q8-" + std::string(group);
+    const int64_t q_start = MonotonicNanos();
+    CH_RETURN_IF_ERROR(engine::WriteQuantizedModel(std::get<engine::ModelWeights>(model.weights()),
+                                                   {.group_size = static_cast<int32_t>(group_size)},
+                                                   q8_path));
+    const double q_s = static_cast<double>(MonotonicNanos() - q_start) / 1e9;
+    CH_ASSIGN_OR_RETURN(engine::Model q8, engine::Model::Open(q8_path));
+    char seconds[32];
+    static_cast<void>(std::snprintf(seconds, sizeof(seconds), "%.2f s", q_s));
+    const std::string label =
+        "q8, groups of " + std::string(group) + " (quantized in " + seconds + ")";
+    CH_ASSIGN_OR_RETURN(FormatFigures f, BenchFormat(label, q8, tok, machine_bw, o));
+    Printf(stdout, "      q8/%s against fp32: decode %.2fx (roofline %.2fx), prefill %.2fx\n",
+           std::string(group).c_str(), f.decode_tps / fp32.decode_tps,
+           f.roofline_tps / fp32.roofline_tps, f.prefill_tps / fp32.prefill_tps);
   }
-  const auto prefill_n = static_cast<int32_t>(std::min<int64_t>(o.prefill_tokens, seq_len - 16));
-  const std::string long_prompt = PromptOf(tok, prefill_n);
-  CH_ASSIGN_OR_RETURN(Rates p, Measure(model, tok, long_prompt, 0, MatVecKernel::kAuto, o.repeats));
-  Printf(stdout,
-         "   prefill   %12.1f tokens/s for a %d-token prompt (OpenBLAS sgemm, chunks of %d):"
-         " %.1fx decode\n",
-         p.prefill_tps, p.prompt_tokens, engine::kMaxBatch,
-         best_decode > 0 ? p.prefill_tps / best_decode : 0.0);
   return Ok();
 }
 
@@ -160,6 +216,8 @@ int Main(int argc, char** argv) {
   flags.Int("prefill-tokens", &o.prefill_tokens, "N", "prompt length for prefill");
   flags.Int("repeats", &o.repeats, "N", "measurements per figure (the best is printed)");
   flags.Int("bandwidth-mib", &o.bandwidth_mib, "N", "buffer for the bandwidth measurement");
+  flags.String("group-sizes", &o.group_sizes, "LIST",
+               "int8 group sizes to quantize each model at and run (32, 64; empty: fp32 only)");
   Result<std::vector<std::string>> args = flags.Parse(argc - 1, argv + 1);
   if (!args) {
     Printf(stderr, "engine_bench: %s\n", args.error().message().c_str());
