@@ -19,7 +19,7 @@ struct FormatFacts {
   std::string name;         // "f32" or "q8"
   std::string description;  // for the text output
   uint64_t fp32_bytes = 0;  // the llama2.c file of the same shape
-  uint64_t bytes_saved = 0;
+  int64_t bytes_saved = 0;  // negative for toy shapes, where tile padding outweighs the saving
 };
 
 FormatFacts Facts(const engine::Model& model) {
@@ -27,7 +27,7 @@ FormatFacts Facts(const engine::Model& model) {
   Result<engine::CheckpointLayout> fp32 = engine::ComputeLayout(model.config());
   f.fp32_bytes = fp32 ? fp32->file_bytes : 0;
   const uint64_t size = model.bytes().size();
-  f.bytes_saved = f.fp32_bytes > size ? f.fp32_bytes - size : 0;
+  f.bytes_saved = static_cast<int64_t>(f.fp32_bytes) - static_cast<int64_t>(size);
   if (model.format() == engine::WeightFormat::kQ8) {
     f.description = "q8: int8 groups of " + std::to_string(model.group_size()) +
                     " with fp32 scales, norms in fp32 (cellhouse format version " +
@@ -46,7 +46,7 @@ void PrintJson(const engine::Model& model) {
       "{\"path\": %s, \"format\": %s, \"group_size\": %d, \"dim\": %d, \"hidden_dim\": %d, "
       "\"n_layers\": %d, \"n_heads\": %d, \"n_kv_heads\": %d, \"vocab_size\": %d, "
       "\"seq_len\": %d, \"shared_classifier\": %s, \"parameters\": %llu, \"bytes\": %zu, "
-      "\"fp32_bytes\": %llu, \"bytes_saved\": %llu, \"chunk_bytes\": %zu, \"chunks\": %zu}\n",
+      "\"fp32_bytes\": %llu, \"bytes_saved\": %lld, \"chunk_bytes\": %zu, \"chunks\": %zu}\n",
       JsonQuote(model.path()).c_str(), JsonQuote(f.name).c_str(), model.group_size(), c.dim,
       c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len,
       c.shared_classifier ? "true" : "false", static_cast<unsigned long long>(c.ParameterCount()),
@@ -65,13 +65,17 @@ void PrintText(const engine::Model& model) {
          static_cast<double>(c.ParameterCount()) / 1e6);
   Printf(stdout, "bytes:      %zu (%s)\n", model.bytes().size(),
          FormatBytes(model.bytes().size()).c_str());
-  if (model.format() != engine::WeightFormat::kF32) {
+  if (model.format() != engine::WeightFormat::kF32 && f.bytes_saved >= 0) {
+    const auto saved = static_cast<uint64_t>(f.bytes_saved);
     Printf(stdout, "saved:      %llu bytes (%s, %.1f%%) against the fp32 file of %s\n",
-           static_cast<unsigned long long>(f.bytes_saved), FormatBytes(f.bytes_saved).c_str(),
-           f.fp32_bytes > 0
-               ? 100.0 * static_cast<double>(f.bytes_saved) / static_cast<double>(f.fp32_bytes)
-               : 0.0,
+           static_cast<unsigned long long>(saved), FormatBytes(saved).c_str(),
+           100.0 * static_cast<double>(saved) / static_cast<double>(f.fp32_bytes),
            FormatBytes(f.fp32_bytes).c_str());
+  } else if (model.format() != engine::WeightFormat::kF32) {
+    Printf(stdout,
+           "saved:      none: %lld bytes more than the fp32 file of %s (at this toy size, "
+           "padding to 16-row tiles and whole groups outweighs the saving)\n",
+           static_cast<long long>(-f.bytes_saved), FormatBytes(f.fp32_bytes).c_str());
   }
   Printf(stdout, "chunks:     %zu of %s\n", model.ChunkCount(),
          FormatBytes(engine::kModelChunkBytes).c_str());
