@@ -134,8 +134,14 @@ CH_AVX2 void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const v
     __m256 lo = _mm256_setzero_ps();
     __m256 hi = _mm256_setzero_ps();
     for (int32_t g = 0; g < groups; ++g, tile += kTileBytes) {
-      for (int c = 0; c <= kLines; ++c) {
-        _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
+      if (const char* run = prefetch.NextRun(kLines + 1)) {
+        for (int c = 0; c <= kLines; ++c) {
+          _mm_prefetch(run + c * kQ8LineBytes, _MM_HINT_T0);
+        }
+      } else {
+        for (int c = 0; c <= kLines; ++c) {
+          _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
+        }
       }
       AccumulateTile<kLines>(tile, x.q + static_cast<size_t>(g) * kGroupSize, x.scale[g], lo, hi);
     }

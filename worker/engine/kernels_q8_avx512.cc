@@ -102,6 +102,20 @@ CH_VNNI void QuantizeGroup(const float* v, int32_t count, int8_t* q, float* scal
   *offset_sum = kQ8Offset * SumLanes(sum);
 }
 
+// One prefetch per line of the tile kLines lines ahead (see prefetch_stream.h).
+template <int kLines>
+inline void PrefetchTile(PrefetchStream& prefetch) {
+  if (const char* run = prefetch.NextRun(kLines)) {
+    for (int i = 0; i < kLines; ++i) {
+      _mm_prefetch(run + i * kQ8LineBytes, _MM_HINT_T0);
+    }
+  } else {
+    for (int i = 0; i < kLines; ++i) {
+      _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
+    }
+  }
+}
+
 // One token: the 16 row sums of a block stay in registers across all groups.
 template <int kLines>
 CH_VNNI void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next) {
@@ -119,16 +133,14 @@ CH_VNNI void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const v
       // Two chains of dot products, so that their latency overlaps.
       __m512i s0 = _mm512_setzero_si512();
       __m512i s1 = _mm512_setzero_si512();
+      PrefetchTile<kLines + 1>(prefetch);
       for (int c = 0; c < kLines; c += 2) {
         const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(tile + c * kQ8LineBytes), flip);
         const __m512i w1 =
             _mm512_xor_si512(_mm512_loadu_si512(tile + (c + 1) * kQ8LineBytes), flip);
         s0 = _mm512_dpbusd_epi32(s0, w0, _mm512_set1_epi32(Load32(q + 4 * c)));
-        _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
         s1 = _mm512_dpbusd_epi32(s1, w1, _mm512_set1_epi32(Load32(q + 4 * c + 4)));
-        _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
       }
-      _mm_prefetch(prefetch.Next(), _MM_HINT_T0);  // the line of scales
       const __m512i isum =
           _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(x.offset_sum[g]));
       const __m512 d = _mm512_mul_ps(

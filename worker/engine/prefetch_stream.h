@@ -4,6 +4,7 @@
 //
 //   PrefetchStream prefetch(w, rows * cols, next);   // floats, or (bytes, void*) for int8
 //   for (each 64-byte line read) _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
+//   // or, per tile of n lines: NextRun(n), and Next() line by line only when it is null
 #ifndef CELLHOUSE_WORKER_ENGINE_PREFETCH_STREAM_H_
 #define CELLHOUSE_WORKER_ENGINE_PREFETCH_STREAM_H_
 
@@ -30,6 +31,23 @@ class PrefetchStream {
   PrefetchStream(const float* w, size_t floats, const float* next)
       : PrefetchStream(static_cast<const void*>(w), floats * sizeof(float),
                        static_cast<const void*>(next)) {}
+
+  // The first address of the next `lines` lines when they lie in one piece (all in the matrix,
+  // or all past its end), so that a kernel reading a fixed-size tile prefetches it with one
+  // check; null when they straddle the end (then call Next() for each line).
+  const char* NextRun(uintptr_t lines) {
+    const uintptr_t bytes = lines * kLine;
+    uintptr_t at = 0;
+    if (pos_ + bytes <= end_) {
+      at = pos_;
+    } else if (pos_ >= end_) {
+      at = next_ + (pos_ - end_);
+    } else {
+      return nullptr;
+    }
+    pos_ += bytes;
+    return reinterpret_cast<const char*>(at);  // NOLINT(performance-no-int-to-ptr)
+  }
 
   // The address for the next line, then advances by a line.
   const char* Next() {
