@@ -29,7 +29,7 @@ namespace cellhouse::engine {
 inline constexpr size_t kQuantizedHeaderBytes = 64;
 inline constexpr size_t kQuantizedAlignment = 64;
 // "CHQ8" as it appears in the file. Read as a llama2.c header, those bytes would be a dim of
-// 944,917,571, which no llama2.c file can have, so the first four bytes tell the formats apart.
+// 944,851,011, which no llama2.c file can have, so the first four bytes tell the formats apart.
 inline constexpr std::array<char, 4> kQuantizedMagic = {'C', 'H', 'Q', '8'};
 inline constexpr uint32_t kQuantizedVersion = 1;
 
