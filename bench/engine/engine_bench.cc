@@ -56,10 +56,11 @@ double DecodeBytesPerToken(const engine::Model& model) {
     double matrices = 0;
     for (const engine::Q8Tensor* t :
          {&q8->wq, &q8->wk, &q8->wv, &q8->wo, &q8->w1, &q8->w2, &q8->w3, &q8->classifier}) {
-      matrices += static_cast<double>(t->bytes().size());
+      matrices += static_cast<double>(t->Span().size());
     }
     const engine::Q8Shape& e = q8->token_embedding.shape;
-    const double embedding_row = static_cast<double>(e.groups()) * e.tile_bytes();
+    const double embedding_row =
+        static_cast<double>(e.Groups()) * static_cast<double>(e.TileBytes());
     return matrices + norms + embedding_row;
   }
   const double h = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;

@@ -160,9 +160,9 @@ void ExpectWithin(const QuantizedWeights& w, const std::vector<std::byte>& bytes
   const std::byte* end = bytes.data() + bytes.size();
   for (const Q8Tensor* t :
        {&w.token_embedding, &w.wq, &w.wk, &w.wv, &w.wo, &w.w1, &w.w2, &w.w3, &w.classifier}) {
-    EXPECT_GE(t->bytes().data(), begin);
-    EXPECT_LE(t->bytes().data() + t->bytes().size(), end);
-    EXPECT_EQ(t->bytes().size(), *t->shape.Bytes() * static_cast<size_t>(t->layers));
+    EXPECT_GE(t->Span().data(), begin);
+    EXPECT_LE(t->Span().data() + t->Span().size(), end);
+    EXPECT_EQ(t->Span().size(), *t->shape.Bytes() * static_cast<size_t>(t->layers));
   }
   for (std::span<const float> t : {w.rms_att, w.rms_ffn, w.rms_final}) {
     EXPECT_GE(reinterpret_cast<const std::byte*>(t.data()), begin);

@@ -2,6 +2,8 @@
 // activation quantization and matrix product bit-identical to the portable one (for any weight
 // byte, -128 included, and any shape: partial row blocks and groups, both group sizes, one token
 // or many); the portable product against a double-precision evaluation of the same int8 values.
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -60,20 +62,25 @@ struct ActivationStore {
     scale.assign(c.groups, -1.0F);
     offset_sum.assign(c.groups, -1);
   }
-  Q8ActivationBuffer buffer() { return {q.data(), scale.data(), offset_sum.data()}; }
+  Q8ActivationBuffer Buffer() { return {q.data(), scale.data(), offset_sum.data()}; }
   std::vector<int8_t> q;
   std::vector<float> scale;
   std::vector<int32_t> offset_sum;
 };
 
-bool SameBits(float a, float b) { return std::memcmp(&a, &b, sizeof(a)) == 0; }
+bool SameBits(float a, float b) { return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b); }
+
+bool SameBits(std::span<const float> a, std::span<const float> b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](float x, float y) { return SameBits(x, y); });
+}
 
 TEST(Q8MatrixTest, QuantizedRowsReadBackWithinHalfAStep) {
   for (int32_t group_size : {32, 64}) {
     const Q8Shape shape{.rows = 21, .cols = 70, .group_size = group_size};
-    EXPECT_EQ(shape.row_blocks(), 2);
-    EXPECT_EQ(shape.groups(), group_size == 32 ? 3 : 2);
-    EXPECT_EQ(shape.tile_bytes(), static_cast<size_t>(16 * group_size + 64));
+    EXPECT_EQ(shape.RowBlocks(), 2);
+    EXPECT_EQ(shape.Groups(), group_size == 32 ? 3 : 2);
+    EXPECT_EQ(shape.TileBytes(), static_cast<size_t>(16 * group_size + 64));
     std::vector<float> w = RandomFloats(static_cast<size_t>(shape.rows) * shape.cols, 5, 0.2F);
     w[3] = 0.0F;  // a zero among others; and an all-zero group:
     for (int32_t c = 0; c < std::min(group_size, shape.cols); ++c) {
@@ -85,7 +92,7 @@ TEST(Q8MatrixTest, QuantizedRowsReadBackWithinHalfAStep) {
     std::vector<float> row(shape.cols);
     for (int32_t r = 0; r < shape.rows; ++r) {
       DequantizeRow(m, r, row.data());
-      for (int32_t g = 0; g < shape.groups(); ++g) {
+      for (int32_t g = 0; g < shape.Groups(); ++g) {
         float amax = 0;
         for (int32_t c = g * group_size; c < std::min(shape.cols, (g + 1) * group_size); ++c) {
           amax = std::max(amax, std::fabs(w[static_cast<size_t>(r) * shape.cols + c]));
@@ -110,6 +117,47 @@ TEST(Q8MatrixTest, NonFiniteWeightsAreRefused) {
   EXPECT_EQ(s.error().message(), "row 1 column 7 is not a finite number");
 }
 
+// Every value within half a step of its group's scale (zero past the last column, or in a group
+// with a non-finite value); offset_sum 128 × Σ q.
+void ExpectFaithful(const Q8Activations& a, const std::vector<float>& x, int32_t cols,
+                    const std::string& what) {
+  for (int32_t t = 0; t < a.n; ++t) {
+    for (int32_t g = 0; g < a.groups; ++g) {
+      const size_t at = static_cast<size_t>(g) * a.n + t;
+      const float scale = a.scale[at];
+      int32_t sum = 0;
+      for (int32_t j = 0; j < a.group_size; ++j) {
+        const int32_t col = g * a.group_size + j;
+        const int8_t q = a.q[at * a.group_size + j];
+        sum += q;
+        EXPECT_GE(q, -127);
+        if (col >= cols || std::isnan(scale)) {
+          EXPECT_EQ(q, 0) << what;
+        } else {
+          EXPECT_LE(
+              std::fabs(static_cast<float>(q) * scale - x[static_cast<size_t>(t) * cols + col]),
+              scale * 0.5F * 1.0001F)
+              << what;
+        }
+      }
+      EXPECT_EQ(a.offset_sum[at], 128 * sum) << what;
+    }
+  }
+}
+
+// Activations with outliers, a NaN, an infinity and a group of zeros where the shape allows.
+std::vector<float> TestActivations(int32_t n, int32_t cols) {
+  std::vector<float> x = RandomFloats(static_cast<size_t>(n) * cols, cols + n, 3.0F);
+  if (cols > 40) {
+    x[5] = std::numeric_limits<float>::quiet_NaN();        // group 0 of token 0
+    x[cols - 1] = std::numeric_limits<float>::infinity();  // last group of token 0
+    if (n > 1) {
+      std::fill_n(x.begin() + cols, std::min(cols, 32), 0.0F);  // zeros: token 1
+    }
+  }
+  return x;
+}
+
 TEST(Q8KernelsTest, ActivationQuantizationIsIdenticalInEveryVariant) {
   const Kernels portable = Variant(Q8Kernel::kPortable);
   for (Q8Kernel variant : VectorVariants()) {
@@ -117,50 +165,26 @@ TEST(Q8KernelsTest, ActivationQuantizationIsIdenticalInEveryVariant) {
     for (int32_t group_size : {32, 64}) {
       for (int32_t cols : {1, 7, 31, 32, 33, 64, 100, 768}) {
         for (int32_t n : {1, 3}) {
-          std::vector<float> x = RandomFloats(static_cast<size_t>(n) * cols, cols + n, 3.0F);
-          if (cols > 40) {
-            x[5] = std::numeric_limits<float>::quiet_NaN();        // group 0 of token 0
-            x[cols - 1] = std::numeric_limits<float>::infinity();  // last group of token 0
-            if (n > 1) {
-              std::fill_n(x.begin() + cols, std::min(cols, 32), 0.0F);  // zeros: token 1
-            }
-          }
+          const std::vector<float> x = TestActivations(n, cols);
           ActivationStore a(n, cols);
           ActivationStore b(n, cols);
-          const Q8Activations qa = portable.q8_quantize(x.data(), n, cols, group_size, a.buffer());
-          const Q8Activations qb = k.q8_quantize(x.data(), n, cols, group_size, b.buffer());
+          const Q8Activations qa = portable.q8_quantize(x.data(), n, cols, group_size, a.Buffer());
+          const Q8Activations qb = k.q8_quantize(x.data(), n, cols, group_size, b.Buffer());
           const std::string what = std::string(Q8KernelName(variant)) + " group " +
                                    std::to_string(group_size) + " cols " + std::to_string(cols) +
                                    " n " + std::to_string(n);
           ASSERT_EQ(qa.groups, (cols + group_size - 1) / group_size) << what;
           ASSERT_EQ(qb.groups, qa.groups) << what;
           const size_t entries = static_cast<size_t>(qa.groups) * n;
-          EXPECT_EQ(0, std::memcmp(a.q.data(), b.q.data(), entries * group_size)) << what;
-          EXPECT_EQ(0, std::memcmp(a.scale.data(), b.scale.data(), entries * 4)) << what;
-          EXPECT_EQ(0, std::memcmp(a.offset_sum.data(), b.offset_sum.data(), entries * 4)) << what;
-          // Every value within half a step of its group's scale; zero past the last column.
-          for (int32_t t = 0; t < n; ++t) {
-            for (int32_t g = 0; g < qa.groups; ++g) {
-              const size_t at = static_cast<size_t>(g) * n + t;
-              const float scale = qa.scale[at];
-              int32_t sum = 0;
-              for (int32_t j = 0; j < group_size; ++j) {
-                const int32_t col = g * group_size + j;
-                const int8_t q = qa.q[at * group_size + j];
-                sum += q;
-                EXPECT_GE(q, -127);
-                if (col >= cols || std::isnan(scale)) {
-                  EXPECT_EQ(q, 0) << what;
-                } else {
-                  EXPECT_LE(std::fabs(static_cast<float>(q) * scale -
-                                      x[static_cast<size_t>(t) * cols + col]),
-                            scale * 0.5F * 1.0001F)
-                      << what;
-                }
-              }
-              EXPECT_EQ(qa.offset_sum[at], 128 * sum) << what;
-            }
-          }
+          EXPECT_TRUE(std::equal(a.q.begin(), a.q.begin() + entries * group_size, b.q.begin()))
+              << what;
+          EXPECT_TRUE(
+              SameBits(std::span(a.scale).first(entries), std::span(b.scale).first(entries)))
+              << what;
+          EXPECT_TRUE(std::equal(a.offset_sum.begin(), a.offset_sum.begin() + entries,
+                                 b.offset_sum.begin()))
+              << what;
+          ExpectFaithful(qa, x, cols, what);
         }
       }
     }
@@ -179,11 +203,10 @@ std::vector<std::byte> RandomTiles(const Q8Shape& shape, uint64_t seed) {
   for (size_t i = 0; i < tiles.size(); ++i) {
     tiles[i] = static_cast<std::byte>(Mix(seed + i) & 0xFF);
   }
-  const size_t tile_bytes = shape.tile_bytes();
+  const size_t tile_bytes = shape.TileBytes();
   for (size_t t = 0; t < tiles.size() / tile_bytes; ++t) {
     std::vector<float> scales = RandomFloats(kQ8TileRows, seed * 31 + t, 0.01F);
-    std::memcpy(tiles.data() + t * tile_bytes + tile_bytes - kQ8LineBytes, scales.data(),
-                kQ8LineBytes);
+    std::memcpy(tiles.data() + (t + 1) * tile_bytes - kQ8LineBytes, scales.data(), kQ8LineBytes);
   }
   return tiles;
 }
@@ -208,77 +231,81 @@ std::string Describe(const ProductCase& c) {
          std::to_string(c.shape.group_size) + ", n " + std::to_string(c.n);
 }
 
+// The portable product against the same int8 values in double precision.
+void ExpectExact(const Q8Matrix& w, const Q8Activations& a, const std::vector<float>& y,
+                 const std::string& what) {
+  const Q8Shape& s = w.shape;
+  for (int32_t t = 0; t < a.n; ++t) {
+    for (int32_t r = 0; r < s.rows; ++r) {
+      const int32_t lane = r % kQ8TileRows;
+      double sum = 0;
+      double magnitude = 0;
+      for (int32_t g = 0; g < a.groups; ++g) {
+        const std::byte* tile = w.Tile(r / kQ8TileRows, g);
+        float sw = 0;
+        std::memcpy(&sw, tile + Q8ScaleOffset(s, lane), sizeof(sw));
+        const size_t at = static_cast<size_t>(g) * a.n + t;
+        for (int32_t k = 0; k < s.group_size; ++k) {
+          const auto wq = static_cast<int8_t>(tile[Q8WeightOffset(lane, k)]);
+          const double term = static_cast<double>(sw) * wq * a.scale[at] *
+                              a.q[at * static_cast<size_t>(s.group_size) + k];
+          sum += term;
+          magnitude += std::fabs(term);
+        }
+      }
+      EXPECT_NEAR(y[static_cast<size_t>(t) * s.rows + r], sum, 2e-6 * magnitude + 1e-30)
+          << what << " token " << t << " row " << r;
+    }
+  }
+}
+
+// Each token quantized and multiplied alone gives the batch's row of results bit for bit.
+void ExpectTokenByTokenSame(const Q8Matrix& w, const std::vector<float>& x, int32_t n,
+                            const std::vector<float>& batch, const std::string& what) {
+  const Q8Shape& s = w.shape;
+  const Kernels portable = Variant(Q8Kernel::kPortable);
+  for (int32_t t = 0; t < n; ++t) {
+    ActivationStore one(1, s.cols);
+    const Q8Activations a1 = portable.q8_quantize(x.data() + static_cast<size_t>(t) * s.cols, 1,
+                                                  s.cols, s.group_size, one.Buffer());
+    std::vector<float> y(s.rows);
+    for (Q8Kernel variant : {Q8Kernel::kPortable, Q8Kernel::kAvx2, Q8Kernel::kAvx512Vnni}) {
+      if (!Q8KernelSupported(variant)) {
+        continue;
+      }
+      Variant(variant).q8_matmul(w, a1, y.data(), nullptr);
+      EXPECT_TRUE(SameBits(y, std::span(batch).subspan(static_cast<size_t>(t) * s.rows, s.rows)))
+          << Q8KernelName(variant) << " " << what << ": token " << t << " alone";
+    }
+  }
+}
+
 TEST(Q8KernelsTest, ProductsAreIdenticalInEveryVariantAndForAnyBatch) {
   const Kernels portable = Variant(Q8Kernel::kPortable);
   uint64_t seed = 1;
   for (const ProductCase& c : ProductCases()) {
     ++seed;
+    const std::string what = Describe(c);
     const std::vector<std::byte> tiles = RandomTiles(c.shape, seed);
     const Q8Matrix w{.data = tiles.data(), .shape = c.shape};
     const std::vector<float> x =
         RandomFloats(static_cast<size_t>(c.n) * c.shape.cols, seed * 7, 2.0F);
     ActivationStore store(c.n, c.shape.cols);
     const Q8Activations a =
-        portable.q8_quantize(x.data(), c.n, c.shape.cols, c.shape.group_size, store.buffer());
+        portable.q8_quantize(x.data(), c.n, c.shape.cols, c.shape.group_size, store.Buffer());
     const size_t outputs = static_cast<size_t>(c.n) * c.shape.rows;
     // A guard value past the end: nothing may write beyond the last row.
     std::vector<float> expected(outputs + 1, 123.0F);
     portable.q8_matmul(w, a, expected.data(), nullptr);
-    ASSERT_EQ(expected[outputs], 123.0F) << Describe(c);
-
-    // The portable product against the same int8 values in double precision.
-    for (int32_t t = 0; t < c.n; ++t) {
-      for (int32_t r = 0; r < c.shape.rows; ++r) {
-        double sum = 0;
-        double magnitude = 0;
-        for (int32_t g = 0; g < a.groups; ++g) {
-          const std::byte* tile = w.Tile(r / kQ8TileRows, g);
-          float sw = 0;
-          std::memcpy(&sw, tile + c.shape.tile_bytes() - kQ8LineBytes + 4 * (r % kQ8TileRows), 4);
-          const size_t at = static_cast<size_t>(g) * c.n + t;
-          for (int32_t j = 0; j < c.shape.group_size; ++j) {
-            const auto wq = static_cast<int8_t>(
-                tile[static_cast<size_t>(j / 4) * kQ8LineBytes + 4 * (r % kQ8TileRows) + j % 4]);
-            const double term =
-                static_cast<double>(sw) * wq * a.scale[at] * a.q[at * c.shape.group_size + j];
-            sum += term;
-            magnitude += std::fabs(term);
-          }
-        }
-        EXPECT_NEAR(expected[static_cast<size_t>(t) * c.shape.rows + r], sum,
-                    2e-6 * magnitude + 1e-30)
-            << Describe(c) << " token " << t << " row " << r;
-      }
-    }
-
+    ASSERT_EQ(expected[outputs], 123.0F) << what;
+    ExpectExact(w, a, expected, what);
     for (Q8Kernel variant : VectorVariants()) {
-      const Kernels k = Variant(variant);
       std::vector<float> y(outputs + 1, 123.0F);
-      k.q8_matmul(w, a, y.data(), x.data());
-      for (size_t i = 0; i <= outputs; ++i) {
-        ASSERT_TRUE(SameBits(y[i], expected[i]))
-            << Q8KernelName(variant) << " " << Describe(c) << ": output " << i << " is " << y[i]
-            << ", portable " << expected[i];
-      }
+      Variant(variant).q8_matmul(w, a, y.data(), x.data());
+      EXPECT_TRUE(SameBits(y, expected)) << Q8KernelName(variant) << " " << what;
     }
-
-    // Token by token (each quantized alone) gives the batch's results bit for bit.
-    for (int32_t t = 0; t < c.n && c.n > 1; ++t) {
-      ActivationStore one(1, c.shape.cols);
-      const Q8Activations a1 =
-          portable.q8_quantize(x.data() + static_cast<size_t>(t) * c.shape.cols, 1, c.shape.cols,
-                               c.shape.group_size, one.buffer());
-      std::vector<float> y(c.shape.rows);
-      for (Q8Kernel variant : {Q8Kernel::kPortable, Q8Kernel::kAvx2, Q8Kernel::kAvx512Vnni}) {
-        if (!Q8KernelSupported(variant)) {
-          continue;
-        }
-        Variant(variant).q8_matmul(w, a1, y.data(), nullptr);
-        for (int32_t r = 0; r < c.shape.rows; ++r) {
-          ASSERT_TRUE(SameBits(y[r], expected[static_cast<size_t>(t) * c.shape.rows + r]))
-              << Q8KernelName(variant) << " " << Describe(c) << ": token " << t << " alone";
-        }
-      }
+    if (c.n > 1) {
+      ExpectTokenByTokenSame(w, x, c.n, expected, what);
     }
   }
 }

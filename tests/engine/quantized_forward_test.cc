@@ -6,6 +6,7 @@
 //   relative error of a step's logits = ||q8 - fp32||₂ / ||fp32||₂
 //   greedy agreement = steps whose q8 argmax is the fp32 argmax, feeding both the same tokens
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -124,7 +125,7 @@ int32_t ArgMax(const float* v, int32_t n) {
 void ExpectSameBits(const float* actual, const std::vector<float>& expected,
                     const std::string& what) {
   for (size_t i = 0; i < expected.size(); ++i) {
-    ASSERT_EQ(std::memcmp(&actual[i], &expected[i], sizeof(float)), 0)
+    ASSERT_EQ(std::bit_cast<uint32_t>(actual[i]), std::bit_cast<uint32_t>(expected[i]))
         << what << ": logit " << i << " is " << actual[i] << ", expected " << expected[i];
   }
 }

@@ -43,6 +43,15 @@ void QuantizeGroup(const float* v, int32_t count, int32_t group_size, int8_t* q,
   *offset_sum = kQ8Offset * sum;
 }
 
+// The exact integer dot product of row `lane` of a tile with one group of activations.
+int32_t GroupSum(const std::byte* tile, int32_t lane, const int8_t* q, int32_t group_size) {
+  int32_t sum = 0;
+  for (int32_t k = 0; k < group_size; ++k) {
+    sum += static_cast<int32_t>(static_cast<int8_t>(tile[Q8WeightOffset(lane, k)])) * q[k];
+  }
+  return sum;
+}
+
 }  // namespace
 
 Q8Activations QuantizeQ8Portable(const float* x, int32_t n, int32_t cols, int32_t group_size,
@@ -66,32 +75,25 @@ Q8Activations QuantizeQ8Portable(const float* x, int32_t n, int32_t cols, int32_
 
 void MatMulQ8Portable(const Q8Matrix& w, const Q8Activations& x, float* y, const void* /*next*/) {
   const Q8Shape& s = w.shape;
-  const int32_t lines = s.lines();
-  const size_t scales_at = static_cast<size_t>(lines) * kQ8LineBytes;
-  for (int32_t b = 0; b < s.row_blocks(); ++b) {
+  for (int32_t b = 0; b < s.RowBlocks(); ++b) {
     const int32_t rows = std::min(kQ8TileRows, s.rows - b * kQ8TileRows);
     for (int32_t t = 0; t < x.n; ++t) {
       float acc[kQ8TileRows] = {};
-      for (int32_t g = 0; g < s.groups(); ++g) {
+      for (int32_t g = 0; g < s.Groups(); ++g) {
         const std::byte* tile = w.Tile(b, g);
         const size_t at = static_cast<size_t>(g) * x.n + t;
         const int8_t* q = x.q + at * s.group_size;
         const float sx = x.scale[at];
         for (int32_t i = 0; i < kQ8TileRows; ++i) {
-          int32_t isum = 0;
-          for (int32_t c = 0; c < lines; ++c) {
-            const std::byte* line = tile + static_cast<size_t>(c) * kQ8LineBytes + 4 * i;
-            for (int32_t j = 0; j < 4; ++j) {
-              isum += static_cast<int32_t>(static_cast<int8_t>(line[j])) * q[4 * c + j];
-            }
-          }
-          const float sw = LoadFloat(tile + scales_at + 4 * i);
+          const int32_t isum = GroupSum(tile, i, q, s.group_size);
+          const float sw = LoadFloat(tile + Q8ScaleOffset(s, i));
           const float d = sw * sx;
           const float term = static_cast<float>(isum) * d;
           acc[i] = acc[i] + term;
         }
       }
-      std::copy_n(acc, rows, y + static_cast<size_t>(t) * s.rows + b * kQ8TileRows);
+      std::copy_n(acc, rows,
+                  y + static_cast<size_t>(t) * s.rows + static_cast<size_t>(b) * kQ8TileRows);
     }
   }
 }

@@ -60,7 +60,8 @@ CH_AVX2 void QuantizeGroup(const float* v, int32_t count, int8_t* q, float* scal
   __m256 amax = _mm256_setzero_ps();
   bool finite = true;
   for (int i = 0; i < kVectors; ++i) {
-    values[i] = _mm256_maskload_ps(v + i * kLanes, LaneMask(count - i * kLanes));
+    values[i] =
+        _mm256_maskload_ps(v + static_cast<ptrdiff_t>(i * kLanes), LaneMask(count - i * kLanes));
     const __m256 diff = _mm256_sub_ps(values[i], values[i]);
     finite =
         finite && _mm256_movemask_ps(_mm256_cmp_ps(diff, _mm256_setzero_ps(), _CMP_EQ_OQ)) == 0xFF;
@@ -68,7 +69,8 @@ CH_AVX2 void QuantizeGroup(const float* v, int32_t count, int8_t* q, float* scal
   }
   if (!finite) {
     for (int i = 0; i < kVectors; i += 4) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i * kLanes), _mm256_setzero_si256());
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + static_cast<ptrdiff_t>(i * kLanes)),
+                          _mm256_setzero_si256());
     }
     *scale = kNonFiniteScale;
     *offset_sum = 0;
@@ -92,19 +94,19 @@ CH_AVX2 void QuantizeGroup(const float* v, int32_t count, int8_t* q, float* scal
     const __m256i p01 = _mm256_packs_epi32(qi[i], qi[i + 1]);
     const __m256i p23 = _mm256_packs_epi32(qi[i + 2], qi[i + 3]);
     const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), order);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i * kLanes), bytes);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + static_cast<ptrdiff_t>(i * kLanes)), bytes);
   }
   *scale = s.scale;
   *offset_sum = kQ8Offset * SumLanes(sum);
 }
 
 // Adds one tile's contribution for one token to the two halves of a block's sums.
-template <int kLines>
+template <size_t kLines>
 CH_AVX2 inline void AccumulateTile(const std::byte* tile, const int8_t* q, float sx, __m256& lo,
                                    __m256& hi) {
   __m256i s_lo = _mm256_setzero_si256();
   __m256i s_hi = _mm256_setzero_si256();
-  for (int c = 0; c < kLines; ++c) {
+  for (size_t c = 0; c < kLines; ++c) {
     const __m256i q4 = _mm256_set1_epi32(Load32(q + 4 * c));
     s_lo = DotHalfLine(s_lo, tile + c * kQ8LineBytes, q4);
     s_hi = DotHalfLine(s_hi, tile + c * kQ8LineBytes + 32, q4);
@@ -122,24 +124,24 @@ CH_AVX2 inline void StoreRows(float* y, int32_t rows, __m256 lo, __m256 hi) {
   _mm256_maskstore_ps(y + kLanes, LaneMask(rows - kLanes), hi);
 }
 
-template <int kLines>
+template <size_t kLines>
 CH_AVX2 void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next) {
-  constexpr size_t kTileBytes = static_cast<size_t>(kLines + 1) * kQ8LineBytes;
-  constexpr int32_t kGroupSize = 4 * kLines;
+  constexpr size_t kTileBytes = (kLines + 1) * kQ8LineBytes;
+  constexpr size_t kGroupSize = 4 * kLines;
   const Q8Shape& s = w.shape;
-  const int32_t groups = s.groups();
+  const int32_t groups = s.Groups();
   const std::byte* tile = w.data;
-  PrefetchStream prefetch(w.data, kTileBytes * static_cast<size_t>(groups) * s.row_blocks(), next);
-  for (int32_t b = 0; b < s.row_blocks(); ++b) {
+  PrefetchStream prefetch(w.data, kTileBytes * static_cast<size_t>(groups) * s.RowBlocks(), next);
+  for (int32_t b = 0; b < s.RowBlocks(); ++b) {
     __m256 lo = _mm256_setzero_ps();
     __m256 hi = _mm256_setzero_ps();
     for (int32_t g = 0; g < groups; ++g, tile += kTileBytes) {
       if (const char* run = prefetch.NextRun(kLines + 1)) {
-        for (int c = 0; c <= kLines; ++c) {
+        for (size_t c = 0; c <= kLines; ++c) {
           _mm_prefetch(run + c * kQ8LineBytes, _MM_HINT_T0);
         }
       } else {
-        for (int c = 0; c <= kLines; ++c) {
+        for (size_t c = 0; c <= kLines; ++c) {
           _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
         }
       }
@@ -150,12 +152,12 @@ CH_AVX2 void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const v
 }
 
 // Several tokens: tile by tile, every token's sums accumulating in y (see kernels_q8_avx512.cc).
-template <int kLines>
+template <size_t kLines>
 CH_AVX2 void MatMul(const Q8Matrix& w, const Q8Activations& x, float* y) {
-  constexpr int32_t kGroupSize = 4 * kLines;
+  constexpr size_t kGroupSize = 4 * kLines;
   const Q8Shape& s = w.shape;
   const int32_t n = x.n;
-  for (int32_t b = 0; b < s.row_blocks(); ++b) {
+  for (int32_t b = 0; b < s.RowBlocks(); ++b) {
     const int32_t rows = s.rows - b * kQ8TileRows;
     const __m256i mask_lo = LaneMask(rows);
     const __m256i mask_hi = LaneMask(rows - kLanes);
@@ -164,7 +166,7 @@ CH_AVX2 void MatMul(const Q8Matrix& w, const Q8Activations& x, float* y) {
       StoreRows(y_block + static_cast<size_t>(t) * s.rows, rows, _mm256_setzero_ps(),
                 _mm256_setzero_ps());
     }
-    for (int32_t g = 0; g < s.groups(); ++g) {
+    for (int32_t g = 0; g < s.Groups(); ++g) {
       const std::byte* tile = w.Tile(b, g);
       const size_t first = static_cast<size_t>(g) * n;
       for (int32_t t = 0; t < n; ++t) {

@@ -72,7 +72,7 @@ CH_VNNI void QuantizeGroup(const float* v, int32_t count, int8_t* q, float* scal
   bool finite = true;
   for (int i = 0; i < kVectors; ++i) {
     loaded[i] = RowMask(std::max(0, count - i * kLanes));
-    values[i] = _mm512_maskz_loadu_ps(loaded[i], v + i * kLanes);
+    values[i] = _mm512_maskz_loadu_ps(loaded[i], v + static_cast<ptrdiff_t>(i * kLanes));
     // v - v is 0 for every finite value (and for the zeros of the lanes not loaded).
     const __m512 diff = _mm512_sub_ps(values[i], values[i]);
     finite = finite && _mm512_cmp_ps_mask(diff, _mm512_setzero_ps(), _CMP_EQ_OQ) == 0xFFFF;
@@ -80,7 +80,8 @@ CH_VNNI void QuantizeGroup(const float* v, int32_t count, int8_t* q, float* scal
   }
   if (!finite) {
     for (int i = 0; i < kVectors; ++i) {
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i * kLanes), _mm_setzero_si128());
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + static_cast<ptrdiff_t>(i * kLanes)),
+                       _mm_setzero_si128());
     }
     *scale = kNonFiniteScale;
     *offset_sum = 0;
@@ -96,37 +97,38 @@ CH_VNNI void QuantizeGroup(const float* v, int32_t count, int8_t* q, float* scal
     r = _mm512_sub_ps(r, magic);
     const __m512i qi = Truncate(r);
     sum = _mm512_add_epi32(sum, qi);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i * kLanes), Narrow(qi));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + static_cast<ptrdiff_t>(i * kLanes)),
+                     Narrow(qi));
   }
   *scale = s.scale;
   *offset_sum = kQ8Offset * SumLanes(sum);
 }
 
 // One prefetch per line of the tile kLines lines ahead (see prefetch_stream.h).
-template <int kLines>
+template <size_t kLines>
 inline void PrefetchTile(PrefetchStream& prefetch) {
   if (const char* run = prefetch.NextRun(kLines)) {
-    for (int i = 0; i < kLines; ++i) {
+    for (size_t i = 0; i < kLines; ++i) {
       _mm_prefetch(run + i * kQ8LineBytes, _MM_HINT_T0);
     }
   } else {
-    for (int i = 0; i < kLines; ++i) {
+    for (size_t i = 0; i < kLines; ++i) {
       _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
     }
   }
 }
 
 // One token: the 16 row sums of a block stay in registers across all groups.
-template <int kLines>
+template <size_t kLines>
 CH_VNNI void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next) {
-  constexpr size_t kTileBytes = static_cast<size_t>(kLines + 1) * kQ8LineBytes;
-  constexpr int32_t kGroupSize = 4 * kLines;
+  constexpr size_t kTileBytes = (kLines + 1) * kQ8LineBytes;
+  constexpr size_t kGroupSize = 4 * kLines;
   const Q8Shape& s = w.shape;
-  const int32_t groups = s.groups();
+  const int32_t groups = s.Groups();
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   const std::byte* tile = w.data;
-  PrefetchStream prefetch(w.data, kTileBytes * static_cast<size_t>(groups) * s.row_blocks(), next);
-  for (int32_t b = 0; b < s.row_blocks(); ++b) {
+  PrefetchStream prefetch(w.data, kTileBytes * static_cast<size_t>(groups) * s.RowBlocks(), next);
+  for (int32_t b = 0; b < s.RowBlocks(); ++b) {
     __m512 acc = _mm512_setzero_ps();
     for (int32_t g = 0; g < groups; ++g, tile += kTileBytes) {
       const int8_t* q = x.q + static_cast<size_t>(g) * kGroupSize;
@@ -134,7 +136,7 @@ CH_VNNI void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const v
       __m512i s0 = _mm512_setzero_si512();
       __m512i s1 = _mm512_setzero_si512();
       PrefetchTile<kLines + 1>(prefetch);
-      for (int c = 0; c < kLines; c += 2) {
+      for (size_t c = 0; c < kLines; c += 2) {
         const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(tile + c * kQ8LineBytes), flip);
         const __m512i w1 =
             _mm512_xor_si512(_mm512_loadu_si512(tile + (c + 1) * kQ8LineBytes), flip);
@@ -154,22 +156,22 @@ CH_VNNI void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const v
 
 // Several tokens (prefill): each tile is loaded into registers once and applied to every token,
 // whose partial sums accumulate in y itself, group by group in the same order as MatVec.
-template <int kLines>
+template <size_t kLines>
 CH_VNNI void MatMul(const Q8Matrix& w, const Q8Activations& x, float* y) {
-  constexpr int32_t kGroupSize = 4 * kLines;
+  constexpr size_t kGroupSize = 4 * kLines;
   const Q8Shape& s = w.shape;
   const int32_t n = x.n;
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  for (int32_t b = 0; b < s.row_blocks(); ++b) {
+  for (int32_t b = 0; b < s.RowBlocks(); ++b) {
     const __mmask16 rows = RowMask(s.rows - b * kLanes);
     float* y_block = y + static_cast<size_t>(b) * kLanes;
     for (int32_t t = 0; t < n; ++t) {
       _mm512_mask_storeu_ps(y_block + static_cast<size_t>(t) * s.rows, rows, _mm512_setzero_ps());
     }
-    for (int32_t g = 0; g < s.groups(); ++g) {
+    for (int32_t g = 0; g < s.Groups(); ++g) {
       const std::byte* tile = w.Tile(b, g);
       __m512i lines[kLines];
-      for (int c = 0; c < kLines; ++c) {
+      for (size_t c = 0; c < kLines; ++c) {
         lines[c] = _mm512_xor_si512(_mm512_loadu_si512(tile + c * kQ8LineBytes), flip);
       }
       const __m512 sw =
@@ -179,7 +181,7 @@ CH_VNNI void MatMul(const Q8Matrix& w, const Q8Activations& x, float* y) {
         const int8_t* q = x.q + (first + t) * kGroupSize;
         __m512i s0 = _mm512_setzero_si512();
         __m512i s1 = _mm512_setzero_si512();
-        for (int c = 0; c < kLines; c += 2) {
+        for (size_t c = 0; c < kLines; c += 2) {
           s0 = _mm512_dpbusd_epi32(s0, lines[c], _mm512_set1_epi32(Load32(q + 4 * c)));
           s1 = _mm512_dpbusd_epi32(s1, lines[c + 1], _mm512_set1_epi32(Load32(q + 4 * c + 4)));
         }

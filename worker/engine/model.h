@@ -78,7 +78,7 @@ class Model {
   Model(std::string path, Mapping mapping, AnyWeights weights, const ModelConfig& config)
       : path_(std::move(path)),
         mapping_(std::move(mapping)),
-        weights_(std::move(weights)),
+        weights_(weights),
         config_(config) {}
   std::span<const std::byte> Chunk(size_t chunk) const;
   Result<uint64_t> Resident(std::span<const std::byte> range) const;

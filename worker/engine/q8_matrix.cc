@@ -7,29 +7,25 @@
 namespace cellhouse::engine {
 
 std::optional<uint64_t> Q8Shape::Bytes() const {
-  return CheckedMul({static_cast<uint64_t>(row_blocks()), static_cast<uint64_t>(groups()),
-                     static_cast<uint64_t>(tile_bytes())});
+  return CheckedMul({static_cast<uint64_t>(RowBlocks()), static_cast<uint64_t>(Groups()),
+                     static_cast<uint64_t>(TileBytes())});
 }
 
 void DequantizeRow(const Q8Matrix& m, int32_t row, float* out) {
   const Q8Shape& s = m.shape;
   const int32_t block = row / kQ8TileRows;
   const int32_t lane = row % kQ8TileRows;
-  for (int32_t g = 0; g < s.groups(); ++g) {
+  for (int32_t g = 0; g < s.Groups(); ++g) {
     const std::byte* tile = m.Tile(block, g);
     float scale = 0;
-    std::memcpy(&scale, tile + static_cast<size_t>(s.lines()) * kQ8LineBytes + 4 * lane,
-                sizeof(scale));
-    for (int32_t c = 0; c < s.lines(); ++c) {
-      for (int32_t j = 0; j < 4; ++j) {
-        const int64_t col = static_cast<int64_t>(g) * s.group_size + 4 * c + j;
-        if (col >= s.cols) {
-          return;
-        }
-        const auto q = static_cast<int8_t>(
-            tile[static_cast<size_t>(c) * kQ8LineBytes + static_cast<size_t>(4 * lane + j)]);
-        out[col] = static_cast<float>(q) * scale;
+    std::memcpy(&scale, tile + Q8ScaleOffset(s, lane), sizeof(scale));
+    for (int32_t k = 0; k < s.group_size; ++k) {
+      const int64_t col = static_cast<int64_t>(g) * s.group_size + k;
+      if (col >= s.cols) {
+        return;
       }
+      const auto q = static_cast<int8_t>(tile[Q8WeightOffset(lane, k)]);
+      out[col] = static_cast<float>(q) * scale;
     }
   }
 }

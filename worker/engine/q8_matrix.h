@@ -30,7 +30,7 @@
 namespace cellhouse::engine {
 
 inline constexpr int32_t kQ8TileRows = 16;
-inline constexpr int32_t kQ8LineBytes = 64;  // kQ8TileRows rows × 4 bytes
+inline constexpr size_t kQ8LineBytes = 64;  // kQ8TileRows rows × 4 bytes
 // The largest magnitude a weight or an activation is quantized to: symmetric, so -128 is never
 // produced (the kernels stay exact for it anyway).
 inline constexpr int32_t kQ8Max = 127;
@@ -42,22 +42,30 @@ struct Q8Shape {
   int32_t cols = 0;
   int32_t group_size = 0;  // 32 or 64
 
-  int32_t row_blocks() const {
+  int32_t RowBlocks() const {
     return static_cast<int32_t>((static_cast<int64_t>(rows) + kQ8TileRows - 1) / kQ8TileRows);
   }
-  int32_t groups() const {
+  int32_t Groups() const {
     return static_cast<int32_t>((static_cast<int64_t>(cols) + group_size - 1) / group_size);
   }
   // Lines of weights in a tile, before its line of scales.
-  int32_t lines() const { return group_size / 4; }
-  size_t tile_bytes() const {
-    return static_cast<size_t>(lines() + 1) * static_cast<size_t>(kQ8LineBytes);
-  }
+  int32_t Lines() const { return group_size / 4; }
+  size_t TileBytes() const { return static_cast<size_t>(Lines() + 1) * kQ8LineBytes; }
   // Bytes of the whole matrix, or nullopt when that overflows 64 bits.
   std::optional<uint64_t> Bytes() const;
 
   bool operator==(const Q8Shape&) const = default;
 };
+
+// Where, within a tile, the weight of the block's row `lane` (0..15) and the group's column k
+// lies, and that row's scale.
+inline size_t Q8WeightOffset(int32_t lane, int32_t k) {
+  return static_cast<size_t>(k / 4) * kQ8LineBytes + static_cast<size_t>(lane) * 4 +
+         static_cast<size_t>(k % 4);
+}
+inline size_t Q8ScaleOffset(const Q8Shape& shape, int32_t lane) {
+  return static_cast<size_t>(shape.Lines()) * kQ8LineBytes + static_cast<size_t>(lane) * 4;
+}
 
 // One matrix (one layer of a tensor), viewed in place.
 struct Q8Matrix {
@@ -65,9 +73,9 @@ struct Q8Matrix {
   Q8Shape shape;
 
   const std::byte* Tile(int32_t block, int32_t group) const {
-    return data + (static_cast<size_t>(block) * static_cast<size_t>(shape.groups()) +
+    return data + (static_cast<size_t>(block) * static_cast<size_t>(shape.Groups()) +
                    static_cast<size_t>(group)) *
-                      shape.tile_bytes();
+                      shape.TileBytes();
   }
 };
 
@@ -81,7 +89,7 @@ struct Q8Tensor {
   Q8Matrix Layer(int32_t layer) const {
     return {.data = data + static_cast<size_t>(layer) * layer_bytes, .shape = shape};
   }
-  std::span<const std::byte> bytes() const {
+  std::span<const std::byte> Span() const {
     return {data, static_cast<size_t>(layer_bytes) * static_cast<size_t>(layers)};
   }
 };

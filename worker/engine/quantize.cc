@@ -15,15 +15,15 @@ namespace {
 
 using Sink = std::function<Status(std::span<const std::byte>)>;
 
-// Row block `block` of w: shape.groups() tiles into `out`.
+// Row block `block` of w: shape.Groups() tiles into `out`.
 Status QuantizeBlock(const float* w, const Q8Shape& s, int32_t block, std::byte* out) {
-  const size_t tile_bytes = s.tile_bytes();
-  std::memset(out, 0, tile_bytes * static_cast<size_t>(s.groups()));
+  const size_t tile_bytes = s.TileBytes();
+  std::memset(out, 0, tile_bytes * static_cast<size_t>(s.Groups()));
   const int32_t rows = std::min(kQ8TileRows, s.rows - block * kQ8TileRows);
   for (int32_t i = 0; i < rows; ++i) {
     const int64_t r = static_cast<int64_t>(block) * kQ8TileRows + i;
-    const float* row = w + r * s.cols;
-    for (int32_t g = 0; g < s.groups(); ++g) {
+    const float* row = w + r * static_cast<int64_t>(s.cols);
+    for (int32_t g = 0; g < s.Groups(); ++g) {
       std::byte* tile = out + static_cast<size_t>(g) * tile_bytes;
       const int64_t begin = static_cast<int64_t>(g) * s.group_size;
       const int64_t end = std::min<int64_t>(begin + s.group_size, s.cols);
@@ -39,12 +39,10 @@ Status QuantizeBlock(const float* w, const Q8Shape& s, int32_t block, std::byte*
       for (int64_t col = begin; col < end && scale > 0; ++col) {
         const float q = std::clamp(std::nearbyint(row[col] / scale), -static_cast<float>(kQ8Max),
                                    static_cast<float>(kQ8Max));
-        const int64_t k = col - begin;
-        tile[static_cast<size_t>(k / 4) * kQ8LineBytes + static_cast<size_t>(4 * i + k % 4)] =
+        tile[Q8WeightOffset(i, static_cast<int32_t>(col - begin))] =
             static_cast<std::byte>(static_cast<int8_t>(q));
       }
-      std::memcpy(tile + static_cast<size_t>(s.lines()) * kQ8LineBytes + 4 * i, &scale,
-                  sizeof(scale));
+      std::memcpy(tile + Q8ScaleOffset(s, i), &scale, sizeof(scale));
     }
   }
   return Ok();
@@ -128,10 +126,10 @@ class QuantizedWriter {
   // `layers` matrices of tensor t, one row block at a time.
   Status Matrices(QuantizedLayout::Tensor t, std::span<const float> tensor, int32_t layers) {
     const Q8Shape shape = QuantizedShape(w_.config, t, group_size_);
-    block_.resize(shape.tile_bytes() * static_cast<size_t>(shape.groups()));
+    block_.resize(shape.TileBytes() * static_cast<size_t>(shape.Groups()));
     for (int32_t l = 0; l < layers; ++l) {
       const float* matrix = ModelWeights::Layer(tensor, layers, l);
-      for (int32_t b = 0; b < shape.row_blocks(); ++b) {
+      for (int32_t b = 0; b < shape.RowBlocks(); ++b) {
         if (Status s = QuantizeBlock(matrix, shape, b, block_.data()); !s) {
           return std::move(s).error().Context(std::string("quantizing tensor ") +
                                               QuantizedLayout::Name(t) + " layer " +
@@ -160,8 +158,8 @@ Result<QuantizedLayout> LayoutFor(const ModelWeights& weights, const QuantizeOpt
 }  // namespace
 
 Status QuantizeMatrix(const float* w, const Q8Shape& shape, std::byte* out) {
-  const size_t block_bytes = shape.tile_bytes() * static_cast<size_t>(shape.groups());
-  for (int32_t b = 0; b < shape.row_blocks(); ++b) {
+  const size_t block_bytes = shape.TileBytes() * static_cast<size_t>(shape.Groups());
+  for (int32_t b = 0; b < shape.RowBlocks(); ++b) {
     CH_RETURN_IF_ERROR(QuantizeBlock(w, shape, b, out + static_cast<size_t>(b) * block_bytes));
   }
   return Ok();
