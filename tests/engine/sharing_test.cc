@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -65,48 +67,57 @@ Result<MappingMemory> MeasureMapping(const std::string& path) {
   return m;
 }
 
-// Pipes between the test and its children: each child reports ready, waits for "go", reports
-// its figures, then waits until the test closes `go` (so that all children are still mapping
-// the file while each measures).
+// Pipes between the test and its children. Each child writes one byte to `ready` (its failure
+// step, or 0 once it maps the file), waits for its byte of `go`, writes one Report, then waits
+// until the test closes `done` — so that all children are still mapping the file while each
+// measures. (Waiting for the end of `go` instead would let a fast child read a slow one's byte.)
+// Every child writes exactly one byte and, if it got ready, one Report, so a failing child
+// cannot leave the test waiting.
 struct Pipes {
   FdPair ready = std::move(*MakePipe());
   FdPair go = std::move(*MakePipe());
   FdPair results = std::move(*MakePipe());
+  FdPair done = std::move(*MakePipe());
+};
+
+struct Report {
+  int32_t failed_step = 0;  // 0: measured
+  MappingMemory memory;
 };
 
 // In the child: optionally opens the model itself, prefaults it, then the protocol above.
 [[noreturn]] void ChildMeasures(Pipes& p, const std::string& path, const Model* inherited) {
-  p.go.second.reset();  // only the test writes "go", so its close reaches every child as EOF
+  p.go.second.reset();
+  p.done.second.reset();  // only the test holds it, so its close reaches every child as EOF
   // A worker that inherits the mapping starts with none of its pages in its page tables (fork
   // does not copy them for a shared file mapping); it faults them in as it reads the weights,
   // which Prefault does at once.
   std::optional<Result<Model>> own;
+  char step = 0;
   if (inherited == nullptr) {
     own.emplace(Model::Open(path));
-    if (!own->has_value()) {
-      _exit(2);
-    }
-    inherited = &**own;
+    step = own->has_value() ? 0 : 1;
+    inherited = own->has_value() ? &**own : nullptr;
   }
-  if (!inherited->Prefault()) {
-    _exit(2);
+  if (step == 0 && !inherited->Prefault()) {
+    step = 2;
   }
-  char byte = 'r';
-  if (!WriteFull(p.ready.second.get(), std::string_view(&byte, 1), "ready")) {
-    _exit(3);
+  if (!WriteFull(p.ready.second.get(), std::string_view(&step, 1), "ready") || step != 0) {
+    _exit(1);
   }
   std::array<std::byte, 1> go{};
+  Report report;
   if (!ReadFull(p.go.first.get(), go, "go")) {
-    _exit(4);
+    report.failed_step = 3;
+  } else if (Result<MappingMemory> m = MeasureMapping(path); m) {
+    report.memory = *m;
+  } else {
+    report.failed_step = 4;
   }
-  Result<MappingMemory> m = MeasureMapping(path);
-  if (!m) {
-    _exit(5);
+  if (!WriteFull(p.results.second.get(), std::as_bytes(std::span(&report, 1)), "results")) {
+    _exit(1);
   }
-  if (!WriteFull(p.results.second.get(), std::as_bytes(std::span(&*m, 1)), "results")) {
-    _exit(6);
-  }
-  static_cast<void>(::read(p.go.first.get(), &byte, 1));  // returns at EOF
+  static_cast<void>(::read(p.done.first.get(), &step, 1));  // returns at EOF
   _exit(0);
 }
 
@@ -124,22 +135,25 @@ std::vector<MappingMemory> MeasureInChildren(const std::string& path, int childr
     EXPECT_GT(pid, 0);
     pids.push_back(pid);
   }
-  // Only the children write these: a child that fails early then shows as EOF, not a hang.
+  // Only the children write these: a child that dies shows as EOF, not a hang.
   p.ready.second.reset();
   p.results.second.reset();
+  std::vector<char> ready(static_cast<size_t>(children), 99);
+  EXPECT_TRUE(ReadFull(p.ready.first.get(), std::as_writable_bytes(std::span(ready)), "ready"));
+  const auto measuring = static_cast<size_t>(std::count(ready.begin(), ready.end(), 0));
+  EXPECT_EQ(measuring, ready.size()) << "a child failed to map the model, at step "
+                                     << static_cast<int>(ready[0] != 0 ? ready[0] : ready[1]);
+  const std::vector<char> go(measuring, 'g');
+  EXPECT_TRUE(WriteFull(p.go.second.get(), std::string_view(go.data(), go.size()), "go"));
   std::vector<MappingMemory> figures;
-  std::vector<std::byte> ready(static_cast<size_t>(children));
-  if (ReadFull(p.ready.first.get(), ready, "ready")) {
-    const std::vector<char> go(static_cast<size_t>(children), 'g');
-    EXPECT_TRUE(WriteFull(p.go.second.get(), std::string_view(go.data(), go.size()), "go"));
-    for (int i = 0; i < children; ++i) {
-      MappingMemory m;
-      EXPECT_TRUE(
-          ReadFull(p.results.first.get(), std::as_writable_bytes(std::span(&m, 1)), "results"));
-      figures.push_back(m);
-    }
+  for (size_t i = 0; i < measuring; ++i) {
+    Report r;
+    EXPECT_TRUE(
+        ReadFull(p.results.first.get(), std::as_writable_bytes(std::span(&r, 1)), "results"));
+    EXPECT_EQ(r.failed_step, 0);
+    figures.push_back(r.memory);
   }
-  p.go.second.reset();
+  p.done.second.reset();
   for (pid_t pid : pids) {
     int status = 0;
     EXPECT_EQ(waitpid(pid, &status, 0), pid);
