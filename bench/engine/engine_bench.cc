@@ -1,13 +1,18 @@
-// engine_bench: decode and prefill tokens/s on one thread for generated 15m and 110m models,
-// against the machine's single-thread memory read bandwidth measured in the same run.
+// engine_bench: decode and prefill tokens/s on one thread for generated 15m and 110m models, fp32
+// and quantized to int8 (groups of 32 and 64) side by side, against the machine's single-thread
+// memory read bandwidth measured in the same run.
 //
-//   OPENBLAS_NUM_THREADS=1 build/bin/engine_bench [--models 15m,110m] [--decode-tokens 128]
+//   OPENBLAS_NUM_THREADS=1 build/bin/engine_bench [--models 15m,110m] [--group-sizes 32,64]
 //
 // Decode reads every weight once per token, so its roofline is bandwidth / (bytes of weights
-// read per token); the "roofline" column is the fraction of that reached. Figures only: nothing
-// here asserts anything about time.
+// read per token, in the format at hand); the "roofline" column is the fraction of that reached.
+// Every model is dropped from the page cache and read back from disk before it runs, as a zygote
+// reads it, and every figure is the best of --repeats rounds that each measure every format and
+// kernel once. Figures only: nothing here asserts anything about time.
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -23,10 +28,12 @@
 #include "base/mapping.h"
 #include "base/print.h"
 #include "base/strings.h"
+#include "base/unique_fd.h"
 #include "bench/engine/bandwidth.h"
 #include "worker/engine/conversation.h"
 #include "worker/engine/generator.h"
 #include "worker/engine/kernels.h"
+#include "worker/engine/quantize.h"
 
 namespace cellhouse::bench {
 namespace {
@@ -41,14 +48,30 @@ struct Options {
   int64_t prefill_tokens = 256;
   int64_t repeats = 3;
   int64_t bandwidth_mib = 1024;
+  std::string group_sizes = "32,64";
 };
 
 // Bytes of weights one decode step reads: every matrix, the norms, the classifier, and one row
-// of the embedding table. (The KV cache read by attention is not weights, and not counted.)
-double DecodeBytesPerToken(const ModelConfig& c) {
-  const double d = c.dim, h = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
-  const double per_layer = 2 * d * d + 2 * kv * d + 3 * d * h + 2 * d;
-  return 4.0 * (c.n_layers * per_layer + d + v * d + d);
+// of the embedding table (for int8, the tiles that row lies in). The KV cache read by attention
+// is not weights, and not counted.
+double DecodeBytesPerToken(const engine::Model& model) {
+  const ModelConfig& c = model.config();
+  const double d = c.dim;
+  const double norms = 4.0 * (2 * d * c.n_layers + d);
+  if (const auto* q8 = std::get_if<engine::QuantizedWeights>(&model.weights())) {
+    double matrices = 0;
+    for (const engine::Q8Tensor* t :
+         {&q8->wq, &q8->wk, &q8->wv, &q8->wo, &q8->w1, &q8->w2, &q8->w3, &q8->classifier}) {
+      matrices += static_cast<double>(t->Span().size());
+    }
+    const engine::Q8Shape& e = q8->token_embedding.shape;
+    const double embedding_row =
+        static_cast<double>(e.Groups()) * static_cast<double>(e.TileBytes());
+    return matrices + norms + embedding_row;
+  }
+  const double h = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
+  const double per_layer = 2 * d * d + 2 * kv * d + 3 * d * h;
+  return 4.0 * (c.n_layers * per_layer + v * d + d) + norms;
 }
 
 // A prompt of at least `tokens` tokens (BOS included).
@@ -99,6 +122,104 @@ Result<Rates> Measure(const engine::Model& model, const engine::Tokenizer& tok,
   return best;
 }
 
+// Drops `path` from the page cache (fdatasync, then posix_fadvise(POSIX_FADV_DONTNEED)), so that
+// opening it reads it from disk as a zygote starting on a cold model does. A file used right
+// after it is written keeps the folios its writes made, and their size, not the format, then
+// decides how fast it streams (16 KiB folios read ~30% slower here than 2 MiB ones mapped by
+// PMD). Only this file's pages are dropped.
+Status EvictFromPageCache(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return Error::FromErrno(errno, "open '" + path + "'");
+  }
+  if (::fdatasync(fd.get()) != 0) {
+    return Error::FromErrno(errno, "fdatasync '" + path + "'");
+  }
+  const int err = ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+  if (err != 0) {
+    return Error::FromErrno(err, "posix_fadvise(POSIX_FADV_DONTNEED) '" + path + "'");
+  }
+  return Ok();
+}
+
+// Opens `path` read from disk (see EvictFromPageCache).
+Result<engine::Model> OpenCold(const std::string& path) {
+  CH_RETURN_IF_ERROR(EvictFromPageCache(path));
+  return engine::Model::Open(path);
+}
+
+// One model file under test, and what its figures are measured against.
+struct Format {
+  std::string label;
+  const engine::Model* model = nullptr;
+  double mapping_bw = 0;
+  double bytes_per_token = 0;
+  double roofline_tps = 0;
+  double best_decode = 0;  // over its kernels
+  Rates prefill;
+};
+
+// One decode measurement: a format with one kernel choice.
+struct DecodeRun {
+  Format* format = nullptr;
+  MatVecKernel kernel = MatVecKernel::kAuto;
+  std::string name;
+  int32_t tokens = 0;
+  double best = 0;
+};
+
+std::string KernelName(const engine::Model& model, MatVecKernel k) {
+  return model.format() == engine::WeightFormat::kQ8
+             ? std::string(engine::Q8KernelName(engine::SelectKernels(k).q8_kind))
+             : std::string(engine::MatVecKernelName(k));
+}
+
+// Every (format, kernel) pair once per round, for `repeats` rounds, keeping each one's best: on
+// a machine shared with other work, a burst of load then spoils one round of every figure alike
+// rather than every repeat of one figure.
+Status MeasureInRounds(std::vector<DecodeRun>& runs, std::vector<Format>& formats,
+                       const engine::Tokenizer& tok, const Options& o) {
+  const std::string short_prompt = "Once upon a time";
+  const int32_t seq_len = formats.front().model->config().seq_len;
+  const auto prefill_n = static_cast<int32_t>(std::min<int64_t>(o.prefill_tokens, seq_len - 16));
+  const std::string long_prompt = PromptOf(tok, prefill_n);
+  for (int64_t round = 0; round < o.repeats; ++round) {
+    for (DecodeRun& run : runs) {
+      CH_ASSIGN_OR_RETURN(
+          Rates r, Measure(*run.format->model, tok, short_prompt, run.tokens, run.kernel, 1));
+      run.best = std::max(run.best, r.decode_tps);
+    }
+    for (Format& f : formats) {
+      CH_ASSIGN_OR_RETURN(Rates p, Measure(*f.model, tok, long_prompt, 0, MatVecKernel::kAuto, 1));
+      f.prefill.prompt_tokens = p.prompt_tokens;
+      f.prefill.prefill_tps = std::max(f.prefill.prefill_tps, p.prefill_tps);
+    }
+  }
+  return Ok();
+}
+
+void PrintFormat(const Format& f, const std::vector<DecodeRun>& runs) {
+  const bool q8 = f.model->format() == engine::WeightFormat::kQ8;
+  Printf(stdout, "   -- %s: file %s; streaming read of the mapping %.2f GB/s\n", f.label.c_str(),
+         FormatBytes(f.model->bytes().size()).c_str(), f.mapping_bw / 1e9);
+  Printf(stdout,
+         "      weights read per token %.1f MB; roofline %.2f GB/s / %.1f MB = %.1f tokens/s\n",
+         f.bytes_per_token / 1e6, f.roofline_tps * f.bytes_per_token / 1e9, f.bytes_per_token / 1e6,
+         f.roofline_tps);
+  Printf(stdout, "      %-12s %12s %10s %9s\n", "decode", "tokens/s", "GB/s", "roofline");
+  for (const DecodeRun& run : runs) {
+    if (run.format == &f) {
+      Printf(stdout, "      %-12s %12.1f %10.2f %8.1f%%\n", run.name.c_str(), run.best,
+             run.best * f.bytes_per_token / 1e9, 100.0 * run.best / f.roofline_tps);
+    }
+  }
+  Printf(stdout,
+         "      prefill %16.1f tokens/s for a %d-token prompt (%s, chunks of %d): %.1fx decode\n",
+         f.prefill.prefill_tps, f.prefill.prompt_tokens,
+         q8 ? "int8 batched kernel" : "OpenBLAS sgemm", engine::kMaxBatch,
+         f.best_decode > 0 ? f.prefill.prefill_tps / f.best_decode : 0.0);
+}
+
 Status BenchModel(const std::string& preset, const std::string& dir, double machine_bw,
                   const Options& o) {
   CH_ASSIGN_OR_RETURN(ModelConfig config, engine::PresetConfig(preset));
@@ -106,47 +227,84 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
   const int64_t start = MonotonicNanos();
   CH_RETURN_IF_ERROR(engine::WriteModel(config, 1, path));
   CH_RETURN_IF_ERROR(engine::WriteTokenizer(config.vocab_size, 1, path + ".tokenizer"));
-  CH_ASSIGN_OR_RETURN(engine::Model model, engine::Model::Open(path));
   CH_ASSIGN_OR_RETURN(engine::Tokenizer tok,
                       engine::Tokenizer::Open(path + ".tokenizer", config.vocab_size));
-  CH_RETURN_IF_ERROR(model.Prefault());
-  const double gen_s = static_cast<double>(MonotonicNanos() - start) / 1e9;
-  // Reading the model's own mapping can beat the anonymous buffer (page-cache folios), so the
-  // roofline takes the better of the two: the fraction is then never flattered.
-  const double model_bw = StreamReadBandwidth(model.bytes(), 5);
-  const double bw = std::max(machine_bw, model_bw);
-  const double bytes_per_token = DecodeBytesPerToken(config);
-  const double roofline_tps = bw / bytes_per_token;
-  Printf(stdout, "\n== %s: %s\n", preset.c_str(), config.Describe().c_str());
-  Printf(stdout, "   file %s, written in %.2f s; streaming read of the mapping %.2f GB/s\n",
-         FormatBytes(model.bytes().size()).c_str(), gen_s, model_bw / 1e9);
-  Printf(stdout,
-         "   weights read per token %.1f MB; roofline %.2f GB/s / %.1f MB = %.1f tokens/s\n",
-         bytes_per_token / 1e6, bw / 1e9, bytes_per_token / 1e6, roofline_tps);
-
-  const int32_t seq_len = config.seq_len;
-  const auto decode_new = static_cast<int32_t>(std::min<int64_t>(o.decode_tokens, seq_len - 16));
-  const std::string short_prompt = "Once upon a time";
-  Printf(stdout, "   %-9s %12s %10s %9s\n", "decode", "tokens/s", "GB/s", "roofline");
-  double best_decode = 0;
-  for (MatVecKernel k : {MatVecKernel::kAvx512, MatVecKernel::kAvx2, MatVecKernel::kOpenBlas}) {
-    if (!engine::MatVecKernelSupported(k)) {
+  // fp32, then each group size, all quantized from the fp32 file and read back from disk.
+  std::vector<engine::Model> models;
+  std::vector<std::string> labels = {"fp32"};
+  CH_ASSIGN_OR_RETURN(engine::Model fp32, OpenCold(path));
+  models.push_back(std::move(fp32));
+  for (std::string_view group : Split(o.group_sizes, ',')) {
+    if (group.empty()) {
       continue;
     }
-    CH_ASSIGN_OR_RETURN(Rates r, Measure(model, tok, short_prompt, decode_new, k, o.repeats));
-    best_decode = std::max(best_decode, r.decode_tps);
-    Printf(stdout, "   %-9s %12.1f %10.2f %8.1f%%\n",
-           std::string(engine::MatVecKernelName(k)).c_str(), r.decode_tps,
-           r.decode_tps * bytes_per_token / 1e9, 100.0 * r.decode_tps / roofline_tps);
+    CH_ASSIGN_OR_RETURN(int64_t group_size, ParseInt64(group, "--group-sizes"));
+    const std::string q8_path = path + ".q8-" + std::string(group);
+    const int64_t q_start = MonotonicNanos();
+    CH_RETURN_IF_ERROR(
+        engine::WriteQuantizedModel(std::get<engine::ModelWeights>(models.front().weights()),
+                                    {.group_size = static_cast<int32_t>(group_size)}, q8_path));
+    char seconds[32];
+    static_cast<void>(std::snprintf(seconds, sizeof(seconds), "%.2f s",
+                                    static_cast<double>(MonotonicNanos() - q_start) / 1e9));
+    labels.push_back("q8, groups of " + std::string(group) + " (quantized in " + seconds + ")");
+    CH_ASSIGN_OR_RETURN(engine::Model q8, OpenCold(q8_path));
+    models.push_back(std::move(q8));
   }
-  const auto prefill_n = static_cast<int32_t>(std::min<int64_t>(o.prefill_tokens, seq_len - 16));
-  const std::string long_prompt = PromptOf(tok, prefill_n);
-  CH_ASSIGN_OR_RETURN(Rates p, Measure(model, tok, long_prompt, 0, MatVecKernel::kAuto, o.repeats));
-  Printf(stdout,
-         "   prefill   %12.1f tokens/s for a %d-token prompt (OpenBLAS sgemm, chunks of %d):"
-         " %.1fx decode\n",
-         p.prefill_tps, p.prompt_tokens, engine::kMaxBatch,
-         best_decode > 0 ? p.prefill_tps / best_decode : 0.0);
+  Printf(stdout, "\n== %s: %s (generated in %.2f s)\n", preset.c_str(), config.Describe().c_str(),
+         static_cast<double>(MonotonicNanos() - start) / 1e9);
+
+  std::vector<Format> formats(models.size());
+  // Reading a model's own mapping can beat the anonymous buffer (page-cache folios), so the
+  // roofline takes the best bandwidth seen, the same for every format: the fractions are then
+  // never flattered, and the rooflines differ exactly as the bytes per token do.
+  double bw = machine_bw;
+  for (size_t i = 0; i < models.size(); ++i) {
+    CH_RETURN_IF_ERROR(models[i].Prefault());
+    Format& f = formats[i];
+    f.label = labels[i];
+    f.model = &models[i];
+    f.mapping_bw = StreamReadBandwidth(models[i].bytes(), 5);
+    f.bytes_per_token = DecodeBytesPerToken(models[i]);
+    bw = std::max(bw, f.mapping_bw);
+  }
+  for (Format& f : formats) {
+    f.roofline_tps = bw / f.bytes_per_token;
+  }
+  const auto decode_new =
+      static_cast<int32_t>(std::min<int64_t>(o.decode_tokens, config.seq_len - 16));
+  std::vector<DecodeRun> runs;
+  for (Format& f : formats) {
+    for (MatVecKernel k : {MatVecKernel::kAvx512, MatVecKernel::kAvx2, MatVecKernel::kOpenBlas}) {
+      if (!engine::MatVecKernelSupported(k)) {
+        continue;
+      }
+      // The portable int8 kernel is plain C++, tens of times slower: a short sample is enough.
+      const bool portable = f.model->format() == engine::WeightFormat::kQ8 &&
+                            engine::SelectKernels(k).q8_kind == engine::Q8Kernel::kPortable;
+      runs.push_back({.format = &f,
+                      .kernel = k,
+                      .name = KernelName(*f.model, k),
+                      .tokens = portable ? 8 : decode_new});
+    }
+  }
+  CH_RETURN_IF_ERROR(MeasureInRounds(runs, formats, tok, o));
+  for (const DecodeRun& run : runs) {
+    run.format->best_decode = std::max(run.format->best_decode, run.best);
+  }
+  for (const Format& f : formats) {
+    PrintFormat(f, runs);
+  }
+  const Format& base = formats.front();
+  for (size_t i = 1; i < formats.size(); ++i) {
+    const Format& f = formats[i];
+    Printf(stdout,
+           "   %s against fp32: decode %.2fx (%.1f%% of its roofline; the rooflines differ "
+           "%.2fx), prefill %.2fx\n",
+           f.label.substr(0, f.label.find(" (")).c_str(), f.best_decode / base.best_decode,
+           100.0 * f.best_decode / f.roofline_tps, f.roofline_tps / base.roofline_tps,
+           f.prefill.prefill_tps / base.prefill.prefill_tps);
+  }
   return Ok();
 }
 
@@ -160,6 +318,8 @@ int Main(int argc, char** argv) {
   flags.Int("prefill-tokens", &o.prefill_tokens, "N", "prompt length for prefill");
   flags.Int("repeats", &o.repeats, "N", "measurements per figure (the best is printed)");
   flags.Int("bandwidth-mib", &o.bandwidth_mib, "N", "buffer for the bandwidth measurement");
+  flags.String("group-sizes", &o.group_sizes, "LIST",
+               "int8 group sizes to quantize each model at and run (32, 64; empty: fp32 only)");
   Result<std::vector<std::string>> args = flags.Parse(argc - 1, argv + 1);
   if (!args) {
     Printf(stderr, "engine_bench: %s\n", args.error().message().c_str());

@@ -20,6 +20,7 @@ inline constexpr const char* kExitCodesHelp =
 int MakeCommand(const std::vector<std::string>& args);
 int InfoCommand(const std::vector<std::string>& args);
 int RunCommand(const std::vector<std::string>& args);
+int QuantizeCommand(const std::vector<std::string>& args);
 
 // Dispatches argv[1] to a subcommand.
 int Main(int argc, char** argv);

@@ -13,12 +13,14 @@ namespace {
 constexpr const char* kUsage =
     "Usage: cellmodel COMMAND [OPTIONS]\n"
     "\n"
-    "Makes, inspects and runs llama2.c-format models with cellhouse's inference engine.\n"
+    "Makes, inspects, quantizes and runs models with cellhouse's inference engine: llama2.c\n"
+    "fp32 checkpoints, or cellhouse's int8 format made from them by `quantize`.\n"
     "\n"
     "Commands:\n"
-    "  make   write a deterministic pseudo-random model and its tokenizer\n"
-    "  info   show a checkpoint's configuration, parameter count, size and chunks\n"
-    "  run    generate text from a prompt, as llama2.c's run does\n"
+    "  make      write a deterministic pseudo-random model and its tokenizer\n"
+    "  info      show a checkpoint's format, configuration, parameter count, size and chunks\n"
+    "  quantize  convert an fp32 checkpoint to int8 groups (about 3.5x smaller and faster)\n"
+    "  run       generate text from a prompt, as llama2.c's run does\n"
     "\n"
     "`cellmodel COMMAND --help` describes each command's options.\n";
 
@@ -40,6 +42,9 @@ int Main(int argc, char** argv) {
   }
   if (command == "run") {
     return RunCommand(args);
+  }
+  if (command == "quantize") {
+    return QuantizeCommand(args);
   }
   if (command == "help" || command == "--help" || command == "-h") {
     Printf(stdout, "%s", kUsage);

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "base/text.h"
 #include "base/print.h"
 #include "base/strings.h"
+#include "base/text.h"
 #include "cli/cellmodel/cli_util.h"
 #include "cli/cellmodel/commands.h"
 #include "worker/engine/conversation.h"
@@ -85,8 +85,12 @@ Status Run(const RunFlags& f, engine::MatVecKernel kernel, bool by_steps) {
                         return true;
                       }));
   Printf(stdout, "%s", "\n");
-  Printf(stderr, "kernel: %s, context %d of %d\n",
-         std::string(engine::MatVecKernelName(chat.matvec_kernel())).c_str(), chat.context_used(),
+  // The conversation chose its kernels as SelectKernels does; int8 models use the int8 ones.
+  const std::string kernel_name =
+      model.format() == engine::WeightFormat::kQ8
+          ? std::string(engine::Q8KernelName(engine::SelectKernels(kernel).q8_kind)) + " (int8)"
+          : std::string(engine::MatVecKernelName(chat.matvec_kernel()));
+  Printf(stderr, "kernel: %s, context %d of %d\n", kernel_name.c_str(), chat.context_used(),
          chat.context_length());
   PrintRates(stats);
   return Ok();
@@ -100,7 +104,7 @@ int RunCommand(const std::vector<std::string>& args) {
                 "Generates text from a prompt and prints the prompt followed by the generated "
                 "text, as llama2.c's run does; prefill and decode speeds go to stderr. No "
                 "sandbox: this is the engine alone.");
-  flags.String("model", &f.model, "FILE", "checkpoint (required)");
+  flags.String("model", &f.model, "FILE", "checkpoint, fp32 or int8 (required)");
   flags.String("tokenizer", &f.tokenizer, "FILE", "tokenizer (default: FILE.tokenizer)");
   flags.String("prompt", &f.prompt, "TEXT", "text to continue");
   flags.Int("steps", &f.steps, "N",
@@ -112,7 +116,9 @@ int RunCommand(const std::vector<std::string>& args) {
   flags.Int("seed", &f.seed, "S", "random seed (same seed, same text)");
   flags.Int("threads", &f.threads, "N",
             "OpenBLAS threads (prefill; decode too with --kernel openblas)");
-  flags.String("kernel", &f.kernel, "NAME", "decode kernel: auto, openblas, avx2, avx512");
+  flags.String("kernel", &f.kernel, "NAME",
+               "decode kernel: auto, openblas, avx2, avx512 (for an int8 model: the portable, "
+               "AVX2 and AVX-512 VNNI int8 kernels)");
   Parsed parsed = ParseFlags(flags, args);
   if (parsed.exit_code) {
     return *parsed.exit_code;

@@ -28,9 +28,7 @@ void operator delete(void* p, size_t /*size*/) noexcept { std::free(p); }
 namespace cellhouse::engine {
 namespace {
 
-TEST(AllocationTest, DecodingAllocatesNothing) {
-  cellhouse::testing::TempDir dir;
-  testing::ModelFiles files = testing::WriteModelFiles(dir, testing::TinyConfig(), 2);
+void DecodeWithoutAllocating(const testing::ModelFiles& files) {
   Model model = std::move(Model::Open(files.model).value());
   Tokenizer tok = std::move(Tokenizer::Open(files.tokenizer, model.config().vocab_size).value());
   for (MatVecKernel kernel : {MatVecKernel::kOpenBlas, MatVecKernel::kAuto}) {
@@ -51,9 +49,19 @@ TEST(AllocationTest, DecodingAllocatesNothing) {
                     });
       ASSERT_TRUE(stats) << stats.error().message();
       ASSERT_EQ(tokens, 40);
-      EXPECT_EQ(at_last, at_first) << "allocations during decoding, kernel "
+      EXPECT_EQ(at_last, at_first) << "allocations during decoding, " << files.model << ", kernel "
                                    << MatVecKernelName(kernel) << ", temperature " << temperature;
     }
+  }
+}
+
+// fp32 and int8 models alike.
+TEST(AllocationTest, DecodingAllocatesNothing) {
+  cellhouse::testing::TempDir dir;
+  for (const testing::ModelFiles& files :
+       {testing::WriteModelFiles(dir, testing::TinyConfig(), 2),
+        testing::WriteQuantizedModelFiles(dir, testing::TinyConfig(), 3)}) {
+    DecodeWithoutAllocating(files);
   }
 }
 

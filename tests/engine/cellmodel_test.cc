@@ -1,4 +1,5 @@
-// The cellmodel binary end to end: make -> info -> run, and its exit-code contract.
+// The cellmodel binary end to end: make -> info -> run, make -> quantize -> info -> run, and its
+// exit-code contract.
 #include <fcntl.h>
 
 #include <cstdlib>
@@ -16,6 +17,7 @@ namespace cellhouse {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 struct ToolResult {
@@ -94,6 +96,94 @@ TEST(CellmodelTest, MakeInfoRunRoundTrip) {
                          "Hi", "--max-tokens", "10", "--temperature", "0.9", "--seed", "5"});
   ASSERT_EQ(sampled.exit_code, 0) << sampled.err;
   EXPECT_THAT(sampled.err, HasSubstr("decode: 10 tokens"));
+}
+
+TEST(CellmodelTest, QuantizeInfoRunRoundTrip) {
+  testing::TempDir dir;
+  const std::string model = dir.File("tiny.bin");
+  const std::string q8 = dir.File("tiny.q8");
+  ASSERT_EQ(RunCellmodel(dir, {"make", "--preset", "tiny", "--seed", "3", "-o", model}).exit_code,
+            0);
+  ToolResult quantized = RunCellmodel(dir, {"quantize", "--in", model, "--out", q8});
+  ASSERT_EQ(quantized.exit_code, 0) << quantized.err;
+  EXPECT_THAT(quantized.err, HasSubstr("int8 weights in groups of 32"));
+  EXPECT_THAT(quantized.err, HasSubstr("copied tokenizer"));
+  Result<std::string> tokenizer = ReadFileToString(q8 + ".tokenizer", 1 << 20);
+  ASSERT_TRUE(tokenizer) << "the tokenizer is copied beside the output";
+  EXPECT_EQ(*tokenizer, *ReadFileToString(model + ".tokenizer", 1 << 20));
+
+  ToolResult info = RunCellmodel(dir, {"info", q8, "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_THAT(info.out, HasSubstr("\"format\": \"q8\", \"group_size\": 32"));
+  EXPECT_THAT(info.out, HasSubstr("\"vocab_size\": 512"));
+  EXPECT_THAT(info.out, Not(HasSubstr("\"bytes_saved\": -")));
+  ToolResult text = RunCellmodel(dir, {"info", q8});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("format:     q8: int8 groups of 32"));
+  EXPECT_THAT(text.out, HasSubstr("dim 64, hidden 176, 2 layers, 4 heads (2 kv)"));
+  EXPECT_THAT(text.out, HasSubstr("saved:"));
+  ToolResult fp32_info = RunCellmodel(dir, {"info", model, "--json"});
+  EXPECT_THAT(fp32_info.out, HasSubstr("\"format\": \"f32\", \"group_size\": 0"));
+  EXPECT_THAT(fp32_info.out, HasSubstr("\"bytes_saved\": 0"));
+
+  // The tokenizer defaults to <model>.tokenizer, as for fp32; every kernel choice prints the
+  // same text (the int8 kernels agree bit for bit).
+  ToolResult run = RunCellmodel(dir, {"run", "--model", q8, "--prompt", "Once upon a time",
+                                      "--steps", "24", "--temperature", "0"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, StartsWith("Once upon a time"));
+  EXPECT_THAT(run.err, HasSubstr("(int8)"));
+  EXPECT_THAT(run.err, HasSubstr("decode:"));
+  for (const char* kernel : {"openblas", "avx2", "avx512"}) {
+    ToolResult again =
+        RunCellmodel(dir, {"run", "--model", q8, "--prompt", "Once upon a time", "--steps", "24",
+                           "--temperature", "0", "--kernel", kernel});
+    EXPECT_EQ(again.out, run.out) << kernel;
+  }
+
+  const std::string q64 = dir.File("tiny64.q8");
+  ASSERT_EQ(
+      RunCellmodel(dir, {"quantize", "--in", model, "-o", q64, "--group-size", "64"}).exit_code, 0);
+  EXPECT_THAT(RunCellmodel(dir, {"info", q64, "--json"}).out, HasSubstr("\"group_size\": 64"));
+}
+
+TEST(CellmodelTest, QuantizeRefusals) {
+  testing::TempDir dir;
+  const std::string model = dir.File("tiny.bin");
+  const std::string q8 = dir.File("tiny.q8");
+  ASSERT_EQ(RunCellmodel(dir, {"make", "--preset", "tiny", "-o", model}).exit_code, 0);
+  EXPECT_EQ(RunCellmodel(dir, {"quantize", "--help"}).exit_code, 0);
+  EXPECT_EQ(RunCellmodel(dir, {"quantize", "--in", model}).exit_code, 2);
+  EXPECT_EQ(RunCellmodel(dir, {"quantize", "--in", model, "--out", model}).exit_code, 2);
+  EXPECT_EQ(
+      RunCellmodel(dir, {"quantize", "--in", model, "--out", q8, "--group-size", "48"}).exit_code,
+      2);
+  ToolResult missing = RunCellmodel(dir, {"quantize", "--in", dir.File("none.bin"), "--out", q8});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("none.bin"));
+  // A tokenizer given but absent fails before anything is written.
+  ToolResult no_tok = RunCellmodel(
+      dir, {"quantize", "--in", model, "--out", q8, "--tokenizer", dir.File("none.tok")});
+  EXPECT_EQ(no_tok.exit_code, 1);
+  EXPECT_THAT(no_tok.err, HasSubstr("none.tok"));
+  EXPECT_FALSE(ReadFileToString(q8, 1 << 20)) << "no output after a failure";
+  ASSERT_EQ(RunCellmodel(dir, {"quantize", "--in", model, "--out", q8}).exit_code, 0);
+  ToolResult twice = RunCellmodel(dir, {"quantize", "--in", q8, "--out", dir.File("again.q8")});
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_THAT(twice.err, HasSubstr("already quantized"));
+  // A corrupted int8 file is refused cleanly by every command that reads it.
+  Result<std::string> bytes = ReadFileToString(q8, 1 << 24);
+  ASSERT_TRUE(bytes);
+  ASSERT_TRUE(
+      CreateFileWithContent(dir.File("cut.q8"), bytes->substr(0, bytes->size() - 100), 0644));
+  ToolResult cut = RunCellmodel(dir, {"info", dir.File("cut.q8")});
+  EXPECT_EQ(cut.exit_code, 1);
+  EXPECT_THAT(cut.err, HasSubstr("reading quantized checkpoint"));
+  EXPECT_THAT(cut.err, HasSubstr("truncated"));
+  EXPECT_EQ(RunCellmodel(dir, {"run", "--model", dir.File("cut.q8"), "--tokenizer",
+                               model + ".tokenizer", "--prompt", "x"})
+                .exit_code,
+            1);
 }
 
 TEST(CellmodelTest, ExitCodes) {

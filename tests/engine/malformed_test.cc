@@ -11,8 +11,13 @@
 
 #include "tests/engine/test_models.h"
 #include "worker/engine/checkpoint.h"
+#include "worker/engine/forward.h"
 #include "worker/engine/generator.h"
+#include "worker/engine/kernels.h"
 #include "worker/engine/model.h"
+#include "worker/engine/quantize.h"
+#include "worker/engine/quantized_checkpoint.h"
+#include "worker/engine/run_state.h"
 #include "worker/engine/tokenizer.h"
 
 namespace cellhouse::engine {
@@ -135,6 +140,167 @@ TEST(MalformedCheckpointTest, ModelOpenNamesThePath) {
   testing::WriteBytes(dir.File("cut.bin"), cut);
   EXPECT_THAT(Model::Open(dir.File("cut.bin")).error().message(),
               HasSubstr("reading checkpoint '" + dir.File("cut.bin") + "'"));
+}
+
+// The same model quantized: lies about version, kind, group size, flags, reserved bytes and the
+// recorded size join the fp32 format's.
+std::vector<std::byte> SmallQuantized(bool shared, int32_t group_size) {
+  ModelConfig config = SmallConfig();
+  config.shared_classifier = shared;
+  const std::vector<std::byte> fp32 = *GenerateModel(config, 1);
+  return *QuantizeModel(*ParseCheckpoint(fp32, "fp32"), {.group_size = group_size});
+}
+
+Result<QuantizedWeights> ParseQuantizedExact(const std::vector<std::byte>& bytes) {
+  return ParseQuantizedCheckpoint(bytes, "corpus.q8");
+}
+
+void ExpectWithin(const QuantizedWeights& w, const std::vector<std::byte>& bytes) {
+  const std::byte* begin = bytes.data();
+  const std::byte* end = bytes.data() + bytes.size();
+  for (const Q8Tensor* t :
+       {&w.token_embedding, &w.wq, &w.wk, &w.wv, &w.wo, &w.w1, &w.w2, &w.w3, &w.classifier}) {
+    EXPECT_GE(t->Span().data(), begin);
+    EXPECT_LE(t->Span().data() + t->Span().size(), end);
+    EXPECT_EQ(t->Span().size(), *t->shape.Bytes() * static_cast<size_t>(t->layers));
+  }
+  for (std::span<const float> t : {w.rms_att, w.rms_ffn, w.rms_final}) {
+    EXPECT_GE(reinterpret_cast<const std::byte*>(t.data()), begin);
+    EXPECT_LE(reinterpret_cast<const std::byte*>(t.data() + t.size()), end);
+  }
+}
+
+TEST(MalformedQuantizedTest, TheQuantizedFilesParse) {
+  for (bool shared : {true, false}) {
+    for (int32_t group_size : {32, 64}) {
+      std::vector<std::byte> bytes = SmallQuantized(shared, group_size);
+      Result<QuantizedWeights> w = ParseQuantizedExact(bytes);
+      ASSERT_TRUE(w) << w.error().message();
+      ModelConfig expected = SmallConfig();
+      expected.shared_classifier = shared;
+      EXPECT_EQ(w->config, expected);
+      EXPECT_EQ(w->group_size, group_size);
+      ExpectWithin(*w, bytes);
+      EXPECT_EQ(bytes.size() % kQuantizedAlignment, 0U);
+      // Every tensor starts on a 64-byte boundary of the file.
+      const QuantizedLayout layout = *ComputeQuantizedLayout(expected, group_size);
+      for (const QuantizedLayout::Section& section : layout.sections) {
+        EXPECT_EQ(section.offset % kQuantizedAlignment, 0U);
+      }
+    }
+  }
+}
+
+TEST(MalformedQuantizedTest, EveryTruncationAndTrailingDataIsRefused) {
+  const std::vector<std::byte> full = SmallQuantized(false, 32);
+  for (size_t len = 0; len < full.size(); len += (len < 80 || len + 80 > full.size()) ? 1 : 29) {
+    std::vector<std::byte> cut(full.begin(), full.begin() + static_cast<ptrdiff_t>(len));
+    Result<QuantizedWeights> w = ParseQuantizedExact(cut);
+    ASSERT_FALSE(w) << "accepted a file cut to " << len << " bytes";
+    EXPECT_THAT(w.error().message(), HasSubstr("'corpus.q8'"));
+  }
+  std::vector<std::byte> longer = full;
+  longer.resize(longer.size() + 64);
+  EXPECT_THAT(ParseQuantizedExact(longer).error().message(), HasSubstr("(trailing data)"));
+}
+
+TEST(MalformedQuantizedTest, EveryHeaderWordLieIsRefusedOrStaysInBounds) {
+  const std::vector<std::byte> full = SmallQuantized(true, 32);
+  const int32_t values[] = {0,  -1, 1,   2,   3,       7,       16,        31,        32,
+                            33, 64, 255, 576, 1 << 16, 1 << 30, INT32_MAX, INT32_MIN, 2 << 20};
+  for (size_t offset = 4; offset < kQuantizedHeaderBytes; offset += 4) {
+    for (int32_t v : values) {
+      std::vector<std::byte> bytes = full;
+      SetInt(bytes, offset, v);
+      Result<QuantizedWeights> w = ParseQuantizedExact(bytes);
+      if (w) {
+        ExpectWithin(*w, bytes);
+      } else {
+        EXPECT_THAT(w.error().message(), HasSubstr("reading quantized checkpoint 'corpus.q8'"));
+      }
+    }
+  }
+}
+
+TEST(MalformedQuantizedTest, SpecificLiesHaveSpecificMessages) {
+  struct Case {
+    size_t offset;
+    int32_t value;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {0, 0x38514843 + 1, "does not start with the magic"},
+      {4, 2, "format version 2 is not supported (this build reads version 1)"},
+      {4, 0, "format version 0 is not supported"},
+      {8, 2, "quantization kind 2 is unknown"},
+      {12, 48, "group size 48 is not 32 or 64"},
+      {12, 0, "group size 0 is not 32 or 64"},
+      {16, 0, "dim is 0"},
+      {16, 18, "odd"},
+      {36, -8, "vocab_size is -8, must be positive"},
+      {44, 2, "unknown flags 2"},
+      {44, 1, "the header records"},  // a separate classifier would make the file longer
+      {48, 64, "the header records 64 bytes"},
+      {52, 1, "the header records"},
+      {56, 1, "reserved header byte 56 is not zero"},
+      {60, 1 << 24, "reserved header byte 63 is not zero"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::byte> bytes = SmallQuantized(true, 32);
+    SetInt(bytes, c.offset, c.value);
+    Result<QuantizedWeights> w = ParseQuantizedExact(bytes);
+    ASSERT_FALSE(w) << c.message;
+    EXPECT_THAT(w.error().message(), HasSubstr(c.message));
+  }
+  // A shape that overflows when the tiles are counted, recorded size and all.
+  std::vector<std::byte> huge = SmallQuantized(true, 32);
+  for (int32_t i : {16, 20, 24}) {
+    SetInt(huge, static_cast<size_t>(i), 1 << 30);
+  }
+  SetInt(huge, 28, 2);
+  SetInt(huge, 32, 2);
+  EXPECT_THAT(ParseQuantizedExact(huge).error().message(), HasSubstr("overflows 64 bits"));
+}
+
+TEST(MalformedQuantizedTest, ModelOpenTellsTheFormatsApartAndNamesThePath) {
+  cellhouse::testing::TempDir dir;
+  std::vector<std::byte> cut = SmallQuantized(true, 64);
+  cut.resize(cut.size() - 64);
+  testing::WriteBytes(dir.File("cut.q8"), cut);
+  EXPECT_THAT(Model::Open(dir.File("cut.q8")).error().message(),
+              HasSubstr("reading quantized checkpoint '" + dir.File("cut.q8") + "'"));
+  // Three bytes of the magic are not the format: the fp32 parser refuses it.
+  std::vector<std::byte> three(cut.begin(), cut.begin() + 3);
+  testing::WriteBytes(dir.File("three.bin"), three);
+  EXPECT_THAT(Model::Open(dir.File("three.bin")).error().message(),
+              HasSubstr("reading checkpoint '"));
+  const std::vector<std::byte> whole = SmallQuantized(true, 64);
+  testing::WriteBytes(dir.File("whole.q8"), whole);
+  Result<Model> m = Model::Open(dir.File("whole.q8"));
+  ASSERT_TRUE(m) << m.error().message();
+  EXPECT_EQ(m->format(), WeightFormat::kQ8);
+  EXPECT_EQ(m->group_size(), 64);
+  EXPECT_THAT(m->Describe(), HasSubstr(", int8 weights in groups of 64"));
+}
+
+// Corrupted weights cannot be told from real ones (neither format has a checksum), but they must
+// not make the engine read out of bounds: the kernels index by shape alone. Every byte of the
+// tensor data, flipped in turn (in a few passes), then a short forward pass under ASan.
+TEST(MalformedQuantizedTest, CorruptedTensorBytesStillRunInBounds) {
+  const std::vector<std::byte> full = SmallQuantized(false, 32);
+  const Kernels k = SelectKernels(MatVecKernel::kAuto);
+  const std::vector<int32_t> tokens = {1, 5, 7};
+  for (size_t stride : {977U, 61U}) {
+    std::vector<std::byte> bytes = full;
+    for (size_t i = kQuantizedHeaderBytes; i < bytes.size(); i += stride) {
+      bytes[i] = ~bytes[i];
+    }
+    Result<QuantizedWeights> w = ParseQuantizedExact(bytes);
+    ASSERT_TRUE(w) << w.error().message();
+    RunState state = *RunState::Create(w->config, w->config.seq_len);
+    static_cast<void>(Forward(*w, k, state, tokens, 0));
+    static_cast<void>(Forward(*w, k, state, std::span(tokens).first(1), 3));
+  }
 }
 
 constexpr int32_t kVocab = 400;

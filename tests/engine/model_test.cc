@@ -110,13 +110,15 @@ TEST_F(ModelTest, OpensAndDescribesChunks) {
   EXPECT_THAT(m->Prefetch(m->ChunkCount()).error().message(), HasSubstr("no chunk"));
   EXPECT_FALSE(m->ChunkResidentBytes(m->ChunkCount()));
   // Views point into the mapping.
-  EXPECT_EQ(reinterpret_cast<const std::byte*>(m->weights().token_embedding.data()),
+  ASSERT_EQ(m->format(), WeightFormat::kF32);
+  EXPECT_EQ(reinterpret_cast<const std::byte*>(
+                std::get<ModelWeights>(m->weights()).token_embedding.data()),
             m->bytes().data() + kCheckpointHeaderBytes);
   // Moving the model keeps the views valid.
-  const float* wq = m->weights().wq.data();
+  const float* wq = std::get<ModelWeights>(m->weights()).wq.data();
   Model moved = std::move(*m);
-  EXPECT_EQ(moved.weights().wq.data(), wq);
-  EXPECT_EQ(moved.weights().wq[0], wq[0]);
+  EXPECT_EQ(std::get<ModelWeights>(moved.weights()).wq.data(), wq);
+  EXPECT_EQ(std::get<ModelWeights>(moved.weights()).wq[0], wq[0]);
 }
 
 TEST_F(ModelTest, PrefaultMakesEveryPageResident) {

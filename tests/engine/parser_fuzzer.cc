@@ -1,5 +1,6 @@
-// libFuzzer target for the two parsers that read untrusted bytes: the checkpoint and the
-// tokenizer. Either may refuse; neither may crash, hang or read past the input (ASan).
+// libFuzzer target for the parsers that read untrusted bytes: the checkpoint (fp32 or int8) and
+// the tokenizer. Each may refuse; none may crash, hang or read past the input (ASan). An int8
+// file that parses also runs one forward step, so the kernels' indexing meets hostile shapes.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -7,6 +8,10 @@
 #include <vector>
 
 #include "worker/engine/checkpoint.h"
+#include "worker/engine/forward.h"
+#include "worker/engine/kernels.h"
+#include "worker/engine/quantized_checkpoint.h"
+#include "worker/engine/run_state.h"
 #include "worker/engine/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -17,10 +22,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 0) {
     std::memcpy(bytes.data(), data, size);
   }
-  auto weights = ParseCheckpoint(bytes, "fuzz.bin");
-  if (weights) {
-    volatile float sink = weights->classifier.back() + weights->rms_final.front();
-    static_cast<void>(sink);
+  if (cellhouse::engine::IsQuantizedCheckpoint(bytes)) {
+    using cellhouse::engine::Kernels;
+    using cellhouse::engine::MatVecKernel;
+    using cellhouse::engine::RunState;
+    auto q8 = cellhouse::engine::ParseQuantizedCheckpoint(bytes, "fuzz.q8");
+    if (q8) {
+      auto state = RunState::Create(q8->config, 1);
+      if (state) {
+        const Kernels k = cellhouse::engine::SelectKernels(MatVecKernel::kAuto);
+        const int32_t token = q8->config.vocab_size - 1;
+        volatile float sink =
+            cellhouse::engine::Forward(*q8, k, *state, std::span(&token, 1), 0)[0];
+        static_cast<void>(sink);
+      }
+    }
+  } else {
+    auto weights = ParseCheckpoint(bytes, "fuzz.bin");
+    if (weights) {
+      volatile float sink = weights->classifier.back() + weights->rms_final.front();
+      static_cast<void>(sink);
+    }
   }
   // The tokenizer's vocabulary size comes from the model; take it from the first two bytes.
   if (size >= 2) {

@@ -1,5 +1,6 @@
 // Sampler and Rng: llama2.c's generator sequence, greedy and nucleus sampling.
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -36,6 +37,35 @@ TEST(SamplerTest, GreedyTakesTheFirstLargest) {
   std::vector<float> logits = {0.1F, 3.0F, -1.0F, 3.0F, 2.0F};
   EXPECT_EQ(s.Sample(logits, {.temperature = 0.0F}, rng), 1);
   EXPECT_EQ(ArgMax(logits), 1);
+}
+
+// ArgMax is a vectorized two-pass search; it must answer exactly as the plain scan from index 0
+// that moves only to a strictly larger value: ties, signed zeros, NaNs anywhere, odd lengths.
+TEST(SamplerTest, ArgMaxAnswersAsTheSequentialScan) {
+  auto scan = [](const std::vector<float>& v) {
+    size_t best = 0;
+    for (size_t i = 1; i < v.size(); ++i) {
+      if (v[i] > v[best]) {
+        best = i;
+      }
+    }
+    return static_cast<int32_t>(best);
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> specials = {0.0F, -0.0F, nan, inf, -inf, 1.0F, -1.0F, 2.0F};
+  Rng rng(3);
+  for (size_t size : {1U, 2U, 15U, 16U, 17U, 33U, 100U, 32000U}) {
+    for (int trial = 0; trial < 200; ++trial) {
+      std::vector<float> v(size);
+      for (float& x : v) {
+        // Few distinct values, so ties and specials are common.
+        const auto pick = static_cast<size_t>(rng.NextFloat() * 10.0F);
+        x = pick < specials.size() ? specials[pick] : -5.0F;
+      }
+      ASSERT_EQ(ArgMax(v), scan(v)) << "size " << size << " trial " << trial;
+    }
+  }
 }
 
 TEST(SamplerTest, TopPKeepsOnlyTheNucleus) {

@@ -64,11 +64,8 @@ bool InstallFilterInChild() {
   _exit(ok ? 0 : 2);
 }
 
-TEST(SeccompTest, TurnsRunUnderTheWorkerAllowList) {
-  cellhouse::testing::TempDir dir;
-  ModelConfig config = testing::TinyConfig();
-  config.seq_len = 400;  // room for a prompt of two prefill chunks and two turns
-  testing::ModelFiles files = testing::WriteModelFiles(dir, config, 4);
+// One model file: two turns in a forked child under the filter, with each kernel family.
+void RunTurnsUnderTheFilter(const testing::ModelFiles& files, const ModelConfig& config) {
   Result<Model> model = Model::Open(files.model);
   ASSERT_TRUE(model) << model.error().message();
   Result<Tokenizer> tok = Tokenizer::Open(files.tokenizer, model->config().vocab_size);
@@ -93,11 +90,22 @@ TEST(SeccompTest, TurnsRunUnderTheWorkerAllowList) {
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << "kernel " << MatVecKernelName(kernel) << ": "
+        << files.model << ", kernel " << MatVecKernelName(kernel) << ": "
         << (WIFSIGNALED(status)
                 ? "killed by signal " + std::to_string(WTERMSIG(status)) +
                       (WTERMSIG(status) == SIGSYS ? " (a forbidden system call)" : "")
                 : "exit status " + std::to_string(WEXITSTATUS(status)));
+  }
+}
+
+// fp32 and int8 models alike.
+TEST(SeccompTest, TurnsRunUnderTheWorkerAllowList) {
+  cellhouse::testing::TempDir dir;
+  ModelConfig config = testing::TinyConfig();
+  config.seq_len = 400;  // room for a prompt of two prefill chunks and two turns
+  for (const testing::ModelFiles& files : {testing::WriteModelFiles(dir, config, 4),
+                                           testing::WriteQuantizedModelFiles(dir, config, 5)}) {
+    RunTurnsUnderTheFilter(files, config);
   }
 }
 

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include "worker/engine/generator.h"
+#include "worker/engine/model.h"
+#include "worker/engine/quantize.h"
 
 namespace cellhouse::engine::testing {
 
@@ -42,6 +44,23 @@ ModelFiles WriteModelFiles(const cellhouse::testing::TempDir& dir, const ModelCo
   files.tokenizer = files.model + ".tokenizer";
   Status m = WriteModel(config, seed, files.model);
   EXPECT_TRUE(m) << m.error().message();
+  Status t = WriteTokenizer(config.vocab_size, seed, files.tokenizer);
+  EXPECT_TRUE(t) << t.error().message();
+  return files;
+}
+
+ModelFiles WriteQuantizedModelFiles(const cellhouse::testing::TempDir& dir,
+                                    const ModelConfig& config, uint64_t seed, int32_t group_size) {
+  const ModelFiles fp32 = WriteModelFiles(dir, config, seed);
+  ModelFiles files{dir.File("model" + std::to_string(seed) + ".q8"), ""};
+  files.tokenizer = files.model + ".tokenizer";
+  Result<Model> model = Model::Open(fp32.model);
+  EXPECT_TRUE(model) << model.error().message();
+  if (model) {
+    Status q = WriteQuantizedModel(std::get<ModelWeights>(model->weights()),
+                                   {.group_size = group_size}, files.model);
+    EXPECT_TRUE(q) << q.error().message();
+  }
   Status t = WriteTokenizer(config.vocab_size, seed, files.tokenizer);
   EXPECT_TRUE(t) << t.error().message();
   return files;

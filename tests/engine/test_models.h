@@ -3,6 +3,7 @@
 //   TempDir dir;
 //   ModelFiles files = WriteModelFiles(dir, TinyConfig(), /*seed=*/7);
 //   Model model = *Model::Open(files.model);
+//   ModelFiles q8 = WriteQuantizedModelFiles(dir, TinyConfig(), 7);   // model7.q8
 #ifndef CELLHOUSE_TESTS_ENGINE_TEST_MODELS_H_
 #define CELLHOUSE_TESTS_ENGINE_TEST_MODELS_H_
 
@@ -32,6 +33,10 @@ std::vector<std::byte> ReadBytes(const std::string& path);
 // Generates a model and tokenizer into `dir` (names derived from the seed).
 ModelFiles WriteModelFiles(const cellhouse::testing::TempDir& dir, const ModelConfig& config,
                            uint64_t seed);
+// The same model quantized to int8 groups of `group_size` (model<seed>.q8, and its tokenizer).
+ModelFiles WriteQuantizedModelFiles(const cellhouse::testing::TempDir& dir,
+                                    const ModelConfig& config, uint64_t seed,
+                                    int32_t group_size = 32);
 
 }  // namespace cellhouse::engine::testing
 

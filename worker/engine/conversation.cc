@@ -96,10 +96,9 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
   last_failure_ = Failure::kNone;
 
   TurnStats stats{.prompt_tokens = static_cast<int32_t>(prompt_tokens.size())};
-  const ModelWeights& w = model_->weights();
   // Forward() leaves the last position's logits in state_.logits, where the sampler reads them.
-  Forward(w, kernels_, state_, std::span(tokens_).subspan(static_cast<size_t>(processed_)),
-          processed_);
+  Forward(model_->weights(), kernels_, state_,
+          std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_);
   processed_ = static_cast<int32_t>(tokens_.size());
   const int64_t prefilled = MonotonicNanos();
   stats.prefill_ns = prefilled - start;
@@ -107,7 +106,7 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
 
   Rng rng(options.seed);
   const SamplingParams params{.temperature = options.temperature, .top_p = options.top_p};
-  const auto vocab = static_cast<size_t>(w.config.vocab_size);
+  const auto vocab = static_cast<size_t>(model_->config().vocab_size);
   for (;;) {
     if (stats.generated_tokens == options.max_new_tokens) {
       stats.stop = StopReason::kMaxTokens;
@@ -136,7 +135,7 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
       stats.stop = StopReason::kContextFull;
       break;
     }
-    Forward(w, kernels_, state_, std::span(&tokens_.back(), 1), processed_);
+    Forward(model_->weights(), kernels_, state_, std::span(&tokens_.back(), 1), processed_);
     ++processed_;
   }
   if (stats.generated_tokens > 0) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
+#include <variant>
 
 namespace cellhouse::engine {
 
@@ -37,16 +39,60 @@ void Softmax(float* x, int32_t size) {
   }
 }
 
-// A view of the weights, state and shape that one chunk of tokens works with.
+// What differs between the formats: where one layer's matrix is, how a token's embedding is
+// read, and how a matrix multiplies a batch of vectors.
+const float* LayerOf(std::span<const float> tensor, int32_t layers, int32_t l) {
+  return ModelWeights::Layer(tensor, layers, l);
+}
+Q8Matrix LayerOf(const Q8Tensor& tensor, int32_t /*layers*/, int32_t l) { return tensor.Layer(l); }
+
+const float* Start(const float* matrix) { return matrix; }
+const std::byte* Start(const Q8Matrix& matrix) { return matrix.data; }
+
+void EmbedRow(const ModelWeights& w, int32_t token, float* out) {
+  const auto dim = static_cast<size_t>(w.config.dim);
+  std::memcpy(out, w.token_embedding.data() + static_cast<size_t>(token) * dim,
+              sizeof(float) * dim);
+}
+void EmbedRow(const QuantizedWeights& w, int32_t token, float* out) {
+  DequantizeRow(w.token_embedding.Layer(0), token, out);
+}
+
+// One product of a projection: y[n][rows] = x[n][cols] · matrix^T.
+template <typename Matrix>
+struct Product {
+  Matrix w;
+  int32_t rows;
+  float* y;
+};
+
+// The products of one input x[n][cols] with each matrix in turn, each prefetching on into the
+// next one (the last into `next`).
+void Project(const ModelWeights& /*w*/, const Kernels& k, RunState& /*s*/, const float* x,
+             int32_t cols, int32_t n, std::initializer_list<Product<const float*>> products,
+             const float* next) {
+  for (const auto* p = products.begin(); p != products.end(); ++p) {
+    MatMul(k, p->w, p->rows, cols, x, p->y, n, p + 1 != products.end() ? (p + 1)->w : next);
+  }
+}
+// Int8: the input is quantized once, whatever the number of matrices it meets.
+void Project(const QuantizedWeights& w, const Kernels& k, RunState& s, const float* x, int32_t cols,
+             int32_t n, std::initializer_list<Product<Q8Matrix>> products, const std::byte* next) {
+  const Q8Activations a = k.q8_quantize(x, n, cols, w.group_size, s.q8_input);
+  for (const auto* p = products.begin(); p != products.end(); ++p) {
+    k.q8_matmul(p->w, a, p->y, p + 1 != products.end() ? (p + 1)->w.data : next);
+  }
+}
+
+// A view of the weights, state and shape that one chunk of tokens works with. W is ModelWeights
+// (fp32) or QuantizedWeights (int8): the pass is the same, but for EmbedRow and Project.
+template <typename W>
 class ChunkPass {
  public:
-  ChunkPass(const ModelWeights& w, const Kernels& k, RunState& s, std::span<const int32_t> tokens,
-            int32_t pos)
+  ChunkPass(const W& w, const Kernels& k, RunState& s, std::span<const int32_t> tokens, int32_t pos)
       : w_(w), c_(w.config), k_(k), s_(s), n_(static_cast<int32_t>(tokens.size())), pos_(pos) {
     for (int32_t b = 0; b < n_; ++b) {
-      std::memcpy(Row(s_.x, b, c_.dim),
-                  w_.token_embedding.data() + static_cast<size_t>(tokens[b]) * c_.dim,
-                  sizeof(float) * c_.dim);
+      EmbedRow(w_, tokens[b], Row(s_.x, b, c_.dim));
     }
     RopeTables();
   }
@@ -60,7 +106,8 @@ class ChunkPass {
   const float* Logits() {
     RmsNorm(s_.xb, Row(s_.x, n_ - 1, c_.dim), w_.rms_final.data(), c_.dim);
     // The next token starts again at the first layer's wq.
-    k_.matvec(w_.classifier.data(), s_.xb, s_.logits, c_.vocab_size, c_.dim, w_.wq.data());
+    Project(w_, k_, s_, s_.xb, c_.dim, 1,
+            {{LayerOf(w_.classifier, 1, 0), c_.vocab_size, s_.logits}}, Start(Mat(w_.wq, 0)));
     return s_.logits;
   }
 
@@ -68,8 +115,9 @@ class ChunkPass {
   static float* Row(float* base, int32_t row, int32_t width) {
     return base + static_cast<size_t>(row) * width;
   }
-  const float* LayerOf(std::span<const float> tensor, int32_t l) const {
-    return ModelWeights::Layer(tensor, c_.n_layers, l);
+  template <typename Tensor>
+  auto Mat(const Tensor& tensor, int32_t l) const {
+    return LayerOf(tensor, c_.n_layers, l);
   }
   float* CacheAt(float* cache, int32_t l, int32_t position) const {
     return cache + (static_cast<size_t>(l) * s_.context_length() + position) * c_.kv_dim();
@@ -111,14 +159,16 @@ class ChunkPass {
     const int32_t dim = c_.dim;
     const int32_t kv_dim = c_.kv_dim();
     for (int32_t b = 0; b < n_; ++b) {
-      RmsNorm(Row(s_.xb, b, dim), Row(s_.x, b, dim), LayerOf(w_.rms_att, l), dim);
+      RmsNorm(Row(s_.xb, b, dim), Row(s_.x, b, dim), Mat(w_.rms_att, l), dim);
     }
     // Keys and values go straight into the cache: the chunk's positions are consecutive rows.
     float* k_rows = CacheAt(s_.key_cache, l, pos_);
     float* v_rows = CacheAt(s_.value_cache, l, pos_);
-    MatMul(k_, LayerOf(w_.wq, l), dim, dim, s_.xb, s_.q, n_, LayerOf(w_.wk, l));
-    MatMul(k_, LayerOf(w_.wk, l), kv_dim, dim, s_.xb, k_rows, n_, LayerOf(w_.wv, l));
-    MatMul(k_, LayerOf(w_.wv, l), kv_dim, dim, s_.xb, v_rows, n_, LayerOf(w_.wo, l));
+    Project(w_, k_, s_, s_.xb, dim, n_,
+            {{Mat(w_.wq, l), dim, s_.q},
+             {Mat(w_.wk, l), kv_dim, k_rows},
+             {Mat(w_.wv, l), kv_dim, v_rows}},
+            Start(Mat(w_.wo, l)));
     for (int32_t b = 0; b < n_; ++b) {
       Rotate(Row(s_.q, b, dim), b, dim);
       Rotate(Row(k_rows, b, kv_dim), b, kv_dim);
@@ -128,7 +178,7 @@ class ChunkPass {
         AttendHead(l, b, h);
       }
     }
-    MatMul(k_, LayerOf(w_.wo, l), dim, dim, s_.xb, s_.xb2, n_, LayerOf(w_.w1, l));
+    Project(w_, k_, s_, s_.xb, dim, n_, {{Mat(w_.wo, l), dim, s_.xb2}}, Start(Mat(w_.w1, l)));
     for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) {
       s_.x[i] += s_.xb2[i];
     }
@@ -154,10 +204,11 @@ class ChunkPass {
     const int32_t dim = c_.dim;
     const int32_t hidden = c_.hidden_dim;
     for (int32_t b = 0; b < n_; ++b) {
-      RmsNorm(Row(s_.xb, b, dim), Row(s_.x, b, dim), LayerOf(w_.rms_ffn, l), dim);
+      RmsNorm(Row(s_.xb, b, dim), Row(s_.x, b, dim), Mat(w_.rms_ffn, l), dim);
     }
-    MatMul(k_, LayerOf(w_.w1, l), hidden, dim, s_.xb, s_.hb, n_, LayerOf(w_.w3, l));
-    MatMul(k_, LayerOf(w_.w3, l), hidden, dim, s_.xb, s_.hb2, n_, LayerOf(w_.w2, l));
+    Project(w_, k_, s_, s_.xb, dim, n_,
+            {{Mat(w_.w1, l), hidden, s_.hb}, {Mat(w_.w3, l), hidden, s_.hb2}},
+            Start(Mat(w_.w2, l)));
     // SwiGLU: silu(w1·x) * (w3·x), silu(v) = v * sigmoid(v).
     for (size_t i = 0; i < static_cast<size_t>(n_) * hidden; ++i) {
       float val = s_.hb[i];
@@ -165,14 +216,14 @@ class ChunkPass {
       val *= s_.hb2[i];
       s_.hb[i] = val;
     }
-    const float* next = l + 1 < c_.n_layers ? LayerOf(w_.wq, l + 1) : w_.classifier.data();
-    MatMul(k_, LayerOf(w_.w2, l), dim, hidden, s_.hb, s_.xb, n_, next);
+    const auto next = Start(l + 1 < c_.n_layers ? Mat(w_.wq, l + 1) : LayerOf(w_.classifier, 1, 0));
+    Project(w_, k_, s_, s_.hb, hidden, n_, {{Mat(w_.w2, l), dim, s_.xb}}, next);
     for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) {
       s_.x[i] += s_.xb[i];
     }
   }
 
-  const ModelWeights& w_;
+  const W& w_;
   const ModelConfig& c_;
   const Kernels& k_;
   RunState& s_;
@@ -180,15 +231,14 @@ class ChunkPass {
   const int32_t pos_;
 };
 
-}  // namespace
-
-const float* Forward(const ModelWeights& weights, const Kernels& kernels, RunState& state,
-                     std::span<const int32_t> tokens, int32_t pos) {
+template <typename W>
+const float* ForwardChunks(const W& weights, const Kernels& kernels, RunState& state,
+                           std::span<const int32_t> tokens, int32_t pos) {
   const float* logits = nullptr;
   for (size_t start = 0; start < tokens.size(); start += kMaxBatch) {
     const size_t n = std::min<size_t>(kMaxBatch, tokens.size() - start);
-    ChunkPass pass(weights, kernels, state, tokens.subspan(start, n),
-                   pos + static_cast<int32_t>(start));
+    ChunkPass<W> pass(weights, kernels, state, tokens.subspan(start, n),
+                      pos + static_cast<int32_t>(start));
     for (int32_t l = 0; l < weights.config.n_layers; ++l) {
       pass.Layer(l);
     }
@@ -198,6 +248,24 @@ const float* Forward(const ModelWeights& weights, const Kernels& kernels, RunSta
     }
   }
   return logits;
+}
+
+}  // namespace
+
+const float* Forward(const ModelWeights& weights, const Kernels& kernels, RunState& state,
+                     std::span<const int32_t> tokens, int32_t pos) {
+  return ForwardChunks(weights, kernels, state, tokens, pos);
+}
+
+const float* Forward(const QuantizedWeights& weights, const Kernels& kernels, RunState& state,
+                     std::span<const int32_t> tokens, int32_t pos) {
+  return ForwardChunks(weights, kernels, state, tokens, pos);
+}
+
+const float* Forward(const AnyWeights& weights, const Kernels& kernels, RunState& state,
+                     std::span<const int32_t> tokens, int32_t pos) {
+  return std::visit([&](const auto& w) { return ForwardChunks(w, kernels, state, tokens, pos); },
+                    weights);
 }
 
 }  // namespace cellhouse::engine

@@ -8,6 +8,10 @@
 //
 // The numerics follow llama2.c's run.c operation by operation (same formulas, same order for
 // RMSNorm, RoPE and softmax); only the order of summation inside the matrix products differs.
+//
+// An int8 checkpoint (QuantizedWeights) runs the same pass, but each matrix product quantizes
+// its input per token (kernels.h) and the embedding row is dequantized. Its batched prefill uses
+// the same int8 arithmetic as decoding, so the two give bit-identical logits.
 #ifndef CELLHOUSE_WORKER_ENGINE_FORWARD_H_
 #define CELLHOUSE_WORKER_ENGINE_FORWARD_H_
 
@@ -16,7 +20,9 @@
 
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/kernels.h"
+#include "worker/engine/quantized_checkpoint.h"
 #include "worker/engine/run_state.h"
+#include "worker/engine/weights.h"
 
 namespace cellhouse::engine {
 
@@ -27,6 +33,10 @@ namespace cellhouse::engine {
 // vocabulary size and pos + tokens.size() <= state.context_length() (the caller checks; this
 // function does not allocate, fail or make system calls).
 const float* Forward(const ModelWeights& weights, const Kernels& kernels, RunState& state,
+                     std::span<const int32_t> tokens, int32_t pos);
+const float* Forward(const QuantizedWeights& weights, const Kernels& kernels, RunState& state,
+                     std::span<const int32_t> tokens, int32_t pos);
+const float* Forward(const AnyWeights& weights, const Kernels& kernels, RunState& state,
                      std::span<const int32_t> tokens, int32_t pos);
 
 }  // namespace cellhouse::engine

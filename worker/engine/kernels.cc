@@ -66,7 +66,32 @@ bool MatVecKernelSupported(MatVecKernel kernel) {
   return false;
 }
 
-Kernels SelectKernels(MatVecKernel kernel) {
+std::string_view Q8KernelName(Q8Kernel kernel) {
+  switch (kernel) {
+    case Q8Kernel::kPortable:
+      return "portable";
+    case Q8Kernel::kAvx2:
+      return "avx2";
+    case Q8Kernel::kAvx512Vnni:
+      return "avx512-vnni";
+  }
+  return "?";
+}
+
+bool Q8KernelSupported(Q8Kernel kernel) {
+  switch (kernel) {
+    case Q8Kernel::kPortable:
+      return true;
+    case Q8Kernel::kAvx2:
+      return __builtin_cpu_supports("avx2");
+    case Q8Kernel::kAvx512Vnni:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+Kernels SelectKernels(MatVecKernel kernel, Q8Kernel q8) {
   constexpr std::array<MatVecKernel, 3> kPreference = {MatVecKernel::kAvx512, MatVecKernel::kAvx2,
                                                        MatVecKernel::kOpenBlas};
   if (kernel == MatVecKernel::kAuto || !MatVecKernelSupported(kernel)) {
@@ -77,14 +102,51 @@ Kernels SelectKernels(MatVecKernel kernel) {
       }
     }
   }
+  constexpr std::array<Q8Kernel, 3> kQ8Preference = {Q8Kernel::kAvx512Vnni, Q8Kernel::kAvx2,
+                                                     Q8Kernel::kPortable};
+  for (size_t i = 0; i < kQ8Preference.size() && !Q8KernelSupported(q8); ++i) {
+    if (kQ8Preference[i] == q8) {
+      q8 = kQ8Preference[i + 1];
+    }
+  }
+  Kernels k;
   switch (kernel) {
     case MatVecKernel::kAvx512:
-      return {kernel, internal::MatVecAvx512, internal::ScoresAvx512, internal::WeightedSumAvx512};
+      k = {kernel, internal::MatVecAvx512, internal::ScoresAvx512, internal::WeightedSumAvx512};
+      break;
     case MatVecKernel::kAvx2:
-      return {kernel, internal::MatVecAvx2, internal::ScoresAvx2, internal::WeightedSumAvx2};
+      k = {kernel, internal::MatVecAvx2, internal::ScoresAvx2, internal::WeightedSumAvx2};
+      break;
     default:
-      return {MatVecKernel::kOpenBlas, MatVecBlas, ScoresScalar, WeightedSumScalar};
+      k = {MatVecKernel::kOpenBlas, MatVecBlas, ScoresScalar, WeightedSumScalar};
+      break;
   }
+  k.q8_kind = q8;
+  switch (q8) {
+    case Q8Kernel::kAvx512Vnni:
+      k.q8_quantize = internal::QuantizeQ8Avx512;
+      k.q8_matmul = internal::MatMulQ8Avx512Vnni;
+      break;
+    case Q8Kernel::kAvx2:
+      k.q8_quantize = internal::QuantizeQ8Avx2;
+      k.q8_matmul = internal::MatMulQ8Avx2;
+      break;
+    case Q8Kernel::kPortable:
+      k.q8_quantize = internal::QuantizeQ8Portable;
+      k.q8_matmul = internal::MatMulQ8Portable;
+      break;
+  }
+  return k;
+}
+
+Kernels SelectKernels(MatVecKernel kernel) {
+  Q8Kernel q8 = Q8Kernel::kAvx512Vnni;  // kAuto, kAvx512
+  if (kernel == MatVecKernel::kAvx2) {
+    q8 = Q8Kernel::kAvx2;
+  } else if (kernel == MatVecKernel::kOpenBlas) {
+    q8 = Q8Kernel::kPortable;
+  }
+  return SelectKernels(kernel, q8);
 }
 
 void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x, float* y,

@@ -5,9 +5,16 @@
 // thread, so there are hand-written AVX-512 and AVX2 products (runtime-dispatched: the binary
 // stays baseline x86-64). Prefill multiplies matrices and stays with OpenBLAS sgemm.
 //
+// Int8 checkpoints (q8_matrix.h) have their own products: the activations are quantized per
+// token and group (q8_quantize), then multiplied with integer dot products (q8_matmul): AVX-512
+// VNNI, AVX2, or portable C++. Every variant returns bit-identical results: the integer group
+// sums are exact, and each output's float accumulation is the same sequence of roundings.
+//
 //   Kernels k = SelectKernels(MatVecKernel::kAuto);
 //   k.matvec(w, x, y, rows, cols, next);      // y[rows] = w[rows][cols] · x[cols]
 //   MatMul(k, w, rows, cols, x, y, n, next);  // y[n][rows] = x[n][cols] · w^T
+//   Q8Activations a = k.q8_quantize(x, n, cols, group_size, buffer);
+//   k.q8_matmul(q8_matrix, a, y, next);       // y[n][rows] = a · q8_matrix^T
 //
 // None of them allocates, starts a thread or makes a system call (OpenBLAS's buffer aside: see
 // WarmUpBlas).
@@ -17,6 +24,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+
+#include "worker/engine/q8_matrix.h"
 
 namespace cellhouse::engine {
 
@@ -29,6 +38,25 @@ enum class MatVecKernel {
 
 std::string_view MatVecKernelName(MatVecKernel kernel);
 bool MatVecKernelSupported(MatVecKernel kernel);
+
+// The int8 products. A MatVecKernel choice picks the matching one (kAvx512 -> kAvx512Vnni,
+// kAvx2 -> kAvx2, kOpenBlas -> kPortable), falling back to the next one the CPU supports.
+enum class Q8Kernel {
+  kPortable,    // plain C++, any CPU
+  kAvx2,        // AVX2: pmaddubsw + pmaddwd
+  kAvx512Vnni,  // AVX-512 BW + VNNI: vpdpbusd
+};
+
+std::string_view Q8KernelName(Q8Kernel kernel);
+bool Q8KernelSupported(Q8Kernel kernel);
+
+// Quantizes x[n][cols] per group of group_size values into `out` (sized by Q8ActivationBytes
+// for at least n and cols) and returns the view of it.
+using Q8QuantizeFn = Q8Activations (*)(const float* x, int32_t n, int32_t cols, int32_t group_size,
+                                       const Q8ActivationBuffer& out);
+// y[x.n][w.rows] = x · w^T. x must have been quantized at w's group size from vectors of w.cols
+// values. `next` (may be null) is prefetched on into, as for matvec.
+using Q8MatMulFn = void (*)(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next);
 
 struct Kernels {
   MatVecKernel kind = MatVecKernel::kOpenBlas;
@@ -44,11 +72,18 @@ struct Kernels {
   // summed in order of t.
   void (*weighted_sum)(const float* weights, const float* values, size_t stride, int32_t count,
                        int32_t size, float* out) = nullptr;
+  // Int8 checkpoints.
+  Q8Kernel q8_kind = Q8Kernel::kPortable;
+  Q8QuantizeFn q8_quantize = nullptr;
+  Q8MatMulFn q8_matmul = nullptr;
 };
 
 // kAuto picks AVX-512, then AVX2, then OpenBLAS; an unsupported explicit choice falls back the
-// same way.
+// same way. The int8 products follow the choice (see Q8Kernel).
 Kernels SelectKernels(MatVecKernel kernel);
+// The same, with an explicit int8 variant (an unsupported one falls back as above): for tests
+// and benchmarks that compare the variants.
+Kernels SelectKernels(MatVecKernel kernel, Q8Kernel q8);
 
 // y[n][rows] = x[n][cols] · w[rows][cols]^T: matvec for one row (prefetching on into `next`),
 // sgemm for more.
@@ -77,6 +112,16 @@ void ScoresAvx512(const float* q, const float* keys, size_t stride, int32_t coun
                   float divisor, float* out);
 void WeightedSumAvx512(const float* weights, const float* values, size_t stride, int32_t count,
                        int32_t size, float* out);
+// Int8, defined in kernels_q8*.cc.
+Q8Activations QuantizeQ8Portable(const float* x, int32_t n, int32_t cols, int32_t group_size,
+                                 const Q8ActivationBuffer& out);
+void MatMulQ8Portable(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next);
+Q8Activations QuantizeQ8Avx2(const float* x, int32_t n, int32_t cols, int32_t group_size,
+                             const Q8ActivationBuffer& out);
+void MatMulQ8Avx2(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next);
+Q8Activations QuantizeQ8Avx512(const float* x, int32_t n, int32_t cols, int32_t group_size,
+                               const Q8ActivationBuffer& out);
+void MatMulQ8Avx512Vnni(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next);
 }  // namespace internal
 
 }  // namespace cellhouse::engine

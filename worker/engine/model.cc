@@ -20,8 +20,31 @@ Result<Model> Model::Open(const std::string& path) {
   if (!mapping) {
     return std::move(mapping).error().Context("opening model '" + path + "'");
   }
+  if (IsQuantizedCheckpoint(mapping->bytes())) {
+    CH_ASSIGN_OR_RETURN(QuantizedWeights weights, ParseQuantizedCheckpoint(mapping->bytes(), path));
+    const ModelConfig config = weights.config;
+    return Model(path, std::move(*mapping), weights, config);
+  }
   CH_ASSIGN_OR_RETURN(ModelWeights weights, ParseCheckpoint(mapping->bytes(), path));
-  return Model(path, std::move(*mapping), weights);
+  const ModelConfig config = weights.config;
+  return Model(path, std::move(*mapping), weights, config);
+}
+
+std::string_view WeightFormatName(WeightFormat format) {
+  return format == WeightFormat::kQ8 ? "q8" : "f32";
+}
+
+int32_t Model::group_size() const {
+  const auto* q8 = std::get_if<QuantizedWeights>(&weights_);
+  return q8 != nullptr ? q8->group_size : 0;
+}
+
+std::string Model::Describe() const {
+  std::string text = config_.Describe();
+  if (format() == WeightFormat::kQ8) {
+    text += ", int8 weights in groups of " + std::to_string(group_size());
+  }
+  return text;
 }
 
 size_t Model::ChunkCount() const {

@@ -1,6 +1,8 @@
 // Model: a checkpoint file mapped read-only and shared (mmap PROT_READ, MAP_SHARED), with
 // immutable views of its tensors. The zygote opens it once; every worker inherits the mapping
-// through fork, so the page cache holds one copy for all sessions.
+// through fork, so the page cache holds one copy for all sessions. The file is either a llama2.c
+// fp32 checkpoint (checkpoint.h) or cellhouse's int8 format (quantized_checkpoint.h), told
+// apart by its first bytes; everything below works the same for both.
 //
 //   CH_ASSIGN_OR_RETURN(Model model, Model::Open("/var/lib/cellhouse/stories110M.bin"));
 //   CH_RETURN_IF_ERROR(model.Prefault());   // charge the page cache to the caller's cgroup
@@ -17,15 +19,24 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
+#include <variant>
 
 #include "base/mapping.h"
 #include "base/result.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/model_config.h"
+#include "worker/engine/weights.h"
 
 namespace cellhouse::engine {
 
 inline constexpr size_t kModelChunkBytes = size_t{16} << 20;
+
+enum class WeightFormat {
+  kF32,  // llama2.c fp32
+  kQ8,   // int8 groups
+};
+std::string_view WeightFormatName(WeightFormat format);  // "f32", "q8"
 
 class Model {
  public:
@@ -35,9 +46,15 @@ class Model {
   Model(Model&&) noexcept = default;
   Model& operator=(Model&&) noexcept = default;
 
-  const ModelConfig& config() const { return weights_.config; }
+  const ModelConfig& config() const { return config_; }
   // Views into the mapping: valid for as long as this Model (moving it keeps them valid).
-  const ModelWeights& weights() const { return weights_; }
+  const AnyWeights& weights() const { return weights_; }
+  WeightFormat format() const {
+    return std::holds_alternative<QuantizedWeights>(weights_) ? WeightFormat::kQ8
+                                                              : WeightFormat::kF32;
+  }
+  // Columns per int8 group (32 or 64); 0 for fp32.
+  int32_t group_size() const;
   std::span<const std::byte> bytes() const { return mapping_.bytes(); }
   const std::string& path() const { return path_; }
 
@@ -53,18 +70,23 @@ class Model {
   // madvise(MADV_WILLNEED) for one chunk: asks the kernel to start reading it in.
   Status Prefetch(size_t chunk) const;
 
-  // "dim 768, hidden 2048, 12 layers, ..., shared classifier"
-  std::string Describe() const { return config().Describe(); }
+  // "dim 768, hidden 2048, 12 layers, ..., shared classifier", and for an int8 file
+  // ", int8 weights in groups of 32".
+  std::string Describe() const;
 
  private:
-  Model(std::string path, Mapping mapping, ModelWeights weights)
-      : path_(std::move(path)), mapping_(std::move(mapping)), weights_(weights) {}
+  Model(std::string path, Mapping mapping, AnyWeights weights, const ModelConfig& config)
+      : path_(std::move(path)),
+        mapping_(std::move(mapping)),
+        weights_(weights),
+        config_(config) {}
   std::span<const std::byte> Chunk(size_t chunk) const;
   Result<uint64_t> Resident(std::span<const std::byte> range) const;
 
   std::string path_;
   Mapping mapping_;
-  ModelWeights weights_;
+  AnyWeights weights_;
+  ModelConfig config_;
 };
 
 }  // namespace cellhouse::engine

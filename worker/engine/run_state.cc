@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -24,12 +25,15 @@ struct FixedSizes {
         hidden(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.hidden_dim)),
         rope(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.head_size() / 2)),
         scores(static_cast<uint64_t>(c.seq_len)),
-        logits(static_cast<uint64_t>(c.vocab_size)) {}
+        logits(static_cast<uint64_t>(c.vocab_size)),
+        q8(Q8ActivationBytes(kMaxBatch, std::max(c.dim, c.hidden_dim))) {}
   uint64_t Bytes() const {
     return 4 * AlignUp(row * 4) + 2 * AlignUp(hidden * 4) + 2 * AlignUp(rope * 4) +
-           AlignUp(scores * 4) + AlignUp(logits * 4);
+           AlignUp(scores * 4) + AlignUp(logits * 4) + AlignUp(q8.q_bytes) +
+           2 * AlignUp(q8.groups * 4);
   }
   uint64_t row, hidden, rope, scores, logits;
+  Q8ActivationCapacity q8;
 };
 
 // What Sampler allocates beside the state: one (probability, index) pair per vocabulary entry.
@@ -66,10 +70,13 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
   CH_ASSIGN_OR_RETURN(s.memory_, Mapping::Anonymous(*total, "a session's KV cache and buffers"));
   s.context_length_ = context_length;
   std::byte* next = s.memory_.mutable_data();
-  auto carve = [&next](uint64_t floats) {
-    auto* p = reinterpret_cast<float*>(next);
-    next += AlignUp(floats * sizeof(float));
+  auto carve_bytes = [&next](uint64_t bytes) {
+    std::byte* p = next;
+    next += AlignUp(bytes);
     return p;
+  };
+  auto carve = [&carve_bytes](uint64_t floats) {
+    return reinterpret_cast<float*>(carve_bytes(floats * sizeof(float)));
   };
   s.x = carve(fixed.row);
   s.xb = carve(fixed.row);
@@ -81,6 +88,9 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
   s.rope_sin = carve(fixed.rope);
   s.scores = carve(fixed.scores);
   s.logits = carve(fixed.logits);
+  s.q8_input.q = reinterpret_cast<int8_t*>(carve_bytes(fixed.q8.q_bytes));
+  s.q8_input.scale = carve(fixed.q8.groups);
+  s.q8_input.offset_sum = reinterpret_cast<int32_t*>(carve_bytes(fixed.q8.groups * 4));
   // The caches come last, so the pages of unreached positions stay untouched.
   s.key_cache = carve(cache_floats);
   s.value_cache = carve(cache_floats);

@@ -15,6 +15,7 @@
 #include "base/mapping.h"
 #include "base/result.h"
 #include "worker/engine/model_config.h"
+#include "worker/engine/q8_matrix.h"
 
 namespace cellhouse::engine {
 
@@ -25,7 +26,9 @@ inline constexpr int32_t kMaxBatch = 128;
 // Bytes of KV cache one context position takes: keys and values, every layer.
 uint64_t KvCacheBytesPerToken(const ModelConfig& config);
 // Bytes of the buffers that do not grow with the context length (activations for a batch of
-// kMaxBatch tokens, logits, attention scores, the sampler's workspace).
+// kMaxBatch tokens, their int8 form for quantized checkpoints, logits, attention scores, the
+// sampler's workspace). The same for either checkpoint format: the int8 buffers are reserved
+// for both, and an fp32 model never touches their pages.
 uint64_t StateFixedBytes(const ModelConfig& config);
 
 class RunState {
@@ -56,6 +59,9 @@ class RunState {
   float* logits = nullptr;       // [vocab]
   float* key_cache = nullptr;    // [layers][context_length][kv_dim]
   float* value_cache = nullptr;  // [layers][context_length][kv_dim]
+  // The input of an int8 matrix product, quantized: kMaxBatch vectors of up to
+  // max(dim, hidden_dim) values (Q8ActivationBytes).
+  Q8ActivationBuffer q8_input;
 
  private:
   RunState() = default;
