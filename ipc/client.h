@@ -33,7 +33,12 @@ class ClientConnection {
   // True once the server closed the connection (after Receive reported it).
   bool closed() const { return closed_; }
   int fd() const { return fd_.get(); }
-  void Close() { fd_.reset(); }
+  // Closes our end; what the server sent but was not read yet is dropped with it, so a
+  // Receive after Close fails instead of delivering the rest of a stream.
+  void Close() {
+    fd_.reset();
+    decoder_.Reset();
+  }
 
  private:
   UniqueFd fd_;
