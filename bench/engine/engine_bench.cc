@@ -2,10 +2,13 @@
 // against the machine's single-thread memory read bandwidth measured in the same run.
 //
 //   OPENBLAS_NUM_THREADS=1 build/bin/engine_bench [--models 15m,110m] [--decode-tokens 128]
+//                                                 [--json FILE]
 //
 // Decode reads every weight once per token, so its roofline is bandwidth / (bytes of weights
 // read per token); the "roofline" column is the fraction of that reached. Figures only: nothing
-// here asserts anything about time.
+// here asserts anything about time. --json FILE writes every printed figure as a row of
+// {"benchmark":"engine","rows":[{"kind":"bandwidth"|"model"|"decode"|"prefill",...}]} for
+// bench/run, which keeps whatever rows it finds.
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -20,10 +23,12 @@
 
 #include "base/clock.h"
 #include "base/flags.h"
+#include "base/io.h"
 #include "base/mapping.h"
 #include "base/print.h"
 #include "base/strings.h"
 #include "bench/engine/bandwidth.h"
+#include "cli/cellctl/json.h"
 #include "worker/engine/conversation.h"
 #include "worker/engine/generator.h"
 #include "worker/engine/kernels.h"
@@ -41,7 +46,14 @@ struct Options {
   int64_t prefill_tokens = 256;
   int64_t repeats = 3;
   int64_t bandwidth_mib = 1024;
+  std::string json_path;
+  // --json: each figure as it is printed, one rendered object per row (null without --json).
+  std::vector<std::string>* json_rows = nullptr;
 };
+
+void AddJsonRow(const Options& o, const cli::JsonObject& row) {
+  if (o.json_rows != nullptr) o.json_rows->push_back(row.Render());
+}
 
 // Bytes of weights one decode step reads: every matrix, the norms, the classifier, and one row
 // of the embedding table. (The KV cache read by attention is not weights, and not counted.)
@@ -123,6 +135,16 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
   Printf(stdout,
          "   weights read per token %.1f MB; roofline %.2f GB/s / %.1f MB = %.1f tokens/s\n",
          bytes_per_token / 1e6, bw / 1e9, bytes_per_token / 1e6, roofline_tps);
+  AddJsonRow(o, cli::JsonObject()
+                    .Add("kind", "model")
+                    .Add("preset", preset)
+                    .Add("format", "fp32")
+                    .Add("description", config.Describe())
+                    .Add("file_bytes", static_cast<uint64_t>(model.bytes().size()))
+                    .Add("mapping_bytes_per_second", model_bw)
+                    .Add("roofline_bytes_per_second", bw)
+                    .Add("weight_bytes_per_token", bytes_per_token)
+                    .Add("roofline_tokens_per_second", roofline_tps));
 
   const int32_t seq_len = config.seq_len;
   const auto decode_new = static_cast<int32_t>(std::min<int64_t>(o.decode_tokens, seq_len - 16));
@@ -138,6 +160,14 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
     Printf(stdout, "   %-9s %12.1f %10.2f %8.1f%%\n",
            std::string(engine::MatVecKernelName(k)).c_str(), r.decode_tps,
            r.decode_tps * bytes_per_token / 1e9, 100.0 * r.decode_tps / roofline_tps);
+    AddJsonRow(o, cli::JsonObject()
+                      .Add("kind", "decode")
+                      .Add("preset", preset)
+                      .Add("format", "fp32")
+                      .Add("kernel", engine::MatVecKernelName(k))
+                      .Add("tokens_per_second", r.decode_tps)
+                      .Add("bytes_per_second", r.decode_tps * bytes_per_token)
+                      .Add("roofline_fraction", r.decode_tps / roofline_tps));
   }
   const auto prefill_n = static_cast<int32_t>(std::min<int64_t>(o.prefill_tokens, seq_len - 16));
   const std::string long_prompt = PromptOf(tok, prefill_n);
@@ -147,6 +177,14 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
          " %.1fx decode\n",
          p.prefill_tps, p.prompt_tokens, engine::kMaxBatch,
          best_decode > 0 ? p.prefill_tps / best_decode : 0.0);
+  AddJsonRow(o, cli::JsonObject()
+                    .Add("kind", "prefill")
+                    .Add("preset", preset)
+                    .Add("format", "fp32")
+                    .Add("kernel", "openblas sgemm")
+                    .Add("tokens_per_second", p.prefill_tps)
+                    .Add("prompt_tokens", static_cast<int64_t>(p.prompt_tokens))
+                    .Add("times_decode", best_decode > 0 ? p.prefill_tps / best_decode : 0.0));
   return Ok();
 }
 
@@ -160,6 +198,7 @@ int Main(int argc, char** argv) {
   flags.Int("prefill-tokens", &o.prefill_tokens, "N", "prompt length for prefill");
   flags.Int("repeats", &o.repeats, "N", "measurements per figure (the best is printed)");
   flags.Int("bandwidth-mib", &o.bandwidth_mib, "N", "buffer for the bandwidth measurement");
+  flags.String("json", &o.json_path, "FILE", "also write every figure as JSON rows to FILE");
   Result<std::vector<std::string>> args = flags.Parse(argc - 1, argv + 1);
   if (!args) {
     Printf(stderr, "engine_bench: %s\n", args.error().message().c_str());
@@ -190,6 +229,12 @@ int Main(int argc, char** argv) {
   Printf(stdout,
          "single-thread streaming read of %lld MiB (anonymous memory, huge pages): %.2f GB/s\n",
          static_cast<long long>(o.bandwidth_mib), machine_bw / 1e9);
+  std::vector<std::string> rows;
+  if (!o.json_path.empty()) o.json_rows = &rows;
+  AddJsonRow(o, cli::JsonObject()
+                    .Add("kind", "bandwidth")
+                    .Add("buffer_bytes", static_cast<uint64_t>(o.bandwidth_mib) << 20)
+                    .Add("bytes_per_second", machine_bw));
 
   std::string dir = (std::filesystem::temp_directory_path() / "engine_bench.XXXXXX").string();
   if (::mkdtemp(dir.data()) == nullptr) {
@@ -208,6 +253,19 @@ int Main(int argc, char** argv) {
   }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+  if (code == 0 && !o.json_path.empty()) {
+    const std::string json = cli::JsonObject()
+                                 .Add("benchmark", "engine")
+                                 .Add("repeats", o.repeats)
+                                 .Add("decode_tokens", o.decode_tokens)
+                                 .Add("prefill_tokens", o.prefill_tokens)
+                                 .AddRaw("rows", cli::JsonArray(rows))
+                                 .Render();
+    if (Status s = CreateFileWithContent(o.json_path, json + "\n", 0644); !s) {
+      Printf(stderr, "engine_bench: %s\n", s.error().message().c_str());
+      code = 1;
+    }
+  }
   return code;
 }
 
