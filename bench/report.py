@@ -412,7 +412,7 @@ plot "{data}" using 1:2 with linespoints pt 7 lw 2 lc rgb '#1f77b4' title "aggre
 set logscale y 10
 set xlabel "concurrent generating sessions (N)"
 set ylabel "milliseconds (log scale)"
-set key top left
+set key bottom right
 plot "{data}" using 1:6 with linespoints pt 7 lw 2 lc rgb '#d62728' title "inter-token p99", \\
      "" using 1:5 with linespoints pt 6 lw 1 lc rgb '#ff9896' title "inter-token p50", \\
      "" using 1:8 with linespoints pt 5 lw 2 lc rgb '#9467bd' title "time to first token p99", \\

@@ -396,6 +396,8 @@ std::string PrintSteps(const std::vector<Method>& methods, const Options& o) {
     std::vector<StepStats> b2b = StepBreakdown(sessions, b2b_begin, b2b_end);
     std::vector<StepStats> spaced = StepBreakdown(sessions, b2b_end, spaced_end);
     if (b2b.empty()) continue;
+    // Without the sandbox the zygote reports every child step as 0: nothing to show.
+    if (!sandboxed) continue;
     Printf(stdout, "\nSandbox steps, %s: the zygote's SpawnReply timings (us)\n",
            m.description.c_str());
     Table table({"step", "p50", "p90", "p99", "spaced p50", "spaced p90", "spaced p99"});
