@@ -194,12 +194,14 @@ Status Run(const Options& o, const WorkDir& dir) {
     CH_RETURN_IF_ERROR(s.Close());
   }
   std::vector<Level> levels;
+  levels.reserve(counts.size());
   for (int n : counts) levels.push_back({.sessions = n});
   // Repetitions outermost, so a slow minute of the machine reaches every N alike.
   for (int64_t r = 0; r < o.repetitions; ++r) {
     for (Level& level : levels) {
+      const int64_t repetition = r + 1;
       Printf(stderr, "repetition %lld: %d sessions generating %lld tokens each...\n",
-             static_cast<long long>(r + 1), level.sessions, static_cast<long long>(o.tokens));
+             static_cast<long long>(repetition), level.sessions, static_cast<long long>(o.tokens));
       CH_ASSIGN_OR_RETURN(RunFigures f, OneRun(*celld, level.sessions, o, level));
       level.runs.push_back(f);
     }

@@ -457,11 +457,27 @@ std::string HostJson() {
       .Render();
 }
 
-Status Run(const Options& o, const WorkDir& dir) {
-  CH_ASSIGN_OR_RETURN(std::vector<int> openers, ParseOpeners(o.openers));
-  Printf(stderr, "generating the %s model...\n", o.preset.c_str());
-  CH_ASSIGN_OR_RETURN(std::string model, MakeModel(dir, o.preset, 1));
-  CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"), BenchPolicy{}));
+// Concurrent openers on the full daemons (pooled and cold) and the baselines.
+Result<std::vector<ConcurrentResult>> RunAllConcurrent(std::vector<Method>& methods,
+                                                       const std::vector<int>& openers,
+                                                       const Options& o) {
+  std::vector<ConcurrentResult> concurrent;
+  for (int c : openers) {
+    if (c == 1) continue;
+    for (Method& m : methods) {
+      if (m.key == "no-sandbox" || m.key == "bare" || m.key == "no-cgroups") continue;
+      Printf(stderr, "concurrent: %d openers, %s...\n", c, m.key.c_str());
+      CH_ASSIGN_OR_RETURN(ConcurrentResult r, RunConcurrent(m, c, o.sessions));
+      concurrent.push_back(std::move(r));
+    }
+  }
+  return concurrent;
+}
+
+// The celld daemons (started here, owned by `daemons`) and the command baselines.
+Result<std::vector<Method>> StartMethods(const WorkDir& dir, const std::string& model,
+                                         std::vector<std::unique_ptr<Celld>>& daemons) {
+  std::vector<Method> methods;
   struct Variant {
     const char* key;
     const char* description;
@@ -476,8 +492,6 @@ Status Run(const Options& o, const WorkDir& dir) {
       {"no-sandbox", "celld cold: --insecure-no-sandbox, cgroups", false, true, false},
       {"bare", "celld cold: --insecure-no-sandbox --no-cgroups", false, false, false},
   };
-  std::vector<std::unique_ptr<Celld>> daemons;
-  std::vector<Method> methods;
   for (const Variant& v : variants) {
     CH_ASSIGN_OR_RETURN(
         auto celld,
@@ -506,6 +520,16 @@ Status Run(const Options& o, const WorkDir& dir) {
   } else {
     Printf(stderr, "bwrap not installed (tools/setup.sh installs it): no bwrap baseline\n");
   }
+  return methods;
+}
+
+Status Run(const Options& o, const WorkDir& dir) {
+  CH_ASSIGN_OR_RETURN(std::vector<int> openers, ParseOpeners(o.openers));
+  Printf(stderr, "generating the %s model...\n", o.preset.c_str());
+  CH_ASSIGN_OR_RETURN(std::string model, MakeModel(dir, o.preset, 1));
+  CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"), BenchPolicy{}));
+  std::vector<std::unique_ptr<Celld>> daemons;
+  CH_ASSIGN_OR_RETURN(std::vector<Method> methods, StartMethods(dir, model, daemons));
   Printf(stderr, "back to back: %lld samples x %zu methods...\n",
          static_cast<long long>(o.sessions), methods.size());
   CH_RETURN_IF_ERROR(RunBackToBack(methods, o));
@@ -524,16 +548,8 @@ Status Run(const Options& o, const WorkDir& dir) {
                            ShareOf(pooled, b2b_end, b2b_end + static_cast<size_t>(o.spaced))};
   }
 
-  std::vector<ConcurrentResult> concurrent;
-  for (int c : openers) {
-    if (c == 1) continue;
-    for (Method& m : methods) {
-      if (m.key == "no-sandbox" || m.key == "bare" || m.key == "no-cgroups") continue;
-      Printf(stderr, "concurrent: %d openers, %s...\n", c, m.key.c_str());
-      CH_ASSIGN_OR_RETURN(ConcurrentResult r, RunConcurrent(m, c, o.sessions));
-      concurrent.push_back(std::move(r));
-    }
-  }
+  CH_ASSIGN_OR_RETURN(std::vector<ConcurrentResult> concurrent,
+                      RunAllConcurrent(methods, openers, o));
 
   Printf(stdout, "session_open_bench: model preset %s, %u CPUs%s\n", o.preset.c_str(),
          std::thread::hardware_concurrency(), o.common.quick ? ", --quick" : "");
