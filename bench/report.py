@@ -259,9 +259,11 @@ plot "{data}" using 2:xtic(1) title "spaced p50" lc rgb '#1f77b4', \\
         md.append("|---|---:|---:|---:|---:|")
         for s in steps:
             sp = s.get("spaced_us") or {}
-            md.append(f"| {s['step']} | {fmt(s['back_to_back_us']['p50'])} | "
-                      f"{fmt(s['back_to_back_us']['p99'])} | {fmt(sp.get('p50'))} | "
-                      f"{fmt(sp.get('p99'))} |")
+            def us(v):
+                return "–" if v is None else f"{v:,.0f}"
+            md.append(f"| {s['step']} | {us(s['back_to_back_us']['p50'])} | "
+                      f"{us(s['back_to_back_us']['p99'])} | {us(sp.get('p50'))} | "
+                      f"{us(sp.get('p99'))} |")
 
 
 def memory(d, h, plots, md):
@@ -445,7 +447,8 @@ def protocol(proto, streaming, h, md):
     if proto:
         paths = {p["name"]: p for p in proto["paths"]}
         eng, sock = paths.get("engine"), paths.get("socketpair")
-        for key, label in [("session", "sandbox + cgroups"), ("bare", "no sandbox, no cgroups")]:
+        for key, label in [("session", "sandbox + cgroups"), ("no-cgroups", "sandbox, no cgroups"),
+                           ("bare", "no sandbox, no cgroups")]:
             p = paths.get(key)
             if p is None:
                 continue
@@ -459,13 +462,18 @@ def protocol(proto, streaming, h, md):
                   sock["round_trip_ms"]["p50"] * 1000, "socketpair p50")
         md.append(f"protocol_bench: Generate with max_new_tokens 1 on the tiny model, "
                   f"{proto['samples']} round trips per path, interleaved in blocks.\n")
-        md.append("| path | p50 µs | p90 µs | p99 µs | p50 − engine |")
-        md.append("|---|---:|---:|---:|---:|")
+        md.append("| path | p50 µs | p90 µs | p99 µs | p50 − engine | first turn p50 µs | first p99 µs |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|")
         for p in proto["paths"]:
             s = p["round_trip_ms"]
+            f = p.get("first_turn_ms") or {}
             over = (s["p50"] - eng["round_trip_ms"]["p50"]) * 1000 if eng else None
+            first50 = f["p50"] * 1000 if f else None
+            first99 = f["p99"] * 1000 if f else None
             md.append(f"| {p['description']} | {fmt(s['p50'] * 1000)} | {fmt(s['p90'] * 1000)} | "
-                      f"{fmt(s['p99'] * 1000)} | {fmt(over)} |")
+                      f"{fmt(s['p99'] * 1000)} | {fmt(over)} | {fmt(first50)} | {fmt(first99)} |")
+        md.append("\nThe first turn on a fresh session (or conversation) is reported apart: it "
+                  "allocates and first touches the session's state.")
         md.append("")
     if streaming:
         md.append("Streaming a whole generation (streaming_bench: the same greedy continuation on "
@@ -554,7 +562,9 @@ def analysis(b):
                 f"{fmt(m['full']['spaced_open_ms']['p50'])} ms at the median when opens are "
                 f"spaced, {fmt(m['full']['open_ms']['p50'])} ms back to back. Spaced, most of it "
                 f"is the cgroup v1 placement: cgroups cost {fmt(cg.get('spaced'))} ms spaced against "
-                f"{fmt(cg.get('back_to_back'))} ms back to back, and the zygote's `cgroup placement` "
+                + (f"{fmt(cg.get('back_to_back'))} ms" if (cg.get('back_to_back') or 0) >= 0.1
+                   else "nothing measurable")
+                + " back to back, and the zygote's `cgroup placement` "
                 f"step alone is {fmt((place.get('spaced_us') or {}).get('p50', 0) / 1000)} ms spaced "
                 f"against {fmt(place.get('back_to_back_us', {}).get('p50', 0) / 1000)} ms back to "
                 "back. Writing a pid to a v1 `cgroup.procs` takes `cgroup_threadgroup_rwsem` for "
@@ -564,8 +574,8 @@ def analysis(b):
                 f"{fmt(m['pooled']['spaced_open_ms']['p50'])} ms spaced "
                 f"({fmt(m['pooled']['spaced_open_ms']['p50'] / m['unshare']['spaced_open_ms']['p50'])}× "
                 "unshare). Back to back the rest is `clone3` with six namespaces "
-                f"({fmt(clone.get('back_to_back_us', {}).get('p50', 0) / 1000)} ms, the network "
-                "namespace the largest part), celld's cgroup creation in four v1 hierarchies and the "
+                f"({fmt(clone.get('back_to_back_us', {}).get('p50', 0) / 1000)} ms; the design brief "
+                "measured about 0.3 ms of it for the network namespace), celld's cgroup creation in four v1 hierarchies and the "
                 "IPC of the hand-off; the sandbox steps after the maps add up to a few hundred µs. "
                 "What would move it: `favordynmods` on the v1 hierarchies or `cgroup_favordynmods=y` "
                 "(kernel ≥ 6.7) for cold opens; cgroup v2, where `CLONE_INTO_CGROUP` never takes "
@@ -588,37 +598,84 @@ def analysis(b):
             "shrink only the shared part, paid once.")
     load = b.get("load")
     eng = b.get("engine")
+    bw = b.get("bandwidth")
     if load:
         lv = load["levels"]
         one, most = lv[0], lv[-1]
-        bw = ""
+        two = by_key(lv, "sessions", 2)
+        text = ("**Generation.** Decode reads every weight once per token (438 MB per token on "
+                "110m), so one session is bound by memory bandwidth")
         if eng:
+            best = {}
             for r in eng["rows"]:
-                if r["kind"] == "bandwidth":
-                    bw = f" ({r['bytes_per_second'] / 1e9:.0f} GB/s for one thread)"
+                if r["kind"] == "decode" and r.get("format", "fp32") == "fp32":
+                    best[r["preset"]] = max(best.get(r["preset"], 0), r["roofline_fraction"])
+            text += ": the engine's best kernel reaches " + ", ".join(
+                f"{v * 100:.0f}% ({k})" for k, v in best.items()) + " of the single-thread roofline"
+        text += ". "
+        if bw:
+            ratio_bw = bw["all_threads_bytes_per_second"] / bw["one_thread_bytes_per_second"]
+            text += (f"Here {bw['threads']} threads reading separate buffers at once get "
+                     f"{ratio_bw:.2f}× what one thread gets "
+                     f"({bw['all_threads_bytes_per_second'] / 1e9:.1f} GB/s in all): on this "
+                     "machine one core nearly saturates the memory system, so a second session "
+                     "cannot double the rate. ")
+        if two:
+            text += (f"Two sessions still reach {two['aggregate_tokens_per_second'] / one['aggregate_tokens_per_second']:.2f}× "
+                     "one session's rate, more than separate buffers would allow; they stream "
+                     "the same shared weight pages at nearly the same moment, so one may find "
+                     "in the shared cache what the other just read (a likely explanation, not "
+                     "measured). ")
+        over = [x["sessions"] for x in lv if x["time_to_first_token_ms"]["p99"] >= 500]
+        text += (f"Past two sessions the aggregate stays at {fmt(most['aggregate_tokens_per_second'])} "
+                 f"tok/s (N = {most['sessions']}) and the sessions take turns on the 2 cores, each "
+                 "within its one-CPU quota; the scheduler shares them evenly (Jain's index "
+                 f"{most['jain_fairness']:.3f}, slowest/fastest "
+                 f"{fmt(most['min_session_tokens_per_second'])}/{fmt(most['max_session_tokens_per_second'])} "
+                 f"tok/s at N = {most['sessions']}). Inter-token latency grows with N as the share "
+                 f"of each session shrinks: p99 {fmt(most['inter_token_ms']['p99'])} ms at "
+                 f"N = {most['sessions']}, "
+                 + ("inside" if most["inter_token_ms"]["p99"] < 500 else "outside")
+                 + " the 500 ms a user asked for. ")
+        if over:
+            text += (f"Time to first token is where N hurts first: every request arrives at once "
+                     f"and the prompts' prefills queue for the 2 cores, so its p99 passes 500 ms "
+                     f"from N = {over[0]} on. ")
+        text += ("What would move it: more cores and memory channels; decoding several sessions "
+                 "in one pass over the weights (batching, which the one-process-per-session "
+                 "design rules out today); int8 weights (a quarter of the bytes per token); "
+                 "for time to first token, admission that spreads simultaneous prefills.")
+        out.append(text)
+    proto = b.get("protocol")
+    if proto:
+        paths = {p["name"]: p for p in proto["paths"]}
+        sess, eng_p, nocg, bare = (paths.get(k) for k in ("session", "engine", "no-cgroups", "bare"))
+        if sess and eng_p:
+            text = (f"**Protocol.** A request through a live session is a frame each way on a Unix "
+                    f"socket straight to the worker (celld is not on the path): the 1-token round "
+                    f"trip takes {fmt(sess['round_trip_ms']['p50'] * 1000)} µs at the median, "
+                    f"{fmt((sess['round_trip_ms']['p50'] - eng_p['round_trip_ms']['p50']) * 1000)} µs "
+                    "more than the same turn in-process: two context switches, the protobuf "
+                    "frames, the worker's poll. Beside a forward pass of 2 ms (15m) to 16 ms "
+                    "(110m) per token it is lost in the noise of the streaming comparison. ")
+            if nocg and bare:
+                text += (f"Its p99 is another matter: {fmt(sess['round_trip_ms']['p99'] * 1000)} µs with "
+                         f"per-session cgroups against {fmt(nocg['round_trip_ms']['p99'] * 1000)} µs "
+                         f"with the sandbox alone and {fmt(bare['round_trip_ms']['p99'] * 1000)} µs "
+                         "with neither, with or without the CPU quota: a worker woken in a cgroup of "
+                         "its own competes for a CPU as a group, and on a busy machine it can wait "
+                         "out another task's slice (likely; not traced). Nothing a user would "
+                         "notice at token rates, but it is the cgroups, not the sandbox.")
+            out.append(text)
+    if b.get("seccomp"):
         out.append(
-            f"**Generation.** Decode reads every weight once per token, so one session is "
-            f"bandwidth-bound{bw}: the engine reaches most of the roofline on one core. With "
-            f"N sessions the aggregate goes from {fmt(one['aggregate_tokens_per_second'])} tok/s "
-            f"(N = {one['sessions']}) to {fmt(most['aggregate_tokens_per_second'])} tok/s "
-            f"(N = {most['sessions']}): two cores share one memory system, and a second stream "
-            "of weights gains little when one already nearly saturates it; past two sessions, "
-            "sessions take turns on the 2 shared cores, each with a one-CPU quota, and the "
-            f"scheduler shares them evenly (Jain's index {most['jain_fairness']:.3f} at "
-            f"N = {most['sessions']}). Inter-token p99 grows about linearly with N "
-            f"({fmt(most['inter_token_ms']['p99'])} ms at N = {most['sessions']}). What would "
-            "move it: more cores and memory channels; batching the sessions' decode steps so "
-            "one pass over the weights serves several sessions (not done: every session has its "
-            "own process by design); int8 weights (a quarter of the bytes per token).")
-    if b.get("protocol") or b.get("seccomp"):
-        out.append(
-            "**Protocol and sandbox.** A request through a live session is a frame each way on "
-            "a Unix socket straight to the worker (celld is not on the path): tens of µs above "
-            "the engine's own work, which disappears beside a forward pass of milliseconds. "
-            "The seccomp filter adds tens of ns per system call, most of it the slow system-call "
-            "entry any filter causes; a worker makes a few calls per token (send a piece, poll). "
-            "Generation with and without the sandbox differs by less than the run-to-run noise "
-            "of a shared 2-core machine.")
+            "**Sandbox.** The seccomp filter adds about 40 ns per system call, and an allow-all "
+            "one-instruction filter costs nearly as much: it is the slower system-call entry "
+            "any filter causes, not the length of the policy's program (the kernel's per-call "
+            "allow cache skips the program for calls allowed whatever their arguments). A "
+            "worker makes a handful of calls per token (send a piece, poll its sockets), so the "
+            "filter costs well under a microsecond per token, and generation with and without "
+            "the sandbox differs by less than the run-to-run noise of a shared 2-core machine.")
     return "\n\n".join(out)
 
 
@@ -634,11 +691,16 @@ def main():
     machine = load(args.raw, "machine") or {}
     run = load(args.raw, "run") or {}
     b = {name: load(args.raw, name) for name in
-         ["engine", "seccomp", "session_open", "protocol", "load", "streaming", "memory"]}
+         ["bandwidth", "engine", "seccomp", "session_open", "protocol", "load", "streaming",
+          "memory"]}
     if b["engine"]:
         for r in b["engine"]["rows"]:
             if r["kind"] == "bandwidth":
                 machine["bandwidth_gbps"] = r["bytes_per_second"] / 1e9
+    if b["bandwidth"]:
+        machine["bandwidth_all_threads_gbps"] = b["bandwidth"]["all_threads_bytes_per_second"] / 1e9
+        machine["bandwidth_one_thread_gbps"] = b["bandwidth"]["one_thread_bytes_per_second"] / 1e9
+        machine["bandwidth_threads"] = b["bandwidth"]["threads"]
     plots = Plots(args.out, machine_line(machine))
     h = Headline()
     sections = {}
@@ -673,6 +735,11 @@ def main():
         "kernel": machine.get("kernel", "?"),
         "cgroup": machine.get("cgroup", "?"),
         "bandwidth": f"{machine.get('bandwidth_gbps', 0):.1f}",
+        "bandwidth_all": (f"; {machine['bandwidth_threads']} threads reading at once: "
+                          f"{machine['bandwidth_all_threads_gbps']:.1f} GB/s in all "
+                          f"(bandwidth_bench; one thread "
+                          f"{machine['bandwidth_one_thread_gbps']:.1f} GB/s)")
+                         if "bandwidth_all_threads_gbps" in machine else "",
         "load_before": machine.get("load_before", "?"),
         "load_after": run.get("load_after", "?"),
         "date": run.get("date", "?"),

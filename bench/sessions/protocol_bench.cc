@@ -11,8 +11,11 @@
 //   engine       the same turn on an engine::Conversation in this process (no IPC at all)
 //   session      the turn through a session of a celld with the default policy's sandbox and
 //                cgroups
-//   bare         the same through celld --insecure-no-sandbox --no-cgroups
-// A session is replaced every --turns-per-session turns (the tiny model's context is 256).
+//   no-quota     the same with a policy without cpu_percent (no CFS bandwidth limit)
+//   no-cgroups   the sandbox alone: celld --no-cgroups
+//   bare         neither: celld --insecure-no-sandbox --no-cgroups
+// A session (and the engine's conversation) is replaced every --turns-per-session turns (the
+// tiny model's context is 256); the first turn on a fresh one is reported apart, as "first".
 // Figures only: nothing here asserts anything about time.
 #include <sys/socket.h>
 #include <unistd.h>
@@ -111,6 +114,8 @@ class SessionPath {
     if (done.generated_tokens() != 1) return Error("the turn generated no token");
     return static_cast<double>(end - start) / 1e6;
   }
+  // Whether the last turn was the first on its session.
+  bool first() const { return turns_ == 1; }
   Status Close() {
     if (session_) CH_RETURN_IF_ERROR(session_->Close());
     session_.reset();
@@ -150,6 +155,7 @@ class EnginePath {
     if (stats.generated_tokens != 1) return Error("the engine's turn generated no token");
     return static_cast<double>(end - start) / 1e6;
   }
+  bool first() const { return turns_ == 1; }
 
  private:
   EnginePath(engine::Model model, engine::Tokenizer tok, const Options& o)
@@ -164,9 +170,18 @@ class EnginePath {
 Status Run(const Options& o, const WorkDir& dir) {
   CH_ASSIGN_OR_RETURN(std::string model, MakeModel(dir, "tiny", 1));
   CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"), BenchPolicy{}));
+  CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies-no-quota"), BenchPolicy{.cpu_percent = 0}));
   CH_ASSIGN_OR_RETURN(
       auto full,
       Celld::Start(dir, {.name = "full", .model = model, .policy_dir = dir.File("policies")}));
+  CH_ASSIGN_OR_RETURN(
+      auto no_quota,
+      Celld::Start(
+          dir, {.name = "no-quota", .model = model, .policy_dir = dir.File("policies-no-quota")}));
+  CH_ASSIGN_OR_RETURN(auto no_cgroups, Celld::Start(dir, {.name = "no-cgroups",
+                                                          .model = model,
+                                                          .policy_dir = dir.File("policies"),
+                                                          .cgroups = false}));
   CH_ASSIGN_OR_RETURN(auto bare, Celld::Start(dir, {.name = "bare",
                                                     .model = model,
                                                     .policy_dir = dir.File("policies"),
@@ -175,26 +190,46 @@ Status Run(const Options& o, const WorkDir& dir) {
   CH_ASSIGN_OR_RETURN(auto echo, Echo::Start());
   CH_ASSIGN_OR_RETURN(auto engine, EnginePath::Open(model, o));
   SessionPath full_path(full.get(), o), bare_path(bare.get(), o);
+  SessionPath no_quota_path(no_quota.get(), o), no_cgroups_path(no_cgroups.get(), o);
 
   struct Path {
     const char* key;
     const char* description;
     std::function<Result<double>()> sample;
-    std::vector<double> ms;
+    std::function<bool()> first;     // the last sample was the first turn on its session
+    std::vector<double> ms;          // every other sample
+    std::vector<double> first_ms{};  // first turns
   };
   std::vector<Path> paths = {
       {"socketpair",
        "socketpair, 8 bytes there and back (threads)",
        [&] { return echo->RoundTripMs(); },
+       [] { return false; },
        {}},
-      {"engine", "engine in this process: a 1-token turn", [&] { return engine->TurnMs(); }, {}},
+      {"engine",
+       "engine in this process: a 1-token turn",
+       [&] { return engine->TurnMs(); },
+       [&] { return engine->first(); },
+       {}},
       {"session",
        "session: sandbox + cgroups (default policy)",
        [&] { return full_path.TurnMs(); },
+       [&] { return full_path.first(); },
+       {}},
+      {"no-quota",
+       "session: sandbox + cgroups, no CPU quota",
+       [&] { return no_quota_path.TurnMs(); },
+       [&] { return no_quota_path.first(); },
+       {}},
+      {"no-cgroups",
+       "session: sandbox, --no-cgroups",
+       [&] { return no_cgroups_path.TurnMs(); },
+       [&] { return no_cgroups_path.first(); },
        {}},
       {"bare",
        "session: --insecure-no-sandbox --no-cgroups",
        [&] { return bare_path.TurnMs(); },
+       [&] { return bare_path.first(); },
        {}},
   };
   // Warm-up: a block of each, discarded.
@@ -209,14 +244,16 @@ Status Run(const Options& o, const WorkDir& dir) {
       for (int64_t i = 0; i < o.block; ++i) {
         Result<double> ms = p.sample();
         if (!ms) return std::move(ms).error().Context(p.description);
-        p.ms.push_back(*ms);
+        (p.first() ? p.first_ms : p.ms).push_back(*ms);
       }
     }
   }
-  CH_RETURN_IF_ERROR(full_path.Close());
-  CH_RETURN_IF_ERROR(bare_path.Close());
-  CH_RETURN_IF_ERROR(full->Stop());
-  CH_RETURN_IF_ERROR(bare->Stop());
+  for (SessionPath* p : {&full_path, &no_quota_path, &no_cgroups_path, &bare_path}) {
+    CH_RETURN_IF_ERROR(p->Close());
+  }
+  for (Celld* c : {full.get(), no_quota.get(), no_cgroups.get(), bare.get()}) {
+    CH_RETURN_IF_ERROR(c->Stop());
+  }
 
   Printf(stdout,
          "protocol_bench: Generate(max_new_tokens=1) on the tiny model, %lld samples per path, "
@@ -225,18 +262,22 @@ Status Run(const Options& o, const WorkDir& dir) {
          o.common.quick ? ", --quick" : "");
   const double engine_p50 = Summarize(paths[1].ms).p50;
   const double socket_p50 = Summarize(paths[0].ms).p50;
-  Table table({"path", "p50", "p90", "p99", "max", "p50 - engine", "/ socketpair"});
+  Table table({"path", "p50", "p90", "p99", "max", "p50 - engine", "/ socketpair", "first turn p50",
+               "first p99"});
   std::vector<std::string> items;
   for (const Path& p : paths) {
     const Summary s = Summarize(p.ms);
     auto us = [](double ms) { return Format("%.1f", ms * 1000); };
+    const Summary f = Summarize(p.first_ms);
     table.AddRow({p.description, us(s.p50), us(s.p90), us(s.p99), us(s.max), us(s.p50 - engine_p50),
-                  Format("%.1f", socket_p50 > 0 ? s.p50 / socket_p50 : 0)});
-    items.push_back(cli::JsonObject()
-                        .Add("name", p.key)
-                        .Add("description", p.description)
-                        .AddRaw("round_trip_ms", SummaryJson(s))
-                        .Render());
+                  Format("%.1f", socket_p50 > 0 ? s.p50 / socket_p50 : 0),
+                  p.first_ms.empty() ? "-" : us(f.p50), p.first_ms.empty() ? "-" : us(f.p99)});
+    cli::JsonObject item;
+    item.Add("name", p.key)
+        .Add("description", p.description)
+        .AddRaw("round_trip_ms", SummaryJson(s));
+    if (!p.first_ms.empty()) item.AddRaw("first_turn_ms", SummaryJson(f));
+    items.push_back(item.Render());
   }
   table.Print(stdout);
   return WriteJson(o.common.json_path, cli::JsonObject()
