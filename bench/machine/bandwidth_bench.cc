@@ -49,8 +49,9 @@ double Aggregate(std::span<const Mapping> buffers, int64_t passes) {
       while (ready.load() < buffers.size()) std::this_thread::yield();  // start together
       double seconds = 0;
       const auto bytes = static_cast<double>(buffers[t].size());
-      for (int64_t p = 0; p < passes; ++p)
+      for (int64_t p = 0; p < passes; ++p) {
         seconds += bytes / StreamReadBandwidth(buffers[t].bytes(), 1);
+      }
       rates[t] = bytes * static_cast<double>(passes) / seconds;
     });
   }
