@@ -324,7 +324,7 @@ plot "{data}" using 1:2 with linespoints pt 7 lw 2 lc rgb '#1f77b4' title "idle 
         md.append("")
 
 
-def generation(engine, streaming, load, h, plots, md):
+def generation(engine, streaming, load, h, plots, md, cpus):
     group = "3. Generation"
     bandwidth = None
     if engine:
@@ -394,21 +394,26 @@ def generation(engine, streaming, load, h, plots, md):
             h.add(group, f"N = {lv['sessions']}: time to first token p99",
                   lv["time_to_first_token_ms"]["p99"], "ms", "", None,
                   f"p50 {fmt(lv['time_to_first_token_ms']['p50'])} ms")
+        one_rate = levels[0]["session_tokens_per_second"]["p50"] if levels[0]["sessions"] == 1 else 0
         rows = [[lv["sessions"], lv["aggregate_tokens_per_second"],
                  lv["session_tokens_per_second"]["p50"], lv["min_session_tokens_per_second"],
                  lv["inter_token_ms"]["p50"], lv["inter_token_ms"]["p99"],
-                 lv["time_to_first_token_ms"]["p50"], lv["time_to_first_token_ms"]["p99"]]
+                 lv["time_to_first_token_ms"]["p50"], lv["time_to_first_token_ms"]["p99"],
+                 min(lv["sessions"], cpus) * one_rate]
                 for lv in levels]
-        data = plots.data("load", ["n", "agg", "per", "min", "itl50", "itl99", "ttft50", "ttft99"], rows)
+        data = plots.data("load", ["n", "agg", "per", "min", "itl50", "itl99", "ttft50", "ttft99",
+                                   "ideal"], rows)
         png1 = plots.plot("load_tokens", f"Tokens/s with N sessions generating at once ({load['preset']})",
                           f"""set logscale x 2
 set xlabel "concurrent generating sessions (N)"
 set ylabel "tokens/s"
 set yrange [0:*]
+set offsets 0, 0, graph 0.3, 0
 set key top right
 plot "{data}" using 1:2 with linespoints pt 7 lw 2 lc rgb '#1f77b4' title "aggregate", \\
      "" using 1:3 with linespoints pt 5 lw 2 lc rgb '#2ca02c' title "per session (median)", \\
-     "" using 1:4 with linespoints pt 4 lw 1 lc rgb '#98df8a' title "slowest session" """)
+     "" using 1:4 with linespoints pt 4 lw 1 lc rgb '#98df8a' title "slowest session", \\
+     "" using 1:9 with lines dt 2 lw 1 lc rgb '#7f7f7f' title "min(N, {cpus}) x one session's rate" """)
         png2 = plots.plot("load_latency", f"Latency with N sessions generating at once ({load['preset']})",
                           f"""set logscale x 2
 set logscale y 10
@@ -427,7 +432,10 @@ plot "{data}" using 1:6 with linespoints pt 7 lw 2 lc rgb '#d62728' title "inter
                   f"(\"{load['prompt']}\", greedy, {load['tokens']} new tokens) at the same moment; "
                   f"rates and fairness are medians of {load['repetitions']} repetitions, latency "
                   "percentiles are over every token of every repetition. Default policy: one CPU "
-                  "per session.\n")
+                  "per session. Aggregate is every token over the run's wall time (first request "
+                  "to last token, prefills included); a session's rate is its decode rate (first "
+                  "to last token), which is why one session's rate exceeds the aggregate at "
+                  "N = 1.\n")
         md.append("| N | aggregate tok/s | per session p50 | slowest | fastest | Jain | TTFT p50 ms | TTFT p99 | ITL p50 ms | ITL p99 |")
         md.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for lv in levels:
@@ -706,7 +714,8 @@ def main():
     sections = {}
     for key, fn in [("open", lambda md: open_latency(b["session_open"], h, plots, md)),
                     ("memory", lambda md: memory(b["memory"], h, plots, md)),
-                    ("generation", lambda md: generation(b["engine"], b["streaming"], b["load"], h, plots, md)),
+                    ("generation", lambda md: generation(b["engine"], b["streaming"], b["load"], h, plots, md,
+                                                                  machine.get("cpus", 2))),
                     ("protocol", lambda md: protocol(b["protocol"], b["streaming"], h, md)),
                     ("sandbox", lambda md: sandbox_cost(b["seccomp"], b["streaming"], h, md))]:
         md = []
