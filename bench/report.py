@@ -22,10 +22,42 @@ MIB = 1024.0 * 1024.0
 
 def load(raw, name):
     path = os.path.join(raw, name + ".json")
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    # Several runs of one program (NAME.1.json, NAME.2.json, ...): their median.
+    runs = []
+    i = 1
+    while os.path.exists(os.path.join(raw, f"{name}.{i}.json")):
+        with open(os.path.join(raw, f"{name}.{i}.json"), encoding="utf-8") as f:
+            runs.append(json.load(f))
+        i += 1
+    return median_of_runs(runs) if runs else None
+
+
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def median_of_runs(runs):
+    """engine_bench's JSON from several runs: each row's numbers are the median over the runs of
+    the row with the same kind, preset, format and kernel."""
+    out = dict(runs[0])
+    out["runs"] = len(runs)
+    def key(r):
+        return (r.get("kind"), r.get("preset"), r.get("format"), r.get("kernel"))
+    rows = []
+    for row in runs[0].get("rows", []):
+        same = [r for run in runs for r in run.get("rows", []) if key(r) == key(row)]
+        merged = dict(row)
+        for field, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                merged[field] = median([r[field] for r in same if field in r])
+        rows.append(merged)
+    out["rows"] = rows
+    return out
 
 
 def fmt(v, digits=2):
@@ -350,7 +382,8 @@ def generation(engine, streaming, load, h, plots, md, cpus):
                       f"{pre[0]['prompt_tokens']}-token prompt", pre[0]["tokens_per_second"],
                       "tok/s", "several × decode", best["tokens_per_second"], "decode",
                       met=pre[0]["tokens_per_second"] >= 2 * best["tokens_per_second"])
-        md.append("Engine alone, one thread (engine_bench, best of its repeats), against the "
+        md.append(f"Engine alone, one thread (engine_bench: the median over {engine.get('runs', 1)} "
+                  f"runs of the best of its {engine.get('repeats', '?')} repeats), against the "
                   "roofline: measured single-thread read bandwidth / weight bytes read per "
                   "token.\n")
         md.append("| model | format | kernel | tokens/s | GB/s read | of roofline |")
