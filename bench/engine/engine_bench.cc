@@ -3,12 +3,15 @@
 // memory read bandwidth measured in the same run.
 //
 //   OPENBLAS_NUM_THREADS=1 build/bin/engine_bench [--models 15m,110m] [--group-sizes 32,64]
+//                                                 [--json FILE]
 //
 // Decode reads every weight once per token, so its roofline is bandwidth / (bytes of weights
 // read per token, in the format at hand); the "roofline" column is the fraction of that reached.
 // Every model is dropped from the page cache and read back from disk before it runs, as a zygote
 // reads it, and every figure is the best of --repeats rounds that each measure every format and
-// kernel once. Figures only: nothing here asserts anything about time.
+// kernel once. Figures only: nothing here asserts anything about time. --json FILE also writes
+// every printed figure as a row of {"benchmark":"engine","rows":[{"kind":"bandwidth"|"model"|
+// "decode"|"prefill","format":"fp32"|"q8-g32"|...,...}]} for bench/run.
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -25,11 +28,13 @@
 
 #include "base/clock.h"
 #include "base/flags.h"
+#include "base/io.h"
 #include "base/mapping.h"
 #include "base/print.h"
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "bench/engine/bandwidth.h"
+#include "cli/cellctl/json.h"
 #include "worker/engine/conversation.h"
 #include "worker/engine/generator.h"
 #include "worker/engine/kernels.h"
@@ -49,7 +54,11 @@ struct Options {
   int64_t repeats = 3;
   int64_t bandwidth_mib = 1024;
   std::string group_sizes = "32,64";
+  std::string json_path;
 };
+
+// --json: each figure, one rendered object per row.
+using JsonRows = std::vector<std::string>;
 
 // Bytes of weights one decode step reads: every matrix, the norms, the classifier, and one row
 // of the embedding table (for int8, the tiles that row lies in). The KV cache read by attention
@@ -151,6 +160,7 @@ Result<engine::Model> OpenCold(const std::string& path) {
 // One model file under test, and what its figures are measured against.
 struct Format {
   std::string label;
+  std::string key;  // "fp32", "q8-g32", ...: the format column of the JSON rows
   const engine::Model* model = nullptr;
   double mapping_bw = 0;
   double bytes_per_token = 0;
@@ -220,8 +230,48 @@ void PrintFormat(const Format& f, const std::vector<DecodeRun>& runs) {
          f.best_decode > 0 ? f.prefill.prefill_tps / f.best_decode : 0.0);
 }
 
+void AddJsonRows(const std::string& preset, const Format& f, const std::vector<DecodeRun>& runs,
+                 JsonRows& rows) {
+  rows.push_back(cli::JsonObject()
+                     .Add("kind", "model")
+                     .Add("preset", preset)
+                     .Add("format", f.key)
+                     .Add("description", f.model->config().Describe())
+                     .Add("file_bytes", static_cast<uint64_t>(f.model->bytes().size()))
+                     .Add("mapping_bytes_per_second", f.mapping_bw)
+                     .Add("roofline_bytes_per_second", f.roofline_tps * f.bytes_per_token)
+                     .Add("weight_bytes_per_token", f.bytes_per_token)
+                     .Add("roofline_tokens_per_second", f.roofline_tps)
+                     .Render());
+  for (const DecodeRun& run : runs) {
+    if (run.format != &f) {
+      continue;
+    }
+    rows.push_back(cli::JsonObject()
+                       .Add("kind", "decode")
+                       .Add("preset", preset)
+                       .Add("format", f.key)
+                       .Add("kernel", run.name)
+                       .Add("tokens_per_second", run.best)
+                       .Add("bytes_per_second", run.best * f.bytes_per_token)
+                       .Add("roofline_fraction", run.best / f.roofline_tps)
+                       .Render());
+  }
+  const bool q8 = f.model->format() == engine::WeightFormat::kQ8;
+  rows.push_back(
+      cli::JsonObject()
+          .Add("kind", "prefill")
+          .Add("preset", preset)
+          .Add("format", f.key)
+          .Add("kernel", q8 ? "int8 batched" : "openblas sgemm")
+          .Add("tokens_per_second", f.prefill.prefill_tps)
+          .Add("prompt_tokens", static_cast<int64_t>(f.prefill.prompt_tokens))
+          .Add("times_decode", f.best_decode > 0 ? f.prefill.prefill_tps / f.best_decode : 0.0)
+          .Render());
+}
+
 Status BenchModel(const std::string& preset, const std::string& dir, double machine_bw,
-                  const Options& o) {
+                  const Options& o, JsonRows& rows) {
   CH_ASSIGN_OR_RETURN(ModelConfig config, engine::PresetConfig(preset));
   const std::string path = dir + "/" + preset + ".bin";
   const int64_t start = MonotonicNanos();
@@ -232,6 +282,7 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
   // fp32, then each group size, all quantized from the fp32 file and read back from disk.
   std::vector<engine::Model> models;
   std::vector<std::string> labels = {"fp32"};
+  std::vector<std::string> keys = {"fp32"};
   CH_ASSIGN_OR_RETURN(engine::Model fp32, OpenCold(path));
   models.push_back(std::move(fp32));
   for (std::string_view group : Split(o.group_sizes, ',')) {
@@ -248,6 +299,7 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
     static_cast<void>(std::snprintf(seconds, sizeof(seconds), "%.2f s",
                                     static_cast<double>(MonotonicNanos() - q_start) / 1e9));
     labels.push_back("q8, groups of " + std::string(group) + " (quantized in " + seconds + ")");
+    keys.push_back("q8-g" + std::string(group));
     CH_ASSIGN_OR_RETURN(engine::Model q8, OpenCold(q8_path));
     models.push_back(std::move(q8));
   }
@@ -263,6 +315,7 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
     CH_RETURN_IF_ERROR(models[i].Prefault());
     Format& f = formats[i];
     f.label = labels[i];
+    f.key = keys[i];
     f.model = &models[i];
     f.mapping_bw = StreamReadBandwidth(models[i].bytes(), 5);
     f.bytes_per_token = DecodeBytesPerToken(models[i]);
@@ -294,6 +347,7 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
   }
   for (const Format& f : formats) {
     PrintFormat(f, runs);
+    AddJsonRows(preset, f, runs, rows);
   }
   const Format& base = formats.front();
   for (size_t i = 1; i < formats.size(); ++i) {
@@ -320,6 +374,7 @@ int Main(int argc, char** argv) {
   flags.Int("bandwidth-mib", &o.bandwidth_mib, "N", "buffer for the bandwidth measurement");
   flags.String("group-sizes", &o.group_sizes, "LIST",
                "int8 group sizes to quantize each model at and run (32, 64; empty: fp32 only)");
+  flags.String("json", &o.json_path, "FILE", "also write every figure as JSON rows to FILE");
   Result<std::vector<std::string>> args = flags.Parse(argc - 1, argv + 1);
   if (!args) {
     Printf(stderr, "engine_bench: %s\n", args.error().message().c_str());
@@ -357,9 +412,15 @@ int Main(int argc, char** argv) {
            Error::FromErrno(errno, "mkdtemp " + dir).message().c_str());
     return 1;
   }
+  JsonRows rows;
+  rows.push_back(cli::JsonObject()
+                     .Add("kind", "bandwidth")
+                     .Add("buffer_bytes", static_cast<uint64_t>(o.bandwidth_mib) << 20)
+                     .Add("bytes_per_second", machine_bw)
+                     .Render());
   int code = 0;
   for (std::string_view preset : Split(o.models, ',')) {
-    Status s = BenchModel(std::string(preset), dir, machine_bw, o);
+    Status s = BenchModel(std::string(preset), dir, machine_bw, o, rows);
     if (!s) {
       Printf(stderr, "engine_bench: %s\n", s.error().message().c_str());
       code = 1;
@@ -368,6 +429,19 @@ int Main(int argc, char** argv) {
   }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+  if (code == 0 && !o.json_path.empty()) {
+    const std::string json = cli::JsonObject()
+                                 .Add("benchmark", "engine")
+                                 .Add("repeats", o.repeats)
+                                 .Add("decode_tokens", o.decode_tokens)
+                                 .Add("prefill_tokens", o.prefill_tokens)
+                                 .AddRaw("rows", cli::JsonArray(rows))
+                                 .Render();
+    if (Status s = CreateFileWithContent(o.json_path, json + "\n", 0644); !s) {
+      Printf(stderr, "engine_bench: %s\n", s.error().message().c_str());
+      code = 1;
+    }
+  }
   return code;
 }
 

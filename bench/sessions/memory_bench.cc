@@ -1,7 +1,7 @@
 // memory_bench: what N sessions cost in memory when every worker shares the zygote's one
 // read-only mapping of the model, against the naive N × (weights + state).
 //
-//   build/bin/memory_bench [--quick] [--sessions 1,4,16,64] [--preset 110m]
+//   build/bin/memory_bench [--quick] [--sessions 1,4,16,64,256] [--preset 110m]
 //                          [--conversation-tokens 512] [--json FILE] [--keep]
 //
 // Two sweeps on one celld (default policy's sandbox and cgroups):
@@ -14,12 +14,16 @@
 // least-squares line through total PSS (workers + zygote) against N. Each session's cgroup
 // charge (what `cellctl sessions` shows as MEMORY) is read from celld too: the weights are
 // charged to celld's cgroup, so a session's charge is its own private memory only.
+// celld runs without a pool (--pool-size 0): pool workers are not sessions, and would be
+// counted neither as sessions nor as the zygote. Conversations are opened by --openers client
+// threads at once (the prefills are what takes the time).
 // Figures only: nothing here asserts anything about memory.
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,11 +46,14 @@ constexpr double kMiB = 1024.0 * 1024.0;
 
 struct Options {
   BenchFlags common;
-  std::string sessions = "1,4,16,64";
+  std::string sessions = "1,4,16,64,256";
   std::string preset = "110m";
   int64_t conversation_tokens = 512;
   int64_t generated_tokens = 16;
-  std::string memory_budget = "12G";
+  // Admission reserves each session's worst case (its whole context: 92 MiB on 110m), so 256
+  // sessions need a budget above this machine's 24 GiB; they touch under half of it.
+  std::string memory_budget = "25G";
+  int64_t openers = 2;
 };
 
 // One measurement of N live sessions.
@@ -207,24 +214,55 @@ std::string PrintSweep(const std::string& title, const std::vector<Point>& point
       .Render();
 }
 
-// Opens sessions until `target` are open; with `conversation`, each new one runs its turn.
-Status Grow(const Celld& celld, std::vector<cli::SessionClient>& open, int target,
-            const std::string& prompt, int64_t conversation_tokens, int64_t prompt_tokens) {
-  while (std::cmp_less(open.size(), target)) {
-    CH_ASSIGN_OR_RETURN(cli::SessionClient s,
-                        cli::SessionClient::Open(celld.socket(), {.policy = "default"}));
-    if (!prompt.empty()) {
-      api::Generate g;
-      g.set_prompt(prompt);
-      g.set_max_new_tokens(
-          static_cast<uint32_t>(std::max<int64_t>(1, conversation_tokens - prompt_tokens)));
-      g.set_temperature(0);
-      g.set_seed(7);
-      CH_ASSIGN_OR_RETURN(api::Done done, s.Generate(g, [](const api::Piece&) {}));
-      static_cast<void>(done);
-    }
-    open.push_back(std::move(s));
+// Opens one session; with a prompt, runs its turn.
+Result<cli::SessionClient> OpenOne(const Celld& celld, const std::string& prompt,
+                                   int64_t conversation_tokens, int64_t prompt_tokens) {
+  CH_ASSIGN_OR_RETURN(cli::SessionClient s,
+                      cli::SessionClient::Open(celld.socket(), {.policy = "default"}));
+  if (!prompt.empty()) {
+    api::Generate g;
+    g.set_prompt(prompt);
+    g.set_max_new_tokens(
+        static_cast<uint32_t>(std::max<int64_t>(1, conversation_tokens - prompt_tokens)));
+    g.set_temperature(0);
+    g.set_seed(7);
+    CH_ASSIGN_OR_RETURN(api::Done done, s.Generate(g, [](const api::Piece&) {}));
+    static_cast<void>(done);
   }
+  return s;
+}
+
+// Opens sessions until `target` are open, `openers` at a time; with a prompt, each new one
+// runs its turn.
+Status Grow(const Celld& celld, std::vector<cli::SessionClient>& open, int target,
+            const std::string& prompt, int64_t conversation_tokens, int64_t prompt_tokens,
+            int64_t openers) {
+  std::mutex mu;
+  std::optional<Error> failure;
+  const auto missing = static_cast<int64_t>(target) - static_cast<int64_t>(open.size());
+  int64_t started = 0;  // under mu: opens claimed by some thread
+  auto work = [&] {
+    while (true) {
+      {
+        std::lock_guard lock(mu);
+        if (failure || started >= missing) return;
+        ++started;
+      }
+      Result<cli::SessionClient> s = OpenOne(celld, prompt, conversation_tokens, prompt_tokens);
+      std::lock_guard lock(mu);
+      if (!s) {
+        if (!failure) failure = s.error();
+        return;
+      }
+      open.push_back(std::move(*s));
+    }
+  };
+  const int64_t threads = std::max<int64_t>(1, std::min(openers, missing));
+  std::vector<std::thread> pool;
+  pool.reserve(static_cast<size_t>(threads));
+  for (int64_t t = 0; t < threads; ++t) pool.emplace_back(work);
+  for (std::thread& t : pool) t.join();
+  if (failure) return std::move(*failure);
   return Ok();
 }
 
@@ -242,7 +280,8 @@ Result<std::string> Sweep(const Celld& celld, const ModelFacts& facts,
   std::vector<Point> points;
   for (int n : counts) {
     Printf(stderr, "%s: %d sessions...\n", conversation ? "conversation" : "idle", n);
-    CH_RETURN_IF_ERROR(Grow(celld, open, n, prompt, o.conversation_tokens, prompt_tokens));
+    CH_RETURN_IF_ERROR(
+        Grow(celld, open, n, prompt, o.conversation_tokens, prompt_tokens, o.openers));
     CH_ASSIGN_OR_RETURN(Point p, Measure(celld, facts, conversation));
     if (p.sessions != n) {
       return Error("celld lists " + std::to_string(p.sessions) + " sessions, expected " +
@@ -283,11 +322,12 @@ Status RunAll(const Options& o, const WorkDir& dir) {
       WritePolicy(dir.File("policies"),
                   BenchPolicy{.max_sessions = static_cast<uint32_t>(counts.back()),
                               .max_sessions_per_tenant = static_cast<uint32_t>(counts.back())}));
-  CH_ASSIGN_OR_RETURN(auto celld,
-                      Celld::Start(dir, {.name = "celld",
-                                         .model = model_path,
-                                         .policy_dir = dir.File("policies"),
-                                         .extra_args = {"--memory-budget", o.memory_budget}}));
+  CH_ASSIGN_OR_RETURN(
+      auto celld,
+      Celld::Start(dir, {.name = "celld",
+                         .model = model_path,
+                         .policy_dir = dir.File("policies"),
+                         .extra_args = {"--memory-budget", o.memory_budget, "--pool-size", "0"}}));
   Printf(stdout,
          "memory_bench: %s %s; weights %.1f MiB, state %.1f MiB fixed + %.1f KiB of KV per "
          "context position%s\n",
@@ -329,12 +369,13 @@ int Main(int argc, char** argv) {
                 "N x (weights + state). Prints figures; asserts nothing.");
   AddBenchFlags(flags, &o.common);
   flags.String("sessions", &o.sessions, "LIST",
-               "increasing session counts (default 1,4,16,64; --quick: 1,4)");
+               "increasing session counts (default 1,4,16,64,256; --quick: 1,4)");
   flags.String("preset", &o.preset, "NAME", "cellmodel make preset of the served model");
   flags.Int("conversation-tokens", &o.conversation_tokens, "N",
             "context positions each conversation fills (capped by the model's context)");
   flags.Int("generated-tokens", &o.generated_tokens, "N", "of which generated (the rest prompt)");
   flags.String("memory-budget", &o.memory_budget, "BYTES", "celld --memory-budget");
+  flags.Int("openers", &o.openers, "N", "client threads opening sessions at once (default 2)");
   auto rest = flags.Parse(argc - 1, argv + 1);
   if (!rest || !rest->empty()) {
     Printf(stderr, "memory_bench: %s\n",
@@ -346,7 +387,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (o.common.quick && !flags.IsSet("sessions")) o.sessions = "1,4";
-  if (o.generated_tokens < 1 || o.conversation_tokens <= o.generated_tokens) {
+  if (o.generated_tokens < 1 || o.conversation_tokens <= o.generated_tokens || o.openers < 1) {
     Printf(stderr, "memory_bench: --conversation-tokens must exceed --generated-tokens >= 1\n");
     return 2;
   }

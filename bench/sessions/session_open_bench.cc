@@ -4,11 +4,17 @@
 //   build/bin/session_open_bench [--quick] [--sessions 1000] [--preset 15m] [--openers 1,2,4]
 //                                [--json FILE] [--keep]
 //
-// Four celld daemons run side by side, one per layer combination, so each layer's cost shows:
-//   full        the default policy's sandbox and per-session cgroups
+// Five celld daemons run side by side: one with its pool of pre-forked workers, and one per
+// layer combination without a pool (--pool-size 0, every open forks), so each layer shows:
+//   pooled      the default policy's sandbox and cgroups, celld's default pool (2 per policy):
+//               an open takes a worker that is already sandboxed and in its cgroup
+//   full        the same sandbox and cgroups, cold: clone3, maps, cgroup placement per open
 //   no-cgroups  the sandbox, --no-cgroups
 //   no-sandbox  --insecure-no-sandbox (cgroups on)
 //   bare        --insecure-no-sandbox --no-cgroups: process, IPC and worker start only
+// Which opens the pool served is read from celld's log ("session ... started: ... (pooled)").
+// A last phase offers opens to the pooled daemon at rising rates (a pause of --refill-intervals
+// ms after each) to find how many opens per second the pool's refill sustains before it drains.
 // Samples are taken in rounds, a block of each method in turn (order rotated), so drift in the
 // machine's load reaches every method alike. Each celld sample is one session: connect → Open →
 // SessionOpened → Ready (the open latency), then Close → Ack → the connection's EOF, which comes
@@ -49,6 +55,8 @@ struct Options {
   std::string openers = "1,2,4";
   int64_t spaced = 100;
   int64_t spacing_ms = 100;
+  std::string refill_intervals = "50,20,10,5,2,0";
+  int64_t refill_opens = 40;
 };
 
 // One way of starting a contained process, timed per sample.
@@ -60,6 +68,7 @@ struct Method {
   std::vector<double> open_ms;      // back-to-back
   std::vector<double> teardown_ms;  // back-to-back, celld only
   std::vector<double> spaced_ms;    // one open every --spacing-ms
+  bool pool = false;                // a celld with a pool of pre-forked workers
 };
 
 enum class Phase { kWarmup, kBackToBack, kSpaced };
@@ -183,7 +192,74 @@ Result<ConcurrentResult> RunConcurrent(Method& m, int openers, int64_t total) {
   return r;
 }
 
+// In the order celld started them: whether each session was served by a pool worker (its
+// "session ID started: ..." info line ends in "(pooled)").
+std::vector<bool> ParsePooled(const std::string& log) {
+  std::vector<bool> out;
+  size_t at = 0;
+  while (at < log.size()) {
+    size_t end = log.find('\n', at);
+    if (end == std::string::npos) end = log.size();
+    std::string_view line(log.data() + at, end - at);
+    if (line.find(" started: tenant uid ") != std::string_view::npos) {
+      out.push_back(line.find("(pooled)") != std::string_view::npos);
+    }
+    at = end + 1;
+  }
+  return out;
+}
+
+double ShareOf(const std::vector<bool>& pooled, size_t begin, size_t end) {
+  size_t n = 0, yes = 0;
+  for (size_t i = begin; i < end && i < pooled.size(); ++i, ++n) yes += pooled[i] ? 1 : 0;
+  return n == 0 ? 0.0 : static_cast<double>(yes) / static_cast<double>(n);
+}
+
 std::string Ms(double v) { return Format("%.2f", v); }
+
+// The pool's refill: opens offered one after another with a pause after each, at each pause of
+// --refill-intervals (longest first, the pool refilled before each), counting which the pool
+// served. The pool keeps up with a rate when (nearly) every open finds a worker ready.
+Result<std::string> RunRefill(Method& m, const Options& o) {
+  std::vector<int64_t> pauses;
+  for (std::string_view part : Split(o.refill_intervals, ',')) {
+    CH_ASSIGN_OR_RETURN(int64_t ms, ParseInt64(Trim(part), "--refill-intervals"));
+    if (ms < 0) return Error("--refill-intervals: pauses must not be negative");
+    pauses.push_back(ms);
+  }
+  Printf(stdout,
+         "\nPool refill (%s): %lld opens per row, each followed by the pause, pool refilled "
+         "before each row\n",
+         m.description.c_str(), static_cast<long long>(o.refill_opens));
+  Table table({"pause ms", "opens/s", "served by the pool", "p50 ms", "p90", "p99"});
+  std::vector<std::string> items;
+  for (int64_t pause : pauses) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the pool refills
+    const size_t before = ParsePooled(m.celld->Log()).size();
+    std::vector<double> ms;
+    const int64_t start = MonotonicNanos();
+    for (int64_t i = 0; i < o.refill_opens; ++i) {
+      CH_ASSIGN_OR_RETURN(auto times, OneSession(m.celld->socket()));
+      ms.push_back(times.first);
+      if (pause > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+    }
+    const double seconds = static_cast<double>(MonotonicNanos() - start) / 1e9;
+    const std::vector<bool> pooled = ParsePooled(m.celld->Log());
+    const double share = ShareOf(pooled, before, pooled.size());
+    const double per_second = static_cast<double>(o.refill_opens) / seconds;
+    const Summary s = Summarize(ms);
+    table.AddRow({std::to_string(pause), Format("%.0f", per_second), Format("%.0f%%", 100 * share),
+                  Ms(s.p50), Ms(s.p90), Ms(s.p99)});
+    items.push_back(cli::JsonObject()
+                        .Add("pause_ms", pause)
+                        .Add("opens_per_second", per_second)
+                        .Add("pooled_share", share)
+                        .AddRaw("open_ms", SummaryJson(s))
+                        .Render());
+  }
+  table.Print(stdout);
+  return cli::JsonArray(items);
+}
 
 const std::vector<double>& Samples(const Method& m, Phase phase) {
   return phase == Phase::kSpaced ? m.spaced_ms : m.open_ms;
@@ -275,6 +351,7 @@ std::string PrintRatiosAndLayers(const std::vector<Method>& methods) {
   add("sandbox (with cgroups)", "full", "no-sandbox");
   add("sandbox (without cgroups)", "no-cgroups", "bare");
   add("process, IPC, worker start", "bare", "");
+  add("saved by the pool (full - pooled)", "full", "pooled");
   layers.Print(stdout);
   return cli::JsonObject()
       .AddRaw("ratio_to_unshare", ratios.Render())
@@ -309,7 +386,8 @@ std::vector<StepStats> StepBreakdown(const std::vector<StepTimings>& sessions, s
 std::string PrintSteps(const std::vector<Method>& methods, const Options& o) {
   cli::JsonObject json;
   for (const Method& m : methods) {
-    if (m.celld == nullptr) continue;
+    // A pool worker's steps run ahead of its open, and celld logs them when they do: not per open.
+    if (m.celld == nullptr || m.pool) continue;
     const bool sandboxed = m.key != "bare" && m.key != "no-sandbox";
     std::vector<StepTimings> sessions = ParseSandboxSteps(m.celld->Log());
     size_t b2b_begin = static_cast<size_t>(o.warmup);
@@ -318,6 +396,8 @@ std::string PrintSteps(const std::vector<Method>& methods, const Options& o) {
     std::vector<StepStats> b2b = StepBreakdown(sessions, b2b_begin, b2b_end);
     std::vector<StepStats> spaced = StepBreakdown(sessions, b2b_end, spaced_end);
     if (b2b.empty()) continue;
+    // Without the sandbox the zygote reports every child step as 0: nothing to show.
+    if (!sandboxed) continue;
     Printf(stdout, "\nSandbox steps, %s: the zygote's SpawnReply timings (us)\n",
            m.description.c_str());
     Table table({"step", "p50", "p90", "p99", "spaced p50", "spaced p90", "spaced p99"});
@@ -377,32 +457,53 @@ std::string HostJson() {
       .Render();
 }
 
-Status Run(const Options& o, const WorkDir& dir) {
-  CH_ASSIGN_OR_RETURN(std::vector<int> openers, ParseOpeners(o.openers));
-  Printf(stderr, "generating the %s model...\n", o.preset.c_str());
-  CH_ASSIGN_OR_RETURN(std::string model, MakeModel(dir, o.preset, 1));
-  CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"), BenchPolicy{}));
+// Concurrent openers on the full daemons (pooled and cold) and the baselines.
+Result<std::vector<ConcurrentResult>> RunAllConcurrent(std::vector<Method>& methods,
+                                                       const std::vector<int>& openers,
+                                                       const Options& o) {
+  std::vector<ConcurrentResult> concurrent;
+  for (int c : openers) {
+    if (c == 1) continue;
+    for (Method& m : methods) {
+      if (m.key == "no-sandbox" || m.key == "bare" || m.key == "no-cgroups") continue;
+      Printf(stderr, "concurrent: %d openers, %s...\n", c, m.key.c_str());
+      CH_ASSIGN_OR_RETURN(ConcurrentResult r, RunConcurrent(m, c, o.sessions));
+      concurrent.push_back(std::move(r));
+    }
+  }
+  return concurrent;
+}
+
+// The celld daemons (started here, owned by `daemons`) and the command baselines.
+Result<std::vector<Method>> StartMethods(const WorkDir& dir, const std::string& model,
+                                         std::vector<std::unique_ptr<Celld>>& daemons) {
+  std::vector<Method> methods;
   struct Variant {
     const char* key;
     const char* description;
     bool sandbox;
     bool cgroups;
+    bool pool;
   };
   const Variant variants[] = {
-      {"full", "celld: sandbox + cgroups (default policy)", true, true},
-      {"no-cgroups", "celld: sandbox, --no-cgroups", true, false},
-      {"no-sandbox", "celld: --insecure-no-sandbox, cgroups", false, true},
-      {"bare", "celld: --insecure-no-sandbox --no-cgroups", false, false},
+      {"pooled", "celld pooled: sandbox + cgroups, pre-forked worker", true, true, true},
+      {"full", "celld cold: sandbox + cgroups (default policy)", true, true, false},
+      {"no-cgroups", "celld cold: sandbox, --no-cgroups", true, false, false},
+      {"no-sandbox", "celld cold: --insecure-no-sandbox, cgroups", false, true, false},
+      {"bare", "celld cold: --insecure-no-sandbox --no-cgroups", false, false, false},
   };
-  std::vector<std::unique_ptr<Celld>> daemons;
-  std::vector<Method> methods;
   for (const Variant& v : variants) {
-    CH_ASSIGN_OR_RETURN(auto celld, Celld::Start(dir, {.name = v.key,
-                                                       .model = model,
-                                                       .policy_dir = dir.File("policies"),
-                                                       .cgroups = v.cgroups,
-                                                       .sandbox = v.sandbox}));
-    methods.push_back({.key = v.key, .description = v.description, .celld = celld.get()});
+    CH_ASSIGN_OR_RETURN(
+        auto celld,
+        Celld::Start(dir, {.name = v.key,
+                           .model = model,
+                           .policy_dir = dir.File("policies"),
+                           .cgroups = v.cgroups,
+                           .sandbox = v.sandbox,
+                           .extra_args = v.pool ? std::vector<std::string>{}
+                                                : std::vector<std::string>{"--pool-size", "0"}}));
+    methods.push_back(
+        {.key = v.key, .description = v.description, .celld = celld.get(), .pool = v.pool});
     daemons.push_back(std::move(celld));
   }
   methods.push_back({.key = "unshare",
@@ -419,6 +520,16 @@ Status Run(const Options& o, const WorkDir& dir) {
   } else {
     Printf(stderr, "bwrap not installed (tools/setup.sh installs it): no bwrap baseline\n");
   }
+  return methods;
+}
+
+Status Run(const Options& o, const WorkDir& dir) {
+  CH_ASSIGN_OR_RETURN(std::vector<int> openers, ParseOpeners(o.openers));
+  Printf(stderr, "generating the %s model...\n", o.preset.c_str());
+  CH_ASSIGN_OR_RETURN(std::string model, MakeModel(dir, o.preset, 1));
+  CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"), BenchPolicy{}));
+  std::vector<std::unique_ptr<Celld>> daemons;
+  CH_ASSIGN_OR_RETURN(std::vector<Method> methods, StartMethods(dir, model, daemons));
   Printf(stderr, "back to back: %lld samples x %zu methods...\n",
          static_cast<long long>(o.sessions), methods.size());
   CH_RETURN_IF_ERROR(RunBackToBack(methods, o));
@@ -426,16 +537,19 @@ Status Run(const Options& o, const WorkDir& dir) {
          static_cast<long long>(o.spaced), methods.size(), static_cast<long long>(o.spacing_ms));
   CH_RETURN_IF_ERROR(RunSpaced(methods, o));
 
-  std::vector<ConcurrentResult> concurrent;
-  for (int c : openers) {
-    if (c == 1) continue;
-    for (Method& m : methods) {
-      if (m.key == "no-sandbox" || m.key == "bare") continue;
-      Printf(stderr, "concurrent: %d openers, %s...\n", c, m.key.c_str());
-      CH_ASSIGN_OR_RETURN(ConcurrentResult r, RunConcurrent(m, c, o.sessions));
-      concurrent.push_back(std::move(r));
-    }
+  // Which opens the pool served, per phase, before the concurrent and refill phases add more.
+  std::map<std::string, std::pair<double, double>> pooled_share;  // back to back, spaced
+  for (const Method& m : methods) {
+    if (!m.pool) continue;
+    std::vector<bool> pooled = ParsePooled(m.celld->Log());
+    const auto b2b_begin = static_cast<size_t>(o.warmup);
+    const size_t b2b_end = b2b_begin + static_cast<size_t>(o.sessions);
+    pooled_share[m.key] = {ShareOf(pooled, b2b_begin, b2b_end),
+                           ShareOf(pooled, b2b_end, b2b_end + static_cast<size_t>(o.spaced))};
   }
+
+  CH_ASSIGN_OR_RETURN(std::vector<ConcurrentResult> concurrent,
+                      RunAllConcurrent(methods, openers, o));
 
   Printf(stdout, "session_open_bench: model preset %s, %u CPUs%s\n", o.preset.c_str(),
          std::thread::hardware_concurrency(), o.common.quick ? ", --quick" : "");
@@ -460,6 +574,16 @@ Status Run(const Options& o, const WorkDir& dir) {
     table.Print(stdout);
   }
   std::string steps = PrintSteps(methods, o);
+  std::string refill = "[]";
+  for (Method& m : methods) {
+    if (m.pool) {
+      CH_ASSIGN_OR_RETURN(refill, RunRefill(m, o));
+    }
+  }
+  for (const auto& [key, share] : pooled_share) {
+    Printf(stdout, "\nOpens the pool served (%s): back to back %.0f%%, spaced %.0f%%\n",
+           key.c_str(), 100 * share.first, 100 * share.second);
+  }
 
   std::vector<std::string> method_json;
   for (const Method& m : methods) {
@@ -469,6 +593,12 @@ Status Run(const Options& o, const WorkDir& dir) {
         .AddRaw("open_ms", SummaryJson(Summarize(m.open_ms)));
     if (!m.teardown_ms.empty()) j.AddRaw("teardown_ms", SummaryJson(Summarize(m.teardown_ms)));
     j.AddRaw("spaced_open_ms", SummaryJson(Summarize(m.spaced_ms)));
+    if (auto it = pooled_share.find(m.key); it != pooled_share.end()) {
+      j.AddRaw("pooled_share", cli::JsonObject()
+                                   .Add("back_to_back", it->second.first)
+                                   .Add("spaced", it->second.second)
+                                   .Render());
+    }
     method_json.push_back(j.Render());
   }
   for (auto& d : daemons) CH_RETURN_IF_ERROR(d->Stop());
@@ -483,7 +613,8 @@ Status Run(const Options& o, const WorkDir& dir) {
       .AddRaw("methods", cli::JsonArray(method_json))
       .AddRaw("derived", ratios)
       .AddRaw("concurrent", cli::JsonArray(concurrent_json))
-      .AddRaw("sandbox_steps_us", steps);
+      .AddRaw("sandbox_steps_us", steps)
+      .AddRaw("pool_refill", refill);
   return WriteJson(o.common.json_path, out.Render());
 }
 
@@ -502,6 +633,10 @@ int Main(int argc, char** argv) {
   flags.Int("spaced", &o.spaced, "N",
             "samples per method taken one at a time after a pause (default 100; --quick: 20)");
   flags.Int("spacing-ms", &o.spacing_ms, "MS", "the pause before each spaced sample");
+  flags.String("refill-intervals", &o.refill_intervals, "LIST",
+               "pauses (ms) after each open in the pool refill phase (default 50,20,10,5,2,0)");
+  flags.Int("refill-opens", &o.refill_opens, "N",
+            "opens per pause in the pool refill phase (default 40; --quick 20)");
   flags.String("openers", &o.openers, "LIST",
                "concurrent openers to measure besides 1 (default 1,2,4; --quick: 1,2)");
   auto rest = flags.Parse(argc - 1, argv + 1);
@@ -519,6 +654,8 @@ int Main(int argc, char** argv) {
     if (!flags.IsSet("openers")) o.openers = "1,2";
     if (!flags.IsSet("warmup")) o.warmup = 5;
     if (!flags.IsSet("spaced")) o.spaced = 20;
+    if (!flags.IsSet("refill-intervals")) o.refill_intervals = "20,5,0";
+    if (!flags.IsSet("refill-opens")) o.refill_opens = 20;
   }
   if (o.sessions < 1 || o.warmup < 0 || o.block < 1 || o.spaced < 0 || o.spacing_ms < 0) {
     Printf(stderr,

@@ -1,0 +1,306 @@
+// load_bench: N sessions generating at once on one celld: aggregate tokens/s, how fairly the
+// machine's cores are shared between them, and the latency each client sees (time to first
+// token, inter-token gaps) as N grows.
+//
+//   build/bin/load_bench [--quick] [--preset 110m] [--sessions 1,2,4,8,16] [--tokens 64]
+//                        [--repetitions 3] [--json FILE] [--keep]
+//
+// For each N and repetition: N sessions are opened (not timed), then N client threads send the
+// same request at once (a short prompt, greedy, --tokens new tokens) and stamp every piece as it
+// arrives. Per session: time to first token (request → first piece), inter-token latency (gaps
+// between pieces) and decode rate ((pieces − 1) / first → last piece). Per run: aggregate
+// tokens/s (all pieces / first request → last piece), Jain's fairness index of the per-session
+// rates ((Σx)² / (N·Σx²): 1 when all are equal, 1/N when one session gets everything) and
+// min/max. Rates and fairness are medians over repetitions; latency percentiles are over the
+// pieces of all repetitions. The default policy's sandbox and cgroups (one CPU per session).
+// Figures only: nothing here asserts anything about time.
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/flags.h"
+#include "base/print.h"
+#include "base/strings.h"
+#include "bench/sessions/bench_common.h"
+#include "cli/cellctl/json.h"
+#include "cli/cellctl/session_client.h"
+
+namespace cellhouse::bench {
+namespace {
+
+struct Options {
+  BenchFlags common;
+  std::string preset = "110m";
+  std::string sessions = "1,2,4,8,16";
+  int64_t tokens = 64;
+  int64_t repetitions = 3;
+  std::string prompt = "Once upon a time";
+};
+
+// One session's turn, stamped on the client's clock.
+struct Turn {
+  int64_t sent_ns = 0;
+  std::vector<int64_t> piece_ns;
+};
+
+struct RunFigures {
+  double aggregate_tps = 0;
+  double jain = 0;
+  double min_tps = 0;
+  double max_tps = 0;
+};
+
+struct Level {
+  int sessions = 0;
+  std::vector<RunFigures> runs;
+  std::vector<double> ttft_ms;      // every session of every repetition
+  std::vector<double> itl_ms;       // every gap of every session of every repetition
+  std::vector<double> session_tps;  // every session of every repetition
+};
+
+Result<std::vector<int>> ParseCounts(const std::string& text) {
+  std::vector<int> out;
+  for (std::string_view part : Split(text, ',')) {
+    CH_ASSIGN_OR_RETURN(int64_t n, ParseInt64(Trim(part), "--sessions"));
+    if (n < 1 || n > 64) return Error("--sessions: each count must be in 1..64");
+    out.push_back(static_cast<int>(n));
+  }
+  if (out.empty()) return Error("--sessions: give at least one count");
+  return out;
+}
+
+// N threads wait here, then send at once.
+class StartGate {
+ public:
+  void Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return open_; });
+  }
+  void Open() {
+    {
+      std::lock_guard lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+Result<RunFigures> OneRun(const Celld& celld, int n, const Options& o, Level& level) {
+  std::vector<cli::SessionClient> sessions;
+  sessions.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    CH_ASSIGN_OR_RETURN(cli::SessionClient s,
+                        cli::SessionClient::Open(celld.socket(), {.policy = "default"}));
+    sessions.push_back(std::move(s));
+  }
+  std::vector<Turn> turns(static_cast<size_t>(n));
+  std::vector<std::optional<Error>> failures(static_cast<size_t>(n));
+  StartGate gate;
+  std::atomic<int> waiting{0};
+  std::vector<std::thread> threads;
+  threads.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      api::Generate g;
+      g.set_prompt(o.prompt);
+      g.set_max_new_tokens(static_cast<uint32_t>(o.tokens));
+      g.set_temperature(0);
+      g.set_seed(42);
+      Turn& t = turns[static_cast<size_t>(i)];
+      t.piece_ns.reserve(static_cast<size_t>(o.tokens));
+      waiting.fetch_add(1);
+      gate.Wait();
+      t.sent_ns = MonotonicNanos();
+      auto done = sessions[static_cast<size_t>(i)].Generate(
+          g, [&](const api::Piece&) { t.piece_ns.push_back(MonotonicNanos()); });
+      if (!done) failures[static_cast<size_t>(i)] = done.error();
+    });
+  }
+  while (waiting.load() < n) std::this_thread::yield();
+  gate.Open();
+  for (std::thread& t : threads) t.join();
+  for (auto& f : failures) {
+    if (f) return std::move(*f).Context(Format("generating with %d sessions", n));
+  }
+  for (cli::SessionClient& s : sessions) CH_RETURN_IF_ERROR(s.Close());
+
+  int64_t first_sent = INT64_MAX, last_piece = 0;
+  size_t pieces = 0;
+  std::vector<double> rates;
+  for (const Turn& t : turns) {
+    if (t.piece_ns.empty()) return Error("a session produced no token");
+    first_sent = std::min(first_sent, t.sent_ns);
+    last_piece = std::max(last_piece, t.piece_ns.back());
+    pieces += t.piece_ns.size();
+    level.ttft_ms.push_back(static_cast<double>(t.piece_ns.front() - t.sent_ns) / 1e6);
+    for (size_t k = 1; k < t.piece_ns.size(); ++k) {
+      level.itl_ms.push_back(static_cast<double>(t.piece_ns[k] - t.piece_ns[k - 1]) / 1e6);
+    }
+    const double span = static_cast<double>(t.piece_ns.back() - t.piece_ns.front()) / 1e9;
+    const double rate =
+        t.piece_ns.size() > 1 && span > 0 ? static_cast<double>(t.piece_ns.size() - 1) / span : 0.0;
+    rates.push_back(rate);
+    level.session_tps.push_back(rate);
+  }
+  RunFigures f;
+  f.aggregate_tps =
+      static_cast<double>(pieces) / (static_cast<double>(last_piece - first_sent) / 1e9);
+  double sum = 0, sum_sq = 0;
+  for (double r : rates) {
+    sum += r;
+    sum_sq += r * r;
+  }
+  f.jain = sum_sq > 0 ? sum * sum / (static_cast<double>(rates.size()) * sum_sq) : 0;
+  f.min_tps = *std::min_element(rates.begin(), rates.end());
+  f.max_tps = *std::max_element(rates.begin(), rates.end());
+  return f;
+}
+
+Status Run(const Options& o, const WorkDir& dir) {
+  CH_ASSIGN_OR_RETURN(std::vector<int> counts, ParseCounts(o.sessions));
+  const int most = *std::max_element(counts.begin(), counts.end());
+  Printf(stderr, "generating the %s model...\n", o.preset.c_str());
+  CH_ASSIGN_OR_RETURN(std::string model, MakeModel(dir, o.preset, 1));
+  // Caps with room to spare: a closed session's worker may still be exiting when the next
+  // run opens its sessions (Close returns at the worker's Ack, before celld reaps it).
+  const auto cap = static_cast<uint32_t>(2 * most + 4);
+  CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"),
+                                 BenchPolicy{.max_sessions = cap, .max_sessions_per_tenant = cap}));
+  CH_ASSIGN_OR_RETURN(auto celld, Celld::Start(dir, {.name = "load",
+                                                     .model = model,
+                                                     .policy_dir = dir.File("policies"),
+                                                     .extra_args = {"--memory-budget", "12G"}}));
+  // Warm-up: one short turn (the weights' page tables, the first BLAS call).
+  {
+    CH_ASSIGN_OR_RETURN(cli::SessionClient s,
+                        cli::SessionClient::Open(celld->socket(), {.policy = "default"}));
+    api::Generate g;
+    g.set_prompt(o.prompt);
+    g.set_max_new_tokens(8);
+    g.set_temperature(0);
+    CH_ASSIGN_OR_RETURN(api::Done done, s.Generate(g, [](const api::Piece&) {}));
+    static_cast<void>(done);
+    CH_RETURN_IF_ERROR(s.Close());
+  }
+  std::vector<Level> levels;
+  levels.reserve(counts.size());
+  for (int n : counts) levels.push_back({.sessions = n});
+  // Repetitions outermost, so a slow minute of the machine reaches every N alike.
+  for (int64_t r = 0; r < o.repetitions; ++r) {
+    for (Level& level : levels) {
+      const int64_t repetition = r + 1;
+      Printf(stderr, "repetition %lld: %d sessions generating %lld tokens each...\n",
+             static_cast<long long>(repetition), level.sessions, static_cast<long long>(o.tokens));
+      CH_ASSIGN_OR_RETURN(RunFigures f, OneRun(*celld, level.sessions, o, level));
+      level.runs.push_back(f);
+    }
+  }
+  CH_RETURN_IF_ERROR(celld->Stop());
+
+  Printf(stdout,
+         "load_bench: %s, %lld new tokens per session, %lld repetitions, %u CPUs%s\n"
+         "  every session of a run sends its request at the same moment; default policy (one "
+         "CPU per session)\n",
+         o.preset.c_str(), static_cast<long long>(o.tokens), static_cast<long long>(o.repetitions),
+         std::thread::hardware_concurrency(), o.common.quick ? ", --quick" : "");
+  Table table({"sessions", "aggregate tok/s", "per session p50", "min", "max", "Jain",
+               "TTFT p50 ms", "TTFT p99", "ITL p50 ms", "ITL p99", "ITL max"});
+  std::vector<std::string> items;
+  for (const Level& level : levels) {
+    std::vector<double> aggregate, jain, min, max;
+    for (const RunFigures& f : level.runs) {
+      aggregate.push_back(f.aggregate_tps);
+      jain.push_back(f.jain);
+      min.push_back(f.min_tps);
+      max.push_back(f.max_tps);
+    }
+    const Summary ttft = Summarize(level.ttft_ms), itl = Summarize(level.itl_ms),
+                  per = Summarize(level.session_tps);
+    table.AddRow({std::to_string(level.sessions), Format("%.1f", Median(aggregate)),
+                  Format("%.1f", per.p50), Format("%.1f", Median(min)), Format("%.1f", Median(max)),
+                  Format("%.3f", Median(jain)), Format("%.1f", ttft.p50), Format("%.1f", ttft.p99),
+                  Format("%.1f", itl.p50), Format("%.1f", itl.p99), Format("%.1f", itl.max)});
+    items.push_back(cli::JsonObject()
+                        .Add("sessions", static_cast<int64_t>(level.sessions))
+                        .Add("aggregate_tokens_per_second", Median(aggregate))
+                        .AddRaw("session_tokens_per_second", SummaryJson(per))
+                        .Add("min_session_tokens_per_second", Median(min))
+                        .Add("max_session_tokens_per_second", Median(max))
+                        .Add("jain_fairness", Median(jain))
+                        .AddRaw("time_to_first_token_ms", SummaryJson(ttft))
+                        .AddRaw("inter_token_ms", SummaryJson(itl))
+                        .Render());
+  }
+  table.Print(stdout);
+  return WriteJson(o.common.json_path, cli::JsonObject()
+                                           .Add("benchmark", "load")
+                                           .Add("quick", o.common.quick)
+                                           .Add("preset", o.preset)
+                                           .Add("tokens", o.tokens)
+                                           .Add("repetitions", o.repetitions)
+                                           .Add("prompt", o.prompt)
+                                           .AddRaw("levels", cli::JsonArray(items))
+                                           .Render());
+}
+
+int Main(int argc, char** argv) {
+  Options o;
+  FlagSet flags("load_bench [--quick] [--preset P] [--sessions 1,2,4,8,16] [--json FILE]",
+                "Aggregate tokens/s, fairness between sessions, time to first token and "
+                "inter-token latency with N sessions generating at once. Prints figures; "
+                "asserts nothing about time.");
+  AddBenchFlags(flags, &o.common);
+  flags.String("preset", &o.preset, "NAME", "cellmodel make preset of the served model");
+  flags.String("sessions", &o.sessions, "LIST",
+               "concurrent generating sessions (default 1,2,4,8,16; --quick 1,2,4)");
+  flags.Int("tokens", &o.tokens, "N", "new tokens per session (default 64; --quick 32)");
+  flags.Int("repetitions", &o.repetitions, "N", "runs per N (default 3; --quick 1)");
+  flags.String("prompt", &o.prompt, "TEXT", "the prompt every session sends");
+  auto rest = flags.Parse(argc - 1, argv + 1);
+  if (!rest || !rest->empty()) {
+    Printf(stderr, "load_bench: %s\n",
+           rest ? "unexpected argument" : rest.error().message().c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    Printf(stdout, "%s", flags.Usage().c_str());
+    return 0;
+  }
+  if (o.common.quick) {
+    if (!flags.IsSet("sessions")) o.sessions = "1,2,4";
+    if (!flags.IsSet("tokens")) o.tokens = 32;
+    if (!flags.IsSet("repetitions")) o.repetitions = 1;
+  }
+  if (o.tokens < 2 || o.repetitions < 1) {
+    Printf(stderr, "load_bench: --tokens must be at least 2, --repetitions positive\n");
+    return 2;
+  }
+  Result<WorkDir> dir = WorkDir::Create(o.common.keep);
+  if (!dir) {
+    Printf(stderr, "load_bench: %s\n", dir.error().message().c_str());
+    return 1;
+  }
+  Status st = Run(o, *dir);
+  if (!st) {
+    dir->Keep();  // its celld log says what went wrong
+    Printf(stderr, "load_bench: %s\n", st.error().message().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace cellhouse::bench
+
+int main(int argc, char** argv) { return cellhouse::bench::Main(argc, argv); }
