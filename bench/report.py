@@ -356,6 +356,44 @@ plot "{data}" using 1:2 with linespoints pt 7 lw 2 lc rgb '#1f77b4' title "idle 
         md.append("")
 
 
+def memory_int8(q8, fp32, h, md):
+    """The same sweeps on the model quantized to int8: the mapping must be shared as the fp32
+    one is, so total PSS stays the int8 file plus the sessions' own memory."""
+    if q8 is None:
+        md.append("*int8: not measured (memory_bench --int8-group-size did not run).*")
+        return
+    group = "2. Memory (110m preset, PSS of every worker + the zygote)"
+    weights = q8["weights_bytes"]
+    fp32_idle = {p["sessions"]: p for p in fp32["idle"]["points"]} if fp32 else {}
+    for p in q8["idle"]["points"]:
+        n = p["sessions"]
+        base = fp32_idle.get(n)
+        h.add(group, f"int8 ({q8['format']}) model: total PSS, N = {n} idle",
+              p["total_pss_bytes"] / MIB, "MiB", "", base["total_pss_bytes"] / MIB if base else None,
+              "the fp32 model, same N" if base else "")
+    s = q8["idle"]
+    h.add(group, f"int8 ({q8['format']}) model: marginal cost of one more session, idle",
+          s["marginal_bytes_per_session"] / MIB, "MiB", "",
+          fp32["idle"]["marginal_bytes_per_session"] / MIB if fp32 else None,
+          "fp32 marginal" if fp32 else "")
+    md.append(f"### The same on an int8 model ({q8['format']})\n")
+    md.append(f"`cellmodel quantize` output, {weights / MIB:.1f} MiB (fp32: "
+              f"{fp32['weights_bytes'] / MIB:.1f} MiB). Shared exactly as fp32: total PSS − "
+              "the file is what the sessions themselves take.\n" if fp32 else
+              f"`cellmodel quantize` output, {weights / MIB:.1f} MiB.\n")
+    md.append("| sessions | N | total PSS MiB | total PSS − int8 file, MiB | zygote PSS | fp32 total PSS, same N |")
+    md.append("|---|---:|---:|---:|---:|---:|")
+    for sweep, label in [("idle", "idle"), ("conversation", "holding a conversation")]:
+        base = {p["sessions"]: p for p in fp32[sweep]["points"]} if fp32 else {}
+        for p in q8[sweep]["points"]:
+            b = base.get(p["sessions"])
+            md.append(f"| {label} | {p['sessions']} | {fmt(p['total_pss_bytes'] / MIB)} | "
+                      f"{fmt((p['total_pss_bytes'] - weights) / MIB)} | "
+                      f"{fmt(p['zygote_pss_bytes'] / MIB)} | "
+                      f"{fmt(b['total_pss_bytes'] / MIB) if b else '–'} |")
+    md.append("")
+
+
 def generation(engine, streaming, load, h, plots, md, cpus):
     group = "3. Generation"
     bandwidth = None
@@ -648,7 +686,7 @@ def analysis(b):
             "fixed state and about 1 MiB of process. What would move it: a shorter policy "
             "context_length does not (the KV cache is touched only as the conversation grows); "
             "an fp16 or int8 KV cache would halve or quarter the per-position cost; int8 weights "
-            "shrink only the shared part, paid once.")
+            "shrink only the shared part, paid once (below).")
     load = b.get("load")
     eng = b.get("engine")
     bw = b.get("bandwidth")
@@ -665,6 +703,22 @@ def analysis(b):
                     best[r["preset"]] = max(best.get(r["preset"], 0), r["roofline_fraction"])
             text += ": the engine's best kernel reaches " + ", ".join(
                 f"{v * 100:.0f}% ({k})" for k, v in best.items()) + " of the single-thread roofline"
+            q8 = {}
+            for r in eng["rows"]:
+                if r["kind"] == "decode" and r.get("format", "fp32") != "fp32":
+                    key = (r["preset"], r["format"])
+                    q8[key] = max(q8.get(key, (0, 0)), (r["tokens_per_second"], r["roofline_fraction"]))
+            fp32_tps = {}
+            for r in eng["rows"]:
+                if r["kind"] == "decode" and r.get("format", "fp32") == "fp32":
+                    fp32_tps[r["preset"]] = max(fp32_tps.get(r["preset"], 0), r["tokens_per_second"])
+            if q8:
+                text += ("; int8 weights read about a quarter of the bytes and decode at " + ", ".join(
+                    f"{tps / fp32_tps[p]:.2f}× fp32 ({p} {f}, {frac * 100:.0f}% of its own roofline)"
+                    for (p, f), (tps, frac) in q8.items() if fp32_tps.get(p)) +
+                    ": per-token work that does not shrink with the weights (attention over the "
+                    "KV cache, activation quantization, norms) weighs more against the shorter "
+                    "token")
         text += ". "
         if bw:
             ratio_bw = bw["all_threads_bytes_per_second"] / bw["one_thread_bytes_per_second"]
@@ -696,7 +750,7 @@ def analysis(b):
                      f"from N = {over[0]} on. ")
         text += ("What would move it: more cores and memory channels; decoding several sessions "
                  "in one pass over the weights (batching, which the one-process-per-session "
-                 "design rules out today); int8 weights (a quarter of the bytes per token); "
+                 "design rules out today); serving the int8 file (`cellmodel quantize`); "
                  "for time to first token, admission that spreads simultaneous prefills.")
         out.append(text)
     proto = b.get("protocol")
@@ -745,7 +799,7 @@ def main():
     run = load(args.raw, "run") or {}
     b = {name: load(args.raw, name) for name in
          ["bandwidth", "engine", "seccomp", "session_open", "protocol", "load", "streaming",
-          "memory"]}
+          "memory", "memory_q8"]}
     if b["engine"]:
         for r in b["engine"]["rows"]:
             if r["kind"] == "bandwidth":
@@ -758,7 +812,8 @@ def main():
     h = Headline()
     sections = {}
     for key, fn in [("open", lambda md: open_latency(b["session_open"], h, plots, md)),
-                    ("memory", lambda md: memory(b["memory"], h, plots, md)),
+                    ("memory", lambda md: (memory(b["memory"], h, plots, md),
+                                           memory_int8(b["memory_q8"], b["memory"], h, md))),
                     ("generation", lambda md: generation(b["engine"], b["streaming"], b["load"], h, plots, md,
                                                                   machine.get("cpus", 2))),
                     ("protocol", lambda md: protocol(b["protocol"], b["streaming"], h, md)),

@@ -210,6 +210,18 @@ Result<std::string> MakeModel(const WorkDir& dir, const std::string& preset, int
   return path;
 }
 
+Result<std::string> QuantizeModel(const WorkDir& dir, const std::string& fp32_path,
+                                  int group_size) {
+  CH_ASSIGN_OR_RETURN(std::string cellmodel, SiblingBinary("cellmodel"));
+  std::string path = fp32_path + ".q8-g" + std::to_string(group_size);
+  CH_RETURN_IF_ERROR(RunQuietly({cellmodel, "quantize", "--in", fp32_path, "--out", path,
+                                 "--group-size", std::to_string(group_size)},
+                                dir.File("cellmodel-quantize.log")));
+  ::chmod(path.c_str(), 0644);
+  ::chmod((path + ".tokenizer").c_str(), 0644);
+  return path;
+}
+
 std::string PolicyText(const BenchPolicy& p) {
   // A host uid range of this process's own, far from real accounts and from the tests' ranges
   // (0x60000000 upwards) and the shipped default's (0x70000000).

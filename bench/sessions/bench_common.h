@@ -108,6 +108,9 @@ Result<std::string> SiblingBinary(const std::string& name);
 // cellmodel make --preset PRESET --seed SEED -o DIR/PRESET-SEED.bin; returns the model's path
 // (its tokenizer is PATH.tokenizer).
 Result<std::string> MakeModel(const WorkDir& dir, const std::string& preset, int seed);
+// `cellmodel quantize` of an fp32 model made by MakeModel, with its tokenizer beside it; the path
+// of the int8 file.
+Result<std::string> QuantizeModel(const WorkDir& dir, const std::string& fp32_path, int group_size);
 
 // A policy like the shipped `default` (all six namespaces, the built-in allow-list, one CPU)
 // with caps and a host uid range of its own, so benchmarks can run beside other daemons.

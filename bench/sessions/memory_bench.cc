@@ -2,7 +2,11 @@
 // read-only mapping of the model, against the naive N × (weights + state).
 //
 //   build/bin/memory_bench [--quick] [--sessions 1,4,16,64,256] [--preset 110m]
-//                          [--conversation-tokens 512] [--json FILE] [--keep]
+//                          [--conversation-tokens 512] [--int8-group-size 64] [--json FILE]
+//                          [--keep]
+//
+// --int8-group-size N serves the model quantized by `cellmodel quantize` instead of fp32: the
+// int8 mapping must be shared exactly as the fp32 one is.
 //
 // Two sweeps on one celld (default policy's sandbox and cgroups):
 //   idle         N sessions opened, nothing generated
@@ -54,6 +58,7 @@ struct Options {
   // sessions need a budget above this machine's 24 GiB; they touch under half of it.
   std::string memory_budget = "25G";
   int64_t openers = 2;
+  int64_t int8_group_size = 0;  // 0: fp32
 };
 
 // One measurement of N live sessions.
@@ -301,6 +306,14 @@ Status RunAll(const Options& o, const WorkDir& dir) {
   CH_ASSIGN_OR_RETURN(std::vector<int> counts, ParseCounts(o.sessions));
   Printf(stderr, "generating the %s model...\n", o.preset.c_str());
   CH_ASSIGN_OR_RETURN(std::string model_path, MakeModel(dir, o.preset, 1));
+  std::string format = "fp32";
+  if (o.int8_group_size != 0) {
+    Printf(stderr, "quantizing it to int8, groups of %lld...\n",
+           static_cast<long long>(o.int8_group_size));
+    CH_ASSIGN_OR_RETURN(model_path,
+                        QuantizeModel(dir, model_path, static_cast<int>(o.int8_group_size)));
+    format = "q8-g" + std::to_string(o.int8_group_size);
+  }
   ModelFacts facts;
   int64_t prompt_tokens = 0;
   std::string prompt;
@@ -329,9 +342,9 @@ Status RunAll(const Options& o, const WorkDir& dir) {
                          .policy_dir = dir.File("policies"),
                          .extra_args = {"--memory-budget", o.memory_budget, "--pool-size", "0"}}));
   Printf(stdout,
-         "memory_bench: %s %s; weights %.1f MiB, state %.1f MiB fixed + %.1f KiB of KV per "
+         "memory_bench: %s %s, %s; weights %.1f MiB, state %.1f MiB fixed + %.1f KiB of KV per "
          "context position%s\n",
-         o.preset.c_str(), facts.description.c_str(),
+         o.preset.c_str(), format.c_str(), facts.description.c_str(),
          static_cast<double>(facts.weights_bytes) / kMiB,
          static_cast<double>(facts.state_fixed_bytes) / kMiB,
          static_cast<double>(facts.kv_bytes_per_token) / 1024.0, o.common.quick ? ", --quick" : "");
@@ -347,6 +360,7 @@ Status RunAll(const Options& o, const WorkDir& dir) {
                                            .Add("benchmark", "memory")
                                            .Add("quick", o.common.quick)
                                            .Add("preset", o.preset)
+                                           .Add("format", format)
                                            .Add("model", facts.description)
                                            .Add("weights_bytes", facts.weights_bytes)
                                            .Add("state_fixed_bytes", facts.state_fixed_bytes)
@@ -376,6 +390,8 @@ int Main(int argc, char** argv) {
   flags.Int("generated-tokens", &o.generated_tokens, "N", "of which generated (the rest prompt)");
   flags.String("memory-budget", &o.memory_budget, "BYTES", "celld --memory-budget");
   flags.Int("openers", &o.openers, "N", "client threads opening sessions at once (default 2)");
+  flags.Int("int8-group-size", &o.int8_group_size, "N",
+            "serve the model quantized to int8 in groups of N (32 or 64); 0: fp32");
   auto rest = flags.Parse(argc - 1, argv + 1);
   if (!rest || !rest->empty()) {
     Printf(stderr, "memory_bench: %s\n",
@@ -389,6 +405,10 @@ int Main(int argc, char** argv) {
   if (o.common.quick && !flags.IsSet("sessions")) o.sessions = "1,4";
   if (o.generated_tokens < 1 || o.conversation_tokens <= o.generated_tokens || o.openers < 1) {
     Printf(stderr, "memory_bench: --conversation-tokens must exceed --generated-tokens >= 1\n");
+    return 2;
+  }
+  if (o.int8_group_size != 0 && o.int8_group_size != 32 && o.int8_group_size != 64) {
+    Printf(stderr, "memory_bench: --int8-group-size is 32, 64 or 0 (fp32)\n");
     return 2;
   }
   Result<WorkDir> dir = WorkDir::Create(o.common.keep);

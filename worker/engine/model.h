@@ -76,10 +76,7 @@ class Model {
 
  private:
   Model(std::string path, Mapping mapping, AnyWeights weights, const ModelConfig& config)
-      : path_(std::move(path)),
-        mapping_(std::move(mapping)),
-        weights_(weights),
-        config_(config) {}
+      : path_(std::move(path)), mapping_(std::move(mapping)), weights_(weights), config_(config) {}
   std::span<const std::byte> Chunk(size_t chunk) const;
   Result<uint64_t> Resident(std::span<const std::byte> range) const;
 

@@ -80,7 +80,6 @@ class Tokenizer {
   std::unordered_map<std::string_view, int32_t> ids_;
 };
 
-
 }  // namespace cellhouse::engine
 
 #endif  // CELLHOUSE_WORKER_ENGINE_TOKENIZER_H_
