@@ -495,7 +495,10 @@ TEST_F(E2eTest, AfterACrashWorkersAreGoneAndTheSuccessorCleansUp) {
     std::vector<std::string> found;
     for (const std::string& dir : testing::CgroupSubtreeDirs(subtree)) {
       for (const std::string& id : ids) {
-        if (::access((dir + "/sessions/" + id).c_str(), F_OK) == 0) found.push_back(dir);
+        std::string path = dir;
+        path += "/sessions/";
+        path += id;
+        if (::access(path.c_str(), F_OK) == 0) found.push_back(dir);
       }
     }
     return found;
