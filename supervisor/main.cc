@@ -133,7 +133,11 @@ int Main(int argc, char** argv) {
   flags.String("gpu-inventory", &options.gpu_inventory, "FILE",
                "GPUs to share, for hosts without NVML (see supervisor/resources/GPU.md)");
   flags.String("metrics-listen", &options.metrics_listen, "HOST:PORT",
-               "serve Prometheus metrics over HTTP here (loopback only)");
+               "serve Prometheus metrics over HTTP here (loopback only, unless "
+               "--metrics-allow-remote)");
+  flags.Bool("metrics-allow-remote", &options.metrics_allow_remote,
+             "let --metrics-listen use a non-loopback address (metrics show session counts by "
+             "policy: firewall it)");
   flags.String("cgroup-subtree", &options.cgroup.subtree, "NAME",
                "create session cgroups under <own cgroup>/NAME (for several daemons per cgroup)");
   flags.String("zygote", &zygote, "PATH", "the cell-zygote binary (default: beside celld)");

@@ -56,6 +56,7 @@ struct SupervisorOptions {
   std::vector<int> inherited_api_fds;      // from sd_listen_fds_with_names ("api")
   std::vector<int> inherited_metrics_fds;  // ("metrics")
   std::string metrics_listen;              // "127.0.0.1:9464", empty: none unless inherited
+  bool metrics_allow_remote = false;       // --metrics-listen may name a non-loopback address
 
   ZygoteOptions zygote;
   std::string policy_dir;  // empty: the built-in default policy only

@@ -570,5 +570,26 @@ TEST_F(MetricsTest, MetricsListenOffLoopbackIsRefused) {
   EXPECT_THAT(celld->Log(), HasSubstr("Refusing."));
 }
 
+TEST_F(MetricsTest, MetricsAllowRemoteServesOnAnyAddress) {
+  auto port = testing::FreeLoopbackPort();
+  ASSERT_TRUE(port);
+  auto celld =
+      Daemon::Spawn({.argv = testing::CelldArgs(
+                         *suite_model_, policies_,
+                         {"--socket", local_.File("c.sock"), "--no-cgroups", "--metrics-listen",
+                          "0.0.0.0:" + std::to_string(*port), "--metrics-allow-remote"}),
+                     .log_path = local_.File("celld.log")});
+  ASSERT_TRUE(celld);
+  ASSERT_TRUE(testing::WaitUntilConnectable(local_.File("c.sock"), kLongWaitMs)) << celld->Log();
+  // 0.0.0.0 listens on every address, loopback included.
+  auto connection = testing::ConnectTcp(*port);
+  ASSERT_TRUE(connection) << connection.error().message();
+  auto response = testing::HttpGet(*connection, "/metrics");
+  ASSERT_TRUE(response) << response.error().message();
+  EXPECT_EQ(response->status_line, "HTTP/1.0 200 OK");
+  EXPECT_THAT(response->body, HasSubstr("cellhouse_build_info"));
+  EXPECT_EQ(celld->Terminate().code, 0);
+}
+
 }  // namespace
 }  // namespace cellhouse
