@@ -174,9 +174,7 @@ class ChunkPass {
       Rotate(Row(k_rows, b, kv_dim), b, kv_dim);
     }
     for (int32_t b = 0; b < n_; ++b) {
-      for (int32_t h = 0; h < c_.n_heads; ++h) {
-        AttendHead(l, b, h);
-      }
+      Attend(l, b);
     }
     Project(w_, k_, s_, s_.xb, dim, n_, {{Mat(w_.wo, l), dim, s_.xb2}}, Start(Mat(w_.w1, l)));
     for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) {
@@ -184,20 +182,23 @@ class ChunkPass {
     }
   }
 
-  // Head h of token b attends to positions 0 .. pos_ + b.
-  void AttendHead(int32_t l, int32_t b, int32_t h) {
+  // Every head of token b attends to positions 0 .. pos_ + b. The kernels take all heads at once
+  // and read the layer's cached rows in order, once each: head by head, they gathered a few
+  // hundred bytes out of every row, which ran at about half the streaming speed.
+  void Attend(int32_t l, int32_t b) {
     const int32_t head_size = c_.head_size();
-    const int32_t last = pos_ + b;
-    const size_t kv_offset = static_cast<size_t>(h / c_.kv_mul()) * head_size;
-    const float* q = Row(s_.q, b, c_.dim) + static_cast<size_t>(h) * head_size;
-    const float scale = std::sqrt(static_cast<float>(head_size));
-    const size_t stride = c_.kv_dim();
-    float* att = s_.scores;
-    k_.scores(q, CacheAt(s_.key_cache, l, 0) + kv_offset, stride, last + 1, head_size, scale, att);
-    Softmax(att, last + 1);
-    float* out = Row(s_.xb, b, c_.dim) + static_cast<size_t>(h) * head_size;
-    k_.weighted_sum(att, CacheAt(s_.value_cache, l, 0) + kv_offset, stride, last + 1, head_size,
-                    out);
+    const int32_t count = pos_ + b + 1;
+    const AttentionShape shape{.heads = c_.n_heads,
+                               .kv_mul = c_.kv_mul(),
+                               .head_size = head_size,
+                               .stride = static_cast<size_t>(c_.kv_dim()),
+                               .scores_stride = static_cast<size_t>(c_.seq_len)};
+    const float divisor = std::sqrt(static_cast<float>(head_size));
+    k_.scores(Row(s_.q, b, c_.dim), CacheAt(s_.key_cache, l, 0), shape, count, divisor, s_.scores);
+    for (int32_t h = 0; h < c_.n_heads; ++h) {
+      Softmax(s_.scores + static_cast<size_t>(h) * shape.scores_stride, count);
+    }
+    k_.weighted_sum(s_.scores, CacheAt(s_.value_cache, l, 0), shape, count, Row(s_.xb, b, c_.dim));
   }
 
   void FeedForward(int32_t l) {

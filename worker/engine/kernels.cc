@@ -14,25 +14,36 @@ void MatVecBlas(const float* w, const float* x, float* y, int32_t rows, int32_t 
   cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0F, w, cols, x, 1, 0.0F, y, 1);
 }
 
-void ScoresScalar(const float* q, const float* keys, size_t stride, int32_t count, int32_t size,
-                  float divisor, float* out) {
+void ScoresScalar(const float* q, const float* keys, const AttentionShape& a, int32_t count,
+                  float divisor, float* scores) {
+  const int32_t size = a.head_size;
   for (int32_t t = 0; t < count; ++t) {
-    const float* k = keys + static_cast<size_t>(t) * stride;
-    float sum = 0;
-    for (int32_t i = 0; i < size; ++i) {
-      sum += q[i] * k[i];
+    const float* row = keys + static_cast<size_t>(t) * a.stride;
+    for (int32_t h = 0; h < a.heads; ++h) {
+      const float* k = row + static_cast<size_t>(h / a.kv_mul) * size;
+      const float* qh = q + static_cast<size_t>(h) * size;
+      float sum = 0;
+      for (int32_t i = 0; i < size; ++i) {
+        sum += qh[i] * k[i];
+      }
+      scores[static_cast<size_t>(h) * a.scores_stride + t] = sum / divisor;
     }
-    out[t] = sum / divisor;
   }
 }
 
-void WeightedSumScalar(const float* weights, const float* values, size_t stride, int32_t count,
-                       int32_t size, float* out) {
-  std::fill_n(out, size, 0.0F);
+void WeightedSumScalar(const float* weights, const float* values, const AttentionShape& a,
+                       int32_t count, float* out) {
+  const int32_t size = a.head_size;
+  std::fill_n(out, static_cast<size_t>(a.heads) * size, 0.0F);
   for (int32_t t = 0; t < count; ++t) {
-    const float* v = values + static_cast<size_t>(t) * stride;
-    for (int32_t i = 0; i < size; ++i) {
-      out[i] += weights[t] * v[i];
+    const float* row = values + static_cast<size_t>(t) * a.stride;
+    for (int32_t h = 0; h < a.heads; ++h) {
+      const float* v = row + static_cast<size_t>(h / a.kv_mul) * size;
+      const float w = weights[static_cast<size_t>(h) * a.scores_stride + t];
+      float* o = out + static_cast<size_t>(h) * size;
+      for (int32_t i = 0; i < size; ++i) {
+        o[i] += w * v[i];
+      }
     }
   }
 }

@@ -58,20 +58,32 @@ using Q8QuantizeFn = Q8Activations (*)(const float* x, int32_t n, int32_t cols, 
 // values. `next` (may be null) is prefetched on into, as for matvec.
 using Q8MatMulFn = void (*)(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next);
 
+// One layer's attention: query head h (of `heads`) meets kv head h / kv_mul, whose part of
+// position t's cache row is key_h(t) = keys + t * stride + (h / kv_mul) * head_size (the same for
+// values). One head's scores are scores_stride floats after the previous head's.
+struct AttentionShape {
+  int32_t heads = 0;
+  int32_t kv_mul = 1;
+  int32_t head_size = 0;
+  size_t stride = 0;  // kv_dim
+  size_t scores_stride = 0;
+};
+
 struct Kernels {
   MatVecKernel kind = MatVecKernel::kOpenBlas;
   // y[rows] = w[rows][cols] · x[cols], row-major w. `next` (may be null) is the matrix the
   // caller multiplies after this one: its start is prefetched while this one finishes.
   void (*matvec)(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
                  const float* next) = nullptr;
-  // Attention scores of one head: out[t] = (q · keys[t]) / divisor for t < count, where row t
-  // of keys starts at keys + t * stride and has `size` floats.
-  void (*scores)(const float* q, const float* keys, size_t stride, int32_t count, int32_t size,
-                 float divisor, float* out) = nullptr;
-  // Attention output of one head: out[i] = Σ_t weights[t] · values[t * stride + i], i < size,
-  // summed in order of t.
-  void (*weighted_sum)(const float* weights, const float* values, size_t stride, int32_t count,
-                       int32_t size, float* out) = nullptr;
+  // Attention of one token over one layer's cache, every head at once (see AttentionShape):
+  // scores[h * scores_stride + t] = (q_h · key_h(t)) / divisor for t < count. The rows are read
+  // in order, each once, so the cache streams from memory instead of being gathered head by head.
+  void (*scores)(const float* q, const float* keys, const AttentionShape& shape, int32_t count,
+                 float divisor, float* scores) = nullptr;
+  // out[h * head_size + i] = Σ_t weights[h * scores_stride + t] · value_h(t)[i], summed in order
+  // of t; rows read in order, each once.
+  void (*weighted_sum)(const float* weights, const float* values, const AttentionShape& shape,
+                       int32_t count, float* out) = nullptr;
   // Int8 checkpoints.
   Q8Kernel q8_kind = Q8Kernel::kPortable;
   Q8QuantizeFn q8_quantize = nullptr;
@@ -102,16 +114,16 @@ namespace internal {
 // Per-ISA implementations, defined in kernels_avx2.cc and kernels_avx512.cc.
 void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
                 const float* next);
-void ScoresAvx2(const float* q, const float* keys, size_t stride, int32_t count, int32_t size,
-                float divisor, float* out);
-void WeightedSumAvx2(const float* weights, const float* values, size_t stride, int32_t count,
-                     int32_t size, float* out);
+void ScoresAvx2(const float* q, const float* keys, const AttentionShape& shape, int32_t count,
+                float divisor, float* scores);
+void WeightedSumAvx2(const float* weights, const float* values, const AttentionShape& shape,
+                     int32_t count, float* out);
 void MatVecAvx512(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
                   const float* next);
-void ScoresAvx512(const float* q, const float* keys, size_t stride, int32_t count, int32_t size,
-                  float divisor, float* out);
-void WeightedSumAvx512(const float* weights, const float* values, size_t stride, int32_t count,
-                       int32_t size, float* out);
+void ScoresAvx512(const float* q, const float* keys, const AttentionShape& shape, int32_t count,
+                  float divisor, float* scores);
+void WeightedSumAvx512(const float* weights, const float* values, const AttentionShape& shape,
+                       int32_t count, float* out);
 // Int8, defined in kernels_q8*.cc.
 Q8Activations QuantizeQ8Portable(const float* x, int32_t n, int32_t cols, int32_t group_size,
                                  const Q8ActivationBuffer& out);

@@ -2,6 +2,8 @@
 // kernels.cc calls them only when the CPU has AVX2 and FMA.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 
 #include "worker/engine/kernels.h"
@@ -14,8 +16,6 @@ namespace cellhouse::engine::internal {
 namespace {
 
 constexpr int32_t kLanes = 8;
-constexpr int32_t kTwoLanes = 2 * kLanes;
-constexpr int32_t kThreeLanes = 3 * kLanes;
 
 CH_AVX2 inline float HorizontalSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -67,84 +67,91 @@ CH_AVX2 void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, 
   }
 }
 
-// Four positions at a time with one combined reduction; see ScoresAvx512.
-CH_AVX2 void ScoresAvx2(const float* q, const float* keys, size_t stride, int32_t count,
-                        int32_t size, float divisor, float* out) {
+// Position by position, four heads at a time below count rounded down to 4, one combined
+// reduction; see ScoresAvx512.
+CH_AVX2 void ScoresAvx2(const float* q, const float* keys, const AttentionShape& a, int32_t count,
+                        float divisor, float* scores) {
+  const int32_t size = a.head_size;
   const int32_t full = size - size % kLanes;
   const __m128 divisors = _mm_set1_ps(divisor);
-  int32_t t = 0;
-  for (; t + 4 <= count; t += 4) {
-    const float* k0 = keys + static_cast<size_t>(t) * stride;
-    const float* k1 = k0 + stride;
-    const float* k2 = k1 + stride;
-    const float* k3 = k2 + stride;
-    __m256 a0 = _mm256_setzero_ps();
-    __m256 a1 = _mm256_setzero_ps();
-    __m256 a2 = _mm256_setzero_ps();
-    __m256 a3 = _mm256_setzero_ps();
-    for (int32_t c = 0; c < full; c += kLanes) {
-      const __m256 qv = _mm256_loadu_ps(q + c);
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + c), qv, a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k1 + c), qv, a1);
-      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k2 + c), qv, a2);
-      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k3 + c), qv, a3);
-    }
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    __m128 sums = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    if (full < size) {
-      alignas(16) float extra[4] = {0, 0, 0, 0};
-      for (int32_t c = full; c < size; ++c) {
-        extra[0] += k0[c] * q[c];
-        extra[1] += k1[c] * q[c];
-        extra[2] += k2[c] * q[c];
-        extra[3] += k3[c] * q[c];
+  const int32_t blocked = count - count % 4;
+  RowPrefetch prefetch(keys, a.stride, count);
+  for (int32_t t = 0; t < count; ++t) {
+    prefetch.Row(t);
+    const float* row = keys + static_cast<size_t>(t) * a.stride;
+    if (t >= blocked) {
+      for (int32_t h = 0; h < a.heads; ++h) {
+        scores[static_cast<size_t>(h) * a.scores_stride + t] =
+            RowDot(q + static_cast<size_t>(h) * size,
+                   row + static_cast<size_t>(h / a.kv_mul) * size, size) /
+            divisor;
       }
-      sums = _mm_add_ps(sums, _mm_load_ps(extra));
+      continue;
     }
-    _mm_storeu_ps(out + t, _mm_div_ps(sums, divisors));
-  }
-  for (; t < count; ++t) {
-    out[t] = RowDot(q, keys + static_cast<size_t>(t) * stride, size) / divisor;
+    for (int32_t h = 0; h < a.heads; h += 4) {
+      // Heads h .. h + 3; past the last head, the last one again (computed, not stored).
+      std::array<const float*, 4> k{};
+      std::array<const float*, 4> qh{};
+      for (int32_t j = 0; j < 4; ++j) {
+        const int32_t head = std::min(h + j, a.heads - 1);
+        k[j] = row + static_cast<size_t>(head / a.kv_mul) * size;
+        qh[j] = q + static_cast<size_t>(head) * size;
+      }
+      __m256 a0 = _mm256_setzero_ps();
+      __m256 a1 = _mm256_setzero_ps();
+      __m256 a2 = _mm256_setzero_ps();
+      __m256 a3 = _mm256_setzero_ps();
+      for (int32_t c = 0; c < full; c += kLanes) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k[0] + c), _mm256_loadu_ps(qh[0] + c), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k[1] + c), _mm256_loadu_ps(qh[1] + c), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k[2] + c), _mm256_loadu_ps(qh[2] + c), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k[3] + c), _mm256_loadu_ps(qh[3] + c), a3);
+      }
+      const __m256 hs = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+      __m128 sums = _mm_add_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1));
+      if (full < size) {
+        alignas(16) std::array<float, 4> extra = {0, 0, 0, 0};
+        for (int32_t c = full; c < size; ++c) {
+          for (int32_t j = 0; j < 4; ++j) {
+            extra[j] += k[j][c] * qh[j][c];
+          }
+        }
+        sums = _mm_add_ps(sums, _mm_load_ps(extra.data()));
+      }
+      alignas(16) std::array<float, 4> quotients{};
+      _mm_store_ps(quotients.data(), _mm_div_ps(sums, divisors));
+      for (int32_t j = 0; j < 4 && h + j < a.heads; ++j) {
+        scores[static_cast<size_t>(h + j) * a.scores_stride + t] = quotients[j];
+      }
+    }
   }
 }
 
-// 32 output floats at a time in registers across all positions; see WeightedSumAvx512.
-CH_AVX2 void WeightedSumAvx2(const float* weights, const float* values, size_t stride,
-                             int32_t count, int32_t size, float* out) {
-  const int32_t full = size - size % kLanes;
-  int32_t begin = 0;
-  for (; begin + 4 * kLanes <= full; begin += 4 * kLanes) {
-    __m256 a0 = _mm256_setzero_ps();
-    __m256 a1 = _mm256_setzero_ps();
-    __m256 a2 = _mm256_setzero_ps();
-    __m256 a3 = _mm256_setzero_ps();
-    for (int32_t t = 0; t < count; ++t) {
-      const __m256 w = _mm256_set1_ps(weights[t]);
-      const float* row = values + static_cast<size_t>(t) * stride + begin;
-      a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row), a0);
-      a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + kLanes), a1);
-      a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + kTwoLanes), a2);
-      a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + kThreeLanes), a3);
-    }
-    _mm256_storeu_ps(out + begin, a0);
-    _mm256_storeu_ps(out + begin + kLanes, a1);
-    _mm256_storeu_ps(out + begin + kTwoLanes, a2);
-    _mm256_storeu_ps(out + begin + kThreeLanes, a3);
+// Position by position, each head's outputs accumulating in `out`; see WeightedSumAvx512.
+CH_AVX2 void WeightedSumAvx2(const float* weights, const float* values, const AttentionShape& a,
+                             int32_t count, float* out) {
+  const int32_t size = a.head_size;
+  const size_t outputs = static_cast<size_t>(a.heads) * size;
+  for (size_t i = 0; i < outputs; ++i) {
+    out[i] = 0.0F;
   }
-  for (; begin < full; begin += kLanes) {
-    __m256 a = _mm256_setzero_ps();
-    for (int32_t t = 0; t < count; ++t) {
-      const float* row = values + static_cast<size_t>(t) * stride + begin;
-      a = _mm256_fmadd_ps(_mm256_set1_ps(weights[t]), _mm256_loadu_ps(row), a);
+  RowPrefetch prefetch(values, a.stride, count);
+  for (int32_t t = 0; t < count; ++t) {
+    prefetch.Row(t);
+    const float* row = values + static_cast<size_t>(t) * a.stride;
+    for (int32_t h = 0; h < a.heads; ++h) {
+      const float weight = weights[static_cast<size_t>(h) * a.scores_stride + t];
+      const __m256 w = _mm256_set1_ps(weight);
+      const float* v = row + static_cast<size_t>(h / a.kv_mul) * size;
+      float* o = out + static_cast<size_t>(h) * size;
+      int32_t c = 0;
+      for (; c + kLanes <= size; c += kLanes) {
+        _mm256_storeu_ps(o + c, _mm256_fmadd_ps(w, _mm256_loadu_ps(v + c), _mm256_loadu_ps(o + c)));
+      }
+      for (; c < size; ++c) {
+        o[c] += weight * v[c];
+      }
     }
-    _mm256_storeu_ps(out + begin, a);
-  }
-  for (; begin < size; ++begin) {
-    float sum = 0;
-    for (int32_t t = 0; t < count; ++t) {
-      sum += weights[t] * values[static_cast<size_t>(t) * stride + begin];
-    }
-    out[begin] = sum;
   }
 }
 

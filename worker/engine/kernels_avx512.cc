@@ -2,6 +2,7 @@
 // dispatcher in kernels.cc calls them only when the CPU has it.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 
@@ -15,8 +16,6 @@ namespace cellhouse::engine::internal {
 namespace {
 
 constexpr int32_t kLanes = 16;
-constexpr int32_t kTwoLanes = 2 * kLanes;
-constexpr int32_t kThreeLanes = 3 * kLanes;
 
 CH_AVX512 inline __mmask16 TailMask(int32_t remaining) {
   return static_cast<__mmask16>((1U << remaining) - 1U);
@@ -90,78 +89,104 @@ CH_AVX512 void MatVecAvx512(const float* w, const float* x, float* y, int32_t ro
   }
 }
 
-// Attention scores four positions at a time: four independent FMA chains, then one combined
-// reduction of the four accumulators instead of four separate horizontal sums.
-CH_AVX512 void ScoresAvx512(const float* q, const float* keys, size_t stride, int32_t count,
-                            int32_t size, float divisor, float* out) {
+// Attention scores: for each position, in order, every head's dot product with that position's
+// row. Positions below count rounded down to 4 take four heads at a time: four independent FMA
+// chains, then one combined reduction of the four accumulators; the last count % 4 positions
+// take one head at a time (RowDot). Each score is the same sequence of operations as when heads
+// were scored one by one, four positions at a time, so the scores did not change.
+CH_AVX512 void ScoresAvx512(const float* q, const float* keys, const AttentionShape& a,
+                            int32_t count, float divisor, float* scores) {
+  const int32_t size = a.head_size;
   const int32_t full = size - size % kLanes;
   const __mmask16 tail = TailMask(size - full);
   const __m128 divisors = _mm_set1_ps(divisor);
-  int32_t t = 0;
-  for (; t + 4 <= count; t += 4) {
-    const float* k0 = keys + static_cast<size_t>(t) * stride;
-    const float* k1 = k0 + stride;
-    const float* k2 = k1 + stride;
-    const float* k3 = k2 + stride;
-    __m512 a0 = _mm512_setzero_ps();
-    __m512 a1 = _mm512_setzero_ps();
-    __m512 a2 = _mm512_setzero_ps();
-    __m512 a3 = _mm512_setzero_ps();
-    for (int32_t c = 0; c < full; c += kLanes) {
-      const __m512 qv = _mm512_loadu_ps(q + c);
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + c), qv, a0);
-      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(k1 + c), qv, a1);
-      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(k2 + c), qv, a2);
-      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(k3 + c), qv, a3);
+  const int32_t blocked = count - count % 4;
+  RowPrefetch prefetch(keys, a.stride, count);
+  for (int32_t t = 0; t < count; ++t) {
+    prefetch.Row(t);
+    const float* row = keys + static_cast<size_t>(t) * a.stride;
+    if (t >= blocked) {
+      for (int32_t h = 0; h < a.heads; ++h) {
+        scores[static_cast<size_t>(h) * a.scores_stride + t] =
+            RowDot(q + static_cast<size_t>(h) * size,
+                   row + static_cast<size_t>(h / a.kv_mul) * size, size) /
+            divisor;
+      }
+      continue;
     }
-    if (full < size) {
-      const __m512 qv = _mm512_maskz_loadu_ps(tail, q + full);
-      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k0 + full), qv, a0);
-      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k1 + full), qv, a1);
-      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k2 + full), qv, a2);
-      a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k3 + full), qv, a3);
+    for (int32_t h = 0; h < a.heads; h += 4) {
+      // Heads h .. h + 3; past the last head, the last one again (computed, not stored).
+      std::array<const float*, 4> k{};
+      std::array<const float*, 4> qh{};
+      for (int32_t j = 0; j < 4; ++j) {
+        const int32_t head = std::min(h + j, a.heads - 1);
+        k[j] = row + static_cast<size_t>(head / a.kv_mul) * size;
+        qh[j] = q + static_cast<size_t>(head) * size;
+      }
+      __m512 a0 = _mm512_setzero_ps();
+      __m512 a1 = _mm512_setzero_ps();
+      __m512 a2 = _mm512_setzero_ps();
+      __m512 a3 = _mm512_setzero_ps();
+      for (int32_t c = 0; c < full; c += kLanes) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(k[0] + c), _mm512_loadu_ps(qh[0] + c), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(k[1] + c), _mm512_loadu_ps(qh[1] + c), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(k[2] + c), _mm512_loadu_ps(qh[2] + c), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(k[3] + c), _mm512_loadu_ps(qh[3] + c), a3);
+      }
+      if (full < size) {
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k[0] + full),
+                             _mm512_maskz_loadu_ps(tail, qh[0] + full), a0);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k[1] + full),
+                             _mm512_maskz_loadu_ps(tail, qh[1] + full), a1);
+        a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k[2] + full),
+                             _mm512_maskz_loadu_ps(tail, qh[2] + full), a2);
+        a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k[3] + full),
+                             _mm512_maskz_loadu_ps(tail, qh[3] + full), a3);
+      }
+      // Each accumulator folded to 8 lanes, then pairwise adds within 128-bit halves leave
+      // [sum0, sum1, sum2, sum3] in each half.
+      const __m256 h01 = _mm256_hadd_ps(Fold(a0), Fold(a1));
+      const __m256 h23 = _mm256_hadd_ps(Fold(a2), Fold(a3));
+      const __m256 hs = _mm256_hadd_ps(h01, h23);
+      const __m128 sums = _mm_add_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1));
+      alignas(16) std::array<float, 4> quotients{};
+      _mm_store_ps(quotients.data(), _mm_div_ps(sums, divisors));
+      for (int32_t j = 0; j < 4 && h + j < a.heads; ++j) {
+        scores[static_cast<size_t>(h + j) * a.scores_stride + t] = quotients[j];
+      }
     }
-    // Each accumulator folded to 8 lanes, then pairwise adds within 128-bit halves leave
-    // [sum0, sum1, sum2, sum3] in each half.
-    const __m256 h01 = _mm256_hadd_ps(Fold(a0), Fold(a1));
-    const __m256 h23 = _mm256_hadd_ps(Fold(a2), Fold(a3));
-    const __m256 h = _mm256_hadd_ps(h01, h23);
-    const __m128 sums = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    _mm_storeu_ps(out + t, _mm_div_ps(sums, divisors));
-  }
-  for (; t < count; ++t) {
-    out[t] = RowDot(q, keys + static_cast<size_t>(t) * stride, size) / divisor;
   }
 }
 
-// The weighted sum of value rows, 64 output floats at a time held in registers across all
-// positions (rather than loaded and stored once per position).
-CH_AVX512 void WeightedSumAvx512(const float* weights, const float* values, size_t stride,
-                                 int32_t count, int32_t size, float* out) {
-  constexpr int32_t kBlock = 4 * kLanes;
-  for (int32_t begin = 0; begin < size; begin += kBlock) {
-    std::array<__mmask16, 4> m{};
-    for (int32_t i = 0; i < 4; ++i) {
-      const int32_t remaining = size - begin - i * kLanes;
-      m[i] = remaining >= kLanes ? static_cast<__mmask16>(0xFFFF)
-                                 : (remaining > 0 ? TailMask(remaining) : 0);
+// The weighted sum of value rows, position by position in order: each head's outputs accumulate
+// in `out` (a few KiB, in L1), one FMA per 16 values and position, as when they were held in
+// registers head by head.
+CH_AVX512 void WeightedSumAvx512(const float* weights, const float* values, const AttentionShape& a,
+                                 int32_t count, float* out) {
+  const int32_t size = a.head_size;
+  const size_t outputs = static_cast<size_t>(a.heads) * size;
+  for (size_t i = 0; i < outputs; ++i) {
+    out[i] = 0.0F;
+  }
+  RowPrefetch prefetch(values, a.stride, count);
+  for (int32_t t = 0; t < count; ++t) {
+    prefetch.Row(t);
+    const float* row = values + static_cast<size_t>(t) * a.stride;
+    for (int32_t h = 0; h < a.heads; ++h) {
+      const __m512 w = _mm512_set1_ps(weights[static_cast<size_t>(h) * a.scores_stride + t]);
+      const float* v = row + static_cast<size_t>(h / a.kv_mul) * size;
+      float* o = out + static_cast<size_t>(h) * size;
+      int32_t c = 0;
+      for (; c + kLanes <= size; c += kLanes) {
+        _mm512_storeu_ps(o + c, _mm512_fmadd_ps(w, _mm512_loadu_ps(v + c), _mm512_loadu_ps(o + c)));
+      }
+      if (c < size) {
+        const __mmask16 m = TailMask(size - c);
+        _mm512_mask_storeu_ps(
+            o + c, m,
+            _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, v + c), _mm512_maskz_loadu_ps(m, o + c)));
+      }
     }
-    __m512 a0 = _mm512_setzero_ps();
-    __m512 a1 = _mm512_setzero_ps();
-    __m512 a2 = _mm512_setzero_ps();
-    __m512 a3 = _mm512_setzero_ps();
-    for (int32_t t = 0; t < count; ++t) {
-      const __m512 w = _mm512_set1_ps(weights[t]);
-      const float* row = values + static_cast<size_t>(t) * stride + begin;
-      a0 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[0], row), a0);
-      a1 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[1], row + kLanes), a1);
-      a2 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[2], row + kTwoLanes), a2);
-      a3 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m[3], row + kThreeLanes), a3);
-    }
-    _mm512_mask_storeu_ps(out + begin, m[0], a0);
-    _mm512_mask_storeu_ps(out + begin + kLanes, m[1], a1);
-    _mm512_mask_storeu_ps(out + begin + kTwoLanes, m[2], a2);
-    _mm512_mask_storeu_ps(out + begin + kThreeLanes, m[3], a3);
   }
 }
 

@@ -5,6 +5,9 @@
 //   PrefetchStream prefetch(w, rows * cols, next);   // floats, or (bytes, void*) for int8
 //   for (each 64-byte line read) _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
 //   // or, per tile of n lines: NextRun(n), and Next() line by line only when it is null
+//
+//   RowPrefetch rows(keys, kv_dim, count);           // attention: cache rows in order
+//   for (t = 0; t < count; ++t) { rows.Row(t); /* read row t */ }
 #ifndef CELLHOUSE_WORKER_ENGINE_PREFETCH_STREAM_H_
 #define CELLHOUSE_WORKER_ENGINE_PREFETCH_STREAM_H_
 
@@ -61,6 +64,37 @@ class PrefetchStream {
   uintptr_t pos_;
   uintptr_t end_;
   uintptr_t next_;
+};
+
+// The same for rows read one after another, as attention reads a layer's cache (rows of
+// `row_floats` floats, `count` of them): Row(t) before reading row t prefetches up to kDistance
+// bytes past its end, never past the last row. The cache was written a layer's worth of weights
+// ago and is no longer in any cache; the software prefetch keeps the read going at streaming
+// speed across the 4 KiB pages where the hardware prefetchers stop.
+class RowPrefetch {
+ public:
+  RowPrefetch(const float* rows, size_t row_floats, int32_t count)
+      : base_(reinterpret_cast<uintptr_t>(rows)),
+        row_bytes_(row_floats * sizeof(float)),
+        issued_(base_),
+        end_(base_ + row_bytes_ * static_cast<size_t>(count)) {}
+
+  void Row(int32_t t) {
+    uintptr_t target =
+        base_ + row_bytes_ * (static_cast<size_t>(t) + 1) + PrefetchStream::kDistance;
+    target = target < end_ ? target : end_;
+    for (; issued_ < target; issued_ += PrefetchStream::kLine) {
+      // Only ever a prefetch hint, never dereferenced.
+      __builtin_prefetch(
+          reinterpret_cast<const char*>(issued_));  // NOLINT(performance-no-int-to-ptr)
+    }
+  }
+
+ private:
+  uintptr_t base_;
+  size_t row_bytes_;
+  uintptr_t issued_;
+  uintptr_t end_;
 };
 
 }  // namespace cellhouse::engine::internal

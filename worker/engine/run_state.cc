@@ -24,7 +24,7 @@ struct FixedSizes {
       : row(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.dim)),
         hidden(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.hidden_dim)),
         rope(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.head_size() / 2)),
-        scores(static_cast<uint64_t>(c.seq_len)),
+        scores(static_cast<uint64_t>(c.n_heads) * static_cast<uint64_t>(c.seq_len)),
         logits(static_cast<uint64_t>(c.vocab_size)),
         q8(Q8ActivationBytes(kMaxBatch, std::max(c.dim, c.hidden_dim))) {}
   uint64_t Bytes() const {

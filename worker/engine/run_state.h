@@ -55,7 +55,7 @@ class RunState {
   float* hb2 = nullptr;          // [kMaxBatch][hidden] up projection
   float* rope_cos = nullptr;     // [kMaxBatch][head_size / 2]
   float* rope_sin = nullptr;     // [kMaxBatch][head_size / 2]
-  float* scores = nullptr;       // [seq_len] attention weights of one head
+  float* scores = nullptr;       // [n_heads][seq_len] attention weights of one token
   float* logits = nullptr;       // [vocab]
   float* key_cache = nullptr;    // [layers][context_length][kv_dim]
   float* value_cache = nullptr;  // [layers][context_length][kv_dim]
