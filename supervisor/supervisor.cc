@@ -225,7 +225,8 @@ Status Supervisor::StartMetrics() {
     CH_RETURN_IF_ERROR(metrics_server_->AddListener(UniqueFd(fd)));
   }
   if (!options_.metrics_listen.empty()) {
-    CH_ASSIGN_OR_RETURN(UniqueFd fd, ListenTcp(options_.metrics_listen, options_.metrics_allow_remote));
+    CH_ASSIGN_OR_RETURN(UniqueFd fd,
+                        ListenTcp(options_.metrics_listen, options_.metrics_allow_remote));
     CH_RETURN_IF_ERROR(metrics_server_->AddListener(std::move(fd)));
     spdlog::info("metrics on http://{}/metrics", options_.metrics_listen);
   }
