@@ -208,8 +208,64 @@ TEST(KernelsTest, AgreeWithScalarLoops) {
   }
 }
 
-// Attention over a cache of `count` rows, every head at once, against plain loops head by head:
-// heads sharing kv heads (kv_mul > 1), head sizes off the vector width, counts on and off a
+// The scores and weighted sum of `count` cache rows, every head at once, against plain loops
+// head by head.
+void CheckAttention(const Kernels& k, const std::string& what, int32_t size, int32_t heads,
+                    int32_t kv_mul, int32_t count) {
+  // Cache rows of kv_dim floats plus 3, as rows of the cache are kv_dim apart and a kernel must
+  // not assume they are packed.
+  const int32_t kv_heads = heads / kv_mul;
+  const size_t stride = static_cast<size_t>(kv_heads) * size + 3;
+  const size_t scores_stride = static_cast<size_t>(count) + 2;
+  const AttentionShape shape{.heads = heads,
+                             .kv_mul = kv_mul,
+                             .head_size = size,
+                             .stride = stride,
+                             .scores_stride = scores_stride};
+  std::vector<float> q(static_cast<size_t>(heads) * size);
+  std::vector<float> keys(count * stride);
+  for (size_t i = 0; i < q.size(); ++i) {
+    q[i] = static_cast<float>(i % 5) * 0.5F - 1.0F;
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    keys[i] = static_cast<float>((i * 13) % 7) - 3.0F;
+  }
+  std::vector<float> scores(heads * scores_stride, -7.0F);
+  k.scores(q.data(), keys.data(), shape, count, 2.0F, scores.data());
+  for (int32_t h = 0; h < heads; ++h) {
+    const float* key = keys.data() + static_cast<size_t>(h / kv_mul) * size;
+    for (int32_t t = 0; t < count; ++t) {
+      float expect = 0;
+      for (int32_t c = 0; c < size; ++c) {
+        expect += key[t * stride + c] * q[static_cast<size_t>(h) * size + c];
+      }
+      EXPECT_FLOAT_EQ(scores[h * scores_stride + t], expect / 2.0F)
+          << what << " head " << h << " score " << t;
+    }
+  }
+  // The weighted sum of the same rows as values, with weights of every head.
+  for (int32_t h = 0; h < heads; ++h) {
+    for (int32_t t = 0; t < count; ++t) {
+      scores[h * scores_stride + t] = 0.1F * static_cast<float>(t + 1 + h);
+    }
+  }
+  std::vector<float> out(static_cast<size_t>(heads) * size, -1.0F);
+  k.weighted_sum(scores.data(), keys.data(), shape, count, out.data());
+  for (int32_t h = 0; h < heads; ++h) {
+    const float* value = keys.data() + static_cast<size_t>(h / kv_mul) * size;
+    for (int32_t c = 0; c < size; ++c) {
+      float expect = 0;
+      for (int32_t t = 0; t < count; ++t) {
+        expect += scores[h * scores_stride + t] * value[t * stride + c];
+      }
+      EXPECT_NEAR(out[static_cast<size_t>(h) * size + c], expect,
+                  1e-5F * (1.0F + std::fabs(expect)))
+          << what << " head " << h << " sum " << c;
+    }
+  }
+}
+
+// Heads sharing kv heads (kv_mul > 1), head sizes off the vector width, counts on and off a
 // multiple of four (the kernels take four positions' worth of heads at a time below that).
 TEST(KernelsTest, AttentionAgreesWithLoopsHeadByHead) {
   for (MatVecKernel kind : SupportedKernels()) {
@@ -221,57 +277,7 @@ TEST(KernelsTest, AttentionAgreesWithLoopsHeadByHead) {
           const std::string what = std::string(MatVecKernelName(kind)) + " size " +
                                    std::to_string(size) + " heads " + std::to_string(heads) + "/" +
                                    std::to_string(kv_mul) + " count " + std::to_string(count);
-          // Cache rows of kv_dim floats plus 3, as rows of the cache are kv_dim apart and a
-          // kernel must not assume they are packed.
-          const int32_t kv_heads = heads / kv_mul;
-          const size_t stride = static_cast<size_t>(kv_heads) * size + 3;
-          const size_t scores_stride = static_cast<size_t>(count) + 2;
-          const AttentionShape shape{.heads = heads,
-                                     .kv_mul = kv_mul,
-                                     .head_size = size,
-                                     .stride = stride,
-                                     .scores_stride = scores_stride};
-          std::vector<float> q(static_cast<size_t>(heads) * size);
-          std::vector<float> keys(count * stride);
-          for (size_t i = 0; i < q.size(); ++i) {
-            q[i] = static_cast<float>(i % 5) * 0.5F - 1.0F;
-          }
-          for (size_t i = 0; i < keys.size(); ++i) {
-            keys[i] = static_cast<float>((i * 13) % 7) - 3.0F;
-          }
-          std::vector<float> scores(heads * scores_stride, -7.0F);
-          k.scores(q.data(), keys.data(), shape, count, 2.0F, scores.data());
-          for (int32_t h = 0; h < heads; ++h) {
-            const float* key = keys.data() + static_cast<size_t>(h / kv_mul) * size;
-            for (int32_t t = 0; t < count; ++t) {
-              float expect = 0;
-              for (int32_t c = 0; c < size; ++c) {
-                expect += key[t * stride + c] * q[static_cast<size_t>(h) * size + c];
-              }
-              EXPECT_FLOAT_EQ(scores[h * scores_stride + t], expect / 2.0F)
-                  << what << " head " << h << " score " << t;
-            }
-          }
-          // The weighted sum of the same rows as values, with weights of every head.
-          for (int32_t h = 0; h < heads; ++h) {
-            for (int32_t t = 0; t < count; ++t) {
-              scores[h * scores_stride + t] = 0.1F * static_cast<float>(t + 1 + h);
-            }
-          }
-          std::vector<float> out(static_cast<size_t>(heads) * size, -1.0F);
-          k.weighted_sum(scores.data(), keys.data(), shape, count, out.data());
-          for (int32_t h = 0; h < heads; ++h) {
-            const float* value = keys.data() + static_cast<size_t>(h / kv_mul) * size;
-            for (int32_t c = 0; c < size; ++c) {
-              float expect = 0;
-              for (int32_t t = 0; t < count; ++t) {
-                expect += scores[h * scores_stride + t] * value[t * stride + c];
-              }
-              EXPECT_NEAR(out[static_cast<size_t>(h) * size + c], expect,
-                          1e-5F * (1.0F + std::fabs(expect)))
-                  << what << " head " << h << " sum " << c;
-            }
-          }
+          CheckAttention(k, what, size, heads, kv_mul, count);
         }
       }
     }

@@ -67,12 +67,52 @@ CH_AVX2 void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, 
   }
 }
 
+// Scores of heads h .. h + 3 at position t (past the last head, the last one again: computed,
+// not stored), with one combined reduction.
+CH_AVX2 inline void ScoreFourHeads(const float* q, const float* row, const AttentionShape& a,
+                                   int32_t h, int32_t t, __m128 divisors, float* scores) {
+  const int32_t size = a.head_size;
+  const int32_t full = size - size % kLanes;
+  std::array<const float*, 4> k{};
+  std::array<const float*, 4> qh{};
+  for (int32_t j = 0; j < 4; ++j) {
+    const int32_t head = std::min(h + j, a.heads - 1);
+    k[j] = row + static_cast<size_t>(head / a.kv_mul) * size;
+    qh[j] = q + static_cast<size_t>(head) * size;
+  }
+  __m256 a0 = _mm256_setzero_ps();
+  __m256 a1 = _mm256_setzero_ps();
+  __m256 a2 = _mm256_setzero_ps();
+  __m256 a3 = _mm256_setzero_ps();
+  for (int32_t c = 0; c < full; c += kLanes) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k[0] + c), _mm256_loadu_ps(qh[0] + c), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k[1] + c), _mm256_loadu_ps(qh[1] + c), a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k[2] + c), _mm256_loadu_ps(qh[2] + c), a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k[3] + c), _mm256_loadu_ps(qh[3] + c), a3);
+  }
+  const __m256 hs = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  __m128 sums = _mm_add_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1));
+  if (full < size) {
+    alignas(16) std::array<float, 4> extra = {0, 0, 0, 0};
+    for (int32_t c = full; c < size; ++c) {
+      for (int32_t j = 0; j < 4; ++j) {
+        extra[j] += k[j][c] * qh[j][c];
+      }
+    }
+    sums = _mm_add_ps(sums, _mm_load_ps(extra.data()));
+  }
+  alignas(16) std::array<float, 4> quotients{};
+  _mm_store_ps(quotients.data(), _mm_div_ps(sums, divisors));
+  for (int32_t j = 0; j < 4 && h + j < a.heads; ++j) {
+    scores[static_cast<size_t>(h + j) * a.scores_stride + t] = quotients[j];
+  }
+}
+
 // Position by position, four heads at a time below count rounded down to 4, one combined
 // reduction; see ScoresAvx512.
 CH_AVX2 void ScoresAvx2(const float* q, const float* keys, const AttentionShape& a, int32_t count,
                         float divisor, float* scores) {
   const int32_t size = a.head_size;
-  const int32_t full = size - size % kLanes;
   const __m128 divisors = _mm_set1_ps(divisor);
   const int32_t blocked = count - count % 4;
   RowPrefetch prefetch(keys, a.stride, count);
@@ -89,40 +129,7 @@ CH_AVX2 void ScoresAvx2(const float* q, const float* keys, const AttentionShape&
       continue;
     }
     for (int32_t h = 0; h < a.heads; h += 4) {
-      // Heads h .. h + 3; past the last head, the last one again (computed, not stored).
-      std::array<const float*, 4> k{};
-      std::array<const float*, 4> qh{};
-      for (int32_t j = 0; j < 4; ++j) {
-        const int32_t head = std::min(h + j, a.heads - 1);
-        k[j] = row + static_cast<size_t>(head / a.kv_mul) * size;
-        qh[j] = q + static_cast<size_t>(head) * size;
-      }
-      __m256 a0 = _mm256_setzero_ps();
-      __m256 a1 = _mm256_setzero_ps();
-      __m256 a2 = _mm256_setzero_ps();
-      __m256 a3 = _mm256_setzero_ps();
-      for (int32_t c = 0; c < full; c += kLanes) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k[0] + c), _mm256_loadu_ps(qh[0] + c), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k[1] + c), _mm256_loadu_ps(qh[1] + c), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k[2] + c), _mm256_loadu_ps(qh[2] + c), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k[3] + c), _mm256_loadu_ps(qh[3] + c), a3);
-      }
-      const __m256 hs = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-      __m128 sums = _mm_add_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1));
-      if (full < size) {
-        alignas(16) std::array<float, 4> extra = {0, 0, 0, 0};
-        for (int32_t c = full; c < size; ++c) {
-          for (int32_t j = 0; j < 4; ++j) {
-            extra[j] += k[j][c] * qh[j][c];
-          }
-        }
-        sums = _mm_add_ps(sums, _mm_load_ps(extra.data()));
-      }
-      alignas(16) std::array<float, 4> quotients{};
-      _mm_store_ps(quotients.data(), _mm_div_ps(sums, divisors));
-      for (int32_t j = 0; j < 4 && h + j < a.heads; ++j) {
-        scores[static_cast<size_t>(h + j) * a.scores_stride + t] = quotients[j];
-      }
+      ScoreFourHeads(q, row, a, h, t, divisors, scores);
     }
   }
 }
