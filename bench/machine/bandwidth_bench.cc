@@ -105,15 +105,8 @@ int Main(int argc, char** argv) {
   flags.Int("buffer-mib", &o.buffer_mib, "N", "buffer per thread (default 512; --quick 256)");
   flags.Int("passes", &o.passes, "N", "reads of the buffer per measurement (default 8)");
   flags.Int("rounds", &o.rounds, "N", "measurements of each (default 3; --quick 1)");
-  auto rest = flags.Parse(argc - 1, argv + 1);
-  if (!rest || !rest->empty()) {
-    Printf(stderr, "bandwidth_bench: %s\n",
-           rest ? "unexpected argument" : rest.error().message().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    Printf(stdout, "%s", flags.Usage().c_str());
-    return 0;
+  if (std::optional<int> done = ParseBenchFlags(flags, "bandwidth_bench", argc, argv)) {
+    return *done;
   }
   if (o.common.quick) {
     if (!flags.IsSet("buffer-mib")) o.buffer_mib = 256;

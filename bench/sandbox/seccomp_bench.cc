@@ -197,15 +197,8 @@ int Main(int argc, char** argv) {
   flags.String("policy", &o.policy, "FILE", "the policy whose filter is measured");
   flags.Int("iterations", &o.iterations, "N", "calls per child (default 2000000; --quick 500000)");
   flags.Int("repeats", &o.repeats, "N", "children per mode and call (default 7; --quick 3)");
-  auto rest = flags.Parse(argc - 1, argv + 1);
-  if (!rest || !rest->empty()) {
-    Printf(stderr, "seccomp_bench: %s\n",
-           rest ? "unexpected argument" : rest.error().message().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    Printf(stdout, "%s", flags.Usage().c_str());
-    return 0;
+  if (std::optional<int> done = ParseBenchFlags(flags, "seccomp_bench", argc, argv)) {
+    return *done;
   }
   if (o.common.quick) {
     if (!flags.IsSet("iterations")) o.iterations = 500'000;

@@ -130,6 +130,21 @@ void AddBenchFlags(FlagSet& flags, BenchFlags* out) {
   flags.Bool("keep", &out->keep, "keep the work directory (models, policies, celld logs)");
 }
 
+std::optional<int> ParseBenchFlags(FlagSet& flags, std::string_view program, int argc,
+                                   char** argv) {
+  Result<std::vector<std::string>> rest = flags.Parse(argc - 1, argv + 1);
+  if (!rest || !rest->empty()) {
+    std::string why = rest ? "unexpected argument " + Quote(rest->front()) : rest.error().message();
+    Printf(stderr, "%.*s: %s\n", static_cast<int>(program.size()), program.data(), why.c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    Printf(stdout, "%s", flags.Usage().c_str());
+    return 0;
+  }
+  return std::nullopt;
+}
+
 Status WriteJson(const std::string& path, const std::string& json) {
   if (path.empty()) return Ok();
   return CreateFileWithContent(path, json + "\n", 0644);

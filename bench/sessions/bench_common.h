@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -71,6 +72,10 @@ struct BenchFlags {
   bool keep = false;      // keep the work directory (models, policies, celld logs)
 };
 void AddBenchFlags(FlagSet& flags, BenchFlags* out);
+// Parses a benchmark's command line (flags only, no positional arguments). Returns the exit
+// status when the program is done already (a usage error: 2, said on stderr; --help: 0, usage
+// on stdout), nullopt to go on.
+std::optional<int> ParseBenchFlags(FlagSet& flags, std::string_view program, int argc, char** argv);
 // Writes `json` (one object) to `path`, or does nothing when path is empty.
 Status WriteJson(const std::string& path, const std::string& json);
 

@@ -267,15 +267,8 @@ int Main(int argc, char** argv) {
   flags.Int("tokens", &o.tokens, "N", "new tokens per session (default 64; --quick 32)");
   flags.Int("repetitions", &o.repetitions, "N", "runs per N (default 3; --quick 1)");
   flags.String("prompt", &o.prompt, "TEXT", "the prompt every session sends");
-  auto rest = flags.Parse(argc - 1, argv + 1);
-  if (!rest || !rest->empty()) {
-    Printf(stderr, "load_bench: %s\n",
-           rest ? "unexpected argument" : rest.error().message().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    Printf(stdout, "%s", flags.Usage().c_str());
-    return 0;
+  if (std::optional<int> done = ParseBenchFlags(flags, "load_bench", argc, argv)) {
+    return *done;
   }
   if (o.common.quick) {
     if (!flags.IsSet("sessions")) o.sessions = "1,2,4";

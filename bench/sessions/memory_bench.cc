@@ -392,15 +392,8 @@ int Main(int argc, char** argv) {
   flags.Int("openers", &o.openers, "N", "client threads opening sessions at once (default 2)");
   flags.Int("int8-group-size", &o.int8_group_size, "N",
             "serve the model quantized to int8 in groups of N (32 or 64); 0: fp32");
-  auto rest = flags.Parse(argc - 1, argv + 1);
-  if (!rest || !rest->empty()) {
-    Printf(stderr, "memory_bench: %s\n",
-           rest ? "unexpected argument" : rest.error().message().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    Printf(stdout, "%s", flags.Usage().c_str());
-    return 0;
+  if (std::optional<int> done = ParseBenchFlags(flags, "memory_bench", argc, argv)) {
+    return *done;
   }
   if (o.common.quick && !flags.IsSet("sessions")) o.sessions = "1,4";
   if (o.generated_tokens < 1 || o.conversation_tokens <= o.generated_tokens || o.openers < 1) {

@@ -302,15 +302,8 @@ int Main(int argc, char** argv) {
   flags.Int("samples", &o.samples, "N", "round trips per path (default 2000; --quick 300)");
   flags.Int("block", &o.block, "N", "samples per path before switching to the next");
   flags.Int("turns-per-session", &o.turns_per_session, "N", "turns before a fresh session");
-  auto rest = flags.Parse(argc - 1, argv + 1);
-  if (!rest || !rest->empty()) {
-    Printf(stderr, "protocol_bench: %s\n",
-           rest ? "unexpected argument" : rest.error().message().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    Printf(stdout, "%s", flags.Usage().c_str());
-    return 0;
+  if (std::optional<int> done = ParseBenchFlags(flags, "protocol_bench", argc, argv)) {
+    return *done;
   }
   if (o.common.quick && !flags.IsSet("samples")) o.samples = 300;
   if (o.samples < 1 || o.block < 1 || o.turns_per_session < 1) {

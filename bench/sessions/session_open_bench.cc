@@ -639,15 +639,8 @@ int Main(int argc, char** argv) {
             "opens per pause in the pool refill phase (default 40; --quick 20)");
   flags.String("openers", &o.openers, "LIST",
                "concurrent openers to measure besides 1 (default 1,2,4; --quick: 1,2)");
-  auto rest = flags.Parse(argc - 1, argv + 1);
-  if (!rest || !rest->empty()) {
-    Printf(stderr, "session_open_bench: %s\n",
-           rest ? "unexpected argument" : rest.error().message().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    Printf(stdout, "%s", flags.Usage().c_str());
-    return 0;
+  if (std::optional<int> done = ParseBenchFlags(flags, "session_open_bench", argc, argv)) {
+    return *done;
   }
   if (o.common.quick) {
     if (!flags.IsSet("sessions")) o.sessions = 100;

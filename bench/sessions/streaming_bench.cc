@@ -443,15 +443,8 @@ int Main(int argc, char** argv) {
   flags.Bool("no-layers", &no_layers,
              "only the full session (not also --no-cgroups and --insecure-no-sandbox ones; "
              "--quick implies it)");
-  auto rest = flags.Parse(argc - 1, argv + 1);
-  if (!rest || !rest->empty()) {
-    Printf(stderr, "streaming_bench: %s\n",
-           rest ? "unexpected argument" : rest.error().message().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    Printf(stdout, "%s", flags.Usage().c_str());
-    return 0;
+  if (std::optional<int> done = ParseBenchFlags(flags, "streaming_bench", argc, argv)) {
+    return *done;
   }
   o.layers = !no_layers && !o.common.quick;
   if (o.common.quick) {

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/engine/reference_model.h"
+#include "tests/engine/test_models.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/forward.h"
 #include "worker/engine/generator.h"
@@ -21,54 +22,6 @@
 
 namespace cellhouse::engine {
 namespace {
-
-struct Shape {
-  std::string name;
-  ModelConfig config;
-};
-
-void PrintTo(const Shape& shape, std::ostream* os) { *os << shape.name; }
-
-std::vector<Shape> Shapes() {
-  return {
-      {"MultiHeadShared",
-       {.dim = 64,
-        .hidden_dim = 172,
-        .n_layers = 2,
-        .n_heads = 4,
-        .n_kv_heads = 4,
-        .vocab_size = 300,
-        .seq_len = 160,
-        .shared_classifier = true}},
-      {"GroupedQuerySeparate",
-       {.dim = 96,
-        .hidden_dim = 200,
-        .n_layers = 3,
-        .n_heads = 6,
-        .n_kv_heads = 2,
-        .vocab_size = 257,
-        .seq_len = 160,
-        .shared_classifier = false}},
-      {"OddSizesMultiQuery",
-       {.dim = 36,
-        .hidden_dim = 37,
-        .n_layers = 1,
-        .n_heads = 3,
-        .n_kv_heads = 1,
-        .vocab_size = 19,
-        .seq_len = 144,
-        .shared_classifier = false}},
-      {"OddSizesShared",
-       {.dim = 20,
-        .hidden_dim = 53,
-        .n_layers = 2,
-        .n_heads = 2,
-        .n_kv_heads = 1,
-        .vocab_size = 31,
-        .seq_len = 144,
-        .shared_classifier = true}},
-  };
-}
 
 std::vector<MatVecKernel> SupportedKernels() {
   std::vector<MatVecKernel> kernels;
@@ -81,14 +34,6 @@ std::vector<MatVecKernel> SupportedKernels() {
 }
 
 constexpr int32_t kTokens = kMaxBatch + 6;  // prefill runs two chunks
-
-std::vector<int32_t> TokenSequence(int32_t vocab) {
-  std::vector<int32_t> tokens(kTokens);
-  for (int32_t i = 0; i < kTokens; ++i) {
-    tokens[i] = (i * 7 + 3) % vocab;
-  }
-  return tokens;
-}
 
 void ExpectClose(const float* actual, const std::vector<float>& expected, const std::string& what) {
   float scale = 1.0F;
@@ -109,7 +54,7 @@ void ExpectClose(const float* actual, const std::vector<float>& expected, const 
                                   << ", reference " << expected[worst_at];
 }
 
-class ForwardTest : public ::testing::TestWithParam<std::tuple<Shape, MatVecKernel>> {
+class ForwardTest : public ::testing::TestWithParam<std::tuple<testing::NamedShape, MatVecKernel>> {
  protected:
   void SetUp() override {
     config_ = std::get<0>(GetParam()).config;
@@ -137,7 +82,7 @@ class ForwardTest : public ::testing::TestWithParam<std::tuple<Shape, MatVecKern
 TEST_P(ForwardTest, TokenByTokenMatchesReference) {
   testing::ReferenceModel ref(bytes_);
   RunState state = NewState();
-  std::vector<int32_t> tokens = TokenSequence(config_.vocab_size);
+  std::vector<int32_t> tokens = testing::TokenSequence(config_.vocab_size, kTokens);
   for (int32_t pos = 0; pos < kTokens; ++pos) {
     const float* logits = Forward(weights_, kernels_, state, std::span(&tokens[pos], 1), pos);
     ExpectClose(logits, ref.Step(tokens[pos], pos), "position " + std::to_string(pos));
@@ -148,7 +93,7 @@ TEST_P(ForwardTest, TokenByTokenMatchesReference) {
 }
 
 TEST_P(ForwardTest, BatchedPrefillMatchesTokenByToken) {
-  std::vector<int32_t> tokens = TokenSequence(config_.vocab_size);
+  std::vector<int32_t> tokens = testing::TokenSequence(config_.vocab_size, kTokens);
   RunState one_by_one = NewState();
   std::vector<float> expected;
   for (int32_t pos = 0; pos < kTokens; ++pos) {
@@ -176,7 +121,7 @@ std::string Name(const ::testing::TestParamInfo<ForwardTest::ParamType>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ForwardTest,
-                         ::testing::Combine(::testing::ValuesIn(Shapes()),
+                         ::testing::Combine(::testing::ValuesIn(testing::ForwardShapes()),
                                             ::testing::ValuesIn(SupportedKernels())),
                          Name);
 

@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/engine/test_models.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/forward.h"
 #include "worker/engine/generator.h"
@@ -27,43 +28,6 @@
 namespace cellhouse::engine {
 namespace {
 
-struct Shape {
-  std::string name;
-  ModelConfig config;
-};
-
-std::vector<Shape> Shapes() {
-  return {
-      {"MultiHeadShared",
-       {.dim = 64,
-        .hidden_dim = 172,
-        .n_layers = 2,
-        .n_heads = 4,
-        .n_kv_heads = 4,
-        .vocab_size = 300,
-        .seq_len = 160,
-        .shared_classifier = true}},
-      {"GroupedQuerySeparate",
-       {.dim = 96,
-        .hidden_dim = 200,
-        .n_layers = 3,
-        .n_heads = 6,
-        .n_kv_heads = 2,
-        .vocab_size = 257,
-        .seq_len = 160,
-        .shared_classifier = false}},
-      {"OddSizesMultiQuery",
-       {.dim = 36,
-        .hidden_dim = 37,
-        .n_layers = 1,
-        .n_heads = 3,
-        .n_kv_heads = 1,
-        .vocab_size = 19,
-        .seq_len = 144,
-        .shared_classifier = false}},
-  };
-}
-
 std::vector<Q8Kernel> SupportedQ8Kernels() {
   std::vector<Q8Kernel> kernels;
   for (Q8Kernel k : {Q8Kernel::kPortable, Q8Kernel::kAvx2, Q8Kernel::kAvx512Vnni}) {
@@ -75,14 +39,6 @@ std::vector<Q8Kernel> SupportedQ8Kernels() {
 }
 
 constexpr int32_t kTokens = kMaxBatch + 6;  // prefill runs two chunks
-
-std::vector<int32_t> TokenSequence(int32_t vocab, int32_t count) {
-  std::vector<int32_t> tokens(count);
-  for (int32_t i = 0; i < count; ++i) {
-    tokens[i] = (i * 7 + 3) % vocab;
-  }
-  return tokens;
-}
 
 // An fp32 model and its int8 form, both in memory.
 struct ModelPair {
@@ -130,13 +86,14 @@ void ExpectSameBits(const float* actual, const std::vector<float>& expected,
   }
 }
 
-class QuantizedForwardTest : public ::testing::TestWithParam<std::tuple<Shape, int32_t>> {};
+class QuantizedForwardTest
+    : public ::testing::TestWithParam<std::tuple<testing::NamedShape, int32_t>> {};
 
 TEST_P(QuantizedForwardTest, VariantsAndPrefillAgreeBitForBitAndStayCloseToFp32) {
   const ModelConfig config = std::get<0>(GetParam()).config;
   const int32_t group_size = std::get<1>(GetParam());
   ModelPair models(config, 11, group_size);
-  const std::vector<int32_t> tokens = TokenSequence(config.vocab_size, kTokens);
+  const std::vector<int32_t> tokens = testing::TokenSequence(config.vocab_size, kTokens);
   const int32_t vocab = config.vocab_size;
 
   // The portable int8 kernels, token by token, are the reference of every other run. The fp32
@@ -197,7 +154,7 @@ std::string Name(const ::testing::TestParamInfo<QuantizedForwardTest::ParamType>
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, QuantizedForwardTest,
-                         ::testing::Combine(::testing::ValuesIn(Shapes()),
+                         ::testing::Combine(::testing::ValuesIn(testing::ForwardShapes()),
                                             ::testing::Values(32, 64)),
                          Name);
 

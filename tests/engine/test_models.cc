@@ -23,6 +23,57 @@ ModelConfig TinyConfig() {
           .shared_classifier = false};
 }
 
+void PrintTo(const NamedShape& shape, std::ostream* os) { *os << shape.name; }
+
+std::vector<NamedShape> ForwardShapes() {
+  return {
+      {"MultiHeadShared",
+       {.dim = 64,
+        .hidden_dim = 172,
+        .n_layers = 2,
+        .n_heads = 4,
+        .n_kv_heads = 4,
+        .vocab_size = 300,
+        .seq_len = 160,
+        .shared_classifier = true}},
+      {"GroupedQuerySeparate",
+       {.dim = 96,
+        .hidden_dim = 200,
+        .n_layers = 3,
+        .n_heads = 6,
+        .n_kv_heads = 2,
+        .vocab_size = 257,
+        .seq_len = 160,
+        .shared_classifier = false}},
+      {"OddSizesMultiQuery",
+       {.dim = 36,
+        .hidden_dim = 37,
+        .n_layers = 1,
+        .n_heads = 3,
+        .n_kv_heads = 1,
+        .vocab_size = 19,
+        .seq_len = 144,
+        .shared_classifier = false}},
+      {"OddSizesShared",
+       {.dim = 20,
+        .hidden_dim = 53,
+        .n_layers = 2,
+        .n_heads = 2,
+        .n_kv_heads = 1,
+        .vocab_size = 31,
+        .seq_len = 144,
+        .shared_classifier = true}},
+  };
+}
+
+std::vector<int32_t> TokenSequence(int32_t vocab, int32_t count) {
+  std::vector<int32_t> tokens(count);
+  for (int32_t i = 0; i < count; ++i) {
+    tokens[i] = (i * 7 + 3) % vocab;
+  }
+  return tokens;
+}
+
 void WriteBytes(const std::string& path, std::span<const std::byte> bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()),

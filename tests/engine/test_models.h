@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ostream>
 #include <span>
 #include <string>
 #include <vector>
@@ -25,6 +26,18 @@ struct ModelFiles {
 
 // A small grouped-query model with a vocabulary the generated tokenizer supports.
 ModelConfig TinyConfig();
+
+// A model shape the forward-pass tests run over, named for the test's parameter.
+struct NamedShape {
+  std::string name;
+  ModelConfig config;
+};
+void PrintTo(const NamedShape& shape, std::ostream* os);
+// Multi-head, grouped-query and multi-query attention, shared and separate classifiers, sizes
+// on and off every vector width.
+std::vector<NamedShape> ForwardShapes();
+// `count` tokens below `vocab`: the same sequence in every test.
+std::vector<int32_t> TokenSequence(int32_t vocab, int32_t count);
 
 // Writes `bytes` to `path`; fails the test on error.
 void WriteBytes(const std::string& path, std::span<const std::byte> bytes);
