@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/io.h"
+#include "base/strings.h"
 #include "tests/engine/test_models.h"
 #include "worker/engine/generator.h"
 #include "worker/engine/model.h"
@@ -132,6 +134,40 @@ TEST_F(ModelTest, PrefaultMakesEveryPageResident) {
     sum += *m.ChunkResidentBytes(i);
   }
   EXPECT_EQ(sum, m.bytes().size());
+}
+
+// The VmFlags line of the mapping that starts at `address` in /proc/self/smaps, or "" if none.
+std::string VmFlagsOfMappingAt(const void* address) {
+  Result<std::string> smaps = ReadFileToString("/proc/self/smaps", size_t{64} << 20);
+  if (!smaps) {
+    return "";
+  }
+  char start[32];
+  static_cast<void>(
+      std::snprintf(start, sizeof(start), "%lx-", reinterpret_cast<uintptr_t>(address)));
+  bool inside = false;
+  for (std::string_view line : Split(*smaps, '\n')) {
+    const std::string_view first = line.substr(0, line.find(' '));
+    if (!first.empty() && !first.ends_with(':')) {  // a mapping's header: "start-end perms ..."
+      inside = line.starts_with(start);
+    } else if (inside && line.starts_with("VmFlags:")) {
+      return std::string(line);
+    }
+  }
+  return "";
+}
+
+// Decode streams the weights from huge pages where the kernel can give them (model.cc): the
+// mapping must carry MADV_HUGEPAGE ("hg" in VmFlags) before anything faults it in.
+TEST_F(ModelTest, AsksForHugePagesWhereTheKernelHasThem) {
+  Result<std::string> thp = ReadFileToString("/sys/kernel/mm/transparent_hugepage/enabled", 4096);
+  if (!thp || thp->find("[never]") != std::string::npos) {
+    GTEST_SKIP() << "transparent huge pages are off or absent in this kernel";
+  }
+  Model m = *Model::Open(files_.model);
+  const std::string flags = VmFlagsOfMappingAt(m.bytes().data());
+  ASSERT_FALSE(flags.empty()) << "no mapping at the model's address in /proc/self/smaps";
+  EXPECT_THAT(flags + " ", HasSubstr(" hg ")) << flags;
 }
 
 TEST_F(ModelTest, LockSucceedsWithinTheLimitOrSaysWhatToDo) {
