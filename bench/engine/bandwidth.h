@@ -9,8 +9,9 @@
 
 namespace cellhouse::bench {
 
-// Bytes per second of the best of `repeats` passes reading all of `bytes` (AVX-512 where the
-// CPU has it, else AVX2, else scalar).
+// Bytes per second of the best of `repeats` rounds reading all of `bytes` (AVX-512 where the
+// CPU has it, else AVX2, else scalar), each round once with plain loads and once with each
+// step's lines prefetched just before they are loaded, as the engine's kernels read.
 double StreamReadBandwidth(std::span<const std::byte> bytes, int repeats);
 
 }  // namespace cellhouse::bench

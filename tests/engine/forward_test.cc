@@ -141,7 +141,7 @@ TEST(KernelsTest, AgreeWithScalarLoops) {
       }
       const std::string what =
           std::string(MatVecKernelName(kind)) + " cols " + std::to_string(cols);
-      k.matvec(w.data(), x.data(), y.data(), rows, cols, x.data());
+      k.matvec(w.data(), x.data(), y.data(), rows, cols);
       for (int32_t r = 0; r < rows; ++r) {
         float expect = 0;
         for (int32_t c = 0; c < cols; ++c) {

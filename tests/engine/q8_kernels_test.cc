@@ -273,7 +273,7 @@ void ExpectTokenByTokenSame(const Q8Matrix& w, const std::vector<float>& x, int3
       if (!Q8KernelSupported(variant)) {
         continue;
       }
-      Variant(variant).q8_matmul(w, a1, y.data(), nullptr);
+      Variant(variant).q8_matmul(w, a1, y.data());
       EXPECT_TRUE(SameBits(y, std::span(batch).subspan(static_cast<size_t>(t) * s.rows, s.rows)))
           << Q8KernelName(variant) << " " << what << ": token " << t << " alone";
     }
@@ -296,12 +296,12 @@ TEST(Q8KernelsTest, ProductsAreIdenticalInEveryVariantAndForAnyBatch) {
     const size_t outputs = static_cast<size_t>(c.n) * c.shape.rows;
     // A guard value past the end: nothing may write beyond the last row.
     std::vector<float> expected(outputs + 1, 123.0F);
-    portable.q8_matmul(w, a, expected.data(), nullptr);
+    portable.q8_matmul(w, a, expected.data());
     ASSERT_EQ(expected[outputs], 123.0F) << what;
     ExpectExact(w, a, expected, what);
     for (Q8Kernel variant : VectorVariants()) {
       std::vector<float> y(outputs + 1, 123.0F);
-      Variant(variant).q8_matmul(w, a, y.data(), x.data());
+      Variant(variant).q8_matmul(w, a, y.data());
       EXPECT_TRUE(SameBits(y, expected)) << Q8KernelName(variant) << " " << what;
     }
     if (c.n > 1) {

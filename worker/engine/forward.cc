@@ -46,9 +46,6 @@ const float* LayerOf(std::span<const float> tensor, int32_t layers, int32_t l) {
 }
 Q8Matrix LayerOf(const Q8Tensor& tensor, int32_t /*layers*/, int32_t l) { return tensor.Layer(l); }
 
-const float* Start(const float* matrix) { return matrix; }
-const std::byte* Start(const Q8Matrix& matrix) { return matrix.data; }
-
 void EmbedRow(const ModelWeights& w, int32_t token, float* out) {
   const auto dim = static_cast<size_t>(w.config.dim);
   std::memcpy(out, w.token_embedding.data() + static_cast<size_t>(token) * dim,
@@ -66,21 +63,19 @@ struct Product {
   float* y;
 };
 
-// The products of one input x[n][cols] with each matrix in turn, each prefetching on into the
-// next one (the last into `next`).
+// The products of one input x[n][cols] with each matrix in turn.
 void Project(const ModelWeights& /*w*/, const Kernels& k, RunState& /*s*/, const float* x,
-             int32_t cols, int32_t n, std::initializer_list<Product<const float*>> products,
-             const float* next) {
-  for (const auto* p = products.begin(); p != products.end(); ++p) {
-    MatMul(k, p->w, p->rows, cols, x, p->y, n, p + 1 != products.end() ? (p + 1)->w : next);
+             int32_t cols, int32_t n, std::initializer_list<Product<const float*>> products) {
+  for (const Product<const float*>& p : products) {
+    MatMul(k, p.w, p.rows, cols, x, p.y, n);
   }
 }
 // Int8: the input is quantized once, whatever the number of matrices it meets.
 void Project(const QuantizedWeights& w, const Kernels& k, RunState& s, const float* x, int32_t cols,
-             int32_t n, std::initializer_list<Product<Q8Matrix>> products, const std::byte* next) {
+             int32_t n, std::initializer_list<Product<Q8Matrix>> products) {
   const Q8Activations a = k.q8_quantize(x, n, cols, w.group_size, s.q8_input);
-  for (const auto* p = products.begin(); p != products.end(); ++p) {
-    k.q8_matmul(p->w, a, p->y, p + 1 != products.end() ? (p + 1)->w.data : next);
+  for (const Product<Q8Matrix>& p : products) {
+    k.q8_matmul(p.w, a, p.y);
   }
 }
 
@@ -105,9 +100,8 @@ class ChunkPass {
   // Final norm and classifier for the last token of the chunk.
   const float* Logits() {
     RmsNorm(s_.xb, Row(s_.x, n_ - 1, c_.dim), w_.rms_final.data(), c_.dim);
-    // The next token starts again at the first layer's wq.
     Project(w_, k_, s_, s_.xb, c_.dim, 1,
-            {{LayerOf(w_.classifier, 1, 0), c_.vocab_size, s_.logits}}, Start(Mat(w_.wq, 0)));
+            {{LayerOf(w_.classifier, 1, 0), c_.vocab_size, s_.logits}});
     return s_.logits;
   }
 
@@ -167,8 +161,7 @@ class ChunkPass {
     Project(w_, k_, s_, s_.xb, dim, n_,
             {{Mat(w_.wq, l), dim, s_.q},
              {Mat(w_.wk, l), kv_dim, k_rows},
-             {Mat(w_.wv, l), kv_dim, v_rows}},
-            Start(Mat(w_.wo, l)));
+             {Mat(w_.wv, l), kv_dim, v_rows}});
     for (int32_t b = 0; b < n_; ++b) {
       Rotate(Row(s_.q, b, dim), b, dim);
       Rotate(Row(k_rows, b, kv_dim), b, kv_dim);
@@ -176,7 +169,7 @@ class ChunkPass {
     for (int32_t b = 0; b < n_; ++b) {
       Attend(l, b);
     }
-    Project(w_, k_, s_, s_.xb, dim, n_, {{Mat(w_.wo, l), dim, s_.xb2}}, Start(Mat(w_.w1, l)));
+    Project(w_, k_, s_, s_.xb, dim, n_, {{Mat(w_.wo, l), dim, s_.xb2}});
     for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) {
       s_.x[i] += s_.xb2[i];
     }
@@ -208,8 +201,7 @@ class ChunkPass {
       RmsNorm(Row(s_.xb, b, dim), Row(s_.x, b, dim), Mat(w_.rms_ffn, l), dim);
     }
     Project(w_, k_, s_, s_.xb, dim, n_,
-            {{Mat(w_.w1, l), hidden, s_.hb}, {Mat(w_.w3, l), hidden, s_.hb2}},
-            Start(Mat(w_.w2, l)));
+            {{Mat(w_.w1, l), hidden, s_.hb}, {Mat(w_.w3, l), hidden, s_.hb2}});
     // SwiGLU: silu(w1·x) * (w3·x), silu(v) = v * sigmoid(v).
     for (size_t i = 0; i < static_cast<size_t>(n_) * hidden; ++i) {
       float val = s_.hb[i];
@@ -217,8 +209,7 @@ class ChunkPass {
       val *= s_.hb2[i];
       s_.hb[i] = val;
     }
-    const auto next = Start(l + 1 < c_.n_layers ? Mat(w_.wq, l + 1) : LayerOf(w_.classifier, 1, 0));
-    Project(w_, k_, s_, s_.hb, hidden, n_, {{Mat(w_.w2, l), dim, s_.xb}}, next);
+    Project(w_, k_, s_, s_.hb, hidden, n_, {{Mat(w_.w2, l), dim, s_.xb}});
     for (size_t i = 0; i < static_cast<size_t>(n_) * dim; ++i) {
       s_.x[i] += s_.xb[i];
     }

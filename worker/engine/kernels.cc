@@ -9,8 +9,7 @@ namespace cellhouse::engine {
 
 namespace {
 
-void MatVecBlas(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
-                const float* /*next*/) {
+void MatVecBlas(const float* w, const float* x, float* y, int32_t rows, int32_t cols) {
   cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0F, w, cols, x, 1, 0.0F, y, 1);
 }
 
@@ -161,9 +160,9 @@ Kernels SelectKernels(MatVecKernel kernel) {
 }
 
 void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x, float* y,
-            int32_t n, const float* next) {
+            int32_t n) {
   if (n == 1) {
-    k.matvec(w, x, y, rows, cols, next);
+    k.matvec(w, x, y, rows, cols);
     return;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0F, x, cols, w, cols, 0.0F,

@@ -11,10 +11,10 @@
 // sums are exact, and each output's float accumulation is the same sequence of roundings.
 //
 //   Kernels k = SelectKernels(MatVecKernel::kAuto);
-//   k.matvec(w, x, y, rows, cols, next);      // y[rows] = w[rows][cols] · x[cols]
-//   MatMul(k, w, rows, cols, x, y, n, next);  // y[n][rows] = x[n][cols] · w^T
+//   k.matvec(w, x, y, rows, cols);            // y[rows] = w[rows][cols] · x[cols]
+//   MatMul(k, w, rows, cols, x, y, n);        // y[n][rows] = x[n][cols] · w^T
 //   Q8Activations a = k.q8_quantize(x, n, cols, group_size, buffer);
-//   k.q8_matmul(q8_matrix, a, y, next);       // y[n][rows] = a · q8_matrix^T
+//   k.q8_matmul(q8_matrix, a, y);             // y[n][rows] = a · q8_matrix^T
 //
 // None of them allocates, starts a thread or makes a system call (OpenBLAS's buffer aside: see
 // WarmUpBlas).
@@ -55,8 +55,8 @@ bool Q8KernelSupported(Q8Kernel kernel);
 using Q8QuantizeFn = Q8Activations (*)(const float* x, int32_t n, int32_t cols, int32_t group_size,
                                        const Q8ActivationBuffer& out);
 // y[x.n][w.rows] = x · w^T. x must have been quantized at w's group size from vectors of w.cols
-// values. `next` (may be null) is prefetched on into, as for matvec.
-using Q8MatMulFn = void (*)(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next);
+// values.
+using Q8MatMulFn = void (*)(const Q8Matrix& w, const Q8Activations& x, float* y);
 
 // One layer's attention: query head h (of `heads`) meets kv head h / kv_mul, whose part of
 // position t's cache row is key_h(t) = keys + t * stride + (h / kv_mul) * head_size (the same for
@@ -71,10 +71,8 @@ struct AttentionShape {
 
 struct Kernels {
   MatVecKernel kind = MatVecKernel::kOpenBlas;
-  // y[rows] = w[rows][cols] · x[cols], row-major w. `next` (may be null) is the matrix the
-  // caller multiplies after this one: its start is prefetched while this one finishes.
-  void (*matvec)(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
-                 const float* next) = nullptr;
+  // y[rows] = w[rows][cols] · x[cols], row-major w.
+  void (*matvec)(const float* w, const float* x, float* y, int32_t rows, int32_t cols) = nullptr;
   // Attention of one token over one layer's cache, every head at once (see AttentionShape):
   // scores[h * scores_stride + t] = (q_h · key_h(t)) / divisor for t < count. The rows are read
   // in order, each once, so the cache streams from memory instead of being gathered head by head.
@@ -97,10 +95,9 @@ Kernels SelectKernels(MatVecKernel kernel);
 // and benchmarks that compare the variants.
 Kernels SelectKernels(MatVecKernel kernel, Q8Kernel q8);
 
-// y[n][rows] = x[n][cols] · w[rows][cols]^T: matvec for one row (prefetching on into `next`),
-// sgemm for more.
+// y[n][rows] = x[n][cols] · w[rows][cols]^T: matvec for one row, sgemm for more.
 void MatMul(const Kernels& k, const float* w, int32_t rows, int32_t cols, const float* x, float* y,
-            int32_t n, const float* next);
+            int32_t n);
 
 // One tiny BLAS call. OpenBLAS allocates its work buffer (mmap + mbind) on the first call; the
 // zygote calls this before forking, because mbind is not allowed under the worker's seccomp
@@ -112,14 +109,12 @@ void SetBlasThreads(int threads);
 
 namespace internal {
 // Per-ISA implementations, defined in kernels_avx2.cc and kernels_avx512.cc.
-void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
-                const float* next);
+void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, int32_t cols);
 void ScoresAvx2(const float* q, const float* keys, const AttentionShape& shape, int32_t count,
                 float divisor, float* scores);
 void WeightedSumAvx2(const float* weights, const float* values, const AttentionShape& shape,
                      int32_t count, float* out);
-void MatVecAvx512(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
-                  const float* next);
+void MatVecAvx512(const float* w, const float* x, float* y, int32_t rows, int32_t cols);
 void ScoresAvx512(const float* q, const float* keys, const AttentionShape& shape, int32_t count,
                   float divisor, float* scores);
 void WeightedSumAvx512(const float* weights, const float* values, const AttentionShape& shape,
@@ -127,13 +122,13 @@ void WeightedSumAvx512(const float* weights, const float* values, const Attentio
 // Int8, defined in kernels_q8*.cc.
 Q8Activations QuantizeQ8Portable(const float* x, int32_t n, int32_t cols, int32_t group_size,
                                  const Q8ActivationBuffer& out);
-void MatMulQ8Portable(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next);
+void MatMulQ8Portable(const Q8Matrix& w, const Q8Activations& x, float* y);
 Q8Activations QuantizeQ8Avx2(const float* x, int32_t n, int32_t cols, int32_t group_size,
                              const Q8ActivationBuffer& out);
-void MatMulQ8Avx2(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next);
+void MatMulQ8Avx2(const Q8Matrix& w, const Q8Activations& x, float* y);
 Q8Activations QuantizeQ8Avx512(const float* x, int32_t n, int32_t cols, int32_t group_size,
                                const Q8ActivationBuffer& out);
-void MatMulQ8Avx512Vnni(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next);
+void MatMulQ8Avx512Vnni(const Q8Matrix& w, const Q8Activations& x, float* y);
 }  // namespace internal
 
 }  // namespace cellhouse::engine

@@ -7,7 +7,7 @@
 #include <cstddef>
 
 #include "worker/engine/kernels.h"
-#include "worker/engine/prefetch_stream.h"
+#include "worker/engine/prefetch.h"
 
 #define CH_AVX2 __attribute__((target("avx2,fma")))
 
@@ -39,22 +39,20 @@ CH_AVX2 float RowDot(const float* w, const float* x, int32_t cols) {
 
 }  // namespace
 
-// One row after another with a software prefetch ahead of the reads, running on into `next`;
-// see MatVecAvx512 for why.
-CH_AVX2 void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
-                        const float* next) {
+// One row after another, one line of weights per step, prefetched just before it is loaded;
+// see MatVecAvx512.
+CH_AVX2 void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, int32_t cols) {
   constexpr int32_t kStep = 2 * kLanes;  // one cache line of weights per iteration
   const auto stride = static_cast<size_t>(cols);
-  PrefetchStream prefetch(w, static_cast<size_t>(rows) * stride, next);
   for (int32_t r = 0; r < rows; ++r) {
     const float* row = w + static_cast<size_t>(r) * stride;
     __m256 a0 = _mm256_setzero_ps();
     __m256 a1 = _mm256_setzero_ps();
     int32_t c = 0;
     for (; c + kStep <= cols; c += kStep) {
+      IssueEarly<1>(row + c);
       a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(x + c), a0);
       a1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + c + kLanes), _mm256_loadu_ps(x + c + kLanes), a1);
-      _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
     }
     for (; c + kLanes <= cols; c += kLanes) {
       a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(x + c), a0);

@@ -7,7 +7,7 @@
 #include <cstddef>
 
 #include "worker/engine/kernels.h"
-#include "worker/engine/prefetch_stream.h"
+#include "worker/engine/prefetch.h"
 
 #define CH_AVX512 __attribute__((target("avx512f")))
 
@@ -54,32 +54,24 @@ CH_AVX512 float RowDot(const float* w, const float* x, int32_t cols) {
 
 }  // namespace
 
-// One row after another, with a software prefetch kPrefetchBytes ahead of the reads in the
-// matrix's own (contiguous) memory. The hardware prefetchers stop at every 4 KiB page boundary
-// of the page-cache mapping; the software prefetch does not, and keeps enough lines in flight to
-// stream at the machine's read bandwidth on one core (measured: ~16 GB/s for four interleaved
-// rows without it, ~29 GB/s with it, against ~30 GB/s for a plain streaming read). Past the end
-// of the matrix the prefetch runs on into `next`, the matrix the caller multiplies next, so the
-// stream does not drain between matrices. A prefetch never faults.
-CH_AVX512 void MatVecAvx512(const float* w, const float* x, float* y, int32_t rows, int32_t cols,
-                            const float* next) {
+// One row after another, two lines of weights per step, each step's lines prefetched just
+// before they are loaded (see prefetch.h). Rows are contiguous, so the reads are one sequential
+// run through the matrix.
+CH_AVX512 void MatVecAvx512(const float* w, const float* x, float* y, int32_t rows, int32_t cols) {
   constexpr int32_t kStep = 2 * kLanes;
   const auto stride = static_cast<size_t>(cols);
-  PrefetchStream prefetch(w, static_cast<size_t>(rows) * stride, next);
   for (int32_t r = 0; r < rows; ++r) {
     const float* row = w + static_cast<size_t>(r) * stride;
     __m512 a0 = _mm512_setzero_ps();
     __m512 a1 = _mm512_setzero_ps();
     int32_t c = 0;
     for (; c + kStep <= cols; c += kStep) {
+      IssueEarly<2>(row + c);
       a0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + c), _mm512_loadu_ps(x + c), a0);
-      _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
       a1 = _mm512_fmadd_ps(_mm512_loadu_ps(row + c + kLanes), _mm512_loadu_ps(x + c + kLanes), a1);
-      _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
     }
     for (; c + kLanes <= cols; c += kLanes) {
       a0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + c), _mm512_loadu_ps(x + c), a0);
-      _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
     }
     if (c < cols) {
       const __mmask16 m = TailMask(cols - c);

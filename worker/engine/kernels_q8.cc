@@ -73,7 +73,7 @@ Q8Activations QuantizeQ8Portable(const float* x, int32_t n, int32_t cols, int32_
           .group_size = group_size};
 }
 
-void MatMulQ8Portable(const Q8Matrix& w, const Q8Activations& x, float* y, const void* /*next*/) {
+void MatMulQ8Portable(const Q8Matrix& w, const Q8Activations& x, float* y) {
   const Q8Shape& s = w.shape;
   for (int32_t b = 0; b < s.RowBlocks(); ++b) {
     const int32_t rows = std::min(kQ8TileRows, s.rows - b * kQ8TileRows);

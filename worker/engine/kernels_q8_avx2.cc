@@ -13,7 +13,7 @@
 
 #include "worker/engine/kernels.h"
 #include "worker/engine/kernels_q8_common.h"
-#include "worker/engine/prefetch_stream.h"
+#include "worker/engine/prefetch.h"
 
 #define CH_AVX2 __attribute__((target("avx2")))
 
@@ -125,26 +125,17 @@ CH_AVX2 inline void StoreRows(float* y, int32_t rows, __m256 lo, __m256 hi) {
 }
 
 template <size_t kLines>
-CH_AVX2 void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next) {
+CH_AVX2 void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y) {
   constexpr size_t kTileBytes = (kLines + 1) * kQ8LineBytes;
   constexpr size_t kGroupSize = 4 * kLines;
   const Q8Shape& s = w.shape;
   const int32_t groups = s.Groups();
   const std::byte* tile = w.data;
-  PrefetchStream prefetch(w.data, kTileBytes * static_cast<size_t>(groups) * s.RowBlocks(), next);
   for (int32_t b = 0; b < s.RowBlocks(); ++b) {
     __m256 lo = _mm256_setzero_ps();
     __m256 hi = _mm256_setzero_ps();
     for (int32_t g = 0; g < groups; ++g, tile += kTileBytes) {
-      if (const char* run = prefetch.NextRun(kLines + 1)) {
-        for (size_t c = 0; c <= kLines; ++c) {
-          _mm_prefetch(run + c * kQ8LineBytes, _MM_HINT_T0);
-        }
-      } else {
-        for (size_t c = 0; c <= kLines; ++c) {
-          _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
-        }
-      }
+      IssueEarly<kLines + 1>(tile);  // see prefetch.h
       AccumulateTile<kLines>(tile, x.q + static_cast<size_t>(g) * kGroupSize, x.scale[g], lo, hi);
     }
     StoreRows(y + static_cast<size_t>(b) * kQ8TileRows, s.rows - b * kQ8TileRows, lo, hi);
@@ -207,10 +198,10 @@ CH_AVX2 Q8Activations QuantizeQ8Avx2(const float* x, int32_t n, int32_t cols, in
           .group_size = group_size};
 }
 
-CH_AVX2 void MatMulQ8Avx2(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next) {
+CH_AVX2 void MatMulQ8Avx2(const Q8Matrix& w, const Q8Activations& x, float* y) {
   const bool small_groups = w.shape.group_size == 32;
   if (x.n == 1) {
-    small_groups ? MatVec<8>(w, x, y, next) : MatVec<16>(w, x, y, next);
+    small_groups ? MatVec<8>(w, x, y) : MatVec<16>(w, x, y);
   } else {
     small_groups ? MatMul<8>(w, x, y) : MatMul<16>(w, x, y);
   }

@@ -14,7 +14,7 @@
 
 #include "worker/engine/kernels.h"
 #include "worker/engine/kernels_q8_common.h"
-#include "worker/engine/prefetch_stream.h"
+#include "worker/engine/prefetch.h"
 
 #define CH_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 
@@ -104,30 +104,15 @@ CH_VNNI void QuantizeGroup(const float* v, int32_t count, int8_t* q, float* scal
   *offset_sum = kQ8Offset * SumLanes(sum);
 }
 
-// One prefetch per line of the tile kLines lines ahead (see prefetch_stream.h).
-template <size_t kLines>
-inline void PrefetchTile(PrefetchStream& prefetch) {
-  if (const char* run = prefetch.NextRun(kLines)) {
-    for (size_t i = 0; i < kLines; ++i) {
-      _mm_prefetch(run + i * kQ8LineBytes, _MM_HINT_T0);
-    }
-  } else {
-    for (size_t i = 0; i < kLines; ++i) {
-      _mm_prefetch(prefetch.Next(), _MM_HINT_T0);
-    }
-  }
-}
-
 // One token: the 16 row sums of a block stay in registers across all groups.
 template <size_t kLines>
-CH_VNNI void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const void* next) {
+CH_VNNI void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y) {
   constexpr size_t kTileBytes = (kLines + 1) * kQ8LineBytes;
   constexpr size_t kGroupSize = 4 * kLines;
   const Q8Shape& s = w.shape;
   const int32_t groups = s.Groups();
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   const std::byte* tile = w.data;
-  PrefetchStream prefetch(w.data, kTileBytes * static_cast<size_t>(groups) * s.RowBlocks(), next);
   for (int32_t b = 0; b < s.RowBlocks(); ++b) {
     __m512 acc = _mm512_setzero_ps();
     for (int32_t g = 0; g < groups; ++g, tile += kTileBytes) {
@@ -135,7 +120,9 @@ CH_VNNI void MatVec(const Q8Matrix& w, const Q8Activations& x, float* y, const v
       // Two chains of dot products, so that their latency overlaps.
       __m512i s0 = _mm512_setzero_si512();
       __m512i s1 = _mm512_setzero_si512();
-      PrefetchTile<kLines + 1>(prefetch);
+      // The tile's lines all at once: the loads below sit in the vector scheduler until their
+      // lines arrive, the prefetches do not (see prefetch.h).
+      IssueEarly<kLines + 1>(tile);
       for (size_t c = 0; c < kLines; c += 2) {
         const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(tile + c * kQ8LineBytes), flip);
         const __m512i w1 =
@@ -223,11 +210,10 @@ CH_VNNI Q8Activations QuantizeQ8Avx512(const float* x, int32_t n, int32_t cols, 
           .group_size = group_size};
 }
 
-CH_VNNI void MatMulQ8Avx512Vnni(const Q8Matrix& w, const Q8Activations& x, float* y,
-                                const void* next) {
+CH_VNNI void MatMulQ8Avx512Vnni(const Q8Matrix& w, const Q8Activations& x, float* y) {
   const bool small_groups = w.shape.group_size == 32;
   if (x.n == 1) {
-    small_groups ? MatVec<8>(w, x, y, next) : MatVec<16>(w, x, y, next);
+    small_groups ? MatVec<8>(w, x, y) : MatVec<16>(w, x, y);
   } else {
     small_groups ? MatMul<8>(w, x, y) : MatMul<16>(w, x, y);
   }
