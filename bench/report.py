@@ -437,8 +437,8 @@ def generation(engine, streaming, load, h, plots, md, cpus):
                       met=pre[0]["tokens_per_second"] >= 2 * best["tokens_per_second"])
         md.append(f"Engine alone, one thread (engine_bench: the median over {engine.get('runs', 1)} "
                   f"runs of the best of its {engine.get('repeats', '?')} repeats), against the "
-                  "roofline: measured single-thread read bandwidth / weight bytes read per "
-                  "token.\n")
+                  "roofline: measured single-thread read bandwidth / bytes read per token "
+                  "(every weight, and the KV cache rows of the measurement's mean context).\n")
         md.append("| model | format | kernel | tokens/s | GB/s read | of roofline |")
         md.append("|---|---|---|---:|---:|---:|")
         for r in engine["rows"]:
@@ -719,15 +719,18 @@ def analysis(b):
                 text += ("; int8 weights read about a quarter of the bytes and decode at " + ", ".join(
                     f"{tps / fp32_tps[p]:.2f}× fp32 ({p} {f}, {frac * 100:.0f}% of its own roofline)"
                     for (p, f), (tps, frac) in q8.items() if fp32_tps.get(p)) +
-                    ". Measured split of a 110m int8 token (timers around each step, perf "
-                    "agrees): the int8 matrix products 85% (the classifier 18%), streaming at "
-                    "28-30 GB/s; attention 8-9.5% (its KV cache is on 4 KiB pages, which read at "
-                    "17-22 GB/s); norms, RoPE, SwiGLU, argmax ~5%. What stands between int8 and "
-                    "85% of its roofline: the shared file mapping reads 5-10% slower than the "
-                    "huge-page buffer the roofline is measured on, and the work outside the "
-                    "products does not shrink with the weights; serving the weights from huge "
-                    "pages (a zygote-filled memfd needs shmem THP, off on this host) and a "
-                    "[position][layer] KV layout on huge pages would move both")
+                    ". Measured split of a 110m int8 token at a context of about 70 (timers "
+                    "around each step, perf agrees): the int8 matrix products 84%, streaming at "
+                    "31-33 GB/s, close to the read roofline; attention 10% (scores 4.7%, softmax "
+                    "1%, weighted sum 4.5%), reading its KV cache at only 13-15 GB/s: each layer's "
+                    "rows are a run of a few hundred KiB written a whole pass over the weights "
+                    "earlier, too short for the prefetchers to reach full speed; norms, RoPE, "
+                    "SwiGLU, argmax ~5%. The weights stream from 2 MiB pages (the mapping asks "
+                    "for them, and the page cache of ext4 on this kernel provides them), and each "
+                    "kernel step prefetches its own lines just before loading them, which keeps "
+                    "more misses in flight than loads alone (a look-ahead prefetch measured "
+                    "slower). What would move int8 further: an fp16 KV cache (half the attention "
+                    "bytes), and fetching a layer's KV rows while its projections stream")
         text += ". "
         if bw:
             ratio_bw = bw["all_threads_bytes_per_second"] / bw["one_thread_bytes_per_second"]

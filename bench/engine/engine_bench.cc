@@ -5,8 +5,9 @@
 //   OPENBLAS_NUM_THREADS=1 build/bin/engine_bench [--models 15m,110m] [--group-sizes 32,64]
 //                                                 [--json FILE]
 //
-// Decode reads every weight once per token, so its roofline is bandwidth / (bytes of weights
-// read per token, in the format at hand); the "roofline" column is the fraction of that reached.
+// Decode reads every weight once per token, and the KV cache of every earlier position, so its
+// roofline is bandwidth / (those bytes per token, for the format at hand and the mean context of
+// the measurement); the "roofline" column is the fraction of that reached.
 // Every model is dropped from the page cache and read back from disk before it runs, as a zygote
 // reads it, and every figure is the best of --repeats rounds that each measure every format and
 // kernel once. Figures only: nothing here asserts anything about time. --json FILE also writes
@@ -61,9 +62,8 @@ struct Options {
 using JsonRows = std::vector<std::string>;
 
 // Bytes of weights one decode step reads: every matrix, the norms, the classifier, and one row
-// of the embedding table (for int8, the tiles that row lies in). The KV cache read by attention
-// is not weights, and not counted.
-double DecodeBytesPerToken(const engine::Model& model) {
+// of the embedding table (for int8, the tiles that row lies in).
+double WeightBytesPerToken(const engine::Model& model) {
   const ModelConfig& c = model.config();
   const double d = c.dim;
   const double norms = 4.0 * (2 * d * c.n_layers + d);
@@ -82,6 +82,15 @@ double DecodeBytesPerToken(const engine::Model& model) {
   const double per_layer = 2 * d * d + 2 * kv * d + 3 * d * h;
   return 4.0 * (c.n_layers * per_layer + v * d + d) + norms;
 }
+
+// Bytes of KV cache one decode step reads at `context` positions: every layer's key and value
+// row of each (fp32, as RunState keeps them), whatever the weights' format.
+double KvBytesPerToken(const ModelConfig& c, double context) {
+  return 2.0 * c.n_layers * c.kv_dim() * sizeof(float) * context;
+}
+
+// The prompt decode is measured after.
+constexpr const char* kDecodePrompt = "Once upon a time";
 
 // A prompt of at least `tokens` tokens (BOS included).
 std::string PromptOf(const engine::Tokenizer& tok, int32_t tokens) {
@@ -163,7 +172,9 @@ struct Format {
   std::string key;  // "fp32", "q8-g32", ...: the format column of the JSON rows
   const engine::Model* model = nullptr;
   double mapping_bw = 0;
-  double bytes_per_token = 0;
+  double weight_bytes_per_token = 0;
+  double kv_bytes_per_token = 0;
+  double bytes_per_token = 0;  // the two above
   double roofline_tps = 0;
   double best_decode = 0;  // over its kernels
   Rates prefill;
@@ -189,14 +200,13 @@ std::string KernelName(const engine::Model& model, MatVecKernel k) {
 // rather than every repeat of one figure.
 Status MeasureInRounds(std::vector<DecodeRun>& runs, std::vector<Format>& formats,
                        const engine::Tokenizer& tok, const Options& o) {
-  const std::string short_prompt = "Once upon a time";
   const int32_t seq_len = formats.front().model->config().seq_len;
   const auto prefill_n = static_cast<int32_t>(std::min<int64_t>(o.prefill_tokens, seq_len - 16));
   const std::string long_prompt = PromptOf(tok, prefill_n);
   for (int64_t round = 0; round < o.repeats; ++round) {
     for (DecodeRun& run : runs) {
       CH_ASSIGN_OR_RETURN(
-          Rates r, Measure(*run.format->model, tok, short_prompt, run.tokens, run.kernel, 1));
+          Rates r, Measure(*run.format->model, tok, kDecodePrompt, run.tokens, run.kernel, 1));
       run.best = std::max(run.best, r.decode_tps);
     }
     for (Format& f : formats) {
@@ -213,9 +223,10 @@ void PrintFormat(const Format& f, const std::vector<DecodeRun>& runs) {
   Printf(stdout, "   -- %s: file %s; streaming read of the mapping %.2f GB/s\n", f.label.c_str(),
          FormatBytes(f.model->bytes().size()).c_str(), f.mapping_bw / 1e9);
   Printf(stdout,
-         "      weights read per token %.1f MB; roofline %.2f GB/s / %.1f MB = %.1f tokens/s\n",
-         f.bytes_per_token / 1e6, f.roofline_tps * f.bytes_per_token / 1e9, f.bytes_per_token / 1e6,
-         f.roofline_tps);
+         "      read per token: weights %.1f MB + KV cache %.1f MB = %.1f MB; roofline %.2f GB/s / "
+         "%.1f MB = %.1f tokens/s\n",
+         f.weight_bytes_per_token / 1e6, f.kv_bytes_per_token / 1e6, f.bytes_per_token / 1e6,
+         f.roofline_tps * f.bytes_per_token / 1e9, f.bytes_per_token / 1e6, f.roofline_tps);
   Printf(stdout, "      %-12s %12s %10s %9s\n", "decode", "tokens/s", "GB/s", "roofline");
   for (const DecodeRun& run : runs) {
     if (run.format == &f) {
@@ -240,7 +251,9 @@ void AddJsonRows(const std::string& preset, const Format& f, const std::vector<D
                      .Add("file_bytes", static_cast<uint64_t>(f.model->bytes().size()))
                      .Add("mapping_bytes_per_second", f.mapping_bw)
                      .Add("roofline_bytes_per_second", f.roofline_tps * f.bytes_per_token)
-                     .Add("weight_bytes_per_token", f.bytes_per_token)
+                     .Add("weight_bytes_per_token", f.weight_bytes_per_token)
+                     .Add("kv_bytes_per_token", f.kv_bytes_per_token)
+                     .Add("bytes_per_token", f.bytes_per_token)
                      .Add("roofline_tokens_per_second", f.roofline_tps)
                      .Render());
   for (const DecodeRun& run : runs) {
@@ -321,16 +334,23 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
     f.key = keys[i];
     f.model = &models[i];
     f.mapping_bw = StreamReadBandwidth(models[i].bytes(), 5);
-    f.bytes_per_token = DecodeBytesPerToken(models[i]);
+    f.weight_bytes_per_token = WeightBytesPerToken(models[i]);
     if (models[i].bytes().size() >= kMinBytesForBandwidth) {
       bw = std::max(bw, f.mapping_bw);
     }
   }
-  for (Format& f : formats) {
-    f.roofline_tps = bw / f.bytes_per_token;
-  }
   const auto decode_new =
       static_cast<int32_t>(std::min<int64_t>(o.decode_tokens, config.seq_len - 16));
+  // The prompt's prefill yields the first new token; the timed steps then attend to P + 1, ...,
+  // P + decode_new - 1 positions: P + decode_new / 2 on average.
+  CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, tok.Encode(kDecodePrompt, {.add_bos = true}));
+  const double mean_context =
+      static_cast<double>(prompt.size()) + static_cast<double>(decode_new) / 2.0;
+  for (Format& f : formats) {
+    f.kv_bytes_per_token = KvBytesPerToken(config, mean_context);
+    f.bytes_per_token = f.weight_bytes_per_token + f.kv_bytes_per_token;
+    f.roofline_tps = bw / f.bytes_per_token;
+  }
   std::vector<DecodeRun> runs;
   for (Format& f : formats) {
     for (MatVecKernel k : {MatVecKernel::kAvx512, MatVecKernel::kAvx2, MatVecKernel::kOpenBlas}) {
