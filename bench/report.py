@@ -376,6 +376,13 @@ def memory_int8(q8, fp32, h, md):
           s["marginal_bytes_per_session"] / MIB, "MiB", "",
           fp32["idle"]["marginal_bytes_per_session"] / MIB if fp32 else None,
           "fp32 marginal" if fp32 else "")
+    c = q8.get("conversation")
+    if c:
+        # An int8 model's KV cache is fp16 (run_state.h): half the bytes per position.
+        h.add(group, f"int8 ({q8['format']}) model: marginal cost of one more session, holding "
+              "a conversation (fp16 KV cache)", c["marginal_bytes_per_session"] / MIB, "MiB", "",
+              fp32["conversation"]["marginal_bytes_per_session"] / MIB if fp32 else None,
+              "fp32 marginal" if fp32 else "")
     md.append(f"### The same on an int8 model ({q8['format']})\n")
     md.append(f"`cellmodel quantize` output, {weights / MIB:.1f} MiB (fp32: "
               f"{fp32['weights_bytes'] / MIB:.1f} MiB). Shared exactly as fp32: total PSS − "
@@ -688,8 +695,8 @@ def analysis(b):
             f"which is its KV cache ({mem['kv_bytes_per_token'] / 1024:.0f} KiB per position), its "
             "fixed state and about 1 MiB of process. What would move it: a shorter policy "
             "context_length does not (the KV cache is touched only as the conversation grows); "
-            "an fp16 or int8 KV cache would halve or quarter the per-position cost; int8 weights "
-            "shrink only the shared part, paid once (below).")
+            "the int8 model's fp16 KV cache halves the per-position cost (below), and an int8 "
+            "cache would quarter it; int8 weights shrink the shared part, paid once.")
     load = b.get("load")
     eng = b.get("engine")
     bw = b.get("bandwidth")
@@ -720,17 +727,19 @@ def analysis(b):
                     f"{tps / fp32_tps[p]:.2f}× fp32 ({p} {f}, {frac * 100:.0f}% of its own roofline)"
                     for (p, f), (tps, frac) in q8.items() if fp32_tps.get(p)) +
                     ". Measured split of a 110m int8 token at a context of about 70 (timers "
-                    "around each step, perf agrees): the int8 matrix products 84%, streaming at "
-                    "31-33 GB/s, close to the read roofline; attention 10% (scores 4.7%, softmax "
-                    "1%, weighted sum 4.5%), reading its KV cache at only 13-15 GB/s: each layer's "
-                    "rows are a run of a few hundred KiB written a whole pass over the weights "
-                    "earlier, too short for the prefetchers to reach full speed; norms, RoPE, "
-                    "SwiGLU, argmax ~5%. The weights stream from 2 MiB pages (the mapping asks "
-                    "for them, and the page cache of ext4 on this kernel provides them), and each "
+                    "around each step, perf agrees): the int8 matrix products 87%, streaming at "
+                    "33-35 GB/s, at the read roofline; attention 7.7% (scores 3.1%, softmax 1.1%, "
+                    "weighted sum 3.5%), reading its fp16 KV cache at only about 9 GB/s: each "
+                    "layer's rows are a run of a few hundred KiB written a whole pass over the "
+                    "weights earlier, too short for the prefetchers to reach full speed; norms, "
+                    "RoPE, SwiGLU, argmax ~5%. The weights stream from 2 MiB pages (the mapping "
+                    "asks for them, and the page cache of ext4 on this kernel provides them); each "
                     "kernel step prefetches its own lines just before loading them, which keeps "
                     "more misses in flight than loads alone (a look-ahead prefetch measured "
-                    "slower). What would move int8 further: an fp16 KV cache (half the attention "
-                    "bytes), and fetching a layer's KV rows while its projections stream")
+                    "slower); an int8 model's KV cache is fp16 (with fp32 keys and values, "
+                    "attention took 10% of the token). What would move int8 further: fetching a "
+                    "layer's KV rows while its projections stream, so that attention stops "
+                    "waiting on memory latency")
         text += ". "
         if bw:
             ratio_bw = bw["all_threads_bytes_per_second"] / bw["one_thread_bytes_per_second"]

@@ -84,9 +84,10 @@ double WeightBytesPerToken(const engine::Model& model) {
 }
 
 // Bytes of KV cache one decode step reads at `context` positions: every layer's key and value
-// row of each (fp32, as RunState keeps them), whatever the weights' format.
-double KvBytesPerToken(const ModelConfig& c, double context) {
-  return 2.0 * c.n_layers * c.kv_dim() * sizeof(float) * context;
+// row of each, in the precision the model's cache keeps them (fp16 for int8 weights).
+double KvBytesPerToken(const engine::Model& model, double context) {
+  return static_cast<double>(engine::KvCacheBytesPerToken(model.config(), model.kv_precision())) *
+         context;
 }
 
 // The prompt decode is measured after.
@@ -347,7 +348,7 @@ Status BenchModel(const std::string& preset, const std::string& dir, double mach
   const double mean_context =
       static_cast<double>(prompt.size()) + static_cast<double>(decode_new) / 2.0;
   for (Format& f : formats) {
-    f.kv_bytes_per_token = KvBytesPerToken(config, mean_context);
+    f.kv_bytes_per_token = KvBytesPerToken(*f.model, mean_context);
     f.bytes_per_token = f.weight_bytes_per_token + f.kv_bytes_per_token;
     f.roofline_tps = bw / f.bytes_per_token;
   }

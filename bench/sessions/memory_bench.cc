@@ -325,7 +325,7 @@ Status RunAll(const Options& o, const WorkDir& dir) {
     facts.description = model.Describe();
     facts.weights_bytes = model.bytes().size();
     facts.state_fixed_bytes = engine::StateFixedBytes(model.config());
-    facts.kv_bytes_per_token = engine::KvCacheBytesPerToken(model.config());
+    facts.kv_bytes_per_token = engine::KvCacheBytesPerToken(model.config(), model.kv_precision());
     int64_t conversation = std::min<int64_t>(o.conversation_tokens, model.config().seq_len);
     CH_ASSIGN_OR_RETURN(prompt, PromptOf(tokenizer, conversation - o.generated_tokens));
     CH_ASSIGN_OR_RETURN(std::vector<int32_t> encoded, tokenizer.Encode(prompt, {.add_bos = true}));

@@ -90,8 +90,9 @@ Status Run(const RunFlags& f, engine::MatVecKernel kernel, bool by_steps) {
       model.format() == engine::WeightFormat::kQ8
           ? std::string(engine::Q8KernelName(engine::SelectKernels(kernel).q8_kind)) + " (int8)"
           : std::string(engine::MatVecKernelName(chat.matvec_kernel()));
-  Printf(stderr, "kernel: %s, context %d of %d\n", kernel_name.c_str(), chat.context_used(),
-         chat.context_length());
+  Printf(stderr, "kernel: %s, context %d of %d (%s KV cache)\n", kernel_name.c_str(),
+         chat.context_used(), chat.context_length(),
+         std::string(engine::KvPrecisionName(model.kv_precision())).c_str());
   PrintRates(stats);
   return Ok();
 }

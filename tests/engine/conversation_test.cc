@@ -74,13 +74,13 @@ TEST_F(ConversationTest, FirstTurnIsBosPromptThenGreedyTokens) {
   EXPECT_EQ(c.tokens(), expected);
   // The last token is emitted but not yet processed.
   EXPECT_EQ(c.context_used(), static_cast<int32_t>(expected.size()) - 1);
-  EXPECT_EQ(c.KvBytesInUse(),
-            static_cast<uint64_t>(c.context_used()) * KvCacheBytesPerToken(model_->config()));
+  EXPECT_EQ(c.KvBytesInUse(), static_cast<uint64_t>(c.context_used()) *
+                                  KvCacheBytesPerToken(model_->config(), model_->kv_precision()));
   EXPECT_GT(out.stats.prefill_ns, 0);
   EXPECT_GE(out.stats.time_to_first_token_ns, out.stats.prefill_ns);
 
   // Greedy decoding by hand over the same history gives the same tokens.
-  RunState state = *RunState::Create(model_->config(), 64);
+  RunState state = *RunState::Create(model_->config(), 64, model_->kv_precision());
   Kernels k = SelectKernels(MatVecKernel::kAuto);
   const float* logits = Forward(model_->weights(), k, state, prompt, 0);
   for (size_t i = 0; i < out.tokens.size(); ++i) {
@@ -100,7 +100,7 @@ TEST_F(ConversationTest, SecondTurnContinuesTheHistory) {
   // The same history processed in one go must predict the same continuation.
   std::vector<int32_t> history(two_turns.tokens().begin(),
                                two_turns.tokens().end() - second.stats.generated_tokens);
-  RunState state = *RunState::Create(model_->config(), 128);
+  RunState state = *RunState::Create(model_->config(), 128, model_->kv_precision());
   Kernels k = SelectKernels(MatVecKernel::kAuto);
   const float* logits = Forward(model_->weights(), k, state, history, 0);
   EXPECT_EQ(ArgMax(std::span(logits, model_->config().vocab_size)), second.tokens.at(0));

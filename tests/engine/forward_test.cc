@@ -23,15 +23,7 @@
 namespace cellhouse::engine {
 namespace {
 
-std::vector<MatVecKernel> SupportedKernels() {
-  std::vector<MatVecKernel> kernels;
-  for (MatVecKernel k : {MatVecKernel::kOpenBlas, MatVecKernel::kAvx2, MatVecKernel::kAvx512}) {
-    if (MatVecKernelSupported(k)) {
-      kernels.push_back(k);
-    }
-  }
-  return kernels;
-}
+using testing::SupportedKernels;
 
 constexpr int32_t kTokens = kMaxBatch + 6;  // prefill runs two chunks
 
@@ -68,7 +60,7 @@ class ForwardTest : public ::testing::TestWithParam<std::tuple<testing::NamedSha
     weights_ = *w;
   }
   RunState NewState() {
-    Result<RunState> s = RunState::Create(config_, config_.seq_len);
+    Result<RunState> s = RunState::Create(config_, config_.seq_len, KvPrecision::kF32);
     EXPECT_TRUE(s) << s.error().message();
     return std::move(*s);
   }

@@ -297,7 +297,7 @@ TEST(MalformedQuantizedTest, CorruptedTensorBytesStillRunInBounds) {
     }
     Result<QuantizedWeights> w = ParseQuantizedExact(bytes);
     ASSERT_TRUE(w) << w.error().message();
-    RunState state = *RunState::Create(w->config, w->config.seq_len);
+    RunState state = *RunState::Create(w->config, w->config.seq_len, KvPrecision::kF16);
     static_cast<void>(Forward(*w, k, state, tokens, 0));
     static_cast<void>(Forward(*w, k, state, std::span(tokens).first(1), 3));
   }

@@ -42,15 +42,28 @@ TEST(ModelConfigTest, HelpersAndDescription) {
 
 TEST(RunStateTest, SizesFollowTheConfig) {
   ModelConfig c = testing::TinyConfig();
-  EXPECT_EQ(KvCacheBytesPerToken(c), sizeof(float) * 2 * c.n_layers * c.kv_dim());
+  EXPECT_EQ(KvCacheBytesPerToken(c, KvPrecision::kF32),
+            sizeof(float) * 2 * c.n_layers * c.kv_dim());
+  EXPECT_EQ(KvCacheBytesPerToken(c, KvPrecision::kF16),
+            sizeof(uint16_t) * 2 * c.n_layers * c.kv_dim());
   EXPECT_GT(StateFixedBytes(c), static_cast<uint64_t>(kMaxBatch) * c.hidden_dim * 4);
-  EXPECT_FALSE(RunState::Create(c, 0));
-  EXPECT_FALSE(RunState::Create(c, c.seq_len + 1));
-  Result<RunState> s = RunState::Create(c, c.seq_len);
+  EXPECT_FALSE(RunState::Create(c, 0, KvPrecision::kF32));
+  EXPECT_FALSE(RunState::Create(c, c.seq_len + 1, KvPrecision::kF16));
+  const size_t last = static_cast<size_t>(c.n_layers) * c.seq_len * c.kv_dim() - 1;
+  Result<RunState> s = RunState::Create(c, c.seq_len, KvPrecision::kF32);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->context_length(), c.seq_len);
+  EXPECT_EQ(s->kv_precision(), KvPrecision::kF32);
+  EXPECT_EQ(s->key_cache_half, nullptr);
   // The last cache row is writable (inside the allocation).
-  s->value_cache[static_cast<size_t>(c.n_layers) * c.seq_len * c.kv_dim() - 1] = 1.0F;
+  s->value_cache[last] = 1.0F;
+  Result<RunState> h = RunState::Create(c, c.seq_len, KvPrecision::kF16);
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->kv_precision(), KvPrecision::kF16);
+  EXPECT_EQ(h->key_cache, nullptr);
+  EXPECT_EQ(h->value_cache, nullptr);
+  h->value_cache_half[last] = 0x3C00;  // 1.0
+  h->kv_new[2 * static_cast<size_t>(kMaxBatch) * c.kv_dim() - 1] = 1.0F;
 }
 
 TEST(RunStateTest, UntouchedCachePagesCostNothing) {
@@ -63,9 +76,10 @@ TEST(RunStateTest, UntouchedCachePagesCostNothing) {
                    .vocab_size = 512,
                    .seq_len = 4096,
                    .shared_classifier = true};
-  Result<RunState> s = RunState::Create(c, c.seq_len);
+  Result<RunState> s = RunState::Create(c, c.seq_len, KvPrecision::kF32);
   ASSERT_TRUE(s);
-  const uint64_t cache = KvCacheBytesPerToken(c) * static_cast<uint64_t>(c.seq_len);
+  const uint64_t cache =
+      KvCacheBytesPerToken(c, KvPrecision::kF32) * static_cast<uint64_t>(c.seq_len);
   EXPECT_GE(s->ReservedBytes(), cache);
   Result<uint64_t> resident = s->ResidentBytes();
   ASSERT_TRUE(resident) << resident.error().message();

@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     using cellhouse::engine::RunState;
     auto q8 = cellhouse::engine::ParseQuantizedCheckpoint(bytes, "fuzz.q8");
     if (q8) {
-      auto state = RunState::Create(q8->config, 1);
+      auto state = RunState::Create(q8->config, 1, cellhouse::engine::KvPrecision::kF16);
       if (state) {
         const Kernels k = cellhouse::engine::SelectKernels(MatVecKernel::kAuto);
         const int32_t token = q8->config.vocab_size - 1;

@@ -58,8 +58,9 @@ struct ModelPair {
   QuantizedWeights q8;
 };
 
-RunState NewState(const ModelConfig& config) {
-  Result<RunState> s = RunState::Create(config, config.seq_len);
+// An int8 model's state keeps an fp16 KV cache, as Conversation gives it (Model::kv_precision).
+RunState NewState(const ModelConfig& config, KvPrecision precision = KvPrecision::kF16) {
+  Result<RunState> s = RunState::Create(config, config.seq_len, precision);
   EXPECT_TRUE(s) << s.error().message();
   return std::move(*s);
 }
@@ -129,7 +130,7 @@ TEST_P(QuantizedForwardTest, VariantsAndPrefillAgreeBitForBitAndStayCloseToFp32)
 
   // Close to the fp32 model fed the same tokens.
   const Kernels fp32_kernels = SelectKernels(MatVecKernel::kAuto);
-  RunState fp32_state = NewState(config);
+  RunState fp32_state = NewState(config, KvPrecision::kF32);
   double worst = 0;
   double total = 0;
   int32_t agree = 0;
@@ -169,7 +170,7 @@ TEST(QuantizedAccuracyTest, Stories15mShapeOverThreeHundredSteps) {
   for (int32_t group_size : {32, 64}) {
     ModelPair models(config, 7, group_size);
     const int32_t vocab = config.vocab_size;
-    RunState fp32_state = NewState(config);
+    RunState fp32_state = NewState(config, KvPrecision::kF32);
     RunState q8_state = NewState(config);
     int32_t token = kBosToken;
     double total = 0;

@@ -216,7 +216,9 @@ TEST(SharingTest, ProcessesMappingAModelEachPayTheirShare) {
   }
 }
 
-TEST(SharingTest, AdmissionSizesAreTheSameForBothFormats) {
+// The fixed buffers are the same for both formats; an int8 model's KV cache is fp16, half the
+// bytes per position of an fp32 model's. Admission control counts exactly what is reserved.
+TEST(SharingTest, AdmissionSizesFollowEachFormatsCache) {
   cellhouse::testing::TempDir dir;
   const ModelConfig config = testing::TinyConfig();
   const testing::ModelFiles fp32_files = testing::WriteModelFiles(dir, config, 3);
@@ -225,20 +227,25 @@ TEST(SharingTest, AdmissionSizesAreTheSameForBothFormats) {
   Model q8 = std::move(*Model::Open(q8_files.model));
   ASSERT_EQ(q8.format(), WeightFormat::kQ8);
   EXPECT_EQ(q8.config(), fp32.config());
-  EXPECT_EQ(KvCacheBytesPerToken(q8.config()), KvCacheBytesPerToken(fp32.config()));
+  ASSERT_EQ(q8.kv_precision(), KvPrecision::kF16);
+  ASSERT_EQ(fp32.kv_precision(), KvPrecision::kF32);
+  const uint64_t q8_kv = KvCacheBytesPerToken(q8.config(), q8.kv_precision());
+  EXPECT_EQ(2 * q8_kv, KvCacheBytesPerToken(fp32.config(), fp32.kv_precision()));
   EXPECT_EQ(StateFixedBytes(q8.config()), StateFixedBytes(fp32.config()));
   Tokenizer tok = std::move(*Tokenizer::Open(q8_files.tokenizer, config.vocab_size));
   constexpr int32_t kContext = 100;
   Conversation chat = std::move(*Conversation::Create(q8, tok, kContext));
   ASSERT_TRUE(chat.Turn("Once upon a time", {.max_new_tokens = 20},
                         [](int32_t, std::string_view) { return true; }));
-  EXPECT_EQ(chat.KvBytesInUse(),
-            static_cast<uint64_t>(chat.context_used()) * KvCacheBytesPerToken(config));
+  EXPECT_EQ(chat.KvBytesInUse(), static_cast<uint64_t>(chat.context_used()) * q8_kv);
   // What the state reserves, its int8 buffers included, is what admission control counts.
-  Result<RunState> state = RunState::Create(config, kContext);
-  ASSERT_TRUE(state);
-  EXPECT_LE(state->ReservedBytes(),
-            StateFixedBytes(config) + kContext * KvCacheBytesPerToken(config) + 4096);
+  for (KvPrecision precision : {KvPrecision::kF32, KvPrecision::kF16}) {
+    Result<RunState> state = RunState::Create(config, kContext, precision);
+    ASSERT_TRUE(state);
+    EXPECT_LE(state->ReservedBytes(),
+              StateFixedBytes(config) + kContext * KvCacheBytesPerToken(config, precision) + 4096)
+        << KvPrecisionName(precision);
+  }
 }
 
 }  // namespace

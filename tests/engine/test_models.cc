@@ -117,4 +117,14 @@ ModelFiles WriteQuantizedModelFiles(const cellhouse::testing::TempDir& dir,
   return files;
 }
 
+std::vector<MatVecKernel> SupportedKernels() {
+  std::vector<MatVecKernel> kernels;
+  for (MatVecKernel k : {MatVecKernel::kOpenBlas, MatVecKernel::kAvx2, MatVecKernel::kAvx512}) {
+    if (MatVecKernelSupported(k)) {
+      kernels.push_back(k);
+    }
+  }
+  return kernels;
+}
+
 }  // namespace cellhouse::engine::testing

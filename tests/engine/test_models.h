@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tests/support/test_env.h"
+#include "worker/engine/kernels.h"
 #include "worker/engine/model_config.h"
 
 namespace cellhouse::engine::testing {
@@ -38,6 +39,10 @@ void PrintTo(const NamedShape& shape, std::ostream* os);
 std::vector<NamedShape> ForwardShapes();
 // `count` tokens below `vocab`: the same sequence in every test.
 std::vector<int32_t> TokenSequence(int32_t vocab, int32_t count);
+
+// The matvec and attention kernel sets this CPU can run: OpenBLAS and scalar loops always, AVX2
+// and AVX-512 where present.
+std::vector<MatVecKernel> SupportedKernels();
 
 // Writes `bytes` to `path`; fails the test on error.
 void WriteBytes(const std::string& path, std::span<const std::byte> bytes);

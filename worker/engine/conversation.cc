@@ -41,12 +41,14 @@ Result<Conversation> Conversation::Create(const Model& model, const Tokenizer& t
                  std::to_string(tokenizer.vocab_size()) + " pieces but model '" + model.path() +
                  "' has a vocabulary of " + std::to_string(model.config().vocab_size));
   }
-  CH_ASSIGN_OR_RETURN(RunState state, RunState::Create(model.config(), context_length));
+  CH_ASSIGN_OR_RETURN(RunState state,
+                      RunState::Create(model.config(), context_length, model.kv_precision()));
   return Conversation(model, tokenizer, std::move(state), SelectKernels(options.matvec));
 }
 
 uint64_t Conversation::KvBytesInUse() const {
-  return static_cast<uint64_t>(processed_) * KvCacheBytesPerToken(model_->config());
+  return static_cast<uint64_t>(processed_) *
+         KvCacheBytesPerToken(model_->config(), model_->kv_precision());
 }
 
 Status Conversation::CheckOptions(const TurnOptions& options) const {

@@ -113,9 +113,11 @@ class ChunkPass {
   auto Mat(const Tensor& tensor, int32_t l) const {
     return LayerOf(tensor, c_.n_layers, l);
   }
-  float* CacheAt(float* cache, int32_t l, int32_t position) const {
+  template <typename T>
+  T* CacheAt(T* cache, int32_t l, int32_t position) const {
     return cache + (static_cast<size_t>(l) * s_.context_length() + position) * c_.kv_dim();
   }
+  bool HalfCache() const { return s_.key_cache == nullptr; }
 
   // llama2.c's RoPE frequencies, computed once per position rather than once per layer: the
   // formula depends only on the position and the index within a head.
@@ -155,9 +157,11 @@ class ChunkPass {
     for (int32_t b = 0; b < n_; ++b) {
       RmsNorm(Row(s_.xb, b, dim), Row(s_.x, b, dim), Mat(w_.rms_att, l), dim);
     }
-    // Keys and values go straight into the cache: the chunk's positions are consecutive rows.
-    float* k_rows = CacheAt(s_.key_cache, l, pos_);
-    float* v_rows = CacheAt(s_.value_cache, l, pos_);
+    // Keys and values go straight into an fp32 cache (the chunk's positions are consecutive
+    // rows); for an fp16 one, into kv_new, and are rounded into the cache once rotated.
+    float* k_rows = HalfCache() ? s_.kv_new : CacheAt(s_.key_cache, l, pos_);
+    float* v_rows = HalfCache() ? s_.kv_new + static_cast<size_t>(kMaxBatch) * kv_dim
+                                : CacheAt(s_.value_cache, l, pos_);
     Project(w_, k_, s_, s_.xb, dim, n_,
             {{Mat(w_.wq, l), dim, s_.q},
              {Mat(w_.wk, l), kv_dim, k_rows},
@@ -165,6 +169,11 @@ class ChunkPass {
     for (int32_t b = 0; b < n_; ++b) {
       Rotate(Row(s_.q, b, dim), b, dim);
       Rotate(Row(k_rows, b, kv_dim), b, kv_dim);
+    }
+    if (HalfCache()) {
+      const int32_t values = n_ * kv_dim;  // at most kMaxBatch rows
+      k_.to_half(k_rows, values, CacheAt(s_.key_cache_half, l, pos_));
+      k_.to_half(v_rows, values, CacheAt(s_.value_cache_half, l, pos_));
     }
     for (int32_t b = 0; b < n_; ++b) {
       Attend(l, b);
@@ -187,11 +196,21 @@ class ChunkPass {
                                .stride = static_cast<size_t>(c_.kv_dim()),
                                .scores_stride = static_cast<size_t>(c_.seq_len)};
     const float divisor = std::sqrt(static_cast<float>(head_size));
-    k_.scores(Row(s_.q, b, c_.dim), CacheAt(s_.key_cache, l, 0), shape, count, divisor, s_.scores);
+    const float* q = Row(s_.q, b, c_.dim);
+    if (HalfCache()) {
+      k_.scores_half(q, CacheAt(s_.key_cache_half, l, 0), shape, count, divisor, s_.scores);
+    } else {
+      k_.scores(q, CacheAt(s_.key_cache, l, 0), shape, count, divisor, s_.scores);
+    }
     for (int32_t h = 0; h < c_.n_heads; ++h) {
       Softmax(s_.scores + static_cast<size_t>(h) * shape.scores_stride, count);
     }
-    k_.weighted_sum(s_.scores, CacheAt(s_.value_cache, l, 0), shape, count, Row(s_.xb, b, c_.dim));
+    float* out = Row(s_.xb, b, c_.dim);
+    if (HalfCache()) {
+      k_.weighted_sum_half(s_.scores, CacheAt(s_.value_cache_half, l, 0), shape, count, out);
+    } else {
+      k_.weighted_sum(s_.scores, CacheAt(s_.value_cache, l, 0), shape, count, out);
+    }
   }
 
   void FeedForward(int32_t l) {

@@ -1,9 +1,12 @@
 #include "worker/engine/kernels.h"
 
 #include <cblas.h>
+#include <cpuid.h>
 
 #include <algorithm>
 #include <array>
+
+#include "worker/engine/half.h"
 
 namespace cellhouse::engine {
 
@@ -13,37 +16,59 @@ void MatVecBlas(const float* w, const float* x, float* y, int32_t rows, int32_t 
   cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0F, w, cols, x, 1, 0.0F, y, 1);
 }
 
-void ScoresScalar(const float* q, const float* keys, const AttentionShape& a, int32_t count,
+inline float Load1(const float* p) { return *p; }
+inline float Load1(const uint16_t* p) { return HalfToFloat(*p); }
+
+template <typename T>
+void ScoresScalar(const float* q, const T* keys, const AttentionShape& a, int32_t count,
                   float divisor, float* scores) {
   const int32_t size = a.head_size;
   for (int32_t t = 0; t < count; ++t) {
-    const float* row = keys + static_cast<size_t>(t) * a.stride;
+    const T* row = keys + static_cast<size_t>(t) * a.stride;
     for (int32_t h = 0; h < a.heads; ++h) {
-      const float* k = row + static_cast<size_t>(h / a.kv_mul) * size;
+      const T* k = row + static_cast<size_t>(h / a.kv_mul) * size;
       const float* qh = q + static_cast<size_t>(h) * size;
       float sum = 0;
       for (int32_t i = 0; i < size; ++i) {
-        sum += qh[i] * k[i];
+        sum += qh[i] * Load1(k + i);
       }
       scores[static_cast<size_t>(h) * a.scores_stride + t] = sum / divisor;
     }
   }
 }
 
-void WeightedSumScalar(const float* weights, const float* values, const AttentionShape& a,
+template <typename T>
+void WeightedSumScalar(const float* weights, const T* values, const AttentionShape& a,
                        int32_t count, float* out) {
   const int32_t size = a.head_size;
   std::fill_n(out, static_cast<size_t>(a.heads) * size, 0.0F);
   for (int32_t t = 0; t < count; ++t) {
-    const float* row = values + static_cast<size_t>(t) * a.stride;
+    const T* row = values + static_cast<size_t>(t) * a.stride;
     for (int32_t h = 0; h < a.heads; ++h) {
-      const float* v = row + static_cast<size_t>(h / a.kv_mul) * size;
+      const T* v = row + static_cast<size_t>(h / a.kv_mul) * size;
       const float w = weights[static_cast<size_t>(h) * a.scores_stride + t];
       float* o = out + static_cast<size_t>(h) * size;
       for (int32_t i = 0; i < size; ++i) {
-        o[i] += w * v[i];
+        o[i] += w * Load1(v + i);
       }
     }
+  }
+}
+
+// F16C (vcvtps2ph, vcvtph2ps), which the AVX2 kernels use for an fp16 KV cache. Every CPU with
+// AVX2 has it, but it is a feature bit of its own (CPUID leaf 1, ECX bit 29), and neither
+// compiler's __builtin_cpu_supports knows it by name.
+bool HasF16c() {
+  unsigned eax = 0;
+  unsigned ebx = 0;
+  unsigned ecx = 0;
+  unsigned edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
+void ToHalfPortable(const float* x, int32_t n, uint16_t* out) {
+  for (int32_t i = 0; i < n; ++i) {
+    out[i] = FloatToHalf(x[i]);
   }
 }
 
@@ -69,7 +94,7 @@ bool MatVecKernelSupported(MatVecKernel kernel) {
     case MatVecKernel::kOpenBlas:
       return true;
     case MatVecKernel::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c();
     case MatVecKernel::kAvx512:
       return __builtin_cpu_supports("avx512f");
   }
@@ -122,13 +147,28 @@ Kernels SelectKernels(MatVecKernel kernel, Q8Kernel q8) {
   Kernels k;
   switch (kernel) {
     case MatVecKernel::kAvx512:
-      k = {kernel, internal::MatVecAvx512, internal::ScoresAvx512, internal::WeightedSumAvx512};
+      k = {kernel,
+           internal::MatVecAvx512,
+           internal::ScoresAvx512,
+           internal::WeightedSumAvx512,
+           internal::ScoresHalfAvx512,
+           internal::WeightedSumHalfAvx512,
+           internal::ToHalfAvx512};
       break;
     case MatVecKernel::kAvx2:
-      k = {kernel, internal::MatVecAvx2, internal::ScoresAvx2, internal::WeightedSumAvx2};
+      k = {kernel,
+           internal::MatVecAvx2,
+           internal::ScoresAvx2,
+           internal::WeightedSumAvx2,
+           internal::ScoresHalfAvx2,
+           internal::WeightedSumHalfAvx2,
+           internal::ToHalfAvx2};
       break;
     default:
-      k = {MatVecKernel::kOpenBlas, MatVecBlas, ScoresScalar, WeightedSumScalar};
+      k = {MatVecKernel::kOpenBlas, MatVecBlas,
+           ScoresScalar<float>,     WeightedSumScalar<float>,
+           ScoresScalar<uint16_t>,  WeightedSumScalar<uint16_t>,
+           ToHalfPortable};
       break;
   }
   k.q8_kind = q8;

@@ -82,6 +82,15 @@ struct Kernels {
   // of t; rows read in order, each once.
   void (*weighted_sum)(const float* weights, const float* values, const AttentionShape& shape,
                        int32_t count, float* out) = nullptr;
+  // The same two over an fp16 cache (an int8 model's, run_state.h): each value is widened
+  // exactly, then meets the same operations in the same order.
+  void (*scores_half)(const float* q, const uint16_t* keys, const AttentionShape& shape,
+                      int32_t count, float divisor, float* scores) = nullptr;
+  void (*weighted_sum_half)(const float* weights, const uint16_t* values,
+                            const AttentionShape& shape, int32_t count, float* out) = nullptr;
+  // out[i] = x[i] rounded to half precision, to nearest even (half.h): keys and values on their
+  // way into an fp16 cache. Every variant gives the same bits.
+  void (*to_half)(const float* x, int32_t n, uint16_t* out) = nullptr;
   // Int8 checkpoints.
   Q8Kernel q8_kind = Q8Kernel::kPortable;
   Q8QuantizeFn q8_quantize = nullptr;
@@ -114,11 +123,21 @@ void ScoresAvx2(const float* q, const float* keys, const AttentionShape& shape, 
                 float divisor, float* scores);
 void WeightedSumAvx2(const float* weights, const float* values, const AttentionShape& shape,
                      int32_t count, float* out);
+void ScoresHalfAvx2(const float* q, const uint16_t* keys, const AttentionShape& shape,
+                    int32_t count, float divisor, float* scores);
+void WeightedSumHalfAvx2(const float* weights, const uint16_t* values, const AttentionShape& shape,
+                         int32_t count, float* out);
+void ToHalfAvx2(const float* x, int32_t n, uint16_t* out);
 void MatVecAvx512(const float* w, const float* x, float* y, int32_t rows, int32_t cols);
 void ScoresAvx512(const float* q, const float* keys, const AttentionShape& shape, int32_t count,
                   float divisor, float* scores);
 void WeightedSumAvx512(const float* weights, const float* values, const AttentionShape& shape,
                        int32_t count, float* out);
+void ScoresHalfAvx512(const float* q, const uint16_t* keys, const AttentionShape& shape,
+                      int32_t count, float divisor, float* scores);
+void WeightedSumHalfAvx512(const float* weights, const uint16_t* values,
+                           const AttentionShape& shape, int32_t count, float* out);
+void ToHalfAvx512(const float* x, int32_t n, uint16_t* out);
 // Int8, defined in kernels_q8*.cc.
 Q8Activations QuantizeQ8Portable(const float* x, int32_t n, int32_t cols, int32_t group_size,
                                  const Q8ActivationBuffer& out);

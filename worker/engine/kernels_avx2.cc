@@ -1,15 +1,17 @@
 // AVX2 + FMA kernels, for CPUs without AVX-512. Compiled for AVX2 by target attribute only;
-// kernels.cc calls them only when the CPU has AVX2 and FMA.
+// kernels.cc calls them only when the CPU has AVX2, FMA and F16C (the half-precision KV cache).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 
+#include "worker/engine/half.h"
 #include "worker/engine/kernels.h"
 #include "worker/engine/prefetch.h"
 
-#define CH_AVX2 __attribute__((target("avx2,fma")))
+#define CH_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace cellhouse::engine::internal {
 
@@ -24,15 +26,28 @@ CH_AVX2 inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-CH_AVX2 float RowDot(const float* w, const float* x, int32_t cols) {
+// Eight cache values as floats: an fp32 cache as it is, an fp16 one widened (exactly).
+CH_AVX2 inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+CH_AVX2 inline __m256 Load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline float Load1(const float* p) { return *p; }
+inline float Load1(const uint16_t* p) { return HalfToFloat(*p); }
+
+// q · k over `cols` values of a cache row.
+template <typename T>
+CH_AVX2 float RowDot(const float* q, const T* k, int32_t cols) {
   __m256 acc = _mm256_setzero_ps();
   int32_t c = 0;
   for (; c + kLanes <= cols; c += kLanes) {
-    acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), acc);
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), Load8(k + c), acc);
   }
   float sum = HorizontalSum(acc);
+  // Tails as explicit fused multiply-adds: left to the compiler, whether a product and a sum
+  // are contracted would depend on how the value was loaded, and the fp32 and fp16 kernels would
+  // round differently.
   for (; c < cols; ++c) {
-    sum += w[c] * x[c];
+    sum = std::fma(q[c], Load1(k + c), sum);
   }
   return sum;
 }
@@ -65,13 +80,16 @@ CH_AVX2 void MatVecAvx2(const float* w, const float* x, float* y, int32_t rows, 
   }
 }
 
+namespace {
+
 // Scores of heads h .. h + 3 at position t (past the last head, the last one again: computed,
 // not stored), with one combined reduction.
-CH_AVX2 inline void ScoreFourHeads(const float* q, const float* row, const AttentionShape& a,
-                                   int32_t h, int32_t t, __m128 divisors, float* scores) {
+template <typename T>
+CH_AVX2 void ScoreFourHeads(const float* q, const T* row, const AttentionShape& a, int32_t h,
+                            int32_t t, __m128 divisors, float* scores) {
   const int32_t size = a.head_size;
   const int32_t full = size - size % kLanes;
-  std::array<const float*, 4> k{};
+  std::array<const T*, 4> k{};
   std::array<const float*, 4> qh{};
   for (int32_t j = 0; j < 4; ++j) {
     const int32_t head = std::min(h + j, a.heads - 1);
@@ -83,10 +101,10 @@ CH_AVX2 inline void ScoreFourHeads(const float* q, const float* row, const Atten
   __m256 a2 = _mm256_setzero_ps();
   __m256 a3 = _mm256_setzero_ps();
   for (int32_t c = 0; c < full; c += kLanes) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k[0] + c), _mm256_loadu_ps(qh[0] + c), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k[1] + c), _mm256_loadu_ps(qh[1] + c), a1);
-    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k[2] + c), _mm256_loadu_ps(qh[2] + c), a2);
-    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k[3] + c), _mm256_loadu_ps(qh[3] + c), a3);
+    a0 = _mm256_fmadd_ps(Load8(k[0] + c), _mm256_loadu_ps(qh[0] + c), a0);
+    a1 = _mm256_fmadd_ps(Load8(k[1] + c), _mm256_loadu_ps(qh[1] + c), a1);
+    a2 = _mm256_fmadd_ps(Load8(k[2] + c), _mm256_loadu_ps(qh[2] + c), a2);
+    a3 = _mm256_fmadd_ps(Load8(k[3] + c), _mm256_loadu_ps(qh[3] + c), a3);
   }
   const __m256 hs = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
   __m128 sums = _mm_add_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1));
@@ -94,7 +112,7 @@ CH_AVX2 inline void ScoreFourHeads(const float* q, const float* row, const Atten
     alignas(16) std::array<float, 4> extra = {0, 0, 0, 0};
     for (int32_t c = full; c < size; ++c) {
       for (int32_t j = 0; j < 4; ++j) {
-        extra[j] += k[j][c] * qh[j][c];
+        extra[j] = std::fma(Load1(k[j] + c), qh[j][c], extra[j]);
       }
     }
     sums = _mm_add_ps(sums, _mm_load_ps(extra.data()));
@@ -108,15 +126,16 @@ CH_AVX2 inline void ScoreFourHeads(const float* q, const float* row, const Atten
 
 // Position by position, four heads at a time below count rounded down to 4, one combined
 // reduction; see ScoresAvx512.
-CH_AVX2 void ScoresAvx2(const float* q, const float* keys, const AttentionShape& a, int32_t count,
-                        float divisor, float* scores) {
+template <typename T>
+CH_AVX2 void Scores(const float* q, const T* keys, const AttentionShape& a, int32_t count,
+                    float divisor, float* scores) {
   const int32_t size = a.head_size;
   const __m128 divisors = _mm_set1_ps(divisor);
   const int32_t blocked = count - count % 4;
-  RowPrefetch prefetch(keys, a.stride, count);
+  RowPrefetch prefetch(keys, a.stride * sizeof(T), count);
   for (int32_t t = 0; t < count; ++t) {
     prefetch.Row(t);
-    const float* row = keys + static_cast<size_t>(t) * a.stride;
+    const T* row = keys + static_cast<size_t>(t) * a.stride;
     if (t >= blocked) {
       for (int32_t h = 0; h < a.heads; ++h) {
         scores[static_cast<size_t>(h) * a.scores_stride + t] =
@@ -133,30 +152,62 @@ CH_AVX2 void ScoresAvx2(const float* q, const float* keys, const AttentionShape&
 }
 
 // Position by position, each head's outputs accumulating in `out`; see WeightedSumAvx512.
-CH_AVX2 void WeightedSumAvx2(const float* weights, const float* values, const AttentionShape& a,
-                             int32_t count, float* out) {
+template <typename T>
+CH_AVX2 void WeightedSum(const float* weights, const T* values, const AttentionShape& a,
+                         int32_t count, float* out) {
   const int32_t size = a.head_size;
   const size_t outputs = static_cast<size_t>(a.heads) * size;
   for (size_t i = 0; i < outputs; ++i) {
     out[i] = 0.0F;
   }
-  RowPrefetch prefetch(values, a.stride, count);
+  RowPrefetch prefetch(values, a.stride * sizeof(T), count);
   for (int32_t t = 0; t < count; ++t) {
     prefetch.Row(t);
-    const float* row = values + static_cast<size_t>(t) * a.stride;
+    const T* row = values + static_cast<size_t>(t) * a.stride;
     for (int32_t h = 0; h < a.heads; ++h) {
       const float weight = weights[static_cast<size_t>(h) * a.scores_stride + t];
       const __m256 w = _mm256_set1_ps(weight);
-      const float* v = row + static_cast<size_t>(h / a.kv_mul) * size;
+      const T* v = row + static_cast<size_t>(h / a.kv_mul) * size;
       float* o = out + static_cast<size_t>(h) * size;
       int32_t c = 0;
       for (; c + kLanes <= size; c += kLanes) {
-        _mm256_storeu_ps(o + c, _mm256_fmadd_ps(w, _mm256_loadu_ps(v + c), _mm256_loadu_ps(o + c)));
+        _mm256_storeu_ps(o + c, _mm256_fmadd_ps(w, Load8(v + c), _mm256_loadu_ps(o + c)));
       }
       for (; c < size; ++c) {
-        o[c] += weight * v[c];
+        o[c] = std::fma(weight, Load1(v + c), o[c]);
       }
     }
+  }
+}
+
+}  // namespace
+
+CH_AVX2 void ScoresAvx2(const float* q, const float* keys, const AttentionShape& a, int32_t count,
+                        float divisor, float* scores) {
+  Scores(q, keys, a, count, divisor, scores);
+}
+CH_AVX2 void ScoresHalfAvx2(const float* q, const uint16_t* keys, const AttentionShape& a,
+                            int32_t count, float divisor, float* scores) {
+  Scores(q, keys, a, count, divisor, scores);
+}
+CH_AVX2 void WeightedSumAvx2(const float* weights, const float* values, const AttentionShape& a,
+                             int32_t count, float* out) {
+  WeightedSum(weights, values, a, count, out);
+}
+CH_AVX2 void WeightedSumHalfAvx2(const float* weights, const uint16_t* values,
+                                 const AttentionShape& a, int32_t count, float* out) {
+  WeightedSum(weights, values, a, count, out);
+}
+
+// Eight at a time with vcvtps2ph, rounding to nearest even as FloatToHalf does for the rest.
+CH_AVX2 void ToHalfAvx2(const float* x, int32_t n, uint16_t* out) {
+  int32_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  }
+  for (; i < n; ++i) {
+    out[i] = FloatToHalf(x[i]);
   }
 }
 

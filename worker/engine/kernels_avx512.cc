@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 
+#include "worker/engine/half.h"
 #include "worker/engine/kernels.h"
 #include "worker/engine/prefetch.h"
 
@@ -38,16 +39,45 @@ CH_AVX512 inline float HorizontalSum(__m512 v) {
   return _mm_cvtss_f32(s);
 }
 
+// vcvtph2ps and vcvtps2ph, zero-masked with an all-ones mask for the reason Fold gives.
+CH_AVX512 inline __m512 Widen(__m256i halves) {
+  return _mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xFFFF), halves);
+}
+CH_AVX512 inline __m256i Narrow(__m512 v) {
+  return _mm512_maskz_cvtps_ph(static_cast<__mmask16>(0xFFFF), v, _MM_FROUND_TO_NEAREST_INT);
+}
+
+// Sixteen cache values as floats (an fp16 cache widened, exactly), and the first `m` of them.
+CH_AVX512 inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
+CH_AVX512 inline __m512 Load16(const uint16_t* p) {
+  return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+CH_AVX512 inline __m512 LoadFirst(__mmask16 m, const float* p) {
+  return _mm512_maskz_loadu_ps(m, p);
+}
+// Masked 16-bit loads need AVX-512BW; a tail is rare (heads are multiples of 16 wide), so it
+// goes through a zeroed buffer instead.
+CH_AVX512 inline __m512 LoadFirst(__mmask16 m, const uint16_t* p) {
+  alignas(32) std::array<uint16_t, kLanes> lanes{};
+  for (int32_t i = 0; i < kLanes; ++i) {
+    if ((m >> i) & 1U) {
+      lanes[i] = p[i];
+    }
+  }
+  return Widen(_mm256_load_si256(reinterpret_cast<const __m256i*>(lanes.data())));
+}
+
 // One row at a time, for the rows left over by the four-row blocks.
-CH_AVX512 float RowDot(const float* w, const float* x, int32_t cols) {
+template <typename T>
+CH_AVX512 float RowDot(const float* q, const T* k, int32_t cols) {
   __m512 acc = _mm512_setzero_ps();
   int32_t c = 0;
   for (; c + kLanes <= cols; c += kLanes) {
-    acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), acc);
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), Load16(k + c), acc);
   }
   if (c < cols) {
     __mmask16 m = TailMask(cols - c);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + c), _mm512_maskz_loadu_ps(m, x + c), acc);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + c), LoadFirst(m, k + c), acc);
   }
   return HorizontalSum(acc);
 }
@@ -81,22 +111,25 @@ CH_AVX512 void MatVecAvx512(const float* w, const float* x, float* y, int32_t ro
   }
 }
 
+namespace {
+
 // Attention scores: for each position, in order, every head's dot product with that position's
 // row. Positions below count rounded down to 4 take four heads at a time: four independent FMA
 // chains, then one combined reduction of the four accumulators; the last count % 4 positions
 // take one head at a time (RowDot). Each score is the same sequence of operations as when heads
 // were scored one by one, four positions at a time, so the scores did not change.
-CH_AVX512 void ScoresAvx512(const float* q, const float* keys, const AttentionShape& a,
-                            int32_t count, float divisor, float* scores) {
+template <typename T>
+CH_AVX512 void Scores(const float* q, const T* keys, const AttentionShape& a, int32_t count,
+                      float divisor, float* scores) {
   const int32_t size = a.head_size;
   const int32_t full = size - size % kLanes;
   const __mmask16 tail = TailMask(size - full);
   const __m128 divisors = _mm_set1_ps(divisor);
   const int32_t blocked = count - count % 4;
-  RowPrefetch prefetch(keys, a.stride, count);
+  RowPrefetch prefetch(keys, a.stride * sizeof(T), count);
   for (int32_t t = 0; t < count; ++t) {
     prefetch.Row(t);
-    const float* row = keys + static_cast<size_t>(t) * a.stride;
+    const T* row = keys + static_cast<size_t>(t) * a.stride;
     if (t >= blocked) {
       for (int32_t h = 0; h < a.heads; ++h) {
         scores[static_cast<size_t>(h) * a.scores_stride + t] =
@@ -108,7 +141,7 @@ CH_AVX512 void ScoresAvx512(const float* q, const float* keys, const AttentionSh
     }
     for (int32_t h = 0; h < a.heads; h += 4) {
       // Heads h .. h + 3; past the last head, the last one again (computed, not stored).
-      std::array<const float*, 4> k{};
+      std::array<const T*, 4> k{};
       std::array<const float*, 4> qh{};
       for (int32_t j = 0; j < 4; ++j) {
         const int32_t head = std::min(h + j, a.heads - 1);
@@ -120,19 +153,19 @@ CH_AVX512 void ScoresAvx512(const float* q, const float* keys, const AttentionSh
       __m512 a2 = _mm512_setzero_ps();
       __m512 a3 = _mm512_setzero_ps();
       for (int32_t c = 0; c < full; c += kLanes) {
-        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(k[0] + c), _mm512_loadu_ps(qh[0] + c), a0);
-        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(k[1] + c), _mm512_loadu_ps(qh[1] + c), a1);
-        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(k[2] + c), _mm512_loadu_ps(qh[2] + c), a2);
-        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(k[3] + c), _mm512_loadu_ps(qh[3] + c), a3);
+        a0 = _mm512_fmadd_ps(Load16(k[0] + c), _mm512_loadu_ps(qh[0] + c), a0);
+        a1 = _mm512_fmadd_ps(Load16(k[1] + c), _mm512_loadu_ps(qh[1] + c), a1);
+        a2 = _mm512_fmadd_ps(Load16(k[2] + c), _mm512_loadu_ps(qh[2] + c), a2);
+        a3 = _mm512_fmadd_ps(Load16(k[3] + c), _mm512_loadu_ps(qh[3] + c), a3);
       }
       if (full < size) {
-        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k[0] + full),
+        a0 = _mm512_fmadd_ps(LoadFirst(tail, k[0] + full),
                              _mm512_maskz_loadu_ps(tail, qh[0] + full), a0);
-        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k[1] + full),
+        a1 = _mm512_fmadd_ps(LoadFirst(tail, k[1] + full),
                              _mm512_maskz_loadu_ps(tail, qh[1] + full), a1);
-        a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k[2] + full),
+        a2 = _mm512_fmadd_ps(LoadFirst(tail, k[2] + full),
                              _mm512_maskz_loadu_ps(tail, qh[2] + full), a2);
-        a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, k[3] + full),
+        a3 = _mm512_fmadd_ps(LoadFirst(tail, k[3] + full),
                              _mm512_maskz_loadu_ps(tail, qh[3] + full), a3);
       }
       // Each accumulator folded to 8 lanes, then pairwise adds within 128-bit halves leave
@@ -153,32 +186,62 @@ CH_AVX512 void ScoresAvx512(const float* q, const float* keys, const AttentionSh
 // The weighted sum of value rows, position by position in order: each head's outputs accumulate
 // in `out` (a few KiB, in L1), one FMA per 16 values and position, as when they were held in
 // registers head by head.
-CH_AVX512 void WeightedSumAvx512(const float* weights, const float* values, const AttentionShape& a,
-                                 int32_t count, float* out) {
+template <typename T>
+CH_AVX512 void WeightedSum(const float* weights, const T* values, const AttentionShape& a,
+                           int32_t count, float* out) {
   const int32_t size = a.head_size;
   const size_t outputs = static_cast<size_t>(a.heads) * size;
   for (size_t i = 0; i < outputs; ++i) {
     out[i] = 0.0F;
   }
-  RowPrefetch prefetch(values, a.stride, count);
+  RowPrefetch prefetch(values, a.stride * sizeof(T), count);
   for (int32_t t = 0; t < count; ++t) {
     prefetch.Row(t);
-    const float* row = values + static_cast<size_t>(t) * a.stride;
+    const T* row = values + static_cast<size_t>(t) * a.stride;
     for (int32_t h = 0; h < a.heads; ++h) {
       const __m512 w = _mm512_set1_ps(weights[static_cast<size_t>(h) * a.scores_stride + t]);
-      const float* v = row + static_cast<size_t>(h / a.kv_mul) * size;
+      const T* v = row + static_cast<size_t>(h / a.kv_mul) * size;
       float* o = out + static_cast<size_t>(h) * size;
       int32_t c = 0;
       for (; c + kLanes <= size; c += kLanes) {
-        _mm512_storeu_ps(o + c, _mm512_fmadd_ps(w, _mm512_loadu_ps(v + c), _mm512_loadu_ps(o + c)));
+        _mm512_storeu_ps(o + c, _mm512_fmadd_ps(w, Load16(v + c), _mm512_loadu_ps(o + c)));
       }
       if (c < size) {
         const __mmask16 m = TailMask(size - c);
         _mm512_mask_storeu_ps(
-            o + c, m,
-            _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, v + c), _mm512_maskz_loadu_ps(m, o + c)));
+            o + c, m, _mm512_fmadd_ps(w, LoadFirst(m, v + c), _mm512_maskz_loadu_ps(m, o + c)));
       }
     }
+  }
+}
+
+}  // namespace
+
+CH_AVX512 void ScoresAvx512(const float* q, const float* keys, const AttentionShape& a,
+                            int32_t count, float divisor, float* scores) {
+  Scores(q, keys, a, count, divisor, scores);
+}
+CH_AVX512 void ScoresHalfAvx512(const float* q, const uint16_t* keys, const AttentionShape& a,
+                                int32_t count, float divisor, float* scores) {
+  Scores(q, keys, a, count, divisor, scores);
+}
+CH_AVX512 void WeightedSumAvx512(const float* weights, const float* values, const AttentionShape& a,
+                                 int32_t count, float* out) {
+  WeightedSum(weights, values, a, count, out);
+}
+CH_AVX512 void WeightedSumHalfAvx512(const float* weights, const uint16_t* values,
+                                     const AttentionShape& a, int32_t count, float* out) {
+  WeightedSum(weights, values, a, count, out);
+}
+
+// Sixteen at a time with vcvtps2ph, rounding to nearest even as FloatToHalf does for the rest.
+CH_AVX512 void ToHalfAvx512(const float* x, int32_t n, uint16_t* out) {
+  int32_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), Narrow(_mm512_loadu_ps(x + i)));
+  }
+  for (; i < n; ++i) {
+    out[i] = FloatToHalf(x[i]);
   }
 }
 

@@ -26,6 +26,7 @@
 #include "base/result.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/model_config.h"
+#include "worker/engine/run_state.h"
 #include "worker/engine/weights.h"
 
 namespace cellhouse::engine {
@@ -55,6 +56,11 @@ class Model {
   }
   // Columns per int8 group (32 or 64); 0 for fp32.
   int32_t group_size() const;
+  // How a session's KV cache stores keys and values for this model (run_state.h): fp32 for an
+  // fp32 model, fp16 for an int8 one.
+  KvPrecision kv_precision() const {
+    return format() == WeightFormat::kQ8 ? KvPrecision::kF16 : KvPrecision::kF32;
+  }
   std::span<const std::byte> bytes() const { return mapping_.bytes(); }
   const std::string& path() const { return path_; }
 

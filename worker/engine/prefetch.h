@@ -1,7 +1,7 @@
 // Software prefetches of the engine's kernels. Internal to kernels*.cc.
 //
 //   IssueEarly<9>(tile);                              // weights: the lines this step loads next
-//   RowPrefetch rows(keys, kv_dim, count);            // attention: cache rows ahead, in order
+//   RowPrefetch rows(keys, row_bytes, count);         // attention: cache rows ahead, in order
 //   for (t = 0; t < count; ++t) { rows.Row(t); /* read row t */ }
 //
 // Weights stream best with no look-ahead at all: measured on these machines, prefetching 0.5 to
@@ -30,18 +30,18 @@ inline void IssueEarly(const void* p) {
   }
 }
 
-// Attention reads a layer's cache rows in order (rows of `row_floats` floats, `count` of
-// them): Row(t) before reading row t prefetches up to kDistance bytes past its end, never past
-// the last row. The rows were written a layer's worth of weights ago and are in no cache any
-// more, and a layer's rows are only a few hundred KiB: too short a run for the hardware
-// prefetchers to ramp up, so here a look-ahead does help (4 KiB measured best).
+// Attention reads a layer's cache rows in order (rows of `row_bytes` bytes, `count` of them):
+// Row(t) before reading row t prefetches up to kDistance bytes past its end, never past the last
+// row. The rows were written a layer's worth of weights ago and are in no cache any more, and a
+// layer's rows are only a few hundred KiB: too short a run for the hardware prefetchers to ramp up,
+// so here a look-ahead does help (4 KiB measured best).
 class RowPrefetch {
  public:
   static constexpr uintptr_t kDistance = 4096;
 
-  RowPrefetch(const float* rows, size_t row_floats, int32_t count)
+  RowPrefetch(const void* rows, size_t row_bytes, int32_t count)
       : base_(reinterpret_cast<uintptr_t>(rows)),
-        row_bytes_(row_floats * sizeof(float)),
+        row_bytes_(row_bytes),
         issued_(base_),
         end_(base_ + row_bytes_ * static_cast<size_t>(count)) {}
 

@@ -76,7 +76,8 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
   ready.set_chunk_count(static_cast<uint32_t>(model->ChunkCount()));
   ready.set_weights_locked(locked);
   ready.set_seq_len(static_cast<uint32_t>(model->config().seq_len));
-  ready.set_kv_bytes_per_token(engine::KvCacheBytesPerToken(model->config()));
+  ready.set_kv_bytes_per_token(
+      engine::KvCacheBytesPerToken(model->config(), model->kv_precision()));
   ready.set_state_fixed_bytes(engine::StateFixedBytes(model->config()));
   ready.set_vocab_size(static_cast<uint32_t>(model->config().vocab_size));
   ready.set_pid(::getpid());
