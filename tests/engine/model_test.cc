@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include "base/io.h"
-#include "base/strings.h"
 #include "tests/engine/test_models.h"
 #include "worker/engine/generator.h"
 #include "worker/engine/model.h"
@@ -152,20 +151,14 @@ TEST_F(ModelTest, PrefaultMakesEveryPageResident) {
 
 // The VmFlags line of the mapping that starts at `address` in /proc/self/smaps, or "" if none.
 std::string VmFlagsOfMappingAt(const void* address) {
-  Result<std::string> smaps = ReadFileToString("/proc/self/smaps", size_t{64} << 20);
-  if (!smaps) {
-    return "";
-  }
   char start[32];
   static_cast<void>(
       std::snprintf(start, sizeof(start), "%lx-", reinterpret_cast<uintptr_t>(address)));
-  bool inside = false;
-  for (std::string_view line : Split(*smaps, '\n')) {
-    const std::string_view first = line.substr(0, line.find(' '));
-    if (!first.empty() && !first.ends_with(':')) {  // a mapping's header: "start-end perms ..."
-      inside = line.starts_with(start);
-    } else if (inside && line.starts_with("VmFlags:")) {
-      return std::string(line);
+  Result<std::vector<std::string>> fields =
+      testing::SmapsFields([&start](std::string_view h) { return h.starts_with(start); });
+  for (const std::string& line : fields ? *fields : std::vector<std::string>{}) {
+    if (line.starts_with("VmFlags:")) {
+      return line;
     }
   }
   return "";

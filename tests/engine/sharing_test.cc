@@ -36,22 +36,14 @@ struct MappingMemory {
   uint64_t pss = 0;
 };
 
-// Rss and Pss of the mappings of `path` in /proc/self/smaps. The header line of a mapping ends
-// in its path; its fields follow as "Name:   N kB" until the next header.
+// Rss and Pss of the mappings of `path` in /proc/self/smaps (the header line of a mapping ends
+// in its path).
 Result<MappingMemory> MeasureMapping(const std::string& path) {
-  CH_ASSIGN_OR_RETURN(std::string smaps, ReadFileToString("/proc/self/smaps", size_t{64} << 20));
+  CH_ASSIGN_OR_RETURN(
+      std::vector<std::string> fields,
+      testing::SmapsFields([&path](std::string_view h) { return h.ends_with(" " + path); }));
   MappingMemory m;
-  bool inside = false;
-  for (std::string_view line : Split(smaps, '\n')) {
-    // A field's first word ends in ':' ("Pss:", "VmFlags:"); a header's is "start-end".
-    const std::string_view first = line.substr(0, line.find(' '));
-    if (!first.empty() && !first.ends_with(':')) {
-      inside = line.ends_with(" " + path);
-      continue;
-    }
-    if (!inside) {
-      continue;
-    }
+  for (std::string_view line : fields) {
     for (auto [name, total] : {std::pair{std::string_view("Rss:"), &m.rss},
                                std::pair{std::string_view("Pss:"), &m.pss}}) {
       if (line.starts_with(name)) {

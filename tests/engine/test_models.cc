@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "base/io.h"
+#include "base/strings.h"
 #include "worker/engine/generator.h"
 #include "worker/engine/model.h"
 #include "worker/engine/quantize.h"
@@ -115,6 +117,22 @@ ModelFiles WriteQuantizedModelFiles(const cellhouse::testing::TempDir& dir,
   Status t = WriteTokenizer(config.vocab_size, seed, files.tokenizer);
   EXPECT_TRUE(t) << t.error().message();
   return files;
+}
+
+Result<std::vector<std::string>> SmapsFields(const std::function<bool(std::string_view)>& header) {
+  CH_ASSIGN_OR_RETURN(std::string smaps, ReadFileToString("/proc/self/smaps", size_t{64} << 20));
+  std::vector<std::string> fields;
+  bool inside = false;
+  for (std::string_view line : Split(smaps, '\n')) {
+    // A field's first word ends in ':' ("Pss:", "VmFlags:"); a header's is "start-end".
+    const std::string_view first = line.substr(0, line.find(' '));
+    if (!first.empty() && !first.ends_with(':')) {
+      inside = header(line);
+    } else if (inside) {
+      fields.emplace_back(line);
+    }
+  }
+  return fields;
 }
 
 std::vector<MatVecKernel> SupportedKernels() {

@@ -9,11 +9,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "base/result.h"
 #include "tests/support/test_env.h"
 #include "worker/engine/kernels.h"
 #include "worker/engine/model_config.h"
@@ -39,6 +41,10 @@ void PrintTo(const NamedShape& shape, std::ostream* os);
 std::vector<NamedShape> ForwardShapes();
 // `count` tokens below `vocab`: the same sequence in every test.
 std::vector<int32_t> TokenSequence(int32_t vocab, int32_t count);
+
+// The field lines ("Rss:   12 kB", "VmFlags: rd mr ...") of every mapping in /proc/self/smaps
+// whose header line ("start-end perms offset dev inode path") `header` accepts, in order.
+Result<std::vector<std::string>> SmapsFields(const std::function<bool(std::string_view)>& header);
 
 // The matvec and attention kernel sets this CPU can run: OpenBLAS and scalar loops always, AVX2
 // and AVX-512 where present.

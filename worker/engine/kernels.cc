@@ -58,12 +58,16 @@ void WeightedSumScalar(const float* weights, const T* values, const AttentionSha
 // F16C (vcvtps2ph, vcvtph2ps), which the AVX2 kernels use for an fp16 KV cache. Every CPU with
 // AVX2 has it, but it is a feature bit of its own (CPUID leaf 1, ECX bit 29), and neither
 // compiler's __builtin_cpu_supports knows it by name.
+// Asked once: CPUID exits to the hypervisor in a VM, and SelectKernels runs per session.
 bool HasF16c() {
-  unsigned eax = 0;
-  unsigned ebx = 0;
-  unsigned ecx = 0;
-  unsigned edx = 0;
-  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+  static const bool kHas = [] {
+    unsigned eax = 0;
+    unsigned ebx = 0;
+    unsigned ecx = 0;
+    unsigned edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+  }();
+  return kHas;
 }
 
 void ToHalfPortable(const float* x, int32_t n, uint16_t* out) {
