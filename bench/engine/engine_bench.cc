@@ -36,10 +36,10 @@
 #include "base/unique_fd.h"
 #include "bench/engine/bandwidth.h"
 #include "cli/cellctl/json.h"
-#include "worker/engine/conversation.h"
-#include "worker/engine/generator.h"
-#include "worker/engine/kernels.h"
-#include "worker/engine/quantize.h"
+#include "engine/conversation.h"
+#include "engine/formats/generator.h"
+#include "engine/formats/quantize.h"
+#include "engine/kernels/kernels.h"
 
 namespace cellhouse::bench {
 namespace {

@@ -39,9 +39,9 @@
 #include "bench/sessions/bench_common.h"
 #include "cli/cellctl/json.h"
 #include "cli/cellctl/session_client.h"
-#include "worker/engine/model.h"
-#include "worker/engine/run_state.h"
-#include "worker/engine/tokenizer.h"
+#include "engine/model.h"
+#include "engine/run_state.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace cellhouse::bench {
 namespace {

@@ -36,9 +36,9 @@
 #include "bench/sessions/bench_common.h"
 #include "cli/cellctl/json.h"
 #include "cli/cellctl/session_client.h"
-#include "worker/engine/conversation.h"
-#include "worker/engine/model.h"
-#include "worker/engine/tokenizer.h"
+#include "engine/conversation.h"
+#include "engine/model.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace cellhouse::bench {
 namespace {

@@ -7,8 +7,8 @@
 #include "base/strings.h"
 #include "cli/cellmodel/cli_util.h"
 #include "cli/cellmodel/commands.h"
-#include "worker/engine/checkpoint.h"
-#include "worker/engine/model.h"
+#include "engine/formats/checkpoint.h"
+#include "engine/model.h"
 
 namespace cellhouse::cellmodel {
 

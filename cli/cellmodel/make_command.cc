@@ -8,7 +8,7 @@
 #include "base/strings.h"
 #include "cli/cellmodel/cli_util.h"
 #include "cli/cellmodel/commands.h"
-#include "worker/engine/generator.h"
+#include "engine/formats/generator.h"
 
 namespace cellhouse::cellmodel {
 

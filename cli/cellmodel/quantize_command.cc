@@ -13,11 +13,11 @@
 #include "base/strings.h"
 #include "cli/cellmodel/cli_util.h"
 #include "cli/cellmodel/commands.h"
-#include "worker/engine/atomic_file.h"
-#include "worker/engine/checkpoint.h"
-#include "worker/engine/model.h"
-#include "worker/engine/quantize.h"
-#include "worker/engine/tokenizer.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/formats/checkpoint.h"
+#include "engine/formats/quantize.h"
+#include "engine/model.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace cellhouse::cellmodel {
 

@@ -10,8 +10,8 @@
 #include "base/text.h"
 #include "cli/cellmodel/cli_util.h"
 #include "cli/cellmodel/commands.h"
-#include "worker/engine/conversation.h"
-#include "worker/engine/kernels.h"
+#include "engine/conversation.h"
+#include "engine/kernels/kernels.h"
 
 namespace cellhouse::cellmodel {
 

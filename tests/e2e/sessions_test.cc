@@ -13,13 +13,13 @@
 #include "base/io.h"
 #include "base/strings.h"
 #include "cli/cellctl/session_client.h"
+#include "engine/conversation.h"
+#include "engine/model.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "ipc/client.h"
 #include "ipc/messages.h"
 #include "ipc/unix_socket.h"
 #include "tests/support/celld_fixture.h"
-#include "worker/engine/conversation.h"
-#include "worker/engine/model.h"
-#include "worker/engine/tokenizer.h"
 
 namespace cellhouse {
 namespace {

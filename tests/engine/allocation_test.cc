@@ -6,8 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/conversation.h"
 #include "tests/engine/test_models.h"
-#include "worker/engine/conversation.h"
 
 namespace {
 // The one piece of global mutable state in the tests: replacing operator new is the only way to

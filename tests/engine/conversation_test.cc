@@ -6,11 +6,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "engine/conversation.h"
+#include "engine/formats/generator.h"
+#include "engine/forward.h"
+#include "engine/run_state.h"
 #include "tests/engine/test_models.h"
-#include "worker/engine/conversation.h"
-#include "worker/engine/forward.h"
-#include "worker/engine/generator.h"
-#include "worker/engine/run_state.h"
 
 namespace cellhouse::engine {
 namespace {

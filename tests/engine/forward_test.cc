@@ -12,13 +12,13 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/formats/checkpoint.h"
+#include "engine/formats/generator.h"
+#include "engine/forward.h"
+#include "engine/kernels/kernels.h"
+#include "engine/run_state.h"
 #include "tests/engine/reference_model.h"
 #include "tests/engine/test_models.h"
-#include "worker/engine/checkpoint.h"
-#include "worker/engine/forward.h"
-#include "worker/engine/generator.h"
-#include "worker/engine/kernels.h"
-#include "worker/engine/run_state.h"
 
 namespace cellhouse::engine {
 namespace {

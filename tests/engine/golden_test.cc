@@ -8,9 +8,9 @@
 #include <gtest/gtest.h>
 
 #include "base/text.h"
+#include "engine/conversation.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "tests/engine/test_models.h"
-#include "worker/engine/conversation.h"
-#include "worker/engine/tokenizer.h"
 
 namespace cellhouse::engine {
 namespace {

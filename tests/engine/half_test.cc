@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/kernels/half.h"
+#include "engine/kernels/kernels.h"
 #include "tests/engine/test_models.h"
-#include "worker/engine/half.h"
-#include "worker/engine/kernels.h"
 
 namespace cellhouse::engine {
 namespace {

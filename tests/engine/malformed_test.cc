@@ -9,16 +9,16 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "engine/formats/checkpoint.h"
+#include "engine/formats/generator.h"
+#include "engine/formats/quantize.h"
+#include "engine/formats/quantized_checkpoint.h"
+#include "engine/forward.h"
+#include "engine/kernels/kernels.h"
+#include "engine/model.h"
+#include "engine/run_state.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "tests/engine/test_models.h"
-#include "worker/engine/checkpoint.h"
-#include "worker/engine/forward.h"
-#include "worker/engine/generator.h"
-#include "worker/engine/kernels.h"
-#include "worker/engine/model.h"
-#include "worker/engine/quantize.h"
-#include "worker/engine/quantized_checkpoint.h"
-#include "worker/engine/run_state.h"
-#include "worker/engine/tokenizer.h"
 
 namespace cellhouse::engine {
 namespace {

@@ -6,11 +6,11 @@
 #include <gtest/gtest.h>
 
 #include "base/io.h"
+#include "engine/formats/generator.h"
+#include "engine/model.h"
+#include "engine/run_state.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "tests/engine/test_models.h"
-#include "worker/engine/generator.h"
-#include "worker/engine/model.h"
-#include "worker/engine/run_state.h"
-#include "worker/engine/tokenizer.h"
 
 namespace cellhouse::engine {
 namespace {

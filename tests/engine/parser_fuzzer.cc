@@ -7,12 +7,12 @@
 #include <span>
 #include <vector>
 
-#include "worker/engine/checkpoint.h"
-#include "worker/engine/forward.h"
-#include "worker/engine/kernels.h"
-#include "worker/engine/quantized_checkpoint.h"
-#include "worker/engine/run_state.h"
-#include "worker/engine/tokenizer.h"
+#include "engine/formats/checkpoint.h"
+#include "engine/formats/quantized_checkpoint.h"
+#include "engine/forward.h"
+#include "engine/kernels/kernels.h"
+#include "engine/run_state.h"
+#include "engine/tokenizer/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using cellhouse::engine::ParseCheckpoint;

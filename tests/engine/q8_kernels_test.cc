@@ -12,9 +12,9 @@
 
 #include <gtest/gtest.h>
 
-#include "worker/engine/kernels.h"
-#include "worker/engine/q8_matrix.h"
-#include "worker/engine/quantize.h"
+#include "engine/formats/quantize.h"
+#include "engine/kernels/kernels.h"
+#include "engine/kernels/q8_matrix.h"
 
 namespace cellhouse::engine {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "worker/engine/sampler.h"
+#include "engine/sampler.h"
 
 namespace cellhouse::engine {
 namespace {

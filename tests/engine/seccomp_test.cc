@@ -11,9 +11,9 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/conversation.h"
+#include "engine/kernels/kernels.h"
 #include "tests/engine/test_models.h"
-#include "worker/engine/conversation.h"
-#include "worker/engine/kernels.h"
 
 namespace cellhouse::engine {
 namespace {

@@ -23,10 +23,10 @@
 
 #include "base/io.h"
 #include "base/strings.h"
+#include "engine/conversation.h"
+#include "engine/model.h"
+#include "engine/run_state.h"
 #include "tests/engine/test_models.h"
-#include "worker/engine/conversation.h"
-#include "worker/engine/model.h"
-#include "worker/engine/run_state.h"
 
 namespace cellhouse::engine {
 namespace {

@@ -8,9 +8,9 @@
 
 #include "base/io.h"
 #include "base/strings.h"
-#include "worker/engine/generator.h"
-#include "worker/engine/model.h"
-#include "worker/engine/quantize.h"
+#include "engine/formats/generator.h"
+#include "engine/formats/quantize.h"
+#include "engine/model.h"
 
 namespace cellhouse::engine::testing {
 

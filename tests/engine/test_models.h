@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "base/result.h"
+#include "engine/formats/model_config.h"
+#include "engine/kernels/kernels.h"
 #include "tests/support/test_env.h"
-#include "worker/engine/kernels.h"
-#include "worker/engine/model_config.h"
 
 namespace cellhouse::engine::testing {
 

@@ -7,9 +7,9 @@
 #include <gtest/gtest.h>
 
 #include "base/strings.h"
+#include "engine/formats/generator.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "tests/engine/test_models.h"
-#include "worker/engine/generator.h"
-#include "worker/engine/tokenizer.h"
 
 namespace cellhouse::engine {
 namespace {

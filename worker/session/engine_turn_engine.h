@@ -7,9 +7,9 @@
 
 #include <memory>
 
-#include "worker/engine/conversation.h"
-#include "worker/engine/model.h"
-#include "worker/engine/tokenizer.h"
+#include "engine/conversation.h"
+#include "engine/model.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "worker/session/turn_engine.h"
 
 namespace cellhouse::session {

@@ -1,0 +1,149 @@
+#include "engine/conversation.h"
+
+#include <cmath>
+#include <string>
+
+#include "base/clock.h"
+#include "engine/forward.h"
+
+namespace cellhouse::engine {
+
+std::string_view StopReasonName(Conversation::StopReason reason) {
+  switch (reason) {
+    case Conversation::StopReason::kMaxTokens:
+      return "max_tokens";
+    case Conversation::StopReason::kEndOfText:
+      return "end_of_text";
+    case Conversation::StopReason::kContextFull:
+      return "context_full";
+    case Conversation::StopReason::kCancelled:
+      return "cancelled";
+  }
+  return "?";
+}
+
+Conversation::Conversation(const Model& model, const Tokenizer& tokenizer, RunState state,
+                           Kernels kernels)
+    : model_(&model),
+      tokenizer_(&tokenizer),
+      state_(std::move(state)),
+      kernels_(kernels),
+      sampler_(model.config().vocab_size) {
+  // The history never outgrows this (the cache, plus one emitted but unprocessed token), so
+  // generation never reallocates it.
+  tokens_.reserve(static_cast<size_t>(state_.context_length()) + 1);
+}
+
+Result<Conversation> Conversation::Create(const Model& model, const Tokenizer& tokenizer,
+                                          int32_t context_length, Options options) {
+  if (tokenizer.vocab_size() != model.config().vocab_size) {
+    return Error("starting a conversation: the tokenizer has " +
+                 std::to_string(tokenizer.vocab_size()) + " pieces but model '" + model.path() +
+                 "' has a vocabulary of " + std::to_string(model.config().vocab_size));
+  }
+  CH_ASSIGN_OR_RETURN(RunState state,
+                      RunState::Create(model.config(), context_length, model.kv_precision()));
+  return Conversation(model, tokenizer, std::move(state), SelectKernels(options.matvec));
+}
+
+uint64_t Conversation::KvBytesInUse() const {
+  return static_cast<uint64_t>(processed_) *
+         KvCacheBytesPerToken(model_->config(), model_->kv_precision());
+}
+
+Status Conversation::CheckOptions(const TurnOptions& options) const {
+  if (options.max_new_tokens < 0) {
+    return Error("max_new_tokens is " + std::to_string(options.max_new_tokens) +
+                 ", must not be negative");
+  }
+  if (!std::isfinite(options.temperature) || options.temperature < 0.0F) {
+    return Error("temperature must be a finite number >= 0");
+  }
+  if (!std::isfinite(options.top_p)) {
+    return Error("top_p must be a finite number");
+  }
+  return Ok();
+}
+
+Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
+                                                   const TurnOptions& options,
+                                                   const TokenCallback& on_token) {
+  const int64_t start = MonotonicNanos();
+  last_failure_ = Failure::kInvalid;
+  CH_RETURN_IF_ERROR(CheckOptions(options));
+  // No token covers more than max_token_length bytes: a prompt longer than the room left times
+  // that cannot fit, and is refused before the (n log n) encoding.
+  const auto room_bytes = static_cast<uint64_t>(context_length() - processed_) *
+                          static_cast<uint64_t>(tokenizer_->max_token_length());
+  if (prompt.size() > room_bytes) {
+    last_failure_ = Failure::kContextFull;
+    return Error("the prompt of " + std::to_string(prompt.size()) + " bytes cannot fit in the " +
+                 std::to_string(context_length() - processed_) + " positions left of the context");
+  }
+  CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt_tokens,
+                      tokenizer_->Encode(prompt, {.add_bos = tokens_.empty()}));
+  const size_t unprocessed =
+      tokens_.size() - static_cast<size_t>(processed_) + prompt_tokens.size();
+  if (unprocessed == 0) {
+    return Error("the prompt is empty and there is nothing to continue");
+  }
+  const auto room = static_cast<size_t>(context_length() - processed_);
+  if (unprocessed > room) {
+    last_failure_ = Failure::kContextFull;
+    return Error("the prompt needs " + std::to_string(unprocessed) + " positions but only " +
+                 std::to_string(room) + " of the context's " + std::to_string(context_length()) +
+                 " are left");
+  }
+  tokens_.insert(tokens_.end(), prompt_tokens.begin(), prompt_tokens.end());
+  last_failure_ = Failure::kNone;
+
+  TurnStats stats{.prompt_tokens = static_cast<int32_t>(prompt_tokens.size())};
+  // Forward() leaves the last position's logits in state_.logits, where the sampler reads them.
+  Forward(model_->weights(), kernels_, state_,
+          std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_);
+  processed_ = static_cast<int32_t>(tokens_.size());
+  const int64_t prefilled = MonotonicNanos();
+  stats.prefill_ns = prefilled - start;
+  int64_t first_token = prefilled;
+
+  Rng rng(options.seed);
+  const SamplingParams params{.temperature = options.temperature, .top_p = options.top_p};
+  const auto vocab = static_cast<size_t>(model_->config().vocab_size);
+  for (;;) {
+    if (stats.generated_tokens == options.max_new_tokens) {
+      stats.stop = StopReason::kMaxTokens;
+      break;
+    }
+    const int32_t next = sampler_.Sample(std::span(state_.logits, vocab), params, rng);
+    if (next == kBosToken) {
+      stats.stop = StopReason::kEndOfText;
+      break;
+    }
+    const int32_t prev = tokens_.back();
+    tokens_.push_back(next);
+    if (++stats.generated_tokens == 1) {
+      first_token = MonotonicNanos();
+      stats.time_to_first_token_ns = first_token - start;
+    }
+    if (!on_token(next, tokenizer_->Decode(prev, next))) {
+      stats.stop = StopReason::kCancelled;
+      break;
+    }
+    if (stats.generated_tokens == options.max_new_tokens) {
+      stats.stop = StopReason::kMaxTokens;
+      break;
+    }
+    if (processed_ == context_length()) {
+      stats.stop = StopReason::kContextFull;
+      break;
+    }
+    Forward(model_->weights(), kernels_, state_, std::span(&tokens_.back(), 1), processed_);
+    ++processed_;
+  }
+  if (stats.generated_tokens > 0) {
+    stats.decode_ns = MonotonicNanos() - first_token;
+  }
+  return stats;
+}
+
+}  // namespace cellhouse::engine

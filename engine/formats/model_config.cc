@@ -1,0 +1,63 @@
+#include "engine/formats/model_config.h"
+
+#include <string>
+
+#include "engine/formats/checked_math.h"
+
+namespace cellhouse::engine {
+
+Status ModelConfig::Validate() const {
+  struct Field {
+    const char* name;
+    int32_t value;
+  };
+  for (Field f : {Field{"dim", dim}, Field{"hidden_dim", hidden_dim}, Field{"n_layers", n_layers},
+                  Field{"n_heads", n_heads}, Field{"n_kv_heads", n_kv_heads},
+                  Field{"vocab_size", vocab_size}, Field{"seq_len", seq_len}}) {
+    if (f.value <= 0) {
+      return Error(std::string(f.name) + " is " + std::to_string(f.value) + ", must be positive");
+    }
+  }
+  if (dim % n_heads != 0) {
+    return Error("dim " + std::to_string(dim) + " is not a multiple of n_heads " +
+                 std::to_string(n_heads));
+  }
+  if (head_size() % 2 != 0) {
+    return Error("head size " + std::to_string(head_size()) +
+                 " is odd; RoPE rotates pairs of dimensions");
+  }
+  if (n_kv_heads > n_heads || n_heads % n_kv_heads != 0) {
+    return Error("n_kv_heads " + std::to_string(n_kv_heads) + " does not divide n_heads " +
+                 std::to_string(n_heads));
+  }
+  return Ok();
+}
+
+uint64_t ModelConfig::ParameterCount() const {
+  const auto d = static_cast<uint64_t>(dim);
+  const auto h = static_cast<uint64_t>(hidden_dim);
+  const auto kv = static_cast<uint64_t>(kv_dim());
+  const auto v = static_cast<uint64_t>(vocab_size);
+  // Per layer: two RMSNorm weight vectors, wq and wo (dim x dim), wk and wv (kv_dim x dim),
+  // w1, w2 and w3 (hidden x dim).
+  std::optional<uint64_t> per_layer = CheckedMul({d, 2 + 2 * d + 2 * kv + 3 * h});
+  std::optional<uint64_t> layers =
+      per_layer ? CheckedMul({*per_layer, static_cast<uint64_t>(n_layers)}) : std::nullopt;
+  std::optional<uint64_t> embedding = CheckedMul({v, d, shared_classifier ? 1U : 2U});
+  if (!layers || !embedding) {
+    return UINT64_MAX;
+  }
+  std::optional<uint64_t> total = CheckedAdd(*layers, *embedding);
+  total = total ? CheckedAdd(*total, d) : std::nullopt;
+  return total.value_or(UINT64_MAX);
+}
+
+std::string ModelConfig::Describe() const {
+  return "dim " + std::to_string(dim) + ", hidden " + std::to_string(hidden_dim) + ", " +
+         std::to_string(n_layers) + " layers, " + std::to_string(n_heads) + " heads (" +
+         std::to_string(n_kv_heads) + " kv), vocab " + std::to_string(vocab_size) + ", seq " +
+         std::to_string(seq_len) + ", " +
+         (shared_classifier ? "shared classifier" : "separate classifier");
+}
+
+}  // namespace cellhouse::engine

@@ -1,0 +1,97 @@
+// RunState: the mutable memory of one session's forward passes — KV cache and activations —
+// kept apart from the immutable weights. Sized from the model's config and a context length,
+// allocated once as anonymous memory (mmap), so the KV pages of positions never reached are
+// never touched and cost nothing; nothing is allocated per token.
+//
+//   CH_ASSIGN_OR_RETURN(RunState state,
+//                       RunState::Create(model.config(), 512, model.kv_precision()));
+//   // admission control, before creating anything:
+//   uint64_t bytes = StateFixedBytes(config) + 512 * KvCacheBytesPerToken(config, precision);
+//
+// The KV cache holds fp32 for an fp32 model, so that its arithmetic stays llama2.c's exactly,
+// and fp16 for an int8 one: half the bytes attention reads per token and half the memory a
+// conversation costs, for an error far below what the int8 weights already bring.
+#ifndef CELLHOUSE_ENGINE_RUN_STATE_H_
+#define CELLHOUSE_ENGINE_RUN_STATE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "base/mapping.h"
+#include "base/result.h"
+#include "engine/formats/model_config.h"
+#include "engine/kernels/q8_matrix.h"
+
+namespace cellhouse::engine {
+
+// The prompt is processed in chunks of at most this many tokens, so the activation buffers
+// (and their cost per session) are bounded whatever the prompt length.
+inline constexpr int32_t kMaxBatch = 128;
+
+enum class KvPrecision {
+  kF32,
+  kF16,  // IEEE half (half.h)
+};
+std::string_view KvPrecisionName(KvPrecision precision);  // "f32", "f16"
+
+// Bytes of KV cache one context position takes: keys and values, every layer.
+uint64_t KvCacheBytesPerToken(const ModelConfig& config, KvPrecision precision);
+// Bytes of the buffers that do not grow with the context length (activations for a batch of
+// kMaxBatch tokens, their int8 form for quantized checkpoints, new keys and values on their way
+// into an fp16 cache, logits, attention scores, the sampler's workspace). The same for either
+// checkpoint format: every buffer is reserved for both, and a model never touches the pages of
+// those it does not use.
+uint64_t StateFixedBytes(const ModelConfig& config);
+
+class RunState {
+ public:
+  // context_length must be in 1..config.seq_len.
+  static Result<RunState> Create(const ModelConfig& config, int32_t context_length,
+                                 KvPrecision precision);
+
+  RunState(RunState&&) noexcept = default;
+  RunState& operator=(RunState&&) noexcept = default;
+
+  int32_t context_length() const { return context_length_; }
+  KvPrecision kv_precision() const {
+    return key_cache != nullptr ? KvPrecision::kF32 : KvPrecision::kF16;
+  }
+  // Bytes of this state actually in memory (mincore(2)): the buffers in use and the KV pages of
+  // the positions reached, not the whole reservation.
+  Result<uint64_t> ResidentBytes() const;
+  // Bytes reserved (address space), resident or not.
+  uint64_t ReservedBytes() const { return memory_.size(); }
+
+  // Activations of up to kMaxBatch tokens; row b belongs to the b-th token of the batch.
+  float* x = nullptr;         // [kMaxBatch][dim] residual stream
+  float* xb = nullptr;        // [kMaxBatch][dim] normalised input / attention output
+  float* xb2 = nullptr;       // [kMaxBatch][dim] projection output
+  float* q = nullptr;         // [kMaxBatch][dim] queries
+  float* hb = nullptr;        // [kMaxBatch][hidden] gate, then SwiGLU output
+  float* hb2 = nullptr;       // [kMaxBatch][hidden] up projection
+  float* rope_cos = nullptr;  // [kMaxBatch][head_size / 2]
+  float* rope_sin = nullptr;  // [kMaxBatch][head_size / 2]
+  float* scores = nullptr;    // [n_heads][seq_len] attention weights of one token
+  float* logits = nullptr;    // [vocab]
+  // The KV cache, [layers][context_length][kv_dim], in one precision: the other pair is null.
+  float* key_cache = nullptr;
+  float* value_cache = nullptr;
+  uint16_t* key_cache_half = nullptr;
+  uint16_t* value_cache_half = nullptr;
+  // With an fp16 cache, the keys ([kMaxBatch][kv_dim]) and values (the same, after them) of the
+  // tokens being processed, in fp32 until they are rounded into the cache.
+  float* kv_new = nullptr;
+  // The input of an int8 matrix product, quantized: kMaxBatch vectors of up to
+  // max(dim, hidden_dim) values (Q8ActivationBytes).
+  Q8ActivationBuffer q8_input;
+
+ private:
+  RunState() = default;
+  Mapping memory_;
+  int32_t context_length_ = 0;
+};
+
+}  // namespace cellhouse::engine
+
+#endif  // CELLHOUSE_ENGINE_RUN_STATE_H_
