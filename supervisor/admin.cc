@@ -163,17 +163,13 @@ void Supervisor::BeginShutdown(const std::string& why) {
   for (const auto& [id, s] : sessions_) live += s.token.empty() ? 0 : 1;  // not pool workers
   spdlog::info("shutting down ({}): {} session(s) to drain", why, live);
   notifier_.Stopping("draining " + std::to_string(live) + " sessions");
-  for (const UniqueFd& l : listeners_) loop_->Remove(l.get());
-  listeners_.clear();
-  std::vector<uint64_t> waiting;
-  for (auto& [id, conn] : connections_) {
-    if (!conn.waiting_for_session) waiting.push_back(id);
+  connections_->CloseListeners();
+  // The socket file celld bound itself goes with it (one systemd passed is systemd's).
+  if (own_socket_) {
+    LogIfError(ipc::RemoveSocketFile(*own_socket_), "removing the client socket");
+    own_socket_.reset();
   }
-  for (uint64_t id : waiting) {
-    if (Connection* conn = FindConnection(id)) {
-      Reply(*conn, ipc::MakeError(api::SHUTTING_DOWN, "celld is shutting down"), true);
-    }
-  }
+  connections_->ReplyToAllAndClose(ipc::MakeError(api::SHUTTING_DOWN, "celld is shutting down"));
   // Idle sessions end now; a running generation may finish within the grace period.
   for (auto& [id, s] : sessions_) {
     if ((s.state == Session::State::kRunning && !s.generating) ||
