@@ -178,7 +178,11 @@ class Supervisor {
   void ListPolicies(Connection& conn);
   void Reload(Connection& conn);
   void ServerStatusRequest(Connection& conn);
+  // Root, or a member of --admin-group: sees every tenant's sessions, policies and status.
+  bool IsAdministrator(const ipc::PeerCredentials& peer) const;
   api::ServerStatus StatusSnapshot() const;
+  // What a tenant's `cellctl status` shows: its own sessions, nothing of the others'.
+  api::ServerStatus TenantStatus(uid_t uid) const;
   std::string StatusLine() const;
   uint64_t WeightsResidentBytes() const;
   void UpdateNotifyStatus();
