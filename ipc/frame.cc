@@ -116,7 +116,11 @@ bool ExactFrameReader::Reserve(size_t more, const Budget& budget) {
   if (need <= held_) return true;
   size_t target = std::max({need, held_ * 2, kFirstPayloadChunk});
   target = std::min<size_t>(target, length_);
-  if (budget && !budget(target - held_)) return false;
+  if (budget && !budget(target - held_)) {
+    // Room to double is not there; exactly what arrived may still be.
+    if (target == need || !budget(need - held_)) return false;
+    target = need;
+  }
   payload_.reserve(target);
   held_ = target;
   return true;

@@ -26,12 +26,14 @@ void SendAndForget(int fd, const api::Response& response) {
 }  // namespace
 
 Connections::Connections(EventLoop& loop, const Clock& clock, const ConnectionLimits& limits,
-                         LabeledCounter& refusals, RequestHandler on_request)
+                         LabeledCounter& refusals, RequestHandler on_request,
+                         CredentialsOf credentials)
     : loop_(loop),
       clock_(clock),
       limits_(limits),
       refusals_(refusals),
-      on_request_(std::move(on_request)) {}
+      on_request_(std::move(on_request)),
+      credentials_(std::move(credentials)) {}
 
 Connections::~Connections() {
   for (auto& [id, conn] : connections_) {
@@ -71,7 +73,7 @@ void Connections::OnAccept(int listener) {
       PauseAccepting(Error::FromErrno(err, "accept on the client socket"));
       return;
     }
-    Result<ipc::PeerCredentials> peer = ipc::GetPeerCredentials(fd.get());
+    Result<ipc::PeerCredentials> peer = credentials_(fd.get());
     if (!peer) {
       spdlog::warn("dropping a connection: {}", peer.error().message());
       continue;

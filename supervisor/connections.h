@@ -99,6 +99,8 @@ enum class AfterReply { kKeepOpen, kClose };
 class Connections {
  public:
   using RequestHandler = std::function<void(Connection&, const api::Request&)>;
+  // Who is at the other end of an accepted connection (tests stand in for SO_PEERCRED).
+  using CredentialsOf = std::function<Result<ipc::PeerCredentials>(int fd)>;
 
   // What one identity holds now.
   struct Usage {
@@ -111,7 +113,8 @@ class Connections {
   // `refusals` counts refused connections and opens by reason (connections, tenant_connections,
   // pending_opens, tenant_pending_opens, request_bytes).
   Connections(EventLoop& loop, const Clock& clock, const ConnectionLimits& limits,
-              LabeledCounter& refusals, RequestHandler on_request);
+              LabeledCounter& refusals, RequestHandler on_request,
+              CredentialsOf credentials = ipc::GetPeerCredentials);
   ~Connections();
   Connections(const Connections&) = delete;
   Connections& operator=(const Connections&) = delete;
@@ -178,6 +181,7 @@ class Connections {
   ConnectionLimits limits_;
   LabeledCounter& refusals_;
   RequestHandler on_request_;
+  CredentialsOf credentials_;
   std::vector<UniqueFd> listeners_;
   TimerId accept_resume_timer_ = 0;
   int64_t last_accept_warning_ns_ = 0;
