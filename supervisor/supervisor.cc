@@ -65,8 +65,9 @@ Status Supervisor::Start() {
   CH_RETURN_IF_ERROR(StartPolicies());
   CH_RETURN_IF_ERROR(StartAdmission());
   StartAudit();
-  CH_RETURN_IF_ERROR(StartListeners());
+  // Metrics first: once the client socket accepts, every socket is being served.
   CH_RETURN_IF_ERROR(StartMetrics());
+  CH_RETURN_IF_ERROR(StartListeners());
   StartWatchdog();
   // READY=1 only now: the zygote has the model mapped and the sockets are listening.
   notifier_.Ready(StatusLine());
@@ -221,7 +222,7 @@ Status Supervisor::StartMetrics() {
     g.weights_resident_bytes = WeightsResidentBytes();
     g.memory_budget_bytes = admission_->config().memory_budget_bytes;
     g.memory_committed_bytes = admission_->committed_bytes();
-    g.connections_pending = connections_->size();
+    g.connections_pending = connections_ ? connections_->size() : 0;
     return metrics_.Render(g, CELLHOUSE_VERSION);
   });
   for (int fd : options_.inherited_metrics_fds) {
