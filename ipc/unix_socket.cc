@@ -74,8 +74,9 @@ Result<std::string> CheckPrivateDirectory(const std::string& dir) {
   bool first = true;
   for (;;) {
     struct stat st {};
-    if (::lstat(current.c_str(), &st) != 0)
+    if (::lstat(current.c_str(), &st) != 0) {
       return Error::FromErrno(errno, "stat " + Quote(current));
+    }
     if (OthersMayWrite(st, /*sticky_ok=*/!first)) {
       return Error("the socket directory " + Quote(dir) +
                    (current == resolved ? std::string() : " (through " + Quote(current) + ")") +
@@ -145,8 +146,9 @@ Result<UniqueFd> ListenUnix(const ListenOptions& options, SocketFile* bound) {
     return fail(errno,
                 "chown " + Quote(options.path) + " to gid " + std::to_string(*options.group));
   }
-  if (::chmod(staged.c_str(), options.mode) != 0)
+  if (::chmod(staged.c_str(), options.mode) != 0) {
     return fail(errno, "chmod " + Quote(options.path));
+  }
   struct stat made {};
   if (::lstat(staged.c_str(), &made) != 0) return fail(errno, "stat " + Quote(staged));
   if (::listen(fd.get(), options.backlog) != 0) {

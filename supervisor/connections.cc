@@ -84,7 +84,7 @@ void Connections::OnAccept(int listener) {
       SendAndForget(fd.get(), ipc::MakeError(api::ADMISSION_REFUSED, refused->second));
       continue;
     }
-    Register(std::move(fd), std::move(*peer));
+    Register(std::move(fd), *peer);
   }
 }
 
@@ -177,11 +177,11 @@ bool Connections::EvictFromLargest(size_t Usage::*measure, size_t than, uint64_t
   return true;
 }
 
-void Connections::Register(UniqueFd fd, ipc::PeerCredentials peer) {
+void Connections::Register(UniqueFd fd, const ipc::PeerCredentials& peer) {
   uint64_t id = next_id_++;
   int raw = fd.get();
-  auto [it, inserted] = connections_.try_emplace(id, id, std::move(fd), std::move(peer),
-                                                 clock_.NowNanos(), limits_.max_frame_bytes);
+  auto [it, inserted] = connections_.try_emplace(id, id, std::move(fd), peer, clock_.NowNanos(),
+                                                 limits_.max_frame_bytes);
   Connection& conn = it->second;
   Status watched = loop_.Add(raw, EPOLLIN, [this, id](uint32_t ev) { OnEvent(id, ev); });
   if (!watched) {
@@ -330,16 +330,7 @@ void Connections::Flush(Connection& conn) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
-        // Not read while its reply waits: only writability is watched, so a client that keeps
-        // sending without reading is neither read nor spun on.
-        if (!SetInterest(conn, EPOLLOUT)) return;
-        if (conn.request_timer != 0) loop_.CancelTimer(conn.request_timer);
-        conn.request_timer = 0;
-        if (conn.write_timer == 0) {
-          conn.write_timer =
-              loop_.AddTimer(conn.write_progress_ns + limits_.write_timeout_ms * kNanosPerMilli,
-                             [this, id] { OnWriteTimeout(id); });
-        }
+        AwaitWritable(conn);
         return;
       }
       Close(id);
@@ -360,6 +351,20 @@ void Connections::Flush(Connection& conn) {
   if (conn.waiting_for_session) return;
   if (!SetInterest(conn, EPOLLIN)) return;
   ArmRequestTimer(conn);
+}
+
+void Connections::AwaitWritable(Connection& conn) {
+  // Not read while its reply waits: only writability is watched, so a client that keeps sending
+  // without reading is neither read nor spun on.
+  if (!SetInterest(conn, EPOLLOUT)) return;
+  if (conn.request_timer != 0) loop_.CancelTimer(conn.request_timer);
+  conn.request_timer = 0;
+  if (conn.write_timer == 0) {
+    uint64_t id = conn.id;
+    conn.write_timer =
+        loop_.AddTimer(conn.write_progress_ns + limits_.write_timeout_ms * kNanosPerMilli,
+                       [this, id] { OnWriteTimeout(id); });
+  }
 }
 
 bool Connections::SetInterest(Connection& conn, uint32_t events) {

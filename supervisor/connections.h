@@ -66,12 +66,12 @@ struct ConnectionLimits {
 // One client connection. The Supervisor reads id, peer, identity and accepted_ns and passes it
 // back to Connections; the rest is Connections' own state.
 struct Connection {
-  Connection(uint64_t id_, UniqueFd fd_, ipc::PeerCredentials peer_, int64_t now_ns,
-             size_t max_frame_bytes)
-      : id(id_),
-        fd(std::move(fd_)),
-        peer(std::move(peer_)),
-        identity(Identity::ForPeer(peer)),
+  Connection(uint64_t connection_id, UniqueFd socket, const ipc::PeerCredentials& credentials,
+             int64_t now_ns, size_t max_frame_bytes)
+      : id(connection_id),
+        fd(std::move(socket)),
+        peer(credentials),
+        identity(Identity::ForPeer(credentials)),
         accepted_ns(now_ns),
         reader(max_frame_bytes) {}
 
@@ -155,11 +155,13 @@ class Connections {
   // Makes room for one more connection of `who`: empty when it may come in (after closing
   // someone else's idle connection if that was fair), else the refusal for the client.
   std::optional<std::pair<std::string, std::string>> AdmitConnection(const Identity& who);
-  void Register(UniqueFd fd, ipc::PeerCredentials peer);
+  void Register(UniqueFd fd, const ipc::PeerCredentials& peer);
 
   void OnEvent(uint64_t id, uint32_t events);
   void ReadRequest(Connection& conn);
   void Flush(Connection& conn);
+  // The socket took only part of a reply: wait for writability alone, within the write timeout.
+  void AwaitWritable(Connection& conn);
   // Watches for `events` (0: nothing); false when that failed and the connection was closed.
   bool SetInterest(Connection& conn, uint32_t events);
   void ArmRequestTimer(Connection& conn);

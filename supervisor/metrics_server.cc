@@ -85,8 +85,11 @@ std::string PeerKey(const sockaddr* addr) {
 // clients' doing: debug level, never a flood at warning.
 void LogFromMhd(void* /*cls*/, const char* format, va_list args) {
   char line[512];
-  // NOLINTNEXTLINE(clang-diagnostic-format-nonliteral): the library's own format string
+  // The library's own format string, with its own arguments.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
   static_cast<void>(std::vsnprintf(line, sizeof(line), format, args));
+#pragma GCC diagnostic pop
   std::string_view text(line);
   while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
   spdlog::debug("metrics: {}", text);
@@ -170,8 +173,9 @@ struct MetricsServer::Endpoint {
     static_cast<void>(MHD_set_response_options(response, MHD_RF_HTTP_1_0_SERVER, MHD_RO_END));
     static_cast<void>(MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
                                               "text/plain; version=0.0.4; charset=utf-8"));
-    if (!get)
+    if (!get) {
       static_cast<void>(MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD"));
+    }
     MHD_Result queued =
         MHD_queue_response(connection, get ? MHD_HTTP_OK : MHD_HTTP_METHOD_NOT_ALLOWED, response);
     MHD_destroy_response(response);
@@ -221,11 +225,12 @@ struct MetricsServer::Endpoint {
       int64_t mhd_next = Now() + static_cast<int64_t>(ms) * kNanosPerMilli;
       if (next == 0 || mhd_next < next) next = mhd_next;
     }
-    if (next != 0)
+    if (next != 0) {
       timer = loop.AddTimer(next, [this] {
         timer = 0;
         Run();
       });
+    }
   }
 };
 

@@ -77,7 +77,7 @@ Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
     }
     if ((fds[0].revents & POLLIN) != 0) {
       auto ready = ipc::ReceiveMessage<zygote::ZygoteReady>(
-          channel.first.get(), {.max_bytes = 64 * 1024, .max_fds = 0, .nonblocking = true});
+          channel.first.get(), {.max_bytes = size_t{64} * 1024, .max_fds = 0, .nonblocking = true});
       if (!ready) {
         return AbandonZygote(process, options,
                              "sent something other than ZygoteReady: " + ready.error().message());

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -162,7 +163,7 @@ TEST_F(StormTest, AnotherTenantOpensAndStreamsWhileAThousandHostileConnectionsRa
   ASSERT_GE(latencies_ms.size(), 20u) << "the tenant got too few sessions through";
   std::sort(latencies_ms.begin(), latencies_ms.end());
   auto at = [&](double q) {
-    size_t i = static_cast<size_t>(q * static_cast<double>(latencies_ms.size() - 1) + 0.5);
+    auto i = static_cast<size_t>(std::lround(q * static_cast<double>(latencies_ms.size() - 1)));
     return latencies_ms[std::min(i, latencies_ms.size() - 1)];
   };
   std::printf(

@@ -122,7 +122,7 @@ class ConnectionsTest : public ::testing::Test {
 TEST_F(ConnectionsTest, AClientThatDoesNotReadIsNotReadAndIsClosedAfterTheWriteTimeout) {
   ConnectionLimits limits;
   limits.write_timeout_ms = 2000;
-  Start(limits, /*reply_bytes=*/32 * 1024);
+  Start(limits, /*reply_bytes=*/size_t{32} * 1024);
   UniqueFd client = Connect(1000);
   // Pipelined requests, as many as the socket takes; the replies are never read.
   std::string many;
@@ -172,7 +172,7 @@ TEST_F(ConnectionsTest, AReaderGetsEveryPipelinedReplyInOrder) {
 
 TEST_F(ConnectionsTest, AnAnnouncedLengthIsNotAllocatedBeforeItsBytesArrive) {
   ConnectionLimits limits;
-  limits.request_bytes_per_identity = 64 * 1024;
+  limits.request_bytes_per_identity = size_t{64} * 1024;
   Start(limits);
   UniqueFd client = Connect(1000);
   // 1 MiB announced (the default limit), 10 bytes sent.
@@ -181,7 +181,7 @@ TEST_F(ConnectionsTest, AnAnnouncedLengthIsNotAllocatedBeforeItsBytesArrive) {
   EXPECT_LE(conns_->request_bytes(), 512u);
   EXPECT_EQ(conns_->UsageOf(Identity::ForUid(1000)).request_bytes, conns_->request_bytes());
   // More than the tenant's share arrives: refused and closed, its bytes given back.
-  std::string chunk(100 * 1024, 'b');
+  std::string chunk(size_t{100} * 1024, 'b');
   static_cast<void>(::send(client.get(), chunk.data(), chunk.size(), MSG_DONTWAIT));
   Pump(20);
   EXPECT_EQ(conns_->size(), 0u);
@@ -196,8 +196,8 @@ TEST_F(ConnectionsTest, AnAnnouncedLengthIsNotAllocatedBeforeItsBytesArrive) {
 
 TEST_F(ConnectionsTest, WhenEveryonesBudgetIsUsedTheLargestHolderGivesWay) {
   ConnectionLimits limits;
-  limits.request_bytes = 64 * 1024;
-  limits.request_bytes_per_identity = 60 * 1024;
+  limits.request_bytes = size_t{64} * 1024;
+  limits.request_bytes_per_identity = size_t{60} * 1024;
   Start(limits);
   UniqueFd hog = Connect(1000);
   ASSERT_TRUE(WriteFull(hog.get(), std::string("\x80\x80\x40", 3) + std::string(40000, 'a'), "h"));
@@ -223,6 +223,7 @@ TEST_F(ConnectionsTest, OneTenantGetsItsShareOfConnectionsAndCannotLockOthersOut
   limits.max_connections_per_identity = 3;
   Start(limits);
   std::vector<UniqueFd> mine;
+  mine.reserve(3);
   for (int i = 0; i < 3; ++i) mine.push_back(Connect(1000));
   EXPECT_EQ(conns_->size(), 3u);
   // The fourth of uid 1000 is over its share.
@@ -255,6 +256,7 @@ TEST_F(ConnectionsTest, OpensInProgressAreSharedPerTenant) {
   api::Request open;
   open.mutable_open();
   std::vector<UniqueFd> clients;
+  clients.reserve(3);
   for (int i = 0; i < 3; ++i) {
     clients.push_back(Connect(1000));
     ASSERT_TRUE(WriteFull(clients.back().get(), ipc::EncodeFrame(open), "open"));

@@ -84,6 +84,7 @@ class MetricsServerTest : public ::testing::Test {
 
 TEST_F(MetricsServerTest, SixtyFourIdleConnectionsDoNotKeepAScrapeOut) {
   std::vector<UniqueFd> idle;
+  idle.reserve(64);
   for (int i = 0; i < 64; ++i) idle.push_back(Connect());
   Pump(20);
   // No more than the per-peer cap stays open from one address.

@@ -22,6 +22,7 @@ TEST(ZygoteEnvironmentTest, FixedVariablesAndOnlyTheTuningOnesPassed) {
                                      "PATH=/home/someone/bin",
                                      "LD_PRELOAD=/tmp/evil.so"};
   std::vector<char*> environ_like;
+  environ_like.reserve(parent.size() + 1);
   for (std::string& e : parent) environ_like.push_back(e.data());
   environ_like.push_back(nullptr);
   EXPECT_THAT(ZygoteEnvironment(environ_like.data()),
