@@ -89,10 +89,9 @@ void Connections::OnAccept(int listener) {
 }
 
 void Connections::PauseAccepting(const Error& why) {
-  for (const UniqueFd& l : listeners_) {
-    Status paused = loop_.Modify(l.get(), 0);
-    if (!paused) spdlog::error("pausing accepts: {}", paused.error().message());
-  }
+  // Out of the loop rather than watched for nothing: a failed EPOLL_CTL_MOD would leave the
+  // listener readable and spun on; a removal cannot fail that way.
+  for (const UniqueFd& l : listeners_) loop_.Remove(l.get());
   int64_t now = clock_.NowNanos();
   if (now - last_accept_warning_ns_ >= kAcceptWarningIntervalNs || last_accept_warning_ns_ == 0) {
     spdlog::warn(
@@ -114,8 +113,13 @@ void Connections::PauseAccepting(const Error& why) {
 
 void Connections::ResumeAccepting() {
   for (const UniqueFd& l : listeners_) {
-    Status resumed = loop_.Modify(l.get(), EPOLLIN);
-    if (!resumed) spdlog::error("accepting again: {}", resumed.error().message());
+    int fd = l.get();
+    if (loop_.Watching(fd)) continue;
+    Status resumed = loop_.Add(fd, EPOLLIN, [this, fd](uint32_t) { OnAccept(fd); });
+    if (!resumed) {
+      PauseAccepting(std::move(resumed).error().Context("accepting again"));
+      return;
+    }
   }
 }
 
