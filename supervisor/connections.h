@@ -47,13 +47,14 @@
 namespace cellhouse::supervisor {
 
 // Defaults fit a server with hundreds of sessions and a few hundred tenants: a tenant can have
-// 64 requests or opens on the way at once, a misbehaving one holds at most 64 connections and
-// 2 MiB of celld's memory in partly received requests, all of them together 16 MiB.
+// 64 sessions starting at once and 128 connections waiting (a batch of opens plus admin
+// requests); a misbehaving one holds at most those and 2 MiB of celld's memory in partly
+// received requests, all tenants together 16 MiB.
 struct ConnectionLimits {
-  size_t max_connections = 1024;             // not (yet) sessions, all identities
-  size_t max_connections_per_identity = 64;  // --max-connections-per-tenant
-  size_t max_pending_opens = 256;            // opens waiting for their worker, all identities
-  size_t max_pending_opens_per_identity = 32;
+  size_t max_connections = 1024;              // not (yet) sessions, all identities
+  size_t max_connections_per_identity = 128;  // --max-connections-per-tenant
+  size_t max_pending_opens = 256;             // opens waiting for their worker, all identities
+  size_t max_pending_opens_per_identity = 64;
   size_t max_frame_bytes = ipc::kDefaultMaxFrameBytes;
   size_t request_bytes = size_t{16} << 20;  // held in partly received requests
   size_t request_bytes_per_identity = size_t{2} << 20;

@@ -135,11 +135,11 @@ struct ConnectionFlags {
     flags.Int("max-connections", &max_connections, "N",
               "client connections not yet sessions, all tenants together (default 1024)");
     flags.Int("max-connections-per-tenant", &max_connections_per_tenant, "N",
-              "of those, at most this many per tenant (uid) (default 64)");
+              "of those, at most this many per tenant (uid) (default 128)");
     flags.Int("max-pending-opens", &max_pending_opens, "N",
               "sessions starting at once, all tenants together (default 256)");
     flags.Int("max-pending-opens-per-tenant", &max_pending_opens_per_tenant, "N",
-              "of those, at most this many per tenant (default 32)");
+              "of those, at most this many per tenant (default 64)");
     flags.ByteSize("request-buffer", &request_bytes, "BYTES",
                    "memory for partly received requests, all tenants together (default 16M)");
     flags.ByteSize("request-buffer-per-tenant", &request_bytes_per_tenant, "BYTES",

@@ -3,12 +3,14 @@
 // as celld closes them, another uid's sessions open and stream. The issue asks for two bounds,
 // asserted here with celld's default limits: that tenant's p99 open latency under 100 ms, and
 // celld's RSS under 64 MB. The measured figures are printed.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,14 +36,15 @@ constexpr int kHostileProcesses = 2;
 constexpr int kHostileConnections = 1000;
 constexpr int64_t kStormMs = 10'000;
 constexpr int64_t kSessionsMs = 7'000;
+constexpr int64_t kQuietMs = 2'000;
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 
 class StormTest : public testing::CelldTest {};
 
 // Runs in the tenant's child: sessions one after another, each opened, one turn streamed and
 // closed; one line per session on `out`: "<open latency us> <tokens>", or "fail <why>".
-int TenantSessions(const std::string& socket, int out) {
-  int64_t end = MonotonicNanos() + kSessionsMs * kNanosPerMilli;
+int TenantSessions(const std::string& socket, int out, int64_t duration_ms) {
+  int64_t end = MonotonicNanos() + duration_ms * kNanosPerMilli;
   int failures = 0;
   while (MonotonicNanos() < end) {
     int64_t start = MonotonicNanos();
@@ -67,9 +70,55 @@ int TenantSessions(const std::string& socket, int out) {
       }
     }
     if (!WriteFull(out, line, "results")) return 2;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return failures == 0 ? 0 : 1;
+}
+
+struct Latencies {
+  std::vector<double> ms;  // sorted
+  std::vector<std::string> failures;
+  double At(double q) const {
+    if (ms.empty()) return 0;
+    auto i = static_cast<size_t>(std::lround(q * static_cast<double>(ms.size() - 1)));
+    return ms[std::min(i, ms.size() - 1)];
+  }
+};
+
+// Runs TenantSessions as kTenant for duration_ms; `during` is called until it has ended.
+Latencies RunTenant(const std::string& socket, int64_t duration_ms,
+                    const std::function<void()>& during) {
+  Latencies result;
+  auto results = MakePipe();
+  EXPECT_TRUE(results);
+  if (!results) return result;
+  int results_fd = results->second.get();
+  auto tenant = RunAs(kTenant, [&socket, results_fd, duration_ms] {
+    return TenantSessions(socket, results_fd, duration_ms);
+  });
+  EXPECT_TRUE(tenant) << tenant.error().message();
+  if (!tenant) return result;
+  results->second.reset();
+  for (;;) {
+    during();
+    auto ended = tenant->TryReap();
+    if (!ended || ended->has_value()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto text = ReadFileToString("/proc/self/fd/" + std::to_string(results->first.get()), 1 << 20);
+  EXPECT_TRUE(text);
+  if (!text) return result;
+  for (std::string_view line : Split(*text, '\n')) {
+    if (line.empty()) continue;
+    if (StartsWith(line, "fail ")) {
+      result.failures.emplace_back(line.substr(5));
+      continue;
+    }
+    auto us = ParseUint64(Split(line, ' ')[0], "latency");
+    if (us) result.ms.push_back(static_cast<double>(*us) / 1000.0);
+  }
+  std::sort(result.ms.begin(), result.ms.end());
+  return result;
 }
 
 TEST_F(StormTest, AnotherTenantOpensAndStreamsWhileAThousandHostileConnectionsRage) {
@@ -78,11 +127,11 @@ TEST_F(StormTest, AnotherTenantOpensAndStreamsWhileAThousandHostileConnectionsRa
   testing::WritePolicy(policies_, spec);
   StartCelld({.extra_args = {"--log-level", "info"}});
   std::string socket = celld_->socket();
-  // Warm up: the pool is full and celld's heap has seen a session.
+  // Warm up, then the same sessions without a storm: the machine's own figures, for comparison.
   auto warm = cli::SessionClient::Open(socket, {});
   ASSERT_TRUE(warm) << warm.error().message();
   ASSERT_TRUE(warm->Close());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Latencies quiet = RunTenant(socket, kQuietMs, [] {});
   uint64_t rss_before = UsageOf(celld_->pid()).rss_bytes;
 
   std::vector<ChildProcess> hostile;
@@ -93,6 +142,11 @@ TEST_F(StormTest, AnotherTenantOpensAndStreamsWhileAThousandHostileConnectionsRa
   int stats_fd = stats->second.get();
   for (int i = 0; i < kHostileProcesses; ++i) {
     auto child = RunAs(kHostile, [&socket, ready_fd, stats_fd] {
+      // The attacker's own CPU burn competes with celld for this machine's two cores, which a
+      // real host settles by weighting each user's slice against the system's (systemd puts
+      // every user in user-UID.slice). A lower priority stands in for that: what is measured is
+      // celld's handling of the garbage, not the CPU scheduler.
+      static_cast<void>(::setpriority(PRIO_PROCESS, 0, 10));
       return testing::RunHostileClients({.socket = socket,
                                          .connections = kHostileConnections / kHostileProcesses,
                                          .role = testing::HostileRole::kMixed,
@@ -112,29 +166,13 @@ TEST_F(StormTest, AnotherTenantOpensAndStreamsWhileAThousandHostileConnectionsRa
   // Let the storm settle into its steady state before the tenant comes.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
 
-  auto results = MakePipe();
-  ASSERT_TRUE(results);
-  int results_fd = results->second.get();
-  auto tenant =
-      RunAs(kTenant, [&socket, results_fd] { return TenantSessions(socket, results_fd); });
-  ASSERT_TRUE(tenant) << tenant.error().message();
-  results->second.reset();
-
-  // Sample celld's memory while the tenant works.
   uint64_t rss_max = rss_before;
   double cpu_before = UsageOf(celld_->pid()).cpu_seconds;
-  int64_t sampled_from = MonotonicNanos();
-  for (;;) {
-    rss_max = std::max(rss_max, UsageOf(celld_->pid()).rss_bytes);
-    auto ended = tenant->TryReap();
-    ASSERT_TRUE(ended);
-    if (ended->has_value()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  int64_t started = MonotonicNanos();
+  Latencies storm = RunTenant(
+      socket, kSessionsMs, [&] { rss_max = std::max(rss_max, UsageOf(celld_->pid()).rss_bytes); });
   double cpu = UsageOf(celld_->pid()).cpu_seconds - cpu_before;
-  double wall = static_cast<double>(MonotonicNanos() - sampled_from) / 1e9;
-  auto text = ReadFileToString("/proc/self/fd/" + std::to_string(results->first.get()), 1 << 20);
-  ASSERT_TRUE(text) << text.error().message();
+  double wall = static_cast<double>(MonotonicNanos() - started) / 1e9;
   for (ChildProcess& h : hostile) {
     auto st = h.Wait();
     ASSERT_TRUE(st);
@@ -147,37 +185,20 @@ TEST_F(StormTest, AnotherTenantOpensAndStreamsWhileAThousandHostileConnectionsRa
     if (auto n = ParseUint64(line, "connects")) hostile_connects += *n;
   }
 
-  std::vector<double> latencies_ms;
-  std::vector<std::string> failures;
-  for (std::string_view line : Split(*text, '\n')) {
-    if (line.empty()) continue;
-    if (StartsWith(line, "fail ")) {
-      failures.emplace_back(line.substr(5));
-      continue;
-    }
-    auto fields = Split(line, ' ');
-    auto us = ParseUint64(fields[0], "latency");
-    ASSERT_TRUE(us);
-    latencies_ms.push_back(static_cast<double>(*us) / 1000.0);
-  }
-  ASSERT_GE(latencies_ms.size(), 20u) << "the tenant got too few sessions through";
-  std::sort(latencies_ms.begin(), latencies_ms.end());
-  auto at = [&](double q) {
-    auto i = static_cast<size_t>(std::lround(q * static_cast<double>(latencies_ms.size() - 1)));
-    return latencies_ms[std::min(i, latencies_ms.size() - 1)];
-  };
+  ASSERT_GE(storm.ms.size(), 20u) << "the tenant got too few sessions through";
   std::printf(
       "storm: %d hostile connections from uid %u in %d processes (%llu connects in %.1f s); "
       "tenant uid %u opened %zu sessions (%zu failed) in %.1f s\n"
-      "  open latency: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n"
+      "  open latency: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms "
+      "(without the storm: p50 %.2f ms, p99 %.2f ms over %zu sessions)\n"
       "  celld RSS: %.1f MiB before, %.1f MiB at most; celld CPU %.2f s over %.1f s\n",
       kHostileConnections, kHostile, kHostileProcesses,
       static_cast<unsigned long long>(hostile_connects), static_cast<double>(kStormMs) / 1000,
-      kTenant, latencies_ms.size(), failures.size(), wall, at(0.5), at(0.9), at(0.99),
-      latencies_ms.back(), static_cast<double>(rss_before) / kMiB,
-      static_cast<double>(rss_max) / kMiB, cpu, wall);
-  for (const std::string& f : failures) ADD_FAILURE() << "a tenant session failed: " << f;
-  EXPECT_LT(at(0.99), 100.0) << "p99 open latency";
+      kTenant, storm.ms.size(), storm.failures.size(), wall, storm.At(0.5), storm.At(0.9),
+      storm.At(0.99), storm.ms.back(), quiet.At(0.5), quiet.At(0.99), quiet.ms.size(),
+      static_cast<double>(rss_before) / kMiB, static_cast<double>(rss_max) / kMiB, cpu, wall);
+  for (const std::string& f : storm.failures) ADD_FAILURE() << "a tenant session failed: " << f;
+  EXPECT_LT(storm.At(0.99), 100.0) << "p99 open latency";
   EXPECT_LT(rss_max, 64 * kMiB) << "celld's RSS";
 }
 
