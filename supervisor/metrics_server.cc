@@ -1,7 +1,6 @@
 #include "supervisor/metrics_server.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -67,6 +66,9 @@ Result<UniqueFd> ListenTcp(const std::string& host_port, bool allow_remote) {
 
 namespace {
 
+constexpr int kAcceptsPerWakeup = 16;
+constexpr int64_t kAcceptPauseMs = 250;
+
 // The peer a connection counts against: its IP address (a port is per connection), or "local"
 // for a Unix-domain scraper.
 std::string PeerKey(const sockaddr* addr) {
@@ -111,6 +113,8 @@ struct MetricsServer::Endpoint {
   MHD_Daemon* daemon = nullptr;
   int epoll_fd = -1;
   TimerId timer = 0;
+  TimerId accept_resume_timer = 0;
+  int64_t last_accept_warning_ns = 0;
   std::map<MHD_Connection*, Tracked> connections;
 
   int64_t Now() const { return server->loop_.clock().NowNanos(); }
@@ -139,12 +143,61 @@ struct MetricsServer::Endpoint {
   }
 
   // A new connection from `addr`: let it in, after making room if a cap is reached.
-  MHD_Result Admit(const sockaddr* addr) {
+  bool Admit(const sockaddr* addr) {
     const MetricsServerOptions& o = server->options_;
     std::string peer = PeerKey(addr);
-    if (Live(&peer) >= o.max_connections_per_peer && !EvictOldest(&peer)) return MHD_NO;
-    if (Live(nullptr) >= o.max_connections && !EvictOldest(nullptr)) return MHD_NO;
-    return MHD_YES;
+    if (Live(&peer) >= o.max_connections_per_peer && !EvictOldest(&peer)) return false;
+    if (Live(nullptr) >= o.max_connections && !EvictOldest(nullptr)) return false;
+    return true;
+  }
+
+  // celld accepts, so that running out of descriptors pauses the listener (libmicrohttpd's own
+  // accept would busy-wait while it holds no connection) and the caps make room before a
+  // connection is taken; libmicrohttpd gets each accepted connection.
+  void OnAccept() {
+    for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+      sockaddr_storage addr{};
+      socklen_t len = sizeof(addr);
+      int fd = ::accept4(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) {
+        int err = errno;
+        if (err == EAGAIN) break;
+        if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+        PauseAccepting(Error::FromErrno(err, "accept on the metrics socket"));
+        break;
+      }
+      if (!Admit(reinterpret_cast<sockaddr*>(&addr))) {
+        static_cast<void>(::close(fd));
+        continue;
+      }
+      // libmicrohttpd owns the descriptor from here, and closes it if it cannot take it.
+      if (MHD_add_connection(daemon, fd, reinterpret_cast<sockaddr*>(&addr), len) != MHD_YES) {
+        spdlog::debug("metrics: a connection was refused by libmicrohttpd");
+      }
+    }
+    Run();
+  }
+
+  void PauseAccepting(const Error& why) {
+    EventLoop& loop = server->loop_;
+    loop.Remove(listener.get());
+    int64_t now = Now();
+    if (last_accept_warning_ns == 0 || now - last_accept_warning_ns >= 10 * kNanosPerSecond) {
+      spdlog::warn("{}; accepting again in {} ms", why.message(), kAcceptPauseMs);
+      last_accept_warning_ns = now;
+    }
+    if (accept_resume_timer != 0) return;
+    accept_resume_timer = loop.AddTimer(now + kAcceptPauseMs * kNanosPerMilli, [this] {
+      accept_resume_timer = 0;
+      Status watched = WatchListener();
+      if (!watched) PauseAccepting(std::move(watched).error());
+    });
+  }
+
+  Status WatchListener() {
+    if (server->loop_.Watching(listener.get())) return Ok();
+    return server->loop_.Add(listener.get(), EPOLLIN, [this](uint32_t) { OnAccept(); });
   }
 
   void Started(MHD_Connection* connection) {
@@ -236,10 +289,6 @@ struct MetricsServer::Endpoint {
 
 namespace {
 
-MHD_Result OnAccept(void* cls, const sockaddr* addr, socklen_t /*len*/) {
-  return static_cast<MetricsServer::Endpoint*>(cls)->Admit(addr);
-}
-
 void OnConnection(void* cls, MHD_Connection* connection, void** /*socket_context*/,
                   MHD_ConnectionNotificationCode code) {
   auto* endpoint = static_cast<MetricsServer::Endpoint*>(cls);
@@ -271,26 +320,25 @@ MetricsServer::MetricsServer(EventLoop& loop, Render render, const MetricsServer
 MetricsServer::~MetricsServer() {
   for (auto& endpoint : endpoints_) {
     if (endpoint->timer != 0) loop_.CancelTimer(endpoint->timer);
+    if (endpoint->accept_resume_timer != 0) loop_.CancelTimer(endpoint->accept_resume_timer);
+    loop_.Remove(endpoint->listener.get());
     if (endpoint->epoll_fd >= 0) loop_.Remove(endpoint->epoll_fd);
-    MHD_stop_daemon(endpoint->daemon);  // closes its copy of the listener and its connections
+    MHD_stop_daemon(endpoint->daemon);  // closes its connections
   }
 }
 
 Status MetricsServer::AddListener(UniqueFd listener) {
   auto endpoint = std::make_unique<Endpoint>();
   endpoint->server = this;
-  // libmicrohttpd gets a duplicate: it closes what it was given when it stops, and may or may
-  // not on a failed start; ours closes with the endpoint either way.
-  int given = ::fcntl(listener.get(), F_DUPFD_CLOEXEC, 3);
-  if (given < 0) return Error::FromErrno(errno, "dup the metrics listener");
   endpoint->listener = std::move(listener);
   Endpoint* raw = endpoint.get();
   // External epoll mode: no thread of its own (no MHD_USE_INTERNAL_POLLING_THREAD); celld's
-  // loop watches its epoll descriptor and calls MHD_run.
+  // loop watches its epoll descriptor and calls MHD_run. No listening socket of its own either:
+  // celld accepts and adds each connection (Endpoint::OnAccept).
   endpoint->daemon = MHD_start_daemon(
-      MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, &OnAccept, raw, &OnRequest, raw,
+      MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0, nullptr, nullptr, &OnRequest,
+      raw,                                                     //
       MHD_OPTION_EXTERNAL_LOGGER, &LogFromMhd, nullptr,        //
-      MHD_OPTION_LISTEN_SOCKET, given,                         //
       MHD_OPTION_CONNECTION_TIMEOUT, options_.idle_timeout_s,  //
       // libmicrohttpd's own caps are a backstop above ours (ours make room, its refuse): room
       // for the connections shut down in one burst of accepts that it has not closed yet.
@@ -301,9 +349,8 @@ Status MetricsServer::AddListener(UniqueFd listener) {
       MHD_OPTION_NOTIFY_COMPLETED, &OnCompleted, raw,                    //
       MHD_OPTION_END);
   if (endpoint->daemon == nullptr) {
-    static_cast<void>(::close(given));
-    return Error("libmicrohttpd could not serve the metrics listener (fd " +
-                 std::to_string(endpoint->listener.get()) + "); is it a listening stream socket?");
+    return Error("libmicrohttpd could not start for the metrics listener (fd " +
+                 std::to_string(endpoint->listener.get()) + ")");
   }
   const MHD_DaemonInfo* info = MHD_get_daemon_info(endpoint->daemon, MHD_DAEMON_INFO_EPOLL_FD);
   if (info == nullptr) {
@@ -312,8 +359,9 @@ Status MetricsServer::AddListener(UniqueFd listener) {
   }
   endpoint->epoll_fd = info->epoll_fd;
   Status watched = loop_.Add(endpoint->epoll_fd, EPOLLIN, [raw](uint32_t) { raw->Run(); });
+  if (watched) watched = endpoint->WatchListener();
   if (!watched) {
-    endpoint->epoll_fd = -1;
+    loop_.Remove(endpoint->epoll_fd);
     MHD_stop_daemon(endpoint->daemon);
     return std::move(watched).error().Context("watching the metrics server");
   }

@@ -1,9 +1,10 @@
 // Serves the metrics text to Prometheus over HTTP on celld's metrics listeners (the socket
 // celld-metrics.socket passes, name "metrics", or --metrics-listen: loopback TCP unless an admin
-// says otherwise). The HTTP is libmicrohttpd's, driven from celld's own EventLoop (its epoll
-// descriptor is watched, MHD_run is called when it is ready or when its timeout is due), with no
-// thread of its own: celld stays single-threaded. GET and HEAD get the metrics, anything else
-// 405; every answer closes its connection (HTTP/1.0 semantics).
+// says otherwise). celld accepts on the listener (pausing, not spinning, when it runs out of
+// descriptors) and hands each connection to libmicrohttpd, which is driven from celld's own
+// EventLoop (its epoll descriptor is watched, MHD_run is called when it is ready or when its
+// timeout is due) with no thread of its own: celld stays single-threaded. GET and HEAD get the
+// metrics, anything else 405; every answer closes its connection (HTTP/1.0 semantics).
 //
 // An admin interface without peer credentials, so it defends itself: a request must be complete
 // within header_timeout_ms of the connection (or of the previous answer), an idle connection is

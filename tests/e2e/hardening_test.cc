@@ -389,13 +389,20 @@ TEST_F(HardeningTest, TheZygoteInheritsNoStrayDescriptorNorCelldsEnvironment) {
 
 // Found on the way: accept(2) out of descriptors paused, not spun on.
 TEST_F(HardeningTest, RunningOutOfDescriptorsPausesAcceptingInsteadOfSpinning) {
-  Start({"--no-cgroups", "--pool-size", "0", "--log-level", "info"},
+  auto port = testing::FreeLoopbackPort();
+  ASSERT_TRUE(port);
+  Start({"--no-cgroups", "--pool-size", "0", "--log-level", "info", "--metrics-listen",
+         "127.0.0.1:" + std::to_string(*port)},
         {"/usr/bin/prlimit", "--nofile=40:40"});
   std::vector<UniqueFd> held;
   for (int i = 0; i < 48; ++i) {
     auto c = ipc::ConnectUnix(celld_->socket());
     if (c) held.push_back(std::move(*c));
   }
+  // A scraper on top: the metrics listener must not be spun on either.
+  auto scraper = testing::ConnectTcp(*port);
+  ASSERT_TRUE(scraper);
+  ASSERT_TRUE(WriteFull(scraper->get(), std::string_view("GET / HTTP/1.0\r\n\r\n"), "get"));
   SleepMs(500);
   double cpu = CpuOver(1000);
   std::cout << "accept out of descriptors: celld CPU " << cpu << " s over 1 s\n";
@@ -411,12 +418,15 @@ TEST_F(HardeningTest, RunningOutOfDescriptorsPausesAcceptingInsteadOfSpinning) {
   // Said once (the pauses are counted, not each logged), not once per failed accept.
   size_t lines = 0;
   for (std::string_view line : Split(celld_->Log(), '\n')) {
-    lines += line.find("Too many open files") != std::string_view::npos ? 1 : 0;
+    lines += line.find("client socket: Too many open files") != std::string_view::npos ? 1 : 0;
   }
   std::cout << "accept out of descriptors: " << lines << " log lines about it\n";
   EXPECT_GE(lines, 1u);
   EXPECT_LE(lines, 2u);
   EXPECT_NE(celld_->Log().find("accepting again in"), std::string::npos);
+  auto scrape = testing::HttpGetTcp(*port, "/metrics");
+  ASSERT_TRUE(scrape) << scrape.error().message();
+  EXPECT_EQ(scrape->status_line, "HTTP/1.0 200 OK");
 }
 
 // Found on the way: a zygote that answers garbage instead of ZygoteReady.
