@@ -107,6 +107,24 @@ namespace {
     // dup2 clears FD_CLOEXEC on the new descriptor: it survives the exec.
     if (::dup2(staged[i], options.fds[i].first) < 0) fail(errno);
   }
+  // Only the plan survives: close everything else above stderr (an fd a library opened without
+  // O_CLOEXEC, or one inherited from our own parent), except the exec-status pipe, which closes
+  // on exec. The kept fds, sorted in place (no allocation here).
+  std::array<int, 66> keep{};
+  size_t kept = 0;
+  keep[kept++] = report_fd;
+  for (const auto& [child_fd, parent_fd] : options.fds) keep[kept++] = child_fd;
+  for (size_t i = 1; i < kept; ++i) {
+    for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; --j) std::swap(keep[j - 1], keep[j]);
+  }
+  unsigned next = 3;
+  for (size_t i = 0; i < kept; ++i) {
+    if (keep[i] < 3) continue;
+    auto fd = static_cast<unsigned>(keep[i]);
+    if (fd > next && ::close_range(next, fd - 1, 0) != 0) fail(errno);
+    next = std::max(next, fd + 1);
+  }
+  if (::close_range(next, ~0U, 0) != 0) fail(errno);
   sigset_t all;
   sigemptyset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, nullptr);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace cellhouse::ipc {
@@ -103,7 +104,29 @@ void FrameDecoder::Reset() {
   failed_ = false;
 }
 
-Result<ExactFrameReader::State> ExactFrameReader::ReadFrom(int fd) {
+namespace {
+// The first payload buffer; it then doubles as bytes arrive.
+constexpr size_t kFirstPayloadChunk = 256;
+// Read at most this much per read(2): the buffer is grown for what arrived, not for the claim.
+constexpr size_t kReadChunk = 4096;
+}  // namespace
+
+bool ExactFrameReader::Reserve(size_t more, const Budget& budget) {
+  size_t need = payload_.size() + more;
+  if (need <= held_) return true;
+  size_t target = std::max({need, held_ * 2, kFirstPayloadChunk});
+  target = std::min<size_t>(target, length_);
+  if (budget && !budget(target - held_)) {
+    // Room to double is not there; exactly what arrived may still be.
+    if (target == need || !budget(need - held_)) return false;
+    target = need;
+  }
+  payload_.reserve(target);
+  held_ = target;
+  return true;
+}
+
+Result<ExactFrameReader::State> ExactFrameReader::ReadFrom(int fd, const Budget& budget) {
   while (!have_length_) {
     ssize_t n = ::read(fd, &prefix_[prefix_len_], 1);
     if (n < 0) {
@@ -119,18 +142,21 @@ Result<ExactFrameReader::State> ExactFrameReader::ReadFrom(int fd) {
       length_ = prefix.value;
       if (length_ > max_frame_bytes_) return State::kTooLarge;
       have_length_ = true;
-      payload_.resize(length_);
     }
   }
-  while (payload_done_ < payload_.size()) {
-    ssize_t n = ::read(fd, payload_.data() + payload_done_, payload_.size() - payload_done_);
+  while (payload_.size() < length_) {
+    // Never past the frame: what follows belongs to whoever reads the socket next.
+    char chunk[kReadChunk];
+    size_t want = std::min<size_t>(sizeof(chunk), length_ - payload_.size());
+    ssize_t n = ::read(fd, chunk, want);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return State::kIncomplete;
       return Error::FromErrno(errno, "read from client");
     }
     if (n == 0) return State::kEndOfFile;
-    payload_done_ += static_cast<size_t>(n);
+    if (!Reserve(static_cast<size_t>(n), budget)) return State::kOverBudget;
+    payload_.append(chunk, static_cast<size_t>(n));
   }
   return State::kComplete;
 }

@@ -12,16 +12,20 @@
 //   }
 //
 //   ExactFrameReader reader(kDefaultMaxFrameBytes);      // celld reading a client's first frame:
-//   reader.ReadFrom(fd);                                 // never reads past the frame, so what
+//   reader.ReadFrom(fd, budget);                         // never reads past the frame, so what
 //                                                        // follows stays in the socket for the
 //                                                        // worker the connection is handed to
 //
 // A length above the limit is refused as soon as the prefix is complete, before any allocation.
+// Below the limit the payload buffer still grows only with the bytes that arrived (a length
+// prefix is a claim, not a reason to allocate), and the reader asks its caller's budget before
+// each growth.
 #ifndef CELLHOUSE_IPC_FRAME_H_
 #define CELLHOUSE_IPC_FRAME_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -86,23 +90,36 @@ class ExactFrameReader {
     kEndOfFile,   // the peer closed before a complete frame
     kTooLarge,    // the prefix announced more than the limit
     kMalformed,   // the prefix is not a valid varint
+    kOverBudget,  // the budget refused the memory the frame needs next
   };
+  // Asked before the payload buffer grows by `bytes`: true grants them (the caller counts them
+  // against its memory budget until it discards the reader), false refuses.
+  using Budget = std::function<bool(size_t bytes)>;
+
   explicit ExactFrameReader(size_t max_frame_bytes) : max_frame_bytes_(max_frame_bytes) {}
 
   // Reads what is available. System errors other than EAGAIN/EINTR are returned as errors.
-  Result<State> ReadFrom(int fd);
+  // Without a budget every growth is granted.
+  Result<State> ReadFrom(int fd, const Budget& budget = nullptr);
   const std::string& frame() const { return payload_; }
   // The announced length once the prefix is complete (also when kTooLarge).
   uint64_t announced_length() const { return length_; }
+  // Payload bytes read so far, and the buffer bytes granted by the budget (at most about twice
+  // as many, plus a first small chunk).
+  size_t received() const { return payload_.size(); }
+  size_t held_bytes() const { return held_; }
 
  private:
+  // Makes room for `more` payload bytes, asking the budget; false when it refused.
+  bool Reserve(size_t more, const Budget& budget);
+
   size_t max_frame_bytes_;
   std::byte prefix_[kMaxVarintBytes] = {};
   size_t prefix_len_ = 0;
   bool have_length_ = false;
   uint64_t length_ = 0;
   std::string payload_;
-  size_t payload_done_ = 0;
+  size_t held_ = 0;
 };
 
 }  // namespace cellhouse::ipc

@@ -25,9 +25,32 @@ struct ListenOptions {
   int backlog = 128;
 };
 
+// The file a listener was bound to, to remove it later only if it is still that file.
+struct SocketFile {
+  std::string path;
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
 // Binds and listens (non-blocking, close-on-exec). A stale socket file left by a dead daemon is
 // replaced; a live one (something accepts connections there) is an error, never stolen.
-Result<UniqueFd> ListenUnix(const ListenOptions& options);
+//
+// The socket's directory, and every directory above it, must be writable by nobody but root and
+// this process's user (sticky directories such as /tmp are tolerated above the socket's own
+// directory, not as it): otherwise another user could replace the socket, or plant a link where
+// its mode is set, and the call is refused. The socket is bound in a private directory made
+// beside it, given its mode and group there (where nobody else can reach it), then renamed into
+// place, so no path another user could change is ever followed.
+Result<UniqueFd> ListenUnix(const ListenOptions& options, SocketFile* bound = nullptr);
+
+// Checks that nobody but root and this process's user can write `dir` or a directory above it
+// (see ListenUnix); returns the directory with every symbolic link resolved, the path to use
+// from then on. The error names the directory, its owner and mode.
+Result<std::string> CheckPrivateDirectory(const std::string& dir);
+
+// Removes the socket file if it is still the one bound (a successor may have bound its own
+// there since). Missing is not an error.
+Status RemoveSocketFile(const SocketFile& file);
 
 // Connects a blocking, close-on-exec stream socket to `path`.
 Result<UniqueFd> ConnectUnix(const std::string& path);

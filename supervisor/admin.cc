@@ -2,6 +2,8 @@
 // systemd status line and the shutdown drain.
 #include <signal.h>
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "base/strings.h"
@@ -15,13 +17,22 @@ void LogIfError(const Status& status, std::string_view what) {
   if (!status) spdlog::error("{}: {}", what, status.error().message());
 }
 
+bool Supervisor::IsAdministrator(const ipc::PeerCredentials& peer) const {
+  if (peer.uid == 0) return true;
+  if (!options_.admin_group) return false;
+  gid_t admins = *options_.admin_group;
+  return peer.gid == admins ||
+         std::find(peer.groups.begin(), peer.groups.end(), admins) != peer.groups.end();
+}
+
 void Supervisor::ListSessions(Connection& conn) {
   api::Response response;
   api::SessionList* list = response.mutable_sessions();
   int64_t now = clock_.NowNanos();
+  bool all = IsAdministrator(conn.peer);
   for (const auto& [id, s] : sessions_) {
-    // A tenant sees its own sessions; root sees all.
-    if (conn.peer.uid != 0 && conn.peer.uid != s.tenant_uid) continue;
+    // A tenant sees its own sessions; an administrator sees all.
+    if (!all && conn.peer.uid != s.tenant_uid) continue;
     if (!s.VisibleToClients()) continue;
     api::SessionInfo* info = list->add_sessions();
     info->set_session_id(id);
@@ -64,14 +75,19 @@ void Supervisor::KillSession(Connection& conn, const api::KillSession& kill) {
 void Supervisor::ListPolicies(Connection& conn) {
   api::Response response;
   api::PolicyList* list = response.mutable_policies();
+  // A tenant sees the policies it may use and its own sessions under them, never where another
+  // policy's file lives or how busy other tenants are; an administrator sees everything.
+  bool all = IsAdministrator(conn.peer);
   std::map<std::string, uint32_t> active;
   for (const auto& [id, s] : sessions_) {
-    if (s.state == Session::State::kRunning) ++active[s.policy->name()];
+    if (s.state != Session::State::kRunning) continue;
+    if (all || s.tenant_uid == conn.peer.uid) ++active[s.policy->name()];
   }
   for (const auto& [name, p] : policies_) {
+    if (!all && !p->MayUse(conn.peer.uid, conn.peer.gid, conn.peer.groups)) continue;
     api::PolicySummary* summary = list->add_policies();
     summary->set_name(name);
-    summary->set_source(p->source());
+    if (all) summary->set_source(p->source());
     summary->set_description(p->proto().description());
     summary->set_context_length(p->proto().budgets().context_length());
     summary->set_memory_max_bytes(p->proto().cgroup().memory_max_bytes());
@@ -120,8 +136,24 @@ void Supervisor::Reload(Connection& conn) {
   Reply(conn, ipc::MakeAck("reloaded " + std::to_string(policies_.size()) + " policies"));
 }
 
+api::ServerStatus Supervisor::TenantStatus(uid_t uid) const {
+  api::ServerStatus status;
+  status.set_version(CELLHOUSE_VERSION);
+  uint32_t active = 0;
+  for (const auto& [id, s] : sessions_) {
+    active += s.state == Session::State::kRunning && s.tenant_uid == uid ? 1 : 0;
+  }
+  status.set_sessions_active(active);
+  if (zygote_) {
+    status.set_model(zygote_->ready().model_description());
+    status.set_weights_bytes(zygote_->ready().weights_bytes());
+  }
+  return status;
+}
+
 api::ServerStatus Supervisor::StatusSnapshot() const {
   api::ServerStatus status;
+  status.set_full_view(true);
   status.set_version(CELLHOUSE_VERSION);
   uint32_t active = 0;
   for (const auto& [id, s] : sessions_) active += s.state == Session::State::kRunning ? 1 : 0;
@@ -143,7 +175,8 @@ api::ServerStatus Supervisor::StatusSnapshot() const {
 
 void Supervisor::ServerStatusRequest(Connection& conn) {
   api::Response response;
-  *response.mutable_status() = StatusSnapshot();
+  *response.mutable_status() =
+      IsAdministrator(conn.peer) ? StatusSnapshot() : TenantStatus(conn.peer.uid);
   Reply(conn, response);
 }
 
@@ -163,17 +196,13 @@ void Supervisor::BeginShutdown(const std::string& why) {
   for (const auto& [id, s] : sessions_) live += s.token.empty() ? 0 : 1;  // not pool workers
   spdlog::info("shutting down ({}): {} session(s) to drain", why, live);
   notifier_.Stopping("draining " + std::to_string(live) + " sessions");
-  for (const UniqueFd& l : listeners_) loop_->Remove(l.get());
-  listeners_.clear();
-  std::vector<uint64_t> waiting;
-  for (auto& [id, conn] : connections_) {
-    if (!conn.waiting_for_session) waiting.push_back(id);
+  connections_->CloseListeners();
+  // The socket file celld bound itself goes with it (one systemd passed is systemd's).
+  if (own_socket_) {
+    LogIfError(ipc::RemoveSocketFile(*own_socket_), "removing the client socket");
+    own_socket_.reset();
   }
-  for (uint64_t id : waiting) {
-    if (Connection* conn = FindConnection(id)) {
-      Reply(*conn, ipc::MakeError(api::SHUTTING_DOWN, "celld is shutting down"), true);
-    }
-  }
+  connections_->ReplyToAllAndClose(ipc::MakeError(api::SHUTTING_DOWN, "celld is shutting down"));
   // Idle sessions end now; a running generation may finish within the grace period.
   for (auto& [id, s] : sessions_) {
     if ((s.state == Session::State::kRunning && !s.generating) ||

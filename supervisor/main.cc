@@ -6,6 +6,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,7 @@
 #include "ipc/defaults.h"
 #include "ipc/unix_socket.h"
 #include "supervisor/logging.h"
+#include "supervisor/protobuf_log.h"
 #include "supervisor/supervisor.h"
 
 namespace cellhouse::supervisor {
@@ -47,16 +49,141 @@ constexpr const char* kDescription =
     "Signals: SIGTERM/SIGINT drain and stop (exit 0); SIGHUP reloads --policy-dir.\n"
     "Exit status: 0 after a clean shutdown, 1 on a runtime error, 2 on a usage error.";
 
-Result<gid_t> ResolveGroup(const std::string& name) {
-  if (auto gid = ParseUint64(name, "--socket-group")) return static_cast<gid_t>(*gid);
+Result<gid_t> ResolveGroup(const std::string& name, const std::string& flag) {
+  if (auto gid = ParseUint64(name, flag)) return static_cast<gid_t>(*gid);
   group grp{};
   group* found = nullptr;
   std::vector<char> buf(16384);
   if (::getgrnam_r(name.c_str(), &grp, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
-    return Error("--socket-group " + Quote(name) + ": no such group");
+    return Error(flag + " " + Quote(name) + ": no such group");
   }
   return found->gr_gid;
 }
+
+// Every descriptor above standard error that celld did not get from systemd is closed before
+// anything else runs: whatever the parent left open (a terminal's, a script's, a leaked
+// socket) would otherwise live on in celld and in the zygote it starts, which serves every
+// tenant. Descriptors systemd passes (LISTEN_FDS, from fd 3, sd_listen_fds(3)) are kept.
+void CloseStrayDescriptors() {
+  int passed = sd_listen_fds(0);  // checks LISTEN_PID: a count meant for another process is 0
+  unsigned first = SD_LISTEN_FDS_START + static_cast<unsigned>(std::max(passed, 0));
+  if (::close_range(first, ~0U, 0) != 0) {
+    // Nothing is logged yet (logging is not set up); say it on stderr.
+    std::string why =
+        Error::FromErrno(errno, "close_range from fd " + std::to_string(first)).message();
+    static_cast<void>(std::fprintf(stderr, "celld: %s\n", why.c_str()));
+  }
+}
+
+// The socket's directory, as systemd's RuntimeDirectory= would make it; and before the model is
+// loaded, a directory other users can write is refused.
+Status PrepareSocketDirectory(const std::string& socket_path) {
+  size_t slash = socket_path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : socket_path.substr(0, slash);
+  if (dir.empty()) dir = "/";
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Error::FromErrno(errno, "mkdir " + Quote(dir));
+  }
+  Result<std::string> safe = ipc::CheckPrivateDirectory(dir);
+  if (!safe) return std::move(safe).error().Context("--socket " + Quote(socket_path));
+  return Ok();
+}
+
+// Who may connect and who sees everything, as the command line spells it.
+struct SocketFlags {
+  void Register(FlagSet& flags) {
+    flags.String("socket-mode", &mode, "OCTAL", "permissions of the socket file");
+    flags.String("socket-group", &group, "GROUP", "group owning the socket file");
+    flags.String("admin-group", &admin_group, "GROUP",
+                 "members see every tenant's sessions, policies and status, as root does "
+                 "(default: root only)");
+  }
+
+  Status Apply(SupervisorOptions* options) const {
+    Result<uint64_t> parsed = ParseUint64(mode, "--socket-mode");
+    if (!parsed || mode.find_first_not_of("01234567") != std::string::npos || *parsed > 07777) {
+      return Error("--socket-mode " + Quote(mode) + ": expected octal like 0660");
+    }
+    options->socket_mode = static_cast<mode_t>(std::stoul(mode, nullptr, 8));
+    if (!group.empty()) {
+      CH_ASSIGN_OR_RETURN(options->socket_group, ResolveGroup(group, "--socket-group"));
+    }
+    if (!admin_group.empty()) {
+      CH_ASSIGN_OR_RETURN(options->admin_group, ResolveGroup(admin_group, "--admin-group"));
+    }
+    return Ok();
+  }
+
+  std::string mode = "0666";
+  std::string group;
+  std::string admin_group;
+};
+
+// The limits on clients (supervisor/connections.h) as the command line spells them.
+struct ConnectionFlags {
+  explicit ConnectionFlags(const ConnectionLimits& d)
+      : max_connections(static_cast<int64_t>(d.max_connections)),
+        max_connections_per_tenant(static_cast<int64_t>(d.max_connections_per_identity)),
+        max_pending_opens(static_cast<int64_t>(d.max_pending_opens)),
+        max_pending_opens_per_tenant(static_cast<int64_t>(d.max_pending_opens_per_identity)),
+        request_bytes(d.request_bytes),
+        request_bytes_per_tenant(d.request_bytes_per_identity),
+        request_timeout_ms(d.request_timeout_ms),
+        write_timeout_ms(d.write_timeout_ms) {}
+
+  void Register(FlagSet& flags) {
+    flags.Int("max-connections", &max_connections, "N",
+              "client connections not yet sessions, all tenants together (default 1024)");
+    flags.Int("max-connections-per-tenant", &max_connections_per_tenant, "N",
+              "of those, at most this many per tenant (uid) (default 128)");
+    flags.Int("max-pending-opens", &max_pending_opens, "N",
+              "sessions starting at once, all tenants together (default 256)");
+    flags.Int("max-pending-opens-per-tenant", &max_pending_opens_per_tenant, "N",
+              "of those, at most this many per tenant (default 64)");
+    flags.ByteSize("request-buffer", &request_bytes, "BYTES",
+                   "memory for partly received requests, all tenants together (default 16M)");
+    flags.ByteSize("request-buffer-per-tenant", &request_bytes_per_tenant, "BYTES",
+                   "of it, at most this much per tenant (default 2M)");
+    flags.Int("request-timeout-ms", &request_timeout_ms, "MS",
+              "a connection must send a complete request within this long (default 10000)");
+    flags.Int("write-timeout-ms", &write_timeout_ms, "MS",
+              "a client that does not read its reply for this long is disconnected "
+              "(default 10000)");
+  }
+
+  Status Apply(ConnectionLimits* limits) const {
+    if (max_connections < 1 || max_connections_per_tenant < 1 || max_pending_opens < 1 ||
+        max_pending_opens_per_tenant < 1 || request_bytes == 0 || request_bytes_per_tenant == 0) {
+      return Error("connection limits must be at least 1");
+    }
+    if (max_connections_per_tenant > max_connections ||
+        max_pending_opens_per_tenant > max_pending_opens ||
+        request_bytes_per_tenant > request_bytes) {
+      return Error("a per-tenant limit cannot be above the limit for all tenants");
+    }
+    if (request_timeout_ms <= 0 || write_timeout_ms <= 0) {
+      return Error("--request-timeout-ms and --write-timeout-ms must be positive");
+    }
+    limits->max_connections = static_cast<size_t>(max_connections);
+    limits->max_connections_per_identity = static_cast<size_t>(max_connections_per_tenant);
+    limits->max_pending_opens = static_cast<size_t>(max_pending_opens);
+    limits->max_pending_opens_per_identity = static_cast<size_t>(max_pending_opens_per_tenant);
+    limits->request_bytes = request_bytes;
+    limits->request_bytes_per_identity = request_bytes_per_tenant;
+    limits->request_timeout_ms = request_timeout_ms;
+    limits->write_timeout_ms = write_timeout_ms;
+    return Ok();
+  }
+
+  int64_t max_connections;
+  int64_t max_connections_per_tenant;
+  int64_t max_pending_opens;
+  int64_t max_pending_opens_per_tenant;
+  uint64_t request_bytes;
+  uint64_t request_bytes_per_tenant;
+  int64_t request_timeout_ms;
+  int64_t write_timeout_ms;
+};
 
 // Sockets passed by systemd (sd_listen_fds_with_names(3)): "metrics" serves Prometheus, any
 // other name ("api", the socket unit's name, "unknown") serves clients. Each is checked, then
@@ -104,14 +231,17 @@ Result<std::string> FindZygote(const std::string& flag) {
 }
 
 int Main(int argc, char** argv) {
+  CloseStrayDescriptors();
   SupervisorOptions options;
   // NOLINTNEXTLINE(concurrency-mt-unsafe): single-threaded start-up
   const char* env_socket = std::getenv(ipc::kSocketEnvironmentVariable);
   options.socket_path = env_socket != nullptr ? env_socket : ipc::kDefaultSocketPath;
-  std::string socket_mode = "0666", socket_group, zygote, log_level = "info";
+  std::string zygote, log_level = "info";
+  SocketFlags socket_flags;
   int64_t heartbeat = options.heartbeat_interval_ms, worker_timeout = options.worker_timeout_ms;
   int64_t grace = options.shutdown_grace_ms, max_sessions = 0;
   int64_t pool_size = options.pool_size;
+  ConnectionFlags connection_flags(options.connections);
   bool no_mlock = false, insecure = false, no_cgroups = false;
 
   FlagSet flags("celld --model FILE [--tokenizer FILE] [--socket PATH] [options]", kDescription);
@@ -119,10 +249,10 @@ int Main(int argc, char** argv) {
   flags.String("tokenizer", &options.zygote.tokenizer, "FILE",
                "tokenizer (default: <model>.tokenizer)");
   flags.String("socket", &options.socket_path, "PATH",
-               std::string("client socket when not started by systemd (also $") +
+               std::string("client socket when not started by systemd, in a directory only root "
+                           "may write (also $") +
                    ipc::kSocketEnvironmentVariable + ")");
-  flags.String("socket-mode", &socket_mode, "OCTAL", "permissions of the socket file");
-  flags.String("socket-group", &socket_group, "GROUP", "group owning the socket file");
+  socket_flags.Register(flags);
   flags.String("policy-dir", &options.policy_dir, "DIR",
                "one policy per file; empty: the built-in default policy");
   flags.ByteSize("memory-budget", &options.memory_budget_bytes, "BYTES",
@@ -130,6 +260,7 @@ int Main(int argc, char** argv) {
   flags.Int("max-sessions", &max_sessions, "N", "sessions at once, all tenants (0: no cap)");
   flags.Int("pool-size", &pool_size, "N",
             "sandboxed workers kept ready per policy, each used for one session (0: none)");
+  connection_flags.Register(flags);
   flags.String("gpu-inventory", &options.gpu_inventory, "FILE",
                "GPUs to share, for hosts without NVML (see supervisor/resources/GPU.md)");
   flags.String("metrics-listen", &options.metrics_listen, "HOST:PORT",
@@ -167,6 +298,9 @@ int Main(int argc, char** argv) {
   if (options.zygote.model.empty()) return usage_error("--model FILE is required; see --help");
   if (pool_size < 0 || pool_size > 64) return usage_error("--pool-size must be 0 to 64");
   options.pool_size = static_cast<uint32_t>(pool_size);
+  if (Status ok = connection_flags.Apply(&options.connections); !ok) {
+    return usage_error(ok.error().message());
+  }
   if (heartbeat <= 0 || worker_timeout <= heartbeat || grace < 0 || max_sessions < 0) {
     return usage_error("timeouts must be positive and --worker-timeout-ms above the heartbeat");
   }
@@ -177,17 +311,9 @@ int Main(int argc, char** argv) {
   options.zygote.lock_weights = !no_mlock;
   options.sandbox = !insecure;
   options.use_cgroups = !no_cgroups;
-  Result<uint64_t> mode = ParseUint64(socket_mode, "--socket-mode");
-  if (!mode || socket_mode.find_first_not_of("01234567") != std::string::npos || *mode > 07777) {
-    return usage_error("--socket-mode " + Quote(socket_mode) + ": expected octal like 0660");
-  }
-  options.socket_mode = static_cast<mode_t>(std::stoul(socket_mode, nullptr, 8));
-  if (!socket_group.empty()) {
-    Result<gid_t> gid = ResolveGroup(socket_group);
-    if (!gid) return usage_error(gid.error().message());
-    options.socket_group = *gid;
-  }
+  if (Status ok = socket_flags.Apply(&options); !ok) return usage_error(ok.error().message());
   if (Status st = SetupLogging(log_level); !st) return usage_error(st.error().message());
+  InstallProtobufLogHandler();
 
   Result<std::string> zygote_path = FindZygote(zygote);
   if (!zygote_path) return usage_error(zygote_path.error().message());
@@ -202,10 +328,8 @@ int Main(int argc, char** argv) {
         "or seccomp. Never use this with clients you do not trust.");
   }
   if (options.inherited_api_fds.empty()) {
-    // The socket's directory, as systemd's RuntimeDirectory= would make it.
-    std::string dir = options.socket_path.substr(0, options.socket_path.rfind('/'));
-    if (!dir.empty() && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-      spdlog::critical("{}", Error::FromErrno(errno, "mkdir " + Quote(dir)).message());
+    if (Status ready = PrepareSocketDirectory(options.socket_path); !ready) {
+      spdlog::critical("{}", ready.error().message());
       return kExitRuntime;
     }
   }

@@ -1,6 +1,16 @@
-// Serves the metrics text to Prometheus: a minimal HTTP/1.0 responder on celld's metrics
-// listeners (a Unix socket from systemd, or --metrics-listen, loopback TCP by default). Any GET
-// gets the metrics; requests are bounded (8 KiB, 5 s) and answered from the event loop.
+// Serves the metrics text to Prometheus over HTTP on celld's metrics listeners (the socket
+// celld-metrics.socket passes, name "metrics", or --metrics-listen: loopback TCP unless an admin
+// says otherwise). celld accepts on the listener (pausing, not spinning, when it runs out of
+// descriptors) and hands each connection to libmicrohttpd, which is driven from celld's own
+// EventLoop (its epoll descriptor is watched, MHD_run is called when it is ready or when its
+// timeout is due) with no thread of its own: celld stays single-threaded. GET and HEAD get the
+// metrics, anything else 405; every answer closes its connection (HTTP/1.0 semantics).
+//
+// An admin interface without peer credentials, so it defends itself: a request must be complete
+// within header_timeout_ms of the connection (or of the previous answer), an idle connection is
+// closed after idle_timeout_s, and at most max_connections are open, max_connections_per_peer
+// from one address. A newcomer over either cap makes room by closing the oldest connection that
+// is not being answered (from its own address first), so idle sockets cannot keep a scraper out.
 //
 //   auto server = std::make_unique<MetricsServer>(*loop, [&] { return metrics.Render(...); });
 //   CH_RETURN_IF_ERROR(server->AddListener(std::move(fd)));
@@ -8,7 +18,7 @@
 #define CELLHOUSE_SUPERVISOR_METRICS_SERVER_H_
 
 #include <functional>
-#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,32 +32,33 @@ namespace cellhouse::supervisor {
 // unless allow_remote.
 Result<UniqueFd> ListenTcp(const std::string& host_port, bool allow_remote);
 
+struct MetricsServerOptions {
+  unsigned max_connections = 64;
+  unsigned max_connections_per_peer = 8;
+  int64_t header_timeout_ms = 5'000;
+  unsigned idle_timeout_s = 10;
+};
+
 class MetricsServer {
  public:
   using Render = std::function<std::string()>;
-  MetricsServer(EventLoop& loop, Render render) : loop_(loop), render_(std::move(render)) {}
+  MetricsServer(EventLoop& loop, Render render, const MetricsServerOptions& options = {});
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
+  // Serves `listener` (a listening stream socket) from now on.
   Status AddListener(UniqueFd listener);
+  // Connections open now, over all listeners (tests).
+  size_t connections() const;
+
+  struct Endpoint;  // one listener and its libmicrohttpd daemon (metrics_server.cc)
 
  private:
-  struct Client {
-    UniqueFd fd;
-    std::string in;
-    std::string out;
-    size_t sent = 0;
-    TimerId timeout = 0;
-  };
-  void OnAccept(int listener);
-  void OnClient(int fd, uint32_t events);
-  void Drop(int fd);
-
   EventLoop& loop_;
   Render render_;
-  std::vector<UniqueFd> listeners_;
-  std::map<int, Client> clients_;
+  MetricsServerOptions options_;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
 };
 
 }  // namespace cellhouse::supervisor

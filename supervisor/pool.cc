@@ -34,8 +34,8 @@ Session* Supervisor::TakePooledWorker(const policy::CompiledPolicy& policy) {
 }
 
 void Supervisor::AssignPooledWorker(Session& session, Connection& conn, resources::Grant grant,
-                                    uint32_t context) {
-  BindTenant(session, conn, grant, context);
+                                    uint32_t context, std::string token) {
+  BindTenant(session, conn, grant, context, std::move(token));
   control::SupervisorMessage message;
   control::Assign* assign = message.mutable_assign();
   zygote::SessionLimits limits = LimitsFor(session);

@@ -34,17 +34,6 @@ constexpr int64_t kAuditWaitNs = 200 * kNanosPerMilli;
 // have ended itself).
 constexpr int64_t kDetachGraceNs = 2 * kNanosPerSecond;
 
-std::string RandomBytes(size_t n) {
-  std::string out(n, '\0');
-  if (!FillRandom(std::as_writable_bytes(std::span<char>(out.data(), out.size())))) {
-    // getrandom(2) cannot fail once the pool is initialised; if it did, an all-zero id would
-    // be a security bug, so stop here.
-    spdlog::critical("getrandom failed; refusing to make predictable session ids");
-    std::abort();
-  }
-  return out;
-}
-
 // Constant-time comparison: the time taken does not tell how much of a token matched.
 bool SameSecret(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
@@ -122,6 +111,17 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
            unknown ? "unknown_policy" : "permission");
     return;
   }
+  // The session's secrets first: without unpredictable ones no session may start (and nothing
+  // has been reserved yet that would need undoing).
+  Result<std::string> new_id = RandomBytes(kSessionIdBytes);
+  Result<std::string> token = RandomBytes(kTokenBytes);
+  if (!new_id || !token) {
+    const Error& why = !new_id ? new_id.error() : token.error();
+    spdlog::error("no random bytes for a session id: {}", why.message());
+    refuse(api::INTERNAL, "celld could not draw a random session id (" + why.message() + ")",
+           "random");
+    return;
+  }
   std::shared_ptr<const policy::CompiledPolicy> pol = *chosen;
   const policy::Policy& p = pol->proto();
   uint32_t context = open.max_context() != 0 ? open.max_context() : p.budgets().context_length();
@@ -154,7 +154,7 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
 
   // A pooled worker is already sandboxed and in its cgroup: the fast path.
   if (Session* pooled = TakePooledWorker(*pol)) {
-    AssignPooledWorker(*pooled, conn, grant, context);
+    AssignPooledWorker(*pooled, conn, grant, context, *token);
     return;
   }
 
@@ -165,13 +165,13 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
     refuse(api::ADMISSION_REFUSED, host_ids.error().message(), "host_ids");
     return;
   }
-  std::string id = RandomBytes(kSessionIdBytes);
+  std::string id = *new_id;
   Session& session = sessions_[id];
   session.id = id;
   session.policy = pol;
   session.host_id_first = *host_ids;
   session.created_ns = clock_.NowNanos();
-  BindTenant(session, conn, grant, context);
+  BindTenant(session, conn, grant, context, *token);
   session.opener_connection = conn.id;
   std::optional<resources::WorkerGpuView> gpu_view;
   if (session.grant->gpu) gpu_view = GpuViewFor(*session.grant->gpu);
@@ -186,14 +186,13 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
     return;
   }
   // Until the hand-off celld must not read from the client: what it sends next belongs to the
-  // worker. Stop watching the connection.
-  conn.waiting_for_session = true;
-  loop_->Remove(conn.fd.get());
+  // worker.
+  connections_->WaitForSession(conn);
 }
 
 void Supervisor::BindTenant(Session& session, const Connection& conn, resources::Grant grant,
-                            uint32_t context) {
-  session.token = RandomBytes(kTokenBytes);
+                            uint32_t context, std::string token) {
+  session.token = std::move(token);
   session.tenant_uid = conn.peer.uid;
   session.tenant_gid = conn.peer.gid;
   session.context_length = context;

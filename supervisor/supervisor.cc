@@ -23,7 +23,7 @@ Supervisor::Supervisor(const SupervisorOptions& options, const Clock& clock)
 Supervisor::~Supervisor() {
   // Descriptors close with their owners. Workers and cgroups are ended explicitly by the
   // shutdown path (BeginShutdown → CheckShutdownComplete), never here.
-  for (auto& [id, conn] : connections_) loop_->Remove(conn.fd.get());
+  connections_.reset();
 }
 
 Result<std::unique_ptr<Supervisor>> Supervisor::Create(const SupervisorOptions& options,
@@ -65,8 +65,9 @@ Status Supervisor::Start() {
   CH_RETURN_IF_ERROR(StartPolicies());
   CH_RETURN_IF_ERROR(StartAdmission());
   StartAudit();
-  CH_RETURN_IF_ERROR(StartListeners());
+  // Metrics first: once the client socket accepts, every socket is being served.
   CH_RETURN_IF_ERROR(StartMetrics());
+  CH_RETURN_IF_ERROR(StartListeners());
   StartWatchdog();
   // READY=1 only now: the zygote has the model mapped and the sockets are listening.
   notifier_.Ready(StatusLine());
@@ -183,20 +184,23 @@ void Supervisor::StartAudit() {
 }
 
 Status Supervisor::StartListeners() {
+  connections_ = std::make_unique<Connections>(
+      *loop_, clock_, options_.connections, metrics_.admission_refusals,
+      [this](Connection& conn, const api::Request& request) { HandleRequest(conn, request); });
   // Listeners: inherited from systemd, or bound here.
   if (options_.inherited_api_fds.empty()) {
     ipc::ListenOptions listen{
         .path = options_.socket_path, .mode = options_.socket_mode, .group = options_.socket_group};
-    CH_ASSIGN_OR_RETURN(UniqueFd fd, ipc::ListenUnix(listen));
+    ipc::SocketFile bound;
+    CH_ASSIGN_OR_RETURN(UniqueFd fd, ipc::ListenUnix(listen, &bound));
+    own_socket_ = bound;
     spdlog::info("listening on {}", options_.socket_path);
-    listeners_.push_back(std::move(fd));
+    CH_RETURN_IF_ERROR(connections_->AddListener(std::move(fd)));
   } else {
-    for (int fd : options_.inherited_api_fds) listeners_.emplace_back(fd);
+    for (int fd : options_.inherited_api_fds) {
+      CH_RETURN_IF_ERROR(connections_->AddListener(UniqueFd(fd)));
+    }
     spdlog::info("serving {} socket(s) passed by systemd", options_.inherited_api_fds.size());
-  }
-  for (const UniqueFd& l : listeners_) {
-    int fd = l.get();
-    CH_RETURN_IF_ERROR(loop_->Add(fd, EPOLLIN, [this, fd](uint32_t) { OnAccept(fd); }));
   }
   return Ok();
 }
@@ -218,7 +222,7 @@ Status Supervisor::StartMetrics() {
     g.weights_resident_bytes = WeightsResidentBytes();
     g.memory_budget_bytes = admission_->config().memory_budget_bytes;
     g.memory_committed_bytes = admission_->committed_bytes();
-    g.connections_pending = connections_.size();
+    g.connections_pending = connections_ ? connections_->size() : 0;
     return metrics_.Render(g, CELLHOUSE_VERSION);
   });
   for (int fd : options_.inherited_metrics_fds) {
@@ -257,116 +261,14 @@ Status Supervisor::Run() {
 
 Status Supervisor::RunOnce(int max_wait_ms) { return loop_->RunOnce(max_wait_ms); }
 
-void Supervisor::OnAccept(int listener) {
-  for (;;) {
-    UniqueFd fd(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    if (!fd.valid()) {
-      if (errno != EAGAIN && errno != EINTR) {
-        spdlog::warn("accept: {}", Error::FromErrno(errno, "accept4").message());
-      }
-      return;
-    }
-    if (shutting_down_) {
-      std::string bye = ipc::EncodeFrame(
-          ipc::MakeError(api::SHUTTING_DOWN, "celld is shutting down and takes no requests"));
-      static_cast<void>(::send(fd.get(), bye.data(), bye.size(), MSG_NOSIGNAL | MSG_DONTWAIT));
-      continue;
-    }
-    if (connections_.size() >= options_.max_connections) {
-      metrics_.admission_refusals.Inc({"connections"});
-      std::string busy = ipc::EncodeFrame(ipc::MakeError(
-          api::ADMISSION_REFUSED, "too many connections are waiting; try again shortly"));
-      static_cast<void>(::send(fd.get(), busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT));
-      continue;
-    }
-    Result<ipc::PeerCredentials> peer = ipc::GetPeerCredentials(fd.get());
-    if (!peer) {
-      spdlog::warn("dropping a connection: {}", peer.error().message());
-      continue;
-    }
-    uint64_t id = next_connection_id_++;
-    int raw = fd.get();
-    Connection& conn = connections_[id];
-    conn.id = id;
-    conn.fd = std::move(fd);
-    conn.peer = std::move(*peer);
-    conn.reader = ipc::ExactFrameReader(options_.max_frame_bytes);
-    conn.accepted_ns = clock_.NowNanos();
-    if (!loop_->Add(raw, EPOLLIN, [this, id](uint32_t ev) { OnConnectionEvent(id, ev); })) {
-      connections_.erase(id);
-      continue;
-    }
-    conn.timeout = loop_->AddTimer(
-        clock_.NowNanos() + options_.first_frame_timeout_ms * kNanosPerMilli, [this, id] {
-          Connection* c = FindConnection(id);
-          if (c == nullptr) return;
-          c->timeout = 0;
-          if (c->waiting_for_session) return;
-          Reply(*c,
-                ipc::MakeError(api::BAD_REQUEST,
-                               "no complete request within " +
-                                   std::to_string(options_.first_frame_timeout_ms) + " ms"),
-                /*then_close=*/true);
-        });
-  }
-}
-
-Supervisor::Connection* Supervisor::FindConnection(uint64_t id) {
-  auto it = connections_.find(id);
-  return it == connections_.end() ? nullptr : &it->second;
-}
-
-void Supervisor::OnConnectionEvent(uint64_t id, uint32_t events) {
-  Connection* conn = FindConnection(id);
-  if (conn == nullptr) return;
-  if ((events & EPOLLOUT) != 0) {
-    FlushConnection(*conn);
-    return;
-  }
-  if (conn->waiting_for_session || conn->close_after_write) return;
-  Result<ipc::ExactFrameReader::State> state = conn->reader.ReadFrom(conn->fd.get());
-  if (!state) {
-    CloseConnection(id);
-    return;
-  }
-  switch (*state) {
-    case ipc::ExactFrameReader::State::kIncomplete:
-      return;
-    case ipc::ExactFrameReader::State::kEndOfFile:
-      CloseConnection(id);
-      return;
-    case ipc::ExactFrameReader::State::kTooLarge:
-      Reply(*conn,
-            ipc::MakeError(api::FRAME_TOO_LARGE,
-                           "a request of " + std::to_string(conn->reader.announced_length()) +
-                               " bytes is larger than the limit of " +
-                               std::to_string(options_.max_frame_bytes) +
-                               " bytes; closing the connection"),
-            /*then_close=*/true);
-      return;
-    case ipc::ExactFrameReader::State::kMalformed:
-      Reply(*conn, ipc::MakeError(api::BAD_REQUEST, "malformed frame length; closing"),
-            /*then_close=*/true);
-      return;
-    case ipc::ExactFrameReader::State::kComplete:
-      break;
-  }
-  api::Request request;
-  if (!request.ParseFromString(conn->reader.frame())) {
-    Reply(*conn,
-          ipc::MakeError(api::BAD_REQUEST,
-                         "the request is not a valid "
-                         "cellhouse.api.Request; closing"),
-          /*then_close=*/true);
-    return;
-  }
-  conn->reader = ipc::ExactFrameReader(options_.max_frame_bytes);
-  HandleRequest(*conn, request);
-}
-
 void Supervisor::HandleRequest(Connection& conn, const api::Request& request) {
   switch (request.kind_case()) {
     case api::Request::kOpen:
+      // Each tenant's share of the opens in progress, before anything is reserved for this one.
+      if (Status may = connections_->MayWaitForSession(conn); !may) {
+        Reply(conn, ipc::MakeError(api::ADMISSION_REFUSED, may.error().message()));
+        return;
+      }
       OpenSession(conn, request.open());
       return;
     case api::Request::kAttach:
@@ -399,54 +301,6 @@ void Supervisor::HandleRequest(Connection& conn, const api::Request& request) {
   }
   Reply(conn, ipc::MakeError(api::BAD_REQUEST, "empty or unknown request; closing"),
         /*then_close=*/true);
-}
-
-void Supervisor::Reply(Connection& conn, const api::Response& response, bool then_close) {
-  ipc::AppendFrame(response, &conn.out);
-  if (then_close) conn.close_after_write = true;
-  FlushConnection(conn);
-}
-
-void Supervisor::FlushConnection(Connection& conn) {
-  while (conn.out_sent < conn.out.size()) {
-    ssize_t n = ::send(conn.fd.get(), conn.out.data() + conn.out_sent,
-                       conn.out.size() - conn.out_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        static_cast<void>(loop_->Modify(conn.fd.get(), EPOLLIN | EPOLLOUT));
-        return;
-      }
-      CloseConnection(conn.id);
-      return;
-    }
-    conn.out_sent += static_cast<size_t>(n);
-  }
-  conn.out.clear();
-  conn.out_sent = 0;
-  if (conn.close_after_write) {
-    CloseConnection(conn.id);
-    return;
-  }
-  static_cast<void>(loop_->Modify(conn.fd.get(), EPOLLIN));
-}
-
-void Supervisor::CloseConnection(uint64_t id) {
-  auto it = connections_.find(id);
-  if (it == connections_.end()) return;
-  loop_->Remove(it->second.fd.get());
-  if (it->second.timeout != 0) loop_->CancelTimer(it->second.timeout);
-  connections_.erase(it);
-}
-
-UniqueFd Supervisor::ReleaseConnection(uint64_t id) {
-  auto it = connections_.find(id);
-  if (it == connections_.end()) return UniqueFd();
-  loop_->Remove(it->second.fd.get());
-  if (it->second.timeout != 0) loop_->CancelTimer(it->second.timeout);
-  UniqueFd fd = std::move(it->second.fd);
-  connections_.erase(it);
-  return fd;
 }
 
 }  // namespace cellhouse::supervisor

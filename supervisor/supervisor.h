@@ -8,8 +8,9 @@
 //   CH_RETURN_IF_ERROR(celld->Run());  // until SIGTERM has drained every session
 //
 // It never parses a prompt or an output: after hand-off, tokens flow worker → client directly.
-// Files: supervisor.cc (start-up, connections, dispatch), sessions.cc (a session's life),
-// admin.cc (list, kill, policies, status, reload).
+// Files: supervisor.cc (start-up, dispatch), connections.cc (accepting, reading and answering
+// clients, and their limits), sessions.cc (a session's life), admin.cc (list, kill, policies,
+// status, reload).
 #ifndef CELLHOUSE_SUPERVISOR_SUPERVISOR_H_
 #define CELLHOUSE_SUPERVISOR_SUPERVISOR_H_
 
@@ -36,6 +37,7 @@
 #include "policy/policy.h"
 #include "supervisor/audit.h"
 #include "supervisor/cgroup/driver.h"
+#include "supervisor/connections.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/host_ids.h"
 #include "supervisor/metrics.h"
@@ -71,14 +73,15 @@ struct SupervisorOptions {
 
   int64_t heartbeat_interval_ms = 1000;
   int64_t worker_timeout_ms = 60'000;  // no message from a worker for this long: killed
-  int64_t first_frame_timeout_ms = 10'000;
   int64_t shutdown_grace_ms = 10'000;  // running generations may finish within this
   int64_t stop_grace_ms = 2'000;       // after Stop, SIGKILL
   // Pre-forked, already sandboxed workers kept ready per policy (policies with a GPU share get
   // none). Each serves one session and is never reused.
   uint32_t pool_size = 2;
-  size_t max_connections = 1024;  // connections that have not become sessions yet
-  size_t max_frame_bytes = ipc::kDefaultMaxFrameBytes;
+  // Connections that have not become sessions yet, and their shares (connections.h).
+  ConnectionLimits connections;
+  // Who sees every tenant's sessions, policies and status besides root (--admin-group).
+  std::optional<gid_t> admin_group;
 };
 
 // How long a failed pool refill waits before the next attempt.
@@ -108,18 +111,7 @@ class Supervisor {
   bool finished() const { return finished_; }
 
  private:
-  struct Connection {
-    uint64_t id = 0;
-    UniqueFd fd;
-    ipc::PeerCredentials peer;
-    ipc::ExactFrameReader reader{ipc::kDefaultMaxFrameBytes};
-    std::string out;
-    size_t out_sent = 0;
-    bool close_after_write = false;
-    bool waiting_for_session = false;  // an open or attach is in progress
-    int64_t accepted_ns = 0;
-    TimerId timeout = 0;
-  };
+  using Connection = supervisor::Connection;
 
   explicit Supervisor(const SupervisorOptions& options, const Clock& clock);
   Status Start();
@@ -135,21 +127,19 @@ class Supervisor {
   void PetWatchdog();
   void AbandonStart();
 
-  // supervisor.cc: connections.
-  void OnAccept(int listener);
-  void OnConnectionEvent(uint64_t id, uint32_t events);
+  // supervisor.cc: requests, dispatched by kind (connections.cc reads and writes them).
   void HandleRequest(Connection& conn, const api::Request& request);
-  void Reply(Connection& conn, const api::Response& response, bool then_close = false);
-  void FlushConnection(Connection& conn);
-  void CloseConnection(uint64_t id);
-  Connection* FindConnection(uint64_t id);
+  void Reply(Connection& conn, const api::Response& response, bool then_close = false) {
+    connections_->Reply(conn, response, then_close ? AfterReply::kClose : AfterReply::kKeepOpen);
+  }
+  Connection* FindConnection(uint64_t id) { return connections_->Find(id); }
   // Takes the connection's descriptor out of celld's hands (it goes to a worker).
-  UniqueFd ReleaseConnection(uint64_t id);
+  UniqueFd ReleaseConnection(uint64_t id) { return connections_->Release(id); }
 
   // sessions.cc: a session's life.
   void OpenSession(Connection& conn, const api::OpenSession& open);
   void BindTenant(Session& session, const Connection& conn, resources::Grant grant,
-                  uint32_t context);
+                  uint32_t context, std::string token);
   // Creates the session's cgroup and asks the zygote for its worker.
   Status SpawnWorker(Session& session, const resources::WorkerGpuView* gpu, bool pooled);
   zygote::SessionLimits LimitsFor(const Session& session) const;
@@ -175,7 +165,7 @@ class Supervisor {
   // pool.cc: pre-forked workers.
   Session* TakePooledWorker(const policy::CompiledPolicy& policy);
   void AssignPooledWorker(Session& session, Connection& conn, resources::Grant grant,
-                          uint32_t context);
+                          uint32_t context, std::string token);
   void OnPoolWorkerReady(Session& session);
   void RefillPools();
   void SchedulePoolRefill(int64_t delay_ns);
@@ -188,7 +178,11 @@ class Supervisor {
   void ListPolicies(Connection& conn);
   void Reload(Connection& conn);
   void ServerStatusRequest(Connection& conn);
+  // Root, or a member of --admin-group: sees every tenant's sessions, policies and status.
+  bool IsAdministrator(const ipc::PeerCredentials& peer) const;
   api::ServerStatus StatusSnapshot() const;
+  // What a tenant's `cellctl status` shows: its own sessions, nothing of the others'.
+  api::ServerStatus TenantStatus(uid_t uid) const;
   std::string StatusLine() const;
   uint64_t WeightsResidentBytes() const;
   void UpdateNotifyStatus();
@@ -197,7 +191,9 @@ class Supervisor {
   SupervisorOptions options_;
   const Clock& clock_;
   std::unique_ptr<EventLoop> loop_;
-  std::vector<UniqueFd> listeners_;
+  std::unique_ptr<Connections> connections_;
+  // The client socket celld bound itself (removed at shutdown); none when systemd passed it.
+  std::optional<ipc::SocketFile> own_socket_;
   std::optional<ZygoteProcess> zygote_;
   // celld's own read-only view of the model file, never touched: mincore on it tells how much of
   // the weights is in memory right now (metrics, status).
@@ -217,8 +213,6 @@ class Supervisor {
   policy::ModelFacts model_facts_;
   HostIdAllocator host_ids_;
 
-  uint64_t next_connection_id_ = 1;
-  std::unordered_map<uint64_t, Connection> connections_;
   std::map<std::string, Session> sessions_;        // by id
   std::unordered_map<pid_t, std::string> by_pid_;  // worker pid → session id
   uint64_t next_spawn_request_ = 1;

@@ -15,6 +15,35 @@ extern char** environ;  // NOLINT(readability-identifier-naming): POSIX name
 
 namespace cellhouse::supervisor {
 
+std::vector<std::string> ZygoteEnvironment(char** parent_environment) {
+  std::vector<std::string> env = {"OPENBLAS_NUM_THREADS=1", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                                  "LANG=C.UTF-8"};
+  for (char** e = parent_environment; e != nullptr && *e != nullptr; ++e) {
+    std::string_view var(*e);
+    for (std::string_view name : kZygotePassedVariables) {
+      if (var.size() > name.size() && StartsWith(var, name) && var[name.size()] == '=') {
+        env.emplace_back(var);
+      }
+    }
+  }
+  return env;
+}
+
+namespace {
+
+// Ends a zygote that failed to start properly; `what` says how it failed.
+Error AbandonZygote(ChildProcess& process, const ZygoteOptions& options, const std::string& what) {
+  // It may still run (a channel closed, or garbage sent, by a live process): kill it, or Wait
+  // would block celld for as long as it lives.
+  static_cast<void>(process.Kill(SIGKILL));
+  auto st = process.Wait();
+  return Error("the zygote (" + options.binary + ") " + what + " (it " +
+               (st ? st->ToString() : st.error().message()) +
+               "); its error, if any, is on celld's standard error");
+}
+
+}  // namespace
+
 Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
   CH_ASSIGN_OR_RETURN(FdPair channel, MakeSocketPair(SOCK_SEQPACKET));
   SpawnOptions spawn;
@@ -27,21 +56,7 @@ Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
   if (!options.lock_weights) spawn.argv.push_back("--no-mlock");
   spawn.argv.insert(spawn.argv.end(), options.extra_args.begin(), options.extra_args.end());
   spawn.fds = {{kZygoteChannelFd, channel.second.get()}};
-  // The parent's environment, with OpenBLAS pinned to one thread, and without what systemd gave
-  // celld alone: the zygote must not notify, pet the watchdog or take the listening sockets.
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string_view var(*e);
-    bool celld_only = false;
-    for (std::string_view prefix :
-         {"OPENBLAS_NUM_THREADS=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
-          "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES="}) {
-      celld_only = celld_only || StartsWith(var, prefix);
-    }
-    if (!celld_only) env.emplace_back(var);
-  }
-  env.emplace_back("OPENBLAS_NUM_THREADS=1");
-  spawn.env = std::move(env);
+  spawn.env = ZygoteEnvironment(environ);
   CH_ASSIGN_OR_RETURN(ChildProcess process, SpawnProgram(spawn));
   channel.second.reset();
 
@@ -51,10 +66,9 @@ Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
     pollfd fds[2] = {{channel.first.get(), POLLIN, 0}, {process.pidfd(), POLLIN, 0}};
     int64_t left_ms = (deadline - MonotonicNanos()) / kNanosPerMilli;
     if (left_ms <= 0) {
-      static_cast<void>(process.Kill(SIGKILL));
-      static_cast<void>(process.Wait());
-      return Error("the zygote did not report ready within " +
-                   std::to_string(options.ready_timeout_ms) + " ms");
+      return AbandonZygote(
+          process, options,
+          "did not report ready within " + std::to_string(options.ready_timeout_ms) + " ms");
     }
     int rc = ::poll(fds, 2, static_cast<int>(left_ms));
     if (rc < 0) {
@@ -62,18 +76,21 @@ Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
       return Error::FromErrno(errno, "poll");
     }
     if ((fds[0].revents & POLLIN) != 0) {
-      auto ready = ipc::ReceiveMessage<zygote::ZygoteReady>(channel.first.get(), {});
-      if (ready && !ready->end_of_stream) {
+      auto ready = ipc::ReceiveMessage<zygote::ZygoteReady>(
+          channel.first.get(), {.max_bytes = size_t{64} * 1024, .max_fds = 0, .nonblocking = true});
+      if (!ready) {
+        return AbandonZygote(process, options,
+                             "sent something other than ZygoteReady: " + ready.error().message());
+      }
+      if (ready->would_block) continue;
+      if (!ready->end_of_stream) {
         return ZygoteProcess(std::move(process), std::move(channel.first),
                              std::move(ready->message));
       }
+      return AbandonZygote(process, options, "closed its channel before it was ready");
     }
     if (fds[0].revents != 0 || fds[1].revents != 0) {
-      // It closed the channel or ended: report how.
-      auto st = process.Wait();
-      return Error("the zygote (" + options.binary +
-                   ") ended before it was ready: " + (st ? st->ToString() : st.error().message()) +
-                   "; its error is on celld's standard error");
+      return AbandonZygote(process, options, "ended before it was ready");
     }
   }
 }

@@ -34,11 +34,20 @@ struct ZygoteOptions {
 // The zygote's fd for its channel to celld.
 inline constexpr int kZygoteChannelFd = 3;
 
+// The zygote's whole environment, and so every worker's: never celld's own, which may hold
+// anything its parent set (credentials, paths, systemd's sockets). OPENBLAS_NUM_THREADS=1,
+// since OpenBLAS would otherwise start threads from its constructor and a threaded process
+// cannot create user namespaces; a fixed PATH and LANG=C.UTF-8; and from celld's environment
+// only the variables in kZygotePassedVariables, which tune the BLAS or a GPU runtime.
+inline constexpr const char* kZygotePassedVariables[] = {
+    "OPENBLAS_CORETYPE", "OPENBLAS_VERBOSE", "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY"};
+std::vector<std::string> ZygoteEnvironment(char** parent_environment);
+
 class ZygoteProcess {
  public:
-  // Starts the zygote with OPENBLAS_NUM_THREADS=1 (OpenBLAS would otherwise start threads from
-  // its constructor, and a threaded process cannot create user namespaces) and waits for
-  // ZygoteReady. A zygote that exits or times out first is an error with its exit status.
+  // Starts the zygote with a fixed environment (ZygoteEnvironment) and waits for ZygoteReady. A
+  // zygote that exits, times out, closes its channel or sends something else first is ended and
+  // the error says how.
   static Result<ZygoteProcess> Start(const ZygoteOptions& options);
 
   const zygote::ZygoteReady& ready() const { return ready_; }

@@ -102,8 +102,16 @@ void PrintStatus(const api::Response& r, bool json) {
         .Add("memory_committed_bytes", s.memory_committed_bytes())
         .Add("weights_bytes", s.weights_bytes())
         .Add("weights_resident_bytes", s.weights_resident_bytes())
-        .Add("cgroup_driver", s.cgroup_driver());
+        .Add("cgroup_driver", s.cgroup_driver())
+        .Add("full_view", s.full_view());
     Printf(stdout, "%s\n", j.Render().c_str());
+    return;
+  }
+  if (!s.full_view()) {
+    // A tenant's view: celld tells it about its own sessions only.
+    Printf(stdout, "celld %s\nmodel: %s\nweights: %s mapped\nyour sessions: %u active\n",
+           s.version().c_str(), s.model().c_str(), FormatBytes(s.weights_bytes()).c_str(),
+           s.sessions_active());
     return;
   }
   Printf(stdout,
@@ -154,9 +162,10 @@ Result<api::Request> Plain(const std::vector<std::string>& /*args*/) {
 }  // namespace
 
 int CmdSessions(const GlobalOptions& global, const std::vector<std::string>& args) {
-  return RunAdmin(global, args,
-                  {"cellctl sessions", "Lists your sessions (root sees every tenant's).", 0,
-                   Plain<&api::Request::mutable_list_sessions>, PrintSessions});
+  return RunAdmin(
+      global, args,
+      {"cellctl sessions", "Lists your sessions (an administrator sees every tenant's).", 0,
+       Plain<&api::Request::mutable_list_sessions>, PrintSessions});
 }
 
 int CmdKill(const GlobalOptions& global, const std::vector<std::string>& args) {
@@ -188,9 +197,10 @@ int CmdReload(const GlobalOptions& global, const std::vector<std::string>& args)
 }
 
 int CmdPolicyList(const GlobalOptions& global, const std::vector<std::string>& args) {
-  return RunAdmin(global, args,
-                  {"cellctl policy list", "Lists the policies celld has loaded.", 0,
-                   Plain<&api::Request::mutable_list_policies>, PrintPolicies});
+  return RunAdmin(
+      global, args,
+      {"cellctl policy list", "Lists the policies you may use (an administrator sees all of them).",
+       0, Plain<&api::Request::mutable_list_policies>, PrintPolicies});
 }
 
 }  // namespace cellhouse::cli

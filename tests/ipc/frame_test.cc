@@ -126,5 +126,35 @@ TEST(FrameTest, ExactReaderStates) {
   EXPECT_EQ(big.announced_length(), 65536u);
 }
 
+TEST(FrameTest, ExactReaderGrowsWithTheBytesThatArriveAndAsksItsBudget) {
+  auto pair = MakeSocketPair(SOCK_STREAM);
+  ASSERT_TRUE(pair);
+  ASSERT_TRUE(SetNonBlocking(pair->second.get()));
+  // 1 MiB announced, 1000 bytes sent.
+  ASSERT_TRUE(WriteFull(pair->first.get(), std::string("\x80\x80\x40", 3), "prefix"));
+  ASSERT_TRUE(WriteFull(pair->first.get(), std::string(1000, 'a'), "payload"));
+  size_t granted = 0;
+  ExactFrameReader reader(kDefaultMaxFrameBytes);
+  auto budget = [&granted](size_t bytes) {
+    granted += bytes;
+    return true;
+  };
+  ASSERT_EQ(*reader.ReadFrom(pair->second.get(), budget), ExactFrameReader::State::kIncomplete);
+  EXPECT_EQ(reader.announced_length(), size_t{1} << 20);
+  EXPECT_EQ(reader.received(), 1000u);
+  EXPECT_EQ(reader.held_bytes(), granted);
+  EXPECT_LE(granted, 2048u) << "the buffer grew to the claim, not to what arrived";
+
+  // A budget that refuses: the read stops there.
+  ASSERT_TRUE(WriteFull(pair->first.get(), std::string(100'000, 'b'), "payload"));
+  auto stingy = [&granted](size_t bytes) {
+    if (granted + bytes > 50'000) return false;
+    granted += bytes;
+    return true;
+  };
+  ASSERT_EQ(*reader.ReadFrom(pair->second.get(), stingy), ExactFrameReader::State::kOverBudget);
+  EXPECT_LE(reader.held_bytes(), 50'000u);
+}
+
 }  // namespace
 }  // namespace cellhouse::ipc

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+
 #include <gtest/gtest.h>
 
 #include "base/io.h"
@@ -49,6 +51,73 @@ TEST(UnixSocketTest, StaleSocketReplacedLiveOneRefused) {
   auto not_socket = ListenUnix({.path = dir.File("f")});
   ASSERT_FALSE(not_socket);
   EXPECT_NE(not_socket.error().message().find("is not a socket"), std::string::npos);
+}
+
+TEST(UnixSocketTest, ADirectoryOthersMayWriteIsRefused) {
+  testing::TempDir dir;
+  for (mode_t mode : {01777, 0777, 0775}) {
+    char name[16];
+    static_cast<void>(std::snprintf(name, sizeof(name), "d%o", mode));
+    std::string sub = dir.File(name);
+    ASSERT_EQ(::mkdir(sub.c_str(), 0700), 0);
+    ASSERT_EQ(::chmod(sub.c_str(), mode), 0);
+    auto r = ListenUnix({.path = sub + "/s"});
+    ASSERT_FALSE(r) << std::oct << mode;
+    EXPECT_NE(r.error().message().find("can be changed by other users"), std::string::npos)
+        << r.error().message();
+    EXPECT_NE(r.error().message().find("Refusing."), std::string::npos);
+  }
+  // Owned by another user, even with no write bit for others (only root can make one).
+  if (::geteuid() == 0) {
+    std::string theirs = dir.File("theirs");
+    ASSERT_EQ(::mkdir(theirs.c_str(), 0755), 0);
+    ASSERT_EQ(::chown(theirs.c_str(), 4242, 4242), 0);
+    EXPECT_FALSE(ListenUnix({.path = theirs + "/s"}));
+  }
+  // /tmp above the directory is sticky and world-writable: that is fine.
+  EXPECT_TRUE(ListenUnix({.path = dir.File("ok")}));
+}
+
+TEST(UnixSocketTest, BoundInAPrivateDirectoryThenRenamedWithModeAndGroup) {
+  testing::TempDir dir;
+  std::string path = dir.File("s");
+  SocketFile bound;
+  // Another group than our own needs root; without it, our own group shows the chown ran.
+  gid_t group = ::geteuid() == 0 ? 4242 : ::getegid();
+  auto listener = ListenUnix({.path = path, .mode = 0660, .group = group}, &bound);
+  ASSERT_TRUE(listener) << listener.error().message();
+  struct stat st {};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  EXPECT_EQ(st.st_gid, group);
+  EXPECT_EQ(st.st_ino, bound.ino);
+  // Nothing left of the private directory.
+  auto entries = ListDirectory(dir.path());
+  ASSERT_TRUE(entries);
+  EXPECT_EQ(entries->size(), 1u);
+  // Removed only while it is still the file bound.
+  std::string other = dir.File("other");
+  auto second = ListenUnix({.path = other});
+  ASSERT_TRUE(second);
+  ASSERT_EQ(::rename(other.c_str(), path.c_str()), 0);
+  ASSERT_TRUE(RemoveSocketFile(bound));
+  EXPECT_EQ(::lstat(path.c_str(), &st), 0) << "another socket now there was removed";
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  EXPECT_TRUE(RemoveSocketFile(bound));
+}
+
+TEST(UnixSocketTest, ALinkOnTheWayIsResolvedOnce) {
+  testing::TempDir dir;
+  std::string real = dir.File("real");
+  ASSERT_EQ(::mkdir(real.c_str(), 0755), 0);
+  ASSERT_EQ(::symlink(real.c_str(), dir.File("link").c_str()), 0);
+  SocketFile bound;
+  auto listener = ListenUnix({.path = dir.File("link") + "/s"}, &bound);
+  ASSERT_TRUE(listener) << listener.error().message();
+  EXPECT_EQ(bound.path, real + "/s");
+  struct stat st {};
+  EXPECT_EQ(::lstat((real + "/s").c_str(), &st), 0);
 }
 
 TEST(UnixSocketTest, InheritedDescriptorChecks) {

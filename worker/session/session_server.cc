@@ -1,7 +1,6 @@
 #include "worker/session/session_server.h"
 
 #include <poll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 #include <limits>
 
 #include "base/io.h"
+#include "base/random.h"
 #include "ipc/messages.h"
 #include "ipc/packet.h"
 
@@ -38,14 +38,6 @@ api::Done::StopReason ToProto(StopReason stop) {
 double PerSecond(int32_t count, int64_t nanos) {
   if (nanos <= 0 || count <= 0) return 0.0;
   return static_cast<double>(count) * 1e9 / static_cast<double>(nanos);
-}
-
-uint64_t RandomSeed() {
-  uint64_t seed = 0;
-  if (::getrandom(&seed, sizeof(seed), 0) != static_cast<ssize_t>(sizeof(seed))) {
-    seed = static_cast<uint64_t>(MonotonicNanos());
-  }
-  return seed;
 }
 
 }  // namespace
@@ -269,7 +261,18 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     SendError(api::INVALID_ARGUMENT, "top_p must be in (0, 1]");
     return Flow::kContinue;
   }
-  request.seed = generate.has_seed() ? generate.seed() : RandomSeed();
+  if (generate.has_seed()) {
+    request.seed = generate.seed();
+  } else {
+    // A seed the client did not choose must not be guessable from the time either.
+    Result<uint64_t> seed = RandomUint64();
+    if (!seed) {
+      SendError(api::INTERNAL, "no random seed could be drawn (" + seed.error().message() +
+                                   "); pass a seed to generate");
+      return Flow::kContinue;
+    }
+    request.seed = *seed;
+  }
 
   generating_ = true;
   cancel_requested_ = false;
