@@ -164,9 +164,11 @@ constexpr const TypeInfo* FindTypeInfo(uint32_t id) {
   return nullptr;
 }
 
-// The row for a type; every TensorType has one.
+// The row for a type; every TensorType has one (the fallback only keeps GCC's null-dereference
+// analysis quiet).
 constexpr const TypeInfo& GetTypeInfo(TensorType type) {
-  return *FindTypeInfo(static_cast<uint32_t>(type));
+  const TypeInfo* info = FindTypeInfo(static_cast<uint32_t>(type));
+  return info != nullptr ? *info : kTypeInfos[0];
 }
 
 // Bytes of `count` values of a computable type; nullopt when count is not a whole number of
