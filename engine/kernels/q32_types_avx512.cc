@@ -1,8 +1,470 @@
-// Placeholder until the vector kernels land: the table falls back to the portable products.
+// Products of the 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with AVX-512 (F/BW/VL
+// VNNI) on 256-bit vectors: the arithmetic of q32_types.cc, bit for bit. Only these functions are
+// compiled for those extensions (target attribute); the table uses them only on such CPUs.
+//
+// How the integers are made exact with vpdpbusd (unsigned bytes times signed bytes, four products
+// summed per 32-bit lane): each weight block is unpacked to 32 unsigned bytes u = value + offset
+// (offset 128 for Q8_0 through an XOR with 0x80, 8 for Q4_0, 16 for Q5_0, 0 for Q4_1/Q5_1), and
+// the lane sums start from -offset * (the lane's four activation bytes summed), which one
+// vpdpbusd per activation block computes. Lane j then holds the exact L[j] of the definition,
+// and the float work is the definition's: d = half(w.d) * half(x.d), acc = fma(d, float(L), acc),
+// hsum_float_8 at the end (kVecDot), or the lanes summed exactly and one fma per block (Q4_0
+// kInterleaved8).
+//
+// Rows x tokens tiles: a block of R weight rows is unpacked once and meets T activation rows
+// (prefill; decode is T = 1). Each (row, token) output still sees exactly the operations of its
+// own dot product, in block order, so results do not depend on the tile, n, or the row range.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "engine/kernels/prefetch.h"
 #include "engine/kernels/type_kernels_internal.h"
+
+#define CH_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 namespace cellhouse::engine::internal {
 
-ProductFns Q32ProductsAvx512(TensorType /*type*/, DotOrder /*order*/) { return {}; }
+namespace {
+
+template <TensorType kType>
+struct Q32 {
+  static constexpr size_t kBytes = GetTypeInfo(kType).block_bytes;
+  static constexpr TensorType kPartner = GetTypeInfo(kType).partner;
+  static constexpr size_t kXBytes = GetTypeInfo(kPartner).block_bytes;
+  static constexpr size_t kXQs = kPartner == TensorType::kQ8_1 ? block::kQ8_1Qs : block::kQ8_0Qs;
+  static constexpr int kOffset = kType == TensorType::kQ8_0   ? 128
+                                 : kType == TensorType::kQ4_0 ? 8
+                                 : kType == TensorType::kQ5_0 ? 16
+                                                              : 0;
+  static constexpr bool kMin = kType == TensorType::kQ4_1 || kType == TensorType::kQ5_1;
+  static constexpr bool kFive = kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1;
+  static constexpr size_t kQs = kType == TensorType::kQ4_0   ? block::kQ4_0Qs
+                                : kType == TensorType::kQ4_1 ? block::kQ4_1Qs
+                                : kType == TensorType::kQ5_0 ? block::kQ5_0Qs
+                                : kType == TensorType::kQ5_1 ? block::kQ5_1Qs
+                                                             : block::kQ8_0Qs;
+  static constexpr size_t kQh = kType == TensorType::kQ5_0 ? block::kQ5_0Qh : block::kQ5_1Qh;
+  static constexpr size_t kM = kType == TensorType::kQ4_1 ? block::kQ4_1M : block::kQ5_1M;
+};
+
+// The block's 32 values plus the type's offset, as unsigned bytes in value order.
+template <TensorType kType>
+CH_AVX512 inline __m256i Unpack(const std::byte* b) {
+  using P = Q32<kType>;
+  if constexpr (kType == TensorType::kQ8_0) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + P::kQs)),
+                            _mm256_set1_epi8(static_cast<char>(0x80)));
+  } else {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + P::kQs));
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+    v = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+    if constexpr (P::kFive) {
+      // Bit k of qh is value k's fifth bit: a byte mask for a masked add of 16.
+      const __mmask32 high = _cvtu32_mask32(LoadU32(b + P::kQh));
+      v = _mm256_mask_add_epi8(v, high, v, _mm256_set1_epi8(16));
+    }
+    return v;
+  }
+}
+
+// A half widened and broadcast to 8 lanes.
+CH_AVX512 inline __m256 BroadcastHalf(const std::byte* p) {
+  return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<int16_t>(LoadU16(p))));
+}
+
+CH_AVX512 inline float HalfScalar(const std::byte* p) {
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(LoadU16(p))));
+}
+
+// ggml's hsum_float_8, instruction for instruction.
+CH_AVX512 inline float Hsum8(__m256 v) {
+  __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+// One activation block, ready for every row: its bytes, the lane sums' starting values
+// (-offset * the lane's four bytes summed), its scale (and Q8_1's s).
+struct XBlock {
+  __m256i q;
+  __m256i start;
+  __m256 d;
+  float s;
+};
+
+template <TensorType kType>
+CH_AVX512 inline XBlock LoadX(const std::byte* xb) {
+  using P = Q32<kType>;
+  XBlock x;
+  x.q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + P::kXQs));
+  if constexpr (P::kOffset != 0) {
+    const __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+                                             _mm256_set1_epi8(static_cast<char>(P::kOffset)), x.q);
+    x.start = _mm256_sub_epi32(_mm256_setzero_si256(), sums);
+  } else {
+    x.start = _mm256_setzero_si256();
+  }
+  x.d = BroadcastHalf(xb);
+  if constexpr (P::kMin) {
+    x.s = HalfScalar(xb + block::kQ8_1S);
+  } else {
+    x.s = 0.0F;
+  }
+  return x;
+}
+
+// kVecDot: R rows x T tokens over all blocks; y[t * y_stride + r].
+template <TensorType kType, int R, int T>
+CH_AVX512 void TileVec(const std::byte* w, size_t w_stride, const std::byte* x, size_t x_stride,
+                       int64_t blocks, float* y, size_t y_stride, SpreadPrefetch ahead) {
+  using P = Q32<kType>;
+  __m256 acc[R][T];
+  float summs[R][T];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      acc[r][t] = _mm256_setzero_ps();
+      summs[r][t] = 0.0F;
+    }
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    ahead.Step(b);
+    __m256i wu[R];
+    __m256 wd[R];
+    float wm[R];
+    for (int r = 0; r < R; ++r) {
+      const std::byte* wb =
+          w + static_cast<size_t>(r) * w_stride + static_cast<size_t>(b) * P::kBytes;
+      wu[r] = Unpack<kType>(wb);
+      wd[r] = BroadcastHalf(wb);
+      if constexpr (P::kMin) {
+        wm[r] = HalfScalar(wb + P::kM);
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const XBlock xb =
+          LoadX<kType>(x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(b) * P::kXBytes);
+      for (int r = 0; r < R; ++r) {
+        const __m256i lanes = _mm256_dpbusd_epi32(xb.start, wu[r], xb.q);
+        const __m256 d = _mm256_mul_ps(wd[r], xb.d);
+        acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[r][t]);
+        if constexpr (P::kMin) {
+          summs[r][t] = _mm_cvtss_f32(
+              _mm_fmadd_ss(_mm_set_ss(wm[r]), _mm_set_ss(xb.s), _mm_set_ss(summs[r][t])));
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      float v = Hsum8(acc[r][t]);
+      if constexpr (P::kMin) {
+        v = v + summs[r][t];
+      }
+      y[static_cast<size_t>(t) * y_stride + static_cast<size_t>(r)] = v;
+    }
+  }
+}
+
+// The same values without the offset, as signed bytes.
+template <TensorType kType>
+CH_AVX512 inline __m256i UnpackSigned(const std::byte* b) {
+  using P = Q32<kType>;
+  if constexpr (kType == TensorType::kQ8_0) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + P::kQs));
+  } else if constexpr (P::kOffset != 0) {
+    return _mm256_sub_epi8(Unpack<kType>(b), _mm256_set1_epi8(static_cast<char>(P::kOffset)));
+  } else {
+    return Unpack<kType>(b);
+  }
+}
+
+// GCC 12's unmasked forms of some 512-bit intrinsics pass an undefined vector as the merge
+// source and trip -Wmaybe-uninitialized in its own header; the zero-masked forms with an
+// all-ones mask compile to the same instructions (as in kernels_avx512.cc).
+constexpr __mmask16 kAll16 = 0xFFFF;
+
+// Two halves (at a, b) widened: lanes 0-7 a, lanes 8-15 b.
+CH_AVX512 inline __m512 HalfPair(const std::byte* a, const std::byte* b) {
+  const __m256i h = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(LoadU16(a)))),
+      _mm_set1_epi16(static_cast<int16_t>(LoadU16(b))), 1);
+  return _mm512_maskz_cvtph_ps(kAll16, h);
+}
+
+CH_AVX512 inline __m512i Pair(__m256i lo, __m256i hi) {
+  const __m512i low = _mm512_maskz_inserti64x4(0xFF, _mm512_setzero_si512(), lo, 0);
+  return _mm512_maskz_inserti64x4(0xFF, low, hi, 1);
+}
+
+CH_AVX512 inline __m512 ToFloat(__m512i v) { return _mm512_maskz_cvtepi32_ps(kAll16, v); }
+
+CH_AVX512 inline __m256 High(__m512 v) {
+  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 1));
+}
+
+CH_AVX512 inline __m256 Low(__m512 v) {
+  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 0));
+}
+
+// -128 * (each lane's four bytes summed), for bytes that meet activations made unsigned by
+// adding 128.
+CH_AVX512 inline __m512i MinusOffsetSums(__m512i v, int offset) {
+  const __m512i sums =
+      _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(offset)), v);
+  return _mm512_sub_epi32(_mm512_setzero_si512(), sums);
+}
+
+// Prefill: R rows against 2P activation rows (pairs in the two halves of a vector). Here the
+// activations are made unsigned (+128, an XOR) and the weights stay signed; the lanes start from
+// -128 * the weights' four bytes. y[t * y_stride + r].
+template <TensorType kType, int R, int P2>
+CH_AVX512 void TokenPairs(const std::byte* w, size_t w_stride, const std::byte* x, size_t x_stride,
+                          int64_t blocks, float* y, size_t y_stride, SpreadPrefetch ahead) {
+  using P = Q32<kType>;
+  __m512 acc[R][P2];
+  __m512 summs[R][P2];
+  for (int r = 0; r < R; ++r) {
+    for (int p = 0; p < P2; ++p) {
+      acc[r][p] = _mm512_setzero_ps();
+      summs[r][p] = _mm512_setzero_ps();
+    }
+  }
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t b = 0; b < blocks; ++b) {
+    ahead.Step(b);
+    __m512i wq[R];
+    __m512i start[R];
+    __m512 wd[R];
+    __m512 wm[R];
+    for (int r = 0; r < R; ++r) {
+      const std::byte* wb =
+          w + static_cast<size_t>(r) * w_stride + static_cast<size_t>(b) * P::kBytes;
+      const __m256i v = UnpackSigned<kType>(wb);
+      wq[r] = Pair(v, v);
+      start[r] = MinusOffsetSums(wq[r], 128);
+      wd[r] = _mm512_set1_ps(HalfScalar(wb));
+      if constexpr (P::kMin) {
+        wm[r] = _mm512_set1_ps(HalfScalar(wb + P::kM));
+      }
+    }
+    for (int p = 0; p < P2; ++p) {
+      const std::byte* xa =
+          x + static_cast<size_t>(2 * p) * x_stride + static_cast<size_t>(b) * P::kXBytes;
+      const std::byte* xc = xa + x_stride;
+      const __m512i xu =
+          _mm512_xor_si512(Pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa + P::kXQs)),
+                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xc + P::kXQs))),
+                           flip);
+      const __m512 xd = HalfPair(xa, xc);
+      __m512 xs = _mm512_setzero_ps();
+      if constexpr (P::kMin) {
+        xs = HalfPair(xa + block::kQ8_1S, xc + block::kQ8_1S);
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m512i lanes = _mm512_dpbusd_epi32(start[r], xu, wq[r]);
+        const __m512 d = _mm512_mul_ps(wd[r], xd);
+        acc[r][p] = _mm512_fmadd_ps(d, ToFloat(lanes), acc[r][p]);
+        if constexpr (P::kMin) {
+          summs[r][p] = _mm512_fmadd_ps(wm[r], xs, summs[r][p]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int p = 0; p < P2; ++p) {
+      float lo = Hsum8(Low(acc[r][p]));
+      float hi = Hsum8(High(acc[r][p]));
+      if constexpr (P::kMin) {
+        lo = lo + _mm512_cvtss_f32(summs[r][p]);
+        hi = hi + _mm256_cvtss_f32(High(summs[r][p]));
+      }
+      y[static_cast<size_t>(2 * p) * y_stride + static_cast<size_t>(r)] = lo;
+      y[static_cast<size_t>(2 * p + 1) * y_stride + static_cast<size_t>(r)] = hi;
+    }
+  }
+}
+
+// The exact sum of the 8 lanes of each of 8 vectors, as one vector (lane r: vector r's sum).
+CH_AVX512 inline __m256i SumEach8(const __m256i* v) {
+  const __m256i a = _mm256_hadd_epi32(v[0], v[1]);  // per 128-bit half: pairs of 0, 1
+  const __m256i b = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i c = _mm256_hadd_epi32(v[4], v[5]);
+  const __m256i e = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i ab = _mm256_hadd_epi32(a, b);  // [0 1 2 3 | 0 1 2 3] halves
+  const __m256i ce = _mm256_hadd_epi32(c, e);  // [4 5 6 7 | 4 5 6 7]
+  const __m256i lo = _mm256_permute2x128_si256(ab, ce, 0x20);
+  const __m256i hi = _mm256_permute2x128_si256(ab, ce, 0x31);
+  return _mm256_add_epi32(lo, hi);
+}
+
+// Q4_0 kInterleaved8: 8 rows at a time, one float lane per row; T tokens.
+template <int T>
+CH_AVX512 void TileInterleaved(const std::byte* w, size_t w_stride, const std::byte* x,
+                               size_t x_stride, int64_t blocks, float* y, size_t y_stride,
+                               SpreadPrefetch ahead) {
+  using P = Q32<TensorType::kQ4_0>;
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    ahead.Step(b);
+    __m256i wu[8];
+    const std::byte* w0 = w + static_cast<size_t>(b) * P::kBytes;
+    for (int r = 0; r < 8; ++r) {
+      wu[r] = Unpack<TensorType::kQ4_0>(w0 + static_cast<size_t>(r) * w_stride);
+    }
+    // The 8 rows' scales, lane r from row r.
+    __m128i hw = _mm_cvtsi32_si128(LoadU16(w0));
+    hw = _mm_insert_epi16(hw, LoadU16(w0 + w_stride), 1);
+    hw = _mm_insert_epi16(hw, LoadU16(w0 + 2 * w_stride), 2);
+    hw = _mm_insert_epi16(hw, LoadU16(w0 + 3 * w_stride), 3);
+    hw = _mm_insert_epi16(hw, LoadU16(w0 + 4 * w_stride), 4);
+    hw = _mm_insert_epi16(hw, LoadU16(w0 + 5 * w_stride), 5);
+    hw = _mm_insert_epi16(hw, LoadU16(w0 + 6 * w_stride), 6);
+    hw = _mm_insert_epi16(hw, LoadU16(w0 + 7 * w_stride), 7);
+    const __m256 wd = _mm256_cvtph_ps(hw);
+    for (int t = 0; t < T; ++t) {
+      const XBlock xb = LoadX<TensorType::kQ4_0>(x + static_cast<size_t>(t) * x_stride +
+                                                 static_cast<size_t>(b) * P::kXBytes);
+      __m256i lanes[8];
+      for (int r = 0; r < 8; ++r) {
+        lanes[r] = _mm256_dpbusd_epi32(xb.start, wu[r], xb.q);
+      }
+      const __m256 sums = _mm256_cvtepi32_ps(SumEach8(lanes));
+      acc[t] = _mm256_fmadd_ps(sums, _mm256_mul_ps(wd, xb.d), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    _mm256_storeu_ps(y + static_cast<size_t>(t) * y_stride, acc[t]);
+  }
+}
+
+// The next tile's rows (up to the range's end), to stream in while a tile computes.
+inline SpreadPrefetch NextTile(const MatMulArgs& a, int64_t row, int64_t rows, int64_t blocks) {
+  const int64_t begin = std::min(a.row_end, row + rows);
+  const int64_t end = std::min(a.row_end, row + 2 * rows);
+  return {a.w + static_cast<size_t>(begin) * a.w_row_bytes,
+          a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks};
+}
+
+// No prefetch: the tiles of a row group after its first (the rows are in cache by then).
+inline SpreadPrefetch Nothing() { return {nullptr, nullptr, 0}; }
+
+// Decode (n = 1): RD rows at a time (256-bit vectors: measured faster here than pairs of rows in
+// 512-bit ones), then single rows. Prefill: R rows x 2 * P2 tokens in token pairs, then single
+// rows and single tokens (the one-row, one-token tile of TileVec).
+template <TensorType kType, int RD, int R, int P2>
+CH_AVX512 void MatMulVec(const MatMulArgs& a) {
+  const int64_t blocks = a.cols / 32;
+  const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
+  if (a.n == 1) {
+    int64_t r = a.row_begin;
+    for (; r + RD <= a.row_end; r += RD) {
+      TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, a.x, a.x_row_bytes, blocks, a.y + r, a.y_stride,
+                            NextTile(a, r, RD, blocks));
+    }
+    for (; r < a.row_end; ++r) {
+      TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, a.x, a.x_row_bytes, blocks, a.y + r, a.y_stride,
+                           Nothing());
+    }
+    return;
+  }
+  for (int64_t r = a.row_begin; r < a.row_end;) {
+    const int64_t rows = a.row_end - r >= R ? R : 1;
+    int32_t t = 0;
+    for (; t + 2 * P2 <= a.n; t += 2 * P2) {
+      const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, rows, blocks) : Nothing();
+      const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
+      float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
+      if (rows == R) {
+        TokenPairs<kType, R, P2>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride,
+                                 ahead);
+      } else {
+        TokenPairs<kType, 1, P2>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride,
+                                 ahead);
+      }
+    }
+    for (; t < a.n; ++t) {
+      for (int64_t i = r; i < r + rows; ++i) {
+        TileVec<kType, 1, 1>(w_at(i), a.w_row_bytes, a.x + static_cast<size_t>(t) * a.x_row_bytes,
+                             a.x_row_bytes, blocks,
+                             a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(i),
+                             a.y_stride, Nothing());
+      }
+    }
+    r += rows;
+  }
+}
+
+template <TensorType kType>
+CH_AVX512 float DotVec(const std::byte* w, const std::byte* x, int64_t cols) {
+  float y = 0.0F;
+  TileVec<kType, 1, 1>(w, 0, x, 0, cols / 32, &y, 1, Nothing());
+  return y;
+}
+
+CH_AVX512 void MatMulInterleaved(const MatMulArgs& a) {
+  constexpr int T = 4;
+  const int64_t blocks = a.cols / 32;
+  const ProductFns portable = Q32ProductsPortable(TensorType::kQ4_0, DotOrder::kInterleaved8);
+  for (int64_t r = a.row_begin; r < a.row_end;) {
+    const std::byte* w = a.w + static_cast<size_t>(r) * a.w_row_bytes;
+    if (a.row_end - r < 8) {
+      // Fewer than 8 rows left: one at a time through the portable definition.
+      for (int32_t t = 0; t < a.n; ++t) {
+        a.y[static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r)] =
+            portable.dot(w, a.x + static_cast<size_t>(t) * a.x_row_bytes, a.cols);
+      }
+      ++r;
+      continue;
+    }
+    for (int32_t t = 0; t < a.n;) {
+      const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
+      float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
+      const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, 8, blocks) : Nothing();
+      if (a.n - t >= T) {
+        TileInterleaved<T>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
+        t += T;
+      } else {
+        TileInterleaved<1>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
+        t += 1;
+      }
+    }
+    r += 8;
+  }
+}
+
+template <TensorType kType, int RD, int R, int P2>
+ProductFns Fns() {
+  return {&DotVec<kType>, &MatMulVec<kType, RD, R, P2>};
+}
+
+}  // namespace
+
+ProductFns Q32ProductsAvx512(TensorType type, DotOrder order) {
+  if (order == DotOrder::kInterleaved8) {
+    if (type != TensorType::kQ4_0) {
+      return {};
+    }
+    return {Q32ProductsPortable(type, order).dot, &MatMulInterleaved};
+  }
+  switch (type) {
+    case TensorType::kQ4_0:
+      return Fns<TensorType::kQ4_0, 8, 4, 3>();
+    case TensorType::kQ4_1:
+      return Fns<TensorType::kQ4_1, 8, 3, 2>();
+    case TensorType::kQ5_0:
+      return Fns<TensorType::kQ5_0, 8, 4, 3>();
+    case TensorType::kQ5_1:
+      return Fns<TensorType::kQ5_1, 8, 3, 2>();
+    case TensorType::kQ8_0:
+      return Fns<TensorType::kQ8_0, 8, 4, 3>();
+    default:
+      return {};
+  }
+}
 
 }  // namespace cellhouse::engine::internal
