@@ -14,6 +14,7 @@
 //     unwritten; here they are 0).
 //   F16: nearest even (ggml's software conversion, which agrees for every finite value).
 //   BF16: nearest even, subnormals kept (GGML_FP32_TO_BF16).
+//   Both are stored as the floats they exactly are (4 bytes a value: ActivationRowBytes).
 // Compiled with -ffp-contract=off.
 #include <cmath>
 #include <cstring>
@@ -129,15 +130,17 @@ void RowsF32(const float* x, int32_t n, int64_t cols, std::byte* out) {
   std::memcpy(out, x, static_cast<size_t>(n) * static_cast<size_t>(cols) * sizeof(float));
 }
 
+// F16 and BF16 partners: each value rounded, then kept as the float it exactly is (see
+// ActivationRowBytes), so the products read it without converting it at every use.
 void RowsF16(const float* x, int32_t n, int64_t cols, std::byte* out) {
   for (int64_t i = 0; i < static_cast<int64_t>(n) * cols; ++i) {
-    StoreU16(out + 2 * i, FloatToHalf(x[i]));
+    StoreF32(out + 4 * i, HalfToFloat(FloatToHalf(x[i])));
   }
 }
 
 void RowsBF16(const float* x, int32_t n, int64_t cols, std::byte* out) {
   for (int64_t i = 0; i < static_cast<int64_t>(n) * cols; ++i) {
-    StoreU16(out + 2 * i, FloatToBF16(x[i]));
+    StoreF32(out + 4 * i, BF16ToFloat(FloatToBF16(x[i])));
   }
 }
 

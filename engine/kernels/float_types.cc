@@ -1,6 +1,6 @@
 // Products of the float weight types (F32, F16, BF16) in portable C++: the definition the AVX2
 // and AVX-512 variants (float_types_avx2.cc, float_types_avx512.cc) reproduce. Activations come
-// as F32, F16 or BF16 rows (the weight's own type, rounded to nearest even).
+// as floats rounded to the weight's own type (nearest even), stored as the floats they are.
 //
 // What it mirrors: llama.cpp c392e5094's decode path for these types, ggml_vec_dot_{f32,f16,
 // bf16} in ggml-cpu.c as its icelake build compiles them (GCC 12, AVX-512; read from the shipped
@@ -28,9 +28,9 @@ namespace {
 inline float Value(const float* p, int64_t i) { return p[i]; }
 inline float Value(const uint16_t* p, int64_t i) { return HalfToFloat(p[i]); }
 
-// F32 and F16: the 64-value steps, reduced.
+// F32 and F16: the 64-value steps, reduced. x holds floats (for F16, exact halves).
 template <typename T>
-float Steps64(const T* w, const T* x, int64_t end) {
+float Steps64(const T* w, const float* x, int64_t end) {
   float acc[4][16] = {};
   for (int64_t i = 0; i < end; i += 64) {
     for (int a = 0; a < 4; ++a) {
@@ -72,32 +72,32 @@ float DotF32(const std::byte* wb, const std::byte* xb, int64_t cols) {
 
 float DotF16(const std::byte* wb, const std::byte* xb, int64_t cols) {
   const auto* w = reinterpret_cast<const uint16_t*>(wb);
-  const auto* x = reinterpret_cast<const uint16_t*>(xb);
+  const auto* x = reinterpret_cast<const float*>(xb);
   const int64_t whole = cols & ~int64_t{63};
   double sum = Steps64(w, x, whole);
   for (int64_t i = whole; i < cols; ++i) {
-    sum += static_cast<double>(HalfToFloat(w[i]) * HalfToFloat(x[i]));
+    sum += static_cast<double>(HalfToFloat(w[i]) * x[i]);
   }
   return static_cast<float>(sum);
 }
 
 float DotBF16(const std::byte* wb, const std::byte* xb, int64_t cols) {
   const auto* w = reinterpret_cast<const uint16_t*>(wb);
-  const auto* x = reinterpret_cast<const uint16_t*>(xb);
+  const auto* x = reinterpret_cast<const float*>(xb);
   float c1[16] = {};
   float c2[16] = {};
   int64_t i = 0;
   for (; i + 32 <= cols; i += 32) {
     for (int l = 0; l < 16; ++l) {
-      c1[l] = std::fma(BF16ToFloat(w[i + l]), BF16ToFloat(x[i + l]), c1[l]);
-      c2[l] = std::fma(BF16ToFloat(w[i + 16 + l]), BF16ToFloat(x[i + 16 + l]), c2[l]);
+      c1[l] = std::fma(BF16ToFloat(w[i + l]), x[i + l], c1[l]);
+      c2[l] = std::fma(BF16ToFloat(w[i + 16 + l]), x[i + 16 + l], c2[l]);
     }
   }
   double sum = 0.0;
   sum += static_cast<double>(SumLanes16(c1));
   sum += static_cast<double>(SumLanes16(c2));
   for (; i < cols; ++i) {
-    sum += static_cast<double>(BF16ToFloat(w[i]) * BF16ToFloat(x[i]));
+    sum += static_cast<double>(BF16ToFloat(w[i]) * x[i]);
   }
   return static_cast<float>(sum);
 }

@@ -1,8 +1,65 @@
-// Placeholder until the vector kernels land: the table falls back to the portable products.
+// Products of the K-quants with AVX-512 (F/BW/VL/VNNI) on 256-bit vectors: k_types_simd.h with
+// vpdpwssd for the scale multiply-adds, vpermw for the scale broadcasts and byte-mask tests for
+// Q5_K's fifth bits. Bit-identical to k_types.cc (tested). Only these functions are compiled for
+// those extensions (target attribute); the table uses them only on such CPUs.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "engine/kernels/prefetch.h"
 #include "engine/kernels/type_kernels_internal.h"
+
+#define CH_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 namespace cellhouse::engine::internal {
 
-ProductFns KProductsAvx512(TensorType /*type*/) { return {}; }
+namespace {
+
+CH_TARGET inline __m256i MulAddPairs(__m256i acc, __m256i pairs, __m256i scales) {
+  return _mm256_dpwssd_epi32(acc, pairs, scales);
+}
+
+CH_TARGET inline __m256i ScaleOf(__m256i s16, int c) {
+  return _mm256_permutexvar_epi16(_mm256_set1_epi16(static_cast<int16_t>(c)), s16);
+}
+
+CH_TARGET inline __m256i ScalePair(__m256i s16, int c) {
+  const __m256i index = _mm256_setr_epi16(
+      static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c),
+      static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c),
+      static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c + 1),
+      static_cast<int16_t>(2 * c + 1), static_cast<int16_t>(2 * c + 1),
+      static_cast<int16_t>(2 * c + 1), static_cast<int16_t>(2 * c + 1),
+      static_cast<int16_t>(2 * c + 1), static_cast<int16_t>(2 * c + 1),
+      static_cast<int16_t>(2 * c + 1));
+  return _mm256_permutexvar_epi16(index, s16);
+}
+
+CH_TARGET inline __m256i FifthBit(__m256i q, __m256i qh, int c) {
+  const __mmask32 set = _mm256_test_epi8_mask(qh, _mm256_set1_epi8(static_cast<char>(1 << c)));
+  return _mm256_mask_add_epi8(q, set, q, _mm256_set1_epi8(16));
+}
+
+#include "engine/kernels/k_types_simd.h"
+
+template <TensorType kType, int RD, int R, int T>
+ProductFns Fns() {
+  return {&DotK<kType>, &MatMulK<kType, RD, R, T>};
+}
+
+}  // namespace
+
+ProductFns KProductsAvx512(TensorType type) {
+  switch (type) {
+    case TensorType::kQ4_K:
+      return Fns<TensorType::kQ4_K, 4, 2, 4>();
+    case TensorType::kQ5_K:
+      return Fns<TensorType::kQ5_K, 4, 2, 4>();
+    case TensorType::kQ6_K:
+      return Fns<TensorType::kQ6_K, 4, 2, 4>();
+    default:
+      return {};
+  }
+}
 
 }  // namespace cellhouse::engine::internal

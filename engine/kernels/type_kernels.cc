@@ -181,7 +181,11 @@ std::optional<uint64_t> ActivationRowBytes(TensorType type, int64_t cols) {
   if (info == nullptr || cols < 0 || !RowBytes(*info, static_cast<uint64_t>(cols))) {
     return std::nullopt;
   }
-  const TypeInfo* partner = FindTypeInfo(static_cast<uint32_t>(info->partner));
+  // F16/BF16 activations are kept as the floats their rounded values exactly are.
+  const TensorType layout = info->partner == TensorType::kF16 || info->partner == TensorType::kBF16
+                                ? TensorType::kF32
+                                : info->partner;
+  const TypeInfo* partner = FindTypeInfo(static_cast<uint32_t>(layout));
   if (partner == nullptr) {
     return std::nullopt;
   }

@@ -91,7 +91,7 @@ struct TypeKernels {
   // out[0, count) = the row's values, as llama.cpp's dequantize_row_* computes them (the token
   // embedding lookup). count: a whole number of blocks.
   void (*dequantize)(const std::byte* row, int64_t count, float* out) = nullptr;
-  // n rows of `cols` floats (x[t * cols + c]) to n rows of the partner type, each
+  // n rows of `cols` floats (x[t * cols + c]) rounded to the partner type, each
   // ActivationRowBytes(type, cols) bytes, one after the other at out. Every value is finite.
   void (*quantize_activations)(const float* x, int32_t n, int64_t cols, std::byte* out) = nullptr;
   // w_row · x_row over `cols` values.
@@ -109,7 +109,10 @@ const TypeKernels& GetTypeKernels(TensorType type, KernelIsa isa,
                                   DotOrder order = DotOrder::kVecDot);
 
 // Bytes of one activation row of `cols` values quantized for a weight of `type`: RowBytes of its
-// partner; nullopt when cols is not a whole number of the weight type's blocks.
+// partner in ggml's layout (Q8_0, Q8_1, Q8_K blocks), except that F16 and BF16 activations are
+// rounded to their partner and then kept as the floats they exactly are (4 bytes a value), so a
+// product does not widen them again at every use: the same values, the same arithmetic. nullopt
+// when cols is not a whole number of the weight type's blocks.
 std::optional<uint64_t> ActivationRowBytes(TensorType type, int64_t cols);
 
 // Weight quantizers, for writing GGUF files: `count` floats (a whole number of the type's blocks,

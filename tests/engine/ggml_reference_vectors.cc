@@ -112,7 +112,8 @@ void Record(const Reference& ref, const TypeNames& names, DotOrder order, int64_
   constexpr int32_t kTokens = 4;
   const TypeInfo& info = GetTypeInfo(names.type);
   const size_t w_row = *RowBytes(info, static_cast<uint64_t>(cols));
-  const size_t x_row = *ActivationRowBytes(names.type, cols);
+  // ggml's own layout of the activations (ours keeps F16/BF16 ones as floats).
+  const size_t x_row = *RowBytes(GetTypeInfo(info.partner), static_cast<uint64_t>(cols));
   const std::vector<std::byte> w =
       KernelWeights(names.type, kRows, cols, seed, ScaleRange::kOrdinary);
   const std::vector<float> x = KernelActivations(kTokens, cols, seed + 1);

@@ -199,7 +199,7 @@ DecodedActivations DecodeActivations(TensorType partner, const std::byte* row, i
   DecodedActivations a;
   a.value.resize(static_cast<size_t>(cols));
   if (partner == TensorType::kF32 || partner == TensorType::kF16 || partner == TensorType::kBF16) {
-    a.value = DecodeRow(partner, row, cols);
+    a.value = DecodeRow(TensorType::kF32, row, cols);  // F16/BF16: rounded, kept as floats
     return a;
   }
   const int block = partner == TensorType::kQ8_K ? 256 : 32;
@@ -458,6 +458,27 @@ std::vector<RecordedCase> ReadRecorded() {
   return cases;
 }
 
+// The hash of an activation row in ggml's layout: F16/BF16 rows, which are kept as floats, in
+// their 2-byte form (the floats are exact, so nothing is lost).
+uint64_t ActivationHash(TensorType type, const std::byte* row, int64_t cols) {
+  if (type != TensorType::kF16 && type != TensorType::kBF16) {
+    return testing::Fnv64(row, *ActivationRowBytes(type, cols));
+  }
+  std::vector<uint16_t> narrow(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < cols; ++i) {
+    float f = 0;
+    std::memcpy(&f, row + 4 * i, 4);
+    const uint32_t bits = std::bit_cast<uint32_t>(f);
+    narrow[i] = type == TensorType::kF16 ? FloatToHalf(f) : static_cast<uint16_t>(bits >> 16);
+    EXPECT_EQ(type == TensorType::kF16
+                  ? HalfToFloat(narrow[i])
+                  : std::bit_cast<float>(static_cast<uint32_t>(narrow[i]) << 16),
+              f)
+        << "activation " << i << " is not exactly a " << GetTypeInfo(type).name;
+  }
+  return testing::Fnv64(narrow.data(), narrow.size() * 2);
+}
+
 TEST(TypeKernelsTest, EveryVariantGivesLlamaCppsRecordedBits) {
   const std::vector<RecordedCase> cases = ReadRecorded();
   ASSERT_GE(cases.size(), 25U) << "testdata/ggml_reference_vectors.txt missing or short";
@@ -482,7 +503,8 @@ TEST(TypeKernelsTest, EveryVariantGivesLlamaCppsRecordedBits) {
       const TypeKernels& k = GetTypeKernels(type, isa, order);
       const std::vector<std::byte> xq = Quantize(k, x, c.tokens, c.cols);
       for (const auto& [t, hash] : c.act) {
-        EXPECT_EQ(testing::Fnv64(xq.data() + t * x_row, x_row), hash) << what << " token " << t;
+        EXPECT_EQ(ActivationHash(type, xq.data() + t * x_row, c.cols), hash)
+            << what << " token " << t;
       }
       std::vector<float> row(c.cols);
       for (const auto& [r, hash] : c.deq) {
@@ -712,7 +734,8 @@ TEST(TypeKernelsTest, TableAndReferenceOrder) {
   EXPECT_EQ(FindTypeKernels(TensorType::kQ2_K, KernelIsa::kPortable), nullptr);
   EXPECT_EQ(*ActivationRowBytes(TensorType::kQ4_K, 512), 2U * 292U);
   EXPECT_EQ(*ActivationRowBytes(TensorType::kQ5_1, 64), 2U * 36U);
-  EXPECT_EQ(*ActivationRowBytes(TensorType::kF16, 3), 6U);
+  EXPECT_EQ(*ActivationRowBytes(TensorType::kF16, 3), 12U);  // kept as floats
+  EXPECT_EQ(*ActivationRowBytes(TensorType::kF32, 3), 12U);
   EXPECT_FALSE(ActivationRowBytes(TensorType::kQ6_K, 300));
   EXPECT_EQ(ReferenceDotOrder(TensorType::kQ4_0, 768, WeightUse::kMatMul), DotOrder::kInterleaved8);
   EXPECT_EQ(ReferenceDotOrder(TensorType::kQ4_0, 770, WeightUse::kMatMul), DotOrder::kVecDot);
