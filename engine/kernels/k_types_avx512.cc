@@ -40,6 +40,20 @@ CH_TARGET inline __m256i FifthBit(__m256i q, __m256i qh, int c) {
   return _mm256_mask_add_epi8(q, set, q, _mm256_set1_epi8(16));
 }
 
+// vpternlogd merges the masked low and high bits in one instruction: (a & 0x0F) | (b & 0x30).
+CH_TARGET inline __m256i Merge(__m256i a, __m256i b) {
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  const __m256i high = _mm256_set1_epi8(0x30);
+  return _mm256_or_si256(_mm256_and_si256(a, low), _mm256_and_si256(b, high));
+}
+
+CH_TARGET inline void Q6Values(__m256i ql0, __m256i ql1, __m256i qh, __m256i* q) {
+  q[0] = Merge(ql0, _mm256_slli_epi16(qh, 4));
+  q[1] = Merge(ql1, _mm256_slli_epi16(qh, 2));
+  q[2] = Merge(_mm256_srli_epi16(ql0, 4), qh);
+  q[3] = Merge(_mm256_srli_epi16(ql1, 4), _mm256_srli_epi16(qh, 2));
+}
+
 #include "engine/kernels/k_types_simd.h"
 
 template <TensorType kType, int RD, int R, int T>

@@ -8,6 +8,8 @@
 //   __m256i ScaleOf(__m256i s16, int c)      every 16-bit lane = lane c of s16 (c < 8)
 //   __m256i ScalePair(__m256i s16, int c)    lanes 0-7 = lane 2c, lanes 8-15 = lane 2c+1
 //   __m256i FifthBit(__m256i q, __m256i qh, int c)   q | 16 where bit c of qh's byte is set
+//   void Q6Values(__m256i ql0, __m256i ql1, __m256i qh, __m256i* q)   Q6_K's four chunks of a
+//       half block: low 4 bits from ql0 / ql1 (low then high nibbles), top 2 from qh >> 2i
 //
 // What the products compute is k_types.cc's definition: per block, eight int32 lanes L[j] (lane
 // j: each chunk of 32 values' products 4j .. 4j+3, weighted by the chunk's scale) made with
@@ -55,9 +57,10 @@ CH_TARGET inline __m256i ScalesAndMins(const std::byte* b) {
   const uint32_t sc_hi = (a2 & 0x0F0F0F0FU) | (((a0 >> 6) & 0x03030303U) << 4);
   const uint32_t mn_lo = a1 & 0x3F3F3F3FU;
   const uint32_t mn_hi = ((a2 >> 4) & 0x0F0F0F0FU) | (((a1 >> 6) & 0x03030303U) << 4);
-  const __m128i bytes = _mm_setr_epi32(static_cast<int>(sc_lo), static_cast<int>(sc_hi),
-                                       static_cast<int>(mn_lo), static_cast<int>(mn_hi));
-  return _mm256_cvtepu8_epi16(bytes);
+  const uint64_t scales = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
+  const uint64_t mins = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
+  return _mm256_cvtepu8_epi16(
+      _mm_set_epi64x(static_cast<int64_t>(mins), static_cast<int64_t>(scales)));
 }
 
 // The int16 sums of x's bsums in pairs (phaddw: wrapping, as the reference): the activation sums
@@ -74,50 +77,44 @@ struct KAcc {
   float summs;  // Q5_K's mins sum
 };
 
-// One row-block's integer lanes for T tokens: L[t] = the definition's L[j] lanes.
+// One row-block's integer lanes for T tokens: L[t] = the definition's L[j] lanes. s16: the
+// block's scales (and mins) as ScalesAndMins gives them (Q4_K, Q5_K). Even and odd chunks add
+// into separate sums (exact integers, in any order), so two chains of multiply-adds overlap.
 template <TensorType kType, int T>
-CH_TARGET inline void BlockLanes(const std::byte* wb, const std::byte* const* xq, __m256i* lanes) {
+CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::byte* const* xq,
+                                 const __m256i (*x32)[8], __m256i* lanes) {
+  __m256i odd[T];
   for (int t = 0; t < T; ++t) {
     lanes[t] = _mm256_setzero_si256();
+    odd[t] = _mm256_setzero_si256();
   }
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   if constexpr (kType == TensorType::kQ6_K) {
     const __m256i s16 = _mm256_cvtepi8_epi16(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + block::kQ6_KScales)));
-    const __m256i thirty_two = _mm256_set1_epi8(32);
-    const __m256i low2 = _mm256_set1_epi8(3);
     for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = Load256(wb + block::kQ6_KQl + 64 * h);
-      const __m256i ql1 = Load256(wb + block::kQ6_KQl + 64 * h + 32);
-      const __m256i qh = Load256(wb + block::kQ6_KQh + 32 * h);
       __m256i q[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4),
-                             _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
-      q[1] =
-          _mm256_or_si256(_mm256_and_si256(ql1, low4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
-      q[2] =
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
-      q[3] =
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
+      Q6Values(Load256(wb + block::kQ6_KQl + 64 * h), Load256(wb + block::kQ6_KQl + 64 * h + 32),
+               Load256(wb + block::kQ6_KQh + 32 * h), q);
       for (int i = 0; i < 4; ++i) {
         const int c = 4 * h + i;
         const __m256i scale = ScalePair(s16, c);
         for (int t = 0; t < T; ++t) {
-          const __m256i x = Load256(xq[t] + 32 * c);
           // (q - 32) * x in int16 pairs: q * x - 32 * x, neither of which saturates.
           const __m256i pairs =
-              _mm256_sub_epi16(_mm256_maddubs_epi16(q[i], x), _mm256_maddubs_epi16(thirty_two, x));
-          lanes[t] = MulAddPairs(lanes[t], pairs, scale);
+              _mm256_sub_epi16(_mm256_maddubs_epi16(q[i], Load256(xq[t] + 32 * c)), x32[t][c]);
+          if (i % 2 == 0) {
+            lanes[t] = MulAddPairs(lanes[t], pairs, scale);
+          } else {
+            odd[t] = MulAddPairs(odd[t], pairs, scale);
+          }
         }
       }
     }
   } else {
     constexpr bool kFive = kType == TensorType::kQ5_K;
     constexpr size_t kQs = kFive ? block::kQ5_KQs : block::kQ4_KQs;
-    const __m256i s16 = ScalesAndMins(wb);
+    const __m256i s16 = s16_k;
     __m256i qh = _mm256_setzero_si256();
     if constexpr (kFive) {
       qh = Load256(wb + block::kQ5_KQh);
@@ -134,10 +131,17 @@ CH_TARGET inline void BlockLanes(const std::byte* wb, const std::byte* const* xq
         const __m256i scale = ScaleOf(s16, c);
         for (int t = 0; t < T; ++t) {
           const __m256i pairs = _mm256_maddubs_epi16(q[i], Load256(xq[t] + 32 * c));
-          lanes[t] = MulAddPairs(lanes[t], pairs, scale);
+          if (i == 0) {
+            lanes[t] = MulAddPairs(lanes[t], pairs, scale);
+          } else {
+            odd[t] = MulAddPairs(odd[t], pairs, scale);
+          }
         }
       }
     }
+  }
+  for (int t = 0; t < T; ++t) {
+    lanes[t] = _mm256_add_epi32(lanes[t], odd[t]);
   }
 }
 
@@ -157,16 +161,26 @@ CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, si
     const std::byte* xb[T];
     const std::byte* xq[T];
     float xd[T];
+    __m128i chunk_sums[T];
+    __m256i x32[T][8];  // Q6_K: 32 * x in int16 pairs, per chunk: the same for every row
     for (int t = 0; t < T; ++t) {
       xb[t] = x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(b) * P::kXBytes;
       xq[t] = xb[t] + block::kQ8_KQs;
       xd[t] = LoadF32(xb[t] + block::kQ8_KD);
+      if constexpr (kType != TensorType::kQ6_K) {
+        chunk_sums[t] = ChunkSums(xb[t]);
+      } else {
+        for (int c = 0; c < 8; ++c) {
+          x32[t][c] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), Load256(xq[t] + 32 * c));
+        }
+      }
     }
     for (int r = 0; r < R; ++r) {
       const std::byte* wb =
           w + static_cast<size_t>(r) * w_stride + static_cast<size_t>(b) * P::kBytes;
+      const __m256i s16 = kType == TensorType::kQ6_K ? _mm256_setzero_si256() : ScalesAndMins(wb);
       __m256i lanes[T];
-      BlockLanes<kType, T>(wb, xq, lanes);
+      BlockLanes<kType, T>(wb, s16, xq, x32, lanes);
       if constexpr (kType == TensorType::kQ6_K) {
         const float wd = Half(wb + block::kQ6_KD);
         for (int t = 0; t < T; ++t) {
@@ -176,12 +190,12 @@ CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, si
       } else {
         const float wd = Half(wb + block::kQ4_KD);
         const float wdmin = Half(wb + block::kQ4_KDmin);
-        const __m128i mins = _mm256_extracti128_si256(ScalesAndMins(wb), 1);
+        const __m128i mins = _mm256_extracti128_si256(s16, 1);
         for (int t = 0; t < T; ++t) {
           const __m256 d = _mm256_set1_ps(xd[t] * wd);
           acc[r][t].acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes[t]), acc[r][t].acc);
           const float dmin = -xd[t] * wdmin;
-          const __m128i prod = _mm_madd_epi16(mins, ChunkSums(xb[t]));
+          const __m128i prod = _mm_madd_epi16(mins, chunk_sums[t]);
           if constexpr (kType == TensorType::kQ4_K) {
             acc[r][t].accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc[r][t].accm);
           } else {

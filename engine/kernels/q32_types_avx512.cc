@@ -286,20 +286,22 @@ CH_AVX512 void TokenPairs(const std::byte* w, size_t w_stride, const std::byte* 
   }
 }
 
-// The exact sum of the 8 lanes of each of 8 vectors, as one vector (lane r: vector r's sum).
-CH_AVX512 inline __m256i SumEach8(const __m256i* v) {
-  const __m256i a = _mm256_hadd_epi32(v[0], v[1]);  // per 128-bit half: pairs of 0, 1
-  const __m256i b = _mm256_hadd_epi32(v[2], v[3]);
-  const __m256i c = _mm256_hadd_epi32(v[4], v[5]);
-  const __m256i e = _mm256_hadd_epi32(v[6], v[7]);
-  const __m256i ab = _mm256_hadd_epi32(a, b);  // [0 1 2 3 | 0 1 2 3] halves
-  const __m256i ce = _mm256_hadd_epi32(c, e);  // [4 5 6 7 | 4 5 6 7]
-  const __m256i lo = _mm256_permute2x128_si256(ab, ce, 0x20);
-  const __m256i hi = _mm256_permute2x128_si256(ab, ce, 0x31);
-  return _mm256_add_epi32(lo, hi);
+// 8 rows' scales widened, lane r from row r: the halves gathered with integer loads and shifts
+// (general-purpose registers, which are otherwise idle here) rather than 8 vector inserts.
+CH_AVX512 inline __m256 RowScales8(const std::byte* w0, size_t stride) {
+  uint64_t lo = 0;
+  uint64_t hi = 0;
+  for (int r = 0; r < 4; ++r) {
+    lo |= static_cast<uint64_t>(LoadU16(w0 + static_cast<size_t>(r) * stride)) << (16 * r);
+    hi |= static_cast<uint64_t>(LoadU16(w0 + static_cast<size_t>(r + 4) * stride)) << (16 * r);
+  }
+  return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)));
 }
 
-// Q4_0 kInterleaved8: 8 rows at a time, one float lane per row; T tokens.
+// Q4_0 kInterleaved8: 8 rows at a time, one float lane per row. Two rows' 16 nibble bytes share
+// a vector, split into low nibbles (values 0-15, against x's first 16 bytes in both halves) and
+// high ones (values 16-31); a block's 32 products are summed exactly per row (phaddd), the
+// rows' -8 * sum(x) added once, and the definition's fma(float(sum), d_w * d_x, acc) follows.
 template <int T>
 CH_AVX512 void TileInterleaved(const std::byte* w, size_t w_stride, const std::byte* x,
                                size_t x_stride, int64_t blocks, float* y, size_t y_stride,
@@ -309,32 +311,45 @@ CH_AVX512 void TileInterleaved(const std::byte* w, size_t w_stride, const std::b
   for (int t = 0; t < T; ++t) {
     acc[t] = _mm256_setzero_ps();
   }
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  // phaddd leaves rows as [0 2 4 6 | 1 3 5 7]; this puts them back in order.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t b = 0; b < blocks; ++b) {
     ahead.Step(b);
-    __m256i wu[8];
     const std::byte* w0 = w + static_cast<size_t>(b) * P::kBytes;
-    for (int r = 0; r < 8; ++r) {
-      wu[r] = Unpack<TensorType::kQ4_0>(w0 + static_cast<size_t>(r) * w_stride);
+    __m256i lo[4];
+    __m256i hi[4];
+    for (int p = 0; p < 4; ++p) {
+      const std::byte* wa = w0 + static_cast<size_t>(2 * p) * w_stride + P::kQs;
+      const __m256i v = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wa))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(wa + w_stride)), 1);
+      lo[p] = _mm256_and_si256(v, low4);
+      hi[p] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
     }
-    // The 8 rows' scales, lane r from row r.
-    __m128i hw = _mm_cvtsi32_si128(LoadU16(w0));
-    hw = _mm_insert_epi16(hw, LoadU16(w0 + w_stride), 1);
-    hw = _mm_insert_epi16(hw, LoadU16(w0 + 2 * w_stride), 2);
-    hw = _mm_insert_epi16(hw, LoadU16(w0 + 3 * w_stride), 3);
-    hw = _mm_insert_epi16(hw, LoadU16(w0 + 4 * w_stride), 4);
-    hw = _mm_insert_epi16(hw, LoadU16(w0 + 5 * w_stride), 5);
-    hw = _mm_insert_epi16(hw, LoadU16(w0 + 6 * w_stride), 6);
-    hw = _mm_insert_epi16(hw, LoadU16(w0 + 7 * w_stride), 7);
-    const __m256 wd = _mm256_cvtph_ps(hw);
+    const __m256 wd = RowScales8(w0, w_stride);
     for (int t = 0; t < T; ++t) {
-      const XBlock xb = LoadX<TensorType::kQ4_0>(x + static_cast<size_t>(t) * x_stride +
-                                                 static_cast<size_t>(b) * P::kXBytes);
-      __m256i lanes[8];
-      for (int r = 0; r < 8; ++r) {
-        lanes[r] = _mm256_dpbusd_epi32(xb.start, wu[r], xb.q);
+      const std::byte* xb =
+          x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(b) * P::kXBytes;
+      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + P::kXQs));
+      const __m256i x_lo = _mm256_permute2x128_si256(xq, xq, 0x00);
+      const __m256i x_hi = _mm256_permute2x128_si256(xq, xq, 0x11);
+      __m256i pair[4];
+      for (int p = 0; p < 4; ++p) {
+        pair[p] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo[p], x_lo),
+                                      hi[p], x_hi);
       }
-      const __m256 sums = _mm256_cvtepi32_ps(SumEach8(lanes));
-      acc[t] = _mm256_fmadd_ps(sums, _mm256_mul_ps(wd, xb.d), acc[t]);
+      // -8 * the sum of x's 32 bytes, for every row.
+      const __m256i xs = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), xq);
+      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(xs), _mm256_extracti128_si256(xs, 1));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+      const __m256i offset = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_broadcastd_epi32(s));
+      const __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(pair[0], pair[1]),
+                                             _mm256_hadd_epi32(pair[2], pair[3]));
+      const __m256i sums = _mm256_add_epi32(_mm256_permutevar8x32_epi32(rows, order), offset);
+      acc[t] =
+          _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(wd, BroadcastHalf(xb)), acc[t]);
     }
   }
   for (int t = 0; t < T; ++t) {
