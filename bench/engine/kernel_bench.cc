@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -53,8 +54,7 @@ class Buffer {
   explicit Buffer(size_t bytes) : size_(bytes) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
-      Printf(stderr, "kernel_bench: cannot map %zu bytes\n", bytes);
-      std::exit(1);
+      return;  // data() stays null; the caller reports it
     }
     madvise(p, bytes, MADV_HUGEPAGE);
     data_ = static_cast<std::byte*>(p);
@@ -185,6 +185,121 @@ double Seconds(const engine::TypeKernels& k, const Case& c, int32_t n, std::vect
   return static_cast<double>(ThreadCpuNanos() - start) / 1e9 / static_cast<double>(calls);
 }
 
+constexpr int64_t kCols = 4096;
+
+// A matrix of `name` (random blocks, Fill) far larger than the caches (or of --cache-kib), and
+// --prefill activation rows quantized for it; nullopt (with a message) for an unknown type.
+std::optional<Case> MakeCase(std::string_view name, const Options& o) {
+  const engine::TypeInfo* info = nullptr;
+  for (const engine::TypeInfo& i : engine::kTypeInfos) {
+    if (i.name == name && i.weight) {
+      info = &i;
+    }
+  }
+  if (info == nullptr) {
+    Printf(stderr, "kernel_bench: unknown weight type '%s'\n", std::string(name).c_str());
+    return std::nullopt;
+  }
+  const size_t row_bytes = *engine::RowBytes(*info, kCols);
+  const size_t matrix_bytes =
+      o.cache_kib > 0 ? static_cast<size_t>(o.cache_kib) << 10 : static_cast<size_t>(o.mib) << 20;
+  const int64_t rows =
+      std::max<int64_t>(16, static_cast<int64_t>(matrix_bytes / row_bytes) / 16 * 16);
+  Case c{.type = info->type,
+         .rows = rows,
+         .cols = kCols,
+         .row_bytes = row_bytes,
+         .weights = Buffer(row_bytes * static_cast<size_t>(rows)),
+         .activations = {},
+         .x_row_bytes = *engine::ActivationRowBytes(info->type, kCols)};
+  if (c.weights.data() == nullptr) {
+    Printf(stderr, "kernel_bench: cannot map %zu bytes of %s weights\n",
+           row_bytes * static_cast<size_t>(rows), std::string(name).c_str());
+    return std::nullopt;
+  }
+  Fill(info->type, {c.weights.data(), c.weights.size()});
+  std::vector<float> x(static_cast<size_t>(o.prefill * kCols));
+  uint64_t s = 12345;
+  for (float& v : x) {
+    v = static_cast<float>(static_cast<int64_t>(Next(s) >> 40) - (1 << 23)) * 0x1p-22F;
+  }
+  c.activations.resize(c.x_row_bytes * static_cast<size_t>(o.prefill));
+  engine::GetTypeKernels(info->type, KernelIsa::kPortable)
+      .quantize_activations(x.data(), static_cast<int32_t>(o.prefill), kCols, c.activations.data());
+  return c;
+}
+
+using Results = std::map<std::pair<size_t, KernelIsa>, Figures>;
+
+// Every round measures every case and instruction set once; the best of the rounds is kept.
+// Returns the best read bandwidth measured between rounds.
+double Measure(const Options& o, const std::vector<Case>& cases, const std::vector<KernelIsa>& isas,
+               Results& best) {
+  Buffer stream(static_cast<size_t>(o.cache_kib > 0 ? 1 : o.mib) << 21);
+  if (stream.data() == nullptr) {
+    return 0;
+  }
+  std::memset(stream.data(), 1, stream.size());
+  double bandwidth = 0;
+  std::vector<float> y;
+  const bool in_cache = o.cache_kib > 0;
+  for (int64_t round = 0; round < o.rounds; ++round) {
+    bandwidth = std::max(bandwidth, StreamReadBandwidth({stream.data(), stream.size()}, 1));
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const Case& c = cases[i];
+      y.resize(static_cast<size_t>(c.rows * o.prefill));
+      for (KernelIsa isa : isas) {
+        const engine::TypeKernels& k = engine::GetTypeKernels(c.type, isa);
+        Figures& f = best[{i, isa}];
+        f.decode_seconds = std::min(f.decode_seconds, Seconds(k, c, 1, y, in_cache));
+        if (isa != KernelIsa::kPortable) {  // portable prefill takes minutes: it is the definition
+          f.prefill_seconds = std::min(f.prefill_seconds,
+                                       Seconds(k, c, static_cast<int32_t>(o.prefill), y, in_cache));
+        }
+      }
+    }
+  }
+  return bandwidth;
+}
+
+void PrintTable(const Options& o, const std::vector<Case>& cases,
+                const std::vector<KernelIsa>& isas, const Results& best, double bandwidth) {
+  if (o.cache_kib > 0) {
+    Printf(stdout,
+           "in cache: %" PRId64 " KiB of weights per type, rows of %" PRId64
+           " values, thread CPU time, best of %" PRId64 " rounds\n\n",
+           o.cache_kib, kCols, o.rounds);
+  } else {
+    Printf(stdout,
+           "single-thread read bandwidth: %.1f GB/s; %" PRId64
+           " MiB of weights per type, rows of %" PRId64 " values, best of %" PRId64 " rounds\n\n",
+           bandwidth / 1e9, o.mib, kCols, o.rounds);
+  }
+  Printf(stdout,
+         "| type | kernel | decode GB/s | of roofline | prefill (%" PRId64
+         " rows) per token vs decode |\n|---|---|---|---|---|\n",
+         o.prefill);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    for (KernelIsa isa : isas) {
+      const Figures& f = best.at({i, isa});
+      const double bytes = static_cast<double>(c.weights.size());
+      char prefill[32] = "-";
+      if (f.prefill_seconds < 1e29) {
+        static_cast<void>(
+            std::snprintf(prefill, sizeof(prefill), "%.2fx",
+                          f.decode_seconds * static_cast<double>(o.prefill) / f.prefill_seconds));
+      }
+      Printf(stdout,
+             o.cache_kib > 0 ? "| %s | %s | %.1f | (%.0f%%) | %s |\n"
+                             : "| %s | %s | %.1f | %.0f%% | %s |\n",
+             std::string(engine::GetTypeInfo(c.type).name).c_str(),
+             std::string(engine::KernelIsaName(isa)).c_str(), bytes / f.decode_seconds / 1e9,
+             100.0 * bytes / f.decode_seconds / bandwidth, prefill);
+    }
+  }
+}
+
 int Main(int argc, char** argv) {
   Options o;
   FlagSet flags("kernel_bench [flags]",
@@ -201,7 +316,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
+    static_cast<void>(std::fputs(flags.Usage().c_str(), stdout));
     return 0;
   }
   std::vector<KernelIsa> isas;
@@ -213,99 +328,17 @@ int Main(int argc, char** argv) {
              std::string(engine::KernelIsaName(isa)).c_str());
     }
   }
-  constexpr int64_t kCols = 4096;
   std::vector<Case> cases;
   for (std::string_view name : Split(o.types, ',')) {
-    const engine::TypeInfo* info = nullptr;
-    for (const engine::TypeInfo& i : engine::kTypeInfos) {
-      if (i.name == name && i.weight) {
-        info = &i;
-      }
-    }
-    if (info == nullptr) {
-      Printf(stderr, "kernel_bench: unknown weight type '%s'\n", std::string(name).c_str());
+    std::optional<Case> c = MakeCase(name, o);
+    if (!c) {
       return 2;
     }
-    const size_t row_bytes = *engine::RowBytes(*info, kCols);
-    const size_t matrix_bytes =
-        o.cache_kib > 0 ? static_cast<size_t>(o.cache_kib) << 10 : static_cast<size_t>(o.mib) << 20;
-    const int64_t rows =
-        std::max<int64_t>(16, static_cast<int64_t>(matrix_bytes / row_bytes) / 16 * 16);
-    Case c{.type = info->type,
-           .rows = rows,
-           .cols = kCols,
-           .row_bytes = row_bytes,
-           .weights = Buffer(row_bytes * static_cast<size_t>(rows)),
-           .activations = {},
-           .x_row_bytes = *engine::ActivationRowBytes(info->type, kCols)};
-    Fill(info->type, {c.weights.data(), c.weights.size()});
-    std::vector<float> x(static_cast<size_t>(o.prefill * kCols));
-    uint64_t s = 12345;
-    for (float& v : x) {
-      v = static_cast<float>(static_cast<int64_t>(Next(s) >> 40) - (1 << 23)) * 0x1p-22F;
-    }
-    c.activations.resize(c.x_row_bytes * static_cast<size_t>(o.prefill));
-    engine::GetTypeKernels(info->type, KernelIsa::kPortable)
-        .quantize_activations(x.data(), static_cast<int32_t>(o.prefill), kCols,
-                              c.activations.data());
-    cases.push_back(std::move(c));
+    cases.push_back(std::move(*c));
   }
-  Buffer stream(static_cast<size_t>(o.cache_kib > 0 ? 1 : o.mib) << 21);
-  std::memset(stream.data(), 1, stream.size());
-  double bandwidth = 0;
-  std::map<std::pair<size_t, KernelIsa>, Figures> best;
-  std::vector<float> y;
-  for (int64_t round = 0; round < o.rounds; ++round) {
-    bandwidth = std::max(bandwidth, StreamReadBandwidth({stream.data(), stream.size()}, 1));
-    for (size_t i = 0; i < cases.size(); ++i) {
-      const Case& c = cases[i];
-      y.resize(static_cast<size_t>(c.rows * o.prefill));
-      for (KernelIsa isa : isas) {
-        const engine::TypeKernels& k = engine::GetTypeKernels(c.type, isa);
-        Figures& f = best[{i, isa}];
-        const bool in_cache = o.cache_kib > 0;
-        f.decode_seconds = std::min(f.decode_seconds, Seconds(k, c, 1, y, in_cache));
-        if (isa != KernelIsa::kPortable) {  // portable prefill takes minutes: it is the definition
-          f.prefill_seconds = std::min(f.prefill_seconds,
-                                       Seconds(k, c, static_cast<int32_t>(o.prefill), y, in_cache));
-        }
-      }
-    }
-  }
-  if (o.cache_kib > 0) {
-    Printf(stdout,
-           "in cache: %" PRId64 " KiB of weights per type, rows of %" PRId64
-           " values, thread CPU time, best of %" PRId64 " rounds\n\n",
-           o.cache_kib, kCols, o.rounds);
-  } else {
-    Printf(stdout,
-           "single-thread read bandwidth: %.1f GB/s; %" PRId64
-           " MiB of weights per type, rows "
-           "of %" PRId64 " values, best of %" PRId64 " rounds\n\n",
-           bandwidth / 1e9, o.mib, kCols, o.rounds);
-  }
-  Printf(stdout,
-         "| type | kernel | decode GB/s | of roofline | prefill (%" PRId64
-         " rows) per token vs decode |\n|---|---|---|---|---|\n",
-         o.prefill);
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const Case& c = cases[i];
-    for (KernelIsa isa : isas) {
-      const Figures& f = best[{i, isa}];
-      const double bytes = static_cast<double>(c.weights.size());
-      char prefill[32] = "-";
-      if (f.prefill_seconds < 1e29) {
-        std::snprintf(prefill, sizeof(prefill), "%.2fx",
-                      f.decode_seconds * static_cast<double>(o.prefill) / f.prefill_seconds);
-      }
-      Printf(stdout,
-             o.cache_kib > 0 ? "| %s | %s | %.1f | (%.0f%%) | %s |\n"
-                             : "| %s | %s | %.1f | %.0f%% | %s |\n",
-             std::string(engine::GetTypeInfo(c.type).name).c_str(),
-             std::string(engine::KernelIsaName(isa)).c_str(), bytes / f.decode_seconds / 1e9,
-             100.0 * bytes / f.decode_seconds / bandwidth, prefill);
-    }
-  }
+  Results best;
+  const double bandwidth = Measure(o, cases, isas, best);
+  PrintTable(o, cases, isas, best, bandwidth);
   return 0;
 }
 

@@ -63,7 +63,7 @@ Block8 QuantizeBlock8(const float* x, std::byte* out, std::byte* qs) {
   return {d, sum};
 }
 
-void RowsQ8_0(const float* x, int32_t n, int64_t cols, std::byte* out) {
+void RowsQ8Zero(const float* x, int32_t n, int64_t cols, std::byte* out) {
   constexpr size_t kBytes = GetTypeInfo(TensorType::kQ8_0).block_bytes;
   for (int64_t b = 0; b < static_cast<int64_t>(n) * (cols / 32); ++b) {
     std::byte* blk = out + static_cast<size_t>(b) * kBytes;
@@ -71,7 +71,7 @@ void RowsQ8_0(const float* x, int32_t n, int64_t cols, std::byte* out) {
   }
 }
 
-void RowsQ8_1(const float* x, int32_t n, int64_t cols, std::byte* out) {
+void RowsQ8One(const float* x, int32_t n, int64_t cols, std::byte* out) {
   constexpr size_t kBytes = GetTypeInfo(TensorType::kQ8_1).block_bytes;
   for (int64_t b = 0; b < static_cast<int64_t>(n) * (cols / 32); ++b) {
     std::byte* blk = out + static_cast<size_t>(b) * kBytes;
@@ -89,7 +89,7 @@ int32_t NearestInt(float v) {
   return (i & 0x007FFFFF) - 0x00400000;
 }
 
-void RowsQ8_K(const float* x, int32_t n, int64_t cols, std::byte* out) {
+void RowsQ8K(const float* x, int32_t n, int64_t cols, std::byte* out) {
   constexpr size_t kBytes = GetTypeInfo(TensorType::kQ8_K).block_bytes;
   for (int64_t b = 0; b < static_cast<int64_t>(n) * (cols / 256); ++b) {
     const float* v = x + 256 * b;
@@ -115,9 +115,9 @@ void RowsQ8_K(const float* x, int32_t n, int64_t cols, std::byte* out) {
       const int32_t q = NearestInt(iscale * v[k]);
       qs[k] = static_cast<int8_t>(q < 127 ? q : 127);
     }
-    for (int s = 0; s < 16; ++s) {
+    for (size_t s = 0; s < 16; ++s) {
       int32_t sum = 0;
-      for (int k = 0; k < 16; ++k) {
+      for (size_t k = 0; k < 16; ++k) {
         sum += qs[16 * s + k];
       }
       StoreU16(blk + block::kQ8_KBsums + 2 * s, static_cast<uint16_t>(sum));
@@ -155,11 +155,11 @@ QuantizeActivationsFn ActivationQuantizer(TensorType partner) {
     case TensorType::kBF16:
       return &RowsBF16;
     case TensorType::kQ8_0:
-      return &RowsQ8_0;
+      return &RowsQ8Zero;
     case TensorType::kQ8_1:
-      return &RowsQ8_1;
+      return &RowsQ8One;
     case TensorType::kQ8_K:
-      return &RowsQ8_K;
+      return &RowsQ8K;
     default:
       return nullptr;
   }

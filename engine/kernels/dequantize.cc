@@ -58,7 +58,7 @@ void RowNibbles(const std::byte* row, int64_t count, float* out) {
   }
 }
 
-void RowQ8_0(const std::byte* row, int64_t count, float* out) {
+void RowQ8(const std::byte* row, int64_t count, float* out) {
   constexpr size_t kBytes = GetTypeInfo(TensorType::kQ8_0).block_bytes;
   for (int64_t b = 0; b < count / 32; ++b) {
     const std::byte* blk = row + static_cast<size_t>(b) * kBytes;
@@ -69,33 +69,37 @@ void RowQ8_0(const std::byte* row, int64_t count, float* out) {
   }
 }
 
-// Q4_K (kFive false) and Q5_K.
+// Q4_K (kFive false) and Q5_K: one sub-block of 32 values (s = 2j + half).
+template <bool kFive>
+void SubBlockK45(const std::byte* blk, float d, float dmin, size_t s, float* y) {
+  constexpr size_t kQs = kFive ? block::kQ5_KQs : block::kQ4_KQs;
+  const auto* scales = reinterpret_cast<const uint8_t*>(blk + block::kQ4_KScales);
+  const block::KScaleMin sm = block::UnpackKScaleMin(scales, static_cast<int>(s));
+  const float d1 = d * static_cast<float>(sm.scale);
+  const float m1 = dmin * static_cast<float>(sm.min);
+  const size_t j = s / 2;
+  const size_t half = s % 2;
+  for (size_t l = 0; l < 32; ++l) {
+    const auto byte = static_cast<uint32_t>(blk[kQs + 32 * j + l]);
+    uint32_t q = half == 0 ? (byte & 0xFU) : (byte >> 4);
+    if constexpr (kFive) {
+      const auto high = static_cast<uint32_t>(blk[block::kQ5_KQh + l]);
+      q |= ((high >> s) & 1U) << 4;
+    }
+    y[32 * s + l] = d1 * static_cast<float>(q) - m1;
+  }
+}
+
 template <bool kFive>
 void RowK45(const std::byte* row, int64_t count, float* out) {
   constexpr TensorType kType = kFive ? TensorType::kQ5_K : TensorType::kQ4_K;
   constexpr size_t kBytes = GetTypeInfo(kType).block_bytes;
-  constexpr size_t kQs = kFive ? block::kQ5_KQs : block::kQ4_KQs;
   for (int64_t b = 0; b < count / 256; ++b) {
     const std::byte* blk = row + static_cast<size_t>(b) * kBytes;
     const float d = LoadHalf(blk + block::kQ4_KD);
     const float dmin = LoadHalf(blk + block::kQ4_KDmin);
-    const auto* scales = reinterpret_cast<const uint8_t*>(blk + block::kQ4_KScales);
-    float* y = out + 256 * b;
-    for (int j = 0; j < 4; ++j) {
-      for (int half = 0; half < 2; ++half) {
-        const block::KScaleMin sm = block::UnpackKScaleMin(scales, 2 * j + half);
-        const float d1 = d * static_cast<float>(sm.scale);
-        const float m1 = dmin * static_cast<float>(sm.min);
-        for (int l = 0; l < 32; ++l) {
-          const auto byte = static_cast<uint32_t>(blk[kQs + 32 * j + l]);
-          uint32_t q = half == 0 ? (byte & 0xFU) : (byte >> 4);
-          if constexpr (kFive) {
-            const auto high = static_cast<uint32_t>(blk[block::kQ5_KQh + l]);
-            q |= ((high >> (2 * j + half)) & 1U) << 4;
-          }
-          y[64 * j + 32 * half + l] = d1 * static_cast<float>(q) - m1;
-        }
-      }
+    for (size_t s = 0; s < 8; ++s) {
+      SubBlockK45<kFive>(blk, d, dmin, s, out + 256 * b);
     }
   }
 }
@@ -106,16 +110,16 @@ void RowQ6K(const std::byte* row, int64_t count, float* out) {
     const std::byte* blk = row + static_cast<size_t>(b) * kBytes;
     const float d = LoadHalf(blk + block::kQ6_KD);
     float* y = out + 256 * b;
-    for (int h = 0; h < 2; ++h) {
-      for (int l = 0; l < 32; ++l) {
+    for (size_t h = 0; h < 2; ++h) {
+      for (size_t l = 0; l < 32; ++l) {
         const auto lo = static_cast<uint32_t>(blk[block::kQ6_KQl + 64 * h + l]);
         const auto lo2 = static_cast<uint32_t>(blk[block::kQ6_KQl + 64 * h + 32 + l]);
         const auto high = static_cast<uint32_t>(blk[block::kQ6_KQh + 32 * h + l]);
         const uint32_t q[4] = {
             (lo & 0xFU) | ((high & 3U) << 4), (lo2 & 0xFU) | (((high >> 2) & 3U) << 4),
             (lo >> 4) | (((high >> 4) & 3U) << 4), (lo2 >> 4) | (((high >> 6) & 3U) << 4)};
-        for (int i = 0; i < 4; ++i) {
-          const int value = 128 * h + 32 * i + l;
+        for (size_t i = 0; i < 4; ++i) {
+          const size_t value = 128 * h + 32 * i + l;
           const auto scale = static_cast<int8_t>(blk[block::kQ6_KScales + value / 16]);
           y[128 * h + 32 * i + l] =
               d * static_cast<float>(scale) * static_cast<float>(static_cast<int32_t>(q[i]) - 32);
@@ -144,7 +148,7 @@ DequantizeFn Dequantizer(TensorType type) {
     case TensorType::kQ5_1:
       return &RowNibbles<24, block::kQ5_1Qs, block::kQ5_1Qh, block::kQ5_1M, 0>;
     case TensorType::kQ8_0:
-      return &RowQ8_0;
+      return &RowQ8;
     case TensorType::kQ4_K:
       return &RowK45<false>;
     case TensorType::kQ5_K:

@@ -33,8 +33,8 @@ template <typename T>
 float Steps64(const T* w, const float* x, int64_t end) {
   float acc[4][16] = {};
   for (int64_t i = 0; i < end; i += 64) {
-    for (int a = 0; a < 4; ++a) {
-      for (int l = 0; l < 16; ++l) {
+    for (int64_t a = 0; a < 4; ++a) {
+      for (int64_t l = 0; l < 16; ++l) {
         const int64_t k = i + 16 * a + l;
         acc[a][l] = std::fma(Value(w, k), Value(x, k), acc[a][l]);
       }

@@ -37,46 +37,38 @@ struct KBlock {
   int32_t min[8];
 };
 
-void UnpackQ4K(const std::byte* b, KBlock& k) {
+// Q4_K (kFive false) and Q5_K.
+template <bool kFive>
+void UnpackK45(const std::byte* b, KBlock& k) {
+  constexpr size_t kQs = kFive ? block::kQ5_KQs : block::kQ4_KQs;
   const auto* scales = reinterpret_cast<const uint8_t*>(b + block::kQ4_KScales);
   for (int s = 0; s < 8; ++s) {
     const block::KScaleMin sm = block::UnpackKScaleMin(scales, s);
     k.scale[s] = sm.scale;
     k.min[s] = sm.min;
   }
-  for (int j = 0; j < 4; ++j) {
-    for (int l = 0; l < 32; ++l) {
-      const auto byte = static_cast<uint32_t>(b[block::kQ4_KQs + 32 * j + l]);
-      k.q[64 * j + l] = static_cast<int32_t>(byte & 0xFU);
-      k.q[64 * j + 32 + l] = static_cast<int32_t>(byte >> 4);
-    }
-  }
-}
-
-void UnpackQ5K(const std::byte* b, KBlock& k) {
-  const auto* scales = reinterpret_cast<const uint8_t*>(b + block::kQ5_KScales);
-  for (int s = 0; s < 8; ++s) {
-    const block::KScaleMin sm = block::UnpackKScaleMin(scales, s);
-    k.scale[s] = sm.scale;
-    k.min[s] = sm.min;
-  }
-  for (int j = 0; j < 4; ++j) {
-    for (int l = 0; l < 32; ++l) {
-      const auto byte = static_cast<uint32_t>(b[block::kQ5_KQs + 32 * j + l]);
-      const auto high = static_cast<uint32_t>(b[block::kQ5_KQh + l]);
-      k.q[64 * j + l] = static_cast<int32_t>((byte & 0xFU) | (((high >> (2 * j)) & 1U) << 4));
-      k.q[64 * j + 32 + l] =
-          static_cast<int32_t>((byte >> 4) | (((high >> (2 * j + 1)) & 1U) << 4));
+  for (size_t j = 0; j < 4; ++j) {
+    for (size_t l = 0; l < 32; ++l) {
+      const auto byte = static_cast<uint32_t>(b[kQs + 32 * j + l]);
+      uint32_t lo = byte & 0xFU;
+      uint32_t hi = byte >> 4;
+      if constexpr (kFive) {
+        const auto high = static_cast<uint32_t>(b[block::kQ5_KQh + l]);
+        lo |= ((high >> (2 * j)) & 1U) << 4;
+        hi |= ((high >> (2 * j + 1)) & 1U) << 4;
+      }
+      k.q[64 * j + l] = static_cast<int32_t>(lo);
+      k.q[64 * j + 32 + l] = static_cast<int32_t>(hi);
     }
   }
 }
 
 void UnpackQ6K(const std::byte* b, KBlock& k) {
-  for (int s = 0; s < 16; ++s) {
-    k.scale[s] = static_cast<int8_t>(b[block::kQ6_KScales + s]);
+  for (size_t s = 0; s < 16; ++s) {
+    k.scale[s] = SignedByte(b[block::kQ6_KScales + s]);
   }
-  for (int h = 0; h < 2; ++h) {
-    for (int l = 0; l < 32; ++l) {
+  for (size_t h = 0; h < 2; ++h) {
+    for (size_t l = 0; l < 32; ++l) {
       const auto lo = static_cast<uint32_t>(b[block::kQ6_KQl + 64 * h + l]);
       const auto lo2 = static_cast<uint32_t>(b[block::kQ6_KQl + 64 * h + 32 + l]);
       const auto high = static_cast<uint32_t>(b[block::kQ6_KQh + 32 * h + l]);
@@ -89,16 +81,18 @@ void UnpackQ6K(const std::byte* b, KBlock& k) {
   }
 }
 
-// L[j] for a Q4_K/Q5_K block: one scale per chunk.
-void LanesK45(const KBlock& k, const int8_t* xq, int32_t* lanes) {
-  for (int j = 0; j < 8; ++j) {
+// L[j]: over the 8 chunks of 32, the products of values 32c + 4j .. +3 (minus 32 first for
+// Q6_K), each chunk weighted by its scale (Q6_K: scale 2c for lanes 0-3, 2c + 1 for 4-7).
+template <bool kSix>
+void Lanes(const KBlock& k, const int8_t* xq, int32_t* lanes) {
+  for (size_t j = 0; j < 8; ++j) {
     int32_t lane = 0;
-    for (int c = 0; c < 8; ++c) {
+    for (size_t c = 0; c < 8; ++c) {
       int32_t chunk = 0;
-      for (int i = 32 * c + 4 * j; i < 32 * c + 4 * j + 4; ++i) {
-        chunk += k.q[i] * xq[i];
+      for (size_t i = 32 * c + 4 * j; i < 32 * c + 4 * j + 4; ++i) {
+        chunk += (kSix ? k.q[i] - 32 : k.q[i]) * xq[i];
       }
-      lane += k.scale[c] * chunk;
+      lane += k.scale[kSix ? 2 * c + (j >= 4 ? 1 : 0) : c] * chunk;
     }
     lanes[j] = lane;
   }
@@ -106,10 +100,55 @@ void LanesK45(const KBlock& k, const int8_t* xq, int32_t* lanes) {
 
 // The int16 sums of bsums pairs (the reference adds them with phaddw, which wraps).
 void PairSums(const std::byte* x, int32_t* s) {
-  for (int i = 0; i < 8; ++i) {
-    const auto a = static_cast<int16_t>(LoadU16(x + block::kQ8_KBsums + 4 * i));
-    const auto b = static_cast<int16_t>(LoadU16(x + block::kQ8_KBsums + 4 * i + 2));
-    s[i] = static_cast<int16_t>(static_cast<uint16_t>(a) + static_cast<uint16_t>(b));
+  for (size_t i = 0; i < 8; ++i) {
+    const uint16_t a = LoadU16(x + block::kQ8_KBsums + 4 * i);
+    const uint16_t b = LoadU16(x + block::kQ8_KBsums + 4 * i + 2);
+    s[i] = static_cast<int16_t>(static_cast<uint16_t>(a + b));
+  }
+}
+
+// The float lanes of one dot product.
+struct KAccumulators {
+  float acc[8] = {};
+  float accm[4] = {};
+  float summs = 0.0F;
+};
+
+template <TensorType kType>
+void Block(const std::byte* wb, const std::byte* xb, KAccumulators& a) {
+  const auto* xq = reinterpret_cast<const int8_t*>(xb + block::kQ8_KQs);
+  const float xd = LoadF32(xb + block::kQ8_KD);
+  KBlock k;
+  int32_t lanes[8];
+  if constexpr (kType == TensorType::kQ6_K) {
+    UnpackQ6K(wb, k);
+    Lanes<true>(k, xq, lanes);
+    const float d = LoadHalf(wb + block::kQ6_KD) * xd;
+    for (size_t j = 0; j < 8; ++j) {
+      a.acc[j] = std::fma(d, static_cast<float>(lanes[j]), a.acc[j]);
+    }
+    return;
+  }
+  UnpackK45<kType == TensorType::kQ5_K>(wb, k);
+  Lanes<false>(k, xq, lanes);
+  const float d = xd * LoadHalf(wb + block::kQ4_KD);  // the same offsets in Q5_K
+  const float dmin = -xd * LoadHalf(wb + block::kQ4_KDmin);
+  for (size_t j = 0; j < 8; ++j) {
+    a.acc[j] = std::fma(d, static_cast<float>(lanes[j]), a.acc[j]);
+  }
+  int32_t s[8];
+  PairSums(xb, s);
+  if constexpr (kType == TensorType::kQ4_K) {
+    for (size_t l = 0; l < 4; ++l) {
+      const int32_t p = k.min[2 * l] * s[2 * l] + k.min[2 * l + 1] * s[2 * l + 1];
+      a.accm[l] = std::fma(dmin, static_cast<float>(p), a.accm[l]);
+    }
+  } else {
+    int32_t total = 0;
+    for (size_t i = 0; i < 8; ++i) {
+      total += k.min[i] * s[i];
+    }
+    a.summs = std::fma(static_cast<float>(total), dmin, a.summs);
   }
 }
 
@@ -117,64 +156,16 @@ template <TensorType kType>
 float Dot(const std::byte* w, const std::byte* x, int64_t cols) {
   constexpr size_t kWBytes = GetTypeInfo(kType).block_bytes;
   constexpr size_t kXBytes = GetTypeInfo(TensorType::kQ8_K).block_bytes;
-  float acc[8] = {};
-  float accm[4] = {};
-  float summs = 0.0F;
-  KBlock k;
-  int32_t lanes[8];
+  KAccumulators a;
   for (int64_t b = 0; b < cols / kBlock; ++b) {
-    const std::byte* wb = w + static_cast<size_t>(b) * kWBytes;
-    const std::byte* xb = x + static_cast<size_t>(b) * kXBytes;
-    const auto* xq = reinterpret_cast<const int8_t*>(xb + block::kQ8_KQs);
-    const float xd = LoadF32(xb + block::kQ8_KD);
-    if constexpr (kType == TensorType::kQ6_K) {
-      UnpackQ6K(wb, k);
-      const float d = LoadHalf(wb + block::kQ6_KD) * xd;
-      for (int j = 0; j < 8; ++j) {
-        int32_t lane = 0;
-        for (int c = 0; c < 8; ++c) {
-          int32_t chunk = 0;
-          for (int i = 32 * c + 4 * j; i < 32 * c + 4 * j + 4; ++i) {
-            chunk += (k.q[i] - 32) * xq[i];
-          }
-          lane += k.scale[2 * c + (j >= 4 ? 1 : 0)] * chunk;
-        }
-        acc[j] = std::fma(d, static_cast<float>(lane), acc[j]);
-      }
-    } else {
-      if constexpr (kType == TensorType::kQ4_K) {
-        UnpackQ4K(wb, k);
-      } else {
-        UnpackQ5K(wb, k);
-      }
-      const float d = xd * LoadHalf(wb + block::kQ4_KD);  // the same offsets in Q5_K
-      const float dmin = -xd * LoadHalf(wb + block::kQ4_KDmin);
-      LanesK45(k, xq, lanes);
-      for (int j = 0; j < 8; ++j) {
-        acc[j] = std::fma(d, static_cast<float>(lanes[j]), acc[j]);
-      }
-      int32_t s[8];
-      PairSums(xb, s);
-      if constexpr (kType == TensorType::kQ4_K) {
-        for (int l = 0; l < 4; ++l) {
-          const int32_t p = k.min[2 * l] * s[2 * l] + k.min[2 * l + 1] * s[2 * l + 1];
-          accm[l] = std::fma(dmin, static_cast<float>(p), accm[l]);
-        }
-      } else {
-        int32_t total = 0;
-        for (int i = 0; i < 8; ++i) {
-          total += k.min[i] * s[i];
-        }
-        summs = std::fma(static_cast<float>(total), dmin, summs);
-      }
-    }
+    Block<kType>(w + static_cast<size_t>(b) * kWBytes, x + static_cast<size_t>(b) * kXBytes, a);
   }
   if constexpr (kType == TensorType::kQ4_K) {
-    return SumLanes8(acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3]));
+    return SumLanes8(a.acc) + ((a.accm[0] + a.accm[2]) + (a.accm[1] + a.accm[3]));
   } else if constexpr (kType == TensorType::kQ5_K) {
-    return SumLanes8(acc) + summs;
+    return SumLanes8(a.acc) + a.summs;
   } else {
-    return SumLanes8(acc);
+    return SumLanes8(a.acc);
   }
 }
 

@@ -35,7 +35,7 @@ template <TensorType kType>
 void Unpack(const std::byte* b, int32_t* v) {
   if constexpr (kType == TensorType::kQ8_0) {
     for (int k = 0; k < kBlock; ++k) {
-      v[k] = static_cast<int8_t>(b[block::kQ8_0Qs + k]);
+      v[k] = SignedByte(b[block::kQ8_0Qs + k]);
     }
   } else {
     constexpr bool kFive = kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1;
@@ -98,7 +98,7 @@ float DotVec(const std::byte* w, const std::byte* x, int64_t cols) {
   }
 }
 
-float DotQ4_0Interleaved(const std::byte* w, const std::byte* x, int64_t cols) {
+float DotInterleaved(const std::byte* w, const std::byte* x, int64_t cols) {
   constexpr size_t kWBytes = GetTypeInfo(TensorType::kQ4_0).block_bytes;
   constexpr size_t kXBytes = GetTypeInfo(TensorType::kQ8_0).block_bytes;
   float acc = 0.0F;
@@ -129,7 +129,7 @@ ProductFns Q32ProductsPortable(TensorType type, DotOrder order) {
     if (type != TensorType::kQ4_0) {
       return {};
     }
-    return {&DotQ4_0Interleaved, &MatMulByDots<&DotQ4_0Interleaved>};
+    return {&DotInterleaved, &MatMulByDots<&DotInterleaved>};
   }
   switch (type) {
     case TensorType::kQ4_0:

@@ -278,7 +278,7 @@ CH_AVX2 float DotVec(const std::byte* w, const std::byte* x, int64_t cols) {
 }
 
 CH_AVX2 void MatMulInterleaved(const MatMulArgs& a) {
-  constexpr int T = 3;
+  constexpr int kTokens = 3;
   const int64_t blocks = a.cols / 32;
   const ProductFns portable = Q32ProductsPortable(TensorType::kQ4_0, DotOrder::kInterleaved8);
   for (int64_t r = a.row_begin; r < a.row_end;) {
@@ -295,9 +295,9 @@ CH_AVX2 void MatMulInterleaved(const MatMulArgs& a) {
       const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, 8, blocks) : Nothing();
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
-      if (a.n - t >= T) {
-        TileInterleaved<T>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
-        t += T;
+      if (a.n - t >= kTokens) {
+        TileInterleaved<kTokens>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
+        t += kTokens;
       } else {
         TileInterleaved<1>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
         t += 1;

@@ -42,7 +42,7 @@ float SignedMax(const float* x, int count) {
   return max;
 }
 
-void BlockQ8_0(const float* x, std::byte* out) {
+void BlockQ8(const float* x, std::byte* out) {
   float amax = 0.0F;
   for (int k = 0; k < 32; ++k) {
     amax = std::max(amax, std::fabs(x[k]));
@@ -94,10 +94,14 @@ void BlockAffine(const float* x, std::byte* out) {
   StoreU16(out + 2, FloatToHalf(min));  // m follows d in both
   const size_t qs = kFive ? block::kQ5_1Qs : block::kQ4_1Qs;
   uint32_t qh = 0;
+  // ggml truncates v + 0.5 to an integer; v is never negative, so that is floor(v + 0.5).
+  const auto level = [min, id](float v) {
+    const int q = static_cast<int>(std::floor((v - min) * id + 0.5F));
+    return q < kTop ? q : kTop;
+  };
   for (int k = 0; k < 16; ++k) {
-    const int lo = std::min(kTop, static_cast<int>(static_cast<uint8_t>((x[k] - min) * id + 0.5F)));
-    const int hi =
-        std::min(kTop, static_cast<int>(static_cast<uint8_t>((x[k + 16] - min) * id + 0.5F)));
+    const int lo = level(x[k]);
+    const int hi = level(x[k + 16]);
     out[qs + k] = static_cast<std::byte>((lo & 0xF) | ((hi & 0xF) << 4));
     qh |= static_cast<uint32_t>((lo >> 4) & 1) << k;
     qh |= static_cast<uint32_t>((hi >> 4) & 1) << (k + 16);
@@ -121,10 +125,10 @@ void BlockK45(const float* x, std::byte* out) {
   constexpr int kTop = kFive ? 31 : 15;
   float scale[8];
   float offset[8];
-  for (int s = 0; s < 8; ++s) {
+  for (size_t s = 0; s < 8; ++s) {
     float lo = 0.0F;
     float hi = x[32 * s];
-    for (int k = 0; k < 32; ++k) {
+    for (size_t k = 0; k < 32; ++k) {
       lo = std::min(lo, x[32 * s + k]);
       hi = std::max(hi, x[32 * s + k]);
     }
@@ -156,13 +160,13 @@ void BlockK45(const float* x, std::byte* out) {
   if constexpr (kFive) {
     std::memset(out + block::kQ5_KQh, 0, 32);
   }
-  for (int s = 0; s < 8; ++s) {
+  for (size_t s = 0; s < 8; ++s) {
     // The coded scale and offset, as dequantization computes them.
     const float ds = d * static_cast<float>(sc[s]);
     const float ms = dmin * static_cast<float>(mn[s]);
-    const int j = s / 2;
-    const int high_nibble = s % 2;
-    for (int l = 0; l < 32; ++l) {
+    const size_t j = s / 2;
+    const size_t high_nibble = s % 2;
+    for (size_t l = 0; l < 32; ++l) {
       const int q = ds > 0.0F ? Nearest((x[32 * s + l] + ms) / ds, 0, kTop) : 0;
       auto& byte = out[qs + 32 * j + l];
       byte |= static_cast<std::byte>((q & 0xF) << (4 * high_nibble));
@@ -177,7 +181,7 @@ void BlockQ6K(const float* x, std::byte* out) {
   float scale[16];
   float max_scale = 0.0F;
   float max_abs = 0.0F;
-  for (int s = 0; s < 16; ++s) {
+  for (size_t s = 0; s < 16; ++s) {
     scale[s] = SignedMax(x + 16 * s, 16) / -32.0F;
     if (std::fabs(scale[s]) > max_abs) {
       max_abs = std::fabs(scale[s]);
@@ -192,16 +196,16 @@ void BlockQ6K(const float* x, std::byte* out) {
   const uint16_t d_half = FloatToHalf(1.0F / iscale);
   const float d = HalfToFloat(d_half);
   StoreU16(out + block::kQ6_KD, d_half);
-  for (int s = 0; s < 16; ++s) {
+  for (size_t s = 0; s < 16; ++s) {
     const int sc = Nearest(iscale * scale[s], -128, 127);
-    out[block::kQ6_KScales + s] = static_cast<std::byte>(static_cast<int8_t>(sc));
+    out[block::kQ6_KScales + s] = static_cast<std::byte>(static_cast<uint8_t>(sc & 0xFF));
     const float ds = d * static_cast<float>(sc);
-    for (int k = 0; k < 16; ++k) {
-      const int value = 16 * s + k;
+    for (size_t k = 0; k < 16; ++k) {
+      const size_t value = 16 * s + k;
       const int q = (ds != 0.0F ? Nearest(x[value] / ds, -32, 31) : 0) + 32;
-      const int h = value / 128;
-      const int i = (value % 128) / 32;
-      const int l = value % 32;
+      const size_t h = value / 128;
+      const size_t i = (value % 128) / 32;
+      const size_t l = value % 32;
       auto& lo = out[block::kQ6_KQl + 64 * h + 32 * (i % 2) + l];
       lo |= static_cast<std::byte>((q & 0xF) << (i >= 2 ? 4 : 0));
       out[block::kQ6_KQh + 32 * h + l] |= static_cast<std::byte>(((q >> 4) & 3) << (2 * i));
@@ -238,7 +242,7 @@ bool QuantizeWeights(TensorType type, const float* x, int64_t count, std::byte* 
       }
       return true;
     case TensorType::kQ8_0:
-      Blocks<32, 34, &BlockQ8_0>(x, count, out);
+      Blocks<32, 34, &BlockQ8>(x, count, out);
       return true;
     case TensorType::kQ4_0:
       Blocks<32, 18, &BlockSymmetric<false>>(x, count, out);

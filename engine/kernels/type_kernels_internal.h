@@ -33,6 +33,11 @@ inline float LoadF32(const std::byte* p) {
   return v;
 }
 inline float LoadHalf(const std::byte* p) { return HalfToFloat(LoadU16(p)); }
+// A byte read as two's complement.
+inline int32_t SignedByte(std::byte b) {
+  const auto u = static_cast<int32_t>(std::to_integer<uint8_t>(b));
+  return u >= 128 ? u - 256 : u;
+}
 inline void StoreU16(std::byte* p, uint16_t v) { std::memcpy(p, &v, sizeof(v)); }
 inline void StoreF32(std::byte* p, float v) { std::memcpy(p, &v, sizeof(v)); }
 

@@ -45,8 +45,8 @@ struct Reference {
   void* Symbol(void* lib, const char* name) const {
     void* p = dlsym(lib, name);
     if (p == nullptr) {
-      std::fprintf(stderr, "ggml_reference_vectors: %s not found\n", name);
-      std::exit(1);
+      static_cast<void>(std::fprintf(stderr, "ggml_reference_vectors: %s not found\n", name));
+      std::exit(1);  // NOLINT(concurrency-mt-unsafe): a single-threaded tool
     }
     return p;
   }
@@ -82,17 +82,18 @@ uint32_t Bits(float f) {
 
 // Q4_0 rows (a multiple of 8) in llama.cpp's q4_0_8x8 layout: per 8 rows and block column, the 8
 // halves, then 16 runs of 8 bytes (run i from row i % 8, bytes 8 (i / 8) .. +7), XOR 0x88.
-std::vector<std::byte> RepackQ4_0x8(const std::vector<std::byte>& w, int64_t rows, int64_t cols) {
+std::vector<std::byte> RepackInterleaved8(const std::vector<std::byte>& w, int64_t rows,
+                                          int64_t cols) {
   const size_t blocks = static_cast<size_t>(cols / 32);
   const size_t row_bytes = blocks * 18;
   std::vector<std::byte> out(w.size());
   std::byte* dst = out.data();
   for (int64_t g = 0; g < rows; g += 8) {
     for (size_t b = 0; b < blocks; ++b) {
-      for (int i = 0; i < 8; ++i) {
+      for (size_t i = 0; i < 8; ++i) {
         std::memcpy(dst + 2 * i, w.data() + (static_cast<size_t>(g) + i) * row_bytes + b * 18, 2);
       }
-      for (int i = 0; i < 16; ++i) {
+      for (size_t i = 0; i < 16; ++i) {
         uint64_t run = 0;
         const std::byte* src =
             w.data() + (static_cast<size_t>(g) + i % 8) * row_bytes + b * 18 + 2 + (i / 8) * 8;
@@ -144,13 +145,15 @@ void Record(const Reference& ref, const TypeNames& names, DotOrder order, int64_
   for (int32_t t = 0; t < kTokens; ++t) {
     std::vector<float> y(kRows);
     if (order == DotOrder::kInterleaved8) {
-      const std::vector<std::byte> packed = RepackQ4_0x8(w, kRows, cols);
+      const std::vector<std::byte> packed = RepackInterleaved8(w, kRows, cols);
       reinterpret_cast<GemvFn>(
           ref.Symbol(ref.cpu, "_ZN4ggml3cpu7aarch644gemvI10block_q4_0Ll8ELl8EEEviPfmPKvS6_ii"))(
           static_cast<int>(cols), y.data(), kRows, packed.data(), xq.data() + t * x_row, 1, kRows);
     } else {
       const auto dot = names.dot != nullptr
                            ? reinterpret_cast<VecDot>(ref.Symbol(ref.cpu, names.dot))
+                           // A function at its known offset in the checked build.
+                           // NOLINTNEXTLINE(performance-no-int-to-ptr)
                            : reinterpret_cast<VecDot>(ref.cpu_start + names.dot_offset);
       for (int64_t r = 0; r < kRows; ++r) {
         dot(static_cast<int>(cols), &y[r], 0, w.data() + r * w_row, 0, xq.data() + t * x_row, 0, 1);
@@ -164,7 +167,7 @@ void Record(const Reference& ref, const TypeNames& names, DotOrder order, int64_
 
 int Main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: ggml_reference_vectors LLAMA_CPP_DIR > FILE\n");
+    static_cast<void>(std::fprintf(stderr, "usage: ggml_reference_vectors LLAMA_CPP_DIR > FILE\n"));
     return 2;
   }
   const std::string dir = argv[1];
@@ -172,7 +175,8 @@ int Main(int argc, char** argv) {
   ref.base = dlopen((dir + "/libggml-base.so").c_str(), RTLD_NOW | RTLD_GLOBAL);
   ref.cpu = dlopen((dir + "/libggml-cpu-icelake.so").c_str(), RTLD_NOW | RTLD_GLOBAL);
   if (ref.base == nullptr || ref.cpu == nullptr) {
-    std::fprintf(stderr, "ggml_reference_vectors: dlopen: %s\n", dlerror());
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): a single-threaded tool
+    static_cast<void>(std::fprintf(stderr, "ggml_reference_vectors: dlopen: %s\n", dlerror()));
     return 1;
   }
   reinterpret_cast<void (*)()>(ref.Symbol(ref.cpu, "ggml_cpu_init"))();  // fills the f16 table
@@ -181,7 +185,8 @@ int Main(int argc, char** argv) {
   if (dladdr(anchor, &where) == 0 ||
       reinterpret_cast<uintptr_t>(anchor) - reinterpret_cast<uintptr_t>(where.dli_fbase) !=
           kAnchorOffset) {
-    std::fprintf(stderr, "ggml_reference_vectors: not the c392e5094 icelake build; refusing\n");
+    static_cast<void>(std::fprintf(
+        stderr, "ggml_reference_vectors: not the c392e5094 icelake build; refusing\n"));
     return 1;
   }
   ref.cpu_start = reinterpret_cast<uintptr_t>(where.dli_fbase);

@@ -97,90 +97,89 @@ int KScale(const std::byte* s, int sub, int which) {
   return low | ((Byte(s, sub - 4 + 4 * which) >> 6) << 4);
 }
 
+// A byte as two's complement.
+int Signed(uint8_t b) { return b >= 128 ? b - 256 : b; }
+
+// One block of Q4_0 (d, qs[16]), Q4_1 (d, m, qs[16]), Q5_0 (d, qh[4], qs[16]) or Q5_1 (d, m,
+// qh[4], qs[16]): value k < 16 is qs[k]'s low nibble, k >= 16 qs[k - 16]'s high one, and for
+// Q5 bit k of qh its fifth bit.
+void DecodeNibbleBlock(TensorType type, const std::byte* p, double* y) {
+  const bool five = type == TensorType::kQ5_0 || type == TensorType::kQ5_1;
+  const bool min = type == TensorType::kQ4_1 || type == TensorType::kQ5_1;
+  const size_t qh_at = min ? 4 : 2;
+  const size_t qs_at = qh_at + (five ? 4 : 0);
+  const uint32_t qh = five ? (static_cast<uint32_t>(U16(p + qh_at)) |
+                              (static_cast<uint32_t>(U16(p + qh_at + 2)) << 16))
+                           : 0;
+  for (size_t k = 0; k < 32; ++k) {
+    const int nibble = k < 16 ? (Byte(p, qs_at + k) & 15) : (Byte(p, qs_at + k - 16) >> 4);
+    const int q = nibble | (five ? static_cast<int>((qh >> k) & 1) << 4 : 0);
+    y[k] = min ? q * Half(p) + Half(p + 2) : (q - (five ? 16 : 8)) * Half(p);
+  }
+}
+
+// One block of Q4_K (d, dmin, scales[12], qs[128]) or Q5_K (d, dmin, scales[12], qh[32],
+// qs[128]): sub-block s of 32 takes the low (s even) or high nibbles of qs[32 (s / 2) ..], and
+// for Q5_K bit s of qh[l]; value = d * scale * q - dmin * min.
+void DecodeKBlock(bool five, const std::byte* p, double* y) {
+  const size_t qs_at = five ? 48 : 16;
+  for (size_t k = 0; k < 256; ++k) {
+    const int sub = static_cast<int>(k / 32);
+    const size_t l = k % 32;
+    const uint8_t byte = Byte(p, qs_at + 32 * (k / 64) + l);
+    int q = sub % 2 == 0 ? (byte & 15) : (byte >> 4);
+    if (five) {
+      q |= ((Byte(p, 16 + l) >> sub) & 1) << 4;
+    }
+    y[k] = Half(p) * KScale(p + 4, sub, 0) * q - Half(p + 2) * KScale(p + 4, sub, 1);
+  }
+}
+
+// One Q6_K block (ql[128], qh[64], scales[16], d): value 128h + 32i + l has low bits from
+// ql[64h + 32 (i % 2) + l] (low nibble for i < 2), top bits from qh[32h + l] >> 2i.
+void DecodeQ6KBlock(const std::byte* p, double* y) {
+  for (size_t k = 0; k < 256; ++k) {
+    const size_t h = k / 128;
+    const size_t i = (k % 128) / 32;
+    const size_t l = k % 32;
+    const uint8_t low = Byte(p, 64 * h + 32 * (i % 2) + l);
+    const int q =
+        (i < 2 ? (low & 15) : (low >> 4)) | (((Byte(p, 128 + 32 * h + l) >> (2 * i)) & 3) << 4);
+    y[k] = Half(p + 208) * Signed(Byte(p, 192 + k / 16)) * (q - 32);
+  }
+}
+
 // The values of `cols` weights of `type` at row.
 std::vector<double> DecodeRow(TensorType type, const std::byte* row, int64_t cols) {
   std::vector<double> v(static_cast<size_t>(cols));
-  switch (type) {
-    case TensorType::kF32:
-      for (int64_t i = 0; i < cols; ++i) {
+  if (type == TensorType::kF32 || type == TensorType::kF16 || type == TensorType::kBF16) {
+    for (int64_t i = 0; i < cols; ++i) {
+      if (type == TensorType::kF32) {
         float f = 0;
         std::memcpy(&f, row + 4 * i, 4);
         v[i] = f;
-      }
-      return v;
-    case TensorType::kF16:
-      for (int64_t i = 0; i < cols; ++i) {
+      } else if (type == TensorType::kF16) {
         v[i] = Half(row + 2 * i);
+      } else {
+        v[i] = std::bit_cast<float>(static_cast<uint32_t>(U16(row + 2 * i)) << 16);
       }
-      return v;
-    case TensorType::kBF16:
-      for (int64_t i = 0; i < cols; ++i) {
-        const uint32_t bits = static_cast<uint32_t>(U16(row + 2 * i)) << 16;
-        v[i] = std::bit_cast<float>(bits);
-      }
-      return v;
-    default:
-      break;
+    }
+    return v;
   }
   const TypeInfo& info = GetTypeInfo(type);
   for (int64_t b = 0; b < cols / info.block_size; ++b) {
     const std::byte* p = row + b * info.block_bytes;
     double* y = v.data() + b * info.block_size;
-    switch (type) {
-      case TensorType::kQ4_0:  // d, qs[16]
-      case TensorType::kQ4_1:  // d, m, qs[16]
-      case TensorType::kQ5_0:  // d, qh[4], qs[16]
-      case TensorType::kQ5_1:  // d, m, qh[4], qs[16]
-      {
-        const bool five = type == TensorType::kQ5_0 || type == TensorType::kQ5_1;
-        const bool min = type == TensorType::kQ4_1 || type == TensorType::kQ5_1;
-        const size_t qh_at = min ? 4 : 2;
-        const size_t qs_at = qh_at + (five ? 4 : 0);
-        const uint32_t qh = five ? (static_cast<uint32_t>(U16(p + qh_at)) |
-                                    (static_cast<uint32_t>(U16(p + qh_at + 2)) << 16))
-                                 : 0;
-        for (int k = 0; k < 32; ++k) {
-          const int nibble = k < 16 ? (Byte(p, qs_at + k) & 15) : (Byte(p, qs_at + k - 16) >> 4);
-          const int q = nibble | (five ? static_cast<int>((qh >> k) & 1) << 4 : 0);
-          y[k] = min ? q * Half(p) + Half(p + 2) : (q - (five ? 16 : 8)) * Half(p);
-        }
-        break;
+    if (type == TensorType::kQ8_0) {  // d, qs[32]
+      for (size_t k = 0; k < 32; ++k) {
+        y[k] = Signed(Byte(p, 2 + k)) * Half(p);
       }
-      case TensorType::kQ8_0:  // d, qs[32]
-        for (int k = 0; k < 32; ++k) {
-          y[k] = static_cast<int8_t>(Byte(p, 2 + k)) * Half(p);
-        }
-        break;
-      case TensorType::kQ4_K:  // d, dmin, scales[12], qs[128]
-      case TensorType::kQ5_K:  // d, dmin, scales[12], qh[32], qs[128]
-      {
-        const bool five = type == TensorType::kQ5_K;
-        const size_t qs_at = five ? 48 : 16;
-        for (int k = 0; k < 256; ++k) {
-          const int sub = k / 32;
-          const int l = k % 32;
-          const uint8_t byte = Byte(p, qs_at + 32 * (sub / 2) + l);
-          int q = sub % 2 == 0 ? (byte & 15) : (byte >> 4);
-          if (five) {
-            q |= ((Byte(p, 16 + l) >> sub) & 1) << 4;
-          }
-          y[k] = Half(p) * KScale(p + 4, sub, 0) * q - Half(p + 2) * KScale(p + 4, sub, 1);
-        }
-        break;
-      }
-      case TensorType::kQ6_K:  // ql[128], qh[64], scales[16], d
-        for (int k = 0; k < 256; ++k) {
-          const int h = k / 128;
-          const int i = (k % 128) / 32;
-          const int l = k % 32;
-          const uint8_t low = Byte(p, 64 * h + 32 * (i % 2) + l);
-          const int q = (i < 2 ? (low & 15) : (low >> 4)) |
-                        (((Byte(p, 128 + 32 * h + l) >> (2 * i)) & 3) << 4);
-          y[k] = Half(p + 208) * static_cast<int8_t>(Byte(p, 192 + k / 16)) * (q - 32);
-        }
-        break;
-      default:
-        ADD_FAILURE() << "no decoding for " << info.name;
+    } else if (type == TensorType::kQ4_K || type == TensorType::kQ5_K) {
+      DecodeKBlock(type == TensorType::kQ5_K, p, y);
+    } else if (type == TensorType::kQ6_K) {
+      DecodeQ6KBlock(p, y);
+    } else {
+      DecodeNibbleBlock(type, p, y);
     }
   }
   return v;
@@ -213,7 +212,7 @@ DecodedActivations DecodeActivations(TensorType partner, const std::byte* row, i
       std::memcpy(&f, p, 4);
       d = f;
       qs = 4;
-      for (int i = 0; i < 16; ++i) {
+      for (size_t i = 0; i < 16; ++i) {
         a.bsums.push_back(static_cast<int16_t>(U16(p + 260 + 2 * i)));
       }
     } else {
@@ -225,7 +224,7 @@ DecodedActivations DecodeActivations(TensorType partner, const std::byte* row, i
     }
     a.scale.push_back(d);
     for (int k = 0; k < block; ++k) {
-      const int q = static_cast<int8_t>(Byte(p, qs + k));
+      const int q = Signed(Byte(p, qs + k));
       a.q.push_back(q);
       a.value[b * block + k] = q * d;
     }
@@ -313,6 +312,59 @@ TEST(TypeKernelsTest, Q8_KActivationsScaleByTheSignedMaximum) {
   EXPECT_EQ(b.q[9], -64);  // 127 * -0.5 = -63.5 -> -64 (even)
 }
 
+// A float partner: every value rounded to nearest (F16: relative 2^-11 and half subnormals'
+// absolute step; BF16: relative 2^-8; F32: exact).
+void ExpectRoundedFloats(TensorType partner, const DecodedActivations& a, const float* x,
+                         int64_t cols, const std::string& what) {
+  const double ulp = partner == TensorType::kF32   ? 0
+                     : partner == TensorType::kF16 ? 0x1p-11
+                                                   : 0x1p-8;
+  const double floor = partner == TensorType::kF16 ? 0x1p-25 : 0;
+  for (int64_t i = 0; i < cols; ++i) {
+    const double v = x[i];
+    ASSERT_LE(std::fabs(a.value[i] - v), std::fabs(v) * ulp + floor) << what << " " << i;
+  }
+}
+
+// One Q8_* block b: integers in [-127, 127], each value within half a step (amax / 127, the
+// unrounded scale the values were divided by; Q8_K's d is that signed, Q8_0's that as a half),
+// Q8_1's s and Q8_K's bsums consistent with the integers.
+void ExpectQ8Block(TensorType partner, const DecodedActivations& a, const float* x, size_t b,
+                   size_t block, const std::string& what) {
+  double amax = 0;
+  int sum = 0;
+  for (size_t i = 0; i < block; ++i) {
+    amax = std::max(amax, std::fabs(static_cast<double>(x[b * block + i])));
+    const int qi = a.q[b * block + i];
+    ASSERT_GE(qi, -127) << what;
+    ASSERT_LE(qi, 127) << what;
+    sum += qi;
+  }
+  const double step = amax / 127;
+  const double signed_step = partner == TensorType::kQ8_K ? a.scale[b] : step;
+  for (size_t i = 0; i < block; ++i) {
+    // Half a step, and the float rounding of v * id (relative 2^-24 of up to 127 steps).
+    ASSERT_LE(std::fabs(a.q[b * block + i] * signed_step - x[b * block + i]),
+              step * (0.5 + 1e-4) + 1e-30)
+        << what << " block " << b << " value " << i;
+  }
+  if (partner == TensorType::kQ8_K) {
+    EXPECT_NEAR(std::fabs(a.scale[b]), step, step * 1e-6) << what;
+    for (size_t s = 0; s < 16; ++s) {
+      int bsum = 0;
+      for (size_t i = 0; i < 16; ++i) {
+        bsum += a.q[b * block + 16 * s + i];
+      }
+      EXPECT_EQ(a.bsums[b * 16 + s], bsum) << what;
+    }
+    return;
+  }
+  EXPECT_NEAR(a.scale[b], step, step * 0x1p-11) << what;  // stored as a half
+  if (partner == TensorType::kQ8_1) {
+    EXPECT_NEAR(a.s[b], sum * step, std::fabs(sum * step) * 0x1p-11 + 1e-7) << what;
+  }
+}
+
 // Every partner: each value within half a step of its block's scale, the integers in
 // [-127, 127], zeros for zero blocks, Q8_1's s and Q8_K's bsums consistent with the integers.
 TEST(TypeKernelsTest, ActivationsStayWithinHalfAStep) {
@@ -326,53 +378,13 @@ TEST(TypeKernelsTest, ActivationsStayWithinHalfAStep) {
       const DecodedActivations a = DecodeActivations(k.partner, q.data() + tok * row, cols);
       const std::string what =
           std::string(GetTypeInfo(k.partner).name) + " token " + std::to_string(tok);
-      if (a.scale.empty()) {  // a float partner: rounded to nearest
-        for (int64_t i = 0; i < cols; ++i) {
-          const double v = x[tok * cols + i];
-          const double ulp = k.partner == TensorType::kF32   ? 0
-                             : k.partner == TensorType::kF16 ? 0x1p-11
-                                                             : 0x1p-8;
-          const double floor = k.partner == TensorType::kF16 ? 0x1p-25 : 0;  // half subnormals
-          ASSERT_LE(std::fabs(a.value[i] - v), std::fabs(v) * ulp + floor) << what << " " << i;
-        }
+      const float* xt = x.data() + tok * cols;
+      if (a.scale.empty()) {
+        ExpectRoundedFloats(k.partner, a, xt, cols, what);
         continue;
       }
-      const int block = static_cast<int>(cols / static_cast<int64_t>(a.scale.size()));
       for (size_t b = 0; b < a.scale.size(); ++b) {
-        double amax = 0;
-        int sum = 0;
-        for (int i = 0; i < block; ++i) {
-          amax = std::max(amax, std::fabs(static_cast<double>(x[tok * cols + b * block + i])));
-          const int qi = a.q[b * block + i];
-          ASSERT_GE(qi, -127) << what;
-          ASSERT_LE(qi, 127) << what;
-          sum += qi;
-        }
-        // The step: amax / 127 (the unrounded scale the values were divided by; Q8_K's d is
-        // that, signed, and Q8_0's the same rounded to a half).
-        const double step = amax / 127;
-        const double signed_step = k.partner == TensorType::kQ8_K ? a.scale[b] : step;
-        for (int i = 0; i < block; ++i) {
-          const double v = x[tok * cols + b * block + i];
-          // Half a step, and the float rounding of v * id (relative 2^-24 of up to 127 steps).
-          ASSERT_LE(std::fabs(a.q[b * block + i] * signed_step - v), step * (0.5 + 1e-4) + 1e-30)
-              << what << " block " << b << " value " << i;
-        }
-        if (k.partner == TensorType::kQ8_K) {
-          EXPECT_NEAR(std::fabs(a.scale[b]), step, step * 1e-6) << what;
-          for (int s = 0; s < 16; ++s) {
-            int bsum = 0;
-            for (int i = 0; i < 16; ++i) {
-              bsum += a.q[b * block + 16 * s + i];
-            }
-            EXPECT_EQ(a.bsums[b * 16 + s], bsum) << what;
-          }
-        } else {
-          EXPECT_NEAR(a.scale[b], step, step * 0x1p-11) << what;  // stored as a half
-          if (k.partner == TensorType::kQ8_1) {
-            EXPECT_NEAR(a.s[b], sum * step, std::fabs(sum * step) * 0x1p-11 + 1e-7) << what;
-          }
-        }
+        ExpectQ8Block(k.partner, a, xt, b, static_cast<size_t>(cols) / a.scale.size(), what);
       }
     }
   }
@@ -380,33 +392,38 @@ TEST(TypeKernelsTest, ActivationsStayWithinHalfAStep) {
 
 // ---- Dot products against the layout. ----
 
+// Every row's dot product against the same values multiplied in double precision.
+void ExpectDotsNearExact(const Kind& kind, KernelIsa isa, int64_t cols,
+                         const std::vector<std::byte>& w, const std::vector<float>& x) {
+  const size_t row_bytes = *RowBytes(GetTypeInfo(kind.type), cols);
+  const TypeKernels& k = GetTypeKernels(kind.type, isa, kind.order);
+  const std::vector<std::byte> xq = Quantize(k, x, 1, cols);
+  const DecodedActivations a = DecodeActivations(k.partner, xq.data(), cols);
+  // Q4_1/Q5_1 meet the offsets through x's s, rounded to a half: their terms may move by 2^-11
+  // of the offsets' part.
+  const bool offsets = kind.type == TensorType::kQ4_1 || kind.type == TensorType::kQ5_1;
+  for (size_t r = 0; r < 4; ++r) {
+    const std::vector<double> wv = DecodeRow(kind.type, w.data() + r * row_bytes, cols);
+    double exact = 0;
+    double magnitude = 0;
+    for (int64_t i = 0; i < cols; ++i) {
+      exact += wv[i] * a.value[i];
+      magnitude += std::fabs(wv[i] * a.value[i]);
+    }
+    const double tolerance = magnitude * (offsets ? 2e-3 : 1e-5) + 1e-30;
+    EXPECT_NEAR(k.dot(w.data() + r * row_bytes, xq.data(), cols), exact, tolerance)
+        << Name(kind) << " " << KernelIsaName(isa) << " cols " << cols << " row " << r;
+  }
+}
+
 TEST(TypeKernelsTest, DotsEqualTheProductsOfTheDecodedValues) {
   for (const Kind& kind : AllKinds()) {
     for (int64_t cols : {int64_t{256}, int64_t{1024}}) {
       const std::vector<std::byte> w = KernelWeights(kind.type, 4, cols, 21, ScaleRange::kOrdinary);
       const std::vector<float> x = KernelActivations(1, cols, 22);
-      const size_t row_bytes = *RowBytes(GetTypeInfo(kind.type), cols);
       for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
-        if (!KernelIsaSupported(isa)) {
-          continue;
-        }
-        const TypeKernels& k = GetTypeKernels(kind.type, isa, kind.order);
-        const std::vector<std::byte> xq = Quantize(k, x, 1, cols);
-        const DecodedActivations a = DecodeActivations(k.partner, xq.data(), cols);
-        for (int r = 0; r < 4; ++r) {
-          const std::vector<double> wv = DecodeRow(kind.type, w.data() + r * row_bytes, cols);
-          double exact = 0;
-          double magnitude = 0;
-          for (int64_t i = 0; i < cols; ++i) {
-            exact += wv[i] * a.value[i];
-            magnitude += std::fabs(wv[i] * a.value[i]);
-          }
-          // Q4_1/Q5_1 meet the offsets through x's s, rounded to a half: their terms may move
-          // by 2^-11 of the offsets' part.
-          const bool offsets = kind.type == TensorType::kQ4_1 || kind.type == TensorType::kQ5_1;
-          const double tolerance = magnitude * (offsets ? 2e-3 : 1e-5) + 1e-30;
-          EXPECT_NEAR(k.dot(w.data() + r * row_bytes, xq.data(), cols), exact, tolerance)
-              << Name(kind) << " " << KernelIsaName(isa) << " cols " << cols << " row " << r;
+        if (KernelIsaSupported(isa)) {
+          ExpectDotsNearExact(kind, isa, cols, w, x);
         }
       }
     }
@@ -623,23 +640,46 @@ void ExpectAllVariantsEqualTheDefinition(const Kind& kind, const Shape& s,
   }
 }
 
+// The shapes each kind is tried at: whole and partial tiles, one token to 64.
+std::vector<Shape> ShapesFor(const Kind& kind) {
+  const int64_t block = GetTypeInfo(kind.type).block_size;
+  std::vector<Shape> shapes = {{8, 256, 1}, {24, 512, 5}, {16, 1024, 64}};
+  if (block == 1) {
+    shapes.push_back({9, 200, 3});  // leftovers past whole steps
+    shapes.push_back({5, 37, 2});
+  } else if (block == 32) {
+    shapes.push_back({16, 96, 7});
+  }
+  if (kind.order == DotOrder::kVecDot) {
+    shapes.push_back({13, 256, 3});  // rows not a multiple of any tile
+  }
+  return shapes;
+}
+
+// Rows of huge, tiny (a zero scale once rounded to a half) and zero activations: as large as
+// keeps every product finite (a half d = amax / 127 overflows past amax 8.3e6, Q8_1's half
+// s = d * sum(q) past about 2000, F16 activations past 65504).
+void MakeExtreme(const Kind& kind, const Shape& s, std::vector<float>& x) {
+  const TensorType partner = GetTypeInfo(kind.type).partner;
+  const float huge = partner == TensorType::kQ8_1  ? 50.0F
+                     : partner == TensorType::kF16 ? 1e3F
+                                                   : 1e5F;
+  for (int64_t i = 0; i < s.cols; ++i) {
+    x[i] *= huge;
+    if (s.n > 1) {
+      x[s.cols + i] *= 1e-30F;
+    }
+    if (s.n > 2) {
+      x[2 * s.cols + i] = 0.0F;
+    }
+  }
+}
+
 TEST(TypeKernelsTest, VariantsAndBatchesGiveIdenticalBits) {
   VectorIsas();  // prints the skipped ones
   uint64_t seed = 1000;
   for (const Kind& kind : AllKinds()) {
-    const int64_t block = GetTypeInfo(kind.type).block_size;
-    const bool floats = block == 1;
-    std::vector<Shape> shapes = {{8, 256, 1}, {24, 512, 5}, {16, 1024, 64}};
-    if (floats) {
-      shapes.push_back({9, 200, 3});  // leftovers past whole steps
-      shapes.push_back({5, 37, 2});
-    } else if (block == 32) {
-      shapes.push_back({16, 96, 7});
-    }
-    if (kind.order == DotOrder::kVecDot) {
-      shapes.push_back({13, 256, 3});  // rows not a multiple of any tile
-    }
-    for (const Shape& s : shapes) {
+    for (const Shape& s : ShapesFor(kind)) {
       for (ScaleRange range : {ScaleRange::kOrdinary, ScaleRange::kExtreme}) {
         ++seed;
         const std::string what = Name(kind) + " " + std::to_string(s.rows) + "x" +
@@ -648,22 +688,7 @@ TEST(TypeKernelsTest, VariantsAndBatchesGiveIdenticalBits) {
         const std::vector<std::byte> w = KernelWeights(kind.type, s.rows, s.cols, seed, range);
         std::vector<float> x = KernelActivations(s.n, s.cols, seed + 7);
         if (range == ScaleRange::kExtreme) {
-          // Rows of huge, tiny (a zero scale once rounded to a half), zero activations: as large
-          // as keeps every product finite (a half d = amax / 127 overflows past amax 8.3e6, Q8_1's
-          // half s = d * sum(q) past about 2000, F16 activations past 65504).
-          const TensorType partner = GetTypeInfo(kind.type).partner;
-          const float huge = partner == TensorType::kQ8_1  ? 50.0F
-                             : partner == TensorType::kF16 ? 1e3F
-                                                           : 1e5F;
-          for (int64_t i = 0; i < s.cols; ++i) {
-            x[i] *= huge;
-            if (s.n > 1) {
-              x[s.cols + i] *= 1e-30F;
-            }
-            if (s.n > 2) {
-              x[2 * s.cols + i] = 0.0F;
-            }
-          }
+          MakeExtreme(kind, s, x);
         }
         ExpectAllVariantsEqualTheDefinition(kind, s, w, x, what);
       }
@@ -673,13 +698,46 @@ TEST(TypeKernelsTest, VariantsAndBatchesGiveIdenticalBits) {
 
 // ---- Weight quantizers. ----
 
+struct ErrorBound {
+  TensorType type;
+  double mean;  // mean |error| / mean |value|, over random rows
+  double max;   // the largest |error| / the largest |value| of its block
+};
+
+// Rows quantized and read back with this test's own decoding: within the type's bounds, zeros
+// kept zeros.
+void ExpectRoundTrip(const ErrorBound& b) {
+  const int64_t cols = 1024;
+  std::vector<float> x = KernelActivations(4, cols, 77);
+  std::fill(x.begin() + cols, x.begin() + 2 * cols, 0.0F);        // a row of zeros
+  std::fill(x.begin() + 2 * cols, x.begin() + 3 * cols, -0.25F);  // a constant row
+  const TypeInfo& info = GetTypeInfo(b.type);
+  std::vector<std::byte> q(*RowBytes(info, 4 * cols));
+  ASSERT_TRUE(QuantizeWeights(b.type, x.data(), 4 * cols, q.data())) << info.name;
+  const std::vector<double> y = DecodeRow(b.type, q.data(), 4 * cols);
+  double error = 0;
+  double magnitude = 0;
+  const int64_t block = std::max<int64_t>(info.block_size, 32);
+  for (int64_t start = 0; start < 4 * cols; start += block) {
+    double amax = 0;
+    for (int64_t i = start; i < start + block; ++i) {
+      amax = std::max(amax, std::fabs(static_cast<double>(x[i])));
+    }
+    for (int64_t i = start; i < start + block; ++i) {
+      const double e = std::fabs(y[i] - x[i]);
+      error += e;
+      magnitude += std::fabs(x[i]);
+      ASSERT_LE(e, b.max * amax + 1e-30) << info.name << " value " << i;
+    }
+  }
+  EXPECT_LE(error / magnitude, b.mean) << info.name;
+  for (int64_t i = cols; i < 2 * cols; ++i) {
+    ASSERT_EQ(y[i], 0.0) << info.name << ": zeros stay zeros";
+  }
+}
+
 TEST(TypeKernelsTest, QuantizedWeightsReadBackWithinTheTypesError) {
-  struct Bound {
-    TensorType type;
-    double mean;  // mean |error| / mean |value|, over random rows
-    double max;   // the largest |error| / the largest |value| of its block
-  };
-  const Bound bounds[] = {
+  const ErrorBound bounds[] = {
       {TensorType::kF32, 0, 0},         {TensorType::kF16, 1e-3, 1e-3},
       {TensorType::kBF16, 4e-3, 4e-3},  {TensorType::kQ8_0, 0.012, 0.0045},
       {TensorType::kQ4_0, 0.21, 0.126}, {TensorType::kQ4_1, 0.14, 0.07},
@@ -687,34 +745,8 @@ TEST(TypeKernelsTest, QuantizedWeightsReadBackWithinTheTypesError) {
       {TensorType::kQ4_K, 0.16, 0.15},  {TensorType::kQ5_K, 0.08, 0.08},
       {TensorType::kQ6_K, 0.04, 0.04},
   };
-  const int64_t cols = 1024;
-  for (const Bound& b : bounds) {
-    std::vector<float> x = KernelActivations(4, cols, 77);
-    std::fill(x.begin() + cols, x.begin() + 2 * cols, 0.0F);        // a row of zeros
-    std::fill(x.begin() + 2 * cols, x.begin() + 3 * cols, -0.25F);  // a constant row
-    const TypeInfo& info = GetTypeInfo(b.type);
-    std::vector<std::byte> q(*RowBytes(info, 4 * cols));
-    ASSERT_TRUE(QuantizeWeights(b.type, x.data(), 4 * cols, q.data())) << info.name;
-    const std::vector<double> y = DecodeRow(b.type, q.data(), 4 * cols);
-    double error = 0;
-    double magnitude = 0;
-    const int64_t block = std::max<int64_t>(info.block_size, 32);
-    for (int64_t start = 0; start < 4 * cols; start += block) {
-      double amax = 0;
-      for (int64_t i = start; i < start + block; ++i) {
-        amax = std::max(amax, std::fabs(static_cast<double>(x[i])));
-      }
-      for (int64_t i = start; i < start + block; ++i) {
-        const double e = std::fabs(y[i] - x[i]);
-        error += e;
-        magnitude += std::fabs(x[i]);
-        ASSERT_LE(e, b.max * amax + 1e-30) << info.name << " value " << i;
-      }
-    }
-    EXPECT_LE(error / magnitude, b.mean) << info.name;
-    for (int64_t i = cols; i < 2 * cols; ++i) {
-      ASSERT_EQ(y[i], 0.0) << info.name << ": zeros stay zeros";
-    }
+  for (const ErrorBound& b : bounds) {
+    ExpectRoundTrip(b);
   }
   std::vector<std::byte> out(64);
   const float x[32] = {};
