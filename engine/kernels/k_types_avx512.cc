@@ -19,20 +19,28 @@ CH_TARGET inline __m256i MulAddPairs(__m256i acc, __m256i pairs, __m256i scales)
   return _mm256_dpwssd_epi32(acc, pairs, scales);
 }
 
+// Bytes 2k, 2k+1 of every 16-bit lane, picked within each 128-bit half by vpshufb (cheaper here
+// than vpermw), from a source holding the wanted half in both.
+CH_TARGET inline __m256i WordShuffle(int lo_word, int hi_word) {
+  const auto b = [](int word, int byte) { return static_cast<char>(2 * word + byte); };
+  return _mm256_setr_epi8(b(lo_word, 0), b(lo_word, 1), b(lo_word, 0), b(lo_word, 1), b(lo_word, 0),
+                          b(lo_word, 1), b(lo_word, 0), b(lo_word, 1), b(lo_word, 0), b(lo_word, 1),
+                          b(lo_word, 0), b(lo_word, 1), b(lo_word, 0), b(lo_word, 1), b(lo_word, 0),
+                          b(lo_word, 1), b(hi_word, 0), b(hi_word, 1), b(hi_word, 0), b(hi_word, 1),
+                          b(hi_word, 0), b(hi_word, 1), b(hi_word, 0), b(hi_word, 1), b(hi_word, 0),
+                          b(hi_word, 1), b(hi_word, 0), b(hi_word, 1), b(hi_word, 0), b(hi_word, 1),
+                          b(hi_word, 0), b(hi_word, 1));
+}
+
 CH_TARGET inline __m256i ScaleOf(__m256i s16, int c) {
-  return _mm256_permutexvar_epi16(_mm256_set1_epi16(static_cast<int16_t>(c)), s16);
+  const __m256i low = _mm256_permute2x128_si256(s16, s16, 0x00);
+  return _mm256_shuffle_epi8(low, WordShuffle(c, c));
 }
 
 CH_TARGET inline __m256i ScalePair(__m256i s16, int c) {
-  const __m256i index = _mm256_setr_epi16(
-      static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c),
-      static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c),
-      static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c), static_cast<int16_t>(2 * c + 1),
-      static_cast<int16_t>(2 * c + 1), static_cast<int16_t>(2 * c + 1),
-      static_cast<int16_t>(2 * c + 1), static_cast<int16_t>(2 * c + 1),
-      static_cast<int16_t>(2 * c + 1), static_cast<int16_t>(2 * c + 1),
-      static_cast<int16_t>(2 * c + 1));
-  return _mm256_permutexvar_epi16(index, s16);
+  const __m256i half =
+      c < 4 ? _mm256_permute2x128_si256(s16, s16, 0x00) : _mm256_permute2x128_si256(s16, s16, 0x11);
+  return _mm256_shuffle_epi8(half, WordShuffle((2 * c) % 8, (2 * c + 1) % 8));
 }
 
 CH_TARGET inline __m256i FifthBit(__m256i q, __m256i qh, int c) {

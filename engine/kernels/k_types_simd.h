@@ -57,8 +57,12 @@ CH_TARGET inline __m256i ScalesAndMins(const std::byte* b) {
   const uint32_t sc_hi = (a2 & 0x0F0F0F0FU) | (((a0 >> 6) & 0x03030303U) << 4);
   const uint32_t mn_lo = a1 & 0x3F3F3F3FU;
   const uint32_t mn_hi = ((a2 >> 4) & 0x0F0F0F0FU) | (((a1 >> 6) & 0x03030303U) << 4);
-  const uint64_t scales = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
-  const uint64_t mins = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
+  uint64_t scales = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
+  uint64_t mins = mn_lo | (static_cast<uint64_t>(mn_hi) << 32);
+  // Keep this in general-purpose registers: GCC would otherwise vectorize the bit twiddling onto
+  // the vector pipes, which the products keep busy (Q4_K in cache: 0.88x -> about 1.0x of
+  // llama.cpp's vec_dot).
+  asm("" : "+r"(scales), "+r"(mins));
   return _mm256_cvtepu8_epi16(
       _mm_set_epi64x(static_cast<int64_t>(mins), static_cast<int64_t>(scales)));
 }
@@ -78,15 +82,16 @@ struct KAcc {
 };
 
 // One row-block's integer lanes for T tokens: L[t] = the definition's L[j] lanes. s16: the
-// block's scales (and mins) as ScalesAndMins gives them (Q4_K, Q5_K). Even and odd chunks add
-// into separate sums (exact integers, in any order), so two chains of multiply-adds overlap.
+// block's scales (and mins) as ScalesAndMins gives them (Q4_K, Q5_K). Chunk c adds into sum
+// c % 4 (exact integers, in any order), so four short chains of multiply-adds overlap.
 template <TensorType kType, int T>
 CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::byte* const* xq,
                                  const __m256i (*x32)[8], __m256i* lanes) {
-  __m256i odd[T];
+  __m256i sums[4][T];
   for (int t = 0; t < T; ++t) {
-    lanes[t] = _mm256_setzero_si256();
-    odd[t] = _mm256_setzero_si256();
+    for (int k = 0; k < 4; ++k) {
+      sums[k][t] = _mm256_setzero_si256();
+    }
   }
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   if constexpr (kType == TensorType::kQ6_K) {
@@ -103,11 +108,7 @@ CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::
           // (q - 32) * x in int16 pairs: q * x - 32 * x, neither of which saturates.
           const __m256i pairs =
               _mm256_sub_epi16(_mm256_maddubs_epi16(q[i], Load256(xq[t] + 32 * c)), x32[t][c]);
-          if (i % 2 == 0) {
-            lanes[t] = MulAddPairs(lanes[t], pairs, scale);
-          } else {
-            odd[t] = MulAddPairs(odd[t], pairs, scale);
-          }
+          sums[c % 4][t] = MulAddPairs(sums[c % 4][t], pairs, scale);
         }
       }
     }
@@ -131,17 +132,14 @@ CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::
         const __m256i scale = ScaleOf(s16, c);
         for (int t = 0; t < T; ++t) {
           const __m256i pairs = _mm256_maddubs_epi16(q[i], Load256(xq[t] + 32 * c));
-          if (i == 0) {
-            lanes[t] = MulAddPairs(lanes[t], pairs, scale);
-          } else {
-            odd[t] = MulAddPairs(odd[t], pairs, scale);
-          }
+          sums[c % 4][t] = MulAddPairs(sums[c % 4][t], pairs, scale);
         }
       }
     }
   }
   for (int t = 0; t < T; ++t) {
-    lanes[t] = _mm256_add_epi32(lanes[t], odd[t]);
+    lanes[t] = _mm256_add_epi32(_mm256_add_epi32(sums[0][t], sums[1][t]),
+                                _mm256_add_epi32(sums[2][t], sums[3][t]));
   }
 }
 
