@@ -90,7 +90,10 @@ Status Supervisor::LoadPolicies() {
   DrainStalePoolWorkers();
   RefillPools();
   std::string names;
-  for (const auto& [name, p] : policies_) names += (names.empty() ? "" : ", ") + name;
+  for (const auto& [name, p] : policies_) {
+    names += (names.empty() ? "" : ", ") + name;
+    for (const std::string& warning : p->warnings()) spdlog::warn("policy {}: {}", name, warning);
+  }
   spdlog::info("policies loaded from {}: {}",
                options_.policy_dir.empty() ? std::string("built-in defaults") : options_.policy_dir,
                names);
