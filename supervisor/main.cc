@@ -20,6 +20,7 @@
 #include "base/strings.h"
 #include "ipc/defaults.h"
 #include "ipc/unix_socket.h"
+#include "supervisor/config_check.h"
 #include "supervisor/logging.h"
 #include "supervisor/supervisor.h"
 
@@ -45,7 +46,9 @@ constexpr const char* kDescription =
     "(names 'api' and 'metrics'); started by hand it binds --socket itself.\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop (exit 0); SIGHUP reloads --policy-dir.\n"
-    "Exit status: 0 after a clean shutdown, 1 on a runtime error, 2 on a usage error.";
+    "Exit status: 0 after a clean shutdown, 1 on a runtime error, 2 on a usage error or a\n"
+    "configuration that cannot work (a model that cannot be read, an invalid --policy-dir),\n"
+    "found before anything is started.";
 
 Result<gid_t> ResolveGroup(const std::string& name) {
   if (auto gid = ParseUint64(name, "--socket-group")) return static_cast<gid_t>(*gid);
@@ -208,6 +211,12 @@ int Main(int argc, char** argv) {
       spdlog::critical("{}", Error::FromErrno(errno, "mkdir " + Quote(dir)).message());
       return kExitRuntime;
     }
+  }
+  // Everything that can be checked without starting anything, before the model is mapped and
+  // locked and before a cgroup is touched.
+  if (Status st = CheckConfiguration(options); !st) {
+    spdlog::critical("{}", st.error().message());
+    return kExitUsage;
   }
   RealClock clock;
   Result<std::unique_ptr<Supervisor>> celld = Supervisor::Create(options, clock);
