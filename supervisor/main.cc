@@ -3,12 +3,14 @@
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -92,6 +94,19 @@ Status TakeSystemdSockets(SupervisorOptions* options) {
   return result;
 }
 
+// The path of the client socket: --socket, or the first one systemd passed (getsockname(2)).
+std::string ServedSocketPath(const SupervisorOptions& options) {
+  if (options.inherited_api_fds.empty()) return options.socket_path;
+  sockaddr_un addr{};
+  socklen_t len = sizeof(addr);
+  if (::getsockname(options.inherited_api_fds.front(), reinterpret_cast<sockaddr*>(&addr), &len) !=
+          0 ||
+      addr.sun_family != AF_UNIX || addr.sun_path[0] == '\0') {
+    return "";
+  }
+  return std::string(addr.sun_path, ::strnlen(addr.sun_path, sizeof(addr.sun_path)));
+}
+
 Result<std::string> FindZygote(const std::string& flag) {
   if (!flag.empty()) return flag;
   CH_ASSIGN_OR_RETURN(std::string dir, SelfExeDir());
@@ -142,7 +157,8 @@ int Main(int argc, char** argv) {
              "let --metrics-listen use a non-loopback address (metrics show session counts by "
              "policy: firewall it)");
   flags.String("cgroup-subtree", &options.cgroup.subtree, "NAME",
-               "create session cgroups under <own cgroup>/NAME (for several daemons per cgroup)");
+               "create session cgroups under <own cgroup>/NAME (default: celld-<socket path>, "
+               "one per instance; '' for the own cgroup itself)");
   flags.String("zygote", &zygote, "PATH", "the cell-zygote binary (default: beside celld)");
   flags.Int("heartbeat-interval-ms", &heartbeat, "MS", "how often workers report");
   flags.Int("worker-timeout-ms", &worker_timeout, "MS", "a worker silent for this long is killed");
@@ -198,6 +214,11 @@ int Main(int argc, char** argv) {
   if (Status st = TakeSystemdSockets(&options); !st) {
     spdlog::critical("{}", st.error().message());
     return kExitRuntime;
+  }
+  if (!flags.IsSet("cgroup-subtree")) {
+    // One subtree per instance, named after the socket it serves: two celld sharing a cgroup
+    // (started from one shell, or on a v1 host's hierarchy root) never meet in it.
+    options.cgroup.subtree = cgroup::InstanceSubtree(ServedSocketPath(options));
   }
   if (insecure) {
     spdlog::warn(
