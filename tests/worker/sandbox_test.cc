@@ -187,6 +187,33 @@ TEST_F(SandboxTest, FailingStepIsReportedWithItsErrno) {
   EXPECT_EQ(st->code, sandbox::kSetupFailedExitCode);
 }
 
+// Out of descriptors before the fork: the failure names the handshake step and the errno the
+// kernel gave (not a guessed EMFILE under the step that never ran, clone3), and no child exists.
+TEST_F(SandboxTest, HandshakePipesThatCannotBeMadeAreReportedAsSuch) {
+  zygote::SandboxSpec spec = testing::TestSandboxSpec(3'100'040, filter_);
+  auto channel = MakeSocketPair(SOCK_SEQPACKET);
+  ASSERT_TRUE(channel);
+  auto plan = sandbox::SandboxPlan::Build(spec, channel->second.get(), {});
+  ASSERT_TRUE(plan) << plan.error().message();
+  // The lowest free descriptor becomes the limit: the next one cannot be made.
+  int lowest = ::dup(0);
+  ASSERT_GE(lowest, 0);
+  ::close(lowest);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  sandbox::SpawnOutcome out = sandbox::SpawnSandboxed(*plan, [] { return 0; });
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_FALSE(out.ok);
+  EXPECT_EQ(out.failed_step, sandbox::Step::kHandshake);
+  EXPECT_EQ(out.error, EMFILE);
+  EXPECT_NE(out.message.find("sandbox step 'handshake pipes' failed: pipe2"), std::string::npos)
+      << out.message;
+  EXPECT_FALSE(out.process.valid());
+}
+
 TEST_F(SandboxTest, ForbiddenSyscallKillsWithSigsys) {
   testing::ZygoteHarness zygote([](UniqueFd, const zygote::SpawnRequest&) -> int {
     // Not on the allow-list: the filter kills the whole process.
