@@ -37,6 +37,7 @@ constexpr uint64_t kMaxCpuPeriodUs = 1000000;
 // Defaults for the budgets (documented in policy.proto).
 constexpr uint64_t kDefaultIdleTimeoutSeconds = 600;
 constexpr uint64_t kDefaultMaxLifetimeSeconds = 86400;
+constexpr uint64_t kDefaultDetachedGraceSeconds = 60;
 constexpr uint32_t kDefaultMaxSessions = 64;
 constexpr uint32_t kDefaultMaxSessionsPerTenant = 4;
 constexpr uint64_t kDefaultPidsMax = 4;
@@ -451,6 +452,20 @@ class Validator {
              StrCat("idle_timeout_seconds ", b->idle_timeout_seconds(),
                     " is longer than max_lifetime_seconds ", b->max_lifetime_seconds(),
                     ": the idle timeout could never apply."));
+    }
+    if (!b->has_detached_grace_seconds()) {
+      b->set_detached_grace_seconds(
+          std::min(kDefaultDetachedGraceSeconds, std::max<uint64_t>(b->idle_timeout_seconds(), 1)));
+    }
+    if (b->detached_grace_seconds() == 0) {
+      Refuse("budgets.detached_grace_seconds",
+             "detached_grace_seconds must be at least 1: a client whose connection drops for a "
+             "moment must be able to re-attach.");
+    } else if (b->detached_grace_seconds() > b->idle_timeout_seconds()) {
+      Refuse("budgets.detached_grace_seconds",
+             StrCat("detached_grace_seconds ", b->detached_grace_seconds(),
+                    " is longer than idle_timeout_seconds ", b->idle_timeout_seconds(),
+                    ": a detached session is idle, so it would end at the idle timeout first."));
     }
     SessionCaps(b);
   }

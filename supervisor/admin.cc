@@ -29,12 +29,12 @@ void Supervisor::ListSessions(Connection& conn) {
     info->set_policy(s.policy->name());
     info->set_worker_pid(s.worker.pid());
     info->set_age_ms(static_cast<uint64_t>((now - s.created_ns) / kNanosPerMilli));
-    info->set_idle_ms(s.attached
-                          ? s.idle_ms
-                          : static_cast<uint64_t>((now - s.detached_since_ns) / kNanosPerMilli));
-    info->set_tokens_generated(s.tokens_generated);
-    info->set_context_used(s.context_used);
-    info->set_attached(s.attached);
+    info->set_idle_ms(s.attached()
+                          ? s.claims.idle_ms
+                          : static_cast<uint64_t>((now - s.detached_since_ns()) / kNanosPerMilli));
+    info->set_tokens_generated(s.claims.tokens_generated);
+    info->set_context_used(s.claims.context_used);
+    info->set_attached(s.attached());
     info->set_host_uid(s.host_id_first + ipc::kWorkerInsideUid);
     if (s.cgroup) {
       auto bytes = s.cgroup->MemoryCurrent();
@@ -56,7 +56,7 @@ void Supervisor::KillSession(Connection& conn, const api::KillSession& kill) {
     return;
   }
   std::string by = conn.peer.uid == session->tenant_uid ? "its owner" : "an administrator";
-  spdlog::info("session {} killed by uid {}", ipc::IdToHex(session->id), conn.peer.uid);
+  spdlog::info("session {} killed by uid {}", ipc::IdToHex(session->id()), conn.peer.uid);
   EndSession(*session, api::KILLED, "the session was killed by " + by, /*graceful=*/false);
   Reply(conn, ipc::MakeAck("session " + ipc::IdToHex(kill.session_id()) + " killed"));
 }
@@ -66,7 +66,7 @@ void Supervisor::ListPolicies(Connection& conn) {
   api::PolicyList* list = response.mutable_policies();
   std::map<std::string, uint32_t> active;
   for (const auto& [id, s] : sessions_) {
-    if (s.state == Session::State::kRunning) ++active[s.policy->name()];
+    if (s.state() == Session::State::kRunning) ++active[s.policy->name()];
   }
   for (const auto& [name, p] : policies_) {
     api::PolicySummary* summary = list->add_policies();
@@ -127,7 +127,7 @@ api::ServerStatus Supervisor::StatusSnapshot() const {
   api::ServerStatus status;
   status.set_version(CELLHOUSE_VERSION);
   uint32_t active = 0;
-  for (const auto& [id, s] : sessions_) active += s.state == Session::State::kRunning ? 1 : 0;
+  for (const auto& [id, s] : sessions_) active += s.state() == Session::State::kRunning ? 1 : 0;
   status.set_sessions_active(active);
   status.set_sessions_admitted(sessions_admitted_);
   status.set_sessions_refused(sessions_refused_);
@@ -179,8 +179,8 @@ void Supervisor::BeginShutdown(const std::string& why) {
   }
   // Idle sessions end now; a running generation may finish within the grace period.
   for (auto& [id, s] : sessions_) {
-    if ((s.state == Session::State::kRunning && !s.generating) ||
-        s.state == Session::State::kPooled) {
+    if ((s.state() == Session::State::kRunning && !s.claims.generating) ||
+        s.state() == Session::State::kPooled) {
       EndSession(s, api::SHUTDOWN, "celld is shutting down", /*graceful=*/true);
     }
   }
@@ -190,7 +190,7 @@ void Supervisor::BeginShutdown(const std::string& why) {
       loop_->AddTimer(clock_.NowNanos() + options_.shutdown_grace_ms * kNanosPerMilli, [this] {
         shutdown_timer_ = 0;
         for (auto& [id, s] : sessions_) {
-          if (s.state != Session::State::kEnding || !s.requested_end) {
+          if (s.state() != Session::State::kEnding || !s.requested_end()) {
             EndSession(s, api::SHUTDOWN, "celld is shutting down (grace period over)",
                        /*graceful=*/true);
           }

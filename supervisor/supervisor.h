@@ -147,7 +147,11 @@ class Supervisor {
   UniqueFd ReleaseConnection(uint64_t id);
 
   // sessions.cc: a session's life.
+  Session& NewSession(const std::string& id, std::shared_ptr<const policy::CompiledPolicy> policy);
+  // Choose (policy, context) → admit → place; a refusal at any step answers the opener.
   void OpenSession(Connection& conn, const api::OpenSession& open);
+  void PlaceSession(Connection& conn, std::shared_ptr<const policy::CompiledPolicy> policy,
+                    uint32_t context, resources::Grant grant);
   void BindTenant(Session& session, const Connection& conn, resources::Grant grant,
                   uint32_t context);
   // Creates the session's cgroup and asks the zygote for its worker.
@@ -161,6 +165,7 @@ class Supervisor {
   void HandOff(Session& session, UniqueFd client, bool reattach);
   void OnControlReadable(const std::string& id);
   void OnWorkerMessage(Session& session, const control::WorkerMessage& message);
+  void OnClientDetached(Session& session);
   void OnWorkerExit(const std::string& id);
   void FinalizeSession(const std::string& id);
   void EndSession(Session& session, api::SessionOutcome outcome, const std::string& reason,
@@ -220,6 +225,7 @@ class Supervisor {
   uint64_t next_connection_id_ = 1;
   std::unordered_map<uint64_t, Connection> connections_;
   std::map<std::string, Session> sessions_;        // by id
+  uint64_t next_session_number_ = 1;               // Session::number(): cgroup names
   std::unordered_map<pid_t, std::string> by_pid_;  // worker pid → session id
   uint64_t next_spawn_request_ = 1;
   std::map<uint64_t, std::string> pending_spawns_;       // request id → session id
