@@ -121,6 +121,28 @@ Result<std::string> FindZygote(const std::string& flag) {
                kZygoteFromBindir + " nor in " + CELLHOUSE_LIBEXECDIR + "; pass --zygote PATH");
 }
 
+// The configuration checked as a whole, then celld started and served until it shuts down.
+int CheckStartAndServe(const SupervisorOptions& options) {
+  // Everything that can be checked without starting anything, before the model is mapped and
+  // locked and before a cgroup is touched.
+  if (Status st = CheckConfiguration(options); !st) {
+    spdlog::critical("{}", st.error().message());
+    return kExitUsage;
+  }
+  RealClock clock;
+  Result<std::unique_ptr<Supervisor>> celld = Supervisor::Create(options, clock);
+  if (!celld) {
+    spdlog::critical("cannot start: {}", celld.error().message());
+    return kExitRuntime;
+  }
+  Status ran = (*celld)->Run();
+  if (!ran) {
+    spdlog::critical("event loop failed: {}", ran.error().message());
+    return kExitRuntime;
+  }
+  return kExitOk;
+}
+
 int Main(int argc, char** argv) {
   SupervisorOptions options;
   // NOLINTNEXTLINE(concurrency-mt-unsafe): single-threaded start-up
@@ -233,24 +255,7 @@ int Main(int argc, char** argv) {
       return kExitRuntime;
     }
   }
-  // Everything that can be checked without starting anything, before the model is mapped and
-  // locked and before a cgroup is touched.
-  if (Status st = CheckConfiguration(options); !st) {
-    spdlog::critical("{}", st.error().message());
-    return kExitUsage;
-  }
-  RealClock clock;
-  Result<std::unique_ptr<Supervisor>> celld = Supervisor::Create(options, clock);
-  if (!celld) {
-    spdlog::critical("cannot start: {}", celld.error().message());
-    return kExitRuntime;
-  }
-  Status ran = (*celld)->Run();
-  if (!ran) {
-    spdlog::critical("event loop failed: {}", ran.error().message());
-    return kExitRuntime;
-  }
-  return kExitOk;
+  return CheckStartAndServe(options);
 }
 
 }  // namespace

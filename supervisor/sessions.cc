@@ -171,9 +171,8 @@ Session* Supervisor::FindSession(const std::string& id) {
 }
 
 Session& Supervisor::NewSession(const std::string& id,
-                                std::shared_ptr<const policy::CompiledPolicy> policy) {
-  return sessions_
-      .try_emplace(id, id, next_session_number_++, std::move(policy), *loop_, clock_.NowNanos())
+                                const std::shared_ptr<const policy::CompiledPolicy>& policy) {
+  return sessions_.try_emplace(id, id, next_session_number_++, policy, *loop_, clock_.NowNanos())
       .first->second;
 }
 
@@ -201,14 +200,14 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
     return;
   }
   ++sessions_admitted_;
-  PlaceSession(conn, std::move(choice.policy), choice.context,
+  PlaceSession(conn, choice.policy, choice.context,
                std::get<resources::Grant>(std::move(admitted)));
 }
 
 // The third step: a pooled worker (already sandboxed and in its cgroup: the fast path), or a
 // new one from the zygote.
 void Supervisor::PlaceSession(Connection& conn,
-                              std::shared_ptr<const policy::CompiledPolicy> policy,
+                              const std::shared_ptr<const policy::CompiledPolicy>& policy,
                               uint32_t context, resources::Grant grant) {
   if (Session* pooled = TakePooledWorker(*policy)) {
     AssignPooledWorker(*pooled, conn, grant, context);
@@ -224,7 +223,7 @@ void Supervisor::PlaceSession(Connection& conn,
     return;
   }
   std::string id = RandomBytes(kSessionIdBytes);
-  Session& session = NewSession(id, std::move(policy));
+  Session& session = NewSession(id, policy);
   session.host_id_first = *host_ids;
   BindTenant(session, conn, grant, context);
   session.opener_connection = conn.id;

@@ -147,10 +147,11 @@ class Supervisor {
   UniqueFd ReleaseConnection(uint64_t id);
 
   // sessions.cc: a session's life.
-  Session& NewSession(const std::string& id, std::shared_ptr<const policy::CompiledPolicy> policy);
+  Session& NewSession(const std::string& id,
+                      const std::shared_ptr<const policy::CompiledPolicy>& policy);
   // Choose (policy, context) → admit → place; a refusal at any step answers the opener.
   void OpenSession(Connection& conn, const api::OpenSession& open);
-  void PlaceSession(Connection& conn, std::shared_ptr<const policy::CompiledPolicy> policy,
+  void PlaceSession(Connection& conn, const std::shared_ptr<const policy::CompiledPolicy>& policy,
                     uint32_t context, resources::Grant grant);
   void BindTenant(Session& session, const Connection& conn, resources::Grant grant,
                   uint32_t context);

@@ -21,7 +21,7 @@ using testing::RunCellctl;
 
 // The shipped examples, by name.
 const std::vector<std::string>& ExampleNames() {
-  static const std::vector<std::string> names = [] {
+  static const std::vector<std::string> kNames = [] {
     std::vector<std::string> out;
     auto files = ListDirectory(testing::SourceDir() + "/policy/examples");
     EXPECT_TRUE(files) << files.error().message();
@@ -31,7 +31,7 @@ const std::vector<std::string>& ExampleNames() {
     }
     return out;
   }();
-  return names;
+  return kNames;
 }
 
 // The example as shipped, made usable by root and given a host uid range of this test process.

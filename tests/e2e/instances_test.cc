@@ -130,27 +130,31 @@ TEST_F(InstancesTest, ASessionsIdShowsNowhereAnotherUserCanRead) {
 
   size_t checked = 0;
   for (const std::string& dir : testing::CgroupSubtreeDirs(celld_->subtree())) {
-    auto sessions = ListDirectory(dir + "/sessions");
+    const std::string sessions_dir = dir + "/sessions";
+    auto sessions = ListDirectory(sessions_dir);
     if (!sessions) continue;
-    for (const std::string& path : {dir, dir + "/sessions"}) {
+    for (const std::string& path : {dir, sessions_dir}) {
       struct stat st {};
       ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
       EXPECT_EQ(st.st_mode & 0777, 0700u) << path;
     }
     for (const std::string& name : *sessions) {
-      if (!ListDirectory(dir + "/sessions/" + name)) continue;  // a file, not a cgroup
+      std::string path = sessions_dir;
+      path += "/";
+      path += name;
+      if (!ListDirectory(path)) continue;  // a file, not a cgroup
       EXPECT_TRUE(ParseUint64(name, "cgroup name")) << name;
       EXPECT_EQ(name.find(id), std::string::npos);
       struct stat st {};
-      ASSERT_EQ(::stat((dir + "/sessions/" + name).c_str(), &st), 0);
+      ASSERT_EQ(::stat(path.c_str(), &st), 0);
       EXPECT_EQ(st.st_mode & 0777, 0700u) << name;
       ++checked;
     }
     // As another user: the directory cannot be listed, its files cannot be read.
-    CommandResult ls = testing::RunCommand({"/bin/ls", dir + "/sessions"}, "", kOther);
+    CommandResult ls = testing::RunCommand({"/bin/ls", sessions_dir}, "", kOther);
     EXPECT_NE(ls.exit_code, 0) << ls.out;
     CommandResult cat =
-        testing::RunCommand({"/bin/cat", dir + "/sessions/1/cgroup.procs"}, "", kOther);
+        testing::RunCommand({"/bin/cat", sessions_dir + "/1/cgroup.procs"}, "", kOther);
     EXPECT_NE(cat.exit_code, 0) << cat.out;
   }
   EXPECT_GT(checked, 0u);

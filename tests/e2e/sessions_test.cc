@@ -494,10 +494,14 @@ TEST_F(E2eTest, AfterACrashWorkersAreGoneAndTheSuccessorCleansUp) {
   auto left = [&] {
     std::vector<std::string> found;
     for (const std::string& dir : testing::CgroupSubtreeDirs(subtree)) {
-      auto sessions = ListDirectory(dir + "/sessions");
+      const std::string sessions_dir = dir + "/sessions";
+      auto sessions = ListDirectory(sessions_dir);
       if (!sessions) continue;
       for (const std::string& name : *sessions) {
-        if (ListDirectory(dir + "/sessions/" + name)) found.push_back(dir + "/sessions/" + name);
+        std::string path = sessions_dir;
+        path += "/";
+        path += name;
+        if (ListDirectory(path)) found.push_back(path);
         for (const std::string& id : ids) EXPECT_EQ(name.find(id), std::string::npos) << name;
       }
     }
@@ -510,6 +514,7 @@ TEST_F(E2eTest, AfterACrashWorkersAreGoneAndTheSuccessorCleansUp) {
     return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
   };
   std::vector<ino_t> dead_inodes;
+  dead_inodes.reserve(dead.size());
   for (const std::string& dir : dead) dead_inodes.push_back(inode(dir));
   // ... until its successor starts on the same subtree. (Its own pool workers' cgroups may take
   // the same numbers: what must be gone is the dead one's directories.)

@@ -1,5 +1,6 @@
 // A real sandboxed worker, spawned by a real zygote loop, inspected from outside while it serves
 // a session. Privileged: runs as root in CI.
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -196,7 +197,7 @@ TEST_F(SandboxTest, HandshakePipesThatCannotBeMadeAreReportedAsSuch) {
   auto plan = sandbox::SandboxPlan::Build(spec, channel->second.get(), {});
   ASSERT_TRUE(plan) << plan.error().message();
   // The lowest free descriptor becomes the limit: the next one cannot be made.
-  int lowest = ::dup(0);
+  int lowest = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
   ASSERT_GE(lowest, 0);
   ::close(lowest);
   rlimit saved{};
