@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,7 @@
 #include "base/strings.h"
 #include "ipc/defaults.h"
 #include "ipc/unix_socket.h"
+#include "supervisor/config_check.h"
 #include "supervisor/logging.h"
 #include "supervisor/protobuf_log.h"
 #include "supervisor/supervisor.h"
@@ -47,7 +50,9 @@ constexpr const char* kDescription =
     "(names 'api' and 'metrics'); started by hand it binds --socket itself.\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop (exit 0); SIGHUP reloads --policy-dir.\n"
-    "Exit status: 0 after a clean shutdown, 1 on a runtime error, 2 on a usage error.";
+    "Exit status: 0 after a clean shutdown, 1 on a runtime error, 2 on a usage error or a\n"
+    "configuration that cannot work (a model that cannot be read, an invalid --policy-dir),\n"
+    "found before anything is started.";
 
 Result<gid_t> ResolveGroup(const std::string& name, const std::string& flag) {
   if (auto gid = ParseUint64(name, flag)) return static_cast<gid_t>(*gid);
@@ -216,6 +221,19 @@ Status TakeSystemdSockets(SupervisorOptions* options) {
   return result;
 }
 
+// The path of the client socket: --socket, or the first one systemd passed (getsockname(2)).
+std::string ServedSocketPath(const SupervisorOptions& options) {
+  if (options.inherited_api_fds.empty()) return options.socket_path;
+  sockaddr_un addr{};
+  socklen_t len = sizeof(addr);
+  if (::getsockname(options.inherited_api_fds.front(), reinterpret_cast<sockaddr*>(&addr), &len) !=
+          0 ||
+      addr.sun_family != AF_UNIX || addr.sun_path[0] == '\0') {
+    return "";
+  }
+  return std::string(addr.sun_path, ::strnlen(addr.sun_path, sizeof(addr.sun_path)));
+}
+
 Result<std::string> FindZygote(const std::string& flag) {
   if (!flag.empty()) return flag;
   CH_ASSIGN_OR_RETURN(std::string dir, SelfExeDir());
@@ -228,6 +246,28 @@ Result<std::string> FindZygote(const std::string& flag) {
   }
   return Error("cell-zygote not found beside celld (" + dir + "), in " + dir + "/" +
                kZygoteFromBindir + " nor in " + CELLHOUSE_LIBEXECDIR + "; pass --zygote PATH");
+}
+
+// The configuration checked as a whole, then celld started and served until it shuts down.
+int CheckStartAndServe(const SupervisorOptions& options) {
+  // Everything that can be checked without starting anything, before the model is mapped and
+  // locked and before a cgroup is touched.
+  if (Status st = CheckConfiguration(options); !st) {
+    spdlog::critical("{}", st.error().message());
+    return kExitUsage;
+  }
+  RealClock clock;
+  Result<std::unique_ptr<Supervisor>> celld = Supervisor::Create(options, clock);
+  if (!celld) {
+    spdlog::critical("cannot start: {}", celld.error().message());
+    return kExitRuntime;
+  }
+  Status ran = (*celld)->Run();
+  if (!ran) {
+    spdlog::critical("event loop failed: {}", ran.error().message());
+    return kExitRuntime;
+  }
+  return kExitOk;
 }
 
 int Main(int argc, char** argv) {
@@ -270,7 +310,8 @@ int Main(int argc, char** argv) {
              "let --metrics-listen use a non-loopback address (metrics show session counts by "
              "policy: firewall it)");
   flags.String("cgroup-subtree", &options.cgroup.subtree, "NAME",
-               "create session cgroups under <own cgroup>/NAME (for several daemons per cgroup)");
+               "create session cgroups under <own cgroup>/NAME (default: celld-<socket path>, "
+               "one per instance; '' for the own cgroup itself)");
   flags.String("zygote", &zygote, "PATH", "the cell-zygote binary (default: beside celld)");
   flags.Int("heartbeat-interval-ms", &heartbeat, "MS", "how often workers report");
   flags.Int("worker-timeout-ms", &worker_timeout, "MS", "a worker silent for this long is killed");
@@ -322,6 +363,11 @@ int Main(int argc, char** argv) {
     spdlog::critical("{}", st.error().message());
     return kExitRuntime;
   }
+  if (!flags.IsSet("cgroup-subtree")) {
+    // One subtree per instance, named after the socket it serves: two celld sharing a cgroup
+    // (started from one shell, or on a v1 host's hierarchy root) never meet in it.
+    options.cgroup.subtree = cgroup::InstanceSubtree(ServedSocketPath(options));
+  }
   if (insecure) {
     spdlog::warn(
         "--insecure-no-sandbox: workers run WITHOUT namespaces, capabilities dropped "
@@ -333,18 +379,7 @@ int Main(int argc, char** argv) {
       return kExitRuntime;
     }
   }
-  RealClock clock;
-  Result<std::unique_ptr<Supervisor>> celld = Supervisor::Create(options, clock);
-  if (!celld) {
-    spdlog::critical("cannot start: {}", celld.error().message());
-    return kExitRuntime;
-  }
-  Status ran = (*celld)->Run();
-  if (!ran) {
-    spdlog::critical("event loop failed: {}", ran.error().message());
-    return kExitRuntime;
-  }
-  return kExitOk;
+  return CheckStartAndServe(options);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "cli/cellctl/cli_common.h"
 #include "cli/cellctl/json.h"
 #include "cli/cellctl/session_client.h"
+#include "ipc/defaults.h"
 #include "ipc/messages.h"
 
 namespace cellhouse::cli {
@@ -35,15 +36,15 @@ void CatchInterrupt() {
 // Options shared by generate, chat and attach: what each turn asks for.
 struct TurnFlags {
   int64_t max_tokens = 0;
-  double temperature = 1.0;
-  double top_p = 0.9;
+  double temperature = ipc::kDefaultTemperature;  // what celld's workers take when unset
+  double top_p = ipc::kDefaultTopP;
   int64_t seed = -1;
   bool stats = false;
 
   void Register(FlagSet& flags) {
     flags.Int("max-tokens", &max_tokens, "N", "new tokens per turn (0: the policy's maximum)");
-    flags.Double("temperature", &temperature, "T", "0 is greedy decoding");
-    flags.Double("top-p", &top_p, "P", "nucleus sampling threshold in (0, 1]");
+    flags.Double("temperature", &temperature, "T", "0 is greedy decoding (default 1)");
+    flags.Double("top-p", &top_p, "P", "nucleus sampling threshold in (0, 1] (default 0.9)");
     flags.Int("seed", &seed, "S", "sampler seed (default: random)");
     flags.Bool("stats", &stats, "print token counts and speeds to stderr after each turn");
   }
@@ -68,7 +69,17 @@ void PrintStats(const api::Done& d) {
          api::Done::StopReason_Name(d.stop_reason()).c_str());
 }
 
-// Runs one turn, streaming text to stdout. Returns an exit status.
+// Fails with `what` after closing the session, unless it has ended already: a refused request
+// (a parameter over the policy's limit, a prompt that does not fit) must not leave a session
+// holding one of its tenant's slots until it times out.
+int FailAndClose(SessionClient& session, const std::string& what) {
+  std::optional<api::Error> why = session.last_error();
+  if (!why || why->code() != api::SESSION_ENDED) static_cast<void>(session.Close());
+  return Fail(what, why);
+}
+
+// Runs one turn, streaming text to stdout. Returns an exit status; on failure the session is
+// closed (FailAndClose).
 int RunTurn(SessionClient& session, const TurnFlags& turn, const std::string& prompt) {
   g_interrupted = 0;
   Result<api::Done> done = session.Generate(
@@ -80,9 +91,20 @@ int RunTurn(SessionClient& session, const TurnFlags& turn, const std::string& pr
       },
       [] { return g_interrupted != 0; });
   WriteAndFlush(stdout, "\n");
-  if (!done) return Fail(done.error().message(), session.last_error());
+  if (!done) return FailAndClose(session, done.error().message());
   if (turn.stats) PrintStats(*done);
   return kExitOk;
+}
+
+// Where a lost connection can pick the conversation up again, for `chat`: on stderr, so that a
+// pipe's output stays the text alone.
+void PrintReattach(const SessionClient& session) {
+  const api::SessionOpened& o = session.opened();
+  Printf(stderr,
+         "session %s; if the connection is lost, continue within %s with:\n"
+         "  cellctl attach %s --token %s\n",
+         ipc::IdToHex(o.session_id()).c_str(), Duration(o.detached_grace_ms()).c_str(),
+         ipc::IdToHex(o.session_id()).c_str(), ipc::IdToHex(o.token()).c_str());
 }
 
 // One line a turn until end of input or /quit; works with a pipe as well as a terminal.
@@ -149,7 +171,9 @@ int CmdChat(const GlobalOptions& global, const std::vector<std::string>& args) {
   TurnFlags turn;
   FlagSet flags("cellctl chat [options]",
                 "An interactive multi-turn session: one line a turn, from a terminal or a pipe.\n"
-                "The conversation is kept between turns. /quit or end of input closes it.");
+                "The conversation is kept between turns. /quit or end of input closes it. Its\n"
+                "id and re-attach token go to stderr first: after a lost connection,\n"
+                "`cellctl attach ID --token T` continues it within its detached grace.");
   flags.String("policy", &policy, "NAME", "policy to run under");
   flags.Int("max-context", &max_context, "N", "context length (default: the policy's)");
   turn.Register(flags);
@@ -161,6 +185,7 @@ int CmdChat(const GlobalOptions& global, const std::vector<std::string>& args) {
       global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)},
       &refusal);
   if (!session) return Fail(session.error().message(), refusal);
+  PrintReattach(*session);
   return ChatLoop(*session, turn);
 }
 
@@ -169,7 +194,8 @@ int CmdOpen(const GlobalOptions& global, const std::vector<std::string>& args) {
   int64_t max_context = 0;
   FlagSet flags("cellctl open [--policy NAME]",
                 "Opens a session and prints its id and re-attach token; the session then waits\n"
-                "(detached) for `cellctl attach ID --token T` within its idle timeout.");
+                "(detached) for `cellctl attach ID --token T` within its policy's detached grace\n"
+                "(budgets.detached_grace_seconds, 60 s by default), then ends.");
   flags.String("policy", &policy, "NAME", "policy to run under");
   flags.Int("max-context", &max_context, "N", "context length (default: the policy's)");
   std::vector<std::string> rest;
@@ -186,12 +212,16 @@ int CmdOpen(const GlobalOptions& global, const std::vector<std::string>& args) {
         .Add("token", ipc::IdToHex(o.token()))
         .Add("policy", o.policy())
         .Add("context_length", o.context_length())
-        .Add("idle_timeout_ms", o.idle_timeout_ms());
+        .Add("idle_timeout_ms", o.idle_timeout_ms())
+        .Add("detached_grace_ms", o.detached_grace_ms());
     Printf(stdout, "%s\n", j.Render().c_str());
   } else {
     Printf(stdout, "session %s\ntoken %s\n", ipc::IdToHex(o.session_id()).c_str(),
            ipc::IdToHex(o.token()).c_str());
   }
+  Printf(stderr, "re-attach within %s: cellctl attach %s --token %s\n",
+         Duration(o.detached_grace_ms()).c_str(), ipc::IdToHex(o.session_id()).c_str(),
+         ipc::IdToHex(o.token()).c_str());
   session->Detach();
   return kExitOk;
 }

@@ -9,6 +9,7 @@
 #include "cli/cellmodel/commands.h"
 #include "engine/formats/checkpoint.h"
 #include "engine/model.h"
+#include "engine/run_state.h"
 
 namespace cellhouse::cellmodel {
 
@@ -46,12 +47,15 @@ void PrintJson(const engine::Model& model) {
       "{\"path\": %s, \"format\": %s, \"group_size\": %d, \"dim\": %d, \"hidden_dim\": %d, "
       "\"n_layers\": %d, \"n_heads\": %d, \"n_kv_heads\": %d, \"vocab_size\": %d, "
       "\"seq_len\": %d, \"shared_classifier\": %s, \"parameters\": %llu, \"bytes\": %zu, "
-      "\"fp32_bytes\": %llu, \"bytes_saved\": %lld, \"chunk_bytes\": %zu, \"chunks\": %zu}\n",
+      "\"fp32_bytes\": %llu, \"bytes_saved\": %lld, \"chunk_bytes\": %zu, \"chunks\": %zu, "
+      "\"kv_bytes_per_token\": %llu, \"state_fixed_bytes\": %llu}\n",
       JsonQuote(model.path()).c_str(), JsonQuote(f.name).c_str(), model.group_size(), c.dim,
       c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len,
       c.shared_classifier ? "true" : "false", static_cast<unsigned long long>(c.ParameterCount()),
       model.bytes().size(), static_cast<unsigned long long>(f.fp32_bytes),
-      static_cast<unsigned long long>(f.bytes_saved), engine::kModelChunkBytes, model.ChunkCount());
+      static_cast<unsigned long long>(f.bytes_saved), engine::kModelChunkBytes, model.ChunkCount(),
+      static_cast<unsigned long long>(engine::KvCacheBytesPerToken(c, model.kv_precision())),
+      static_cast<unsigned long long>(engine::StateFixedBytes(c)));
 }
 
 void PrintText(const engine::Model& model) {
@@ -79,6 +83,11 @@ void PrintText(const engine::Model& model) {
   }
   Printf(stdout, "chunks:     %zu of %s\n", model.ChunkCount(),
          FormatBytes(engine::kModelChunkBytes).c_str());
+  // What a session costs besides the shared weights, as celld's admission counts it.
+  Printf(stdout, "session:    %s per token of context (%s KV cache) + %s of state\n",
+         FormatBytes(engine::KvCacheBytesPerToken(c, model.kv_precision())).c_str(),
+         std::string(engine::KvPrecisionName(model.kv_precision())).c_str(),
+         FormatBytes(engine::StateFixedBytes(c)).c_str());
 }
 
 }  // namespace
@@ -87,8 +96,9 @@ int InfoCommand(const std::vector<std::string>& args) {
   bool json = false;
   FlagSet flags("cellmodel info FILE [--json]",
                 "Shows a checkpoint's format (f32 or q8, and the group size), configuration, "
-                "parameter count, size in bytes (and for q8 the bytes saved against fp32) and "
-                "number of 16 MiB chunks.");
+                "parameter count, size in bytes (and for q8 the bytes saved against fp32), "
+                "number of 16 MiB chunks, and what a session costs besides the shared weights "
+                "(KV cache per token, fixed state): `cellctl policy check --model` reads those.");
   flags.Bool("json", &json, "print one JSON object");
   Parsed parsed = ParseFlags(flags, args);
   if (parsed.exit_code) {

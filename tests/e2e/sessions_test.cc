@@ -490,24 +490,39 @@ TEST_F(E2eTest, AfterACrashWorkersAreGoneAndTheSuccessorCleansUp) {
     }
     EXPECT_FALSE(running(w)) << "worker " << w << " outlived celld";
   }
-  // The dead celld's session cgroups are still there...
+  // The dead celld's session cgroups are still there (named by number, never by id)...
   auto left = [&] {
     std::vector<std::string> found;
     for (const std::string& dir : testing::CgroupSubtreeDirs(subtree)) {
-      for (const std::string& id : ids) {
-        std::string path = dir;
-        path += "/sessions/";
-        path += id;
-        if (::access(path.c_str(), F_OK) == 0) found.push_back(dir);
+      const std::string sessions_dir = dir + "/sessions";
+      auto sessions = ListDirectory(sessions_dir);
+      if (!sessions) continue;
+      for (const std::string& name : *sessions) {
+        std::string path = sessions_dir;
+        path += "/";
+        path += name;
+        if (ListDirectory(path)) found.push_back(path);
+        for (const std::string& id : ids) EXPECT_EQ(name.find(id), std::string::npos) << name;
       }
     }
     return found;
   };
-  EXPECT_FALSE(left().empty());
-  // ... until its successor starts on the same subtree.
+  std::vector<std::string> dead = left();
+  EXPECT_FALSE(dead.empty());
+  auto inode = [](const std::string& path) -> ino_t {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+  };
+  std::vector<ino_t> dead_inodes;
+  dead_inodes.reserve(dead.size());
+  for (const std::string& dir : dead) dead_inodes.push_back(inode(dir));
+  // ... until its successor starts on the same subtree. (Its own pool workers' cgroups may take
+  // the same numbers: what must be gone is the dead one's directories.)
   CelldTest::StartCelld({.subtree = subtree});
   EXPECT_NE(celld_->Log().find("left by a previous celld"), std::string::npos) << celld_->Log();
-  EXPECT_TRUE(left().empty());
+  for (size_t i = 0; i < dead.size(); ++i) {
+    EXPECT_NE(inode(dead[i]), dead_inodes[i]) << dead[i] << " is still the dead celld's";
+  }
 }
 
 }  // namespace

@@ -13,7 +13,6 @@
 
 namespace cellhouse::testing {
 
-using session::StopReason;
 using session::TokenCallback;
 using session::TurnEngine;
 using session::TurnErrorKind;
@@ -35,7 +34,7 @@ class FakeEngine final : public TurnEngine {
     r.prompt_tokens = prompt_tokens;
     for (int32_t i = 0; i < request.max_new_tokens; ++i) {
       if (used_ >= length_) {
-        r.stop = StopReason::kContextFull;
+        r.stop = api::Done::CONTEXT_FULL;
         return r;
       }
       std::this_thread::sleep_for(delay);
@@ -47,11 +46,11 @@ class FakeEngine final : public TurnEngine {
       piece += ' ';
       piece.resize(std::max(piece.size(), piece_bytes), '.');
       if (!on_token(i, piece)) {
-        r.stop = StopReason::kCancelled;
+        r.stop = api::Done::CANCELLED;
         return r;
       }
     }
-    r.stop = StopReason::kMaxTokens;
+    r.stop = api::Done::MAX_TOKENS;
     return r;
   }
   TurnErrorKind last_error_kind() const override { return kind_; }

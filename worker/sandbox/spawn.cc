@@ -207,8 +207,12 @@ SpawnOutcome SpawnSandboxed(SandboxPlan& plan, const std::function<int()>& serve
   auto release = MakePipe();
   auto status = MakePipe();
   if (!release || !status) {
-    out.message = "pipe2 for the sandbox handshake failed";
-    out.error = EMFILE;
+    // Before clone3: no child to reap. The real errno (EMFILE, ENFILE, ...), not a guess.
+    const Error& failed = !release ? release.error() : status.error();
+    out.failed_step = Step::kHandshake;
+    out.error = failed.sys_errno();
+    out.message = "sandbox step '" + std::string(StepName(Step::kHandshake)) +
+                  "' failed: " + failed.message();
     return out;
   }
   ChildPlan child_plan = plan.MakeChildPlan(release->first.get(), status->second.get());

@@ -3,18 +3,20 @@
 namespace cellhouse::session {
 namespace {
 
+// The engine keeps its own reasons (it knows nothing of the protocol); this is the one place
+// they become the client's.
 StopReason FromEngine(engine::Conversation::StopReason stop) {
   switch (stop) {
     case engine::Conversation::StopReason::kMaxTokens:
-      return StopReason::kMaxTokens;
+      return api::Done::MAX_TOKENS;
     case engine::Conversation::StopReason::kEndOfText:
-      return StopReason::kEndOfText;
+      return api::Done::END_OF_TEXT;
     case engine::Conversation::StopReason::kContextFull:
-      return StopReason::kContextFull;
+      return api::Done::CONTEXT_FULL;
     case engine::Conversation::StopReason::kCancelled:
-      return StopReason::kCancelled;
+      return api::Done::CANCELLED;
   }
-  return StopReason::kMaxTokens;
+  return api::Done::STOP_REASON_UNSPECIFIED;
 }
 
 }  // namespace

@@ -18,22 +18,6 @@ namespace cellhouse::session {
 namespace {
 
 constexpr size_t kMaxInterTokenSamples = 4096;
-constexpr float kDefaultTemperature = 1.0f;
-constexpr float kDefaultTopP = 0.9f;
-
-api::Done::StopReason ToProto(StopReason stop) {
-  switch (stop) {
-    case StopReason::kMaxTokens:
-      return api::Done::MAX_TOKENS;
-    case StopReason::kEndOfText:
-      return api::Done::END_OF_TEXT;
-    case StopReason::kContextFull:
-      return api::Done::CONTEXT_FULL;
-    case StopReason::kCancelled:
-      return api::Done::CANCELLED;
-  }
-  return api::Done::STOP_REASON_UNSPECIFIED;
-}
 
 double PerSecond(int32_t count, int64_t nanos) {
   if (nanos <= 0 || count <= 0) return 0.0;
@@ -116,6 +100,11 @@ SessionServer::Flow SessionServer::HandleControl() {
     case control::SupervisorMessage::kStop:
       stop_requested_ = true;
       cancel_requested_ = true;
+      stop_reason_ =
+          message.stop().reason().empty() ? "the session was stopped" : message.stop().reason();
+      stop_outcome_ = api::SessionOutcome_IsValid(static_cast<int>(message.stop().outcome()))
+                          ? static_cast<api::SessionOutcome>(message.stop().outcome())
+                          : api::OUTCOME_UNSPECIFIED;
       return generating_ ? Flow::kContinue : Flow::kExit;
     case control::SupervisorMessage::kPing:
       SendHeartbeat(message.ping().nonce());
@@ -250,13 +239,14 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     return Flow::kContinue;
   }
   request.max_new_tokens = static_cast<int32_t>(max_new);
-  request.temperature = generate.has_temperature() ? generate.temperature() : kDefaultTemperature;
+  request.temperature =
+      generate.has_temperature() ? generate.temperature() : ipc::kDefaultTemperature;
   if (!std::isfinite(request.temperature) || request.temperature < 0.0f ||
       request.temperature > 100.0f) {
     SendError(api::INVALID_ARGUMENT, "temperature must be a number from 0 to 100");
     return Flow::kContinue;
   }
-  request.top_p = generate.has_top_p() ? generate.top_p() : kDefaultTopP;
+  request.top_p = generate.has_top_p() ? generate.top_p() : ipc::kDefaultTopP;
   if (!std::isfinite(request.top_p) || request.top_p <= 0.0f || request.top_p > 1.0f) {
     SendError(api::INVALID_ARGUMENT, "top_p must be in (0, 1]");
     return Flow::kContinue;
@@ -307,9 +297,15 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     d->set_prefill_tokens_per_second(PerSecond(result->prompt_tokens, result->prefill_ns));
     // decode_ns runs from the first generated token to the last: it covers one token fewer.
     d->set_decode_tokens_per_second(PerSecond(result->generated_tokens - 1, result->decode_ns));
-    d->set_stop_reason(ToProto(result->stop));
+    d->set_stop_reason(result->stop);
     d->set_context_used(static_cast<uint32_t>(engine_.context_used()));
-    if (client_.valid()) SendToClient(done);
+    if (stop_requested_ && result->stop == api::Done::CANCELLED) {
+      // celld cut the generation off (shutdown, kill, lifetime): the client is told that, not
+      // handed a Done as if it had cancelled, so it can tell a cut-off answer from a whole one.
+      SendToClient(ipc::MakeError(api::SESSION_ENDED, stop_reason_, stop_outcome_));
+    } else if (client_.valid()) {
+      SendToClient(done);
+    }
 
     control::WorkerMessage report;
     control::GenerationReport* g = report.mutable_report();

@@ -94,6 +94,9 @@ class SessionServer {
   bool cancel_requested_ = false;
   bool close_requested_ = false;
   bool stop_requested_ = false;
+  // From celld's Stop: what a client whose generation the stop cuts off is told.
+  std::string stop_reason_;
+  api::SessionOutcome stop_outcome_ = api::OUTCOME_UNSPECIFIED;
   bool supervisor_gone_ = false;
   int64_t last_token_ns_ = 0;
   std::vector<uint32_t> inter_token_us_;

@@ -10,18 +10,22 @@
 #include <string_view>
 
 #include "base/result.h"
+#include "ipc/api.pb.h"
+#include "ipc/defaults.h"
 
 namespace cellhouse::session {
 
 struct TurnRequest {
   std::string_view prompt;
   int32_t max_new_tokens = 0;
-  float temperature = 1.0f;
-  float top_p = 0.9f;
+  float temperature = ipc::kDefaultTemperature;
+  float top_p = ipc::kDefaultTopP;
   uint64_t seed = 0;
 };
 
-enum class StopReason { kMaxTokens, kEndOfText, kContextFull, kCancelled };
+// Why a turn stopped, as the client is told it (Done.stop_reason): one definition for the
+// protocol and the session, converted once from the engine's own (engine_turn_engine.cc).
+using StopReason = api::Done::StopReason;
 
 struct TurnResult {
   int32_t prompt_tokens = 0;  // tokens prefilled for this turn
@@ -29,7 +33,7 @@ struct TurnResult {
   int64_t time_to_first_token_ns = 0;
   int64_t prefill_ns = 0;
   int64_t decode_ns = 0;
-  StopReason stop = StopReason::kMaxTokens;
+  StopReason stop = api::Done::MAX_TOKENS;
 };
 
 // Called for every generated token with its text; returning false cancels the turn.
