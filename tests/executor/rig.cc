@@ -41,7 +41,7 @@ std::optional<T> ReadStruct(int fd) {
 }  // namespace
 
 SessionResult RunFakeSession(SlotClient& client, const SessionPlan& plan) {
-  const executor::SlotShape shape = client.shape();
+  const executor::SlotShape& shape = plan.shape;
   const uint32_t in_floats = shape.input_row_floats;
   const uint32_t out_floats = shape.output_row_floats;
   std::vector<float> x(size_t{shape.max_rows} * in_floats);
@@ -91,11 +91,12 @@ SessionResult RunFakeSession(SlotClient& client, const SessionPlan& plan) {
               }
             }
           }
-        } else if (result.failover_step == kNoFailover) {
-          // The step restarts from round 0 on the worker's own path (here: the same values).
-          result.failover_step = step;
-          result.failover_reason = static_cast<uint32_t>(client.failover_reason());
         }
+      }
+      if (!client.active() && result.failover_step == kNoFailover) {
+        // The step restarts from round 0 on the worker's own path (here: the same values).
+        result.failover_step = step;
+        result.failover_reason = static_cast<uint32_t>(client.failover_reason());
       }
       if (!final) {
         for (uint32_t r = 0; r < rows; ++r) {

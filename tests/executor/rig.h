@@ -26,6 +26,7 @@
 #include "executor/batch_loop.h"
 #include "executor/slot_client.h"
 #include "executor/slot_memory.h"
+#include "tests/executor/fake_compute.h"
 
 namespace cellhouse::testing {
 
@@ -42,6 +43,8 @@ struct SessionResult {
 };
 
 struct SessionPlan {
+  // The worker's own idea of the shape (from its model), whether or not it has a slot.
+  executor::SlotShape shape = SmallShape();
   uint32_t seed = 1;
   uint32_t steps = 20;
   bool prefill = true;      // mix prefill chunks (some ending early) with decode steps

@@ -1,5 +1,6 @@
 #include "worker/zygote/zygote.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -125,12 +126,10 @@ Status Zygote::HandleSpawn(const zygote::SpawnRequest& request, std::vector<Uniq
   std::vector<UniqueFd> cgroup_fds;
   for (size_t i = 1; i < fds.size(); ++i) cgroup_fds.push_back(std::move(fds[i]));
 
-  std::vector<int> pass;
   if (request.has_executor()) {
-    CH_RETURN_IF_ERROR(
-        SpawnExecutor(request, std::move(control), std::move(cgroup_fds), &reply, &pass));
-    return ipc::SendMessage(channel_.get(), reply, pass);
+    return SpawnExecutor(request, std::move(control), std::move(cgroup_fds), &reply);
   }
+  std::vector<int> pass;
 
   Result<sandbox::SandboxPlan> plan =
       sandbox::SandboxPlan::Build(request.sandbox(), control.get(), cgroup_fds);
@@ -168,6 +167,13 @@ std::optional<executor::SlotMemory> Zygote::MakeSlot(const zygote::SpawnRequest&
   if (request.executor_slot() == 0 || !executor_channel_ || !executor_support_) {
     return std::nullopt;
   }
+  // An executor that ended closed its end: the worker gets no slot rather than a dead one.
+  pollfd link{executor_channel_.get(), POLLOUT, 0};
+  if (::poll(&link, 1, 0) < 0 || (link.revents & (POLLHUP | POLLERR)) != 0) {
+    executor_channel_.reset();
+    executor_doorbell_ = Mapping();
+    return std::nullopt;
+  }
   Result<executor::SlotMemory> slot = executor::SlotMemory::Create(executor_support_->shape);
   if (!slot) return std::nullopt;  // the worker computes alone; the reply says it has no slot
   return std::move(*slot);
@@ -195,13 +201,12 @@ bool Zygote::HandSlotToExecutor(uint64_t slot_id, executor::SlotMemory& slot) {
 }
 
 Status Zygote::SpawnExecutor(const zygote::SpawnRequest& request, UniqueFd control,
-                             std::vector<UniqueFd> cgroup_fds, zygote::SpawnReply* reply,
-                             std::vector<int>* pass) {
+                             std::vector<UniqueFd> cgroup_fds, zygote::SpawnReply* reply) {
   auto fail = [&](const std::string& step, const std::string& message) {
     zygote::SpawnFailed* failed = reply->mutable_failed();
     failed->set_step(step);
     failed->set_message(message);
-    return Ok();
+    return ipc::SendMessage(channel_.get(), *reply);
   };
   if (!executor_support_) {
     return fail("request",
@@ -226,20 +231,26 @@ Status Zygote::SpawnExecutor(const zygote::SpawnRequest& request, UniqueFd contr
   });
   control.reset();
   link->second.reset();
-  if (outcome.process.valid()) pass->push_back(outcome.process.pidfd());
+  std::vector<int> pass;
+  if (outcome.process.valid()) pass.push_back(outcome.process.pidfd());
+  // From here on, no fork of the zygote inherits the doorbell: only the executor shares it.
+  if (outcome.ok && ::madvise(doorbell->mutable_data(), doorbell->size(), MADV_DONTFORK) != 0) {
+    outcome.ok = false;
+    outcome.message = Error::FromErrno(errno, "madvise(MADV_DONTFORK) of the doorbell").message();
+    static_cast<void>(outcome.process.Kill(SIGKILL));
+  }
+  if (outcome.ok && !SetNonBlocking(link->first.get())) {
+    outcome.ok = false;
+    outcome.message = "O_NONBLOCK on the executor's channel failed";
+    static_cast<void>(outcome.process.Kill(SIGKILL));
+  }
   if (!outcome.ok) {
     zygote::SpawnFailed* failed = reply->mutable_failed();
     failed->set_step(sandbox::StepName(outcome.failed_step));
     failed->set_errno_value(outcome.error);
     failed->set_message(outcome.message);
-    return Ok();
+    return ipc::SendMessage(channel_.get(), *reply, pass);  // celld still reaps it
   }
-  // From here on, no fork of the zygote inherits the doorbell: only the executor shares it.
-  if (::madvise(doorbell->mutable_data(), doorbell->size(), MADV_DONTFORK) != 0) {
-    static_cast<void>(outcome.process.Kill(SIGKILL));
-    return fail("doorbell", Error::FromErrno(errno, "madvise(MADV_DONTFORK)").message());
-  }
-  CH_RETURN_IF_ERROR(SetNonBlocking(link->first.get()));
   // Replaces the link to a previous executor, which sees its channel close and ends.
   executor_channel_ = std::move(link->first);
   executor_doorbell_ = std::move(*doorbell);
@@ -250,7 +261,7 @@ Status Zygote::SpawnExecutor(const zygote::SpawnRequest& request, UniqueFd contr
     t->set_step(step);
     t->set_micros(micros);
   }
-  return Ok();
+  return ipc::SendMessage(channel_.get(), *reply, pass);
 }
 
 }  // namespace cellhouse::zygote_runtime

@@ -75,10 +75,9 @@ class Zygote {
   // Spawns one worker (or the executor) and sends the reply (with its pidfd once clone3
   // succeeded).
   Status HandleSpawn(const zygote::SpawnRequest& request, std::vector<UniqueFd> fds);
-  // The executor's part of a spawn: its channel and doorbell, and what its child runs.
+  // Spawns the executor (its channel and doorbell, and what its child runs) and sends the reply.
   Status SpawnExecutor(const zygote::SpawnRequest& request, UniqueFd control,
-                       std::vector<UniqueFd> cgroup_fds, zygote::SpawnReply* reply,
-                       std::vector<int>* pass);
+                       std::vector<UniqueFd> cgroup_fds, zygote::SpawnReply* reply);
   // A new worker's slot (nullopt: no executor, or the memfd could not be made).
   std::optional<executor::SlotMemory> MakeSlot(const zygote::SpawnRequest& request);
   // Sends the slot to the executor; false (and the executor link dropped if it is gone) when
