@@ -144,8 +144,9 @@ ExecutorOptions OptionsFromSpec(const zygote::ExecutorSpec& spec) {
     o.gather_window_max_ns = int64_t{spec.gather_window_max_us()} * 1000;
     o.gather_window_min_ns = std::min(o.gather_window_min_ns, o.gather_window_max_ns);
   }
-  if (spec.slot_timeout_ms() != 0)
+  if (spec.slot_timeout_ms() != 0) {
     o.slot_timeout_ns = int64_t{spec.slot_timeout_ms()} * kNanosPerMilli;
+  }
   if (spec.report_interval_ms() != 0) {
     o.report_interval_ns = int64_t{spec.report_interval_ms()} * kNanosPerMilli;
   }

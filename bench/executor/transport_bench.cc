@@ -10,6 +10,7 @@
 // times every exchange (send → answer). Prints, per slot count: the round-trip latency per
 // layer-step (p50, p99 over all exchanges of all workers), exchanges per second for all workers
 // together, and how many slots the executor batched on average. Figures only.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -90,7 +91,8 @@ void Spin(int64_t ns) {
   auto loop = executor::BatchLoop::Create(compute, **pool, executor::ExecutorOptions{});
   if (!loop || !(*loop)->RegisterLiveness()) ::_exit(3);
   for (size_t i = 0; i < slots.size(); ++i) {
-    if (!(*loop)->AddSlot(i, UniqueFd(::dup(slots[i].fd().get())))) ::_exit(4);
+    UniqueFd copy(::fcntl(slots[i].fd().get(), F_DUPFD_CLOEXEC, 0));
+    if (!(*loop)->AddSlot(i, std::move(copy))) ::_exit(4);
   }
   while (stop->load(std::memory_order_acquire) == 0) {
     const executor::FutexWaiter waiter{stop, 0};
@@ -150,8 +152,9 @@ Result<Row> Measure(int slot_count, int64_t steps, int64_t work_ns) {
     CH_ASSIGN_OR_RETURN(FdPair pipe, MakePipe());
     pid_t pid = ::fork();
     if (pid < 0) return Error::FromErrno(errno, "fork");
-    if (pid == 0)
+    if (pid == 0) {
       WorkerChild(slots[static_cast<size_t>(i)].worker_view(), steps, work_ns, pipe.second.get());
+    }
     workers.push_back(pid);
     pipes.push_back(std::move(pipe.first));
   }

@@ -35,7 +35,7 @@ ExecutorOptions TestOptions() {
   return o;
 }
 
-std::function<SessionResult(SlotClient&)> Session(SessionPlan plan) {
+std::function<SessionResult(SlotClient&)> Session(const SessionPlan& plan) {
   return [plan](SlotClient& c) { return RunFakeSession(c, plan); };
 }
 
@@ -95,7 +95,9 @@ void CheckOneBadNeighbour(int signal) {
   rig.StartExecutor();
   SessionPlan bad{.seed = 1, .steps = kSteps, .prefill = false};
   bad.after_round = [signal](uint32_t step, uint32_t round, SlotClient&) {
-    if (step == 5 && round == 1) ::raise(signal);  // mid-step: round 2 is expected next
+    if (step == 5 && round == 1) {
+      static_cast<void>(::raise(signal));  // mid-step: round 2 is expected next
+    }
   };
   rig.StartWorker(0, Session(bad));
   for (int i = 1; i < kWorkers; ++i) {

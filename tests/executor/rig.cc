@@ -1,5 +1,6 @@
 #include "tests/executor/rig.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -40,78 +41,110 @@ std::optional<T> ReadStruct(int fd) {
 
 }  // namespace
 
-SessionResult RunFakeSession(SlotClient& client, const SessionPlan& plan) {
-  const executor::SlotShape& shape = plan.shape;
-  const uint32_t in_floats = shape.input_row_floats;
-  const uint32_t out_floats = shape.output_row_floats;
-  std::vector<float> x(size_t{shape.max_rows} * in_floats);
-  std::vector<float> expected(
-      std::max<size_t>(size_t{shape.max_rows} * out_floats, shape.final_floats));
-  SessionResult result;
-  for (uint32_t step = 0; step < plan.steps; ++step) {
-    const bool prefill = plan.prefill && step % 3 == 1;
-    const uint32_t rows = prefill ? 1 + (plan.seed + step) % shape.max_rows : 1;
-    const RowKind kind = prefill ? RowKind::kPrefill : RowKind::kDecode;
-    const uint32_t flags = prefill && step % 2 == 0 ? executor::kStepSkipsFinal : 0;
-    const uint32_t last_round = flags != 0 ? shape.rounds - 2 : shape.rounds - 1;
-    for (uint32_t r = 0; r < rows; ++r) {
-      for (uint32_t i = 0; i < in_floats; ++i) {
-        x[size_t{r} * in_floats + i] = InitialInput(plan.seed, step, r, i);
+namespace {
+
+// One fake session's state: the rows of the current step and the worker's own answer to them.
+class FakeSession {
+ public:
+  FakeSession(SlotClient& client, const SessionPlan& plan)
+      : client_(client),
+        plan_(plan),
+        shape_(plan.shape),
+        x_(size_t{shape_.max_rows} * shape_.input_row_floats),
+        expected_(std::max<size_t>(size_t{shape_.max_rows} * shape_.output_row_floats,
+                                   shape_.final_floats)) {}
+
+  SessionResult Run() {
+    for (uint32_t step = 0; step < plan_.steps; ++step) {
+      BeginStep(step);
+      const uint32_t last_round = flags_ != 0 ? shape_.rounds - 2 : shape_.rounds - 1;
+      for (uint32_t round = 0; round <= last_round; ++round) {
+        ComputeLocally(round);
+        if (client_.active()) ExchangeAndCompare(round);
+        if (!client_.active() && result_.failover_step == kNoFailover) {
+          // The step restarts from round 0 on the worker's own path (here: the same values).
+          result_.failover_step = step;
+          result_.failover_reason = static_cast<uint32_t>(client_.failover_reason());
+        }
+        if (!Final(round)) NextInput();
+        if (plan_.after_round) plan_.after_round(step, round, client_);
       }
+      ++result_.steps_done;
     }
-    for (uint32_t round = 0; round <= last_round; ++round) {
-      const bool final = round + 1 == shape.rounds;
-      // The local computation: what failover runs, and the reference for every answer.
-      if (final) {
-        FakeFinalOutput(shape, &x[size_t{rows - 1} * in_floats], expected.data());
-      } else {
-        for (uint32_t r = 0; r < rows; ++r) {
-          FakeRowOutput(shape, round, &x[size_t{r} * in_floats], &expected[size_t{r} * out_floats]);
-        }
-      }
-      if (client.active()) {
-        for (uint32_t r = 0; r < rows; ++r) {
-          std::memcpy(client.row(r), &x[size_t{r} * in_floats], in_floats * sizeof(float));
-        }
-        const int64_t start = MonotonicNanos();
-        const SlotOutcome outcome = client.Exchange(round, rows, kind, flags);
-        result.max_exchange_ns = std::max(result.max_exchange_ns, MonotonicNanos() - start);
-        if (outcome == SlotOutcome::kOk) {
-          ++result.exchanges;
-          if (final) {
-            if (std::memcmp(client.final_output(), expected.data(),
-                            shape.final_floats * sizeof(float)) != 0) {
-              ++result.mismatches;
-            }
-          } else {
-            for (uint32_t r = 0; r < rows; ++r) {
-              if (std::memcmp(client.row(r), &expected[size_t{r} * out_floats],
-                              out_floats * sizeof(float)) != 0) {
-                ++result.mismatches;
-              }
-            }
-          }
-        }
-      }
-      if (!client.active() && result.failover_step == kNoFailover) {
-        // The step restarts from round 0 on the worker's own path (here: the same values).
-        result.failover_step = step;
-        result.failover_reason = static_cast<uint32_t>(client.failover_reason());
-      }
-      if (!final) {
-        for (uint32_t r = 0; r < rows; ++r) {
-          for (uint32_t i = 0; i < in_floats; ++i) {
-            x[size_t{r} * in_floats + i] =
-                expected[size_t{r} * out_floats + (i * 3) % out_floats] * 0.0625F;
-          }
-        }
-      }
-      if (plan.after_round) plan.after_round(step, round, client);
-    }
-    ++result.steps_done;
+    if (plan_.idle_at_end && client_.active()) client_.Idle();
+    return result_;
   }
-  if (plan.idle_at_end && client.active()) client.Idle();
-  return result;
+
+ private:
+  bool Final(uint32_t round) const { return round + 1 == shape_.rounds; }
+  float* X(uint32_t r) { return &x_[size_t{r} * shape_.input_row_floats]; }
+  float* Expected(uint32_t r) { return &expected_[size_t{r} * shape_.output_row_floats]; }
+
+  void BeginStep(uint32_t step) {
+    const bool prefill = plan_.prefill && step % 3 == 1;
+    rows_ = prefill ? 1 + (plan_.seed + step) % shape_.max_rows : 1;
+    kind_ = prefill ? RowKind::kPrefill : RowKind::kDecode;
+    flags_ = prefill && step % 2 == 0 ? executor::kStepSkipsFinal : 0;
+    for (uint32_t r = 0; r < rows_; ++r) {
+      for (uint32_t i = 0; i < shape_.input_row_floats; ++i) {
+        X(r)[i] = InitialInput(plan_.seed, step, r, i);
+      }
+    }
+  }
+
+  // What failover runs, and the reference for every answer.
+  void ComputeLocally(uint32_t round) {
+    if (Final(round)) {
+      FakeFinalOutput(shape_, X(rows_ - 1), expected_.data());
+      return;
+    }
+    for (uint32_t r = 0; r < rows_; ++r) FakeRowOutput(shape_, round, X(r), Expected(r));
+  }
+
+  void ExchangeAndCompare(uint32_t round) {
+    for (uint32_t r = 0; r < rows_; ++r) {
+      std::memcpy(client_.row(r), X(r), shape_.input_row_floats * sizeof(float));
+    }
+    const int64_t start = MonotonicNanos();
+    const SlotOutcome outcome = client_.Exchange(round, rows_, kind_, flags_);
+    result_.max_exchange_ns = std::max(result_.max_exchange_ns, MonotonicNanos() - start);
+    if (outcome != SlotOutcome::kOk) return;
+    ++result_.exchanges;
+    if (Final(round)) {
+      const size_t bytes = shape_.final_floats * sizeof(float);
+      result_.mismatches += std::memcmp(client_.final_output(), expected_.data(), bytes) != 0;
+      return;
+    }
+    for (uint32_t r = 0; r < rows_; ++r) {
+      const size_t bytes = shape_.output_row_floats * sizeof(float);
+      result_.mismatches += std::memcmp(client_.row(r), Expected(r), bytes) != 0;
+    }
+  }
+
+  void NextInput() {
+    const uint32_t out = shape_.output_row_floats;
+    for (uint32_t r = 0; r < rows_; ++r) {
+      for (uint32_t i = 0; i < shape_.input_row_floats; ++i) {
+        X(r)[i] = Expected(r)[(i * 3) % out] * 0.0625F;
+      }
+    }
+  }
+
+  SlotClient& client_;
+  const SessionPlan& plan_;
+  const executor::SlotShape& shape_;
+  std::vector<float> x_;
+  std::vector<float> expected_;
+  uint32_t rows_ = 1;
+  RowKind kind_ = RowKind::kDecode;
+  uint32_t flags_ = 0;
+  SessionResult result_;
+};
+
+}  // namespace
+
+SessionResult RunFakeSession(SlotClient& client, const SessionPlan& plan) {
+  return FakeSession(client, plan).Run();
 }
 
 ExecutorRig::ExecutorRig(const executor::SlotShape& shape, const executor::ExecutorOptions& options,
@@ -170,7 +203,8 @@ void ExecutorRig::StartExecutor(int threads) {
       }
     };
     for (size_t i = 0; i < slots_.size(); ++i) {
-      static_cast<void>((*loop)->AddSlot(i, UniqueFd(::dup(slots_[i].fd().get()))));
+      static_cast<void>(
+          (*loop)->AddSlot(i, UniqueFd(::fcntl(slots_[i].fd().get(), F_DUPFD_CLOEXEC, 0))));
     }
     while (stop->load(std::memory_order_acquire) == 0) {
       const executor::FutexWaiter waiter{stop, 0};
@@ -196,7 +230,8 @@ void ExecutorRig::StartExecutor(int threads) {
   executor_ = std::move(*child);
 }
 
-void ExecutorRig::StartWorker(int slot, std::function<SessionResult(executor::SlotClient&)> body,
+void ExecutorRig::StartWorker(int slot,
+                              const std::function<SessionResult(executor::SlotClient&)>& body,
                               executor::SlotClientOptions client_options) {
   auto pipe = MakePipe();
   ASSERT_TRUE(pipe);

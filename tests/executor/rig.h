@@ -85,7 +85,7 @@ class ExecutorRig {
 
   // Forks the executor; it adds every slot (ids 0..slots-1), then serves until StopExecutor.
   void StartExecutor(int threads = 2);
-  void StartWorker(int slot, std::function<SessionResult(executor::SlotClient&)> body,
+  void StartWorker(int slot, const std::function<SessionResult(executor::SlotClient&)>& body,
                    executor::SlotClientOptions client_options = {});
   SessionResult WaitWorker(int slot);
   ExecutorSummary StopExecutor();

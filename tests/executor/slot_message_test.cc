@@ -146,7 +146,7 @@ TEST(SlotLayoutTest, SizesFollowTheShape) {
                 .output_row_floats = 3072,
                 .final_floats = 32000};
   ASSERT_TRUE(ValidateShape(big));
-  EXPECT_EQ(SlotBytes(big), kSlotHeaderBytes + 16 * 3072 * 4);
+  EXPECT_EQ(SlotBytes(big), kSlotHeaderBytes + size_t{16} * 3072 * 4);
   for (SlotShape bad : {SlotShape{},
                         SlotShape{.max_rows = 1,
                         .rounds = 1,
