@@ -68,8 +68,9 @@ class ExecutorProcess {
       // A dropped slot is reported at once: celld ends a worker that broke the protocol.
       bool urgent = false;
       for (const SlotEvent& e : events_) urgent = urgent || e.kind != SlotEvent::Kind::kAttached;
-      if (urgent || now >= next_report) {
-        SendReport();
+      // After a failed send (celld not reading), wait for the next interval before trying again.
+      if ((urgent && !report_failed_) || now >= next_report) {
+        report_failed_ = !SendReport();
         next_report = now + options_.report_interval_ns;
       }
       const FutexWaiter doorbell{channels_.doorbell, bell};
@@ -103,7 +104,7 @@ class ExecutorProcess {
     }
   }
 
-  void SendReport() {
+  bool SendReport() {
     executor_ipc::ExecutorReport report;
     for (const SlotUsage& u : loop_.Usage()) FillUsage(u, report.add_slots());
     for (const SlotEvent& e : events_) {
@@ -124,7 +125,9 @@ class ExecutorProcess {
     report.set_gather_window_us(static_cast<uint64_t>(loop_.gather_window_ns() / 1000));
     // Non-blocking: a celld that does not read loses reports, never the executor's time. Events
     // stay queued until one report carrying them went out.
-    if (ipc::SendMessage(channels_.control.get(), report)) events_.clear();
+    if (!ipc::SendMessage(channels_.control.get(), report)) return false;
+    events_.clear();
+    return true;
   }
 
   ExecutorChannels channels_;
@@ -132,6 +135,7 @@ class ExecutorProcess {
   BatchLoop& loop_;
   const int threads_;
   std::vector<SlotEvent> events_;
+  bool report_failed_ = false;
 };
 
 }  // namespace

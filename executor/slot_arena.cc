@@ -61,8 +61,14 @@ SlotArena::SlotArena(SlotArena&& other) noexcept
 
 SlotArena::~SlotArena() {
   if (base_ == nullptr) return;
-  // Empty the list before the memory goes: the kernel would stop at the first unmapped entry
-  // anyway, but an empty list says what is meant.
+  // The executor is ending in an orderly way (its process exits next), but its entries go with
+  // this memory and the kernel's walk would find none: say it ourselves, as the kernel would.
+  for (size_t cell = 0; cell < cells_; ++cell) {
+    if (!linked_[cell]) continue;
+    SlotHeader* header = HeaderOf(slot(static_cast<int>(cell)));
+    header->liveness.store(kLivenessOwnerDied, std::memory_order_release);
+    FutexWake(&header->liveness, 1 << 30);
+  }
   if (head_) head_->list.next = &head_->list;
   static_cast<void>(::munmap(base_, cell_bytes_ * cells_));
 }

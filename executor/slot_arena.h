@@ -21,6 +21,9 @@
 //   ...
 //   arena.Release(cell);           // unlinked first, then unmapped (the kernel never walks into
 //                                  // a hole)
+//
+// Destroying the arena (an orderly end of the executor) marks every attached slot's liveness
+// word itself, since its list entries go with it.
 #ifndef CELLHOUSE_EXECUTOR_SLOT_ARENA_H_
 #define CELLHOUSE_EXECUTOR_SLOT_ARENA_H_
 

@@ -229,6 +229,34 @@ TEST_F(ExecutorSandboxTest, TheExecutorRunsConfinedAndServesSandboxedWorkers) {
   EXPECT_EQ(static_cast<FailoverReason>(r.failover_reason), FailoverReason::kNoSlot);
 }
 
+TEST_F(ExecutorSandboxTest, StoppedByCelldItSendsItsWorkersToTheirOwnPath) {
+  ZygoteHarness zygote(&SlotWorker, FakeExecutor());
+  Live exec = StartExecutor(zygote);
+  Live worker = StartWorker(zygote, 1, 3000);
+  ASSERT_TRUE(worker.has_slot);
+  char go = 1;
+  ASSERT_EQ(::write(worker.channel.get(), &go, 1), 1);
+  ::usleep(100'000);
+  executor_ipc::ExecutorControl stop;
+  stop.mutable_stop();
+  ASSERT_TRUE(ipc::SendMessage(exec.channel.get(), stop));
+  auto st = exec.process.Wait();
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(st->Success()) << st->ToString();
+  SessionResult result;
+  ASSERT_TRUE(ReadFull(worker.channel.get(),
+                       std::as_writable_bytes(std::span<SessionResult>(&result, 1)), "result"));
+  EXPECT_EQ(result.steps_done, 3000u);
+  EXPECT_EQ(result.mismatches, 0u);
+  EXPECT_NE(result.failover_step, kNoFailover);
+  EXPECT_EQ(static_cast<FailoverReason>(result.failover_reason), FailoverReason::kExecutorGone);
+  // Told by its liveness word, not by waiting out the response timeout (10 s).
+  EXPECT_LT(result.max_exchange_ns, 5 * kNanosPerSecond);
+  auto ws = worker.process.Wait();
+  ASSERT_TRUE(ws);
+  EXPECT_TRUE(ws->Success()) << ws->ToString();
+}
+
 TEST_F(ExecutorSandboxTest, AZygoteWithoutSupportRefusesToStartOne) {
   ZygoteHarness zygote(&SlotWorker);
   auto channel = MakeSocketPair(SOCK_SEQPACKET);
