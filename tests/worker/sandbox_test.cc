@@ -216,10 +216,11 @@ TEST_F(SandboxTest, HandshakePipesThatCannotBeMadeAreReportedAsSuch) {
 }
 
 TEST_F(SandboxTest, ForbiddenSyscallKillsWithSigsys) {
-  testing::ZygoteHarness zygote([](UniqueFd, const zygote::SpawnRequest&) -> int {
-    // Not on the allow-list: the filter kills the whole process.
-    return static_cast<int>(getppid());
-  });
+  testing::ZygoteHarness zygote(
+      [](UniqueFd, const zygote::SpawnRequest&, executor::WorkerSlot) -> int {
+        // Not on the allow-list: the filter kills the whole process.
+        return static_cast<int>(getppid());
+      });
   auto channel = MakeSocketPair(SOCK_SEQPACKET);
   ASSERT_TRUE(channel);
   zygote::SpawnRequest request;
