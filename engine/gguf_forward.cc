@@ -74,7 +74,8 @@ RopeParams RopeOf(const GgufWeights& w) {
 float PromptDotF16(const uint16_t* a, size_t a_stride, const float* b, int64_t count) {
   float lanes[16] = {};
   for (int64_t i = 0; i < count; ++i) {
-    lanes[i % 16] = std::fma(HalfToFloat(a[static_cast<size_t>(i) * a_stride]), b[i], lanes[i % 16]);
+    lanes[i % 16] =
+        std::fma(HalfToFloat(a[static_cast<size_t>(i) * a_stride]), b[i], lanes[i % 16]);
   }
   return ReduceAdd16(lanes);
 }
@@ -131,8 +132,8 @@ void RotateQueriesAndKeys(const GgufWeights& w, int32_t pos, int32_t n, float* q
   }
 }
 
-void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int32_t pos,
-            int32_t n, const float* q, const float* k, const float* v, float* out) {
+void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int32_t pos, int32_t n,
+            const float* q, const float* k, const float* v, float* out) {
   const ModelConfig& c = w.config;
   const int32_t hd = c.head_size();
   const int32_t kv_dim = c.kv_dim();
@@ -168,8 +169,8 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
       for (int32_t p = 0; p < count; ++p) {
         const uint16_t* key = keys + static_cast<size_t>(p) * kv_dim + g;
         scores[p] = prompt && hd % 16 == 0 ? PromptDotF16(key, 1, qh, hd)
-                           : f16.dot(reinterpret_cast<const std::byte*>(key),
-                                     reinterpret_cast<const std::byte*>(qh), hd);
+                                           : f16.dot(reinterpret_cast<const std::byte*>(key),
+                                                     reinterpret_cast<const std::byte*>(qh), hd);
       }
       std::fill(scores + count, scores + padded, -INFINITY);  // the causal mask
       SoftMax(scores, padded, scale);

@@ -46,14 +46,14 @@ namespace gguf_steps {
 
 // Where a step reads and writes, for a batch of n tokens (n <= kMaxBatch).
 struct Buffers {
-  float* x;        // [n][dim] residual stream
-  float* h;        // [n][max(dim, q_dim)] normalised input, then attention output
-  float* h2;       // [n][dim] projection output
-  float* q;        // [n][q_dim]
-  float* k;        // [n][kv_dim]
-  float* v;        // [n][kv_dim]
-  float* gate;     // [n][hidden]
-  float* up;       // [n][hidden]
+  float* x;                // [n][dim] residual stream
+  float* h;                // [n][max(dim, q_dim)] normalised input, then attention output
+  float* h2;               // [n][dim] projection output
+  float* q;                // [n][q_dim]
+  float* k;                // [n][kv_dim]
+  float* v;                // [n][kv_dim]
+  float* gate;             // [n][hidden]
+  float* up;               // [n][hidden]
   std::byte* typed_input;  // the input rows in the weights' partner type (RunState::typed_input)
 };
 

@@ -6,10 +6,10 @@
 // works the same for all three.
 //
 //   CH_ASSIGN_OR_RETURN(Model model, Model::Open("/var/lib/cellhouse/stories110M.bin"));
-//   CH_ASSIGN_OR_RETURN(Model qwen, Model::Open("qwen2.5-0.5b-q4_k_m.gguf", {.max_context = 4096}));
-//   CH_RETURN_IF_ERROR(model.Prefault());   // charge the page cache to the caller's cgroup
-//   CH_RETURN_IF_ERROR(model.Lock());       // keep it resident (counts against RLIMIT_MEMLOCK)
-//   std::puts(model.Describe().c_str());
+//   CH_ASSIGN_OR_RETURN(Model qwen, Model::Open("qwen2.5-0.5b-q4_k_m.gguf", {.max_context =
+//   4096})); CH_RETURN_IF_ERROR(model.Prefault());   // charge the page cache to the caller's
+//   cgroup CH_RETURN_IF_ERROR(model.Lock());       // keep it resident (counts against
+//   RLIMIT_MEMLOCK) std::puts(model.Describe().c_str());
 //
 // The file is also seen as fixed 16 MiB chunks: residency is measured with mincore(2) (celld's
 // status and metrics) and a chunk can be prefetched with madvise(MADV_WILLNEED). Nothing

@@ -37,9 +37,9 @@ struct FixedSizes {
         q8(Q8ActivationBytes(kMaxBatch, std::max(c.dim, c.hidden_dim))) {}
   uint64_t Bytes() const {
     return 2 * AlignUp(row * 4) + 2 * AlignUp(wide_row * 4) + 2 * AlignUp(hidden * 4) +
-           2 * AlignUp(rope * 4) + AlignUp(scores * 4) + AlignUp(logits * 4) +
-           AlignUp(kv_new * 4) + AlignUp(attention_half * 4) + AlignUp(typed_input) +
-           AlignUp(q8.q_bytes) + 2 * AlignUp(q8.groups * 4);
+           2 * AlignUp(rope * 4) + AlignUp(scores * 4) + AlignUp(logits * 4) + AlignUp(kv_new * 4) +
+           AlignUp(attention_half * 4) + AlignUp(typed_input) + AlignUp(q8.q_bytes) +
+           2 * AlignUp(q8.groups * 4);
   }
   uint64_t row, wide_row, hidden, rope, scores, logits, kv_new, attention_half, typed_input;
   Q8ActivationCapacity q8;

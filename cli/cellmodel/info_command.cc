@@ -52,8 +52,9 @@ void PrintGgufJson(const engine::Model& model) {
   const engine::GgufVocabularyInfo vocab = engine::DescribeGgufVocabulary(g);
   std::string types;
   for (const auto& [name, t] : TypeHistogram(g)) {
-    types += (types.empty() ? "" : ", ") + JsonQuote(name) + ": {\"tensors\": " +
-             std::to_string(t.count) + ", \"bytes\": " + std::to_string(t.bytes) + "}";
+    types += (types.empty() ? "" : ", ") + JsonQuote(name) +
+             ": {\"tensors\": " + std::to_string(t.count) +
+             ", \"bytes\": " + std::to_string(t.bytes) + "}";
   }
   Printf(stdout,
          "{\"path\": %s, \"format\": \"gguf\", \"gguf_version\": %u, \"architecture\": %s, "
@@ -69,9 +70,8 @@ void PrintGgufJson(const engine::Model& model) {
          Gguf(model).file_context_length, static_cast<double>(c.rope_base),
          static_cast<double>(c.rms_eps), c.shared_classifier ? "true" : "false",
          static_cast<unsigned long long>(model.ParameterCount()), model.bytes().size(),
-         types.c_str(), JsonQuote(vocab.model).c_str(),
-         static_cast<unsigned long long>(vocab.size), vocab.chat_template ? "true" : "false",
-         engine::kModelChunkBytes, model.ChunkCount());
+         types.c_str(), JsonQuote(vocab.model).c_str(), static_cast<unsigned long long>(vocab.size),
+         vocab.chat_template ? "true" : "false", engine::kModelChunkBytes, model.ChunkCount());
 }
 
 void PrintGgufText(const engine::Model& model) {

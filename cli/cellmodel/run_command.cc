@@ -60,8 +60,9 @@ void PrintRates(const engine::Conversation::TurnStats& stats) {
 
 // Runs with validated flags; errors here are runtime errors.
 Status Run(const RunFlags& f, engine::MatVecKernel kernel, bool by_steps) {
-  CH_ASSIGN_OR_RETURN(engine::Model model,
-                      engine::Model::Open(f.model, {.max_context = static_cast<int32_t>(f.ctx_size)}));
+  CH_ASSIGN_OR_RETURN(
+      engine::Model model,
+      engine::Model::Open(f.model, {.max_context = static_cast<int32_t>(f.ctx_size)}));
   // A GGUF file carries its vocabulary; llama2.c and int8 models have a tokenizer file.
   CH_ASSIGN_OR_RETURN(engine::Tokenizer tokenizer,
                       model.gguf() != nullptr
@@ -100,8 +101,8 @@ Status Run(const RunFlags& f, engine::MatVecKernel kernel, bool by_steps) {
     kernel_name = std::string(engine::Q8KernelName(engine::SelectKernels(kernel).q8_kind));
     kernel_name += " (int8)";
   } else if (model.format() == engine::WeightFormat::kGguf) {
-    kernel_name = std::string(engine::KernelIsaName(
-        engine::TypeKernelIsa(engine::SelectKernels(chat.matvec_kernel()))));
+    kernel_name = std::string(
+        engine::KernelIsaName(engine::TypeKernelIsa(engine::SelectKernels(chat.matvec_kernel()))));
     kernel_name += " (gguf type kernels)";
   }
   Printf(stderr, "kernel: %s, context %d of %d (%s KV cache)\n", kernel_name.c_str(),

@@ -200,21 +200,19 @@ Result<GgufWeights> LoadGgufWeights(const GgufFile& g, const GgufLoadOptions& op
   const int64_t kv_dim = c.kv_dim();
   const int64_t hidden = c.hidden_dim;
   const int64_t vocab = c.vocab_size;
-  CH_ASSIGN_OR_RETURN(w.token_embedding,
-                      t.Matrix(*embd, vocab, dim, "embedding_length x vocabulary",
-                               c.shared_classifier ? WeightUse::kEmbeddingAndMatMul
-                                                   : WeightUse::kMatMul));
+  CH_ASSIGN_OR_RETURN(
+      w.token_embedding,
+      t.Matrix(*embd, vocab, dim, "embedding_length x vocabulary",
+               c.shared_classifier ? WeightUse::kEmbeddingAndMatMul : WeightUse::kMatMul));
   if (output != nullptr) {
-    CH_ASSIGN_OR_RETURN(w.classifier,
-                        t.Matrix(*output, vocab, dim, "embedding_length x vocabulary",
-                                 WeightUse::kMatMul));
+    CH_ASSIGN_OR_RETURN(w.classifier, t.Matrix(*output, vocab, dim, "embedding_length x vocabulary",
+                                               WeightUse::kMatMul));
   } else {
     w.classifier = w.token_embedding;
   }
   CH_ASSIGN_OR_RETURN(w.output_norm, t.Vector("output_norm.weight", dim, "embedding_length", true));
-  CH_ASSIGN_OR_RETURN(w.rope_freqs,
-                      t.Vector("rope_freqs.weight", c.rotated_dims() / 2,
-                               "rope.dimension_count / 2", false));
+  CH_ASSIGN_OR_RETURN(w.rope_freqs, t.Vector("rope_freqs.weight", c.rotated_dims() / 2,
+                                             "rope.dimension_count / 2", false));
   const std::string q_shape = "embedding_length x head_count * key_length";
   const std::string kv_shape = "embedding_length x head_count_kv * key_length";
   const std::string ffn_shape = "embedding_length x feed_forward_length";
@@ -246,9 +244,8 @@ Result<GgufWeights> LoadGgufWeights(const GgufFile& g, const GgufLoadOptions& op
                         t.Vector(p + "ffn_norm.weight", dim, "embedding_length", true));
     CH_ASSIGN_OR_RETURN(layer.w_gate, t.Matrix(p + "ffn_gate.weight", hidden, dim, ffn_shape, mm));
     CH_ASSIGN_OR_RETURN(layer.w_up, t.Matrix(p + "ffn_up.weight", hidden, dim, ffn_shape, mm));
-    CH_ASSIGN_OR_RETURN(layer.w_down,
-                        t.Matrix(p + "ffn_down.weight", dim, hidden,
-                                 "feed_forward_length x embedding_length", mm));
+    CH_ASSIGN_OR_RETURN(layer.w_down, t.Matrix(p + "ffn_down.weight", dim, hidden,
+                                               "feed_forward_length x embedding_length", mm));
   }
   for (const GgufTensor& tensor : g.tensors()) {
     w.parameters += tensor.elements();

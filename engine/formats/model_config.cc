@@ -32,9 +32,8 @@ Status ModelConfig::Validate() const {
                  " is odd; RoPE rotates pairs of dimensions");
   }
   if (rotated_dims() % 2 != 0 || rotated_dims() > head_size()) {
-    return Error("RoPE rotates " + std::to_string(rotated_dims()) +
-                 " dimensions of a head of " + std::to_string(head_size()) +
-                 "; must be even and at most the head size");
+    return Error("RoPE rotates " + std::to_string(rotated_dims()) + " dimensions of a head of " +
+                 std::to_string(head_size()) + "; must be even and at most the head size");
   }
   if (static_cast<int64_t>(head_size()) * n_heads > INT32_MAX / 4) {
     return Error("n_heads x head size " + std::to_string(n_heads) + " x " +

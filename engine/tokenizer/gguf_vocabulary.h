@@ -28,9 +28,9 @@ enum class VocabularyKind {
 
 struct GgufVocabularyInfo {
   VocabularyKind kind = VocabularyKind::kNone;
-  std::string model;  // tokenizer.ggml.model as written
-  std::string pre;    // tokenizer.ggml.pre (BPE pre-tokenizer), "" when absent
-  uint64_t size = 0;  // tokens
+  std::string model;           // tokenizer.ggml.model as written
+  std::string pre;             // tokenizer.ggml.pre (BPE pre-tokenizer), "" when absent
+  uint64_t size = 0;           // tokens
   bool chat_template = false;  // tokenizer.chat_template present
   // "SentencePiece (llama), 32000 tokens" / "byte-level BPE (gpt2, pre llama-bpe), 128256 tokens"
   std::string Describe() const;

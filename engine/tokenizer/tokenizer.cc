@@ -164,8 +164,7 @@ Result<Tokenizer> Tokenizer::FromVocabulary(const Vocabulary& v, std::string_vie
     return refuse("it has " + std::to_string(n) + " pieces");
   }
   if (v.scores.size() != n) {
-    return refuse(std::to_string(n) + " pieces but " + std::to_string(v.scores.size()) +
-                  " scores");
+    return refuse(std::to_string(n) + " pieces but " + std::to_string(v.scores.size()) + " scores");
   }
   const auto vocab = static_cast<int32_t>(n);
   auto in_range = [vocab](int32_t id) { return id >= 0 && id < vocab; };

@@ -108,8 +108,7 @@ Agreement Compare(const Model& model, const Tokenizer& tok, const Line& line) {
       // Which tokens llama.cpp may have chosen: any whose text starts the rest of its line.
       const std::string rest = line.text.substr(ours.size());
       std::ostringstream note;
-      note << "parted at token " << i << ": ours '" << piece << "' (logit " << logits[next]
-           << ")";
+      note << "parted at token " << i << ": ours '" << piece << "' (logit " << logits[next] << ")";
       for (int32_t id = 0; id < vocab; ++id) {
         const std::string p = PrintedPiece(tok, id);
         if (!p.empty() && rest.compare(0, p.size(), p) == 0 && p.size() >= 2) {
@@ -131,8 +130,8 @@ TEST(GgufReferenceTest, GreedyContinuationsAgreeWithLlamaCpp) {
   }
   int lines = 0;
   std::printf("%-24s %-28s %s\n", "file", "prompt", "agreement");
-  for (const char* name : {"llama-spm-Q8_0", "llama-spm-Q4_K_M", "llama-spm-Q4_0",
-                           "qwen2-spm-F16", "qwen2-spm-Q8_0"}) {
+  for (const char* name : {"llama-spm-Q8_0", "llama-spm-Q4_K_M", "llama-spm-Q4_0", "qwen2-spm-F16",
+                           "qwen2-spm-Q8_0"}) {
     const std::string base = *dir + "/" + name;
     Result<Model> model = Model::Open(base + ".gguf");
     ASSERT_TRUE(model) << model.error().message();
