@@ -113,6 +113,10 @@ TensorType GgufTensorType(GgufFileType file_type, std::string_view role, int32_t
       type = TensorType::kQ8_0;
     }
   }
+  // Rows that are not even whole 32-value blocks stay f16, as llama-quantize leaves them.
+  if (cols % GetTypeInfo(type).block_size != 0) {
+    type = TensorType::kF16;
+  }
   return type;
 }
 

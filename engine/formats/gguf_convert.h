@@ -17,7 +17,8 @@
 // classifier (the token embedding when shared) is Q6_K for Q4_0 and Q4_K_M; Q4_K_M also makes
 // attn_v and ffn_down Q6_K in llama.cpp's "more bits" layers (the first and last eighth, and
 // every third between); a K-quant whose rows are not a multiple of 256 values falls back to
-// Q5_0 (for Q4_K) or Q8_0 (for Q6_K), as llama-quantize does. Scale searches are the type
+// Q5_0 (for Q4_K) or Q8_0 (for Q6_K), as llama-quantize does, and rows that are not whole
+// 32-value blocks stay F16. Scale searches are the type
 // kernels' (QuantizeWeights), simpler than llama-quantize's: other bytes, valid blocks.
 #ifndef CELLHOUSE_ENGINE_FORMATS_GGUF_CONVERT_H_
 #define CELLHOUSE_ENGINE_FORMATS_GGUF_CONVERT_H_

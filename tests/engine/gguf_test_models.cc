@@ -84,14 +84,25 @@ GgufWriter MakeGgufModel(const GgufSpec& s, GgufFloats* floats) {
     tokens.emplace_back(name);
     types.push_back(6);
   }
-  for (int i = 0; static_cast<int32_t>(tokens.size()) < s.vocab; ++i) {
-    std::string piece = "\xE2\x96\x81";
-    piece += static_cast<char>('a' + i % 26);
+  // Then U+2581 (a space), the letters, and words: a space and one or two letters.
+  const std::string space = "\xE2\x96\x81";
+  std::vector<std::string> words = {space};
+  for (char c = 'a'; c <= 'z'; ++c) {
+    words.emplace_back(1, c);
+  }
+  for (int i = 0; static_cast<int32_t>(words.size() + tokens.size()) < s.vocab; ++i) {
+    std::string word = space;
+    word += static_cast<char>('a' + i % 26);
     if (i >= 26) {
-      piece += static_cast<char>('a' + (i / 26) % 26);
+      word += static_cast<char>('a' + (i / 26 - 1) % 26);
     }
-    tokens.push_back(piece);
-    types.push_back(1);
+    words.push_back(word);
+  }
+  for (const std::string& word : words) {
+    if (static_cast<int32_t>(tokens.size()) < s.vocab) {
+      tokens.push_back(word);
+      types.push_back(1);
+    }
   }
   std::vector<float> scores(tokens.size());
   for (size_t i = 0; i < scores.size(); ++i) {
