@@ -431,8 +431,8 @@ TEST_F(E2eTest, ChatFromAPipeHoldsOneConversationAcrossTurns) {
 // generates, and admission reserves the session's fp16 cache for the context celld was told.
 TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
   const std::string gguf = local_.File("tiny-Q8_0.gguf");
-  CommandResult convert = testing::RunCommand({testing::BinPath("cellmodel"), "convert", "--in",
-                                               model(), "--out", gguf, "--type", "Q8_0"});
+  CommandResult convert = testing::RunCommand(
+      {testing::BinPath("cellmodel"), "convert", "--in", model(), "--out", gguf, "--type", "Q8_0"});
   ASSERT_EQ(convert.exit_code, 0) << convert.err;
   ::chmod(gguf.c_str(), 0644);
   constexpr int32_t kContext = 96;

@@ -18,6 +18,7 @@
 #include "engine/run_state.h"
 #include "engine/tokenizer/gguf_vocabulary.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "tests/engine/greedy_agreement.h"
 #include "tests/support/test_env.h"
 
 namespace cellhouse::engine {
@@ -46,83 +47,6 @@ std::vector<Line> ReadTsv(const std::string& path) {
   return lines;
 }
 
-// A token's text as llama.cpp prints it: byte pieces as their byte, control pieces as written,
-// with tabs and newlines shown as spaces (the TSV's convention).
-std::string PrintedPiece(const Tokenizer& tok, int32_t id) {
-  std::string piece(tok.Piece(id));
-  if (piece.size() == 6 && piece.rfind("<0x", 0) == 0) {
-    piece = std::string(tok.Decode(-1, id));
-  }
-  std::replace(piece.begin(), piece.end(), '\t', ' ');
-  std::replace(piece.begin(), piece.end(), '\n', ' ');
-  return piece;
-}
-
-int32_t Argmax(const float* logits, int32_t n) {
-  int32_t best = 0;
-  for (int32_t i = 1; i < n; ++i) {
-    if (logits[i] > logits[best]) {
-      best = i;
-    }
-  }
-  return best;
-}
-
-struct Agreement {
-  int agreed = 0;     // generated tokens whose text matches the reference's, from the first
-  int generated = 0;  // tokens we generated
-  std::string note;   // where and how it parted
-};
-
-Agreement Compare(const Model& model, const Tokenizer& tok, const Line& line) {
-  Agreement result;
-  Result<std::vector<int32_t>> prompt = tok.Encode(line.prompt, {.add_bos = tok.add_bos()});
-  EXPECT_TRUE(prompt);
-  std::string ours;
-  for (int32_t id : *prompt) {
-    ours += PrintedPiece(tok, id);
-  }
-  if (line.text.compare(0, ours.size(), ours) != 0) {
-    ADD_FAILURE() << "the prompt's tokens print as '" << ours << "', llama.cpp's as the start of '"
-                  << line.text << "'";
-    return result;
-  }
-  const int32_t vocab = model.config().vocab_size;
-  const auto context = static_cast<int32_t>(prompt->size()) + line.tokens;
-  RunState state = *RunState::Create(model.config(), context, model.kv_precision());
-  const Kernels kernels = SelectKernels(MatVecKernel::kAuto);
-  const float* logits = Forward(model.weights(), kernels, state, *prompt, 0);
-  int32_t pos = static_cast<int32_t>(prompt->size());
-  bool agreeing = true;
-  for (int i = 0; i < line.tokens; ++i) {
-    const int32_t next = Argmax(logits, vocab);
-    if (tok.IsEndOfGeneration(next)) {
-      break;
-    }
-    const std::string piece = PrintedPiece(tok, next);
-    ++result.generated;
-    if (agreeing && line.text.compare(ours.size(), piece.size(), piece) == 0 && !piece.empty()) {
-      ++result.agreed;
-    } else if (agreeing) {
-      agreeing = false;
-      // Which tokens llama.cpp may have chosen: any whose text starts the rest of its line.
-      const std::string rest = line.text.substr(ours.size());
-      std::ostringstream note;
-      note << "parted at token " << i << ": ours '" << piece << "' (logit " << logits[next] << ")";
-      for (int32_t id = 0; id < vocab; ++id) {
-        const std::string p = PrintedPiece(tok, id);
-        if (!p.empty() && rest.compare(0, p.size(), p) == 0 && p.size() >= 2) {
-          note << ", llama.cpp's '" << p << "'? (logit " << logits[id] << ")";
-        }
-      }
-      result.note = note.str();
-    }
-    ours += piece;
-    logits = Forward(model.weights(), kernels, state, std::span(&next, 1), pos++);
-  }
-  return result;
-}
-
 TEST(GgufReferenceTest, GreedyContinuationsAgreeWithLlamaCpp) {
   std::optional<std::string> dir = cellhouse::testing::SharedModelPath("gguf");
   if (!dir) {
@@ -139,7 +63,9 @@ TEST(GgufReferenceTest, GreedyContinuationsAgreeWithLlamaCpp) {
     ASSERT_TRUE(tok) << tok.error().message();
     for (const Line& line : ReadTsv(base + ".greedy.tsv")) {
       ++lines;
-      const Agreement a = Compare(*model, *tok, line);
+      const testing::Agreement a =
+          testing::GreedyAgreement(*model, *tok, line.prompt, line.tokens, line.text);
+      EXPECT_TRUE(a.prompt_matches) << a.note;
       std::printf("%-24s %-28s %d/%d %s\n", name, line.prompt.c_str(), a.agreed, line.tokens,
                   a.note.c_str());
       EXPECT_GE(a.agreed, std::min(kRequiredAgreement, line.tokens))
