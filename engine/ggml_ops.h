@@ -7,8 +7,9 @@
 //   RmsNorm(x, weight, dim, 1e-5F, out);          // ggml_rms_norm, then ggml_mul by the weight
 //   RopeAngles(rope, pos, angles);                // ggml_rope_cache_init: cos, sin per pair
 //   Rope(rope, angles, head);                     // one head, in place
-//   SoftMax(scores, n, scale);                    // ggml_soft_max_ext with a causal mask
-//   SiluMul(gate, up, n);                         // ggml_silu, then ggml_mul
+//   SoftMax(scores, n, scale, isa);               // ggml_soft_max_ext with a causal mask
+//   SiluMul(gate, up, n, isa);                    // ggml_silu, then ggml_mul
+//   float s = LanesDotF16(keys, q, n, isa);       // tinyBLAS's f16 product (a prompt's)
 //
 // What each mirrors (ggml-cpu, read from the source and the shipped binary's disassembly):
 //  - RmsNorm: the squares summed in double in index order, mean rounded to float, scale =
@@ -23,13 +24,18 @@
 //    value times (float)(1 / sum).
 //  - SiluMul: x / (1 + exp(-x)) with ggml_v_expf in runs of 16, x / (1 + expf(-x)) for the rest,
 //    then times up.
-// Compiled with -ffp-contract=off: every fused multiply-add is written as one.
+//  - LanesDotF16: tinyBLAS's f16 x f16 product (llama.cpp's prompt path): value i accumulates in
+//    lane i % 16 with a fused multiply-add, then the 16 lanes are reduced.
+// Compiled with -ffp-contract=off: every fused multiply-add is written as one. `isa` picks the
+// code (with hardware FMA, AVX2 or AVX-512 where the CPU has it); every choice gives the same
+// bits.
 #ifndef CELLHOUSE_ENGINE_GGML_OPS_H_
 #define CELLHOUSE_ENGINE_GGML_OPS_H_
 
 #include <cstdint>
 
 #include "engine/formats/model_config.h"
+#include "engine/kernels/type_kernels.h"
 
 namespace cellhouse::engine {
 
@@ -55,10 +61,13 @@ void RopeAngles(const RopeParams& rope, int32_t pos, float* angles);
 void Rope(const RopeParams& rope, const float* angles, float* head);
 
 // In place: x[i] = exp(x[i] * scale - max) / sum over the n values.
-void SoftMax(float* x, int64_t n, float scale);
+void SoftMax(float* x, int64_t n, float scale, KernelIsa isa);
 
 // gate[i] = silu(gate[i]) * up[i].
-void SiluMul(float* gate, const float* up, int64_t n);
+void SiluMul(float* gate, const float* up, int64_t n, KernelIsa isa);
+
+// sum of a[i] (halves) * b[i] over n values, in tinyBLAS's 16-lane order.
+float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa);
 
 }  // namespace cellhouse::engine
 

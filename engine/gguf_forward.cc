@@ -69,17 +69,6 @@ RopeParams RopeOf(const GgufWeights& w) {
           .freq_factors = w.rope_freqs.empty() ? nullptr : w.rope_freqs.data()};
 }
 
-// tinyBLAS's f16 product as llama.cpp runs it for a prompt: one 16-lane accumulator, value i in
-// lane i % 16, fused, then the lanes reduced. (Decode uses ggml_vec_dot_f16: the f16 type kernel.)
-float PromptDotF16(const uint16_t* a, size_t a_stride, const float* b, int64_t count) {
-  float lanes[16] = {};
-  for (int64_t i = 0; i < count; ++i) {
-    lanes[i % 16] =
-        std::fma(HalfToFloat(a[static_cast<size_t>(i) * a_stride]), b[i], lanes[i % 16]);
-  }
-  return ReduceAdd16(lanes);
-}
-
 }  // namespace
 
 namespace gguf_steps {
@@ -168,17 +157,17 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
       float* scores = s.scores + static_cast<size_t>(h) * PadToKv(c.seq_len);
       for (int32_t p = 0; p < count; ++p) {
         const uint16_t* key = keys + static_cast<size_t>(p) * kv_dim + g;
-        scores[p] = prompt && hd % 16 == 0 ? PromptDotF16(key, 1, qh, hd)
+        scores[p] = prompt && hd % 16 == 0 ? LanesDotF16(key, qh, hd, isa)
                                            : f16.dot(reinterpret_cast<const std::byte*>(key),
                                                      reinterpret_cast<const std::byte*>(qh), hd);
       }
       std::fill(scores + count, scores + padded, -INFINITY);  // the causal mask
-      SoftMax(scores, padded, scale);
+      SoftMax(scores, padded, scale, isa);
       f16.quantize_activations(scores, 1, padded, reinterpret_cast<std::byte*>(weights_half));
       for (int32_t d = 0; d < hd; ++d) {
         const uint16_t* row = values + (g + static_cast<size_t>(d)) * capacity;
         ot[static_cast<size_t>(h) * hd + d] =
-            prompt ? PromptDotF16(row, 1, weights_half, padded)
+            prompt ? LanesDotF16(row, weights_half, padded, isa)
                    : f16.dot(reinterpret_cast<const std::byte*>(row),
                              reinterpret_cast<const std::byte*>(weights_half), padded);
       }
@@ -198,7 +187,7 @@ void AttentionOutputAndFeedForward(const GgufWeights& w, KernelIsa isa, int32_t 
     RmsNorm(Row(b.x, t, c.dim), L.ffn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
   }
   Project(isa, b.h, n, c.dim, b.typed_input, {{&L.w_gate, b.gate, {}}, {&L.w_up, b.up, {}}});
-  SiluMul(b.gate, b.up, static_cast<int64_t>(n) * c.hidden_dim);
+  SiluMul(b.gate, b.up, static_cast<int64_t>(n) * c.hidden_dim, isa);
   Project(isa, b.gate, n, c.hidden_dim, b.typed_input, {{&L.w_down, b.h2, {}}});
   for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) {
     b.x[i] += b.h2[i];
