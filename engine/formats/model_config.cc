@@ -35,7 +35,8 @@ Status ModelConfig::Validate() const {
     return Error("RoPE rotates " + std::to_string(rotated_dims()) + " dimensions of a head of " +
                  std::to_string(head_size()) + "; must be even and at most the head size");
   }
-  if (static_cast<int64_t>(head_size()) * n_heads > INT32_MAX / 4) {
+  // Heads of their own size (GGUF) make a query width other than dim; it must fit as dim does.
+  if (head_dim != 0 && static_cast<int64_t>(head_dim) * n_heads > INT32_MAX / 4) {
     return Error("n_heads x head size " + std::to_string(n_heads) + " x " +
                  std::to_string(head_size()) + " is too large");
   }

@@ -214,7 +214,9 @@ TEST(GgufTest, WrongTypesAndMissingKeysAreNamed) {
 TEST(GgufTest, EveryTruncationIsRefused) {
   const std::vector<std::byte> full = SmallFile();
   // The padding after the last tensor's data is not needed: cut there, the file is whole.
-  const GgufTensor& last = ParseCopy(full)->tensors().back();
+  const Result<GgufFile> parsed = ParseCopy(full);
+  ASSERT_TRUE(parsed);
+  const GgufTensor& last = parsed->tensors().back();
   const size_t end = last.offset + last.bytes;
   ASSERT_LT(end, full.size());
   ASSERT_TRUE(ParseCopy(std::vector<std::byte>(full.begin(), full.begin() + end)));
