@@ -80,8 +80,9 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
     return Error("the prompt of " + std::to_string(prompt.size()) + " bytes cannot fit in the " +
                  std::to_string(context_length() - processed_) + " positions left of the context");
   }
-  CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt_tokens,
-                      tokenizer_->Encode(prompt, {.add_bos = tokens_.empty()}));
+  CH_ASSIGN_OR_RETURN(
+      std::vector<int32_t> prompt_tokens,
+      tokenizer_->Encode(prompt, {.add_bos = tokens_.empty() && tokenizer_->add_bos()}));
   const size_t unprocessed =
       tokens_.size() - static_cast<size_t>(processed_) + prompt_tokens.size();
   if (unprocessed == 0) {
@@ -115,7 +116,7 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
       break;
     }
     const int32_t next = sampler_.Sample(std::span(state_.logits, vocab), params, rng);
-    if (next == kBosToken) {
+    if (tokenizer_->IsEndOfGeneration(next)) {
       stats.stop = StopReason::kEndOfText;
       break;
     }

@@ -8,7 +8,9 @@
 //                 [](int32_t token, std::string_view piece) { Send(piece); return true; }));
 //
 // Semantics are llama2.c's `run`: the first turn's prompt is BOS + encode(prompt), no EOS; each
-// position's logits pick the next token; generation stops at BOS (not emitted). The last token
+// position's logits pick the next token; generation stops at BOS (not emitted). With a GGUF
+// vocabulary, BOS is added if the file says so and generation stops at its end-of-generation ids
+// (EOS, end of turn), as llama.cpp's do. The last token
 // a turn emits is in the history but not yet processed; the next turn processes it first.
 //
 // After Create(), Turn() allocates nothing per token and makes no system call other than
@@ -51,7 +53,7 @@ class Conversation {
 
   enum class StopReason {
     kMaxTokens,    // max_new_tokens were generated
-    kEndOfText,    // the model produced BOS
+    kEndOfText,    // the model produced an end-of-generation token (BOS for llama2.c)
     kContextFull,  // the next token would not fit in the context
     kCancelled,    // on_token returned false
   };

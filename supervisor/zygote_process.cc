@@ -53,6 +53,10 @@ Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
     spawn.argv.push_back("--tokenizer");
     spawn.argv.push_back(options.tokenizer);
   }
+  if (options.ctx_size > 0) {
+    spawn.argv.push_back("--ctx-size");
+    spawn.argv.push_back(std::to_string(options.ctx_size));
+  }
   if (!options.lock_weights) spawn.argv.push_back("--no-mlock");
   spawn.argv.insert(spawn.argv.end(), options.extra_args.begin(), options.extra_args.end());
   spawn.fds = {{kZygoteChannelFd, channel.second.get()}};

@@ -136,14 +136,80 @@ Result<Tokenizer> Tokenizer::Parse(std::span<const std::byte> file, int32_t voca
     std::memcpy(t.text_.get() + t.offsets_[i], file.data() + pos + 8, len);
     pos += 8 + len;
   }
-  t.byte_value_.resize(n);
-  t.ids_.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    std::string_view piece = t.Piece(static_cast<int32_t>(i));
-    t.byte_value_[i] = ByteValue(piece);
-    t.ids_.emplace(piece, static_cast<int32_t>(i));  // keeps the lowest id of a duplicate
-  }
+  t.Index();
   return t;
+}
+
+void Tokenizer::Index() {
+  const size_t n = scores_.size();
+  byte_value_.assign(n, -1);
+  byte_token_.assign(256, -1);
+  ids_.reserve(n);
+  for (size_t i = n; i-- > 0;) {  // backwards, so that the lowest id of a duplicate wins
+    std::string_view piece = Piece(static_cast<int32_t>(i));
+    byte_value_[i] = ByteValue(piece);
+    if (byte_value_[i] >= 0) {
+      byte_token_[static_cast<size_t>(byte_value_[i])] = static_cast<int32_t>(i);
+    }
+    ids_[piece] = static_cast<int32_t>(i);
+  }
+}
+
+Result<Tokenizer> Tokenizer::FromVocabulary(const Vocabulary& v, std::string_view name) {
+  auto refuse = [&](const std::string& why) {
+    return Error("reading the vocabulary of '" + std::string(name) + "': " + why);
+  };
+  const size_t n = v.pieces.size();
+  if (n == 0 || n > static_cast<size_t>(INT32_MAX / 2)) {
+    return refuse("it has " + std::to_string(n) + " pieces");
+  }
+  if (v.scores.size() != n) {
+    return refuse(std::to_string(n) + " pieces but " + std::to_string(v.scores.size()) + " scores");
+  }
+  const auto vocab = static_cast<int32_t>(n);
+  auto in_range = [vocab](int32_t id) { return id >= 0 && id < vocab; };
+  if (!in_range(v.bos) || !in_range(v.eos)) {
+    return refuse("BOS " + std::to_string(v.bos) + " or EOS " + std::to_string(v.eos) +
+                  " is not one of its " + std::to_string(n) + " pieces");
+  }
+  for (int32_t id : v.end_of_generation) {
+    if (!in_range(id)) {
+      return refuse("end-of-generation id " + std::to_string(id) + " is not one of its pieces");
+    }
+  }
+  Tokenizer t;
+  size_t text_bytes = 0;
+  size_t longest = 1;
+  t.offsets_.reserve(n + 1);
+  for (size_t i = 0; i < n; ++i) {
+    if (std::isnan(v.scores[i])) {
+      return refuse("piece " + std::to_string(i) + " has a NaN score");
+    }
+    t.offsets_.push_back(static_cast<uint32_t>(text_bytes));
+    text_bytes += v.pieces[i].size();
+    longest = std::max(longest, v.pieces[i].size());
+    if (text_bytes > std::numeric_limits<uint32_t>::max() || longest > kMaxPieceBytes) {
+      return refuse("its pieces are too long");
+    }
+  }
+  t.offsets_.push_back(static_cast<uint32_t>(text_bytes));
+  t.text_ = std::make_unique<char[]>(text_bytes + 1);
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(t.text_.get() + t.offsets_[i], v.pieces[i].data(), v.pieces[i].size());
+  }
+  t.scores_ = v.scores;
+  t.max_token_length_ = static_cast<int32_t>(longest);
+  t.bos_ = v.bos;
+  t.eos_ = v.eos;
+  t.add_bos_ = v.add_bos;
+  t.end_of_generation_ = v.end_of_generation;
+  t.Index();
+  return t;
+}
+
+bool Tokenizer::IsEndOfGeneration(int32_t id) const {
+  return std::find(end_of_generation_.begin(), end_of_generation_.end(), id) !=
+         end_of_generation_.end();
 }
 
 std::string_view Tokenizer::Piece(int32_t id) const {
@@ -250,11 +316,15 @@ Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOpti
   std::vector<int32_t> tokens;
   tokens.reserve(text.size() + 3);
   if (options.add_bos) {
-    tokens.push_back(kBosToken);
+    tokens.push_back(bos_);
   }
   auto push_bytes = [&](std::string_view bytes) -> Status {
     for (char c : bytes) {
-      int32_t id = static_cast<unsigned char>(c) + kFirstByteToken;
+      // A "<0xHH>" piece; llama2.c's position for it (id b + 3) when the vocabulary names none.
+      int32_t id = byte_token_[static_cast<unsigned char>(c)];
+      if (id < 0) {
+        id = static_cast<unsigned char>(c) + kFirstByteToken;
+      }
       if (id >= vocab_size()) {
         return Error("encoding text: the vocabulary of " + std::to_string(vocab_size()) +
                      " pieces has no byte piece for byte " +
@@ -292,7 +362,7 @@ Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOpti
   }
   MergePairs(tokens);
   if (options.add_eos) {
-    tokens.push_back(kEosToken);
+    tokens.push_back(eos_);
   }
   return tokens;
 }
@@ -303,7 +373,7 @@ std::string_view Tokenizer::Decode(int32_t prev_token, int32_t token) const {
   }
   std::string_view piece = Piece(token);
   // After BOS, sentencepiece strips the leading space of the first piece (the dummy prefix).
-  if (prev_token == kBosToken && !piece.empty() && piece.front() == ' ') {
+  if (prev_token == bos_ && !piece.empty() && piece.front() == ' ') {
     piece.remove_prefix(1);
   }
   int16_t byte = byte_value_[static_cast<size_t>(token)];

@@ -11,6 +11,10 @@
 //
 // Encode and Decode reproduce llama2.c's encode() and decode() token for token, so outputs can
 // be compared with the reference implementation.
+//
+// The same tokenizer serves a SentencePiece-style vocabulary from a GGUF file
+// (tokenizer.ggml.model = llama; gguf_tokenizer.h builds the Vocabulary): its own BOS, EOS and
+// byte-piece ids, whether to add BOS, and which ids end a generation.
 #ifndef CELLHOUSE_ENGINE_TOKENIZER_TOKENIZER_H_
 #define CELLHOUSE_ENGINE_TOKENIZER_TOKENIZER_H_
 
@@ -34,8 +38,19 @@ inline constexpr int32_t kEosToken = 2;
 inline constexpr int32_t kFirstByteToken = 3;
 
 struct EncodeOptions {
-  bool add_bos = false;  // start with BOS (id 1)
-  bool add_eos = false;  // end with EOS (id 2)
+  bool add_bos = false;  // start with BOS (bos(): id 1 in a llama2.c vocabulary)
+  bool add_eos = false;  // end with EOS (eos(): id 2 in a llama2.c vocabulary)
+};
+
+// A vocabulary given piece by piece, for FromVocabulary.
+struct Vocabulary {
+  std::vector<std::string> pieces;  // each id's text, spaces as ' ' (not SentencePiece's U+2581)
+  std::vector<float> scores;        // one per piece: merges prefer the higher
+  int32_t bos = kBosToken;
+  int32_t eos = kEosToken;
+  bool add_bos = true;  // what a conversation starts with
+  // Ids that end a generation when sampled (EOS, end-of-turn, ...), not emitted.
+  std::vector<int32_t> end_of_generation = {kEosToken};
 };
 
 class Tokenizer {
@@ -44,6 +59,9 @@ class Tokenizer {
   // Pure: parses a tokenizer file of exactly `vocab_size` pieces. `name` prefixes messages.
   static Result<Tokenizer> Parse(std::span<const std::byte> file, int32_t vocab_size,
                                  std::string_view name);
+  // From pieces and scores (a GGUF file's vocabulary). `name` prefixes messages. Every special id
+  // must be a piece.
+  static Result<Tokenizer> FromVocabulary(const Vocabulary& vocabulary, std::string_view name);
 
   Tokenizer(Tokenizer&&) noexcept = default;
   Tokenizer& operator=(Tokenizer&&) noexcept = default;
@@ -52,6 +70,13 @@ class Tokenizer {
   int32_t max_token_length() const { return max_token_length_; }
   std::string_view Piece(int32_t id) const;
   float Score(int32_t id) const { return scores_[static_cast<size_t>(id)]; }
+  int32_t bos() const { return bos_; }
+  int32_t eos() const { return eos_; }
+  // Whether a conversation starts with BOS (always, for a llama2.c tokenizer).
+  bool add_bos() const { return add_bos_; }
+  // Whether sampling `id` ends a generation: BOS for a llama2.c tokenizer (llama2.c's run stops
+  // there), the vocabulary's end-of-generation ids for one made with FromVocabulary.
+  bool IsEndOfGeneration(int32_t id) const;
 
   // llama2.c's encode(): a leading " " piece when the text is not empty, each UTF-8 character
   // looked up (bytes fall back to byte pieces), then repeated merges of the adjacent pair whose
@@ -66,6 +91,8 @@ class Tokenizer {
 
  private:
   Tokenizer() = default;
+  // Indexes the pieces once text_, offsets_ and scores_ are filled.
+  void Index();
   int32_t Lookup(std::string_view piece) const;
   // The piece `left` and `right` concatenate to, if it exists and may merge; else -1.
   int32_t MergeOf(int32_t left, int32_t right, std::string& scratch) const;
@@ -76,6 +103,11 @@ class Tokenizer {
   std::vector<uint32_t> offsets_;  // vocab_size + 1 offsets into text_
   std::vector<float> scores_;
   std::vector<int16_t> byte_value_;  // the byte a "<0xHH>" piece stands for, or -1
+  std::vector<int32_t> byte_token_;  // [256]: the lowest id of byte b's piece, or -1
+  int32_t bos_ = kBosToken;
+  int32_t eos_ = kEosToken;
+  bool add_bos_ = true;
+  std::vector<int32_t> end_of_generation_ = {kBosToken};
   // Piece text -> lowest id with that text. Keys view text_, which never moves.
   std::unordered_map<std::string_view, int32_t> ids_;
 };
