@@ -9,7 +9,7 @@ packages=(
   clang clang-tidy clang-format libclang-rt-14-dev
   # libraries the project links
   libseccomp-dev libcap-dev libsystemd-dev libprotobuf-dev protobuf-compiler
-  libspdlog-dev libfmt-dev libopenblas-dev libmicrohttpd-dev
+  libspdlog-dev libfmt-dev libopenblas-dev libmicrohttpd-dev libpcre2-dev nlohmann-json3-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   systemd util-linux bubblewrap gnuplot-nox procps
