@@ -13,6 +13,7 @@
 #ifndef CELLHOUSE_ENGINE_KERNELS_PREFETCH_H_
 #define CELLHOUSE_ENGINE_KERNELS_PREFETCH_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -60,6 +61,43 @@ class RowPrefetch {
   size_t row_bytes_;
   uintptr_t issued_;
   uintptr_t end_;
+};
+
+// The GGUF type kernels read R weight rows at once, R streams a row apart, which this machine's
+// hardware prefetchers serve poorly (measured, Q8_0 decode: 13 GB/s with 4 rows, 28 GB/s one row
+// at a time); one row at a time is bound by its chain of dependent multiply-adds instead. So each
+// tile of rows, while it computes, prefetches the next tile's bytes in address order, spread
+// evenly over its steps: to the memory system one sequential stream, one tile ahead (Q8_0 decode
+// with 8 rows: 35-39 GB/s where a plain read streams 40-45).
+//
+//   SpreadPrefetch ahead(next_tile, next_tile_end, blocks);
+//   for (b = 0; b < blocks; ++b) { ahead.Step(b); ... }
+class SpreadPrefetch {
+ public:
+  SpreadPrefetch(const void* begin, const void* end, int64_t steps)
+      : next_(reinterpret_cast<uintptr_t>(begin)),
+        begin_(next_),
+        end_(std::max(next_, reinterpret_cast<uintptr_t>(end))),
+        per_step_(steps > 0 ? (end_ - begin_ + static_cast<uintptr_t>(steps) - 1) /
+                                  static_cast<uintptr_t>(steps)
+                            : 0) {}
+
+  // Before step `step` (0-based): the lines up to where step + 1 of the steps ends.
+  void Step(int64_t step) {
+    uintptr_t target = begin_ + per_step_ * (static_cast<uintptr_t>(step) + 1);
+    target = target < end_ ? target : end_;
+    for (; next_ < target; next_ += kCacheLine) {
+      // Only ever a prefetch hint, never dereferenced.
+      __builtin_prefetch(
+          reinterpret_cast<const char*>(next_));  // NOLINT(performance-no-int-to-ptr)
+    }
+  }
+
+ private:
+  uintptr_t next_;
+  uintptr_t begin_;
+  uintptr_t end_;
+  uintptr_t per_step_;
 };
 
 }  // namespace cellhouse::engine::internal

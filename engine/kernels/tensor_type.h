@@ -115,6 +115,45 @@ inline constexpr std::array<TypeInfo, 32> kTypeInfos = {{
     {TensorType::kMXFP4, "mxfp4", 0, 0, TensorType::kMXFP4, false, false},
 }};
 
+// Where each field of a block lies (byte offsets from the block's start; ggml-common.h), for the
+// types above whose layout is given. Halves (f16) and the q8_K float are little-endian. How the
+// fields make values:
+//   q4_0/q4_1   value k < 16 is the low nibble of qs[k], value k + 16 its high nibble
+//   q5_0/q5_1   the same, plus bit k of qh (a little-endian u32) as the nibble's fifth bit
+//   q4_K/q5_K   sub-block s (32 values) has a 6-bit scale and min from scales[12] (KScaleMin);
+//               values 64j + l (l < 32) are the low nibbles of qs[32j + l], values 64j + 32 + l
+//               their high nibbles; q5_K's fifth bits: bit 2j (low) or 2j + 1 (high) of qh[l]
+//   q6_K        values 128h + 32i + l (i < 4, l < 32): low 4 bits from ql[64h + l] (i even) or
+//               ql[64h + 32 + l] (i odd), the low nibble for i < 2 and the high one for i >= 2;
+//               top 2 bits from qh[32h + l] >> 2i; q - 32; sub-block of 16 values s has scale
+//               scales[s] (signed)
+//   q8_K        bsums[i] = the sum of qs[16i .. 16i + 15]
+namespace block {
+inline constexpr size_t kQ4_0D = 0, kQ4_0Qs = 2;
+inline constexpr size_t kQ4_1D = 0, kQ4_1M = 2, kQ4_1Qs = 4;
+inline constexpr size_t kQ5_0D = 0, kQ5_0Qh = 2, kQ5_0Qs = 6;
+inline constexpr size_t kQ5_1D = 0, kQ5_1M = 2, kQ5_1Qh = 4, kQ5_1Qs = 8;
+inline constexpr size_t kQ8_0D = 0, kQ8_0Qs = 2;
+inline constexpr size_t kQ8_1D = 0, kQ8_1S = 2, kQ8_1Qs = 4;
+inline constexpr size_t kQ4_KD = 0, kQ4_KDmin = 2, kQ4_KScales = 4, kQ4_KQs = 16;
+inline constexpr size_t kQ5_KD = 0, kQ5_KDmin = 2, kQ5_KScales = 4, kQ5_KQh = 16, kQ5_KQs = 48;
+inline constexpr size_t kQ6_KQl = 0, kQ6_KQh = 128, kQ6_KScales = 192, kQ6_KD = 208;
+inline constexpr size_t kQ8_KD = 0, kQ8_KQs = 4, kQ8_KBsums = 260;
+
+// Sub-block s (0..7) of a q4_K or q5_K block: its 6-bit scale and min, packed in 12 bytes.
+struct KScaleMin {
+  uint8_t scale;
+  uint8_t min;
+};
+constexpr KScaleMin UnpackKScaleMin(const uint8_t* scales, int s) {
+  if (s < 4) {
+    return {static_cast<uint8_t>(scales[s] & 63), static_cast<uint8_t>(scales[s + 4] & 63)};
+  }
+  return {static_cast<uint8_t>((scales[s + 4] & 0xF) | ((scales[s - 4] >> 6) << 4)),
+          static_cast<uint8_t>((scales[s + 4] >> 4) | ((scales[s] >> 6) << 4))};
+}
+}  // namespace block
+
 // The row for a raw id from a file; nullptr for an id ggml never defined (or retired).
 constexpr const TypeInfo* FindTypeInfo(uint32_t id) {
   for (const TypeInfo& info : kTypeInfos) {
@@ -125,9 +164,11 @@ constexpr const TypeInfo* FindTypeInfo(uint32_t id) {
   return nullptr;
 }
 
-// The row for a type; every TensorType has one.
+// The row for a type; every TensorType has one (the fallback only keeps GCC's null-dereference
+// analysis quiet).
 constexpr const TypeInfo& GetTypeInfo(TensorType type) {
-  return *FindTypeInfo(static_cast<uint32_t>(type));
+  const TypeInfo* info = FindTypeInfo(static_cast<uint32_t>(type));
+  return info != nullptr ? *info : kTypeInfos[0];
 }
 
 // Bytes of `count` values of a computable type; nullopt when count is not a whole number of

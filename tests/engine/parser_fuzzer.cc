@@ -1,5 +1,5 @@
-// libFuzzer target for the parsers that read untrusted bytes: the checkpoint (fp32 or int8) and
-// the tokenizer. Each may refuse; none may crash, hang or read past the input (ASan). An int8
+// libFuzzer target for the parsers that read untrusted bytes: the checkpoint (fp32 or int8), GGUF
+// and the tokenizer. Each may refuse; none may crash, hang or read past the input (ASan). An int8
 // file that parses also runs one forward step, so the kernels' indexing meets hostile shapes.
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/formats/checkpoint.h"
+#include "engine/formats/gguf.h"
 #include "engine/formats/quantized_checkpoint.h"
 #include "engine/forward.h"
 #include "engine/kernels/kernels.h"
@@ -22,7 +23,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 0) {
     std::memcpy(bytes.data(), data, size);
   }
-  if (cellhouse::engine::IsQuantizedCheckpoint(bytes)) {
+  if (cellhouse::engine::IsGguf(bytes)) {
+    auto gguf = cellhouse::engine::GgufFile::Parse(bytes, "fuzz.gguf");
+    if (gguf) {
+      // Every value read back through the views Parse checked.
+      size_t sink = 0;
+      for (const cellhouse::engine::GgufMetadata& m : gguf->metadata()) {
+        sink += m.value.Describe().size();
+        for (const cellhouse::engine::GgufValue& e : m.value.Elements()) {
+          sink += e.Describe().size() + e.Elements().size();
+        }
+        static_cast<void>(gguf->GetStringArray(m.key));
+        static_cast<void>(gguf->GetFloat32Array(m.key));
+        static_cast<void>(gguf->GetInt32Array(m.key));
+      }
+      for (const cellhouse::engine::GgufTensor& t : gguf->tensors()) {
+        sink += static_cast<size_t>(t.data.back()) + t.Describe().size();
+      }
+      volatile size_t keep = sink;
+      static_cast<void>(keep);
+    }
+  } else if (cellhouse::engine::IsQuantizedCheckpoint(bytes)) {
     using cellhouse::engine::Kernels;
     using cellhouse::engine::MatVecKernel;
     using cellhouse::engine::RunState;

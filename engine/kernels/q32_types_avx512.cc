@@ -1,0 +1,485 @@
+// Products of the 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with AVX-512 (F/BW/VL
+// VNNI) on 256-bit vectors: the arithmetic of q32_types.cc, bit for bit. Only these functions are
+// compiled for those extensions (target attribute); the table uses them only on such CPUs.
+//
+// How the integers are made exact with vpdpbusd (unsigned bytes times signed bytes, four products
+// summed per 32-bit lane): each weight block is unpacked to 32 unsigned bytes u = value + offset
+// (offset 128 for Q8_0 through an XOR with 0x80, 8 for Q4_0, 16 for Q5_0, 0 for Q4_1/Q5_1), and
+// the lane sums start from -offset * (the lane's four activation bytes summed), which one
+// vpdpbusd per activation block computes. Lane j then holds the exact L[j] of the definition,
+// and the float work is the definition's: d = half(w.d) * half(x.d), acc = fma(d, float(L), acc),
+// hsum_float_8 at the end (kVecDot), or the lanes summed exactly and one fma per block (Q4_0
+// kInterleaved8).
+//
+// Rows x tokens tiles: a block of R weight rows is unpacked once and meets T activation rows
+// (prefill; decode is T = 1). Each (row, token) output still sees exactly the operations of its
+// own dot product, in block order, so results do not depend on the tile, n, or the row range.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "engine/kernels/prefetch.h"
+#include "engine/kernels/type_kernels_internal.h"
+
+#define CH_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+namespace cellhouse::engine::internal {
+
+namespace {
+
+template <TensorType kType>
+struct Q32 {
+  static constexpr size_t kBytes = GetTypeInfo(kType).block_bytes;
+  static constexpr TensorType kPartner = GetTypeInfo(kType).partner;
+  static constexpr size_t kXBytes = GetTypeInfo(kPartner).block_bytes;
+  static constexpr size_t kXQs = kPartner == TensorType::kQ8_1 ? block::kQ8_1Qs : block::kQ8_0Qs;
+  static constexpr int kOffset = kType == TensorType::kQ8_0   ? 128
+                                 : kType == TensorType::kQ4_0 ? 8
+                                 : kType == TensorType::kQ5_0 ? 16
+                                                              : 0;
+  static constexpr bool kMin = kType == TensorType::kQ4_1 || kType == TensorType::kQ5_1;
+  static constexpr bool kFive = kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1;
+  static constexpr size_t kQs = kType == TensorType::kQ4_0   ? block::kQ4_0Qs
+                                : kType == TensorType::kQ4_1 ? block::kQ4_1Qs
+                                : kType == TensorType::kQ5_0 ? block::kQ5_0Qs
+                                : kType == TensorType::kQ5_1 ? block::kQ5_1Qs
+                                                             : block::kQ8_0Qs;
+  static constexpr size_t kQh = kType == TensorType::kQ5_0 ? block::kQ5_0Qh : block::kQ5_1Qh;
+  static constexpr size_t kM = kType == TensorType::kQ4_1 ? block::kQ4_1M : block::kQ5_1M;
+};
+
+// The block's 32 values plus the type's offset, as unsigned bytes in value order.
+template <TensorType kType>
+CH_AVX512 inline __m256i Unpack(const std::byte* b) {
+  using P = Q32<kType>;
+  if constexpr (kType == TensorType::kQ8_0) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + P::kQs)),
+                            _mm256_set1_epi8(static_cast<char>(0x80)));
+  } else {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + P::kQs));
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+    v = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+    if constexpr (P::kFive) {
+      // Bit k of qh is value k's fifth bit: a byte mask for a masked add of 16.
+      const __mmask32 high = _cvtu32_mask32(LoadU32(b + P::kQh));
+      v = _mm256_mask_add_epi8(v, high, v, _mm256_set1_epi8(16));
+    }
+    return v;
+  }
+}
+
+// A half widened and broadcast to 8 lanes.
+CH_AVX512 inline __m256 BroadcastHalf(const std::byte* p) {
+  return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<int16_t>(LoadU16(p))));
+}
+
+CH_AVX512 inline float HalfScalar(const std::byte* p) {
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(LoadU16(p))));
+}
+
+// ggml's hsum_float_8, instruction for instruction.
+CH_AVX512 inline float Hsum8(__m256 v) {
+  __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+// One activation block, ready for every row: its bytes, the lane sums' starting values
+// (-offset * the lane's four bytes summed), its scale (and Q8_1's s).
+struct XBlock {
+  __m256i q;
+  __m256i start;
+  __m256 d;
+  float s;
+};
+
+template <TensorType kType>
+CH_AVX512 inline XBlock LoadX(const std::byte* xb) {
+  using P = Q32<kType>;
+  XBlock x;
+  x.q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + P::kXQs));
+  if constexpr (P::kOffset != 0) {
+    const __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+                                             _mm256_set1_epi8(static_cast<char>(P::kOffset)), x.q);
+    x.start = _mm256_sub_epi32(_mm256_setzero_si256(), sums);
+  } else {
+    x.start = _mm256_setzero_si256();
+  }
+  x.d = BroadcastHalf(xb);
+  if constexpr (P::kMin) {
+    x.s = HalfScalar(xb + block::kQ8_1S);
+  } else {
+    x.s = 0.0F;
+  }
+  return x;
+}
+
+// kVecDot: R rows x T tokens over all blocks; y[t * y_stride + r].
+template <TensorType kType, int R, int T>
+CH_AVX512 void TileVec(const std::byte* w, size_t w_stride, const std::byte* x, size_t x_stride,
+                       int64_t blocks, float* y, size_t y_stride, SpreadPrefetch ahead) {
+  using P = Q32<kType>;
+  __m256 acc[R][T];
+  float summs[R][T];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      acc[r][t] = _mm256_setzero_ps();
+      summs[r][t] = 0.0F;
+    }
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    ahead.Step(b);
+    __m256i wu[R];
+    __m256 wd[R];
+    float wm[R];
+    for (int r = 0; r < R; ++r) {
+      const std::byte* wb =
+          w + static_cast<size_t>(r) * w_stride + static_cast<size_t>(b) * P::kBytes;
+      wu[r] = Unpack<kType>(wb);
+      wd[r] = BroadcastHalf(wb);
+      if constexpr (P::kMin) {
+        wm[r] = HalfScalar(wb + P::kM);
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const XBlock xb =
+          LoadX<kType>(x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(b) * P::kXBytes);
+      for (int r = 0; r < R; ++r) {
+        const __m256i lanes = _mm256_dpbusd_epi32(xb.start, wu[r], xb.q);
+        const __m256 d = _mm256_mul_ps(wd[r], xb.d);
+        acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[r][t]);
+        if constexpr (P::kMin) {
+          summs[r][t] = _mm_cvtss_f32(
+              _mm_fmadd_ss(_mm_set_ss(wm[r]), _mm_set_ss(xb.s), _mm_set_ss(summs[r][t])));
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      float v = Hsum8(acc[r][t]);
+      if constexpr (P::kMin) {
+        v = v + summs[r][t];
+      }
+      y[static_cast<size_t>(t) * y_stride + static_cast<size_t>(r)] = v;
+    }
+  }
+}
+
+// The same values without the offset, as signed bytes.
+template <TensorType kType>
+CH_AVX512 inline __m256i UnpackSigned(const std::byte* b) {
+  using P = Q32<kType>;
+  if constexpr (kType == TensorType::kQ8_0) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + P::kQs));
+  } else if constexpr (P::kOffset != 0) {
+    return _mm256_sub_epi8(Unpack<kType>(b), _mm256_set1_epi8(static_cast<char>(P::kOffset)));
+  } else {
+    return Unpack<kType>(b);
+  }
+}
+
+// GCC 12's unmasked forms of some 512-bit intrinsics pass an undefined vector as the merge
+// source and trip -Wmaybe-uninitialized in its own header; the zero-masked forms with an
+// all-ones mask compile to the same instructions (as in kernels_avx512.cc).
+constexpr __mmask16 kAll16 = 0xFFFF;
+
+// Two halves (at a, b) widened: lanes 0-7 a, lanes 8-15 b.
+CH_AVX512 inline __m512 HalfPair(const std::byte* a, const std::byte* b) {
+  const __m256i h = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(LoadU16(a)))),
+      _mm_set1_epi16(static_cast<int16_t>(LoadU16(b))), 1);
+  return _mm512_maskz_cvtph_ps(kAll16, h);
+}
+
+CH_AVX512 inline __m512i Pair(__m256i lo, __m256i hi) {
+  const __m512i low = _mm512_maskz_inserti64x4(0xFF, _mm512_setzero_si512(), lo, 0);
+  return _mm512_maskz_inserti64x4(0xFF, low, hi, 1);
+}
+
+CH_AVX512 inline __m512 ToFloat(__m512i v) { return _mm512_maskz_cvtepi32_ps(kAll16, v); }
+
+CH_AVX512 inline __m256 High(__m512 v) {
+  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 1));
+}
+
+CH_AVX512 inline __m256 Low(__m512 v) {
+  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 0));
+}
+
+// -128 * (each lane's four bytes summed), for bytes that meet activations made unsigned by
+// adding 128.
+CH_AVX512 inline __m512i MinusOffsetSums(__m512i v, int offset) {
+  const __m512i sums =
+      _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(offset)), v);
+  return _mm512_sub_epi32(_mm512_setzero_si512(), sums);
+}
+
+// Prefill: R rows against 2P activation rows (pairs in the two halves of a vector). Here the
+// activations are made unsigned (+128, an XOR) and the weights stay signed; the lanes start from
+// -128 * the weights' four bytes. y[t * y_stride + r].
+template <TensorType kType, int R, int P2>
+CH_AVX512 void TokenPairs(const std::byte* w, size_t w_stride, const std::byte* x, size_t x_stride,
+                          int64_t blocks, float* y, size_t y_stride, SpreadPrefetch ahead) {
+  using P = Q32<kType>;
+  __m512 acc[R][P2];
+  __m512 summs[R][P2];
+  for (int r = 0; r < R; ++r) {
+    for (int p = 0; p < P2; ++p) {
+      acc[r][p] = _mm512_setzero_ps();
+      summs[r][p] = _mm512_setzero_ps();
+    }
+  }
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t b = 0; b < blocks; ++b) {
+    ahead.Step(b);
+    __m512i wq[R];
+    __m512i start[R];
+    __m512 wd[R];
+    __m512 wm[R];
+    for (int r = 0; r < R; ++r) {
+      const std::byte* wb =
+          w + static_cast<size_t>(r) * w_stride + static_cast<size_t>(b) * P::kBytes;
+      const __m256i v = UnpackSigned<kType>(wb);
+      wq[r] = Pair(v, v);
+      start[r] = MinusOffsetSums(wq[r], 128);
+      wd[r] = _mm512_set1_ps(HalfScalar(wb));
+      if constexpr (P::kMin) {
+        wm[r] = _mm512_set1_ps(HalfScalar(wb + P::kM));
+      }
+    }
+    for (int p = 0; p < P2; ++p) {
+      const std::byte* xa =
+          x + static_cast<size_t>(2 * p) * x_stride + static_cast<size_t>(b) * P::kXBytes;
+      const std::byte* xc = xa + x_stride;
+      const __m512i xu =
+          _mm512_xor_si512(Pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa + P::kXQs)),
+                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xc + P::kXQs))),
+                           flip);
+      const __m512 xd = HalfPair(xa, xc);
+      __m512 xs = _mm512_setzero_ps();
+      if constexpr (P::kMin) {
+        xs = HalfPair(xa + block::kQ8_1S, xc + block::kQ8_1S);
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m512i lanes = _mm512_dpbusd_epi32(start[r], xu, wq[r]);
+        const __m512 d = _mm512_mul_ps(wd[r], xd);
+        acc[r][p] = _mm512_fmadd_ps(d, ToFloat(lanes), acc[r][p]);
+        if constexpr (P::kMin) {
+          summs[r][p] = _mm512_fmadd_ps(wm[r], xs, summs[r][p]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int p = 0; p < P2; ++p) {
+      float lo = Hsum8(Low(acc[r][p]));
+      float hi = Hsum8(High(acc[r][p]));
+      if constexpr (P::kMin) {
+        lo = lo + _mm512_cvtss_f32(summs[r][p]);
+        hi = hi + _mm256_cvtss_f32(High(summs[r][p]));
+      }
+      y[static_cast<size_t>(2 * p) * y_stride + static_cast<size_t>(r)] = lo;
+      y[static_cast<size_t>(2 * p + 1) * y_stride + static_cast<size_t>(r)] = hi;
+    }
+  }
+}
+
+// 8 rows' scales widened, lane r from row r: the halves gathered with integer loads and shifts
+// (general-purpose registers, which are otherwise idle here) rather than 8 vector inserts.
+CH_AVX512 inline __m256 RowScales8(const std::byte* w0, size_t stride) {
+  uint64_t lo = 0;
+  uint64_t hi = 0;
+  for (int r = 0; r < 4; ++r) {
+    lo |= static_cast<uint64_t>(LoadU16(w0 + static_cast<size_t>(r) * stride)) << (16 * r);
+    hi |= static_cast<uint64_t>(LoadU16(w0 + static_cast<size_t>(r + 4) * stride)) << (16 * r);
+  }
+  return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)));
+}
+
+// Q4_0 kInterleaved8: 8 rows at a time, one float lane per row. Two rows' 16 nibble bytes share
+// a vector, split into low nibbles (values 0-15, against x's first 16 bytes in both halves) and
+// high ones (values 16-31); a block's 32 products are summed exactly per row (phaddd), the
+// rows' -8 * sum(x) added once, and the definition's fma(float(sum), d_w * d_x, acc) follows.
+template <int T>
+CH_AVX512 void TileInterleaved(const std::byte* w, size_t w_stride, const std::byte* x,
+                               size_t x_stride, int64_t blocks, float* y, size_t y_stride,
+                               SpreadPrefetch ahead) {
+  using P = Q32<TensorType::kQ4_0>;
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+  }
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  // phaddd leaves rows as [0 2 4 6 | 1 3 5 7]; this puts them back in order.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t b = 0; b < blocks; ++b) {
+    ahead.Step(b);
+    const std::byte* w0 = w + static_cast<size_t>(b) * P::kBytes;
+    __m256i lo[4];
+    __m256i hi[4];
+    for (int p = 0; p < 4; ++p) {
+      const std::byte* wa = w0 + static_cast<size_t>(2 * p) * w_stride + P::kQs;
+      const __m256i v = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wa))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(wa + w_stride)), 1);
+      lo[p] = _mm256_and_si256(v, low4);
+      hi[p] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    }
+    const __m256 wd = RowScales8(w0, w_stride);
+    for (int t = 0; t < T; ++t) {
+      const std::byte* xb =
+          x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(b) * P::kXBytes;
+      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + P::kXQs));
+      const __m256i x_lo = _mm256_permute2x128_si256(xq, xq, 0x00);
+      const __m256i x_hi = _mm256_permute2x128_si256(xq, xq, 0x11);
+      __m256i pair[4];
+      for (int p = 0; p < 4; ++p) {
+        pair[p] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo[p], x_lo),
+                                      hi[p], x_hi);
+      }
+      // -8 * the sum of x's 32 bytes, for every row.
+      const __m256i xs = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), xq);
+      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(xs), _mm256_extracti128_si256(xs, 1));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+      const __m256i offset = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_broadcastd_epi32(s));
+      const __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(pair[0], pair[1]),
+                                             _mm256_hadd_epi32(pair[2], pair[3]));
+      const __m256i sums = _mm256_add_epi32(_mm256_permutevar8x32_epi32(rows, order), offset);
+      acc[t] =
+          _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(wd, BroadcastHalf(xb)), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    _mm256_storeu_ps(y + static_cast<size_t>(t) * y_stride, acc[t]);
+  }
+}
+
+// The next tile's rows (up to the range's end), to stream in while a tile computes.
+inline SpreadPrefetch NextTile(const MatMulArgs& a, int64_t row, int64_t rows, int64_t blocks) {
+  const int64_t begin = std::min(a.row_end, row + rows);
+  const int64_t end = std::min(a.row_end, row + 2 * rows);
+  return {a.w + static_cast<size_t>(begin) * a.w_row_bytes,
+          a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks};
+}
+
+// No prefetch: the tiles of a row group after its first (the rows are in cache by then).
+inline SpreadPrefetch Nothing() { return {nullptr, nullptr, 0}; }
+
+// Decode (n = 1): RD rows at a time (256-bit vectors: measured faster here than pairs of rows in
+// 512-bit ones), then single rows. Prefill: R rows x 2 * P2 tokens in token pairs, then single
+// rows and single tokens (the one-row, one-token tile of TileVec).
+template <TensorType kType, int RD, int R, int P2>
+CH_AVX512 void MatMulVec(const MatMulArgs& a) {
+  const int64_t blocks = a.cols / 32;
+  const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
+  if (a.n == 1) {
+    int64_t r = a.row_begin;
+    for (; r + RD <= a.row_end; r += RD) {
+      TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, a.x, a.x_row_bytes, blocks, a.y + r, a.y_stride,
+                            NextTile(a, r, RD, blocks));
+    }
+    for (; r < a.row_end; ++r) {
+      TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, a.x, a.x_row_bytes, blocks, a.y + r, a.y_stride,
+                           Nothing());
+    }
+    return;
+  }
+  for (int64_t r = a.row_begin; r < a.row_end;) {
+    const int64_t rows = a.row_end - r >= R ? R : 1;
+    int32_t t = 0;
+    for (; t + 2 * P2 <= a.n; t += 2 * P2) {
+      const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, rows, blocks) : Nothing();
+      const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
+      float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
+      if (rows == R) {
+        TokenPairs<kType, R, P2>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride,
+                                 ahead);
+      } else {
+        TokenPairs<kType, 1, P2>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride,
+                                 ahead);
+      }
+    }
+    for (; t < a.n; ++t) {
+      for (int64_t i = r; i < r + rows; ++i) {
+        TileVec<kType, 1, 1>(w_at(i), a.w_row_bytes, a.x + static_cast<size_t>(t) * a.x_row_bytes,
+                             a.x_row_bytes, blocks,
+                             a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(i),
+                             a.y_stride, Nothing());
+      }
+    }
+    r += rows;
+  }
+}
+
+template <TensorType kType>
+CH_AVX512 float DotVec(const std::byte* w, const std::byte* x, int64_t cols) {
+  float y = 0.0F;
+  TileVec<kType, 1, 1>(w, 0, x, 0, cols / 32, &y, 1, Nothing());
+  return y;
+}
+
+CH_AVX512 void MatMulInterleaved(const MatMulArgs& a) {
+  constexpr int kTokens = 4;
+  const int64_t blocks = a.cols / 32;
+  const ProductFns portable = Q32ProductsPortable(TensorType::kQ4_0, DotOrder::kInterleaved8);
+  for (int64_t r = a.row_begin; r < a.row_end;) {
+    const std::byte* w = a.w + static_cast<size_t>(r) * a.w_row_bytes;
+    if (a.row_end - r < 8) {
+      // Fewer than 8 rows left: one at a time through the portable definition.
+      for (int32_t t = 0; t < a.n; ++t) {
+        a.y[static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r)] =
+            portable.dot(w, a.x + static_cast<size_t>(t) * a.x_row_bytes, a.cols);
+      }
+      ++r;
+      continue;
+    }
+    for (int32_t t = 0; t < a.n;) {
+      const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
+      float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
+      const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, 8, blocks) : Nothing();
+      if (a.n - t >= kTokens) {
+        TileInterleaved<kTokens>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
+        t += kTokens;
+      } else {
+        TileInterleaved<1>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
+        t += 1;
+      }
+    }
+    r += 8;
+  }
+}
+
+template <TensorType kType, int RD, int R, int P2>
+ProductFns Fns() {
+  return {&DotVec<kType>, &MatMulVec<kType, RD, R, P2>};
+}
+
+}  // namespace
+
+ProductFns Q32ProductsAvx512(TensorType type, DotOrder order) {
+  if (order == DotOrder::kInterleaved8) {
+    if (type != TensorType::kQ4_0) {
+      return {};
+    }
+    return {Q32ProductsPortable(type, order).dot, &MatMulInterleaved};
+  }
+  switch (type) {
+    case TensorType::kQ4_0:
+      return Fns<TensorType::kQ4_0, 8, 4, 3>();
+    case TensorType::kQ4_1:
+      return Fns<TensorType::kQ4_1, 8, 3, 2>();
+    case TensorType::kQ5_0:
+      return Fns<TensorType::kQ5_0, 8, 4, 3>();
+    case TensorType::kQ5_1:
+      return Fns<TensorType::kQ5_1, 8, 3, 2>();
+    case TensorType::kQ8_0:
+      return Fns<TensorType::kQ8_0, 8, 4, 3>();
+    default:
+      return {};
+  }
+}
+
+}  // namespace cellhouse::engine::internal

@@ -1,0 +1,780 @@
+// The GGUF type kernels (engine/kernels/type_kernels.h), per type:
+//  - rows read back, activations quantized and dot products, against this file's own decoding of
+//    the block layouts (ggml-common.h), written here from the layout and not from the kernels;
+//  - the exact bits llama.cpp's kernels give for the same inputs (recorded in
+//    testdata/ggml_reference_vectors.txt by ggml_reference_vectors.cc);
+//  - every instruction set bit-identical to the portable code, on random and extreme inputs;
+//  - batch invariance: a row's outputs do not depend on n, the row range or the other rows;
+//  - weight quantizers: valid blocks, within each type's error bound.
+#include "engine/kernels/type_kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/kernels/half.h"
+#include "tests/engine/kernel_inputs.h"
+#include "tests/support/test_env.h"
+
+namespace cellhouse::engine {
+namespace {
+
+using testing::KernelActivations;
+using testing::KernelWeights;
+using testing::ScaleRange;
+
+constexpr TensorType kWeightTypes[] = {
+    TensorType::kF32,  TensorType::kF16,  TensorType::kBF16, TensorType::kQ4_0,
+    TensorType::kQ4_1, TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ8_0,
+    TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K,
+};
+
+struct Kind {
+  TensorType type;
+  DotOrder order;
+};
+
+std::vector<Kind> AllKinds() {
+  std::vector<Kind> kinds;
+  for (TensorType t : kWeightTypes) {
+    kinds.push_back({t, DotOrder::kVecDot});
+  }
+  kinds.push_back({TensorType::kQ4_0, DotOrder::kInterleaved8});
+  return kinds;
+}
+
+std::string Name(const Kind& k) {
+  return std::string(GetTypeInfo(k.type).name) +
+         (k.order == DotOrder::kInterleaved8 ? " (interleaved 8)" : "");
+}
+
+// The vector instruction sets this CPU has; the others are skipped with one line each.
+std::vector<KernelIsa> VectorIsas() {
+  std::vector<KernelIsa> isas;
+  for (KernelIsa isa : {KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+    if (KernelIsaSupported(isa)) {
+      isas.push_back(isa);
+    } else {
+      std::printf("skipping %s: this CPU lacks it\n", std::string(KernelIsaName(isa)).c_str());
+    }
+  }
+  return isas;
+}
+
+bool SameBits(float a, float b) { return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b); }
+
+// ---- This file's own reading of the layouts (ggml-common.h), in double precision. ----
+
+uint16_t U16(const std::byte* p) {
+  return static_cast<uint16_t>(static_cast<unsigned>(p[0]) | (static_cast<unsigned>(p[1]) << 8));
+}
+
+double Half(const std::byte* p) {
+  const uint16_t h = U16(p);
+  const int exponent = (h >> 10) & 31;
+  const int mantissa = h & 1023;
+  const double magnitude =
+      exponent == 0 ? std::ldexp(mantissa, -24) : std::ldexp(1024 + mantissa, exponent - 25);
+  return (h & 0x8000) != 0 ? -magnitude : magnitude;
+}
+
+uint8_t Byte(const std::byte* p, size_t i) { return static_cast<uint8_t>(p[i]); }
+
+// The 6-bit scale (which = 0) or min (which = 1) of sub-block s of a q4_K/q5_K block's 12 bytes.
+int KScale(const std::byte* s, int sub, int which) {
+  if (sub < 4) {
+    return Byte(s, sub + 4 * which) & 63;
+  }
+  const int low = which == 0 ? (Byte(s, sub + 4) & 15) : (Byte(s, sub + 4) >> 4);
+  return low | ((Byte(s, sub - 4 + 4 * which) >> 6) << 4);
+}
+
+// A byte as two's complement.
+int Signed(uint8_t b) { return b >= 128 ? b - 256 : b; }
+
+// One block of Q4_0 (d, qs[16]), Q4_1 (d, m, qs[16]), Q5_0 (d, qh[4], qs[16]) or Q5_1 (d, m,
+// qh[4], qs[16]): value k < 16 is qs[k]'s low nibble, k >= 16 qs[k - 16]'s high one, and for
+// Q5 bit k of qh its fifth bit.
+void DecodeNibbleBlock(TensorType type, const std::byte* p, double* y) {
+  const bool five = type == TensorType::kQ5_0 || type == TensorType::kQ5_1;
+  const bool min = type == TensorType::kQ4_1 || type == TensorType::kQ5_1;
+  const size_t qh_at = min ? 4 : 2;
+  const size_t qs_at = qh_at + (five ? 4 : 0);
+  const uint32_t qh = five ? (static_cast<uint32_t>(U16(p + qh_at)) |
+                              (static_cast<uint32_t>(U16(p + qh_at + 2)) << 16))
+                           : 0;
+  for (size_t k = 0; k < 32; ++k) {
+    const int nibble = k < 16 ? (Byte(p, qs_at + k) & 15) : (Byte(p, qs_at + k - 16) >> 4);
+    const int q = nibble | (five ? static_cast<int>((qh >> k) & 1) << 4 : 0);
+    y[k] = min ? q * Half(p) + Half(p + 2) : (q - (five ? 16 : 8)) * Half(p);
+  }
+}
+
+// One block of Q4_K (d, dmin, scales[12], qs[128]) or Q5_K (d, dmin, scales[12], qh[32],
+// qs[128]): sub-block s of 32 takes the low (s even) or high nibbles of qs[32 (s / 2) ..], and
+// for Q5_K bit s of qh[l]; value = d * scale * q - dmin * min.
+void DecodeKBlock(bool five, const std::byte* p, double* y) {
+  const size_t qs_at = five ? 48 : 16;
+  for (size_t k = 0; k < 256; ++k) {
+    const int sub = static_cast<int>(k / 32);
+    const size_t l = k % 32;
+    const uint8_t byte = Byte(p, qs_at + 32 * (k / 64) + l);
+    int q = sub % 2 == 0 ? (byte & 15) : (byte >> 4);
+    if (five) {
+      q |= ((Byte(p, 16 + l) >> sub) & 1) << 4;
+    }
+    y[k] = Half(p) * KScale(p + 4, sub, 0) * q - Half(p + 2) * KScale(p + 4, sub, 1);
+  }
+}
+
+// One Q6_K block (ql[128], qh[64], scales[16], d): value 128h + 32i + l has low bits from
+// ql[64h + 32 (i % 2) + l] (low nibble for i < 2), top bits from qh[32h + l] >> 2i.
+void DecodeQ6KBlock(const std::byte* p, double* y) {
+  for (size_t k = 0; k < 256; ++k) {
+    const size_t h = k / 128;
+    const size_t i = (k % 128) / 32;
+    const size_t l = k % 32;
+    const uint8_t low = Byte(p, 64 * h + 32 * (i % 2) + l);
+    const int q =
+        (i < 2 ? (low & 15) : (low >> 4)) | (((Byte(p, 128 + 32 * h + l) >> (2 * i)) & 3) << 4);
+    y[k] = Half(p + 208) * Signed(Byte(p, 192 + k / 16)) * (q - 32);
+  }
+}
+
+// The values of `cols` weights of `type` at row.
+std::vector<double> DecodeRow(TensorType type, const std::byte* row, int64_t cols) {
+  std::vector<double> v(static_cast<size_t>(cols));
+  if (type == TensorType::kF32 || type == TensorType::kF16 || type == TensorType::kBF16) {
+    for (int64_t i = 0; i < cols; ++i) {
+      if (type == TensorType::kF32) {
+        float f = 0;
+        std::memcpy(&f, row + 4 * i, 4);
+        v[i] = f;
+      } else if (type == TensorType::kF16) {
+        v[i] = Half(row + 2 * i);
+      } else {
+        v[i] = std::bit_cast<float>(static_cast<uint32_t>(U16(row + 2 * i)) << 16);
+      }
+    }
+    return v;
+  }
+  const TypeInfo& info = GetTypeInfo(type);
+  for (int64_t b = 0; b < cols / info.block_size; ++b) {
+    const std::byte* p = row + b * info.block_bytes;
+    double* y = v.data() + b * info.block_size;
+    if (type == TensorType::kQ8_0) {  // d, qs[32]
+      for (size_t k = 0; k < 32; ++k) {
+        y[k] = Signed(Byte(p, 2 + k)) * Half(p);
+      }
+    } else if (type == TensorType::kQ4_K || type == TensorType::kQ5_K) {
+      DecodeKBlock(type == TensorType::kQ5_K, p, y);
+    } else if (type == TensorType::kQ6_K) {
+      DecodeQ6KBlock(p, y);
+    } else {
+      DecodeNibbleBlock(type, p, y);
+    }
+  }
+  return v;
+}
+
+// An activation row of the partner type: the values it stands for.
+struct DecodedActivations {
+  std::vector<double> value;
+  std::vector<double> scale;  // per block (Q8_*); empty for float partners
+  std::vector<int> q;         // the integers (Q8_*)
+  std::vector<double> s;      // Q8_1's s per block
+  std::vector<int> bsums;     // Q8_K's per 16 values
+};
+
+DecodedActivations DecodeActivations(TensorType partner, const std::byte* row, int64_t cols) {
+  DecodedActivations a;
+  a.value.resize(static_cast<size_t>(cols));
+  if (partner == TensorType::kF32 || partner == TensorType::kF16 || partner == TensorType::kBF16) {
+    a.value = DecodeRow(TensorType::kF32, row, cols);  // F16/BF16: rounded, kept as floats
+    return a;
+  }
+  const int block = partner == TensorType::kQ8_K ? 256 : 32;
+  const size_t bytes = partner == TensorType::kQ8_0 ? 34 : partner == TensorType::kQ8_1 ? 36 : 292;
+  for (int64_t b = 0; b < cols / block; ++b) {
+    const std::byte* p = row + b * bytes;
+    double d = 0;
+    size_t qs = 0;
+    if (partner == TensorType::kQ8_K) {
+      float f = 0;
+      std::memcpy(&f, p, 4);
+      d = f;
+      qs = 4;
+      for (size_t i = 0; i < 16; ++i) {
+        a.bsums.push_back(static_cast<int16_t>(U16(p + 260 + 2 * i)));
+      }
+    } else {
+      d = Half(p);
+      qs = partner == TensorType::kQ8_1 ? 4 : 2;
+      if (partner == TensorType::kQ8_1) {
+        a.s.push_back(Half(p + 2));
+      }
+    }
+    a.scale.push_back(d);
+    for (int k = 0; k < block; ++k) {
+      const int q = Signed(Byte(p, qs + k));
+      a.q.push_back(q);
+      a.value[b * block + k] = q * d;
+    }
+  }
+  return a;
+}
+
+std::vector<std::byte> Quantize(const TypeKernels& k, const std::vector<float>& x, int32_t n,
+                                int64_t cols) {
+  std::vector<std::byte> out(*ActivationRowBytes(k.type, cols) * n);
+  k.quantize_activations(x.data(), n, cols, out.data());
+  return out;
+}
+
+// ---- Reading rows back. ----
+
+TEST(TypeKernelsTest, RowsReadBackAsTheLayoutSays) {
+  for (TensorType t : kWeightTypes) {
+    const int64_t cols = 512;
+    const std::vector<std::byte> w = KernelWeights(t, 3, cols, 11, ScaleRange::kOrdinary);
+    const size_t row_bytes = *RowBytes(GetTypeInfo(t), cols);
+    const TypeKernels& k = GetTypeKernels(t, KernelIsa::kPortable);
+    std::vector<float> out(cols);
+    for (int r = 0; r < 3; ++r) {
+      k.dequantize(w.data() + r * row_bytes, cols, out.data());
+      const std::vector<double> expected = DecodeRow(t, w.data() + r * row_bytes, cols);
+      for (int64_t i = 0; i < cols; ++i) {
+        // Exact but for the K-quants' one rounding of a difference (and Q4_1/Q5_1's sum).
+        ASSERT_NEAR(out[i], expected[i], std::fabs(expected[i]) * 0x1p-23 + 1e-30)
+            << GetTypeInfo(t).name << " row " << r << " value " << i;
+      }
+    }
+  }
+}
+
+// ---- Activations. ----
+
+TEST(TypeKernelsTest, Q8_0ActivationsUseTheX86ScaleAndRoundHalvesToEven) {
+  // amax 127: d = 1, id = 127 / 127 = 1, so the products are the values: 2.5 -> 2, 3.5 -> 4 and
+  // -2.5 -> -2 (ggml's C reference would round them away from zero: 3, 4, -3).
+  std::vector<float> x(32, 0.0F);
+  x[0] = 127.0F;
+  x[1] = 2.5F;
+  x[2] = 3.5F;
+  x[3] = -2.5F;
+  x[4] = 0.49F;
+  const TypeKernels& k = GetTypeKernels(TensorType::kQ8_0, KernelIsa::kPortable);
+  const std::vector<std::byte> q = Quantize(k, x, 1, 32);
+  EXPECT_EQ(U16(q.data()), 0x3C00);  // d = 1.0
+  const int expected[] = {127, 2, 4, -2, 0};
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(static_cast<int8_t>(q[2 + i]), expected[i]) << i;
+  }
+  // id = 127 / amax, not 1 / half(d): amax 3 gives d = 3/127 (0x2610 as a half) yet x = 1.5 ->
+  // 1.5 * 127 / 3 = 63.5 -> 64 (even), where 1.5 / half(d) = 63.48 would give 63.
+  std::fill(x.begin(), x.end(), 0.0F);
+  x[0] = 3.0F;
+  x[1] = 1.5F;
+  const std::vector<std::byte> q2 = Quantize(k, x, 1, 32);
+  EXPECT_EQ(static_cast<int8_t>(q2[3]), 64);
+}
+
+TEST(TypeKernelsTest, Q8_KActivationsScaleByTheSignedMaximum) {
+  std::vector<float> x(256, 0.0F);
+  x[7] = -127.0F;  // the largest magnitude: iscale = -127 / -127 = 1
+  x[8] = 2.5F;
+  x[9] = 127.0F;  // as large, but later: not the maximum
+  x[200] = -3.5F;
+  const TypeKernels& k = GetTypeKernels(TensorType::kQ4_K, KernelIsa::kPortable);
+  const std::vector<std::byte> q = Quantize(k, x, 1, 256);
+  const DecodedActivations a = DecodeActivations(TensorType::kQ8_K, q.data(), 256);
+  EXPECT_EQ(a.scale[0], 1.0);
+  EXPECT_EQ(a.q[7], -127);
+  EXPECT_EQ(a.q[8], 2);
+  EXPECT_EQ(a.q[9], 127);
+  EXPECT_EQ(a.q[200], -4);
+  EXPECT_EQ(a.bsums[0], 2);  // q[7] + q[8] + q[9]
+  EXPECT_EQ(a.bsums[12], -4);
+  // A positive maximum flips the sign: d = 1 / (-127 / 254) = -2.
+  x[7] = 254.0F;
+  const std::vector<std::byte> q2 = Quantize(k, x, 1, 256);
+  const DecodedActivations b = DecodeActivations(TensorType::kQ8_K, q2.data(), 256);
+  EXPECT_EQ(b.scale[0], -2.0);
+  EXPECT_EQ(b.q[7], -127);
+  EXPECT_EQ(b.q[9], -64);  // 127 * -0.5 = -63.5 -> -64 (even)
+}
+
+// A float partner: every value rounded to nearest (F16: relative 2^-11 and half subnormals'
+// absolute step; BF16: relative 2^-8; F32: exact).
+void ExpectRoundedFloats(TensorType partner, const DecodedActivations& a, const float* x,
+                         int64_t cols, const std::string& what) {
+  const double ulp = partner == TensorType::kF32   ? 0
+                     : partner == TensorType::kF16 ? 0x1p-11
+                                                   : 0x1p-8;
+  const double floor = partner == TensorType::kF16 ? 0x1p-25 : 0;
+  for (int64_t i = 0; i < cols; ++i) {
+    const double v = x[i];
+    ASSERT_LE(std::fabs(a.value[i] - v), std::fabs(v) * ulp + floor) << what << " " << i;
+  }
+}
+
+// One Q8_* block b: integers in [-127, 127], each value within half a step (amax / 127, the
+// unrounded scale the values were divided by; Q8_K's d is that signed, Q8_0's that as a half),
+// Q8_1's s and Q8_K's bsums consistent with the integers.
+void ExpectQ8Block(TensorType partner, const DecodedActivations& a, const float* x, size_t b,
+                   size_t block, const std::string& what) {
+  double amax = 0;
+  int sum = 0;
+  for (size_t i = 0; i < block; ++i) {
+    amax = std::max(amax, std::fabs(static_cast<double>(x[b * block + i])));
+    const int qi = a.q[b * block + i];
+    ASSERT_GE(qi, -127) << what;
+    ASSERT_LE(qi, 127) << what;
+    sum += qi;
+  }
+  const double step = amax / 127;
+  const double signed_step = partner == TensorType::kQ8_K ? a.scale[b] : step;
+  for (size_t i = 0; i < block; ++i) {
+    // Half a step, and the float rounding of v * id (relative 2^-24 of up to 127 steps).
+    ASSERT_LE(std::fabs(a.q[b * block + i] * signed_step - x[b * block + i]),
+              step * (0.5 + 1e-4) + 1e-30)
+        << what << " block " << b << " value " << i;
+  }
+  if (partner == TensorType::kQ8_K) {
+    EXPECT_NEAR(std::fabs(a.scale[b]), step, step * 1e-6) << what;
+    for (size_t s = 0; s < 16; ++s) {
+      int bsum = 0;
+      for (size_t i = 0; i < 16; ++i) {
+        bsum += a.q[b * block + 16 * s + i];
+      }
+      EXPECT_EQ(a.bsums[b * 16 + s], bsum) << what;
+    }
+    return;
+  }
+  EXPECT_NEAR(a.scale[b], step, step * 0x1p-11) << what;  // stored as a half
+  if (partner == TensorType::kQ8_1) {
+    EXPECT_NEAR(a.s[b], sum * step, std::fabs(sum * step) * 0x1p-11 + 1e-7) << what;
+  }
+}
+
+// Every partner: each value within half a step of its block's scale, the integers in
+// [-127, 127], zeros for zero blocks, Q8_1's s and Q8_K's bsums consistent with the integers.
+TEST(TypeKernelsTest, ActivationsStayWithinHalfAStep) {
+  for (TensorType t : kWeightTypes) {
+    const TypeKernels& k = GetTypeKernels(t, KernelIsa::kPortable);
+    const int64_t cols = 768;
+    const std::vector<float> x = KernelActivations(2, cols, 5);
+    const std::vector<std::byte> q = Quantize(k, x, 2, cols);
+    const size_t row = *ActivationRowBytes(t, cols);
+    for (int tok = 0; tok < 2; ++tok) {
+      const DecodedActivations a = DecodeActivations(k.partner, q.data() + tok * row, cols);
+      const std::string what =
+          std::string(GetTypeInfo(k.partner).name) + " token " + std::to_string(tok);
+      const float* xt = x.data() + tok * cols;
+      if (a.scale.empty()) {
+        ExpectRoundedFloats(k.partner, a, xt, cols, what);
+        continue;
+      }
+      for (size_t b = 0; b < a.scale.size(); ++b) {
+        ExpectQ8Block(k.partner, a, xt, b, static_cast<size_t>(cols) / a.scale.size(), what);
+      }
+    }
+  }
+}
+
+// ---- Dot products against the layout. ----
+
+// Every row's dot product against the same values multiplied in double precision.
+void ExpectDotsNearExact(const Kind& kind, KernelIsa isa, int64_t cols,
+                         const std::vector<std::byte>& w, const std::vector<float>& x) {
+  const size_t row_bytes = *RowBytes(GetTypeInfo(kind.type), cols);
+  const TypeKernels& k = GetTypeKernels(kind.type, isa, kind.order);
+  const std::vector<std::byte> xq = Quantize(k, x, 1, cols);
+  const DecodedActivations a = DecodeActivations(k.partner, xq.data(), cols);
+  // Q4_1/Q5_1 meet the offsets through x's s, rounded to a half: their terms may move by 2^-11
+  // of the offsets' part.
+  const bool offsets = kind.type == TensorType::kQ4_1 || kind.type == TensorType::kQ5_1;
+  for (size_t r = 0; r < 4; ++r) {
+    const std::vector<double> wv = DecodeRow(kind.type, w.data() + r * row_bytes, cols);
+    double exact = 0;
+    double magnitude = 0;
+    for (int64_t i = 0; i < cols; ++i) {
+      exact += wv[i] * a.value[i];
+      magnitude += std::fabs(wv[i] * a.value[i]);
+    }
+    const double tolerance = magnitude * (offsets ? 2e-3 : 1e-5) + 1e-30;
+    EXPECT_NEAR(k.dot(w.data() + r * row_bytes, xq.data(), cols), exact, tolerance)
+        << Name(kind) << " " << KernelIsaName(isa) << " cols " << cols << " row " << r;
+  }
+}
+
+TEST(TypeKernelsTest, DotsEqualTheProductsOfTheDecodedValues) {
+  for (const Kind& kind : AllKinds()) {
+    for (int64_t cols : {int64_t{256}, int64_t{1024}}) {
+      const std::vector<std::byte> w = KernelWeights(kind.type, 4, cols, 21, ScaleRange::kOrdinary);
+      const std::vector<float> x = KernelActivations(1, cols, 22);
+      for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+        if (KernelIsaSupported(isa)) {
+          ExpectDotsNearExact(kind, isa, cols, w, x);
+        }
+      }
+    }
+  }
+}
+
+// ---- llama.cpp's own results. ----
+
+struct RecordedCase {
+  std::string type;
+  std::string order;
+  int64_t cols = 0;
+  int64_t rows = 0;
+  int32_t tokens = 0;
+  uint64_t seed = 0;
+  std::map<int, uint64_t> act;
+  std::map<int, uint64_t> deq;
+  std::map<std::pair<int, int>, uint32_t> dot;
+};
+
+std::vector<RecordedCase> ReadRecorded() {
+  std::ifstream in(cellhouse::testing::SourceDir() +
+                   "/tests/engine/testdata/ggml_reference_vectors.txt");
+  std::vector<RecordedCase> cases;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream s(line);
+    std::string word;
+    s >> word;
+    if (word == "case") {
+      RecordedCase c;
+      std::string skip;
+      s >> c.type >> c.order >> skip >> c.cols >> skip >> c.rows >> skip >> c.tokens >> skip >>
+          c.seed;
+      cases.push_back(c);
+    } else if (word == "act" || word == "deq") {
+      int i = 0;
+      std::string hex;
+      s >> i >> hex;
+      (word == "act" ? cases.back().act : cases.back().deq)[i] = std::stoull(hex, nullptr, 16);
+    } else if (word == "dot") {
+      int r = 0;
+      int t = 0;
+      std::string hex;
+      s >> r >> t >> hex;
+      cases.back().dot[{r, t}] = static_cast<uint32_t>(std::stoul(hex, nullptr, 16));
+    }
+  }
+  return cases;
+}
+
+// The hash of an activation row in ggml's layout: F16/BF16 rows, which are kept as floats, in
+// their 2-byte form (the floats are exact, so nothing is lost).
+uint64_t ActivationHash(TensorType type, const std::byte* row, int64_t cols) {
+  if (type != TensorType::kF16 && type != TensorType::kBF16) {
+    return testing::Fnv64(row, *ActivationRowBytes(type, cols));
+  }
+  std::vector<uint16_t> narrow(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < cols; ++i) {
+    float f = 0;
+    std::memcpy(&f, row + 4 * i, 4);
+    const uint32_t bits = std::bit_cast<uint32_t>(f);
+    narrow[i] = type == TensorType::kF16 ? FloatToHalf(f) : static_cast<uint16_t>(bits >> 16);
+    EXPECT_EQ(type == TensorType::kF16
+                  ? HalfToFloat(narrow[i])
+                  : std::bit_cast<float>(static_cast<uint32_t>(narrow[i]) << 16),
+              f)
+        << "activation " << i << " is not exactly a " << GetTypeInfo(type).name;
+  }
+  return testing::Fnv64(narrow.data(), narrow.size() * 2);
+}
+
+TEST(TypeKernelsTest, EveryVariantGivesLlamaCppsRecordedBits) {
+  const std::vector<RecordedCase> cases = ReadRecorded();
+  ASSERT_GE(cases.size(), 25U) << "testdata/ggml_reference_vectors.txt missing or short";
+  for (const RecordedCase& c : cases) {
+    TensorType type = TensorType::kF32;
+    for (TensorType t : kWeightTypes) {
+      if (GetTypeInfo(t).name == c.type) {
+        type = t;
+      }
+    }
+    const DotOrder order = c.order == "x8" ? DotOrder::kInterleaved8 : DotOrder::kVecDot;
+    const std::string what = c.type + " " + c.order + " cols " + std::to_string(c.cols);
+    const std::vector<std::byte> w =
+        KernelWeights(type, c.rows, c.cols, c.seed, ScaleRange::kOrdinary);
+    const std::vector<float> x = KernelActivations(c.tokens, c.cols, c.seed + 1);
+    const size_t w_row = *RowBytes(GetTypeInfo(type), c.cols);
+    const size_t x_row = *ActivationRowBytes(type, c.cols);
+    for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+      if (!KernelIsaSupported(isa)) {
+        continue;
+      }
+      const TypeKernels& k = GetTypeKernels(type, isa, order);
+      const std::vector<std::byte> xq = Quantize(k, x, c.tokens, c.cols);
+      for (const auto& [t, hash] : c.act) {
+        EXPECT_EQ(ActivationHash(type, xq.data() + t * x_row, c.cols), hash)
+            << what << " token " << t;
+      }
+      std::vector<float> row(c.cols);
+      for (const auto& [r, hash] : c.deq) {
+        k.dequantize(w.data() + r * w_row, c.cols, row.data());
+        EXPECT_EQ(testing::Fnv64(row.data(), row.size() * 4), hash) << what << " row " << r;
+      }
+      std::vector<float> y(static_cast<size_t>(c.rows * c.tokens));
+      k.matmul({.w = w.data(),
+                .w_row_bytes = w_row,
+                .cols = c.cols,
+                .row_begin = 0,
+                .row_end = c.rows,
+                .x = xq.data(),
+                .x_row_bytes = x_row,
+                .n = c.tokens,
+                .y = y.data(),
+                .y_stride = static_cast<size_t>(c.rows)});
+      for (const auto& [rt, bits] : c.dot) {
+        const auto [r, t] = rt;
+        EXPECT_EQ(std::bit_cast<uint32_t>(y[t * c.rows + r]), bits)
+            << what << " " << KernelIsaName(isa) << " row " << r << " token " << t;
+        EXPECT_EQ(
+            std::bit_cast<uint32_t>(k.dot(w.data() + r * w_row, xq.data() + t * x_row, c.cols)),
+            bits)
+            << what << " " << KernelIsaName(isa) << " dot, row " << r << " token " << t;
+      }
+    }
+  }
+}
+
+// ---- Instruction sets and batch invariance. ----
+
+struct Shape {
+  int64_t rows;
+  int64_t cols;
+  int32_t n;
+};
+
+// The portable dot of each (row, token) is the definition; every variant's matmul over the whole
+// range, over split ranges, and one token at a time must give its bits.
+void ExpectAllVariantsEqualTheDefinition(const Kind& kind, const Shape& s,
+                                         const std::vector<std::byte>& w,
+                                         const std::vector<float>& x, const std::string& what) {
+  const TypeKernels& portable = GetTypeKernels(kind.type, KernelIsa::kPortable, kind.order);
+  const size_t w_row = *RowBytes(GetTypeInfo(kind.type), s.cols);
+  const size_t x_row = *ActivationRowBytes(kind.type, s.cols);
+  const std::vector<std::byte> xq = Quantize(portable, x, s.n, s.cols);
+  std::vector<float> expected(static_cast<size_t>(s.rows * s.n));
+  for (int32_t t = 0; t < s.n; ++t) {
+    for (int64_t r = 0; r < s.rows; ++r) {
+      expected[t * s.rows + r] = portable.dot(w.data() + r * w_row, xq.data() + t * x_row, s.cols);
+      ASSERT_FALSE(std::isnan(expected[t * s.rows + r])) << what << ": inputs must stay NaN-free";
+    }
+  }
+  std::vector<KernelIsa> isas = {KernelIsa::kPortable};
+  for (KernelIsa isa : {KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+    if (KernelIsaSupported(isa)) {
+      isas.push_back(isa);
+    }
+  }
+  for (KernelIsa isa : isas) {
+    const TypeKernels& k = GetTypeKernels(kind.type, isa, kind.order);
+    const std::string label = what + " " + std::string(KernelIsaName(isa));
+    EXPECT_EQ(Quantize(k, x, s.n, s.cols), xq) << label << ": activations";
+    // A guard after each token's outputs: nothing may be written outside the range.
+    const size_t stride = static_cast<size_t>(s.rows) + 3;
+    std::vector<float> y(stride * s.n, 1234.5F);
+    MatMulArgs args{.w = w.data(),
+                    .w_row_bytes = w_row,
+                    .cols = s.cols,
+                    .row_begin = 0,
+                    .row_end = s.rows,
+                    .x = xq.data(),
+                    .x_row_bytes = x_row,
+                    .n = s.n,
+                    .y = y.data(),
+                    .y_stride = stride};
+    // Rows in three uneven ranges, as threads or a batched executor would split them.
+    const int64_t cut1 = s.rows / 3;
+    const int64_t cut2 = std::max(cut1, s.rows - 5);
+    for (auto [begin, end] :
+         {std::pair{int64_t{0}, cut1}, std::pair{cut1, cut2}, std::pair{cut2, s.rows}}) {
+      args.row_begin = begin;
+      args.row_end = end;
+      k.matmul(args);
+    }
+    std::vector<float> one(static_cast<size_t>(s.rows));
+    for (int32_t t = 0; t < s.n; ++t) {
+      for (int64_t r = 0; r < s.rows; ++r) {
+        ASSERT_TRUE(SameBits(y[t * stride + r], expected[t * s.rows + r]))
+            << label << " batch of " << s.n << ": row " << r << " token " << t << " "
+            << y[t * stride + r] << " vs " << expected[t * s.rows + r];
+      }
+      for (int64_t g = s.rows; g < static_cast<int64_t>(stride); ++g) {
+        ASSERT_EQ(y[t * stride + g], 1234.5F) << label << ": wrote past the range";
+      }
+      // The same token alone.
+      k.matmul({.w = w.data(),
+                .w_row_bytes = w_row,
+                .cols = s.cols,
+                .row_begin = 0,
+                .row_end = s.rows,
+                .x = xq.data() + t * x_row,
+                .x_row_bytes = x_row,
+                .n = 1,
+                .y = one.data(),
+                .y_stride = static_cast<size_t>(s.rows)});
+      for (int64_t r = 0; r < s.rows; ++r) {
+        ASSERT_TRUE(SameBits(one[r], expected[t * s.rows + r]))
+            << label << " alone: row " << r << " token " << t;
+        ASSERT_TRUE(SameBits(k.dot(w.data() + r * w_row, xq.data() + t * x_row, s.cols),
+                             expected[t * s.rows + r]))
+            << label << " dot: row " << r << " token " << t;
+      }
+    }
+  }
+}
+
+// The shapes each kind is tried at: whole and partial tiles, one token to 64.
+std::vector<Shape> ShapesFor(const Kind& kind) {
+  const int64_t block = GetTypeInfo(kind.type).block_size;
+  std::vector<Shape> shapes = {{8, 256, 1}, {24, 512, 5}, {16, 1024, 64}};
+  if (block == 1) {
+    shapes.push_back({9, 200, 3});  // leftovers past whole steps
+    shapes.push_back({5, 37, 2});
+  } else if (block == 32) {
+    shapes.push_back({16, 96, 7});
+  }
+  if (kind.order == DotOrder::kVecDot) {
+    shapes.push_back({13, 256, 3});  // rows not a multiple of any tile
+  }
+  return shapes;
+}
+
+// Rows of huge, tiny (a zero scale once rounded to a half) and zero activations: as large as
+// keeps every product finite (a half d = amax / 127 overflows past amax 8.3e6, Q8_1's half
+// s = d * sum(q) past about 2000, F16 activations past 65504).
+void MakeExtreme(const Kind& kind, const Shape& s, std::vector<float>& x) {
+  const TensorType partner = GetTypeInfo(kind.type).partner;
+  const float huge = partner == TensorType::kQ8_1  ? 50.0F
+                     : partner == TensorType::kF16 ? 1e3F
+                                                   : 1e5F;
+  for (int64_t i = 0; i < s.cols; ++i) {
+    x[i] *= huge;
+    if (s.n > 1) {
+      x[s.cols + i] *= 1e-30F;
+    }
+    if (s.n > 2) {
+      x[2 * s.cols + i] = 0.0F;
+    }
+  }
+}
+
+TEST(TypeKernelsTest, VariantsAndBatchesGiveIdenticalBits) {
+  VectorIsas();  // prints the skipped ones
+  uint64_t seed = 1000;
+  for (const Kind& kind : AllKinds()) {
+    for (const Shape& s : ShapesFor(kind)) {
+      for (ScaleRange range : {ScaleRange::kOrdinary, ScaleRange::kExtreme}) {
+        ++seed;
+        const std::string what = Name(kind) + " " + std::to_string(s.rows) + "x" +
+                                 std::to_string(s.cols) + " n " + std::to_string(s.n) +
+                                 (range == ScaleRange::kExtreme ? " extreme" : "");
+        const std::vector<std::byte> w = KernelWeights(kind.type, s.rows, s.cols, seed, range);
+        std::vector<float> x = KernelActivations(s.n, s.cols, seed + 7);
+        if (range == ScaleRange::kExtreme) {
+          MakeExtreme(kind, s, x);
+        }
+        ExpectAllVariantsEqualTheDefinition(kind, s, w, x, what);
+      }
+    }
+  }
+}
+
+// ---- Weight quantizers. ----
+
+struct ErrorBound {
+  TensorType type;
+  double mean;  // mean |error| / mean |value|, over random rows
+  double max;   // the largest |error| / the largest |value| of its block
+};
+
+// Rows quantized and read back with this test's own decoding: within the type's bounds, zeros
+// kept zeros.
+void ExpectRoundTrip(const ErrorBound& b) {
+  const int64_t cols = 1024;
+  std::vector<float> x = KernelActivations(4, cols, 77);
+  std::fill(x.begin() + cols, x.begin() + 2 * cols, 0.0F);        // a row of zeros
+  std::fill(x.begin() + 2 * cols, x.begin() + 3 * cols, -0.25F);  // a constant row
+  const TypeInfo& info = GetTypeInfo(b.type);
+  std::vector<std::byte> q(*RowBytes(info, 4 * cols));
+  ASSERT_TRUE(QuantizeWeights(b.type, x.data(), 4 * cols, q.data())) << info.name;
+  const std::vector<double> y = DecodeRow(b.type, q.data(), 4 * cols);
+  double error = 0;
+  double magnitude = 0;
+  const int64_t block = std::max<int64_t>(info.block_size, 32);
+  for (int64_t start = 0; start < 4 * cols; start += block) {
+    double amax = 0;
+    for (int64_t i = start; i < start + block; ++i) {
+      amax = std::max(amax, std::fabs(static_cast<double>(x[i])));
+    }
+    for (int64_t i = start; i < start + block; ++i) {
+      const double e = std::fabs(y[i] - x[i]);
+      error += e;
+      magnitude += std::fabs(x[i]);
+      ASSERT_LE(e, b.max * amax + 1e-30) << info.name << " value " << i;
+    }
+  }
+  EXPECT_LE(error / magnitude, b.mean) << info.name;
+  for (int64_t i = cols; i < 2 * cols; ++i) {
+    ASSERT_EQ(y[i], 0.0) << info.name << ": zeros stay zeros";
+  }
+}
+
+TEST(TypeKernelsTest, QuantizedWeightsReadBackWithinTheTypesError) {
+  const ErrorBound bounds[] = {
+      {TensorType::kF32, 0, 0},         {TensorType::kF16, 1e-3, 1e-3},
+      {TensorType::kBF16, 4e-3, 4e-3},  {TensorType::kQ8_0, 0.012, 0.0045},
+      {TensorType::kQ4_0, 0.21, 0.126}, {TensorType::kQ4_1, 0.14, 0.07},
+      {TensorType::kQ5_0, 0.10, 0.063}, {TensorType::kQ5_1, 0.07, 0.035},
+      {TensorType::kQ4_K, 0.16, 0.15},  {TensorType::kQ5_K, 0.08, 0.08},
+      {TensorType::kQ6_K, 0.04, 0.04},
+  };
+  for (const ErrorBound& b : bounds) {
+    ExpectRoundTrip(b);
+  }
+  std::vector<std::byte> out(64);
+  const float x[32] = {};
+  EXPECT_FALSE(QuantizeWeights(TensorType::kQ8_K, x, 32, out.data()));  // not a weight type
+  EXPECT_FALSE(QuantizeWeights(TensorType::kQ4_0, x, 31, out.data()));  // not whole blocks
+}
+
+TEST(TypeKernelsTest, TableAndReferenceOrder) {
+  for (TensorType t : kWeightTypes) {
+    const TypeKernels* k = FindTypeKernels(t, KernelIsa::kAvx512);
+    ASSERT_NE(k, nullptr) << GetTypeInfo(t).name;
+    EXPECT_EQ(k->partner, GetTypeInfo(t).partner);
+    EXPECT_EQ(FindTypeKernels(t, KernelIsa::kPortable, DotOrder::kInterleaved8) != nullptr,
+              t == TensorType::kQ4_0);
+  }
+  EXPECT_EQ(FindTypeKernels(TensorType::kQ8_K, KernelIsa::kPortable), nullptr);
+  EXPECT_EQ(FindTypeKernels(TensorType::kQ2_K, KernelIsa::kPortable), nullptr);
+  EXPECT_EQ(*ActivationRowBytes(TensorType::kQ4_K, 512), 2U * 292U);
+  EXPECT_EQ(*ActivationRowBytes(TensorType::kQ5_1, 64), 2U * 36U);
+  EXPECT_EQ(*ActivationRowBytes(TensorType::kF16, 3), 12U);  // kept as floats
+  EXPECT_EQ(*ActivationRowBytes(TensorType::kF32, 3), 12U);
+  EXPECT_FALSE(ActivationRowBytes(TensorType::kQ6_K, 300));
+  EXPECT_EQ(ReferenceDotOrder(TensorType::kQ4_0, 768, WeightUse::kMatMul), DotOrder::kInterleaved8);
+  EXPECT_EQ(ReferenceDotOrder(TensorType::kQ4_0, 770, WeightUse::kMatMul), DotOrder::kVecDot);
+  EXPECT_EQ(ReferenceDotOrder(TensorType::kQ4_0, 32000, WeightUse::kEmbeddingAndMatMul),
+            DotOrder::kVecDot);
+  EXPECT_EQ(ReferenceDotOrder(TensorType::kQ8_0, 768, WeightUse::kMatMul), DotOrder::kVecDot);
+}
+
+}  // namespace
+}  // namespace cellhouse::engine
