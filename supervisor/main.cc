@@ -247,7 +247,11 @@ int Main(int argc, char** argv) {
   FlagSet flags("celld --model FILE [--tokenizer FILE] [--socket PATH] [options]", kDescription);
   flags.String("model", &options.zygote.model, "FILE", "llama2.c checkpoint to serve (required)");
   flags.String("tokenizer", &options.zygote.tokenizer, "FILE",
-               "tokenizer (default: <model>.tokenizer)");
+               "tokenizer (default: <model>.tokenizer; a GGUF model carries its own)");
+  flags.String("chat-template", &options.zygote.chat_template, "NAME",
+               "chat-template family when the model's is not recognised and the policy names "
+               "none: chatml, qwen3, llama3, llama2, mistral, gemma, phi3, zephyr, deepseek, "
+               "deepseek3");
   flags.String("socket", &options.socket_path, "PATH",
                std::string("client socket when not started by systemd, in a directory only root "
                            "may write (also $") +

@@ -11,9 +11,11 @@
 #include "base/journal.h"
 #include "base/print.h"
 #include "base/strings.h"
+#include "engine/formats/gguf.h"
 #include "engine/kernels/kernels.h"
 #include "engine/model.h"
 #include "engine/run_state.h"
+#include "engine/tokenizer/gguf_vocabulary.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "ipc/zygote.pb.h"
 #include "worker/session/engine_turn_engine.h"
@@ -22,7 +24,7 @@
 namespace cellhouse::zygote_runtime {
 
 int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
-  std::string model_path, tokenizer_path;
+  std::string model_path, tokenizer_path, chat_template;
   int64_t channel_fd = 3;
   bool no_mlock = false;
   FlagSet flags("cell-zygote --model FILE [--tokenizer FILE] [--channel-fd N]",
@@ -31,6 +33,8 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
   flags.String("tokenizer", &tokenizer_path, "FILE", "tokenizer (default: <model>.tokenizer)");
   flags.Int("channel-fd", &channel_fd, "N", "descriptor of the SOCK_SEQPACKET channel to celld");
   flags.Bool("no-mlock", &no_mlock, "do not lock the weights in memory");
+  flags.String("chat-template", &chat_template, "NAME",
+               "chat-template family for sessions whose policy names none");
   auto rest = flags.Parse(argc - 1, argv + 1);
   if (!rest || !rest->empty() || model_path.empty() || channel_fd < 0) {
     Printf(stderr, "cell-zygote: %s\n%s",
@@ -41,15 +45,22 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
     WriteAndFlush(stdout, flags.Usage().c_str());
     return 0;
   }
-  if (tokenizer_path.empty()) tokenizer_path = model_path + ".tokenizer";
   auto fail = [](const Error& e) {
     Printf(stderr, "%scell-zygote: %s\n", JournalPrefix(kJournalError), e.message().c_str());
     return 1;
   };
   Result<engine::Model> model = engine::Model::Open(model_path);
   if (!model) return fail(model.error());
-  Result<engine::Tokenizer> tokenizer =
-      engine::Tokenizer::Open(tokenizer_path, model->config().vocab_size);
+  // A GGUF file carries its own vocabulary; a llama2.c checkpoint has a tokenizer file beside it.
+  Result<engine::Tokenizer> tokenizer = Error("no tokenizer");
+  if (tokenizer_path.empty() && engine::IsGguf(model->bytes())) {
+    Result<engine::GgufFile> gguf = engine::GgufFile::Parse(model->bytes(), model_path);
+    if (!gguf) return fail(gguf.error());
+    tokenizer = engine::TokenizerFromGguf(*gguf);
+  } else {
+    if (tokenizer_path.empty()) tokenizer_path = model_path + ".tokenizer";
+    tokenizer = engine::Tokenizer::Open(tokenizer_path, model->config().vocab_size);
+  }
   if (!tokenizer) return fail(tokenizer.error());
   // Pre-fault while still in celld's cgroup: the page cache is charged here, not to whichever
   // session touches a page first. Locking keeps it from being evicted and re-charged.
@@ -84,8 +95,13 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
 
   const engine::Model& m = *model;
   const engine::Tokenizer& t = *tokenizer;
-  EngineFactory factory = [&m, &t](uint32_t context_length) {
-    return session::EngineTurnEngine::Create(m, t, context_length);
+  EngineFactory factory = [&m, &t, &chat_template](const zygote::SessionLimits& limits) {
+    return session::EngineTurnEngine::Create(
+        m, t,
+        {.context_length = limits.context_length(),
+         // The policy's template first, then celld's --chat-template, then the model's own.
+         .chat_template = limits.chat_template().empty() ? chat_template : limits.chat_template(),
+         .drop_oldest_messages = limits.drop_oldest_messages()});
   };
   if (wrap) factory = wrap(std::move(factory));
   Zygote zygote(UniqueFd(static_cast<int>(channel_fd)), ready,
