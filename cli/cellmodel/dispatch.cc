@@ -21,6 +21,9 @@ constexpr const char* kUsage =
     "  info      show a checkpoint's format, configuration, parameter count, size and chunks\n"
     "  quantize  convert an fp32 checkpoint to int8 groups (about 3.5x smaller and faster)\n"
     "  run       generate text from a prompt, as llama2.c's run does\n"
+    "  tokenize  print the tokens of a text in a model's vocabulary\n"
+    "  render    print the prompt a model's chat template makes of JSON messages\n"
+    "  chat      a conversation on standard input, with the model's chat template\n"
     "\n"
     "`cellmodel COMMAND --help` describes each command's options.\n";
 
@@ -45,6 +48,15 @@ int Main(int argc, char** argv) {
   }
   if (command == "quantize") {
     return QuantizeCommand(args);
+  }
+  if (command == "tokenize") {
+    return TokenizeCommand(args);
+  }
+  if (command == "render") {
+    return RenderCommand(args);
+  }
+  if (command == "chat") {
+    return ChatCommand(args);
   }
   if (command == "help" || command == "--help" || command == "-h") {
     Printf(stdout, "%s", kUsage);
