@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -245,9 +246,14 @@ int Main(int argc, char** argv) {
   bool no_mlock = false, insecure = false, no_cgroups = false;
 
   FlagSet flags("celld --model FILE [--tokenizer FILE] [--socket PATH] [options]", kDescription);
-  flags.String("model", &options.zygote.model, "FILE", "llama2.c checkpoint to serve (required)");
+  flags.String("model", &options.zygote.model, "FILE",
+               "model to serve: a llama2.c or int8 checkpoint, or a GGUF file (llama, qwen2, "
+               "qwen3) (required)");
   flags.String("tokenizer", &options.zygote.tokenizer, "FILE",
-               "tokenizer (default: <model>.tokenizer; a GGUF model carries its own)");
+               "tokenizer (default: <model>.tokenizer; a GGUF file has its own vocabulary)");
+  flags.Int("ctx-size", &options.zygote.ctx_size, "N",
+            "longest context a session may have, at most the model's (0: the model's own; GGUF "
+            "files may say 128K, which sizes every session's buffers); policies cap it further");
   flags.String("chat-template", &options.zygote.chat_template, "NAME",
                "chat-template family when the model's is not recognised and the policy names "
                "none: chatml, qwen3, llama3, llama2, mistral, gemma, phi3, zephyr, deepseek, "
@@ -301,6 +307,9 @@ int Main(int argc, char** argv) {
   if (!rest->empty()) return usage_error("unexpected argument " + Quote((*rest)[0]));
   if (options.zygote.model.empty()) return usage_error("--model FILE is required; see --help");
   if (pool_size < 0 || pool_size > 64) return usage_error("--pool-size must be 0 to 64");
+  if (options.zygote.ctx_size < 0 || options.zygote.ctx_size > INT32_MAX) {
+    return usage_error("--ctx-size must be 0 to 2^31-1");
+  }
   options.pool_size = static_cast<uint32_t>(pool_size);
   if (Status ok = connection_flags.Apply(&options.connections); !ok) {
     return usage_error(ok.error().message());

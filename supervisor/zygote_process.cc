@@ -53,6 +53,10 @@ Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
     spawn.argv.push_back("--tokenizer");
     spawn.argv.push_back(options.tokenizer);
   }
+  if (options.ctx_size > 0) {
+    spawn.argv.push_back("--ctx-size");
+    spawn.argv.push_back(std::to_string(options.ctx_size));
+  }
   if (!options.lock_weights) spawn.argv.push_back("--no-mlock");
   if (!options.chat_template.empty()) {
     spawn.argv.push_back("--chat-template");

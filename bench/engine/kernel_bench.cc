@@ -41,7 +41,8 @@ using engine::KernelIsa;
 using engine::TensorType;
 
 struct Options {
-  std::string types = "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,q4_K,q5_K,q6_K";
+  // q4_0x8: Q4_0 in llama.cpp's repacked order (DotOrder::kInterleaved8).
+  std::string types = "f32,f16,bf16,q8_0,q4_0,q4_0x8,q4_1,q5_0,q5_1,q4_K,q5_K,q6_K";
   int64_t mib = 128;
   int64_t rounds = 3;
   int64_t prefill = 64;
@@ -142,6 +143,7 @@ struct Figures {
 
 struct Case {
   TensorType type;
+  engine::DotOrder order;
   int64_t rows;
   int64_t cols;
   size_t row_bytes;
@@ -190,9 +192,10 @@ constexpr int64_t kCols = 4096;
 // A matrix of `name` (random blocks, Fill) far larger than the caches (or of --cache-kib), and
 // --prefill activation rows quantized for it; nullopt (with a message) for an unknown type.
 std::optional<Case> MakeCase(std::string_view name, const Options& o) {
+  const bool interleaved = name == "q4_0x8";
   const engine::TypeInfo* info = nullptr;
   for (const engine::TypeInfo& i : engine::kTypeInfos) {
-    if (i.name == name && i.weight) {
+    if ((i.name == name || (interleaved && i.type == TensorType::kQ4_0)) && i.weight) {
       info = &i;
     }
   }
@@ -206,6 +209,7 @@ std::optional<Case> MakeCase(std::string_view name, const Options& o) {
   const int64_t rows =
       std::max<int64_t>(16, static_cast<int64_t>(matrix_bytes / row_bytes) / 16 * 16);
   Case c{.type = info->type,
+         .order = interleaved ? engine::DotOrder::kInterleaved8 : engine::DotOrder::kVecDot,
          .rows = rows,
          .cols = kCols,
          .row_bytes = row_bytes,
@@ -249,7 +253,7 @@ double Measure(const Options& o, const std::vector<Case>& cases, const std::vect
       const Case& c = cases[i];
       y.resize(static_cast<size_t>(c.rows * o.prefill));
       for (KernelIsa isa : isas) {
-        const engine::TypeKernels& k = engine::GetTypeKernels(c.type, isa);
+        const engine::TypeKernels& k = engine::GetTypeKernels(c.type, isa, c.order);
         Figures& f = best[{i, isa}];
         f.decode_seconds = std::min(f.decode_seconds, Seconds(k, c, 1, y, in_cache));
         if (isa != KernelIsa::kPortable) {  // portable prefill takes minutes: it is the definition
@@ -293,7 +297,9 @@ void PrintTable(const Options& o, const std::vector<Case>& cases,
       Printf(stdout,
              o.cache_kib > 0 ? "| %s | %s | %.1f | (%.0f%%) | %s |\n"
                              : "| %s | %s | %.1f | %.0f%% | %s |\n",
-             std::string(engine::GetTypeInfo(c.type).name).c_str(),
+             (std::string(engine::GetTypeInfo(c.type).name) +
+              (c.order == engine::DotOrder::kInterleaved8 ? "x8" : ""))
+                 .c_str(),
              std::string(engine::KernelIsaName(isa)).c_str(), bytes / f.decode_seconds / 1e9,
              100.0 * bytes / f.decode_seconds / bandwidth, prefill);
     }

@@ -21,6 +21,7 @@ int MakeCommand(const std::vector<std::string>& args);
 int InfoCommand(const std::vector<std::string>& args);
 int RunCommand(const std::vector<std::string>& args);
 int QuantizeCommand(const std::vector<std::string>& args);
+int ConvertCommand(const std::vector<std::string>& args);
 int TokenizeCommand(const std::vector<std::string>& args);
 int RenderCommand(const std::vector<std::string>& args);
 int ChatCommand(const std::vector<std::string>& args);

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "engine/formats/atomic_file.h"
 #include "engine/formats/checked_math.h"
@@ -119,6 +120,14 @@ void GgufWriter::AddTensor(std::string_view name, TensorType type, std::vector<u
                            TensorFill fill) {
   tensors_.push_back(
       {.name = std::string(name), .type = type, .dims = std::move(dims), .fill = std::move(fill)});
+}
+
+bool GgufWriter::Remove(std::string_view key) {
+  return std::erase_if(entries_, [key](const Entry& e) { return e.key == key; }) > 0;
+}
+
+bool GgufWriter::RemoveTensor(std::string_view name) {
+  return std::erase_if(tensors_, [name](const Tensor& t) { return t.name == name; }) > 0;
 }
 
 Status GgufWriter::Write(const Sink& sink) const {

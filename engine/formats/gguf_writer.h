@@ -63,6 +63,10 @@ class GgufWriter {
   // Streams the file to `path` atomically.
   Status WriteFile(const std::string& path) const;
 
+  // Drop a key or a tensor (tests that build incomplete files); false when absent.
+  bool Remove(std::string_view key);
+  bool RemoveTensor(std::string_view name);
+
   // Encodings of single values, for SetRaw.
   static std::vector<std::byte> EncodeString(std::string_view text);
 

@@ -31,6 +31,40 @@ std::vector<std::string> Strings(const std::vector<std::string_view>& views) {
 
 }  // namespace
 
+std::string GgufVocabularyInfo::Describe() const {
+  std::string kind_text;
+  switch (kind) {
+    case VocabularyKind::kNone:
+      return "none";
+    case VocabularyKind::kSentencePiece:
+      kind_text = "SentencePiece (llama)";
+      break;
+    case VocabularyKind::kByteLevelBpe:
+      kind_text = "byte-level BPE (gpt2" + (pre.empty() ? "" : ", pre " + pre) + ")";
+      break;
+    case VocabularyKind::kOther:
+      kind_text = "'" + model + "'";
+      break;
+  }
+  return kind_text + ", " + std::to_string(size) + " tokens";
+}
+
+GgufVocabularyInfo DescribeGgufVocabulary(const GgufFile& g) {
+  GgufVocabularyInfo info;
+  Result<std::string_view> model = g.GetString("tokenizer.ggml.model");
+  if (!model) return info;
+  info.model = std::string(model->substr(0, 64));
+  info.kind = *model == "llama"  ? VocabularyKind::kSentencePiece
+              : *model == "gpt2" ? VocabularyKind::kByteLevelBpe
+                                 : VocabularyKind::kOther;
+  if (Result<std::string_view> pre = g.GetString("tokenizer.ggml.pre")) {
+    info.pre = std::string(pre->substr(0, 64));
+  }
+  if (const GgufValue* tokens = g.Find("tokenizer.ggml.tokens")) info.size = tokens->array_size();
+  info.chat_template = g.GetString("tokenizer.chat_template").has_value();
+  return info;
+}
+
 Result<VocabularySpec> VocabularyFromGguf(const GgufFile& gguf) {
   VocabularySpec spec;
   spec.name = gguf.name();

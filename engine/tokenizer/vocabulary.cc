@@ -144,14 +144,22 @@ Status Tokenizer::BuildFromVocabulary(VocabularySpec& spec) {
   ids_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     ids_[Piece(static_cast<int32_t>(i))] = static_cast<int32_t>(i);  // the last id, as llama.cpp
-    if (kind_ == TokenizerKind::kSentencePiece && (attrs_[i] & TypeBit(TokenType::kByte)) != 0) {
+    // Byte pieces: typed so, or (a file without token types) spelled <0xHH>, as llama.cpp
+    // finds byte fallbacks by their text.
+    const bool typed_byte = (attrs_[i] & TypeBit(TokenType::kByte)) != 0;
+    if (kind_ == TokenizerKind::kSentencePiece && (typed_byte || spec.token_types.empty())) {
       byte_value_[i] = BytePieceValue(Piece(static_cast<int32_t>(i)));
-      if (byte_value_[i] < 0) {
+      if (byte_value_[i] < 0 && typed_byte) {
         return refuse("piece " + std::to_string(i) + " '" +
                       std::string(Piece(static_cast<int32_t>(i))) +
                       "' is a byte token but not of the form <0xHH>");
       }
-      byte_tokens_[static_cast<size_t>(byte_value_[i])] = static_cast<int32_t>(i);
+      if (byte_value_[i] >= 0) {
+        attrs_[i] = TypeBit(TokenType::kByte);
+        if (byte_tokens_[static_cast<size_t>(byte_value_[i])] < 0) {
+          byte_tokens_[static_cast<size_t>(byte_value_[i])] = static_cast<int32_t>(i);
+        }
+      }
     }
   }
 

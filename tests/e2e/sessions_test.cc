@@ -15,10 +15,12 @@
 #include "cli/cellctl/session_client.h"
 #include "engine/conversation.h"
 #include "engine/model.h"
+#include "engine/run_state.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "ipc/client.h"
 #include "ipc/messages.h"
 #include "ipc/unix_socket.h"
+#include "policy/choose.h"
 #include "tests/support/celld_fixture.h"
 
 namespace cellhouse {
@@ -422,6 +424,42 @@ TEST_F(E2eTest, ChatFromAPipeHoldsOneConversationAcrossTurns) {
     ++turns;
   }
   EXPECT_EQ(turns, 3u) << r.err;
+}
+
+// celld --model FILE.gguf: the zygote maps and checks the GGUF file (here the tiny model converted
+// by `cellmodel convert`, as a user would bring one), sessions generate what the engine alone
+// generates, and admission reserves the session's fp16 cache for the context celld was told.
+TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
+  const std::string gguf = local_.File("tiny-Q8_0.gguf");
+  CommandResult convert = testing::RunCommand(
+      {testing::BinPath("cellmodel"), "convert", "--in", model(), "--out", gguf, "--type", "Q8_0"});
+  ASSERT_EQ(convert.exit_code, 0) << convert.err;
+  ::chmod(gguf.c_str(), 0644);
+  constexpr int32_t kContext = 96;
+  CelldTest::StartCelld({.model = gguf, .extra_args = {"--ctx-size", std::to_string(kContext)}});
+  const std::string expected = testing::EngineReference(gguf, "Once upon a time", 24, 0.0, 3);
+  CommandResult r = RunCellctl(celld_->socket(), {"generate", "--prompt", "Once upon a time",
+                                                  "--max-tokens", "24", "--temperature", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << celld_->Log();
+  ASSERT_FALSE(r.out.empty());
+  EXPECT_EQ(r.out.substr(0, r.out.size() - 1), expected);
+
+  Result<engine::Model> m = engine::Model::Open(gguf, {.max_context = kContext});
+  ASSERT_TRUE(m) << m.error().message();
+  ASSERT_EQ(m->kv_precision(), engine::KvPrecision::kF16);
+  auto s = cli::SessionClient::Open(celld_->socket(), {});
+  ASSERT_TRUE(s) << s.error().message();
+  api::Request status;
+  status.mutable_status();
+  auto reply = cli::AdminRequest(celld_->socket(), status);
+  ASSERT_TRUE(reply && reply->has_status());
+  EXPECT_NE(reply->status().model().find("gguf llama"), std::string::npos)
+      << reply->status().model();
+  // The default policy's context is the model's, capped by --ctx-size.
+  EXPECT_EQ(reply->status().memory_committed_bytes(),
+            engine::StateFixedBytes(m->config()) +
+                kContext * engine::KvCacheBytesPerToken(m->config(), engine::KvPrecision::kF16) +
+                policy::kDefaultWorkerOverheadBytes);
 }
 
 TEST_F(E2eTest, AdmissionRefusalsSayWhichLimit) {

@@ -3,6 +3,8 @@
 // cgroup, makes its one BLAS call, reports ready, then forks a sandboxed worker per request.
 // See worker/zygote/zygote.h and docs/ARCHITECTURE.md.
 #include <unistd.h>
+
+#include <climits>
 #include <cstdio>
 
 #include <string>
@@ -26,17 +28,21 @@ namespace cellhouse::zygote_runtime {
 int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
   std::string model_path, tokenizer_path, chat_template;
   int64_t channel_fd = 3;
+  int64_t ctx_size = 0;
   bool no_mlock = false;
   FlagSet flags("cell-zygote --model FILE [--tokenizer FILE] [--channel-fd N]",
                 "The cellhouse zygote. celld starts it; it is not meant to be run by hand.");
-  flags.String("model", &model_path, "FILE", "checkpoint to map");
-  flags.String("tokenizer", &tokenizer_path, "FILE", "tokenizer (default: <model>.tokenizer)");
+  flags.String("model", &model_path, "FILE", "model to map (llama2.c, int8 or GGUF)");
+  flags.String("tokenizer", &tokenizer_path, "FILE",
+               "tokenizer (default: <model>.tokenizer; a GGUF file has its own vocabulary)");
+  flags.Int("ctx-size", &ctx_size, "N", "cap on the model's context (0: the model's own)");
   flags.Int("channel-fd", &channel_fd, "N", "descriptor of the SOCK_SEQPACKET channel to celld");
   flags.Bool("no-mlock", &no_mlock, "do not lock the weights in memory");
   flags.String("chat-template", &chat_template, "NAME",
                "chat-template family for sessions whose policy names none");
   auto rest = flags.Parse(argc - 1, argv + 1);
-  if (!rest || !rest->empty() || model_path.empty() || channel_fd < 0) {
+  if (!rest || !rest->empty() || model_path.empty() || channel_fd < 0 || ctx_size < 0 ||
+      ctx_size > INT32_MAX) {
     Printf(stderr, "cell-zygote: %s\n%s",
            rest ? "--model is required" : rest.error().message().c_str(), flags.Usage().c_str());
     return 2;
@@ -45,22 +51,19 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
     WriteAndFlush(stdout, flags.Usage().c_str());
     return 0;
   }
+  if (tokenizer_path.empty()) tokenizer_path = model_path + ".tokenizer";
   auto fail = [](const Error& e) {
     Printf(stderr, "%scell-zygote: %s\n", JournalPrefix(kJournalError), e.message().c_str());
     return 1;
   };
-  Result<engine::Model> model = engine::Model::Open(model_path);
+  Result<engine::Model> model =
+      engine::Model::Open(model_path, {.max_context = static_cast<int32_t>(ctx_size)});
   if (!model) return fail(model.error());
   // A GGUF file carries its own vocabulary; a llama2.c checkpoint has a tokenizer file beside it.
-  Result<engine::Tokenizer> tokenizer = Error("no tokenizer");
-  if (tokenizer_path.empty() && engine::IsGguf(model->bytes())) {
-    Result<engine::GgufFile> gguf = engine::GgufFile::Parse(model->bytes(), model_path);
-    if (!gguf) return fail(gguf.error());
-    tokenizer = engine::TokenizerFromGguf(*gguf);
-  } else {
-    if (tokenizer_path.empty()) tokenizer_path = model_path + ".tokenizer";
-    tokenizer = engine::Tokenizer::Open(tokenizer_path, model->config().vocab_size);
-  }
+  Result<engine::Tokenizer> tokenizer =
+      model->gguf() != nullptr
+          ? engine::TokenizerFromGguf(*model->gguf())
+          : engine::Tokenizer::Open(tokenizer_path, model->config().vocab_size);
   if (!tokenizer) return fail(tokenizer.error());
   // Pre-fault while still in celld's cgroup: the page cache is charged here, not to whichever
   // session touches a page first. Locking keeps it from being evicted and re-charged.
