@@ -10,6 +10,8 @@
 #include "engine/chat/chat_session.h"
 #include "engine/chat/reply_stream.h"
 #include "engine/conversation.h"
+#include "engine/model.h"
+#include "engine/tokenizer/gguf_vocabulary.h"
 #include "tests/engine/test_models.h"
 
 namespace cellhouse::engine::chat {
@@ -228,6 +230,66 @@ TEST_F(ChatSessionTest, ContextOverflowIsAnErrorOrDropsOldestMessages) {
   ASSERT_EQ(chat.history().size(), 3U);
   EXPECT_EQ(chat.history()[0].role, "system");
   EXPECT_EQ(chat.history()[1].content, "short");
+}
+
+}  // namespace
+}  // namespace cellhouse::engine::chat
+
+namespace cellhouse::engine::chat {
+namespace {
+
+// The same on the GGUF models with real vocabularies (Llama 3 and Qwen3 templates): the second
+// turn reuses the cache and generates what a fresh session given the whole sequence does.
+TEST(GgufChatSessionTest, SecondTurnOnRealTemplatesEqualsAFreshSession) {
+  for (const char* name : {"qwen-vocab-Q8_0", "llama3-vocab-Q8_0"}) {
+    std::optional<std::string> path =
+        cellhouse::testing::SharedModelPath(std::string("gguf/") + name + ".gguf");
+    if (!path) GTEST_SKIP() << "../shared/models/gguf absent: skipping";
+    Result<Model> model = Model::Open(*path);
+    ASSERT_TRUE(model) << model.error().message();
+    Result<Tokenizer> tok = TokenizerFromGguf(*model->gguf());
+    ASSERT_TRUE(tok) << tok.error().message();
+    Result<ChatTemplate> tmpl = ChatTemplate::ForModel(*tok, "");
+    ASSERT_TRUE(tmpl) << tmpl.error().message();
+    Result<Conversation> conversation = Conversation::Create(*model, *tok, 200);
+    ASSERT_TRUE(conversation);
+    ChatSession chat(*conversation, *tok, *tmpl, ContextPolicy::kError);
+    ChatRequest request;
+    request.messages = {{"user", "Hello there!", {}}};
+    request.append = true;
+    request.sampling = {.max_new_tokens = 10, .temperature = 0.0F};
+    auto run = [&](const ChatRequest& r) {
+      std::vector<int32_t> tokens;
+      Result<ChatTurnResult> result = chat.Turn(r, [&](const ReplyPiece& p) {
+        if (p.token >= 0) tokens.push_back(p.token);
+        return true;
+      });
+      EXPECT_TRUE(result) << (result ? "" : result.error().message());
+      return std::make_pair(tokens, result ? result->stats : Conversation::TurnStats{});
+    };
+    run(request);
+    const int32_t cached_before = conversation->context_used();
+    request.messages = {{"user", "And then?", {}}};
+    auto [second, stats] = run(request);
+    EXPECT_GT(stats.reused_tokens, 0) << name;
+    EXPECT_LE(stats.reused_tokens, cached_before) << name;
+    EXPECT_EQ(stats.evaluated_tokens, stats.prompt_tokens - stats.reused_tokens) << name;
+
+    Result<Prompt> prompt = tmpl->Render(
+        std::vector<ChatMessage>(chat.history().begin(), chat.history().end() - 1), {});
+    ASSERT_TRUE(prompt);
+    Result<std::vector<int32_t>> ids = prompt->Encode(*tok);
+    ASSERT_TRUE(ids);
+    EXPECT_EQ(static_cast<int32_t>(ids->size()), stats.prompt_tokens) << name;
+    Result<Conversation> fresh = Conversation::Create(*model, *tok, 200);
+    ASSERT_TRUE(fresh);
+    std::vector<int32_t> fresh_tokens;
+    ASSERT_TRUE(fresh->TurnTokens(*ids, request.sampling, [&](int32_t t, std::string_view) {
+      fresh_tokens.push_back(t);
+      return true;
+    }));
+    EXPECT_EQ(fresh_tokens, second) << name;
+  }
 }
 
 }  // namespace
