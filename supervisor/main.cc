@@ -294,6 +294,10 @@ int Main(int argc, char** argv) {
   flags.Int("ctx-size", &options.zygote.ctx_size, "N",
             "longest context a session may have, at most the model's (0: the model's own; GGUF "
             "files may say 128K, which sizes every session's buffers); policies cap it further");
+  flags.String("chat-template", &options.zygote.chat_template, "NAME",
+               "chat-template family when the model's is not recognised and the policy names "
+               "none: chatml, qwen3, llama3, llama2, mistral, gemma, phi3, zephyr, deepseek, "
+               "deepseek3");
   flags.String("socket", &options.socket_path, "PATH",
                std::string("client socket when not started by systemd, in a directory only root "
                            "may write (also $") +

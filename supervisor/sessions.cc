@@ -296,6 +296,9 @@ zygote::SessionLimits Supervisor::LimitsFor(const Session& session) const {
   limits.set_max_new_tokens(b.max_new_tokens());
   limits.set_heartbeat_interval_ms(static_cast<uint64_t>(options_.heartbeat_interval_ms));
   limits.set_idle_timeout_ms(b.idle_timeout_seconds() * 1000);
+  const policy::Chat& chat = session.policy->proto().chat();
+  limits.set_chat_template(chat.chat_template());
+  limits.set_drop_oldest_messages(chat.context_overflow() == policy::Chat::DROP_OLDEST_MESSAGES);
   return limits;
 }
 

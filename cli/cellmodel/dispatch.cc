@@ -23,6 +23,9 @@ constexpr const char* kUsage =
     "  quantize  convert an fp32 checkpoint to int8 groups (about 3.5x smaller and faster)\n"
     "  convert   write an fp32 checkpoint as GGUF: F32, F16, Q8_0, Q4_0, Q4_K_M or Q6_K\n"
     "  run       generate text from a prompt, as llama2.c's run does\n"
+    "  tokenize  print the tokens of a text in a model's vocabulary\n"
+    "  render    print the prompt a model's chat template makes of JSON messages\n"
+    "  chat      a conversation on standard input, with the model's chat template\n"
     "\n"
     "`cellmodel COMMAND --help` describes each command's options.\n";
 
@@ -50,6 +53,15 @@ int Main(int argc, char** argv) {
   }
   if (command == "convert") {
     return ConvertCommand(args);
+  }
+  if (command == "tokenize") {
+    return TokenizeCommand(args);
+  }
+  if (command == "render") {
+    return RenderCommand(args);
+  }
+  if (command == "chat") {
+    return ChatCommand(args);
   }
   if (command == "help" || command == "--help" || command == "-h") {
     Printf(stdout, "%s", kUsage);

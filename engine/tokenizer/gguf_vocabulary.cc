@@ -1,40 +1,32 @@
 #include "engine/tokenizer/gguf_vocabulary.h"
 
-#include <limits>
-#include <string_view>
-#include <vector>
+#include <string>
+#include <utility>
 
 namespace cellhouse::engine {
-
 namespace {
 
-// SentencePiece writes a space as U+2581 (LOWER ONE EIGHTH BLOCK); llama2.c's tokenizer, which
-// this vocabulary runs with, has spaces.
-constexpr std::string_view kSpaceMark = "\xE2\x96\x81";
-
-std::string WithSpaces(std::string_view piece) {
-  std::string out;
-  out.reserve(piece.size());
-  size_t start = 0;
-  for (size_t at = piece.find(kSpaceMark); at != std::string_view::npos;
-       at = piece.find(kSpaceMark, start)) {
-    out.append(piece.substr(start, at - start));
-    out.push_back(' ');
-    start = at + kSpaceMark.size();
+Result<std::optional<int32_t>> OptionalId(const GgufFile& gguf, std::string_view key) {
+  if (!gguf.Has(key)) return std::optional<int32_t>();
+  CH_ASSIGN_OR_RETURN(uint32_t id, gguf.GetUint32(key));
+  if (id > static_cast<uint32_t>(INT32_MAX)) {
+    return gguf.Refuse("key '" + std::string(key) + "' is " + std::to_string(id) +
+                       ", not a token id");
   }
-  out.append(piece.substr(start));
-  return out;
+  return std::optional<int32_t>(static_cast<int32_t>(id));
 }
 
-Result<int32_t> TokenId(const GgufFile& g, const char* key, int32_t absent) {
-  if (!g.Has(key)) {
-    return absent;
-  }
-  CH_ASSIGN_OR_RETURN(uint32_t id, g.GetUint32(key));
-  if (id > static_cast<uint32_t>(std::numeric_limits<int32_t>::max())) {
-    return g.Refuse(std::string("key '") + key + "' is out of range");
-  }
-  return static_cast<int32_t>(id);
+Result<std::optional<bool>> OptionalBool(const GgufFile& gguf, std::string_view key) {
+  if (!gguf.Has(key)) return std::optional<bool>();
+  CH_ASSIGN_OR_RETURN(bool value, gguf.GetBool(key));
+  return std::optional<bool>(value);
+}
+
+std::vector<std::string> Strings(const std::vector<std::string_view>& views) {
+  std::vector<std::string> out;
+  out.reserve(views.size());
+  for (std::string_view v : views) out.emplace_back(v);
+  return out;
 }
 
 }  // namespace
@@ -60,9 +52,7 @@ std::string GgufVocabularyInfo::Describe() const {
 GgufVocabularyInfo DescribeGgufVocabulary(const GgufFile& g) {
   GgufVocabularyInfo info;
   Result<std::string_view> model = g.GetString("tokenizer.ggml.model");
-  if (!model) {
-    return info;
-  }
+  if (!model) return info;
   info.model = std::string(model->substr(0, 64));
   info.kind = *model == "llama"  ? VocabularyKind::kSentencePiece
               : *model == "gpt2" ? VocabularyKind::kByteLevelBpe
@@ -70,52 +60,52 @@ GgufVocabularyInfo DescribeGgufVocabulary(const GgufFile& g) {
   if (Result<std::string_view> pre = g.GetString("tokenizer.ggml.pre")) {
     info.pre = std::string(pre->substr(0, 64));
   }
-  if (const GgufValue* tokens = g.Find("tokenizer.ggml.tokens")) {
-    info.size = tokens->array_size();
-  }
+  if (const GgufValue* tokens = g.Find("tokenizer.ggml.tokens")) info.size = tokens->array_size();
   info.chat_template = g.GetString("tokenizer.chat_template").has_value();
   return info;
 }
 
-Result<Tokenizer> TokenizerFromGguf(const GgufFile& g) {
-  const GgufVocabularyInfo info = DescribeGgufVocabulary(g);
-  switch (info.kind) {
-    case VocabularyKind::kSentencePiece:
-      break;
-    case VocabularyKind::kNone:
-      return g.Refuse("the file has no vocabulary (tokenizer.ggml.model)");
-    case VocabularyKind::kByteLevelBpe:
-      return g.Refuse("its vocabulary is " + info.Describe() +
-                      "; byte-level BPE tokenizers are not supported yet (issue 15), only "
-                      "SentencePiece-style ones (tokenizer.ggml.model = llama)");
-    case VocabularyKind::kOther:
-      return g.Refuse("its vocabulary kind '" + info.model +
-                      "' is not supported (supported: llama, the SentencePiece style)");
+Result<VocabularySpec> VocabularyFromGguf(const GgufFile& gguf) {
+  VocabularySpec spec;
+  spec.name = gguf.name();
+  CH_ASSIGN_OR_RETURN(std::string_view model, gguf.GetString("tokenizer.ggml.model"));
+  spec.model = std::string(model);
+  if (gguf.Has("tokenizer.ggml.pre")) {
+    CH_ASSIGN_OR_RETURN(std::string_view pre, gguf.GetString("tokenizer.ggml.pre"));
+    spec.pre = std::string(pre);
   }
   CH_ASSIGN_OR_RETURN(std::vector<std::string_view> tokens,
-                      g.GetStringArray("tokenizer.ggml.tokens"));
-  Vocabulary v;
-  v.pieces.reserve(tokens.size());
-  for (std::string_view t : tokens) {
-    v.pieces.push_back(WithSpaces(t));
+                      gguf.GetStringArray("tokenizer.ggml.tokens"));
+  spec.tokens = Strings(tokens);
+  if (gguf.Has("tokenizer.ggml.scores")) {
+    CH_ASSIGN_OR_RETURN(spec.scores, gguf.GetFloat32Array("tokenizer.ggml.scores"));
   }
-  if (g.Has("tokenizer.ggml.scores")) {
-    CH_ASSIGN_OR_RETURN(v.scores, g.GetFloat32Array("tokenizer.ggml.scores"));
-  } else {
-    v.scores.assign(v.pieces.size(), 0.0F);
+  if (gguf.Has("tokenizer.ggml.token_type")) {
+    CH_ASSIGN_OR_RETURN(spec.token_types, gguf.GetInt32Array("tokenizer.ggml.token_type"));
   }
-  // llama.cpp's defaults for a SentencePiece vocabulary: BOS 1, EOS 2, BOS added.
-  CH_ASSIGN_OR_RETURN(v.bos, TokenId(g, "tokenizer.ggml.bos_token_id", kBosToken));
-  CH_ASSIGN_OR_RETURN(v.eos, TokenId(g, "tokenizer.ggml.eos_token_id", kEosToken));
-  CH_ASSIGN_OR_RETURN(v.add_bos, g.GetBoolOr("tokenizer.ggml.add_bos_token", true));
-  v.end_of_generation = {v.eos};
-  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
-    CH_ASSIGN_OR_RETURN(int32_t id, TokenId(g, key, -1));
-    if (id >= 0) {
-      v.end_of_generation.push_back(id);
-    }
+  if (gguf.Has("tokenizer.ggml.merges")) {
+    CH_ASSIGN_OR_RETURN(std::vector<std::string_view> merges,
+                        gguf.GetStringArray("tokenizer.ggml.merges"));
+    spec.merges = Strings(merges);
   }
-  return Tokenizer::FromVocabulary(v, g.name());
+  CH_ASSIGN_OR_RETURN(spec.bos, OptionalId(gguf, "tokenizer.ggml.bos_token_id"));
+  CH_ASSIGN_OR_RETURN(spec.eos, OptionalId(gguf, "tokenizer.ggml.eos_token_id"));
+  CH_ASSIGN_OR_RETURN(spec.eot, OptionalId(gguf, "tokenizer.ggml.eot_token_id"));
+  CH_ASSIGN_OR_RETURN(spec.eom, OptionalId(gguf, "tokenizer.ggml.eom_token_id"));
+  CH_ASSIGN_OR_RETURN(spec.unk, OptionalId(gguf, "tokenizer.ggml.unknown_token_id"));
+  CH_ASSIGN_OR_RETURN(spec.add_bos, OptionalBool(gguf, "tokenizer.ggml.add_bos_token"));
+  CH_ASSIGN_OR_RETURN(spec.add_eos, OptionalBool(gguf, "tokenizer.ggml.add_eos_token"));
+  CH_ASSIGN_OR_RETURN(spec.add_space_prefix, OptionalBool(gguf, "tokenizer.ggml.add_space_prefix"));
+  if (gguf.Has("tokenizer.chat_template")) {
+    CH_ASSIGN_OR_RETURN(std::string_view chat_template, gguf.GetString("tokenizer.chat_template"));
+    spec.chat_template = std::string(chat_template);
+  }
+  return spec;
+}
+
+Result<Tokenizer> TokenizerFromGguf(const GgufFile& gguf) {
+  CH_ASSIGN_OR_RETURN(VocabularySpec spec, VocabularyFromGguf(gguf));
+  return Tokenizer::FromVocabulary(std::move(spec));
 }
 
 }  // namespace cellhouse::engine

@@ -1,12 +1,10 @@
-// The vocabulary of a GGUF file, from its tokenizer.ggml.* keys: what kind it is (for `cellmodel
-// info`), and a Tokenizer for the kinds the engine can encode today. A SentencePiece-style
-// vocabulary (tokenizer.ggml.model = llama: tokens, scores, token types, BOS/EOS ids,
-// add_bos_token) runs with the tokenizer llama2.c models use, its pieces' U+2581 read as spaces.
-// A byte-level BPE one (gpt2: Llama 3, Qwen) is described but refused for generation until its
-// tokenizer exists (issue 15).
+// The vocabulary of a GGUF file: what kind it is (for `cellmodel info`), its tokenizer.ggml.*
+// keys read into a VocabularySpec, and the Tokenizer built from it. The one place that knows
+// those key names.
 //
 //   GgufVocabularyInfo info = DescribeGgufVocabulary(gguf);   // kind, size, chat template
-//   CH_ASSIGN_OR_RETURN(Tokenizer tok, TokenizerFromGguf(gguf));
+//   CH_ASSIGN_OR_RETURN(Tokenizer tokenizer, TokenizerFromGguf(gguf));
+//   tokenizer.chat_template();   // tokenizer.chat_template, "" when absent
 #ifndef CELLHOUSE_ENGINE_TOKENIZER_GGUF_VOCABULARY_H_
 #define CELLHOUSE_ENGINE_TOKENIZER_GGUF_VOCABULARY_H_
 
@@ -16,6 +14,7 @@
 #include "base/result.h"
 #include "engine/formats/gguf.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/tokenizer/vocabulary.h"
 
 namespace cellhouse::engine {
 
@@ -38,7 +37,9 @@ struct GgufVocabularyInfo {
 
 GgufVocabularyInfo DescribeGgufVocabulary(const GgufFile& gguf);
 
-// The tokenizer of a SentencePiece-style vocabulary; any other kind is refused, naming it.
+// Reads the keys; a missing tokenizer.ggml.model or tokens, or a key of the wrong type, is an
+// error naming the file and the key.
+Result<VocabularySpec> VocabularyFromGguf(const GgufFile& gguf);
 Result<Tokenizer> TokenizerFromGguf(const GgufFile& gguf);
 
 }  // namespace cellhouse::engine

@@ -23,10 +23,7 @@ struct Line {
 // A token's text as llama.cpp prints it: byte pieces as their byte, control pieces as written,
 // with tabs and newlines shown as spaces (the TSV's convention).
 std::string PrintedPiece(const Tokenizer& tok, int32_t id) {
-  std::string piece(tok.Piece(id));
-  if (piece.size() == 6 && piece.rfind("<0x", 0) == 0) {
-    piece = std::string(tok.Decode(-1, id));
-  }
+  std::string piece(tok.DisplayPiece(id));
   std::replace(piece.begin(), piece.end(), '\t', ' ');
   std::replace(piece.begin(), piece.end(), '\n', ' ');
   return piece;

@@ -56,7 +56,7 @@ class SessionServer {
   Flow HandleClientInput(bool during_turn);
   Flow HandleRequest(const api::Request& request);
   Flow RunTurn(const api::Generate& generate);
-  bool OnToken(int32_t token, std::string_view piece);
+  bool OnToken(const TurnPiece& piece);
   // Between tokens: look at both channels without blocking; block only while the client's
   // backlog is over the limit.
   void ServiceDuringTurn();

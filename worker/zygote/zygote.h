@@ -50,8 +50,9 @@ struct ExecutorSupport {
 
 // Makes a session's conversation (in the worker, after the sandbox: its memory is charged to
 // the session's cgroup).
-using EngineFactory =
-    std::function<Result<std::unique_ptr<session::TurnEngine>>(uint32_t context_length)>;
+// `limits` carries the context length and the policy's chat settings.
+using EngineFactory = std::function<Result<std::unique_ptr<session::TurnEngine>>(
+    const zygote::SessionLimits& limits)>;
 
 // The real worker: a SessionServer over a conversation from `factory`.
 WorkerEntry MakeSessionWorkerEntry(EngineFactory factory);

@@ -13,6 +13,7 @@
 #include "base/journal.h"
 #include "base/print.h"
 #include "base/strings.h"
+#include "engine/formats/gguf.h"
 #include "engine/kernels/kernels.h"
 #include "engine/model.h"
 #include "engine/run_state.h"
@@ -25,7 +26,7 @@
 namespace cellhouse::zygote_runtime {
 
 int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
-  std::string model_path, tokenizer_path;
+  std::string model_path, tokenizer_path, chat_template;
   int64_t channel_fd = 3;
   int64_t ctx_size = 0;
   bool no_mlock = false;
@@ -37,6 +38,8 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
   flags.Int("ctx-size", &ctx_size, "N", "cap on the model's context (0: the model's own)");
   flags.Int("channel-fd", &channel_fd, "N", "descriptor of the SOCK_SEQPACKET channel to celld");
   flags.Bool("no-mlock", &no_mlock, "do not lock the weights in memory");
+  flags.String("chat-template", &chat_template, "NAME",
+               "chat-template family for sessions whose policy names none");
   auto rest = flags.Parse(argc - 1, argv + 1);
   if (!rest || !rest->empty() || model_path.empty() || channel_fd < 0 || ctx_size < 0 ||
       ctx_size > INT32_MAX) {
@@ -56,8 +59,7 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
   Result<engine::Model> model =
       engine::Model::Open(model_path, {.max_context = static_cast<int32_t>(ctx_size)});
   if (!model) return fail(model.error());
-  // A GGUF file carries its vocabulary (refused here, before any session, when the engine cannot
-  // encode it yet); the other formats come with a tokenizer file.
+  // A GGUF file carries its own vocabulary; a llama2.c checkpoint has a tokenizer file beside it.
   Result<engine::Tokenizer> tokenizer =
       model->gguf() != nullptr
           ? engine::TokenizerFromGguf(*model->gguf())
@@ -96,8 +98,13 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
 
   const engine::Model& m = *model;
   const engine::Tokenizer& t = *tokenizer;
-  EngineFactory factory = [&m, &t](uint32_t context_length) {
-    return session::EngineTurnEngine::Create(m, t, context_length);
+  EngineFactory factory = [&m, &t, &chat_template](const zygote::SessionLimits& limits) {
+    return session::EngineTurnEngine::Create(
+        m, t,
+        {.context_length = limits.context_length(),
+         // The policy's template first, then celld's --chat-template, then the model's own.
+         .chat_template = limits.chat_template().empty() ? chat_template : limits.chat_template(),
+         .drop_oldest_messages = limits.drop_oldest_messages()});
   };
   if (wrap) factory = wrap(std::move(factory));
   Zygote zygote(UniqueFd(static_cast<int>(channel_fd)), ready,

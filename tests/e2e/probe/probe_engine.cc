@@ -28,7 +28,7 @@ std::string Outcome(int err) {
 }
 
 session::TurnResult OnePiece(const session::TokenCallback& on_token, const std::string& text) {
-  on_token(0, text);
+  on_token({.token = 0, .text = text});
   session::TurnResult r;
   r.generated_tokens = 1;
   r.stop = api::Done::MAX_TOKENS;
