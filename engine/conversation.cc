@@ -93,8 +93,9 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
     return Error("the prompt of " + std::to_string(prompt.size()) + " bytes cannot fit in the " +
                  std::to_string(context_length() - processed_) + " positions left of the context");
   }
-  CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt_tokens,
-                      tokenizer_->Encode(prompt, {.add_bos = tokens_.empty() && tokenizer_->add_bos()}));
+  CH_ASSIGN_OR_RETURN(
+      std::vector<int32_t> prompt_tokens,
+      tokenizer_->Encode(prompt, {.add_bos = tokens_.empty() && tokenizer_->add_bos()}));
   const size_t unprocessed =
       tokens_.size() - static_cast<size_t>(processed_) + prompt_tokens.size();
   if (unprocessed == 0) {

@@ -12,12 +12,12 @@
 #include "engine/formats/checkpoint.h"
 #include "engine/formats/gguf.h"
 #include "engine/formats/gguf_model.h"
-#include "engine/gguf_forward.h"
-#include "engine/tokenizer/gguf_vocabulary.h"
 #include "engine/formats/quantized_checkpoint.h"
 #include "engine/forward.h"
+#include "engine/gguf_forward.h"
 #include "engine/kernels/kernels.h"
 #include "engine/run_state.h"
+#include "engine/tokenizer/gguf_vocabulary.h"
 #include "engine/tokenizer/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
