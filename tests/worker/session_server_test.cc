@@ -192,7 +192,7 @@ TEST_F(SessionServerTest, DetachMidTurnThenReattachContinuesTheConversation) {
   api::Response r;
   for (r = Next(again); r.has_piece(); r = Next(again)) {
   }
-  EXPECT_TRUE(r.has_done());
+  EXPECT_TRUE(r.has_done()) << r.DebugString();
 }
 
 TEST_F(SessionServerTest, StopFromSupervisorEndsTheWorker) {

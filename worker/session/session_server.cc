@@ -114,6 +114,15 @@ SessionServer::Flow SessionServer::HandleControl() {
         supervisor_gone_ = true;  // celld broke the protocol: nothing sane is left to do
         return Flow::kExit;
       }
+      if (generating_) {
+        // A connection handed over mid-turn waits for the turn's end: the turn belongs to the
+        // client that asked for it (one that went away stops it), and the new client's Ready
+        // then tells where the conversation really stands. Taken at once, it would be streamed
+        // the rest of a turn it never asked for, and its own Generate refused as BUSY.
+        pending_client_ = std::move(received->fds[0]);
+        pending_reattach_ = message.attach_client().reattach();
+        return Flow::kContinue;
+      }
       Attach(std::move(received->fds[0]), message.attach_client().reattach());
       return Flow::kContinue;
     case control::SupervisorMessage::kStop:
@@ -379,6 +388,7 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     SendToClient(ipc::MakeAck("session closed"));
     return Flow::kExit;
   }
+  if (pending_client_.valid()) Attach(std::move(pending_client_), pending_reattach_);
   return Flow::kContinue;
 }
 

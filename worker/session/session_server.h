@@ -76,6 +76,9 @@ class SessionServer {
 
   UniqueFd control_;
   UniqueFd client_;
+  // A client connection celld handed over during a turn, attached when the turn has ended.
+  UniqueFd pending_client_;
+  bool pending_reattach_ = false;
   TurnEngine& engine_;
   SessionConfig config_;
   const Clock& clock_;
