@@ -196,6 +196,32 @@ TEST_F(SessionServerTest, DetachMidTurnThenReattachContinuesTheConversation) {
   EXPECT_TRUE(r.has_done()) << r.DebugString();
 }
 
+// celld hands over a new connection while a turn streams: the turn finishes with the client
+// that asked for it, then the new one is attached, told where the conversation stands, and may
+// run its own turn at once (not BUSY, and no pieces of a turn it never asked for).
+TEST_F(SessionServerTest, AConnectionHandedOverMidTurnIsAttachedWhenTheTurnEnds) {
+  engine_.delay = std::chrono::milliseconds(5);
+  Start();
+  ipc::ClientConnection first = AttachClient();
+  ASSERT_TRUE(Next(first).has_ready());
+  ASSERT_TRUE(first.Send(Generate("hello", 50)));
+  ASSERT_TRUE(Next(first).has_piece());
+  ipc::ClientConnection second = AttachClient(/*reattach=*/true);
+  api::Response r;
+  int pieces = 1;
+  for (r = Next(first); r.has_piece(); r = Next(first)) ++pieces;
+  ASSERT_TRUE(r.has_done()) << r.DebugString();
+  EXPECT_EQ(pieces, 50);
+  EXPECT_EQ(r.done().stop_reason(), api::Done::MAX_TOKENS);
+  api::Response ready = Next(second);
+  ASSERT_TRUE(ready.has_ready()) << ready.DebugString();
+  EXPECT_EQ(ready.ready().context_used(), r.done().context_used());
+  ASSERT_TRUE(second.Send(Generate("more", 2)));
+  for (r = Next(second); r.has_piece(); r = Next(second)) {
+  }
+  EXPECT_TRUE(r.has_done()) << r.DebugString();
+}
+
 TEST_F(SessionServerTest, StopFromSupervisorEndsTheWorker) {
   engine_.delay = std::chrono::milliseconds(5);
   Start();

@@ -85,6 +85,8 @@ WorkerExit SessionServer::Run() {
         return close_requested_ ? WorkerExit::kClosed : WorkerExit::kStopped;
       }
     }
+    // A connection celld handed over during the turn that has just ended.
+    if (pending_client_.valid()) Attach(std::move(pending_client_), pending_reattach_);
     MaybeHeartbeat();
     if (clock_.NowNanos() - last_activity_ns_ >= config_.idle_timeout_ns) {
       return WorkerExit::kIdleTimeout;
@@ -388,7 +390,6 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     SendToClient(ipc::MakeAck("session closed"));
     return Flow::kExit;
   }
-  if (pending_client_.valid()) Attach(std::move(pending_client_), pending_reattach_);
   return Flow::kContinue;
 }
 
