@@ -339,6 +339,19 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
   generating_ = false;
   last_activity_ns_ = clock_.NowNanos();
 
+  EndTurn(generate, result);
+  FlushClient();
+  if (stop_requested_ || supervisor_gone_) return Flow::kExit;
+  if (close_requested_) {
+    SendToClient(ipc::MakeAck("session closed"));
+    return Flow::kExit;
+  }
+  return Flow::kContinue;
+}
+
+// Tells the client how the turn ended (Done, an error, or celld's reason for cutting it off) and
+// celld what it generated.
+void SessionServer::EndTurn(const api::Generate& generate, const Result<TurnResult>& result) {
   if (!result) {
     api::ErrorCode code = api::INTERNAL;
     switch (engine_.last_error_kind()) {
@@ -384,13 +397,6 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     for (uint32_t us : inter_token_us_) g->add_inter_token_us(us);
     SendToSupervisor(report);
   }
-  FlushClient();
-  if (stop_requested_ || supervisor_gone_) return Flow::kExit;
-  if (close_requested_) {
-    SendToClient(ipc::MakeAck("session closed"));
-    return Flow::kExit;
-  }
-  return Flow::kContinue;
 }
 
 bool SessionServer::OnToken(const TurnPiece& piece) {
