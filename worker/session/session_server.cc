@@ -85,6 +85,8 @@ WorkerExit SessionServer::Run() {
         return close_requested_ ? WorkerExit::kClosed : WorkerExit::kStopped;
       }
     }
+    // A connection celld handed over during the turn that has just ended.
+    if (pending_client_.valid()) Attach(std::move(pending_client_), pending_reattach_);
     MaybeHeartbeat();
     if (clock_.NowNanos() - last_activity_ns_ >= config_.idle_timeout_ns) {
       return WorkerExit::kIdleTimeout;
@@ -113,6 +115,15 @@ SessionServer::Flow SessionServer::HandleControl() {
       if (received->fds.size() != 1) {
         supervisor_gone_ = true;  // celld broke the protocol: nothing sane is left to do
         return Flow::kExit;
+      }
+      if (generating_) {
+        // A connection handed over mid-turn waits for the turn's end: the turn belongs to the
+        // client that asked for it (one that went away stops it), and the new client's Ready
+        // then tells where the conversation really stands. Taken at once, it would be streamed
+        // the rest of a turn it never asked for, and its own Generate refused as BUSY.
+        pending_client_ = std::move(received->fds[0]);
+        pending_reattach_ = message.attach_client().reattach();
+        return Flow::kContinue;
       }
       Attach(std::move(received->fds[0]), message.attach_client().reattach());
       return Flow::kContinue;
@@ -328,6 +339,19 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
   generating_ = false;
   last_activity_ns_ = clock_.NowNanos();
 
+  EndTurn(generate, result);
+  FlushClient();
+  if (stop_requested_ || supervisor_gone_) return Flow::kExit;
+  if (close_requested_) {
+    SendToClient(ipc::MakeAck("session closed"));
+    return Flow::kExit;
+  }
+  return Flow::kContinue;
+}
+
+// Tells the client how the turn ended (Done, an error, or celld's reason for cutting it off) and
+// celld what it generated.
+void SessionServer::EndTurn(const api::Generate& generate, const Result<TurnResult>& result) {
   if (!result) {
     api::ErrorCode code = api::INTERNAL;
     switch (engine_.last_error_kind()) {
@@ -373,13 +397,6 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     for (uint32_t us : inter_token_us_) g->add_inter_token_us(us);
     SendToSupervisor(report);
   }
-  FlushClient();
-  if (stop_requested_ || supervisor_gone_) return Flow::kExit;
-  if (close_requested_) {
-    SendToClient(ipc::MakeAck("session closed"));
-    return Flow::kExit;
-  }
-  return Flow::kContinue;
 }
 
 bool SessionServer::OnToken(const TurnPiece& piece) {

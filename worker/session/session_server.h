@@ -56,6 +56,7 @@ class SessionServer {
   Flow HandleClientInput(bool during_turn);
   Flow HandleRequest(const api::Request& request);
   Flow RunTurn(const api::Generate& generate);
+  void EndTurn(const api::Generate& generate, const Result<TurnResult>& result);
   bool OnToken(const TurnPiece& piece);
   // Between tokens: look at both channels without blocking; block only while the client's
   // backlog is over the limit.
@@ -76,6 +77,9 @@ class SessionServer {
 
   UniqueFd control_;
   UniqueFd client_;
+  // A client connection celld handed over during a turn, attached when the turn has ended.
+  UniqueFd pending_client_;
+  bool pending_reattach_ = false;
   TurnEngine& engine_;
   SessionConfig config_;
   const Clock& clock_;
