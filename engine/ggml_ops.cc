@@ -167,7 +167,8 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* o
 void RopeAngles(const RopeParams& rope, int32_t pos, float* angles) {
   const float theta_scale = std::pow(rope.base, -2.0F / static_cast<float>(rope.dims));
   float theta = static_cast<float>(pos);
-  for (int32_t i = 0; i < rope.dims / 2; ++i) {
+  const ptrdiff_t pairs = rope.dims / 2;
+  for (ptrdiff_t i = 0; i < pairs; ++i) {
     const float factor = rope.freq_factors != nullptr ? rope.freq_factors[i] : 1.0F;
     const float angle = rope.freq_scale * (theta / factor);
     angles[2 * i] = std::cos(angle);
@@ -177,7 +178,7 @@ void RopeAngles(const RopeParams& rope, int32_t pos, float* angles) {
 }
 
 void Rope(const RopeParams& rope, const float* angles, float* head) {
-  const int32_t pairs = rope.dims / 2;
+  const ptrdiff_t pairs = rope.dims / 2;
   // The three ways llama.cpp's binary rounds a rotation (see the header).
   auto scalar = [](float& x0, float& x1, float c, float s) {
     const float r0 = std::fma(x0, c, -(x1 * s));
@@ -198,7 +199,7 @@ void Rope(const RopeParams& rope, const float* angles, float* head) {
     x1 = r1;
   };
   if (rope.style == RopeStyle::kNeox) {
-    for (int32_t i = 0; i < pairs; ++i) {
+    for (ptrdiff_t i = 0; i < pairs; ++i) {
       scalar(head[i], head[i + pairs], angles[2 * i], angles[2 * i + 1]);
     }
     return;
@@ -206,13 +207,13 @@ void Rope(const RopeParams& rope, const float* angles, float* head) {
   // NORM: GCC vectorized the pair loop for more than three pairs: eight pairs at a time, then
   // four (fused multiply-add-subtract), then the last one to three pairs unfused.
   if (pairs <= 3) {
-    for (int32_t i = 0; i < pairs; ++i) {
+    for (ptrdiff_t i = 0; i < pairs; ++i) {
       scalar(head[2 * i], head[2 * i + 1], angles[2 * i], angles[2 * i + 1]);
     }
     return;
   }
-  const int32_t vectorized = pairs >= 8 ? pairs / 8 * 8 + (pairs % 8 >= 4 ? 4 : 0) : 4;
-  for (int32_t i = 0; i < pairs; ++i) {
+  const ptrdiff_t vectorized = pairs >= 8 ? pairs / 8 * 8 + (pairs % 8 >= 4 ? 4 : 0) : 4;
+  for (ptrdiff_t i = 0; i < pairs; ++i) {
     if (i < vectorized) {
       vector(head[2 * i], head[2 * i + 1], angles[2 * i], angles[2 * i + 1]);
     } else {

@@ -84,22 +84,22 @@ void Embed(const GgufWeights& w, KernelIsa isa, std::span<const int32_t> tokens,
 void AttentionInputs(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t n,
                      const Buffers& b) {
   const ModelConfig& c = w.config;
-  const GgufLayer& L = w.layers[static_cast<size_t>(layer)];
+  const GgufLayer& lw = w.layers[static_cast<size_t>(layer)];
   for (int32_t t = 0; t < n; ++t) {
-    RmsNorm(Row(b.x, t, c.dim), L.attn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
+    RmsNorm(Row(b.x, t, c.dim), lw.attn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
   }
   Project(isa, b.h, n, c.dim, b.typed_input,
-          {{&L.wq, b.q, L.bq}, {&L.wk, b.k, L.bk}, {&L.wv, b.v, L.bv}});
-  if (!L.q_norm.empty()) {
+          {{&lw.wq, b.q, lw.bq}, {&lw.wk, b.k, lw.bk}, {&lw.wv, b.v, lw.bv}});
+  if (!lw.q_norm.empty()) {
     const int32_t hd = c.head_size();
     for (int32_t t = 0; t < n; ++t) {
       for (int32_t h = 0; h < c.n_heads; ++h) {
         float* head = Row(b.q, t, c.q_dim()) + static_cast<size_t>(h) * hd;
-        RmsNorm(head, L.q_norm.data(), hd, c.rms_eps, head);
+        RmsNorm(head, lw.q_norm.data(), hd, c.rms_eps, head);
       }
       for (int32_t h = 0; h < c.n_kv_heads; ++h) {
         float* head = Row(b.k, t, c.kv_dim()) + static_cast<size_t>(h) * hd;
-        RmsNorm(head, L.k_norm.data(), hd, c.rms_eps, head);
+        RmsNorm(head, lw.k_norm.data(), hd, c.rms_eps, head);
       }
     }
   }
@@ -131,7 +131,7 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
   uint16_t* values = s.value_cache_half + static_cast<size_t>(layer) * kv_dim * capacity;
   // Keys by position; values transposed, one row per dimension along the positions.
   for (int32_t t = 0; t < n; ++t) {
-    const size_t p = static_cast<size_t>(pos + t);
+    const size_t p = static_cast<size_t>(pos) + static_cast<size_t>(t);
     const float* kt = Row(k, t, kv_dim);
     const float* vt = Row(v, t, kv_dim);
     for (int32_t j = 0; j < kv_dim; ++j) {
@@ -178,17 +178,17 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
 void AttentionOutputAndFeedForward(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t n,
                                    const Buffers& b) {
   const ModelConfig& c = w.config;
-  const GgufLayer& L = w.layers[static_cast<size_t>(layer)];
-  Project(isa, b.h, n, c.q_dim(), b.typed_input, {{&L.wo, b.h2, {}}});
+  const GgufLayer& lw = w.layers[static_cast<size_t>(layer)];
+  Project(isa, b.h, n, c.q_dim(), b.typed_input, {{&lw.wo, b.h2, {}}});
   for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) {
     b.x[i] += b.h2[i];
   }
   for (int32_t t = 0; t < n; ++t) {
-    RmsNorm(Row(b.x, t, c.dim), L.ffn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
+    RmsNorm(Row(b.x, t, c.dim), lw.ffn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
   }
-  Project(isa, b.h, n, c.dim, b.typed_input, {{&L.w_gate, b.gate, {}}, {&L.w_up, b.up, {}}});
+  Project(isa, b.h, n, c.dim, b.typed_input, {{&lw.w_gate, b.gate, {}}, {&lw.w_up, b.up, {}}});
   SiluMul(b.gate, b.up, static_cast<int64_t>(n) * c.hidden_dim, isa);
-  Project(isa, b.gate, n, c.hidden_dim, b.typed_input, {{&L.w_down, b.h2, {}}});
+  Project(isa, b.gate, n, c.hidden_dim, b.typed_input, {{&lw.w_down, b.h2, {}}});
   for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) {
     b.x[i] += b.h2[i];
   }

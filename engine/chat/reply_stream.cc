@@ -71,87 +71,93 @@ void ReplyStream::Release(std::string_view text, bool final) {
   Split(ready, final);
 }
 
+void ReplyStream::EmitContent(std::string_view t) {
+  out_content_.append(t);
+  content_.append(t);
+}
+
+void ReplyStream::EmitReasoning(std::string_view t) {
+  out_reasoning_.append(t);
+  reasoning_.append(t);
+}
+
 void ReplyStream::Split(std::string_view text, bool final) {
-  auto content = [&](std::string_view t) {
-    out_content_.append(t);
-    content_.append(t);
-  };
-  auto reasoning = [&](std::string_view t) {
-    out_reasoning_.append(t);
-    reasoning_.append(t);
-  };
   if (phase_ == Phase::kContent) {
-    content(text);
+    EmitContent(text);
     return;
   }
   split_held_.append(text);
-  for (;;) {
-    switch (phase_) {
-      case Phase::kStart: {
-        // Whitespace, then "<think>" opens the reasoning; anything else is the answer.
-        const size_t lead = split_held_.find_first_not_of(" \t\r\n");
-        if (lead == std::string::npos) {
-          if (final) {
-            content(split_held_);
-            split_held_.clear();
-          }
-          return;
-        }
-        const std::string_view rest = std::string_view(split_held_).substr(lead);
-        if (rest.starts_with(kThinkOpen)) {
-          split_held_.erase(0, lead + kThinkOpen.size());
-          phase_ = Phase::kThinkOpened;
-          continue;
-        }
-        if (!final && kThinkOpen.starts_with(rest)) return;  // "<thi": wait
-        phase_ = Phase::kContent;
-        content(split_held_);
-        split_held_.clear();
-        return;
-      }
-      case Phase::kThinkOpened: {
-        // The newlines after <think> belong to neither channel.
-        const size_t lead = split_held_.find_first_not_of('\n');
-        if (lead == std::string::npos) {
-          split_held_.clear();
-          return;
-        }
-        split_held_.erase(0, lead);
-        phase_ = Phase::kReasoning;
-        continue;
-      }
-      case Phase::kReasoning: {
-        const size_t close = split_held_.find(kThinkClose);
-        if (close != std::string::npos) {
-          reasoning(split_held_.substr(0, close));
-          split_held_.erase(0, close + kThinkClose.size());
-          phase_ = Phase::kAfterThink;
-          continue;
-        }
-        const size_t keep = final ? 0 : PartialSuffix(split_held_, kThinkClose);
-        reasoning(std::string_view(split_held_).substr(0, split_held_.size() - keep));
-        split_held_.erase(0, split_held_.size() - keep);
-        return;
-      }
-      case Phase::kAfterThink: {
-        // The newlines between </think> and the answer belong to neither.
-        const size_t lead = split_held_.find_first_not_of('\n');
-        if (lead == std::string::npos) {
-          split_held_.clear();
-          return;
-        }
-        split_held_.erase(0, lead);
-        phase_ = Phase::kContent;
-        content(split_held_);
-        split_held_.clear();
-        return;
-      }
-      case Phase::kContent:
-        content(split_held_);
-        split_held_.clear();
-        return;
-    }
+  while (Step(final)) {
   }
+}
+
+bool ReplyStream::Step(bool final) {
+  switch (phase_) {
+    case Phase::kStart:
+      return StepStart(final);
+    case Phase::kThinkOpened:
+      // The newlines after <think> belong to neither channel.
+      return SkipNewlines(Phase::kReasoning);
+    case Phase::kReasoning:
+      return StepReasoning(final);
+    case Phase::kAfterThink:
+      // The newlines between </think> and the answer belong to neither.
+      if (!SkipNewlines(Phase::kContent)) return false;
+      [[fallthrough]];
+    case Phase::kContent:
+      EmitContent(split_held_);
+      split_held_.clear();
+      return false;
+  }
+  return false;
+}
+
+bool ReplyStream::StepStart(bool final) {
+  // Whitespace, then "<think>" opens the reasoning; anything else is the answer.
+  const size_t lead = split_held_.find_first_not_of(" \t\r\n");
+  if (lead == std::string::npos) {
+    if (final) {
+      EmitContent(split_held_);
+      split_held_.clear();
+    }
+    return false;
+  }
+  const std::string_view rest = std::string_view(split_held_).substr(lead);
+  if (rest.starts_with(kThinkOpen)) {
+    split_held_.erase(0, lead + kThinkOpen.size());
+    phase_ = Phase::kThinkOpened;
+    return true;
+  }
+  if (!final && kThinkOpen.starts_with(rest)) return false;  // "<thi": wait
+  phase_ = Phase::kContent;
+  EmitContent(split_held_);
+  split_held_.clear();
+  return false;
+}
+
+bool ReplyStream::StepReasoning(bool final) {
+  const size_t close = split_held_.find(kThinkClose);
+  if (close != std::string::npos) {
+    EmitReasoning(std::string_view(split_held_).substr(0, close));
+    split_held_.erase(0, close + kThinkClose.size());
+    phase_ = Phase::kAfterThink;
+    return true;
+  }
+  const size_t keep = final ? 0 : PartialSuffix(split_held_, kThinkClose);
+  EmitReasoning(std::string_view(split_held_).substr(0, split_held_.size() - keep));
+  split_held_.erase(0, split_held_.size() - keep);
+  return false;
+}
+
+bool ReplyStream::SkipNewlines(Phase next) {
+  const size_t lead = split_held_.find_first_not_of('\n');
+  if (lead == std::string::npos) {
+    split_held_.clear();
+    return false;
+  }
+  split_held_.erase(0, lead);
+  phase_ = next;
+  return true;
 }
 
 }  // namespace cellhouse::engine::chat

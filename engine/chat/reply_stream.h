@@ -46,16 +46,24 @@ class ReplyStream {
   const std::string& reasoning() const { return reasoning_; }
 
  private:
+  enum class Phase { kStart, kThinkOpened, kReasoning, kAfterThink, kContent };
   // Stop strings, over the whole text; then the think split.
   void Release(std::string_view text, bool final);
   void Split(std::string_view text, bool final);
+  // One move of the think split's state machine; true when it should be called again.
+  bool Step(bool final);
+  bool StepStart(bool final);
+  bool StepReasoning(bool final);
+  // Drops the newlines that open split_held_; once other text follows, moves to `next`.
+  bool SkipNewlines(Phase next);
+  void EmitContent(std::string_view t);
+  void EmitReasoning(std::string_view t);
 
   Options options_;
   Utf8Stream utf8_;
   std::string scratch_;  // valid text of this call
   std::string held_;     // text that may begin a stop string
   bool stopped_ = false;
-  enum class Phase { kStart, kThinkOpened, kReasoning, kAfterThink, kContent };
   Phase phase_ = Phase::kStart;
   std::string split_held_;  // text the think split has not decided on
   std::string out_content_;

@@ -431,6 +431,115 @@ Error GgufFile::Refuse(const std::string& why) const {
   return Error("reading GGUF '" + name_ + "': " + why);
 }
 
+namespace {
+
+// One tensor info (name, dimensions, type, relative offset), checked against the type's block
+// layout and for overflow; the offset is made absolute once the data section is known.
+Result<GgufTensor> ReadTensorInfo(Parser& parser, uint64_t i) {
+  Cursor& cur = parser.cursor();
+  const std::string entry = "tensor info " + std::to_string(i);
+  CH_ASSIGN_OR_RETURN(std::string_view tensor_name, parser.String(entry + "'s name"));
+  GgufTensor t{.name = tensor_name};
+  const std::string what = "tensor " + Quoted(t.name);
+  std::optional<uint32_t> n_dims = cur.Read<uint32_t>();
+  if (!n_dims) {
+    return Error("the file ends in " + what + "'s info");
+  }
+  if (*n_dims < 1 || *n_dims > kGgufMaxDims) {
+    return Error(what + " has " + std::to_string(*n_dims) + " dimensions (must be 1.." +
+                 std::to_string(kGgufMaxDims) + ")");
+  }
+  t.n_dims = *n_dims;
+  for (uint32_t d = 0; d < t.n_dims; ++d) {
+    std::optional<uint64_t> dim = cur.Read<uint64_t>();
+    if (!dim) {
+      return Error("the file ends in " + what + "'s info");
+    }
+    t.dims[d] = *dim;
+  }
+  std::optional<uint32_t> raw_type = cur.Read<uint32_t>();
+  std::optional<uint64_t> offset = cur.Read<uint64_t>();
+  if (!raw_type || !offset) {
+    return Error("the file ends in " + what + "'s info");
+  }
+  const TypeInfo* info = FindTypeInfo(*raw_type);
+  if (info == nullptr) {
+    return Error(what + " has type id " + std::to_string(*raw_type) +
+                 ", which ggml does not define");
+  }
+  if (!info->weight) {
+    return Error(what + " has type " + std::string(info->name) +
+                 ", which cellhouse does not support (supported: " + SupportedTypeNames() + ")");
+  }
+  t.type = info->type;
+  for (uint32_t d = 0; d < t.n_dims; ++d) {
+    if (t.dims[d] == 0) {
+      return Error(what + " has a zero dimension " + DimsText(t.n_dims, t.dims));
+    }
+  }
+  std::optional<uint64_t> row_bytes = RowBytes(*info, t.dims[0]);
+  if (!row_bytes) {
+    return Error(what + " has rows of " + std::to_string(t.dims[0]) + " values, not a whole " +
+                 "number of " + std::string(info->name) + "'s blocks of " +
+                 std::to_string(info->block_size));
+  }
+  std::optional<uint64_t> elements = CheckedMul({t.dims[0], t.dims[1], t.dims[2], t.dims[3]});
+  std::optional<uint64_t> bytes = CheckedMul({*row_bytes, t.dims[1], t.dims[2], t.dims[3]});
+  if (!elements || !bytes || *elements > static_cast<uint64_t>(INT64_MAX)) {
+    return Error(what + " with dimensions " + DimsText(t.n_dims, t.dims) + " is too large");
+  }
+  t.bytes = *bytes;
+  t.offset = *offset;
+  return t;
+}
+
+// Makes t's offset absolute and points its data into the file, after checking that it is
+// aligned and inside the file.
+Status PlaceTensor(GgufTensor& t, uint64_t data_offset, uint64_t alignment,
+                   std::span<const std::byte> file) {
+  const std::string what = "tensor " + t.Describe();
+  if (t.offset % alignment != 0) {
+    return Error(what + " has data offset " + std::to_string(t.offset) +
+                 ", not a multiple of the alignment " + std::to_string(alignment));
+  }
+  std::optional<uint64_t> begin = CheckedAdd(data_offset, t.offset);
+  std::optional<uint64_t> end = begin ? CheckedAdd(*begin, t.bytes) : std::nullopt;
+  if (!end || *end > file.size()) {
+    return Error(what + " (" + std::to_string(t.bytes) + " bytes at data offset " +
+                 std::to_string(t.offset) + ") ends past the end of the " +
+                 std::to_string(file.size()) + "-byte file (truncated?)");
+  }
+  // Floats and halves are read in place: keep them naturally aligned whatever the alignment.
+  const uint64_t natural = t.type == TensorType::kF32 ? 4 : 2;
+  if (*begin % natural != 0) {
+    return Error(what + " starts at byte " + std::to_string(*begin) + ", not a multiple of " +
+                 std::to_string(natural));
+  }
+  t.offset = *begin;
+  t.data = file.subspan(*begin, t.bytes);
+  return Ok();
+}
+
+// No two tensors share a byte: sorted by offset, each ends before the next begins.
+Status CheckDisjoint(const std::vector<GgufTensor>& tensors) {
+  std::vector<size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(),
+            [&tensors](size_t a, size_t b) { return tensors[a].offset < tensors[b].offset; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    const GgufTensor& prev = tensors[order[i - 1]];
+    const GgufTensor& next = tensors[order[i]];
+    if (prev.offset + prev.bytes > next.offset) {
+      return Error("tensor " + prev.Describe() + " (bytes " + std::to_string(prev.offset) + ".." +
+                   std::to_string(prev.offset + prev.bytes) + ") overlaps tensor " +
+                   next.Describe() + " (from byte " + std::to_string(next.offset) + ")");
+    }
+  }
+  return Ok();
+}
+
+}  // namespace
+
 Result<GgufFile> GgufFile::Parse(std::span<const std::byte> file, std::string_view name) {
   GgufFile g;
   g.name_ = std::string(name);
@@ -513,62 +622,12 @@ Result<GgufFile> GgufFile::Parse(std::span<const std::byte> file, std::string_vi
   g.tensors_.reserve(*tensor_count);
   g.tensor_index_.reserve(*tensor_count);
   for (uint64_t i = 0; i < *tensor_count; ++i) {
-    const std::string entry = "tensor info " + std::to_string(i);
-    Result<std::string_view> tensor_name = parser.String(entry + "'s name");
-    if (!tensor_name) {
-      return refuse(tensor_name.error().message());
+    Result<GgufTensor> read = ReadTensorInfo(parser, i);
+    if (!read) {
+      return refuse(read.error().message());
     }
-    GgufTensor t{.name = *tensor_name};
+    GgufTensor& t = *read;
     const std::string what = "tensor " + Quoted(t.name);
-    std::optional<uint32_t> n_dims = cur.Read<uint32_t>();
-    if (!n_dims) {
-      return refuse("the file ends in " + what + "'s info");
-    }
-    if (*n_dims < 1 || *n_dims > kGgufMaxDims) {
-      return refuse(what + " has " + std::to_string(*n_dims) + " dimensions (must be 1.." +
-                    std::to_string(kGgufMaxDims) + ")");
-    }
-    t.n_dims = *n_dims;
-    for (uint32_t d = 0; d < t.n_dims; ++d) {
-      std::optional<uint64_t> dim = cur.Read<uint64_t>();
-      if (!dim) {
-        return refuse("the file ends in " + what + "'s info");
-      }
-      t.dims[d] = *dim;
-    }
-    std::optional<uint32_t> raw_type = cur.Read<uint32_t>();
-    std::optional<uint64_t> offset = cur.Read<uint64_t>();
-    if (!raw_type || !offset) {
-      return refuse("the file ends in " + what + "'s info");
-    }
-    const TypeInfo* info = FindTypeInfo(*raw_type);
-    if (info == nullptr) {
-      return refuse(what + " has type id " + std::to_string(*raw_type) +
-                    ", which ggml does not define");
-    }
-    if (!info->weight) {
-      return refuse(what + " has type " + std::string(info->name) +
-                    ", which cellhouse does not support (supported: " + SupportedTypeNames() + ")");
-    }
-    t.type = info->type;
-    for (uint32_t d = 0; d < t.n_dims; ++d) {
-      if (t.dims[d] == 0) {
-        return refuse(what + " has a zero dimension " + DimsText(t.n_dims, t.dims));
-      }
-    }
-    std::optional<uint64_t> row_bytes = RowBytes(*info, t.dims[0]);
-    if (!row_bytes) {
-      return refuse(what + " has rows of " + std::to_string(t.dims[0]) + " values, not a whole " +
-                    "number of " + std::string(info->name) + "'s blocks of " +
-                    std::to_string(info->block_size));
-    }
-    std::optional<uint64_t> elements = CheckedMul({t.dims[0], t.dims[1], t.dims[2], t.dims[3]});
-    std::optional<uint64_t> bytes = CheckedMul({*row_bytes, t.dims[1], t.dims[2], t.dims[3]});
-    if (!elements || !bytes || *elements > static_cast<uint64_t>(INT64_MAX)) {
-      return refuse(what + " with dimensions " + DimsText(t.n_dims, t.dims) + " is too large");
-    }
-    t.bytes = *bytes;
-    t.offset = *offset;  // relative for now: made absolute once the data section is known
     if (!g.tensor_index_.emplace(t.name, g.tensors_.size()).second) {
       return refuse(what + " appears twice");
     }
@@ -588,40 +647,12 @@ Result<GgufFile> GgufFile::Parse(std::span<const std::byte> file, std::string_vi
                   "; truncated?)");
   }
   for (GgufTensor& t : g.tensors_) {
-    const std::string what = "tensor " + t.Describe();
-    if (t.offset % g.alignment_ != 0) {
-      return refuse(what + " has data offset " + std::to_string(t.offset) +
-                    ", not a multiple of the alignment " + std::to_string(g.alignment_));
+    if (Status placed = PlaceTensor(t, g.data_offset_, g.alignment_, file); !placed) {
+      return refuse(placed.error().message());
     }
-    std::optional<uint64_t> begin = CheckedAdd(g.data_offset_, t.offset);
-    std::optional<uint64_t> end = begin ? CheckedAdd(*begin, t.bytes) : std::nullopt;
-    if (!end || *end > file.size()) {
-      return refuse(what + " (" + std::to_string(t.bytes) + " bytes at data offset " +
-                    std::to_string(t.offset) + ") ends past the end of the " +
-                    std::to_string(file.size()) + "-byte file (truncated?)");
-    }
-    // Floats and halves are read in place: keep them naturally aligned whatever the alignment.
-    const uint64_t natural = t.type == TensorType::kF32 ? 4 : 2;
-    if (*begin % natural != 0) {
-      return refuse(what + " starts at byte " + std::to_string(*begin) + ", not a multiple of " +
-                    std::to_string(natural));
-    }
-    t.offset = *begin;
-    t.data = file.subspan(*begin, t.bytes);
   }
-  // No two tensors share a byte: sorted by offset, each ends before the next begins.
-  std::vector<size_t> order(g.tensors_.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::sort(order.begin(), order.end(),
-            [&g](size_t a, size_t b) { return g.tensors_[a].offset < g.tensors_[b].offset; });
-  for (size_t i = 1; i < order.size(); ++i) {
-    const GgufTensor& prev = g.tensors_[order[i - 1]];
-    const GgufTensor& next = g.tensors_[order[i]];
-    if (prev.offset + prev.bytes > next.offset) {
-      return refuse("tensor " + prev.Describe() + " (bytes " + std::to_string(prev.offset) + ".." +
-                    std::to_string(prev.offset + prev.bytes) + ") overlaps tensor " +
-                    next.Describe() + " (from byte " + std::to_string(next.offset) + ")");
-    }
+  if (Status disjoint = CheckDisjoint(g.tensors_); !disjoint) {
+    return refuse(disjoint.error().message());
   }
   return g;
 }

@@ -99,11 +99,11 @@ TensorType GgufTensorType(GgufFileType file_type, std::string_view role, int32_t
                           int32_t layers, int64_t cols) {
   TensorType type = Row(file_type).tensors;
   const bool k_mix = file_type == GgufFileType::kQ4_K_M;
-  if (role == "output" && (file_type == GgufFileType::kQ4_0 || k_mix)) {
-    type = TensorType::kQ6_K;
-  } else if (k_mix && (role == "attn_v" || role == "ffn_down") && MoreBits(layer, layers)) {
-    type = TensorType::kQ6_K;
-  }
+  // llama-quantize gives the classifier, and (K mixes) some layers' attn_v and ffn_down, Q6_K.
+  const bool classifier = role == "output" && (file_type == GgufFileType::kQ4_0 || k_mix);
+  const bool more_bits =
+      k_mix && (role == "attn_v" || role == "ffn_down") && MoreBits(layer, layers);
+  if (classifier || more_bits) type = TensorType::kQ6_K;
   // llama-quantize's fallbacks for rows that are not whole 256-value super-blocks; Q6_K's
   // fallback for the classifier is Q8_0 too.
   if (cols % 256 != 0) {

@@ -98,6 +98,67 @@ Result<int32_t> PositiveKeyOr(const GgufFile& g, const std::string& key, int32_t
   return g.Has(key) ? PositiveKey(g, key) : Result<int32_t>(absent);
 }
 
+// One block's tensors: norms, attention projections (with qwen2's biases or qwen3's per-head
+// norms) and the feed-forward matrices, each checked against the configuration's shape.
+Status LoadLayer(const TensorLoader& t, const ArchitectureRow& row, const ModelConfig& c, int32_t l,
+                 GgufLayer& layer) {
+  const int64_t dim = c.dim;
+  const int64_t q_dim = c.q_dim();
+  const int64_t kv_dim = c.kv_dim();
+  const int64_t hidden = c.hidden_dim;
+  const std::string q_shape = "embedding_length x head_count * key_length";
+  const std::string kv_shape = "embedding_length x head_count_kv * key_length";
+  const std::string ffn_shape = "embedding_length x feed_forward_length";
+  const std::string p = "blk." + std::to_string(l) + ".";
+  const WeightUse mm = WeightUse::kMatMul;
+  CH_ASSIGN_OR_RETURN(layer.attn_norm,
+                      t.Vector(p + "attn_norm.weight", dim, "embedding_length", true));
+  CH_ASSIGN_OR_RETURN(layer.wq, t.Matrix(p + "attn_q.weight", q_dim, dim, q_shape, mm));
+  CH_ASSIGN_OR_RETURN(layer.wk, t.Matrix(p + "attn_k.weight", kv_dim, dim, kv_shape, mm));
+  CH_ASSIGN_OR_RETURN(layer.wv, t.Matrix(p + "attn_v.weight", kv_dim, dim, kv_shape, mm));
+  CH_ASSIGN_OR_RETURN(layer.wo, t.Matrix(p + "attn_output.weight", dim, q_dim,
+                                         "head_count * key_length x embedding_length", mm));
+  if (row.arch != GgufArchitecture::kQwen3) {
+    const bool req = row.qkv_bias_required;
+    CH_ASSIGN_OR_RETURN(layer.bq, t.Vector(p + "attn_q.bias", q_dim, "queries", req));
+    CH_ASSIGN_OR_RETURN(layer.bk, t.Vector(p + "attn_k.bias", kv_dim, "keys", req));
+    CH_ASSIGN_OR_RETURN(layer.bv, t.Vector(p + "attn_v.bias", kv_dim, "values", req));
+  }
+  if (row.qk_norm) {
+    CH_ASSIGN_OR_RETURN(layer.q_norm,
+                        t.Vector(p + "attn_q_norm.weight", c.head_size(), "key_length", true));
+    CH_ASSIGN_OR_RETURN(layer.k_norm,
+                        t.Vector(p + "attn_k_norm.weight", c.head_size(), "key_length", true));
+  }
+  CH_ASSIGN_OR_RETURN(layer.ffn_norm,
+                      t.Vector(p + "ffn_norm.weight", dim, "embedding_length", true));
+  CH_ASSIGN_OR_RETURN(layer.w_gate, t.Matrix(p + "ffn_gate.weight", hidden, dim, ffn_shape, mm));
+  CH_ASSIGN_OR_RETURN(layer.w_up, t.Matrix(p + "ffn_up.weight", hidden, dim, ffn_shape, mm));
+  CH_ASSIGN_OR_RETURN(layer.w_down, t.Matrix(p + "ffn_down.weight", dim, hidden,
+                                             "feed_forward_length x embedding_length", mm));
+  return Ok();
+}
+
+// rope.scaling: none, or linear with its factor (as rope_freq_scale = 1 / factor).
+Status ReadRopeScaling(const GgufFile& g, const std::string& a, float& freq_scale) {
+  const GgufValue* scaling = g.Find(a + ".rope.scaling.type");
+  if (scaling == nullptr) return Ok();
+  std::optional<std::string_view> type = scaling->AsString();
+  if (!type || (*type != "none" && *type != "linear")) {
+    return g.Refuse("key '" + a + ".rope.scaling.type' is " + scaling->Describe() +
+                    "; supported: none, linear");
+  }
+  if (*type == "linear") {
+    CH_ASSIGN_OR_RETURN(float factor, g.GetFloat32(a + ".rope.scaling.factor"));
+    if (!(factor >= 1.0F) || factor > 1e6F) {
+      return g.Refuse("key '" + a + ".rope.scaling.factor' is " + std::to_string(factor) +
+                      ", must be at least 1");
+    }
+    freq_scale = 1.0F / factor;
+  }
+  return Ok();
+}
+
 }  // namespace
 
 std::string_view GgufArchitectureName(GgufArchitecture arch) {
@@ -159,21 +220,7 @@ Result<GgufWeights> LoadGgufWeights(const GgufFile& g, const GgufLoadOptions& op
     return g.Refuse("the model is a mixture of " + std::to_string(experts) +
                     " experts, which cellhouse does not support");
   }
-  if (const GgufValue* scaling = g.Find(a + ".rope.scaling.type")) {
-    std::optional<std::string_view> type = scaling->AsString();
-    if (!type || (*type != "none" && *type != "linear")) {
-      return g.Refuse("key '" + a + ".rope.scaling.type' is " + scaling->Describe() +
-                      "; supported: none, linear");
-    }
-    if (*type == "linear") {
-      CH_ASSIGN_OR_RETURN(float factor, g.GetFloat32(a + ".rope.scaling.factor"));
-      if (!(factor >= 1.0F) || factor > 1e6F) {
-        return g.Refuse("key '" + a + ".rope.scaling.factor' is " + std::to_string(factor) +
-                        ", must be at least 1");
-      }
-      w.rope_freq_scale = 1.0F / factor;
-    }
-  }
+  CH_RETURN_IF_ERROR(ReadRopeScaling(g, a, w.rope_freq_scale));
 
   TensorLoader t(g);
   const GgufTensor* embd = g.FindTensor("token_embd.weight");
@@ -196,9 +243,6 @@ Result<GgufWeights> LoadGgufWeights(const GgufFile& g, const GgufLoadOptions& op
   }
 
   const int64_t dim = c.dim;
-  const int64_t q_dim = c.q_dim();
-  const int64_t kv_dim = c.kv_dim();
-  const int64_t hidden = c.hidden_dim;
   const int64_t vocab = c.vocab_size;
   CH_ASSIGN_OR_RETURN(
       w.token_embedding,
@@ -213,39 +257,9 @@ Result<GgufWeights> LoadGgufWeights(const GgufFile& g, const GgufLoadOptions& op
   CH_ASSIGN_OR_RETURN(w.output_norm, t.Vector("output_norm.weight", dim, "embedding_length", true));
   CH_ASSIGN_OR_RETURN(w.rope_freqs, t.Vector("rope_freqs.weight", c.rotated_dims() / 2,
                                              "rope.dimension_count / 2", false));
-  const std::string q_shape = "embedding_length x head_count * key_length";
-  const std::string kv_shape = "embedding_length x head_count_kv * key_length";
-  const std::string ffn_shape = "embedding_length x feed_forward_length";
   w.layers.resize(static_cast<size_t>(c.n_layers));
   for (int32_t l = 0; l < c.n_layers; ++l) {
-    GgufLayer& layer = w.layers[static_cast<size_t>(l)];
-    const std::string p = "blk." + std::to_string(l) + ".";
-    const WeightUse mm = WeightUse::kMatMul;
-    CH_ASSIGN_OR_RETURN(layer.attn_norm,
-                        t.Vector(p + "attn_norm.weight", dim, "embedding_length", true));
-    CH_ASSIGN_OR_RETURN(layer.wq, t.Matrix(p + "attn_q.weight", q_dim, dim, q_shape, mm));
-    CH_ASSIGN_OR_RETURN(layer.wk, t.Matrix(p + "attn_k.weight", kv_dim, dim, kv_shape, mm));
-    CH_ASSIGN_OR_RETURN(layer.wv, t.Matrix(p + "attn_v.weight", kv_dim, dim, kv_shape, mm));
-    CH_ASSIGN_OR_RETURN(layer.wo, t.Matrix(p + "attn_output.weight", dim, q_dim,
-                                           "head_count * key_length x embedding_length", mm));
-    if (row->arch != GgufArchitecture::kQwen3) {
-      const bool req = row->qkv_bias_required;
-      CH_ASSIGN_OR_RETURN(layer.bq, t.Vector(p + "attn_q.bias", q_dim, "queries", req));
-      CH_ASSIGN_OR_RETURN(layer.bk, t.Vector(p + "attn_k.bias", kv_dim, "keys", req));
-      CH_ASSIGN_OR_RETURN(layer.bv, t.Vector(p + "attn_v.bias", kv_dim, "values", req));
-    }
-    if (row->qk_norm) {
-      CH_ASSIGN_OR_RETURN(layer.q_norm,
-                          t.Vector(p + "attn_q_norm.weight", c.head_size(), "key_length", true));
-      CH_ASSIGN_OR_RETURN(layer.k_norm,
-                          t.Vector(p + "attn_k_norm.weight", c.head_size(), "key_length", true));
-    }
-    CH_ASSIGN_OR_RETURN(layer.ffn_norm,
-                        t.Vector(p + "ffn_norm.weight", dim, "embedding_length", true));
-    CH_ASSIGN_OR_RETURN(layer.w_gate, t.Matrix(p + "ffn_gate.weight", hidden, dim, ffn_shape, mm));
-    CH_ASSIGN_OR_RETURN(layer.w_up, t.Matrix(p + "ffn_up.weight", hidden, dim, ffn_shape, mm));
-    CH_ASSIGN_OR_RETURN(layer.w_down, t.Matrix(p + "ffn_down.weight", dim, hidden,
-                                               "feed_forward_length x embedding_length", mm));
+    CH_RETURN_IF_ERROR(LoadLayer(t, *row, c, l, w.layers[static_cast<size_t>(l)]));
   }
   for (const GgufTensor& tensor : g.tensors()) {
     w.parameters += tensor.elements();

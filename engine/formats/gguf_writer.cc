@@ -152,6 +152,7 @@ Status GgufWriter::Write(const Sink& sink) const {
     layout.push_back(std::move(placed));
   }
   std::vector<std::byte> head;
+  head.reserve(kGgufMagic.size() + 20);
   for (char c : kGgufMagic) {
     head.push_back(static_cast<std::byte>(c));
   }

@@ -91,7 +91,7 @@ std::string WidenWhitespace(std::string_view expression) {
 
 struct PreTokenizer::Compiled {
   struct CodeDeleter {
-    void operator()(pcre2_code* code) const { pcre2_code_free(code); }
+    void operator()(pcre2_code* compiled) const { pcre2_code_free(compiled); }
   };
   std::unique_ptr<pcre2_code, CodeDeleter> code;
 };
@@ -118,8 +118,9 @@ Result<PreTokenizer> PreTokenizer::Create(std::string_view pre) {
   const std::string_view canonical = Canonical(pre);
   if (canonical.empty()) {
     std::string known;
-    for (std::string_view name : KnownNames())
+    for (std::string_view name : KnownNames()) {
       known += (known.empty() ? "" : ", ") + std::string(name);
+    }
     return Error("the byte-level BPE pre-tokenizer '" + std::string(pre) +
                  "' (tokenizer.ggml.pre) is not supported; supported: " + known);
   }
@@ -147,6 +148,52 @@ Result<PreTokenizer> PreTokenizer::Create(std::string_view pre) {
   return result;
 }
 
+namespace {
+
+// The index just past the UTF-8 character that starts at `at` (an empty match steps over it).
+size_t NextCharacter(std::string_view text, size_t at) {
+  size_t end = at + 1;
+  while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0U) == 0x80U) ++end;
+  return end;
+}
+
+// Splits one piece by one expression: every match and every stretch between matches becomes a
+// piece of `out`, in order.
+Status SplitPiece(const pcre2_code* code, pcre2_match_data* match, std::string_view piece,
+                  std::vector<std::string_view>& out) {
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
+  size_t start = 0;  // first byte not yet emitted
+  size_t search = 0;
+  while (search < piece.size()) {
+    // The text was checked as UTF-8 once by the caller: NO_UTF_CHECK keeps every call from
+    // rescanning the rest of the piece (which would make splitting quadratic).
+    const int rc =
+        pcre2_match(code, subject, piece.size(), search, PCRE2_NO_UTF_CHECK, match, nullptr);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) {
+      std::array<PCRE2_UCHAR, 256> message{};
+      pcre2_get_error_message(rc, message.data(), message.size());
+      return Error(std::string("splitting text into words: ") +
+                   reinterpret_cast<const char*>(message.data()));
+    }
+    const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match);
+    const size_t begin = ovector[0];
+    const size_t end = ovector[1];
+    if (end == begin) {  // an empty match (none of ours can): step over one character
+      search = NextCharacter(piece, begin);
+      continue;
+    }
+    if (begin > start) out.push_back(piece.substr(start, begin - start));
+    out.push_back(piece.substr(begin, end - begin));
+    start = end;
+    search = end;
+  }
+  if (start < piece.size()) out.push_back(piece.substr(start));
+  return Ok();
+}
+
+}  // namespace
+
 Status PreTokenizer::Split(std::string_view text, std::vector<std::string_view>& words) const {
   struct MatchDataDeleter {
     void operator()(pcre2_match_data* data) const { pcre2_match_data_free(data); }
@@ -160,38 +207,7 @@ Status PreTokenizer::Split(std::string_view text, std::vector<std::string_view>&
     next.clear();
     next.reserve(pieces.size() * 2);
     for (std::string_view piece : pieces) {
-      const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
-      size_t start = 0;  // first byte not yet emitted
-      size_t search = 0;
-      while (search < piece.size()) {
-        // The text was checked as UTF-8 once by the caller: NO_UTF_CHECK keeps every call from
-        // rescanning the rest of the piece (which would make splitting quadratic).
-        const int rc = pcre2_match(expression->code.get(), subject, piece.size(), search,
-                                   PCRE2_NO_UTF_CHECK, match.get(), nullptr);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-          std::array<PCRE2_UCHAR, 256> message{};
-          pcre2_get_error_message(rc, message.data(), message.size());
-          return Error(std::string("splitting text into words: ") +
-                       reinterpret_cast<const char*>(message.data()));
-        }
-        const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match.get());
-        const size_t begin = ovector[0];
-        size_t end = ovector[1];
-        if (end == begin) {  // an empty match (none of ours can): step over one character
-          end = begin + 1;
-          while (end < piece.size() && (static_cast<unsigned char>(piece[end]) & 0xC0U) == 0x80U) {
-            ++end;
-          }
-          search = end;
-          continue;
-        }
-        if (begin > start) next.push_back(piece.substr(start, begin - start));
-        next.push_back(piece.substr(begin, end - begin));
-        start = end;
-        search = end;
-      }
-      if (start < piece.size()) next.push_back(piece.substr(start));
+      CH_RETURN_IF_ERROR(SplitPiece(expression->code.get(), match.get(), piece, next));
     }
     std::swap(pieces, next);
   }

@@ -166,6 +166,13 @@ class Tokenizer {
                                                EncodeOptions options) const;
   Status BuildFromVocabulary(VocabularySpec& spec);
   void DeriveEndOfGeneration(int32_t eot, int32_t eom);
+  // The piece → id index and, for SentencePiece, byte pieces (typed so, or in an untyped
+  // vocabulary spelled <0xHH>).
+  Status IndexPieces(bool untyped);
+  // Special tokens that text can contain, longest first (equal lengths by id).
+  void CollectSpecialTokens();
+  // What each token decodes to when generated (llama.cpp's token_to_piece, special = false).
+  void BuildDecodedText();
 
   TokenizerKind kind_ = TokenizerKind::kLlama2c;
   int32_t max_token_length_ = 0;

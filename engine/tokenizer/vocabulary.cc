@@ -91,6 +91,22 @@ Result<Tokenizer> Tokenizer::FromVocabulary(VocabularySpec spec) {
   return t;
 }
 
+namespace {
+
+// A SentencePiece piece as text: its U+2581 marks become spaces.
+void AppendSentencePieceText(std::string_view piece, std::string& out) {
+  for (size_t p = 0; p < piece.size();) {
+    if (piece.substr(p, kSentencePieceSpace.size()) == kSentencePieceSpace) {
+      out.push_back(' ');
+      p += kSentencePieceSpace.size();
+    } else {
+      out.push_back(piece[p++]);
+    }
+  }
+}
+
+}  // namespace
+
 Status Tokenizer::BuildFromVocabulary(VocabularySpec& spec) {
   const std::string name = spec.name.empty() ? "the model" : "'" + spec.name + "'";
   auto refuse = [&](const std::string& why) {
@@ -141,26 +157,8 @@ Status Tokenizer::BuildFromVocabulary(VocabularySpec& spec) {
     attrs_[i] = TypeBit(static_cast<TokenType>(type));
   }
   offsets_.push_back(static_cast<uint32_t>(pos));
-  ids_.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    ids_[Piece(static_cast<int32_t>(i))] = static_cast<int32_t>(i);  // the last id, as llama.cpp
-    // Byte pieces: typed so, or (a file without token types) spelled <0xHH>, as llama.cpp
-    // finds byte fallbacks by their text.
-    const bool typed_byte = (attrs_[i] & TypeBit(TokenType::kByte)) != 0;
-    if (kind_ == TokenizerKind::kSentencePiece && (typed_byte || spec.token_types.empty())) {
-      byte_value_[i] = BytePieceValue(Piece(static_cast<int32_t>(i)));
-      if (byte_value_[i] < 0 && typed_byte) {
-        return refuse("piece " + std::to_string(i) + " '" +
-                      std::string(Piece(static_cast<int32_t>(i))) +
-                      "' is a byte token but not of the form <0xHH>");
-      }
-      if (byte_value_[i] >= 0) {
-        attrs_[i] = TypeBit(TokenType::kByte);
-        if (byte_tokens_[static_cast<size_t>(byte_value_[i])] < 0) {
-          byte_tokens_[static_cast<size_t>(byte_value_[i])] = static_cast<int32_t>(i);
-        }
-      }
-    }
+  if (Status indexed = IndexPieces(spec.token_types.empty()); !indexed) {
+    return refuse(indexed.error().message());
   }
 
   // Special ids: llama.cpp's defaults for an absent key (SentencePiece: 0, 1, 2); an id outside
@@ -210,8 +208,41 @@ Status Tokenizer::BuildFromVocabulary(VocabularySpec& spec) {
   CH_ASSIGN_OR_RETURN(int32_t eom, check_id(spec.eom, "tokenizer.ggml.eom_token_id", -1));
   DeriveEndOfGeneration(eot, eom);
 
-  // Special tokens text can contain, longest first (equal lengths by id, for determinism).
+  CollectSpecialTokens();
+  BuildDecodedText();
+  chat_template_ = std::move(spec.chat_template);
+  return Ok();
+}
+
+Status Tokenizer::IndexPieces(bool untyped) {
+  const size_t n = attrs_.size();
+  ids_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
+    ids_[Piece(static_cast<int32_t>(i))] = static_cast<int32_t>(i);  // the last id, as llama.cpp
+    // Byte pieces: typed so, or (a file without token types) spelled <0xHH>, as llama.cpp
+    // finds byte fallbacks by their text.
+    const bool typed_byte = (attrs_[i] & TypeBit(TokenType::kByte)) != 0;
+    if (kind_ == TokenizerKind::kSentencePiece && (typed_byte || untyped)) {
+      byte_value_[i] = BytePieceValue(Piece(static_cast<int32_t>(i)));
+      if (byte_value_[i] < 0 && typed_byte) {
+        return Error("piece " + std::to_string(i) + " '" +
+                     std::string(Piece(static_cast<int32_t>(i))) +
+                     "' is a byte token but not of the form <0xHH>");
+      }
+      if (byte_value_[i] >= 0) {
+        attrs_[i] = TypeBit(TokenType::kByte);
+        if (byte_tokens_[static_cast<size_t>(byte_value_[i])] < 0) {
+          byte_tokens_[static_cast<size_t>(byte_value_[i])] = static_cast<int32_t>(i);
+        }
+      }
+    }
+  }
+  return Ok();
+}
+
+void Tokenizer::CollectSpecialTokens() {
+  // Special tokens text can contain, longest first (equal lengths by id, for determinism).
+  for (size_t i = 0; i < attrs_.size(); ++i) {
     const uint8_t bits = attrs_[i];
     if ((bits & (TypeBit(TokenType::kControl) | TypeBit(TokenType::kUserDefined) |
                  TypeBit(TokenType::kUnknown))) != 0) {
@@ -223,8 +254,12 @@ Status Tokenizer::BuildFromVocabulary(VocabularySpec& spec) {
   }
   std::stable_sort(special_tokens_.begin(), special_tokens_.end(),
                    [this](int32_t a, int32_t b) { return Piece(a).size() > Piece(b).size(); });
+}
 
+void Tokenizer::BuildDecodedText() {
   // What each token decodes to when generated (llama.cpp's token_to_piece, special = false).
+  const size_t n = attrs_.size();
+  const bool spm = kind_ == TokenizerKind::kSentencePiece;
   decoded_offsets_.reserve(n + 1);
   std::string bytes;
   for (size_t i = 0; i < n; ++i) {
@@ -237,14 +272,7 @@ Status Tokenizer::BuildFromVocabulary(VocabularySpec& spec) {
       decoded_text_.append(piece);
     } else if ((bits & TypeBit(TokenType::kNormal)) != 0) {
       if (spm) {
-        for (size_t p = 0; p < piece.size();) {
-          if (piece.substr(p, kSentencePieceSpace.size()) == kSentencePieceSpace) {
-            decoded_text_.push_back(' ');
-            p += kSentencePieceSpace.size();
-          } else {
-            decoded_text_.push_back(piece[p++]);
-          }
-        }
+        AppendSentencePieceText(piece, decoded_text_);
       } else if (ByteLevelDecode(piece, bytes)) {
         decoded_text_.append(bytes);
       } else {
@@ -255,8 +283,6 @@ Status Tokenizer::BuildFromVocabulary(VocabularySpec& spec) {
     }
   }
   decoded_offsets_.push_back(static_cast<uint32_t>(decoded_text_.size()));
-  chat_template_ = std::move(spec.chat_template);
-  return Ok();
 }
 
 void Tokenizer::DeriveEndOfGeneration(int32_t eot, int32_t eom) {

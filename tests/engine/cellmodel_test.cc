@@ -269,7 +269,7 @@ TEST(CellmodelTest, ConvertedFilesRunInLlamaCppToTheSameText) {
       EXPECT_GE(a.agreed, 32) << type << " '" << prompt << "': " << a.note;
     }
   }
-  std::fflush(stdout);
+  static_cast<void>(std::fflush(stdout));
 }
 
 TEST(CellmodelTest, ExitCodes) {

@@ -5,6 +5,7 @@
 // to f16 as llama.cpp does, so the logits agree to about 1e-3 of their range, not to the bit; a
 // wrong rotation, norm or head layout is off by the whole range.
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -73,7 +74,7 @@ class Reference {
       for (int32_t head = 0; head < s_.heads; ++head) {
         const size_t g = static_cast<size_t>(head / (s_.heads / s_.kv_heads)) * hd_;
         std::vector<double> w(ks.size());
-        double max = -INFINITY;
+        double max = -std::numeric_limits<double>::infinity();
         for (size_t t = 0; t < ks.size(); ++t) {
           double dot = 0;
           for (int32_t i = 0; i < hd_; ++i) {

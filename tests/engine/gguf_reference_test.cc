@@ -72,7 +72,7 @@ TEST(GgufReferenceTest, GreedyContinuationsAgreeWithLlamaCpp) {
           << name << " '" << line.prompt << "': " << a.note;
     }
   }
-  std::fflush(stdout);
+  static_cast<void>(std::fflush(stdout));
   EXPECT_EQ(lines, 15);
 }
 

@@ -37,9 +37,9 @@ GgufWriter SmallWriter() {
   w.SetFloat32Array("tokenizer.ggml.scores", scores);
   const std::vector<int32_t> types = {2, 3, 3, 1};
   w.SetInt32Array("tokenizer.ggml.token_type", types);
-  w.AddTensor("token_embd.weight", TensorType::kQ8_0, {64, 4}, Zeros(4 * 2 * 34));
-  w.AddTensor("output_norm.weight", TensorType::kF32, {64}, Zeros(64 * 4));
-  w.AddTensor("blk.0.attn_q.weight", TensorType::kQ4_K, {256, 3}, Zeros(3 * 144));
+  w.AddTensor("token_embd.weight", TensorType::kQ8_0, {64, 4}, Zeros(size_t{4} * 2 * 34));
+  w.AddTensor("output_norm.weight", TensorType::kF32, {64}, Zeros(size_t{64} * 4));
+  w.AddTensor("blk.0.attn_q.weight", TensorType::kQ4_K, {256, 3}, Zeros(size_t{3} * 144));
   return w;
 }
 
@@ -225,7 +225,7 @@ TEST(GgufTest, EveryTruncationIsRefused) {
     Result<GgufFile> g = ParseCopy(cut);
     ASSERT_FALSE(g) << "accepted a file cut to " << len << " of " << full.size() << " bytes";
   }
-  std::vector<std::byte> cut(full.begin(), full.begin() + end - 1);
+  std::vector<std::byte> cut(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(end) - 1);
   EXPECT_THAT(Refusal(cut), HasSubstr("tensor 'blk.0.attn_q.weight' (q4_K [256, 3])"));
   EXPECT_THAT(Refusal(cut), HasSubstr("past the end of the"));
 }

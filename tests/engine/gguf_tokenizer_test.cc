@@ -100,7 +100,10 @@ TEST(GgufTokenizerTest, MessageContentNeverBecomesAControlToken) {
     vocabularies.emplace_back("tok512 (llama2.c)", std::move(t).value());
   }
   int checked = 0;
-  for (auto& [name, tok] : vocabularies) {
+  for (auto& entry : vocabularies) {
+    // Not a structured binding: the lambda below captures tok (clang before 16 cannot).
+    const std::string& name = entry.first;
+    auto& tok = entry.second;
     if (!tok) continue;
     // Every family, not only the model's own: an override may pair any template with any
     // vocabulary.

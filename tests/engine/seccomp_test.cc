@@ -45,8 +45,10 @@ bool InstallFilterInChild(bool no_exec = false) {
   }
   bool ok = true;
   if (no_exec) {
-    ok = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
-                          SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) == 0;
+    // SCMP_A2 is a C99 compound literal; spelled out for C++.
+    const scmp_arg_cmp no_exec_prot{
+        .arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC, .datum_b = 0};
+    ok = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, &no_exec_prot) == 0;
   } else {
     ok = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 0) == 0;
   }

@@ -123,8 +123,8 @@ ModelFiles WriteQuantizedModelFiles(const cellhouse::testing::TempDir& dir,
 std::string WriteGgufModelFiles(const cellhouse::testing::TempDir& dir, const ModelConfig& config,
                                 uint64_t seed, GgufFileType type) {
   const ModelFiles fp32 = WriteModelFiles(dir, config, seed);
-  const std::string path = dir.File("model" + std::to_string(seed) + "-" +
-                                    std::string(GgufFileTypeName(type)) + ".gguf");
+  std::string path = dir.File("model" + std::to_string(seed) + "-" +
+                              std::string(GgufFileTypeName(type)) + ".gguf");
   Result<Model> model = Model::Open(fp32.model);
   Result<Tokenizer> tok = Tokenizer::Open(fp32.tokenizer, config.vocab_size);
   EXPECT_TRUE(model && tok);
