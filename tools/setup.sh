@@ -10,9 +10,14 @@ packages=(
   # libraries the project links
   libseccomp-dev libcap-dev libsystemd-dev libprotobuf-dev protobuf-compiler
   libspdlog-dev libfmt-dev libopenblas-dev libmicrohttpd-dev
+  # the HTTP gateway (cellgate): JSON; SHA-256 and constant-time comparison for its API keys
+  nlohmann-json3-dev libsodium-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   systemd util-linux bubblewrap gnuplot-nox procps
+  # the gateway's conformance and browser tests: the openai client and puppeteer-core (npm, pinned
+  # in tests/gateway/js/package-lock.json) drive it from node, puppeteer-core drives chromium
+  nodejs chromium
 )
 
 missing=()
@@ -22,7 +27,25 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# Debian's nodejs comes without npm (its own package); NodeSource's nodejs includes it.
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
+
+# npm packages of the gateway's JavaScript tests, exactly as package-lock.json pins them, in a
+# folder of their own (no global installs). Re-run when the lock file changed.
+install_npm_packages() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/gateway/js"
+  if [[ ! -f "$dir/node_modules/.package-lock.json" ||
+        "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+    echo "setup: npm ci in $dir" >&2
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund >/dev/null)
+  fi
+}
+
 if ((${#missing[@]} == 0)); then
+  install_npm_packages
   exit 0
 fi
 
@@ -35,3 +58,4 @@ echo "setup: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_npm_packages
