@@ -77,13 +77,6 @@ ApiError BodyTooLarge(size_t limit) {
                   .code = "request_too_large"};
 }
 
-ApiError NotJson() {
-  return ApiError{.status = 415,
-                  .type = "invalid_request_error",
-                  .message = "The request body must be JSON (Content-Type: application/json).",
-                  .code = "unsupported_media_type"};
-}
-
 ApiError RateLimited(std::string message, int retry_after_s) {
   return ApiError{.status = 429,
                   .type = "requests",

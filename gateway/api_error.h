@@ -42,8 +42,6 @@ ApiError UnknownRoute(std::string_view method, std::string_view path);
 ApiError MethodNotAllowed(std::string_view method, std::string_view path);
 // 413: the body is over the tenant's (or the gateway's) limit.
 ApiError BodyTooLarge(size_t limit);
-// 415: a body that is not declared as JSON.
-ApiError NotJson();
 // 429: the tenant is at one of its limits; retry after `retry_after_s`.
 ApiError RateLimited(std::string message, int retry_after_s);
 // 503: no capacity now.

@@ -616,7 +616,8 @@ Result<UniqueFd> ListenTcp(const std::string& host_port, const std::string& flag
   if (colon == std::string::npos) return Error(flag + " " + Quote(host_port) + ": expected HOST:PORT");
   std::string host = host_port.substr(0, colon);
   Result<uint64_t> port = ParseUint64(host_port.substr(colon + 1), flag + " port");
-  if (!port || *port == 0 || *port > 65535) return Error(flag + ": the port must be 1..65535");
+  // Port 0: the kernel picks one (tests); the log line "serving HTTP on ..." names it.
+  if (!port || *port > 65535) return Error(flag + ": the port must be 0..65535");
   sockaddr_storage addr{};
   socklen_t len = 0;
   if (!host.empty() && host.front() == '[' && host.back() == ']') {
@@ -645,6 +646,24 @@ Result<UniqueFd> ListenTcp(const std::string& host_port, const std::string& flag
   }
   if (::listen(fd.get(), 128) != 0) return Error::FromErrno(errno, "listen on " + Quote(host_port));
   return fd;
+}
+
+std::string SocketAddress(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "?";
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (addr.ss_family == AF_INET) {
+    const auto* a4 = reinterpret_cast<const sockaddr_in*>(&addr);
+    static_cast<void>(::inet_ntop(AF_INET, &a4->sin_addr, text, sizeof(text)));
+    return std::string(text) + ":" + std::to_string(ntohs(a4->sin_port));
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto* a6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    static_cast<void>(::inet_ntop(AF_INET6, &a6->sin6_addr, text, sizeof(text)));
+    return "[" + std::string(text) + "]:" + std::to_string(ntohs(a6->sin6_port));
+  }
+  return "?";
 }
 
 Result<bool> IsLoopbackListener(int fd) {

@@ -168,6 +168,8 @@ class HttpServer {
 
 // Binds a TCP listener for "HOST:PORT" (IPv4, or [IPv6]); `flag` names the option in errors.
 Result<UniqueFd> ListenTcp(const std::string& host_port, const std::string& flag);
+// "127.0.0.1:8080", "[::1]:8080" of a bound socket ("?" when unknown).
+std::string SocketAddress(int fd);
 // Whether a listening socket's address is a loopback one.
 Result<bool> IsLoopbackListener(int fd);
 

@@ -23,7 +23,8 @@
 
 namespace cellhouse::gateway {
 
-using Json = nlohmann::json;
+// Ordered: responses list their fields in the order the API reference shows them.
+using Json = nlohmann::ordered_json;
 
 struct JsonLimits {
   // Arrays and objects nested deeper than this are refused. The API's deepest legitimate shape

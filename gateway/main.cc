@@ -261,6 +261,7 @@ int Serve(int argc, char** argv) {
   http_options.max_body_bytes = s.max_body;
   HttpServer http(loop, gateway, http_options);
   for (UniqueFd& fd : listeners->http) {
+    spdlog::info("serving HTTP on {}", SocketAddress(fd.get()));
     if (Status st = http.AddListener(std::move(fd)); !st) return fail(st.error().message());
   }
   supervisor::MetricsServer metrics(loop, [&] {
@@ -268,6 +269,7 @@ int Serve(int argc, char** argv) {
     return gateway.metrics().Render();
   });
   for (UniqueFd& fd : listeners->metrics) {
+    spdlog::info("serving metrics on {}", SocketAddress(fd.get()));
     if (Status st = metrics.AddListener(std::move(fd)); !st) return fail(st.error().message());
   }
 
@@ -299,8 +301,12 @@ int Serve(int argc, char** argv) {
   static_cast<void>(::signal(SIGPIPE, SIG_IGN));
 
   if (Status st = Confine(*plan); !st) return fail(st.error().message());
-  spdlog::info("cellgate serving; celld at {}, {} key(s), models: {}", s.celld_socket,
-               gateway.metrics().requests.Get({}) /*0*/ + 0, s.model_names.front());
+  spdlog::info("cellgate ready: celld at {}, models: {}", s.celld_socket,
+               [&] {
+                 std::string names;
+                 for (const std::string& m : s.model_names) names += (names.empty() ? "" : ", ") + m;
+                 return names;
+               }());
   static_cast<void>(sd_notify(0, "READY=1"));
 
   while (!stopping || (gateway.active_generations() > 0 && clock.NowNanos() < stop_deadline)) {
