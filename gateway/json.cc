@@ -18,7 +18,9 @@ class BoundedBuilder {
   bool number_integer(Json::number_integer_t value) { return Put(Json(value)); }
   bool number_unsigned(Json::number_unsigned_t value) { return Put(Json(value)); }
   bool number_float(Json::number_float_t value, const Json::string_t& text) {
-    if (!std::isfinite(value)) return Fail("the number " + Shorten(text) + " is out of range");
+    // nlohmann reports an overflowing literal as a parse error itself ("number overflow");
+    // this is the guard should that change.
+    if (!std::isfinite(value)) return Fail("number overflow parsing " + Shorten(text));
     return Put(Json(value));
   }
   bool string(Json::string_t& value) { return Put(Json(std::move(value))); }
