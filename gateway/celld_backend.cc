@@ -96,7 +96,7 @@ class CelldBackend::Connection {
     if (!paused_) Defer([this] { ProcessFrames(); });
   }
 
-  bool idle() const { return state_ == State::kIdle; }
+  bool idle() const { return state_ == State::kIdle && !refused_; }
 
   // The handle is gone: close the session however far it got.
   void Abandon() {
@@ -219,6 +219,12 @@ class CelldBackend::Connection {
     if (r.has_error()) {
       last_error_ = r.error();
       if (state_ == State::kClosing) return;
+      if (state_ == State::kGenerating && r.error().code() != api::SESSION_ENDED) {
+        // The worker refused the turn (a parameter over the policy, a prompt too long) and
+        // lives on: keep the connection so that dropping the handle closes the session.
+        RefuseTurn(TranslateError(r.error()));
+        return;
+      }
       Fail(TranslateError(r.error()));
       return;
     }
@@ -255,6 +261,12 @@ class CelldBackend::Connection {
       default:
         return;  // an Ack, or anything while closing
     }
+  }
+
+  void RefuseTurn(const BackendError& error) {
+    state_ = State::kIdle;
+    refused_ = true;  // not offered for reuse
+    if (TurnObserver* o = std::exchange(observer_, nullptr)) o->OnFailed(error);
   }
 
   // The connection ended under us.
@@ -340,6 +352,7 @@ class CelldBackend::Connection {
   bool paused_ = false;
   bool cancel_sent_ = false;
   bool abandoned_ = false;
+  bool refused_ = false;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for Defer
 };
 
