@@ -76,6 +76,9 @@ struct TurnRequest {
   // holds (the conversation cache matched them); the rest is new.
   size_t messages_held = 0;
   uint32_t max_tokens = 0;
+  // The client gave no max_tokens: `max_tokens` is the tenant's limit as the gateway knew it,
+  // and the backend may lower it to what the session's policy allows.
+  bool max_tokens_is_default = false;
   Sampling sampling;
 };
 

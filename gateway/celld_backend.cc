@@ -78,7 +78,12 @@ class CelldBackend::Connection {
     observer_ = observer;
     cancel_sent_ = false;
     state_ = State::kGenerating;
-    Send(TranslateTurn(turn));
+    api::Request request = TranslateTurn(turn);
+    if (turn.max_tokens_is_default && policy_max_tokens_ != 0) {
+      request.mutable_generate()->set_max_new_tokens(
+          std::min(turn.max_tokens, policy_max_tokens_));
+    }
+    Send(request);
   }
 
   void Cancel() {
@@ -232,6 +237,7 @@ class CelldBackend::Connection {
       case State::kOpening:
         if (r.has_opened()) {
           backend_.Learned(tenant_, r.opened());
+          policy_max_tokens_ = r.opened().max_new_tokens();
           state_ = State::kWaitingReady;
         }
         return;
@@ -353,6 +359,7 @@ class CelldBackend::Connection {
   bool cancel_sent_ = false;
   bool abandoned_ = false;
   bool refused_ = false;
+  uint32_t policy_max_tokens_ = 0;  // SessionOpened.max_new_tokens
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for Defer
 };
 

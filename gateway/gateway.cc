@@ -486,6 +486,7 @@ void Gateway::ServeGeneration(const std::shared_ptr<HttpExchange>& exchange, con
     return AnswerError(*exchange, route, ModelNotFound(params.model));
   }
   turn.max_tokens = params.max_tokens;
+  turn.max_tokens_is_default = !params.max_tokens_given;
   turn.sampling = params.sampling;
   if (std::optional<BackendError> e = backend_.Check(turn)) {
     return AnswerError(*exchange, route, FromBackend(*e));

@@ -93,12 +93,13 @@ bool IsEmptyContainer(const Json* v) {
 // max_tokens (and max_completion_tokens, which wins when both are given, as the API documents
 // it as the replacement) against the tenant's limit.
 void ReadMaxTokens(Fields& f, const TenantLimits& limits, uint32_t default_tokens,
-                   uint32_t* out) {
+                   uint32_t* out, bool* given) {
   std::optional<int64_t> legacy = f.Integer("max_tokens");
   std::optional<int64_t> current = f.Integer("max_completion_tokens");
   if (f.failed()) return;
   std::string param = current ? "max_completion_tokens" : "max_tokens";
   std::optional<int64_t> asked = current ? current : legacy;
+  *given = asked.has_value();
   if (!asked) {
     *out = std::min(default_tokens, limits.max_tokens);
     return;
@@ -194,7 +195,7 @@ void ReadCommon(Fields& f, const TenantLimits& limits, uint32_t default_tokens,
       return;
     }
   }
-  ReadMaxTokens(f, limits, default_tokens, &p->max_tokens);
+  ReadMaxTokens(f, limits, default_tokens, &p->max_tokens, &p->max_tokens_given);
   p->sampling.temperature = f.Number("temperature", 0, 2);
   p->sampling.top_p = f.Number("top_p", 0, 1);
   p->sampling.frequency_penalty = f.Number("frequency_penalty", -2, 2).value_or(0);

@@ -27,6 +27,7 @@ struct GenerationParams {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   uint32_t max_tokens = 0;     // always filled in (the default when the client gave none)
+  bool max_tokens_given = false;
   Sampling sampling;
   std::vector<std::string> stop;
 };

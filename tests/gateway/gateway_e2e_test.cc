@@ -343,3 +343,45 @@ TEST_F(GatewayE2eTest, AsRootWithoutUserItRefusesToServe) {
 
 }  // namespace
 }  // namespace cellhouse::gateway
+
+namespace cellhouse::gateway {
+namespace {
+
+// The JavaScript side: the official openai client and a headless Chromium (tools/setup.sh
+// installs both: Debian's chromium and nodejs, then `npm ci` in tests/gateway/js).
+std::string JsDir() { return cellhouse::testing::SourceDir() + "/tests/gateway/js"; }
+
+bool JsInstalled() {
+  return ::access((JsDir() + "/node_modules/openai/package.json").c_str(), R_OK) == 0 &&
+         ::access((JsDir() + "/node_modules/puppeteer-core/package.json").c_str(), R_OK) == 0 &&
+         ::access("/usr/bin/node", X_OK) == 0;
+}
+
+TEST_F(GatewayE2eTest, TheOfficialOpenAiClientConforms) {
+  if (!JsInstalled()) GTEST_SKIP() << "node or tests/gateway/js/node_modules missing: run tools/setup.sh";
+  StartBoth();
+  cellhouse::testing::CommandResult r = cellhouse::testing::RunCommand(
+      {"/usr/bin/node", JsDir() + "/conformance.mjs",
+       "http://127.0.0.1:" + std::to_string(gate_->port()) + "/v1", key_});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << gate_->Log();
+  EXPECT_THAT(r.out, HasSubstr("8 checks passed"));
+}
+
+TEST_F(GatewayE2eTest, TheChatPageStreamsAReplyInHeadlessChromium) {
+  if (!JsInstalled() || ::access("/usr/bin/chromium", X_OK) != 0) {
+    GTEST_SKIP() << "chromium, node or tests/gateway/js/node_modules missing: run tools/setup.sh";
+  }
+  StartBoth({.max_new_tokens = 60});
+  std::string shot = local_.File("chat.png");
+  cellhouse::testing::CommandResult r = cellhouse::testing::RunCommand(
+      {"/usr/bin/node", JsDir() + "/browser.mjs",
+       "http://127.0.0.1:" + std::to_string(gate_->port()), key_, shot},
+      "", std::nullopt, 180'000);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << gate_->Log();
+  struct stat st {};
+  EXPECT_EQ(::stat(shot.c_str(), &st), 0);
+  EXPECT_GT(st.st_size, 1000);
+}
+
+}  // namespace
+}  // namespace cellhouse::gateway
