@@ -117,10 +117,10 @@ Status DropPrivileges(const ConfinementPlan& plan) {
   }
   cap_t none = cap_init();
   if (none == nullptr) return Error::FromErrno(errno, "cap_init");
-  int set = cap_set_proc(none);
-  int err = errno;
+  // Under systemd with no capabilities and ~@privileged, capset(2) itself is refused (EPERM):
+  // that is fine as long as the check below finds every set empty.
+  static_cast<void>(cap_set_proc(none));
   cap_free(none);
-  if (set != 0) return Error::FromErrno(err, "clearing every capability");
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
   if (::syscall(SYS_capget, &header, data) != 0) return Error::FromErrno(errno, "capget");

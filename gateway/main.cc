@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "base/flags.h"
 #include "base/io.h"
+#include "base/process.h"
 #include "base/strings.h"
 #include "gateway/celld_backend.h"
 #include "gateway/confine.h"
@@ -108,11 +109,17 @@ Result<Listeners> TakeListeners(const std::string& listen, const std::string& me
   return out;
 }
 
+// The chat page's files: where `cmake --install` puts them relative to cellgate (any prefix),
+// then the configured prefix's, then the source tree's (a build tree).
 std::string DefaultWebDir() {
-  if (::access(CELLHOUSE_WEB_DIR_INSTALLED "/index.html", R_OK) == 0) {
-    return CELLHOUSE_WEB_DIR_INSTALLED;
+  std::vector<std::string> candidates;
+  if (Result<std::string> dir = SelfExeDir()) candidates.push_back(*dir + "/../share/cellhouse/web");
+  candidates.emplace_back(CELLHOUSE_WEB_DIR_INSTALLED);
+  candidates.emplace_back(CELLHOUSE_WEB_DIR_SOURCE);
+  for (const std::string& c : candidates) {
+    if (::access((c + "/index.html").c_str(), R_OK) == 0) return c;
   }
-  return CELLHOUSE_WEB_DIR_SOURCE;
+  return candidates.back();
 }
 
 struct ServeFlags {

@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/io.h"
 #include "base/strings.h"
+#include "gateway/http_server.h"
 #include "gateway/json.h"
 #include "tests/gateway/gateway_process.h"
 #include "tests/gateway/http_client.h"
@@ -327,6 +328,33 @@ TEST_F(GatewayE2eTest, MetricsAreOnTheLoopbackAdminListener) {
   EXPECT_THAT(m.body, HasSubstr("cellhouse_gateway_time_to_first_token_seconds_count 1"));
   EXPECT_THAT(m.body, HasSubstr("cellhouse_gateway_inter_token_latency_seconds_count 2"));
   EXPECT_THAT(m.body, HasSubstr("cellhouse_gateway_active_streams 0"));
+}
+
+TEST_F(GatewayE2eTest, ItServesTheSocketSystemdPasses) {
+  // A free port: bound and released (systemd-socket-activate binds it again at once).
+  uint16_t port = 0;
+  {
+    Result<UniqueFd> probe = ListenTcp("127.0.0.1:0", "probe");
+    ASSERT_TRUE(probe);
+    std::string address = SocketAddress(probe->get());
+    port = static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+  }
+  std::string listen = "127.0.0.1:" + std::to_string(port);
+  StartBoth({}, {},
+            "");  // a first gateway on --listen, for the fixture; the one under test follows
+  auto activated = testing::GatewayProcess::Start(
+      local_, {.celld_socket = celld_->socket(),
+               .keys = keys_,
+               .prefix = {"/usr/bin/systemd-socket-activate", "-l", listen, "--fdname=http"},
+               .activated_port = port});
+  ASSERT_TRUE(activated) << activated.error().message();
+  // Started by this first connection, served on the socket it was passed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  HttpResponse r = HttpRequestTo(port, "POST", "/v1/completions", {{"Authorization", "Bearer " + key_}},
+                                 R"({"model":"cellhouse","prompt":"x","max_tokens":3})");
+  EXPECT_EQ(r.status, 200) << r.raw << (*activated)->Log();
+  EXPECT_THAT((*activated)->Log(), HasSubstr("serving HTTP on " + listen));
+  EXPECT_TRUE((*activated)->Terminate().Success());
 }
 
 TEST_F(GatewayE2eTest, AsRootWithoutUserItRefusesToServe) {

@@ -49,10 +49,15 @@ Result<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
     argv.push_back(options.user);
   }
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+  argv.insert(argv.begin(), options.prefix.begin(), options.prefix.end());
   UniqueFd log(::open(gate->log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!log.valid()) return Error::FromErrno(errno, "open " + gate->log_path_);
   CH_ASSIGN_OR_RETURN(gate->process_,
                       SpawnProgram({.argv = argv, .fds = {{2, log.get()}, {1, log.get()}}}));
+  if (options.activated_port != 0) {
+    gate->port_ = options.activated_port;
+    return gate;
+  }
   int64_t deadline = MonotonicNanos() + 30 * kNanosPerSecond;
   while (MonotonicNanos() < deadline) {
     std::string text = gate->Log();

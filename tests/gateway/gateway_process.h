@@ -25,6 +25,11 @@ struct GatewayOptions {
   std::string keys;
   std::string user = "nobody";  // cellgate refuses to serve as root
   std::vector<std::string> extra_args;
+  // Runs cellgate through this command, e.g. systemd-socket-activate with its options.
+  std::vector<std::string> prefix;
+  // Started on the first connection (systemd-socket-activate): do not wait for it; port() is
+  // then this one.
+  uint16_t activated_port = 0;
 };
 
 class GatewayProcess {
