@@ -20,9 +20,10 @@ ApiError Unsupported(std::string_view param, std::string_view what) {
 ApiError MissingApiKey() {
   return ApiError{.status = 401,
                   .type = "invalid_request_error",
-                  .message = "You didn't provide an API key. Provide it in an Authorization "
-                             "header using Bearer auth (Authorization: Bearer YOUR_KEY); an "
-                             "administrator makes keys with `cellgate key add`.",
+                  .message =
+                      "You didn't provide an API key. Provide it in an Authorization "
+                      "header using Bearer auth (Authorization: Bearer YOUR_KEY); an "
+                      "administrator makes keys with `cellgate key add`.",
                   .code = "missing_api_key"};
 }
 
@@ -45,12 +46,12 @@ ApiError ForbiddenOrigin(std::string_view header, std::string_view value) {
 
 ApiError ModelNotFound(std::string_view model) {
   std::string shown(model.substr(0, 200));
-  return ApiError{.status = 404,
-                  .type = "invalid_request_error",
-                  .message = "The model `" + shown +
-                             "` does not exist or you do not have access to it.",
-                  .param = "model",
-                  .code = "model_not_found"};
+  return ApiError{
+      .status = 404,
+      .type = "invalid_request_error",
+      .message = "The model `" + shown + "` does not exist or you do not have access to it.",
+      .param = "model",
+      .code = "model_not_found"};
 }
 
 ApiError UnknownRoute(std::string_view method, std::string_view path) {

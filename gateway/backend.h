@@ -70,7 +70,7 @@ struct Sampling {
 struct TurnRequest {
   enum class Kind { kCompletion, kChat };
   Kind kind = Kind::kCompletion;
-  std::string prompt;                // kCompletion
+  std::string prompt;                 // kCompletion
   std::vector<ChatMessage> messages;  // kChat: the whole conversation the client sent
   // kChat on a reused session: how many leading messages of `messages` the session already
   // holds (the conversation cache matched them); the rest is new.

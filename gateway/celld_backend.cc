@@ -80,8 +80,7 @@ class CelldBackend::Connection {
     state_ = State::kGenerating;
     api::Request request = TranslateTurn(turn);
     if (turn.max_tokens_is_default && policy_max_tokens_ != 0) {
-      request.mutable_generate()->set_max_new_tokens(
-          std::min(turn.max_tokens, policy_max_tokens_));
+      request.mutable_generate()->set_max_new_tokens(std::min(turn.max_tokens, policy_max_tokens_));
     }
     Send(request);
   }
@@ -359,7 +358,7 @@ class CelldBackend::Connection {
   bool cancel_sent_ = false;
   bool abandoned_ = false;
   bool refused_ = false;
-  uint32_t policy_max_tokens_ = 0;  // SessionOpened.max_new_tokens
+  uint32_t policy_max_tokens_ = 0;                         // SessionOpened.max_new_tokens
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for Defer
 };
 

@@ -97,8 +97,8 @@ Status DropPrivileges(const ConfinementPlan& plan) {
   for (int cap = 0; cap <= last && can_drop_bounding; ++cap) {
     if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) <= 0) continue;
     if (cap_drop_bound(static_cast<cap_value_t>(cap)) != 0) {
-      return Error::FromErrno(errno, "dropping capability " + std::to_string(cap) +
-                                         " from the bounding set");
+      return Error::FromErrno(
+          errno, "dropping capability " + std::to_string(cap) + " from the bounding set");
     }
   }
   if (cap_reset_ambient() != 0 && errno != EINVAL) {
@@ -162,8 +162,9 @@ Result<ConfinementPlan> PlanConfinement(const ConfineOptions& options) {
     passwd* found = nullptr;
     std::vector<char> buf(16384);
     Result<uint64_t> numeric = ParseUint64(options.user, "--user");
-    int rc = numeric ? ::getpwuid_r(static_cast<uid_t>(*numeric), &pw, buf.data(), buf.size(), &found)
-                     : ::getpwnam_r(options.user.c_str(), &pw, buf.data(), buf.size(), &found);
+    int rc = numeric
+                 ? ::getpwuid_r(static_cast<uid_t>(*numeric), &pw, buf.data(), buf.size(), &found)
+                 : ::getpwnam_r(options.user.c_str(), &pw, buf.data(), buf.size(), &found);
     if (rc != 0 || found == nullptr) {
       return Error("--user " + Quote(options.user) + ": no such user");
     }
@@ -172,8 +173,9 @@ Result<ConfinementPlan> PlanConfinement(const ConfineOptions& options) {
     plan.gid = pw.pw_gid;
     CH_ASSIGN_OR_RETURN(plan.groups, GroupsOf(pw));
   } else if (::geteuid() == 0) {
-    return Error("cellgate started as root needs --user NAME (an unprivileged user of its own); "
-                 "it does not serve as root. Refusing.");
+    return Error(
+        "cellgate started as root needs --user NAME (an unprivileged user of its own); "
+        "it does not serve as root. Refusing.");
   }
   std::vector<policy::Problem> problems;
   std::optional<policy::CompiledFilter> filter =

@@ -11,8 +11,7 @@ namespace {
 void AddField(crypto_hash_sha256_state* state, std::string_view field) {
   // Length first, so that ("ab", "c") and ("a", "bc") differ.
   uint64_t length = field.size();
-  crypto_hash_sha256_update(state, reinterpret_cast<const unsigned char*>(&length),
-                            sizeof(length));
+  crypto_hash_sha256_update(state, reinterpret_cast<const unsigned char*>(&length), sizeof(length));
   crypto_hash_sha256_update(state, reinterpret_cast<const unsigned char*>(field.data()),
                             field.size());
 }
@@ -77,9 +76,9 @@ void ConversationCache::Put(const Tenant& tenant, const std::string& model,
   std::vector<Entry>& entries = buckets_[Key(tenant.name, model)];
   entries.push_back(Entry{std::move(session), held, held_count, now_ns});
   while (entries.size() > limit) {
-    auto oldest = std::min_element(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-      return a.last_used_ns < b.last_used_ns;
-    });
+    auto oldest = std::min_element(
+        entries.begin(), entries.end(),
+        [](const Entry& a, const Entry& b) { return a.last_used_ns < b.last_used_ns; });
     entries.erase(oldest);  // the session closes with its handle
   }
 }

@@ -121,9 +121,9 @@ class Gateway::Generation : public TurnObserver {
     if (stop_matched_ || done.reason == TurnDone::Reason::kEndOfText) reason = FinishReason::kStop;
     Usage usage{done.prompt_tokens, done.completion_tokens};
     // The session holds exactly what the client received only if nothing was cut off.
-    bool keep = route_ == Route::kChat && !stop_matched_ &&
-                (done.reason == TurnDone::Reason::kEndOfText ||
-                 done.reason == TurnDone::Reason::kLength);
+    bool keep =
+        route_ == Route::kChat && !stop_matched_ &&
+        (done.reason == TurnDone::Reason::kEndOfText || done.reason == TurnDone::Reason::kLength);
     Complete(reason, usage);
     Retire(keep);
   }
@@ -154,8 +154,8 @@ class Gateway::Generation : public TurnObserver {
         }
       });
       if (route_ == Route::kChat) {
-        exchange_->Write(SseEvent(ChatChunk(meta_, ChatDelta{.role = true}, std::nullopt,
-                                            params_.include_usage)));
+        exchange_->Write(SseEvent(
+            ChatChunk(meta_, ChatDelta{.role = true}, std::nullopt, params_.include_usage)));
       }
     }
     session_->StartTurn(turn_, this);
@@ -198,9 +198,8 @@ class Gateway::Generation : public TurnObserver {
       exchange_->EndStream();
       return;
     }
-    Json body = route_ == Route::kChat
-                    ? ChatCompletion(meta_, content_, reasoning_, reason, usage)
-                    : TextCompletion(meta_, content_, reason, usage);
+    Json body = route_ == Route::kChat ? ChatCompletion(meta_, content_, reasoning_, reason, usage)
+                                       : TextCompletion(meta_, content_, reason, usage);
     gateway_.AnswerJson(*exchange_, RouteLabel(exchange_->request().path), 200, body);
   }
 
@@ -249,8 +248,8 @@ class Gateway::Generation : public TurnObserver {
     if (keep_session_ && session_->idle()) {
       if (paused_) session_->SetPaused(false);
       std::vector<ConversationCache::Digest> held = prefix_;
-      ConversationCache::Digest digest =
-          ConversationCache::Extend(held.back(), ChatMessage{.role = "assistant", .content = content_});
+      ConversationCache::Digest digest = ConversationCache::Extend(
+          held.back(), ChatMessage{.role = "assistant", .content = content_});
       gateway_.cache_.Put(tenant_, params_.model, std::move(session_), digest,
                           turn_.messages.size() + 1, max_idle_sessions_,
                           gateway_.loop_.clock().NowNanos());
@@ -408,7 +407,8 @@ void Gateway::OnRequest(const std::shared_ptr<HttpExchange>& exchange) {
   }
   if (!StartsWith(request.path, "/v1/")) {
     const WebAsset* asset = web_.Find(request.path);
-    if (asset == nullptr) return AnswerError(*exchange, route, UnknownRoute(request.method, request.path));
+    if (asset == nullptr)
+      return AnswerError(*exchange, route, UnknownRoute(request.method, request.path));
     if (!get) return AnswerError(*exchange, route, MethodNotAllowed(request.method, request.path));
     Headers headers = {
         {"Content-Security-Policy",

@@ -292,14 +292,16 @@ struct HttpEndpoint {
       type = &ex.stream_type_;
     } else {
       HttpAnswer& a = *ex.answer_;
-      response = MHD_create_response_from_buffer(a.body.size(), a.body.data(), MHD_RESPMEM_MUST_COPY);
+      response =
+          MHD_create_response_from_buffer(a.body.size(), a.body.data(), MHD_RESPMEM_MUST_COPY);
       status = a.status;
       headers = &a.headers;
       type = &a.content_type;
     }
     if (response == nullptr) return MHD_NO;
     if (!type->empty()) {
-      static_cast<void>(MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, type->c_str()));
+      static_cast<void>(
+          MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, type->c_str()));
     }
     for (const auto& [name, value] : *headers) {
       static_cast<void>(MHD_add_response_header(response, name.c_str(), value.c_str()));
@@ -357,8 +359,8 @@ struct HttpEndpoint {
     ex.request_.peer = PeerKey(addr != nullptr ? addr->client_addr : nullptr);
     ex.request_.method = method != nullptr ? method : "";
     ex.request_.path = url != nullptr ? url : "";
-    static_cast<void>(
-        MHD_get_connection_values(connection, MHD_HEADER_KIND, &CollectHeader, &ex.request_.headers));
+    static_cast<void>(MHD_get_connection_values(connection, MHD_HEADER_KIND, &CollectHeader,
+                                                &ex.request_.headers));
     *req_cls = new ExchangeRef{shared};
     exchanges.insert(&ex);
 
@@ -470,8 +472,8 @@ void OnConnection(void* cls, MHD_Connection* connection, void** /*socket_context
 MHD_Result OnAccess(void* cls, MHD_Connection* connection, const char* url, const char* method,
                     const char* /*version*/, const char* upload_data, size_t* upload_size,
                     void** req_cls) {
-  return static_cast<HttpEndpoint*>(cls)->Access(connection, url, method, upload_data,
-                                                 upload_size, req_cls);
+  return static_cast<HttpEndpoint*>(cls)->Access(connection, url, method, upload_data, upload_size,
+                                                 req_cls);
 }
 
 void OnCompleted(void* cls, MHD_Connection* connection, void** req_cls,
@@ -520,9 +522,7 @@ void HttpExchange::OnDrained(size_t low_water, std::function<void()> callback) {
   above_low_water_ = buffered() > low_water_;
 }
 
-void HttpExchange::OnClientGone(std::function<void()> callback) {
-  on_gone_ = std::move(callback);
-}
+void HttpExchange::OnClientGone(std::function<void()> callback) { on_gone_ = std::move(callback); }
 
 void HttpExchange::ClientLeft() {
   if (gone_) return;
@@ -564,9 +564,9 @@ Status HttpServer::AddListener(UniqueFd listener) {
   // epoll descriptor and calls MHD_run. No listening socket of its own: we accept and add.
   endpoint->daemon = MHD_start_daemon(
       MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0,
-      nullptr, nullptr, &OnAccess, raw,                          //
-      MHD_OPTION_EXTERNAL_LOGGER, &LogFromMhd, nullptr,          //
-      MHD_OPTION_CONNECTION_TIMEOUT, options_.idle_timeout_s,    //
+      nullptr, nullptr, &OnAccess, raw,                           //
+      MHD_OPTION_EXTERNAL_LOGGER, &LogFromMhd, nullptr,           //
+      MHD_OPTION_CONNECTION_TIMEOUT, options_.idle_timeout_s,     //
       MHD_OPTION_CONNECTION_LIMIT, options_.max_connections * 2,  // backstops above our caps
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, options_.max_connections_per_ip * 2,  //
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(header_bytes),    //
@@ -613,7 +613,8 @@ void HttpServer::StopAccepting() {
 
 Result<UniqueFd> ListenTcp(const std::string& host_port, const std::string& flag) {
   size_t colon = host_port.rfind(':');
-  if (colon == std::string::npos) return Error(flag + " " + Quote(host_port) + ": expected HOST:PORT");
+  if (colon == std::string::npos)
+    return Error(flag + " " + Quote(host_port) + ": expected HOST:PORT");
   std::string host = host_port.substr(0, colon);
   Result<uint64_t> port = ParseUint64(host_port.substr(colon + 1), flag + " port");
   // Port 0: the kernel picks one (tests); the log line "serving HTTP on ..." names it.

@@ -53,8 +53,8 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpRequest {
   std::string method;
-  std::string path;  // without the query string
-  std::string peer;  // client IP address
+  std::string path;                            // without the query string
+  std::string peer;                            // client IP address
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
   // The header's value, or "" when absent.
@@ -112,10 +112,10 @@ class HttpExchange {
   bool suspended_ = false;
   bool watching_hangup_ = false;
   bool dispatched_ = false;
-  bool queued_ = false;     // a response was given to libmicrohttpd
-  bool answered_ = false;   // Respond or StartStream was called
+  bool queued_ = false;    // a response was given to libmicrohttpd
+  bool answered_ = false;  // Respond or StartStream was called
   bool streaming_ = false;
-  bool ended_ = false;      // EndStream
+  bool ended_ = false;  // EndStream
   bool gone_ = false;
   bool hangup_ = false;  // the peer hung up while we waited
   bool body_too_large_ = false;

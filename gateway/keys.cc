@@ -68,8 +68,8 @@ bool SplitKey(std::string_view key, std::string_view* id, std::string_view* secr
 }  // namespace
 
 Status CheckTenantName(std::string_view name) {
-  bool ok = !name.empty() && name.size() <= 64 && name[0] != '.' && name[0] != '-' &&
-            name[0] != '_';
+  bool ok =
+      !name.empty() && name.size() <= 64 && name[0] != '.' && name[0] != '-' && name[0] != '_';
   for (char c : name) {
     ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                 c == '.' || c == '_' || c == '-');

@@ -102,8 +102,9 @@ Result<Listeners> TakeListeners(const std::string& listen, const std::string& me
   for (const UniqueFd& fd : out.metrics) {
     CH_ASSIGN_OR_RETURN(bool loopback, IsLoopbackListener(fd.get()));
     if (!loopback) {
-      return Error("the metrics listener is not on a loopback address; it is an admin "
-                   "interface without authentication. Refusing.");
+      return Error(
+          "the metrics listener is not on a loopback address; it is an admin "
+          "interface without authentication. Refusing.");
     }
   }
   return out;
@@ -113,7 +114,8 @@ Result<Listeners> TakeListeners(const std::string& listen, const std::string& me
 // then the configured prefix's, then the source tree's (a build tree).
 std::string DefaultWebDir() {
   std::vector<std::string> candidates;
-  if (Result<std::string> dir = SelfExeDir()) candidates.push_back(*dir + "/../share/cellhouse/web");
+  if (Result<std::string> dir = SelfExeDir())
+    candidates.push_back(*dir + "/../share/cellhouse/web");
   candidates.emplace_back(CELLHOUSE_WEB_DIR_INSTALLED);
   candidates.emplace_back(CELLHOUSE_WEB_DIR_SOURCE);
   for (const std::string& c : candidates) {
@@ -196,9 +198,10 @@ struct ServeFlags {
 int Serve(int argc, char** argv) {
   CloseStrayDescriptors();
   ServeFlags s;
-  FlagSet flags("cellgate --keys FILE [--listen ADDR:PORT] [options]\n"
-                "       cellgate key add|list|remove --keys FILE ...",
-                kDescription);
+  FlagSet flags(
+      "cellgate --keys FILE [--listen ADDR:PORT] [options]\n"
+      "       cellgate key add|list|remove --keys FILE ...",
+      kDescription);
   s.Register(flags);
   Result<std::vector<std::string>> rest = flags.Parse(argc - 1, argv + 1);
   auto usage_error = [](const std::string& message) {
@@ -308,12 +311,11 @@ int Serve(int argc, char** argv) {
   static_cast<void>(::signal(SIGPIPE, SIG_IGN));
 
   if (Status st = Confine(*plan); !st) return fail(st.error().message());
-  spdlog::info("cellgate ready: celld at {}, models: {}", s.celld_socket,
-               [&] {
-                 std::string names;
-                 for (const std::string& m : s.model_names) names += (names.empty() ? "" : ", ") + m;
-                 return names;
-               }());
+  spdlog::info("cellgate ready: celld at {}, models: {}", s.celld_socket, [&] {
+    std::string names;
+    for (const std::string& m : s.model_names) names += (names.empty() ? "" : ", ") + m;
+    return names;
+  }());
   static_cast<void>(sd_notify(0, "READY=1"));
 
   while (!stopping || (gateway.active_generations() > 0 && clock.NowNanos() < stop_deadline)) {

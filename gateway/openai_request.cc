@@ -92,8 +92,8 @@ bool IsEmptyContainer(const Json* v) {
 
 // max_tokens (and max_completion_tokens, which wins when both are given, as the API documents
 // it as the replacement) against the tenant's limit.
-void ReadMaxTokens(Fields& f, const TenantLimits& limits, uint32_t default_tokens,
-                   uint32_t* out, bool* given) {
+void ReadMaxTokens(Fields& f, const TenantLimits& limits, uint32_t default_tokens, uint32_t* out,
+                   bool* given) {
   std::optional<int64_t> legacy = f.Integer("max_tokens");
   std::optional<int64_t> current = f.Integer("max_completion_tokens");
   if (f.failed()) return;
@@ -105,9 +105,9 @@ void ReadMaxTokens(Fields& f, const TenantLimits& limits, uint32_t default_token
     return;
   }
   if (*asked < 1) {
-    f.Fail(InvalidRequest("Invalid '" + param + "': " + std::to_string(*asked) +
-                              " is below the minimum of 1.",
-                          param, "invalid_value"));
+    f.Fail(InvalidRequest(
+        "Invalid '" + param + "': " + std::to_string(*asked) + " is below the minimum of 1.", param,
+        "invalid_value"));
     return;
   }
   if (*asked > static_cast<int64_t>(limits.max_tokens)) {
@@ -147,9 +147,8 @@ void ReadStop(Fields& f, const TenantLimits& limits, std::vector<std::string>* o
     return;
   }
   if (items.size() > limits.max_stop_strings) {
-    f.Fail(InvalidRequest("'stop' has " + std::to_string(items.size()) +
-                              " sequences; at most " + std::to_string(limits.max_stop_strings) +
-                              " are allowed.",
+    f.Fail(InvalidRequest("'stop' has " + std::to_string(items.size()) + " sequences; at most " +
+                              std::to_string(limits.max_stop_strings) + " are allowed.",
                           "stop", "invalid_value"));
     return;
   }
@@ -181,17 +180,19 @@ void ReadCommon(Fields& f, const TenantLimits& limits, uint32_t default_tokens,
       return;
     }
     if (!p->stream) {
-      f.Fail(InvalidRequest("The 'stream_options' parameter is only allowed when 'stream' is "
-                            "enabled.",
-                            "stream_options"));
+      f.Fail(
+          InvalidRequest("The 'stream_options' parameter is only allowed when 'stream' is "
+                         "enabled.",
+                         "stream_options"));
       return;
     }
     Fields o(*options);
     p->include_usage = o.Bool("include_usage").value_or(false);
     if (o.failed()) {
-      f.Fail(InvalidRequest("Invalid type for 'stream_options.include_usage': expected a "
-                            "boolean.",
-                            "stream_options.include_usage"));
+      f.Fail(
+          InvalidRequest("Invalid type for 'stream_options.include_usage': expected a "
+                         "boolean.",
+                         "stream_options.include_usage"));
       return;
     }
   }
@@ -225,8 +226,8 @@ bool ReadContent(Fields& f, const Json& message, size_t index, std::string* out)
     return true;
   }
   if (!content->is_array()) {
-    f.Fail(InvalidRequest(WrongType(param, "a string or an array of content parts", *content),
-                          param));
+    f.Fail(
+        InvalidRequest(WrongType(param, "a string or an array of content parts", *content), param));
     return false;
   }
   for (size_t i = 0; i < content->size(); ++i) {
@@ -305,8 +306,8 @@ void ReadMessages(Fields& f, const TenantLimits& limits, std::vector<ChatMessage
       return;
     }
     if (!ReadContent(f, m, i, &message.content)) return;
-    if (const Json* tool_calls = Member(m, "tool_calls"); !IsEmptyContainer(tool_calls) &&
-                                                          !tool_calls->is_null()) {
+    if (const Json* tool_calls = Member(m, "tool_calls");
+        !IsEmptyContainer(tool_calls) && !tool_calls->is_null()) {
       f.Fail(Unsupported(param + ".tool_calls", "Tool calls"));
       return;
     }

@@ -75,8 +75,8 @@ Json ChatCompletion(const ResponseMeta& meta, const std::string& content,
   return j;
 }
 
-Json ChatChunk(const ResponseMeta& meta, const ChatDelta& delta,
-               std::optional<FinishReason> finish, bool include_usage) {
+Json ChatChunk(const ResponseMeta& meta, const ChatDelta& delta, std::optional<FinishReason> finish,
+               bool include_usage) {
   Json d = Json::object();
   if (delta.role) d["role"] = "assistant";
   if (!delta.content.empty() || delta.role) d["content"] = delta.content;

@@ -51,8 +51,8 @@ Json ChatCompletion(const ResponseMeta& meta, const std::string& content,
                     const std::string& reasoning_content, FinishReason finish, const Usage& usage);
 // `include_usage` adds "usage": null, as the API does on every chunk when the client asked for
 // a final usage chunk.
-Json ChatChunk(const ResponseMeta& meta, const ChatDelta& delta,
-               std::optional<FinishReason> finish, bool include_usage);
+Json ChatChunk(const ResponseMeta& meta, const ChatDelta& delta, std::optional<FinishReason> finish,
+               bool include_usage);
 // The last chunk before [DONE] with stream_options.include_usage: no choices, the usage.
 Json ChatUsageChunk(const ResponseMeta& meta, const Usage& usage);
 

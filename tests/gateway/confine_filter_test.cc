@@ -46,8 +46,8 @@ TEST_F(GatewayFilterTest, ServesSocketsAndTheLoop) {
 }
 
 TEST_F(GatewayFilterTest, KillsWhatAnAttackerWouldNeed) {
-  for (int nr : {SYS_execve, SYS_execveat, SYS_ptrace, SYS_fork, SYS_clone3, SYS_mount,
-                 SYS_setuid, SYS_bind, SYS_listen, SYS_unlinkat, SYS_mkdirat, SYS_kill}) {
+  for (int nr : {SYS_execve, SYS_execveat, SYS_ptrace, SYS_fork, SYS_clone3, SYS_mount, SYS_setuid,
+                 SYS_bind, SYS_listen, SYS_unlinkat, SYS_mkdirat, SYS_kill}) {
     EXPECT_EQ(Run(nr), SECCOMP_RET_KILL_PROCESS) << nr;
   }
   EXPECT_EQ(Run(SYS_socket, {AF_INET, SOCK_STREAM}), SECCOMP_RET_KILL_PROCESS);

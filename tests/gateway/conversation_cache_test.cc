@@ -106,7 +106,7 @@ TEST_F(ConversationCacheTest, BoundedPerTenantLeastRecentlyUsedGoes) {
   EXPECT_EQ(closed_, 1);
   std::vector<ChatMessage> next = Conversation(1);
   next.push_back({.role = "user", .content = "x"});
-  EXPECT_EQ(Take("alice", next), 0);  // session 1 was the oldest
+  EXPECT_EQ(Take("alice", next), 0);   // session 1 was the oldest
   Hold("bob", Conversation(1), 4, 0);  // a limit of 0 keeps nothing
   EXPECT_EQ(cache_.size(Tenant{"bob"}), 0u);
   EXPECT_EQ(closed_, 2);

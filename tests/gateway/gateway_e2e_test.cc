@@ -27,11 +27,11 @@ namespace cellhouse::gateway {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::StartsWith;
 using testing::HttpRequestTo;
 using testing::HttpResponse;
 using testing::RawExchange;
 using testing::SseData;
+using ::testing::StartsWith;
 
 constexpr uid_t kNobody = 65534;
 
@@ -103,16 +103,17 @@ TEST_F(GatewayE2eTest, ItServesConfinedAsItsOwnUnprivilegedUser) {
   EXPECT_THAT(*status, HasSubstr("CapBnd:\t0000000000000000\n"));
   EXPECT_THAT(*status, HasSubstr("Uid:\t65534\t65534\t65534\t65534\n"));
   // ...and still serves, through celld.
-  HttpResponse r = Post("/v1/completions", R"({"model":"cellhouse","prompt":"Once","max_tokens":4})");
+  HttpResponse r =
+      Post("/v1/completions", R"({"model":"cellhouse","prompt":"Once","max_tokens":4})");
   EXPECT_EQ(r.status, 200) << r.raw << gate_->Log();
 }
 
 TEST_F(GatewayE2eTest, CompletionsMatchTheEngineStreamedOrNot) {
   StartBoth();
   std::string expected = cellhouse::testing::EngineReference(Model(), "The little dog", 40, 0.0, 9);
-  HttpResponse r = Post("/v1/completions",
-                        R"({"model":"cellhouse","prompt":"The little dog","max_tokens":40,)"
-                        R"("temperature":0,"seed":9})");
+  HttpResponse r =
+      Post("/v1/completions", R"({"model":"cellhouse","prompt":"The little dog","max_tokens":40,)"
+                              R"("temperature":0,"seed":9})");
   ASSERT_EQ(r.status, 200) << r.raw;
   Json j = Body(r);
   EXPECT_EQ(j["object"], "text_completion");
@@ -122,10 +123,10 @@ TEST_F(GatewayE2eTest, CompletionsMatchTheEngineStreamedOrNot) {
   EXPECT_EQ(j["usage"]["completion_tokens"], 40);
   EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 0);
 
-  HttpResponse s = Post("/v1/completions",
-                        R"({"model":"cellhouse","prompt":"The little dog","max_tokens":40,)"
-                        R"("temperature":0,"seed":9,"stream":true,)"
-                        R"("stream_options":{"include_usage":true}})");
+  HttpResponse s =
+      Post("/v1/completions", R"({"model":"cellhouse","prompt":"The little dog","max_tokens":40,)"
+                              R"("temperature":0,"seed":9,"stream":true,)"
+                              R"("stream_options":{"include_usage":true}})");
   ASSERT_EQ(s.status, 200);
   std::vector<std::string> events = SseData(s.body);
   ASSERT_GE(events.size(), 3u);
@@ -165,8 +166,8 @@ TEST_F(GatewayE2eTest, ChatWorksThroughTheTemporaryRenderingAndContinuesOnItsSes
 
 TEST_F(GatewayE2eTest, ErrorsHaveTheirStatusesAndShapes) {
   StartBoth({.max_new_tokens = 20});
-  HttpResponse models = HttpRequestTo(gate_->port(), "GET", "/v1/models",
-                                      {{"Authorization", "Bearer " + key_}});
+  HttpResponse models =
+      HttpRequestTo(gate_->port(), "GET", "/v1/models", {{"Authorization", "Bearer " + key_}});
   ASSERT_EQ(models.status, 200);
   EXPECT_EQ(Body(models)["data"][0]["id"], "cellhouse");
   HttpResponse bad_key = Post("/v1/completions", R"({"model":"cellhouse","prompt":"x"})",
@@ -180,11 +181,11 @@ TEST_F(GatewayE2eTest, ErrorsHaveTheirStatusesAndShapes) {
   EXPECT_EQ(Body(param)["error"]["param"], "top_p");
   // Over the policy's max_new_tokens: celld refuses it (the gateway learns the limit from the
   // first session and refuses later ones itself).
-  HttpResponse over = Post("/v1/completions",
-                           R"({"model":"cellhouse","prompt":"x","max_tokens":50})");
+  HttpResponse over =
+      Post("/v1/completions", R"({"model":"cellhouse","prompt":"x","max_tokens":50})");
   EXPECT_EQ(over.status, 400) << over.raw;
-  HttpResponse again = Post("/v1/completions",
-                            R"({"model":"cellhouse","prompt":"x","max_tokens":50})");
+  HttpResponse again =
+      Post("/v1/completions", R"({"model":"cellhouse","prompt":"x","max_tokens":50})");
   EXPECT_EQ(again.status, 400);
   EXPECT_EQ(Body(again)["error"]["param"], "max_tokens");
   EXPECT_THAT(Body(again)["error"]["message"].get<std::string>(), HasSubstr("limit of 20"));
@@ -203,9 +204,9 @@ TEST_F(GatewayE2eTest, AClientThatLeavesCancelsItsGenerationAtOnce) {
   {
     UniqueFd fd = testing::ConnectTcp(gate_->port());
     std::string streamed = body + R"(,"stream":true})";
-    std::string request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
-                          key_ + "\r\nContent-Length: " + std::to_string(streamed.size()) +
-                          "\r\n\r\n" + streamed;
+    std::string request =
+        "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key_ +
+        "\r\nContent-Length: " + std::to_string(streamed.size()) + "\r\n\r\n" + streamed;
     ASSERT_GT(::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL), 0);
     char buf[256];
     ASSERT_GT(::read(fd.get(), buf, sizeof(buf)), 0);
@@ -227,39 +228,37 @@ TEST_F(GatewayE2eTest, HostileHttpGetsClearRefusalsAndTheGatewayStaysUp) {
   // version (or a TLS hello) is closed at once by libmicrohttpd without an answer.
   EXPECT_EQ(RawExchange(port, "GET /health HTTP/9.9\r\nHost: x\r\n\r\n").status, 505);
   EXPECT_EQ(RawExchange(port, "GET /health HTTP/1.1\r\n\r\n").status, 400);
-  EXPECT_EQ(RawExchange(port, "GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").status,
-            400);
-  for (const char* line : {"GARBAGE\r\n\r\n", "GET\r\n\r\n",
-                           "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"}) {
+  EXPECT_EQ(RawExchange(port, "GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").status, 400);
+  for (const char* line :
+       {"GARBAGE\r\n\r\n", "GET\r\n\r\n", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"}) {
     HttpResponse r = RawExchange(port, line);
     EXPECT_TRUE(r.status == 0 || r.status >= 400) << r.raw;
   }
   // Headers larger than the gateway's header memory.
-  HttpResponse huge = RawExchange(
-      port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + std::string(100000, 'a') +
-                "\r\n\r\n");
+  HttpResponse huge = RawExchange(port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " +
+                                            std::string(100000, 'a') + "\r\n\r\n");
   EXPECT_TRUE(huge.status == 431 || huge.status == 413 || huge.status == 400) << huge.raw;
   // A body longer than declared: the declared part is the request, the rest is garbage.
   std::string body = R"({"model":"cellhouse","prompt":"x","max_tokens":2})";
-  HttpResponse longer = RawExchange(
-      port, "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
-                "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body +
-                "TRAILING GARBAGE\r\n\r\n");
+  HttpResponse longer =
+      RawExchange(port, "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                            "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body +
+                            "TRAILING GARBAGE\r\n\r\n");
   EXPECT_EQ(longer.status, 200) << longer.raw;
   EXPECT_THAT(longer.raw, HasSubstr("HTTP/1.1 400"));
   // A body shorter than declared waits, then the request times out: closed without a reply.
-  HttpResponse shorter = RawExchange(
-      port, "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
-                "Content-Length: 1000\r\n\r\n{\"model\"",
-      8000);
+  HttpResponse shorter = RawExchange(port,
+                                     "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                                         "Content-Length: 1000\r\n\r\n{\"model\"",
+                                     8000);
   EXPECT_NE(shorter.status, 200);
   // JSON bombs, numbers, invalid UTF-8.
   for (const std::string& bad : std::vector<std::string>{
            std::string(5000, '[') + std::string(5000, ']'),
            R"({"model":"cellhouse","prompt":"x","max_tokens":1e999})",
-        R"({"model":"cellhouse","prompt":"x","max_tokens":)" + std::string(5000, '9') + "}",
-        std::string("{\"model\":\"cellhouse\",\"prompt\":\"\xff\xfe\"}"),
-        std::string("{\"model\":\"cellhouse\",\"prompt\":\"x\"}\xc3")}) {
+           R"({"model":"cellhouse","prompt":"x","max_tokens":)" + std::string(5000, '9') + "}",
+           std::string("{\"model\":\"cellhouse\",\"prompt\":\"\xff\xfe\"}"),
+           std::string("{\"model\":\"cellhouse\",\"prompt\":\"x\"}\xc3")}) {
     HttpResponse r = Post("/v1/completions", bad);
     EXPECT_EQ(r.status, 400) << bad.substr(0, 60) << "\n" << r.raw;
     EXPECT_EQ(Body(r)["error"]["type"], "invalid_request_error");
@@ -304,8 +303,9 @@ TEST_F(GatewayE2eTest, KeysAreReloadedOnSighup) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(models(bob), 200) << gate_->Log();
-  cellhouse::testing::CommandResult removed = cellhouse::testing::RunCommand(
-      {cellhouse::testing::BinPath("cellgate"), "key", "remove", "--keys", keys_, "--tenant", "bob"});
+  cellhouse::testing::CommandResult removed =
+      cellhouse::testing::RunCommand({cellhouse::testing::BinPath("cellgate"), "key", "remove",
+                                      "--keys", keys_, "--tenant", "bob"});
   ASSERT_EQ(removed.exit_code, 0) << removed.err;
   ASSERT_EQ(::chmod(keys_.c_str(), 0644), 0);
   ASSERT_TRUE(gate_->Signal(SIGHUP));
@@ -320,11 +320,15 @@ TEST_F(GatewayE2eTest, KeysAreReloadedOnSighup) {
 
 TEST_F(GatewayE2eTest, MetricsAreOnTheLoopbackAdminListener) {
   StartBoth();
-  ASSERT_EQ(Post("/v1/completions", R"({"model":"cellhouse","prompt":"x","max_tokens":3,"stream":true})").status,
-            200);
+  ASSERT_EQ(
+      Post("/v1/completions", R"({"model":"cellhouse","prompt":"x","max_tokens":3,"stream":true})")
+          .status,
+      200);
   HttpResponse m = HttpRequestTo(gate_->metrics_port(), "GET", "/metrics");
   ASSERT_EQ(m.status, 200);
-  EXPECT_THAT(m.body, HasSubstr("cellhouse_gateway_requests_total{route=\"completions\",status=\"200\"} 1"));
+  EXPECT_THAT(
+      m.body,
+      HasSubstr("cellhouse_gateway_requests_total{route=\"completions\",status=\"200\"} 1"));
   EXPECT_THAT(m.body, HasSubstr("cellhouse_gateway_time_to_first_token_seconds_count 1"));
   EXPECT_THAT(m.body, HasSubstr("cellhouse_gateway_inter_token_latency_seconds_count 2"));
   EXPECT_THAT(m.body, HasSubstr("cellhouse_gateway_active_streams 0"));
@@ -350,8 +354,9 @@ TEST_F(GatewayE2eTest, ItServesTheSocketSystemdPasses) {
   ASSERT_TRUE(activated) << activated.error().message();
   // Started by this first connection, served on the socket it was passed.
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  HttpResponse r = HttpRequestTo(port, "POST", "/v1/completions", {{"Authorization", "Bearer " + key_}},
-                                 R"({"model":"cellhouse","prompt":"x","max_tokens":3})");
+  HttpResponse r =
+      HttpRequestTo(port, "POST", "/v1/completions", {{"Authorization", "Bearer " + key_}},
+                    R"({"model":"cellhouse","prompt":"x","max_tokens":3})");
   EXPECT_EQ(r.status, 200) << r.raw << (*activated)->Log();
   EXPECT_THAT((*activated)->Log(), HasSubstr("serving HTTP on " + listen));
   EXPECT_TRUE((*activated)->Terminate().Success());
@@ -386,7 +391,8 @@ bool JsInstalled() {
 }
 
 TEST_F(GatewayE2eTest, TheOfficialOpenAiClientConforms) {
-  if (!JsInstalled()) GTEST_SKIP() << "node or tests/gateway/js/node_modules missing: run tools/setup.sh";
+  if (!JsInstalled())
+    GTEST_SKIP() << "node or tests/gateway/js/node_modules missing: run tools/setup.sh";
   StartBoth();
   cellhouse::testing::CommandResult r = cellhouse::testing::RunCommand(
       {"/usr/bin/node", JsDir() + "/conformance.mjs",

@@ -24,13 +24,13 @@
 namespace cellhouse::gateway {
 namespace {
 
-using ::testing::HasSubstr;
-using ::testing::StartsWith;
 using testing::FakeBackend;
 using testing::FakeRecord;
+using ::testing::HasSubstr;
 using testing::HttpRequestTo;
 using testing::HttpResponse;
 using testing::SseData;
+using ::testing::StartsWith;
 
 class GatewayHttpTest : public ::testing::Test {
  protected:
@@ -192,8 +192,8 @@ TEST_F(GatewayHttpTest, ANonStreamingChatCompletion) {
 TEST_F(GatewayHttpTest, AStreamingChatCompletionIsChunksThenUsageThenDone) {
   backend_->script().reason = TurnDone::Reason::kLength;
   Start();
-  HttpResponse r =
-      Post("/v1/chat/completions", Chat(R"("stream":true,"stream_options":{"include_usage":true})"));
+  HttpResponse r = Post("/v1/chat/completions",
+                        Chat(R"("stream":true,"stream_options":{"include_usage":true})"));
   ASSERT_EQ(r.status, 200) << r.raw;
   EXPECT_THAT(r.headers["content-type"], StartsWith("text/event-stream"));
   EXPECT_EQ(r.headers["transfer-encoding"], "chunked");
@@ -233,7 +233,8 @@ TEST_F(GatewayHttpTest, CompletionsStreamAndNot) {
   EXPECT_EQ(j["choices"][0]["text"], "Hello, world");
   EXPECT_EQ(backend_->Snapshot().turns[0].prompt, "Once");
   EXPECT_EQ(backend_->Snapshot().turns[0].max_tokens, 16u);
-  HttpResponse s = Post("/v1/completions", R"({"model":"fake-model","prompt":"Once","stream":true})");
+  HttpResponse s =
+      Post("/v1/completions", R"({"model":"fake-model","prompt":"Once","stream":true})");
   std::vector<std::string> events = SseData(s.body);
   ASSERT_EQ(events.size(), 3u + 1u + 1u);
   EXPECT_EQ((*ParseJson(events[0]))["choices"][0]["text"], "Hello");
@@ -247,7 +248,8 @@ TEST_F(GatewayHttpTest, ReasoningTextIsReturnedApart) {
   Json j = Body(Post("/v1/chat/completions", Chat()));
   EXPECT_EQ(j["choices"][0]["message"]["reasoning_content"], "let me think");
   EXPECT_EQ(j["choices"][0]["message"]["content"], "Hello, world");
-  std::vector<std::string> events = SseData(Post("/v1/chat/completions", Chat(R"("stream":true)")).body);
+  std::vector<std::string> events =
+      SseData(Post("/v1/chat/completions", Chat(R"("stream":true)")).body);
   EXPECT_EQ((*ParseJson(events[1]))["choices"][0]["delta"]["reasoning_content"], "let me ");
 }
 
@@ -266,14 +268,14 @@ TEST_F(GatewayHttpTest, AClientLeavingMidStreamCancelsItsGenerationAtOnce) {
   {
     UniqueFd fd = testing::ConnectTcp(port_);
     std::string body = Chat(R"("stream":true)");
-    std::string request = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " +
-                          alice_ + "\r\nContent-Length: " + std::to_string(body.size()) +
-                          "\r\n\r\n" + body;
+    std::string request =
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + alice_ +
+        "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     ASSERT_EQ(::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL),
               static_cast<ssize_t>(request.size()));
     char buf[512];
     ASSERT_GT(::read(fd.get(), buf, sizeof(buf)), 0);  // the stream has begun
-  }  // closed
+  }                                                    // closed
   EXPECT_TRUE(WaitFor([](const FakeRecord& r) { return r.abandoned_while_running == 1; }, 3000));
 }
 
@@ -283,9 +285,9 @@ TEST_F(GatewayHttpTest, AClientLeavingWhileItsSessionOpensIsNoticedToo) {
   {
     UniqueFd fd = testing::ConnectTcp(port_);
     std::string body = Chat();
-    std::string request = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " +
-                          alice_ + "\r\nContent-Length: " + std::to_string(body.size()) +
-                          "\r\n\r\n" + body;
+    std::string request =
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + alice_ +
+        "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     ASSERT_GT(::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL), 0);
     ASSERT_TRUE(WaitFor([](const FakeRecord& r) { return r.sessions_created == 1; }));
   }
@@ -301,9 +303,9 @@ TEST_F(GatewayHttpTest, ASlowReaderPausesItsOwnGenerationAndStallsNobodyElse) {
   int small = 4096;
   ASSERT_EQ(::setsockopt(slow.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
   std::string body = Chat(R"("stream":true)");
-  std::string request = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " +
-                        alice_ + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
-                        body;
+  std::string request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + alice_ +
+      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   ASSERT_GT(::send(slow.get(), request.data(), request.size(), MSG_NOSIGNAL), 0);
   // It never reads: its generation is paused once its buffer is full...
   ASSERT_TRUE(WaitFor([](const FakeRecord& r) { return r.pauses >= 1; }));
@@ -324,8 +326,9 @@ TEST_F(GatewayHttpTest, BodiesOverTheLimitAre413) {
   HttpResponse declared = Post("/v1/chat/completions", big);
   EXPECT_EQ(declared.status, 413);
   EXPECT_EQ(Body(declared)["error"]["code"], "request_too_large");
-  std::string chunked = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " +
-                        alice_ + "\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string chunked =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + alice_ +
+      "\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (int i = 0; i < 4; ++i) chunked += "400\r\n" + std::string(1024, 'a') + "\r\n";
   chunked += "0\r\n\r\n";
   EXPECT_EQ(testing::RawExchange(port_, chunked).status, 413);
@@ -339,9 +342,9 @@ TEST_F(GatewayHttpTest, ATenantOverItsConcurrencyGets429WithRetryAfter) {
   Start();
   UniqueFd first = testing::ConnectTcp(port_);
   std::string body = Chat(R"("stream":true)");
-  std::string request = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " +
-                        alice_ + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
-                        body;
+  std::string request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + alice_ +
+      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   ASSERT_GT(::send(first.get(), request.data(), request.size(), MSG_NOSIGNAL), 0);
   ASSERT_TRUE(WaitFor([](const FakeRecord& r) { return !r.turns.empty(); }));
   HttpResponse second = Post("/v1/chat/completions", Chat());
@@ -357,9 +360,9 @@ TEST_F(GatewayHttpTest, HostAndOriginMustBeConfiguredNames) {
   EXPECT_EQ(Get("/", {{"Host", "evil.example:8080"}}).status, 403);
   EXPECT_EQ(Get("/", {{"Host", "chat.example.org:8443"}}).status, 200);
   EXPECT_EQ(Get("/", {{"Host", "LOCALHOST"}}).status, 200);
-  HttpResponse origin = Get("/v1/models", {{"Host", "localhost"},
-                                           {"Origin", "http://evil.example"},
-                                           {"Authorization", alice_}});
+  HttpResponse origin =
+      Get("/v1/models",
+          {{"Host", "localhost"}, {"Origin", "http://evil.example"}, {"Authorization", alice_}});
   EXPECT_EQ(origin.status, 403);
   EXPECT_EQ(Body(origin)["error"]["code"], "forbidden_origin");
   EXPECT_EQ(Get("/v1/models", {{"Host", "localhost"},
@@ -394,7 +397,8 @@ TEST_F(GatewayHttpTest, AConversationContinuesOnTheSessionThatHoldsIt) {
   backend_->limits().max_idle_sessions = 2;
   Start();
   ASSERT_EQ(Post("/v1/chat/completions", Chat()).status, 200);
-  std::string next = R"([{"role":"user","content":"hi"},{"role":"assistant","content":"Hello, world"},
+  std::string next =
+      R"([{"role":"user","content":"hi"},{"role":"assistant","content":"Hello, world"},
                          {"role":"user","content":"more"}])";
   ASSERT_TRUE(WaitFor([](const FakeRecord& r) { return r.turns.size() == 1; }));
   HttpResponse second = Post("/v1/chat/completions", Chat("", next));

@@ -109,9 +109,9 @@ ExitStatus GatewayProcess::Terminate(int timeout_ms) {
 }
 
 std::string AddKey(const std::string& keys_file, const std::string& tenant) {
-  cellhouse::testing::CommandResult r = cellhouse::testing::RunCommand(
-      {cellhouse::testing::BinPath("cellgate"), "key", "add", "--keys", keys_file, "--tenant",
-       tenant});
+  cellhouse::testing::CommandResult r =
+      cellhouse::testing::RunCommand({cellhouse::testing::BinPath("cellgate"), "key", "add",
+                                      "--keys", keys_file, "--tenant", tenant});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::string key = r.out;
   while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();

@@ -19,7 +19,7 @@
 namespace cellhouse::gateway::testing {
 
 struct HttpResponse {
-  int status = 0;  // 0: no response (connection closed or timed out)
+  int status = 0;                              // 0: no response (connection closed or timed out)
   std::map<std::string, std::string> headers;  // lower-cased names
   std::string body;                            // de-chunked
   std::string raw;

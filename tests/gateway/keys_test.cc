@@ -68,8 +68,8 @@ TEST(KeysTest, MalformedLinesAreRefusedWithFileAndLine) {
               HasSubstr("tenant name"));
   EXPECT_THAT(error("0123456789abcdef alice 1 00 " + std::string(64, '0') + "\n"),
               HasSubstr("SALT"));
-  std::string line = "0123456789abcdef alice 1 " + std::string(32, '0') + " " +
-                     std::string(64, '0') + "\n";
+  std::string line =
+      "0123456789abcdef alice 1 " + std::string(32, '0') + " " + std::string(64, '0') + "\n";
   EXPECT_THAT(error(line + line), HasSubstr("appears twice"));
 }
 

@@ -83,27 +83,26 @@ TEST(ChatRequestTest, WrongTypesAreRefusedNamingTheParameter) {
     std::string extra;
     std::string param;
   };
-  for (const Case& c : std::vector<Case>{{R"("temperature": "0.5")", "temperature"},
-                                         {R"("temperature": 2.5)", "temperature"},
-                                         {R"("top_p": -0.1)", "top_p"},
-                                         {R"("max_tokens": 1.5)", "max_tokens"},
-                                         {R"("stream": "yes")", "stream"},
-                                         {R"("seed": "1")", "seed"},
-                                         {R"("stop": 5)", "stop"},
-                                         {R"("stop": [1])", "stop"},
-                                         {R"("stop": ["a","b","c","d","e"])", "stop"},
-                                         {R"("stop": [""])", "stop"},
-                                         {R"("presence_penalty": 3)", "presence_penalty"},
-                                         {R"("stream_options": {"include_usage": true})",
-                                          "stream_options"},
-                                         {R"("n": 2)", "n"},
-                                         {R"("logprobs": true)", "logprobs"},
-                                         {R"("top_logprobs": 2)", "top_logprobs"},
-                                         {R"("tools": [{"type": "function"}])", "tools"},
-                                         {R"("logit_bias": {"1": 2})", "logit_bias"},
-                                         {R"("response_format": {"type": "json_object"})",
-                                          "response_format"},
-                                         {R"("user": 3)", "user"}}) {
+  for (const Case& c :
+       std::vector<Case>{{R"("temperature": "0.5")", "temperature"},
+                         {R"("temperature": 2.5)", "temperature"},
+                         {R"("top_p": -0.1)", "top_p"},
+                         {R"("max_tokens": 1.5)", "max_tokens"},
+                         {R"("stream": "yes")", "stream"},
+                         {R"("seed": "1")", "seed"},
+                         {R"("stop": 5)", "stop"},
+                         {R"("stop": [1])", "stop"},
+                         {R"("stop": ["a","b","c","d","e"])", "stop"},
+                         {R"("stop": [""])", "stop"},
+                         {R"("presence_penalty": 3)", "presence_penalty"},
+                         {R"("stream_options": {"include_usage": true})", "stream_options"},
+                         {R"("n": 2)", "n"},
+                         {R"("logprobs": true)", "logprobs"},
+                         {R"("top_logprobs": 2)", "top_logprobs"},
+                         {R"("tools": [{"type": "function"}])", "tools"},
+                         {R"("logit_bias": {"1": 2})", "logit_bias"},
+                         {R"("response_format": {"type": "json_object"})", "response_format"},
+                         {R"("user": 3)", "user"}}) {
     std::optional<ApiError> e = Chat(ChatWith(c.extra));
     ASSERT_TRUE(e) << c.extra;
     EXPECT_EQ(e->status, 400) << c.extra;
@@ -122,8 +121,8 @@ TEST(ChatRequestTest, MessagesAreValidated) {
             "messages[0].content");
   EXPECT_EQ(Chat(R"({"model": "m", "messages": [{"role": "user", "content": 5}]})")->param,
             "messages[0].content");
-  std::optional<ApiError> image = Chat(
-      R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})");
+  std::optional<ApiError> image =
+      Chat(R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})");
   ASSERT_TRUE(image);
   EXPECT_EQ(image->code, "unsupported_parameter");
   EXPECT_EQ(Chat(R"({"messages": [{"role": "user", "content": "x"}]})")->param, "model");
@@ -139,10 +138,10 @@ TEST(ChatRequestTest, MessagesAreValidated) {
               HasSubstr("at most 1"));
   limits = TenantLimits{};
   limits.max_prompt_bytes = 3;
-  EXPECT_EQ(Chat(R"({"model": "m", "messages": [{"role": "user", "content": "abcd"}]})", nullptr,
-                 limits)
-                ->code,
-            "context_length_exceeded");
+  EXPECT_EQ(
+      Chat(R"({"model": "m", "messages": [{"role": "user", "content": "abcd"}]})", nullptr, limits)
+          ->code,
+      "context_length_exceeded");
 }
 
 TEST(CompletionRequestTest, PromptShapesAndTheDocumentedDefault) {
@@ -189,9 +188,10 @@ TEST(ResponseShapeTest, ChunksCarryUsageNullWhenAskedAndAFinalUsageChunk) {
   EXPECT_EQ(DumpJson(first["choices"][0]["delta"]), R"({"role":"assistant","content":""})");
   EXPECT_TRUE(first["usage"].is_null());
   EXPECT_TRUE(first["choices"][0]["finish_reason"].is_null());
-  Json piece = ChatChunk(meta, ChatDelta{.content = "a", .reasoning_content = "think"},
-                         std::nullopt, false);
-  EXPECT_EQ(DumpJson(piece["choices"][0]["delta"]), R"({"content":"a","reasoning_content":"think"})");
+  Json piece =
+      ChatChunk(meta, ChatDelta{.content = "a", .reasoning_content = "think"}, std::nullopt, false);
+  EXPECT_EQ(DumpJson(piece["choices"][0]["delta"]),
+            R"({"content":"a","reasoning_content":"think"})");
   EXPECT_FALSE(piece.contains("usage"));
   Json last = ChatChunk(meta, ChatDelta{}, FinishReason::kLength, false);
   EXPECT_EQ(DumpJson(last["choices"][0]["delta"]), "{}");
@@ -210,14 +210,16 @@ TEST(ResponseShapeTest, TextCompletionAndModels) {
   EXPECT_TRUE(j["choices"][0]["logprobs"].is_null());
   EXPECT_EQ(TextCompletionChunk(meta, "u", std::nullopt, false)["object"], "text_completion");
   Json list = ModelList({{.id = "a", .created = 1}, {.id = "b", .created = 2}});
-  EXPECT_EQ(DumpJson(list),
-            R"({"object":"list","data":[{"id":"a","object":"model","created":1,"owned_by":"cellhouse"},)"
-            R"({"id":"b","object":"model","created":2,"owned_by":"cellhouse"}]})");
+  EXPECT_EQ(
+      DumpJson(list),
+      R"({"object":"list","data":[{"id":"a","object":"model","created":1,"owned_by":"cellhouse"},)"
+      R"({"id":"b","object":"model","created":2,"owned_by":"cellhouse"}]})");
 }
 
 TEST(ApiErrorTest, BodiesAndStatuses) {
-  EXPECT_EQ(DumpJson(ErrorBody(InvalidRequest("bad", "temperature"))),
-            R"({"error":{"message":"bad","type":"invalid_request_error","param":"temperature","code":null}})");
+  EXPECT_EQ(
+      DumpJson(ErrorBody(InvalidRequest("bad", "temperature"))),
+      R"({"error":{"message":"bad","type":"invalid_request_error","param":"temperature","code":null}})");
   EXPECT_EQ(InvalidApiKey().status, 401);
   EXPECT_EQ(ModelNotFound("x").status, 404);
   EXPECT_EQ(ModelNotFound("x").code, "model_not_found");
@@ -226,7 +228,8 @@ TEST(ApiErrorTest, BodiesAndStatuses) {
   EXPECT_EQ(RateLimited("busy", 2).retry_after_s, 2);
   EXPECT_EQ(FromBackend({BackendError::Kind::kNoCapacity, "full"}).status, 503);
   EXPECT_EQ(FromBackend({BackendError::Kind::kTenantLimit, "cap"}).status, 429);
-  EXPECT_EQ(FromBackend({BackendError::Kind::kContextFull, "long"}).code, "context_length_exceeded");
+  EXPECT_EQ(FromBackend({BackendError::Kind::kContextFull, "long"}).code,
+            "context_length_exceeded");
 }
 
 }  // namespace
