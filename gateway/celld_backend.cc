@@ -18,7 +18,7 @@
 namespace cellhouse::gateway {
 namespace {
 
-constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kReadChunk = size_t{64} << 10;
 
 BackendError Unreachable(const std::string& why) {
   return BackendError{BackendError::Kind::kUnavailable,

@@ -407,8 +407,9 @@ void Gateway::OnRequest(const std::shared_ptr<HttpExchange>& exchange) {
   }
   if (!StartsWith(request.path, "/v1/")) {
     const WebAsset* asset = web_.Find(request.path);
-    if (asset == nullptr)
+    if (asset == nullptr) {
       return AnswerError(*exchange, route, UnknownRoute(request.method, request.path));
+    }
     if (!get) return AnswerError(*exchange, route, MethodNotAllowed(request.method, request.path));
     Headers headers = {
         {"Content-Security-Policy",

@@ -613,8 +613,9 @@ void HttpServer::StopAccepting() {
 
 Result<UniqueFd> ListenTcp(const std::string& host_port, const std::string& flag) {
   size_t colon = host_port.rfind(':');
-  if (colon == std::string::npos)
+  if (colon == std::string::npos) {
     return Error(flag + " " + Quote(host_port) + ": expected HOST:PORT");
+  }
   std::string host = host_port.substr(0, colon);
   Result<uint64_t> port = ParseUint64(host_port.substr(colon + 1), flag + " port");
   // Port 0: the kernel picks one (tests); the log line "serving HTTP on ..." names it.

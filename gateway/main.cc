@@ -114,8 +114,9 @@ Result<Listeners> TakeListeners(const std::string& listen, const std::string& me
 // then the configured prefix's, then the source tree's (a build tree).
 std::string DefaultWebDir() {
   std::vector<std::string> candidates;
-  if (Result<std::string> dir = SelfExeDir())
+  if (Result<std::string> dir = SelfExeDir()) {
     candidates.push_back(*dir + "/../share/cellhouse/web");
+  }
   candidates.emplace_back(CELLHOUSE_WEB_DIR_INSTALLED);
   candidates.emplace_back(CELLHOUSE_WEB_DIR_SOURCE);
   for (const std::string& c : candidates) {
@@ -195,6 +196,120 @@ struct ServeFlags {
   }
 };
 
+CelldBackendOptions BackendOptions(const ServeFlags& s) {
+  CelldBackendOptions o;
+  o.socket_path = s.celld_socket;
+  o.models = s.model_names;
+  o.policy = s.policy;
+  o.limits.max_body_bytes = s.max_body;
+  o.limits.max_tokens = static_cast<uint32_t>(s.max_tokens);
+  o.limits.max_messages = static_cast<size_t>(s.max_messages);
+  o.limits.max_concurrent_requests = static_cast<size_t>(s.max_concurrent);
+  o.limits.max_idle_sessions = static_cast<size_t>(s.max_idle_sessions);
+  o.limits.max_prompt_bytes = std::min<size_t>(s.max_body, size_t{512} << 10);
+  return o;
+}
+
+HttpServerOptions HttpOptions(const ServeFlags& s) {
+  HttpServerOptions o;
+  o.max_connections = static_cast<unsigned>(s.max_connections);
+  o.max_connections_per_ip = static_cast<unsigned>(s.max_connections_per_ip);
+  o.request_timeout_ms = s.request_timeout_ms;
+  o.idle_timeout_s = static_cast<unsigned>(s.idle_timeout_s);
+  o.max_body_bytes = s.max_body;
+  return o;
+}
+
+// SIGHUP re-reads the keys; SIGTERM/SIGINT stop accepting and let running generations finish.
+struct Lifecycle {
+  bool stopping = false;
+  int64_t stop_deadline = 0;
+};
+
+Status HandleSignals(EventLoop& loop, Gateway& gateway, HttpServer& http, const ServeFlags& s,
+                     Lifecycle* life) {
+  return loop.HandleSignals({SIGTERM, SIGINT, SIGHUP}, [&, life](int sig) {
+    if (sig == SIGHUP) {
+      Result<KeyStore> reloaded = KeyStore::Load(s.keys);
+      if (!reloaded) {
+        spdlog::error("reloading the keys: {}; the previous keys stay", reloaded.error().message());
+        return;
+      }
+      spdlog::info("reloaded {} key(s) from {}", reloaded->records().size(), s.keys);
+      gateway.ReplaceKeys(std::move(*reloaded));
+      return;
+    }
+    if (life->stopping) return;
+    spdlog::info("stopping: no new connections; {} generation(s) running",
+                 gateway.active_generations());
+    life->stopping = true;
+    life->stop_deadline = loop.clock().NowNanos() + s.shutdown_grace_ms * kNanosPerMilli;
+    http.StopAccepting();
+    gateway.DropIdleSessions();
+  });
+}
+
+int Fail(const std::string& message) {
+  spdlog::critical("{}", message);
+  return kExitRuntime;
+}
+
+// From checked flags to a confined, serving gateway, until it stops.
+int Run(const ServeFlags& s) {
+  if (sodium_init() < 0) return Fail("libsodium could not be initialised");
+  // Everything that needs files, names or privileges, before confinement.
+  Result<KeyStore> keys = KeyStore::Load(s.keys);
+  if (!keys) return Fail(keys.error().message());
+  Result<WebAssets> web = WebAssets::Load(s.web_dir);
+  if (!web) return Fail(web.error().message());
+  Result<Listeners> listeners = TakeListeners(s.listen, s.metrics_listen);
+  if (!listeners) return Fail(listeners.error().message());
+  Result<ConfinementPlan> plan = PlanConfinement({.user = s.user});
+  if (!plan) return Fail(plan.error().message());
+
+  RealClock clock;
+  Result<std::unique_ptr<EventLoop>> loop_or = EventLoop::Create(clock);
+  if (!loop_or) return Fail(loop_or.error().message());
+  EventLoop& loop = **loop_or;
+  CelldBackend backend(loop, BackendOptions(s));
+  GatewayOptions gateway_options;
+  if (!s.allowed_hosts.empty()) gateway_options.allowed_hosts = s.allowed_hosts;
+  gateway_options.idle_session_ttl_ms = s.idle_session_ttl_ms;
+  Gateway gateway(loop, backend, std::move(*keys), std::move(*web), gateway_options);
+  HttpServer http(loop, gateway, HttpOptions(s));
+  for (UniqueFd& fd : listeners->http) {
+    spdlog::info("serving HTTP on {}", SocketAddress(fd.get()));
+    if (Status st = http.AddListener(std::move(fd)); !st) return Fail(st.error().message());
+  }
+  supervisor::MetricsServer metrics(loop, [&] {
+    gateway.metrics().connections = static_cast<int64_t>(http.connections());
+    return gateway.metrics().Render();
+  });
+  for (UniqueFd& fd : listeners->metrics) {
+    spdlog::info("serving metrics on {}", SocketAddress(fd.get()));
+    if (Status st = metrics.AddListener(std::move(fd)); !st) return Fail(st.error().message());
+  }
+  Lifecycle life;
+  if (Status st = HandleSignals(loop, gateway, http, s, &life); !st) {
+    return Fail(st.error().message());
+  }
+  // Writes to a client that left are EPIPE, not a signal.
+  static_cast<void>(::signal(SIGPIPE, SIG_IGN));
+
+  if (Status st = Confine(*plan); !st) return Fail(st.error().message());
+  std::string names;
+  for (const std::string& m : s.model_names) names += (names.empty() ? "" : ", ") + m;
+  spdlog::info("cellgate ready: celld at {}, models: {}", s.celld_socket, names);
+  static_cast<void>(sd_notify(0, "READY=1"));
+
+  while (!life.stopping ||
+         (gateway.active_generations() > 0 && clock.NowNanos() < life.stop_deadline)) {
+    if (Status st = loop.RunOnce(life.stopping ? 100 : -1); !st) return Fail(st.error().message());
+  }
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
 int Serve(int argc, char** argv) {
   CloseStrayDescriptors();
   ServeFlags s;
@@ -225,105 +340,7 @@ int Serve(int argc, char** argv) {
   }
   if (s.model_names.empty()) s.model_names = {"cellhouse"};
   if (s.web_dir.empty()) s.web_dir = DefaultWebDir();
-  auto fail = [](const std::string& message) {
-    spdlog::critical("{}", message);
-    return kExitRuntime;
-  };
-  if (sodium_init() < 0) return fail("libsodium could not be initialised");
-
-  // Everything that needs files, names or privileges, before confinement.
-  Result<KeyStore> keys = KeyStore::Load(s.keys);
-  if (!keys) return fail(keys.error().message());
-  Result<WebAssets> web = WebAssets::Load(s.web_dir);
-  if (!web) return fail(web.error().message());
-  Result<Listeners> listeners = TakeListeners(s.listen, s.metrics_listen);
-  if (!listeners) return fail(listeners.error().message());
-  Result<ConfinementPlan> plan = PlanConfinement({.user = s.user});
-  if (!plan) return fail(plan.error().message());
-
-  RealClock clock;
-  Result<std::unique_ptr<EventLoop>> loop_or = EventLoop::Create(clock);
-  if (!loop_or) return fail(loop_or.error().message());
-  EventLoop& loop = **loop_or;
-
-  CelldBackendOptions backend_options;
-  backend_options.socket_path = s.celld_socket;
-  backend_options.models = s.model_names;
-  backend_options.policy = s.policy;
-  backend_options.limits.max_body_bytes = s.max_body;
-  backend_options.limits.max_tokens = static_cast<uint32_t>(s.max_tokens);
-  backend_options.limits.max_messages = static_cast<size_t>(s.max_messages);
-  backend_options.limits.max_concurrent_requests = static_cast<size_t>(s.max_concurrent);
-  backend_options.limits.max_idle_sessions = static_cast<size_t>(s.max_idle_sessions);
-  backend_options.limits.max_prompt_bytes = std::min<size_t>(s.max_body, size_t{512} << 10);
-  CelldBackend backend(loop, backend_options);
-
-  GatewayOptions gateway_options;
-  if (!s.allowed_hosts.empty()) gateway_options.allowed_hosts = s.allowed_hosts;
-  gateway_options.idle_session_ttl_ms = s.idle_session_ttl_ms;
-  Gateway gateway(loop, backend, std::move(*keys), std::move(*web), gateway_options);
-
-  HttpServerOptions http_options;
-  http_options.max_connections = static_cast<unsigned>(s.max_connections);
-  http_options.max_connections_per_ip = static_cast<unsigned>(s.max_connections_per_ip);
-  http_options.request_timeout_ms = s.request_timeout_ms;
-  http_options.idle_timeout_s = static_cast<unsigned>(s.idle_timeout_s);
-  http_options.max_body_bytes = s.max_body;
-  HttpServer http(loop, gateway, http_options);
-  for (UniqueFd& fd : listeners->http) {
-    spdlog::info("serving HTTP on {}", SocketAddress(fd.get()));
-    if (Status st = http.AddListener(std::move(fd)); !st) return fail(st.error().message());
-  }
-  supervisor::MetricsServer metrics(loop, [&] {
-    gateway.metrics().connections = static_cast<int64_t>(http.connections());
-    return gateway.metrics().Render();
-  });
-  for (UniqueFd& fd : listeners->metrics) {
-    spdlog::info("serving metrics on {}", SocketAddress(fd.get()));
-    if (Status st = metrics.AddListener(std::move(fd)); !st) return fail(st.error().message());
-  }
-
-  bool stopping = false;
-  int64_t stop_deadline = 0;
-  std::string keys_path = s.keys;
-  Status signals = loop.HandleSignals({SIGTERM, SIGINT, SIGHUP}, [&](int sig) {
-    if (sig == SIGHUP) {
-      Result<KeyStore> reloaded = KeyStore::Load(keys_path);
-      if (!reloaded) {
-        spdlog::error("reloading the keys: {}; the previous keys stay", reloaded.error().message());
-        return;
-      }
-      spdlog::info("reloaded {} key(s) from {}", reloaded->records().size(), keys_path);
-      gateway.ReplaceKeys(std::move(*reloaded));
-      return;
-    }
-    if (!stopping) {
-      spdlog::info("stopping: no new connections; {} generation(s) running",
-                   gateway.active_generations());
-      stopping = true;
-      stop_deadline = clock.NowNanos() + s.shutdown_grace_ms * kNanosPerMilli;
-      http.StopAccepting();
-      gateway.DropIdleSessions();
-    }
-  });
-  if (!signals) return fail(signals.error().message());
-  // Writes to a client that left are EPIPE, not a signal.
-  static_cast<void>(::signal(SIGPIPE, SIG_IGN));
-
-  if (Status st = Confine(*plan); !st) return fail(st.error().message());
-  spdlog::info("cellgate ready: celld at {}, models: {}", s.celld_socket, [&] {
-    std::string names;
-    for (const std::string& m : s.model_names) names += (names.empty() ? "" : ", ") + m;
-    return names;
-  }());
-  static_cast<void>(sd_notify(0, "READY=1"));
-
-  while (!stopping || (gateway.active_generations() > 0 && clock.NowNanos() < stop_deadline)) {
-    int wait = stopping ? 100 : -1;
-    if (Status st = loop.RunOnce(wait); !st) return fail(st.error().message());
-  }
-  spdlog::info("stopped");
-  return kExitOk;
+  return Run(s);
 }
 
 }  // namespace

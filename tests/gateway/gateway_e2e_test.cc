@@ -39,7 +39,7 @@ class GatewayE2eTest : public cellhouse::testing::CelldTest {
  protected:
   // celld with a policy for root and the gateway's user, then cellgate as that user.
   void StartBoth(cellhouse::testing::PolicySpec policy = {},
-                 std::vector<std::string> gateway_args = {}, const std::string& model = "") {
+                 const std::vector<std::string>& gateway_args = {}, const std::string& model = "") {
     // cellgate (uid nobody) must reach celld's socket in the test's directory.
     ASSERT_EQ(::chmod(local_.path().c_str(), 0755), 0);
     policy.uids = {0, kNobody};
@@ -66,7 +66,7 @@ class GatewayE2eTest : public cellhouse::testing::CelldTest {
     CelldTest::TearDown();
   }
 
-  HttpResponse Post(const std::string& path, const std::string& body, std::string key = "") {
+  HttpResponse Post(const std::string& path, const std::string& body, const std::string& key = "") {
     return HttpRequestTo(gate_->port(), "POST", path,
                          {{"Authorization", "Bearer " + (key.empty() ? key_ : key)}}, body);
   }
@@ -391,8 +391,9 @@ bool JsInstalled() {
 }
 
 TEST_F(GatewayE2eTest, TheOfficialOpenAiClientConforms) {
-  if (!JsInstalled())
+  if (!JsInstalled()) {
     GTEST_SKIP() << "node or tests/gateway/js/node_modules missing: run tools/setup.sh";
+  }
   StartBoth();
   cellhouse::testing::CommandResult r = cellhouse::testing::RunCommand(
       {"/usr/bin/node", JsDir() + "/conformance.mjs",

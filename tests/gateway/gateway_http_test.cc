@@ -78,7 +78,7 @@ class GatewayHttpTest : public ::testing::Test {
     if (headers.empty()) headers = {{"Authorization", alice_}};
     return HttpRequestTo(port_, "POST", path, headers, body);
   }
-  HttpResponse Get(const std::string& path, testing::HeaderList headers = {}) {
+  HttpResponse Get(const std::string& path, const testing::HeaderList& headers = {}) {
     return HttpRequestTo(port_, "GET", path, headers);
   }
   static std::string Chat(const std::string& extra = "",
@@ -317,6 +317,28 @@ TEST_F(GatewayHttpTest, ASlowReaderPausesItsOwnGenerationAndStallsNobodyElse) {
     EXPECT_EQ(models.status, 200);
     EXPECT_LT(MonotonicNanos() - start, 2 * kNanosPerSecond);
   }
+}
+
+TEST_F(GatewayHttpTest, AnAddressOverItsConnectionCapLosesItsOldestIdleConnection) {
+  Start({}, HttpServerOptions{.max_connections_per_ip = 2});
+  UniqueFd first = testing::ConnectTcp(port_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  UniqueFd second = testing::ConnectTcp(port_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // A third from the same address makes room: the oldest idle one is closed, and it is served.
+  EXPECT_EQ(Get("/health").status, 200);
+  char c;
+  EXPECT_EQ(::recv(first.get(), &c, 1, 0), 0);               // closed by the gateway
+  EXPECT_EQ(::recv(second.get(), &c, 1, MSG_DONTWAIT), -1);  // still open, nothing to read
+}
+
+TEST_F(GatewayHttpTest, AnIncompleteRequestIsCutOffByTheRequestTimeout) {
+  Start({}, HttpServerOptions{.request_timeout_ms = 300});
+  UniqueFd slow = testing::ConnectTcp(port_);
+  std::string partial = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  ASSERT_GT(::send(slow.get(), partial.data(), partial.size(), MSG_NOSIGNAL), 0);
+  char c;
+  EXPECT_EQ(::recv(slow.get(), &c, 1, 0), 0);  // closed, without an answer
 }
 
 TEST_F(GatewayHttpTest, BodiesOverTheLimitAre413) {

@@ -44,6 +44,9 @@ UniqueFd ConnectTcp(uint16_t port) {
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return {};
+  // A test that waits for the server must not wait forever.
+  timeval timeout{.tv_sec = 10, .tv_usec = 0};
+  static_cast<void>(::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)));
   return fd;
 }
 
@@ -101,7 +104,7 @@ HttpResponse HttpRequestTo(uint16_t port, const std::string& method, const std::
   bool host = false;
   for (const auto& [name, value] : headers) {
     host = host || Lower(name) == "host";
-    request += name + ": " + value + "\r\n";
+    request.append(name).append(": ").append(value).append("\r\n");
   }
   if (!host) request += "Host: 127.0.0.1\r\n";
   request += "Connection: close\r\n";

@@ -38,7 +38,7 @@ HttpResponse ParseResponse(const std::string& raw);
 // The payloads of the "data:" lines of an SSE body, in order.
 std::vector<std::string> SseData(const std::string& body);
 
-// A connected socket to 127.0.0.1:port (blocking).
+// A connected socket to 127.0.0.1:port (blocking; reads time out after 10 s).
 UniqueFd ConnectTcp(uint16_t port);
 
 }  // namespace cellhouse::gateway::testing
