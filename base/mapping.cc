@@ -24,6 +24,16 @@ Result<Mapping> Mapping::MapReadOnlyShared(const UniqueFd& fd, size_t size, std:
   return Mapping(addr, size);
 }
 
+Result<Mapping> Mapping::MapReadWriteShared(const UniqueFd& fd, size_t size,
+                                            std::string_view name) {
+  if (size == 0) return Error("mapping '" + std::string(name) + "': the size is 0");
+  void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (addr == MAP_FAILED) {
+    return Error::FromErrno(errno, "mmap of '" + std::string(name) + "'");
+  }
+  return Mapping(addr, size);
+}
+
 Result<Mapping> Mapping::MapFile(const char* path) {
   UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
@@ -45,6 +55,16 @@ Result<Mapping> Mapping::Anonymous(size_t size, std::string_view what) {
   if (addr == MAP_FAILED) {
     return Error::FromErrno(
         errno, "allocating " + std::to_string(size) + " bytes for " + std::string(what));
+  }
+  return Mapping(addr, size);
+}
+
+Result<Mapping> Mapping::AnonymousShared(size_t size, std::string_view what) {
+  if (size == 0) return Mapping();
+  void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (addr == MAP_FAILED) {
+    return Error::FromErrno(
+        errno, "allocating " + std::to_string(size) + " shared bytes for " + std::string(what));
   }
   return Mapping(addr, size);
 }

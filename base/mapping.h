@@ -38,8 +38,13 @@ class Mapping {
 
   // mmap(PROT_READ, MAP_SHARED) of the first `size` bytes of `fd`. `name` is for messages.
   static Result<Mapping> MapReadOnlyShared(const UniqueFd& fd, size_t size, std::string_view name);
+  // mmap(PROT_READ | PROT_WRITE, MAP_SHARED): memory two processes write (a memfd).
+  static Result<Mapping> MapReadWriteShared(const UniqueFd& fd, size_t size, std::string_view name);
   // Opens `path` and maps the whole file read-only and shared.
   static Result<Mapping> MapFile(const char* path);
+  // Shared anonymous read-write memory (MAP_SHARED | MAP_ANONYMOUS): shared with the children
+  // forked while it exists, unless they are forked after madvise(MADV_DONTFORK).
+  static Result<Mapping> AnonymousShared(size_t size, std::string_view what);
   // Private anonymous read-write memory, zero-filled, pages touched lazily.
   static Result<Mapping> Anonymous(size_t size, std::string_view what);
 

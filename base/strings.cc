@@ -49,14 +49,14 @@ Result<double> ParseDouble(std::string_view text, std::string_view what) {
 Result<uint64_t> ParseByteSize(std::string_view text, std::string_view what) {
   std::string_view digits = text;
   uint64_t multiplier = 1;
-  auto strip = [&](std::string_view suffix) {
-    if (digits.size() > suffix.size() && digits.ends_with(suffix)) {
-      digits.remove_suffix(suffix.size());
-      return true;
-    }
-    return false;
-  };
-  if (!strip("iB")) strip("B");
+  // "512", "512B", then a unit, each a power of 1024 (as systemd's MemoryMax=): "512K", "512M",
+  // "512G", "512T", optionally followed by "i", "B" or "iB" ("512Mi", "512MB", "512MiB").
+  if (digits.size() > 1 && digits.back() == 'B') digits.remove_suffix(1);
+  bool binary_marker = false;
+  if (digits.size() > 1 && digits.back() == 'i') {
+    digits.remove_suffix(1);
+    binary_marker = true;
+  }
   if (!digits.empty()) {
     switch (digits.back()) {
       case 'K':
@@ -83,7 +83,7 @@ Result<uint64_t> ParseByteSize(std::string_view text, std::string_view what) {
   uint64_t value = 0;
   const char* end = digits.data() + digits.size();
   auto [ptr, ec] = std::from_chars(digits.data(), end, value);
-  if (ec != std::errc() || ptr != end || digits.empty()) {
+  if (ec != std::errc() || ptr != end || digits.empty() || (binary_marker && multiplier == 1)) {
     return Error(NotA(what, text, "a byte count such as 512M or 2G"));
   }
   if (value > std::numeric_limits<uint64_t>::max() / multiplier) {

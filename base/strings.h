@@ -21,7 +21,8 @@ namespace cellhouse {
 Result<int64_t> ParseInt64(std::string_view text, std::string_view what);
 Result<uint64_t> ParseUint64(std::string_view text, std::string_view what);
 Result<double> ParseDouble(std::string_view text, std::string_view what);
-// "1048576", "512K", "64M", "2G", "1T" (powers of 1024; a trailing "iB" or "B" is accepted).
+// "1048576", "512K", "64M", "2G", "1T": powers of 1024, as systemd's MemoryMax=; "i", "B" or "iB"
+// may follow the unit ("512Mi", "512MB", "512MiB" all mean 512 << 20).
 Result<uint64_t> ParseByteSize(std::string_view text, std::string_view what);
 // 1536 -> "1.5 KiB"
 std::string FormatBytes(uint64_t bytes);

@@ -7,6 +7,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <map>
 #include <utility>
 
 #include "base/io.h"
@@ -54,6 +55,7 @@ struct GoArch {
 constexpr std::array kGoArches = {
     GoArch{"amd64", SCMP_ARCH_X86_64},
     GoArch{"386", SCMP_ARCH_X86},
+    GoArch{"x86", SCMP_ARCH_X86},  // what Docker's and Podman's own profiles write for 32-bit x86
     GoArch{"x32", SCMP_ARCH_X32},
     GoArch{"arm64", SCMP_ARCH_AARCH64},
     GoArch{"arm", SCMP_ARCH_ARM},
@@ -110,6 +112,11 @@ class Importer {
   std::optional<OciImport> Run(const oci::Profile& profile) {
     const size_t before = problems_->size();
     OciImport out;
+    // Docker and runc: an ERRNO rule without an errno of its own returns the default's, else
+    // EPERM.
+    default_errno_ = ErrnoOfRule(profile.has_default_errno_ret(), profile.default_errno_ret(),
+                                 profile.default_errno(), "default")
+                         .value_or(static_cast<uint16_t>(EPERM));
     out.default_action = DefaultAction(profile);
     CheckArchitectures(profile);
     CheckFlags(profile);
@@ -121,6 +128,7 @@ class Importer {
     for (int i = 0; i < profile.syscalls_size(); ++i) {
       ImportRule(profile, i, &out);
     }
+    KeepStrictestUnconditional(&out);
     if (problems_->size() != before) {
       return std::nullopt;
     }
@@ -180,11 +188,35 @@ class Importer {
       return out;
     }
     if (out.action == Seccomp::ERRNO) {
-      out.errno_value = profile.has_default_errno_ret()
-                            ? ErrnoOf(profile.default_errno_ret(), "default_errno_ret")
-                            : static_cast<uint16_t>(EPERM);
+      out.errno_value = default_errno_;
     }
     return out;
+  }
+
+  // The errno a rule (or the default, `field` "default") names: as a number (errnoRet), as a name
+  // (Podman's errno), or both, which must agree. nullopt when it names none.
+  std::optional<uint16_t> ErrnoOfRule(bool has_number, uint32_t number, const std::string& name,
+                                      const std::string& field) {
+    const std::string number_field =
+        field == "default" ? "default_errno_ret" : StrCat(field, ".errno_ret");
+    const std::string name_field = field == "default" ? "default_errno" : StrCat(field, ".errno");
+    std::optional<uint16_t> from_number;
+    if (has_number) {
+      from_number = ErrnoOf(number, number_field);
+    }
+    if (name.empty()) {
+      return from_number;
+    }
+    Result<uint16_t> from_name = ParseErrno(name);
+    if (!from_name) {
+      Add(name_field, StrCat(from_name.error().message(), ". Refusing."));
+      return from_number;
+    }
+    if (from_number && *from_number != *from_name) {
+      Add(name_field, StrCat("errno ", Quote(name), " and errnoRet ", number,
+                             " name different errors. Keep one. Refusing."));
+    }
+    return *from_name;
   }
 
   uint16_t ErrnoOf(uint32_t value, const std::string& field) {
@@ -235,6 +267,40 @@ class Importer {
                           " (known: SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_FILTER_FLAG_LOG)"));
       }
     }
+  }
+
+  // Podman's profile gives setns two unconditional rules that both apply to a worker without
+  // capabilities (ALLOW in its main list, ERRNO unless CAP_SYS_ADMIN): libseccomp would keep one
+  // by the order of adding. The stricter is kept here, and a note says so.
+  static void KeepStrictestUnconditional(OciImport* out) {
+    std::map<std::string, size_t> strictest;  // call -> its strictest unconditional rule
+    for (size_t i = 0; i < out->rules.size(); ++i) {
+      const FilterRule& r = out->rules[i];
+      if (!r.conditions.empty()) {
+        continue;
+      }
+      auto [it, inserted] = strictest.emplace(r.syscall, i);
+      if (!inserted && ActionStrictness(r.action.action) >
+                           ActionStrictness(out->rules[it->second].action.action)) {
+        it->second = i;
+      }
+    }
+    std::vector<FilterRule> kept;
+    for (size_t i = 0; i < out->rules.size(); ++i) {
+      const FilterRule& r = out->rules[i];
+      const size_t winner = r.conditions.empty() ? strictest.at(r.syscall) : i;
+      if (winner == i) {
+        kept.push_back(r);  // a copy: a later loser still reads the winner for its note
+        continue;
+      }
+      const FilterRule& w = out->rules[winner];
+      if (!(w.action == r.action)) {
+        out->resolved.push_back(StrCat(r.syscall, ": ", r.field, " says ", DescribeAction(r.action),
+                                       " and ", w.field, " says ", DescribeAction(w.action),
+                                       "; the stricter, ", DescribeAction(w.action), ", is kept"));
+      }
+    }
+    out->rules = std::move(kept);
   }
 
   // Whether Docker's includes/excludes let rule `i` apply on this machine to a worker with no
@@ -353,11 +419,9 @@ class Importer {
       return;
     }
     if (prototype.action.action == Seccomp::ERRNO) {
-      prototype.action.errno_value = rule.has_errno_ret()
-                                         ? ErrnoOf(rule.errno_ret(), StrCat(field, ".errno_ret"))
-                                     : profile.has_default_errno_ret()
-                                         ? ErrnoOf(profile.default_errno_ret(), "default_errno_ret")
-                                         : static_cast<uint16_t>(EPERM);
+      std::optional<uint16_t> own =
+          ErrnoOfRule(rule.has_errno_ret(), rule.errno_ret(), rule.errno_name(), field);
+      prototype.action.errno_value = own.value_or(default_errno_);
     }
     std::vector<std::string> names(rule.names().begin(), rule.names().end());
     if (!rule.name().empty()) {
@@ -396,6 +460,7 @@ class Importer {
   const std::string& path_;
   const SourceMap& map_;
   std::vector<Problem>* problems_;
+  uint16_t default_errno_ = EPERM;
 };
 
 }  // namespace

@@ -12,7 +12,11 @@
 // What is adapted: names that are system calls of another architecture only are skipped (Docker's
 // profile lists every architecture's calls); rules whose `includes` need capabilities are
 // skipped and rules whose `excludes` name capabilities kept (a worker has none); `includes` and
-// `excludes` arches and minKernel are evaluated for this machine.
+// `excludes` arches and minKernel are evaluated for this machine; Podman's errno names (`errno`,
+// `defaultErrno`) are read beside Docker's numbers; of several unconditional rules for one call,
+// the strictest is kept. Docker's default profile and Podman's import unmodified
+// (tests/policy/data/oci). How the rules then combine with the worker's own allow-list is
+// BuildFilterSpec's (validate.h) and policy.proto's (message Seccomp) to say.
 #ifndef CELLHOUSE_POLICY_OCI_IMPORT_H_
 #define CELLHOUSE_POLICY_OCI_IMPORT_H_
 
@@ -35,6 +39,9 @@ struct OciImport {
   std::vector<std::string> skipped_syscalls;
   // Rules left out and why ("syscalls[12]: includes caps CAP_SYS_ADMIN").
   std::vector<std::string> skipped_rules;
+  // Calls the profile gives unconditional rules with different actions, and which was kept (the
+  // stricter): "setns: syscalls[1] says ALLOW and syscalls[15] says ERRNO(EPERM); ...".
+  std::vector<std::string> resolved;
 };
 
 // Files larger than this are refused (Docker's own profile is about 20 KiB).

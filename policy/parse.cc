@@ -11,6 +11,7 @@
 
 #include "base/str_cat.h"
 #include "base/strings.h"
+#include "policy/byte_sizes.h"
 
 namespace cellhouse::policy {
 namespace {
@@ -163,9 +164,10 @@ std::string LineOf(std::string_view content, int line) {
 
 class TextErrorCollector : public google::protobuf::io::ErrorCollector {
  public:
-  TextErrorCollector(const Descriptor* root, std::string_view content,
+  // `content` is the file as written, `shifts` where rewriting byte sizes moved its columns.
+  TextErrorCollector(const Descriptor* root, std::string_view content, const ColumnShifts& shifts,
                      std::vector<Problem>* problems)
-      : root_(root), content_(content), problems_(problems) {}
+      : root_(root), content_(content), shifts_(shifts), problems_(problems) {}
   void AddError(int line, google::protobuf::io::ColumnNumber column,
                 const std::string& message) override {
     std::string explained = ExplainTextError(root_, message);
@@ -176,9 +178,9 @@ class TextErrorCollector : public google::protobuf::io::ErrorCollector {
       }
     }
     // The tokenizer counts from 0; people and editors from 1. Line -1 means "at the end".
-    problems_->push_back(Problem{
-        .position = {.line = line < 0 ? 0 : line + 1, .column = column < 0 ? 0 : column + 1},
-        .message = std::move(explained)});
+    SourcePosition at{.line = line < 0 ? 0 : line + 1, .column = column < 0 ? 0 : column + 1};
+    problems_->push_back(Problem{.position = line < 0 ? at : shifts_.ToWritten(at),
+                                 .message = std::move(explained)});
   }
   void AddWarning(int line, google::protobuf::io::ColumnNumber column,
                   const std::string& message) override {
@@ -189,11 +191,12 @@ class TextErrorCollector : public google::protobuf::io::ErrorCollector {
  private:
   const Descriptor* root_;
   std::string_view content_;
+  const ColumnShifts& shifts_;
   std::vector<Problem>* problems_;
 };
 
 void MapTextLocations(const Message& message, const TextFormat::ParseInfoTree* tree,
-                      const std::string& prefix, SourceMap* map) {
+                      const std::string& prefix, const ColumnShifts& shifts, SourceMap* map) {
   const Reflection* reflection = message.GetReflection();
   std::vector<const FieldDescriptor*> fields;
   reflection->ListFields(message, &fields);
@@ -205,7 +208,7 @@ void MapTextLocations(const Message& message, const TextFormat::ParseInfoTree* t
       const std::string item = f->is_repeated() ? StrCat(path, "[", i, "]") : path;
       TextFormat::ParseLocation loc = tree->GetLocation(f, index);
       if (loc.line >= 0) {
-        SourcePosition pos{.line = loc.line + 1, .column = loc.column + 1};
+        SourcePosition pos = shifts.ToWritten({.line = loc.line + 1, .column = loc.column + 1});
         if (i == 0) {
           map->Add(path, pos);
         }
@@ -220,7 +223,7 @@ void MapTextLocations(const Message& message, const TextFormat::ParseInfoTree* t
       }
       const Message& sub = f->is_repeated() ? reflection->GetRepeatedMessage(message, f, i)
                                             : reflection->GetMessage(message, f);
-      MapTextLocations(sub, nested, item, map);
+      MapTextLocations(sub, nested, item, shifts, map);
     }
   }
 }
@@ -551,7 +554,12 @@ std::string JsonNameToFieldName(std::string_view json_name) {
 bool ParseTextMessage(std::string_view content, Message* message, SourceMap* map,
                       std::vector<Problem>* problems) {
   const size_t before = problems->size();
-  TextErrorCollector collector(message->GetDescriptor(), content, problems);
+  std::string rewritten;
+  ColumnShifts shifts;
+  if (!RewriteTextByteSizes(content, &rewritten, &shifts, problems)) {
+    return false;
+  }
+  TextErrorCollector collector(message->GetDescriptor(), content, shifts, problems);
   TextFormat::Parser parser;
   parser.RecordErrorsTo(&collector);
   TextFormat::ParseInfoTree tree;
@@ -559,14 +567,14 @@ bool ParseTextMessage(std::string_view content, Message* message, SourceMap* map
   parser.AllowUnknownField(false);
   parser.AllowFieldNumber(false);
   parser.SetRecursionLimit(kMaxJsonDepth);
-  const bool ok = parser.ParseFromString(std::string(content), message);
+  const bool ok = parser.ParseFromString(rewritten, message);
   if (!ok && problems->size() == before) {
     problems->push_back({.message = "the file is not valid protobuf text format"});
   }
   if (!ok || problems->size() != before) {
     return false;
   }
-  MapTextLocations(*message, &tree, "", map);
+  MapTextLocations(*message, &tree, "", shifts, map);
   return true;
 }
 
@@ -582,9 +590,14 @@ bool ParseJsonMessage(std::string_view content, Message* message, SourceMap* map
     problems->push_back({.position = {1, 1}, .message = "expected a JSON object ({ ... })"});
     return false;
   }
+  // Positions were recorded on the file as written; protobuf reads it with byte sizes rewritten.
+  std::string rewritten;
+  if (!RewriteJsonByteSizes(content, &rewritten, problems)) {
+    return false;
+  }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
-  auto status = google::protobuf::util::JsonStringToMessage(std::string(content), message, options);
+  auto status = google::protobuf::util::JsonStringToMessage(rewritten, message, options);
   if (!status.ok()) {
     problems->push_back(
         ExplainJsonError(message->GetDescriptor(), status.message().as_string(), *map));

@@ -22,9 +22,70 @@ namespace cellhouse::policy {
 // Declared as CompiledPolicy's friend in policy.h: the only way to make one.
 Result<std::shared_ptr<const CompiledPolicy>> FreezePolicy(Policy effective, std::string source,
                                                            CompiledFilter filter,
-                                                           std::vector<std::string> notes);
+                                                           std::vector<std::string> notes,
+                                                           std::vector<std::string> warnings);
 
 namespace {
+
+// Calls no worker needs whose being allowed is worth a warning: each hands a compromised worker
+// a way at other processes, the kernel's larger interfaces, or new code. Allowed on purpose they
+// pass (an admin may know better), but never silently.
+struct DangerousCall {
+  std::string_view name;
+  std::string_view why;
+};
+constexpr DangerousCall kDangerousCalls[] = {
+    {"ptrace", "inspects and changes other processes"},
+    {"process_vm_readv", "reads other processes' memory"},
+    {"process_vm_writev", "writes other processes' memory"},
+    {"execve",
+     "runs a program: a worker never needs to, and a compromised one would load new code"},
+    {"execveat",
+     "runs a program: a worker never needs to, and a compromised one would load new code"},
+    {"bpf", "loads programs into the kernel"},
+    {"perf_event_open", "a large kernel interface, and a side channel on other processes"},
+    {"userfaultfd", "a common aid to kernel exploits"},
+    {"io_uring_setup", "a large kernel interface that bypasses the filter for the I/O it queues"},
+    {"init_module", "loads kernel code"},
+    {"finit_module", "loads kernel code"},
+    {"kexec_load", "replaces the running kernel"},
+    {"kexec_file_load", "replaces the running kernel"},
+    {"mount", "changes the worker's file system view"},
+    {"unshare", "makes new namespaces (more kernel surface, e.g. user namespaces)"},
+    {"setns", "joins other namespaces"},
+    {"keyctl", "the kernel keyring"},
+    {"add_key", "the kernel keyring"},
+};
+
+// "warning: the filter allows 'ptrace' (...)" for each dangerous call the filter lets through.
+std::vector<std::string> DangerousCallWarnings(const CompiledFilter& filter) {
+  std::vector<std::string> out;
+  for (const DangerousCall& d : kDangerousCalls) {
+    if (std::binary_search(filter.allowed.begin(), filter.allowed.end(), d.name)) {
+      out.push_back(StrCat("the filter allows '", d.name, "' (", d.why,
+                           "); no worker needs it. Remove it unless you mean it"));
+    }
+  }
+  return out;
+}
+
+// " a b c": the calls the filter lets through that the built-in worker list (@worker) does not.
+std::string CallsBeyondWorkerList(const CompiledFilter& filter) {
+  std::set<std::string> worker;
+  Result<std::vector<ExpandedSyscall>> calls = ExpandSyscallName("@worker");
+  if (calls) {
+    for (const ExpandedSyscall& c : *calls) {
+      worker.insert(c.name);
+    }
+  }
+  std::string out;
+  for (const std::string& name : filter.allowed) {
+    if (worker.count(name) == 0) {
+      out += StrCat(" ", name);
+    }
+  }
+  return out;
+}
 
 constexpr std::string_view kTextExtension = ".textproto";
 constexpr std::string_view kJsonExtension = ".json";
@@ -104,11 +165,12 @@ std::optional<std::shared_ptr<const CompiledPolicy>> Compile(Policy policy, std:
     }
     profile = LoadOciProfile(path, problems);
   }
-  FilterSpec spec = BuildFilterSpec(policy, profile ? &*profile : nullptr, problems);
+  std::vector<std::string> merge_notes;
+  FilterSpec spec = BuildFilterSpec(policy, profile ? &*profile : nullptr, problems, &merge_notes);
   if (problems->size() != before) {
     return std::nullopt;
   }
-  // The effective default action, wherever it came from.
+  // The effective default action (the policy's; KILL_PROCESS unless written).
   policy.mutable_seccomp()->set_default_action(spec.default_action.action);
   if (spec.default_action.action == Seccomp::ERRNO) {
     policy.mutable_seccomp()->set_default_error(ErrnoName(spec.default_action.errno_value));
@@ -121,6 +183,14 @@ std::optional<std::shared_ptr<const CompiledPolicy>> Compile(Policy policy, std:
   if (profile) {
     notes.push_back(StrCat("imported ", profile->rules.size(), " rules from the OCI profile ",
                            Quote(policy.seccomp().oci_profile())));
+    notes.insert(notes.end(), merge_notes.begin(), merge_notes.end());
+    if (!policy.seccomp().use_builtin_allowlist()) {
+      std::string beyond = CallsBeyondWorkerList(*filter);
+      if (!beyond.empty()) {
+        notes.push_back(
+            StrCat("calls the profile allows that the built-in worker list does not:", beyond));
+      }
+    }
     if (!profile->skipped_syscalls.empty()) {
       std::string names;
       for (const std::string& n : profile->skipped_syscalls) {
@@ -129,12 +199,21 @@ std::optional<std::shared_ptr<const CompiledPolicy>> Compile(Policy policy, std:
       notes.push_back(
           StrCat("profile names not on ", NativeArchitectureName(), " (skipped):", names));
     }
-    for (const std::string& r : profile->skipped_rules) {
-      notes.push_back(StrCat("profile rule skipped: ", r));
+    if (!profile->skipped_rules.empty()) {
+      std::string rules;
+      for (const std::string& r : profile->skipped_rules) {
+        rules += StrCat(rules.empty() ? "" : "; ", r);
+      }
+      notes.push_back(StrCat("profile rules skipped: ", rules));
+    }
+    for (const std::string& r : profile->resolved) {
+      notes.push_back(StrCat("profile rules disagree on ", r));
     }
   }
+  std::vector<std::string> warnings = DangerousCallWarnings(*filter);
   Result<std::shared_ptr<const CompiledPolicy>> frozen =
-      FreezePolicy(std::move(policy), std::move(source), std::move(*filter), std::move(notes));
+      FreezePolicy(std::move(policy), std::move(source), std::move(*filter), std::move(notes),
+                   std::move(warnings));
   if (!frozen) {
     problems->push_back({.message = frozen.error().message()});
     return std::nullopt;
@@ -212,7 +291,8 @@ std::string Indent(std::string_view text, std::string_view prefix) {
 
 Result<std::shared_ptr<const CompiledPolicy>> FreezePolicy(Policy effective, std::string source,
                                                            CompiledFilter filter,
-                                                           std::vector<std::string> notes) {
+                                                           std::vector<std::string> notes,
+                                                           std::vector<std::string> warnings) {
   std::shared_ptr<CompiledPolicy> p(new CompiledPolicy());
   for (const Rlimit& r : effective.rlimits()) {
     const int number = RlimitNumber(r.resource());
@@ -225,6 +305,7 @@ Result<std::shared_ptr<const CompiledPolicy>> FreezePolicy(Policy effective, std
   p->source_ = std::move(source);
   p->filter_ = std::move(filter);
   p->notes_ = std::move(notes);
+  p->warnings_ = std::move(warnings);
   return std::shared_ptr<const CompiledPolicy>(std::move(p));
 }
 
@@ -398,6 +479,9 @@ std::string DescribePolicy(const CompiledPolicy& policy) {
   }
   for (const std::string& note : policy.notes()) {
     out += StrCat("  note: ", note, "\n");
+  }
+  for (const std::string& warning : policy.warnings()) {
+    out += StrCat("  warning: ", warning, "\n");
   }
   return out;
 }

@@ -70,8 +70,12 @@ class CompiledPolicy {
   const CompiledFilter& filter() const { return filter_; }
   // Every rlimit the worker sets, defaults included, in RLIMIT_* numbers.
   std::span<const RlimitSetting> rlimits() const { return rlimits_; }
-  // Notes for `cellctl policy check`: what an imported profile contributed or had skipped.
+  // Notes for `cellctl policy check`: how an imported profile joined the filter, what it had
+  // skipped or dropped.
   const std::vector<std::string>& notes() const { return notes_; }
+  // Calls the filter allows that no worker needs and that hand a compromised one much more
+  // (ptrace, execve, ...): the policy loads, and `policy check` and celld's log say so.
+  const std::vector<std::string>& warnings() const { return warnings_; }
   // NOLINTEND(readability-identifier-naming)
 
   // Whether a caller with these credentials (SO_PEERCRED's uid and gid, plus its supplementary
@@ -84,10 +88,9 @@ class CompiledPolicy {
   uint64_t WorstCaseSessionBytes(const ModelFacts& facts, uint32_t context_length) const;
 
  private:
-  friend Result<std::shared_ptr<const CompiledPolicy>> FreezePolicy(Policy effective,
-                                                                    std::string source,
-                                                                    CompiledFilter filter,
-                                                                    std::vector<std::string> notes);
+  friend Result<std::shared_ptr<const CompiledPolicy>> FreezePolicy(
+      Policy effective, std::string source, CompiledFilter filter, std::vector<std::string> notes,
+      std::vector<std::string> warnings);
   CompiledPolicy() = default;
 
   Policy proto_;
@@ -95,6 +98,7 @@ class CompiledPolicy {
   CompiledFilter filter_;
   std::vector<RlimitSetting> rlimits_;
   std::vector<std::string> notes_;
+  std::vector<std::string> warnings_;
 };
 
 using PolicySet = std::map<std::string, std::shared_ptr<const CompiledPolicy>>;

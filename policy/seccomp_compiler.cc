@@ -502,6 +502,23 @@ uint32_t ActionReturnValue(const FilterAction& action) {
   }
 }
 
+int ActionStrictness(Seccomp::Action action) {
+  switch (action) {
+    case Seccomp::ALLOW:
+      return 0;
+    case Seccomp::LOG:
+      return 1;
+    case Seccomp::ERRNO:
+      return 2;
+    case Seccomp::TRAP:
+      return 3;
+    case Seccomp::KILL_THREAD:
+      return 4;
+    default:  // KILL_PROCESS, and anything unknown is treated as the strictest
+      return 5;
+  }
+}
+
 std::string DescribeAction(const FilterAction& action) {
   std::string name = Seccomp::Action_Name(action.action);
   if (action.action == Seccomp::ERRNO) {

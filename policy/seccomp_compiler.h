@@ -113,6 +113,10 @@ Result<uint16_t> ParseErrno(std::string_view text);
 std::string ErrnoName(int value);
 // The SECCOMP_RET_* value (= libseccomp's SCMP_ACT_*) of an action.
 uint32_t ActionReturnValue(const FilterAction& action);
+// How firmly an action stops a call: KILL_PROCESS 5, KILL_THREAD 4, TRAP 3, ERRNO 2, LOG 1,
+// ALLOW 0. Where two sources disagree about a call, this decides: the stricter of an imported
+// profile's duplicate rules wins, and a profile may only make the worker list stricter.
+int ActionStrictness(Seccomp::Action action);
 // "KILL_PROCESS", "ERRNO(EACCES)".
 std::string DescribeAction(const FilterAction& action);
 // "arg2 & 0x4 == 0x0", "arg0 == 0x1".

@@ -1,5 +1,6 @@
 #include "policy/syscall_groups.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 
 #include <array>
@@ -53,13 +54,37 @@ constexpr GroupMember kRandom[] = {{"getrandom"}};
 // What the worker needs after its sandbox is set up: the built-in allow-list.
 constexpr GroupMember kWorker[] = {{"@io"},   {"@exit"}, {"@signal-return"}, {"@memory"}, {"@sync"},
                                    {"@time"}, {"@self"}, {"@socket-io"},     {"@random"}};
-// The smallest list that still serves a session: blocking socket I/O on its two sockets, a
-// heap, locks, a clock, and exit. No fcntl, no getpid, no sleeping, no random numbers (a seed
-// must come from the client), no executable memory.
-constexpr GroupMember kStrict[] = {
-    {"read"},          {"write"},      {"recvmsg"},      {"sendmsg"},         {"ppoll"}, {"close"},
-    {"exit"},          {"exit_group"}, {"rt_sigreturn"}, {"restart_syscall"}, {"brk"},   {"munmap"},
-    {"mmap", kNoExec}, {"mremap"},     {"futex"},        {"clock_gettime"}};
+// fcntl(2) only to read and set a descriptor's status flags (the worker makes its client
+// socket non-blocking): no duplicating, no locks, no F_SETOWN.
+constexpr GroupArgCheck kGetStatusFlags{.index = 1, .op = ArgCondition::EQ, .value = F_GETFL};
+constexpr GroupArgCheck kSetStatusFlags{.index = 1, .op = ArgCondition::EQ, .value = F_SETFL};
+// sendto(2) only on a connected socket (no destination address, argument 4): what send(2) is.
+constexpr GroupArgCheck kNoDestination{.index = 4, .op = ArgCondition::EQ, .value = 0};
+// The smallest list that still serves a session, each call one the worker makes: socket I/O on
+// its two sockets (poll, read/write, send/recvmsg, send on a connected socket, non-blocking
+// mode), a heap, locks, a clock, random bytes for a sampling seed the client did not give, and
+// exit. No getpid, no sleeping, no executable memory, no new descriptors.
+constexpr GroupMember kStrict[] = {{"read"},
+                                   {"write"},
+                                   {"recvmsg"},
+                                   {"sendmsg"},
+                                   {"ppoll"},
+                                   {"poll"},
+                                   {"close"},
+                                   {"fcntl", kGetStatusFlags},
+                                   {"fcntl", kSetStatusFlags},
+                                   {"sendto", kNoDestination},
+                                   {"exit"},
+                                   {"exit_group"},
+                                   {"rt_sigreturn"},
+                                   {"restart_syscall"},
+                                   {"brk"},
+                                   {"munmap"},
+                                   {"mmap", kNoExec},
+                                   {"mremap"},
+                                   {"futex"},
+                                   {"clock_gettime"},
+                                   {"getrandom"}};
 // Creating or using network endpoints: never in a worker's list; for rules that answer them
 // with an errno instead of a kill.
 constexpr GroupMember kNetwork[] = {

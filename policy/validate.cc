@@ -37,6 +37,7 @@ constexpr uint64_t kMaxCpuPeriodUs = 1000000;
 // Defaults for the budgets (documented in policy.proto).
 constexpr uint64_t kDefaultIdleTimeoutSeconds = 600;
 constexpr uint64_t kDefaultMaxLifetimeSeconds = 86400;
+constexpr uint64_t kDefaultDetachedGraceSeconds = 60;
 constexpr uint32_t kDefaultMaxSessions = 64;
 constexpr uint32_t kDefaultMaxSessionsPerTenant = 4;
 constexpr uint64_t kDefaultPidsMax = 4;
@@ -335,7 +336,8 @@ class Validator {
                     " lets every call no rule names through: the worker would not be confined. "
                     "Use KILL_PROCESS (the default), KILL_THREAD, TRAP or ERRNO."));
     }
-    // An unset default comes from the imported profile, else KILL_PROCESS (BuildFilterSpec).
+    // Unset means KILL_PROCESS, with or without an imported profile: a profile's own
+    // defaultAction never turns the kill the audit record names into a quiet errno.
     if (d != Seccomp::ERRNO && d != Seccomp::ACTION_UNSPECIFIED && !s->default_error().empty()) {
       Refuse("seccomp.default_error", "default_error is set but default_action is not ERRNO.");
     }
@@ -348,7 +350,7 @@ class Validator {
         Refuse("seccomp.default_error", StrCat(e.error().message(), "."));
       }
     }
-    if (d == Seccomp::ACTION_UNSPECIFIED && s->oci_profile().empty()) {
+    if (d == Seccomp::ACTION_UNSPECIFIED) {
       s->set_default_action(Seccomp::KILL_PROCESS);
     }
     for (int i = 0; i < s->rules_size(); ++i) {
@@ -451,6 +453,20 @@ class Validator {
                     " is longer than max_lifetime_seconds ", b->max_lifetime_seconds(),
                     ": the idle timeout could never apply."));
     }
+    if (!b->has_detached_grace_seconds()) {
+      b->set_detached_grace_seconds(
+          std::min(kDefaultDetachedGraceSeconds, std::max<uint64_t>(b->idle_timeout_seconds(), 1)));
+    }
+    if (b->detached_grace_seconds() == 0) {
+      Refuse("budgets.detached_grace_seconds",
+             "detached_grace_seconds must be at least 1: a client whose connection drops for a "
+             "moment must be able to re-attach.");
+    } else if (b->detached_grace_seconds() > b->idle_timeout_seconds()) {
+      Refuse("budgets.detached_grace_seconds",
+             StrCat("detached_grace_seconds ", b->detached_grace_seconds(),
+                    " is longer than idle_timeout_seconds ", b->idle_timeout_seconds(),
+                    ": a detached session is idle, so it would end at the idle timeout first."));
+    }
     SessionCaps(b);
   }
 
@@ -540,6 +556,93 @@ std::map<std::string, std::string> ConditionalBuiltins() {
   return out;
 }
 
+std::string JoinNames(const std::set<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) {
+    out += StrCat(out.empty() ? "" : " ", n);
+  }
+  return out;
+}
+
+// How an imported profile joins the filter (policy.proto, message Seccomp, says it for admins).
+// With the built-in worker list, the profile can only make it stricter: its rules that would let
+// through a call the list does not allow, or answer such a call more softly than the default
+// action (an errno instead of the kill the audit record names), are dropped; its rules that let
+// through a call the list allows are dropped too, so the list's own conditions stay (mmap never
+// executable); what is left (calls the list allows and the profile denies) joins at the profile
+// level. Without the built-in list the profile is the allow-list, and its rules apply as written.
+void AddProfileRules(const Seccomp& s, const OciImport& profile, FilterSpec* spec,
+                     std::vector<std::string>* notes) {
+  const std::string name = Quote(s.oci_profile());
+  if (!(profile.default_action == spec->default_action)) {
+    std::string adopt =
+        profile.default_action.action == Seccomp::ERRNO
+            ? StrCat("default_action: ERRNO default_error: \"",
+                     ErrnoName(profile.default_action.errno_value), "\"")
+            : StrCat("default_action: ", Seccomp::Action_Name(profile.default_action.action));
+    notes->push_back(
+        StrCat("the profile's defaultAction ", DescribeAction(profile.default_action),
+               " is not used: a call no rule allows gets the policy's default_action, ",
+               DescribeAction(spec->default_action),
+               " (a kill is reported with the call's name). To take the profile's, "
+               "write ",
+               adopt, " in the policy's seccomp block"));
+  }
+  if (!s.use_builtin_allowlist()) {
+    spec->rules.insert(spec->rules.end(), profile.rules.begin(), profile.rules.end());
+    notes->push_back(StrCat("the profile ", name,
+                            " replaces the built-in worker list (use_builtin_allowlist: false): "
+                            "its rules apply as written"));
+    return;
+  }
+  std::set<std::string> worker;  // calls the worker list allows, maybe only with some arguments
+  for (const FilterRule& r : spec->rules) {
+    if (r.level == RuleLevel::kAllowList && r.action.action == Seccomp::ALLOW) {
+      worker.insert(r.syscall);
+    }
+  }
+  const int floor = ActionStrictness(spec->default_action.action);
+  std::set<std::string> not_widened;   // the profile would allow, the list does not
+  std::set<std::string> not_softened;  // the profile would answer more softly than the default
+  std::set<std::string> denied;        // the list allows, the profile denies: these join
+  size_t joined = 0;
+  for (const FilterRule& r : profile.rules) {
+    const bool lets_through = r.action.action == Seccomp::ALLOW || r.action.action == Seccomp::LOG;
+    if (worker.count(r.syscall) == 0) {
+      if (ActionStrictness(r.action.action) < floor) {
+        (lets_through ? not_widened : not_softened).insert(r.syscall);
+        continue;
+      }
+    } else if (lets_through) {
+      continue;  // the worker list's own rule stays, with its conditions
+    } else {
+      denied.insert(r.syscall);
+    }
+    spec->rules.push_back(r);
+    ++joined;
+  }
+  notes->push_back(StrCat("the profile ", name,
+                          " can only make the built-in worker list stricter; of its ",
+                          profile.rules.size(), " rules, ", joined, " join the filter",
+                          joined == 0 ? " (it denies nothing the list allows)" : ""));
+  if (!denied.empty()) {
+    notes->push_back(
+        StrCat("calls the worker list allows and the profile denies: ", JoinNames(denied)));
+  }
+  if (!not_widened.empty()) {
+    notes->push_back(
+        StrCat("profile rules dropped because the worker list does not allow the call "
+               "(it stays ",
+               DescribeAction(spec->default_action), "): ", JoinNames(not_widened)));
+  }
+  if (!not_softened.empty()) {
+    notes->push_back(
+        StrCat("profile rules dropped because they would answer a call more softly "
+               "than ",
+               DescribeAction(spec->default_action), ": ", JoinNames(not_softened)));
+  }
+}
+
 }  // namespace
 
 uint64_t SessionBytes(const ModelFacts& facts, uint32_t context_length) {
@@ -564,7 +667,7 @@ void ApplyDefaultsAndValidate(Policy* policy, const ModelFacts* facts,
 }
 
 FilterSpec BuildFilterSpec(const Policy& policy, const OciImport* profile,
-                           std::vector<Problem>* problems) {
+                           std::vector<Problem>* problems, std::vector<std::string>* notes) {
   const Seccomp& s = policy.seccomp();
   FilterSpec spec;
   if (s.default_action() != Seccomp::ACTION_UNSPECIFIED) {
@@ -573,8 +676,6 @@ FilterSpec BuildFilterSpec(const Policy& policy, const OciImport* profile,
       Result<uint16_t> e = ParseErrno(s.default_error());
       spec.default_action.errno_value = e ? *e : static_cast<uint16_t>(EPERM);
     }
-  } else if (profile != nullptr) {
-    spec.default_action = profile->default_action;
   }
   auto refuse = [&](std::string field, const std::string& message) {
     problems->push_back({.field = std::move(field), .message = StrCat(message, ". Refusing.")});
@@ -616,7 +717,7 @@ FilterSpec BuildFilterSpec(const Policy& policy, const OciImport* profile,
     spec.rules.insert(spec.rules.end(), rules.begin(), rules.end());
   }
   if (profile != nullptr) {
-    spec.rules.insert(spec.rules.end(), profile->rules.begin(), profile->rules.end());
+    AddProfileRules(s, *profile, &spec, notes);
   }
   for (int i = 0; i < s.rules_size(); ++i) {
     const SeccompRule& rule = s.rules(i);

@@ -4,11 +4,13 @@
 //
 //   std::vector<Problem> problems;
 //   ApplyDefaultsAndValidate(&policy, facts, &problems);   // policy is now effective
-//   FilterSpec spec = BuildFilterSpec(policy, imported_profile, &problems);
+//   std::vector<std::string> notes;  // how an imported profile was merged, for policy check
+//   FilterSpec spec = BuildFilterSpec(policy, imported_profile, &problems, &notes);
 #ifndef CELLHOUSE_POLICY_VALIDATE_H_
 #define CELLHOUSE_POLICY_VALIDATE_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "policy/oci_import.h"
@@ -35,9 +37,13 @@ void ApplyDefaultsAndValidate(Policy* policy, const ModelFacts* facts,
                               std::vector<Problem>* problems);
 
 // The filter rules an effective policy asks for, with the imported profile's rules (may be
-// null). Problems: unknown names, conditions the compiler cannot express.
+// null). Problems: unknown names, conditions the compiler cannot express. The default action is
+// the policy's (KILL_PROCESS unless written), never the profile's. With the built-in worker list
+// the profile may only make it stricter: rules that would allow a call the list does not, or
+// answer such a call more softly than the default, are dropped, and `notes` says which. Without
+// the built-in list the profile's rules apply as written.
 FilterSpec BuildFilterSpec(const Policy& policy, const OciImport* profile,
-                           std::vector<Problem>* problems);
+                           std::vector<Problem>* problems, std::vector<std::string>* notes);
 
 }  // namespace cellhouse::policy
 

@@ -40,12 +40,12 @@ void Supervisor::ListSessions(Connection& conn) {
     info->set_policy(s.policy->name());
     info->set_worker_pid(s.worker.pid());
     info->set_age_ms(static_cast<uint64_t>((now - s.created_ns) / kNanosPerMilli));
-    info->set_idle_ms(s.attached
-                          ? s.idle_ms
-                          : static_cast<uint64_t>((now - s.detached_since_ns) / kNanosPerMilli));
-    info->set_tokens_generated(s.tokens_generated);
-    info->set_context_used(s.context_used);
-    info->set_attached(s.attached);
+    info->set_idle_ms(s.attached()
+                          ? s.claims.idle_ms
+                          : static_cast<uint64_t>((now - s.detached_since_ns()) / kNanosPerMilli));
+    info->set_tokens_generated(s.claims.tokens_generated);
+    info->set_context_used(s.claims.context_used);
+    info->set_attached(s.attached());
     info->set_host_uid(s.host_id_first + ipc::kWorkerInsideUid);
     if (s.cgroup) {
       auto bytes = s.cgroup->MemoryCurrent();
@@ -67,7 +67,7 @@ void Supervisor::KillSession(Connection& conn, const api::KillSession& kill) {
     return;
   }
   std::string by = conn.peer.uid == session->tenant_uid ? "its owner" : "an administrator";
-  spdlog::info("session {} killed by uid {}", ipc::IdToHex(session->id), conn.peer.uid);
+  spdlog::info("session {} killed by uid {}", ipc::IdToHex(session->id()), conn.peer.uid);
   EndSession(*session, api::KILLED, "the session was killed by " + by, /*graceful=*/false);
   Reply(conn, ipc::MakeAck("session " + ipc::IdToHex(kill.session_id()) + " killed"));
 }
@@ -80,7 +80,7 @@ void Supervisor::ListPolicies(Connection& conn) {
   bool all = IsAdministrator(conn.peer);
   std::map<std::string, uint32_t> active;
   for (const auto& [id, s] : sessions_) {
-    if (s.state != Session::State::kRunning) continue;
+    if (s.state() != Session::State::kRunning) continue;
     if (all || s.tenant_uid == conn.peer.uid) ++active[s.policy->name()];
   }
   for (const auto& [name, p] : policies_) {
@@ -106,7 +106,10 @@ Status Supervisor::LoadPolicies() {
   DrainStalePoolWorkers();
   RefillPools();
   std::string names;
-  for (const auto& [name, p] : policies_) names += (names.empty() ? "" : ", ") + name;
+  for (const auto& [name, p] : policies_) {
+    names += (names.empty() ? "" : ", ") + name;
+    for (const std::string& warning : p->warnings()) spdlog::warn("policy {}: {}", name, warning);
+  }
   spdlog::info("policies loaded from {}: {}",
                options_.policy_dir.empty() ? std::string("built-in defaults") : options_.policy_dir,
                names);
@@ -141,7 +144,7 @@ api::ServerStatus Supervisor::TenantStatus(uid_t uid) const {
   status.set_version(CELLHOUSE_VERSION);
   uint32_t active = 0;
   for (const auto& [id, s] : sessions_) {
-    active += s.state == Session::State::kRunning && s.tenant_uid == uid ? 1 : 0;
+    active += s.state() == Session::State::kRunning && s.tenant_uid == uid ? 1 : 0;
   }
   status.set_sessions_active(active);
   if (zygote_) {
@@ -156,7 +159,7 @@ api::ServerStatus Supervisor::StatusSnapshot() const {
   status.set_full_view(true);
   status.set_version(CELLHOUSE_VERSION);
   uint32_t active = 0;
-  for (const auto& [id, s] : sessions_) active += s.state == Session::State::kRunning ? 1 : 0;
+  for (const auto& [id, s] : sessions_) active += s.state() == Session::State::kRunning ? 1 : 0;
   status.set_sessions_active(active);
   status.set_sessions_admitted(sessions_admitted_);
   status.set_sessions_refused(sessions_refused_);
@@ -205,8 +208,8 @@ void Supervisor::BeginShutdown(const std::string& why) {
   connections_->ReplyToAllAndClose(ipc::MakeError(api::SHUTTING_DOWN, "celld is shutting down"));
   // Idle sessions end now; a running generation may finish within the grace period.
   for (auto& [id, s] : sessions_) {
-    if ((s.state == Session::State::kRunning && !s.generating) ||
-        s.state == Session::State::kPooled) {
+    if ((s.state() == Session::State::kRunning && !s.claims.generating) ||
+        s.state() == Session::State::kPooled) {
       EndSession(s, api::SHUTDOWN, "celld is shutting down", /*graceful=*/true);
     }
   }
@@ -216,7 +219,7 @@ void Supervisor::BeginShutdown(const std::string& why) {
       loop_->AddTimer(clock_.NowNanos() + options_.shutdown_grace_ms * kNanosPerMilli, [this] {
         shutdown_timer_ = 0;
         for (auto& [id, s] : sessions_) {
-          if (s.state != Session::State::kEnding || !s.requested_end) {
+          if (s.state() != Session::State::kEnding || !s.requested_end()) {
             EndSession(s, api::SHUTDOWN, "celld is shutting down (grace period over)",
                        /*graceful=*/true);
           }

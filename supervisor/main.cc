@@ -3,13 +3,16 @@
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -21,6 +24,7 @@
 #include "base/strings.h"
 #include "ipc/defaults.h"
 #include "ipc/unix_socket.h"
+#include "supervisor/config_check.h"
 #include "supervisor/logging.h"
 #include "supervisor/protobuf_log.h"
 #include "supervisor/supervisor.h"
@@ -47,7 +51,9 @@ constexpr const char* kDescription =
     "(names 'api' and 'metrics'); started by hand it binds --socket itself.\n"
     "\n"
     "Signals: SIGTERM/SIGINT drain and stop (exit 0); SIGHUP reloads --policy-dir.\n"
-    "Exit status: 0 after a clean shutdown, 1 on a runtime error, 2 on a usage error.";
+    "Exit status: 0 after a clean shutdown, 1 on a runtime error, 2 on a usage error or a\n"
+    "configuration that cannot work (a model that cannot be read, an invalid --policy-dir),\n"
+    "found before anything is started.";
 
 Result<gid_t> ResolveGroup(const std::string& name, const std::string& flag) {
   if (auto gid = ParseUint64(name, flag)) return static_cast<gid_t>(*gid);
@@ -216,6 +222,19 @@ Status TakeSystemdSockets(SupervisorOptions* options) {
   return result;
 }
 
+// The path of the client socket: --socket, or the first one systemd passed (getsockname(2)).
+std::string ServedSocketPath(const SupervisorOptions& options) {
+  if (options.inherited_api_fds.empty()) return options.socket_path;
+  sockaddr_un addr{};
+  socklen_t len = sizeof(addr);
+  if (::getsockname(options.inherited_api_fds.front(), reinterpret_cast<sockaddr*>(&addr), &len) !=
+          0 ||
+      addr.sun_family != AF_UNIX || addr.sun_path[0] == '\0') {
+    return "";
+  }
+  return std::string(addr.sun_path, ::strnlen(addr.sun_path, sizeof(addr.sun_path)));
+}
+
 Result<std::string> FindZygote(const std::string& flag) {
   if (!flag.empty()) return flag;
   CH_ASSIGN_OR_RETURN(std::string dir, SelfExeDir());
@@ -228,6 +247,28 @@ Result<std::string> FindZygote(const std::string& flag) {
   }
   return Error("cell-zygote not found beside celld (" + dir + "), in " + dir + "/" +
                kZygoteFromBindir + " nor in " + CELLHOUSE_LIBEXECDIR + "; pass --zygote PATH");
+}
+
+// The configuration checked as a whole, then celld started and served until it shuts down.
+int CheckStartAndServe(const SupervisorOptions& options) {
+  // Everything that can be checked without starting anything, before the model is mapped and
+  // locked and before a cgroup is touched.
+  if (Status st = CheckConfiguration(options); !st) {
+    spdlog::critical("{}", st.error().message());
+    return kExitUsage;
+  }
+  RealClock clock;
+  Result<std::unique_ptr<Supervisor>> celld = Supervisor::Create(options, clock);
+  if (!celld) {
+    spdlog::critical("cannot start: {}", celld.error().message());
+    return kExitRuntime;
+  }
+  Status ran = (*celld)->Run();
+  if (!ran) {
+    spdlog::critical("event loop failed: {}", ran.error().message());
+    return kExitRuntime;
+  }
+  return kExitOk;
 }
 
 int Main(int argc, char** argv) {
@@ -245,9 +286,18 @@ int Main(int argc, char** argv) {
   bool no_mlock = false, insecure = false, no_cgroups = false;
 
   FlagSet flags("celld --model FILE [--tokenizer FILE] [--socket PATH] [options]", kDescription);
-  flags.String("model", &options.zygote.model, "FILE", "llama2.c checkpoint to serve (required)");
+  flags.String("model", &options.zygote.model, "FILE",
+               "model to serve: a llama2.c or int8 checkpoint, or a GGUF file (llama, qwen2, "
+               "qwen3) (required)");
   flags.String("tokenizer", &options.zygote.tokenizer, "FILE",
-               "tokenizer (default: <model>.tokenizer)");
+               "tokenizer (default: <model>.tokenizer; a GGUF file has its own vocabulary)");
+  flags.Int("ctx-size", &options.zygote.ctx_size, "N",
+            "longest context a session may have, at most the model's (0: the model's own; GGUF "
+            "files may say 128K, which sizes every session's buffers); policies cap it further");
+  flags.String("chat-template", &options.zygote.chat_template, "NAME",
+               "chat-template family when the model's is not recognised and the policy names "
+               "none: chatml, qwen3, llama3, llama2, mistral, gemma, phi3, zephyr, deepseek, "
+               "deepseek3");
   flags.String("socket", &options.socket_path, "PATH",
                std::string("client socket when not started by systemd, in a directory only root "
                            "may write (also $") +
@@ -270,7 +320,8 @@ int Main(int argc, char** argv) {
              "let --metrics-listen use a non-loopback address (metrics show session counts by "
              "policy: firewall it)");
   flags.String("cgroup-subtree", &options.cgroup.subtree, "NAME",
-               "create session cgroups under <own cgroup>/NAME (for several daemons per cgroup)");
+               "create session cgroups under <own cgroup>/NAME (default: celld-<socket path>, "
+               "one per instance; '' for the own cgroup itself)");
   flags.String("zygote", &zygote, "PATH", "the cell-zygote binary (default: beside celld)");
   flags.Int("heartbeat-interval-ms", &heartbeat, "MS", "how often workers report");
   flags.Int("worker-timeout-ms", &worker_timeout, "MS", "a worker silent for this long is killed");
@@ -297,6 +348,9 @@ int Main(int argc, char** argv) {
   if (!rest->empty()) return usage_error("unexpected argument " + Quote((*rest)[0]));
   if (options.zygote.model.empty()) return usage_error("--model FILE is required; see --help");
   if (pool_size < 0 || pool_size > 64) return usage_error("--pool-size must be 0 to 64");
+  if (options.zygote.ctx_size < 0 || options.zygote.ctx_size > INT32_MAX) {
+    return usage_error("--ctx-size must be 0 to 2^31-1");
+  }
   options.pool_size = static_cast<uint32_t>(pool_size);
   if (Status ok = connection_flags.Apply(&options.connections); !ok) {
     return usage_error(ok.error().message());
@@ -322,6 +376,11 @@ int Main(int argc, char** argv) {
     spdlog::critical("{}", st.error().message());
     return kExitRuntime;
   }
+  if (!flags.IsSet("cgroup-subtree")) {
+    // One subtree per instance, named after the socket it serves: two celld sharing a cgroup
+    // (started from one shell, or on a v1 host's hierarchy root) never meet in it.
+    options.cgroup.subtree = cgroup::InstanceSubtree(ServedSocketPath(options));
+  }
   if (insecure) {
     spdlog::warn(
         "--insecure-no-sandbox: workers run WITHOUT namespaces, capabilities dropped "
@@ -333,18 +392,7 @@ int Main(int argc, char** argv) {
       return kExitRuntime;
     }
   }
-  RealClock clock;
-  Result<std::unique_ptr<Supervisor>> celld = Supervisor::Create(options, clock);
-  if (!celld) {
-    spdlog::critical("cannot start: {}", celld.error().message());
-    return kExitRuntime;
-  }
-  Status ran = (*celld)->Run();
-  if (!ran) {
-    spdlog::critical("event loop failed: {}", ran.error().message());
-    return kExitRuntime;
-  }
-  return kExitOk;
+  return CheckStartAndServe(options);
 }
 
 }  // namespace

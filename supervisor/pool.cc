@@ -26,7 +26,7 @@ Session* Supervisor::TakePooledWorker(const policy::CompiledPolicy& policy) {
     it->second.pop_front();
     Session* s = FindSession(id);
     // Only a worker started for this very policy object: a reload makes a new one.
-    if (s != nullptr && s->state == Session::State::kPooled && s->policy.get() == &policy) {
+    if (s != nullptr && s->state() == Session::State::kPooled && s->policy.get() == &policy) {
       return s;
     }
   }
@@ -39,11 +39,13 @@ void Supervisor::AssignPooledWorker(Session& session, Connection& conn, resource
   control::SupervisorMessage message;
   control::Assign* assign = message.mutable_assign();
   zygote::SessionLimits limits = LimitsFor(session);
-  assign->set_session_id(session.id);
+  assign->set_session_id(session.id());
   assign->set_context_length(limits.context_length());
   assign->set_max_new_tokens(limits.max_new_tokens());
   assign->set_heartbeat_interval_ms(limits.heartbeat_interval_ms());
   assign->set_idle_timeout_ms(limits.idle_timeout_ms());
+  assign->set_chat_template(limits.chat_template());
+  assign->set_drop_oldest_messages(limits.drop_oldest_messages());
   Status sent = ipc::SendMessage(session.control.get(), message);
   UniqueFd client = ReleaseConnection(conn.id);
   if (!sent) {
@@ -61,20 +63,20 @@ void Supervisor::AssignPooledWorker(Session& session, Connection& conn, resource
 }
 
 void Supervisor::OnPoolWorkerReady(Session& session) {
-  if (shutting_down_ || session.state == Session::State::kEnding) {
+  if (shutting_down_ || session.state() == Session::State::kEnding) {
     EndSession(session, api::SHUTDOWN, "celld is shutting down", /*graceful=*/false);
     return;
   }
-  session.state = Session::State::kPooled;
-  pool_[session.policy->name()].push_back(session.id);
+  session.BecomePooled();
+  pool_[session.policy->name()].push_back(session.id());
 }
 
 void Supervisor::RefillPools() {
   if (shutting_down_ || options_.pool_size == 0 || !zygote_) return;
   std::map<std::string, uint32_t> have;  // ready or starting, per policy
   for (const auto& [id, s] : sessions_) {
-    bool for_pool =
-        s.state == Session::State::kPooled || (s.pooled && s.state == Session::State::kSpawning);
+    bool for_pool = s.state() == Session::State::kPooled ||
+                    (s.pooled && s.state() == Session::State::kSpawning);
     if (for_pool) ++have[s.policy->name()];
   }
   for (const auto& [name, policy] : policies_) {
@@ -89,11 +91,8 @@ void Supervisor::RefillPools() {
         host_ids_.Release(*ids);
         return;
       }
-      Session& s = sessions_[id];
-      s.id = id;
-      s.policy = policy;
+      Session& s = NewSession(id, policy);
       s.host_id_first = *ids;
-      s.created_ns = clock_.NowNanos();
       s.context_length = policy->proto().budgets().context_length();
       Status spawned = SpawnWorker(s, nullptr, /*pooled=*/true);
       if (!spawned) {
@@ -119,7 +118,7 @@ void Supervisor::SchedulePoolRefill(int64_t delay_ns) {
 void Supervisor::DrainStalePoolWorkers() {
   std::vector<std::string> stale;
   for (const auto& [id, s] : sessions_) {
-    if (s.state != Session::State::kPooled) continue;
+    if (s.state() != Session::State::kPooled) continue;
     auto current = policies_.find(s.policy->name());
     if (current == policies_.end() || current->second != s.policy) stale.push_back(id);
   }

@@ -1,5 +1,6 @@
-// A session's life in celld: open (policy, admission, host ids, cgroup, spawn request), the
-// zygote's reply, hand-off of the client connection, the worker's control messages, its end.
+// A session's life in celld: open (choose a policy, admit, place on a pooled or a new worker),
+// the zygote's reply, hand-off of the client connection, the worker's control messages, its end.
+// The Session object (session.h) owns its timers and state changes; this file decides when.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <variant>
 
 #include <spdlog/spdlog.h>
 
@@ -17,6 +19,7 @@
 #include "ipc/messages.h"
 #include "ipc/packet.h"
 #include "ipc/worker_contract.h"
+#include "supervisor/logging.h"
 #include "supervisor/outcome.h"
 #include "supervisor/sandbox_spec.h"
 #include "supervisor/supervisor.h"
@@ -30,9 +33,6 @@ constexpr size_t kTokenBytes = 32;
 constexpr uint32_t kMaxWorkerMessagesPerSecond = 2000;
 // How long a SIGSYS end waits for the kernel's audit record before it is recorded without it.
 constexpr int64_t kAuditWaitNs = 200 * kNanosPerMilli;
-// Extra time after a detached session's idle timeout before celld ends it (the worker should
-// have ended itself).
-constexpr int64_t kDetachGraceNs = 2 * kNanosPerSecond;
 
 // Constant-time comparison: the time taken does not tell how much of a token matched.
 bool SameSecret(const std::string& a, const std::string& b) {
@@ -73,6 +73,71 @@ std::string Seconds(int64_t nanos) {
   return buf;
 }
 
+// Why an open is refused: the error its client gets, and the label it is counted under in
+// cellhouse_admission_refusals_total ("" when it is not an admission refusal).
+struct OpenRefusal {
+  api::ErrorCode code;
+  std::string message;
+  std::string label;
+};
+
+// The first step of an open: the policy the caller may use, and the context it asks for.
+struct OpenChoice {
+  std::shared_ptr<const policy::CompiledPolicy> policy;
+  uint32_t context = 0;
+};
+
+std::variant<OpenChoice, OpenRefusal> ChooseForOpen(const policy::PolicySet& policies,
+                                                    const ipc::PeerCredentials& peer,
+                                                    const api::OpenSession& open) {
+  Result<std::shared_ptr<const policy::CompiledPolicy>> chosen =
+      policy::ChoosePolicy(policies, open.policy(), peer.uid, peer.gid, peer.groups);
+  if (!chosen) {
+    bool unknown = !open.policy().empty() && policies.count(open.policy()) == 0;
+    return OpenRefusal{unknown ? api::UNKNOWN_POLICY : api::PERMISSION_DENIED,
+                       chosen.error().message(), unknown ? "unknown_policy" : "permission"};
+  }
+  const policy::Budgets& budgets = (*chosen)->proto().budgets();
+  uint32_t context = open.max_context() != 0 ? open.max_context() : budgets.context_length();
+  if (context > budgets.context_length()) {
+    return OpenRefusal{api::INVALID_ARGUMENT,
+                       "max_context " + std::to_string(context) + " is above policy '" +
+                           (*chosen)->name() + "''s context length of " +
+                           std::to_string(budgets.context_length()),
+                       ""};
+  }
+  return OpenChoice{*chosen, context};
+}
+
+// The second step: admission (worst-case memory, session caps, GPU share). Never a queue: a
+// refusal is immediate.
+std::variant<resources::Grant, OpenRefusal> AdmitOpen(resources::Admission& admission,
+                                                      const policy::ModelFacts& facts, uid_t tenant,
+                                                      const OpenChoice& choice) {
+  const policy::Policy& p = choice.policy->proto();
+  resources::AdmissionRequest request;
+  request.tenant_uid = tenant;
+  request.policy = choice.policy->name();
+  request.worst_case_bytes = choice.policy->WorstCaseSessionBytes(facts, choice.context);
+  request.policy_max_sessions = p.budgets().max_sessions();
+  request.policy_max_sessions_per_tenant = p.budgets().max_sessions_per_tenant();
+  if (p.has_gpu()) {
+    request.gpu = resources::GpuRequest{p.gpu().compute_fraction(), p.gpu().device_memory_bytes()};
+  }
+  resources::Decision decision = admission.Admit(request);
+  if (const auto* no = std::get_if<resources::Refusal>(&decision)) {
+    return OpenRefusal{api::ADMISSION_REFUSED, no->message, RefusalLabel(no->limit)};
+  }
+  return std::get<resources::Grant>(std::move(decision));
+}
+
+SessionLogFields LogFieldsOf(const Session& session, std::string outcome = "") {
+  return {.session_id = ipc::IdToHex(session.id()),
+          .tenant_uid = session.tenant_uid,
+          .policy = session.policy->name(),
+          .outcome = std::move(outcome)};
+}
+
 }  // namespace
 
 resources::WorkerGpuView Supervisor::GpuViewFor(const resources::GpuGrant& grant) const {
@@ -94,84 +159,73 @@ Session* Supervisor::FindSession(const std::string& id) {
   return it == sessions_.end() ? nullptr : &it->second;
 }
 
+Session& Supervisor::NewSession(const std::string& id,
+                                const std::shared_ptr<const policy::CompiledPolicy>& policy) {
+  return sessions_.try_emplace(id, id, next_session_number_++, policy, *loop_, clock_.NowNanos())
+      .first->second;
+}
+
+// Choose → admit → place; each refusal answers the opener at once.
 void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
-  auto refuse = [&](api::ErrorCode code, const std::string& why, const std::string& label) {
-    if (!label.empty()) metrics_.admission_refusals.Inc({label});
-    Reply(conn, ipc::MakeError(code, why));
+  auto refuse = [&](const OpenRefusal& no) {
+    if (!no.label.empty()) metrics_.admission_refusals.Inc({no.label});
+    Reply(conn, ipc::MakeError(no.code, no.message));
   };
   if (shutting_down_) {
-    refuse(api::SHUTTING_DOWN, "celld is shutting down and takes no new sessions", "shutdown");
+    refuse({api::SHUTTING_DOWN, "celld is shutting down and takes no new sessions", "shutdown"});
     return;
   }
-  Result<std::shared_ptr<const policy::CompiledPolicy>> chosen = policy::ChoosePolicy(
-      policies_, open.policy(), conn.peer.uid, conn.peer.gid, conn.peer.groups);
-  if (!chosen) {
-    bool unknown = !open.policy().empty() && policies_.count(open.policy()) == 0;
-    refuse(unknown ? api::UNKNOWN_POLICY : api::PERMISSION_DENIED, chosen.error().message(),
-           unknown ? "unknown_policy" : "permission");
+  std::variant<OpenChoice, OpenRefusal> chosen = ChooseForOpen(policies_, conn.peer, open);
+  if (const auto* no = std::get_if<OpenRefusal>(&chosen)) {
+    refuse(*no);
     return;
   }
-  // The session's secrets first: without unpredictable ones no session may start (and nothing
-  // has been reserved yet that would need undoing).
+  OpenChoice choice = std::get<OpenChoice>(std::move(chosen));
+  // The session's secrets before anything is reserved: without unpredictable ones no session may
+  // start, and nothing would need undoing.
   Result<std::string> new_id = RandomBytes(kSessionIdBytes);
   Result<std::string> token = RandomBytes(kTokenBytes);
   if (!new_id || !token) {
     const Error& why = !new_id ? new_id.error() : token.error();
     spdlog::error("no random bytes for a session id: {}", why.message());
-    refuse(api::INTERNAL, "celld could not draw a random session id (" + why.message() + ")",
-           "random");
+    refuse({api::INTERNAL, "celld could not draw a random session id (" + why.message() + ")",
+            "random"});
     return;
   }
-  std::shared_ptr<const policy::CompiledPolicy> pol = *chosen;
-  const policy::Policy& p = pol->proto();
-  uint32_t context = open.max_context() != 0 ? open.max_context() : p.budgets().context_length();
-  if (context > p.budgets().context_length()) {
-    refuse(api::INVALID_ARGUMENT,
-           "max_context " + std::to_string(context) + " is above policy '" + pol->name() +
-               "''s context length of " + std::to_string(p.budgets().context_length()),
-           "");
-    return;
-  }
-
-  // Admission: worst case memory, session caps, GPU share. Refusals are immediate.
-  resources::AdmissionRequest request;
-  request.tenant_uid = conn.peer.uid;
-  request.policy = pol->name();
-  request.worst_case_bytes = pol->WorstCaseSessionBytes(model_facts_, context);
-  request.policy_max_sessions = p.budgets().max_sessions();
-  request.policy_max_sessions_per_tenant = p.budgets().max_sessions_per_tenant();
-  if (p.has_gpu()) {
-    request.gpu = resources::GpuRequest{p.gpu().compute_fraction(), p.gpu().device_memory_bytes()};
-  }
-  resources::Decision decision = admission_->Admit(request);
-  if (const auto* no = std::get_if<resources::Refusal>(&decision)) {
+  std::variant<resources::Grant, OpenRefusal> admitted =
+      AdmitOpen(*admission_, model_facts_, conn.peer.uid, choice);
+  if (const auto* no = std::get_if<OpenRefusal>(&admitted)) {
     ++sessions_refused_;
-    refuse(api::ADMISSION_REFUSED, no->message, RefusalLabel(no->limit));
+    refuse(*no);
     return;
   }
-  resources::Grant grant = std::get<resources::Grant>(std::move(decision));
   ++sessions_admitted_;
+  PlaceSession(conn, choice.policy, choice.context, std::get<resources::Grant>(std::move(admitted)),
+               SessionSecrets{std::move(*new_id), std::move(*token)});
+}
 
-  // A pooled worker is already sandboxed and in its cgroup: the fast path.
-  if (Session* pooled = TakePooledWorker(*pol)) {
-    AssignPooledWorker(*pooled, conn, grant, context, *token);
+// The third step: a pooled worker (already sandboxed and in its cgroup: the fast path), or a
+// new one from the zygote.
+void Supervisor::PlaceSession(Connection& conn,
+                              const std::shared_ptr<const policy::CompiledPolicy>& policy,
+                              uint32_t context, resources::Grant grant, SessionSecrets secrets) {
+  if (Session* pooled = TakePooledWorker(*policy)) {
+    AssignPooledWorker(*pooled, conn, grant, context, std::move(secrets.token));
     return;
   }
-
+  const policy::Policy& p = policy->proto();
   Result<uint32_t> host_ids =
       host_ids_.Allocate(p.host_uids().first(), p.host_uids().count(), ipc::kIdsPerSession);
   if (!host_ids) {
     LogIfError(admission_->Release(grant.ticket), "admission");
-    refuse(api::ADMISSION_REFUSED, host_ids.error().message(), "host_ids");
+    metrics_.admission_refusals.Inc({"host_ids"});
+    Reply(conn, ipc::MakeError(api::ADMISSION_REFUSED, host_ids.error().message()));
     return;
   }
-  std::string id = *new_id;
-  Session& session = sessions_[id];
-  session.id = id;
-  session.policy = pol;
+  std::string id = std::move(secrets.id);
+  Session& session = NewSession(id, policy);
   session.host_id_first = *host_ids;
-  session.created_ns = clock_.NowNanos();
-  BindTenant(session, conn, grant, context, *token);
+  BindTenant(session, conn, grant, context, std::move(secrets.token));
   session.opener_connection = conn.id;
   std::optional<resources::WorkerGpuView> gpu_view;
   if (session.grant->gpu) gpu_view = GpuViewFor(*session.grant->gpu);
@@ -205,8 +259,9 @@ Status Supervisor::SpawnWorker(Session& session, const resources::WorkerGpuView*
   std::vector<int> placement_fds;
   zygote::SandboxSpec::CgroupPlacement placement = zygote::SandboxSpec::CGROUP_NONE;
   if (cgroups_) {
+    // Named by number: a cgroup's path shows in /proc/PID/cgroup to anyone, the id is a secret.
     Result<cgroup::SessionCgroup> cg =
-        cgroups_->CreateSession(ipc::IdToHex(session.id), CgroupLimitsFor(p, gpu));
+        cgroups_->CreateSession(std::to_string(session.number()), CgroupLimitsFor(p, gpu));
     if (!cg) return std::move(cg).error().Context("creating its cgroup");
     session.cgroup.emplace(std::move(*cg));
     placement_fds = session.cgroup->placement().RawFds();
@@ -217,7 +272,7 @@ Status Supervisor::SpawnWorker(Session& session, const resources::WorkerGpuView*
   CH_ASSIGN_OR_RETURN(FdPair control, MakeSocketPair(SOCK_SEQPACKET));
   zygote::SpawnRequest spawn;
   spawn.set_request_id(next_spawn_request_++);
-  spawn.set_session_id(session.id);
+  spawn.set_session_id(session.id());
   spawn.set_pooled(pooled);
   *spawn.mutable_sandbox() =
       BuildSandboxSpec(*session.policy, session.host_id_first, placement, gpu, options_.sandbox);
@@ -230,7 +285,7 @@ Status Supervisor::SpawnWorker(Session& session, const resources::WorkerGpuView*
   session.control = std::move(control.first);
   session.spawn_request_id = spawn.request_id();
   session.pooled = pooled;
-  pending_spawns_[spawn.request_id()] = session.id;
+  pending_spawns_[spawn.request_id()] = session.id();
   return Ok();
 }
 
@@ -241,6 +296,9 @@ zygote::SessionLimits Supervisor::LimitsFor(const Session& session) const {
   limits.set_max_new_tokens(b.max_new_tokens());
   limits.set_heartbeat_interval_ms(static_cast<uint64_t>(options_.heartbeat_interval_ms));
   limits.set_idle_timeout_ms(b.idle_timeout_seconds() * 1000);
+  const policy::Chat& chat = session.policy->proto().chat();
+  limits.set_chat_template(chat.chat_template());
+  limits.set_drop_oldest_messages(chat.context_overflow() == policy::Chat::DROP_OLDEST_MESSAGES);
   return limits;
 }
 
@@ -278,8 +336,7 @@ void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<Uniqu
   if (!reply.has_spawned()) {
     std::string why =
         reply.failed().message().empty() ? "the zygote gave no reason" : reply.failed().message();
-    session->setup_failure = why;
-    session->state = Session::State::kEnding;
+    session->FailSetup(why);
     if (Connection* opener = FindConnection(session->opener_connection)) {
       Reply(*opener, ipc::MakeError(api::SPAWN_FAILED, "the session could not start: " + why),
             /*then_close=*/true);
@@ -316,8 +373,8 @@ void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<Uniqu
     OnPoolWorkerReady(*session);
     return;
   }
-  if (session->state == Session::State::kEnding) {  // ended while it started (shutdown)
-    EndSession(*session, *session->requested_end, session->requested_reason, false);
+  if (session->state() == Session::State::kEnding) {  // ended while it started (shutdown)
+    EndSession(*session, *session->requested_end(), session->requested_reason(), false);
     return;
   }
   Connection* opener = FindConnection(session->opener_connection);
@@ -327,27 +384,29 @@ void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<Uniqu
 }
 
 void Supervisor::StartServing(Session& session, UniqueFd client) {
-  const std::string id = session.id;
-  session.state = Session::State::kRunning;
-  session.running_since_ns = clock_.NowNanos();
-  session.last_heard_ns = session.running_since_ns;
+  const std::string id = session.id();
+  const policy::Budgets& budgets = session.policy->proto().budgets();
+  session.StartRunning(clock_.NowNanos());
   metrics_.sessions_started.Inc({session.policy->name()});
   metrics_.open_latency.Observe(static_cast<double>(clock_.NowNanos() - session.opened_ns) / 1e9);
   ArmHeartbeatTimer(session);
-  uint64_t lifetime = session.policy->proto().budgets().max_lifetime_seconds();
-  if (lifetime > 0) {
-    session.lifetime_timer = loop_->AddTimer(
-        session.running_since_ns + static_cast<int64_t>(lifetime) * kNanosPerSecond, [this, id] {
-          Session* s = FindSession(id);
-          if (s == nullptr) return;
-          s->lifetime_timer = 0;
-          EndSession(*s, api::LIFETIME_EXCEEDED,
-                     "the session reached its policy's maximum lifetime", /*graceful=*/true);
+  if (budgets.max_lifetime_seconds() > 0) {
+    session.lifetime_timer.Arm(
+        session.running_since_ns +
+            static_cast<int64_t>(budgets.max_lifetime_seconds()) * kNanosPerSecond,
+        [this, id] {
+          if (Session* s = FindSession(id)) {
+            EndSession(*s, api::LIFETIME_EXCEEDED,
+                       "the session reached its policy's maximum lifetime", /*graceful=*/true);
+          }
         });
   }
-  spdlog::info("session {} started: tenant uid {}, policy {}, worker pid {}, host uid {}{}",
-               ipc::IdToHex(id), session.tenant_uid, session.policy->name(), session.worker.pid(),
-               session.host_id_first + ipc::kWorkerInsideUid, session.pooled ? " (pooled)" : "");
+  LogSession(spdlog::level::info, LogFieldsOf(session),
+             "session " + ipc::IdToHex(id) + " started: tenant uid " +
+                 std::to_string(session.tenant_uid) + ", policy " + session.policy->name() +
+                 ", worker pid " + std::to_string(session.worker.pid()) + ", host uid " +
+                 std::to_string(session.host_id_first + ipc::kWorkerInsideUid) +
+                 (session.pooled ? " (pooled)" : ""));
   if (!client.valid()) {
     // The opener went away while the worker started: nobody will use it.
     EndSession(session, api::CLOSED, "the client left before the session started",
@@ -360,8 +419,9 @@ void Supervisor::StartServing(Session& session, UniqueFd client) {
   o->set_token(session.token);
   o->set_policy(session.policy->name());
   o->set_context_length(session.context_length);
-  o->set_max_new_tokens(session.policy->proto().budgets().max_new_tokens());
-  o->set_idle_timeout_ms(session.policy->proto().budgets().idle_timeout_seconds() * 1000);
+  o->set_max_new_tokens(budgets.max_new_tokens());
+  o->set_idle_timeout_ms(budgets.idle_timeout_seconds() * 1000);
+  o->set_detached_grace_ms(budgets.detached_grace_seconds() * 1000);
   // The socket buffer of a fresh connection is empty: this small write goes through whole. It
   // must precede the hand-off so the client reads SessionOpened before the worker's Ready.
   std::string frame = ipc::EncodeFrame(opened);
@@ -387,12 +447,7 @@ void Supervisor::HandOff(Session& session, UniqueFd client, bool reattach) {
     return;
   }
   session.client_dup = std::move(dup);
-  session.attached = true;
-  session.detached_since_ns = 0;
-  if (session.detach_timer != 0) {
-    loop_->CancelTimer(session.detach_timer);
-    session.detach_timer = 0;
-  }
+  session.MarkAttached();
 }
 
 void Supervisor::AttachSession(Connection& conn, const api::AttachSession& attach) {
@@ -400,7 +455,7 @@ void Supervisor::AttachSession(Connection& conn, const api::AttachSession& attac
   // One answer for "no such id", "not yours" and "wrong token": ids are secrets too, and the
   // reply must not tell another uid that a session exists.
   if (session == nullptr || session->tenant_uid != conn.peer.uid ||
-      !SameSecret(session->token, attach.token()) || session->state != Session::State::kRunning) {
+      !SameSecret(session->token, attach.token()) || session->state() != Session::State::kRunning) {
     Reply(conn,
           ipc::MakeError(api::NOT_FOUND, "no running session " + ipc::IdToHex(attach.session_id()) +
                                              " with that token belongs to uid " +
@@ -410,17 +465,17 @@ void Supervisor::AttachSession(Connection& conn, const api::AttachSession& attac
   UniqueFd client = ReleaseConnection(conn.id);
   session->client_dup.reset();  // the old connection, if any: the worker drops it too
   HandOff(*session, std::move(client), /*reattach=*/true);
-  spdlog::info("session {} re-attached by uid {}", ipc::IdToHex(session->id), session->tenant_uid);
+  LogSession(spdlog::level::info, LogFieldsOf(*session),
+             "session " + ipc::IdToHex(session->id()) + " re-attached by uid " +
+                 std::to_string(session->tenant_uid));
 }
 
 void Supervisor::ArmHeartbeatTimer(Session& session) {
-  std::string id = session.id;
-  session.heartbeat_timer = loop_->AddTimer(
+  std::string id = session.id();
+  session.heartbeat_timer.Arm(
       session.last_heard_ns + options_.worker_timeout_ms * kNanosPerMilli, [this, id] {
         Session* s = FindSession(id);
-        if (s == nullptr) return;
-        s->heartbeat_timer = 0;
-        if (s->state != Session::State::kRunning) return;
+        if (s == nullptr || s->state() != Session::State::kRunning) return;
         if (clock_.NowNanos() - s->last_heard_ns >= options_.worker_timeout_ms * kNanosPerMilli) {
           EndSession(*s, api::UNRESPONSIVE,
                      "the session's worker stopped answering for " +
@@ -465,7 +520,7 @@ void Supervisor::OnControlReadable(const std::string& id) {
     session->last_heard_ns = now;
     OnWorkerMessage(*session, received->message);
     session = FindSession(id);
-    if (session == nullptr || session->state != Session::State::kRunning) return;
+    if (session == nullptr || session->state() != Session::State::kRunning) return;
   }
 }
 
@@ -473,12 +528,20 @@ void Supervisor::OnWorkerMessage(Session& session, const control::WorkerMessage&
   const uint32_t max_new = session.policy->proto().budgets().max_new_tokens();
   switch (message.kind_case()) {
     case control::WorkerMessage::kHello:
+      // A pool worker says hello before it serves anyone; a session's, for its context.
+      if (!session.token.empty() && message.hello().context_length() != session.context_length) {
+        EndSession(session, api::PROTOCOL_VIOLATION,
+                   "the worker holds a context of " +
+                       std::to_string(message.hello().context_length()) + " tokens, not the " +
+                       std::to_string(session.context_length) + " it was given",
+                   /*graceful=*/false);
+      }
       return;
     case control::WorkerMessage::kHeartbeat: {
       const control::Heartbeat& h = message.heartbeat();
       // Claims that cannot be true end the session: a worker that lies is not believed.
       if (h.context_used() > session.context_length ||
-          h.tokens_generated() < session.tokens_generated ||
+          h.tokens_generated() < session.claims.tokens_generated ||
           h.kv_bytes_in_use() >
               uint64_t{session.context_length} * model_facts_.kv_bytes_per_token) {
         metrics_.worker_reports_dropped.Inc({"heartbeat"});
@@ -486,11 +549,11 @@ void Supervisor::OnWorkerMessage(Session& session, const control::WorkerMessage&
                    /*graceful=*/false);
         return;
       }
-      session.tokens_generated = h.tokens_generated();
-      session.context_used = h.context_used();
-      session.kv_bytes_in_use = h.kv_bytes_in_use();
-      session.generating = h.generating();
-      session.idle_ms = h.idle_ms();
+      session.claims = {.tokens_generated = h.tokens_generated(),
+                        .context_used = h.context_used(),
+                        .kv_bytes_in_use = h.kv_bytes_in_use(),
+                        .generating = h.generating(),
+                        .idle_ms = h.idle_ms()};
       return;
     }
     case control::WorkerMessage::kReport: {
@@ -501,7 +564,7 @@ void Supervisor::OnWorkerMessage(Session& session, const control::WorkerMessage&
                    /*graceful=*/false);
         return;
       }
-      session.generating = false;
+      session.claims.generating = false;
       metrics_.tokens_generated.Inc({session.policy->name()}, r.generated_tokens());
       if (r.generated_tokens() > 0) {
         metrics_.time_to_first_token.Observe(static_cast<double>(r.time_to_first_token_us()) / 1e6);
@@ -514,63 +577,65 @@ void Supervisor::OnWorkerMessage(Session& session, const control::WorkerMessage&
       }
       return;
     }
-    case control::WorkerMessage::kDetached: {
-      // The worker let go of the connection (the client left, or sent garbage): let go of our
-      // copy too, so the client sees the connection close.
-      session.client_dup.reset();
-      session.attached = false;
-      session.detached_since_ns = clock_.NowNanos();
-      if (shutting_down_) {
-        EndSession(session, api::SHUTDOWN, "celld is shutting down", /*graceful=*/true);
-        return;
-      }
-      int64_t idle =
-          static_cast<int64_t>(session.policy->proto().budgets().idle_timeout_seconds()) *
-          kNanosPerSecond;
-      std::string id = session.id;
-      if (session.detach_timer != 0) loop_->CancelTimer(session.detach_timer);
-      session.detach_timer =
-          loop_->AddTimer(session.detached_since_ns + idle + kDetachGraceNs, [this, id] {
-            Session* s = FindSession(id);
-            if (s == nullptr) return;
-            s->detach_timer = 0;
-            EndSession(*s, api::IDLE_TIMEOUT,
-                       "nobody re-attached within the session's idle timeout",
-                       /*graceful=*/false);
-          });
+    case control::WorkerMessage::kDetached:
+      OnClientDetached(session);
       return;
-    }
     case control::WorkerMessage::KIND_NOT_SET:
       break;
   }
 }
 
+// The worker let go of the connection (the client left, `cellctl open` detached on purpose, or
+// it sent garbage): celld lets go of its copy too, so the client sees the connection close, and
+// the session waits its policy's detached grace for a re-attach. It does not hold its tenant's
+// quota slot for the whole idle timeout.
+void Supervisor::OnClientDetached(Session& session) {
+  session.client_dup.reset();
+  session.MarkDetached(clock_.NowNanos());
+  if (shutting_down_) {
+    EndSession(session, api::SHUTDOWN, "celld is shutting down", /*graceful=*/true);
+    return;
+  }
+  const uint64_t grace = session.policy->proto().budgets().detached_grace_seconds();
+  std::string id = session.id();
+  session.detach_timer.Arm(
+      session.detached_since_ns() + static_cast<int64_t>(grace) * kNanosPerSecond, [this, id] {
+        if (Session* s = FindSession(id)) {
+          EndSession(*s, api::IDLE_TIMEOUT,
+                     "nobody re-attached within the session's detached grace of " +
+                         std::to_string(s->policy->proto().budgets().detached_grace_seconds()) +
+                         " s",
+                     /*graceful=*/true);
+        }
+      });
+}
+
 void Supervisor::EndSession(Session& session, api::SessionOutcome outcome,
                             const std::string& reason, bool graceful) {
-  if (!session.requested_end) {
-    session.requested_end = outcome;
-    session.requested_reason = reason;
-  }
-  session.state = Session::State::kEnding;
+  session.BeginEnding(outcome, reason);
   if (!session.worker.valid()) return;  // still spawning: the reply will find it ending
-  if (graceful && session.control.valid()) {
+  if (graceful && session.control.valid() && !session.kill_timer.armed()) {
+    // The reason the session ends (the first given) goes to the worker, which tells a client
+    // whose generation it cuts off, instead of a Done.
     control::SupervisorMessage stop;
-    stop.mutable_stop()->set_grace_ms(static_cast<uint64_t>(options_.stop_grace_ms));
-    stop.mutable_stop()->set_reason(reason);
-    if (ipc::SendMessage(session.control.get(), stop) && session.kill_timer == 0) {
-      std::string id = session.id;
-      session.kill_timer =
-          loop_->AddTimer(clock_.NowNanos() + options_.stop_grace_ms * kNanosPerMilli, [this, id] {
-            Session* s = FindSession(id);
-            if (s == nullptr) return;
-            s->kill_timer = 0;
-            LogIfError(s->worker.Kill(SIGKILL), "session bookkeeping");
-          });
+    stop.mutable_stop()->set_reason(session.requested_reason());
+    stop.mutable_stop()->set_outcome(static_cast<uint32_t>(*session.requested_end()));
+    if (ipc::SendMessage(session.control.get(), stop)) {
+      std::string id = session.id();
+      session.kill_timer.Arm(clock_.NowNanos() + options_.stop_grace_ms * kNanosPerMilli,
+                             [this, id] {
+                               if (Session* s = FindSession(id)) {
+                                 LogIfError(s->worker.Kill(SIGKILL), "session bookkeeping");
+                               }
+                             });
       return;
     }
   }
+  if (graceful && session.kill_timer.armed()) return;  // stopping already, within its grace
   Status killed = session.worker.Kill(SIGKILL);
-  if (!killed) spdlog::error("session {}: {}", ipc::IdToHex(session.id), killed.error().message());
+  if (!killed) {
+    spdlog::error("session {}: {}", ipc::IdToHex(session.id()), killed.error().message());
+  }
 }
 
 void Supervisor::OnAuditReadable() {
@@ -609,7 +674,7 @@ void Supervisor::OnWorkerExit(const std::string& id) {
     if (session != nullptr && !session->seccomp_syscall) {
       // The kernel queues the audit record before the kill, but delivers it from a kernel
       // thread: give it a moment.
-      session->finalize_timer = loop_->AddTimer(clock_.NowNanos() + kAuditWaitNs, [this, id] {
+      session->finalize_timer.Arm(clock_.NowNanos() + kAuditWaitNs, [this, id] {
         OnAuditReadable();
         FinalizeSession(id);
       });
@@ -638,9 +703,9 @@ void Supervisor::FinalizeSession(const std::string& id) {
   }
   EndFacts facts;
   facts.status = session->exit_status.value_or(ExitStatus{});
-  facts.requested = session->requested_end;
-  facts.requested_reason = session->requested_reason;
-  facts.setup_failure = session->setup_failure;
+  facts.requested = session->requested_end();
+  facts.requested_reason = session->requested_reason();
+  facts.setup_failure = session->setup_failure();
   facts.seccomp_syscall = session->seccomp_syscall;
   if (session->cgroup) {
     facts.memory_limit_bytes = session->cgroup->limits().memory_max.value_or(0);
@@ -667,11 +732,12 @@ void Supervisor::FinalizeSession(const std::string& id) {
       end.outcome == api::CLOSED || end.outcome == api::IDLE_TIMEOUT || end.outcome == api::SHUTDOWN
           ? spdlog::level::info
           : spdlog::level::warn;
-  spdlog::log(level,
-              "session {} ended: tenant uid {}, policy {}, worker pid {}, outcome {}, "
-              "duration {}: {}",
-              ipc::IdToHex(id), session->tenant_uid, session->policy->name(), session->worker.pid(),
-              api::SessionOutcome_Name(end.outcome), Seconds(lived), end.message);
+  const std::string outcome = api::SessionOutcome_Name(end.outcome);
+  LogSession(level, LogFieldsOf(*session, outcome),
+             "session " + ipc::IdToHex(id) + " ended: tenant uid " +
+                 std::to_string(session->tenant_uid) + ", policy " + session->policy->name() +
+                 ", worker pid " + std::to_string(session->worker.pid()) + ", outcome " + outcome +
+                 ", duration " + Seconds(lived) + ": " + end.message);
   ReleaseResources(*session);
   if (session->worker.valid()) by_pid_.erase(session->worker.pid());
   sessions_.erase(id);
@@ -680,15 +746,11 @@ void Supervisor::FinalizeSession(const std::string& id) {
 }
 
 void Supervisor::ReleaseResources(Session& session) {
-  for (TimerId* t : {&session.heartbeat_timer, &session.lifetime_timer, &session.detach_timer,
-                     &session.kill_timer, &session.finalize_timer}) {
-    if (*t != 0) loop_->CancelTimer(*t);
-    *t = 0;
-  }
+  session.CancelTimers();
   if (session.cgroup && !session.cgroup->removed()) {
     Status removed = session.cgroup->Remove();
     if (!removed) {
-      spdlog::error("session {}: removing its cgroup: {}", ipc::IdToHex(session.id),
+      spdlog::error("session {}: removing its cgroup: {}", ipc::IdToHex(session.id()),
                     removed.error().message());
     }
   }
@@ -720,9 +782,9 @@ void Supervisor::OnZygoteExit() {
   for (const auto& [request, id] : pending_spawns_) {
     Session* session = FindSession(id);
     if (session == nullptr) continue;
-    session->setup_failure = "the zygote ended before starting the worker";
+    session->FailSetup("the zygote ended before starting the worker");
     if (Connection* opener = FindConnection(session->opener_connection)) {
-      Reply(*opener, ipc::MakeError(api::SPAWN_FAILED, *session->setup_failure), true);
+      Reply(*opener, ipc::MakeError(api::SPAWN_FAILED, *session->setup_failure()), true);
     }
   }
   std::vector<std::string> ids;

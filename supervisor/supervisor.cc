@@ -211,7 +211,7 @@ Status Supervisor::StartMetrics() {
     GaugeSnapshot g;
     for (const auto& [name, p] : policies_) g.sessions_active[name] = 0;
     for (const auto& [id, s] : sessions_) {
-      if (s.state != Session::State::kRunning) continue;
+      if (s.state() != Session::State::kRunning) continue;
       ++g.sessions_active[s.policy->name()];
       if (s.cgroup) {
         auto bytes = s.cgroup->MemoryCurrent();

@@ -137,7 +137,17 @@ class Supervisor {
   UniqueFd ReleaseConnection(uint64_t id) { return connections_->Release(id); }
 
   // sessions.cc: a session's life.
+  Session& NewSession(const std::string& id,
+                      const std::shared_ptr<const policy::CompiledPolicy>& policy);
+  // Choose (policy, context) → admit → place; a refusal at any step answers the opener.
   void OpenSession(Connection& conn, const api::OpenSession& open);
+  // A new session's id and re-attach token, drawn before anything is reserved for it.
+  struct SessionSecrets {
+    std::string id;
+    std::string token;
+  };
+  void PlaceSession(Connection& conn, const std::shared_ptr<const policy::CompiledPolicy>& policy,
+                    uint32_t context, resources::Grant grant, SessionSecrets secrets);
   void BindTenant(Session& session, const Connection& conn, resources::Grant grant,
                   uint32_t context, std::string token);
   // Creates the session's cgroup and asks the zygote for its worker.
@@ -151,6 +161,7 @@ class Supervisor {
   void HandOff(Session& session, UniqueFd client, bool reattach);
   void OnControlReadable(const std::string& id);
   void OnWorkerMessage(Session& session, const control::WorkerMessage& message);
+  void OnClientDetached(Session& session);
   void OnWorkerExit(const std::string& id);
   void FinalizeSession(const std::string& id);
   void EndSession(Session& session, api::SessionOutcome outcome, const std::string& reason,
@@ -214,6 +225,7 @@ class Supervisor {
   HostIdAllocator host_ids_;
 
   std::map<std::string, Session> sessions_;        // by id
+  uint64_t next_session_number_ = 1;               // Session::number(): cgroup names
   std::unordered_map<pid_t, std::string> by_pid_;  // worker pid → session id
   uint64_t next_spawn_request_ = 1;
   std::map<uint64_t, std::string> pending_spawns_;       // request id → session id

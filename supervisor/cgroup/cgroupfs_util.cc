@@ -283,4 +283,15 @@ Status KillAndRemoveTrees(const Fs& fs, const Processes& processes,
   return Ok();
 }
 
+Error SubtreeHeldError(Error lock_error, const std::string& base) {
+  if (lock_error.sys_errno() != EWOULDBLOCK) {
+    return lock_error;
+  }
+  return Error("another celld is running on the cgroup subtree '" + base + "' (" +
+               lock_error.message() +
+               "); this one would take that celld's session cgroups for a crashed "
+               "predecessor's leftovers. Stop it first, or give this celld a subtree of its own "
+               "(--cgroup-subtree NAME). Refusing.");
+}
+
 }  // namespace cellhouse::cgroup::internal

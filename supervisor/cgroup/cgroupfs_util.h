@@ -58,6 +58,10 @@ Status KillAndRemoveTrees(const Fs& fs, const Processes& processes,
 // rmdir with EBUSY retries; ENOENT is success.
 Status RemoveDirPatiently(const Fs& fs, const Processes& processes, const std::string& dir,
                           const TeardownOptions& teardown);
+// Setup's refusal when Fs::LockDirectory on the subtree at `base` failed: while another celld
+// holds it (EWOULDBLOCK), saying so and what to do; otherwise the error as it is.
+Error SubtreeHeldError(Error lock_error, const std::string& base);
+
 // The --cgroup-subtree levels, outermost first, innermost removed first: each is celld's whether
 // this run made it or adopted it from a crashed predecessor, but a level that still holds a child
 // cgroup belongs to someone else too and is left (with every level above it).

@@ -1,6 +1,8 @@
 // DetectDriver: which cgroup layout this host has, decided from statfs(2) f_type of the mounts
 // and from the controllers they offer (cgroup.controllers), as the kernel's cgroup-v2.rst and
 // systemd's "test for features, not kernel versions" recommend.
+#include <cctype>
+#include <cstdint>
 #include <cstdio>
 #include <set>
 #include <string>
@@ -244,6 +246,34 @@ Result<std::vector<CgroupMembership>> ParseProcCgroup(std::string_view text) {
     out.push_back(std::move(m));
   }
   return out;
+}
+
+std::string InstanceSubtree(std::string_view socket_path) {
+  constexpr size_t kMaxName = 64;
+  std::string name = "celld";
+  for (std::string_view part : Split(socket_path, '/')) {
+    if (part.empty()) {
+      continue;
+    }
+    name += '-';
+    for (char c : part) {
+      bool ok =
+          std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == '-';
+      name += ok ? c : '_';
+    }
+  }
+  if (name.size() <= kMaxName && internal::IsValidCgroupName(name)) {
+    return name;
+  }
+  // FNV-1a: stable across runs and builds, unlike std::hash.
+  uint64_t hash = 14695981039346656037ULL;
+  for (char c : socket_path) {
+    hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  }
+  char buf[32];
+  static_cast<void>(
+      std::snprintf(buf, sizeof(buf), "celld-%016llx", static_cast<unsigned long long>(hash)));
+  return buf;
 }
 
 Result<std::unique_ptr<Driver>> DetectDriver(const Fs& fs, const Processes& processes,

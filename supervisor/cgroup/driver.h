@@ -5,8 +5,9 @@
 // controller; under systemd the unit's cgroup with Delegate=yes), plus an optional `subtree`
 // below it:
 //   v2:  <own>/[subtree/]supervisor/     celld itself (and the zygote it starts), a leaf
-//        <own>/[subtree/]sessions/<id>/  one per session; +memory +pids +cpu [+dmem] enabled
-//   v1:  per hierarchy (memory, pids, cpu, cpuacct): <own>/[subtree/]sessions/<id>/
+//        <own>/[subtree/]sessions/<n>/   one per session; +memory +pids +cpu [+dmem] enabled
+//   v1:  per hierarchy (memory, pids, cpu, cpuacct): <own>/[subtree/]sessions/<n>/
+// Directories are mode 0700; <n> is a number, not the session id.
 //
 //   RealFs fs;
 //   RealProcesses processes;
@@ -42,9 +43,10 @@ struct DriverOptions {
   // Which cgroup celld is in (cgroups(7) "/proc/[pid]/cgroup").
   std::string self_cgroup_file = "/proc/self/cgroup";
   // A relative path below the own cgroup that holds everything the driver creates; empty means
-  // the own cgroup itself (systemd Delegate=yes). Give each celld its own when several share a
-  // cgroup, e.g. on a v1 host where celld started from a shell sits in a hierarchy's root:
-  // Setup() removes whatever it finds under <own>/<subtree>/sessions as a predecessor's leftover.
+  // the own cgroup itself. celld gives each instance its own by default (InstanceSubtree), as
+  // several may share a cgroup (on a v1 host, celld started from a shell sits in a hierarchy's
+  // root). Setup() locks it first and refuses while another celld holds it; then it removes
+  // whatever it finds under <own>/<subtree>/sessions as a crashed predecessor's leftover.
   std::string subtree;
   TeardownOptions teardown;
 };
@@ -78,14 +80,18 @@ class Driver {
   // cgroup2 mount at /sys/fs/cgroup/unified has no memory controller; sessions in ...".
   virtual std::string Describe() const = 0;
 
-  // Prepares the subtree: removes what a crashed predecessor left under sessions/ (kill, then
-  // rmdir), creates sessions/; on v2 also moves celld into the supervisor/ leaf and enables the
-  // controllers for the children. Call once, before starting the zygote (which inherits the
-  // supervisor/ cgroup). On failure what it did is undone as far as possible.
+  // Prepares the subtree: makes its levels and takes an exclusive lock on it (Fs::LockDirectory,
+  // held until Shutdown; while another celld holds it, refuses before touching anything else),
+  // removes what a crashed predecessor left under sessions/ (kill, then rmdir), creates
+  // sessions/; on v2 also moves celld into the supervisor/ leaf and enables the controllers for
+  // the children. Every directory is made mode 0700. Call once, before starting the zygote
+  // (which inherits the supervisor/ cgroup). On failure what it did is undone as far as possible.
   virtual Result<SetupReport> Setup() = 0;
 
   // Creates sessions/<id> with `limits` written, and the placement descriptors. `id` is a
-  // cgroup name (1..64 of [A-Za-z0-9_.-]); an existing cgroup of that name is an error.
+  // cgroup name (1..64 of [A-Za-z0-9_.-]); an existing cgroup of that name is an error. celld
+  // names them by an internal number, never by the session id (a secret: cgroup paths show in
+  // /proc/PID/cgroup to anyone).
   virtual Result<SessionCgroup> CreateSession(std::string_view id, const Limits& limits) = 0;
 
   // Kills and removes every session cgroup still there, then sessions/ and what Setup created;
@@ -102,6 +108,12 @@ class Driver {
   // controller delegated (Linux >= 6.14 with a driver that registers regions).
   virtual Result<std::vector<DeviceMemoryRegion>> DeviceMemoryRegions() const = 0;
 };
+
+// celld's default subtree, one per instance: "celld-" and the socket path it serves, made a
+// cgroup name ("/run/cellhouse/celld.sock" -> "celld-run-cellhouse-celld.sock"; a path too long
+// for a name is shortened to a hash of it). Stable across restarts, so a successor on the same
+// socket finds what a crashed celld left, and distinct for two celld on two sockets.
+std::string InstanceSubtree(std::string_view socket_path);
 
 // Looks at options.cgroup_root:
 //   - a cgroup2 mount: the v2 driver, if celld's own cgroup offers memory, pids and cpu

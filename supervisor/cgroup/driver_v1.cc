@@ -58,10 +58,17 @@ class V1Driver final : public Driver {
   }
 
   Result<SetupReport> Setup() override {
+    // First this celld's claim on the subtree: without it, what another celld's sessions hold
+    // would look like a crashed predecessor's leftovers.
+    Status locked = TakeSubtreeLock();
+    if (!locked) {
+      return std::move(locked).error().Context("setting up cgroup v1");
+    }
     Result<SetupReport> report = SetupSteps();
     if (!report) {
       Status undo = Unwind();
       static_cast<void>(undo);  // the setup error is the one worth reporting
+      lock_.reset();
       return std::move(report).error().Context("setting up cgroup v1");
     }
     setup_done_ = true;
@@ -94,7 +101,14 @@ class V1Driver final : public Driver {
   }
 
   Status Shutdown() override {
+    if (!lock_.valid()) {
+      // Setup never took the subtree (refused while another celld holds it, or not run): what
+      // is there is not this celld's to remove.
+      setup_done_ = false;
+      return Ok();
+    }
     Status st = Unwind();
+    lock_.reset();  // after the subtree is gone: a successor finds it clean
     setup_done_ = false;
     if (!st) {
       return std::move(st).error().Context("shutting down cgroup v1");
@@ -155,6 +169,45 @@ class V1Driver final : public Driver {
                     id);
   }
 
+  // The subtree levels in every hierarchy (a predecessor's are this celld's now), then an
+  // exclusive lock on the innermost level of the first (memory) hierarchy, held until Shutdown:
+  // every celld locks the same one. Refused, with nothing touched, while another celld holds it.
+  Status TakeSubtreeLock() {
+    std::vector<std::string> made_here;
+    auto undo = [&] {
+      for (auto it = made_here.rbegin(); it != made_here.rend(); ++it) {
+        static_cast<void>(fs_.RemoveDir(*it));  // empty and just made; the first error matters
+      }
+      for (Tree& t : trees_) t.levels.clear();
+    };
+    for (Tree& t : trees_) {
+      std::string dir = t.own;
+      if (options_.subtree.empty()) {
+        continue;
+      }
+      for (std::string_view part : Split(options_.subtree, '/')) {
+        dir = JoinPath(dir, part);
+        Result<bool> made = EnsureDir(fs_, dir);
+        if (!made) {
+          undo();
+          return std::move(made).error();
+        }
+        if (*made) made_here.push_back(dir);
+        t.levels.push_back(dir);
+      }
+    }
+    if (trees_.empty()) {
+      return Ok();
+    }
+    Result<UniqueFd> lock = fs_.LockDirectory(trees_.front().base);
+    if (!lock) {
+      undo();
+      return SubtreeHeldError(std::move(lock).error(), trees_.front().base);
+    }
+    lock_ = std::move(*lock);
+    return Ok();
+  }
+
   Result<SetupReport> SetupSteps() {
     SetupReport report;
     // 1. What a crashed predecessor left, in every hierarchy (the memory one first, so the
@@ -164,17 +217,8 @@ class V1Driver final : public Driver {
       CH_RETURN_IF_ERROR(KillAndRemoveTrees(fs_, processes_, dirs, options_.teardown));
       report.removed_leftovers.insert(report.removed_leftovers.end(), dirs.begin(), dirs.end());
     }
-    // 2. The subtree levels and sessions/ in each hierarchy.
+    // 2. sessions/ in each hierarchy (the subtree levels were made with the lock).
     for (Tree& t : trees_) {
-      std::string dir = t.own;
-      if (!options_.subtree.empty()) {
-        for (std::string_view part : Split(options_.subtree, '/')) {
-          dir = JoinPath(dir, part);
-          CH_ASSIGN_OR_RETURN(bool made, EnsureDir(fs_, dir));
-          static_cast<void>(made);  // a predecessor's level is this celld's now
-          t.levels.push_back(dir);
-        }
-      }
       CH_ASSIGN_OR_RETURN(bool made_sessions, EnsureDir(fs_, t.sessions));
       static_cast<void>(made_sessions);  // removed by Unwind either way
     }
@@ -262,6 +306,7 @@ class V1Driver final : public Driver {
   DriverOptions options_;
   V1Layout layout_;
   std::vector<Tree> trees_;  // one per distinct hierarchy, in layout order (memory first)
+  UniqueFd lock_;            // this celld's claim on trees_.front().base (Fs::LockDirectory)
   bool setup_done_ = false;
   bool memsw_ = false;
 };

@@ -66,10 +66,17 @@ class V2Driver final : public Driver {
   }
 
   Result<SetupReport> Setup() override {
+    // First this celld's claim on the subtree: without it, what another celld's sessions hold
+    // would look like a crashed predecessor's leftovers.
+    Status locked = TakeSubtreeLock();
+    if (!locked) {
+      return std::move(locked).error().Context("setting up cgroup v2 under '" + own_dir_ + "'");
+    }
     Result<SetupReport> report = SetupSteps();
     if (!report) {
       Status undo = Unwind();
       static_cast<void>(undo);  // the setup error is the one worth reporting
+      lock_.reset();
       return std::move(report).error().Context("setting up cgroup v2 under '" + own_dir_ + "'");
     }
     setup_done_ = true;
@@ -104,7 +111,14 @@ class V2Driver final : public Driver {
   }
 
   Status Shutdown() override {
+    if (!lock_.valid()) {
+      // Setup never took the subtree (refused while another celld holds it, or not run): what
+      // is there is not this celld's to remove.
+      setup_done_ = false;
+      return Ok();
+    }
     Status st = Unwind();
+    lock_.reset();  // after the subtree is gone: a successor finds it clean
     setup_done_ = false;
     if (!st) {
       return std::move(st).error().Context("shutting down cgroup v2 under '" + own_dir_ + "'");
@@ -172,19 +186,45 @@ class V2Driver final : public Driver {
     return chain;
   }
 
+  // The subtree levels below own (a predecessor's are this celld's now), then an exclusive lock
+  // on the innermost, held until Shutdown. Refused, with nothing touched, while another celld
+  // holds it.
+  Status TakeSubtreeLock() {
+    std::vector<std::string> chain = DelegationChain();
+    std::vector<std::string> made_here;
+    for (size_t i = 1; i < chain.size(); ++i) {
+      Result<bool> made = EnsureDir(fs_, chain[i]);
+      if (!made) {
+        RemoveMadeLevels(made_here);
+        return std::move(made).error();
+      }
+      if (*made) made_here.push_back(chain[i]);
+      levels_.push_back(chain[i]);
+    }
+    Result<UniqueFd> lock = fs_.LockDirectory(base_dir_);
+    if (!lock) {
+      RemoveMadeLevels(made_here);
+      levels_.clear();
+      return SubtreeHeldError(std::move(lock).error(), base_dir_);
+    }
+    lock_ = std::move(*lock);
+    return Ok();
+  }
+
+  void RemoveMadeLevels(const std::vector<std::string>& made) {
+    for (auto it = made.rbegin(); it != made.rend(); ++it) {
+      static_cast<void>(fs_.RemoveDir(*it));  // empty and just made; the first error matters
+    }
+  }
+
   Result<SetupReport> SetupSteps() {
     SetupReport report;
     // 1. What a crashed predecessor left: its sessions, with whatever still runs in them.
     CH_ASSIGN_OR_RETURN(report.removed_leftovers, ChildCgroups(fs_, sessions_dir_));
     CH_RETURN_IF_ERROR(
         KillAndRemoveTrees(fs_, processes_, report.removed_leftovers, options_.teardown));
-    // 2. The subtree levels below own, then the supervisor/ leaf, and move celld into it.
+    // 2. The supervisor/ leaf (the subtree levels were made with the lock), and celld into it.
     std::vector<std::string> chain = DelegationChain();
-    for (size_t i = 1; i < chain.size(); ++i) {
-      CH_ASSIGN_OR_RETURN(bool made, EnsureDir(fs_, chain[i]));
-      static_cast<void>(made);  // a predecessor's level is this celld's now
-      levels_.push_back(chain[i]);
-    }
     // supervisor/ is this celld's by name, even when a crashed predecessor left it.
     CH_ASSIGN_OR_RETURN(bool made_supervisor, EnsureDir(fs_, supervisor_dir_));
     static_cast<void>(made_supervisor);
@@ -332,6 +372,7 @@ class V2Driver final : public Driver {
   bool swap_limited_ = false;
   std::vector<std::string> levels_;  // subtree levels, outermost first
   std::vector<std::pair<std::string, std::vector<std::string>>> enabled_;  // dir, controllers
+  UniqueFd lock_;  // this celld's claim on base_dir_ (Fs::LockDirectory)
 };
 
 }  // namespace

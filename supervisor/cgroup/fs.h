@@ -39,7 +39,9 @@ class Fs {
   virtual Result<std::string> ReadFile(const std::string& path) const = 0;
   // One write(2) of `value` (cgroupfs parses each write as one command).
   virtual Status WriteFile(const std::string& path, std::string_view value) const = 0;
-  // mkdir(2) with mode 0755; an existing directory is an error with errno EEXIST.
+  // mkdir(2) with mode 0700: only root may look into celld's cgroups (another user could
+  // otherwise read a session's usage and its worker's pid). An existing directory is an error
+  // with errno EEXIST.
   virtual Status MakeDir(const std::string& path) const = 0;
   // rmdir(2); the errno (EBUSY, ENOENT) is kept.
   virtual Status RemoveDir(const std::string& path) const = 0;
@@ -52,6 +54,10 @@ class Fs {
   virtual Result<UniqueFd> OpenDirectory(const std::string& path) const = 0;
   // open(O_WRONLY | O_CLOEXEC): a cgroup.procs file another process writes a pid into.
   virtual Result<UniqueFd> OpenForWriting(const std::string& path) const = 0;
+  // An exclusive flock(2) on the directory `path`, held until the returned descriptor closes;
+  // never waits. Held elsewhere: an error with errno EWOULDBLOCK whose message names the holder's
+  // pid when /proc/locks tells it.
+  virtual Result<UniqueFd> LockDirectory(const std::string& path) const = 0;
 };
 
 class Processes {
@@ -76,6 +82,7 @@ class RealFs final : public Fs {
   bool Exists(const std::string& path) const override;
   Result<UniqueFd> OpenDirectory(const std::string& path) const override;
   Result<UniqueFd> OpenForWriting(const std::string& path) const override;
+  Result<UniqueFd> LockDirectory(const std::string& path) const override;
 };
 
 class RealProcesses final : public Processes {

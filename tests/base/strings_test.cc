@@ -27,7 +27,14 @@ TEST(StringsTest, ByteSizes) {
   EXPECT_EQ(*ParseByteSize("64M", "m"), 64u << 20);
   EXPECT_EQ(*ParseByteSize("2GiB", "m"), 2ull << 30);
   EXPECT_EQ(*ParseByteSize("1TB", "m"), 1ull << 40);
+  EXPECT_EQ(*ParseByteSize("512Mi", "m"), 512ull << 20);
+  EXPECT_EQ(*ParseByteSize("512MB", "m"), 512ull << 20);
+  EXPECT_EQ(*ParseByteSize("7B", "m"), 7u);
   EXPECT_FALSE(ParseByteSize("M", "m"));
+  EXPECT_FALSE(ParseByteSize("512i", "m"));
+  EXPECT_FALSE(ParseByteSize("512iB", "m"));
+  EXPECT_FALSE(ParseByteSize("512X", "m"));
+  EXPECT_FALSE(ParseByteSize("5.5G", "m"));
   EXPECT_FALSE(ParseByteSize("99999999999T", "m"));
   EXPECT_EQ(FormatBytes(1536), "1.5 KiB");
   EXPECT_EQ(FormatBytes(100), "100 B");

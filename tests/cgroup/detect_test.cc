@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "supervisor/cgroup/cgroupfs_util.h"
 #include "supervisor/cgroup/driver.h"
 #include "tests/cgroup/fake_cgroupfs.h"
 #include "tests/cgroup/fake_hosts.h"
@@ -157,6 +158,23 @@ TEST(DetectTest, BadSubtreeIsRefused) {
     EXPECT_THAT(driver.error().message(), HasSubstr("Refusing.")) << bad;
   }
   EXPECT_TRUE(DetectDriver(fake, fake, {.subtree = "test-1/deeper"}));
+}
+
+// Each celld's own subtree by default, named after the socket it serves: readable, stable, and
+// always a valid cgroup name.
+TEST(DetectTest, InstanceSubtreeIsNamedAfterTheSocket) {
+  EXPECT_EQ(InstanceSubtree("/run/cellhouse/celld.sock"), "celld-run-cellhouse-celld.sock");
+  EXPECT_EQ(InstanceSubtree("/tmp/my dir/c@1.sock"), "celld-tmp-my_dir-c_1.sock");
+  EXPECT_NE(InstanceSubtree("/run/a.sock"), InstanceSubtree("/run/b.sock"));
+  const std::string long_path = "/" + std::string(100, 'x') + "/celld.sock";
+  const std::string hashed = InstanceSubtree(long_path);
+  EXPECT_EQ(hashed.size(), 6u + 16u) << hashed;
+  EXPECT_EQ(hashed, InstanceSubtree(long_path));
+  EXPECT_EQ(InstanceSubtree(""), "celld");
+  for (const std::string& name :
+       {InstanceSubtree("/run/cellhouse/celld.sock"), hashed, InstanceSubtree("/.a/..b")}) {
+    EXPECT_TRUE(internal::IsValidCgroupName(name)) << name;
+  }
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // order, crash leftovers and shutdown.
 #include <signal.h>
 
+#include <algorithm>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -52,7 +54,8 @@ TEST(V1DriverTest, SetupMakesSessionsInEveryHierarchyAndMovesNothing) {
   auto report = (*driver)->Setup();
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_THAT(fake.Log(),
-              ElementsAre("mkdir " + kMem + "/sessions", "mkdir " + kPids + "/sessions",
+              ElementsAre("lock " + kMem,  // first of all, this celld's claim on the subtree
+                          "mkdir " + kMem + "/sessions", "mkdir " + kPids + "/sessions",
                           "mkdir " + kCpu + "/sessions", "mkdir " + kAcct + "/sessions"));
   EXPECT_THAT(fake.CgroupsOf(kCelldPid),
               ElementsAre(kCpu, kAcct, kMem, kPids, "/sys/fs/cgroup/unified"));
@@ -178,8 +181,13 @@ TEST(V1DriverTest, SetupCleansUpLeftoversAndShutdownLeavesNothing) {
   EXPECT_THAT(report->removed_leftovers,
               ElementsAre(kMem + "/cellhouse/sessions/old", kPids + "/cellhouse/sessions/old",
                           kCpu + "/cellhouse/sessions/old", kAcct + "/cellhouse/sessions/old"));
-  EXPECT_EQ(fake.Log().front(), KillEntry(300));
-  EXPECT_EQ(fake.Log()[1], "rmdir " + kMem + "/cellhouse/sessions/old");
+  // The subtree levels (there already), the lock, then the leftovers: killed, then removed.
+  const std::vector<std::string>& log = fake.Log();
+  auto lock = std::find(log.begin(), log.end(), "lock " + kMem + "/cellhouse");
+  ASSERT_NE(lock, log.end());
+  ASSERT_LT(lock + 2, log.end());
+  EXPECT_EQ(*(lock + 1), KillEntry(300));
+  EXPECT_EQ(*(lock + 2), "rmdir " + kMem + "/cellhouse/sessions/old");
   ASSERT_TRUE((*driver)->CreateSession("new", {.pids_max = 4}));
   fake.AddProcess(301, {kPids + "/cellhouse/sessions/new"});
   ASSERT_TRUE((*driver)->Shutdown());
@@ -187,6 +195,35 @@ TEST(V1DriverTest, SetupCleansUpLeftoversAndShutdownLeavesNothing) {
   for (const std::string& own : {kMem, kPids, kCpu, kAcct}) {
     EXPECT_TRUE(fake.CgroupsBelow(own).empty()) << own;
   }
+}
+
+// A second celld on the same subtree while the first runs: refused before it touches anything;
+// it may start once the first has shut down (or crashed: its lock goes with its descriptors).
+TEST(V1DriverTest, ASecondDriverOnTheSameSubtreeIsRefusedAndTouchesNothing) {
+  FakeCgroupFs fake;
+  testing::HybridHost(fake);
+  std::unique_ptr<Driver> first = DetectAndSetup(fake, {.subtree = "cellhouse"});
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(first->CreateSession("1", {.pids_max = 4}));
+  fake.AddProcess(300, {kPids + "/cellhouse/sessions/1"});
+  fake.ClearLog();
+  auto second = DetectDriver(fake, fake, {.subtree = "cellhouse"});
+  ASSERT_TRUE(second);
+  auto refused = (*second)->Setup();
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message(), HasSubstr("another celld is running"));
+  for (const std::string& entry : fake.Log()) {
+    EXPECT_TRUE(entry.starts_with("mkdir ") || entry.starts_with("lock ")) << entry;
+  }
+  // celld's start is abandoned: the refused driver's Shutdown must not sweep the first's.
+  ASSERT_TRUE((*second)->Shutdown());
+  EXPECT_THAT(fake.ProcsOf(kPids + "/cellhouse/sessions/1"), ElementsAre(300));
+  EXPECT_TRUE(fake.IsDir(kMem + "/cellhouse/sessions/1"));
+  first.reset();  // as a crash would: no Shutdown, the lock goes with the descriptor
+  auto report = (*second)->Setup();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->removed_leftovers.size(), 4u);  // one per hierarchy
+  ASSERT_TRUE((*second)->Shutdown());
 }
 
 TEST(V1DriverTest, ASubtreeLevelThatHoldsSomeoneElsesCgroupStays) {

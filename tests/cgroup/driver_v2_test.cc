@@ -56,7 +56,8 @@ TEST_F(V2DriverTest, SetupMovesIntoLeafThenDelegatesControllers) {
   EXPECT_TRUE(report->removed_leftovers.empty());
   EXPECT_THAT(
       fake_.Log(),
-      ElementsAre("mkdir " + kOwn + "/supervisor", "write " + kOwn + "/supervisor/cgroup.procs 100",
+      ElementsAre("lock " + kOwn,  // first of all, this celld's claim on the subtree
+                  "mkdir " + kOwn + "/supervisor", "write " + kOwn + "/supervisor/cgroup.procs 100",
                   "write " + kOwn + "/cgroup.subtree_control +memory +pids +cpu",
                   "mkdir " + kOwn + "/sessions",
                   "write " + kOwn + "/sessions/cgroup.subtree_control +memory +pids +cpu"));
@@ -221,7 +222,8 @@ TEST_F(V2DriverTest, SetupCleansUpWhatACrashedPredecessorLeft) {
   EXPECT_THAT(report->removed_leftovers,
               ElementsAre(kOwn + "/sessions/old1", kOwn + "/sessions/old2"));
   EXPECT_THAT(fake_.Log(),
-              ElementsAre("write " + kOwn + "/sessions/old1/cgroup.kill 1",  //
+              ElementsAre("lock " + kOwn,                                    //
+                          "write " + kOwn + "/sessions/old1/cgroup.kill 1",  //
                           "rmdir " + kOwn + "/sessions/old1",                //
                           "rmdir " + kOwn + "/sessions/old2",                //
                           "mkdir " + kOwn + "/supervisor",                   //
@@ -229,6 +231,32 @@ TEST_F(V2DriverTest, SetupCleansUpWhatACrashedPredecessorLeft) {
                           "mkdir " + kOwn + "/sessions",
                           "write " + kOwn + "/sessions/cgroup.subtree_control +memory +pids +cpu"));
   EXPECT_TRUE(fake_.ProcsOf(kOwn + "/sessions/old1").empty());
+}
+
+// A second celld on the same subtree while the first runs: refused before it touches anything
+// (the first's sessions are not a predecessor's leftovers); once the first is gone it may start.
+TEST_F(V2DriverTest, ASecondDriverOnTheSameSubtreeIsRefusedAndTouchesNothing) {
+  std::unique_ptr<Driver> first = Detect();
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(first->Setup());
+  ASSERT_TRUE(first->CreateSession("1", {.pids_max = 4}));
+  fake_.AddProcess(300, {kOwn + "/sessions/1"});
+  fake_.ClearLog();
+  std::unique_ptr<Driver> second = Detect();
+  ASSERT_TRUE(second);
+  auto refused = second->Setup();
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message(),
+              HasSubstr("another celld is running on the cgroup subtree '" + kOwn + "'"));
+  EXPECT_THAT(refused.error().message(), HasSubstr("--cgroup-subtree NAME). Refusing."));
+  // celld's start is abandoned: the refused driver's Shutdown must not sweep the first's.
+  ASSERT_TRUE(second->Shutdown());
+  EXPECT_THAT(fake_.Log(), ElementsAre("lock " + kOwn));
+  EXPECT_THAT(fake_.ProcsOf(kOwn + "/sessions/1"), ElementsAre(300));
+  ASSERT_TRUE(first->Shutdown());
+  auto report = second->Setup();
+  ASSERT_TRUE(report) << report.error().message();
+  ASSERT_TRUE(second->Shutdown());
 }
 
 TEST_F(V2DriverTest, AnotherProcessInTheOwnCgroupIsRefusedAndUndone) {

@@ -1,6 +1,8 @@
 #include "tests/cgroup/fake_cgroupfs.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 
 #include <cerrno>
 #include <string>
@@ -477,6 +479,27 @@ Result<UniqueFd> FakeCgroupFs::OpenForWriting(const std::string& path) const {
     return Error::FromErrno(ENOENT, "open '" + path + "'");
   }
   return UniqueFd(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+}
+
+Result<UniqueFd> FakeCgroupFs::LockDirectory(const std::string& path) const {
+  log_.push_back("lock " + path);
+  CH_RETURN_IF_ERROR(Injected(path, "lock"));
+  if (dirs_.count(path) == 0) {
+    return Error::FromErrno(ENOENT, "open directory '" + path + "'");
+  }
+  UniqueFd& file = lock_files_[path];
+  if (!file.valid()) {
+    file = UniqueFd(::memfd_create("fake-cgroup-lock", MFD_CLOEXEC));
+    if (!file.valid()) return Error::FromErrno(errno, "memfd_create");
+  }
+  // A new open file description each time: flock(2) locks conflict between them.
+  std::string self = "/proc/self/fd/" + std::to_string(file.get());
+  UniqueFd fd(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Error::FromErrno(errno, "open " + self);
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    return Error::FromErrno(errno, "flock '" + path + "'");
+  }
+  return fd;
 }
 
 Status FakeCgroupFs::Kill(pid_t pid, int signal) const {

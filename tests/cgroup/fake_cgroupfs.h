@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "supervisor/cgroup/fs.h"
 
 namespace cellhouse::cgroup::testing {
@@ -83,6 +84,9 @@ class FakeCgroupFs final : public Fs, public Processes {
   bool Exists(const std::string& path) const override;
   Result<UniqueFd> OpenDirectory(const std::string& path) const override;
   Result<UniqueFd> OpenForWriting(const std::string& path) const override;
+  // A real flock on a memfd standing for the directory: held until the descriptor closes, so two
+  // drivers on one fake contend as two celld on one cgroupfs do.
+  Result<UniqueFd> LockDirectory(const std::string& path) const override;
 
   // --- Processes ---
   Status Kill(pid_t pid, int signal) const override;
@@ -127,6 +131,7 @@ class FakeCgroupFs final : public Fs, public Processes {
   mutable std::map<std::string, int> fail_next_;
   mutable int pauses_ = 0;
   std::set<pid_t> unkillable_;
+  mutable std::map<std::string, UniqueFd> lock_files_;  // per locked directory, a memfd
 };
 
 }  // namespace cellhouse::cgroup::testing

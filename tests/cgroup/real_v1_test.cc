@@ -2,6 +2,7 @@
 // works in its own subtree "cht-<pid>-<test>" below this process's own cgroup in each hierarchy,
 // and TearDown checks Shutdown removed it, sweeping whatever a failed test left.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -225,15 +226,22 @@ TEST_F(RealV1Test, CpuWeightsOneToThreeGiveRoughlyOneToThreeCpuTime) {
 
 TEST_F(RealV1Test, ARestartedDriverRemovesWhatACrashedOneLeft) {
   pid_t orphan_pid = 0;
+  // The fixture's driver holds the subtree: it steps aside (the second driver below takes its
+  // place for TearDown).
+  ASSERT_TRUE(driver_->Shutdown());
   {
     // A first celld: a session with a running worker, then it "crashes": its objects are
-    // dropped without Remove() or Shutdown().
+    // dropped without Remove() or Shutdown() (a crash releases its lock on the subtree too).
+    // The worker is forked before the driver locks the subtree, as celld's are (by the zygote,
+    // which celld started with exec, closing the lock's descriptor): a fork of the test process
+    // after that would share the lock and outlive the "crash" with it.
+    WaitingChild& child = Start(testing::PauseBody, nullptr);
     auto first = DetectDriver(fs_, processes_, Options());
     ASSERT_TRUE(first);
-    ASSERT_TRUE((*first)->Setup());
+    auto setup = (*first)->Setup();
+    ASSERT_TRUE(setup) << setup.error().message();
     auto session = (*first)->CreateSession("orphan", {.pids_max = 8});
     ASSERT_TRUE(session);
-    WaitingChild& child = Start(testing::PauseBody, nullptr);
     ASSERT_TRUE(PlaceAndRelease(*session, child));
     orphan_pid = child.process.pid();
   }
@@ -249,6 +257,42 @@ TEST_F(RealV1Test, ARestartedDriverRemovesWhatACrashedOneLeft) {
   auto status = children_.back().process.Wait();
   ASSERT_TRUE(status);
   EXPECT_EQ(status->signal, SIGKILL) << "pid " << orphan_pid << ": " << status->ToString();
+  driver_ = std::move(*second);
+}
+
+// Two drivers on one subtree, as two celld would be: the second is refused before it touches
+// anything, and the first's session (its worker running) is unharmed; once the first has shut
+// down, the second may start. Everything celld makes there is mode 0700.
+TEST_F(RealV1Test, ASecondDriverOnTheSameSubtreeIsRefusedAndTheFirstsSessionsLive) {
+  auto session = driver_->CreateSession("7", {.pids_max = 8});
+  ASSERT_TRUE(session) << session.error().message();
+  WaitingChild& child = Start(testing::PauseBody, nullptr);
+  ASSERT_TRUE(PlaceAndRelease(*session, child));
+  for (const std::string& dir : session->Directories()) {
+    struct stat st {};
+    ASSERT_EQ(::stat(dir.c_str(), &st), 0) << dir;
+    EXPECT_EQ(st.st_mode & 07777, 0700u) << dir;
+    std::string sessions = dir.substr(0, dir.rfind('/'));
+    ASSERT_EQ(::stat(sessions.c_str(), &st), 0) << sessions;
+    EXPECT_EQ(st.st_mode & 07777, 0700u) << sessions;
+  }
+
+  auto second = DetectDriver(fs_, processes_, Options());
+  ASSERT_TRUE(second);
+  auto refused = (*second)->Setup();
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message(), ::testing::HasSubstr("another celld is running"));
+  EXPECT_THAT(refused.error().message(),
+              ::testing::HasSubstr("held by pid " + std::to_string(::getpid())));
+  for (const std::string& dir : session->Directories()) EXPECT_TRUE(fs_.Exists(dir)) << dir;
+  EXPECT_EQ(::kill(child.process.pid(), 0), 0) << "the first driver's worker was killed";
+
+  testing::KillAndReap(child.process);
+  ASSERT_TRUE(session->Remove());
+  ASSERT_TRUE(driver_->Shutdown());
+  auto report = (*second)->Setup();
+  ASSERT_TRUE(report) << report.error().message();
+  driver_ = std::move(*second);
 }
 
 }  // namespace

@@ -15,10 +15,12 @@
 #include "cli/cellctl/session_client.h"
 #include "engine/conversation.h"
 #include "engine/model.h"
+#include "engine/run_state.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "ipc/client.h"
 #include "ipc/messages.h"
 #include "ipc/unix_socket.h"
+#include "policy/choose.h"
 #include "tests/support/celld_fixture.h"
 
 namespace cellhouse {
@@ -424,6 +426,42 @@ TEST_F(E2eTest, ChatFromAPipeHoldsOneConversationAcrossTurns) {
   EXPECT_EQ(turns, 3u) << r.err;
 }
 
+// celld --model FILE.gguf: the zygote maps and checks the GGUF file (here the tiny model converted
+// by `cellmodel convert`, as a user would bring one), sessions generate what the engine alone
+// generates, and admission reserves the session's fp16 cache for the context celld was told.
+TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
+  const std::string gguf = local_.File("tiny-Q8_0.gguf");
+  CommandResult convert = testing::RunCommand(
+      {testing::BinPath("cellmodel"), "convert", "--in", model(), "--out", gguf, "--type", "Q8_0"});
+  ASSERT_EQ(convert.exit_code, 0) << convert.err;
+  ::chmod(gguf.c_str(), 0644);
+  constexpr int32_t kContext = 96;
+  CelldTest::StartCelld({.model = gguf, .extra_args = {"--ctx-size", std::to_string(kContext)}});
+  const std::string expected = testing::EngineReference(gguf, "Once upon a time", 24, 0.0, 3);
+  CommandResult r = RunCellctl(celld_->socket(), {"generate", "--prompt", "Once upon a time",
+                                                  "--max-tokens", "24", "--temperature", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << celld_->Log();
+  ASSERT_FALSE(r.out.empty());
+  EXPECT_EQ(r.out.substr(0, r.out.size() - 1), expected);
+
+  Result<engine::Model> m = engine::Model::Open(gguf, {.max_context = kContext});
+  ASSERT_TRUE(m) << m.error().message();
+  ASSERT_EQ(m->kv_precision(), engine::KvPrecision::kF16);
+  auto s = cli::SessionClient::Open(celld_->socket(), {});
+  ASSERT_TRUE(s) << s.error().message();
+  api::Request status;
+  status.mutable_status();
+  auto reply = cli::AdminRequest(celld_->socket(), status);
+  ASSERT_TRUE(reply && reply->has_status());
+  EXPECT_NE(reply->status().model().find("gguf llama"), std::string::npos)
+      << reply->status().model();
+  // The default policy's context is the model's, capped by --ctx-size.
+  EXPECT_EQ(reply->status().memory_committed_bytes(),
+            engine::StateFixedBytes(m->config()) +
+                kContext * engine::KvCacheBytesPerToken(m->config(), engine::KvPrecision::kF16) +
+                policy::kDefaultWorkerOverheadBytes);
+}
+
 TEST_F(E2eTest, AdmissionRefusalsSayWhichLimit) {
   PolicySpec two;
   two.name = "two";
@@ -490,24 +528,39 @@ TEST_F(E2eTest, AfterACrashWorkersAreGoneAndTheSuccessorCleansUp) {
     }
     EXPECT_FALSE(running(w)) << "worker " << w << " outlived celld";
   }
-  // The dead celld's session cgroups are still there...
+  // The dead celld's session cgroups are still there (named by number, never by id)...
   auto left = [&] {
     std::vector<std::string> found;
     for (const std::string& dir : testing::CgroupSubtreeDirs(subtree)) {
-      for (const std::string& id : ids) {
-        std::string path = dir;
-        path += "/sessions/";
-        path += id;
-        if (::access(path.c_str(), F_OK) == 0) found.push_back(dir);
+      const std::string sessions_dir = dir + "/sessions";
+      auto sessions = ListDirectory(sessions_dir);
+      if (!sessions) continue;
+      for (const std::string& name : *sessions) {
+        std::string path = sessions_dir;
+        path += "/";
+        path += name;
+        if (ListDirectory(path)) found.push_back(path);
+        for (const std::string& id : ids) EXPECT_EQ(name.find(id), std::string::npos) << name;
       }
     }
     return found;
   };
-  EXPECT_FALSE(left().empty());
-  // ... until its successor starts on the same subtree.
+  std::vector<std::string> dead = left();
+  EXPECT_FALSE(dead.empty());
+  auto inode = [](const std::string& path) -> ino_t {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+  };
+  std::vector<ino_t> dead_inodes;
+  dead_inodes.reserve(dead.size());
+  for (const std::string& dir : dead) dead_inodes.push_back(inode(dir));
+  // ... until its successor starts on the same subtree. (Its own pool workers' cgroups may take
+  // the same numbers: what must be gone is the dead one's directories.)
   CelldTest::StartCelld({.subtree = subtree});
   EXPECT_NE(celld_->Log().find("left by a previous celld"), std::string::npos) << celld_->Log();
-  EXPECT_TRUE(left().empty());
+  for (size_t i = 0; i < dead.size(); ++i) {
+    EXPECT_NE(inode(dead[i]), dead_inodes[i]) << dead[i] << " is still the dead celld's";
+  }
 }
 
 }  // namespace

@@ -110,7 +110,8 @@ TEST_F(V2Test, LeafMovePlacementOomPidsAndCleanShutdown) {
   std::string relative = celld_cgroup_.substr(std::string(kRoot).size());
   EXPECT_EQ(OwnV2Cgroup(celld_->pid()), relative + "/" + celld_->subtree() + "/supervisor");
 
-  // A worker lives in sessions/<id>, placed there by clone3(CLONE_INTO_CGROUP).
+  // A worker lives in sessions/<n>, placed there by clone3(CLONE_INTO_CGROUP): a number, never
+  // the session id, which /proc/PID/cgroup would show to anyone.
   auto session = cli::SessionClient::Open(celld_->socket(), {});
   ASSERT_TRUE(session) << session.error().message() << "\n" << celld_->Log();
   api::Request list;
@@ -118,8 +119,11 @@ TEST_F(V2Test, LeafMovePlacementOomPidsAndCleanShutdown) {
   auto listed = cli::AdminRequest(celld_->socket(), list);
   ASSERT_TRUE(listed && listed->sessions().sessions_size() == 1);
   pid_t worker = listed->sessions().sessions(0).worker_pid();
-  EXPECT_EQ(OwnV2Cgroup(worker), relative + "/" + celld_->subtree() + "/sessions/" +
-                                     ipc::IdToHex(session->opened().session_id()));
+  std::string worker_cgroup = OwnV2Cgroup(worker);
+  std::string sessions = relative + "/" + celld_->subtree() + "/sessions/";
+  ASSERT_TRUE(StartsWith(worker_cgroup, sessions)) << worker_cgroup;
+  EXPECT_TRUE(ParseUint64(worker_cgroup.substr(sessions.size()), "cgroup name")) << worker_cgroup;
+  EXPECT_EQ(worker_cgroup.find(ipc::IdToHex(session->opened().session_id())), std::string::npos);
   EXPECT_NE(celld_->Log().find("cgroup v2"), std::string::npos);
   ASSERT_TRUE(session->Close());
 

@@ -1,8 +1,13 @@
-// The cellmodel binary end to end: make -> info -> run, make -> quantize -> info -> run, and its
+// The cellmodel binary end to end: make -> info -> run, make -> quantize -> info -> run,
+// make -> convert (every GGUF type) -> info -> run, the converted files in llama.cpp's own
+// llama-simple (when ../shared/tools/llama.cpp is present) to the same greedy text, and the
 // exit-code contract.
 #include <fcntl.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +16,9 @@
 
 #include "base/io.h"
 #include "base/process.h"
+#include "engine/model.h"
+#include "engine/tokenizer/gguf_vocabulary.h"
+#include "tests/engine/greedy_agreement.h"
 #include "tests/support/test_env.h"
 
 namespace cellhouse {
@@ -28,9 +36,15 @@ struct ToolResult {
 
 std::string CellmodelPath() { return testing::BinPath("cellmodel"); }
 
+ToolResult RunProgram(const testing::TempDir& dir, const std::vector<std::string>& args);
+
 ToolResult RunCellmodel(const testing::TempDir& dir, const std::vector<std::string>& tool_args) {
   std::vector<std::string> args = {CellmodelPath()};
   args.insert(args.end(), tool_args.begin(), tool_args.end());
+  return RunProgram(dir, args);
+}
+
+ToolResult RunProgram(const testing::TempDir& dir, const std::vector<std::string>& args) {
   const std::string out_path = dir.File("stdout");
   const std::string err_path = dir.File("stderr");
   UniqueFd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
@@ -184,6 +198,78 @@ TEST(CellmodelTest, QuantizeRefusals) {
                                model + ".tokenizer", "--prompt", "x"})
                 .exit_code,
             1);
+}
+
+TEST(CellmodelTest, ConvertInfoRunRoundTrip) {
+  testing::TempDir dir;
+  const std::string model = dir.File("15m.bin");
+  ToolResult made = RunCellmodel(dir, {"make", "--preset", "15m", "--seed", "5", "-o", model});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  for (const char* type : {"F32", "F16", "Q8_0", "Q4_0", "Q4_K_M", "Q6_K"}) {
+    const std::string gguf = dir.File(std::string(type) + ".gguf");
+    ToolResult convert =
+        RunCellmodel(dir, {"convert", "--in", model, "--out", gguf, "--type", type});
+    ASSERT_EQ(convert.exit_code, 0) << convert.err;
+    EXPECT_THAT(convert.out, HasSubstr("gguf llama, dim 288")) << type;
+    ToolResult info = RunCellmodel(dir, {"info", gguf});
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    EXPECT_THAT(info.out, HasSubstr("architecture:  llama"));
+    EXPECT_THAT(info.out, HasSubstr("SentencePiece (llama), 32000 tokens"));
+    EXPECT_THAT(info.out, HasSubstr("chat template: none"));
+    EXPECT_THAT(info.out, HasSubstr("context:       256 tokens"));
+    ToolResult json = RunCellmodel(dir, {"info", "--json", gguf});
+    ASSERT_EQ(json.exit_code, 0) << json.err;
+    EXPECT_THAT(json.out, HasSubstr("\"format\": \"gguf\""));
+    EXPECT_THAT(json.out, HasSubstr("\"parameters\": 15"));
+    ToolResult run =
+        RunCellmodel(dir, {"run", "--model", gguf, "--prompt", "Once upon a time", "--max-tokens",
+                           "8", "--temperature", "0", "--ctx-size", "64"});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_THAT(run.out, StartsWith("Once upon a time"));
+    EXPECT_THAT(run.err, HasSubstr("context 18 of 64 (f16 KV cache)"));
+  }
+  ToolResult q4km = RunCellmodel(dir, {"info", dir.File("Q4_K_M.gguf")});
+  EXPECT_THAT(q4km.out, HasSubstr("q5_0")) << "288-value rows fall back from q4_K";
+  ToolResult bad =
+      RunCellmodel(dir, {"convert", "--in", model, "--out", dir.File("x.gguf"), "--type", "Q3_K"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--type 'Q3_K' is not one of"));
+}
+
+// The files `convert` writes load in llama.cpp, which continues them to the same greedy text: the
+// reference checkpoint (grouped-query, separate classifier) with its 512-piece vocabulary, in
+// every type, prompt and continuation compared token by token.
+TEST(CellmodelTest, ConvertedFilesRunInLlamaCppToTheSameText) {
+  const std::string tools = testing::SourceDir() + "/../shared/tools/llama.cpp/llama-simple";
+  std::optional<std::string> ckpt = testing::SharedModelPath("ref-gqa-512.bin");
+  std::optional<std::string> tok = testing::SharedModelPath("tok512.bin");
+  if (::access(tools.c_str(), X_OK) != 0 || !ckpt || !tok) {
+    GTEST_SKIP() << "../shared/tools/llama.cpp or ../shared/models absent: skipping";
+  }
+  testing::TempDir dir;
+  std::printf("%-8s %-20s %s\n", "type", "prompt", "agreement with llama-simple");
+  for (const char* type : {"F32", "F16", "Q8_0", "Q4_0", "Q4_K_M", "Q6_K"}) {
+    const std::string gguf = dir.File(std::string(type) + ".gguf");
+    ToolResult convert = RunCellmodel(
+        dir, {"convert", "--in", *ckpt, "--tokenizer", *tok, "--out", gguf, "--type", type});
+    ASSERT_EQ(convert.exit_code, 0) << convert.err;
+    Result<engine::Model> model = engine::Model::Open(gguf);
+    ASSERT_TRUE(model) << model.error().message();
+    Result<engine::Tokenizer> vocab = engine::TokenizerFromGguf(*model->gguf());
+    ASSERT_TRUE(vocab) << vocab.error().message();
+    for (const char* prompt : {"Once upon a time", "The little dog"}) {
+      constexpr int kTokens = 48;
+      ToolResult llama =
+          RunProgram(dir, {tools, "-m", gguf, "-n", std::to_string(kTokens), prompt});
+      ASSERT_EQ(llama.exit_code, 0) << llama.err;
+      const engine::testing::Agreement a = engine::testing::GreedyAgreement(
+          *model, *vocab, prompt, kTokens, engine::testing::Flatten(llama.out));
+      std::printf("%-8s %-20s %d/%d %s\n", type, prompt, a.agreed, kTokens, a.note.c_str());
+      EXPECT_TRUE(a.prompt_matches) << a.note;
+      EXPECT_GE(a.agreed, 32) << type << " '" << prompt << "': " << a.note;
+    }
+  }
+  std::fflush(stdout);
 }
 
 TEST(CellmodelTest, ExitCodes) {

@@ -357,6 +357,7 @@ TEST(MalformedTokenizerTest, EveryLengthFieldLieIsRefusedOrInBounds) {
   const std::vector<std::byte> full = SmallTokenizer();
   // Walk the records and overwrite each length with values around and far from the truth.
   size_t pos = 4;
+  size_t accepted = 0;
   for (int32_t i = 0; i < kVocab; ++i) {
     int32_t len = 0;
     std::memcpy(&len, full.data() + pos + 4, 4);
@@ -364,14 +365,26 @@ TEST(MalformedTokenizerTest, EveryLengthFieldLieIsRefusedOrInBounds) {
       std::vector<std::byte> bytes = full;
       SetInt(bytes, pos + 4, lie);
       Result<Tokenizer> t = Tokenizer::Parse(bytes, kVocab, "tok.bin");
-      if (t) {
-        for (int32_t id = 0; id < kVocab; ++id) {
-          static_cast<void>(t->Piece(id).size());
-        }
+      if (!t) {
+        // Refused: the message names the file (and the reader never read past its end).
+        EXPECT_THAT(t.error().message(), HasSubstr("'tok.bin'")) << "piece " << i << " lie " << lie;
+        continue;
       }
+      // Accepted (the lie happened to frame the same bytes differently): every piece must be
+      // within the header's bound, and the records together exactly the file, no byte beyond it.
+      ++accepted;
+      size_t framed = 4;
+      for (int32_t id = 0; id < kVocab; ++id) {
+        const size_t piece = t->Piece(id).size();
+        EXPECT_LE(piece, static_cast<size_t>(t->max_token_length())) << "piece " << id;
+        framed += 8 + piece;
+      }
+      EXPECT_EQ(framed, bytes.size()) << "piece " << i << " lie " << lie;
     }
     pos += 8 + static_cast<size_t>(len);
   }
+  // A length lie shifts every later record: almost all must be refused outright.
+  EXPECT_LT(accepted, static_cast<size_t>(kVocab)) << "lies were accepted wholesale";
 }
 
 }  // namespace

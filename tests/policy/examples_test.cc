@@ -1,5 +1,6 @@
 // Every shipped example (policy/examples/) loads, alone and as a directory, with and without
 // model facts, and means what its comments say.
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -59,8 +60,14 @@ TEST(ExamplesTest, StrictIsSmallerThanDefault) {
   EXPECT_TRUE(std::includes(d.begin(), d.end(), s.begin(), s.end()))
       << "strict allows something default does not";
   EXPECT_EQ(Evaluate(**strict, __NR_getpid), SECCOMP_RET_KILL_PROCESS);
-  EXPECT_EQ(Evaluate(**strict, __NR_getrandom), SECCOMP_RET_KILL_PROCESS);
   EXPECT_EQ(Evaluate(**strict, __NR_sendmsg), SECCOMP_RET_ALLOW);
+  // What the worker calls (e2e_examples_test serves a session under it) and only that.
+  EXPECT_EQ(Evaluate(**strict, __NR_getrandom), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(Evaluate(**strict, __NR_poll), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(Evaluate(**strict, __NR_fcntl, {3, F_SETFL, O_NONBLOCK}), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(Evaluate(**strict, __NR_fcntl, {3, F_DUPFD, 0}), SECCOMP_RET_KILL_PROCESS);
+  EXPECT_EQ(Evaluate(**strict, __NR_sendto, {3, 0, 8, 0, 0, 0}), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(Evaluate(**strict, __NR_sendto, {3, 0, 8, 0, 0x1000, 16}), SECCOMP_RET_KILL_PROCESS);
   EXPECT_NE((*strict)->CloneNamespaceFlags() & CLONE_NEWCGROUP, 0u);
   EXPECT_EQ((*strict)->proto().cgroup().pids_max(), 1u);
 }

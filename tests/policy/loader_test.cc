@@ -239,6 +239,61 @@ TEST(LoaderTest, EffectivePolicyHasEveryDefault) {
   EXPECT_NE((*no_net)->CloneNamespaceFlags() & CLONE_NEWCGROUP, 0u);
 }
 
+// `memory_max_bytes: 512M` means 512 MiB in either format; a value that is not a byte count is one
+// problem at the value, and positions after a rewritten value still point into the file as
+// written.
+TEST(LoaderTest, ByteSizesTakeUnits) {
+  auto text = LoadPolicyFromString(R"(name: "t"
+gids: 100
+host_uids { first: 1879048192 count: 1024 }
+cgroup { memory_max_bytes: 512M memory_high_bytes: 448MiB }  # 512M: "comment 1G" stays
+gpu { compute_fraction: 0.5 device_memory_bytes: 2Gi }
+description: "memory_max_bytes: 9X in a string is text"
+)",
+                                   "t.textproto", nullptr);
+  ASSERT_TRUE(text) << text.error().message();
+  EXPECT_EQ((*text)->proto().cgroup().memory_max_bytes(), 512u << 20);
+  EXPECT_EQ((*text)->proto().cgroup().memory_high_bytes(), 448u << 20);
+  EXPECT_EQ((*text)->proto().gpu().device_memory_bytes(), 2ull << 30);
+  EXPECT_EQ((*text)->proto().description(), "memory_max_bytes: 9X in a string is text");
+
+  auto json = LoadPolicyFromString(R"({"name": "t", "gids": [100],
+  "hostUids": {"first": 1879048192, "count": 1024},
+  "cgroup": {"memoryMaxBytes": "512M", "memory_high_bytes": "256K"}})",
+                                   "t.json", nullptr);
+  ASSERT_TRUE(json) << json.error().message();
+  EXPECT_EQ((*json)->proto().cgroup().memory_max_bytes(), 512u << 20);
+  EXPECT_EQ((*json)->proto().cgroup().memory_high_bytes(), 256u << 10);
+
+  // One clear problem, at the value.
+  auto bad = LoadPolicyFromString(R"(name: "t"
+gids: 100
+host_uids { first: 1879048192 count: 1024 }
+cgroup { memory_max_bytes: 512X }
+)",
+                                  "t.textproto", nullptr);
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().message(),
+              HasSubstr("t.textproto:4:28: memory_max_bytes: '512X' is not a byte count"));
+  EXPECT_THAT(bad.error().message(), HasSubstr("K, M, G or T, each 1024 times the one before"));
+  EXPECT_THAT(bad.error().message(), Not(HasSubstr("Need space")));
+  auto bad_json = LoadPolicyFromString(R"({"name": "t", "cgroup": {"memoryMaxBytes": "5 GB"}})",
+                                       "t.json", nullptr);
+  ASSERT_FALSE(bad_json);
+  EXPECT_THAT(bad_json.error().message(),
+              HasSubstr("t.json:1:44: memory_max_bytes: '5 GB' is not a byte count"));
+
+  // A problem later on a rewritten line names the column as written.
+  auto high = LoadPolicyFromString(R"(name: "t"
+gids: 100
+host_uids { first: 1879048192 count: 1024 }
+cgroup { memory_max_bytes: 512M memory_high_bytes: 1G }
+)",
+                                   "t.textproto", nullptr);
+  ASSERT_FALSE(high);
+  EXPECT_THAT(high.error().message(), HasSubstr("t.textproto:4:33: cgroup.memory_high_bytes:"));
+}
+
 TEST(LoaderTest, MayUse) {
   auto p = CompileText("uids: 1000 uids: 1001 gids: 50");
   ASSERT_TRUE(p) << p.error().message();

@@ -17,6 +17,7 @@
 #include "base/io.h"
 #include "base/strings.h"
 #include "ipc/unix_socket.h"
+#include "supervisor/cgroup/driver.h"
 
 namespace cellhouse::testing {
 namespace {
@@ -33,7 +34,8 @@ Result<std::unique_ptr<CelldProcess>> CelldProcess::Start(const TempDir& dir,
   int n = g_celld_counter++;
   celld->socket_ = dir.File("celld" + std::to_string(n) + ".sock");
   celld->log_path_ = dir.File("celld" + std::to_string(n) + ".log");
-  celld->subtree_ = options.subtree.empty()
+  celld->subtree_ = options.default_subtree ? cgroup::InstanceSubtree(celld->socket_)
+                    : options.subtree.empty()
                         ? "e2e-" + std::to_string(::getpid()) + "-" + std::to_string(n)
                         : options.subtree;
   std::vector<std::string> argv = {BinPath("celld"),
@@ -43,10 +45,12 @@ Result<std::unique_ptr<CelldProcess>> CelldProcess::Start(const TempDir& dir,
                                    celld->socket_,
                                    "--log-level",
                                    "debug",
-                                   "--cgroup-subtree",
-                                   celld->subtree_,
                                    "--heartbeat-interval-ms",
                                    "200"};
+  if (!options.default_subtree) {
+    argv.push_back("--cgroup-subtree");
+    argv.push_back(celld->subtree_);
+  }
   if (!options.policy_dir.empty()) {
     argv.push_back("--policy-dir");
     argv.push_back(options.policy_dir);
@@ -67,6 +71,9 @@ Result<std::unique_ptr<CelldProcess>> CelldProcess::Start(const TempDir& dir,
     if (Connectable(celld->socket_)) return celld;
     auto ended = celld->process_.TryReap();
     if (ended && ended->has_value()) {
+      // It ended by itself, so it undid its own start (sessions_test checks that). Its subtree
+      // is not swept: it may be another celld's, which this one refused to share.
+      celld->subtree_.clear();
       return Error("celld " + (*ended)->ToString() + " before listening:\n" + celld->Log());
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -285,6 +292,9 @@ std::string PolicyText(const PolicySpec& spec) {
     text += "  max_new_tokens: " + std::to_string(spec.max_new_tokens) + "\n";
   }
   text += "  idle_timeout_seconds: " + std::to_string(spec.idle_timeout_seconds) + "\n";
+  if (spec.detached_grace_seconds != 0) {
+    text += "  detached_grace_seconds: " + std::to_string(spec.detached_grace_seconds) + "\n";
+  }
   text += "  max_sessions: " + std::to_string(spec.max_sessions) + "\n";
   text += "  max_sessions_per_tenant: " + std::to_string(spec.max_sessions_per_tenant) + "\n";
   text += "}\n" + spec.extra_text;

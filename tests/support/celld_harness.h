@@ -34,6 +34,9 @@ struct CelldOptions {
   std::vector<std::string> prefix;
   // --cgroup-subtree; empty: a name unique to this CelldProcess.
   std::string subtree;
+  // Pass no --cgroup-subtree: celld picks its instance's own (cgroup::InstanceSubtree of its
+  // socket), which subtree() then names.
+  bool default_subtree = false;
 };
 
 class CelldProcess {
@@ -92,6 +95,7 @@ struct PolicySpec {
   uint32_t context_length = 0;  // 0: the model's
   uint32_t max_new_tokens = 0;
   uint64_t idle_timeout_seconds = 60;
+  uint64_t detached_grace_seconds = 0;  // 0: the default (60, or the idle timeout if shorter)
   uint32_t max_sessions = 64;
   uint32_t max_sessions_per_tenant = 64;
   uint64_t pids_max = 0;                 // 0: the default

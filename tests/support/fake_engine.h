@@ -8,12 +8,12 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "worker/session/turn_engine.h"
 
 namespace cellhouse::testing {
 
-using session::StopReason;
 using session::TokenCallback;
 using session::TurnEngine;
 using session::TurnErrorKind;
@@ -25,7 +25,13 @@ class FakeEngine final : public TurnEngine {
   Result<TurnResult> Turn(const TurnRequest& request, const TokenCallback& on_token) override {
     last_prompt = std::string(request.prompt);
     last_seed = request.seed;
-    int32_t prompt_tokens = static_cast<int32_t>(request.prompt.size());
+    last_request_stop = request.stop;
+    if (request.chat != nullptr) {
+      // A chat turn counts its messages' content as its prompt.
+      last_prompt.clear();
+      for (const auto& m : request.chat->messages()) last_prompt += m.content();
+    }
+    int32_t prompt_tokens = static_cast<int32_t>(last_prompt.size());
     if (used_ + prompt_tokens > length_) {
       kind_ = TurnErrorKind::kContextFull;
       return Error("the prompt does not fit in the context");
@@ -35,7 +41,7 @@ class FakeEngine final : public TurnEngine {
     r.prompt_tokens = prompt_tokens;
     for (int32_t i = 0; i < request.max_new_tokens; ++i) {
       if (used_ >= length_) {
-        r.stop = StopReason::kContextFull;
+        r.stop = api::Done::CONTEXT_FULL;
         return r;
       }
       std::this_thread::sleep_for(delay);
@@ -46,12 +52,12 @@ class FakeEngine final : public TurnEngine {
       piece += std::to_string(i);
       piece += ' ';
       piece.resize(std::max(piece.size(), piece_bytes), '.');
-      if (!on_token(i, piece)) {
-        r.stop = StopReason::kCancelled;
+      if (!on_token({.token = i, .text = piece})) {
+        r.stop = api::Done::CANCELLED;
         return r;
       }
     }
-    r.stop = StopReason::kMaxTokens;
+    r.stop = api::Done::MAX_TOKENS;
     return r;
   }
   TurnErrorKind last_error_kind() const override { return kind_; }
@@ -64,6 +70,7 @@ class FakeEngine final : public TurnEngine {
   size_t piece_bytes = 0;
   std::string last_prompt;
   uint64_t last_seed = 0;
+  std::vector<std::string> last_request_stop;
 
  private:
   int32_t used_ = 0;

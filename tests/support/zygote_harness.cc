@@ -17,7 +17,8 @@
 
 namespace cellhouse::testing {
 
-ZygoteHarness::ZygoteHarness(zygote_runtime::WorkerEntry entry) {
+ZygoteHarness::ZygoteHarness(zygote_runtime::WorkerEntry entry,
+                             std::optional<zygote_runtime::ExecutorSupport> executor) {
   auto pair = MakeSocketPair(SOCK_SEQPACKET);
   if (!pair) {
     ADD_FAILURE() << pair.error().message();
@@ -28,7 +29,8 @@ ZygoteHarness::ZygoteHarness(zygote_runtime::WorkerEntry entry) {
     pair->first.reset();
     zygote::ZygoteReady ready;
     ready.set_pid(::getpid());
-    zygote_runtime::Zygote zygote(std::move(pair->second), ready, std::move(entry));
+    zygote_runtime::Zygote zygote(std::move(pair->second), ready, std::move(entry),
+                                  std::move(executor));
     Status st = zygote.Run();
     if (!st) {
       Printf(stderr, "test zygote: %s\n", st.error().message().c_str());

@@ -1,5 +1,6 @@
 // Runs a real zygote loop in a forked child of the test, so the test process stands where celld
-// does: workers are cloned with CLONE_PARENT and become the test's children.
+// does: workers (and the executor, given ExecutorSupport) are cloned with CLONE_PARENT and become
+// the test's children.
 //
 //   ZygoteHarness zygote(entry);
 //   auto reply = zygote.Spawn(request, control_end, {});   // the SpawnReply and the pidfd
@@ -8,6 +9,7 @@
 
 #include <linux/filter.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,7 +23,8 @@ namespace cellhouse::testing {
 
 class ZygoteHarness {
  public:
-  explicit ZygoteHarness(zygote_runtime::WorkerEntry entry);
+  explicit ZygoteHarness(zygote_runtime::WorkerEntry entry,
+                         std::optional<zygote_runtime::ExecutorSupport> executor = std::nullopt);
   ~ZygoteHarness();
 
   struct Spawned {

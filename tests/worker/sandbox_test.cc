@@ -1,5 +1,6 @@
 // A real sandboxed worker, spawned by a real zygote loop, inspected from outside while it serves
 // a session. Privileged: runs as root in CI.
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -27,7 +28,7 @@ using testing::FakeEngine;
 
 zygote_runtime::WorkerEntry FakeSessionEntry() {
   return zygote_runtime::MakeSessionWorkerEntry(
-      [](uint32_t) -> Result<std::unique_ptr<session::TurnEngine>> {
+      [](const zygote::SessionLimits&) -> Result<std::unique_ptr<session::TurnEngine>> {
         return std::unique_ptr<session::TurnEngine>(std::make_unique<FakeEngine>());
       });
 }
@@ -187,11 +188,39 @@ TEST_F(SandboxTest, FailingStepIsReportedWithItsErrno) {
   EXPECT_EQ(st->code, sandbox::kSetupFailedExitCode);
 }
 
+// Out of descriptors before the fork: the failure names the handshake step and the errno the
+// kernel gave (not a guessed EMFILE under the step that never ran, clone3), and no child exists.
+TEST_F(SandboxTest, HandshakePipesThatCannotBeMadeAreReportedAsSuch) {
+  zygote::SandboxSpec spec = testing::TestSandboxSpec(3'100'040, filter_);
+  auto channel = MakeSocketPair(SOCK_SEQPACKET);
+  ASSERT_TRUE(channel);
+  auto plan = sandbox::SandboxPlan::Build(spec, channel->second.get(), {});
+  ASSERT_TRUE(plan) << plan.error().message();
+  // The lowest free descriptor becomes the limit: the next one cannot be made.
+  int lowest = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+  ASSERT_GE(lowest, 0);
+  ::close(lowest);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  sandbox::SpawnOutcome out = sandbox::SpawnSandboxed(*plan, [] { return 0; });
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_FALSE(out.ok);
+  EXPECT_EQ(out.failed_step, sandbox::Step::kHandshake);
+  EXPECT_EQ(out.error, EMFILE);
+  EXPECT_NE(out.message.find("sandbox step 'handshake pipes' failed: pipe2"), std::string::npos)
+      << out.message;
+  EXPECT_FALSE(out.process.valid());
+}
+
 TEST_F(SandboxTest, ForbiddenSyscallKillsWithSigsys) {
-  testing::ZygoteHarness zygote([](UniqueFd, const zygote::SpawnRequest&) -> int {
-    // Not on the allow-list: the filter kills the whole process.
-    return static_cast<int>(getppid());
-  });
+  testing::ZygoteHarness zygote(
+      [](UniqueFd, const zygote::SpawnRequest&, executor::WorkerSlot) -> int {
+        // Not on the allow-list: the filter kills the whole process.
+        return static_cast<int>(getppid());
+      });
   auto channel = MakeSocketPair(SOCK_SEQPACKET);
   ASSERT_TRUE(channel);
   zygote::SpawnRequest request;

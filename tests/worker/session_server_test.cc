@@ -203,7 +203,35 @@ TEST_F(SessionServerTest, StopFromSupervisorEndsTheWorker) {
   ASSERT_TRUE(client.Send(Generate("x", 50)));
   ASSERT_TRUE(Next(client).has_piece());
   control::SupervisorMessage stop;
-  stop.mutable_stop()->set_reason("test");
+  stop.mutable_stop()->set_reason("celld is shutting down");
+  stop.mutable_stop()->set_outcome(api::SHUTDOWN);
+  ASSERT_TRUE(ipc::SendMessage(supervisor_.get(), stop));
+  WaitFinished();
+  EXPECT_EQ(exit_, WorkerExit::kStopped);
+  // The cut-off generation ends with celld's reason, not a Done as if the client had cancelled.
+  api::Response r;
+  for (r = Next(client); r.has_piece(); r = Next(client)) {
+  }
+  ASSERT_TRUE(r.has_error()) << r.DebugString();
+  EXPECT_EQ(r.error().code(), api::SESSION_ENDED);
+  EXPECT_EQ(r.error().outcome(), api::SHUTDOWN);
+  EXPECT_EQ(r.error().message(), "celld is shutting down");
+}
+
+// A Stop between turns: the last turn's Done stands, and the worker exits at once.
+TEST_F(SessionServerTest, StopBetweenTurnsLeavesTheLastDoneAsItWas) {
+  Start();
+  ipc::ClientConnection client = AttachClient();
+  ASSERT_TRUE(Next(client).has_ready());
+  ASSERT_TRUE(client.Send(Generate("x", 3)));
+  api::Response r;
+  for (r = Next(client); r.has_piece(); r = Next(client)) {
+  }
+  ASSERT_TRUE(r.has_done());
+  EXPECT_EQ(r.done().stop_reason(), api::Done::MAX_TOKENS);
+  control::SupervisorMessage stop;
+  stop.mutable_stop()->set_reason("the session was killed by its owner");
+  stop.mutable_stop()->set_outcome(api::KILLED);
   ASSERT_TRUE(ipc::SendMessage(supervisor_.get(), stop));
   WaitFinished();
   EXPECT_EQ(exit_, WorkerExit::kStopped);

@@ -31,9 +31,13 @@ std::string StepError(Step step, int err) {
 }  // namespace
 
 Result<SandboxPlan> SandboxPlan::Build(const zygote::SandboxSpec& spec, int control_fd,
-                                       std::span<const UniqueFd> cgroup_fds) {
+                                       std::span<const UniqueFd> cgroup_fds,
+                                       std::span<const int> extra_fds) {
+  for (int fd : extra_fds) {
+    if (fd < 0 || fd == control_fd) return Error("sandbox plan: bad descriptor to keep");
+  }
   CH_ASSIGN_OR_RETURN(CapabilityPlan caps, CapabilityPlan::Create());
-  SandboxPlan plan(spec, control_fd, cgroup_fds, std::move(caps));
+  SandboxPlan plan(spec, control_fd, cgroup_fds, extra_fds, std::move(caps));
   CH_RETURN_IF_ERROR(plan.Prepare());
   return plan;
 }
@@ -113,8 +117,10 @@ Status SandboxPlan::Prepare() {
 }
 
 ChildPlan SandboxPlan::MakeChildPlan(int release_fd, int status_fd) {
-  keep_fds_[0] = std::min(control_fd_, status_fd);
-  keep_fds_[1] = std::max(control_fd_, status_fd);
+  keep_fds_ = extra_fds_;
+  keep_fds_.push_back(control_fd_);
+  keep_fds_.push_back(status_fd);
+  std::sort(keep_fds_.begin(), keep_fds_.end());
   ChildPlan child;
   child.release_fd = release_fd;
   child.status_fd = status_fd;
@@ -129,8 +135,8 @@ ChildPlan SandboxPlan::MakeChildPlan(int release_fd, int status_fd) {
   child.hostname_length = hostname_.size();
   child.rlimits = rlimits_.data();
   child.rlimit_count = rlimits_.size();
-  child.keep_fds = keep_fds_;
-  child.keep_fd_count = 2;
+  child.keep_fds = keep_fds_.data();
+  child.keep_fd_count = keep_fds_.size();
   child.capabilities = &caps_;
   child.inside_uid = spec_.inside_uid() != 0 ? spec_.inside_uid() : kWorkerInsideUid;
   child.inside_gid = spec_.inside_gid() != 0 ? spec_.inside_gid() : kWorkerInsideGid;
@@ -207,8 +213,12 @@ SpawnOutcome SpawnSandboxed(SandboxPlan& plan, const std::function<int()>& serve
   auto release = MakePipe();
   auto status = MakePipe();
   if (!release || !status) {
-    out.message = "pipe2 for the sandbox handshake failed";
-    out.error = EMFILE;
+    // Before clone3: no child to reap. The real errno (EMFILE, ENFILE, ...), not a guess.
+    const Error& failed = !release ? release.error() : status.error();
+    out.failed_step = Step::kHandshake;
+    out.error = failed.sys_errno();
+    out.message = "sandbox step '" + std::string(StepName(Step::kHandshake)) +
+                  "' failed: " + failed.message();
     return out;
   }
   ChildPlan child_plan = plan.MakeChildPlan(release->first.get(), status->second.get());

@@ -37,8 +37,11 @@ class SandboxPlan {
  public:
   // Validates the spec (namespaces include user and mount unless disabled; the filter is a
   // whole number of instructions, at most BPF_MAXINSNS; a placement matches its descriptors).
+  // The child keeps `control_fd` and `extra_fds` (the executor's channel to the zygote) open at
+  // their numbers; every other descriptor is closed.
   static Result<SandboxPlan> Build(const zygote::SandboxSpec& spec, int control_fd,
-                                   std::span<const UniqueFd> cgroup_fds);
+                                   std::span<const UniqueFd> cgroup_fds,
+                                   std::span<const int> extra_fds = {});
   SandboxPlan(SandboxPlan&&) noexcept = default;
   SandboxPlan& operator=(SandboxPlan&&) = delete;
 
@@ -50,13 +53,18 @@ class SandboxPlan {
 
  private:
   SandboxPlan(const zygote::SandboxSpec& spec, int control_fd, std::span<const UniqueFd> cgroup_fds,
-              CapabilityPlan caps)
-      : spec_(spec), control_fd_(control_fd), cgroup_fds_(cgroup_fds), caps_(std::move(caps)) {}
+              std::span<const int> extra_fds, CapabilityPlan caps)
+      : spec_(spec),
+        control_fd_(control_fd),
+        cgroup_fds_(cgroup_fds),
+        extra_fds_(extra_fds.begin(), extra_fds.end()),
+        caps_(std::move(caps)) {}
   Status Prepare();
 
   const zygote::SandboxSpec& spec_;
   int control_fd_;
   std::span<const UniqueFd> cgroup_fds_;
+  std::vector<int> extra_fds_;
   CapabilityPlan caps_;
   std::vector<sock_filter> filter_;
   std::vector<RlimitSetting> rlimits_;
@@ -66,7 +74,7 @@ class SandboxPlan {
   std::vector<const char*> bind_targets_;
   std::unique_ptr<bool[]> bind_is_directory_;
   std::string hostname_;
-  int keep_fds_[2] = {-1, -1};
+  std::vector<int> keep_fds_;  // sorted: control, status and extra_fds
 };
 
 struct SpawnOutcome {

@@ -4,6 +4,8 @@ namespace cellhouse::sandbox {
 
 const char* StepName(Step step) {
   switch (step) {
+    case Step::kHandshake:
+      return "handshake pipes";
     case Step::kClone:
       return "clone3";
     case Step::kUidMap:

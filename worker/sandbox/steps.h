@@ -9,7 +9,8 @@ namespace cellhouse::sandbox {
 
 // In the order they run. Parent-side steps first (they run in the zygote), then child steps.
 enum class Step : int32_t {
-  kClone = 0,
+  kHandshake = 0,  // the pipes the parent releases the child with and reads its report from
+  kClone,
   kUidMap,
   kGidMap,
   kCgroup,

@@ -18,21 +18,24 @@ namespace cellhouse::session {
 namespace {
 
 constexpr size_t kMaxInterTokenSamples = 4096;
-constexpr float kDefaultTemperature = 1.0f;
-constexpr float kDefaultTopP = 0.9f;
+constexpr int kMaxStopStrings = 8;
+constexpr size_t kMaxStopStringBytes = 256;
 
-api::Done::StopReason ToProto(StopReason stop) {
+// OpenAI's finish_reason: a max_new_tokens the client did not set is the policy's limit.
+api::Done::FinishReason FinishReasonOf(StopReason stop, bool client_max) {
   switch (stop) {
-    case StopReason::kMaxTokens:
-      return api::Done::MAX_TOKENS;
-    case StopReason::kEndOfText:
-      return api::Done::END_OF_TEXT;
-    case StopReason::kContextFull:
-      return api::Done::CONTEXT_FULL;
-    case StopReason::kCancelled:
-      return api::Done::CANCELLED;
+    case api::Done::END_OF_TEXT:
+    case api::Done::STOP_STRING:
+      return api::Done::FINISH_STOP;
+    case api::Done::MAX_TOKENS:
+      return client_max ? api::Done::FINISH_LENGTH : api::Done::FINISH_POLICY_LIMIT;
+    case api::Done::CONTEXT_FULL:
+      return api::Done::FINISH_LENGTH;
+    case api::Done::CANCELLED:
+      return api::Done::FINISH_CANCELLED;
+    default:  // STOP_REASON_UNSPECIFIED and protobuf's sentinels: not a reason a turn ends with
+      return api::Done::FINISH_REASON_UNSPECIFIED;
   }
-  return api::Done::STOP_REASON_UNSPECIFIED;
 }
 
 double PerSecond(int32_t count, int64_t nanos) {
@@ -116,6 +119,11 @@ SessionServer::Flow SessionServer::HandleControl() {
     case control::SupervisorMessage::kStop:
       stop_requested_ = true;
       cancel_requested_ = true;
+      stop_reason_ =
+          message.stop().reason().empty() ? "the session was stopped" : message.stop().reason();
+      stop_outcome_ = api::SessionOutcome_IsValid(static_cast<int>(message.stop().outcome()))
+                          ? static_cast<api::SessionOutcome>(message.stop().outcome())
+                          : api::OUTCOME_UNSPECIFIED;
       return generating_ ? Flow::kContinue : Flow::kExit;
     case control::SupervisorMessage::kPing:
       SendHeartbeat(message.ping().nonce());
@@ -142,6 +150,8 @@ void SessionServer::Attach(UniqueFd client, bool reattach) {
   r->set_context_length(static_cast<uint32_t>(engine_.context_length()));
   r->set_context_used(static_cast<uint32_t>(engine_.context_used()));
   r->set_model(engine_.Describe());
+  r->set_chat_template(engine_.ChatTemplateName());
+  if (r->chat_template().empty()) r->set_chat_error(engine_.ChatError());
   SendToClient(ready);
   FlushClient();
 }
@@ -241,6 +251,40 @@ SessionServer::Flow SessionServer::HandleRequest(const api::Request& request) {
 SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
   TurnRequest request;
   request.prompt = generate.prompt();
+  if (generate.has_chat()) {
+    if (!generate.prompt().empty()) {
+      SendError(api::INVALID_ARGUMENT,
+                "a Generate request carries a prompt or a chat turn, not both");
+      return Flow::kContinue;
+    }
+    if (generate.chat().messages().empty()) {
+      SendError(api::INVALID_ARGUMENT, "a chat turn needs at least one message");
+      return Flow::kContinue;
+    }
+    request.chat = &generate.chat();
+  }
+  if (generate.stop_size() > kMaxStopStrings) {
+    SendError(api::INVALID_ARGUMENT, "at most " + std::to_string(kMaxStopStrings) +
+                                         " stop strings, got " +
+                                         std::to_string(generate.stop_size()));
+    return Flow::kContinue;
+  }
+  for (const std::string& stop : generate.stop()) {
+    if (stop.empty() || stop.size() > kMaxStopStringBytes) {
+      SendError(api::INVALID_ARGUMENT,
+                "a stop string must be 1 to " + std::to_string(kMaxStopStringBytes) + " bytes");
+      return Flow::kContinue;
+    }
+    request.stop.push_back(stop);
+  }
+  // Ranges are the engine's (ValidateSamplingParams); a refusal comes back as INVALID_ARGUMENT.
+  if (generate.has_top_k()) {
+    request.top_k = static_cast<int32_t>(std::min<uint32_t>(generate.top_k(), INT32_MAX));
+  }
+  if (generate.has_min_p()) request.min_p = generate.min_p();
+  if (generate.has_repetition_penalty()) request.repetition_penalty = generate.repetition_penalty();
+  if (generate.has_frequency_penalty()) request.frequency_penalty = generate.frequency_penalty();
+  if (generate.has_presence_penalty()) request.presence_penalty = generate.presence_penalty();
   uint32_t max_new =
       generate.has_max_new_tokens() ? generate.max_new_tokens() : config_.max_new_tokens;
   if (max_new == 0 || max_new > config_.max_new_tokens) {
@@ -250,13 +294,14 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     return Flow::kContinue;
   }
   request.max_new_tokens = static_cast<int32_t>(max_new);
-  request.temperature = generate.has_temperature() ? generate.temperature() : kDefaultTemperature;
+  request.temperature =
+      generate.has_temperature() ? generate.temperature() : ipc::kDefaultTemperature;
   if (!std::isfinite(request.temperature) || request.temperature < 0.0f ||
       request.temperature > 100.0f) {
     SendError(api::INVALID_ARGUMENT, "temperature must be a number from 0 to 100");
     return Flow::kContinue;
   }
-  request.top_p = generate.has_top_p() ? generate.top_p() : kDefaultTopP;
+  request.top_p = generate.has_top_p() ? generate.top_p() : ipc::kDefaultTopP;
   if (!std::isfinite(request.top_p) || request.top_p <= 0.0f || request.top_p > 1.0f) {
     SendError(api::INVALID_ARGUMENT, "top_p must be in (0, 1]");
     return Flow::kContinue;
@@ -278,8 +323,8 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
   cancel_requested_ = false;
   inter_token_us_.clear();
   last_token_ns_ = 0;
-  Result<TurnResult> result = engine_.Turn(
-      request, [this](int32_t token, std::string_view piece) { return OnToken(token, piece); });
+  Result<TurnResult> result =
+      engine_.Turn(request, [this](const TurnPiece& piece) { return OnToken(piece); });
   generating_ = false;
   last_activity_ns_ = clock_.NowNanos();
 
@@ -307,9 +352,18 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     d->set_prefill_tokens_per_second(PerSecond(result->prompt_tokens, result->prefill_ns));
     // decode_ns runs from the first generated token to the last: it covers one token fewer.
     d->set_decode_tokens_per_second(PerSecond(result->generated_tokens - 1, result->decode_ns));
-    d->set_stop_reason(ToProto(result->stop));
+    d->set_stop_reason(result->stop);
+    d->set_finish_reason(FinishReasonOf(result->stop, generate.has_max_new_tokens()));
     d->set_context_used(static_cast<uint32_t>(engine_.context_used()));
-    if (client_.valid()) SendToClient(done);
+    d->set_cached_tokens(static_cast<uint32_t>(result->cached_tokens));
+    d->set_dropped_messages(static_cast<uint32_t>(result->dropped_messages));
+    if (stop_requested_ && result->stop == api::Done::CANCELLED) {
+      // celld cut the generation off (shutdown, kill, lifetime): the client is told that, not
+      // handed a Done as if it had cancelled, so it can tell a cut-off answer from a whole one.
+      SendToClient(ipc::MakeError(api::SESSION_ENDED, stop_reason_, stop_outcome_));
+    } else if (client_.valid()) {
+      SendToClient(done);
+    }
 
     control::WorkerMessage report;
     control::GenerationReport* g = report.mutable_report();
@@ -328,7 +382,19 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
   return Flow::kContinue;
 }
 
-bool SessionServer::OnToken(int32_t token, std::string_view piece) {
+bool SessionServer::OnToken(const TurnPiece& piece) {
+  if (piece.token < 0) {
+    // Text held back until the turn ended: one more piece, without a token.
+    if (client_.valid()) {
+      api::Piece* p = scratch_.mutable_piece();
+      p->set_text(piece.text.data(), piece.text.size());
+      p->clear_token();
+      p->set_reasoning(piece.reasoning.data(), piece.reasoning.size());
+      ipc::AppendFrame(scratch_, &output_);
+      FlushClient();
+    }
+    return !cancel_requested_ && client_.valid();
+  }
   int64_t now = clock_.NowNanos();
   if (last_token_ns_ != 0 && inter_token_us_.size() < kMaxInterTokenSamples) {
     int64_t us = (now - last_token_ns_) / 1000;
@@ -338,8 +404,9 @@ bool SessionServer::OnToken(int32_t token, std::string_view piece) {
   last_token_ns_ = now;
   if (client_.valid()) {
     api::Piece* p = scratch_.mutable_piece();
-    p->set_text(piece.data(), piece.size());
-    p->set_token(static_cast<uint32_t>(token));
+    p->set_text(piece.text.data(), piece.text.size());
+    p->set_token(static_cast<uint32_t>(piece.token));
+    p->set_reasoning(piece.reasoning.data(), piece.reasoning.size());
     ipc::AppendFrame(scratch_, &output_);
     FlushClient();
   }

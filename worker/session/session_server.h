@@ -56,7 +56,7 @@ class SessionServer {
   Flow HandleClientInput(bool during_turn);
   Flow HandleRequest(const api::Request& request);
   Flow RunTurn(const api::Generate& generate);
-  bool OnToken(int32_t token, std::string_view piece);
+  bool OnToken(const TurnPiece& piece);
   // Between tokens: look at both channels without blocking; block only while the client's
   // backlog is over the limit.
   void ServiceDuringTurn();
@@ -94,6 +94,9 @@ class SessionServer {
   bool cancel_requested_ = false;
   bool close_requested_ = false;
   bool stop_requested_ = false;
+  // From celld's Stop: what a client whose generation the stop cuts off is told.
+  std::string stop_reason_;
+  api::SessionOutcome stop_outcome_ = api::OUTCOME_UNSPECIFIED;
   bool supervisor_gone_ = false;
   int64_t last_token_ns_ = 0;
   std::vector<uint32_t> inter_token_us_;

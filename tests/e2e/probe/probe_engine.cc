@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/strings.h"
@@ -27,10 +28,10 @@ std::string Outcome(int err) {
 }
 
 session::TurnResult OnePiece(const session::TokenCallback& on_token, const std::string& text) {
-  on_token(0, text);
+  on_token({.token = 0, .text = text});
   session::TurnResult r;
   r.generated_tokens = 1;
-  r.stop = session::StopReason::kMaxTokens;
+  r.stop = api::Done::MAX_TOKENS;
   return r;
 }
 
@@ -107,6 +108,24 @@ Result<session::TurnResult> ProbeTurnEngine::Turn(const session::TurnRequest& re
       timespec forever{3600, 0};
       ::nanosleep(&forever, nullptr);
     }
+  }
+  if (StartsWith(prompt, "slow:")) {
+    // "slow:COUNT:MS": COUNT pieces, MS apart, as a long generation; stops when asked to.
+    std::vector<std::string_view> parts = Split(prompt.substr(5), ':');
+    auto count = ParseInt64(parts.empty() ? "" : parts[0], "count");
+    auto ms = ParseInt64(parts.size() < 2 ? "" : parts[1], "ms");
+    session::TurnResult r;
+    for (int64_t i = 0; i < (count ? *count : 10); ++i) {
+      timespec pause{0, (ms ? *ms : 50) * kNanosPerMilli};
+      ::nanosleep(&pause, nullptr);
+      ++r.generated_tokens;
+      if (!on_token({.token = static_cast<int32_t>(i), .text = "s "})) {
+        r.stop = api::Done::CANCELLED;
+        return r;
+      }
+    }
+    r.stop = api::Done::MAX_TOKENS;
+    return r;
   }
   if (StartsWith(prompt, "spin:")) {
     auto ms = ParseInt64(prompt.substr(5), "spin");

@@ -1,0 +1,363 @@
+#include "executor/batch_loop.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "base/clock.h"
+#include "base/str_cat.h"
+#include "executor/slot_memory.h"
+
+namespace cellhouse::executor {
+namespace {
+
+constexpr int64_t kNoDeadline = std::numeric_limits<int64_t>::max();
+
+int64_t ProcessCpuNanos() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * kNanosPerSecond + ts.tv_nsec;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BatchLoop>> BatchLoop::Create(StepCompute& compute, ThreadPool& pool,
+                                                     const ExecutorOptions& options) {
+  const SlotShape shape = compute.shape();
+  CH_RETURN_IF_ERROR(ValidateShape(shape));
+  if (options.max_slots < 1 || options.max_slots > kFutexWaitMax - 1) {
+    return Error(StrCat("executor: max_slots ", options.max_slots, " (1 to ", kFutexWaitMax - 1,
+                        ": futex_waitv watches at most ", kFutexWaitMax, " words)"));
+  }
+  if (options.max_batch_rows < shape.max_rows) {
+    return Error(StrCat("executor: max_batch_rows ", options.max_batch_rows,
+                        " is below the slots' ", shape.max_rows, " rows"));
+  }
+  if (options.gather_window_min_ns < 0 ||
+      options.gather_window_max_ns < options.gather_window_min_ns || options.slot_timeout_ns <= 0) {
+    return Error("executor: gather window or slot timeout out of range");
+  }
+  CH_ASSIGN_OR_RETURN(SlotArena arena, SlotArena::Create(SlotBytes(shape), options.max_slots));
+  CH_ASSIGN_OR_RETURN(Mapping input, Mapping::Anonymous(size_t{options.max_batch_rows} *
+                                                            shape.input_row_floats * sizeof(float),
+                                                        "the executor's batch input"));
+  return std::unique_ptr<BatchLoop>(
+      new BatchLoop(compute, pool, options, std::move(arena), std::move(input)));
+}
+
+BatchLoop::BatchLoop(StepCompute& compute, ThreadPool& pool, const ExecutorOptions& options,
+                     SlotArena arena, Mapping input)
+    : compute_(compute),
+      pool_(pool),
+      options_(options),
+      shape_(compute.shape()),
+      arena_(std::move(arena)),
+      input_(std::move(input)) {
+  // Nothing below grows while batches run.
+  slots_.reserve(options_.max_slots);
+  entries_.reserve(options_.max_slots);
+  taken_.reserve(options_.max_slots);
+  gather_.reserve(options_.max_slots);
+  waiters_.reserve(kFutexWaitMax);
+}
+
+Status BatchLoop::RegisterLiveness() { return arena_.RegisterOnThisThread(); }
+
+Status BatchLoop::AddSlot(uint64_t slot_id, UniqueFd memfd) {
+  auto refuse = [&](Error error) -> Status {
+    events_.push_back({slot_id, SlotEvent::Kind::kRefused, error.message(), {slot_id}});
+    return error;
+  };
+  for (const Slot& s : slots_) {
+    if (s.id == slot_id) return refuse(Error(StrCat("slot ", slot_id, " is already served")));
+  }
+  if (Status st = CheckSlotFd(memfd.get(), shape_); !st) return refuse(std::move(st).error());
+  Result<int> cell = arena_.Map(memfd.get());
+  if (!cell) {
+    // Full: the worker learns it from its slot, mapped just long enough to say so.
+    Result<Mapping> view =
+        Mapping::MapReadWriteShared(memfd, SlotBytes(shape_), "a refused executor slot");
+    if (view) {
+      SlotHeader* h = HeaderOf(view->address());
+      h->verdict.store(static_cast<uint32_t>(SlotVerdict::kRefused), std::memory_order_relaxed);
+      h->liveness.store(kLivenessOwnerDied, std::memory_order_release);
+      FutexWake(&h->liveness, 1 << 30);
+    }
+    return refuse(std::move(cell).error());
+  }
+  memfd.reset();  // the mapping keeps the memory
+  void* base = arena_.slot(*cell);
+  if (ShapeInHeader(*HeaderOf(base)) != shape_ ||
+      HeaderOf(base)->magic.load(std::memory_order_relaxed) != kSlotMagic) {
+    arena_.Release(*cell);
+    return refuse(Error("the slot's header does not match the executor's shape"));
+  }
+  Slot slot;
+  slot.id = slot_id;
+  slot.cell = *cell;
+  slot.header = HeaderOf(base);
+  slot.payload = PayloadOf(base);
+  slot.since_ns = MonotonicNanos();
+  slot.usage.slot_id = slot_id;
+  arena_.Attach(*cell);
+  slots_.push_back(slot);
+  events_.push_back({slot_id, SlotEvent::Kind::kAttached, "", {slot_id}});
+  return Ok();
+}
+
+void BatchLoop::RemoveSlot(uint64_t slot_id) {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].id == slot_id) {
+      Drop(i, SlotVerdict::kRemoved, SlotEvent::Kind::kRemoved, "");
+      return;
+    }
+  }
+}
+
+void BatchLoop::Answer(Slot& slot, SlotVerdict verdict, uint32_t seq) {
+  slot.header->verdict.store(static_cast<uint32_t>(verdict), std::memory_order_relaxed);
+  slot.header->response.store(seq, std::memory_order_release);
+  FutexWake(&slot.header->response);
+}
+
+void BatchLoop::Drop(size_t index, SlotVerdict verdict, SlotEvent::Kind kind, std::string detail) {
+  Slot& slot = slots_[index];
+  // Answer the message the worker sent, or the next one it will send: whichever it waits for,
+  // it finds the verdict and computes alone.
+  Answer(slot, verdict, slot.progress.answered + 1);
+  events_.push_back({slot.id, kind, std::move(detail), slot.usage});
+  arena_.Release(slot.cell);
+  slots_.erase(slots_.begin() + static_cast<std::ptrdiff_t>(index));
+}
+
+void BatchLoop::Intake(int64_t now) {
+  for (size_t i = 0; i < slots_.size();) {
+    Slot& slot = slots_[i];
+    const uint32_t request = slot.header->request.load(std::memory_order_acquire);
+    if (slot.ready) {
+      // One message at a time: a worker that sends another before its answer broke the protocol.
+      if (request != slot.message.seq) {
+        Drop(i, SlotVerdict::kViolation, SlotEvent::Kind::kViolation,
+             "sent a message before its previous one was answered");
+        continue;
+      }
+      ++i;
+      continue;
+    }
+    if (request == slot.progress.answered) {
+      ++i;
+      continue;
+    }
+    Result<SlotMessage> message = TakeMessage(*slot.header, request, slot.progress, shape_);
+    if (!message) {
+      Drop(i, SlotVerdict::kViolation, SlotEvent::Kind::kViolation, message.error().message());
+      continue;
+    }
+    switch (message->command) {
+      case SlotCommand::kRound:
+        slot.ready = true;
+        slot.message = *message;
+        slot.since_ns = now;
+        slot.late = false;
+        ++i;
+        break;
+      case SlotCommand::kIdle:
+        Answer(slot, SlotVerdict::kOk, message->seq);
+        Advance(&slot.progress, *message, shape_);
+        slot.since_ns = now;
+        ++i;
+        break;
+      case SlotCommand::kLeave:
+        Drop(i, SlotVerdict::kOk, SlotEvent::Kind::kLeft, "");
+        break;
+    }
+  }
+}
+
+void BatchLoop::ExpireSilent(int64_t now) {
+  for (size_t i = 0; i < slots_.size();) {
+    const Slot& slot = slots_[i];
+    if (!slot.ready && slot.progress.phase == SlotProgress::Phase::kInStep &&
+        now - slot.since_ns > options_.slot_timeout_ns) {
+      Drop(i, SlotVerdict::kTimedOut, SlotEvent::Kind::kTimedOut,
+           StrCat("no round ", slot.progress.last_round + 1, " within ",
+                  options_.slot_timeout_ns / kNanosPerMilli, " ms"));
+      continue;
+    }
+    ++i;
+  }
+}
+
+bool BatchLoop::Expected(const Slot& slot) const {
+  return !slot.ready && !slot.late && ExpectedRound(slot.progress).has_value();
+}
+
+void BatchLoop::GiveUpOnAbsent(int64_t now) {
+  // A slot that stays away longer than the longest gather window after its answer is not
+  // waited for any more (even when no batch is waiting for it yet): it is late, once.
+  for (Slot& s : slots_) {
+    if (Expected(s) && now - s.since_ns > options_.gather_window_max_ns) {
+      s.late = true;
+      s.usage.late += 1;
+    }
+  }
+}
+
+int64_t BatchLoop::gather_window_ns() const {
+  return std::clamp(2 * spread_ema_ns_, options_.gather_window_min_ns,
+                    options_.gather_window_max_ns);
+}
+
+void BatchLoop::RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns) {
+  int64_t now = MonotonicNanos();
+  Intake(now);
+  ExpireSilent(now);
+  GiveUpOnAbsent(now);
+  gather_.clear();
+  for (const Slot& s : slots_) {
+    GatherSlot g;
+    g.ready = s.ready;
+    g.ready_since_ns = s.since_ns;
+    if (s.ready) {
+      g.round = s.message.round;
+    } else if (Expected(s)) {
+      g.round = *ExpectedRound(s.progress);
+      g.expected = true;
+    }
+    gather_.push_back(g);
+  }
+  const GatherDecision decision =
+      DecideGather(gather_, shape_.rounds, sweep_, now, gather_window_ns());
+  if (decision.kind == GatherDecision::kRun) {
+    RunRound(decision.round);
+    return;
+  }
+  waiters_.clear();
+  for (const Slot& s : slots_) {
+    if (!s.ready) waiters_.push_back({&s.header->request, s.progress.answered});
+  }
+  for (const FutexWaiter& w : extra) {
+    if (waiters_.size() < kFutexWaitMax) waiters_.push_back(w);
+  }
+  if (waiters_.empty()) waiters_.push_back({&never_woken_, 0});
+  FutexWaitAny(waiters_, NextDeadline(decision, deadline_ns));
+}
+
+int64_t BatchLoop::NextDeadline(const GatherDecision& decision, int64_t caller) const {
+  int64_t deadline = caller < 0 ? kNoDeadline : caller;
+  if (decision.kind == GatherDecision::kWait) deadline = std::min(deadline, decision.wait_until_ns);
+  for (const Slot& s : slots_) {
+    if (s.ready) continue;
+    // When a slot stops being expected, the gather may change its mind.
+    if (Expected(s)) {
+      deadline = std::min(deadline, s.since_ns + options_.gather_window_max_ns + 1);
+    }
+    if (s.progress.phase == SlotProgress::Phase::kInStep) {
+      deadline = std::min(deadline, s.since_ns + options_.slot_timeout_ns + 1);
+    }
+  }
+  return deadline == kNoDeadline ? -1 : deadline;
+}
+
+void BatchLoop::RunRound(uint32_t round) {
+  // The slots ready at `round`, oldest first, up to the batch's row budget.
+  taken_.clear();
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].ready && slots_[i].message.round == round) taken_.push_back(i);
+  }
+  std::sort(taken_.begin(), taken_.end(),
+            [&](size_t a, size_t b) { return slots_[a].since_ns < slots_[b].since_ns; });
+  const size_t ready_at_round = taken_.size();
+  uint32_t total_rows = 0;
+  size_t keep = 0;
+  while (keep < taken_.size() &&
+         total_rows + slots_[taken_[keep]].message.rows <= options_.max_batch_rows) {
+    total_rows += slots_[taken_[keep]].message.rows;
+    ++keep;
+  }
+  taken_.resize(keep);
+  const bool all_taken = keep == ready_at_round;
+  int64_t first_ready = std::numeric_limits<int64_t>::max();
+  int64_t last_ready = 0;
+
+  // Those expected at this round that the batch does not wait for are late until they send
+  // their next round.
+  bool cut_short = false;
+  for (Slot& s : slots_) {
+    if (Expected(s) && ExpectedRound(s.progress) == round) {
+      s.late = true;
+      s.usage.late += 1;
+      cut_short = true;
+    }
+  }
+
+  // Copy each slot's rows into private memory: from here on the compute sees only the copy.
+  const uint32_t in_floats = shape_.input_row_floats;
+  const uint32_t stride = RowStrideFloats(shape_);
+  auto* input = reinterpret_cast<float*>(input_.mutable_data());
+  entries_.clear();
+  uint32_t next_row = 0;
+  for (size_t index : taken_) {
+    Slot& s = slots_[index];
+    first_ready = std::min(first_ready, s.since_ns);
+    last_ready = std::max(last_ready, s.since_ns);
+    for (uint32_t r = 0; r < s.message.rows; ++r) {
+      std::memcpy(input + size_t{next_row + r} * in_floats, s.payload + size_t{r} * stride,
+                  size_t{in_floats} * sizeof(float));
+    }
+    entries_.push_back({.first_row = next_row,
+                        .rows = s.message.rows,
+                        .kind = s.message.kind,
+                        .step_flags = s.message.step_flags,
+                        .output = s.payload,
+                        .output_stride_floats = stride});
+    next_row += s.message.rows;
+  }
+  Batch batch;
+  batch.round = round;
+  batch.final_round = IsFinalRound(round, shape_);
+  batch.entries = entries_;
+  batch.total_rows = next_row;
+  batch.input = input;
+  const int64_t cpu_before = ProcessCpuNanos();
+  compute_.Run(batch, pool_);
+  const int64_t cpu = ProcessCpuNanos() - cpu_before;
+  const int64_t done = MonotonicNanos();
+
+  for (size_t index : taken_) {
+    Slot& s = slots_[index];
+    Answer(s, SlotVerdict::kOk, s.message.seq);
+    Advance(&s.progress, s.message, shape_);
+    s.ready = false;
+    s.since_ns = done;
+    s.usage.rounds += 1;
+    s.usage.rows += s.message.rows;
+    if (s.progress.phase == SlotProgress::Phase::kBetweenSteps) s.usage.steps += 1;
+    s.usage.cpu_ns += next_row > 0 ? cpu * s.message.rows / next_row : 0;
+  }
+  if (!cut_short && taken_.size() > 1) {
+    // How long a complete gather took from its start to its last arrival: the window follows it.
+    const int64_t spread = last_ready - std::max(sweep_.arrived_ns, first_ready);
+    spread_ema_ns_ += (std::max<int64_t>(spread, 0) - spread_ema_ns_) / 8;
+  }
+  totals_.batches += 1;
+  totals_.rows += next_row;
+  totals_.cpu_ns += cpu;
+  totals_.gathers_cut_short += cut_short ? 1 : 0;
+  if (all_taken) sweep_.position = (round + 1) % shape_.rounds;
+  sweep_.arrived_ns = done;
+}
+
+std::vector<SlotEvent> BatchLoop::TakeEvents() { return std::exchange(events_, {}); }
+
+std::vector<SlotUsage> BatchLoop::Usage() const {
+  std::vector<SlotUsage> out;
+  out.reserve(slots_.size());
+  for (const Slot& s : slots_) out.push_back(s.usage);
+  return out;
+}
+
+}  // namespace cellhouse::executor

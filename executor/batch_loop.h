@@ -1,0 +1,150 @@
+// The executor's batch loop: gathers the slots whose workers sent a round, copies and checks
+// what they wrote, runs the compute over them as one batch, writes the answers into the slots
+// and wakes the workers — without busy-waiting, and without letting any one worker hold the
+// others up by more than one bounded delay (docs/EXECUTOR.md).
+//
+//   CH_ASSIGN_OR_RETURN(auto loop, BatchLoop::Create(compute, pool, options));
+//   CH_RETURN_IF_ERROR(loop->RegisterLiveness());       // on the thread that runs the loop
+//   CH_RETURN_IF_ERROR(loop->AddSlot(17, std::move(memfd)));
+//   for (;;) loop->RunOnce(extra_waiters, next_housekeeping_ns);
+//
+// Every slot is hostile: its message is copied and checked (slot_message.h), its rows copied
+// into private memory before the compute sees them, and every offset comes from the executor's
+// own shape. A slot that breaks the protocol, or that stays silent mid-step beyond the slot
+// timeout, is dropped (its worker is told through the slot, celld through an event); the batch
+// goes on without it.
+#ifndef CELLHOUSE_EXECUTOR_BATCH_LOOP_H_
+#define CELLHOUSE_EXECUTOR_BATCH_LOOP_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/mapping.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "executor/compute.h"
+#include "executor/futex.h"
+#include "executor/gather.h"
+#include "executor/slot_arena.h"
+#include "executor/slot_message.h"
+#include "executor/thread_pool.h"
+
+namespace cellhouse::executor {
+
+struct ExecutorOptions {
+  uint32_t max_slots = kFutexWaitMax - 1;  // one futex_waitv word is kept for the doorbell
+  int threads = 0;                         // 0: CpusAllowed()
+  int64_t gather_window_min_ns = 5'000'000;
+  int64_t gather_window_max_ns = 100'000'000;
+  int64_t slot_timeout_ns = 2'000'000'000;
+  uint32_t max_batch_rows = 512;
+  int64_t report_interval_ns = 1'000'000'000;
+};
+
+// What one slot cost, cumulative.
+struct SlotUsage {
+  uint64_t slot_id = 0;
+  uint64_t rounds = 0;
+  uint64_t rows = 0;
+  uint64_t steps = 0;
+  int64_t cpu_ns = 0;
+  uint64_t late = 0;
+};
+
+struct SlotEvent {
+  enum class Kind { kAttached, kRefused, kLeft, kTimedOut, kViolation, kRemoved };
+  uint64_t slot_id = 0;
+  Kind kind = Kind::kAttached;
+  std::string detail;
+  SlotUsage usage;
+};
+
+struct LoopTotals {
+  uint64_t batches = 0;
+  uint64_t rows = 0;
+  int64_t cpu_ns = 0;
+  uint64_t gathers_cut_short = 0;
+};
+
+class BatchLoop {
+ public:
+  static Result<std::unique_ptr<BatchLoop>> Create(StepCompute& compute, ThreadPool& pool,
+                                                   const ExecutorOptions& options);
+  BatchLoop(const BatchLoop&) = delete;
+  BatchLoop& operator=(const BatchLoop&) = delete;
+
+  // Registers the slots' liveness words on the calling thread's robust futex list; call once,
+  // on the thread that runs the loop, before the first AddSlot.
+  Status RegisterLiveness();
+
+  // Takes a new slot: checks its memfd, maps it and starts serving it. On failure the slot is
+  // refused (its worker is told through the slot when it could be mapped; a REFUSED event says
+  // why) and the error is returned.
+  Status AddSlot(uint64_t slot_id, UniqueFd memfd);
+  // celld says the slot's worker is gone.
+  void RemoveSlot(uint64_t slot_id);
+
+  // One turn: takes new messages, drops slots silent past the timeout, and runs one batch if the
+  // gather policy says so; otherwise sleeps until a slot sends something, one of `extra` is
+  // woken, a gather deadline passes, or `deadline_ns` (CLOCK_MONOTONIC; negative: none).
+  void RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns);
+
+  std::vector<SlotEvent> TakeEvents();
+  std::vector<SlotUsage> Usage() const;
+  const LoopTotals& totals() const { return totals_; }
+  size_t slot_count() const { return slots_.size(); }
+  size_t slot_capacity() const { return options_.max_slots; }
+  int64_t gather_window_ns() const;
+
+ private:
+  struct Slot {
+    uint64_t id = 0;
+    int cell = -1;
+    SlotHeader* header = nullptr;
+    float* payload = nullptr;
+    SlotProgress progress;
+    bool ready = false;  // `message` waits for a batch
+    SlotMessage message;
+    int64_t since_ns = 0;  // ready: when taken; otherwise when last answered
+    bool late = false;
+    SlotUsage usage;
+  };
+
+  BatchLoop(StepCompute& compute, ThreadPool& pool, const ExecutorOptions& options, SlotArena arena,
+            Mapping input);
+  void Intake(int64_t now);
+  void ExpireSilent(int64_t now);
+  // Waited for: not ready, not late, and in a step or between steps.
+  bool Expected(const Slot& slot) const;
+  void GiveUpOnAbsent(int64_t now);
+  void RunRound(uint32_t round);
+  void Answer(Slot& slot, SlotVerdict verdict, uint32_t seq);
+  // Drops slot `index`: tells its worker `verdict` (answering its next message in advance),
+  // records the event and frees the cell.
+  void Drop(size_t index, SlotVerdict verdict, SlotEvent::Kind kind, std::string detail);
+  int64_t NextDeadline(const GatherDecision& decision, int64_t caller) const;
+
+  StepCompute& compute_;
+  ThreadPool& pool_;
+  const ExecutorOptions options_;
+  const SlotShape shape_;
+  SlotArena arena_;
+  Mapping input_;  // [max_batch_rows][input_row_floats]
+  std::vector<Slot> slots_;
+  std::vector<BatchEntry> entries_;
+  std::vector<size_t> taken_;
+  std::vector<GatherSlot> gather_;
+  std::vector<FutexWaiter> waiters_;
+  std::vector<SlotEvent> events_;
+  Sweep sweep_;
+  int64_t spread_ema_ns_ = 0;
+  LoopTotals totals_;
+  std::atomic<uint32_t> never_woken_{0};  // waited on when there is nothing else to wait on
+};
+
+}  // namespace cellhouse::executor
+
+#endif  // CELLHOUSE_EXECUTOR_BATCH_LOOP_H_

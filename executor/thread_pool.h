@@ -1,0 +1,80 @@
+// The executor's threads: one per CPU of its cpuset, parked on a futex between batches. A batch's
+// compute splits its work into `parts()` parts, one per thread, the caller's thread doing part 0.
+//
+//   CH_ASSIGN_OR_RETURN(std::unique_ptr<ThreadPool> pool, ThreadPool::Start(CpusAllowed()));
+//   pool->ForEachPart([&](int part, int parts) {
+//     auto [begin, end] = PartRange(rows, part, parts);   // deterministic split
+//     for (int64_t r = begin; r < end; ++r) ...
+//   });
+//
+// The split is static and by output: any split gives the same bits as long as each output
+// element is computed by one thread with the same operations (see compute.h). Threads are
+// started after the executor's seccomp filter is in place (it allows clone for threads only);
+// waking and joining them takes only futex.
+#ifndef CELLHOUSE_EXECUTOR_THREAD_POOL_H_
+#define CELLHOUSE_EXECUTOR_THREAD_POOL_H_
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+
+namespace cellhouse::executor {
+
+// CPUs in this thread's affinity mask (sched_getaffinity(2)): what its cpuset allows.
+int CpusAllowed();
+
+// [begin, end) of part `part` when `count` items are split into `parts` nearly equal parts.
+inline std::pair<int64_t, int64_t> PartRange(int64_t count, int part, int parts) {
+  return {count * part / parts, count * (part + 1) / parts};
+}
+
+class ThreadPool {
+ public:
+  // `threads` counts the caller: Start(1) starts no thread.
+  static Result<std::unique_ptr<ThreadPool>> Start(int threads);
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+  // Stops and joins the threads.
+  ~ThreadPool();
+
+  int parts() const { return static_cast<int>(threads_.size()) + 1; }
+
+  // Runs fn(part, parts()) once per part, part 0 on the calling thread; returns when all are done.
+  template <typename F>
+  void ForEachPart(F&& fn) {
+    Run([](void* context, int part, int parts) { (*static_cast<F*>(context))(part, parts); }, &fn);
+  }
+
+ private:
+  using PartFn = void (*)(void* context, int part, int parts);
+  struct Shared {
+    std::atomic<uint32_t> generation{0};  // futex: bumped once per Run (and to stop)
+    std::atomic<uint32_t> pending{0};     // futex: parts still running
+    std::atomic<bool> stop{false};
+    PartFn fn = nullptr;
+    void* context = nullptr;
+    int parts = 1;
+  };
+  struct ThreadStart {
+    Shared* shared;
+    int part;
+  };
+
+  ThreadPool() = default;
+  void Run(PartFn fn, void* context);
+  static void* ThreadMain(void* arg);
+
+  Shared shared_;
+  std::vector<ThreadStart> starts_;
+  std::vector<pthread_t> threads_;
+};
+
+}  // namespace cellhouse::executor
+
+#endif  // CELLHOUSE_EXECUTOR_THREAD_POOL_H_

@@ -1,0 +1,314 @@
+// The executor's batch loop between real processes (no sandbox): workers get exactly what their
+// own computation gives, alone or batched with any neighbours; a neighbour killed, stopped or
+// writing garbage mid-step costs the others one bounded wait and never a wrong answer; an
+// executor that dies sends every worker to its own path at once.
+#include "executor/batch_loop.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "base/clock.h"
+#include "executor/futex.h"
+#include "executor/slot_client.h"
+#include "executor/thread_pool.h"
+#include "tests/executor/fake_compute.h"
+#include "tests/executor/rig.h"
+
+namespace cellhouse::testing {
+namespace {
+
+using executor::ExecutorOptions;
+using executor::FailoverReason;
+using executor::SlotClient;
+using executor::SlotEvent;
+
+ExecutorOptions TestOptions() {
+  ExecutorOptions o;
+  o.gather_window_max_ns = 50 * kNanosPerMilli;
+  o.slot_timeout_ns = 400 * kNanosPerMilli;
+  return o;
+}
+
+std::function<SessionResult(SlotClient&)> Session(const SessionPlan& plan) {
+  return [plan](SlotClient& c) { return RunFakeSession(c, plan); };
+}
+
+void ExpectClean(const SessionResult& r, uint32_t steps, const char* who) {
+  EXPECT_EQ(r.steps_done, steps) << who;
+  EXPECT_EQ(r.mismatches, 0u) << who;
+  EXPECT_EQ(r.failover_step, kNoFailover)
+      << who << " failed over: "
+      << executor::FailoverReasonName(static_cast<FailoverReason>(r.failover_reason));
+  EXPECT_GT(r.exchanges, 0u) << who;
+}
+
+TEST(BatchLoopTest, OneWorkerGetsExactlyItsOwnComputation) {
+  ExecutorRig rig(SmallShape(), TestOptions(), 1);
+  rig.StartExecutor();
+  rig.StartWorker(0, Session({.seed = 3, .steps = 30}));
+  ExpectClean(rig.WaitWorker(0), 30, "worker 0");
+  ExecutorSummary s = rig.StopExecutor();
+  EXPECT_GT(s.batches, 0u);
+  EXPECT_TRUE(HasEvent(s, 0, SlotEvent::Kind::kAttached));
+}
+
+TEST(BatchLoopTest, NeighboursAreBatchedAndStillGetTheirOwnResults) {
+  constexpr int kWorkers = 8;
+  constexpr uint32_t kSteps = 40;
+  ExecutorRig rig(SmallShape(), TestOptions(), kWorkers);
+  rig.StartExecutor();
+  for (int i = 0; i < kWorkers; ++i) {
+    rig.StartWorker(i, Session({.seed = static_cast<uint32_t>(100 + i), .steps = kSteps}));
+  }
+  uint64_t exchanges = 0;
+  for (int i = 0; i < kWorkers; ++i) {
+    SessionResult r = rig.WaitWorker(i);
+    ExpectClean(r, kSteps, "a worker");
+    exchanges += r.exchanges;
+  }
+  ExecutorSummary s = rig.StopExecutor();
+  // Fewer batches than rounds answered: slots shared batches (and each still matched its own
+  // computation bit for bit, above).
+  EXPECT_LT(s.batches, exchanges);
+  std::printf("%d workers: %llu exchanges in %llu batches (%.2f slots per batch)\n", kWorkers,
+              static_cast<unsigned long long>(exchanges),
+              static_cast<unsigned long long>(s.batches),
+              static_cast<double>(exchanges) / static_cast<double>(s.batches));
+}
+
+// A neighbour that dies or stops mid-step: the others wait for it once (one gather window), it is
+// then late and never waited for again, and after the slot timeout it is dropped.
+void CheckOneBadNeighbour(int signal) {
+  constexpr int kWorkers = 4;
+  constexpr uint32_t kSteps = 40;
+  // A fixed window, long enough that no honest neighbour is ever late on a loaded machine:
+  // then the only lateness is the stopped one's.
+  ExecutorOptions options = TestOptions();
+  options.gather_window_min_ns = options.gather_window_max_ns;
+  ExecutorRig rig(SmallShape(), options, kWorkers);
+  rig.StartExecutor();
+  SessionPlan bad{.seed = 1, .steps = kSteps, .prefill = false};
+  bad.after_round = [signal](uint32_t step, uint32_t round, SlotClient&) {
+    if (step == 5 && round == 1) {
+      static_cast<void>(::raise(signal));  // mid-step: round 2 is expected next
+    }
+  };
+  rig.StartWorker(0, Session(bad));
+  for (int i = 1; i < kWorkers; ++i) {
+    rig.StartWorker(i, Session({.seed = static_cast<uint32_t>(10 + i), .steps = kSteps}));
+  }
+  int64_t worst = 0;
+  for (int i = 1; i < kWorkers; ++i) {
+    SessionResult r = rig.WaitWorker(i);
+    ExpectClean(r, kSteps, "a neighbour");
+    worst = std::max(worst, r.max_exchange_ns);
+  }
+  std::printf("signal %d: neighbours' slowest exchange %.1f ms (window at most %.0f ms)\n", signal,
+              static_cast<double>(worst) / 1e6, 50.0);
+  // Wait past the slot timeout so the executor drops the silent slot.
+  ::usleep(600'000);
+  if (signal == SIGSTOP) {
+    // Back from the stop, the worker finds its slot dropped and finishes on its own path.
+    ASSERT_TRUE(rig.worker(0).Kill(SIGCONT));
+    SessionResult r = rig.WaitWorker(0);
+    EXPECT_EQ(r.steps_done, kSteps);
+    EXPECT_EQ(r.mismatches, 0u);
+    EXPECT_EQ(r.failover_step, 5u);
+    EXPECT_EQ(static_cast<FailoverReason>(r.failover_reason), FailoverReason::kDropped);
+  } else {
+    auto st = rig.worker(0).Wait();
+    ASSERT_TRUE(st);
+    EXPECT_EQ(st->signal, SIGKILL);
+  }
+  ExecutorSummary s = rig.StopExecutor();
+  EXPECT_TRUE(HasEvent(s, 0, SlotEvent::Kind::kTimedOut));
+  // The executor let it hold a batch up once, and only once.
+  EXPECT_EQ(s.late[0], 1u);
+  for (int i = 1; i < kWorkers; ++i) EXPECT_FALSE(HasEvent(s, i, SlotEvent::Kind::kTimedOut));
+}
+
+TEST(BatchLoopTest, AKilledNeighbourCostsOneBoundedWait) { CheckOneBadNeighbour(SIGKILL); }
+
+TEST(BatchLoopTest, AStoppedNeighbourCostsOneBoundedWaitAndFailsOverWhenResumed) {
+  CheckOneBadNeighbour(SIGSTOP);
+}
+
+TEST(BatchLoopTest, GarbageInAHeaderDropsOnlyItsWriter) {
+  constexpr int kWorkers = 3;
+  constexpr uint32_t kSteps = 30;
+  ExecutorRig rig(SmallShape(), TestOptions(), kWorkers);
+  rig.StartExecutor();
+  const executor::WorkerSlot view = rig.slot_view(0);
+  SessionPlan bad{.seed = 5, .steps = kSteps};
+  bad.after_round = [view](uint32_t step, uint32_t round, SlotClient&) {
+    if (step != 4 || round != 1) return;
+    executor::SlotHeader* h = executor::HeaderOf(view.base);
+    h->rows.store(0xffffffff);
+    h->round.store(0x7fffffff);
+    h->command.store(1);
+    h->request.fetch_add(1);  // a message the executor must take, check and refuse
+    executor::FutexWake(&h->request);
+    ::usleep(100'000);  // before the honest client overwrites it with its next round
+  };
+  rig.StartWorker(0, Session(bad));
+  for (int i = 1; i < kWorkers; ++i) {
+    rig.StartWorker(i, Session({.seed = static_cast<uint32_t>(20 + i), .steps = kSteps}));
+  }
+  SessionResult r0 = rig.WaitWorker(0);
+  EXPECT_EQ(r0.steps_done, kSteps);
+  EXPECT_EQ(r0.mismatches, 0u);  // its own answers before the garbage were right, too
+  EXPECT_EQ(r0.failover_step, 4u);
+  EXPECT_EQ(static_cast<FailoverReason>(r0.failover_reason), FailoverReason::kViolation);
+  for (int i = 1; i < kWorkers; ++i) ExpectClean(rig.WaitWorker(i), kSteps, "a neighbour");
+  ExecutorSummary s = rig.StopExecutor();
+  EXPECT_TRUE(HasEvent(s, 0, SlotEvent::Kind::kViolation));
+  for (int i = 1; i < kWorkers; ++i) EXPECT_FALSE(HasEvent(s, i, SlotEvent::Kind::kViolation));
+}
+
+TEST(BatchLoopTest, AScribblerDuringTheBatchCannotReachItsNeighbours) {
+  constexpr int kWorkers = 3;
+  constexpr uint32_t kSteps = 60;
+  ExecutorRig rig(SmallShape(), TestOptions(), kWorkers);
+  rig.StartExecutor();
+  const executor::WorkerSlot view = rig.slot_view(0);
+  // Worker 0 runs honest sessions while a second process with the same mapping rewrites its
+  // rows and header fields at random, all the time: whatever the executor copies, at whatever
+  // moment, only slot 0's answers can be wrong.
+  rig.StartWorker(0, [view](SlotClient& c) {
+    pid_t scribbler = ::fork();
+    if (scribbler == 0) {
+      std::mt19937 rng(7);
+      executor::SlotHeader* h = executor::HeaderOf(view.base);
+      float* payload = executor::PayloadOf(view.base);
+      const size_t floats = (view.bytes - executor::kSlotHeaderBytes) / sizeof(float);
+      for (;;) {
+        payload[rng() % floats] = static_cast<float>(rng()) * 1e30F;
+        switch (rng() % 64) {
+          case 0:
+            h->rows.store(rng() % 8);
+            break;
+          case 1:
+            h->kind.store(rng() % 4);
+            break;
+          case 2:
+            h->round.store(rng() % 6);
+            break;
+          default:
+            break;
+        }
+      }
+    }
+    SessionResult r = RunFakeSession(c, {.seed = 9, .steps = kSteps});
+    ::kill(scribbler, SIGKILL);
+    ::waitpid(scribbler, nullptr, 0);
+    return r;
+  });
+  for (int i = 1; i < kWorkers; ++i) {
+    rig.StartWorker(i, Session({.seed = static_cast<uint32_t>(30 + i), .steps = kSteps}));
+  }
+  SessionResult r0 = rig.WaitWorker(0);
+  EXPECT_EQ(r0.steps_done, kSteps);  // it ends, one way or another
+  for (int i = 1; i < kWorkers; ++i) ExpectClean(rig.WaitWorker(i), kSteps, "a neighbour");
+  ExecutorSummary s = rig.StopExecutor();  // and the executor is still there to stop
+  for (int i = 1; i < kWorkers; ++i) EXPECT_EQ(s.events[i], 1U << 0) << "only ATTACHED";
+}
+
+TEST(BatchLoopTest, AnExecutorThatDiesSendsEveryWorkerToItsOwnPath) {
+  constexpr int kWorkers = 3;
+  constexpr uint32_t kSteps = 400;
+  ExecutorRig rig(SmallShape(), TestOptions(), kWorkers);
+  rig.StartExecutor();
+  for (int i = 0; i < kWorkers; ++i) {
+    rig.StartWorker(i, Session({.seed = static_cast<uint32_t>(40 + i), .steps = kSteps}));
+  }
+  ::usleep(50'000);  // mid-run
+  ASSERT_TRUE(rig.executor().Kill(SIGKILL));
+  auto st = rig.executor().Wait();
+  ASSERT_TRUE(st);
+  for (int i = 0; i < kWorkers; ++i) {
+    SessionResult r = rig.WaitWorker(i);
+    EXPECT_EQ(r.steps_done, kSteps);
+    EXPECT_EQ(r.mismatches, 0u);
+    ASSERT_NE(r.failover_step, kNoFailover) << "worker " << i << " finished before the kill";
+    EXPECT_EQ(static_cast<FailoverReason>(r.failover_reason), FailoverReason::kExecutorGone);
+    // Found out through the liveness word, not by waiting out the response timeout (10 s).
+    EXPECT_LT(r.max_exchange_ns, 5 * kNanosPerSecond);
+  }
+}
+
+TEST(BatchLoopTest, IdleWorkersAreNotWaitedForAndLeaversAreForgotten) {
+  ExecutorRig rig(SmallShape(), TestOptions(), 2);
+  rig.StartExecutor();
+  // Worker 0 runs one short turn, goes idle and stays alive; worker 1 then runs alone. If the
+  // executor waited for the idle one, every round of worker 1 would take a gather window.
+  rig.StartWorker(0, [](SlotClient& c) {
+    SessionResult r = RunFakeSession(c, {.seed = 1, .steps = 2});
+    ::usleep(1'500'000);
+    c.Leave();
+    return r;
+  });
+  ::usleep(100'000);
+  rig.StartWorker(1, Session({.seed = 2, .steps = 50}));
+  SessionResult r1 = rig.WaitWorker(1);
+  ExpectClean(r1, 50, "worker 1");
+  ExpectClean(rig.WaitWorker(0), 2, "worker 0");
+  ExecutorSummary s = rig.StopExecutor();
+  EXPECT_TRUE(HasEvent(s, 0, SlotEvent::Kind::kLeft));
+  // Idle, it was never waited for (a slot waited for in vain is late once).
+  EXPECT_EQ(s.late[0], 0u);
+}
+
+TEST(BatchLoopTest, AFullExecutorRefusesASlotAndItsWorkerComputesAlone) {
+  ExecutorOptions options = TestOptions();
+  options.max_slots = 1;
+  ExecutorRig rig(SmallShape(), options, 2);
+  rig.StartExecutor();
+  rig.StartWorker(0, Session({.seed = 1, .steps = 10}));
+  rig.StartWorker(1, Session({.seed = 2, .steps = 10}));
+  ExpectClean(rig.WaitWorker(0), 10, "worker 0");
+  SessionResult r1 = rig.WaitWorker(1);
+  EXPECT_EQ(r1.steps_done, 10u);
+  EXPECT_EQ(r1.failover_step, 0u);
+  EXPECT_EQ(static_cast<FailoverReason>(r1.failover_reason), FailoverReason::kExecutorGone);
+  ExecutorSummary s = rig.StopExecutor();
+  EXPECT_TRUE(HasEvent(s, 1, SlotEvent::Kind::kRefused));
+}
+
+TEST(ThreadPoolTest, EveryPartRunsOnceAndTheSplitCoversEverything) {
+  auto pool = executor::ThreadPool::Start(4);
+  ASSERT_TRUE(pool) << pool.error().message();
+  EXPECT_EQ((*pool)->parts(), 4);
+  std::vector<int> hits(1000, 0);
+  for (int round = 0; round < 200; ++round) {
+    (*pool)->ForEachPart([&](int part, int parts) {
+      auto [begin, end] = executor::PartRange(1000, part, parts);
+      for (int64_t i = begin; i < end; ++i) hits[static_cast<size_t>(i)] += 1;
+    });
+  }
+  for (int h : hits) ASSERT_EQ(h, 200);
+  EXPECT_GE(executor::CpusAllowed(), 1);
+}
+
+TEST(SlotMemoryTest, TheExecutorRefusesAnUnsealedOrMisSizedDescriptor) {
+  auto slot = executor::SlotMemory::Create(SmallShape());
+  ASSERT_TRUE(slot) << slot.error().message();
+  EXPECT_TRUE(executor::CheckSlotFd(slot->fd().get(), SmallShape()));
+  executor::SlotShape other = SmallShape();
+  other.max_rows = 64;
+  EXPECT_FALSE(executor::CheckSlotFd(slot->fd().get(), other));
+  // The seals hold: nobody can shrink it under the executor's mapping.
+  EXPECT_NE(::ftruncate(slot->fd().get(), 0), 0);
+  UniqueFd plain(::memfd_create("unsealed", MFD_CLOEXEC));
+  ASSERT_TRUE(plain);
+  ASSERT_EQ(::ftruncate(plain.get(), static_cast<off_t>(executor::SlotBytes(SmallShape()))), 0);
+  EXPECT_FALSE(executor::CheckSlotFd(plain.get(), SmallShape()));
+}
+
+}  // namespace
+}  // namespace cellhouse::testing
