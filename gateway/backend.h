@@ -76,6 +76,8 @@ struct TurnRequest {
   // holds (the conversation cache matched them); the rest is new.
   size_t messages_held = 0;
   uint32_t max_tokens = 0;
+  // Stop sequences: generation ends where one appears, which is not sent.
+  std::vector<std::string> stop;
   // The client gave no max_tokens: `max_tokens` is the tenant's limit as the gateway knew it,
   // and the backend may lower it to what the session's policy allows.
   bool max_tokens_is_default = false;
@@ -83,10 +85,12 @@ struct TurnRequest {
 };
 
 struct TurnDone {
-  enum class Reason { kLength, kEndOfText, kContextFull, kCancelled };
+  // kEndOfText: the model's end-of-generation token; kStopString: one of TurnRequest::stop.
+  enum class Reason { kLength, kEndOfText, kStopString, kContextFull, kCancelled };
   Reason reason = Reason::kLength;
   uint32_t prompt_tokens = 0;      // tokens in the conversation before this turn's generation
   uint32_t completion_tokens = 0;  // generated this turn
+  uint32_t cached_tokens = 0;      // of prompt_tokens, reused from the session's cache
   uint64_t time_to_first_token_us = 0;
 };
 
@@ -106,8 +110,8 @@ struct BackendError {
 };
 
 // Which part of the reply a piece belongs to: the answer, or a reasoning model's thinking
-// (Qwen3's <think> block), which the API returns apart as `reasoning_content`. Today's protocol
-// has no reasoning marks: everything is kContent until the chat-turn protocol reports them.
+// (Qwen3's <think> block), which the API returns apart as `reasoning_content` (celld's
+// Piece.reasoning).
 enum class TextChannel { kContent, kReasoning };
 
 class TurnObserver {

@@ -76,6 +76,7 @@ class CelldBackend::Connection {
       return;
     }
     observer_ = observer;
+    turn_kind_ = turn.kind;
     cancel_sent_ = false;
     state_ = State::kGenerating;
     api::Request request = TranslateTurn(turn);
@@ -256,11 +257,17 @@ class CelldBackend::Connection {
         return;
       case State::kGenerating:
         if (r.has_piece()) {
-          if (observer_ != nullptr) observer_->OnPiece(r.piece().text(), TextChannel::kContent);
+          if (observer_ == nullptr) return;
+          if (!r.piece().reasoning().empty()) {
+            observer_->OnPiece(r.piece().reasoning(), TextChannel::kReasoning);
+          }
+          if (observer_ != nullptr && !r.piece().text().empty()) {
+            observer_->OnPiece(r.piece().text(), TextChannel::kContent);
+          }
         } else if (r.has_done()) {
           state_ = State::kIdle;
           TurnObserver* o = std::exchange(observer_, nullptr);
-          if (o != nullptr) o->OnDone(TranslateDone(r.done()));
+          if (o != nullptr) o->OnDone(TranslateDone(r.done(), turn_kind_));
         }
         return;
       default:
@@ -358,6 +365,7 @@ class CelldBackend::Connection {
   bool cancel_sent_ = false;
   bool abandoned_ = false;
   bool refused_ = false;
+  TurnRequest::Kind turn_kind_ = TurnRequest::Kind::kCompletion;
   uint32_t policy_max_tokens_ = 0;                         // SessionOpened.max_new_tokens
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for Defer
 };

@@ -118,12 +118,19 @@ class Gateway::Generation : public TurnObserver {
     AppendValidUtf8("", &reasoning_pending_, &reasoning_tail, /*final=*/true);
     Emit(text_.Finish(), reasoning_tail);
     FinishReason reason = FinishReason::kLength;
-    if (stop_matched_ || done.reason == TurnDone::Reason::kEndOfText) reason = FinishReason::kStop;
-    Usage usage{done.prompt_tokens, done.completion_tokens};
-    // The session holds exactly what the client received only if nothing was cut off.
-    bool keep =
-        route_ == Route::kChat && !stop_matched_ &&
-        (done.reason == TurnDone::Reason::kEndOfText || done.reason == TurnDone::Reason::kLength);
+    if (stop_matched_ || done.reason == TurnDone::Reason::kEndOfText ||
+        done.reason == TurnDone::Reason::kStopString) {
+      reason = FinishReason::kStop;
+    }
+    Usage usage{.prompt_tokens = done.prompt_tokens,
+                .completion_tokens = done.completion_tokens,
+                .cached_tokens = done.cached_tokens};
+    // A chat session can serve the conversation's next request: the worker reuses whatever
+    // token prefix it shares with the new rendering, so even a reply cut short stays correct.
+    // A cancelled one may still be unwinding; a context that is full has nothing left to give.
+    bool keep = route_ == Route::kChat && !stop_matched_ &&
+                done.reason != TurnDone::Reason::kCancelled &&
+                done.reason != TurnDone::Reason::kContextFull;
     Complete(reason, usage);
     Retire(keep);
   }
@@ -489,6 +496,7 @@ void Gateway::ServeGeneration(const std::shared_ptr<HttpExchange>& exchange, con
   turn.max_tokens = params.max_tokens;
   turn.max_tokens_is_default = !params.max_tokens_given;
   turn.sampling = params.sampling;
+  turn.stop = params.stop;
   if (std::optional<BackendError> e = backend_.Check(turn)) {
     return AnswerError(*exchange, route, FromBackend(*e));
   }

@@ -54,6 +54,9 @@ Json UsageJson(const Usage& usage) {
   u["prompt_tokens"] = usage.prompt_tokens;
   u["completion_tokens"] = usage.completion_tokens;
   u["total_tokens"] = usage.prompt_tokens + usage.completion_tokens;
+  if (usage.cached_tokens != 0) {
+    u["prompt_tokens_details"] = Json{{"cached_tokens", usage.cached_tokens}};
+  }
   return u;
 }
 

@@ -32,6 +32,9 @@ struct ResponseMeta {
 struct Usage {
   uint32_t prompt_tokens = 0;
   uint32_t completion_tokens = 0;
+  // Of prompt_tokens, reused from the session's KV cache (prompt_tokens_details.cached_tokens,
+  // written only when non-zero).
+  uint32_t cached_tokens = 0;
 };
 
 // A fresh id (96 random bits) and the current time.

@@ -10,8 +10,8 @@
 //   if (text.stopped()) { cancel the generation; finish_reason = "stop"; }
 //   ready = text.Finish();                        // at the end of the turn: what was held back
 //
-// Until the chat-turn protocol carries stop sequences to the worker (which then also stops
-// counting tokens at the match), the gateway matches them here and cancels the turn.
+// celld's worker matches the stop sequences itself (Generate.stop) and never sends them; the
+// gateway matches them again here as a backstop for a backend that does not, and cancels the turn.
 #ifndef CELLHOUSE_GATEWAY_TEXT_STREAM_H_
 #define CELLHOUSE_GATEWAY_TEXT_STREAM_H_
 
