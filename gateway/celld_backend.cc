@@ -27,9 +27,8 @@ BackendError Unreachable(const std::string& why) {
 
 }  // namespace
 
-void AssertTenantToCelld(const Tenant& /*tenant*/, api::OpenSession* /*open*/) {
-  // celld-side hook, issue 16: open->set_tenant(tenant.name) once OpenSession has the field and
-  // celld accepts it from --gateway-user. Nothing to say yet.
+void AssertTenantToCelld(const Tenant& tenant, api::Request* request) {
+  request->set_tenant(tenant.name);
 }
 
 // ---- one connection: a session from connect to close ----
@@ -59,7 +58,7 @@ class CelldBackend::Connection {
     }
     api::Request open;
     open.mutable_open()->set_policy(backend_.options_.policy);
-    AssertTenantToCelld(tenant_, open.mutable_open());
+    AssertTenantToCelld(tenant_, &open);
     Send(open);
     SetTimer(backend_.options_.open_timeout_ms, [this] {
       Fail(Unreachable("no session within " + std::to_string(backend_.options_.open_timeout_ms) +

@@ -39,12 +39,11 @@ struct CelldBackendOptions {
   int64_t close_timeout_ms = 5'000;
 };
 
-// Where the tenant a session is opened for is told to celld. celld-side hook (issue 16):
-// OpenSession gains a `tenant` field, honoured only on connections from celld's
-// --gateway-user; until it exists this does nothing and every session behind the gateway is
-// the gateway's uid's in celld (the gateway keeps tenants apart itself: keys, limits,
-// conversation cache).
-void AssertTenantToCelld(const Tenant& tenant, api::OpenSession* open);
+// Where the tenant a session is opened for is told to celld: Request.tenant, honoured only on
+// connections of celld's --gateway-user (which must be the uid cellgate runs as). celld then
+// keys the session, its policy, caps and shares by (gateway uid, tenant), so that one tenant's
+// key can never reach another's sessions through celld either.
+void AssertTenantToCelld(const Tenant& tenant, api::Request* request);
 
 class CelldBackend : public SessionBackend {
  public:

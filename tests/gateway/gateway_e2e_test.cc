@@ -48,7 +48,8 @@ class GatewayE2eTest : public cellhouse::testing::CelldTest {
     cellhouse::testing::CelldOptions options;
     if (!model.empty()) options.model = model;
     // The test models carry no chat template of their own: chat turns render with ChatML.
-    options.extra_args = {"--chat-template", "chatml"};
+    // cellgate runs as nobody: celld takes its tenants from that uid only.
+    options.extra_args = {"--chat-template", "chatml", "--gateway-user", std::to_string(kNobody)};
     StartCelld(options);
     keys_ = local_.File("keys");
     key_ = testing::AddKey(keys_, "alice");
@@ -177,6 +178,7 @@ TEST_F(GatewayE2eTest, ChatTurnsContinueOnTheirSessionFromItsCache) {
   std::vector<api::SessionInfo> sessions = Sessions();
   ASSERT_GE(sessions.size(), 1u);
   EXPECT_EQ(sessions[0].tenant_uid(), kNobody);
+  EXPECT_EQ(sessions[0].tenant(), "alice");  // the key's tenant, as celld keys the session
 }
 
 TEST_F(GatewayE2eTest, ErrorsHaveTheirStatusesAndShapes) {
