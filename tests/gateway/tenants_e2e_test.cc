@@ -196,6 +196,41 @@ TEST_F(TenantsTest, ATenantCannotReachListOrKillAnotherTenantsSession) {
   EXPECT_NE(all[0].tenant(), all[1].tenant());
 }
 
+TEST_F(TenantsTest, PoliciesNameGatewayTenantsAndOthersGetTheGatewaysOwn) {
+  // "premium" names alice only; the default is the gateway uid's (and so every other tenant's).
+  testing::WritePolicy(
+      policies_, {.name = "premium", .uids = {}, .extra_text = "gateway_tenants: \"alice\"\n"});
+  Start();
+  RunScriptAs(kGateway, [](Script& s) {
+    api::Request open;
+    open.mutable_open();
+    ClientConnection alice = s.Connect();
+    api::Response a = s.Ask(alice, open, "alice");
+    s.Expect(a.has_opened() && a.opened().policy() == "premium",
+             "alice gets the policy naming her: " + a.DebugString());
+    ClientConnection bob = s.Connect();
+    api::Response b = s.Ask(bob, open, "bob");
+    s.Expect(b.has_opened() && b.opened().policy() == "default",
+             "bob, named nowhere, gets the gateway's default: " + b.DebugString());
+    open.mutable_open()->set_policy("premium");
+    ClientConnection bob2 = s.Connect();
+    s.Expect(s.ErrorOf(s.Ask(bob2, open, "bob")) == api::PERMISSION_DENIED,
+             "bob may not use alice's policy");
+    open.mutable_open()->set_policy("default");
+    ClientConnection alice2 = s.Connect();
+    s.Expect(s.ErrorOf(s.Ask(alice2, open, "alice")) == api::PERMISSION_DENIED,
+             "a tenant a policy names uses only the policies naming it");
+  });
+  // Nor does the gateway uid itself get alice's policy.
+  RunScriptAs(kGateway, [](Script& s) {
+    api::Request open;
+    open.mutable_open()->set_policy("premium");
+    ClientConnection plain = s.Connect();
+    s.Expect(s.ErrorOf(s.Ask(plain, open, "")) == api::PERMISSION_DENIED,
+             "the gateway uid without a tenant may not use a tenant's policy");
+  });
+}
+
 TEST_F(TenantsTest, ConnectionSharesArePerTenant) {
   Start({"--max-connections-per-tenant", "2"});
   RunScriptAs(kGateway, [](Script& s) {
