@@ -76,8 +76,8 @@ class Script {
   }
 
   [[noreturn]] static void Die(const std::string& why) {
-    std::fprintf(stderr, "tenant script: %s\n", why.c_str());
-    std::fflush(stderr);
+    static_cast<void>(std::fprintf(stderr, "tenant script: %s\n", why.c_str()));
+    static_cast<void>(std::fflush(stderr));
     ::_exit(1);
   }
 
