@@ -100,7 +100,8 @@ class Validator {
     }
     if (p_.uids_size() == 0 && p_.gids_size() == 0 && p_.gateway_tenants_size() == 0) {
       Refuse("uids",
-             "neither uids, gids nor gateway_tenants are listed: nobody could use this policy. "
+             "neither uids nor gids (nor gateway_tenants) are listed: nobody could use this "
+             "policy. "
              "List who may (uids: 1000, gids: 100), or delete the file to retire the policy.");
     }
     for (const std::string& t : p_.gateway_tenants()) {
