@@ -259,6 +259,7 @@ TEST_F(GatewayE2eTest, AClientThatLeavesCancelsItsGenerationAtOnce) {
     char buf[256];
     ASSERT_GT(::read(fd.get(), buf, sizeof(buf)), 0);
     start = MonotonicNanos();
+    ::shutdown(fd.get(), SHUT_RDWR);
   }
   EXPECT_TRUE(NoSessionsWithin(30'000));
   int64_t cancelled = MonotonicNanos() - start;
