@@ -1,6 +1,7 @@
 // celld: the cellhouse supervisor. Main-only code: flags, logging, socket activation, then the
 // Supervisor's loop. See docs/ARCHITECTURE.md.
 #include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -66,6 +67,28 @@ Result<gid_t> ResolveGroup(const std::string& name, const std::string& flag) {
   return found->gr_gid;
 }
 
+Result<uid_t> ResolveUser(const std::string& name, const std::string& flag) {
+  uid_t uid = 0;
+  if (auto parsed = ParseUint64(name, flag)) {
+    uid = static_cast<uid_t>(*parsed);
+  } else {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+      return Error(flag + " " + Quote(name) + ": no such user");
+    }
+    uid = found->pw_uid;
+  }
+  // The gateway faces the network: it must never be root, celld's administrator.
+  if (uid == 0) {
+    return Error(flag + " " + Quote(name) +
+                 ": the gateway must run as an unprivileged user of its own, not root "
+                 "(units/cellgate.service uses 'cellgate')");
+  }
+  return uid;
+}
+
 // Every descriptor above standard error that celld did not get from systemd is closed before
 // anything else runs: whatever the parent left open (a terminal's, a script's, a leaked
 // socket) would otherwise live on in celld and in the zygote it starts, which serves every
@@ -103,6 +126,9 @@ struct SocketFlags {
     flags.String("admin-group", &admin_group, "GROUP",
                  "members see every tenant's sessions, policies and status, as root does "
                  "(default: root only)");
+    flags.String("gateway-user", &gateway_user, "NAME|UID",
+                 "the HTTP gateway's user (cellgate): its connections may assert a tenant, "
+                 "which then owns their sessions, caps and shares (default: no gateway)");
   }
 
   Status Apply(SupervisorOptions* options) const {
@@ -117,12 +143,16 @@ struct SocketFlags {
     if (!admin_group.empty()) {
       CH_ASSIGN_OR_RETURN(options->admin_group, ResolveGroup(admin_group, "--admin-group"));
     }
+    if (!gateway_user.empty()) {
+      CH_ASSIGN_OR_RETURN(options->gateway_uid, ResolveUser(gateway_user, "--gateway-user"));
+    }
     return Ok();
   }
 
   std::string mode = "0666";
   std::string group;
   std::string admin_group;
+  std::string gateway_user;
 };
 
 // The limits on clients (supervisor/connections.h) as the command line spells them.

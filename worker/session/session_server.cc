@@ -199,6 +199,10 @@ SessionServer::Flow SessionServer::HandleClientInput(bool during_turn) {
     Detach();
     return Flow::kContinue;
   }
+  return HandleBufferedRequests(during_turn);
+}
+
+SessionServer::Flow SessionServer::HandleBufferedRequests(bool during_turn) {
   for (;;) {
     auto frame = decoder_.Next();
     if (!frame) {
@@ -434,6 +438,10 @@ bool SessionServer::OnToken(const TurnPiece& piece) {
 }
 
 void SessionServer::ServiceDuringTurn() {
+  // Requests that arrived in the same read as the Generate (a client that sends Generate and
+  // then Cancel or Close at once, as the HTTP gateway does when its client leaves) are already
+  // decoded: the socket will not signal them again.
+  if (client_.valid()) static_cast<void>(HandleBufferedRequests(/*during_turn=*/true));
   for (;;) {
     bool backlogged = client_.valid() && output_.size() - output_sent_ > config_.max_pending_output;
     pollfd fds[2] = {{control_.get(), POLLIN, 0}, {client_.get(), 0, 0}};

@@ -54,6 +54,8 @@ class SessionServer {
   // Main loop pieces.
   Flow HandleControl();
   Flow HandleClientInput(bool during_turn);
+  // The requests already decoded from what was read (HandleClientInput reads, then this).
+  Flow HandleBufferedRequests(bool during_turn);
   Flow HandleRequest(const api::Request& request);
   Flow RunTurn(const api::Generate& generate);
   void EndTurn(const api::Generate& generate, const Result<TurnResult>& result);
