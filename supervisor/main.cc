@@ -301,6 +301,22 @@ int CheckStartAndServe(const SupervisorOptions& options) {
   return kExitOk;
 }
 
+// The model celld serves and how sessions read it.
+void RegisterModelFlags(FlagSet& flags, SupervisorOptions& options) {
+  flags.String("model", &options.zygote.model, "FILE",
+               "model to serve: a llama2.c or int8 checkpoint, or a GGUF file (llama, qwen2, "
+               "qwen3) (required)");
+  flags.String("tokenizer", &options.zygote.tokenizer, "FILE",
+               "tokenizer (default: <model>.tokenizer; a GGUF file has its own vocabulary)");
+  flags.Int("ctx-size", &options.zygote.ctx_size, "N",
+            "longest context a session may have, at most the model's (0: the model's own; GGUF "
+            "files may say 128K, which sizes every session's buffers); policies cap it further");
+  flags.String("chat-template", &options.zygote.chat_template, "NAME",
+               "chat-template family when the model's is not recognised and the policy names "
+               "none: chatml, qwen3, llama3, llama2, mistral, gemma, phi3, zephyr, deepseek, "
+               "deepseek3");
+}
+
 int Main(int argc, char** argv) {
   CloseStrayDescriptors();
   SupervisorOptions options;
@@ -316,18 +332,7 @@ int Main(int argc, char** argv) {
   bool no_mlock = false, insecure = false, no_cgroups = false;
 
   FlagSet flags("celld --model FILE [--tokenizer FILE] [--socket PATH] [options]", kDescription);
-  flags.String("model", &options.zygote.model, "FILE",
-               "model to serve: a llama2.c or int8 checkpoint, or a GGUF file (llama, qwen2, "
-               "qwen3) (required)");
-  flags.String("tokenizer", &options.zygote.tokenizer, "FILE",
-               "tokenizer (default: <model>.tokenizer; a GGUF file has its own vocabulary)");
-  flags.Int("ctx-size", &options.zygote.ctx_size, "N",
-            "longest context a session may have, at most the model's (0: the model's own; GGUF "
-            "files may say 128K, which sizes every session's buffers); policies cap it further");
-  flags.String("chat-template", &options.zygote.chat_template, "NAME",
-               "chat-template family when the model's is not recognised and the policy names "
-               "none: chatml, qwen3, llama3, llama2, mistral, gemma, phi3, zephyr, deepseek, "
-               "deepseek3");
+  RegisterModelFlags(flags, options);
   flags.String("socket", &options.socket_path, "PATH",
                std::string("client socket when not started by systemd, in a directory only root "
                            "may write (also $") +
