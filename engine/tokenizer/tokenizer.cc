@@ -432,6 +432,23 @@ void Tokenizer::Partition(std::string_view joined, size_t base, size_t length, b
   out.insert(out.end(), current.begin(), current.end());
 }
 
+namespace {
+
+// SentencePiece's view of text: an optional leading space, and every space as U+2581 "▁".
+void EscapeSpaces(std::string_view text, bool space_prefix, std::string& escaped) {
+  escaped.clear();
+  if (space_prefix) escaped.append(kSentencePieceSpace);
+  for (char c : text) {
+    if (c == ' ') {
+      escaped.append(kSentencePieceSpace);
+    } else {
+      escaped.push_back(c);
+    }
+  }
+}
+
+}  // namespace
+
 Result<std::vector<int32_t>> Tokenizer::EncodeFragments(std::string_view joined,
                                                         const std::vector<Fragment>& fragments,
                                                         EncodeOptions options) const {
@@ -455,15 +472,7 @@ Result<std::vector<int32_t>> Tokenizer::EncodeFragments(std::string_view joined,
       case TokenizerKind::kSentencePiece: {
         // llama.cpp: a space before text that starts the prompt or follows a special token,
         // then every space written as U+2581 "▁".
-        escaped.clear();
-        if (add_space_prefix_ && prev_special) escaped.append(kSentencePieceSpace);
-        for (char c : text) {
-          if (c == ' ') {
-            escaped.append(kSentencePieceSpace);
-          } else {
-            escaped.push_back(c);
-          }
-        }
+        EscapeSpaces(text, add_space_prefix_ && prev_special, escaped);
         EncodeSentencePiece(escaped, out);
         break;
       }
