@@ -86,8 +86,10 @@ BackendError TranslateError(const api::Error& error) {
     case api::PERMISSION_DENIED:
       kind = Kind::kPermission;
       break;
-    // celld does not yet tell a tenant's own cap from the server's capacity: both are
-    // ADMISSION_REFUSED, answered as 503 with Retry-After (docs/ARCHITECTURE.md, gateway).
+    // The tenant's own caps (429) apart from the machine's capacity (503), both with Retry-After.
+    case api::TENANT_LIMIT:
+      kind = Kind::kTenantLimit;
+      break;
     case api::ADMISSION_REFUSED:
     case api::SHUTTING_DOWN:
     case api::SPAWN_FAILED:

@@ -45,7 +45,8 @@ bool Supervisor::TakeTenantAssertion(Connection& conn, const std::string& tenant
   if (Status st =
           connections_->AssertTenant(conn, Identity::ForGatewayTenant(conn.peer.uid, tenant));
       !st) {
-    Reply(conn, ipc::MakeError(api::ADMISSION_REFUSED, st.error().message()));
+    // The tenant's own share of connections is used up.
+    Reply(conn, ipc::MakeError(api::TENANT_LIMIT, st.error().message()));
     return false;
   }
   return true;

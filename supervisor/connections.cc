@@ -79,9 +79,9 @@ void Connections::OnAccept(int listener) {
       continue;
     }
     Identity who = Identity::ForPeer(*peer);
-    if (auto refused = AdmitConnection(who)) {
-      refusals_.Inc({refused->first});
-      SendAndForget(fd.get(), ipc::MakeError(api::ADMISSION_REFUSED, refused->second));
+    if (std::optional<ConnectionRefusal> refused = AdmitConnection(who)) {
+      refusals_.Inc({refused->label});
+      SendAndForget(fd.get(), ipc::MakeError(refused->code, refused->message));
       continue;
     }
     Register(std::move(fd), *peer);
@@ -123,21 +123,23 @@ void Connections::ResumeAccepting() {
   }
 }
 
-std::optional<std::pair<std::string, std::string>> Connections::AdmitConnection(
-    const Identity& who) {
+std::optional<ConnectionRefusal> Connections::AdmitConnection(const Identity& who) {
   Usage mine = UsageOf(who);
   if (mine.connections >= limits_.max_connections_per_identity) {
-    return std::make_pair(
-        std::string("tenant_connections"),
-        who.ToString() + " already has " + std::to_string(mine.connections) +
-            " connections waiting, its share of celld's; finish or close some and try again");
+    return ConnectionRefusal{
+        .code = api::TENANT_LIMIT,
+        .label = "tenant_connections",
+        .message =
+            who.ToString() + " already has " + std::to_string(mine.connections) +
+            " connections waiting, its share of celld's; finish or close some and try again"};
   }
   if (connections_.size() < limits_.max_connections) return std::nullopt;
   // Full: a newcomer holding fewer than the largest holder would have after it came in takes
   // that holder's oldest idle connection. Whoever holds the most gives way first.
   if (EvictFromLargest(&Usage::connections, mine.connections + 1, 0)) return std::nullopt;
-  return std::make_pair(std::string("connections"),
-                        std::string("too many connections are waiting; try again shortly"));
+  return ConnectionRefusal{.code = api::ADMISSION_REFUSED,
+                           .label = "connections",
+                           .message = "too many connections are waiting; try again shortly"};
 }
 
 bool Connections::EvictFromLargest(size_t Usage::*measure, size_t than, uint64_t spare_id) {
@@ -446,18 +448,24 @@ void Connections::OnWriteTimeout(uint64_t id) {
   Close(id);
 }
 
-Status Connections::MayWaitForSession(const Connection& conn) const {
+std::optional<ConnectionRefusal> Connections::MayWaitForSession(const Connection& conn) const {
   Usage mine = UsageOf(conn.identity);
   if (mine.pending_opens >= limits_.max_pending_opens_per_identity) {
     refusals_.Inc({"tenant_pending_opens"});
-    return Error(conn.identity.ToString() + " already has " + std::to_string(mine.pending_opens) +
-                 " sessions starting, its share; wait for them and try again");
+    return ConnectionRefusal{
+        .code = api::TENANT_LIMIT,
+        .label = "tenant_pending_opens",
+        .message = conn.identity.ToString() + " already has " + std::to_string(mine.pending_opens) +
+                   " sessions starting, its share; wait for them and try again"};
   }
   if (pending_opens_ >= limits_.max_pending_opens) {
     refusals_.Inc({"pending_opens"});
-    return Error("too many sessions are starting at once; try again shortly");
+    return ConnectionRefusal{
+        .code = api::ADMISSION_REFUSED,
+        .label = "pending_opens",
+        .message = "too many sessions are starting at once; try again shortly"};
   }
-  return Ok();
+  return std::nullopt;
 }
 
 void Connections::WaitForSession(Connection& conn) {

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -97,6 +98,14 @@ struct Connection {
 
 enum class AfterReply { kKeepOpen, kClose };
 
+// A connection or an open refused for want of room: TENANT_LIMIT when the identity's own share
+// is used up, ADMISSION_REFUSED when everyone's is; the label is the metric's reason.
+struct ConnectionRefusal {
+  api::ErrorCode code = api::ADMISSION_REFUSED;
+  std::string label;
+  std::string message;
+};
+
 class Connections {
  public:
   using RequestHandler = std::function<void(Connection&, const api::Request&)>;
@@ -137,9 +146,9 @@ class Connections {
   // or the connection already belongs to another identity's tenant.
   Status AssertTenant(Connection& conn, Identity tenant);
 
-  // Whether `conn`'s identity may have one more open in progress; the error says which share
-  // is used up, for the client.
-  Status MayWaitForSession(const Connection& conn) const;
+  // Whether `conn`'s identity may have one more open in progress: empty if so, else the
+  // refusal for the client (TENANT_LIMIT for its own share, ADMISSION_REFUSED for everyone's).
+  std::optional<ConnectionRefusal> MayWaitForSession(const Connection& conn) const;
   // An open is in progress: celld stops reading the connection (what the client sends next
   // belongs to its worker) until Release, Close or a Reply.
   void WaitForSession(Connection& conn);
@@ -161,7 +170,7 @@ class Connections {
   void ResumeAccepting();
   // Makes room for one more connection of `who`: empty when it may come in (after closing
   // someone else's idle connection if that was fair), else the refusal for the client.
-  std::optional<std::pair<std::string, std::string>> AdmitConnection(const Identity& who);
+  std::optional<ConnectionRefusal> AdmitConnection(const Identity& who);
   void Register(UniqueFd fd, const ipc::PeerCredentials& peer);
 
   void OnEvent(uint64_t id, uint32_t events);

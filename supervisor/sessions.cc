@@ -133,7 +133,10 @@ std::variant<resources::Grant, OpenRefusal> AdmitOpen(resources::Admission& admi
   }
   resources::Decision decision = admission.Admit(request);
   if (const auto* no = std::get_if<resources::Refusal>(&decision)) {
-    return OpenRefusal{api::ADMISSION_REFUSED, no->message, RefusalLabel(no->limit)};
+    bool own_share = no->limit == resources::RefusedBy::kTenantSessions ||
+                     no->limit == resources::RefusedBy::kPolicyTenantSessions;
+    return OpenRefusal{own_share ? api::TENANT_LIMIT : api::ADMISSION_REFUSED, no->message,
+                       RefusalLabel(no->limit)};
   }
   return std::get<resources::Grant>(std::move(decision));
 }

@@ -266,8 +266,8 @@ void Supervisor::HandleRequest(Connection& conn, const api::Request& request) {
   switch (request.kind_case()) {
     case api::Request::kOpen:
       // Each tenant's share of the opens in progress, before anything is reserved for this one.
-      if (Status may = connections_->MayWaitForSession(conn); !may) {
-        Reply(conn, ipc::MakeError(api::ADMISSION_REFUSED, may.error().message()));
+      if (std::optional<ConnectionRefusal> no = connections_->MayWaitForSession(conn)) {
+        Reply(conn, ipc::MakeError(no->code, no->message));
         return;
       }
       OpenSession(conn, request.open());

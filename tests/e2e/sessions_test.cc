@@ -491,7 +491,7 @@ TEST_F(E2eTest, AdmissionRefusalsSayWhichLimit) {
   auto third = cli::SessionClient::Open(celld_->socket(), {.policy = "two"}, &refusal);
   ASSERT_FALSE(third);
   ASSERT_TRUE(refusal);
-  EXPECT_EQ(refusal->code(), api::ADMISSION_REFUSED);
+  EXPECT_EQ(refusal->code(), api::TENANT_LIMIT);
   EXPECT_NE(refusal->message().find("already has 2 sessions"), std::string::npos)
       << refusal->message();
   std::printf("refusal: %s\n", refusal->message().c_str());

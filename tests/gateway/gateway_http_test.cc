@@ -404,6 +404,16 @@ TEST_F(GatewayHttpTest, BackendRefusalsMapToStatuses) {
   EXPECT_EQ(Body(full)["error"]["message"], "full");
 }
 
+TEST_F(GatewayHttpTest, ATenantAtItsCapIs429WithRetryAfter) {
+  backend_->script().open_error = BackendError{BackendError::Kind::kTenantLimit, "at your cap"};
+  Start();
+  HttpResponse capped = Post("/v1/chat/completions", Chat());
+  EXPECT_EQ(capped.status, 429);
+  EXPECT_EQ(capped.headers["retry-after"], "1");
+  EXPECT_EQ(Body(capped)["error"]["code"], "rate_limit_exceeded");
+  EXPECT_EQ(Body(capped)["error"]["message"], "at your cap");
+}
+
 TEST_F(GatewayHttpTest, AFailureMidStreamIsAnErrorEventWithoutDone) {
   backend_->script().turn_error = BackendError{BackendError::Kind::kSessionEnded, "worker died"};
   Start();

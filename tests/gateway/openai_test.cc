@@ -7,6 +7,7 @@
 
 #include "gateway/openai_request.h"
 #include "gateway/openai_response.h"
+#include "gateway/turn_translation.h"
 
 namespace cellhouse::gateway {
 namespace {
@@ -230,6 +231,20 @@ TEST(ApiErrorTest, BodiesAndStatuses) {
   EXPECT_EQ(FromBackend({BackendError::Kind::kTenantLimit, "cap"}).status, 429);
   EXPECT_EQ(FromBackend({BackendError::Kind::kContextFull, "long"}).code,
             "context_length_exceeded");
+}
+
+// celld's codes: the tenant's own caps are 429, the machine's capacity 503.
+TEST(ApiErrorTest, CelldRefusalsTellATenantsCapFromCapacity) {
+  api::Error own;
+  own.set_code(api::TENANT_LIMIT);
+  own.set_message("alice already has 2 sessions");
+  EXPECT_EQ(TranslateError(own).kind, BackendError::Kind::kTenantLimit);
+  EXPECT_EQ(FromBackend(TranslateError(own)).status, 429);
+  api::Error full;
+  full.set_code(api::ADMISSION_REFUSED);
+  full.set_message("memory budget");
+  EXPECT_EQ(TranslateError(full).kind, BackendError::Kind::kNoCapacity);
+  EXPECT_EQ(FromBackend(TranslateError(full)).status, 503);
 }
 
 }  // namespace

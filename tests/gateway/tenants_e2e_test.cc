@@ -174,7 +174,7 @@ TEST_F(TenantsTest, ATenantCannotReachListOrKillAnotherTenantsSession) {
     ClientConnection alice2 = s.Connect();
     api::Request open;
     open.mutable_open();
-    s.Expect(s.ErrorOf(s.Ask(alice2, open, "alice")) == api::ADMISSION_REFUSED,
+    s.Expect(s.ErrorOf(s.Ask(alice2, open, "alice")) == api::TENANT_LIMIT,
              "alice's second session is over her cap");
     ClientConnection bob_session = s.Connect();
     s.Open(bob_session, "bob");
@@ -241,7 +241,7 @@ TEST_F(TenantsTest, ConnectionSharesArePerTenant) {
     s.Expect(s.Ask(a1, status, "alice").has_status(), "alice's first connection");
     s.Expect(s.Ask(a2, status, "alice").has_status(), "alice's second connection");
     ClientConnection a3 = s.Connect();
-    s.Expect(s.ErrorOf(s.Ask(a3, status, "alice")) == api::ADMISSION_REFUSED,
+    s.Expect(s.ErrorOf(s.Ask(a3, status, "alice")) == api::TENANT_LIMIT,
              "alice's third connection is over her share");
     ClientConnection b1 = s.Connect();
     s.Expect(s.Ask(b1, status, "bob").has_status(), "bob has a share of his own");

@@ -49,9 +49,8 @@ class ConnectionsTest : public ::testing::Test {
   void Handle(Connection& c, const api::Request& r) {
     ++handled_;
     if (r.has_open()) {
-      if (Status may = conns_->MayWaitForSession(c); !may) {
-        conns_->Reply(c, ipc::MakeError(api::ADMISSION_REFUSED, may.error().message()),
-                      AfterReply::kKeepOpen);
+      if (std::optional<ConnectionRefusal> no = conns_->MayWaitForSession(c)) {
+        conns_->Reply(c, ipc::MakeError(no->code, no->message), AfterReply::kKeepOpen);
         return;
       }
       conns_->WaitForSession(c);
