@@ -111,6 +111,12 @@ ApiError FromBackend(const BackendError& error) {
                       .code = "permission_denied"};
     case BackendError::Kind::kTenantLimit:
       return RateLimited(error.message, 1);
+    case BackendError::Kind::kUnknownModel:
+      return ApiError{.status = 404,
+                      .type = "invalid_request_error",
+                      .message = error.message,
+                      .param = "model",
+                      .code = "model_not_found"};
     case BackendError::Kind::kNoCapacity:
     case BackendError::Kind::kUnavailable:
       return Unavailable(error.message, 1);

@@ -28,10 +28,9 @@ struct Tenant {
   bool operator==(const Tenant&) const = default;
 };
 
-// What a tenant may ask for, enforced by the gateway before any work is queued. Today the
-// celld backend fills it from its flags and from what celld's policy said when it last opened
-// a session for the tenant (SessionOpened.max_new_tokens, context_length); once celld answers
-// for a tenant's policy directly, from that.
+// What a tenant may ask for, enforced by the gateway before any work is queued. The celld
+// backend fills it from its flags, lowered by what celld says of the tenant's policy (its status
+// for the tenant, asked before the tenant's first request, and each SessionOpened).
 struct TenantLimits {
   size_t max_body_bytes = size_t{1} << 20;
   size_t max_messages = 256;
@@ -100,6 +99,7 @@ struct BackendError {
     kContextFull,     // the prompt does not fit the context (400, context_length_exceeded)
     kPermission,      // the tenant may not do this (403)
     kTenantLimit,     // the tenant is at one of its caps (429)
+    kUnknownModel,    // no such model, or not the tenant's (404, model_not_found)
     kNoCapacity,      // the server is full or stopping (503)
     kUnavailable,     // the backend cannot be reached (503)
     kSessionEnded,    // the session died under the turn (500; the message says why)

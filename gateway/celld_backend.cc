@@ -19,6 +19,7 @@ namespace cellhouse::gateway {
 namespace {
 
 constexpr size_t kReadChunk = size_t{64} << 10;
+constexpr int64_t kCatalogRetryNs = kNanosPerSecond;
 
 BackendError Unreachable(const std::string& why) {
   return BackendError{BackendError::Kind::kUnavailable,
@@ -35,10 +36,23 @@ void AssertTenantToCelld(const Tenant& tenant, api::Request* request) {
 
 class CelldBackend::Connection {
  public:
-  enum class State { kNew, kOpening, kWaitingReady, kIdle, kGenerating, kClosing, kDead };
+  enum class State {
+    kNew,
+    kQuerying,
+    kOpening,
+    kWaitingReady,
+    kIdle,
+    kGenerating,
+    kClosing,
+    kDead
+  };
 
-  Connection(CelldBackend& backend, Tenant tenant)
-      : backend_(backend), tenant_(std::move(tenant)), decoder_(ipc::kDefaultMaxFrameBytes) {}
+  // `model` is celld's name for it ("" for its default).
+  Connection(CelldBackend& backend, Tenant tenant, std::string model = "")
+      : backend_(backend),
+        tenant_(std::move(tenant)),
+        model_(std::move(model)),
+        decoder_(ipc::kDefaultMaxFrameBytes) {}
 
   ~Connection() {
     EventLoop& loop = backend_.loop_;
@@ -58,12 +72,32 @@ class CelldBackend::Connection {
     }
     api::Request open;
     open.mutable_open()->set_policy(backend_.options_.policy);
+    open.mutable_open()->set_model(model_);
     AssertTenantToCelld(tenant_, &open);
     Send(open);
     SetTimer(backend_.options_.open_timeout_ms, [this] {
       Fail(Unreachable("no session within " + std::to_string(backend_.options_.open_timeout_ms) +
                        " ms"));
     });
+  }
+
+  // One status request for the tenant (its models and policy limits); the connection then
+  // retires itself, answered or not.
+  void QueryStatus() {
+    abandoned_ = true;  // nobody holds it: it is forgotten once it ends
+    state_ = State::kQuerying;
+    Status connected = Connect();
+    if (!connected) {
+      spdlog::warn("asking celld for tenant {}'s catalog: {}", tenant_.name,
+                   connected.error().message());
+      Defer([this] { Fail(Unreachable("connect")); });
+      return;
+    }
+    api::Request status;
+    status.mutable_status();
+    AssertTenantToCelld(tenant_, &status);
+    Send(status);
+    SetTimer(backend_.options_.open_timeout_ms, [this] { Fail(Unreachable("no status")); });
   }
 
   void StartTurn(const TurnRequest& turn, TurnObserver* observer) {
@@ -115,7 +149,8 @@ class CelldBackend::Connection {
         break;
       case State::kOpening:
       case State::kWaitingReady:
-        break;  // closed when Ready arrives (or the open fails)
+      case State::kQuerying:
+        break;  // closed when Ready (or the status) arrives, or the open fails
       case State::kNew:
       case State::kDead:
         Retire();
@@ -220,6 +255,16 @@ class CelldBackend::Connection {
   }
 
   void Handle(const api::Response& r) {
+    if (state_ == State::kQuerying) {
+      if (r.has_error()) {
+        spdlog::warn("celld refused tenant {}'s status: {}", tenant_.name, r.error().message());
+      }
+      if (r.has_status()) backend_.Learned(tenant_, r.status());
+      backend_.Asked(tenant_, r.has_status());
+      asked_ = true;
+      Retire();
+      return;
+    }
     if (r.has_error()) {
       last_error_ = r.error();
       if (state_ == State::kClosing) return;
@@ -298,6 +343,10 @@ class CelldBackend::Connection {
   void Fail(const BackendError& error) {
     CancelTimer();
     State was = state_;
+    if (was == State::kQuerying && !asked_) {
+      asked_ = true;
+      backend_.Asked(tenant_, false);
+    }
     state_ = State::kDead;
     if (fd_.valid()) {
       backend_.loop_.Remove(fd_.get());
@@ -352,6 +401,8 @@ class CelldBackend::Connection {
 
   CelldBackend& backend_;
   Tenant tenant_;
+  std::string model_;
+  bool asked_ = false;  // a status query has reported back
   UniqueFd fd_;
   ipc::FrameDecoder decoder_;
   std::string out_;
@@ -401,9 +452,10 @@ CelldBackend::~CelldBackend() {
 }
 
 TenantLimits CelldBackend::Limits(const Tenant& tenant) {
+  MaybeRefresh(tenant);
   TenantLimits limits = options_.limits;
-  auto it = learned_.find(tenant.name);
-  if (it != learned_.end()) {
+  auto it = catalogs_.find(tenant.name);
+  if (it != catalogs_.end()) {
     if (it->second.max_tokens != 0) {
       limits.max_tokens = std::min(limits.max_tokens, it->second.max_tokens);
     }
@@ -413,17 +465,83 @@ TenantLimits CelldBackend::Limits(const Tenant& tenant) {
 }
 
 void CelldBackend::Learned(const Tenant& tenant, const api::SessionOpened& opened) {
-  TenantLimits& l = learned_[tenant.name];
-  l.max_tokens = opened.max_new_tokens();
-  l.context_length = opened.context_length();
+  Catalog& c = catalogs_[tenant.name];
+  c.max_tokens = opened.max_new_tokens();
+  c.context_length = opened.context_length();
 }
 
-std::vector<ModelInfo> CelldBackend::Models(const Tenant& /*tenant*/) {
+void CelldBackend::Learned(const Tenant& tenant, const api::ServerStatus& status) {
+  Catalog& c = catalogs_[tenant.name];
+  c.models.clear();
+  c.default_model.clear();
+  for (const api::ModelStatus& m : status.models()) {
+    c.models.push_back(m.name());
+    if (m.is_default()) c.default_model = m.name();
+  }
+  c.max_tokens = status.max_new_tokens();
+  c.context_length = status.context_length();
+  c.fetched_ns = loop_.clock().NowNanos();
+}
+
+void CelldBackend::Asked(const Tenant& tenant, bool answered) {
+  Catalog& c = catalogs_[tenant.name];
+  c.asking = false;
+  // An unanswered query is retried a second later, not on every request.
+  if (!answered) {
+    c.fetched_ns = loop_.clock().NowNanos() - options_.catalog_refresh_ms * kNanosPerMilli +
+                   kCatalogRetryNs;
+  }
+}
+
+void CelldBackend::MaybeRefresh(const Tenant& tenant) {
+  Catalog& c = catalogs_[tenant.name];
+  const int64_t now = loop_.clock().NowNanos();
+  if (c.asking ||
+      (c.fetched_ns != 0 && now - c.fetched_ns < options_.catalog_refresh_ms * kNanosPerMilli)) {
+    return;
+  }
+  c.asking = true;
+  auto connection = std::make_unique<Connection>(*this, tenant);
+  Connection* raw = connection.get();
+  connections_.emplace(raw, std::move(connection));
+  raw->QueryStatus();
+}
+
+void CelldBackend::Prefetch(const std::vector<Tenant>& tenants) {
+  for (const Tenant& t : tenants) {
+    catalogs_[t.name].fetched_ns = 0;  // ask again even if fresh: the keys or policies changed
+    MaybeRefresh(t);
+  }
+}
+
+std::vector<ModelInfo> CelldBackend::Models(const Tenant& tenant) {
+  MaybeRefresh(tenant);
   std::vector<ModelInfo> out;
-  for (const std::string& name : options_.models) {
+  auto add = [&](const std::string& name) {
+    for (const ModelInfo& m : out) {
+      if (m.id == name) return;
+    }
     out.push_back(ModelInfo{.id = name, .created = started_unix_, .owned_by = "cellhouse"});
+  };
+  auto it = catalogs_.find(tenant.name);
+  const bool known =
+      it != catalogs_.end() && it->second.fetched_ns != 0 && !it->second.models.empty();
+  // The aliases name celld's default model: offered when the tenant may use it (or while the
+  // catalog is not known yet: celld decides at open).
+  if (!known || !it->second.default_model.empty()) {
+    for (const std::string& alias : options_.model_aliases) add(alias);
+  }
+  if (known) {
+    for (const std::string& name : it->second.models) add(name);
   }
   return out;
+}
+
+std::string CelldBackend::CelldModelName(const std::string& model) const {
+  for (const std::string& alias : options_.model_aliases) {
+    if (alias == model) return "";
+  }
+  return model;
 }
 
 std::optional<BackendError> CelldBackend::Check(const TurnRequest& turn) {
@@ -431,8 +549,8 @@ std::optional<BackendError> CelldBackend::Check(const TurnRequest& turn) {
 }
 
 std::unique_ptr<BackendSession> CelldBackend::CreateSession(const Tenant& tenant,
-                                                            const std::string& /*model*/) {
-  auto connection = std::make_unique<Connection>(*this, tenant);
+                                                            const std::string& model) {
+  auto connection = std::make_unique<Connection>(*this, tenant, CelldModelName(model));
   Connection* raw = connection.get();
   connections_.emplace(raw, std::move(connection));
   return std::make_unique<CelldSession>(raw);

@@ -28,12 +28,15 @@ namespace cellhouse::gateway {
 
 struct CelldBackendOptions {
   std::string socket_path;
-  // TEMPORARY until celld serves several models and lists them (issue 16, celld side): the
-  // names under which the one model today's celld serves is offered (cellgate --model-name).
-  std::vector<std::string> models = {"cellhouse"};
-  // Defaults for every tenant (cellgate flags); lowered by what celld's policy reports when a
-  // session opens (SessionOpened.max_new_tokens, context_length).
+  // Further names under which celld's default model is offered (cellgate --model-name), listed
+  // before celld's own model names (ServerStatus.models).
+  std::vector<std::string> model_aliases = {"cellhouse"};
+  // Defaults for every tenant (cellgate flags); lowered by what celld says of the tenant's
+  // policy (its status for the tenant, and SessionOpened).
   TenantLimits limits;
+  // How old a tenant's catalog (models and policy limits, from celld's status for the tenant)
+  // may grow before it is asked again; it is asked at once for a tenant not seen before.
+  int64_t catalog_refresh_ms = 15'000;
   std::string policy;  // OpenSession.policy; "" lets celld choose
   int64_t open_timeout_ms = 60'000;
   int64_t close_timeout_ms = 5'000;
@@ -58,6 +61,10 @@ class CelldBackend : public SessionBackend {
   std::unique_ptr<BackendSession> CreateSession(const Tenant& tenant,
                                                 const std::string& model) override;
 
+  // Asks celld now for each tenant's catalog (start-up, after the keys are reloaded), so that
+  // its limits are known before its first request.
+  void Prefetch(const std::vector<Tenant>& tenants);
+
   // Connections to celld open now, closing ones included (tests).
   size_t connections() const { return connections_.size(); }
 
@@ -65,13 +72,28 @@ class CelldBackend : public SessionBackend {
 
  private:
   friend class Connection;
+  // What celld said of a tenant: its models and its policy's limits.
+  struct Catalog {
+    std::vector<std::string> models;  // celld's names the tenant may use
+    std::string default_model;
+    uint32_t max_tokens = 0;      // 0: not known
+    uint32_t context_length = 0;  // 0: not known
+    int64_t fetched_ns = 0;       // 0: never answered
+    bool asking = false;
+  };
   void Learned(const Tenant& tenant, const api::SessionOpened& opened);
+  void Learned(const Tenant& tenant, const api::ServerStatus& status);
+  void Asked(const Tenant& tenant, bool answered);
+  // Starts a status query for the tenant unless one runs or the catalog is fresh.
+  void MaybeRefresh(const Tenant& tenant);
+  // The name celld knows a requested model by ("" for an alias of its default).
+  std::string CelldModelName(const std::string& model) const;
   void Forget(Connection* connection);
 
   EventLoop& loop_;
   CelldBackendOptions options_;
   int64_t started_unix_ = 0;
-  std::map<std::string, TenantLimits> learned_;  // by tenant
+  std::map<std::string, Catalog> catalogs_;  // by tenant
   std::map<Connection*, std::unique_ptr<Connection>> connections_;
   std::vector<Connection*> forgotten_;
   TimerId forget_timer_ = 0;

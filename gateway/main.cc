@@ -160,8 +160,8 @@ struct ServeFlags {
     f.String("web-dir", &web_dir, "DIR", "the chat page's files");
     f.String("policy", &policy, "NAME", "celld policy for the gateway's sessions");
     f.StringList("model-name", &model_names, "NAME",
-                 "a name the model celld serves is offered under (repeatable; default "
-                 "'cellhouse')");
+                 "a further name celld's default model is offered under, besides the names "
+                 "celld serves its models by (repeatable; default 'cellhouse')");
     f.StringList("allowed-host", &allowed_hosts, "NAME",
                  "a host name browsers use to reach the gateway, checked against Host and "
                  "Origin (repeatable; default localhost, 127.0.0.1, ::1)");
@@ -199,7 +199,7 @@ struct ServeFlags {
 CelldBackendOptions BackendOptions(const ServeFlags& s) {
   CelldBackendOptions o;
   o.socket_path = s.celld_socket;
-  o.models = s.model_names;
+  o.model_aliases = s.model_names;
   o.policy = s.policy;
   o.limits.max_body_bytes = s.max_body;
   o.limits.max_tokens = static_cast<uint32_t>(s.max_tokens);
@@ -226,8 +226,19 @@ struct Lifecycle {
   int64_t stop_deadline = 0;
 };
 
-Status HandleSignals(EventLoop& loop, Gateway& gateway, HttpServer& http, const ServeFlags& s,
-                     Lifecycle* life) {
+// Every tenant the keys name, for asking celld about them ahead of their first request.
+std::vector<Tenant> TenantsOf(const KeyStore& keys) {
+  std::vector<Tenant> out;
+  for (const KeyRecord& r : keys.records()) {
+    if (std::none_of(out.begin(), out.end(), [&](const Tenant& t) { return t.name == r.tenant; })) {
+      out.push_back(Tenant{r.tenant});
+    }
+  }
+  return out;
+}
+
+Status HandleSignals(EventLoop& loop, Gateway& gateway, CelldBackend& backend, HttpServer& http,
+                     const ServeFlags& s, Lifecycle* life) {
   return loop.HandleSignals({SIGTERM, SIGINT, SIGHUP}, [&, life](int sig) {
     if (sig == SIGHUP) {
       Result<KeyStore> reloaded = KeyStore::Load(s.keys);
@@ -236,6 +247,8 @@ Status HandleSignals(EventLoop& loop, Gateway& gateway, HttpServer& http, const 
         return;
       }
       spdlog::info("reloaded {} key(s) from {}", reloaded->records().size(), s.keys);
+      // celld's policies may have been reloaded with the keys: ask again.
+      backend.Prefetch(TenantsOf(*reloaded));
       gateway.ReplaceKeys(std::move(*reloaded));
       return;
     }
@@ -272,6 +285,7 @@ int Run(const ServeFlags& s) {
   if (!loop_or) return Fail(loop_or.error().message());
   EventLoop& loop = **loop_or;
   CelldBackend backend(loop, BackendOptions(s));
+  std::vector<Tenant> tenants = TenantsOf(*keys);
   GatewayOptions gateway_options;
   if (!s.allowed_hosts.empty()) gateway_options.allowed_hosts = s.allowed_hosts;
   gateway_options.idle_session_ttl_ms = s.idle_session_ttl_ms;
@@ -290,16 +304,19 @@ int Run(const ServeFlags& s) {
     if (Status st = metrics.AddListener(std::move(fd)); !st) return Fail(st.error().message());
   }
   Lifecycle life;
-  if (Status st = HandleSignals(loop, gateway, http, s, &life); !st) {
+  if (Status st = HandleSignals(loop, gateway, backend, http, s, &life); !st) {
     return Fail(st.error().message());
   }
   // Writes to a client that left are EPIPE, not a signal.
   static_cast<void>(::signal(SIGPIPE, SIG_IGN));
 
   if (Status st = Confine(*plan); !st) return Fail(st.error().message());
+  // As the gateway's user now: celld honours its tenants from that uid only.
+  backend.Prefetch(tenants);
   std::string names;
   for (const std::string& m : s.model_names) names += (names.empty() ? "" : ", ") + m;
-  spdlog::info("cellgate ready: celld at {}, models: {}", s.celld_socket, names);
+  spdlog::info("cellgate ready: celld at {}; celld's default model also offered as: {}",
+               s.celld_socket, names.empty() ? "(no other name)" : names);
   static_cast<void>(sd_notify(0, "READY=1"));
 
   while (!life.stopping ||

@@ -90,6 +90,9 @@ BackendError TranslateError(const api::Error& error) {
     case api::TENANT_LIMIT:
       kind = Kind::kTenantLimit;
       break;
+    case api::UNKNOWN_MODEL:
+      kind = Kind::kUnknownModel;
+      break;
     case api::ADMISSION_REFUSED:
     case api::SHUTTING_DOWN:
     case api::SPAWN_FAILED:

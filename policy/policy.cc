@@ -335,6 +335,21 @@ bool ValidGatewayTenant(std::string_view tenant) {
   });
 }
 
+bool ValidModelName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxModelNameBytes || name[0] == '.' || name[0] == '-') {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == ':' || c == '-';
+  });
+}
+
+bool CompiledPolicy::AllowsModel(std::string_view model) const {
+  const auto& names = proto_.models();
+  return names.empty() || std::find(names.begin(), names.end(), model) != names.end();
+}
+
 uint64_t CompiledPolicy::CloneNamespaceFlags() const {
   const Namespaces& ns = proto_.namespaces();
   uint64_t flags = 0;

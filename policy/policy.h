@@ -56,6 +56,10 @@ struct RlimitSetting {
 // [A-Za-z0-9_.@-], so that it is safe in log lines and error messages as it is.
 inline constexpr size_t kMaxGatewayTenantBytes = 64;
 bool ValidGatewayTenant(std::string_view tenant);
+// A served model's name (celld --model NAME=PATH, Policy.models, api OpenSession.model): 1 to 64
+// of [A-Za-z0-9._:-], not starting with '.' or '-'.
+inline constexpr size_t kMaxModelNameBytes = 64;
+bool ValidModelName(std::string_view name);
 
 class CompiledPolicy {
  public:
@@ -88,6 +92,8 @@ class CompiledPolicy {
   bool MayUse(uid_t uid, gid_t gid, std::span<const gid_t> supplementary) const;
   // Whether the policy lists this gateway tenant in gateway_tenants.
   bool NamesGatewayTenant(std::string_view tenant) const;
+  // Whether its sessions may run the served model `model` (Policy.models; empty: every one).
+  bool AllowsModel(std::string_view model) const;
   // CLONE_NEWUSER | CLONE_NEWPID | ... as the policy's namespaces say.
   uint64_t CloneNamespaceFlags() const;
   // Memory a session needs at `context_length` tokens (0: the policy's context_length, else the

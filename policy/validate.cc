@@ -111,6 +111,13 @@ class Validator {
                                       "tenant names).");
       }
     }
+    for (const std::string& m : p_.models()) {
+      if (!ValidModelName(m)) {
+        Refuse("models", "model '" + m +
+                             "' is not 1 to 64 of [A-Za-z0-9._:-], not starting with '.' or '-' "
+                             "(celld's model names).");
+      }
+    }
   }
 
   void Namespaces() {

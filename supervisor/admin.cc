@@ -76,6 +76,7 @@ void Supervisor::ListSessions(Connection& conn) {
     info->set_tenant_uid(s.tenant_uid);
     info->set_tenant(s.gateway_tenant);
     info->set_policy(s.policy->name());
+    info->set_model(s.model);
     info->set_worker_pid(s.worker.pid());
     info->set_age_ms(static_cast<uint64_t>((now - s.created_ns) / kNanosPerMilli));
     info->set_idle_ms(s.attached()
@@ -189,11 +190,47 @@ api::ServerStatus Supervisor::TenantStatus(const Connection& conn) const {
     active += s.state() == Session::State::kRunning && Owns(conn, s) ? 1 : 0;
   }
   status.set_sessions_active(active);
-  if (zygote_) {
-    status.set_model(zygote_->ready().model_description());
-    status.set_weights_bytes(zygote_->ready().weights_bytes());
+  AddModels(&conn, status);
+  if (std::shared_ptr<const policy::CompiledPolicy> p = DefaultPolicyFor(conn)) {
+    const policy::Budgets& b = p->proto().budgets();
+    status.set_policy(p->name());
+    status.set_max_new_tokens(b.max_new_tokens());
+    status.set_context_length(b.context_length());
   }
   return status;
+}
+
+std::shared_ptr<const policy::CompiledPolicy> Supervisor::DefaultPolicyFor(
+    const Connection& conn) const {
+  const ipc::PeerCredentials& peer = conn.peer;
+  Result<std::shared_ptr<const policy::CompiledPolicy>> found =
+      conn.identity.tenant().empty()
+          ? policy::ChoosePolicy(policies_, "", peer.uid, peer.gid, peer.groups)
+          : policy::ChooseTenantPolicy(policies_, "", conn.identity.tenant(), peer.uid, peer.gid,
+                                       peer.groups);
+  return found ? *found : nullptr;
+}
+
+void Supervisor::AddModels(const Connection* conn, api::ServerStatus& status) const {
+  // A tenant sees the models of the policy its opens get when they name none (the gateway's).
+  std::shared_ptr<const policy::CompiledPolicy> chosen =
+      conn != nullptr ? DefaultPolicyFor(*conn) : nullptr;
+  auto visible = [&](const std::string& name) {
+    return conn == nullptr || (chosen != nullptr && chosen->AllowsModel(name));
+  };
+  for (const auto& [name, model] : models_) {
+    if (!model.zygote) continue;
+    const zygote::ZygoteReady& ready = model.zygote->ready();
+    if (name == default_model_) status.set_model(ready.model_description());
+    if (!visible(name)) continue;
+    api::ModelStatus& m = *status.add_models();
+    m.set_name(name);
+    m.set_description(ready.model_description());
+    m.set_weights_bytes(ready.weights_bytes());
+    m.set_context_length(ready.seq_len());
+    m.set_is_default(name == default_model_);
+  }
+  status.set_weights_bytes(WeightsMappedBytes());
 }
 
 api::ServerStatus Supervisor::StatusSnapshot() const {
@@ -210,11 +247,8 @@ api::ServerStatus Supervisor::StatusSnapshot() const {
     status.set_memory_committed_bytes(admission_->committed_bytes());
   }
   if (cgroups_) status.set_cgroup_driver(cgroups_->Describe());
-  if (zygote_) {
-    status.set_model(zygote_->ready().model_description());
-    status.set_weights_bytes(zygote_->ready().weights_bytes());
-    status.set_weights_resident_bytes(WeightsResidentBytes());
-  }
+  AddModels(nullptr, status);
+  status.set_weights_resident_bytes(WeightsResidentBytes());
   return status;
 }
 
@@ -273,14 +307,7 @@ void Supervisor::CheckShutdownComplete() {
   if (!shutting_down_ || finished_ || !sessions_.empty() || !pending_spawns_.empty()) return;
   if (shutdown_timer_ != 0) loop_->CancelTimer(shutdown_timer_);
   shutdown_timer_ = 0;
-  if (zygote_) {
-    loop_->Remove(zygote_->process().pidfd());
-    if (loop_->Watching(zygote_->channel_fd())) loop_->Remove(zygote_->channel_fd());
-    zygote_->CloseChannel();  // it exits on EOF
-    Result<ExitStatus> st = zygote_->process().Wait();
-    if (st && !st->Success()) spdlog::warn("the zygote {}", st->ToString());
-    zygote_.reset();
-  }
+  StopZygotes();
   if (cgroups_) LogIfError(cgroups_->Shutdown(), "removing cgroups at shutdown");
   spdlog::info("shutdown complete");
   finished_ = true;

@@ -13,6 +13,7 @@
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "policy/policy.h"
+#include "supervisor/models.h"
 #include "supervisor/resources/gpu_inventory.h"
 
 namespace cellhouse::supervisor {
@@ -30,16 +31,6 @@ Status CheckReadableFile(const std::string& flag, const std::string& path) {
   return Ok();
 }
 
-// Whether PATH starts with GGUF's magic: such a file carries its own vocabulary, so no
-// tokenizer file is needed (celld does not link the engine, so the magic is all it reads).
-bool LooksLikeGguf(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return false;
-  std::array<char, 4> magic{};
-  return ::pread(fd.get(), magic.data(), magic.size(), 0) == static_cast<ssize_t>(magic.size()) &&
-         std::string_view(magic.data(), magic.size()) == "GGUF";
-}
-
 }  // namespace
 
 Status CheckConfiguration(const SupervisorOptions& options) {
@@ -47,11 +38,19 @@ Status CheckConfiguration(const SupervisorOptions& options) {
   auto note = [&problems](const Status& st) {
     if (!st) problems.push_back(st.error().message());
   };
-  note(CheckReadableFile("--model", options.zygote.model));
-  if (!options.zygote.tokenizer.empty()) {
-    note(CheckReadableFile("--tokenizer", options.zygote.tokenizer));
-  } else if (!LooksLikeGguf(options.zygote.model)) {
-    note(CheckReadableFile("--tokenizer", options.zygote.model + ".tokenizer"));
+  std::vector<ModelSpec> models = options.models;
+  if (models.empty()) {
+    models.push_back(ModelSpec{.name = ModelStem(options.zygote.model),
+                               .path = options.zygote.model,
+                               .tokenizer = options.zygote.tokenizer});
+  }
+  for (const ModelSpec& m : models) {
+    note(CheckReadableFile("--model", m.path));
+    if (!m.tokenizer.empty()) {
+      note(CheckReadableFile("--tokenizer", m.tokenizer));
+    } else if (!LooksLikeGguf(m.path)) {
+      note(CheckReadableFile("--tokenizer", m.path + ".tokenizer"));
+    }
   }
   if (!options.policy_dir.empty()) {
     // Without the model's facts: what depends on the model is checked once the zygote has it.

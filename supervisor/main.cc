@@ -301,13 +301,25 @@ int CheckStartAndServe(const SupervisorOptions& options) {
   return kExitOk;
 }
 
-// The model celld serves and how sessions read it.
-void RegisterModelFlags(FlagSet& flags, SupervisorOptions& options) {
-  flags.String("model", &options.zygote.model, "FILE",
-               "model to serve: a llama2.c or int8 checkpoint, or a GGUF file (llama, qwen2, "
-               "qwen3) (required)");
+// What the model flags say, before they are resolved into SupervisorOptions::models.
+struct ModelFlags {
+  std::vector<std::string> models;  // --model, repeatable
+  std::string models_dir;
+};
+
+// The models celld serves and how sessions read them.
+void RegisterModelFlags(FlagSet& flags, SupervisorOptions& options, ModelFlags& model_flags) {
+  flags.StringList("model", &model_flags.models, "[NAME=]FILE",
+                   "a model to serve: a llama2.c or int8 checkpoint, or a GGUF file (llama, "
+                   "qwen2, qwen3); repeat for several, each with its own zygote and mapping. "
+                   "NAME is what clients ask for (default: the file name without extension); "
+                   "the first is the default model");
+  flags.String("models-dir", &model_flags.models_dir, "DIR",
+               "serve every model in DIR too: GGUF files, and checkpoints with a FILE.tokenizer "
+               "beside them, each named after its file");
   flags.String("tokenizer", &options.zygote.tokenizer, "FILE",
-               "tokenizer (default: <model>.tokenizer; a GGUF file has its own vocabulary)");
+               "tokenizer of a single llama2.c model (default: <model>.tokenizer; a GGUF file "
+               "has its own vocabulary)");
   flags.Int("ctx-size", &options.zygote.ctx_size, "N",
             "longest context a session may have, at most the model's (0: the model's own; GGUF "
             "files may say 128K, which sizes every session's buffers); policies cap it further");
@@ -315,6 +327,31 @@ void RegisterModelFlags(FlagSet& flags, SupervisorOptions& options) {
                "chat-template family when the model's is not recognised and the policy names "
                "none: chatml, qwen3, llama3, llama2, mistral, gemma, phi3, zephyr, deepseek, "
                "deepseek3");
+}
+
+// --model and --models-dir into options->models (the first given is the default model).
+Status ResolveModels(const ModelFlags& flags, SupervisorOptions* options) {
+  for (const std::string& value : flags.models) {
+    CH_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelFlag(value));
+    options->models.push_back(std::move(spec));
+  }
+  if (!flags.models_dir.empty()) {
+    CH_ASSIGN_OR_RETURN(std::vector<ModelSpec> found, ScanModelsDirectory(flags.models_dir));
+    for (ModelSpec& spec : found) options->models.push_back(std::move(spec));
+  }
+  if (options->models.empty()) {
+    return Error("--model [NAME=]FILE or --models-dir DIR is required; see --help");
+  }
+  if (!options->zygote.tokenizer.empty()) {
+    if (options->models.size() != 1) {
+      return Error(
+          "--tokenizer names the tokenizer of one model; with several, put each checkpoint's "
+          "tokenizer beside it as FILE.tokenizer");
+    }
+    options->models.front().tokenizer = options->zygote.tokenizer;
+  }
+  options->zygote.model = options->models.front().path;
+  return CheckModelNames(options->models);
 }
 
 int Main(int argc, char** argv) {
@@ -331,8 +368,12 @@ int Main(int argc, char** argv) {
   ConnectionFlags connection_flags(options.connections);
   bool no_mlock = false, insecure = false, no_cgroups = false;
 
-  FlagSet flags("celld --model FILE [--tokenizer FILE] [--socket PATH] [options]", kDescription);
-  RegisterModelFlags(flags, options);
+  FlagSet flags(
+      "celld --model [NAME=]FILE... | --models-dir DIR [--tokenizer FILE] [--socket PATH] "
+      "[options]",
+      kDescription);
+  ModelFlags model_flags;
+  RegisterModelFlags(flags, options, model_flags);
   flags.String("socket", &options.socket_path, "PATH",
                std::string("client socket when not started by systemd, in a directory only root "
                            "may write (also $") +
@@ -381,7 +422,8 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   };
   if (!rest->empty()) return usage_error("unexpected argument " + Quote((*rest)[0]));
-  if (options.zygote.model.empty()) return usage_error("--model FILE is required; see --help");
+  if (Status st = ResolveModels(model_flags, &options); !st)
+    return usage_error(st.error().message());
   if (pool_size < 0 || pool_size > 64) return usage_error("--pool-size must be 0 to 64");
   if (options.zygote.ctx_size < 0 || options.zygote.ctx_size > INT32_MAX) {
     return usage_error("--ctx-size must be 0 to 2^31-1");

@@ -6,6 +6,8 @@
 // conversation only after that, serves that one session, and is never put back in the pool.
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "base/random.h"
@@ -72,7 +74,13 @@ void Supervisor::OnPoolWorkerReady(Session& session) {
 }
 
 void Supervisor::RefillPools() {
-  if (shutting_down_ || options_.pool_size == 0 || !zygote_) return;
+  // Pool workers are the default model's (an open naming another model starts its own worker).
+  auto served = models_.find(default_model_);
+  if (shutting_down_ || options_.pool_size == 0 || served == models_.end() ||
+      !served->second.zygote) {
+    return;
+  }
+  const uint32_t longest = served->second.facts.seq_len;
   std::map<std::string, uint32_t> have;  // ready or starting, per policy
   for (const auto& [id, s] : sessions_) {
     bool for_pool = s.state() == Session::State::kPooled ||
@@ -81,7 +89,7 @@ void Supervisor::RefillPools() {
   }
   for (const auto& [name, policy] : policies_) {
     // A GPU share is granted per session at admission: such workers cannot be made ahead.
-    if (policy->proto().has_gpu()) continue;
+    if (policy->proto().has_gpu() || !policy->AllowsModel(default_model_)) continue;
     for (uint32_t n = have[name]; n < options_.pool_size; ++n) {
       const policy::IdRange& range = policy->proto().host_uids();
       Result<uint32_t> ids = host_ids_.Allocate(range.first(), range.count(), ipc::kIdsPerSession);
@@ -92,8 +100,10 @@ void Supervisor::RefillPools() {
         return;
       }
       Session& s = NewSession(id, policy);
+      s.model = default_model_;
       s.host_id_first = *ids;
       s.context_length = policy->proto().budgets().context_length();
+      if (longest != 0) s.context_length = std::min(s.context_length, longest);
       Status spawned = SpawnWorker(s, nullptr, /*pooled=*/true);
       if (!spawned) {
         spdlog::warn("could not start a pool worker for policy {}: {}", name,

@@ -115,6 +115,7 @@ class Session {
   // The gateway tenant its opener asserted (celld --gateway-user); empty for a direct client.
   // Owners are (tenant_uid, gateway_tenant): re-attach, lists and kill compare both.
   std::string gateway_tenant;
+  std::string model;  // the served model's name (its zygote made the worker)
   std::shared_ptr<const policy::CompiledPolicy> policy;  // kept for the session's life
   uint32_t context_length = 0;
   uint32_t host_id_first = 0;

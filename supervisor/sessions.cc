@@ -114,6 +114,39 @@ std::variant<OpenChoice, OpenRefusal> ChooseForOpen(const policy::PolicySet& pol
   return OpenChoice{*chosen, context};
 }
 
+// Which served model: the one the open names (or the default), if it exists and the policy
+// allows it; the context is capped by what that model can attend to.
+std::variant<const ServedModel*, OpenRefusal> ChooseModel(
+    const std::map<std::string, ServedModel>& models, const std::string& default_model,
+    const api::OpenSession& open, OpenChoice& choice) {
+  const std::string& name = open.model().empty() ? default_model : open.model();
+  auto it = models.find(name);
+  if (it == models.end() || !choice.policy->AllowsModel(name)) {
+    std::string served;
+    for (const auto& [n, m] : models) {
+      if (!choice.policy->AllowsModel(n)) continue;
+      served += (served.empty() ? "" : ", ") + n;
+    }
+    // A name is echoed only when it is a valid one: it came from the client.
+    std::string what = policy::ValidModelName(name) ? "model '" + name + "'" : "that model name";
+    return OpenRefusal{
+        api::UNKNOWN_MODEL,
+        (it == models.end() ? "celld serves no " + what
+                            : "policy '" + choice.policy->name() + "' does not allow " + what) +
+            (served.empty() ? std::string("; it allows no model") : "; it may use: " + served),
+        "unknown_model"};
+  }
+  const uint32_t longest = it->second.facts.seq_len;
+  if (open.max_context() > longest) {
+    return OpenRefusal{api::INVALID_ARGUMENT,
+                       "max_context " + std::to_string(open.max_context()) + " is above model '" +
+                           name + "''s context length of " + std::to_string(longest),
+                       ""};
+  }
+  if (longest != 0) choice.context = std::min(choice.context, longest);
+  return &it->second;
+}
+
 // The second step: admission (worst-case memory, session caps, GPU share). Never a queue: a
 // refusal is immediate.
 std::variant<resources::Grant, OpenRefusal> AdmitOpen(resources::Admission& admission,
@@ -191,6 +224,13 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
     return;
   }
   OpenChoice choice = std::get<OpenChoice>(std::move(chosen));
+  std::variant<const ServedModel*, OpenRefusal> model =
+      ChooseModel(models_, default_model_, open, choice);
+  if (const auto* no = std::get_if<OpenRefusal>(&model)) {
+    refuse(*no);
+    return;
+  }
+  const ServedModel& served = *std::get<const ServedModel*>(model);
   // The session's secrets before anything is reserved: without unpredictable ones no session may
   // start, and nothing would need undoing.
   Result<std::string> new_id = RandomBytes(kSessionIdBytes);
@@ -203,14 +243,15 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
     return;
   }
   std::variant<resources::Grant, OpenRefusal> admitted =
-      AdmitOpen(*admission_, model_facts_, conn.identity, choice);
+      AdmitOpen(*admission_, served.facts, conn.identity, choice);
   if (const auto* no = std::get_if<OpenRefusal>(&admitted)) {
     ++sessions_refused_;
     refuse(*no);
     return;
   }
   ++sessions_admitted_;
-  PlaceSession(conn, choice.policy, choice.context, std::get<resources::Grant>(std::move(admitted)),
+  PlaceSession(conn, choice.policy, served.spec.name, choice.context,
+               std::get<resources::Grant>(std::move(admitted)),
                SessionSecrets{std::move(*new_id), std::move(*token)});
 }
 
@@ -218,8 +259,11 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
 // new one from the zygote.
 void Supervisor::PlaceSession(Connection& conn,
                               const std::shared_ptr<const policy::CompiledPolicy>& policy,
-                              uint32_t context, resources::Grant grant, SessionSecrets secrets) {
-  if (Session* pooled = TakePooledWorker(*policy)) {
+                              const std::string& model, uint32_t context, resources::Grant grant,
+                              SessionSecrets secrets) {
+  // The pools hold the default model's workers.
+  Session* pooled = model == default_model_ ? TakePooledWorker(*policy) : nullptr;
+  if (pooled != nullptr) {
     AssignPooledWorker(*pooled, conn, grant, context, std::move(secrets.token));
     return;
   }
@@ -234,6 +278,7 @@ void Supervisor::PlaceSession(Connection& conn,
   }
   std::string id = std::move(secrets.id);
   Session& session = NewSession(id, policy);
+  session.model = model;
   session.host_id_first = *host_ids;
   BindTenant(session, conn, grant, context, std::move(secrets.token));
   session.opener_connection = conn.id;
@@ -290,8 +335,11 @@ Status Supervisor::SpawnWorker(Session& session, const resources::WorkerGpuView*
   if (!pooled) *spawn.mutable_limits() = LimitsFor(session);
   std::vector<int> fds = {control.second.get()};
   fds.insert(fds.end(), placement_fds.begin(), placement_fds.end());
-  if (!zygote_) return Error("the zygote is not running");
-  Status sent = zygote_->SendSpawn(spawn, fds);
+  auto served = models_.find(session.model);
+  if (served == models_.end() || !served->second.zygote) {
+    return Error("the zygote of model '" + session.model + "' is not running");
+  }
+  Status sent = served->second.zygote->SendSpawn(spawn, fds);
   if (!sent) return std::move(sent).error().Context("asking the zygote");
   session.control = std::move(control.first);
   session.spawn_request_id = spawn.request_id();
@@ -313,27 +361,34 @@ zygote::SessionLimits Supervisor::LimitsFor(const Session& session) const {
   return limits;
 }
 
-void Supervisor::OnZygoteReadable() {
+void Supervisor::OnZygoteReadable(const std::string& model) {
+  auto served = models_.find(model);
+  if (served == models_.end() || !served->second.zygote) return;
+  ZygoteProcess& zygote = *served->second.zygote;
   for (;;) {
-    auto reply = zygote_->ReceiveReply();
+    auto reply = zygote.ReceiveReply();
     if (!reply) {
-      spdlog::error("zygote channel: {}", reply.error().message());
-      OnZygoteExit();
+      spdlog::error("zygote channel of model {}: {}", model, reply.error().message());
+      OnZygoteExit(model);
       return;
     }
     if (reply->would_block) return;
     if (reply->end_of_stream) {
-      loop_->Remove(zygote_->channel_fd());
+      loop_->Remove(zygote.channel_fd());
       return;
     }
-    OnSpawnReply(reply->message, std::move(reply->fds));
+    OnSpawnReply(model, reply->message, std::move(reply->fds));
   }
 }
 
-void Supervisor::OnSpawnReply(const zygote::SpawnReply& reply, std::vector<UniqueFd> fds) {
+void Supervisor::OnSpawnReply(const std::string& model, const zygote::SpawnReply& reply,
+                              std::vector<UniqueFd> fds) {
   auto pending = pending_spawns_.find(reply.request_id());
-  if (pending == pending_spawns_.end()) {
-    spdlog::error("zygote answered unknown spawn request {}", reply.request_id());
+  // A zygote answers only what was asked of it, never another model's requests.
+  if (pending == pending_spawns_.end() || FindSession(pending->second) == nullptr ||
+      FindSession(pending->second)->model != model) {
+    spdlog::error("zygote of model {} answered unknown spawn request {}", model,
+                  reply.request_id());
     return;
   }
   std::string id = pending->second;
@@ -429,6 +484,7 @@ void Supervisor::StartServing(Session& session, UniqueFd client) {
   o->set_session_id(id);
   o->set_token(session.token);
   o->set_policy(session.policy->name());
+  o->set_model(session.model);
   o->set_context_length(session.context_length);
   o->set_max_new_tokens(budgets.max_new_tokens());
   o->set_idle_timeout_ms(budgets.idle_timeout_seconds() * 1000);
@@ -549,11 +605,14 @@ void Supervisor::OnWorkerMessage(Session& session, const control::WorkerMessage&
       return;
     case control::WorkerMessage::kHeartbeat: {
       const control::Heartbeat& h = message.heartbeat();
+      auto served = models_.find(session.model);
+      const uint64_t kv_per_token = served != models_.end()
+                                        ? served->second.facts.kv_bytes_per_token
+                                        : model_facts_.kv_bytes_per_token;
       // Claims that cannot be true end the session: a worker that lies is not believed.
       if (h.context_used() > session.context_length ||
           h.tokens_generated() < session.claims.tokens_generated ||
-          h.kv_bytes_in_use() >
-              uint64_t{session.context_length} * model_facts_.kv_bytes_per_token) {
+          h.kv_bytes_in_use() > uint64_t{session.context_length} * kv_per_token) {
         metrics_.worker_reports_dropped.Inc({"heartbeat"});
         EndSession(session, api::PROTOCOL_VIOLATION, "the worker reported impossible usage",
                    /*graceful=*/false);
@@ -779,34 +838,41 @@ void Supervisor::ReleaseResources(Session& session) {
   session.client_dup.reset();
 }
 
-void Supervisor::OnZygoteExit() {
-  if (!zygote_) return;
-  loop_->Remove(zygote_->process().pidfd());
-  if (loop_->Watching(zygote_->channel_fd())) loop_->Remove(zygote_->channel_fd());
-  auto st = zygote_->process().TryReap();
+void Supervisor::OnZygoteExit(const std::string& model) {
+  auto served = models_.find(model);
+  if (served == models_.end() || !served->second.zygote) return;
+  ZygoteProcess& zygote = *served->second.zygote;
+  loop_->Remove(zygote.process().pidfd());
+  if (loop_->Watching(zygote.channel_fd())) loop_->Remove(zygote.channel_fd());
+  auto st = zygote.process().TryReap();
   std::string how = st && st->has_value() ? (*st)->ToString() : "channel failed";
   if (!shutting_down_) {
     spdlog::critical(
-        "the zygote ended unexpectedly ({}); no new sessions can start. Running "
+        "the zygote of model {} ended unexpectedly ({}); no new sessions can start. Running "
         "sessions continue; shutting down.",
-        how);
-    BeginShutdown("the zygote ended");
+        model, how);
+    BeginShutdown("the zygote of model " + model + " ended");
   }
   // Requests it never answered fail now.
-  for (const auto& [request, id] : pending_spawns_) {
-    Session* session = FindSession(id);
-    if (session == nullptr) continue;
-    session->FailSetup("the zygote ended before starting the worker");
-    if (Connection* opener = FindConnection(session->opener_connection)) {
-      Reply(*opener, ipc::MakeError(api::SPAWN_FAILED, *session->setup_failure()), true);
-    }
-  }
   std::vector<std::string> ids;
-  for (const auto& [request, id] : pending_spawns_) ids.push_back(id);
-  pending_spawns_.clear();
+  for (auto it = pending_spawns_.begin(); it != pending_spawns_.end();) {
+    Session* session = FindSession(it->second);
+    if (session != nullptr && session->model != model) {
+      ++it;
+      continue;
+    }
+    if (session != nullptr) {
+      session->FailSetup("the zygote ended before starting the worker");
+      if (Connection* opener = FindConnection(session->opener_connection)) {
+        Reply(*opener, ipc::MakeError(api::SPAWN_FAILED, *session->setup_failure()), true);
+      }
+      ids.push_back(it->second);
+    }
+    it = pending_spawns_.erase(it);
+  }
   for (const std::string& id : ids) FinalizeSession(id);
-  if (!st || !st->has_value()) static_cast<void>(zygote_->process().Wait());
-  zygote_.reset();
+  if (!st || !st->has_value()) static_cast<void>(zygote.process().Wait());
+  served->second.zygote.reset();
   CheckShutdownComplete();
 }
 

@@ -49,11 +49,7 @@ void Supervisor::AbandonStart() {
     if (s.cgroup && !s.cgroup->removed()) LogIfError(s.cgroup->Remove(), "removing a cgroup");
   }
   sessions_.clear();
-  if (zygote_) {
-    zygote_->CloseChannel();
-    static_cast<void>(zygote_->process().Wait());
-    zygote_.reset();
-  }
+  StopZygotes();
   if (cgroups_) LogIfError(cgroups_->Shutdown(), "removing cgroups after a failed start");
 }
 
@@ -61,7 +57,7 @@ void Supervisor::AbandonStart() {
 Status Supervisor::Start() {
   CH_RETURN_IF_ERROR(StartLoopAndSignals());
   CH_RETURN_IF_ERROR(StartCgroups());
-  CH_RETURN_IF_ERROR(StartZygote());
+  CH_RETURN_IF_ERROR(StartZygotes());
   CH_RETURN_IF_ERROR(StartPolicies());
   CH_RETURN_IF_ERROR(StartAdmission());
   StartAudit();
@@ -112,41 +108,86 @@ Status Supervisor::StartCgroups() {
   return Ok();
 }
 
-Status Supervisor::StartZygote() {
-  // The zygote, before anyone is accepted.
-  CH_ASSIGN_OR_RETURN(ZygoteProcess zygote, ZygoteProcess::Start(options_.zygote));
-  zygote_.emplace(std::move(zygote));
-  const zygote::ZygoteReady& ready = zygote_->ready();
-  Result<Mapping> view = Mapping::MapFile(options_.zygote.model.c_str());
-  if (view) {
-    model_view_ = std::move(*view);
-  } else {
-    spdlog::warn("weights residency will not be reported: {}", view.error().message());
+Status Supervisor::StartZygotes() {
+  // The zygotes, one per model, before anyone is accepted.
+  std::vector<ModelSpec> specs = options_.models;
+  if (specs.empty()) {
+    specs.push_back(ModelSpec{.name = ModelStem(options_.zygote.model),
+                              .path = options_.zygote.model,
+                              .tokenizer = options_.zygote.tokenizer});
   }
-  spdlog::info("zygote pid {} ready: {} ({} mapped in {} chunks, {} resident{})", ready.pid(),
-               ready.model_description(), FormatBytes(ready.weights_bytes()), ready.chunk_count(),
-               FormatBytes(ready.weights_resident_bytes()),
-               ready.weights_locked() ? ", locked" : "");
-  CH_RETURN_IF_ERROR(
-      loop_->Add(zygote_->channel_fd(), EPOLLIN, [this](uint32_t) { OnZygoteReadable(); }));
-  CH_RETURN_IF_ERROR(
-      loop_->Add(zygote_->process().pidfd(), EPOLLIN, [this](uint32_t) { OnZygoteExit(); }));
+  CH_RETURN_IF_ERROR(CheckModelNames(specs));
+  default_model_ = specs.front().name;
+  for (const ModelSpec& spec : specs) CH_RETURN_IF_ERROR(StartZygote(spec));
   return Ok();
 }
 
+Status Supervisor::StartZygote(const ModelSpec& spec) {
+  ZygoteOptions options = options_.zygote;
+  options.model = spec.path;
+  options.tokenizer = spec.tokenizer;
+  Result<ZygoteProcess> started = ZygoteProcess::Start(options);
+  if (!started) return std::move(started).error().Context("model " + Quote(spec.name));
+  ServedModel& model = models_[spec.name];
+  model.spec = spec;
+  model.zygote.emplace(std::move(*started));
+  const zygote::ZygoteReady& ready = model.zygote->ready();
+  model.facts.seq_len = ready.seq_len();
+  model.facts.kv_bytes_per_token = ready.kv_bytes_per_token();
+  model.facts.state_fixed_bytes = ready.state_fixed_bytes();
+  model.facts.worker_overhead_bytes = policy::kDefaultWorkerOverheadBytes;
+  Result<Mapping> view = Mapping::MapFile(spec.path.c_str());
+  if (view) {
+    model.view = std::move(*view);
+  } else {
+    spdlog::warn("weights residency of model {} will not be reported: {}", spec.name,
+                 view.error().message());
+  }
+  spdlog::info("model {}: zygote pid {} ready: {} ({} mapped in {} chunks, {} resident{})",
+               spec.name, ready.pid(), ready.model_description(),
+               FormatBytes(ready.weights_bytes()), ready.chunk_count(),
+               FormatBytes(ready.weights_resident_bytes()),
+               ready.weights_locked() ? ", locked" : "");
+  const std::string name = spec.name;
+  CH_RETURN_IF_ERROR(loop_->Add(model.zygote->channel_fd(), EPOLLIN,
+                                [this, name](uint32_t) { OnZygoteReadable(name); }));
+  CH_RETURN_IF_ERROR(loop_->Add(model.zygote->process().pidfd(), EPOLLIN,
+                                [this, name](uint32_t) { OnZygoteExit(name); }));
+  return Ok();
+}
+
+void Supervisor::StopZygotes() {
+  for (auto& [name, model] : models_) {
+    if (!model.zygote) continue;
+    if (loop_ && loop_->Watching(model.zygote->process().pidfd())) {
+      loop_->Remove(model.zygote->process().pidfd());
+    }
+    if (loop_ && loop_->Watching(model.zygote->channel_fd())) {
+      loop_->Remove(model.zygote->channel_fd());
+    }
+    model.zygote->CloseChannel();  // it exits on EOF
+    Result<ExitStatus> st = model.zygote->process().Wait();
+    if (st && !st->Success()) spdlog::warn("zygote of model {} ended: {}", name, st->ToString());
+    model.zygote.reset();
+  }
+}
+
 Status Supervisor::StartPolicies() {
-  const zygote::ZygoteReady& ready = zygote_->ready();
-  // Policies, checked against what the model costs.
-  model_facts_.seq_len = ready.seq_len();
-  model_facts_.kv_bytes_per_token = ready.kv_bytes_per_token();
-  model_facts_.state_fixed_bytes = ready.state_fixed_bytes();
-  model_facts_.worker_overhead_bytes = policy::kDefaultWorkerOverheadBytes;
+  // Policies, checked against what the models cost: each policy must suit every model.
+  std::vector<policy::ModelFacts> each;
+  for (const auto& [name, model] : models_) each.push_back(model.facts);
+  model_facts_ = EnvelopeFacts(each);
   CH_RETURN_IF_ERROR(LoadPolicies());
   return Ok();
 }
 
 Status Supervisor::StartAdmission() {
-  const zygote::ZygoteReady& ready = zygote_->ready();
+  uint64_t locked_weights = 0;
+  for (const auto& [name, model] : models_) {
+    if (model.zygote && model.zygote->ready().weights_locked()) {
+      locked_weights += model.zygote->ready().weights_bytes();
+    }
+  }
   // Admission: the memory budget, session caps and GPU shares.
   resources::AdmissionConfig admission;
   admission.max_sessions = options_.max_sessions;
@@ -158,8 +199,7 @@ Status Supervisor::StartAdmission() {
     if (cgroups_) {
       CH_ASSIGN_OR_RETURN(cap, cgroups_->OwnMemoryLimit());
     }
-    admission.memory_budget_bytes = resources::DefaultMemoryBudget(
-        total, cap, ready.weights_locked() ? ready.weights_bytes() : 0);
+    admission.memory_budget_bytes = resources::DefaultMemoryBudget(total, cap, locked_weights);
   }
   CH_ASSIGN_OR_RETURN(resources::GpuInventory gpus,
                       resources::DiscoverGpus({.inventory_file = options_.gpu_inventory}));
@@ -218,7 +258,7 @@ Status Supervisor::StartMetrics() {
         if (bytes) g.policy_memory_bytes[s.policy->name()] += *bytes;
       }
     }
-    g.weights_mapped_bytes = zygote_ ? zygote_->ready().weights_bytes() : 0;
+    g.weights_mapped_bytes = WeightsMappedBytes();
     g.weights_resident_bytes = WeightsResidentBytes();
     g.memory_budget_bytes = admission_->config().memory_budget_bytes;
     g.memory_committed_bytes = admission_->committed_bytes();
@@ -249,9 +289,24 @@ void Supervisor::PetWatchdog() {
 }
 
 uint64_t Supervisor::WeightsResidentBytes() const {
-  Result<uint64_t> resident = model_view_.ResidentBytes();
-  if (resident && !model_view_.empty()) return *resident;
-  return zygote_ ? zygote_->ready().weights_resident_bytes() : 0;  // as of start-up
+  uint64_t sum = 0;
+  for (const auto& [name, model] : models_) {
+    Result<uint64_t> resident = model.view.ResidentBytes();
+    if (resident && !model.view.empty()) {
+      sum += *resident;
+    } else if (model.zygote) {
+      sum += model.zygote->ready().weights_resident_bytes();  // as of start-up
+    }
+  }
+  return sum;
+}
+
+uint64_t Supervisor::WeightsMappedBytes() const {
+  uint64_t sum = 0;
+  for (const auto& [name, model] : models_) {
+    if (model.zygote) sum += model.zygote->ready().weights_bytes();
+  }
+  return sum;
 }
 
 Status Supervisor::Run() {

@@ -42,6 +42,7 @@
 #include "supervisor/host_ids.h"
 #include "supervisor/metrics.h"
 #include "supervisor/metrics_server.h"
+#include "supervisor/models.h"
 #include "supervisor/notifier.h"
 #include "supervisor/resources/admission.h"
 #include "supervisor/resources/gpu_share.h"
@@ -60,7 +61,11 @@ struct SupervisorOptions {
   std::string metrics_listen;              // "127.0.0.1:9464", empty: none unless inherited
   bool metrics_allow_remote = false;       // --metrics-listen may name a non-loopback address
 
+  // Every model's zygote settings; its `model` and `tokenizer` name the one model served when
+  // `models` is empty.
   ZygoteOptions zygote;
+  // The models served, each with its own zygote and mapping; [0] is the default (models.h).
+  std::vector<ModelSpec> models;
   std::string policy_dir;  // empty: the built-in default policy only
 
   uint64_t memory_budget_bytes = 0;  // 0: a safe share of physical memory
@@ -120,7 +125,8 @@ class Supervisor {
   Status Start();
   Status StartLoopAndSignals();
   Status StartCgroups();
-  Status StartZygote();
+  Status StartZygotes();
+  Status StartZygote(const ModelSpec& spec);
   Status StartPolicies();
   Status StartAdmission();
   void StartAudit();
@@ -150,7 +156,8 @@ class Supervisor {
     std::string token;
   };
   void PlaceSession(Connection& conn, const std::shared_ptr<const policy::CompiledPolicy>& policy,
-                    uint32_t context, resources::Grant grant, SessionSecrets secrets);
+                    const std::string& model, uint32_t context, resources::Grant grant,
+                    SessionSecrets secrets);
   void BindTenant(Session& session, const Connection& conn, resources::Grant grant,
                   uint32_t context, std::string token);
   // Creates the session's cgroup and asks the zygote for its worker.
@@ -159,8 +166,9 @@ class Supervisor {
   // The worker runs: answer the opener with SessionOpened and hand it the connection.
   void StartServing(Session& session, UniqueFd client);
   void AttachSession(Connection& conn, const api::AttachSession& attach);
-  void OnZygoteReadable();
-  void OnSpawnReply(const zygote::SpawnReply& reply, std::vector<UniqueFd> fds);
+  void OnZygoteReadable(const std::string& model);
+  void OnSpawnReply(const std::string& model, const zygote::SpawnReply& reply,
+                    std::vector<UniqueFd> fds);
   void HandOff(Session& session, UniqueFd client, bool reattach);
   void OnControlReadable(const std::string& id);
   void OnWorkerMessage(Session& session, const control::WorkerMessage& message);
@@ -174,7 +182,9 @@ class Supervisor {
   Session* FindSession(const std::string& id);
   resources::WorkerGpuView GpuViewFor(const resources::GpuGrant& grant) const;
   void OnAuditReadable();
-  void OnZygoteExit();
+  void OnZygoteExit(const std::string& model);
+  // Ends every model's zygote (shutdown, a failed start).
+  void StopZygotes();
 
   // pool.cc: pre-forked workers.
   Session* TakePooledWorker(const policy::CompiledPolicy& policy);
@@ -204,6 +214,11 @@ class Supervisor {
   api::ServerStatus TenantStatus(const Connection& conn) const;
   std::string StatusLine() const;
   uint64_t WeightsResidentBytes() const;
+  uint64_t WeightsMappedBytes() const;
+  // The policy `conn`'s opens get when they name none (null: none it may use).
+  std::shared_ptr<const policy::CompiledPolicy> DefaultPolicyFor(const Connection& conn) const;
+  // The status lines of the models `conn` may use (all of them for an administrator).
+  void AddModels(const Connection* conn, api::ServerStatus& status) const;
   void UpdateNotifyStatus();
   void CheckShutdownComplete();
 
@@ -213,10 +228,9 @@ class Supervisor {
   std::unique_ptr<Connections> connections_;
   // The client socket celld bound itself (removed at shutdown); none when systemd passed it.
   std::optional<ipc::SocketFile> own_socket_;
-  std::optional<ZygoteProcess> zygote_;
-  // celld's own read-only view of the model file, never touched: mincore on it tells how much of
-  // the weights is in memory right now (metrics, status).
-  Mapping model_view_;
+  // The models served, by name, each with its zygote; default_model_ is the first given.
+  std::map<std::string, ServedModel> models_;
+  std::string default_model_;
   std::unique_ptr<cgroup::Driver> cgroups_;
   std::unique_ptr<cgroup::Fs> cgroup_fs_;
   std::unique_ptr<cgroup::Processes> cgroup_processes_;
@@ -229,6 +243,7 @@ class Supervisor {
   Metrics metrics_;
 
   policy::PolicySet policies_;
+  // What policies are checked against: every model's at once (EnvelopeFacts).
   policy::ModelFacts model_facts_;
   HostIdAllocator host_ids_;
 

@@ -63,6 +63,7 @@ void PrintSessions(const api::Response& r, bool json) {
       j.Add("session_id", ipc::IdToHex(s.session_id()))
           .Add("tenant_uid", s.tenant_uid())
           .Add("policy", s.policy())
+          .Add("model", s.model())
           .Add("worker_pid", s.worker_pid())
           .Add("host_uid", s.host_uid())
           .Add("age_ms", s.age_ms())
@@ -91,6 +92,29 @@ void PrintSessions(const api::Response& r, bool json) {
   }
 }
 
+// "a (default), b" for the text view; the models as a JSON array.
+std::string ModelNames(const api::ServerStatus& s) {
+  std::string out;
+  for (const api::ModelStatus& m : s.models()) {
+    out += (out.empty() ? "" : ", ") + m.name() + (m.is_default() ? " (default)" : "");
+  }
+  return out.empty() ? "none" : out;
+}
+
+std::string ModelsJson(const api::ServerStatus& s) {
+  std::vector<std::string> items;
+  for (const api::ModelStatus& m : s.models()) {
+    JsonObject j;
+    j.Add("name", m.name())
+        .Add("description", m.description())
+        .Add("weights_bytes", m.weights_bytes())
+        .Add("context_length", m.context_length())
+        .Add("default", m.is_default());
+    items.push_back(j.Render());
+  }
+  return JsonArray(items);
+}
+
 void PrintStatus(const api::Response& r, bool json) {
   const api::ServerStatus& s = r.status();
   if (json) {
@@ -105,24 +129,26 @@ void PrintStatus(const api::Response& r, bool json) {
         .Add("weights_bytes", s.weights_bytes())
         .Add("weights_resident_bytes", s.weights_resident_bytes())
         .Add("cgroup_driver", s.cgroup_driver())
-        .Add("full_view", s.full_view());
+        .Add("full_view", s.full_view())
+        .AddRaw("models", ModelsJson(s));
     Printf(stdout, "%s\n", j.Render().c_str());
     return;
   }
   if (!s.full_view()) {
     // A tenant's view: celld tells it about its own sessions only.
-    Printf(stdout, "celld %s\nmodel: %s\nweights: %s mapped\nyour sessions: %u active\n",
-           s.version().c_str(), s.model().c_str(), FormatBytes(s.weights_bytes()).c_str(),
-           s.sessions_active());
+    Printf(stdout,
+           "celld %s\nmodel: %s\nmodels: %s\nweights: %s mapped\nyour sessions: %u active\n",
+           s.version().c_str(), s.model().c_str(), ModelNames(s).c_str(),
+           FormatBytes(s.weights_bytes()).c_str(), s.sessions_active());
     return;
   }
   Printf(stdout,
-         "celld %s\nmodel: %s\nweights: %s mapped, %s resident\n"
+         "celld %s\nmodel: %s\nmodels: %s\nweights: %s mapped, %s resident\n"
          "sessions: %u active, %llu admitted, %llu refused\n"
          "memory: %s of %s committed\ncgroups: %s\n",
-         s.version().c_str(), s.model().c_str(), FormatBytes(s.weights_bytes()).c_str(),
-         FormatBytes(s.weights_resident_bytes()).c_str(), s.sessions_active(),
-         static_cast<unsigned long long>(s.sessions_admitted()),
+         s.version().c_str(), s.model().c_str(), ModelNames(s).c_str(),
+         FormatBytes(s.weights_bytes()).c_str(), FormatBytes(s.weights_resident_bytes()).c_str(),
+         s.sessions_active(), static_cast<unsigned long long>(s.sessions_admitted()),
          static_cast<unsigned long long>(s.sessions_refused()),
          FormatBytes(s.memory_committed_bytes()).c_str(),
          FormatBytes(s.memory_budget_bytes()).c_str(), s.cgroup_driver().c_str());

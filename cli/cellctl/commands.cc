@@ -178,7 +178,7 @@ int ChatLoop(SessionClient& session, const TurnFlags& turn) {
 }  // namespace
 
 int CmdGenerate(const GlobalOptions& global, const std::vector<std::string>& args) {
-  std::string prompt, policy;
+  std::string prompt, policy, model;
   int64_t max_context = 0;
   TurnFlags turn;
   FlagSet flags("cellctl generate --prompt TEXT [options]",
@@ -186,6 +186,8 @@ int CmdGenerate(const GlobalOptions& global, const std::vector<std::string>& arg
   flags.String("prompt", &prompt, "TEXT", "the prompt (required)");
   flags.String("policy", &policy, "NAME", "policy to run under (default: your default)");
   flags.Int("max-context", &max_context, "N", "context length (default: the policy's)");
+  flags.String("model", &model, "NAME",
+               "the served model to run (`cellctl status` lists them; default: celld's first)");
   turn.Register(flags);
   std::vector<std::string> rest;
   if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
@@ -200,7 +202,8 @@ int CmdGenerate(const GlobalOptions& global, const std::vector<std::string>& arg
   CatchInterrupt();
   std::optional<api::Error> refusal;
   Result<SessionClient> session = SessionClient::Open(
-      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)},
+      global.socket,
+      {.policy = policy, .model = model, .max_context = static_cast<uint32_t>(max_context)},
       &refusal);
   if (!session) return Fail(session.error().message(), refusal);
   int status = RunTurn(*session, turn, turn.Make(prompt));
@@ -211,7 +214,7 @@ int CmdGenerate(const GlobalOptions& global, const std::vector<std::string>& arg
 }
 
 int CmdChat(const GlobalOptions& global, const std::vector<std::string>& args) {
-  std::string policy;
+  std::string policy, model;
   int64_t max_context = 0;
   TurnFlags turn;
   FlagSet flags("cellctl chat [options]",
@@ -225,6 +228,8 @@ int CmdChat(const GlobalOptions& global, const std::vector<std::string>& args) {
                 "within its detached grace.");
   flags.String("policy", &policy, "NAME", "policy to run under");
   flags.Int("max-context", &max_context, "N", "context length (default: the policy's)");
+  flags.String("model", &model, "NAME",
+               "the served model to run (`cellctl status` lists them; default: celld's first)");
   turn.Register(flags);
   turn.RegisterChat(flags);
   std::vector<std::string> rest;
@@ -232,7 +237,8 @@ int CmdChat(const GlobalOptions& global, const std::vector<std::string>& args) {
   CatchInterrupt();
   std::optional<api::Error> refusal;
   Result<SessionClient> session = SessionClient::Open(
-      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)},
+      global.socket,
+      {.policy = policy, .model = model, .max_context = static_cast<uint32_t>(max_context)},
       &refusal);
   if (!session) return Fail(session.error().message(), refusal);
   PrintReattach(*session);
@@ -240,19 +246,22 @@ int CmdChat(const GlobalOptions& global, const std::vector<std::string>& args) {
 }
 
 int CmdOpen(const GlobalOptions& global, const std::vector<std::string>& args) {
-  std::string policy;
+  std::string policy, model;
   int64_t max_context = 0;
-  FlagSet flags("cellctl open [--policy NAME]",
+  FlagSet flags("cellctl open [--policy NAME] [--model NAME]",
                 "Opens a session and prints its id and re-attach token; the session then waits\n"
                 "(detached) for `cellctl attach ID --token T` within its policy's detached grace\n"
                 "(budgets.detached_grace_seconds, 60 s by default), then ends.");
   flags.String("policy", &policy, "NAME", "policy to run under");
   flags.Int("max-context", &max_context, "N", "context length (default: the policy's)");
+  flags.String("model", &model, "NAME",
+               "the served model to run (`cellctl status` lists them; default: celld's first)");
   std::vector<std::string> rest;
   if (auto stop = ParseFlags(flags, args, &rest)) return *stop;
   std::optional<api::Error> refusal;
   Result<SessionClient> session = SessionClient::Open(
-      global.socket, {.policy = policy, .max_context = static_cast<uint32_t>(max_context)},
+      global.socket,
+      {.policy = policy, .model = model, .max_context = static_cast<uint32_t>(max_context)},
       &refusal);
   if (!session) return Fail(session.error().message(), refusal);
   const api::SessionOpened& o = session->opened();
@@ -261,6 +270,7 @@ int CmdOpen(const GlobalOptions& global, const std::vector<std::string>& args) {
     j.Add("session_id", ipc::IdToHex(o.session_id()))
         .Add("token", ipc::IdToHex(o.token()))
         .Add("policy", o.policy())
+        .Add("model", o.model())
         .Add("context_length", o.context_length())
         .Add("idle_timeout_ms", o.idle_timeout_ms())
         .Add("detached_grace_ms", o.detached_grace_ms());

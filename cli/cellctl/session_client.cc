@@ -19,6 +19,7 @@ Result<SessionClient> SessionClient::Open(const std::string& socket_path,
   api::Request open;
   open.mutable_open()->set_policy(options.policy);
   open.mutable_open()->set_max_context(options.max_context);
+  open.mutable_open()->set_model(options.model);
   CH_RETURN_IF_ERROR(client.connection_.Send(open));
   Result<api::Response> opened = client.Next(options.timeout_ms);
   if (!opened) {

@@ -23,6 +23,7 @@ namespace cellhouse::cli {
 
 struct OpenOptions {
   std::string policy;
+  std::string model;  // a served model's name; empty: celld's default
   uint32_t max_context = 0;
   int timeout_ms = 60'000;  // for the session to start
 };

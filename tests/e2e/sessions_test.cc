@@ -463,15 +463,22 @@ TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
   ASSERT_TRUE(s) << s.error().message();
   api::Request status;
   status.mutable_status();
-  auto reply = cli::AdminRequest(celld_->socket(), status);
-  ASSERT_TRUE(reply && reply->has_status());
+  // The default policy's context is the model's, capped by --ctx-size. The generate's session
+  // is released once its worker is reaped, a moment after cellctl returns.
+  const uint64_t one_session =
+      engine::StateFixedBytes(m->config()) +
+      kContext * engine::KvCacheBytesPerToken(m->config(), engine::KvPrecision::kF16) +
+      policy::kDefaultWorkerOverheadBytes;
+  Result<api::Response> reply = Error("no status yet");
+  for (int i = 0; i < 100; ++i) {
+    reply = cli::AdminRequest(celld_->socket(), status);
+    ASSERT_TRUE(reply && reply->has_status());
+    if (reply->status().memory_committed_bytes() == one_session) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   EXPECT_NE(reply->status().model().find("gguf llama"), std::string::npos)
       << reply->status().model();
-  // The default policy's context is the model's, capped by --ctx-size.
-  EXPECT_EQ(reply->status().memory_committed_bytes(),
-            engine::StateFixedBytes(m->config()) +
-                kContext * engine::KvCacheBytesPerToken(m->config(), engine::KvPrecision::kF16) +
-                policy::kDefaultWorkerOverheadBytes);
+  EXPECT_EQ(reply->status().memory_committed_bytes(), one_session);
 }
 
 TEST_F(E2eTest, AdmissionRefusalsSayWhichLimit) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@
 #include "base/clock.h"
 #include "base/io.h"
 #include "base/strings.h"
+#include "cli/cellctl/session_client.h"
 #include "gateway/http_server.h"
 #include "gateway/json.h"
 #include "tests/gateway/gateway_process.h"
@@ -200,17 +202,73 @@ TEST_F(GatewayE2eTest, ErrorsHaveTheirStatusesAndShapes) {
   HttpResponse param = Post("/v1/completions", R"({"model":"cellhouse","prompt":"x","top_p":7})");
   EXPECT_EQ(param.status, 400);
   EXPECT_EQ(Body(param)["error"]["param"], "top_p");
-  // Over the policy's max_new_tokens: celld refuses it (the gateway learns the limit from the
-  // first session and refuses later ones itself).
-  HttpResponse over =
-      Post("/v1/completions", R"({"model":"cellhouse","prompt":"x","max_tokens":50})");
-  EXPECT_EQ(over.status, 400) << over.raw;
-  HttpResponse again =
-      Post("/v1/completions", R"({"model":"cellhouse","prompt":"x","max_tokens":50})");
-  EXPECT_EQ(again.status, 400);
-  EXPECT_EQ(Body(again)["error"]["param"], "max_tokens");
-  EXPECT_THAT(Body(again)["error"]["message"].get<std::string>(), HasSubstr("limit of 20"));
-  EXPECT_TRUE(NoSessionsWithin(10'000));  // refused requests leave no session behind
+  // Over the policy's max_new_tokens: the gateway asked celld for the tenant's policy before
+  // its first request, and refuses without opening a session.
+  for (int i = 0; i < 2; ++i) {
+    HttpResponse over =
+        Post("/v1/completions", R"({"model":"cellhouse","prompt":"x","max_tokens":50})");
+    EXPECT_EQ(over.status, 400) << over.raw;
+    EXPECT_EQ(Body(over)["error"]["param"], "max_tokens");
+    EXPECT_THAT(Body(over)["error"]["message"].get<std::string>(), HasSubstr("limit of 20"));
+  }
+  api::Request status;
+  status.mutable_status();
+  auto reply = cli::AdminRequest(celld_->socket(), status);
+  ASSERT_TRUE(reply && reply->has_status());
+  EXPECT_EQ(reply->status().sessions_admitted(), 0u) << "no session was opened for a refusal";
+  EXPECT_TRUE(NoSessionsWithin(10'000));
+}
+
+// The model ids /v1/models lists for the test's key, once the gateway has heard from celld.
+std::vector<std::string> ModelIds(int port, const std::string& key, size_t want) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 100; ++i) {
+    HttpResponse r = HttpRequestTo(port, "GET", "/v1/models", {{"Authorization", "Bearer " + key}});
+    Result<Json> j = ParseJson(r.body);
+    ids.clear();
+    if (j && j->contains("data")) {
+      for (const Json& m : (*j)["data"]) ids.push_back(m["id"].get<std::string>());
+    }
+    if (ids.size() >= want) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return ids;
+}
+
+TEST_F(GatewayE2eTest, SeveralModelsAreListedAndChosenByName) {
+  const std::string second = cellhouse::testing::GenerateModel(local_, "tiny", 23);
+  StartBoth({}, {}, "", {"--model", "second=" + second});
+  EXPECT_EQ(ModelIds(gate_->port(), key_, 3),
+            (std::vector<std::string>{"cellhouse", "second", "tiny-11"}))
+      << gate_->Log();
+  // Greedy: the two generated models continue "Once" differently.
+  const std::string body = R"("prompt":"Once","max_tokens":8,"temperature":0})";
+  HttpResponse r = Post("/v1/completions", R"({"model":"second",)" + body);
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(Body(r)["model"], "second");
+  EXPECT_EQ(Body(r)["choices"][0]["text"],
+            cellhouse::testing::EngineReference(second, "Once", 8, 0.0, 0));
+  HttpResponse first = Post("/v1/completions", R"({"model":"tiny-11",)" + body);
+  ASSERT_EQ(first.status, 200) << first.raw;
+  EXPECT_EQ(Body(first)["choices"][0]["text"],
+            cellhouse::testing::EngineReference(Model(), "Once", 8, 0.0, 0));
+  EXPECT_NE(Body(first)["choices"][0]["text"], Body(r)["choices"][0]["text"]);
+  HttpResponse unknown = Post("/v1/completions", R"({"model":"third",)" + body);
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(Body(unknown)["error"]["code"], "model_not_found");
+}
+
+TEST_F(GatewayE2eTest, APolicyLimitsTheModelsATenantSeesAndUses) {
+  const std::string second = cellhouse::testing::GenerateModel(local_, "tiny", 23);
+  cellhouse::testing::PolicySpec only_first;
+  only_first.extra_text = "models: \"tiny-11\"\n";
+  StartBoth(only_first, {}, "", {"--model", "second=" + second});
+  EXPECT_EQ(ModelIds(gate_->port(), key_, 2), (std::vector<std::string>{"cellhouse", "tiny-11"}));
+  HttpResponse r = Post("/v1/completions", R"({"model":"second","prompt":"x","max_tokens":2})");
+  EXPECT_EQ(r.status, 404) << r.raw;
+  EXPECT_EQ(Body(r)["error"]["code"], "model_not_found");
+  HttpResponse ok = Post("/v1/completions", R"({"model":"cellhouse","prompt":"x","max_tokens":2})");
+  EXPECT_EQ(ok.status, 200) << ok.raw;
 }
 
 // A loopback port nobody listens on now (for celld's metrics).

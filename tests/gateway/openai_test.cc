@@ -245,6 +245,13 @@ TEST(ApiErrorTest, CelldRefusalsTellATenantsCapFromCapacity) {
   full.set_message("memory budget");
   EXPECT_EQ(TranslateError(full).kind, BackendError::Kind::kNoCapacity);
   EXPECT_EQ(FromBackend(TranslateError(full)).status, 503);
+  // A model celld does not serve (or the tenant's policy does not allow), asked for while the
+  // gateway's catalog was stale.
+  api::Error model;
+  model.set_code(api::UNKNOWN_MODEL);
+  model.set_message("celld serves no model 'x'");
+  EXPECT_EQ(FromBackend(TranslateError(model)).status, 404);
+  EXPECT_EQ(FromBackend(TranslateError(model)).code, "model_not_found");
 }
 
 }  // namespace
