@@ -4,7 +4,7 @@
     bench/report.py --raw DIR --out DIR [--markdown FILE]
 
 DIR (--raw) holds machine.json, run.json and one <benchmark>.json per program (engine, gguf,
-seccomp, session_open, protocol, load, streaming, memory); any that is missing is reported as
+seccomp, session_open, protocol, load, streaming, memory, gateway); any that is missing is reported as
 not measured. Writes OUT/results.json (everything, with the headline table), OUT/*.png (via
 gnuplot) and the Markdown report (default OUT/../benchmarks.md). Standard library only; Debian's
 python3 comes with clang-tidy, which tools/setup.sh installs.
@@ -855,6 +855,46 @@ def gguf_models(gguf, h, md):
     md.append("")
 
 
+def gateway_load(gw, h, md):
+    """gateway_load_bench: cellgate under many streaming clients, and its cost over celld's
+    socket in interleaved rounds."""
+    group = "4b. HTTP gateway"
+    if not gw:
+        md.append("*Not measured in this run.*")
+        return
+    h.add(group, f"{gw['clients']} streaming clients through the gateway, errors",
+          gw["errors"], "errors", "0", met=gw["errors"] == 0)
+    h.add(group, f"gateway throughput, {gw['streams']} streams, against celld's socket",
+          gw["tps_gateway"], "tok/s", "≥ 0.95× direct", gw["tps_direct"], "direct",
+          met=gw["tps_direct"] > 0 and gw["tps_gateway"] / gw["tps_direct"] >= 0.95)
+    h.add(group, "gateway time to first token, one stream, added over celld's socket",
+          gw["ttft_gateway_ms"] - gw["ttft_direct_ms"], "ms", "≤ 2 ms", gw["ttft_direct_ms"],
+          "direct TTFT", ratio=None, met=gw["ttft_gateway_ms"] - gw["ttft_direct_ms"] <= 2)
+    md.append(f"gateway_load_bench: preset {gw['preset']}, every request a new session generating "
+              f"{gw['tokens']} greedy tokens (`/v1/completions`, streamed). Load: "
+              f"{gw['clients']} clients asking back to back, through the gateway and then straight "
+              "on celld's socket (as `cellctl`) for scale. Overhead: medians of "
+              f"{gw['rounds']} rounds alternating the two paths.\n")
+    md.append("| path | requests | errors | tokens/s | TTFT p50 / p99 ms | ITL p50 / p99 ms |")
+    md.append("|---|---:|---:|---:|---:|---:|")
+    md.append(f"| gateway | {gw['requests']} | {gw['errors']} | {fmt(gw['tokens_per_s'])} | "
+              f"{fmt(gw['ttft_ms']['p50'])} / {fmt(gw['ttft_ms']['p99'])} | "
+              f"{fmt(gw['itl_ms']['p50'])} / {fmt(gw['itl_ms']['p99'])} |")
+    md.append(f"| direct | {gw['direct_requests']} | {gw['direct_errors']} | "
+              f"{fmt(gw['direct_tokens_per_s'])} | "
+              f"{fmt(gw['direct_ttft_ms']['p50'])} / {fmt(gw['direct_ttft_ms']['p99'])} | "
+              f"{fmt(gw['direct_itl_ms']['p50'])} / {fmt(gw['direct_itl_ms']['p99'])} |")
+    md.append(f"\nThe gateway used {fmt(gw['gateway_cpu_s'])} CPU-seconds over the "
+              f"{fmt(gw['load_seconds'])} s load and peaked at "
+              f"{gw['gateway_peak_rss_bytes'] / MIB:.1f} MiB resident.\n")
+    md.append(f"| overhead | direct | gateway |")
+    md.append("|---|---:|---:|")
+    md.append(f"| TTFT, one stream (ms) | {fmt(gw['ttft_direct_ms'])} | {fmt(gw['ttft_gateway_ms'])} |")
+    md.append(f"| tokens/s, {gw['streams']} streams | {fmt(gw['tps_direct'])} | "
+              f"{fmt(gw['tps_gateway'])} |")
+    md.append("")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raw", required=True)
@@ -868,7 +908,7 @@ def main():
     run = load(args.raw, "run") or {}
     b = {name: load(args.raw, name) for name in
          ["bandwidth", "engine", "gguf", "seccomp", "session_open", "protocol", "load",
-          "streaming", "memory", "memory_q8"]}
+          "streaming", "memory", "memory_q8", "gateway"]}
     if b["engine"]:
         for r in b["engine"]["rows"]:
             if r["kind"] == "bandwidth":
@@ -887,6 +927,7 @@ def main():
                                                                   machine.get("cpus", 2))),
                     ("gguf", lambda md: gguf_models(b["gguf"], h, md)),
                     ("protocol", lambda md: protocol(b["protocol"], b["streaming"], h, md)),
+                    ("gateway", lambda md: gateway_load(b["gateway"], h, md)),
                     ("sandbox", lambda md: sandbox_cost(b["seccomp"], b["streaming"], h, md))]:
         md = []
         try:
@@ -934,6 +975,7 @@ def main():
         "generation": sections["generation"],
         "gguf": sections["gguf"],
         "protocol": sections["protocol"],
+        "gateway": sections["gateway"],
         "sandbox": sections["sandbox"],
         "analysis": analysis(b),
     }

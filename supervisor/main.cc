@@ -422,8 +422,9 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   };
   if (!rest->empty()) return usage_error("unexpected argument " + Quote((*rest)[0]));
-  if (Status st = ResolveModels(model_flags, &options); !st)
+  if (Status st = ResolveModels(model_flags, &options); !st) {
     return usage_error(st.error().message());
+  }
   if (pool_size < 0 || pool_size > 64) return usage_error("--pool-size must be 0 to 64");
   if (options.zygote.ctx_size < 0 || options.zygote.ctx_size > INT32_MAX) {
     return usage_error("--ctx-size must be 0 to 2^31-1");

@@ -70,7 +70,9 @@ Result<std::vector<ModelSpec>> ScanModelsDirectory(const std::string& dir) {
     std::string name = e->d_name;
     if (name.empty() || name[0] == '.') continue;
     if (name.size() > 10 && name.ends_with(".tokenizer")) continue;
-    std::string path = dir + "/" + name;
+    std::string path = dir;
+    path += '/';
+    path += name;
     if (!IsRegularFile(path)) continue;
     if (!LooksLikeGguf(path) && !IsRegularFile(path + ".tokenizer")) continue;
     found.push_back(ModelSpec{.name = ModelStem(name), .path = path, .tokenizer = ""});
