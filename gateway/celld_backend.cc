@@ -459,7 +459,13 @@ TenantLimits CelldBackend::Limits(const Tenant& tenant) {
     if (it->second.max_tokens != 0) {
       limits.max_tokens = std::min(limits.max_tokens, it->second.max_tokens);
     }
-    if (it->second.context_length != 0) limits.context_length = it->second.context_length;
+    const Catalog& c = it->second;
+    if (c.context_length != 0) limits.context_length = c.context_length;
+    // The tenant's policy decides these when it says; otherwise the gateway's flags do.
+    if (c.max_body_bytes) limits.max_body_bytes = *c.max_body_bytes;
+    if (c.max_messages) limits.max_messages = *c.max_messages;
+    if (c.max_concurrent_requests) limits.max_concurrent_requests = *c.max_concurrent_requests;
+    if (c.max_idle_sessions) limits.max_idle_sessions = *c.max_idle_sessions;
   }
   return limits;
 }
@@ -480,6 +486,13 @@ void CelldBackend::Learned(const Tenant& tenant, const api::ServerStatus& status
   }
   c.max_tokens = status.max_new_tokens();
   c.context_length = status.context_length();
+  auto set = [](uint64_t v) { return v != 0 ? std::optional<size_t>(v) : std::nullopt; };
+  c.max_body_bytes = set(status.gateway_max_body_bytes());
+  c.max_messages = set(status.gateway_max_messages());
+  c.max_concurrent_requests = set(status.gateway_max_concurrent_requests());
+  c.max_idle_sessions = status.gateway_max_idle_sessions_set()
+                            ? std::optional<size_t>(status.gateway_max_idle_sessions())
+                            : std::nullopt;
   c.fetched_ns = loop_.clock().NowNanos();
 }
 
@@ -488,8 +501,8 @@ void CelldBackend::Asked(const Tenant& tenant, bool answered) {
   c.asking = false;
   // An unanswered query is retried a second later, not on every request.
   if (!answered) {
-    c.fetched_ns = loop_.clock().NowNanos() - options_.catalog_refresh_ms * kNanosPerMilli +
-                   kCatalogRetryNs;
+    c.fetched_ns =
+        loop_.clock().NowNanos() - options_.catalog_refresh_ms * kNanosPerMilli + kCatalogRetryNs;
   }
 }
 

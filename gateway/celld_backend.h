@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,7 +79,9 @@ class CelldBackend : public SessionBackend {
     std::string default_model;
     uint32_t max_tokens = 0;      // 0: not known
     uint32_t context_length = 0;  // 0: not known
-    int64_t fetched_ns = 0;       // 0: never answered
+    // The policy's gateway limits; unset: the gateway's flags.
+    std::optional<size_t> max_body_bytes, max_messages, max_concurrent_requests, max_idle_sessions;
+    int64_t fetched_ns = 0;  // 0: never answered
     bool asking = false;
   };
   void Learned(const Tenant& tenant, const api::SessionOpened& opened);

@@ -69,6 +69,7 @@ class Validator {
     Gpu();
     SeccompSettings();
     Budgets();
+    Gateway();
     MemoryAgainstModel();
   }
 
@@ -420,6 +421,21 @@ class Validator {
         Refuse(StrCat(arg, ".mask"), "mask is only meaningful with op MASKED_EQ.");
       }
     }
+  }
+
+  void Gateway() {
+    const GatewayLimits& g = p_.gateway();
+    auto range = [this](bool has, uint64_t v, uint64_t lo, uint64_t hi, const std::string& field) {
+      if (has && (v < lo || v > hi)) {
+        Refuse("gateway." + field,
+               StrCat("gateway.", field, " ", v, " is outside ", lo, " to ", hi, "."));
+      }
+    };
+    range(g.has_max_body_bytes(), g.max_body_bytes(), 1024, uint64_t{64} << 20, "max_body_bytes");
+    range(g.has_max_messages(), g.max_messages(), 1, 4096, "max_messages");
+    range(g.has_max_concurrent_requests(), g.max_concurrent_requests(), 1, 1024,
+          "max_concurrent_requests");
+    range(g.has_max_idle_sessions(), g.max_idle_sessions(), 0, 64, "max_idle_sessions");
   }
 
   void Budgets() {

@@ -196,6 +196,12 @@ api::ServerStatus Supervisor::TenantStatus(const Connection& conn) const {
     status.set_policy(p->name());
     status.set_max_new_tokens(b.max_new_tokens());
     status.set_context_length(b.context_length());
+    const policy::GatewayLimits& g = p->proto().gateway();
+    status.set_gateway_max_body_bytes(g.max_body_bytes());
+    status.set_gateway_max_messages(g.max_messages());
+    status.set_gateway_max_concurrent_requests(g.max_concurrent_requests());
+    status.set_gateway_max_idle_sessions(g.max_idle_sessions());
+    status.set_gateway_max_idle_sessions_set(g.has_max_idle_sessions());
   }
   return status;
 }

@@ -258,6 +258,30 @@ TEST_F(GatewayE2eTest, SeveralModelsAreListedAndChosenByName) {
   EXPECT_EQ(Body(unknown)["error"]["code"], "model_not_found");
 }
 
+// The tenant's policy sets the gateway's per-request limits; they hold before any session.
+TEST_F(GatewayE2eTest, APolicysGatewayLimitsAreEnforcedBeforeAnySessionOpens) {
+  cellhouse::testing::PolicySpec small;
+  small.extra_text = "gateway { max_body_bytes: 2048 max_messages: 2 }\n";
+  StartBoth(small);
+  ASSERT_EQ(ModelIds(gate_->port(), key_, 2).size(), 2u) << gate_->Log();  // catalog known
+  HttpResponse big = Post("/v1/completions", R"({"model":"cellhouse","prompt":")" +
+                                                 std::string(3000, 'a') + R"(","max_tokens":2})");
+  EXPECT_EQ(big.status, 413) << big.raw;
+  HttpResponse many =
+      Post("/v1/chat/completions",
+           R"({"model":"cellhouse","max_tokens":2,"messages":[{"role":"user","content":"a"},)"
+           R"({"role":"assistant","content":"b"},{"role":"user","content":"c"}]})");
+  EXPECT_EQ(many.status, 400) << many.raw;
+  EXPECT_EQ(Body(many)["error"]["param"], "messages");
+  api::Request status;
+  status.mutable_status();
+  auto reply = cli::AdminRequest(celld_->socket(), status);
+  ASSERT_TRUE(reply && reply->has_status());
+  EXPECT_EQ(reply->status().sessions_admitted(), 0u);
+  HttpResponse ok = Post("/v1/completions", R"({"model":"cellhouse","prompt":"x","max_tokens":2})");
+  EXPECT_EQ(ok.status, 200) << ok.raw;
+}
+
 TEST_F(GatewayE2eTest, APolicyLimitsTheModelsATenantSeesAndUses) {
   const std::string second = cellhouse::testing::GenerateModel(local_, "tiny", 23);
   cellhouse::testing::PolicySpec only_first;
