@@ -1,97 +1,62 @@
 #include "cli/cellctl/json.h"
 
 #include <cmath>
-#include <cstdio>
 
 namespace cellhouse::cli {
+namespace {
 
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (u < 0x20) {
-          char buf[8];
-          static_cast<void>(std::snprintf(buf, sizeof(buf), "\\u%04x", u));
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  return out + "\"";
+using Json = nlohmann::ordered_json;
+
+std::string Dump(const Json& j) {
+  // Invalid UTF-8 (a model's partial piece, a hostile name) is replaced, not thrown about.
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-void JsonObject::Key(std::string_view key) {
-  if (!body_.empty()) body_ += ",";
-  body_ += JsonString(key) + ":";
+Json ParseOrNull(std::string_view raw) {
+  Json j = Json::parse(raw, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? Json(nullptr) : j;
 }
+
+}  // namespace
+
+std::string JsonString(std::string_view text) { return Dump(Json(std::string(text))); }
 
 JsonObject& JsonObject::Add(std::string_view key, std::string_view value) {
-  Key(key);
-  body_ += JsonString(value);
+  value_[std::string(key)] = std::string(value);
   return *this;
 }
 
 JsonObject& JsonObject::Add(std::string_view key, uint64_t value) {
-  Key(key);
-  body_ += std::to_string(value);
+  value_[std::string(key)] = value;
   return *this;
 }
 
 JsonObject& JsonObject::Add(std::string_view key, int64_t value) {
-  Key(key);
-  body_ += std::to_string(value);
+  value_[std::string(key)] = value;
   return *this;
 }
 
 JsonObject& JsonObject::Add(std::string_view key, double value) {
-  Key(key);
-  if (!std::isfinite(value)) {
-    body_ += "null";
-    return *this;
-  }
-  char buf[64];
-  static_cast<void>(std::snprintf(buf, sizeof(buf), "%.6g", value));
-  body_ += buf;
+  value_[std::string(key)] = std::isfinite(value) ? Json(value) : Json(nullptr);
   return *this;
 }
 
 JsonObject& JsonObject::Add(std::string_view key, bool value) {
-  Key(key);
-  body_ += value ? "true" : "false";
+  value_[std::string(key)] = value;
   return *this;
 }
 
 JsonObject& JsonObject::AddRaw(std::string_view key, std::string_view raw) {
-  Key(key);
-  body_ += raw;
+  value_[std::string(key)] = ParseOrNull(raw);
   return *this;
 }
 
+std::string JsonObject::Render() const { return Dump(value_); }
+
 std::string JsonArray(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ",";
-    out += items[i];
-  }
-  return out + "]";
+  Json array = Json::array();
+  for (const std::string& item : items) array.push_back(ParseOrNull(item));
+  return Dump(array);
 }
 
 }  // namespace cellhouse::cli

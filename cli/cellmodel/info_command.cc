@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "base/print.h"
 #include "base/strings.h"
 #include "cli/cellmodel/cli_util.h"
@@ -47,32 +49,44 @@ const engine::GgufWeights& Gguf(const engine::Model& model) {
   return std::get<engine::GgufWeights>(model.weights());
 }
 
+using Json = nlohmann::ordered_json;
+
+void PrintJsonLine(const Json& j) {
+  Printf(stdout, "%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
+}
+
 void PrintGgufJson(const engine::Model& model) {
   const engine::ModelConfig& c = model.config();
   const engine::GgufFile& g = *model.gguf();
   const engine::GgufVocabularyInfo vocab = engine::DescribeGgufVocabulary(g);
-  std::string types;
+  Json types = Json::object();
   for (const auto& [name, t] : TypeHistogram(g)) {
-    types += (types.empty() ? "" : ", ") + JsonQuote(name) +
-             ": {\"tensors\": " + std::to_string(t.count) +
-             ", \"bytes\": " + std::to_string(t.bytes) + "}";
+    types[name] = Json{{"tensors", t.count}, {"bytes", t.bytes}};
   }
-  Printf(stdout,
-         "{\"path\": %s, \"format\": \"gguf\", \"gguf_version\": %u, \"architecture\": %s, "
-         "\"dim\": %d, \"hidden_dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
-         "\"n_kv_heads\": %d, \"head_size\": %d, \"vocab_size\": %d, \"context_length\": %u, "
-         "\"rope_base\": %g, \"rms_eps\": %g, \"shared_classifier\": %s, \"parameters\": %llu, "
-         "\"bytes\": %zu, \"tensor_types\": {%s}, \"vocabulary\": %s, "
-         "\"vocabulary_size\": %llu, \"chat_template\": %s, \"chunk_bytes\": %zu, "
-         "\"chunks\": %zu}\n",
-         JsonQuote(model.path()).c_str(), g.version(),
-         JsonQuote(engine::GgufArchitectureName(Gguf(model).architecture)).c_str(), c.dim,
-         c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_size(), c.vocab_size,
-         Gguf(model).file_context_length, static_cast<double>(c.rope_base),
-         static_cast<double>(c.rms_eps), c.shared_classifier ? "true" : "false",
-         static_cast<unsigned long long>(model.ParameterCount()), model.bytes().size(),
-         types.c_str(), JsonQuote(vocab.model).c_str(), static_cast<unsigned long long>(vocab.size),
-         vocab.chat_template ? "true" : "false", engine::kModelChunkBytes, model.ChunkCount());
+  Json j = {{"path", model.path()},
+            {"format", "gguf"},
+            {"gguf_version", g.version()},
+            {"architecture", std::string(engine::GgufArchitectureName(Gguf(model).architecture))},
+            {"dim", c.dim},
+            {"hidden_dim", c.hidden_dim},
+            {"n_layers", c.n_layers},
+            {"n_heads", c.n_heads},
+            {"n_kv_heads", c.n_kv_heads},
+            {"head_size", c.head_size()},
+            {"vocab_size", c.vocab_size},
+            {"context_length", Gguf(model).file_context_length},
+            {"rope_base", static_cast<double>(c.rope_base)},
+            {"rms_eps", static_cast<double>(c.rms_eps)},
+            {"shared_classifier", c.shared_classifier},
+            {"parameters", model.ParameterCount()},
+            {"bytes", model.bytes().size()},
+            {"tensor_types", types},
+            {"vocabulary", vocab.model},
+            {"vocabulary_size", vocab.size},
+            {"chat_template", vocab.chat_template},
+            {"chunk_bytes", engine::kModelChunkBytes},
+            {"chunks", model.ChunkCount()}};
+  PrintJsonLine(j);
 }
 
 void PrintGgufText(const engine::Model& model) {
@@ -100,10 +114,7 @@ void PrintGgufText(const engine::Model& model) {
   for (const auto& [name, t] : TypeHistogram(g)) {
     Printf(stdout, "  %-6s %4d tensors, %s\n", name.c_str(), t.count, FormatBytes(t.bytes).c_str());
   }
-  Printf(stdout, "vocabulary:    %s%s\n", vocab.Describe().c_str(),
-         vocab.kind == engine::VocabularyKind::kByteLevelBpe
-             ? " (not yet supported for generation: issue 15)"
-             : "");
+  Printf(stdout, "vocabulary:    %s\n", vocab.Describe().c_str());
   Printf(stdout, "chat template: %s\n", vocab.chat_template ? "present" : "none");
   Printf(stdout, "chunks:        %zu of %s\n", model.ChunkCount(),
          FormatBytes(engine::kModelChunkBytes).c_str());
@@ -128,20 +139,26 @@ FormatFacts Facts(const engine::Model& model) {
 void PrintJson(const engine::Model& model) {
   const engine::ModelConfig& c = model.config();
   const FormatFacts f = Facts(model);
-  Printf(
-      stdout,
-      "{\"path\": %s, \"format\": %s, \"group_size\": %d, \"dim\": %d, \"hidden_dim\": %d, "
-      "\"n_layers\": %d, \"n_heads\": %d, \"n_kv_heads\": %d, \"vocab_size\": %d, "
-      "\"seq_len\": %d, \"shared_classifier\": %s, \"parameters\": %llu, \"bytes\": %zu, "
-      "\"fp32_bytes\": %llu, \"bytes_saved\": %lld, \"chunk_bytes\": %zu, \"chunks\": %zu, "
-      "\"kv_bytes_per_token\": %llu, \"state_fixed_bytes\": %llu}\n",
-      JsonQuote(model.path()).c_str(), JsonQuote(f.name).c_str(), model.group_size(), c.dim,
-      c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len,
-      c.shared_classifier ? "true" : "false", static_cast<unsigned long long>(c.ParameterCount()),
-      model.bytes().size(), static_cast<unsigned long long>(f.fp32_bytes),
-      static_cast<unsigned long long>(f.bytes_saved), engine::kModelChunkBytes, model.ChunkCount(),
-      static_cast<unsigned long long>(engine::KvCacheBytesPerToken(c, model.kv_precision())),
-      static_cast<unsigned long long>(engine::StateFixedBytes(c)));
+  Json j = {{"path", model.path()},
+            {"format", f.name},
+            {"group_size", model.group_size()},
+            {"dim", c.dim},
+            {"hidden_dim", c.hidden_dim},
+            {"n_layers", c.n_layers},
+            {"n_heads", c.n_heads},
+            {"n_kv_heads", c.n_kv_heads},
+            {"vocab_size", c.vocab_size},
+            {"seq_len", c.seq_len},
+            {"shared_classifier", c.shared_classifier},
+            {"parameters", c.ParameterCount()},
+            {"bytes", model.bytes().size()},
+            {"fp32_bytes", f.fp32_bytes},
+            {"bytes_saved", f.bytes_saved},
+            {"chunk_bytes", engine::kModelChunkBytes},
+            {"chunks", model.ChunkCount()},
+            {"kv_bytes_per_token", engine::KvCacheBytesPerToken(c, model.kv_precision())},
+            {"state_fixed_bytes", engine::StateFixedBytes(c)}};
+  PrintJsonLine(j);
 }
 
 void PrintText(const engine::Model& model) {

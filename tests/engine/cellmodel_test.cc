@@ -94,9 +94,9 @@ TEST(CellmodelTest, MakeInfoRunRoundTrip) {
 
   ToolResult info = RunCellmodel(dir, {"info", model, "--json"});
   ASSERT_EQ(info.exit_code, 0) << info.err;
-  EXPECT_THAT(info.out, HasSubstr("\"dim\": 64"));
-  EXPECT_THAT(info.out, HasSubstr("\"vocab_size\": 512"));
-  EXPECT_THAT(info.out, HasSubstr("\"chunks\": 1"));
+  EXPECT_THAT(info.out, HasSubstr("\"dim\":64"));
+  EXPECT_THAT(info.out, HasSubstr("\"vocab_size\":512"));
+  EXPECT_THAT(info.out, HasSubstr("\"chunks\":1"));
   ToolResult text = RunCellmodel(dir, {"info", model});
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_THAT(text.out, HasSubstr("dim 64, hidden 176, 2 layers, 4 heads (2 kv)"));
@@ -139,17 +139,17 @@ TEST(CellmodelTest, QuantizeInfoRunRoundTrip) {
 
   ToolResult info = RunCellmodel(dir, {"info", q8, "--json"});
   ASSERT_EQ(info.exit_code, 0) << info.err;
-  EXPECT_THAT(info.out, HasSubstr("\"format\": \"q8\", \"group_size\": 32"));
-  EXPECT_THAT(info.out, HasSubstr("\"vocab_size\": 512"));
-  EXPECT_THAT(info.out, Not(HasSubstr("\"bytes_saved\": -")));
+  EXPECT_THAT(info.out, HasSubstr("\"format\":\"q8\",\"group_size\":32"));
+  EXPECT_THAT(info.out, HasSubstr("\"vocab_size\":512"));
+  EXPECT_THAT(info.out, Not(HasSubstr("\"bytes_saved\":-")));
   ToolResult text = RunCellmodel(dir, {"info", q8});
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_THAT(text.out, HasSubstr("format:     q8: int8 groups of 32"));
   EXPECT_THAT(text.out, HasSubstr("dim 64, hidden 176, 2 layers, 4 heads (2 kv)"));
   EXPECT_THAT(text.out, HasSubstr("saved:"));
   ToolResult fp32_info = RunCellmodel(dir, {"info", model, "--json"});
-  EXPECT_THAT(fp32_info.out, HasSubstr("\"format\": \"f32\", \"group_size\": 0"));
-  EXPECT_THAT(fp32_info.out, HasSubstr("\"bytes_saved\": 0"));
+  EXPECT_THAT(fp32_info.out, HasSubstr("\"format\":\"f32\",\"group_size\":0"));
+  EXPECT_THAT(fp32_info.out, HasSubstr("\"bytes_saved\":0"));
 
   // The tokenizer defaults to <model>.tokenizer, as for fp32; every kernel choice prints the
   // same text (the int8 kernels agree bit for bit).
@@ -169,7 +169,7 @@ TEST(CellmodelTest, QuantizeInfoRunRoundTrip) {
   const std::string q64 = dir.File("tiny64.q8");
   ASSERT_EQ(
       RunCellmodel(dir, {"quantize", "--in", model, "-o", q64, "--group-size", "64"}).exit_code, 0);
-  EXPECT_THAT(RunCellmodel(dir, {"info", q64, "--json"}).out, HasSubstr("\"group_size\": 64"));
+  EXPECT_THAT(RunCellmodel(dir, {"info", q64, "--json"}).out, HasSubstr("\"group_size\":64"));
 }
 
 TEST(CellmodelTest, QuantizeRefusals) {
@@ -230,8 +230,8 @@ TEST(CellmodelTest, ConvertInfoRunRoundTrip) {
     EXPECT_THAT(info.out, HasSubstr("context:       256 tokens"));
     ToolResult json = RunCellmodel(dir, {"info", "--json", gguf});
     ASSERT_EQ(json.exit_code, 0) << json.err;
-    EXPECT_THAT(json.out, HasSubstr("\"format\": \"gguf\""));
-    EXPECT_THAT(json.out, HasSubstr("\"parameters\": 15"));
+    EXPECT_THAT(json.out, HasSubstr("\"format\":\"gguf\""));
+    EXPECT_THAT(json.out, HasSubstr("\"parameters\":15"));
     ToolResult run =
         RunCellmodel(dir, {"run", "--model", gguf, "--prompt", "Once upon a time", "--max-tokens",
                            "8", "--temperature", "0", "--ctx-size", "64"});
