@@ -327,22 +327,26 @@ bool CompiledPolicy::NamesGatewayTenant(std::string_view tenant) const {
   return std::find(names.begin(), names.end(), tenant) != names.end();
 }
 
-bool ValidGatewayTenant(std::string_view tenant) {
-  if (tenant.empty() || tenant.size() > kMaxGatewayTenantBytes) return false;
-  return std::all_of(tenant.begin(), tenant.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == '@' || c == '-';
+namespace {
+
+// 1 to `max` bytes, each an ASCII letter, digit or one of `punctuation`: safe in log lines and
+// error messages as they are.
+bool PlainName(std::string_view name, size_t max, std::string_view punctuation) {
+  if (name.empty() || name.size() > max) return false;
+  return std::all_of(name.begin(), name.end(), [&](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           punctuation.find(c) != std::string_view::npos;
   });
 }
 
+}  // namespace
+
+bool ValidGatewayTenant(std::string_view tenant) {
+  return PlainName(tenant, kMaxGatewayTenantBytes, "_.@-");
+}
+
 bool ValidModelName(std::string_view name) {
-  if (name.empty() || name.size() > kMaxModelNameBytes || name[0] == '.' || name[0] == '-') {
-    return false;
-  }
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == ':' || c == '-';
-  });
+  return PlainName(name, kMaxModelNameBytes, "._:-") && name[0] != '.' && name[0] != '-';
 }
 
 bool CompiledPolicy::AllowsModel(std::string_view model) const {

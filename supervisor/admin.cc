@@ -190,8 +190,12 @@ api::ServerStatus Supervisor::TenantStatus(const Connection& conn) const {
     active += s.state() == Session::State::kRunning && Owns(conn, s) ? 1 : 0;
   }
   status.set_sessions_active(active);
-  AddModels(&conn, status);
-  if (std::shared_ptr<const policy::CompiledPolicy> p = DefaultPolicyFor(conn)) {
+  // The policy its opens get when they name none: its models and its limits.
+  Result<std::shared_ptr<const policy::CompiledPolicy>> chosen =
+      ChoosePolicyFor(policies_, conn, "");
+  AddModels(/*everything=*/false, chosen ? chosen->get() : nullptr, status);
+  if (chosen) {
+    const std::shared_ptr<const policy::CompiledPolicy>& p = *chosen;
     const policy::Budgets& b = p->proto().budgets();
     status.set_policy(p->name());
     status.set_max_new_tokens(b.max_new_tokens());
@@ -206,23 +210,10 @@ api::ServerStatus Supervisor::TenantStatus(const Connection& conn) const {
   return status;
 }
 
-std::shared_ptr<const policy::CompiledPolicy> Supervisor::DefaultPolicyFor(
-    const Connection& conn) const {
-  const ipc::PeerCredentials& peer = conn.peer;
-  Result<std::shared_ptr<const policy::CompiledPolicy>> found =
-      conn.identity.tenant().empty()
-          ? policy::ChoosePolicy(policies_, "", peer.uid, peer.gid, peer.groups)
-          : policy::ChooseTenantPolicy(policies_, "", conn.identity.tenant(), peer.uid, peer.gid,
-                                       peer.groups);
-  return found ? *found : nullptr;
-}
-
-void Supervisor::AddModels(const Connection* conn, api::ServerStatus& status) const {
-  // A tenant sees the models of the policy its opens get when they name none (the gateway's).
-  std::shared_ptr<const policy::CompiledPolicy> chosen =
-      conn != nullptr ? DefaultPolicyFor(*conn) : nullptr;
+void Supervisor::AddModels(bool everything, const policy::CompiledPolicy* policy,
+                           api::ServerStatus& status) const {
   auto visible = [&](const std::string& name) {
-    return conn == nullptr || (chosen != nullptr && chosen->AllowsModel(name));
+    return everything || (policy != nullptr && policy->AllowsModel(name));
   };
   for (const auto& [name, model] : models_) {
     if (!model.zygote) continue;
@@ -253,7 +244,7 @@ api::ServerStatus Supervisor::StatusSnapshot() const {
     status.set_memory_committed_bytes(admission_->committed_bytes());
   }
   if (cgroups_) status.set_cgroup_driver(cgroups_->Describe());
-  AddModels(nullptr, status);
+  AddModels(/*everything=*/true, nullptr, status);
   status.set_weights_resident_bytes(WeightsResidentBytes());
   return status;
 }

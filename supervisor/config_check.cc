@@ -38,13 +38,7 @@ Status CheckConfiguration(const SupervisorOptions& options) {
   auto note = [&problems](const Status& st) {
     if (!st) problems.push_back(st.error().message());
   };
-  std::vector<ModelSpec> models = options.models;
-  if (models.empty()) {
-    models.push_back(ModelSpec{.name = ModelStem(options.zygote.model),
-                               .path = options.zygote.model,
-                               .tokenizer = options.zygote.tokenizer});
-  }
-  for (const ModelSpec& m : models) {
+  for (const ModelSpec& m : ModelsToServe(options)) {
     note(CheckReadableFile("--model", m.path));
     if (!m.tokenizer.empty()) {
       note(CheckReadableFile("--tokenizer", m.tokenizer));

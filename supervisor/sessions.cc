@@ -90,13 +90,8 @@ struct OpenChoice {
 std::variant<OpenChoice, OpenRefusal> ChooseForOpen(const policy::PolicySet& policies,
                                                     const Connection& conn,
                                                     const api::OpenSession& open) {
-  const ipc::PeerCredentials& peer = conn.peer;
-  const std::string& tenant = conn.identity.tenant();
   Result<std::shared_ptr<const policy::CompiledPolicy>> chosen =
-      tenant.empty()
-          ? policy::ChoosePolicy(policies, open.policy(), peer.uid, peer.gid, peer.groups)
-          : policy::ChooseTenantPolicy(policies, open.policy(), tenant, peer.uid, peer.gid,
-                                       peer.groups);
+      ChoosePolicyFor(policies, conn, open.policy());
   if (!chosen) {
     bool unknown = !open.policy().empty() && policies.count(open.policy()) == 0;
     return OpenRefusal{unknown ? api::UNKNOWN_POLICY : api::PERMISSION_DENIED,
@@ -182,6 +177,15 @@ SessionLogFields LogFieldsOf(const Session& session, std::string outcome = "") {
 }
 
 }  // namespace
+
+Result<std::shared_ptr<const policy::CompiledPolicy>> ChoosePolicyFor(
+    const policy::PolicySet& policies, const Connection& conn, const std::string& name) {
+  const ipc::PeerCredentials& peer = conn.peer;
+  const std::string& tenant = conn.identity.tenant();
+  return tenant.empty()
+             ? policy::ChoosePolicy(policies, name, peer.uid, peer.gid, peer.groups)
+             : policy::ChooseTenantPolicy(policies, name, tenant, peer.uid, peer.gid, peer.groups);
+}
 
 resources::WorkerGpuView Supervisor::GpuViewFor(const resources::GpuGrant& grant) const {
   std::vector<cgroup::DeviceMemoryRegion> regions;
@@ -384,9 +388,9 @@ void Supervisor::OnZygoteReadable(const std::string& model) {
 void Supervisor::OnSpawnReply(const std::string& model, const zygote::SpawnReply& reply,
                               std::vector<UniqueFd> fds) {
   auto pending = pending_spawns_.find(reply.request_id());
+  const Session* asked = pending == pending_spawns_.end() ? nullptr : FindSession(pending->second);
   // A zygote answers only what was asked of it, never another model's requests.
-  if (pending == pending_spawns_.end() || FindSession(pending->second) == nullptr ||
-      FindSession(pending->second)->model != model) {
+  if (asked == nullptr || asked->model != model) {
     spdlog::error("zygote of model {} answered unknown spawn request {}", model,
                   reply.request_id());
     return;

@@ -108,14 +108,16 @@ Status Supervisor::StartCgroups() {
   return Ok();
 }
 
+std::vector<ModelSpec> ModelsToServe(const SupervisorOptions& options) {
+  if (!options.models.empty()) return options.models;
+  return {ModelSpec{.name = ModelStem(options.zygote.model),
+                    .path = options.zygote.model,
+                    .tokenizer = options.zygote.tokenizer}};
+}
+
 Status Supervisor::StartZygotes() {
   // The zygotes, one per model, before anyone is accepted.
-  std::vector<ModelSpec> specs = options_.models;
-  if (specs.empty()) {
-    specs.push_back(ModelSpec{.name = ModelStem(options_.zygote.model),
-                              .path = options_.zygote.model,
-                              .tokenizer = options_.zygote.tokenizer});
-  }
+  const std::vector<ModelSpec> specs = ModelsToServe(options_);
   CH_RETURN_IF_ERROR(CheckModelNames(specs));
   default_model_ = specs.front().name;
   for (const ModelSpec& spec : specs) CH_RETURN_IF_ERROR(StartZygote(spec));

@@ -98,6 +98,14 @@ inline constexpr int64_t kPoolRetryNs = kNanosPerSecond;
 // Logs a failed status that leaves nothing to undo.
 void LogIfError(const Status& status, std::string_view what);
 
+// The models to serve: options.models, or else the one of options.zygote.model/tokenizer.
+std::vector<ModelSpec> ModelsToServe(const SupervisorOptions& options);
+
+// The policy named `name` (empty: the caller's default) that `conn`'s identity may use: by its
+// uid and groups, or as its asserted gateway tenant.
+Result<std::shared_ptr<const policy::CompiledPolicy>> ChoosePolicyFor(
+    const policy::PolicySet& policies, const Connection& conn, const std::string& name);
+
 class Supervisor {
  public:
   static Result<std::unique_ptr<Supervisor>> Create(const SupervisorOptions& options,
@@ -215,10 +223,10 @@ class Supervisor {
   std::string StatusLine() const;
   uint64_t WeightsResidentBytes() const;
   uint64_t WeightsMappedBytes() const;
-  // The policy `conn`'s opens get when they name none (null: none it may use).
-  std::shared_ptr<const policy::CompiledPolicy> DefaultPolicyFor(const Connection& conn) const;
-  // The status lines of the models `conn` may use (all of them for an administrator).
-  void AddModels(const Connection* conn, api::ServerStatus& status) const;
+  // The status lines of the served models: every one, or those `policy` allows (none when it
+  // is null: the caller may use no policy).
+  void AddModels(bool everything, const policy::CompiledPolicy* policy,
+                 api::ServerStatus& status) const;
   void UpdateNotifyStatus();
   void CheckShutdownComplete();
 

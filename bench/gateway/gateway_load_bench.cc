@@ -318,25 +318,10 @@ struct Gateway {
   std::string log_path;
 };
 
-// utime + stime of `pid`, in seconds.
+// CPU time `pid` (single-threaded cellgate) has run, in seconds.
 double CpuSeconds(pid_t pid) {
-  Result<std::string> stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat", 4096);
-  if (!stat) return 0;
-  size_t close = stat->rfind(')');
-  if (close == std::string::npos) return 0;
-  std::vector<std::string> fields;
-  std::string rest = stat->substr(close + 2);
-  size_t pos = 0;
-  while (pos < rest.size()) {
-    size_t space = rest.find(' ', pos);
-    fields.push_back(rest.substr(pos, space - pos));
-    if (space == std::string::npos) break;
-    pos = space + 1;
-  }
-  // Fields after the comm: state is [0], utime is field 14 overall → [11], stime [12].
-  if (fields.size() < 13) return 0;
-  const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  return (std::stod(fields[11]) + std::stod(fields[12])) / ticks;
+  Result<SchedStat> st = ReadSchedStat(pid);
+  return st ? static_cast<double>(st->on_cpu_ns) / 1e9 : 0;
 }
 
 // VmHWM (peak RSS) of `pid`, in bytes.
