@@ -261,8 +261,7 @@ class CelldBackend::Connection {
       }
       if (r.has_status()) backend_.Learned(tenant_, r.status());
       backend_.Asked(tenant_, r.has_status());
-      asked_ = true;
-      Retire();
+      Retire();  // kDead: Fail no longer reports it
       return;
     }
     if (r.has_error()) {
@@ -343,10 +342,7 @@ class CelldBackend::Connection {
   void Fail(const BackendError& error) {
     CancelTimer();
     State was = state_;
-    if (was == State::kQuerying && !asked_) {
-      asked_ = true;
-      backend_.Asked(tenant_, false);
-    }
+    if (was == State::kQuerying) backend_.Asked(tenant_, false);
     state_ = State::kDead;
     if (fd_.valid()) {
       backend_.loop_.Remove(fd_.get());
@@ -402,7 +398,6 @@ class CelldBackend::Connection {
   CelldBackend& backend_;
   Tenant tenant_;
   std::string model_;
-  bool asked_ = false;  // a status query has reported back
   UniqueFd fd_;
   ipc::FrameDecoder decoder_;
   std::string out_;
@@ -456,10 +451,8 @@ TenantLimits CelldBackend::Limits(const Tenant& tenant) {
   TenantLimits limits = options_.limits;
   auto it = catalogs_.find(tenant.name);
   if (it != catalogs_.end()) {
-    if (it->second.max_tokens != 0) {
-      limits.max_tokens = std::min(limits.max_tokens, it->second.max_tokens);
-    }
     const Catalog& c = it->second;
+    if (c.max_tokens != 0) limits.max_tokens = std::min(limits.max_tokens, c.max_tokens);
     if (c.context_length != 0) limits.context_length = c.context_length;
     // The tenant's policy decides these when it says; otherwise the gateway's flags do.
     if (c.max_body_bytes) limits.max_body_bytes = *c.max_body_bytes;
