@@ -4,6 +4,8 @@
 // only on such CPUs.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "engine/kernels/type_kernels_internal.h"
 
 #define CH_TARGET __attribute__((target("avx2,fma,f16c")))
@@ -42,14 +44,31 @@ struct V16 {
   }
 };
 
-constexpr int kTokensF32 = 3;
-constexpr int kTokensF16 = 3;
-constexpr int kTokensBF16 = 4;
+// A prefill tile's 4 accumulators, 2 weight vectors and one activation vector fit the
+// 16 vector registers.
+constexpr int kTileRows = 2;
+constexpr int kTileTokens = 2;
 
 #include "engine/kernels/float_types_simd.h"
 
 }  // namespace
 
 ProductFns FloatProductsAvx2(TensorType type) { return FloatProductsFor(type); }
+
+// vcvtps2ph with round-to-nearest-even and back: the bits of FloatToHalf for every float (NaNs
+// included: quiet, sign and top payload bits kept), eight at a time. Attention rounds every
+// softmax weight this way, so a prompt's cost grows with the square of its length here.
+CH_TARGET void RoundRowsToHalfF16c(const float* x, int32_t n, int64_t cols, std::byte* out) {
+  const int64_t count = static_cast<int64_t>(n) * cols;
+  auto* y = reinterpret_cast<float*>(out);
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < count; ++i) {
+    StoreF32(out + 4 * i, HalfToFloat(FloatToHalf(x[i])));
+  }
+}
 
 }  // namespace cellhouse::engine::internal

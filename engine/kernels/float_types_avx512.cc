@@ -3,6 +3,8 @@
 // functions are compiled for AVX-512 (target attribute); the table uses them only on such CPUs.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "engine/kernels/type_kernels_internal.h"
 
 #define CH_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
@@ -42,9 +44,10 @@ struct V16 {
   }
 };
 
-constexpr int kTokensF32 = 6;
-constexpr int kTokensF16 = 6;
-constexpr int kTokensBF16 = 8;
+// A prefill tile's 24 accumulators, 4 weight vectors and one activation vector fit the
+// 32 vector registers.
+constexpr int kTileRows = 4;
+constexpr int kTileTokens = 6;
 
 #include "engine/kernels/float_types_simd.h"
 

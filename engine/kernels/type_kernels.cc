@@ -97,7 +97,9 @@ Table BuildTable() {
             .isa = isa,
             .order = order,
             .dequantize = internal::Dequantizer(info.type),
-            .quantize_activations = internal::ActivationQuantizer(info.partner),
+            .quantize_activations = isa != KernelIsa::kPortable && info.partner == TensorType::kF16
+                                        ? &internal::RoundRowsToHalfF16c
+                                        : internal::ActivationQuantizer(info.partner),
             .dot = fns.dot,
             .matmul = fns.matmul,
         };

@@ -105,6 +105,9 @@ using DequantizeFn = void (*)(const std::byte* row, int64_t count, float* out);
 using QuantizeActivationsFn = void (*)(const float* x, int32_t n, int64_t cols, std::byte* out);
 DequantizeFn Dequantizer(TensorType type);
 QuantizeActivationsFn ActivationQuantizer(TensorType partner);
+// F16 activations rounded with F16C (float_types_avx2.cc; AVX2 and AVX-512 CPUs): the bits of
+// ActivationQuantizer(kF16)'s.
+void RoundRowsToHalfF16c(const float* x, int32_t n, int64_t cols, std::byte* out);
 
 // The generic matrix product over a dot function: what the portable variants use, and what the
 // vector ones must equal.

@@ -287,6 +287,37 @@ TEST(TypeKernelsTest, Q8_0ActivationsUseTheX86ScaleAndRoundHalvesToEven) {
   EXPECT_EQ(static_cast<int8_t>(q2[3]), 64);
 }
 
+// F16 activations are rounded in software by the portable kernels and by F16C's vcvtps2ph in
+// the vector ones: the same bits for a spread of every float pattern and for the edges (ties,
+// the subnormal range, overflow to infinity, NaNs with payloads).
+TEST(TypeKernelsTest, F16ActivationsRoundAlikeInEveryVariant) {
+  std::vector<uint32_t> bits = {0x00000000U, 0x80000000U, 0x7F800000U, 0xFF800000U, 0x7FC00000U,
+                                0x7F800001U, 0xFFA5A5A5U, 0x7FFFFFFFU, 0x477FE000U, 0x477FEFFFU,
+                                0x477FF000U, 0x33800000U, 0x33000000U, 0x33000001U, 0x387FC000U,
+                                0x38800000U, 0x3F801000U, 0x3F803000U, 0x00000001U, 0x807FFFFFU};
+  for (uint64_t b = 0; b <= 0xFFFFFFFFULL; b += 65521) {  // a prime step: every exponent, mixed
+    bits.push_back(static_cast<uint32_t>(b));             // low bits
+  }
+  std::vector<float> x(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) {
+    x[i] = std::bit_cast<float>(bits[i]);
+  }
+  const auto n = static_cast<int64_t>(x.size());
+  const std::vector<std::byte> expected =
+      Quantize(GetTypeKernels(TensorType::kF16, KernelIsa::kPortable), x, 1, n);
+  for (KernelIsa isa : VectorIsas()) {
+    const std::vector<std::byte> got = Quantize(GetTypeKernels(TensorType::kF16, isa), x, 1, n);
+    ASSERT_EQ(got.size(), expected.size());
+    for (int64_t i = 0; i < n; ++i) {
+      uint32_t g = 0;
+      uint32_t e = 0;
+      std::memcpy(&g, got.data() + 4 * i, 4);
+      std::memcpy(&e, expected.data() + 4 * i, 4);
+      ASSERT_EQ(g, e) << KernelIsaName(isa) << ": float bits 0x" << std::hex << bits[i];
+    }
+  }
+}
+
 TEST(TypeKernelsTest, Q8_KActivationsScaleByTheSignedMaximum) {
   std::vector<float> x(256, 0.0F);
   x[7] = -127.0F;  // the largest magnitude: iscale = -127 / -127 = 1
@@ -647,6 +678,7 @@ std::vector<Shape> ShapesFor(const Kind& kind) {
   if (block == 1) {
     shapes.push_back({9, 200, 3});  // leftovers past whole steps
     shapes.push_back({5, 37, 2});
+    shapes.push_back({11, 235, 8});  // prefill tiles with rows, tokens and columns left over
   } else if (block == 32) {
     shapes.push_back({16, 96, 7});
   }
