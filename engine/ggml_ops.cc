@@ -117,6 +117,17 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
   return ReduceAdd16(lanes);
 }
 
+// ReduceAdd16's order on a register: halves folded 16 -> 8 -> 4, then (l0 + l2) + (l1 + l3).
+[[gnu::target("avx512f")]] inline float ReduceAdd16Avx512(__m512 v) {
+  // The zero-masked extracts: GCC 12 warns of an uninitialized register inside the plain ones.
+  const __m256 lo = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 0));
+  const __m256 hi = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 1));
+  const __m256 h8 = _mm256_add_ps(lo, hi);
+  const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+  const __m128 h2 = _mm_add_ps(h4, _mm_permute_ps(h4, 0x4E));
+  return _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 0x55)));
+}
+
 [[gnu::target("avx512f")]] float LanesDotF16Avx512(const uint16_t* a, const float* b, int64_t n) {
   __m512 acc = _mm512_setzero_ps();
   int64_t i = 0;
@@ -126,12 +137,23 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
     acc = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xFFFF), h),
                           _mm512_loadu_ps(b + i), acc);
   }
+  if (i == n) {
+    return ReduceAdd16Avx512(acc);
+  }
   float lanes[16];
   _mm512_storeu_ps(lanes, acc);
   for (; i < n; ++i) {
     lanes[i % 16] = std::fma(HalfToFloat(a[i]), b[i], lanes[i % 16]);
   }
   return ReduceAdd16(lanes);
+}
+
+[[gnu::target("avx512f")]] void LanesDotsF16Avx512(const uint16_t* a, size_t a_stride,
+                                                   int64_t count, const float* b, int64_t n,
+                                                   float* out) {
+  for (int64_t j = 0; j < count; ++j) {
+    out[j] = LanesDotF16Avx512(a + static_cast<size_t>(j) * a_stride, b, n);
+  }
 }
 
 bool HasFma(KernelIsa isa) { return isa != KernelIsa::kPortable && KernelIsaSupported(isa); }
@@ -238,6 +260,17 @@ float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa) {
     return LanesDotF16Avx2(a, b, n);
   }
   return LanesDotF16Portable(a, b, n);
+}
+
+void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
+                  KernelIsa isa, float* out) {
+  if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
+    LanesDotsF16Avx512(a, a_stride, count, b, n, out);
+    return;
+  }
+  for (int64_t j = 0; j < count; ++j) {
+    out[j] = LanesDotF16(a + static_cast<size_t>(j) * a_stride, b, n, isa);
+  }
 }
 
 }  // namespace cellhouse::engine

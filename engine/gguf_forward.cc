@@ -155,21 +155,25 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
       const size_t g = static_cast<size_t>(h / kv_mul) * hd;
       const float* qh = q_half + static_cast<size_t>(h) * hd;
       float* scores = s.scores + static_cast<size_t>(h) * PadToKv(c.seq_len);
-      for (int32_t p = 0; p < count; ++p) {
-        const uint16_t* key = keys + static_cast<size_t>(p) * kv_dim + g;
-        scores[p] = prompt && hd % 16 == 0 ? LanesDotF16(key, qh, hd, isa)
-                                           : f16.dot(reinterpret_cast<const std::byte*>(key),
-                                                     reinterpret_cast<const std::byte*>(qh), hd);
+      if (prompt && hd % 16 == 0) {
+        LanesDotsF16(keys + g, kv_dim, count, qh, hd, isa, scores);
+      } else {
+        for (int32_t p = 0; p < count; ++p) {
+          scores[p] = f16.dot(reinterpret_cast<const std::byte*>(keys + p * kv_dim + g),
+                              reinterpret_cast<const std::byte*>(qh), hd);
+        }
       }
       std::fill(scores + count, scores + padded, -INFINITY);  // the causal mask
       SoftMax(scores, padded, scale, isa);
       f16.quantize_activations(scores, 1, padded, reinterpret_cast<std::byte*>(weights_half));
-      for (int32_t d = 0; d < hd; ++d) {
-        const uint16_t* row = values + (g + static_cast<size_t>(d)) * capacity;
-        ot[static_cast<size_t>(h) * hd + d] =
-            prompt ? LanesDotF16(row, weights_half, padded, isa)
-                   : f16.dot(reinterpret_cast<const std::byte*>(row),
-                             reinterpret_cast<const std::byte*>(weights_half), padded);
+      float* oh = ot + static_cast<size_t>(h) * hd;
+      if (prompt) {
+        LanesDotsF16(values + g * capacity, capacity, hd, weights_half, padded, isa, oh);
+      } else {
+        for (int32_t d = 0; d < hd; ++d) {
+          oh[d] = f16.dot(reinterpret_cast<const std::byte*>(values + (g + d) * capacity),
+                          reinterpret_cast<const std::byte*>(weights_half), padded);
+        }
       }
     }
   }

@@ -85,6 +85,30 @@ TEST(GgmlOpsTest, EveryVariantGivesThePortableBits) {
   }
 }
 
+// A head's keys (rows of a strided table) at once: each the bits of its own LanesDotF16.
+TEST(GgmlOpsTest, BatchedDotsEqualSingleOnes) {
+  constexpr int64_t kN = 64;
+  constexpr size_t kStride = 200;
+  constexpr int64_t kCount = 37;
+  const std::vector<float> b = Values(kN, 4.0F, 5);
+  const std::vector<float> table = Values(kStride * kCount, 2.0F, 9);
+  std::vector<uint16_t> halves(table.size());
+  for (size_t i = 0; i < halves.size(); ++i) {
+    halves[i] = FloatToHalf(table[i]);
+  }
+  for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+    for (int64_t n : {kN, kN - 3}) {
+      std::vector<float> out(kCount, -1.0F);
+      LanesDotsF16(halves.data() + 3, kStride, kCount, b.data(), n, isa, out.data());
+      for (int64_t j = 0; j < kCount; ++j) {
+        ASSERT_EQ(Bits(out[j]), Bits(LanesDotF16(halves.data() + 3 + j * kStride, b.data(), n,
+                                                 KernelIsa::kPortable)))
+            << KernelIsaName(isa) << " n " << n << " row " << j;
+      }
+    }
+  }
+}
+
 TEST(GgmlOpsTest, TheDefinitions) {
   // Softmax: weights summing to one, the largest where the input is, masked values zero.
   std::vector<float> s = {1.0F, 3.0F, -INFINITY, 2.0F};
