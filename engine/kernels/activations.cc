@@ -165,4 +165,17 @@ QuantizeActivationsFn ActivationQuantizer(TensorType partner) {
   }
 }
 
+QuantizeActivationsFn ActivationQuantizerFor(TensorType partner, KernelIsa isa) {
+  if (isa == KernelIsa::kAvx512 && partner == TensorType::kQ8_0) {
+    return &RowsQ8ZeroAvx512;
+  }
+  if (isa == KernelIsa::kAvx512 && partner == TensorType::kQ8_1) {
+    return &RowsQ8OneAvx512;
+  }
+  if (isa != KernelIsa::kPortable && partner == TensorType::kF16) {
+    return &RoundRowsToHalfF16c;
+  }
+  return ActivationQuantizer(partner);
+}
+
 }  // namespace cellhouse::engine::internal

@@ -97,9 +97,7 @@ Table BuildTable() {
             .isa = isa,
             .order = order,
             .dequantize = internal::Dequantizer(info.type),
-            .quantize_activations = isa != KernelIsa::kPortable && info.partner == TensorType::kF16
-                                        ? &internal::RoundRowsToHalfF16c
-                                        : internal::ActivationQuantizer(info.partner),
+            .quantize_activations = internal::ActivationQuantizerFor(info.partner, isa),
             .dot = fns.dot,
             .matmul = fns.matmul,
         };

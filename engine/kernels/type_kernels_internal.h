@@ -99,8 +99,8 @@ ProductFns KProductsPortable(TensorType type);
 ProductFns KProductsAvx2(TensorType type);
 ProductFns KProductsAvx512(TensorType type);
 
-// Row readers (dequantize.cc) and activation quantizers (activations.cc), portable, used by every
-// instruction set: they run once per token and row, not per weight.
+// Row readers (dequantize.cc) and activation quantizers (activations.cc), portable: they run
+// once per token and row, not per weight. The quantizers a prompt leans on have vector forms too.
 using DequantizeFn = void (*)(const std::byte* row, int64_t count, float* out);
 using QuantizeActivationsFn = void (*)(const float* x, int32_t n, int64_t cols, std::byte* out);
 DequantizeFn Dequantizer(TensorType type);
@@ -108,6 +108,11 @@ QuantizeActivationsFn ActivationQuantizer(TensorType partner);
 // F16 activations rounded with F16C (float_types_avx2.cc; AVX2 and AVX-512 CPUs): the bits of
 // ActivationQuantizer(kF16)'s.
 void RoundRowsToHalfF16c(const float* x, int32_t n, int64_t cols, std::byte* out);
+// Q8_0 and Q8_1 activations with AVX-512 (activations_avx512.cc): the portable ones' bits.
+void RowsQ8ZeroAvx512(const float* x, int32_t n, int64_t cols, std::byte* out);
+void RowsQ8OneAvx512(const float* x, int32_t n, int64_t cols, std::byte* out);
+// The activation quantizer of `partner` for `isa`: the fastest this instruction set has.
+QuantizeActivationsFn ActivationQuantizerFor(TensorType partner, KernelIsa isa);
 
 // The generic matrix product over a dot function: what the portable variants use, and what the
 // vector ones must equal.

@@ -318,6 +318,35 @@ TEST(TypeKernelsTest, F16ActivationsRoundAlikeInEveryVariant) {
   }
 }
 
+// Q8_0 and Q8_1 activations in every variant: a zero block, a block of ties (amax 127 makes the
+// products the values), and ordinary blocks each holding one edge: NaN (ignored by the maximum,
+// -128 as a product), infinities, huge and tiny values, the ends of the int8 range.
+TEST(TypeKernelsTest, Q8ActivationsQuantizeAlikeInEveryVariant) {
+  const std::vector<float> edges = {0.0F,     -0.0F, NAN,     -NAN,    INFINITY, -INFINITY,
+                                    1e38F,    -3e9F, 1e-40F,  -1e-45F, 127.0F,   -127.0F,
+                                    65504.0F, 4.0F,  0.0625F, 3.0F,    12345.0F, -0.5F};
+  std::vector<float> x(32, 0.0F);
+  for (int i = 0; i < 32; ++i) {
+    x.push_back(i == 0 ? 127.0F : static_cast<float>(i % 9) - 4.5F);  // ties to even
+  }
+  for (size_t e = 0; e < edges.size(); ++e) {
+    for (size_t i = 0; i < 32; ++i) {
+      const auto k = static_cast<float>(e * 32 + i);
+      x.push_back(i == (e * 5 + 16) % 32 ? edges[e]
+                                    : std::sin(k) * std::ldexp(3.0F, static_cast<int>(e % 7)));
+    }
+  }
+  const auto cols = static_cast<int64_t>(x.size());
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_1}) {  // partners Q8_0 and Q8_1
+    const std::vector<std::byte> expected =
+        Quantize(GetTypeKernels(type, KernelIsa::kPortable), x, 1, cols);
+    for (KernelIsa isa : VectorIsas()) {
+      EXPECT_EQ(Quantize(GetTypeKernels(type, isa), x, 1, cols), expected)
+          << GetTypeInfo(type).name << " " << KernelIsaName(isa);
+    }
+  }
+}
+
 TEST(TypeKernelsTest, Q8_KActivationsScaleByTheSignedMaximum) {
   std::vector<float> x(256, 0.0F);
   x[7] = -127.0F;  // the largest magnitude: iscale = -127 / -127 = 1
