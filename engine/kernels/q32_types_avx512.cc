@@ -368,29 +368,34 @@ inline SpreadPrefetch NextTile(const MatMulArgs& a, int64_t row, int64_t rows, i
 // No prefetch: the tiles of a row group after its first (the rows are in cache by then).
 inline SpreadPrefetch Nothing() { return {nullptr, nullptr, 0}; }
 
-// Decode (n = 1): RD rows at a time (256-bit vectors: measured faster here than pairs of rows in
-// 512-bit ones), then single rows. Prefill: R rows x 2 * P2 tokens in token pairs, then single
-// rows and single tokens (the one-row, one-token tile of TileVec).
+// Decode (one token): RD rows at a time (256-bit vectors: measured faster here than pairs of rows
+// in 512-bit ones), then single rows. Prefill: R rows x 2 * P2 tokens in token pairs (single rows
+// where fewer than R are left); the tokens past the last whole tile go through decode's tiles.
+template <TensorType kType, int RD>
+CH_AVX512 void DecodeToken(const MatMulArgs& a, int32_t t) {
+  const int64_t blocks = a.cols / 32;
+  const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
+  float* y = a.y + static_cast<size_t>(t) * a.y_stride;
+  const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
+  int64_t r = a.row_begin;
+  for (; r + RD <= a.row_end; r += RD) {
+    TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
+                          NextTile(a, r, RD, blocks));
+  }
+  for (; r < a.row_end; ++r) {
+    TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
+                         Nothing());
+  }
+}
+
 template <TensorType kType, int RD, int R, int P2>
 CH_AVX512 void MatMulVec(const MatMulArgs& a) {
   const int64_t blocks = a.cols / 32;
   const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
-  if (a.n == 1) {
-    int64_t r = a.row_begin;
-    for (; r + RD <= a.row_end; r += RD) {
-      TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, a.x, a.x_row_bytes, blocks, a.y + r, a.y_stride,
-                            NextTile(a, r, RD, blocks));
-    }
-    for (; r < a.row_end; ++r) {
-      TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, a.x, a.x_row_bytes, blocks, a.y + r, a.y_stride,
-                           Nothing());
-    }
-    return;
-  }
-  for (int64_t r = a.row_begin; r < a.row_end;) {
+  const int32_t whole = a.n - a.n % (2 * P2);
+  for (int64_t r = a.row_begin; r < a.row_end && whole > 0;) {
     const int64_t rows = a.row_end - r >= R ? R : 1;
-    int32_t t = 0;
-    for (; t + 2 * P2 <= a.n; t += 2 * P2) {
+    for (int32_t t = 0; t < whole; t += 2 * P2) {
       const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, rows, blocks) : Nothing();
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
@@ -402,15 +407,10 @@ CH_AVX512 void MatMulVec(const MatMulArgs& a) {
                                  ahead);
       }
     }
-    for (; t < a.n; ++t) {
-      for (int64_t i = r; i < r + rows; ++i) {
-        TileVec<kType, 1, 1>(w_at(i), a.w_row_bytes, a.x + static_cast<size_t>(t) * a.x_row_bytes,
-                             a.x_row_bytes, blocks,
-                             a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(i),
-                             a.y_stride, Nothing());
-      }
-    }
     r += rows;
+  }
+  for (int32_t t = whole; t < a.n; ++t) {
+    DecodeToken<kType, RD>(a, t);
   }
 }
 
