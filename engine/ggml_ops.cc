@@ -156,6 +156,17 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
   }
 }
 
+[[gnu::target("avx2,f16c")]] void ToHalvesF16c(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  }
+  for (; i < n; ++i) {
+    out[i] = FloatToHalf(x[i]);
+  }
+}
+
 bool HasFma(KernelIsa isa) { return isa != KernelIsa::kPortable && KernelIsaSupported(isa); }
 
 }  // namespace
@@ -260,6 +271,16 @@ float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa) {
     return LanesDotF16Avx2(a, b, n);
   }
   return LanesDotF16Portable(a, b, n);
+}
+
+void ToHalves(const float* x, int64_t n, uint16_t* out, KernelIsa isa) {
+  if (isa != KernelIsa::kPortable && KernelIsaSupported(KernelIsa::kAvx2)) {
+    ToHalvesF16c(x, n, out);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = FloatToHalf(x[i]);
+  }
 }
 
 void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,

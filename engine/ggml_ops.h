@@ -68,6 +68,9 @@ void SiluMul(float* gate, const float* up, int64_t n, KernelIsa isa);
 
 // sum of a[i] (halves) * b[i] over n values, in tinyBLAS's 16-lane order.
 float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa);
+// out[i] = FloatToHalf(x[i]) (vcvtps2ph where the CPU has F16C: the same bits).
+void ToHalves(const float* x, int64_t n, uint16_t* out, KernelIsa isa);
+
 // out[j] = LanesDotF16(a + j * a_stride, b, n, isa) for j < count: one dispatch for a head's
 // keys or value rows.
 void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,

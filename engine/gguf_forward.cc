@@ -129,14 +129,14 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
   const size_t capacity = static_cast<size_t>(s.kv_capacity());
   uint16_t* keys = s.key_cache_half + static_cast<size_t>(layer) * capacity * kv_dim;
   uint16_t* values = s.value_cache_half + static_cast<size_t>(layer) * kv_dim * capacity;
-  // Keys by position; values transposed, one row per dimension along the positions.
-  for (int32_t t = 0; t < n; ++t) {
-    const size_t p = static_cast<size_t>(pos) + static_cast<size_t>(t);
-    const float* kt = Row(k, t, kv_dim);
-    const float* vt = Row(v, t, kv_dim);
-    for (int32_t j = 0; j < kv_dim; ++j) {
-      keys[p * kv_dim + j] = FloatToHalf(kt[j]);
-      values[static_cast<size_t>(j) * capacity + p] = FloatToHalf(vt[j]);
+  // Keys by position; values transposed, one row per dimension along the positions, written a
+  // dimension at a time so that each row's new positions fill whole cache lines (a position at
+  // a time, every store touched another line, capacity * 2 bytes away).
+  ToHalves(k, static_cast<int64_t>(n) * kv_dim, keys + static_cast<size_t>(pos) * kv_dim, isa);
+  for (int32_t j = 0; j < kv_dim; ++j) {
+    uint16_t* row = values + static_cast<size_t>(j) * capacity + static_cast<size_t>(pos);
+    for (int32_t t = 0; t < n; ++t) {
+      row[t] = FloatToHalf(v[static_cast<size_t>(t) * kv_dim + static_cast<size_t>(j)]);
     }
   }
   const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);

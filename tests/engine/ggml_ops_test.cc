@@ -109,6 +109,22 @@ TEST(GgmlOpsTest, BatchedDotsEqualSingleOnes) {
   }
 }
 
+TEST(GgmlOpsTest, ToHalvesRoundsAsFloatToHalf) {
+  std::vector<float> x = Values(1000, 70000.0F, 3);  // past the half range too
+  x[5] = NAN;
+  x[6] = -INFINITY;
+  x[7] = 1e-6F;       // subnormal as a half
+  x[8] = 0x1.002p0F;  // a tie, to even
+  for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+    std::vector<uint16_t> out(x.size() + 1, 0xABCD);
+    ToHalves(x.data(), static_cast<int64_t>(x.size()), out.data(), isa);
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_EQ(out[i], FloatToHalf(x[i])) << KernelIsaName(isa) << " " << i << " " << x[i];
+    }
+    EXPECT_EQ(out.back(), 0xABCD) << "wrote past the end";
+  }
+}
+
 TEST(GgmlOpsTest, TheDefinitions) {
   // Softmax: weights summing to one, the largest where the input is, masked values zero.
   std::vector<float> s = {1.0F, 3.0F, -INFINITY, 2.0F};
