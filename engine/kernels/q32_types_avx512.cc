@@ -298,10 +298,23 @@ CH_AVX512 inline __m256 RowScales8(const std::byte* w0, size_t stride) {
   return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)));
 }
 
-// Q4_0 kInterleaved8: 8 rows at a time, one float lane per row. Two rows' 16 nibble bytes share
-// a vector, split into low nibbles (values 0-15, against x's first 16 bytes in both halves) and
-// high ones (values 16-31); a block's 32 products are summed exactly per row (phaddd), the
-// rows' -8 * sum(x) added once, and the definition's fma(float(sum), d_w * d_x, acc) follows.
+// Four rows' 16 nibble bytes of one block, one row per 128-bit lane.
+CH_AVX512 inline __m512i FourRows(const std::byte* p, size_t stride) {
+  const auto row = [p, stride](int r) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + static_cast<size_t>(r) * stride));
+  };
+  __m512i v = _mm512_zextsi128_si512(row(0));
+  v = _mm512_maskz_inserti32x4(kAll16, v, row(1), 1);
+  v = _mm512_maskz_inserti32x4(kAll16, v, row(2), 2);
+  return _mm512_maskz_inserti32x4(kAll16, v, row(3), 3);
+}
+
+// Q4_0 kInterleaved8: 8 rows at a time, one float lane per row. Rows 0-3 and 4-7 each fill a
+// 512-bit vector, a row per 128-bit lane, split into low nibbles (values 0-15, against x's first
+// 16 bytes broadcast to every lane) and high ones (values 16-31, against the last 16). The lanes
+// start from -8 * (their share of x's bytes), so each row's four lanes sum exactly to its block
+// product; two unpacks, two adds and one permute put the 8 rows' sums in order, and the
+// definition's fma(float(sum), d_w * d_x, acc) follows.
 template <int T>
 CH_AVX512 void TileInterleaved(const std::byte* w, size_t w_stride, const std::byte* x,
                                size_t x_stride, int64_t blocks, float* y, size_t y_stride,
@@ -311,43 +324,38 @@ CH_AVX512 void TileInterleaved(const std::byte* w, size_t w_stride, const std::b
   for (int t = 0; t < T; ++t) {
     acc[t] = _mm256_setzero_ps();
   }
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  // phaddd leaves rows as [0 2 4 6 | 1 3 5 7]; this puts them back in order.
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i eights = _mm512_set1_epi8(8);
+  // Lane 4L holds row L's sum, lane 4L + 1 row 4 + L's.
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
   for (int64_t b = 0; b < blocks; ++b) {
     ahead.Step(b);
     const std::byte* w0 = w + static_cast<size_t>(b) * P::kBytes;
-    __m256i lo[4];
-    __m256i hi[4];
-    for (int p = 0; p < 4; ++p) {
-      const std::byte* wa = w0 + static_cast<size_t>(2 * p) * w_stride + P::kQs;
-      const __m256i v = _mm256_inserti128_si256(
-          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wa))),
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(wa + w_stride)), 1);
-      lo[p] = _mm256_and_si256(v, low4);
-      hi[p] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-    }
+    const __m512i raw_a = FourRows(w0 + P::kQs, w_stride);
+    const __m512i raw_b = FourRows(w0 + 4 * w_stride + P::kQs, w_stride);
+    const __m512i lo_a = _mm512_and_si512(raw_a, low4);
+    const __m512i hi_a = _mm512_and_si512(_mm512_srli_epi16(raw_a, 4), low4);
+    const __m512i lo_b = _mm512_and_si512(raw_b, low4);
+    const __m512i hi_b = _mm512_and_si512(_mm512_srli_epi16(raw_b, 4), low4);
     const __m256 wd = RowScales8(w0, w_stride);
     for (int t = 0; t < T; ++t) {
       const std::byte* xb =
           x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(b) * P::kXBytes;
-      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + P::kXQs));
-      const __m256i x_lo = _mm256_permute2x128_si256(xq, xq, 0x00);
-      const __m256i x_hi = _mm256_permute2x128_si256(xq, xq, 0x11);
-      __m256i pair[4];
-      for (int p = 0; p < 4; ++p) {
-        pair[p] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo[p], x_lo),
-                                      hi[p], x_hi);
-      }
-      // -8 * the sum of x's 32 bytes, for every row.
-      const __m256i xs = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), xq);
-      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(xs), _mm256_extracti128_si256(xs, 1));
-      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-      const __m256i offset = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_broadcastd_epi32(s));
-      const __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(pair[0], pair[1]),
-                                             _mm256_hadd_epi32(pair[2], pair[3]));
-      const __m256i sums = _mm256_add_epi32(_mm256_permutevar8x32_epi32(rows, order), offset);
+      const auto* xq = reinterpret_cast<const __m128i*>(xb + P::kXQs);
+      const __m512i x_lo = _mm512_maskz_broadcast_i32x4(kAll16, _mm_loadu_si128(xq));
+      const __m512i x_hi = _mm512_maskz_broadcast_i32x4(kAll16, _mm_loadu_si128(xq + 1));
+      const __m512i start = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, x_lo), eights,
+                              x_hi));
+      const __m512i s_a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo_a, x_lo), hi_a, x_hi);
+      const __m512i s_b = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo_b, x_lo), hi_b, x_hi);
+      const __m512i pairs = _mm512_add_epi32(_mm512_maskz_unpacklo_epi32(kAll16, s_a, s_b),
+                                             _mm512_maskz_unpackhi_epi32(kAll16, s_a, s_b));
+      const __m512i rows =
+          _mm512_add_epi32(pairs, _mm512_maskz_shuffle_epi32(kAll16, pairs, _MM_PERM_BADC));
+      const __m256i sums = _mm512_maskz_extracti64x4_epi64(
+          0xFF, _mm512_maskz_permutexvar_epi32(kAll16, order, rows), 0);
       acc[t] =
           _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(wd, BroadcastHalf(xb)), acc[t]);
     }
@@ -422,7 +430,7 @@ CH_AVX512 float DotVec(const std::byte* w, const std::byte* x, int64_t cols) {
 }
 
 CH_AVX512 void MatMulInterleaved(const MatMulArgs& a) {
-  constexpr int kTokens = 4;
+  constexpr int kTokens = 8;
   const int64_t blocks = a.cols / 32;
   const ProductFns portable = Q32ProductsPortable(TensorType::kQ4_0, DotOrder::kInterleaved8);
   for (int64_t r = a.row_begin; r < a.row_end;) {
