@@ -231,28 +231,36 @@ inline SpreadPrefetch NextKTile(const MatMulArgs& a, int64_t row, int64_t rows, 
           a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks};
 }
 
-// Decode (n = 1): RD rows at a time. Prefill: R rows x T tokens. Then single rows and tokens.
+// One token (decode, or a prompt's tokens past the last whole tile): RD rows at a time, then
+// single rows.
+template <TensorType kType, int RD>
+CH_TARGET void DecodeToken(const MatMulArgs& a, int32_t t) {
+  const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
+  const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
+  float* y = a.y + static_cast<size_t>(t) * a.y_stride;
+  const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
+  int64_t r = a.row_begin;
+  for (; r + RD <= a.row_end; r += RD) {
+    TileK<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
+                        NextKTile(a, r, RD, blocks));
+  }
+  for (; r < a.row_end; ++r) {
+    TileK<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
+                       SpreadPrefetch(nullptr, nullptr, 0));
+  }
+}
+
+// Prefill: R rows x T tokens (single rows where fewer than R are left); the tokens past the last
+// whole tile, and decode, go through DecodeToken.
 template <TensorType kType, int RD, int R, int T>
 CH_TARGET void MatMulK(const MatMulArgs& a) {
   const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
   const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
   const SpreadPrefetch none(nullptr, nullptr, 0);
-  if (a.n == 1) {
-    int64_t r = a.row_begin;
-    for (; r + RD <= a.row_end; r += RD) {
-      TileK<kType, RD, 1>(w_at(r), a.w_row_bytes, a.x, a.x_row_bytes, blocks, a.y + r, a.y_stride,
-                          NextKTile(a, r, RD, blocks));
-    }
-    for (; r < a.row_end; ++r) {
-      TileK<kType, 1, 1>(w_at(r), a.w_row_bytes, a.x, a.x_row_bytes, blocks, a.y + r, a.y_stride,
-                         none);
-    }
-    return;
-  }
-  for (int64_t r = a.row_begin; r < a.row_end;) {
+  const int32_t whole = a.n - a.n % T;
+  for (int64_t r = a.row_begin; r < a.row_end && whole > 0;) {
     const int64_t rows = a.row_end - r >= R ? R : 1;
-    int32_t t = 0;
-    for (; t + T <= a.n; t += T) {
+    for (int32_t t = 0; t < whole; t += T) {
       const SpreadPrefetch ahead = t == 0 ? NextKTile(a, r, rows, blocks) : none;
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
@@ -262,15 +270,10 @@ CH_TARGET void MatMulK(const MatMulArgs& a) {
         TileK<kType, 1, T>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
       }
     }
-    for (; t < a.n; ++t) {
-      for (int64_t i = r; i < r + rows; ++i) {
-        TileK<kType, 1, 1>(w_at(i), a.w_row_bytes, a.x + static_cast<size_t>(t) * a.x_row_bytes,
-                           a.x_row_bytes, blocks,
-                           a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(i),
-                           a.y_stride, none);
-      }
-    }
     r += rows;
+  }
+  for (int32_t t = a.n - a.n % T; t < a.n; ++t) {
+    DecodeToken<kType, RD>(a, t);
   }
 }
 
