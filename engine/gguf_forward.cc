@@ -25,10 +25,40 @@ struct Product {
   std::span<const float> bias;
 };
 
+// Rows of a product per part are a multiple of this: the kernels' row tiles (8 for Q4_0's
+// interleaved order) stay whole.
+constexpr int64_t kRowsPerPart = 16;
+
+// args over `parallel`'s parts, each a range of output rows.
+void MatMulParts(const TypeKernels& k, const MatMulArgs& args, gguf_steps::RowParallel* parallel) {
+  if (parallel == nullptr || parallel->parts() <= 1) {
+    k.matmul(args);
+    return;
+  }
+  struct Context {
+    const TypeKernels* k;
+    const MatMulArgs* args;
+  } context{&k, &args};
+  parallel->Run(
+      [](void* c, int part, int parts) {
+        const auto& ctx = *static_cast<const Context*>(c);
+        const int64_t units =
+            (ctx.args->row_end - ctx.args->row_begin + kRowsPerPart - 1) / kRowsPerPart;
+        MatMulArgs mine = *ctx.args;
+        mine.row_begin = ctx.args->row_begin + units * part / parts * kRowsPerPart;
+        mine.row_end = std::min(ctx.args->row_end,
+                                ctx.args->row_begin + units * (part + 1) / parts * kRowsPerPart);
+        if (mine.row_begin < mine.row_end) {
+          ctx.k->matmul(mine);
+        }
+      },
+      &context);
+}
+
 // The products of one input with each matrix in turn. The input is rounded to each partner type
 // once, however many matrices share it (Q4_K and Q6_K both take Q8_K).
 void Project(KernelIsa isa, const float* x, int32_t n, int64_t cols, std::byte* typed,
-             std::initializer_list<Product> products) {
+             gguf_steps::RowParallel* parallel, std::initializer_list<Product> products) {
   bool have = false;
   TensorType quantized_for = TensorType::kF32;
   size_t row_bytes = 0;
@@ -40,16 +70,18 @@ void Project(KernelIsa isa, const float* x, int32_t n, int64_t cols, std::byte* 
       quantized_for = k.partner;
       have = true;
     }
-    k.matmul({.w = p.w->data,
-              .w_row_bytes = p.w->row_bytes,
-              .cols = cols,
-              .row_begin = 0,
-              .row_end = p.w->rows,
-              .x = typed,
-              .x_row_bytes = row_bytes,
-              .n = n,
-              .y = p.y,
-              .y_stride = static_cast<size_t>(p.w->rows)});
+    MatMulParts(k,
+                {.w = p.w->data,
+                 .w_row_bytes = p.w->row_bytes,
+                 .cols = cols,
+                 .row_begin = 0,
+                 .row_end = p.w->rows,
+                 .x = typed,
+                 .x_row_bytes = row_bytes,
+                 .n = n,
+                 .y = p.y,
+                 .y_stride = static_cast<size_t>(p.w->rows)},
+                parallel);
     if (!p.bias.empty()) {
       for (int32_t b = 0; b < n; ++b) {
         float* y = Row(p.y, b, p.w->rows);
@@ -88,7 +120,7 @@ void AttentionInputs(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t
   for (int32_t t = 0; t < n; ++t) {
     RmsNorm(Row(b.x, t, c.dim), lw.attn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
   }
-  Project(isa, b.h, n, c.dim, b.typed_input,
+  Project(isa, b.h, n, c.dim, b.typed_input, b.parallel,
           {{&lw.wq, b.q, lw.bq}, {&lw.wk, b.k, lw.bk}, {&lw.wv, b.v, lw.bv}});
   if (!lw.q_norm.empty()) {
     const int32_t hd = c.head_size();
@@ -159,8 +191,9 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
         LanesDotsF16(keys + g, kv_dim, count, qh, hd, isa, scores);
       } else {
         for (int32_t p = 0; p < count; ++p) {
-          scores[p] = f16.dot(reinterpret_cast<const std::byte*>(keys + p * kv_dim + g),
-                              reinterpret_cast<const std::byte*>(qh), hd);
+          scores[p] = f16.dot(
+              reinterpret_cast<const std::byte*>(keys + static_cast<size_t>(p) * kv_dim + g),
+              reinterpret_cast<const std::byte*>(qh), hd);
         }
       }
       std::fill(scores + count, scores + padded, -INFINITY);  // the causal mask
@@ -183,26 +216,29 @@ void AttentionOutputAndFeedForward(const GgufWeights& w, KernelIsa isa, int32_t 
                                    const Buffers& b) {
   const ModelConfig& c = w.config;
   const GgufLayer& lw = w.layers[static_cast<size_t>(layer)];
-  Project(isa, b.h, n, c.q_dim(), b.typed_input, {{&lw.wo, b.h2, {}}});
+  Project(isa, b.h, n, c.q_dim(), b.typed_input, b.parallel, {{&lw.wo, b.h2, {}}});
   for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) {
     b.x[i] += b.h2[i];
   }
   for (int32_t t = 0; t < n; ++t) {
     RmsNorm(Row(b.x, t, c.dim), lw.ffn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
   }
-  Project(isa, b.h, n, c.dim, b.typed_input, {{&lw.w_gate, b.gate, {}}, {&lw.w_up, b.up, {}}});
+  Project(isa, b.h, n, c.dim, b.typed_input, b.parallel,
+          {{&lw.w_gate, b.gate, {}}, {&lw.w_up, b.up, {}}});
   SiluMul(b.gate, b.up, static_cast<int64_t>(n) * c.hidden_dim, isa);
-  Project(isa, b.gate, n, c.hidden_dim, b.typed_input, {{&lw.w_down, b.h2, {}}});
+  Project(isa, b.gate, n, c.hidden_dim, b.typed_input, b.parallel, {{&lw.w_down, b.h2, {}}});
   for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) {
     b.x[i] += b.h2[i];
   }
 }
 
-void Logits(const GgufWeights& w, KernelIsa isa, const float* x_last, const Buffers& b,
+void Logits(const GgufWeights& w, KernelIsa isa, const float* x_rows, int32_t n, const Buffers& b,
             float* logits) {
   const ModelConfig& c = w.config;
-  RmsNorm(x_last, w.output_norm.data(), c.dim, c.rms_eps, b.h);
-  Project(isa, b.h, 1, c.dim, b.typed_input, {{&w.classifier, logits, {}}});
+  for (int32_t t = 0; t < n; ++t) {
+    RmsNorm(Row(x_rows, t, c.dim), w.output_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
+  }
+  Project(isa, b.h, n, c.dim, b.typed_input, b.parallel, {{&w.classifier, logits, {}}});
 }
 
 }  // namespace gguf_steps
@@ -232,7 +268,7 @@ const float* ForwardGguf(const GgufWeights& w, KernelIsa isa, RunState& s,
       gguf_steps::AttentionOutputAndFeedForward(w, isa, l, n, b);
     }
     if (start + count == tokens.size()) {
-      gguf_steps::Logits(w, isa, Row(b.x, n - 1, c.dim), b, s.logits);
+      gguf_steps::Logits(w, isa, Row(b.x, n - 1, c.dim), 1, b, s.logits);
       logits = s.logits;
     }
   }

@@ -44,7 +44,18 @@ const float* ForwardGguf(const GgufWeights& weights, KernelIsa isa, RunState& st
 
 namespace gguf_steps {
 
-// Where a step reads and writes, for a batch of n tokens (n <= kMaxBatch).
+// Threads for the weight products of a step: Run calls fn(context, part, parts) once for each
+// part, in parallel, and returns when all are done. Each product splits its output rows into the
+// parts; any split gives the same bits (the kernels compute every output element alike).
+class RowParallel {
+ public:
+  virtual ~RowParallel() = default;
+  virtual int parts() const = 0;
+  virtual void Run(void (*fn)(void* context, int part, int parts), void* context) = 0;
+};
+
+// Where a step reads and writes, for a batch of n tokens (n <= kMaxBatch, or the rows the
+// caller's buffers hold).
 struct Buffers {
   float* x;                // [n][dim] residual stream
   float* h;                // [n][max(dim, q_dim)] normalised input, then attention output
@@ -55,6 +66,7 @@ struct Buffers {
   float* gate;             // [n][hidden]
   float* up;               // [n][hidden]
   std::byte* typed_input;  // the input rows in the weights' partner type (RunState::typed_input)
+  RowParallel* parallel = nullptr;  // null: the products run on the calling thread
 };
 
 // --- per session ---
@@ -75,8 +87,8 @@ void AttentionInputs(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t
 // x += attn_output · h (h holds the attention output), then the feed-forward block.
 void AttentionOutputAndFeedForward(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t n,
                                    const Buffers& b);
-// logits = classifier · (RMSNorm(x_last) * output_norm); h is scratch.
-void Logits(const GgufWeights& w, KernelIsa isa, const float* x_last, const Buffers& b,
+// logits[i] ([vocab]) = classifier · (RMSNorm(x_rows[i]) * output_norm) for i < n; h is scratch.
+void Logits(const GgufWeights& w, KernelIsa isa, const float* x_rows, int32_t n, const Buffers& b,
             float* logits);
 
 }  // namespace gguf_steps

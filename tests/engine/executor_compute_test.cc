@@ -1,0 +1,393 @@
+// The GGUF engine's part of the shared executor (engine/executor_compute.h, executor_rounds.h):
+//  - a session's rounds computed on its own give ForwardGguf's bits (every architecture, several
+//    tensor types, a prompt and decode steps);
+//  - batch invariance: sessions stepping together, several threads splitting the products,
+//    prompts and decode tokens of different sessions in one batch, and a neighbour whose rows are
+//    garbage: every session gets exactly the logits it gets alone;
+//  - failover: a transport that gives up mid-step hands the step to the fallback, same bits.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/executor_compute.h"
+#include "engine/executor_rounds.h"
+#include "engine/gguf_forward.h"
+#include "engine/model.h"
+#include "tests/engine/gguf_test_models.h"
+#include "tests/support/test_env.h"
+
+namespace cellhouse::engine {
+namespace {
+
+using testing::GgufSpec;
+
+struct Loaded {
+  cellhouse::testing::TempDir dir;
+  std::optional<Model> model;
+  const GgufWeights& weights() const { return std::get<GgufWeights>(model->weights()); }
+};
+
+std::unique_ptr<Loaded> Load(const GgufSpec& spec) {
+  auto loaded = std::make_unique<Loaded>();
+  const std::string path = loaded->dir.File("m.gguf");
+  EXPECT_TRUE(testing::MakeGgufModel(spec, nullptr).WriteFile(path));
+  Result<Model> model = Model::Open(path);
+  EXPECT_TRUE(model) << model.error().message();
+  loaded->model.emplace(std::move(*model));
+  return loaded;
+}
+
+RunState NewState(const Model& m) { return *RunState::Create(m.config(), 64, m.kv_precision()); }
+
+std::vector<float> Logits(const float* p, int32_t vocab) { return {p, p + vocab}; }
+
+// Bit-for-bit equality, NaN included.
+void ExpectSameBits(const std::vector<float>& a, const std::vector<float>& b,
+                    const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(a[i]), std::bit_cast<uint32_t>(b[i]))
+        << what << ": logit " << i << " " << a[i] << " vs " << b[i];
+  }
+}
+
+// A session's script: a prompt, then decode tokens one at a time.
+struct Script {
+  std::vector<int32_t> prompt;
+  int32_t decode_steps = 0;
+  int32_t Next(int32_t step, int32_t vocab) const { return (31 * step + prompt[0] + 5) % vocab; }
+};
+
+// Every step's logits of `script` through `step` (a function of tokens and pos).
+template <typename Step>
+std::vector<std::vector<float>> RunScript(const Script& script, int32_t vocab, Step&& step) {
+  std::vector<std::vector<float>> out;
+  const float* logits = step(std::span<const int32_t>(script.prompt), 0);
+  out.push_back(Logits(logits, vocab));
+  for (int32_t s = 0; s < script.decode_steps; ++s) {
+    const int32_t next = script.Next(s, vocab);
+    logits =
+        step(std::span<const int32_t>(&next, 1), static_cast<int32_t>(script.prompt.size()) + s);
+    out.push_back(Logits(logits, vocab));
+  }
+  return out;
+}
+
+struct Case {
+  std::string name;
+  GgufSpec spec;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+class ExecutorComputeTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ExecutorComputeTest, OwnRoundsGiveForwardGgufsBits) {
+  const auto loaded = Load(GetParam().spec);
+  const GgufWeights& w = loaded->weights();
+  const KernelIsa isa = BestKernelIsa();
+  const Script script{.prompt = {1, 260, 7, 265, 299, 42, 3}, .decode_steps = 6};
+  RunState plain = NewState(*loaded->model);
+  const auto expected = RunScript(script, w.config.vocab_size, [&](auto tokens, int32_t pos) {
+    return ForwardGguf(w, isa, plain, tokens, pos);
+  });
+  // max_rows 8: the prompt is one chunk, as ForwardGguf takes it.
+  std::unique_ptr<LocalRounds> local = *LocalRounds::Create(w, isa, 8);
+  RunState own = NewState(*loaded->model);
+  const auto got = RunScript(script, w.config.vocab_size, [&](auto tokens, int32_t pos) {
+    return ForwardGgufRounds(w, isa, own, tokens, pos, *local, nullptr);
+  });
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ExpectSameBits(got[i], expected[i], GetParam().name + " step " + std::to_string(i));
+  }
+}
+
+// Sessions stepping in their own threads, whose rounds meet in one batch: the coordinator runs a
+// batch when every live session waits, over all those at the lowest waiting round, with a
+// garbage neighbour's rows in it, on a pool of `parts` parts.
+class Batcher {
+ public:
+  Batcher(GgufStepCompute& compute, executor::ThreadPool& pool, int sessions)
+      : compute_(compute), pool_(pool), live_(sessions) {}
+
+  class Transport final : public StepTransport {
+   public:
+    Transport(Batcher& b, const executor::SlotShape& shape)
+        : b_(b), shape_(shape), payload_(executor::PayloadFloats(shape)) {}
+    const executor::SlotShape& shape() const override { return shape_; }
+    float* row(uint32_t r) override {
+      return payload_.data() + size_t{r} * executor::RowStrideFloats(shape_);
+    }
+    const float* final_output() const override { return payload_.data(); }
+    bool Exchange(uint32_t round, uint32_t rows, executor::RowKind kind, uint32_t flags) override {
+      b_.Wait(this, round, rows, kind, flags);
+      return true;
+    }
+
+   private:
+    friend class Batcher;
+    Batcher& b_;
+    executor::SlotShape shape_;
+    std::vector<float> payload_;
+    bool waiting_ = false;
+    uint32_t round_ = 0;
+    uint32_t rows_ = 0;
+    executor::RowKind kind_ = executor::RowKind::kDecode;
+    uint32_t flags_ = 0;
+  };
+
+  void Done() {
+    std::lock_guard lock(mu_);
+    --live_;
+    MaybeRun();
+  }
+  uint64_t batches() const { return batches_; }
+  uint32_t widest() const { return widest_; }
+
+ private:
+  void Wait(Transport* t, uint32_t round, uint32_t rows, executor::RowKind kind, uint32_t flags) {
+    std::unique_lock lock(mu_);
+    t->waiting_ = true;
+    t->round_ = round;
+    t->rows_ = rows;
+    t->kind_ = kind;
+    t->flags_ = flags;
+    waiters_.push_back(t);
+    MaybeRun();
+    cv_.wait(lock, [t] { return !t->waiting_; });
+  }
+
+  // With the lock held.
+  void MaybeRun() {
+    if (waiters_.empty() || static_cast<int>(waiters_.size()) < live_) {
+      return;
+    }
+    uint32_t round = UINT32_MAX;
+    for (Transport* t : waiters_) {
+      round = std::min(round, t->round_);
+    }
+    const executor::SlotShape shape = compute_.shape();
+    std::vector<Transport*> batch;
+    std::vector<Transport*> rest;
+    for (Transport* t : waiters_) {
+      (t->round_ == round ? batch : rest).push_back(t);
+    }
+    // A garbage neighbour first: NaNs, infinities and huge values in its rows.
+    const uint32_t garbage_rows = 3;
+    std::vector<float> garbage_out(executor::PayloadFloats(shape));
+    uint32_t total = garbage_rows;
+    for (Transport* t : batch) {
+      total += t->rows_;
+    }
+    std::vector<float> input(size_t{total} * shape.input_row_floats);
+    for (size_t i = 0; i < size_t{garbage_rows} * shape.input_row_floats; ++i) {
+      const float junk[] = {NAN, INFINITY, -1e30F, 3.0F, -0.0F};
+      input[i] = junk[i % 5];
+    }
+    std::vector<executor::BatchEntry> entries;
+    entries.push_back({.first_row = 0,
+                       .rows = garbage_rows,
+                       .kind = executor::RowKind::kPrefill,
+                       .output = garbage_out.data(),
+                       .output_stride_floats = executor::RowStrideFloats(shape)});
+    uint32_t first = garbage_rows;
+    for (Transport* t : batch) {
+      for (uint32_t r = 0; r < t->rows_; ++r) {
+        std::memcpy(input.data() + size_t{first + r} * shape.input_row_floats, t->row(r),
+                    sizeof(float) * shape.input_row_floats);
+      }
+      entries.push_back({.first_row = first,
+                         .rows = t->rows_,
+                         .kind = t->kind_,
+                         .step_flags = t->flags_,
+                         .output = t->payload_.data(),
+                         .output_stride_floats = executor::RowStrideFloats(shape)});
+      first += t->rows_;
+    }
+    compute_.Run({.round = round,
+                  .final_round = round + 1 == shape.rounds,
+                  .entries = entries,
+                  .total_rows = total,
+                  .input = input.data()},
+                 pool_);
+    ++batches_;
+    widest_ = std::max<uint32_t>(widest_, static_cast<uint32_t>(batch.size()));
+    for (Transport* t : batch) {
+      t->waiting_ = false;
+    }
+    waiters_ = rest;
+    cv_.notify_all();
+  }
+
+  GgufStepCompute& compute_;
+  executor::ThreadPool& pool_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Transport*> waiters_;
+  int live_;
+  uint64_t batches_ = 0;
+  uint32_t widest_ = 0;
+};
+
+TEST_P(ExecutorComputeTest, SessionsInBatchesGetTheirOwnBits) {
+  const auto loaded = Load(GetParam().spec);
+  const GgufWeights& w = loaded->weights();
+  const KernelIsa isa = BestKernelIsa();
+  const int32_t vocab = w.config.vocab_size;
+  // Prompts of different lengths (one longer than a chunk) and decode runs of different lengths,
+  // so prompts and decode tokens of different sessions meet in the same rounds.
+  const std::vector<Script> scripts = {
+      {.prompt = {1, 270, 9}, .decode_steps = 7},
+      {.prompt = {1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, .decode_steps = 3},
+      {.prompt = {1}, .decode_steps = 9},
+      {.prompt = {1, 280, 281, 282, 283}, .decode_steps = 5},
+      {.prompt = {1, 299}, .decode_steps = 8}};
+  constexpr uint32_t kMaxRows = 8;
+  std::vector<std::vector<std::vector<float>>> alone;
+  for (const Script& s : scripts) {
+    std::unique_ptr<LocalRounds> local = *LocalRounds::Create(w, isa, kMaxRows);
+    RunState state = NewState(*loaded->model);
+    alone.push_back(RunScript(s, vocab, [&](auto tokens, int32_t pos) {
+      return ForwardGgufRounds(w, isa, state, tokens, pos, *local, nullptr);
+    }));
+  }
+  for (int threads : {1, 2, 3}) {
+    std::unique_ptr<GgufStepCompute> compute = *GgufStepCompute::Create(w, isa, kMaxRows, 128);
+    std::unique_ptr<executor::ThreadPool> pool = *executor::ThreadPool::Start(threads);
+    Batcher batcher(*compute, *pool, static_cast<int>(scripts.size()));
+    std::vector<std::vector<std::vector<float>>> together(scripts.size());
+    std::vector<std::thread> sessions;
+    for (size_t i = 0; i < scripts.size(); ++i) {
+      sessions.emplace_back([&, i] {
+        Batcher::Transport transport(batcher, compute->shape());
+        RunState state = NewState(*loaded->model);
+        together[i] = RunScript(scripts[i], vocab, [&](auto tokens, int32_t pos) {
+          return ForwardGgufRounds(w, isa, state, tokens, pos, transport, nullptr);
+        });
+        batcher.Done();
+      });
+    }
+    for (std::thread& t : sessions) {
+      t.join();
+    }
+    EXPECT_GT(batcher.widest(), 1U) << "the sessions never shared a batch";
+    for (size_t i = 0; i < scripts.size(); ++i) {
+      ASSERT_EQ(together[i].size(), alone[i].size());
+      for (size_t step = 0; step < alone[i].size(); ++step) {
+        ExpectSameBits(together[i][step], alone[i][step],
+                       GetParam().name + " threads " + std::to_string(threads) + " session " +
+                           std::to_string(i) + " step " + std::to_string(step));
+      }
+    }
+  }
+}
+
+// A transport that gives up at one round of one step (as a slot whose executor died).
+class Failing final : public StepTransport {
+ public:
+  Failing(StepTransport& inner, int step, uint32_t round)
+      : inner_(inner), fail_step_(step), fail_round_(round) {}
+  const executor::SlotShape& shape() const override { return inner_.shape(); }
+  float* row(uint32_t r) override { return inner_.row(r); }
+  const float* final_output() const override { return inner_.final_output(); }
+  bool Exchange(uint32_t round, uint32_t rows, executor::RowKind kind, uint32_t flags) override {
+    if (round == 0) {
+      ++step_;
+    }
+    if (failed_ || (step_ == fail_step_ && round == fail_round_)) {
+      failed_ = true;
+      return false;
+    }
+    return inner_.Exchange(round, rows, kind, flags);
+  }
+  bool failed() const { return failed_; }
+
+ private:
+  StepTransport& inner_;
+  int fail_step_;
+  uint32_t fail_round_;
+  int step_ = 0;
+  bool failed_ = false;
+};
+
+TEST_P(ExecutorComputeTest, AStepCutShortGoesOnInTheFallbackWithTheSameBits) {
+  const auto loaded = Load(GetParam().spec);
+  const GgufWeights& w = loaded->weights();
+  const KernelIsa isa = BestKernelIsa();
+  const int32_t vocab = w.config.vocab_size;
+  // A prompt of two chunks, then decode.
+  const Script script{.prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, .decode_steps = 4};
+  std::unique_ptr<LocalRounds> reference_rounds = *LocalRounds::Create(w, isa, 8);
+  RunState reference_state = NewState(*loaded->model);
+  const auto expected = RunScript(script, vocab, [&](auto tokens, int32_t pos) {
+    return ForwardGgufRounds(w, isa, reference_state, tokens, pos, *reference_rounds, nullptr);
+  });
+  const auto layers = static_cast<uint32_t>(w.config.n_layers);
+  // Cut in the prompt's second chunk (step 2 counts chunks), and in a decode step's last round.
+  for (auto [step, round] : {std::pair{2, 1U}, std::pair{4, layers}}) {
+    std::unique_ptr<LocalRounds> primary = *LocalRounds::Create(w, isa, 8);
+    std::unique_ptr<LocalRounds> fallback = *LocalRounds::Create(w, isa, 8);
+    Failing failing(*primary, step, round);
+    RunState state = NewState(*loaded->model);
+    const auto got = RunScript(script, vocab, [&](auto tokens, int32_t pos) {
+      return ForwardGgufRounds(w, isa, state, tokens, pos, failing, fallback.get());
+    });
+    EXPECT_TRUE(failing.failed());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      ExpectSameBits(got[i], expected[i],
+                     GetParam().name + " cut at step " + std::to_string(step) + " round " +
+                         std::to_string(round) + ", step " + std::to_string(i));
+    }
+  }
+  // Without a fallback the caller is told.
+  std::unique_ptr<LocalRounds> primary = *LocalRounds::Create(w, isa, 8);
+  Failing failing(*primary, 1, 0);
+  RunState state = NewState(*loaded->model);
+  EXPECT_EQ(ForwardGgufRounds(w, isa, state, script.prompt, 0, failing, nullptr), nullptr);
+}
+
+TEST(ExecutorComputeShapeTest, TheSlotCarriesARowsResidualAndProjections) {
+  const auto loaded = Load({.arch = "qwen3", .head_dim = 24, .qk_norm = true});
+  const GgufWeights& w = loaded->weights();
+  const ModelConfig& c = w.config;
+  const executor::SlotShape s = GgufSlotShape(c, 16);
+  EXPECT_EQ(s.rounds, static_cast<uint32_t>(c.n_layers) + 1);
+  EXPECT_EQ(s.input_row_floats, static_cast<uint32_t>(c.dim + c.q_dim()));
+  EXPECT_EQ(s.output_row_floats, static_cast<uint32_t>(c.dim + c.q_dim() + 2 * c.kv_dim()));
+  EXPECT_EQ(s.final_floats, static_cast<uint32_t>(c.vocab_size));
+  EXPECT_FALSE(GgufStepCompute::Create(w, KernelIsa::kPortable, 0, 16));
+  EXPECT_FALSE(GgufStepCompute::Create(w, KernelIsa::kPortable, kMaxBatch + 1, 1024));
+  EXPECT_FALSE(GgufStepCompute::Create(w, KernelIsa::kPortable, 16, 8));
+  EXPECT_TRUE(GgufStepCompute::Create(w, KernelIsa::kPortable, 16, 16));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Architectures, ExecutorComputeTest,
+    ::testing::Values(
+        Case{"llama_q8_0",
+             {.arch = "llama", .matrices = TensorType::kQ8_0, .embedding = TensorType::kQ8_0}},
+        Case{"llama_f16_untied",
+             {.arch = "llama", .matrices = TensorType::kF16, .tied = false, .seed = 2}},
+        Case{"qwen2_q4_0",
+             {.arch = "qwen2", .matrices = TensorType::kQ4_0, .biases = true, .seed = 5}},
+        Case{"qwen3_q4_k",
+             {.arch = "qwen3",
+              .dim = 256,
+              .hidden = 256,
+              .heads = 4,
+              .kv_heads = 2,
+              .matrices = TensorType::kQ4_K,
+              .qk_norm = true,
+              .seed = 3}}),
+    [](const ::testing::TestParamInfo<Case>& param) { return param.param.name; });
+
+}  // namespace
+}  // namespace cellhouse::engine
