@@ -44,6 +44,7 @@ class GgufStepCompute final : public executor::StepCompute {
                                                          uint32_t max_batch_rows);
 
   executor::SlotShape shape() const override { return shape_; }
+  uint32_t max_batch_rows() const { return max_batch_rows_; }
   void Run(const executor::Batch& batch, executor::ThreadPool& pool) override;
 
  private:

@@ -9,9 +9,7 @@
 
 #include <bit>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -21,6 +19,7 @@
 #include "engine/executor_rounds.h"
 #include "engine/gguf_forward.h"
 #include "engine/model.h"
+#include "engine/thread_rounds.h"
 #include "tests/engine/gguf_test_models.h"
 #include "tests/support/test_env.h"
 
@@ -110,133 +109,6 @@ TEST_P(ExecutorComputeTest, OwnRoundsGiveForwardGgufsBits) {
   }
 }
 
-// Sessions stepping in their own threads, whose rounds meet in one batch: the coordinator runs a
-// batch when every live session waits, over all those at the lowest waiting round, with a
-// garbage neighbour's rows in it, on a pool of `parts` parts.
-class Batcher {
- public:
-  Batcher(GgufStepCompute& compute, executor::ThreadPool& pool, int sessions)
-      : compute_(compute), pool_(pool), live_(sessions) {}
-
-  class Transport final : public StepTransport {
-   public:
-    Transport(Batcher& b, const executor::SlotShape& shape)
-        : b_(b), shape_(shape), payload_(executor::PayloadFloats(shape)) {}
-    const executor::SlotShape& shape() const override { return shape_; }
-    float* row(uint32_t r) override {
-      return payload_.data() + size_t{r} * executor::RowStrideFloats(shape_);
-    }
-    const float* final_output() const override { return payload_.data(); }
-    bool Exchange(uint32_t round, uint32_t rows, executor::RowKind kind, uint32_t flags) override {
-      b_.Wait(this, round, rows, kind, flags);
-      return true;
-    }
-
-   private:
-    friend class Batcher;
-    Batcher& b_;
-    executor::SlotShape shape_;
-    std::vector<float> payload_;
-    bool waiting_ = false;
-    uint32_t round_ = 0;
-    uint32_t rows_ = 0;
-    executor::RowKind kind_ = executor::RowKind::kDecode;
-    uint32_t flags_ = 0;
-  };
-
-  void Done() {
-    std::lock_guard lock(mu_);
-    --live_;
-    MaybeRun();
-  }
-  uint64_t batches() const { return batches_; }
-  uint32_t widest() const { return widest_; }
-
- private:
-  void Wait(Transport* t, uint32_t round, uint32_t rows, executor::RowKind kind, uint32_t flags) {
-    std::unique_lock lock(mu_);
-    t->waiting_ = true;
-    t->round_ = round;
-    t->rows_ = rows;
-    t->kind_ = kind;
-    t->flags_ = flags;
-    waiters_.push_back(t);
-    MaybeRun();
-    cv_.wait(lock, [t] { return !t->waiting_; });
-  }
-
-  // With the lock held.
-  void MaybeRun() {
-    if (waiters_.empty() || static_cast<int>(waiters_.size()) < live_) {
-      return;
-    }
-    uint32_t round = UINT32_MAX;
-    for (Transport* t : waiters_) {
-      round = std::min(round, t->round_);
-    }
-    const executor::SlotShape shape = compute_.shape();
-    std::vector<Transport*> batch;
-    std::vector<Transport*> rest;
-    for (Transport* t : waiters_) {
-      (t->round_ == round ? batch : rest).push_back(t);
-    }
-    // A garbage neighbour first: NaNs, infinities and huge values in its rows.
-    const uint32_t garbage_rows = 3;
-    std::vector<float> garbage_out(executor::PayloadFloats(shape));
-    uint32_t total = garbage_rows;
-    for (Transport* t : batch) {
-      total += t->rows_;
-    }
-    std::vector<float> input(size_t{total} * shape.input_row_floats);
-    for (size_t i = 0; i < size_t{garbage_rows} * shape.input_row_floats; ++i) {
-      const float junk[] = {NAN, INFINITY, -1e30F, 3.0F, -0.0F};
-      input[i] = junk[i % 5];
-    }
-    std::vector<executor::BatchEntry> entries;
-    entries.push_back({.first_row = 0,
-                       .rows = garbage_rows,
-                       .kind = executor::RowKind::kPrefill,
-                       .output = garbage_out.data(),
-                       .output_stride_floats = executor::RowStrideFloats(shape)});
-    uint32_t first = garbage_rows;
-    for (Transport* t : batch) {
-      for (uint32_t r = 0; r < t->rows_; ++r) {
-        std::memcpy(input.data() + size_t{first + r} * shape.input_row_floats, t->row(r),
-                    sizeof(float) * shape.input_row_floats);
-      }
-      entries.push_back({.first_row = first,
-                         .rows = t->rows_,
-                         .kind = t->kind_,
-                         .step_flags = t->flags_,
-                         .output = t->payload_.data(),
-                         .output_stride_floats = executor::RowStrideFloats(shape)});
-      first += t->rows_;
-    }
-    compute_.Run({.round = round,
-                  .final_round = round + 1 == shape.rounds,
-                  .entries = entries,
-                  .total_rows = total,
-                  .input = input.data()},
-                 pool_);
-    ++batches_;
-    widest_ = std::max<uint32_t>(widest_, static_cast<uint32_t>(batch.size()));
-    for (Transport* t : batch) {
-      t->waiting_ = false;
-    }
-    waiters_ = rest;
-    cv_.notify_all();
-  }
-
-  GgufStepCompute& compute_;
-  executor::ThreadPool& pool_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Transport*> waiters_;
-  int live_;
-  uint64_t batches_ = 0;
-  uint32_t widest_ = 0;
-};
-
 TEST_P(ExecutorComputeTest, SessionsInBatchesGetTheirOwnBits) {
   const auto loaded = Load(GetParam().spec);
   const GgufWeights& w = loaded->weights();
@@ -259,15 +131,19 @@ TEST_P(ExecutorComputeTest, SessionsInBatchesGetTheirOwnBits) {
       return ForwardGgufRounds(w, isa, state, tokens, pos, *local, nullptr);
     }));
   }
-  for (int threads : {1, 2, 3}) {
-    std::unique_ptr<GgufStepCompute> compute = *GgufStepCompute::Create(w, isa, kMaxRows, 128);
+  // Three thread counts; the last with batches of at most 12 rows, so that a round's sessions
+  // are split over several batches.
+  for (auto [threads, batch_rows] : {std::pair{1, 128U}, std::pair{2, 128U}, std::pair{3, 12U}}) {
+    std::unique_ptr<GgufStepCompute> compute =
+        *GgufStepCompute::Create(w, isa, kMaxRows, batch_rows);
     std::unique_ptr<executor::ThreadPool> pool = *executor::ThreadPool::Start(threads);
-    Batcher batcher(*compute, *pool, static_cast<int>(scripts.size()));
+    // Every batch also carries three rows of garbage (NaN, infinities, huge values).
+    ThreadRounds batcher(*compute, *pool, static_cast<int>(scripts.size()), 3);
     std::vector<std::vector<std::vector<float>>> together(scripts.size());
     std::vector<std::thread> sessions;
     for (size_t i = 0; i < scripts.size(); ++i) {
       sessions.emplace_back([&, i] {
-        Batcher::Transport transport(batcher, compute->shape());
+        ThreadRounds::Session transport(batcher);
         RunState state = NewState(*loaded->model);
         together[i] = RunScript(scripts[i], vocab, [&](auto tokens, int32_t pos) {
           return ForwardGgufRounds(w, isa, state, tokens, pos, transport, nullptr);
