@@ -190,6 +190,20 @@ CH_TARGET void Tile(const std::byte* w, size_t w_stride, const std::byte* x, siz
   }
 }
 
+// Tile with `tokens` (1..T) tokens: the tile that fits them exactly, so that the last few tokens
+// of a prompt, or a batch of a few sessions' decode rows, read each weight once too.
+template <FloatKind kKind, int R, int T>
+CH_TARGET void TileOf(int tokens, const std::byte* w, size_t w_stride, const std::byte* x,
+                      size_t x_stride, int64_t cols, float* y, size_t y_stride) {
+  if constexpr (T > 1) {
+    if (tokens < T) {
+      TileOf<kKind, R, T - 1>(tokens, w, w_stride, x, x_stride, cols, y, y_stride);
+      return;
+    }
+  }
+  Tile<kKind, R, T>(w, w_stride, x, x_stride, cols, y, y_stride);
+}
+
 // The activations a prefill sweep over the rows keeps in reach: half of a typical 1 MiB L2, so
 // the weights' own lines have room beside them.
 constexpr size_t kActivationBlockBytes = size_t{256} << 10;
@@ -212,16 +226,16 @@ CH_TARGET void MatMulFloat(const MatMulArgs& a) {
   for (int32_t begin = 0; begin < a.n; begin += block) {
     const int32_t end = std::min(a.n, begin + block);
     int64_t r = a.row_begin;
-    if (end - begin >= kT) {
+    if (end - begin >= 2) {  // decode (one token) reads row after row
       for (; r + kR <= a.row_end; r += kR) {
         int32_t t = begin;
         for (; t + kT <= end; t += kT) {
           Tile<kKind, kR, kT>(w_at(r), a.w_row_bytes, x_at(t), a.x_row_bytes, a.cols, y_at(r, t),
                               a.y_stride);
         }
-        for (; t < end; ++t) {
-          Tile<kKind, kR, 1>(w_at(r), a.w_row_bytes, x_at(t), a.x_row_bytes, a.cols, y_at(r, t),
-                             a.y_stride);
+        if (t < end) {
+          TileOf<kKind, kR, kT - 1>(end - t, w_at(r), a.w_row_bytes, x_at(t), a.x_row_bytes, a.cols,
+                                    y_at(r, t), a.y_stride);
         }
       }
     }

@@ -231,8 +231,7 @@ inline SpreadPrefetch NextKTile(const MatMulArgs& a, int64_t row, int64_t rows, 
           a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks};
 }
 
-// One token (decode, or a prompt's tokens past the last whole tile): RD rows at a time, then
-// single rows.
+// One token (decode): RD rows at a time, then single rows.
 template <TensorType kType, int RD>
 CH_TARGET void DecodeToken(const MatMulArgs& a, int32_t t) {
   const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
@@ -250,30 +249,49 @@ CH_TARGET void DecodeToken(const MatMulArgs& a, int32_t t) {
   }
 }
 
-// Prefill: R rows x T tokens (single rows where fewer than R are left); the tokens past the last
-// whole tile, and decode, go through DecodeToken.
+// Prefill: R rows x T tokens (single rows where fewer than R are left); decode goes through
+// DecodeToken.
+// TileK with `tokens` (1..T) tokens: the tile that fits them exactly.
+template <TensorType kType, int R, int T>
+CH_TARGET void TileKOf(int tokens, const std::byte* w, size_t w_stride, const std::byte* x,
+                       size_t x_stride, int64_t blocks, float* y, size_t y_stride,
+                       SpreadPrefetch ahead) {
+  if constexpr (T > 1) {
+    if (tokens < T) {
+      TileKOf<kType, R, T - 1>(tokens, w, w_stride, x, x_stride, blocks, y, y_stride, ahead);
+      return;
+    }
+  }
+  TileK<kType, R, T>(w, w_stride, x, x_stride, blocks, y, y_stride, ahead);
+}
+
 template <TensorType kType, int RD, int R, int T>
 CH_TARGET void MatMulK(const MatMulArgs& a) {
+  if (a.n == 1) {
+    DecodeToken<kType, RD>(a, 0);
+    return;
+  }
   const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
   const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
   const SpreadPrefetch none(nullptr, nullptr, 0);
-  const int32_t whole = a.n - a.n % T;
-  for (int64_t r = a.row_begin; r < a.row_end && whole > 0;) {
+  // Tiles of T tokens, the last one narrower (a batch of a few sessions' decode rows reads the
+  // weights once, too).
+  for (int64_t r = a.row_begin; r < a.row_end;) {
     const int64_t rows = a.row_end - r >= R ? R : 1;
-    for (int32_t t = 0; t < whole; t += T) {
+    for (int32_t t = 0; t < a.n; t += T) {
+      const int tokens = std::min<int32_t>(T, a.n - t);
       const SpreadPrefetch ahead = t == 0 ? NextKTile(a, r, rows, blocks) : none;
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
       if (rows == R) {
-        TileK<kType, R, T>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
+        TileKOf<kType, R, T>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y,
+                             a.y_stride, ahead);
       } else {
-        TileK<kType, 1, T>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
+        TileKOf<kType, 1, T>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y,
+                             a.y_stride, ahead);
       }
     }
     r += rows;
-  }
-  for (int32_t t = a.n - a.n % T; t < a.n; ++t) {
-    DecodeToken<kType, RD>(a, t);
   }
 }
 

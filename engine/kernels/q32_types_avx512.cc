@@ -396,29 +396,46 @@ CH_AVX512 void DecodeToken(const MatMulArgs& a, int32_t t) {
   }
 }
 
+// TokenPairs with `pairs` (1..P2) token pairs: the largest tile that fits them exactly.
+template <TensorType kType, int R, int P2>
+CH_AVX512 void PairTile(int pairs, const std::byte* w, size_t w_stride, const std::byte* x,
+                        size_t x_stride, int64_t blocks, float* y, size_t y_stride,
+                        SpreadPrefetch ahead) {
+  if constexpr (P2 > 1) {
+    if (pairs < P2) {
+      PairTile<kType, R, P2 - 1>(pairs, w, w_stride, x, x_stride, blocks, y, y_stride, ahead);
+      return;
+    }
+  }
+  TokenPairs<kType, R, P2>(w, w_stride, x, x_stride, blocks, y, y_stride, ahead);
+}
+
 template <TensorType kType, int RD, int R, int P2>
 CH_AVX512 void MatMulVec(const MatMulArgs& a) {
   const int64_t blocks = a.cols / 32;
   const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
-  const int32_t whole = a.n - a.n % (2 * P2);
-  for (int64_t r = a.row_begin; r < a.row_end && whole > 0;) {
+  // Whole tiles of 2 * P2 tokens, then the pairs left in one smaller tile (a batch of a few
+  // sessions' decode rows reads the weights once, too); an odd last token goes alone.
+  const int32_t paired = a.n - a.n % 2;
+  for (int64_t r = a.row_begin; r < a.row_end && paired > 0;) {
     const int64_t rows = a.row_end - r >= R ? R : 1;
-    for (int32_t t = 0; t < whole; t += 2 * P2) {
+    for (int32_t t = 0; t < paired; t += 2 * P2) {
+      const int pairs = std::min<int32_t>(P2, (paired - t) / 2);
       const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, rows, blocks) : Nothing();
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
       if (rows == R) {
-        TokenPairs<kType, R, P2>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride,
-                                 ahead);
+        PairTile<kType, R, P2>(pairs, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y,
+                               a.y_stride, ahead);
       } else {
-        TokenPairs<kType, 1, P2>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride,
-                                 ahead);
+        PairTile<kType, 1, P2>(pairs, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y,
+                               a.y_stride, ahead);
       }
     }
     r += rows;
   }
-  for (int32_t t = whole; t < a.n; ++t) {
-    DecodeToken<kType, RD>(a, t);
+  if (paired < a.n) {
+    DecodeToken<kType, RD>(a, paired);
   }
 }
 
