@@ -3,7 +3,7 @@
 
     bench/report.py --raw DIR --out DIR [--markdown FILE]
 
-DIR (--raw) holds machine.json, run.json and one <benchmark>.json per program (engine, gguf,
+DIR (--raw) holds machine.json, run.json and one <benchmark>.json per program (engine, gguf, step,
 seccomp, session_open, protocol, load, streaming, memory, gateway); any that is missing is reported as
 not measured. Writes OUT/results.json (everything, with the headline table), OUT/*.png (via
 gnuplot) and the Markdown report (default OUT/../benchmarks.md). Standard library only; Debian's
@@ -855,6 +855,55 @@ def gguf_models(gguf, h, md):
     md.append("")
 
 
+def executor_steps(step, h, md):
+    """step_bench: N sessions decoding alone versus with their rounds batched through the GGUF
+    step compute in one process, and llama.cpp's llama-batched-bench on the same file."""
+    group = "3c. Batched steps (shared executor's compute)"
+    if not step:
+        md.append("*Not measured in this run.*")
+        return
+    rows = step["rows"]
+    ones = {r["type"]: r["alone_tokens_per_second"] for r in rows if r["sessions"] == 1}
+    for r in rows:
+        if r["sessions"] != 16:
+            continue
+        one = ones.get(r["type"], 0)
+        h.add(group, f"16 sessions' decode batched, 110m {r['type']}, {r['threads']} threads, "
+              "against one session alone", r["batched_tokens_per_second"], "tok/s",
+              "≥ 4× one session", one, "one session alone",
+              met=one > 0 and r["batched_tokens_per_second"] >= 4 * one)
+        if r["llama_cpp_batched_tokens_per_second"] > 0:
+            h.add(group, f"16 sessions' decode batched, 110m {r['type']}, against llama.cpp "
+                  "(llama-batched-bench, 16 sequences, same threads)",
+                  r["batched_tokens_per_second"], "tok/s", "≥ 1.5× llama.cpp",
+                  r["llama_cpp_batched_tokens_per_second"], "llama.cpp speed_tg",
+                  met=r["batched_tokens_per_second"]
+                  >= 1.5 * r["llama_cpp_batched_tokens_per_second"])
+    md.append(f"step_bench: N sessions, each a prompt of {step.get('prompt_tokens', '?')} tokens then "
+              f"{step.get('decode_tokens', '?')} decode tokens, on {step.get('threads', '?')} "
+              "threads, in one process: *alone*, every session computing its own steps "
+              "(ForwardGguf; the sessions spread over the threads as workers over the cores), "
+              "and *batched*, every session on a thread of its own with its weight-heavy rounds "
+              "meeting the others' in one GgufStepCompute batch (engine/thread_rounds.h) whose "
+              "products use the threads. No slots, sandbox or cgroups yet: this is the compute's "
+              "ceiling, before the executor process and celld are wired. Batched logits are "
+              "checked bit-identical to alone. llama.cpp: llama-batched-bench on the same file, "
+              "same threads and lengths, its speed_tg.\n")
+    md.append("| type | sessions | alone tok/s | ITL p50/p99 ms | batched tok/s | ITL p50/p99 ms "
+              "| batched/alone | llama.cpp tok/s | batched/llama.cpp |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        a, b_ = r["alone_itl_ms"], r["batched_itl_ms"]
+        lt = r["llama_cpp_batched_tokens_per_second"]
+        md.append(f"| {r['type']} | {r['sessions']} | {fmt(r['alone_tokens_per_second'])} | "
+                  f"{fmt(a['p50'])}/{fmt(a['p99'])} | {fmt(r['batched_tokens_per_second'])} | "
+                  f"{fmt(b_['p50'])}/{fmt(b_['p99'])} | "
+                  f"{fmt(r['batched_tokens_per_second'] / r['alone_tokens_per_second'])}× | "
+                  f"{fmt(lt) if lt else '–'} | "
+                  f"{fmt(r['batched_tokens_per_second'] / lt) + '×' if lt else '–'} |")
+    md.append("")
+
+
 def gateway_load(gw, h, md):
     """gateway_load_bench: cellgate under many streaming clients, and its cost over celld's
     socket in interleaved rounds."""
@@ -907,7 +956,7 @@ def main():
     machine = load(args.raw, "machine") or {}
     run = load(args.raw, "run") or {}
     b = {name: load(args.raw, name) for name in
-         ["bandwidth", "engine", "gguf", "seccomp", "session_open", "protocol", "load",
+         ["bandwidth", "engine", "gguf", "step", "seccomp", "session_open", "protocol", "load",
           "streaming", "memory", "memory_q8", "gateway"]}
     if b["engine"]:
         for r in b["engine"]["rows"]:
@@ -926,6 +975,7 @@ def main():
                     ("generation", lambda md: generation(b["engine"], b["streaming"], b["load"], h, plots, md,
                                                                   machine.get("cpus", 2))),
                     ("gguf", lambda md: gguf_models(b["gguf"], h, md)),
+                    ("step", lambda md: executor_steps(b["step"], h, md)),
                     ("protocol", lambda md: protocol(b["protocol"], b["streaming"], h, md)),
                     ("gateway", lambda md: gateway_load(b["gateway"], h, md)),
                     ("sandbox", lambda md: sandbox_cost(b["seccomp"], b["streaming"], h, md))]:
@@ -974,6 +1024,7 @@ def main():
         "memory": sections["memory"],
         "generation": sections["generation"],
         "gguf": sections["gguf"],
+        "step": sections["step"],
         "protocol": sections["protocol"],
         "gateway": sections["gateway"],
         "sandbox": sections["sandbox"],
