@@ -108,54 +108,67 @@ Figures Summarise(const std::vector<Timeline>& timelines, int tokens) {
 
 std::vector<float> Copy(const float* logits, int32_t vocab) { return {logits, logits + vocab}; }
 
-// Every session computes alone; session i runs on thread i % threads, the thread's sessions
-// taking turns token by token.
-Figures RunAlone(const engine::Model& model, const Options& o, int n) {
+// Session i's prompt.
+std::vector<int32_t> PromptOf(int session, const Options& o, int32_t vocab) {
+  std::vector<int32_t> prompt;
+  prompt.reserve(static_cast<size_t>(o.prompt));
+  for (int p = 0; p < o.prompt; ++p) {
+    prompt.push_back(TokenAt(session, p, vocab));
+  }
+  return prompt;
+}
+
+// One thread of RunAlone: sessions `mine`, their prompts, then their decode tokens in turns.
+void AloneThread(const engine::Model& model, const Options& o, const std::vector<int>& mine,
+                 std::vector<Timeline>& timelines, std::vector<std::vector<float>>& last) {
   const auto& w = std::get<engine::GgufWeights>(model.weights());
   const engine::KernelIsa isa = engine::BestKernelIsa();
   const int32_t vocab = w.config.vocab_size;
+  std::vector<engine::RunState> states;
+  states.reserve(mine.size());
+  for (size_t k = 0; k < mine.size(); ++k) {
+    states.push_back(
+        *engine::RunState::Create(model.config(), o.prompt + o.tokens + 1, model.kv_precision()));
+  }
+  for (size_t k = 0; k < mine.size(); ++k) {
+    engine::ForwardGguf(w, isa, states[k], PromptOf(mine[k], o, vocab), 0);
+    timelines[static_cast<size_t>(mine[k])].prompt_done = MonotonicNanos();
+  }
+  for (int step = 0; step < o.tokens; ++step) {
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const int32_t token = TokenAt(mine[k], o.prompt + step, vocab);
+      const float* logits =
+          engine::ForwardGguf(w, isa, states[k], std::span(&token, 1), o.prompt + step);
+      timelines[static_cast<size_t>(mine[k])].token_done.push_back(MonotonicNanos());
+      if (step + 1 == o.tokens) {
+        last[static_cast<size_t>(mine[k])] = Copy(logits, vocab);
+      }
+    }
+  }
+}
+
+// Every session computes alone; session i runs on thread i % threads, the thread's sessions
+// taking turns token by token.
+Figures RunAlone(const engine::Model& model, const Options& o, int n) {
   std::vector<Timeline> timelines(static_cast<size_t>(n));
-  Figures f;
-  f.last_logits.resize(static_cast<size_t>(n));
+  std::vector<std::vector<float>> last(static_cast<size_t>(n));
+  const int used = std::min(o.threads, n);
+  std::vector<std::vector<int>> mine(static_cast<size_t>(used));
+  for (int i = 0; i < n; ++i) {
+    mine[static_cast<size_t>(i % used)].push_back(i);
+  }
   std::vector<std::thread> threads;
-  for (int t = 0; t < std::min(o.threads, n); ++t) {
-    threads.emplace_back([&, t] {
-      std::vector<int> mine;
-      for (int i = t; i < n; i += o.threads) {
-        mine.push_back(i);
-      }
-      std::vector<engine::RunState> states;
-      for (size_t k = 0; k < mine.size(); ++k) {
-        states.push_back(*engine::RunState::Create(model.config(), o.prompt + o.tokens + 1,
-                                                   model.kv_precision()));
-      }
-      for (size_t k = 0; k < mine.size(); ++k) {
-        std::vector<int32_t> prompt;
-        for (int p = 0; p < o.prompt; ++p) {
-          prompt.push_back(TokenAt(mine[k], p, vocab));
-        }
-        engine::ForwardGguf(w, isa, states[k], prompt, 0);
-        timelines[static_cast<size_t>(mine[k])].prompt_done = MonotonicNanos();
-      }
-      for (int step = 0; step < o.tokens; ++step) {
-        for (size_t k = 0; k < mine.size(); ++k) {
-          const int32_t token = TokenAt(mine[k], o.prompt + step, vocab);
-          const float* logits =
-              engine::ForwardGguf(w, isa, states[k], std::span(&token, 1), o.prompt + step);
-          timelines[static_cast<size_t>(mine[k])].token_done.push_back(MonotonicNanos());
-          if (step + 1 == o.tokens) {
-            f.last_logits[static_cast<size_t>(mine[k])] = Copy(logits, vocab);
-          }
-        }
-      }
-    });
+  threads.reserve(static_cast<size_t>(used));
+  for (int t = 0; t < used; ++t) {
+    threads.emplace_back(
+        [&, t] { AloneThread(model, o, mine[static_cast<size_t>(t)], timelines, last); });
   }
   for (std::thread& t : threads) {
     t.join();
   }
-  Figures s = Summarise(timelines, o.tokens);
-  s.last_logits = std::move(f.last_logits);
-  return s;
+  Figures f = Summarise(timelines, o.tokens);
+  f.last_logits = std::move(last);
+  return f;
 }
 
 // Every session on its own thread, its rounds batched with the others'.
@@ -174,15 +187,13 @@ Result<Figures> RunBatched(const engine::Model& model, const Options& o, int n) 
   f.last_logits.resize(static_cast<size_t>(n));
   std::atomic<bool> failed{false};
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
       engine::ThreadRounds::Session session(rounds);
       engine::RunState state =
           *engine::RunState::Create(model.config(), o.prompt + o.tokens + 1, model.kv_precision());
-      std::vector<int32_t> prompt;
-      for (int p = 0; p < o.prompt; ++p) {
-        prompt.push_back(TokenAt(i, p, vocab));
-      }
+      const std::vector<int32_t> prompt = PromptOf(i, o, vocab);
       Timeline& tl = timelines[static_cast<size_t>(i)];
       if (engine::ForwardGgufRounds(w, isa, state, prompt, 0, session, nullptr) == nullptr) {
         failed = true;

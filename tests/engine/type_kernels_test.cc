@@ -333,7 +333,7 @@ TEST(TypeKernelsTest, Q8ActivationsQuantizeAlikeInEveryVariant) {
     for (size_t i = 0; i < 32; ++i) {
       const auto k = static_cast<float>(e * 32 + i);
       x.push_back(i == (e * 5 + 16) % 32 ? edges[e]
-                                    : std::sin(k) * std::ldexp(3.0F, static_cast<int>(e % 7)));
+                                         : std::sin(k) * std::ldexp(3.0F, static_cast<int>(e % 7)));
     }
   }
   const auto cols = static_cast<int64_t>(x.size());
