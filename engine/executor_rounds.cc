@@ -131,7 +131,12 @@ bool LocalRounds::Exchange(uint32_t round, uint32_t rows, executor::RowKind kind
 const float* ForwardGgufRounds(const GgufWeights& weights, KernelIsa isa, RunState& state,
                                std::span<const int32_t> tokens, int32_t pos, StepTransport& rounds,
                                StepTransport* fallback) {
-  const size_t max_rows = std::max<uint32_t>(1, rounds.shape().max_rows);
+  // The slot's shape comes from elsewhere: never more rows than this state's buffers hold, or
+  // than the fallback takes (a chunk may have to be redone there).
+  size_t max_rows = std::clamp<size_t>(rounds.shape().max_rows, 1, kMaxBatch);
+  if (fallback != nullptr) {
+    max_rows = std::clamp<size_t>(fallback->shape().max_rows, 1, max_rows);
+  }
   const size_t chunks = (tokens.size() + max_rows - 1) / max_rows;
   StepTransport* t = &rounds;
   size_t start = 0;

@@ -86,10 +86,10 @@ class LocalRounds final : public StepTransport {
 };
 
 // Runs `tokens` at positions pos .. (non-empty, below the vocabulary, within the state's context)
-// through `rounds`, in chunks of at most its shape's max_rows; returns the last token's logits
-// (state.logits). When `rounds` cannot go on, the chunk it failed in and every later one go
-// through `fallback` from round 0 (the cache entries already written are rewritten with the same
-// bits); without a fallback, returns nullptr.
+// through `rounds`, in chunks of at most its (and the fallback's) shape's max_rows; returns the
+// last token's logits (state.logits). When `rounds` cannot go on, the chunk it failed in and every
+// later one go through `fallback` from round 0 (the cache entries already written are rewritten
+// with the same bits); without a fallback, returns nullptr.
 const float* ForwardGgufRounds(const GgufWeights& weights, KernelIsa isa, RunState& state,
                                std::span<const int32_t> tokens, int32_t pos, StepTransport& rounds,
                                StepTransport* fallback);
