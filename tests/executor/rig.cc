@@ -211,6 +211,10 @@ void ExecutorRig::StartExecutor(int threads) {
       (*loop)->RunOnce({&waiter, 1}, MonotonicNanos() + 50 * kNanosPerMilli);
       record();
     }
+    // One last turn without sleeping: a message a worker sent just before the stop (a Leave, say)
+    // is taken even if the stop woke the loop first.
+    (*loop)->RunOnce({}, MonotonicNanos());
+    record();
     for (const executor::SlotUsage& u : (*loop)->Usage()) {
       if (u.slot_id < kRigMaxSlots) {
         summary.late[u.slot_id] = u.late;
