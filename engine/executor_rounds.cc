@@ -103,24 +103,24 @@ LocalRounds::LocalRounds(std::unique_ptr<GgufStepCompute> compute,
                          std::unique_ptr<executor::ThreadPool> pool, std::vector<float> input)
     : compute_(std::move(compute)),
       pool_(std::move(pool)),
-      shape_(compute_->shape()),
-      rows_(executor::PayloadFloats(shape_)),
+      rows_(compute_->shape()),
       input_(std::move(input)) {}
 
 bool LocalRounds::Exchange(uint32_t round, uint32_t rows, executor::RowKind kind,
                            uint32_t step_flags) {
-  rows = std::min(rows, shape_.max_rows);
+  const executor::SlotShape& shape = rows_.shape();
+  rows = std::min(rows, shape.max_rows);
   for (uint32_t r = 0; r < rows; ++r) {
-    Copy(input_.data() + size_t{r} * shape_.input_row_floats, row(r), shape_.input_row_floats);
+    Copy(input_.data() + size_t{r} * shape.input_row_floats, row(r), shape.input_row_floats);
   }
   const executor::BatchEntry entry{.first_row = 0,
                                    .rows = rows,
                                    .kind = kind,
                                    .step_flags = step_flags,
                                    .output = rows_.data(),
-                                   .output_stride_floats = executor::RowStrideFloats(shape_)};
+                                   .output_stride_floats = executor::RowStrideFloats(shape)};
   compute_->Run({.round = round,
-                 .final_round = round + 1 == shape_.rounds,
+                 .final_round = round + 1 == shape.rounds,
                  .entries = std::span<const executor::BatchEntry>(&entry, 1),
                  .total_rows = rows,
                  .input = input_.data()},

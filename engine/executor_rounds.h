@@ -45,6 +45,22 @@ class StepTransport {
                         uint32_t step_flags) = 0;
 };
 
+// A slot's payload in private memory (the rounds of LocalRounds and ThreadRounds): rows at the
+// slot's stride, or the final answer.
+class PayloadRows {
+ public:
+  explicit PayloadRows(const executor::SlotShape& shape)
+      : shape_(shape), floats_(executor::PayloadFloats(shape)) {}
+  const executor::SlotShape& shape() const { return shape_; }
+  float* row(uint32_t r) { return floats_.data() + size_t{r} * executor::RowStrideFloats(shape_); }
+  float* data() { return floats_.data(); }
+  const float* data() const { return floats_.data(); }
+
+ private:
+  executor::SlotShape shape_;
+  std::vector<float> floats_;
+};
+
 // The shared executor's slot.
 class SlotRounds final : public StepTransport {
  public:
@@ -67,10 +83,8 @@ class LocalRounds final : public StepTransport {
  public:
   static Result<std::unique_ptr<LocalRounds>> Create(const GgufWeights& weights, KernelIsa isa,
                                                      uint32_t max_rows);
-  const executor::SlotShape& shape() const override { return shape_; }
-  float* row(uint32_t r) override {
-    return rows_.data() + size_t{r} * executor::RowStrideFloats(shape_);
-  }
+  const executor::SlotShape& shape() const override { return rows_.shape(); }
+  float* row(uint32_t r) override { return rows_.row(r); }
   const float* final_output() const override { return rows_.data(); }
   bool Exchange(uint32_t round, uint32_t rows, executor::RowKind kind,
                 uint32_t step_flags) override;
@@ -80,8 +94,7 @@ class LocalRounds final : public StepTransport {
               std::vector<float> input);
   std::unique_ptr<GgufStepCompute> compute_;
   std::unique_ptr<executor::ThreadPool> pool_;
-  executor::SlotShape shape_;
-  std::vector<float> rows_;   // the payload, as a slot's
+  PayloadRows rows_;          // the payload, as a slot's
   std::vector<float> input_;  // the round's rows, dense (the executor's private copy)
 };
 

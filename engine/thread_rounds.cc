@@ -15,13 +15,12 @@ ThreadRounds::ThreadRounds(GgufStepCompute& compute, executor::ThreadPool& pool,
       live_(sessions),
       garbage_out_(executor::PayloadFloats(shape_)) {}
 
-ThreadRounds::Session::Session(ThreadRounds& rounds)
-    : rounds_(rounds), shape_(rounds.shape_), payload_(executor::PayloadFloats(shape_)) {}
+ThreadRounds::Session::Session(ThreadRounds& rounds) : rounds_(rounds), payload_(rounds.shape_) {}
 
 bool ThreadRounds::Session::Exchange(uint32_t round, uint32_t rows, executor::RowKind kind,
                                      uint32_t step_flags) {
   round_ = round;
-  rows_ = std::min(rows, shape_.max_rows);
+  rows_ = std::min(rows, payload_.shape().max_rows);
   kind_ = kind;
   flags_ = step_flags;
   rounds_.Wait(this);

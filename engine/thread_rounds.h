@@ -38,10 +38,8 @@ class ThreadRounds {
   class Session final : public StepTransport {
    public:
     explicit Session(ThreadRounds& rounds);
-    const executor::SlotShape& shape() const override { return shape_; }
-    float* row(uint32_t r) override {
-      return payload_.data() + size_t{r} * executor::RowStrideFloats(shape_);
-    }
+    const executor::SlotShape& shape() const override { return payload_.shape(); }
+    float* row(uint32_t r) override { return payload_.row(r); }
     const float* final_output() const override { return payload_.data(); }
     bool Exchange(uint32_t round, uint32_t rows, executor::RowKind kind,
                   uint32_t step_flags) override;
@@ -49,8 +47,7 @@ class ThreadRounds {
    private:
     friend class ThreadRounds;
     ThreadRounds& rounds_;
-    executor::SlotShape shape_;
-    std::vector<float> payload_;
+    PayloadRows payload_;
     bool waiting_ = false;
     uint32_t round_ = 0;
     uint32_t rows_ = 0;
