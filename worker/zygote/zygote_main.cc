@@ -22,6 +22,10 @@
 namespace cellhouse::zygote_runtime {
 
 int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
+  return ZygoteMain(argc, argv, ZygoteHooks{.wrap_engine = wrap, .executor = nullptr});
+}
+
+int ZygoteMain(int argc, char** argv, const ZygoteHooks& hooks) {
   std::string model_path, tokenizer_path;
   int64_t channel_fd = 3;
   bool no_mlock = false;
@@ -84,12 +88,16 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
 
   const engine::Model& m = *model;
   const engine::Tokenizer& t = *tokenizer;
-  EngineFactory factory = [&m, &t](uint32_t context_length) {
+  // The slot is unused until the engine computes through the executor (issue 17, phase 2b): a
+  // session with one computes alone, as every session does today.
+  EngineFactory factory = [&m, &t](uint32_t context_length, executor::WorkerSlot /*slot*/) {
     return session::EngineTurnEngine::Create(m, t, context_length);
   };
-  if (wrap) factory = wrap(std::move(factory));
+  if (hooks.wrap_engine) factory = hooks.wrap_engine(std::move(factory));
+  std::optional<ExecutorSupport> executor;
+  if (hooks.executor) executor = hooks.executor(m);
   Zygote zygote(UniqueFd(static_cast<int>(channel_fd)), ready,
-                MakeSessionWorkerEntry(std::move(factory)));
+                MakeSessionWorkerEntry(std::move(factory)), std::move(executor));
   Status st = zygote.Run();
   if (!st) return fail(st.error());
   return 0;
