@@ -200,8 +200,7 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
     return;
   }
   ++sessions_admitted_;
-  PlaceSession(conn, choice.policy, choice.context,
-               std::get<resources::Grant>(std::move(admitted)),
+  PlaceSession(conn, choice.policy, choice.context, std::get<resources::Grant>(std::move(admitted)),
                SessionSecrets{std::move(*new_id), std::move(*token)});
 }
 
