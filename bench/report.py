@@ -3,7 +3,7 @@
 
     bench/report.py --raw DIR --out DIR [--markdown FILE]
 
-DIR (--raw) holds machine.json, run.json and one <benchmark>.json per program (engine,
+DIR (--raw) holds machine.json, run.json and one <benchmark>.json per program (engine, gguf,
 seccomp, session_open, protocol, load, streaming, memory); any that is missing is reported as
 not measured. Writes OUT/results.json (everything, with the headline table), OUT/*.png (via
 gnuplot) and the Markdown report (default OUT/../benchmarks.md). Standard library only; Debian's
@@ -807,6 +807,54 @@ def analysis(b):
     return "\n\n".join(out)
 
 
+def gguf_models(gguf, h, md):
+    """gguf_bench: the 110m shape as GGUF files beside fp32 and int8, and llama.cpp on the same
+    files."""
+    group = "3b. GGUF models"
+    if not gguf:
+        md.append("*Not measured in this run.*")
+        return
+    rows = [r for r in gguf["rows"] if r["kind"] == "format"]
+    for r in rows:
+        if not r["gguf"]:
+            continue
+        kind = r["format"]
+        if r["llama_cpp_decode_tokens_per_second"] > 0:
+            ratio = r["decode_tokens_per_second"] / r["llama_cpp_decode_tokens_per_second"]
+            h.add(group, f"GGUF decode, {r['preset']} {kind}, one thread, against llama.cpp "
+                  "(llama-bench -t 1, same file)", r["decode_tokens_per_second"], "tok/s",
+                  "≥ 1× llama.cpp (aim 1.2×)", r["llama_cpp_decode_tokens_per_second"],
+                  "llama.cpp tg", met=ratio >= 1.0)
+        if kind == "Q8_0":
+            h.add(group, f"GGUF decode, {r['preset']} Q8_0, of its bandwidth roofline",
+                  r["decode_tokens_per_second"], "tok/s", "≥ 85% of roofline",
+                  r["roofline_tokens_per_second"], "bandwidth roofline of its bytes",
+                  met=r["roofline_fraction"] >= 0.85)
+        h.add(group, f"GGUF prefill, {r['preset']} {kind}, {r['prompt_tokens']}-token prompt",
+              r["prefill_tokens_per_second"], "tok/s", "≥ 5× decode",
+              r["decode_tokens_per_second"], "decode", met=r["prefill_times_decode"] >= 5)
+    md.append(f"GGUF files (gguf_bench: the {rows[0]['preset'] if rows else '?'} shape generated "
+              "by `cellmodel make` and written by `cellmodel convert`'s code; best of "
+              f"{gguf.get('repeats', '?')} rounds, one thread), beside cellhouse's own fp32 and "
+              "int8 files of the same weights, and llama.cpp's `llama-bench -t 1` on the same "
+              "GGUF files in the same run (its tg and pp figures, mean of its repetitions). "
+              "Roofline: measured single-thread read bandwidth / bytes read per token (every "
+              "weight in its own type, the KV cache at the mean context).\n")
+    md.append("| format | file | MB/token | decode tok/s | of roofline | prefill tok/s | × decode "
+              "| llama.cpp tg | ours/llama.cpp | llama.cpp pp | ours/llama.cpp |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        tg, pp = r["llama_cpp_decode_tokens_per_second"], r["llama_cpp_prefill_tokens_per_second"]
+        md.append(f"| {r['format']} | {r['file_bytes'] / MIB:.0f} MiB | "
+                  f"{r['bytes_per_token'] / 1e6:.1f} | {fmt(r['decode_tokens_per_second'])} | "
+                  f"{r['roofline_fraction'] * 100:.0f}% | {fmt(r['prefill_tokens_per_second'])} | "
+                  f"{fmt(r['prefill_times_decode'])}× | {fmt(tg) if tg else '–'} | "
+                  f"{fmt(r['decode_tokens_per_second'] / tg) + '×' if tg else '–'} | "
+                  f"{fmt(pp) if pp else '–'} | "
+                  f"{fmt(r['prefill_tokens_per_second'] / pp) + '×' if pp else '–'} |")
+    md.append("")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raw", required=True)
@@ -819,8 +867,8 @@ def main():
     machine = load(args.raw, "machine") or {}
     run = load(args.raw, "run") or {}
     b = {name: load(args.raw, name) for name in
-         ["bandwidth", "engine", "seccomp", "session_open", "protocol", "load", "streaming",
-          "memory", "memory_q8"]}
+         ["bandwidth", "engine", "gguf", "seccomp", "session_open", "protocol", "load",
+          "streaming", "memory", "memory_q8"]}
     if b["engine"]:
         for r in b["engine"]["rows"]:
             if r["kind"] == "bandwidth":
@@ -837,6 +885,7 @@ def main():
                                            memory_int8(b["memory_q8"], b["memory"], h, md))),
                     ("generation", lambda md: generation(b["engine"], b["streaming"], b["load"], h, plots, md,
                                                                   machine.get("cpus", 2))),
+                    ("gguf", lambda md: gguf_models(b["gguf"], h, md)),
                     ("protocol", lambda md: protocol(b["protocol"], b["streaming"], h, md)),
                     ("sandbox", lambda md: sandbox_cost(b["seccomp"], b["streaming"], h, md))]:
         md = []
@@ -883,6 +932,7 @@ def main():
         "open": sections["open"],
         "memory": sections["memory"],
         "generation": sections["generation"],
+        "gguf": sections["gguf"],
         "protocol": sections["protocol"],
         "sandbox": sections["sandbox"],
         "analysis": analysis(b),

@@ -1,14 +1,18 @@
 # Install rules (cmake --install): binaries, units, example policies, default configuration.
 # The layout, for --prefix /usr (what a Debian admin expects; docs/OPERATIONS.md):
-#   /usr/bin/{celld,cellctl,cellmodel}         /usr/libexec/cellhouse/cell-zygote
+#   /usr/bin/{celld,cellctl,cellmodel,cellgate} /usr/libexec/cellhouse/cell-zygote
 #   /usr/lib/systemd/system/celld{.service,.socket,-metrics.socket}
+#   /usr/lib/systemd/system/cellgate{.service,.socket,-metrics.socket}
+#   /usr/share/cellhouse/web/                   (the gateway's chat page)
+#   /etc/default/cellgate                       (kept if present)
 #   /usr/lib/sysusers.d/cellhouse.conf          (the socket's group, "cellhouse")
 #   /etc/default/celld                          (kept if present)
 #   /etc/cellhouse/policies/default.textproto   (kept if present)
 #   /usr/share/cellhouse/policies/*.textproto   (the examples, for reference and copying)
 #   /usr/share/doc/cellhouse/OPERATIONS.md
 # Everything follows the prefix given at install time, and DESTDIR.
-install(TARGETS celld cellctl cellmodel RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS celld cellctl cellmodel cellgate RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/gateway/web/ DESTINATION ${CMAKE_INSTALL_DATADIR}/cellhouse/web)
 install(TARGETS cell-zygote RUNTIME DESTINATION ${CMAKE_INSTALL_LIBEXECDIR}/cellhouse)
 
 # celld looks for cell-zygote beside itself, then at this path relative to its own directory

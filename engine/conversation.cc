@@ -1,5 +1,6 @@
 #include "engine/conversation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -62,6 +63,18 @@ Status Conversation::CheckOptions(const TurnOptions& options) const {
   if (!std::isfinite(options.top_p)) {
     return Error("top_p must be a finite number");
   }
+  if (options.top_k != 0 || options.min_p != 0.0F || options.repetition_penalty != 1.0F ||
+      options.frequency_penalty != 0.0F || options.presence_penalty != 0.0F) {
+    // top_p keeps llama2.c's meaning here (outside (0, 1): off), so check the others alone.
+    SamplingParams p{.temperature = options.temperature,
+                     .top_p = 1.0F,
+                     .top_k = options.top_k,
+                     .min_p = options.min_p,
+                     .repetition_penalty = options.repetition_penalty,
+                     .frequency_penalty = options.frequency_penalty,
+                     .presence_penalty = options.presence_penalty};
+    CH_RETURN_IF_ERROR(ValidateSamplingParams(p, model_->config().vocab_size));
+  }
   return Ok();
 }
 
@@ -80,8 +93,9 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
     return Error("the prompt of " + std::to_string(prompt.size()) + " bytes cannot fit in the " +
                  std::to_string(context_length() - processed_) + " positions left of the context");
   }
-  CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt_tokens,
-                      tokenizer_->Encode(prompt, {.add_bos = tokens_.empty()}));
+  CH_ASSIGN_OR_RETURN(
+      std::vector<int32_t> prompt_tokens,
+      tokenizer_->Encode(prompt, {.add_bos = tokens_.empty() && tokenizer_->add_bos()}));
   const size_t unprocessed =
       tokens_.size() - static_cast<size_t>(processed_) + prompt_tokens.size();
   if (unprocessed == 0) {
@@ -97,25 +111,80 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
   tokens_.insert(tokens_.end(), prompt_tokens.begin(), prompt_tokens.end());
   last_failure_ = Failure::kNone;
 
-  TurnStats stats{.prompt_tokens = static_cast<int32_t>(prompt_tokens.size())};
+  TurnStats stats{.prompt_tokens = static_cast<int32_t>(prompt_tokens.size()),
+                  .evaluated_tokens = static_cast<int32_t>(unprocessed)};
   // Forward() leaves the last position's logits in state_.logits, where the sampler reads them.
   Forward(model_->weights(), kernels_, state_,
           std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_);
   processed_ = static_cast<int32_t>(tokens_.size());
+  Generate(options, on_token, start, stats);
+  return stats;
+}
+
+Result<Conversation::TurnStats> Conversation::TurnTokens(std::span<const int32_t> conversation,
+                                                         const TurnOptions& options,
+                                                         const TokenCallback& on_token) {
+  const int64_t start = MonotonicNanos();
+  last_failure_ = Failure::kInvalid;
+  CH_RETURN_IF_ERROR(CheckOptions(options));
+  if (conversation.empty()) return Error("the conversation has no tokens");
+  const int32_t vocab = model_->config().vocab_size;
+  for (int32_t id : conversation) {
+    if (id < 0 || id >= vocab) {
+      return Error("token " + std::to_string(id) + " is outside the vocabulary of " +
+                   std::to_string(vocab));
+    }
+  }
+  if (std::cmp_greater(conversation.size(), context_length())) {
+    last_failure_ = Failure::kContextFull;
+    return Error("the conversation needs " + std::to_string(conversation.size()) +
+                 " positions but the context has " + std::to_string(context_length()));
+  }
+  // The longest common prefix with what the cache holds; at least the last token is evaluated
+  // again, since its logits pick the first new token.
+  const size_t limit =
+      std::min({static_cast<size_t>(processed_), tokens_.size(), conversation.size() - 1});
+  size_t common = 0;
+  while (common < limit && tokens_[common] == conversation[common]) ++common;
+  last_failure_ = Failure::kNone;
+  // Positions from `common` on are dropped: overwritten as the new tokens are evaluated, never
+  // read before (attention reads positions up to the current one only).
+  tokens_.resize(common);
+  tokens_.insert(tokens_.end(), conversation.begin() + static_cast<ptrdiff_t>(common),
+                 conversation.end());
+  processed_ = static_cast<int32_t>(common);
+  TurnStats stats{.prompt_tokens = static_cast<int32_t>(conversation.size()),
+                  .reused_tokens = static_cast<int32_t>(common),
+                  .evaluated_tokens = static_cast<int32_t>(conversation.size() - common)};
+  Forward(model_->weights(), kernels_, state_,
+          std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_);
+  processed_ = static_cast<int32_t>(tokens_.size());
+  Generate(options, on_token, start, stats);
+  return stats;
+}
+
+void Conversation::Generate(const TurnOptions& options, const TokenCallback& on_token,
+                            int64_t start, TurnStats& stats) {
   const int64_t prefilled = MonotonicNanos();
   stats.prefill_ns = prefilled - start;
   int64_t first_token = prefilled;
 
   Rng rng(options.seed);
-  const SamplingParams params{.temperature = options.temperature, .top_p = options.top_p};
+  const SamplingParams params{.temperature = options.temperature,
+                              .top_p = options.top_p,
+                              .top_k = options.top_k,
+                              .min_p = options.min_p,
+                              .repetition_penalty = options.repetition_penalty,
+                              .frequency_penalty = options.frequency_penalty,
+                              .presence_penalty = options.presence_penalty};
   const auto vocab = static_cast<size_t>(model_->config().vocab_size);
   for (;;) {
     if (stats.generated_tokens == options.max_new_tokens) {
       stats.stop = StopReason::kMaxTokens;
       break;
     }
-    const int32_t next = sampler_.Sample(std::span(state_.logits, vocab), params, rng);
-    if (next == kBosToken) {
+    const int32_t next = sampler_.Sample(std::span(state_.logits, vocab), params, rng, tokens_);
+    if (tokenizer_->IsEndOfGeneration(next)) {
       stats.stop = StopReason::kEndOfText;
       break;
     }
@@ -143,7 +212,6 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
   if (stats.generated_tokens > 0) {
     stats.decode_ns = MonotonicNanos() - first_token;
   }
-  return stats;
 }
 
 }  // namespace cellhouse::engine

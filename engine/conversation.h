@@ -7,9 +7,15 @@
 //                                      .top_p = 0.9F, .seed = 42},
 //                 [](int32_t token, std::string_view piece) { Send(piece); return true; }));
 //
-// Semantics are llama2.c's `run`: the first turn's prompt is BOS + encode(prompt), no EOS; each
-// position's logits pick the next token; generation stops at BOS (not emitted). The last token
-// a turn emits is in the history but not yet processed; the next turn processes it first.
+// Two kinds of turn. Turn(text) is llama2.c's `run`: the first turn's prompt is BOS +
+// encode(prompt), no EOS, later turns append encode(prompt). TurnTokens(ids) takes the whole
+// conversation as tokens (a chat template's rendering, engine/chat/): the longest prefix it
+// shares with what the cache holds is reused, the rest of the cache is dropped, and only the
+// tokens after the shared prefix are evaluated. Either way each position's logits pick the next
+// token, and generation stops at an end-of-generation token of the vocabulary (not emitted; for
+// a llama2.c tokenizer that is BOS). The last token a turn emits is in the history but not yet
+// processed; the next turn processes it first (or, for TurnTokens, drops it if the new
+// conversation does not contain it).
 //
 // After Create(), Turn() allocates nothing per token and makes no system call other than
 // memory management (mmap/munmap/madvise/brk for the history and encoder), futex (OpenBLAS)
@@ -19,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -51,7 +58,7 @@ class Conversation {
 
   enum class StopReason {
     kMaxTokens,    // max_new_tokens were generated
-    kEndOfText,    // the model produced BOS
+    kEndOfText,    // the model produced an end-of-generation token (llama2.c: BOS)
     kContextFull,  // the next token would not fit in the context
     kCancelled,    // on_token returned false
   };
@@ -60,9 +67,17 @@ class Conversation {
     float temperature = 0.0F;
     float top_p = 0.9F;
     uint64_t seed = 0;
+    // llama.cpp's other samplers (sampler.h); the defaults leave them off.
+    int32_t top_k = 0;
+    float min_p = 0.0F;
+    float repetition_penalty = 1.0F;
+    float frequency_penalty = 0.0F;
+    float presence_penalty = 0.0F;
   };
   struct TurnStats {
-    int32_t prompt_tokens = 0;     // tokens this turn added before generating (BOS included)
+    int32_t prompt_tokens = 0;     // Turn: tokens added (BOS included); TurnTokens: all of them
+    int32_t reused_tokens = 0;     // TurnTokens: the prompt's prefix found in the cache
+    int32_t evaluated_tokens = 0;  // positions run through the model before the first sample
     int32_t generated_tokens = 0;  // tokens passed to on_token
     int64_t time_to_first_token_ns = 0;
     int64_t prefill_ns = 0;  // processing the prompt (and the previous turn's last token)
@@ -78,6 +93,12 @@ class Conversation {
   // that does not fit in the remaining context, or bad options, is an error and changes nothing.
   Result<TurnStats> Turn(std::string_view prompt, const TurnOptions& options,
                          const TokenCallback& on_token);
+  // Makes `conversation` (every token, BOS included) the history: reuses the longest prefix it
+  // shares with the cache (at least one token is always evaluated, for its logits), evaluates
+  // the rest, then generates. A conversation longer than the context, or bad options, is an
+  // error and changes nothing.
+  Result<TurnStats> TurnTokens(std::span<const int32_t> conversation, const TurnOptions& options,
+                               const TokenCallback& on_token);
 
   // Why the last Turn() failed: the caller tells a full context from a bad request by this,
   // not by the message. kNone after a turn that succeeded.
@@ -95,6 +116,9 @@ class Conversation {
  private:
   Conversation(const Model& model, const Tokenizer& tokenizer, RunState state, Kernels kernels);
   Status CheckOptions(const TurnOptions& options) const;
+  // Generates after the history is processed; fills the generation part of `stats`.
+  void Generate(const TurnOptions& options, const TokenCallback& on_token, int64_t start,
+                TurnStats& stats);
 
   const Model* model_;
   const Tokenizer* tokenizer_;

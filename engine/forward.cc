@@ -273,10 +273,29 @@ const float* Forward(const QuantizedWeights& weights, const Kernels& kernels, Ru
   return ForwardChunks(weights, kernels, state, tokens, pos);
 }
 
+KernelIsa TypeKernelIsa(const Kernels& kernels) {
+  switch (kernels.kind) {
+    case MatVecKernel::kAvx512:
+      return KernelIsa::kAvx512;
+    case MatVecKernel::kAvx2:
+      return KernelIsa::kAvx2;
+    case MatVecKernel::kOpenBlas:
+      return KernelIsa::kPortable;
+    case MatVecKernel::kAuto:
+      break;
+  }
+  return BestKernelIsa();
+}
+
 const float* Forward(const AnyWeights& weights, const Kernels& kernels, RunState& state,
                      std::span<const int32_t> tokens, int32_t pos) {
-  return std::visit([&](const auto& w) { return ForwardChunks(w, kernels, state, tokens, pos); },
-                    weights);
+  if (const auto* gguf = std::get_if<GgufWeights>(&weights)) {
+    return ForwardGguf(*gguf, TypeKernelIsa(kernels), state, tokens, pos);
+  }
+  if (const auto* q8 = std::get_if<QuantizedWeights>(&weights)) {
+    return ForwardChunks(*q8, kernels, state, tokens, pos);
+  }
+  return ForwardChunks(std::get<ModelWeights>(weights), kernels, state, tokens, pos);
 }
 
 }  // namespace cellhouse::engine

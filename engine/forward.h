@@ -9,7 +9,8 @@
 // The numerics follow llama2.c's run.c operation by operation (same formulas, same order for
 // RMSNorm, RoPE and softmax); only the order of summation inside the matrix products differs.
 //
-// An int8 checkpoint (QuantizedWeights) runs the same pass, but each matrix product quantizes
+// A GGUF model has a pass of its own (gguf_forward.h). An int8 checkpoint (QuantizedWeights) runs
+// the same pass, but each matrix product quantizes
 // its input per token (kernels.h) and the embedding row is dequantized. Its batched prefill uses
 // the same int8 arithmetic as decoding, so the two give bit-identical logits.
 #ifndef CELLHOUSE_ENGINE_FORWARD_H_
@@ -20,7 +21,9 @@
 
 #include "engine/formats/checkpoint.h"
 #include "engine/formats/quantized_checkpoint.h"
+#include "engine/gguf_forward.h"
 #include "engine/kernels/kernels.h"
+#include "engine/kernels/type_kernels.h"
 #include "engine/run_state.h"
 #include "engine/weights.h"
 
@@ -36,8 +39,14 @@ const float* Forward(const ModelWeights& weights, const Kernels& kernels, RunSta
                      std::span<const int32_t> tokens, int32_t pos);
 const float* Forward(const QuantizedWeights& weights, const Kernels& kernels, RunState& state,
                      std::span<const int32_t> tokens, int32_t pos);
+// Any format; a GGUF model runs ForwardGguf (gguf_forward.h) with the type kernels of the
+// instruction set `kernels` was chosen for (TypeKernelIsa).
 const float* Forward(const AnyWeights& weights, const Kernels& kernels, RunState& state,
                      std::span<const int32_t> tokens, int32_t pos);
+
+// The type kernels' instruction set matching a kernel choice: AVX-512 and AVX2 alike, portable for
+// OpenBLAS (the scalar reference), the best the CPU has for kAuto.
+KernelIsa TypeKernelIsa(const Kernels& kernels);
 
 }  // namespace cellhouse::engine
 

@@ -5,7 +5,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <map>
+#include <string_view>
 #include <vector>
+
+#include "base/str_cat.h"
 
 namespace cellhouse::engine {
 
@@ -25,26 +29,59 @@ void AdviseHugePages(const Mapping& mapping) {
   }
 }
 
+// The context a session may use: the model's, lowered to the cap.
+void CapContext(ModelConfig& config, const ModelOptions& options) {
+  if (options.max_context > 0 && options.max_context < config.seq_len) {
+    config.seq_len = options.max_context;
+  }
+}
+
 }  // namespace
 
-Result<Model> Model::Open(const std::string& path) {
+Result<Model> Model::Open(const std::string& path, const ModelOptions& options) {
   Result<Mapping> mapping = Mapping::MapFile(path.c_str());
   if (!mapping) {
     return std::move(mapping).error().Context("opening model '" + path + "'");
   }
   AdviseHugePages(*mapping);
+  if (IsGguf(mapping->bytes())) {
+    CH_ASSIGN_OR_RETURN(GgufFile gguf, GgufFile::Parse(mapping->bytes(), path));
+    CH_ASSIGN_OR_RETURN(GgufWeights weights,
+                        LoadGgufWeights(gguf, {.max_context = options.max_context}));
+    const ModelConfig config = weights.config;
+    Model model(path, std::move(*mapping), std::move(weights), config);
+    model.gguf_.emplace(std::move(gguf));  // its views point into the mapping, which did not move
+    return model;
+  }
   if (IsQuantizedCheckpoint(mapping->bytes())) {
     CH_ASSIGN_OR_RETURN(QuantizedWeights weights, ParseQuantizedCheckpoint(mapping->bytes(), path));
+    CapContext(weights.config, options);
     const ModelConfig config = weights.config;
     return Model(path, std::move(*mapping), weights, config);
   }
   CH_ASSIGN_OR_RETURN(ModelWeights weights, ParseCheckpoint(mapping->bytes(), path));
+  CapContext(weights.config, options);
   const ModelConfig config = weights.config;
   return Model(path, std::move(*mapping), weights, config);
 }
 
 std::string_view WeightFormatName(WeightFormat format) {
-  return format == WeightFormat::kQ8 ? "q8" : "f32";
+  switch (format) {
+    case WeightFormat::kQ8:
+      return "q8";
+    case WeightFormat::kGguf:
+      return "gguf";
+    case WeightFormat::kF32:
+      break;
+  }
+  return "f32";
+}
+
+uint64_t Model::ParameterCount() const {
+  if (const auto* gguf = std::get_if<GgufWeights>(&weights_)) {
+    return gguf->parameters;
+  }
+  return config_.ParameterCount();
 }
 
 int32_t Model::group_size() const {
@@ -53,6 +90,19 @@ int32_t Model::group_size() const {
 }
 
 std::string Model::Describe() const {
+  if (const auto* gguf = std::get_if<GgufWeights>(&weights_)) {
+    // "gguf llama, dim 256, ...": the architecture first, the tensor types last.
+    std::map<std::string_view, int> types;
+    for (const GgufTensor& t : gguf_->tensors()) {
+      ++types[GetTypeInfo(t.type).name];
+    }
+    std::string text = StrCat("gguf ", GgufArchitectureName(gguf->architecture), ", ",
+                              config_.Describe(), ", head size ", config_.head_size(), ", tensors");
+    for (const auto& [name, count] : types) {
+      text += StrCat(" ", name, " x", count);
+    }
+    return text;
+  }
   std::string text = config_.Describe();
   if (format() == WeightFormat::kQ8) {
     text += ", int8 weights in groups of " + std::to_string(group_size());

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <string>
 #include <vector>
 
@@ -22,18 +23,25 @@ uint64_t AlignUp(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 struct FixedSizes {
   explicit FixedSizes(const ModelConfig& c)
       : row(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.dim)),
+        wide_row(static_cast<uint64_t>(kMaxBatch) *
+                 static_cast<uint64_t>(std::max(c.dim, c.q_dim()))),
         hidden(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.hidden_dim)),
         rope(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.head_size() / 2)),
-        scores(static_cast<uint64_t>(c.n_heads) * static_cast<uint64_t>(c.seq_len)),
+        scores(static_cast<uint64_t>(c.n_heads) * static_cast<uint64_t>(PadToKv(c.seq_len))),
         logits(static_cast<uint64_t>(c.vocab_size)),
         kv_new(2 * static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.kv_dim())),
+        attention_half(static_cast<uint64_t>(PadToKv(c.seq_len)) +
+                       static_cast<uint64_t>(c.q_dim())),
+        typed_input(4 * static_cast<uint64_t>(kMaxBatch) *
+                    static_cast<uint64_t>(std::max({c.dim, c.hidden_dim, c.q_dim()}))),
         q8(Q8ActivationBytes(kMaxBatch, std::max(c.dim, c.hidden_dim))) {}
   uint64_t Bytes() const {
-    return 4 * AlignUp(row * 4) + 2 * AlignUp(hidden * 4) + 2 * AlignUp(rope * 4) +
-           AlignUp(scores * 4) + AlignUp(logits * 4) + AlignUp(kv_new * 4) + AlignUp(q8.q_bytes) +
+    return 2 * AlignUp(row * 4) + 2 * AlignUp(wide_row * 4) + 2 * AlignUp(hidden * 4) +
+           2 * AlignUp(rope * 4) + AlignUp(scores * 4) + AlignUp(logits * 4) + AlignUp(kv_new * 4) +
+           AlignUp(attention_half * 4) + AlignUp(typed_input) + AlignUp(q8.q_bytes) +
            2 * AlignUp(q8.groups * 4);
   }
-  uint64_t row, hidden, rope, scores, logits, kv_new;
+  uint64_t row, wide_row, hidden, rope, scores, logits, kv_new, attention_half, typed_input;
   Q8ActivationCapacity q8;
 };
 
@@ -56,19 +64,23 @@ uint64_t KvCacheBytesPerToken(const ModelConfig& config, KvPrecision precision) 
 }
 
 uint64_t StateFixedBytes(const ModelConfig& config) {
+  // The cache's padding: at most kKvPadding - 1 positions beyond the context, at the widest
+  // precision.
   return FixedSizes(config).Bytes() +
-         kSamplerBytesPerPiece * static_cast<uint64_t>(config.vocab_size);
+         kSamplerBytesPerPiece * static_cast<uint64_t>(config.vocab_size) +
+         (kKvPadding - 1) * KvCacheBytesPerToken(config, KvPrecision::kF32);
 }
 
 Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_length,
                                   KvPrecision precision) {
-  if (context_length < 1 || context_length > config.seq_len) {
+  if (context_length < 1 || context_length > config.seq_len ||
+      context_length > INT32_MAX - kKvPadding) {
     return Error("creating run state: context length " + std::to_string(context_length) +
                  " is outside 1.." + std::to_string(config.seq_len) + " (the model's seq_len)");
   }
   FixedSizes fixed(config);
   const uint64_t cache_values = static_cast<uint64_t>(config.n_layers) *
-                                static_cast<uint64_t>(context_length) *
+                                static_cast<uint64_t>(PadToKv(context_length)) *
                                 static_cast<uint64_t>(config.kv_dim());
   std::optional<uint64_t> cache_bytes = CheckedMul({cache_values, BytesPerValue(precision)});
   std::optional<uint64_t> total =
@@ -89,9 +101,9 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
     return reinterpret_cast<float*>(carve_bytes(floats * sizeof(float)));
   };
   s.x = carve(fixed.row);
-  s.xb = carve(fixed.row);
+  s.xb = carve(fixed.wide_row);
   s.xb2 = carve(fixed.row);
-  s.q = carve(fixed.row);
+  s.q = carve(fixed.wide_row);
   s.hb = carve(fixed.hidden);
   s.hb2 = carve(fixed.hidden);
   s.rope_cos = carve(fixed.rope);
@@ -99,6 +111,8 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
   s.scores = carve(fixed.scores);
   s.logits = carve(fixed.logits);
   s.kv_new = carve(fixed.kv_new);
+  s.attention_half = carve(fixed.attention_half);
+  s.typed_input = carve_bytes(fixed.typed_input);
   s.q8_input.q = reinterpret_cast<int8_t*>(carve_bytes(fixed.q8.q_bytes));
   s.q8_input.scale = carve(fixed.q8.groups);
   s.q8_input.offset_sum = reinterpret_cast<int32_t*>(carve_bytes(fixed.q8.groups * 4));

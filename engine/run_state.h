@@ -29,6 +29,14 @@ namespace cellhouse::engine {
 // (and their cost per session) are bounded whatever the prompt length.
 inline constexpr int32_t kMaxBatch = 128;
 
+// The KV cache holds whole multiples of this many positions, as llama.cpp pads its cache and the
+// stretch of it attention reads: a GGUF model's attention sums over that padded stretch, and the
+// rounding depends on its length (gguf_forward.cc).
+inline constexpr int32_t kKvPadding = 32;
+constexpr int64_t PadToKv(int64_t positions) {
+  return (positions + kKvPadding - 1) / kKvPadding * kKvPadding;
+}
+
 enum class KvPrecision {
   kF32,
   kF16,  // IEEE half (half.h)
@@ -38,10 +46,11 @@ std::string_view KvPrecisionName(KvPrecision precision);  // "f32", "f16"
 // Bytes of KV cache one context position takes: keys and values, every layer.
 uint64_t KvCacheBytesPerToken(const ModelConfig& config, KvPrecision precision);
 // Bytes of the buffers that do not grow with the context length (activations for a batch of
-// kMaxBatch tokens, their int8 form for quantized checkpoints, new keys and values on their way
-// into an fp16 cache, logits, attention scores, the sampler's workspace). The same for either
-// checkpoint format: every buffer is reserved for both, and a model never touches the pages of
-// those it does not use.
+// kMaxBatch tokens, their int8 form for quantized checkpoints or their partner-type form for GGUF
+// ones, new keys and values on their way into an fp16 cache, logits, attention scores, the
+// sampler's workspace, and the KV cache's padding to kKvPadding positions). The same for every
+// format: every buffer is reserved for all, and a model never touches the pages of those it does
+// not use.
 uint64_t StateFixedBytes(const ModelConfig& config);
 
 class RunState {
@@ -54,6 +63,8 @@ class RunState {
   RunState& operator=(RunState&&) noexcept = default;
 
   int32_t context_length() const { return context_length_; }
+  // Positions the KV cache has room for: context_length padded to kKvPadding.
+  int32_t kv_capacity() const { return static_cast<int32_t>(PadToKv(context_length_)); }
   KvPrecision kv_precision() const {
     return key_cache != nullptr ? KvPrecision::kF32 : KvPrecision::kF16;
   }
@@ -63,18 +74,27 @@ class RunState {
   // Bytes reserved (address space), resident or not.
   uint64_t ReservedBytes() const { return memory_.size(); }
 
-  // Activations of up to kMaxBatch tokens; row b belongs to the b-th token of the batch.
+  // Activations of up to kMaxBatch tokens; row b belongs to the b-th token of the batch. Rows of
+  // xb and q are max(dim, q_dim) wide (q_dim: ModelConfig::q_dim(), dim unless a GGUF model's
+  // heads have a size of their own); their row stride is dim for llama2.c models.
   float* x = nullptr;         // [kMaxBatch][dim] residual stream
-  float* xb = nullptr;        // [kMaxBatch][dim] normalised input / attention output
+  float* xb = nullptr;        // [kMaxBatch][max(dim, q_dim)] normalised input / attention output
   float* xb2 = nullptr;       // [kMaxBatch][dim] projection output
-  float* q = nullptr;         // [kMaxBatch][dim] queries
+  float* q = nullptr;         // [kMaxBatch][max(dim, q_dim)] queries
   float* hb = nullptr;        // [kMaxBatch][hidden] gate, then SwiGLU output
   float* hb2 = nullptr;       // [kMaxBatch][hidden] up projection
   float* rope_cos = nullptr;  // [kMaxBatch][head_size / 2]
   float* rope_sin = nullptr;  // [kMaxBatch][head_size / 2]
-  float* scores = nullptr;    // [n_heads][seq_len] attention weights of one token
+  float* scores = nullptr;    // [n_heads][PadToKv(seq_len)] attention weights of one token
   float* logits = nullptr;    // [vocab]
-  // The KV cache, [layers][context_length][kv_dim], in one precision: the other pair is null.
+  // GGUF attention: one head's weights and query rounded to half precision, as floats.
+  float* attention_half = nullptr;  // [PadToKv(seq_len) + q_dim]
+  // GGUF matrix products: the input rows rounded to the weights' partner type (kernels/
+  // type_kernels.h), at most 4 bytes a value: [kMaxBatch][max(dim, hidden_dim, q_dim)] x 4 bytes.
+  std::byte* typed_input = nullptr;
+  // The KV cache in one precision (the other pair is null): keys [layers][kv_capacity][kv_dim];
+  // values the same for llama2.c and int8 models, and transposed for GGUF ones,
+  // [layers][kv_dim][kv_capacity], so attention reads each value dimension along the positions.
   float* key_cache = nullptr;
   float* value_cache = nullptr;
   uint16_t* key_cache_half = nullptr;

@@ -27,6 +27,15 @@ Result<std::shared_ptr<const CompiledPolicy>> ChoosePolicy(const PolicySet& set,
                                                            gid_t gid,
                                                            std::span<const gid_t> groups);
 
+// For a tenant of the HTTP gateway (asserted by a connection of celld's --gateway-user, whose
+// credentials are uid/gid/groups): the policies naming it in gateway_tenants; when none does,
+// those the gateway's own credentials may use. `name` as above.
+Result<std::shared_ptr<const CompiledPolicy>> ChooseTenantPolicy(const PolicySet& set,
+                                                                 const std::string& name,
+                                                                 const std::string& tenant,
+                                                                 uid_t uid, gid_t gid,
+                                                                 std::span<const gid_t> groups);
+
 // The shipped policy/examples/default.textproto, built in: celld without --policy-dir.
 Result<PolicySet> BuiltinPolicySet(const ModelFacts* facts);
 

@@ -322,6 +322,19 @@ bool CompiledPolicy::MayUse(uid_t uid, gid_t gid, std::span<const gid_t> supplem
                      [&](gid_t g) { return std::find(gids.begin(), gids.end(), g) != gids.end(); });
 }
 
+bool CompiledPolicy::NamesGatewayTenant(std::string_view tenant) const {
+  const auto& names = proto_.gateway_tenants();
+  return std::find(names.begin(), names.end(), tenant) != names.end();
+}
+
+bool ValidGatewayTenant(std::string_view tenant) {
+  if (tenant.empty() || tenant.size() > kMaxGatewayTenantBytes) return false;
+  return std::all_of(tenant.begin(), tenant.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '@' || c == '-';
+  });
+}
+
 uint64_t CompiledPolicy::CloneNamespaceFlags() const {
   const Namespaces& ns = proto_.namespaces();
   uint64_t flags = 0;

@@ -52,6 +52,11 @@ struct RlimitSetting {
 
 // A validated policy with its compiled filter. Immutable once built; shared by
 // std::shared_ptr<const CompiledPolicy> between the policy set and the sessions using it.
+// A gateway tenant's name (Policy.gateway_tenants, api Request.tenant): 1 to 64 of
+// [A-Za-z0-9_.@-], so that it is safe in log lines and error messages as it is.
+inline constexpr size_t kMaxGatewayTenantBytes = 64;
+bool ValidGatewayTenant(std::string_view tenant);
+
 class CompiledPolicy {
  public:
   // NOLINTBEGIN(readability-identifier-naming): accessors are named like what they return
@@ -81,6 +86,8 @@ class CompiledPolicy {
   // Whether a caller with these credentials (SO_PEERCRED's uid and gid, plus its supplementary
   // groups) may open sessions under this policy.
   bool MayUse(uid_t uid, gid_t gid, std::span<const gid_t> supplementary) const;
+  // Whether the policy lists this gateway tenant in gateway_tenants.
+  bool NamesGatewayTenant(std::string_view tenant) const;
   // CLONE_NEWUSER | CLONE_NEWPID | ... as the policy's namespaces say.
   uint64_t CloneNamespaceFlags() const;
   // Memory a session needs at `context_length` tokens (0: the policy's context_length, else the

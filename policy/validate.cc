@@ -12,6 +12,7 @@
 #include "base/str_cat.h"
 #include "base/strings.h"
 #include "ipc/worker_contract.h"
+#include "policy/policy.h"
 #include "policy/syscall_groups.h"
 
 namespace cellhouse::policy {
@@ -100,10 +101,18 @@ class Validator {
                            [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
       Refuse("description", "description contains control characters (one line, please).");
     }
-    if (p_.uids_size() == 0 && p_.gids_size() == 0) {
+    if (p_.uids_size() == 0 && p_.gids_size() == 0 && p_.gateway_tenants_size() == 0) {
       Refuse("uids",
-             "neither uids nor gids are listed: nobody could use this policy. List who "
-             "may (uids: 1000, gids: 100), or delete the file to retire the policy.");
+             "neither uids nor gids (nor gateway_tenants) are listed: nobody could use this "
+             "policy. "
+             "List who may (uids: 1000, gids: 100), or delete the file to retire the policy.");
+    }
+    for (const std::string& t : p_.gateway_tenants()) {
+      if (!ValidGatewayTenant(t)) {
+        Refuse("gateway_tenants", "gateway tenant '" + t +
+                                      "' is not 1 to 64 of [A-Za-z0-9_.@-] (the gateway's "
+                                      "tenant names).");
+      }
     }
   }
 

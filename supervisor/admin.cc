@@ -17,7 +17,43 @@ void LogIfError(const Status& status, std::string_view what) {
   if (!status) spdlog::error("{}: {}", what, status.error().message());
 }
 
-bool Supervisor::IsAdministrator(const ipc::PeerCredentials& peer) const {
+bool Supervisor::Owns(const Connection& conn, const Session& session) {
+  return session.tenant_uid == conn.peer.uid && session.gateway_tenant == conn.identity.tenant();
+}
+
+bool Supervisor::TakeTenantAssertion(Connection& conn, const std::string& tenant) {
+  if (!options_.gateway_uid || conn.peer.uid != *options_.gateway_uid) {
+    spdlog::warn("uid {} asserted gateway tenant '{}' but is not celld's --gateway-user; refused",
+                 conn.peer.uid, policy::ValidGatewayTenant(tenant) ? tenant : "(invalid)");
+    metrics_.admission_refusals.Inc({"tenant_assertion"});
+    Reply(conn, ipc::MakeError(api::PERMISSION_DENIED,
+                               "only celld's --gateway-user may assert a tenant; uid " +
+                                   std::to_string(conn.peer.uid) + " is not it"));
+    return false;
+  }
+  if (!policy::ValidGatewayTenant(tenant)) {
+    Reply(conn,
+          ipc::MakeError(api::INVALID_ARGUMENT, "tenant: expected 1 to 64 of [A-Za-z0-9_.@-]"));
+    return false;
+  }
+  if (!conn.identity.tenant().empty() && conn.identity.tenant() != tenant) {
+    Reply(conn, ipc::MakeError(api::PERMISSION_DENIED,
+                               "this connection already serves another tenant; a connection "
+                               "serves one tenant"));
+    return false;
+  }
+  if (Status st =
+          connections_->AssertTenant(conn, Identity::ForGatewayTenant(conn.peer.uid, tenant));
+      !st) {
+    Reply(conn, ipc::MakeError(api::ADMISSION_REFUSED, st.error().message()));
+    return false;
+  }
+  return true;
+}
+
+bool Supervisor::IsAdministrator(const Connection& conn) const {
+  const ipc::PeerCredentials& peer = conn.peer;
+  if (!conn.identity.tenant().empty()) return false;
   if (peer.uid == 0) return true;
   if (!options_.admin_group) return false;
   gid_t admins = *options_.admin_group;
@@ -29,14 +65,15 @@ void Supervisor::ListSessions(Connection& conn) {
   api::Response response;
   api::SessionList* list = response.mutable_sessions();
   int64_t now = clock_.NowNanos();
-  bool all = IsAdministrator(conn.peer);
+  bool all = IsAdministrator(conn);
   for (const auto& [id, s] : sessions_) {
     // A tenant sees its own sessions; an administrator sees all.
-    if (!all && conn.peer.uid != s.tenant_uid) continue;
+    if (!all && !Owns(conn, s)) continue;
     if (!s.VisibleToClients()) continue;
     api::SessionInfo* info = list->add_sessions();
     info->set_session_id(id);
     info->set_tenant_uid(s.tenant_uid);
+    info->set_tenant(s.gateway_tenant);
     info->set_policy(s.policy->name());
     info->set_worker_pid(s.worker.pid());
     info->set_age_ms(static_cast<uint64_t>((now - s.created_ns) / kNanosPerMilli));
@@ -59,15 +96,14 @@ void Supervisor::ListSessions(Connection& conn) {
 
 void Supervisor::KillSession(Connection& conn, const api::KillSession& kill) {
   Session* session = FindSession(kill.session_id());
-  if (session == nullptr || (conn.peer.uid != 0 && conn.peer.uid != session->tenant_uid) ||
-      !session->VisibleToClients()) {
-    Reply(conn,
-          ipc::MakeError(api::NOT_FOUND, "no session " + ipc::IdToHex(kill.session_id()) +
-                                             " visible to uid " + std::to_string(conn.peer.uid)));
+  bool root = conn.peer.uid == 0 && conn.identity.tenant().empty();
+  if (session == nullptr || (!root && !Owns(conn, *session)) || !session->VisibleToClients()) {
+    Reply(conn, ipc::MakeError(api::NOT_FOUND, "no session " + ipc::IdToHex(kill.session_id()) +
+                                                   " visible to " + conn.identity.ToString()));
     return;
   }
-  std::string by = conn.peer.uid == session->tenant_uid ? "its owner" : "an administrator";
-  spdlog::info("session {} killed by uid {}", ipc::IdToHex(session->id()), conn.peer.uid);
+  std::string by = Owns(conn, *session) ? "its owner" : "an administrator";
+  spdlog::info("session {} killed by {}", ipc::IdToHex(session->id()), conn.identity.ToString());
   EndSession(*session, api::KILLED, "the session was killed by " + by, /*graceful=*/false);
   Reply(conn, ipc::MakeAck("session " + ipc::IdToHex(kill.session_id()) + " killed"));
 }
@@ -77,14 +113,19 @@ void Supervisor::ListPolicies(Connection& conn) {
   api::PolicyList* list = response.mutable_policies();
   // A tenant sees the policies it may use and its own sessions under them, never where another
   // policy's file lives or how busy other tenants are; an administrator sees everything.
-  bool all = IsAdministrator(conn.peer);
+  bool all = IsAdministrator(conn);
   std::map<std::string, uint32_t> active;
   for (const auto& [id, s] : sessions_) {
     if (s.state() != Session::State::kRunning) continue;
-    if (all || s.tenant_uid == conn.peer.uid) ++active[s.policy->name()];
+    if (all || Owns(conn, s)) ++active[s.policy->name()];
   }
+  const std::string& tenant = conn.identity.tenant();
   for (const auto& [name, p] : policies_) {
-    if (!all && !p->MayUse(conn.peer.uid, conn.peer.gid, conn.peer.groups)) continue;
+    bool may = tenant.empty() ? p->MayUse(conn.peer.uid, conn.peer.gid, conn.peer.groups)
+                              : policy::ChooseTenantPolicy(policies_, name, tenant, conn.peer.uid,
+                                                           conn.peer.gid, conn.peer.groups)
+                                    .has_value();
+    if (!all && !may) continue;
     api::PolicySummary* summary = list->add_policies();
     summary->set_name(name);
     if (all) summary->set_source(p->source());
@@ -124,7 +165,7 @@ Status Supervisor::ReloadPolicies() {
 }
 
 void Supervisor::Reload(Connection& conn) {
-  if (conn.peer.uid != 0) {
+  if (conn.peer.uid != 0 || !conn.identity.tenant().empty()) {
     Reply(conn, ipc::MakeError(api::PERMISSION_DENIED, "only root may reload policies"));
     return;
   }
@@ -139,12 +180,12 @@ void Supervisor::Reload(Connection& conn) {
   Reply(conn, ipc::MakeAck("reloaded " + std::to_string(policies_.size()) + " policies"));
 }
 
-api::ServerStatus Supervisor::TenantStatus(uid_t uid) const {
+api::ServerStatus Supervisor::TenantStatus(const Connection& conn) const {
   api::ServerStatus status;
   status.set_version(CELLHOUSE_VERSION);
   uint32_t active = 0;
   for (const auto& [id, s] : sessions_) {
-    active += s.state() == Session::State::kRunning && s.tenant_uid == uid ? 1 : 0;
+    active += s.state() == Session::State::kRunning && Owns(conn, s) ? 1 : 0;
   }
   status.set_sessions_active(active);
   if (zygote_) {
@@ -178,8 +219,7 @@ api::ServerStatus Supervisor::StatusSnapshot() const {
 
 void Supervisor::ServerStatusRequest(Connection& conn) {
   api::Response response;
-  *response.mutable_status() =
-      IsAdministrator(conn.peer) ? StatusSnapshot() : TenantStatus(conn.peer.uid);
+  *response.mutable_status() = IsAdministrator(conn) ? StatusSnapshot() : TenantStatus(conn);
   Reply(conn, response);
 }
 

@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/strings.h"
@@ -27,6 +30,16 @@ Status CheckReadableFile(const std::string& flag, const std::string& path) {
   return Ok();
 }
 
+// Whether PATH starts with GGUF's magic: such a file carries its own vocabulary, so no
+// tokenizer file is needed (celld does not link the engine, so the magic is all it reads).
+bool LooksLikeGguf(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  std::array<char, 4> magic{};
+  return ::pread(fd.get(), magic.data(), magic.size(), 0) == static_cast<ssize_t>(magic.size()) &&
+         std::string_view(magic.data(), magic.size()) == "GGUF";
+}
+
 }  // namespace
 
 Status CheckConfiguration(const SupervisorOptions& options) {
@@ -35,9 +48,11 @@ Status CheckConfiguration(const SupervisorOptions& options) {
     if (!st) problems.push_back(st.error().message());
   };
   note(CheckReadableFile("--model", options.zygote.model));
-  note(CheckReadableFile("--tokenizer", options.zygote.tokenizer.empty()
-                                            ? options.zygote.model + ".tokenizer"
-                                            : options.zygote.tokenizer));
+  if (!options.zygote.tokenizer.empty()) {
+    note(CheckReadableFile("--tokenizer", options.zygote.tokenizer));
+  } else if (!LooksLikeGguf(options.zygote.model)) {
+    note(CheckReadableFile("--tokenizer", options.zygote.model + ".tokenizer"));
+  }
   if (!options.policy_dir.empty()) {
     // Without the model's facts: what depends on the model is checked once the zygote has it.
     Result<policy::PolicySet> loaded = policy::LoadPolicyDirectory(options.policy_dir, nullptr);

@@ -312,6 +312,32 @@ void Connections::ReadRequest(Connection& conn) {
   }
 }
 
+Status Connections::AssertTenant(Connection& conn, Identity tenant) {
+  if (conn.identity == tenant) return Ok();
+  if (!conn.identity.tenant().empty()) {
+    return Error("this connection already belongs to " + conn.identity.ToString() +
+                 "; a connection serves one tenant");
+  }
+  // Only between requests: nothing is held but the connection itself.
+  Usage& theirs = usage_[tenant];
+  if (theirs.connections >= limits_.max_connections_per_identity) {
+    refusals_.Inc({"tenant_connections"});
+    if (theirs.connections == 0) usage_.erase(tenant);
+    return Error(tenant.ToString() + " already has " + std::to_string(theirs.connections) +
+                 " connections waiting, its share; try again when some are done");
+  }
+  ++theirs.connections;
+  theirs.ids.insert(conn.id);
+  auto mine = usage_.find(conn.identity);
+  if (mine != usage_.end()) {
+    --mine->second.connections;
+    mine->second.ids.erase(conn.id);
+    if (mine->second.connections == 0) usage_.erase(mine);
+  }
+  conn.identity = std::move(tenant);
+  return Ok();
+}
+
 void Connections::Reply(Connection& conn, const api::Response& response, AfterReply then) {
   if (conn.waiting_for_session) {
     // The open failed: the connection is celld's to answer again.

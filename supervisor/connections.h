@@ -131,6 +131,12 @@ class Connections {
   // Takes the descriptor out of celld's hands (it goes to a worker).
   UniqueFd Release(uint64_t id);
 
+  // The connection's first request asserted a gateway tenant (the caller checked that its uid is
+  // the gateway's): from now on it is that tenant's, and its connection moves to that tenant's
+  // share. Refused (the error is for the client) when the tenant's share of connections is full
+  // or the connection already belongs to another identity's tenant.
+  Status AssertTenant(Connection& conn, Identity tenant);
+
   // Whether `conn`'s identity may have one more open in progress; the error says which share
   // is used up, for the client.
   Status MayWaitForSession(const Connection& conn) const;

@@ -1,6 +1,7 @@
 // celld: the cellhouse supervisor. Main-only code: flags, logging, socket activation, then the
 // Supervisor's loop. See docs/ARCHITECTURE.md.
 #include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -65,6 +67,28 @@ Result<gid_t> ResolveGroup(const std::string& name, const std::string& flag) {
   return found->gr_gid;
 }
 
+Result<uid_t> ResolveUser(const std::string& name, const std::string& flag) {
+  uid_t uid = 0;
+  if (auto parsed = ParseUint64(name, flag)) {
+    uid = static_cast<uid_t>(*parsed);
+  } else {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+      return Error(flag + " " + Quote(name) + ": no such user");
+    }
+    uid = found->pw_uid;
+  }
+  // The gateway faces the network: it must never be root, celld's administrator.
+  if (uid == 0) {
+    return Error(flag + " " + Quote(name) +
+                 ": the gateway must run as an unprivileged user of its own, not root "
+                 "(units/cellgate.service uses 'cellgate')");
+  }
+  return uid;
+}
+
 // Every descriptor above standard error that celld did not get from systemd is closed before
 // anything else runs: whatever the parent left open (a terminal's, a script's, a leaked
 // socket) would otherwise live on in celld and in the zygote it starts, which serves every
@@ -102,6 +126,9 @@ struct SocketFlags {
     flags.String("admin-group", &admin_group, "GROUP",
                  "members see every tenant's sessions, policies and status, as root does "
                  "(default: root only)");
+    flags.String("gateway-user", &gateway_user, "NAME|UID",
+                 "the HTTP gateway's user (cellgate): its connections may assert a tenant, "
+                 "which then owns their sessions, caps and shares (default: no gateway)");
   }
 
   Status Apply(SupervisorOptions* options) const {
@@ -116,12 +143,16 @@ struct SocketFlags {
     if (!admin_group.empty()) {
       CH_ASSIGN_OR_RETURN(options->admin_group, ResolveGroup(admin_group, "--admin-group"));
     }
+    if (!gateway_user.empty()) {
+      CH_ASSIGN_OR_RETURN(options->gateway_uid, ResolveUser(gateway_user, "--gateway-user"));
+    }
     return Ok();
   }
 
   std::string mode = "0666";
   std::string group;
   std::string admin_group;
+  std::string gateway_user;
 };
 
 // The limits on clients (supervisor/connections.h) as the command line spells them.
@@ -270,6 +301,22 @@ int CheckStartAndServe(const SupervisorOptions& options) {
   return kExitOk;
 }
 
+// The model celld serves and how sessions read it.
+void RegisterModelFlags(FlagSet& flags, SupervisorOptions& options) {
+  flags.String("model", &options.zygote.model, "FILE",
+               "model to serve: a llama2.c or int8 checkpoint, or a GGUF file (llama, qwen2, "
+               "qwen3) (required)");
+  flags.String("tokenizer", &options.zygote.tokenizer, "FILE",
+               "tokenizer (default: <model>.tokenizer; a GGUF file has its own vocabulary)");
+  flags.Int("ctx-size", &options.zygote.ctx_size, "N",
+            "longest context a session may have, at most the model's (0: the model's own; GGUF "
+            "files may say 128K, which sizes every session's buffers); policies cap it further");
+  flags.String("chat-template", &options.zygote.chat_template, "NAME",
+               "chat-template family when the model's is not recognised and the policy names "
+               "none: chatml, qwen3, llama3, llama2, mistral, gemma, phi3, zephyr, deepseek, "
+               "deepseek3");
+}
+
 int Main(int argc, char** argv) {
   CloseStrayDescriptors();
   SupervisorOptions options;
@@ -285,9 +332,7 @@ int Main(int argc, char** argv) {
   bool no_mlock = false, insecure = false, no_cgroups = false;
 
   FlagSet flags("celld --model FILE [--tokenizer FILE] [--socket PATH] [options]", kDescription);
-  flags.String("model", &options.zygote.model, "FILE", "llama2.c checkpoint to serve (required)");
-  flags.String("tokenizer", &options.zygote.tokenizer, "FILE",
-               "tokenizer (default: <model>.tokenizer)");
+  RegisterModelFlags(flags, options);
   flags.String("socket", &options.socket_path, "PATH",
                std::string("client socket when not started by systemd, in a directory only root "
                            "may write (also $") +
@@ -338,6 +383,9 @@ int Main(int argc, char** argv) {
   if (!rest->empty()) return usage_error("unexpected argument " + Quote((*rest)[0]));
   if (options.zygote.model.empty()) return usage_error("--model FILE is required; see --help");
   if (pool_size < 0 || pool_size > 64) return usage_error("--pool-size must be 0 to 64");
+  if (options.zygote.ctx_size < 0 || options.zygote.ctx_size > INT32_MAX) {
+    return usage_error("--ctx-size must be 0 to 2^31-1");
+  }
   options.pool_size = static_cast<uint32_t>(pool_size);
   if (Status ok = connection_flags.Apply(&options.connections); !ok) {
     return usage_error(ok.error().message());

@@ -44,6 +44,8 @@ void Supervisor::AssignPooledWorker(Session& session, Connection& conn, resource
   assign->set_max_new_tokens(limits.max_new_tokens());
   assign->set_heartbeat_interval_ms(limits.heartbeat_interval_ms());
   assign->set_idle_timeout_ms(limits.idle_timeout_ms());
+  assign->set_chat_template(limits.chat_template());
+  assign->set_drop_oldest_messages(limits.drop_oldest_messages());
   Status sent = ipc::SendMessage(session.control.get(), message);
   UniqueFd client = ReleaseConnection(conn.id);
   if (!sent) {

@@ -112,6 +112,9 @@ class Session {
   std::string token;  // 32 random bytes; empty for a pool worker that never served anyone
   uid_t tenant_uid = 0;
   gid_t tenant_gid = 0;
+  // The gateway tenant its opener asserted (celld --gateway-user); empty for a direct client.
+  // Owners are (tenant_uid, gateway_tenant): re-attach, lists and kill compare both.
+  std::string gateway_tenant;
   std::shared_ptr<const policy::CompiledPolicy> policy;  // kept for the session's life
   uint32_t context_length = 0;
   uint32_t host_id_first = 0;

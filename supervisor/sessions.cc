@@ -88,10 +88,15 @@ struct OpenChoice {
 };
 
 std::variant<OpenChoice, OpenRefusal> ChooseForOpen(const policy::PolicySet& policies,
-                                                    const ipc::PeerCredentials& peer,
+                                                    const Connection& conn,
                                                     const api::OpenSession& open) {
+  const ipc::PeerCredentials& peer = conn.peer;
+  const std::string& tenant = conn.identity.tenant();
   Result<std::shared_ptr<const policy::CompiledPolicy>> chosen =
-      policy::ChoosePolicy(policies, open.policy(), peer.uid, peer.gid, peer.groups);
+      tenant.empty()
+          ? policy::ChoosePolicy(policies, open.policy(), peer.uid, peer.gid, peer.groups)
+          : policy::ChooseTenantPolicy(policies, open.policy(), tenant, peer.uid, peer.gid,
+                                       peer.groups);
   if (!chosen) {
     bool unknown = !open.policy().empty() && policies.count(open.policy()) == 0;
     return OpenRefusal{unknown ? api::UNKNOWN_POLICY : api::PERMISSION_DENIED,
@@ -112,11 +117,13 @@ std::variant<OpenChoice, OpenRefusal> ChooseForOpen(const policy::PolicySet& pol
 // The second step: admission (worst-case memory, session caps, GPU share). Never a queue: a
 // refusal is immediate.
 std::variant<resources::Grant, OpenRefusal> AdmitOpen(resources::Admission& admission,
-                                                      const policy::ModelFacts& facts, uid_t tenant,
+                                                      const policy::ModelFacts& facts,
+                                                      const Identity& tenant,
                                                       const OpenChoice& choice) {
   const policy::Policy& p = choice.policy->proto();
   resources::AdmissionRequest request;
-  request.tenant_uid = tenant;
+  request.tenant_uid = tenant.uid();
+  request.gateway_tenant = tenant.tenant();
   request.policy = choice.policy->name();
   request.worst_case_bytes = choice.policy->WorstCaseSessionBytes(facts, choice.context);
   request.policy_max_sessions = p.budgets().max_sessions();
@@ -175,7 +182,7 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
     refuse({api::SHUTTING_DOWN, "celld is shutting down and takes no new sessions", "shutdown"});
     return;
   }
-  std::variant<OpenChoice, OpenRefusal> chosen = ChooseForOpen(policies_, conn.peer, open);
+  std::variant<OpenChoice, OpenRefusal> chosen = ChooseForOpen(policies_, conn, open);
   if (const auto* no = std::get_if<OpenRefusal>(&chosen)) {
     refuse(*no);
     return;
@@ -193,7 +200,7 @@ void Supervisor::OpenSession(Connection& conn, const api::OpenSession& open) {
     return;
   }
   std::variant<resources::Grant, OpenRefusal> admitted =
-      AdmitOpen(*admission_, model_facts_, conn.peer.uid, choice);
+      AdmitOpen(*admission_, model_facts_, conn.identity, choice);
   if (const auto* no = std::get_if<OpenRefusal>(&admitted)) {
     ++sessions_refused_;
     refuse(*no);
@@ -248,6 +255,7 @@ void Supervisor::BindTenant(Session& session, const Connection& conn, resources:
                             uint32_t context, std::string token) {
   session.token = std::move(token);
   session.tenant_uid = conn.peer.uid;
+  session.gateway_tenant = conn.identity.tenant();
   session.tenant_gid = conn.peer.gid;
   session.context_length = context;
   session.grant = grant;
@@ -296,6 +304,9 @@ zygote::SessionLimits Supervisor::LimitsFor(const Session& session) const {
   limits.set_max_new_tokens(b.max_new_tokens());
   limits.set_heartbeat_interval_ms(static_cast<uint64_t>(options_.heartbeat_interval_ms));
   limits.set_idle_timeout_ms(b.idle_timeout_seconds() * 1000);
+  const policy::Chat& chat = session.policy->proto().chat();
+  limits.set_chat_template(chat.chat_template());
+  limits.set_drop_oldest_messages(chat.context_overflow() == policy::Chat::DROP_OLDEST_MESSAGES);
   return limits;
 }
 
@@ -451,12 +462,11 @@ void Supervisor::AttachSession(Connection& conn, const api::AttachSession& attac
   Session* session = FindSession(attach.session_id());
   // One answer for "no such id", "not yours" and "wrong token": ids are secrets too, and the
   // reply must not tell another uid that a session exists.
-  if (session == nullptr || session->tenant_uid != conn.peer.uid ||
-      !SameSecret(session->token, attach.token()) || session->state() != Session::State::kRunning) {
-    Reply(conn,
-          ipc::MakeError(api::NOT_FOUND, "no running session " + ipc::IdToHex(attach.session_id()) +
-                                             " with that token belongs to uid " +
-                                             std::to_string(conn.peer.uid)));
+  if (session == nullptr || !Owns(conn, *session) || !SameSecret(session->token, attach.token()) ||
+      session->state() != Session::State::kRunning) {
+    Reply(conn, ipc::MakeError(api::NOT_FOUND,
+                               "no running session " + ipc::IdToHex(attach.session_id()) +
+                                   " with that token belongs to " + conn.identity.ToString()));
     return;
   }
   UniqueFd client = ReleaseConnection(conn.id);
@@ -732,9 +742,13 @@ void Supervisor::FinalizeSession(const std::string& id) {
   const std::string outcome = api::SessionOutcome_Name(end.outcome);
   LogSession(level, LogFieldsOf(*session, outcome),
              "session " + ipc::IdToHex(id) + " ended: tenant uid " +
-                 std::to_string(session->tenant_uid) + ", policy " + session->policy->name() +
-                 ", worker pid " + std::to_string(session->worker.pid()) + ", outcome " + outcome +
-                 ", duration " + Seconds(lived) + ": " + end.message);
+                 std::to_string(session->tenant_uid) +
+                 (session->gateway_tenant.empty()
+                      ? ""
+                      : " (gateway tenant '" + session->gateway_tenant + "')") +
+                 ", policy " + session->policy->name() + ", worker pid " +
+                 std::to_string(session->worker.pid()) + ", outcome " + outcome + ", duration " +
+                 Seconds(lived) + ": " + end.message);
   ReleaseResources(*session);
   if (session->worker.valid()) by_pid_.erase(session->worker.pid());
   sessions_.erase(id);

@@ -262,6 +262,7 @@ Status Supervisor::Run() {
 Status Supervisor::RunOnce(int max_wait_ms) { return loop_->RunOnce(max_wait_ms); }
 
 void Supervisor::HandleRequest(Connection& conn, const api::Request& request) {
+  if (!request.tenant().empty() && !TakeTenantAssertion(conn, request.tenant())) return;
   switch (request.kind_case()) {
     case api::Request::kOpen:
       // Each tenant's share of the opens in progress, before anything is reserved for this one.

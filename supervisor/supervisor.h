@@ -82,6 +82,9 @@ struct SupervisorOptions {
   ConnectionLimits connections;
   // Who sees every tenant's sessions, policies and status besides root (--admin-group).
   std::optional<gid_t> admin_group;
+  // --gateway-user: the one uid whose connections may assert a gateway tenant (api
+  // Request.tenant). Unset: every assertion is refused.
+  std::optional<uid_t> gateway_uid;
 };
 
 // How long a failed pool refill waits before the next attempt.
@@ -190,10 +193,15 @@ class Supervisor {
   void Reload(Connection& conn);
   void ServerStatusRequest(Connection& conn);
   // Root, or a member of --admin-group: sees every tenant's sessions, policies and status.
-  bool IsAdministrator(const ipc::PeerCredentials& peer) const;
+  // Root or --admin-group, never a connection serving a gateway tenant.
+  bool IsAdministrator(const Connection& conn) const;
+  // Whether the connection's identity, (uid, gateway tenant), opened the session.
+  static bool Owns(const Connection& conn, const Session& session);
+  // A request's Request.tenant: honoured from --gateway-user only; false when refused (replied).
+  bool TakeTenantAssertion(Connection& conn, const std::string& tenant);
   api::ServerStatus StatusSnapshot() const;
   // What a tenant's `cellctl status` shows: its own sessions, nothing of the others'.
-  api::ServerStatus TenantStatus(uid_t uid) const;
+  api::ServerStatus TenantStatus(const Connection& conn) const;
   std::string StatusLine() const;
   uint64_t WeightsResidentBytes() const;
   void UpdateNotifyStatus();

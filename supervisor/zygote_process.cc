@@ -53,7 +53,15 @@ Result<ZygoteProcess> ZygoteProcess::Start(const ZygoteOptions& options) {
     spawn.argv.push_back("--tokenizer");
     spawn.argv.push_back(options.tokenizer);
   }
+  if (options.ctx_size > 0) {
+    spawn.argv.push_back("--ctx-size");
+    spawn.argv.push_back(std::to_string(options.ctx_size));
+  }
   if (!options.lock_weights) spawn.argv.push_back("--no-mlock");
+  if (!options.chat_template.empty()) {
+    spawn.argv.push_back("--chat-template");
+    spawn.argv.push_back(options.chat_template);
+  }
   spawn.argv.insert(spawn.argv.end(), options.extra_args.begin(), options.extra_args.end());
   spawn.fds = {{kZygoteChannelFd, channel.second.get()}};
   spawn.env = ZygoteEnvironment(environ);

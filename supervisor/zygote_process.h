@@ -26,6 +26,8 @@ struct ZygoteOptions {
   std::string binary;  // path of cell-zygote
   std::string model;
   std::string tokenizer;
+  std::string chat_template;           // --chat-template: the family for policies that name none
+  int64_t ctx_size = 0;                // cap on the model's context (0: the model's own)
   bool lock_weights = true;            // mlock the weights (see the design brief, "Memory")
   int64_t ready_timeout_ms = 300'000;  // mapping and pre-faulting a large model takes a while
   std::vector<std::string> extra_args;

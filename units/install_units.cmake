@@ -26,7 +26,8 @@ endforeach()
 string(MD5 destination_key "$ENV{DESTDIR}|${CMAKE_INSTALL_PREFIX}")
 set(staging "${CELLHOUSE_STAGING_DIR}/${destination_key}")
 file(MAKE_DIRECTORY "${staging}")
-foreach(template celld.service celld.socket celld-metrics.socket celld.default)
+foreach(template celld.service celld.socket celld-metrics.socket celld.default
+                 cellgate.service cellgate.socket cellgate-metrics.socket cellgate.default)
   configure_file("${CELLHOUSE_UNITS_SOURCE_DIR}/${template}.in" "${staging}/${template}" @ONLY)
 endforeach()
 
@@ -35,7 +36,8 @@ endforeach()
 file(INSTALL DESTINATION "${CMAKE_INSTALL_PREFIX}/lib/systemd/system" TYPE FILE
      PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
      FILES "${staging}/celld.service" "${staging}/celld.socket"
-           "${staging}/celld-metrics.socket")
+           "${staging}/celld-metrics.socket" "${staging}/cellgate.service"
+           "${staging}/cellgate.socket" "${staging}/cellgate-metrics.socket")
 
 # file(INSTALL) prefixes DESTDIR itself; existence checks must do it by hand.
 macro(cellhouse_install_config source destination_dir name mode)
@@ -47,6 +49,8 @@ macro(cellhouse_install_config source destination_dir name mode)
   endif()
 endmacro()
 cellhouse_install_config("${staging}/celld.default" "${CELLHOUSE_SYSCONFDIR}/default" celld
+                         "OWNER_READ;OWNER_WRITE;GROUP_READ;WORLD_READ")
+cellhouse_install_config("${staging}/cellgate.default" "${CELLHOUSE_SYSCONFDIR}/default" cellgate
                          "OWNER_READ;OWNER_WRITE;GROUP_READ;WORLD_READ")
 # The policy directory holds the active set; the default policy starts it. The other examples
 # stay in <datadir>/cellhouse/policies for an admin to copy.

@@ -35,6 +35,7 @@
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "bench/engine/bandwidth.h"
+#include "bench/engine/bytes_per_token.h"
 #include "cli/cellctl/json.h"
 #include "engine/conversation.h"
 #include "engine/formats/generator.h"
@@ -60,35 +61,6 @@ struct Options {
 
 // --json: each figure, one rendered object per row.
 using JsonRows = std::vector<std::string>;
-
-// Bytes of weights one decode step reads: every matrix, the norms, the classifier, and one row
-// of the embedding table (for int8, the tiles that row lies in).
-double WeightBytesPerToken(const engine::Model& model) {
-  const ModelConfig& c = model.config();
-  const double d = c.dim;
-  const double norms = 4.0 * (2 * d * c.n_layers + d);
-  if (const auto* q8 = std::get_if<engine::QuantizedWeights>(&model.weights())) {
-    double matrices = 0;
-    for (const engine::Q8Tensor* t :
-         {&q8->wq, &q8->wk, &q8->wv, &q8->wo, &q8->w1, &q8->w2, &q8->w3, &q8->classifier}) {
-      matrices += static_cast<double>(t->Span().size());
-    }
-    const engine::Q8Shape& e = q8->token_embedding.shape;
-    const double embedding_row =
-        static_cast<double>(e.Groups()) * static_cast<double>(e.TileBytes());
-    return matrices + norms + embedding_row;
-  }
-  const double h = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
-  const double per_layer = 2 * d * d + 2 * kv * d + 3 * d * h;
-  return 4.0 * (c.n_layers * per_layer + v * d + d) + norms;
-}
-
-// Bytes of KV cache one decode step reads at `context` positions: every layer's key and value
-// row of each, in the precision the model's cache keeps them (fp16 for int8 weights).
-double KvBytesPerToken(const engine::Model& model, double context) {
-  return static_cast<double>(engine::KvCacheBytesPerToken(model.config(), model.kv_precision())) *
-         context;
-}
 
 // The prompt decode is measured after.
 constexpr const char* kDecodePrompt = "Once upon a time";

@@ -72,6 +72,8 @@ void PrintSessions(const api::Response& r, bool json) {
           .Add("memory_bytes", s.memory_bytes())
           .Add("cpu_nanos", s.cpu_nanos())
           .Add("attached", s.attached());
+      // Sessions of the HTTP gateway's tenants (celld --gateway-user) name theirs.
+      if (!s.tenant().empty()) j.Add("gateway_tenant", s.tenant());
       items.push_back(j.Render());
     }
     Printf(stdout, "%s\n", JsonArray(items).c_str());

@@ -21,6 +21,10 @@ int MakeCommand(const std::vector<std::string>& args);
 int InfoCommand(const std::vector<std::string>& args);
 int RunCommand(const std::vector<std::string>& args);
 int QuantizeCommand(const std::vector<std::string>& args);
+int ConvertCommand(const std::vector<std::string>& args);
+int TokenizeCommand(const std::vector<std::string>& args);
+int RenderCommand(const std::vector<std::string>& args);
+int ChatCommand(const std::vector<std::string>& args);
 
 // Dispatches argv[1] to a subcommand.
 int Main(int argc, char** argv);

@@ -13,14 +13,19 @@ namespace {
 constexpr const char* kUsage =
     "Usage: cellmodel COMMAND [OPTIONS]\n"
     "\n"
-    "Makes, inspects, quantizes and runs models with cellhouse's inference engine: llama2.c\n"
-    "fp32 checkpoints, or cellhouse's int8 format made from them by `quantize`.\n"
+    "Makes, inspects, quantizes, converts and runs models with cellhouse's inference engine:\n"
+    "llama2.c fp32 checkpoints, cellhouse's int8 format made from them by `quantize`, and GGUF\n"
+    "files (llama, qwen2, qwen3), which `convert` writes from a llama2.c checkpoint.\n"
     "\n"
     "Commands:\n"
     "  make      write a deterministic pseudo-random model and its tokenizer\n"
-    "  info      show a checkpoint's format, configuration, parameter count, size and chunks\n"
+    "  info      show a model's format, configuration, parameter count, size and chunks\n"
     "  quantize  convert an fp32 checkpoint to int8 groups (about 3.5x smaller and faster)\n"
+    "  convert   write an fp32 checkpoint as GGUF: F32, F16, Q8_0, Q4_0, Q4_K_M or Q6_K\n"
     "  run       generate text from a prompt, as llama2.c's run does\n"
+    "  tokenize  print the tokens of a text in a model's vocabulary\n"
+    "  render    print the prompt a model's chat template makes of JSON messages\n"
+    "  chat      a conversation on standard input, with the model's chat template\n"
     "\n"
     "`cellmodel COMMAND --help` describes each command's options.\n";
 
@@ -45,6 +50,18 @@ int Main(int argc, char** argv) {
   }
   if (command == "quantize") {
     return QuantizeCommand(args);
+  }
+  if (command == "convert") {
+    return ConvertCommand(args);
+  }
+  if (command == "tokenize") {
+    return TokenizeCommand(args);
+  }
+  if (command == "render") {
+    return RenderCommand(args);
+  }
+  if (command == "chat") {
+    return ChatCommand(args);
   }
   if (command == "help" || command == "--help" || command == "-h") {
     Printf(stdout, "%s", kUsage);

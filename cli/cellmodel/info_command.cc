@@ -1,5 +1,7 @@
-// `cellmodel info`: a checkpoint's configuration, parameter count, size and chunk count.
+// `cellmodel info`: a model's format, configuration, parameter count, size and chunk count; for a
+// GGUF file also its architecture, tensor types, vocabulary, context and chat template.
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -8,8 +10,11 @@
 #include "cli/cellmodel/cli_util.h"
 #include "cli/cellmodel/commands.h"
 #include "engine/formats/checkpoint.h"
+#include "engine/formats/gguf.h"
+#include "engine/formats/gguf_model.h"
 #include "engine/model.h"
 #include "engine/run_state.h"
+#include "engine/tokenizer/gguf_vocabulary.h"
 
 namespace cellhouse::cellmodel {
 
@@ -22,6 +27,87 @@ struct FormatFacts {
   uint64_t fp32_bytes = 0;  // the llama2.c file of the same shape
   int64_t bytes_saved = 0;  // negative for toy shapes, where tile padding outweighs the saving
 };
+
+// Tensors of each type in a GGUF file: how many, and their bytes.
+struct TypeCount {
+  int count = 0;
+  uint64_t bytes = 0;
+};
+std::map<std::string, TypeCount> TypeHistogram(const engine::GgufFile& gguf) {
+  std::map<std::string, TypeCount> types;
+  for (const engine::GgufTensor& t : gguf.tensors()) {
+    TypeCount& c = types[std::string(engine::GetTypeInfo(t.type).name)];
+    ++c.count;
+    c.bytes += t.bytes;
+  }
+  return types;
+}
+
+const engine::GgufWeights& Gguf(const engine::Model& model) {
+  return std::get<engine::GgufWeights>(model.weights());
+}
+
+void PrintGgufJson(const engine::Model& model) {
+  const engine::ModelConfig& c = model.config();
+  const engine::GgufFile& g = *model.gguf();
+  const engine::GgufVocabularyInfo vocab = engine::DescribeGgufVocabulary(g);
+  std::string types;
+  for (const auto& [name, t] : TypeHistogram(g)) {
+    types += (types.empty() ? "" : ", ") + JsonQuote(name) +
+             ": {\"tensors\": " + std::to_string(t.count) +
+             ", \"bytes\": " + std::to_string(t.bytes) + "}";
+  }
+  Printf(stdout,
+         "{\"path\": %s, \"format\": \"gguf\", \"gguf_version\": %u, \"architecture\": %s, "
+         "\"dim\": %d, \"hidden_dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
+         "\"n_kv_heads\": %d, \"head_size\": %d, \"vocab_size\": %d, \"context_length\": %u, "
+         "\"rope_base\": %g, \"rms_eps\": %g, \"shared_classifier\": %s, \"parameters\": %llu, "
+         "\"bytes\": %zu, \"tensor_types\": {%s}, \"vocabulary\": %s, "
+         "\"vocabulary_size\": %llu, \"chat_template\": %s, \"chunk_bytes\": %zu, "
+         "\"chunks\": %zu}\n",
+         JsonQuote(model.path()).c_str(), g.version(),
+         JsonQuote(engine::GgufArchitectureName(Gguf(model).architecture)).c_str(), c.dim,
+         c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_size(), c.vocab_size,
+         Gguf(model).file_context_length, static_cast<double>(c.rope_base),
+         static_cast<double>(c.rms_eps), c.shared_classifier ? "true" : "false",
+         static_cast<unsigned long long>(model.ParameterCount()), model.bytes().size(),
+         types.c_str(), JsonQuote(vocab.model).c_str(), static_cast<unsigned long long>(vocab.size),
+         vocab.chat_template ? "true" : "false", engine::kModelChunkBytes, model.ChunkCount());
+}
+
+void PrintGgufText(const engine::Model& model) {
+  const engine::ModelConfig& c = model.config();
+  const engine::GgufFile& g = *model.gguf();
+  const engine::GgufWeights& w = Gguf(model);
+  const engine::GgufVocabularyInfo vocab = engine::DescribeGgufVocabulary(g);
+  Printf(stdout, "model:         %s\n", model.path().c_str());
+  Printf(stdout, "format:        GGUF version %u\n", g.version());
+  Printf(stdout, "architecture:  %s\n",
+         std::string(engine::GgufArchitectureName(w.architecture)).c_str());
+  Printf(stdout, "config:        %s\n", c.Describe().c_str());
+  Printf(stdout, "heads:         size %d (q dim %d, kv dim %d), RoPE %s over %d dims, base %g%s\n",
+         c.head_size(), c.q_dim(), c.kv_dim(),
+         c.rope_style == engine::RopeStyle::kNeox ? "NEOX" : "NORM", c.rotated_dims(),
+         static_cast<double>(c.rope_base), w.rope_freqs.empty() ? "" : ", frequency factors");
+  Printf(stdout, "rms epsilon:   %g\n", static_cast<double>(c.rms_eps));
+  Printf(stdout, "context:       %u tokens\n", w.file_context_length);
+  Printf(stdout, "parameters:    %llu (%.1f M)\n",
+         static_cast<unsigned long long>(model.ParameterCount()),
+         static_cast<double>(model.ParameterCount()) / 1e6);
+  Printf(stdout, "bytes:         %zu (%s)\n", model.bytes().size(),
+         FormatBytes(model.bytes().size()).c_str());
+  Printf(stdout, "tensor types:\n");
+  for (const auto& [name, t] : TypeHistogram(g)) {
+    Printf(stdout, "  %-6s %4d tensors, %s\n", name.c_str(), t.count, FormatBytes(t.bytes).c_str());
+  }
+  Printf(stdout, "vocabulary:    %s%s\n", vocab.Describe().c_str(),
+         vocab.kind == engine::VocabularyKind::kByteLevelBpe
+             ? " (not yet supported for generation: issue 15)"
+             : "");
+  Printf(stdout, "chat template: %s\n", vocab.chat_template ? "present" : "none");
+  Printf(stdout, "chunks:        %zu of %s\n", model.ChunkCount(),
+         FormatBytes(engine::kModelChunkBytes).c_str());
+}
 
 FormatFacts Facts(const engine::Model& model) {
   FormatFacts f{.name = std::string(engine::WeightFormatName(model.format()))};
@@ -95,10 +181,12 @@ void PrintText(const engine::Model& model) {
 int InfoCommand(const std::vector<std::string>& args) {
   bool json = false;
   FlagSet flags("cellmodel info FILE [--json]",
-                "Shows a checkpoint's format (f32 or q8, and the group size), configuration, "
+                "Shows a model's format (f32 or q8, and the group size, or GGUF), configuration, "
                 "parameter count, size in bytes (and for q8 the bytes saved against fp32), "
                 "number of 16 MiB chunks, and what a session costs besides the shared weights "
-                "(KV cache per token, fixed state): `cellctl policy check --model` reads those.");
+                "(KV cache per token, fixed state): `cellctl policy check --model` reads those; "
+                "for GGUF also the architecture, the tensors of each type, the vocabulary, the "
+                "context length and whether a chat template is present.");
   flags.Bool("json", &json, "print one JSON object");
   Parsed parsed = ParseFlags(flags, args);
   if (parsed.exit_code) {
@@ -111,7 +199,9 @@ int InfoCommand(const std::vector<std::string>& args) {
   if (!model) {
     return Fail("info", model.error(), kExitRuntimeError);
   }
-  if (json) {
+  if (model->gguf() != nullptr) {
+    json ? PrintGgufJson(*model) : PrintGgufText(*model);
+  } else if (json) {
     PrintJson(*model);
   } else {
     PrintText(*model);

@@ -11,7 +11,10 @@
 #include "cli/cellmodel/cli_util.h"
 #include "cli/cellmodel/commands.h"
 #include "engine/conversation.h"
+#include "engine/forward.h"
 #include "engine/kernels/kernels.h"
+#include "engine/kernels/type_kernels.h"
+#include "engine/tokenizer/gguf_vocabulary.h"
 
 namespace cellhouse::cellmodel {
 
@@ -27,6 +30,7 @@ struct RunFlags {
   double top_p = 0.9;
   int64_t seed = 0;
   int64_t threads = 1;
+  int64_t ctx_size = 0;
   std::string kernel = "auto";
 };
 
@@ -56,13 +60,19 @@ void PrintRates(const engine::Conversation::TurnStats& stats) {
 
 // Runs with validated flags; errors here are runtime errors.
 Status Run(const RunFlags& f, engine::MatVecKernel kernel, bool by_steps) {
-  CH_ASSIGN_OR_RETURN(engine::Model model, engine::Model::Open(f.model));
+  CH_ASSIGN_OR_RETURN(
+      engine::Model model,
+      engine::Model::Open(f.model, {.max_context = static_cast<int32_t>(f.ctx_size)}));
+  // A GGUF file carries its vocabulary; llama2.c and int8 models have a tokenizer file.
   CH_ASSIGN_OR_RETURN(engine::Tokenizer tokenizer,
-                      engine::Tokenizer::Open(f.tokenizer, model.config().vocab_size));
+                      model.gguf() != nullptr
+                          ? engine::TokenizerFromGguf(*model.gguf())
+                          : engine::Tokenizer::Open(f.tokenizer, model.config().vocab_size));
   const int32_t seq_len = model.config().seq_len;
   // llama2.c: steps counts positions including the prompt; 0 or more than seq_len means seq_len.
   const int32_t steps = f.steps <= 0 || f.steps > seq_len ? seq_len : static_cast<int32_t>(f.steps);
-  CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, tokenizer.Encode(f.prompt, {.add_bos = true}));
+  CH_ASSIGN_OR_RETURN(std::vector<int32_t> prompt,
+                      tokenizer.Encode(f.prompt, {.add_bos = tokenizer.add_bos()}));
   const int32_t context = by_steps ? steps : seq_len;
   if (std::cmp_greater(prompt.size(), context)) {
     return Error("the prompt is " + std::to_string(prompt.size()) + " tokens, more than the " +
@@ -86,10 +96,15 @@ Status Run(const RunFlags& f, engine::MatVecKernel kernel, bool by_steps) {
                       }));
   Printf(stdout, "%s", "\n");
   // The conversation chose its kernels as SelectKernels does; int8 models use the int8 ones.
-  const std::string kernel_name =
-      model.format() == engine::WeightFormat::kQ8
-          ? std::string(engine::Q8KernelName(engine::SelectKernels(kernel).q8_kind)) + " (int8)"
-          : std::string(engine::MatVecKernelName(chat.matvec_kernel()));
+  std::string kernel_name = std::string(engine::MatVecKernelName(chat.matvec_kernel()));
+  if (model.format() == engine::WeightFormat::kQ8) {
+    kernel_name = std::string(engine::Q8KernelName(engine::SelectKernels(kernel).q8_kind));
+    kernel_name += " (int8)";
+  } else if (model.format() == engine::WeightFormat::kGguf) {
+    kernel_name = std::string(
+        engine::KernelIsaName(engine::TypeKernelIsa(engine::SelectKernels(chat.matvec_kernel()))));
+    kernel_name += " (gguf type kernels)";
+  }
   Printf(stderr, "kernel: %s, context %d of %d (%s KV cache)\n", kernel_name.c_str(),
          chat.context_used(), chat.context_length(),
          std::string(engine::KvPrecisionName(model.kv_precision())).c_str());
@@ -105,8 +120,12 @@ int RunCommand(const std::vector<std::string>& args) {
                 "Generates text from a prompt and prints the prompt followed by the generated "
                 "text, as llama2.c's run does; prefill and decode speeds go to stderr. No "
                 "sandbox: this is the engine alone.");
-  flags.String("model", &f.model, "FILE", "checkpoint, fp32 or int8 (required)");
-  flags.String("tokenizer", &f.tokenizer, "FILE", "tokenizer (default: FILE.tokenizer)");
+  flags.String("model", &f.model, "FILE",
+               "model: llama2.c fp32, cellhouse int8, or GGUF (llama, qwen2, qwen3) (required)");
+  flags.String("tokenizer", &f.tokenizer, "FILE",
+               "tokenizer (default: FILE.tokenizer; a GGUF file has its own vocabulary)");
+  flags.Int("ctx-size", &f.ctx_size, "N",
+            "longest context, at most the model's (0: the model's own; GGUF files may say 128K)");
   flags.String("prompt", &f.prompt, "TEXT", "text to continue");
   flags.Int("steps", &f.steps, "N",
             "positions including the prompt, as llama2.c counts them "
@@ -138,6 +157,9 @@ int RunCommand(const std::vector<std::string>& args) {
   }
   if (f.max_tokens < 0 || f.max_tokens > INT32_MAX || f.steps < 0 || f.steps > INT32_MAX) {
     return Fail("run", Error("--steps and --max-tokens must be in 0..2^31-1"), kExitUsage);
+  }
+  if (f.ctx_size < 0 || f.ctx_size > INT32_MAX) {
+    return Fail("run", Error("--ctx-size must be in 0..2^31-1"), kExitUsage);
   }
   if (f.threads < 1 || f.threads > 1024) {
     return Fail("run", Error("--threads must be in 1..1024"), kExitUsage);

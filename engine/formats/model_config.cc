@@ -1,5 +1,7 @@
 #include "engine/formats/model_config.h"
 
+#include <climits>
+#include <cstdint>
 #include <string>
 
 #include "engine/formats/checked_math.h"
@@ -18,13 +20,28 @@ Status ModelConfig::Validate() const {
       return Error(std::string(f.name) + " is " + std::to_string(f.value) + ", must be positive");
     }
   }
-  if (dim % n_heads != 0) {
+  if (head_dim < 0 || rope_dims < 0) {
+    return Error("head_dim and rope_dims must not be negative");
+  }
+  if (head_dim == 0 && dim % n_heads != 0) {
     return Error("dim " + std::to_string(dim) + " is not a multiple of n_heads " +
                  std::to_string(n_heads));
   }
   if (head_size() % 2 != 0) {
     return Error("head size " + std::to_string(head_size()) +
                  " is odd; RoPE rotates pairs of dimensions");
+  }
+  if (rotated_dims() % 2 != 0 || rotated_dims() > head_size()) {
+    return Error("RoPE rotates " + std::to_string(rotated_dims()) + " dimensions of a head of " +
+                 std::to_string(head_size()) + "; must be even and at most the head size");
+  }
+  // Heads of their own size (GGUF) make a query width other than dim; it must fit as dim does.
+  if (head_dim != 0 && static_cast<int64_t>(head_dim) * n_heads > INT32_MAX / 4) {
+    return Error("n_heads x head size " + std::to_string(n_heads) + " x " +
+                 std::to_string(head_size()) + " is too large");
+  }
+  if (!(rms_eps > 0.0F) || !(rope_base > 0.0F) || rms_eps > 1.0F) {
+    return Error("rms_eps must be in (0, 1] and rope_base positive");
   }
   if (n_kv_heads > n_heads || n_heads % n_kv_heads != 0) {
     return Error("n_kv_heads " + std::to_string(n_kv_heads) + " does not divide n_heads " +

@@ -8,6 +8,9 @@
 #include <utility>
 
 #include "base/mapping.h"
+#include "engine/tokenizer/bpe.h"
+#include "engine/tokenizer/pretokenizer.h"
+#include "engine/tokenizer/utf8.h"
 
 namespace cellhouse::engine {
 
@@ -52,6 +55,12 @@ int16_t ByteValue(std::string_view piece) {
   return static_cast<int16_t>(hi * 16 + lo);
 }
 
+}  // namespace
+
+uint8_t TypeBit(TokenType type) { return static_cast<uint8_t>(1U << static_cast<uint32_t>(type)); }
+
+namespace {
+
 template <typename T>
 T ReadLittle(std::span<const std::byte> file, size_t offset) {
   T value;
@@ -62,7 +71,27 @@ T ReadLittle(std::span<const std::byte> file, size_t offset) {
 // llama2.c starts its search for the best pair at -1e10: a pair scoring no higher never merges.
 constexpr float kNoMergeScore = -1e10F;
 
+// The names llama2.c's three fixed ids answer to in a template's markup.
+constexpr std::array<std::string_view, 3> kLlama2cSpecialText = {"<unk>", "<s>", "</s>"};
+
 }  // namespace
+
+std::string_view TokenizerKindName(TokenizerKind kind) {
+  switch (kind) {
+    case TokenizerKind::kLlama2c:
+      return "llama2.c";
+    case TokenizerKind::kSentencePiece:
+      return "sentencepiece";
+    case TokenizerKind::kBytePair:
+      return "bpe";
+  }
+  return "?";
+}
+
+Tokenizer::Tokenizer() { byte_tokens_.fill(-1); }
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+Tokenizer::~Tokenizer() = default;
 
 Result<Tokenizer> Tokenizer::Open(const std::string& path, int32_t vocab_size) {
   Result<Mapping> mapping = Mapping::MapFile(path.c_str());
@@ -137,12 +166,27 @@ Result<Tokenizer> Tokenizer::Parse(std::span<const std::byte> file, int32_t voca
     pos += 8 + len;
   }
   t.byte_value_.resize(n);
+  t.attrs_.assign(n, TypeBit(TokenType::kNormal));
   t.ids_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     std::string_view piece = t.Piece(static_cast<int32_t>(i));
     t.byte_value_[i] = ByteValue(piece);
+    if (t.byte_value_[i] >= 0) t.attrs_[i] = TypeBit(TokenType::kByte);
     t.ids_.emplace(piece, static_cast<int32_t>(i));  // keeps the lowest id of a duplicate
   }
+  // llama2.c's three fixed ids; their pieces in karpathy's files are "\n<s>\n" and the like,
+  // so a template's "<s>" is matched by the names below (SpecialText), not by the piece.
+  t.attrs_[kUnkToken] = TypeBit(TokenType::kUnknown);
+  for (int32_t id : {kBosToken, kEosToken}) {
+    if (std::cmp_less(id, n)) t.attrs_[static_cast<size_t>(id)] = TypeBit(TokenType::kControl);
+  }
+  for (int32_t id : {kBosToken, kEosToken, kUnkToken}) {
+    if (std::cmp_less(id, n)) t.special_tokens_.push_back(id);
+  }
+  // llama2.c stops at BOS, the token its models end a text with.
+  if (std::cmp_less(kBosToken, n)) t.eog_.push_back(kBosToken);
+  t.is_eog_.assign(n, false);
+  for (int32_t id : t.eog_) t.is_eog_[static_cast<size_t>(id)] = true;
   return t;
 }
 
@@ -246,12 +290,10 @@ void Tokenizer::MergePairs(std::vector<int32_t>& tokens) const {
   tokens = std::move(merged);
 }
 
-Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOptions options) const {
+Status Tokenizer::EncodeLlama2c(std::string_view text, bool space_prefix,
+                                std::vector<int32_t>& out) const {
   std::vector<int32_t> tokens;
-  tokens.reserve(text.size() + 3);
-  if (options.add_bos) {
-    tokens.push_back(kBosToken);
-  }
+  tokens.reserve(text.size() + 1);
   auto push_bytes = [&](std::string_view bytes) -> Status {
     for (char c : bytes) {
       int32_t id = static_cast<unsigned char>(c) + kFirstByteToken;
@@ -265,7 +307,7 @@ Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOpti
     return Ok();
   };
   // llama2.c prepends the piece " " (sentencepiece's add_dummy_prefix) to non-empty text.
-  if (!text.empty()) {
+  if (space_prefix && !text.empty()) {
     int32_t space = Lookup(" ");
     if (space >= 0) {
       tokens.push_back(space);
@@ -291,26 +333,223 @@ Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOpti
     start = end;
   }
   MergePairs(tokens);
-  if (options.add_eos) {
-    tokens.push_back(kEosToken);
+  out.insert(out.end(), tokens.begin(), tokens.end());
+  return Ok();
+}
+
+Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, EncodeOptions options) const {
+  if (kind_ == TokenizerKind::kLlama2c && !options.parse_special) {
+    // llama2.c's encode(): BOS takes part in the merges there, and can never merge.
+    std::vector<int32_t> tokens;
+    tokens.reserve(text.size() + 3);
+    if (options.add_bos) tokens.push_back(kBosToken);
+    CH_RETURN_IF_ERROR(EncodeLlama2c(text, /*space_prefix=*/true, tokens));
+    if (tokens.size() > 1 && options.add_bos) MergePairs(tokens);
+    if (options.add_eos) tokens.push_back(kEosToken);
+    return tokens;
   }
-  return tokens;
+  if (kind_ != TokenizerKind::kLlama2c) CH_RETURN_IF_ERROR(CheckUtf8(text, "the text"));
+  std::vector<Fragment> fragments;
+  Partition(text, 0, text.size(), options.parse_special, fragments);
+  return EncodeFragments(text, fragments, options);
+}
+
+Result<std::vector<int32_t>> Tokenizer::EncodeSegments(std::span<const TextSegment> segments,
+                                                       EncodeOptions options) const {
+  std::string joined;
+  size_t total = 0;
+  for (const TextSegment& s : segments) total += s.text.size();
+  joined.reserve(total);
+  std::vector<Fragment> fragments;
+  for (const TextSegment& s : segments) {
+    if (kind_ != TokenizerKind::kLlama2c) {
+      CH_RETURN_IF_ERROR(CheckUtf8(s.text, s.markup ? "the template's text" : "a message"));
+    }
+    const size_t base = joined.size();
+    joined.append(s.text);
+    Partition(joined, base, s.text.size(), s.markup, fragments);
+  }
+  // Text of neighbouring segments is one text, as in the rendered prompt: only special tokens
+  // separate texts.
+  std::vector<Fragment> merged;
+  merged.reserve(fragments.size());
+  for (const Fragment& f : fragments) {
+    if (f.token < 0 && !merged.empty() && merged.back().token < 0 &&
+        merged.back().offset + merged.back().length == f.offset) {
+      merged.back().length += f.length;
+    } else {
+      merged.push_back(f);
+    }
+  }
+  return EncodeFragments(joined, merged, options);
+}
+
+std::string_view Tokenizer::SpecialText(int32_t id) const {
+  if (kind_ == TokenizerKind::kLlama2c && id >= 0 &&
+      std::cmp_less(id, kLlama2cSpecialText.size())) {
+    return kLlama2cSpecialText[static_cast<size_t>(id)];
+  }
+  return Piece(id);
+}
+
+void Tokenizer::Partition(std::string_view joined, size_t base, size_t length, bool parse_special,
+                          std::vector<Fragment>& out) const {
+  if (length == 0) return;
+  std::vector<Fragment> current{{-1, base, length}};
+  if (parse_special || has_user_defined_) {
+    const uint8_t skipped_unless_parsing =
+        TypeBit(TokenType::kControl) | TypeBit(TokenType::kUnknown);
+    std::vector<Fragment> next;
+    for (int32_t id : special_tokens_) {
+      if (!parse_special && (attrs_[static_cast<size_t>(id)] & skipped_unless_parsing) != 0) {
+        continue;
+      }
+      const std::string_view needle = SpecialText(id);
+      if (needle.empty()) continue;
+      next.clear();
+      bool found = false;
+      for (const Fragment& f : current) {
+        if (f.token >= 0) {
+          next.push_back(f);
+          continue;
+        }
+        const size_t end = f.offset + f.length;
+        const std::string_view window = joined.substr(0, end);
+        size_t pos = f.offset;
+        for (;;) {
+          const size_t match = window.find(needle, pos);
+          if (match == std::string_view::npos) break;
+          found = true;
+          if (match > pos) next.push_back({-1, pos, match - pos});
+          next.push_back({id, match, needle.size()});
+          pos = match + needle.size();
+        }
+        if (pos < end) next.push_back({-1, pos, end - pos});
+      }
+      if (found) std::swap(current, next);
+    }
+  }
+  out.insert(out.end(), current.begin(), current.end());
+}
+
+Result<std::vector<int32_t>> Tokenizer::EncodeFragments(std::string_view joined,
+                                                        const std::vector<Fragment>& fragments,
+                                                        EncodeOptions options) const {
+  std::vector<int32_t> out;
+  out.reserve(joined.size() / 3 + 4);
+  const bool bos = options.add_bos && bos_ >= 0;
+  if (bos) out.push_back(bos_);
+  bool prev_special = true;  // the leading-space rule: the start counts as after a special token
+  std::string escaped;
+  for (const Fragment& f : fragments) {
+    if (f.token >= 0) {
+      out.push_back(f.token);
+      prev_special = true;
+      continue;
+    }
+    const std::string_view text = joined.substr(f.offset, f.length);
+    switch (kind_) {
+      case TokenizerKind::kLlama2c:
+        CH_RETURN_IF_ERROR(EncodeLlama2c(text, prev_special, out));
+        break;
+      case TokenizerKind::kSentencePiece: {
+        // llama.cpp: a space before text that starts the prompt or follows a special token,
+        // then every space written as U+2581 "▁".
+        escaped.clear();
+        if (add_space_prefix_ && prev_special) escaped.append(kSentencePieceSpace);
+        for (char c : text) {
+          if (c == ' ') {
+            escaped.append(kSentencePieceSpace);
+          } else {
+            escaped.push_back(c);
+          }
+        }
+        EncodeSentencePiece(escaped, out);
+        break;
+      }
+      case TokenizerKind::kBytePair:
+        CH_RETURN_IF_ERROR(EncodeBytePair(text, out));
+        break;
+    }
+    prev_special = false;
+  }
+  // Never two: a template that writes bos_token itself already has it.
+  if (bos && out.size() >= 2 && out[1] == bos_) out.erase(out.begin());
+  if (options.add_eos && eos_ >= 0) out.push_back(eos_);
+  return out;
 }
 
 std::string_view Tokenizer::Decode(int32_t prev_token, int32_t token) const {
   if (token < 0 || token >= vocab_size()) {
     return {};
   }
+  const auto i = static_cast<size_t>(token);
+  if (kind_ != TokenizerKind::kLlama2c) {
+    std::string_view text(decoded_text_.data() + decoded_offsets_[i],
+                          decoded_offsets_[i + 1] - decoded_offsets_[i]);
+    if (kind_ == TokenizerKind::kSentencePiece && add_space_prefix_ && prev_token == bos_ &&
+        !text.empty() && text.front() == ' ') {
+      text.remove_prefix(1);
+    }
+    return text;
+  }
   std::string_view piece = Piece(token);
   // After BOS, sentencepiece strips the leading space of the first piece (the dummy prefix).
   if (prev_token == kBosToken && !piece.empty() && piece.front() == ' ') {
     piece.remove_prefix(1);
   }
-  int16_t byte = byte_value_[static_cast<size_t>(token)];
+  int16_t byte = byte_value_[i];
   if (byte >= 0) {
     return {&kAllBytes[static_cast<size_t>(byte)], 1};
   }
   return piece;
+}
+
+std::string Tokenizer::Detokenize(std::span<const int32_t> tokens) const {
+  std::string out;
+  size_t start = 0;
+  if (!tokens.empty() && tokens.front() == bos_) start = 1;
+  for (size_t i = start; i < tokens.size(); ++i) {
+    if (tokens[i] == bos_ || tokens[i] == eos_) continue;
+    // The first piece: as after BOS (SentencePiece drops the space its encoding added).
+    const int32_t prev = i == start ? bos_ : tokens[i - 1];
+    out.append(Decode(prev, tokens[i]));
+  }
+  return out;
+}
+
+std::string_view Tokenizer::DisplayPiece(int32_t token) const {
+  if (token >= 0 && token < vocab_size() && IsControl(token)) return SpecialText(token);
+  return Decode(-1, token);
+}
+
+float Tokenizer::Score(int32_t id) const {
+  return id >= 0 && std::cmp_less(id, scores_.size()) ? scores_[static_cast<size_t>(id)] : 0.0F;
+}
+
+TokenType Tokenizer::Type(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) return TokenType::kUndefined;
+  const uint8_t bits = attrs_[static_cast<size_t>(id)];
+  // A promoted token (a user-defined one llama.cpp treats as control) reports control.
+  for (TokenType t : {TokenType::kControl, TokenType::kUnknown, TokenType::kByte,
+                      TokenType::kUserDefined, TokenType::kUnused, TokenType::kNormal}) {
+    if ((bits & TypeBit(t)) != 0) return t;
+  }
+  return TokenType::kUndefined;
+}
+
+bool Tokenizer::IsControl(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) return false;
+  return (attrs_[static_cast<size_t>(id)] &
+          (TypeBit(TokenType::kControl) | TypeBit(TokenType::kUnknown))) != 0;
+}
+
+bool Tokenizer::IsEndOfGeneration(int32_t id) const {
+  return id >= 0 && std::cmp_less(id, is_eog_.size()) && is_eog_[static_cast<size_t>(id)];
+}
+
+std::string_view Tokenizer::pre() const {
+  return pre_ != nullptr ? std::string_view(pre_->name()) : std::string_view();
 }
 
 }  // namespace cellhouse::engine

@@ -16,10 +16,10 @@ std::string Sessions(uint32_t n) { return std::to_string(n) + (n == 1 ? " sessio
 Admission::Admission(AdmissionConfig config, GpuLedger gpus)
     : config_(config), gpus_(std::move(gpus)) {}
 
-uint32_t Admission::SessionsOfTenant(uint32_t uid) const {
+uint32_t Admission::SessionsOfTenant(uint32_t uid, const std::string& gateway_tenant) const {
   uint32_t n = 0;
   for (const auto& [id, held] : held_) {
-    n += held.tenant_uid == uid ? 1 : 0;
+    n += held.tenant_uid == uid && held.gateway_tenant == gateway_tenant ? 1 : 0;
   }
   return n;
 }
@@ -32,16 +32,18 @@ uint32_t Admission::SessionsOfPolicy(const std::string& policy) const {
   return n;
 }
 
-uint32_t Admission::SessionsOfTenantUnderPolicy(uint32_t uid, const std::string& policy) const {
+uint32_t Admission::SessionsOfTenantUnderPolicy(uint32_t uid, const std::string& gateway_tenant,
+                                                const std::string& policy) const {
   uint32_t n = 0;
   for (const auto& [id, held] : held_) {
-    n += held.tenant_uid == uid && held.policy == policy;
+    n += held.tenant_uid == uid && held.gateway_tenant == gateway_tenant && held.policy == policy;
   }
   return n;
 }
 
 std::optional<Refusal> Admission::CheckCaps(const AdmissionRequest& r) const {
-  const std::string uid = "uid " + std::to_string(r.tenant_uid);
+  const std::string uid = r.gateway_tenant.empty() ? "uid " + std::to_string(r.tenant_uid)
+                                                   : "gateway tenant '" + r.gateway_tenant + "'";
   if (config_.max_sessions != 0 && sessions() >= config_.max_sessions) {
     return Refusal{RefusedBy::kSessions,
                    "session limit: " + std::to_string(sessions()) + " of " +
@@ -49,7 +51,7 @@ std::optional<Refusal> Admission::CheckCaps(const AdmissionRequest& r) const {
                        " sessions are open on this host; try again when one ends."};
   }
   if (config_.max_sessions_per_tenant != 0) {
-    uint32_t mine = SessionsOfTenant(r.tenant_uid);
+    uint32_t mine = SessionsOfTenant(r.tenant_uid, r.gateway_tenant);
     if (mine >= config_.max_sessions_per_tenant) {
       return Refusal{RefusedBy::kTenantSessions,
                      "tenant limit: " + uid + " already has " + Sessions(mine) +
@@ -66,7 +68,7 @@ std::optional<Refusal> Admission::CheckCaps(const AdmissionRequest& r) const {
     }
   }
   if (r.policy_max_sessions_per_tenant != 0) {
-    uint32_t mine = SessionsOfTenantUnderPolicy(r.tenant_uid, r.policy);
+    uint32_t mine = SessionsOfTenantUnderPolicy(r.tenant_uid, r.gateway_tenant, r.policy);
     if (mine >= r.policy_max_sessions_per_tenant) {
       return Refusal{RefusedBy::kPolicyTenantSessions,
                      "policy limit: " + uid + " already has " + Sessions(mine) + " under policy " +
@@ -111,6 +113,7 @@ Decision Admission::Admit(const AdmissionRequest& request) {
   }
   Ticket ticket{.id = next_ticket_++};
   held_[ticket.id] = Held{.tenant_uid = request.tenant_uid,
+                          .gateway_tenant = request.gateway_tenant,
                           .policy = request.policy,
                           .bytes = request.worst_case_bytes,
                           .gpu = gpu};

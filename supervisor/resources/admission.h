@@ -35,6 +35,9 @@ struct AdmissionConfig {
 
 struct AdmissionRequest {
   uint32_t tenant_uid = 0;
+  // A tenant of the HTTP gateway (celld --gateway-user): caps per tenant count
+  // (tenant_uid, gateway_tenant), so every gateway tenant has its own. Empty: a direct client.
+  std::string gateway_tenant;
   std::string policy;
   uint64_t worst_case_bytes = 0;
   uint32_t policy_max_sessions = 0;             // this policy, all tenants; 0: no cap
@@ -85,20 +88,22 @@ class Admission {
   const AdmissionConfig& config() const { return config_; }
   uint64_t committed_bytes() const { return committed_bytes_; }
   uint32_t sessions() const { return static_cast<uint32_t>(held_.size()); }
-  uint32_t SessionsOfTenant(uint32_t uid) const;
+  uint32_t SessionsOfTenant(uint32_t uid, const std::string& gateway_tenant = "") const;
   uint32_t SessionsOfPolicy(const std::string& policy) const;
   const GpuLedger& gpus() const { return gpus_; }
 
  private:
   struct Held {
     uint32_t tenant_uid = 0;
+    std::string gateway_tenant;
     std::string policy;
     uint64_t bytes = 0;
     std::optional<GpuGrant> gpu;
   };
 
   std::optional<Refusal> CheckCaps(const AdmissionRequest& request) const;
-  uint32_t SessionsOfTenantUnderPolicy(uint32_t uid, const std::string& policy) const;
+  uint32_t SessionsOfTenantUnderPolicy(uint32_t uid, const std::string& gateway_tenant,
+                                       const std::string& policy) const;
 
   AdmissionConfig config_;
   GpuLedger gpus_;

@@ -298,17 +298,25 @@ TEST_F(HardeningTest, TenantsSeeTheirOwnAndAdministratorsSeeEverything) {
   testing::WritePolicy(policies_, hidden);
   Start({"--admin-group", std::to_string(kAdmin), "--log-level", "info"});
   std::string socket = celld_->socket();
-  // One session of the tenant's (held open in a child) and one of root's.
-  auto held = RunAs(kTenant, [socket] {
+  // One session of the tenant's (held open in a child until the test is done looking) and one
+  // of root's.
+  auto release = MakePipe();
+  ASSERT_TRUE(release);
+  int release_fd = release->first.get();
+  int release_write_fd = release->second.get();
+  auto held = RunAs(kTenant, [socket, release_fd, release_write_fd] {
+    // Only the test's copy of the write end stays: a test that stops early releases it too.
+    ::close(release_write_fd);
     auto s = cli::SessionClient::Open(socket, {});
     if (!s) return 2;
-    SleepMs(4000);
+    char byte = 0;
+    if (::read(release_fd, &byte, 1) != 1) return 4;
     return s->Close() ? 0 : 3;
   });
   ASSERT_TRUE(held);
   auto mine = cli::SessionClient::Open(socket, {});
   ASSERT_TRUE(mine) << mine.error().message();
-  for (int i = 0; i < 100 && Sessions().size() < 2; ++i) SleepMs(20);
+  testing::PollUntil([&] { return Sessions().size() >= 2; });
   ASSERT_EQ(Sessions().size(), 2u);
 
   CommandResult tenant_status = RunCellctl(socket, {"--json", "status"}, kTenant);
@@ -338,6 +346,7 @@ TEST_F(HardeningTest, TenantsSeeTheirOwnAndAdministratorsSeeEverything) {
     EXPECT_THAT(sessions.out, HasSubstr(testing::Hex(mine->opened().session_id())));
   }
   EXPECT_TRUE(mine->Close());
+  ASSERT_EQ(::write(release->second.get(), "x", 1), 1);
   EXPECT_EQ(held->Wait()->code, 0);
 }
 

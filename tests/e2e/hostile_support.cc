@@ -148,11 +148,24 @@ int RunHostileClients(const HostileOptions& options) {
     static_cast<void>(::write(options.ready_fd, &one, 1));
   }
 
+  // The stop descriptor's events carry an index no slot has.
+  const uint64_t stop_index = slots.size();
+  if (options.stop_fd >= 0) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = stop_index;
+    if (::epoll_ctl(epoll, EPOLL_CTL_ADD, options.stop_fd, &ev) != 0) return 1;
+  }
+  bool stopped = false;
   int64_t end = MonotonicNanos() + options.duration_ms * kNanosPerMilli;
   std::vector<epoll_event> events(256);
-  while (MonotonicNanos() < end) {
+  while (!stopped && MonotonicNanos() < end) {
     int n = ::epoll_wait(epoll, events.data(), static_cast<int>(events.size()), 10);
     for (int e = 0; e < n; ++e) {
+      if (events[e].data.u64 == stop_index) {
+        stopped = true;
+        continue;
+      }
       Slot& s = slots[events[e].data.u64];
       if (s.fd >= 0) {
         static_cast<void>(::epoll_ctl(epoll, EPOLL_CTL_DEL, s.fd, nullptr));
@@ -178,7 +191,7 @@ int RunHostileClients(const HostileOptions& options) {
   if (options.stats_fd >= 0) {
     static_cast<void>(WriteFull(options.stats_fd, std::to_string(connected) + "\n", "stats"));
   }
-  return 0;
+  return options.stop_fd >= 0 && !stopped ? 3 : 0;
 }
 
 }  // namespace cellhouse::testing

@@ -47,9 +47,14 @@ struct HostileOptions {
   int64_t duration_ms = 5000;
   int ready_fd = -1;  // a byte is written here once every connection was tried once
   int stats_fd = -1;  // at the end, "<connections made>\n" is written here
+  // When set, the clients run until this descriptor becomes readable (the test writes a byte
+  // once what had to happen under the storm has happened); duration_ms is then only a bound
+  // for a test that never says so, and reaching it is a failure (return 3).
+  int stop_fd = -1;
 };
 
-// Runs the hostile clients until duration_ms has passed; returns 0, or 1 if it could not run.
+// Runs the hostile clients until duration_ms has passed, or until stop_fd is readable; returns
+// 0, 1 if it could not run, or 3 if it ran out of duration_ms while waiting for stop_fd.
 int RunHostileClients(const HostileOptions& options);
 
 // A connection's worth of status requests, pipelined.

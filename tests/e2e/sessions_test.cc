@@ -15,10 +15,12 @@
 #include "cli/cellctl/session_client.h"
 #include "engine/conversation.h"
 #include "engine/model.h"
+#include "engine/run_state.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "ipc/client.h"
 #include "ipc/messages.h"
 #include "ipc/unix_socket.h"
+#include "policy/choose.h"
 #include "tests/support/celld_fixture.h"
 
 namespace cellhouse {
@@ -160,11 +162,13 @@ TEST_F(E2eTest, DisconnectMidGenerationThenReattachContinues) {
     });
     EXPECT_FALSE(done);  // the connection went away under the turn
   }
-  // The session waits, detached.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  auto listed = Sessions();
-  ASSERT_EQ(listed.size(), 1u);
-  EXPECT_FALSE(listed[0].attached());
+  // The session waits, detached (once celld has heard of the hang-up from the worker).
+  std::vector<api::SessionInfo> listed;
+  ASSERT_TRUE(testing::PollUntil([&] {
+    listed = Sessions();
+    return listed.size() == 1 && !listed[0].attached();
+  })) << "the session is not listed as detached; listed: "
+      << listed.size();
   auto again = cli::SessionClient::Attach(celld_->socket(), id, token);
   ASSERT_TRUE(again) << again.error().message();
   // The prompt (BOS and 4 tokens) and at least the 3 pieces read stayed. (That the turn stops
@@ -216,8 +220,8 @@ TEST_F(E2eTest, OnlyTheOwnerMayAttachOrKillAndRootMayKill) {
   ASSERT_EQ(opened.exit_code, 0);
   kill = RunCellctl(celld_->socket(), {"kill", field("session_id")});
   EXPECT_EQ(kill.exit_code, 0) << kill.err;
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_TRUE(Sessions().empty());
+  // Every killed session goes once celld has reaped its worker.
+  EXPECT_TRUE(testing::PollUntil([&] { return Sessions().empty(); })) << Sessions().size();
 }
 
 TEST_F(E2eTest, KilledSessionTellsItsClientWhy) {
@@ -245,8 +249,8 @@ TEST_F(E2eTest, DetachedSessionEndsAfterItsIdleTimeout) {
   CommandResult opened = RunCellctl(celld_->socket(), {"open", "--policy", "brief"});
   ASSERT_EQ(opened.exit_code, 0) << opened.err;
   ASSERT_EQ(Sessions().size(), 1u);
-  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
-  EXPECT_TRUE(Sessions().empty());
+  // The policy's idle timeout is 1 s; the log line below says why the session went.
+  EXPECT_TRUE(testing::PollUntil([&] { return Sessions().empty(); })) << celld_->Log();
   EXPECT_NE(celld_->Log().find("outcome IDLE_TIMEOUT"), std::string::npos) << celld_->Log();
 }
 
@@ -314,14 +318,16 @@ TEST_F(E2eTest, NoLeakedDescriptorsNoZombies) {
   ASSERT_EQ(
       RunCellctl(celld_->socket(), {"generate", "--prompt", "a", "--max-tokens", "2"}).exit_code,
       0);
-  auto settle = [&] {
-    for (int i = 0; i < 100 && !Sessions().empty(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  };
-  settle();
-  size_t before = testing::OpenDescriptors(celld_->pid());
+  // Settled: no session left, and the descriptor count no longer moving (the pool refilled,
+  // the listing's own connection closed).
+  ASSERT_TRUE(testing::PollUntil([&] { return Sessions().empty(); }));
+  size_t before = 0;
+  ASSERT_TRUE(testing::PollUntil([&] {
+    size_t now = testing::OpenDescriptors(celld_->pid());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    before = testing::OpenDescriptors(celld_->pid());
+    return now == before;
+  }));
   for (int i = 0; i < 12; ++i) {
     CommandResult r =
         RunCellctl(celld_->socket(), {"generate", "--prompt", "b", "--max-tokens", "2"});
@@ -333,10 +339,15 @@ TEST_F(E2eTest, NoLeakedDescriptorsNoZombies) {
   for (const api::SessionInfo& s : Sessions()) {
     ASSERT_EQ(RunCellctl(celld_->socket(), {"kill", ipc::IdToHex(s.session_id())}).exit_code, 0);
   }
-  settle();
-  // Counted before asking for the list again: that request's own connection is a descriptor.
-  size_t after = testing::OpenDescriptors(celld_->pid());
-  EXPECT_EQ(after, before);
+  ASSERT_TRUE(testing::PollUntil([&] { return Sessions().empty(); }));
+  // Back to the count it had: a leak never gets there. (Counted without asking for the list in
+  // between: that request's own connection is a descriptor.)
+  size_t after = 0;
+  EXPECT_TRUE(testing::PollUntil([&] {
+    after = testing::OpenDescriptors(celld_->pid());
+    return after == before;
+  })) << after
+      << " descriptors, " << before << " before";
   EXPECT_TRUE(Sessions().empty());
   EXPECT_TRUE(testing::ZombieChildren(celld_->pid()).empty());
 }
@@ -361,7 +372,10 @@ TEST_F(E2eTest, PooledWorkersServeOneSessionEachAndStartEmpty) {
     EXPECT_TRUE(workers.insert(listed[0].worker_pid()).second) << "worker reused";
     ASSERT_TRUE(Turn(*s, Request("secret " + std::to_string(i), 4, 0.0f, 1)));
     ASSERT_TRUE(s->Close());
-    // Let the pool refill, so the next open is served from it.
+    // The closed session is listed until celld has reaped its worker; the next one must be
+    // the only one listed.
+    ASSERT_TRUE(testing::PollUntil([&] { return Sessions().empty(); }));
+    // Give the pool a moment to refill, so that the next open is likely served from it.
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_NE(celld_->Log().find("(pooled)"), std::string::npos);
@@ -422,6 +436,42 @@ TEST_F(E2eTest, ChatFromAPipeHoldsOneConversationAcrossTurns) {
     ++turns;
   }
   EXPECT_EQ(turns, 3u) << r.err;
+}
+
+// celld --model FILE.gguf: the zygote maps and checks the GGUF file (here the tiny model converted
+// by `cellmodel convert`, as a user would bring one), sessions generate what the engine alone
+// generates, and admission reserves the session's fp16 cache for the context celld was told.
+TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
+  const std::string gguf = local_.File("tiny-Q8_0.gguf");
+  CommandResult convert = testing::RunCommand(
+      {testing::BinPath("cellmodel"), "convert", "--in", model(), "--out", gguf, "--type", "Q8_0"});
+  ASSERT_EQ(convert.exit_code, 0) << convert.err;
+  ::chmod(gguf.c_str(), 0644);
+  constexpr int32_t kContext = 96;
+  CelldTest::StartCelld({.model = gguf, .extra_args = {"--ctx-size", std::to_string(kContext)}});
+  const std::string expected = testing::EngineReference(gguf, "Once upon a time", 24, 0.0, 3);
+  CommandResult r = RunCellctl(celld_->socket(), {"generate", "--prompt", "Once upon a time",
+                                                  "--max-tokens", "24", "--temperature", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << celld_->Log();
+  ASSERT_FALSE(r.out.empty());
+  EXPECT_EQ(r.out.substr(0, r.out.size() - 1), expected);
+
+  Result<engine::Model> m = engine::Model::Open(gguf, {.max_context = kContext});
+  ASSERT_TRUE(m) << m.error().message();
+  ASSERT_EQ(m->kv_precision(), engine::KvPrecision::kF16);
+  auto s = cli::SessionClient::Open(celld_->socket(), {});
+  ASSERT_TRUE(s) << s.error().message();
+  api::Request status;
+  status.mutable_status();
+  auto reply = cli::AdminRequest(celld_->socket(), status);
+  ASSERT_TRUE(reply && reply->has_status());
+  EXPECT_NE(reply->status().model().find("gguf llama"), std::string::npos)
+      << reply->status().model();
+  // The default policy's context is the model's, capped by --ctx-size.
+  EXPECT_EQ(reply->status().memory_committed_bytes(),
+            engine::StateFixedBytes(m->config()) +
+                kContext * engine::KvCacheBytesPerToken(m->config(), engine::KvPrecision::kF16) +
+                policy::kDefaultWorkerOverheadBytes);
 }
 
 TEST_F(E2eTest, AdmissionRefusalsSayWhichLimit) {
@@ -485,10 +535,8 @@ TEST_F(E2eTest, AfterACrashWorkersAreGoneAndTheSuccessorCleansUp) {
     return close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] != 'Z';
   };
   for (pid_t w : workers) {
-    for (int i = 0; i < 100 && running(w); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    EXPECT_FALSE(running(w)) << "worker " << w << " outlived celld";
+    EXPECT_TRUE(testing::PollUntil([&] { return !running(w); }))
+        << "worker " << w << " outlived celld";
   }
   // The dead celld's session cgroups are still there (named by number, never by id)...
   auto left = [&] {

@@ -1,6 +1,8 @@
-// libFuzzer target for the parsers that read untrusted bytes: the checkpoint (fp32 or int8) and
-// the tokenizer. Each may refuse; none may crash, hang or read past the input (ASan). An int8
-// file that parses also runs one forward step, so the kernels' indexing meets hostile shapes.
+// libFuzzer target for the parsers that read untrusted bytes: the checkpoint (fp32 or int8), GGUF
+// and the tokenizer. Each may refuse; none may crash, hang or read past the input (ASan). An int8
+// file that parses also runs one forward step, so the kernels' indexing meets hostile shapes; so
+// does a GGUF file whose model loads, and its vocabulary encodes a text.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -8,10 +10,14 @@
 #include <vector>
 
 #include "engine/formats/checkpoint.h"
+#include "engine/formats/gguf.h"
+#include "engine/formats/gguf_model.h"
 #include "engine/formats/quantized_checkpoint.h"
 #include "engine/forward.h"
+#include "engine/gguf_forward.h"
 #include "engine/kernels/kernels.h"
 #include "engine/run_state.h"
+#include "engine/tokenizer/gguf_vocabulary.h"
 #include "engine/tokenizer/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -22,7 +28,43 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 0) {
     std::memcpy(bytes.data(), data, size);
   }
-  if (cellhouse::engine::IsQuantizedCheckpoint(bytes)) {
+  if (cellhouse::engine::IsGguf(bytes)) {
+    auto gguf = cellhouse::engine::GgufFile::Parse(bytes, "fuzz.gguf");
+    if (gguf) {
+      // Every value read back through the views Parse checked.
+      size_t sink = 0;
+      for (const cellhouse::engine::GgufMetadata& m : gguf->metadata()) {
+        sink += m.value.Describe().size();
+        for (const cellhouse::engine::GgufValue& e : m.value.Elements()) {
+          sink += e.Describe().size() + e.Elements().size();
+        }
+        static_cast<void>(gguf->GetStringArray(m.key));
+        static_cast<void>(gguf->GetFloat32Array(m.key));
+        static_cast<void>(gguf->GetInt32Array(m.key));
+      }
+      for (const cellhouse::engine::GgufTensor& t : gguf->tensors()) {
+        sink += static_cast<size_t>(t.data.back()) + t.Describe().size();
+      }
+      auto weights = cellhouse::engine::LoadGgufWeights(*gguf, {.max_context = 4});
+      if (weights) {
+        auto state = cellhouse::engine::RunState::Create(weights->config, 2,
+                                                         cellhouse::engine::KvPrecision::kF16);
+        if (state) {
+          const std::array<int32_t, 2> tokens = {weights->config.vocab_size - 1, 0};
+          sink += static_cast<size_t>(
+              cellhouse::engine::ForwardGguf(*weights, cellhouse::engine::BestKernelIsa(), *state,
+                                             tokens, 0)[0] != 0.0F);
+        }
+      }
+      auto tokenizer = cellhouse::engine::TokenizerFromGguf(*gguf);
+      if (tokenizer) {
+        auto ids = tokenizer->Encode("Once upon a time \xE4\xBD\xA0", {.add_bos = true});
+        sink += ids ? ids->size() : 0;
+      }
+      volatile size_t keep = sink;
+      static_cast<void>(keep);
+    }
+  } else if (cellhouse::engine::IsQuantizedCheckpoint(bytes)) {
     using cellhouse::engine::Kernels;
     using cellhouse::engine::MatVecKernel;
     using cellhouse::engine::RunState;

@@ -1,6 +1,9 @@
-// Sampler and Rng: llama2.c's generator sequence, greedy and nucleus sampling.
+// Sampler and Rng: llama2.c's generator sequence, greedy and nucleus sampling, and llama.cpp's
+// top-k, min-p and penalties with their range checks.
 #include <cmath>
 #include <limits>
+#include <set>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -109,6 +112,106 @@ TEST(SamplerTest, SingleEntryVocabulary) {
   Rng rng(3);
   std::vector<float> logits = {1.0F};
   EXPECT_EQ(s.Sample(logits, {.temperature = 1.0F, .top_p = 0.9F}, rng), 0);
+}
+
+// Which tokens `params` ever picks from `logits` over many seeds.
+std::set<int32_t> Reachable(const std::vector<float>& logits, const SamplingParams& params,
+                            const std::vector<int32_t>& recent = {}) {
+  Sampler s(static_cast<int32_t>(logits.size()));
+  std::set<int32_t> seen;
+  for (uint64_t seed = 1; seed <= 400; ++seed) {
+    Rng rng(seed);
+    std::vector<float> l = logits;
+    seen.insert(s.Sample(l, params, rng, recent));
+  }
+  return seen;
+}
+
+TEST(SamplerTest, TopKKeepsOnlyTheKMostLikely) {
+  // Nearly flat: without top-k every token turns up.
+  const std::vector<float> logits = {0.1F, 0.4F, 0.0F, 0.3F, 0.2F};
+  EXPECT_EQ(Reachable(logits, {.temperature = 1.0F, .top_p = 1.0F}).size(), 5U);
+  EXPECT_EQ(Reachable(logits, {.temperature = 1.0F, .top_p = 1.0F, .top_k = 2}),
+            (std::set<int32_t>{1, 3}));
+  EXPECT_EQ(Reachable(logits, {.temperature = 1.0F, .top_p = 1.0F, .top_k = 1}),
+            (std::set<int32_t>{1}));
+}
+
+TEST(SamplerTest, MinPDropsTokensFarBelowTheMostLikely) {
+  // p ∝ e^logit: token 0 is 1, token 1 e^-1 (0.37), token 2 e^-3 (0.05) of the most likely.
+  const std::vector<float> logits = {0.0F, -1.0F, -3.0F};
+  EXPECT_EQ(Reachable(logits, {.temperature = 1.0F, .top_p = 1.0F}).size(), 3U);
+  EXPECT_EQ(Reachable(logits, {.temperature = 1.0F, .top_p = 1.0F, .min_p = 0.2F}),
+            (std::set<int32_t>{0, 1}));
+  EXPECT_EQ(Reachable(logits, {.temperature = 1.0F, .top_p = 1.0F, .min_p = 0.5F}),
+            (std::set<int32_t>{0}));
+}
+
+TEST(SamplerTest, PenaltiesTurnGreedyAwayFromRecentTokens) {
+  Sampler s(3);
+  Rng rng(1);
+  // Token 0 leads by 0.5; it was said twice recently.
+  const std::vector<float> base = {2.0F, 1.5F, 0.0F};
+  const std::vector<int32_t> recent = {0, 2, 0};
+  auto greedy = [&](const SamplingParams& p) {
+    std::vector<float> l = base;
+    return s.Sample(l, p, rng, recent);
+  };
+  EXPECT_EQ(greedy({}), 0);
+  // Repetition: 2.0 / 1.5 = 1.33 < 1.5.
+  EXPECT_EQ(greedy({.repetition_penalty = 1.5F}), 1);
+  EXPECT_EQ(greedy({.repetition_penalty = 1.2F}), 0);  // 1.67 still leads
+  // Frequency: 2.0 - 2 * 0.3 = 1.4 < 1.5, while once (presence) 2.0 - 0.3 = 1.7 leads.
+  EXPECT_EQ(greedy({.frequency_penalty = 0.3F}), 1);
+  EXPECT_EQ(greedy({.presence_penalty = 0.3F}), 0);
+  EXPECT_EQ(greedy({.presence_penalty = 0.6F}), 1);
+  // Only the recent window counts: far enough back, token 0 is forgiven.
+  std::vector<int32_t> long_ago(kPenaltyWindow + 10, 2);
+  long_ago[0] = 0;
+  long_ago[1] = 0;
+  std::vector<float> l = base;
+  EXPECT_EQ(s.Sample(l, {.frequency_penalty = 0.3F}, rng, long_ago), 0);
+}
+
+TEST(SamplerTest, OutOfRangeParametersAreRefusedByName) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  struct Case {
+    SamplingParams params;
+    std::string names;
+  };
+  const std::vector<Case> cases = {
+      {{.temperature = -0.1F}, "temperature"},
+      {{.temperature = nan}, "temperature"},
+      {{.temperature = 101.0F}, "temperature"},
+      {{.top_p = 1.5F}, "top_p"},
+      {{.top_p = nan}, "top_p"},
+      {{.top_k = -1}, "top_k"},
+      {{.top_k = 1001}, "top_k"},
+      {{.min_p = -0.5F}, "min_p"},
+      {{.min_p = 1.5F}, "min_p"},
+      {{.min_p = nan}, "min_p"},
+      {{.repetition_penalty = 0.0F}, "repetition_penalty"},
+      {{.repetition_penalty = 11.0F}, "repetition_penalty"},
+      {{.repetition_penalty = inf}, "repetition_penalty"},
+      {{.frequency_penalty = 2.5F}, "frequency_penalty"},
+      {{.frequency_penalty = nan}, "frequency_penalty"},
+      {{.presence_penalty = -2.5F}, "presence_penalty"},
+      {{.presence_penalty = inf}, "presence_penalty"},
+  };
+  for (const Case& c : cases) {
+    Status st = ValidateSamplingParams(c.params, 1000);
+    ASSERT_FALSE(st) << "accepted a bad " << c.names;
+    EXPECT_NE(st.error().message().find(c.names), std::string::npos) << st.error().message();
+  }
+  EXPECT_TRUE(ValidateSamplingParams({.temperature = 0.7F,
+                                      .top_p = 1.0F,
+                                      .top_k = 1000,
+                                      .min_p = 1.0F,
+                                      .repetition_penalty = 10.0F,
+                                      .frequency_penalty = -2.0F,
+                                      .presence_penalty = 2.0F},
+                                     1000));
 }
 
 }  // namespace

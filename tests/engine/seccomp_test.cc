@@ -2,6 +2,7 @@
 // system calls (mmap, munmap, mremap, madvise, brk), futex and clock_gettime. A forked child
 // installs exactly that allow-list (anything else kills it with SIGSYS) and runs turns.
 #include <seccomp.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,8 +12,12 @@
 
 #include <gtest/gtest.h>
 
+#include "base/mapping.h"
+#include "engine/chat/chat_template.h"
 #include "engine/conversation.h"
+#include "engine/formats/gguf.h"
 #include "engine/kernels/kernels.h"
+#include "engine/tokenizer/gguf_vocabulary.h"
 #include "tests/engine/test_models.h"
 
 namespace cellhouse::engine {
@@ -30,16 +35,25 @@ constexpr bool kSanitized = false;
 constexpr bool kSanitized = false;
 #endif
 
-// In the child: the worker's memory-only allow-list, default kill.
-bool InstallFilterInChild() {
+// In the child: the worker's memory-only allow-list, default kill. With `no_exec`, mmap is
+// allowed only without PROT_EXEC (and mprotect not at all), as MemoryDenyWriteExecute leaves it:
+// a regex JIT could not get executable memory.
+bool InstallFilterInChild(bool no_exec = false) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
   if (ctx == nullptr) {
     return false;
   }
   bool ok = true;
-  for (int nr :
-       {SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
-        SCMP_SYS(futex), SCMP_SYS(clock_gettime), SCMP_SYS(exit_group), SCMP_SYS(exit)}) {
+  if (no_exec) {
+    // SCMP_A2 is a C99 compound literal; spelled out for C++.
+    const scmp_arg_cmp no_exec_prot{
+        .arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC, .datum_b = 0};
+    ok = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, &no_exec_prot) == 0;
+  } else {
+    ok = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 0) == 0;
+  }
+  for (int nr : {SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
+                 SCMP_SYS(futex), SCMP_SYS(clock_gettime), SCMP_SYS(exit_group), SCMP_SYS(exit)}) {
     ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) == 0;
   }
   // The sanitizer runtime (not the engine) sets an alternate signal stack as it goes; allowing
@@ -107,6 +121,47 @@ TEST(SeccompTest, TurnsRunUnderTheWorkerAllowList) {
                                            testing::WriteQuantizedModelFiles(dir, config, 5)}) {
     RunTurnsUnderTheFilter(files, config);
   }
+}
+
+// The tokenizers of model files (PCRE2 for byte-level BPE, in its interpreter) and the chat
+// templates run under the filter with no executable memory to be had.
+TEST(SeccompTest, TokenizingRunsWithoutExecutableMemory) {
+  std::vector<Tokenizer> tokenizers;
+  for (const char* name : {"llama3-vocab-Q8_0", "qwen-vocab-Q8_0", "llama-spm-Q8_0"}) {
+    std::optional<std::string> path =
+        cellhouse::testing::SharedModelPath(std::string("gguf/") + name + ".gguf");
+    if (!path) GTEST_SKIP() << "../shared/models/gguf absent: skipping";
+    Result<Mapping> mapping = Mapping::MapFile(path->c_str());
+    ASSERT_TRUE(mapping);
+    Result<GgufFile> gguf = GgufFile::Parse(mapping->bytes(), *path);
+    ASSERT_TRUE(gguf);
+    Result<Tokenizer> tok = TokenizerFromGguf(*gguf);
+    ASSERT_TRUE(tok) << tok.error().message();
+    tokenizers.push_back(std::move(*tok));
+  }
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (!InstallFilterInChild(/*no_exec=*/true)) _exit(1);
+    std::string text;
+    for (int i = 0; i < 200; ++i) {
+      text += "Hello, world! don't 12345 caf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD  \t\n";
+    }
+    for (const Tokenizer& tok : tokenizers) {
+      Result<std::vector<int32_t>> ids = tok.Encode(text, {.add_bos = tok.add_bos()});
+      if (!ids || tok.Detokenize(*ids) != text) _exit(2);
+      Result<chat::ChatTemplate> tmpl = chat::ChatTemplate::ForModel(tok, "");
+      if (!tmpl) continue;  // the Llama 2 vocabulary's template is llama2: tried below
+      Result<chat::Prompt> prompt = tmpl->Render({{"user", text, {}}}, {});
+      if (!prompt || !prompt->Encode(tok)) _exit(3);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << (WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                              : "exit status " + std::to_string(WEXITSTATUS(status)));
 }
 
 TEST(SeccompTest, TheFilterDoesKillOtherSystemCalls) {

@@ -1,8 +1,9 @@
 // Sessions share the weights: processes that map the same model file hold one copy of it in the
 // page cache, so each is charged (PSS, proportional set size, proc(5) /proc/PID/smaps) the
-// mapping's size divided by the number of processes mapping it — for an int8 model exactly as
-// for fp32. Two layouts: two processes that each open the file (two workers of two zygotes), and
-// the zygote's own (the parent maps and prefaults, then forks two workers that inherit it).
+// mapping's size divided by the number of processes mapping it — for int8 and GGUF models exactly
+// as for fp32 (a GGUF model's workers compute from the file's own blocks: nothing is copied). Two
+// layouts: two processes that each open the file (two workers of two zygotes), and the zygote's own
+// (the parent maps and prefaults, then forks two workers that inherit it).
 //
 // Also: the sizes admission control works from (KvCacheBytesPerToken, StateFixedBytes) are the
 // same for both formats, and bound what a conversation on an int8 model reserves.
@@ -195,7 +196,9 @@ TEST(SharingTest, ProcessesMappingAModelEachPayTheirShare) {
   cellhouse::testing::TempDir dir;
   const testing::ModelFiles fp32 = testing::WriteModelFiles(dir, SharedConfig(), 1);
   const testing::ModelFiles q8 = testing::WriteQuantizedModelFiles(dir, SharedConfig(), 2);
-  for (const testing::ModelFiles* files : {&q8, &fp32}) {
+  const testing::ModelFiles gguf = {
+      testing::WriteGgufModelFiles(dir, SharedConfig(), 4, GgufFileType::kQ4_K_M), ""};
+  for (const testing::ModelFiles* files : {&gguf, &q8, &fp32}) {
     const std::string path = RealPath(files->model);
     const uint64_t size = Model::Open(path)->bytes().size();
     ExpectShared(MeasureInChildren(path, 2, nullptr), size, 2, path + ", opened by 2 processes");
@@ -230,6 +233,13 @@ TEST(SharingTest, AdmissionSizesFollowEachFormatsCache) {
   ASSERT_TRUE(chat.Turn("Once upon a time", {.max_new_tokens = 20},
                         [](int32_t, std::string_view) { return true; }));
   EXPECT_EQ(chat.KvBytesInUse(), static_cast<uint64_t>(chat.context_used()) * q8_kv);
+  // A GGUF model keeps fp16 keys and values too, and the same fixed buffers.
+  const std::string gguf_path = testing::WriteGgufModelFiles(dir, config, 3, GgufFileType::kQ8_0);
+  Model gguf = std::move(*Model::Open(gguf_path));
+  ASSERT_EQ(gguf.format(), WeightFormat::kGguf);
+  ASSERT_EQ(gguf.kv_precision(), KvPrecision::kF16);
+  EXPECT_EQ(KvCacheBytesPerToken(gguf.config(), gguf.kv_precision()), q8_kv);
+  EXPECT_EQ(StateFixedBytes(gguf.config()), StateFixedBytes(fp32.config()));
   // What the state reserves, its int8 buffers included, is what admission control counts.
   for (KvPrecision precision : {KvPrecision::kF32, KvPrecision::kF16}) {
     Result<RunState> state = RunState::Create(config, kContext, precision);

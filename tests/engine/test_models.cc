@@ -11,6 +11,7 @@
 #include "engine/formats/generator.h"
 #include "engine/formats/quantize.h"
 #include "engine/model.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace cellhouse::engine::testing {
 
@@ -117,6 +118,22 @@ ModelFiles WriteQuantizedModelFiles(const cellhouse::testing::TempDir& dir,
   Status t = WriteTokenizer(config.vocab_size, seed, files.tokenizer);
   EXPECT_TRUE(t) << t.error().message();
   return files;
+}
+
+std::string WriteGgufModelFiles(const cellhouse::testing::TempDir& dir, const ModelConfig& config,
+                                uint64_t seed, GgufFileType type) {
+  const ModelFiles fp32 = WriteModelFiles(dir, config, seed);
+  std::string path = dir.File("model" + std::to_string(seed) + "-" +
+                              std::string(GgufFileTypeName(type)) + ".gguf");
+  Result<Model> model = Model::Open(fp32.model);
+  Result<Tokenizer> tok = Tokenizer::Open(fp32.tokenizer, config.vocab_size);
+  EXPECT_TRUE(model && tok);
+  if (model && tok) {
+    Status st =
+        WriteGgufModel(std::get<ModelWeights>(model->weights()), *tok, {.type = type}, path);
+    EXPECT_TRUE(st) << st.error().message();
+  }
+  return path;
 }
 
 Result<std::vector<std::string>> SmapsFields(const std::function<bool(std::string_view)>& header) {

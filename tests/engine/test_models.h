@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "engine/formats/gguf_convert.h"
 #include "engine/formats/model_config.h"
 #include "engine/kernels/kernels.h"
 #include "tests/support/test_env.h"
@@ -61,6 +62,10 @@ ModelFiles WriteModelFiles(const cellhouse::testing::TempDir& dir, const ModelCo
 ModelFiles WriteQuantizedModelFiles(const cellhouse::testing::TempDir& dir,
                                     const ModelConfig& config, uint64_t seed,
                                     int32_t group_size = 32);
+
+// The same model converted to GGUF (model<seed>-<TYPE>.gguf; its vocabulary inside).
+std::string WriteGgufModelFiles(const cellhouse::testing::TempDir& dir, const ModelConfig& config,
+                                uint64_t seed, GgufFileType type);
 
 }  // namespace cellhouse::engine::testing
 

@@ -237,9 +237,9 @@ TEST(BatchLoopTest, AnExecutorThatDiesSendsEveryWorkerToItsOwnPath) {
     EXPECT_EQ(r.steps_done, kSteps);
     EXPECT_EQ(r.mismatches, 0u);
     ASSERT_NE(r.failover_step, kNoFailover) << "worker " << i << " finished before the kill";
+    // Found out through the liveness word (kExecutorGone), not by waiting out the response
+    // timeout (that would be kNoAnswer): the reason says which, whatever the machine's speed.
     EXPECT_EQ(static_cast<FailoverReason>(r.failover_reason), FailoverReason::kExecutorGone);
-    // Found out through the liveness word, not by waiting out the response timeout (10 s).
-    EXPECT_LT(r.max_exchange_ns, 5 * kNanosPerSecond);
   }
 }
 

@@ -249,9 +249,9 @@ TEST_F(ExecutorSandboxTest, StoppedByCelldItSendsItsWorkersToTheirOwnPath) {
   EXPECT_EQ(result.steps_done, 3000u);
   EXPECT_EQ(result.mismatches, 0u);
   EXPECT_NE(result.failover_step, kNoFailover);
+  // Told by its liveness word (kExecutorGone), not by waiting out the response timeout (that
+  // would be kNoAnswer): the reason says which, whatever the machine's speed.
   EXPECT_EQ(static_cast<FailoverReason>(result.failover_reason), FailoverReason::kExecutorGone);
-  // Told by its liveness word, not by waiting out the response timeout (10 s).
-  EXPECT_LT(result.max_exchange_ns, 5 * kNanosPerSecond);
   auto ws = worker.process.Wait();
   ASSERT_TRUE(ws);
   EXPECT_TRUE(ws->Success()) << ws->ToString();

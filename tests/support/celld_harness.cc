@@ -183,6 +183,15 @@ ExitStatus CelldProcess::Crash() {
   return st ? *st : ExitStatus{};
 }
 
+bool PollUntil(const std::function<bool()>& done, int timeout_ms) {
+  int64_t deadline = MonotonicNanos() + int64_t{timeout_ms} * kNanosPerMilli;
+  for (;;) {
+    if (done()) return true;
+    if (MonotonicNanos() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 CommandResult RunCommand(const std::vector<std::string>& argv_in, const std::string& stdin_text,
                          std::optional<uid_t> as_uid, int timeout_ms) {
   std::vector<std::string> argv = argv_in;

@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,6 +66,12 @@ class CelldProcess {
   std::string log_path_;
   std::string subtree_;
 };
+
+// Calls `done` every 10 ms until it returns true (then true), or until timeout_ms has passed
+// (then false). For waiting on what celld does after it has answered (reaping a worker,
+// recording a detach): the event, not a guess at how long it takes. The default is a bound on a
+// hang, not a claim about speed.
+bool PollUntil(const std::function<bool()>& done, int timeout_ms = 60'000);
 
 struct CommandResult {
   int exit_code = -1;  // -1: killed by a signal (see status)

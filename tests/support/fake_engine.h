@@ -8,6 +8,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "worker/session/turn_engine.h"
 
@@ -24,7 +25,13 @@ class FakeEngine final : public TurnEngine {
   Result<TurnResult> Turn(const TurnRequest& request, const TokenCallback& on_token) override {
     last_prompt = std::string(request.prompt);
     last_seed = request.seed;
-    int32_t prompt_tokens = static_cast<int32_t>(request.prompt.size());
+    last_request_stop = request.stop;
+    if (request.chat != nullptr) {
+      // A chat turn counts its messages' content as its prompt.
+      last_prompt.clear();
+      for (const auto& m : request.chat->messages()) last_prompt += m.content();
+    }
+    int32_t prompt_tokens = static_cast<int32_t>(last_prompt.size());
     if (used_ + prompt_tokens > length_) {
       kind_ = TurnErrorKind::kContextFull;
       return Error("the prompt does not fit in the context");
@@ -45,7 +52,7 @@ class FakeEngine final : public TurnEngine {
       piece += std::to_string(i);
       piece += ' ';
       piece.resize(std::max(piece.size(), piece_bytes), '.');
-      if (!on_token(i, piece)) {
+      if (!on_token({.token = i, .text = piece})) {
         r.stop = api::Done::CANCELLED;
         return r;
       }
@@ -63,6 +70,7 @@ class FakeEngine final : public TurnEngine {
   size_t piece_bytes = 0;
   std::string last_prompt;
   uint64_t last_seed = 0;
+  std::vector<std::string> last_request_stop;
 
  private:
   int32_t used_ = 0;

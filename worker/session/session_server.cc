@@ -18,6 +18,25 @@ namespace cellhouse::session {
 namespace {
 
 constexpr size_t kMaxInterTokenSamples = 4096;
+constexpr int kMaxStopStrings = 8;
+constexpr size_t kMaxStopStringBytes = 256;
+
+// OpenAI's finish_reason: a max_new_tokens the client did not set is the policy's limit.
+api::Done::FinishReason FinishReasonOf(StopReason stop, bool client_max) {
+  switch (stop) {
+    case api::Done::END_OF_TEXT:
+    case api::Done::STOP_STRING:
+      return api::Done::FINISH_STOP;
+    case api::Done::MAX_TOKENS:
+      return client_max ? api::Done::FINISH_LENGTH : api::Done::FINISH_POLICY_LIMIT;
+    case api::Done::CONTEXT_FULL:
+      return api::Done::FINISH_LENGTH;
+    case api::Done::CANCELLED:
+      return api::Done::FINISH_CANCELLED;
+    default:  // STOP_REASON_UNSPECIFIED and protobuf's sentinels: not a reason a turn ends with
+      return api::Done::FINISH_REASON_UNSPECIFIED;
+  }
+}
 
 double PerSecond(int32_t count, int64_t nanos) {
   if (nanos <= 0 || count <= 0) return 0.0;
@@ -66,6 +85,8 @@ WorkerExit SessionServer::Run() {
         return close_requested_ ? WorkerExit::kClosed : WorkerExit::kStopped;
       }
     }
+    // A connection celld handed over during the turn that has just ended.
+    if (pending_client_.valid()) Attach(std::move(pending_client_), pending_reattach_);
     MaybeHeartbeat();
     if (clock_.NowNanos() - last_activity_ns_ >= config_.idle_timeout_ns) {
       return WorkerExit::kIdleTimeout;
@@ -94,6 +115,15 @@ SessionServer::Flow SessionServer::HandleControl() {
       if (received->fds.size() != 1) {
         supervisor_gone_ = true;  // celld broke the protocol: nothing sane is left to do
         return Flow::kExit;
+      }
+      if (generating_) {
+        // A connection handed over mid-turn waits for the turn's end: the turn belongs to the
+        // client that asked for it (one that went away stops it), and the new client's Ready
+        // then tells where the conversation really stands. Taken at once, it would be streamed
+        // the rest of a turn it never asked for, and its own Generate refused as BUSY.
+        pending_client_ = std::move(received->fds[0]);
+        pending_reattach_ = message.attach_client().reattach();
+        return Flow::kContinue;
       }
       Attach(std::move(received->fds[0]), message.attach_client().reattach());
       return Flow::kContinue;
@@ -131,6 +161,8 @@ void SessionServer::Attach(UniqueFd client, bool reattach) {
   r->set_context_length(static_cast<uint32_t>(engine_.context_length()));
   r->set_context_used(static_cast<uint32_t>(engine_.context_used()));
   r->set_model(engine_.Describe());
+  r->set_chat_template(engine_.ChatTemplateName());
+  if (r->chat_template().empty()) r->set_chat_error(engine_.ChatError());
   SendToClient(ready);
   FlushClient();
 }
@@ -167,6 +199,10 @@ SessionServer::Flow SessionServer::HandleClientInput(bool during_turn) {
     Detach();
     return Flow::kContinue;
   }
+  return HandleBufferedRequests(during_turn);
+}
+
+SessionServer::Flow SessionServer::HandleBufferedRequests(bool during_turn) {
   for (;;) {
     auto frame = decoder_.Next();
     if (!frame) {
@@ -230,6 +266,40 @@ SessionServer::Flow SessionServer::HandleRequest(const api::Request& request) {
 SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
   TurnRequest request;
   request.prompt = generate.prompt();
+  if (generate.has_chat()) {
+    if (!generate.prompt().empty()) {
+      SendError(api::INVALID_ARGUMENT,
+                "a Generate request carries a prompt or a chat turn, not both");
+      return Flow::kContinue;
+    }
+    if (generate.chat().messages().empty()) {
+      SendError(api::INVALID_ARGUMENT, "a chat turn needs at least one message");
+      return Flow::kContinue;
+    }
+    request.chat = &generate.chat();
+  }
+  if (generate.stop_size() > kMaxStopStrings) {
+    SendError(api::INVALID_ARGUMENT, "at most " + std::to_string(kMaxStopStrings) +
+                                         " stop strings, got " +
+                                         std::to_string(generate.stop_size()));
+    return Flow::kContinue;
+  }
+  for (const std::string& stop : generate.stop()) {
+    if (stop.empty() || stop.size() > kMaxStopStringBytes) {
+      SendError(api::INVALID_ARGUMENT,
+                "a stop string must be 1 to " + std::to_string(kMaxStopStringBytes) + " bytes");
+      return Flow::kContinue;
+    }
+    request.stop.push_back(stop);
+  }
+  // Ranges are the engine's (ValidateSamplingParams); a refusal comes back as INVALID_ARGUMENT.
+  if (generate.has_top_k()) {
+    request.top_k = static_cast<int32_t>(std::min<uint32_t>(generate.top_k(), INT32_MAX));
+  }
+  if (generate.has_min_p()) request.min_p = generate.min_p();
+  if (generate.has_repetition_penalty()) request.repetition_penalty = generate.repetition_penalty();
+  if (generate.has_frequency_penalty()) request.frequency_penalty = generate.frequency_penalty();
+  if (generate.has_presence_penalty()) request.presence_penalty = generate.presence_penalty();
   uint32_t max_new =
       generate.has_max_new_tokens() ? generate.max_new_tokens() : config_.max_new_tokens;
   if (max_new == 0 || max_new > config_.max_new_tokens) {
@@ -268,11 +338,24 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
   cancel_requested_ = false;
   inter_token_us_.clear();
   last_token_ns_ = 0;
-  Result<TurnResult> result = engine_.Turn(
-      request, [this](int32_t token, std::string_view piece) { return OnToken(token, piece); });
+  Result<TurnResult> result =
+      engine_.Turn(request, [this](const TurnPiece& piece) { return OnToken(piece); });
   generating_ = false;
   last_activity_ns_ = clock_.NowNanos();
 
+  EndTurn(generate, result);
+  FlushClient();
+  if (stop_requested_ || supervisor_gone_) return Flow::kExit;
+  if (close_requested_) {
+    SendToClient(ipc::MakeAck("session closed"));
+    return Flow::kExit;
+  }
+  return Flow::kContinue;
+}
+
+// Tells the client how the turn ended (Done, an error, or celld's reason for cutting it off) and
+// celld what it generated.
+void SessionServer::EndTurn(const api::Generate& generate, const Result<TurnResult>& result) {
   if (!result) {
     api::ErrorCode code = api::INTERNAL;
     switch (engine_.last_error_kind()) {
@@ -298,7 +381,10 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     // decode_ns runs from the first generated token to the last: it covers one token fewer.
     d->set_decode_tokens_per_second(PerSecond(result->generated_tokens - 1, result->decode_ns));
     d->set_stop_reason(result->stop);
+    d->set_finish_reason(FinishReasonOf(result->stop, generate.has_max_new_tokens()));
     d->set_context_used(static_cast<uint32_t>(engine_.context_used()));
+    d->set_cached_tokens(static_cast<uint32_t>(result->cached_tokens));
+    d->set_dropped_messages(static_cast<uint32_t>(result->dropped_messages));
     if (stop_requested_ && result->stop == api::Done::CANCELLED) {
       // celld cut the generation off (shutdown, kill, lifetime): the client is told that, not
       // handed a Done as if it had cancelled, so it can tell a cut-off answer from a whole one.
@@ -315,16 +401,21 @@ SessionServer::Flow SessionServer::RunTurn(const api::Generate& generate) {
     for (uint32_t us : inter_token_us_) g->add_inter_token_us(us);
     SendToSupervisor(report);
   }
-  FlushClient();
-  if (stop_requested_ || supervisor_gone_) return Flow::kExit;
-  if (close_requested_) {
-    SendToClient(ipc::MakeAck("session closed"));
-    return Flow::kExit;
-  }
-  return Flow::kContinue;
 }
 
-bool SessionServer::OnToken(int32_t token, std::string_view piece) {
+bool SessionServer::OnToken(const TurnPiece& piece) {
+  if (piece.token < 0) {
+    // Text held back until the turn ended: one more piece, without a token.
+    if (client_.valid()) {
+      api::Piece* p = scratch_.mutable_piece();
+      p->set_text(piece.text.data(), piece.text.size());
+      p->clear_token();
+      p->set_reasoning(piece.reasoning.data(), piece.reasoning.size());
+      ipc::AppendFrame(scratch_, &output_);
+      FlushClient();
+    }
+    return !cancel_requested_ && client_.valid();
+  }
   int64_t now = clock_.NowNanos();
   if (last_token_ns_ != 0 && inter_token_us_.size() < kMaxInterTokenSamples) {
     int64_t us = (now - last_token_ns_) / 1000;
@@ -334,8 +425,9 @@ bool SessionServer::OnToken(int32_t token, std::string_view piece) {
   last_token_ns_ = now;
   if (client_.valid()) {
     api::Piece* p = scratch_.mutable_piece();
-    p->set_text(piece.data(), piece.size());
-    p->set_token(static_cast<uint32_t>(token));
+    p->set_text(piece.text.data(), piece.text.size());
+    p->set_token(static_cast<uint32_t>(piece.token));
+    p->set_reasoning(piece.reasoning.data(), piece.reasoning.size());
     ipc::AppendFrame(scratch_, &output_);
     FlushClient();
   }
@@ -346,6 +438,10 @@ bool SessionServer::OnToken(int32_t token, std::string_view piece) {
 }
 
 void SessionServer::ServiceDuringTurn() {
+  // Requests that arrived in the same read as the Generate (a client that sends Generate and
+  // then Cancel or Close at once, as the HTTP gateway does when its client leaves) are already
+  // decoded: the socket will not signal them again.
+  if (client_.valid()) static_cast<void>(HandleBufferedRequests(/*during_turn=*/true));
   for (;;) {
     bool backlogged = client_.valid() && output_.size() - output_sent_ > config_.max_pending_output;
     pollfd fds[2] = {{control_.get(), POLLIN, 0}, {client_.get(), 0, 0}};

@@ -54,9 +54,12 @@ class SessionServer {
   // Main loop pieces.
   Flow HandleControl();
   Flow HandleClientInput(bool during_turn);
+  // The requests already decoded from what was read (HandleClientInput reads, then this).
+  Flow HandleBufferedRequests(bool during_turn);
   Flow HandleRequest(const api::Request& request);
   Flow RunTurn(const api::Generate& generate);
-  bool OnToken(int32_t token, std::string_view piece);
+  void EndTurn(const api::Generate& generate, const Result<TurnResult>& result);
+  bool OnToken(const TurnPiece& piece);
   // Between tokens: look at both channels without blocking; block only while the client's
   // backlog is over the limit.
   void ServiceDuringTurn();
@@ -76,6 +79,9 @@ class SessionServer {
 
   UniqueFd control_;
   UniqueFd client_;
+  // A client connection celld handed over during a turn, attached when the turn has ended.
+  UniqueFd pending_client_;
+  bool pending_reattach_ = false;
   TurnEngine& engine_;
   SessionConfig config_;
   const Clock& clock_;

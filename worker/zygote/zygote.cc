@@ -52,6 +52,8 @@ std::variant<zygote::SessionLimits, int> AwaitAssignment(int control, std::strin
     limits.set_max_new_tokens(m.assign().max_new_tokens());
     limits.set_heartbeat_interval_ms(m.assign().heartbeat_interval_ms());
     limits.set_idle_timeout_ms(m.assign().idle_timeout_ms());
+    limits.set_chat_template(m.assign().chat_template());
+    limits.set_drop_oldest_messages(m.assign().drop_oldest_messages());
     return limits;
   }
 }
@@ -76,7 +78,7 @@ WorkerEntry MakeSessionWorkerEntry(EngineFactory factory) {
       if (const int* exit_status = std::get_if<int>(&assigned)) return *exit_status;
       limits = std::get<zygote::SessionLimits>(assigned);
     }
-    Result<std::unique_ptr<session::TurnEngine>> engine = factory(limits.context_length(), slot);
+    Result<std::unique_ptr<session::TurnEngine>> engine = factory(limits, slot);
     if (!engine) return static_cast<int>(session::WorkerExit::kInternalError);
     session::SessionConfig config;
     config.session_id = session_id;

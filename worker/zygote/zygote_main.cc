@@ -3,6 +3,8 @@
 // cgroup, makes its one BLAS call, reports ready, then forks a sandboxed worker per request.
 // See worker/zygote/zygote.h and docs/ARCHITECTURE.md.
 #include <unistd.h>
+
+#include <climits>
 #include <cstdio>
 
 #include <string>
@@ -11,9 +13,11 @@
 #include "base/journal.h"
 #include "base/print.h"
 #include "base/strings.h"
+#include "engine/formats/gguf.h"
 #include "engine/kernels/kernels.h"
 #include "engine/model.h"
 #include "engine/run_state.h"
+#include "engine/tokenizer/gguf_vocabulary.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "ipc/zygote.pb.h"
 #include "worker/session/engine_turn_engine.h"
@@ -26,17 +30,23 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
 }
 
 int ZygoteMain(int argc, char** argv, const ZygoteHooks& hooks) {
-  std::string model_path, tokenizer_path;
+  std::string model_path, tokenizer_path, chat_template;
   int64_t channel_fd = 3;
+  int64_t ctx_size = 0;
   bool no_mlock = false;
   FlagSet flags("cell-zygote --model FILE [--tokenizer FILE] [--channel-fd N]",
                 "The cellhouse zygote. celld starts it; it is not meant to be run by hand.");
-  flags.String("model", &model_path, "FILE", "checkpoint to map");
-  flags.String("tokenizer", &tokenizer_path, "FILE", "tokenizer (default: <model>.tokenizer)");
+  flags.String("model", &model_path, "FILE", "model to map (llama2.c, int8 or GGUF)");
+  flags.String("tokenizer", &tokenizer_path, "FILE",
+               "tokenizer (default: <model>.tokenizer; a GGUF file has its own vocabulary)");
+  flags.Int("ctx-size", &ctx_size, "N", "cap on the model's context (0: the model's own)");
   flags.Int("channel-fd", &channel_fd, "N", "descriptor of the SOCK_SEQPACKET channel to celld");
   flags.Bool("no-mlock", &no_mlock, "do not lock the weights in memory");
+  flags.String("chat-template", &chat_template, "NAME",
+               "chat-template family for sessions whose policy names none");
   auto rest = flags.Parse(argc - 1, argv + 1);
-  if (!rest || !rest->empty() || model_path.empty() || channel_fd < 0) {
+  if (!rest || !rest->empty() || model_path.empty() || channel_fd < 0 || ctx_size < 0 ||
+      ctx_size > INT32_MAX) {
     Printf(stderr, "cell-zygote: %s\n%s",
            rest ? "--model is required" : rest.error().message().c_str(), flags.Usage().c_str());
     return 2;
@@ -50,10 +60,14 @@ int ZygoteMain(int argc, char** argv, const ZygoteHooks& hooks) {
     Printf(stderr, "%scell-zygote: %s\n", JournalPrefix(kJournalError), e.message().c_str());
     return 1;
   };
-  Result<engine::Model> model = engine::Model::Open(model_path);
+  Result<engine::Model> model =
+      engine::Model::Open(model_path, {.max_context = static_cast<int32_t>(ctx_size)});
   if (!model) return fail(model.error());
+  // A GGUF file carries its own vocabulary; a llama2.c checkpoint has a tokenizer file beside it.
   Result<engine::Tokenizer> tokenizer =
-      engine::Tokenizer::Open(tokenizer_path, model->config().vocab_size);
+      model->gguf() != nullptr
+          ? engine::TokenizerFromGguf(*model->gguf())
+          : engine::Tokenizer::Open(tokenizer_path, model->config().vocab_size);
   if (!tokenizer) return fail(tokenizer.error());
   // Pre-fault while still in celld's cgroup: the page cache is charged here, not to whichever
   // session touches a page first. Locking keeps it from being evicted and re-charged.
@@ -90,8 +104,14 @@ int ZygoteMain(int argc, char** argv, const ZygoteHooks& hooks) {
   const engine::Tokenizer& t = *tokenizer;
   // The slot is unused until the engine computes through the executor (issue 17, phase 2b): a
   // session with one computes alone, as every session does today.
-  EngineFactory factory = [&m, &t](uint32_t context_length, executor::WorkerSlot /*slot*/) {
-    return session::EngineTurnEngine::Create(m, t, context_length);
+  EngineFactory factory = [&m, &t, &chat_template](const zygote::SessionLimits& limits,
+                                                   executor::WorkerSlot /*slot*/) {
+    return session::EngineTurnEngine::Create(
+        m, t,
+        {.context_length = limits.context_length(),
+         // The policy's template first, then celld's --chat-template, then the model's own.
+         .chat_template = limits.chat_template().empty() ? chat_template : limits.chat_template(),
+         .drop_oldest_messages = limits.drop_oldest_messages()});
   };
   if (hooks.wrap_engine) factory = hooks.wrap_engine(std::move(factory));
   std::optional<ExecutorSupport> executor;

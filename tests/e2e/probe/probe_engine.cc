@@ -28,7 +28,7 @@ std::string Outcome(int err) {
 }
 
 session::TurnResult OnePiece(const session::TokenCallback& on_token, const std::string& text) {
-  on_token(0, text);
+  on_token({.token = 0, .text = text});
   session::TurnResult r;
   r.generated_tokens = 1;
   r.stop = api::Done::MAX_TOKENS;
@@ -119,7 +119,7 @@ Result<session::TurnResult> ProbeTurnEngine::Turn(const session::TurnRequest& re
       timespec pause{0, (ms ? *ms : 50) * kNanosPerMilli};
       ::nanosleep(&pause, nullptr);
       ++r.generated_tokens;
-      if (!on_token(static_cast<int32_t>(i), "s ")) {
+      if (!on_token({.token = static_cast<int32_t>(i), .text = "s "})) {
         r.stop = api::Done::CANCELLED;
         return r;
       }

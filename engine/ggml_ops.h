@@ -1,0 +1,74 @@
+// The element-wise and row operations of a GGUF model's forward pass (gguf_forward.h), computed
+// as the reference runtime computes them, so that rounding agrees where greedy decoding would show
+// it: llama.cpp c392e5094's CPU backend as its AVX-512 ("icelake") build runs it, which recorded
+// the references in ../shared/models/gguf. Matrix products are the type kernels'
+// (kernels/type_kernels.h); these are the rest.
+//
+//   RmsNorm(x, weight, dim, 1e-5F, out);          // ggml_rms_norm, then ggml_mul by the weight
+//   RopeAngles(rope, pos, angles);                // ggml_rope_cache_init: cos, sin per pair
+//   Rope(rope, angles, head);                     // one head, in place
+//   SoftMax(scores, n, scale, isa);               // ggml_soft_max_ext with a causal mask
+//   SiluMul(gate, up, n, isa);                    // ggml_silu, then ggml_mul
+//   float s = LanesDotF16(keys, q, n, isa);       // tinyBLAS's f16 product (a prompt's)
+//
+// What each mirrors (ggml-cpu, read from the source and the shipped binary's disassembly):
+//  - RmsNorm: the squares summed in double in index order, mean rounded to float, scale =
+//    1 / sqrtf(mean + eps), out = (x * scale) * weight.
+//  - RopeAngles: theta = pos, multiplied by base^(-2 / dims) once per pair (float), divided by the
+//    pair's frequency factor, times freq_scale; cosf and sinf of it.
+//  - Rope: NORM pairs (2i, 2i + 1), NEOX pairs (i, i + dims / 2): x0' = fma(x0, cos, -(x1 * sin));
+//    x1' = fma(x0, sin, x1 * cos), except NORM pairs that GCC vectorized (eight at a time, then
+//    four) where x1' = fma(x1, cos, x0 * sin). Dimensions past `dims` pass through.
+//  - SoftMax: x * scale, the maximum, then exp(x - max) by ggml_v_expf in runs of 16 values (each
+//    run's sum reduced as _mm512_reduce_add_ps and added to a double), expf for the rest; every
+//    value times (float)(1 / sum).
+//  - SiluMul: x / (1 + exp(-x)) with ggml_v_expf in runs of 16, x / (1 + expf(-x)) for the rest,
+//    then times up.
+//  - LanesDotF16: tinyBLAS's f16 x f16 product (llama.cpp's prompt path): value i accumulates in
+//    lane i % 16 with a fused multiply-add, then the 16 lanes are reduced.
+// Compiled with -ffp-contract=off: every fused multiply-add is written as one. `isa` picks the
+// code (with hardware FMA, AVX2 or AVX-512 where the CPU has it); every choice gives the same
+// bits.
+#ifndef CELLHOUSE_ENGINE_GGML_OPS_H_
+#define CELLHOUSE_ENGINE_GGML_OPS_H_
+
+#include <cstdint>
+
+#include "engine/formats/model_config.h"
+#include "engine/kernels/type_kernels.h"
+
+namespace cellhouse::engine {
+
+// ggml_v_expf's arithmetic for one lane: exp(x) within 1.5 ulp, exactly as the AVX-512 build.
+float GgmlExp(float x);
+
+// _mm512_reduce_add_ps as GCC expands it: (l[i] + l[i + 8]), then (+ 4), then pairs.
+float ReduceAdd16(const float* lanes);
+
+// out[i] = (x[i] * scale) * weight[i], scale = 1 / sqrtf(mean(x²) + eps). out may be x.
+void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out);
+
+struct RopeParams {
+  int32_t dims = 0;  // rotated dimensions of a head (even)
+  float base = 10000.0F;
+  float freq_scale = 1.0F;
+  RopeStyle style = RopeStyle::kInterleaved;
+  const float* freq_factors = nullptr;  // [dims / 2] or null
+};
+// angles[2i] = cos, angles[2i + 1] = sin of pair i's angle at `pos`.
+void RopeAngles(const RopeParams& rope, int32_t pos, float* angles);
+// Rotates one head of at least rope.dims values in place.
+void Rope(const RopeParams& rope, const float* angles, float* head);
+
+// In place: x[i] = exp(x[i] * scale - max) / sum over the n values.
+void SoftMax(float* x, int64_t n, float scale, KernelIsa isa);
+
+// gate[i] = silu(gate[i]) * up[i].
+void SiluMul(float* gate, const float* up, int64_t n, KernelIsa isa);
+
+// sum of a[i] (halves) * b[i] over n values, in tinyBLAS's 16-lane order.
+float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa);
+
+}  // namespace cellhouse::engine
+
+#endif  // CELLHOUSE_ENGINE_GGML_OPS_H_

@@ -1,0 +1,238 @@
+#include "engine/gguf_forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <initializer_list>
+
+#include "engine/ggml_ops.h"
+#include "engine/kernels/half.h"
+
+namespace cellhouse::engine {
+
+namespace {
+
+float* Row(float* base, int32_t row, int64_t width) {
+  return base + static_cast<size_t>(row) * static_cast<size_t>(width);
+}
+const float* Row(const float* base, int32_t row, int64_t width) {
+  return base + static_cast<size_t>(row) * static_cast<size_t>(width);
+}
+
+// One product of a projection: y[n][w.rows] = x[n][w.cols] · w^T (+ bias).
+struct Product {
+  const WeightMatrix* w;
+  float* y;
+  std::span<const float> bias;
+};
+
+// The products of one input with each matrix in turn. The input is rounded to each partner type
+// once, however many matrices share it (Q4_K and Q6_K both take Q8_K).
+void Project(KernelIsa isa, const float* x, int32_t n, int64_t cols, std::byte* typed,
+             std::initializer_list<Product> products) {
+  bool have = false;
+  TensorType quantized_for = TensorType::kF32;
+  size_t row_bytes = 0;
+  for (const Product& p : products) {
+    const TypeKernels& k = GetTypeKernels(p.w->type, isa, p.w->order);
+    if (!have || k.partner != quantized_for) {
+      row_bytes = static_cast<size_t>(*ActivationRowBytes(p.w->type, cols));
+      k.quantize_activations(x, n, cols, typed);
+      quantized_for = k.partner;
+      have = true;
+    }
+    k.matmul({.w = p.w->data,
+              .w_row_bytes = p.w->row_bytes,
+              .cols = cols,
+              .row_begin = 0,
+              .row_end = p.w->rows,
+              .x = typed,
+              .x_row_bytes = row_bytes,
+              .n = n,
+              .y = p.y,
+              .y_stride = static_cast<size_t>(p.w->rows)});
+    if (!p.bias.empty()) {
+      for (int32_t b = 0; b < n; ++b) {
+        float* y = Row(p.y, b, p.w->rows);
+        for (size_t i = 0; i < p.bias.size(); ++i) {
+          y[i] += p.bias[i];
+        }
+      }
+    }
+  }
+}
+
+RopeParams RopeOf(const GgufWeights& w) {
+  return {.dims = w.config.rotated_dims(),
+          .base = w.config.rope_base,
+          .freq_scale = w.rope_freq_scale,
+          .style = w.config.rope_style,
+          .freq_factors = w.rope_freqs.empty() ? nullptr : w.rope_freqs.data()};
+}
+
+}  // namespace
+
+namespace gguf_steps {
+
+void Embed(const GgufWeights& w, KernelIsa isa, std::span<const int32_t> tokens, float* x) {
+  const TypeKernels& k = GetTypeKernels(w.token_embedding.type, isa);
+  for (size_t b = 0; b < tokens.size(); ++b) {
+    k.dequantize(w.token_embedding.Row(tokens[b]), w.config.dim,
+                 Row(x, static_cast<int32_t>(b), w.config.dim));
+  }
+}
+
+void AttentionInputs(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t n,
+                     const Buffers& b) {
+  const ModelConfig& c = w.config;
+  const GgufLayer& lw = w.layers[static_cast<size_t>(layer)];
+  for (int32_t t = 0; t < n; ++t) {
+    RmsNorm(Row(b.x, t, c.dim), lw.attn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
+  }
+  Project(isa, b.h, n, c.dim, b.typed_input,
+          {{&lw.wq, b.q, lw.bq}, {&lw.wk, b.k, lw.bk}, {&lw.wv, b.v, lw.bv}});
+  if (!lw.q_norm.empty()) {
+    const int32_t hd = c.head_size();
+    for (int32_t t = 0; t < n; ++t) {
+      for (int32_t h = 0; h < c.n_heads; ++h) {
+        float* head = Row(b.q, t, c.q_dim()) + static_cast<size_t>(h) * hd;
+        RmsNorm(head, lw.q_norm.data(), hd, c.rms_eps, head);
+      }
+      for (int32_t h = 0; h < c.n_kv_heads; ++h) {
+        float* head = Row(b.k, t, c.kv_dim()) + static_cast<size_t>(h) * hd;
+        RmsNorm(head, lw.k_norm.data(), hd, c.rms_eps, head);
+      }
+    }
+  }
+}
+
+void RotateQueriesAndKeys(const GgufWeights& w, int32_t pos, int32_t n, float* q, float* k,
+                          float* angles) {
+  const ModelConfig& c = w.config;
+  const RopeParams rope = RopeOf(w);
+  const int32_t hd = c.head_size();
+  for (int32_t t = 0; t < n; ++t) {
+    RopeAngles(rope, pos + t, angles);
+    for (int32_t h = 0; h < c.n_heads; ++h) {
+      Rope(rope, angles, Row(q, t, c.q_dim()) + static_cast<size_t>(h) * hd);
+    }
+    for (int32_t h = 0; h < c.n_kv_heads; ++h) {
+      Rope(rope, angles, Row(k, t, c.kv_dim()) + static_cast<size_t>(h) * hd);
+    }
+  }
+}
+
+void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int32_t pos, int32_t n,
+            const float* q, const float* k, const float* v, float* out) {
+  const ModelConfig& c = w.config;
+  const int32_t hd = c.head_size();
+  const int32_t kv_dim = c.kv_dim();
+  const size_t capacity = static_cast<size_t>(s.kv_capacity());
+  uint16_t* keys = s.key_cache_half + static_cast<size_t>(layer) * capacity * kv_dim;
+  uint16_t* values = s.value_cache_half + static_cast<size_t>(layer) * kv_dim * capacity;
+  // Keys by position; values transposed, one row per dimension along the positions.
+  for (int32_t t = 0; t < n; ++t) {
+    const size_t p = static_cast<size_t>(pos) + static_cast<size_t>(t);
+    const float* kt = Row(k, t, kv_dim);
+    const float* vt = Row(v, t, kv_dim);
+    for (int32_t j = 0; j < kv_dim; ++j) {
+      keys[p * kv_dim + j] = FloatToHalf(kt[j]);
+      values[static_cast<size_t>(j) * capacity + p] = FloatToHalf(vt[j]);
+    }
+  }
+  const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
+  const bool prompt = n > 1;  // llama.cpp's tinyBLAS order (see the header)
+  const float scale = 1.0F / std::sqrt(static_cast<float>(hd));
+  const int32_t kv_mul = c.n_heads / c.n_kv_heads;
+  float* weights_half = s.attention_half;
+  float* q_half = s.attention_half + PadToKv(c.seq_len);
+  for (int32_t t = 0; t < n; ++t) {
+    const int32_t count = pos + t + 1;
+    const auto padded = static_cast<int32_t>(PadToKv(count));
+    const float* qt = Row(q, t, c.q_dim());
+    float* ot = Row(out, t, c.q_dim());
+    f16.quantize_activations(qt, 1, c.q_dim(), reinterpret_cast<std::byte*>(q_half));
+    for (int32_t h = 0; h < c.n_heads; ++h) {
+      const size_t g = static_cast<size_t>(h / kv_mul) * hd;
+      const float* qh = q_half + static_cast<size_t>(h) * hd;
+      float* scores = s.scores + static_cast<size_t>(h) * PadToKv(c.seq_len);
+      for (int32_t p = 0; p < count; ++p) {
+        const uint16_t* key = keys + static_cast<size_t>(p) * kv_dim + g;
+        scores[p] = prompt && hd % 16 == 0 ? LanesDotF16(key, qh, hd, isa)
+                                           : f16.dot(reinterpret_cast<const std::byte*>(key),
+                                                     reinterpret_cast<const std::byte*>(qh), hd);
+      }
+      std::fill(scores + count, scores + padded, -INFINITY);  // the causal mask
+      SoftMax(scores, padded, scale, isa);
+      f16.quantize_activations(scores, 1, padded, reinterpret_cast<std::byte*>(weights_half));
+      for (int32_t d = 0; d < hd; ++d) {
+        const uint16_t* row = values + (g + static_cast<size_t>(d)) * capacity;
+        ot[static_cast<size_t>(h) * hd + d] =
+            prompt ? LanesDotF16(row, weights_half, padded, isa)
+                   : f16.dot(reinterpret_cast<const std::byte*>(row),
+                             reinterpret_cast<const std::byte*>(weights_half), padded);
+      }
+    }
+  }
+}
+
+void AttentionOutputAndFeedForward(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t n,
+                                   const Buffers& b) {
+  const ModelConfig& c = w.config;
+  const GgufLayer& lw = w.layers[static_cast<size_t>(layer)];
+  Project(isa, b.h, n, c.q_dim(), b.typed_input, {{&lw.wo, b.h2, {}}});
+  for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) {
+    b.x[i] += b.h2[i];
+  }
+  for (int32_t t = 0; t < n; ++t) {
+    RmsNorm(Row(b.x, t, c.dim), lw.ffn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
+  }
+  Project(isa, b.h, n, c.dim, b.typed_input, {{&lw.w_gate, b.gate, {}}, {&lw.w_up, b.up, {}}});
+  SiluMul(b.gate, b.up, static_cast<int64_t>(n) * c.hidden_dim, isa);
+  Project(isa, b.gate, n, c.hidden_dim, b.typed_input, {{&lw.w_down, b.h2, {}}});
+  for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) {
+    b.x[i] += b.h2[i];
+  }
+}
+
+void Logits(const GgufWeights& w, KernelIsa isa, const float* x_last, const Buffers& b,
+            float* logits) {
+  const ModelConfig& c = w.config;
+  RmsNorm(x_last, w.output_norm.data(), c.dim, c.rms_eps, b.h);
+  Project(isa, b.h, 1, c.dim, b.typed_input, {{&w.classifier, logits, {}}});
+}
+
+}  // namespace gguf_steps
+
+const float* ForwardGguf(const GgufWeights& w, KernelIsa isa, RunState& s,
+                         std::span<const int32_t> tokens, int32_t pos) {
+  const ModelConfig& c = w.config;
+  const gguf_steps::Buffers b{.x = s.x,
+                              .h = s.xb,
+                              .h2 = s.xb2,
+                              .q = s.q,
+                              .k = s.kv_new,
+                              .v = s.kv_new + static_cast<size_t>(kMaxBatch) * c.kv_dim(),
+                              .gate = s.hb,
+                              .up = s.hb2,
+                              .typed_input = s.typed_input};
+  const float* logits = nullptr;
+  for (size_t start = 0; start < tokens.size(); start += kMaxBatch) {
+    const size_t count = std::min<size_t>(kMaxBatch, tokens.size() - start);
+    const auto n = static_cast<int32_t>(count);
+    const int32_t at = pos + static_cast<int32_t>(start);
+    gguf_steps::Embed(w, isa, tokens.subspan(start, count), b.x);
+    for (int32_t l = 0; l < c.n_layers; ++l) {
+      gguf_steps::AttentionInputs(w, isa, l, n, b);
+      gguf_steps::RotateQueriesAndKeys(w, at, n, b.q, b.k, s.rope_cos);
+      gguf_steps::Attend(w, isa, s, l, at, n, b.q, b.k, b.v, b.h);
+      gguf_steps::AttentionOutputAndFeedForward(w, isa, l, n, b);
+    }
+    if (start + count == tokens.size()) {
+      gguf_steps::Logits(w, isa, Row(b.x, n - 1, c.dim), b, s.logits);
+      logits = s.logits;
+    }
+  }
+  return logits;
+}
+
+}  // namespace cellhouse::engine

@@ -1,0 +1,86 @@
+// The forward pass of a GGUF model (llama, qwen2, qwen3; formats/gguf_model.h), computed from the
+// file's own tensor types with the type kernels (kernels/type_kernels.h) and llama.cpp's rounding
+// for everything else (ggml_ops.h), so that greedy outputs agree with the reference runtime.
+//
+//   const float* logits = ForwardGguf(weights, KernelIsa::kAvx512, state, prompt, /*pos=*/0);
+//
+// Per layer, as llama.cpp builds its graph: h = RMSNorm(x) * attn_norm; q, k, v = projections
+// of h (+ biases, qwen2); per-head RMSNorm of q and k (qwen3); RoPE of q and k; keys and values
+// rounded to f16 into the cache; attention; x += attn_output · a; h = RMSNorm(x) * ffn_norm;
+// x += ffn_down · (silu(ffn_gate · h) * (ffn_up · h)). Then RMSNorm(x) * output_norm and the
+// classifier. Attention is llama.cpp's non-flash CPU path: the query and the softmax weights are
+// rounded to f16, scores and weighted sums are f16 dot products over the cache padded to
+// kKvPadding positions (run_state.h), the scale 1/sqrt(head size) is applied inside the softmax.
+//
+// Prompts: llama.cpp multiplies a prompt of more than one token with tinyBLAS where it can, which
+// accumulates attention's f16 products in 16 lanes per output; the attention here does the same
+// for a chunk of several tokens (PromptOrder), so the keys and values a prompt leaves in the cache
+// match the reference's. The weight products are batch-invariant (type_kernels.h): a prompt's
+// rows get what decode would give them.
+//
+// The steps are separate functions (gguf_steps below), split as issue 17's shared executor will
+// need them: the position-independent work of a layer (norms, projections, feed-forward,
+// classifier) apart from what depends on a session's positions and cache (embedding, RoPE,
+// attention).
+#ifndef CELLHOUSE_ENGINE_GGUF_FORWARD_H_
+#define CELLHOUSE_ENGINE_GGUF_FORWARD_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "engine/formats/gguf_model.h"
+#include "engine/kernels/type_kernels.h"
+#include "engine/run_state.h"
+
+namespace cellhouse::engine {
+
+// Runs `tokens` at positions pos .. pos + tokens.size() - 1 (in chunks of kMaxBatch), writing
+// their keys and values into the state's cache (fp16), and returns the last token's logits
+// ([vocab], state.logits). Same contract as Forward (forward.h): non-empty tokens below the
+// vocabulary size that fit the state's context; no allocation, no failure, no system call.
+const float* ForwardGguf(const GgufWeights& weights, KernelIsa isa, RunState& state,
+                         std::span<const int32_t> tokens, int32_t pos);
+
+namespace gguf_steps {
+
+// Where a step reads and writes, for a batch of n tokens (n <= kMaxBatch).
+struct Buffers {
+  float* x;                // [n][dim] residual stream
+  float* h;                // [n][max(dim, q_dim)] normalised input, then attention output
+  float* h2;               // [n][dim] projection output
+  float* q;                // [n][q_dim]
+  float* k;                // [n][kv_dim]
+  float* v;                // [n][kv_dim]
+  float* gate;             // [n][hidden]
+  float* up;               // [n][hidden]
+  std::byte* typed_input;  // the input rows in the weights' partner type (RunState::typed_input)
+};
+
+// --- per session ---
+// x[b] = the embedding row of tokens[b].
+void Embed(const GgufWeights& w, KernelIsa isa, std::span<const int32_t> tokens, float* x);
+// Rotates q[b] and k[b] (every head) for position pos + b; `angles` holds rotated_dims floats.
+void RotateQueriesAndKeys(const GgufWeights& w, int32_t pos, int32_t n, float* q, float* k,
+                          float* angles);
+// Rounds k and v into layer l's cache at positions pos .., then attends: out[b] ([q_dim]) is
+// token b's attention over positions 0 .. pos + b.
+void Attend(const GgufWeights& w, KernelIsa isa, RunState& state, int32_t layer, int32_t pos,
+            int32_t n, const float* q, const float* k, const float* v, float* out);
+
+// --- position-independent (shareable by every session of the model) ---
+// h = RMSNorm(x) * attn_norm; q, k, v = projections (+ biases); per-head q/k norms.
+void AttentionInputs(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t n,
+                     const Buffers& b);
+// x += attn_output · h (h holds the attention output), then the feed-forward block.
+void AttentionOutputAndFeedForward(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t n,
+                                   const Buffers& b);
+// logits = classifier · (RMSNorm(x_last) * output_norm); h is scratch.
+void Logits(const GgufWeights& w, KernelIsa isa, const float* x_last, const Buffers& b,
+            float* logits);
+
+}  // namespace gguf_steps
+
+}  // namespace cellhouse::engine
+
+#endif  // CELLHOUSE_ENGINE_GGUF_FORWARD_H_

@@ -1,0 +1,132 @@
+// The GGUF forward pass's own operations (engine/ggml_ops.h): ggml_v_expf's arithmetic against the
+// exact exponential and at its edges, every instruction-set variant bit-identical to the portable
+// one, and the definitions the rest follow (RMSNorm summed in double, the rope cache, softmax
+// weights summing to one, the 16-lane f16 product).
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/ggml_ops.h"
+#include "engine/kernels/half.h"
+#include "engine/kernels/type_kernels.h"
+
+namespace cellhouse::engine {
+namespace {
+
+uint32_t Bits(float f) {
+  uint32_t b = 0;
+  std::memcpy(&b, &f, sizeof(b));
+  return b;
+}
+
+std::vector<float> Values(size_t n, float scale, uint32_t seed) {
+  std::vector<float> v(n);
+  uint32_t s = seed;
+  for (float& x : v) {
+    s = s * 1664525U + 1013904223U;
+    x = (static_cast<float>(s >> 8) / static_cast<float>(1 << 24) * 2.0F - 1.0F) * scale;
+  }
+  return v;
+}
+
+std::vector<KernelIsa> Isas() {
+  std::vector<KernelIsa> isas = {KernelIsa::kPortable};
+  for (KernelIsa isa : {KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+    if (KernelIsaSupported(isa)) {
+      isas.push_back(isa);
+    }
+  }
+  return isas;
+}
+
+TEST(GgmlOpsTest, ExpIsWithinTwoUlpsAndFlushesAtItsEdges) {
+  for (float x = -103.0F; x < 88.0F; x += 0.0137F) {
+    const double exact = std::exp(static_cast<double>(x));
+    const float ours = GgmlExp(x);
+    EXPECT_NEAR(ours, exact, 2.5 * std::ldexp(1.0, std::ilogb(exact) - 23) + 1e-44) << x;
+  }
+  EXPECT_EQ(GgmlExp(0.0F), 1.0F);
+  EXPECT_EQ(GgmlExp(-INFINITY), 0.0F);
+  EXPECT_EQ(GgmlExp(-200.0F), 0.0F);
+  EXPECT_EQ(GgmlExp(200.0F), INFINITY);
+  EXPECT_TRUE(std::isnan(GgmlExp(NAN)));
+  // A subnormal result is rounded once, as _mm512_scalef_ps rounds it.
+  EXPECT_GT(GgmlExp(-100.0F), 0.0F);
+  EXPECT_LT(GgmlExp(-100.0F), 1e-38F);
+}
+
+TEST(GgmlOpsTest, EveryVariantGivesThePortableBits) {
+  for (int64_t n : {1, 15, 16, 31, 64, 100, 768}) {
+    const std::vector<float> x = Values(static_cast<size_t>(n), 12.0F, static_cast<uint32_t>(n));
+    const std::vector<float> up = Values(static_cast<size_t>(n), 3.0F, 77);
+    std::vector<uint16_t> halves(static_cast<size_t>(n));
+    for (size_t i = 0; i < halves.size(); ++i) {
+      halves[i] = FloatToHalf(up[i]);
+    }
+    std::vector<float> soft_ref = x;
+    std::vector<float> silu_ref = x;
+    SoftMax(soft_ref.data(), n, 0.125F, KernelIsa::kPortable);
+    SiluMul(silu_ref.data(), up.data(), n, KernelIsa::kPortable);
+    const float dot_ref = LanesDotF16(halves.data(), x.data(), n, KernelIsa::kPortable);
+    for (KernelIsa isa : Isas()) {
+      std::vector<float> soft = x;
+      std::vector<float> silu = x;
+      SoftMax(soft.data(), n, 0.125F, isa);
+      SiluMul(silu.data(), up.data(), n, isa);
+      for (size_t i = 0; i < x.size(); ++i) {
+        ASSERT_EQ(Bits(soft[i]), Bits(soft_ref[i])) << KernelIsaName(isa) << " n " << n << " " << i;
+        ASSERT_EQ(Bits(silu[i]), Bits(silu_ref[i])) << KernelIsaName(isa) << " n " << n << " " << i;
+      }
+      EXPECT_EQ(Bits(LanesDotF16(halves.data(), x.data(), n, isa)), Bits(dot_ref))
+          << KernelIsaName(isa) << " n " << n;
+    }
+  }
+}
+
+TEST(GgmlOpsTest, TheDefinitions) {
+  // Softmax: weights summing to one, the largest where the input is, masked values zero.
+  std::vector<float> s = {1.0F, 3.0F, -INFINITY, 2.0F};
+  s.resize(32, -INFINITY);
+  SoftMax(s.data(), 32, 1.0F, KernelIsa::kPortable);
+  double total = 0;
+  for (float w : s) {
+    total += w;
+  }
+  EXPECT_NEAR(total, 1.0, 1e-6);
+  EXPECT_EQ(s[2], 0.0F);
+  EXPECT_NEAR(s[1], std::exp(3.0) / (std::exp(1.0) + std::exp(3.0) + std::exp(2.0)), 1e-6);
+  // RMSNorm: x * (1 / sqrt(mean(x²) + eps)) * w.
+  const std::vector<float> x = {1.0F, -2.0F, 3.0F, 4.0F};
+  const std::vector<float> w = {1.0F, 0.5F, 2.0F, 1.0F};
+  std::vector<float> out(4);
+  RmsNorm(x.data(), w.data(), 4, 1e-5F, out.data());
+  const float scale = 1.0F / std::sqrt(7.5F + 1e-5F);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(out[i], (x[i] * scale) * w[i]);
+  }
+  // The rope cache: pair i turns by pos * base^(-2i/dims), the angle accumulated in float.
+  const RopeParams rope{.dims = 8, .base = 10000.0F};
+  std::vector<float> angles(8);
+  RopeAngles(rope, 3, angles.data());
+  EXPECT_FLOAT_EQ(angles[0], std::cos(3.0F));
+  EXPECT_FLOAT_EQ(angles[3], std::sin(3.0F * std::pow(10000.0F, -0.25F)));
+  // NEOX rotates (i, i + dims/2), NORM (2i, 2i + 1): a unit vector in the first slot turns into
+  // the partner slot of each style.
+  std::vector<float> neox(8, 0.0F);
+  std::vector<float> norm(8, 0.0F);
+  neox[0] = norm[0] = 1.0F;
+  Rope({.dims = 8, .base = 10000.0F, .style = RopeStyle::kNeox}, angles.data(), neox.data());
+  Rope({.dims = 8, .base = 10000.0F}, angles.data(), norm.data());
+  EXPECT_FLOAT_EQ(neox[4], std::sin(3.0F));
+  EXPECT_EQ(neox[1], 0.0F);
+  EXPECT_FLOAT_EQ(norm[1], std::sin(3.0F));
+  // The 16-lane product sums exactly when every product is exact and small.
+  std::vector<uint16_t> ones(40, FloatToHalf(1.0F));
+  std::vector<float> b(40, 0.5F);
+  EXPECT_EQ(LanesDotF16(ones.data(), b.data(), 40, KernelIsa::kPortable), 20.0F);
+}
+
+}  // namespace
+}  // namespace cellhouse::engine

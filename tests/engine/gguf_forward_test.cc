@@ -1,0 +1,245 @@
+// The GGUF forward pass against a plain double-precision implementation written here from each
+// architecture's definition (llama: interleaved RoPE; qwen2: q/k/v biases, NEOX RoPE; qwen3:
+// per-head RMSNorm of queries and keys before NEOX RoPE, heads of their own size), on small
+// generated models with f32 weights. The engine rounds queries, keys, values and attention weights
+// to f16 as llama.cpp does, so the logits agree to about 1e-3 of their range, not to the bit; a
+// wrong rotation, norm or head layout is off by the whole range.
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "base/mapping.h"
+#include "engine/forward.h"
+#include "engine/gguf_forward.h"
+#include "engine/kernels/kernels.h"
+#include "engine/model.h"
+#include "engine/run_state.h"
+#include "tests/engine/gguf_test_models.h"
+#include "tests/support/test_env.h"
+
+namespace cellhouse::engine {
+namespace {
+
+using testing::GgufFloats;
+using testing::GgufSpec;
+
+// The architecture's definition in doubles, one token at a time.
+class Reference {
+ public:
+  Reference(const GgufSpec& spec, const GgufFloats& f)
+      : s_(spec),
+        f_(f),
+        hd_(spec.head_dim != 0 ? spec.head_dim : spec.dim / spec.heads),
+        keys_(static_cast<size_t>(spec.layers)),
+        values_(static_cast<size_t>(spec.layers)) {}
+
+  std::vector<double> Step(int32_t token, int32_t pos) {
+    const std::vector<float>& embd = f_.at("token_embd.weight");
+    std::vector<double> x(embd.begin() + static_cast<ptrdiff_t>(token) * s_.dim,
+                          embd.begin() + static_cast<ptrdiff_t>(token + 1) * s_.dim);
+    const int32_t q_dim = hd_ * s_.heads;
+    const int32_t kv_dim = hd_ * s_.kv_heads;
+    for (int32_t l = 0; l < s_.layers; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      std::vector<double> h = Norm(x, f_.at(p + "attn_norm.weight"));
+      std::vector<double> q = MatVec(p + "attn_q.weight", h, q_dim);
+      std::vector<double> k = MatVec(p + "attn_k.weight", h, kv_dim);
+      std::vector<double> v = MatVec(p + "attn_v.weight", h, kv_dim);
+      if (s_.biases) {
+        Add(q, f_.at(p + "attn_q.bias"));
+        Add(k, f_.at(p + "attn_k.bias"));
+        Add(v, f_.at(p + "attn_v.bias"));
+      }
+      for (int32_t head = 0; head < s_.heads; ++head) {
+        if (s_.qk_norm) {
+          NormHead(q, head, f_.at(p + "attn_q_norm.weight"));
+        }
+        Rotate(q, head, pos);
+      }
+      for (int32_t head = 0; head < s_.kv_heads; ++head) {
+        if (s_.qk_norm) {
+          NormHead(k, head, f_.at(p + "attn_k_norm.weight"));
+        }
+        Rotate(k, head, pos);
+      }
+      keys_[static_cast<size_t>(l)].push_back(k);
+      values_[static_cast<size_t>(l)].push_back(v);
+      std::vector<double> attn(static_cast<size_t>(q_dim));
+      const auto& ks = keys_[static_cast<size_t>(l)];
+      const auto& vs = values_[static_cast<size_t>(l)];
+      for (int32_t head = 0; head < s_.heads; ++head) {
+        const size_t g = static_cast<size_t>(head / (s_.heads / s_.kv_heads)) * hd_;
+        std::vector<double> w(ks.size());
+        double max = -std::numeric_limits<double>::infinity();
+        for (size_t t = 0; t < ks.size(); ++t) {
+          double dot = 0;
+          for (int32_t i = 0; i < hd_; ++i) {
+            dot += q[static_cast<size_t>(head) * hd_ + i] * ks[t][g + i];
+          }
+          w[t] = dot / std::sqrt(static_cast<double>(hd_));
+          max = std::max(max, w[t]);
+        }
+        double sum = 0;
+        for (double& e : w) {
+          e = std::exp(e - max);
+          sum += e;
+        }
+        for (size_t t = 0; t < ks.size(); ++t) {
+          for (int32_t i = 0; i < hd_; ++i) {
+            attn[static_cast<size_t>(head) * hd_ + i] += w[t] / sum * vs[t][g + i];
+          }
+        }
+      }
+      Add(x, MatVec(p + "attn_output.weight", attn, s_.dim));
+      h = Norm(x, f_.at(p + "ffn_norm.weight"));
+      std::vector<double> gate = MatVec(p + "ffn_gate.weight", h, s_.hidden);
+      const std::vector<double> up = MatVec(p + "ffn_up.weight", h, s_.hidden);
+      for (size_t i = 0; i < gate.size(); ++i) {
+        gate[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
+      }
+      Add(x, MatVec(p + "ffn_down.weight", gate, s_.dim));
+    }
+    return MatVec(s_.tied ? "token_embd.weight" : "output.weight",
+                  Norm(x, f_.at("output_norm.weight")), s_.vocab);
+  }
+
+ private:
+  std::vector<double> MatVec(const std::string& name, const std::vector<double>& x,
+                             int32_t rows) const {
+    const std::vector<float>& w = f_.at(name);
+    std::vector<double> y(static_cast<size_t>(rows));
+    for (size_t r = 0; r < y.size(); ++r) {
+      for (size_t c = 0; c < x.size(); ++c) {
+        y[r] += static_cast<double>(w[r * x.size() + c]) * x[c];
+      }
+    }
+    return y;
+  }
+  std::vector<double> Norm(const std::vector<double>& x, const std::vector<float>& w) const {
+    double ss = 0;
+    for (double v : x) {
+      ss += v * v;
+    }
+    const double scale = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + s_.rms_eps);
+    std::vector<double> y(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      y[i] = x[i] * scale * w[i];
+    }
+    return y;
+  }
+  void NormHead(std::vector<double>& v, int32_t head, const std::vector<float>& w) const {
+    const auto begin = v.begin() + static_cast<ptrdiff_t>(head) * hd_;
+    std::vector<double> part(begin, begin + hd_);
+    part = Norm(part, w);
+    std::copy(part.begin(), part.end(), begin);
+  }
+  // Pair i turns by pos / base^(2i / hd) (over its frequency factor): NEOX pairs (i, i + hd/2)
+  // for the Qwens, interleaved pairs (2i, 2i + 1) for llama.
+  void Rotate(std::vector<double>& v, int32_t head, int32_t pos) const {
+    double* x = v.data() + static_cast<size_t>(head) * hd_;
+    const bool neox = s_.arch != "llama";
+    for (int32_t i = 0; i < hd_ / 2; ++i) {
+      double theta = pos * std::pow(static_cast<double>(s_.rope_base), -2.0 * i / hd_);
+      if (s_.rope_freqs) {
+        theta /= f_.at("rope_freqs.weight")[static_cast<size_t>(i)];
+      }
+      const int32_t a = neox ? i : 2 * i;
+      const int32_t b = neox ? i + hd_ / 2 : 2 * i + 1;
+      const double x0 = x[a];
+      const double x1 = x[b];
+      x[a] = x0 * std::cos(theta) - x1 * std::sin(theta);
+      x[b] = x0 * std::sin(theta) + x1 * std::cos(theta);
+    }
+  }
+  static void Add(std::vector<double>& x, const std::vector<double>& y) {
+    for (size_t i = 0; i < x.size(); ++i) {
+      x[i] += y[i];
+    }
+  }
+  static void Add(std::vector<double>& x, const std::vector<float>& y) {
+    for (size_t i = 0; i < x.size(); ++i) {
+      x[i] += y[i];
+    }
+  }
+
+  const GgufSpec& s_;
+  const GgufFloats& f_;
+  const int32_t hd_;
+  std::vector<std::vector<std::vector<double>>> keys_;    // [layer][position][kv_dim]
+  std::vector<std::vector<std::vector<double>>> values_;  // [layer][position][kv_dim]
+};
+
+struct Case {
+  std::string name;
+  GgufSpec spec;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+class GgufForwardTest : public ::testing::TestWithParam<Case> {};
+
+// A prompt of six tokens at once, then ten one at a time; the logits at every step against the
+// reference's.
+TEST_P(GgufForwardTest, LogitsFollowTheArchitecturesDefinition) {
+  const GgufSpec& spec = GetParam().spec;
+  GgufFloats floats;
+  cellhouse::testing::TempDir dir;
+  const std::string path = dir.File("m.gguf");
+  ASSERT_TRUE(testing::MakeGgufModel(spec, &floats).WriteFile(path));
+  Result<Model> model = Model::Open(path);
+  ASSERT_TRUE(model) << model.error().message();
+  ASSERT_EQ(model->format(), WeightFormat::kGguf);
+  for (MatVecKernel kind : {MatVecKernel::kAuto, MatVecKernel::kOpenBlas}) {
+    const Kernels k = SelectKernels(kind);
+    RunState state = *RunState::Create(model->config(), 32, model->kv_precision());
+    Reference fresh(spec, floats);
+    const std::vector<int32_t> prompt = {1, 300 - 40, 7, 265, 299, 42};
+    const float* logits = Forward(model->weights(), k, state, prompt, 0);
+    std::vector<double> expected;
+    for (size_t i = 0; i < prompt.size(); ++i) {
+      expected = fresh.Step(prompt[i], static_cast<int32_t>(i));
+    }
+    for (int32_t step = 0; step < 11; ++step) {
+      double range = 0;
+      double worst = 0;
+      for (int32_t t = 0; t < spec.vocab; ++t) {
+        range = std::max(range, std::fabs(expected[static_cast<size_t>(t)]));
+        worst = std::max(worst, std::fabs(logits[t] - expected[static_cast<size_t>(t)]));
+      }
+      EXPECT_LT(worst, 2e-3 * range + 1e-4)
+          << GetParam().name << " " << MatVecKernelName(kind) << " step " << step << ": logits "
+          << "range " << range;
+      if (step == 10) {
+        break;
+      }
+      const int32_t next = (37 * step + 11) % spec.vocab;
+      const auto pos = static_cast<int32_t>(prompt.size()) + step;
+      logits = Forward(model->weights(), k, state, std::span(&next, 1), pos);
+      expected = fresh.Step(next, pos);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Architectures, GgufForwardTest,
+    ::testing::Values(
+        Case{"qwen3", {.arch = "qwen3", .head_dim = 24, .qk_norm = true, .seed = 3}},
+        Case{"qwen3_gqa_untied",
+             {.arch = "qwen3",
+              .heads = 8,
+              .kv_heads = 2,
+              .head_dim = 32,
+              .tied = false,
+              .qk_norm = true,
+              .seed = 4}},
+        Case{"qwen2", {.arch = "qwen2", .rope_base = 1e6F, .biases = true, .seed = 5}},
+        Case{"llama", {.arch = "llama", .kv_heads = 4, .seed = 6}},
+        Case{"llama31_rope_freqs", {.arch = "llama", .rope_base = 5e5F, .rope_freqs = true}}),
+    [](const ::testing::TestParamInfo<Case>& c) { return c.param.name; });
+
+}  // namespace
+}  // namespace cellhouse::engine
