@@ -15,6 +15,9 @@ namespace cellhouse::executor {
 namespace {
 
 constexpr int64_t kNoDeadline = std::numeric_limits<int64_t>::max();
+// RemoveSlot ids remembered before their AddSlot arrived: celld removes a slot only after the
+// zygote answered for its worker, so at most a few are ever in flight.
+constexpr size_t kMaxRemovedEarly = 256;
 
 int64_t ProcessCpuNanos() {
   timespec ts{};
@@ -23,6 +26,12 @@ int64_t ProcessCpuNanos() {
 }
 
 }  // namespace
+
+size_t BatchRowsBucket(uint32_t rows) {
+  size_t bucket = 0;
+  while (bucket + 1 < kBatchRowsBuckets && (uint64_t{1} << bucket) < rows) ++bucket;
+  return bucket;
+}
 
 Result<std::unique_ptr<BatchLoop>> BatchLoop::Create(StepCompute& compute, ThreadPool& pool,
                                                      const ExecutorOptions& options) {
@@ -74,6 +83,12 @@ Status BatchLoop::AddSlot(uint64_t slot_id, UniqueFd memfd) {
   for (const Slot& s : slots_) {
     if (s.id == slot_id) return refuse(Error(StrCat("slot ", slot_id, " is already served")));
   }
+  if (auto early = std::find(removed_early_.begin(), removed_early_.end(), slot_id);
+      early != removed_early_.end()) {
+    removed_early_.erase(early);
+    // Its worker is gone already: nobody waits on the slot, so it is not even mapped.
+    return refuse(Error(StrCat("slot ", slot_id, " was removed before it arrived")));
+  }
   if (Status st = CheckSlotFd(memfd.get(), shape_); !st) return refuse(std::move(st).error());
   Result<int> cell = arena_.Map(memfd.get());
   if (!cell) {
@@ -115,6 +130,25 @@ void BatchLoop::RemoveSlot(uint64_t slot_id) {
       return;
     }
   }
+  if (removed_early_.size() == kMaxRemovedEarly) removed_early_.erase(removed_early_.begin());
+  removed_early_.push_back(slot_id);
+}
+
+void BatchLoop::PauseSlot(uint64_t slot_id, int64_t until_ns) {
+  const int64_t now = MonotonicNanos();
+  until_ns = std::min(until_ns, now + kMaxPauseNs);
+  for (Slot& s : slots_) {
+    if (s.id != slot_id) continue;
+    // The pause's length is counted when it is given; one replaced early gives back the rest.
+    if (s.paused_until_ns > now) s.usage.paused_ns -= s.paused_until_ns - now;
+    if (until_ns > now) s.usage.paused_ns += until_ns - now;
+    s.paused_until_ns = until_ns;
+    return;
+  }
+}
+
+void BatchLoop::RefreshPauses(int64_t now) {
+  for (Slot& s : slots_) s.paused = now < s.paused_until_ns;
 }
 
 void BatchLoop::Answer(Slot& slot, SlotVerdict verdict, uint32_t seq) {
@@ -192,7 +226,7 @@ void BatchLoop::ExpireSilent(int64_t now) {
 }
 
 bool BatchLoop::Expected(const Slot& slot) const {
-  return !slot.ready && !slot.late && ExpectedRound(slot.progress).has_value();
+  return !slot.ready && !slot.late && !slot.paused && ExpectedRound(slot.progress).has_value();
 }
 
 void BatchLoop::GiveUpOnAbsent(int64_t now) {
@@ -215,11 +249,13 @@ void BatchLoop::RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns)
   int64_t now = MonotonicNanos();
   Intake(now);
   ExpireSilent(now);
+  RefreshPauses(now);
   GiveUpOnAbsent(now);
   gather_.clear();
   for (const Slot& s : slots_) {
     GatherSlot g;
-    g.ready = s.ready;
+    // A paused slot is neither run nor waited for: the others' batches go on without it.
+    g.ready = s.ready && !s.paused;
     g.ready_since_ns = s.since_ns;
     if (s.ready) {
       g.round = s.message.round;
@@ -250,6 +286,7 @@ int64_t BatchLoop::NextDeadline(const GatherDecision& decision, int64_t caller) 
   int64_t deadline = caller < 0 ? kNoDeadline : caller;
   if (decision.kind == GatherDecision::kWait) deadline = std::min(deadline, decision.wait_until_ns);
   for (const Slot& s : slots_) {
+    if (s.paused) deadline = std::min(deadline, s.paused_until_ns);
     if (s.ready) continue;
     // When a slot stops being expected, the gather may change its mind.
     if (Expected(s)) {
@@ -266,7 +303,8 @@ void BatchLoop::RunRound(uint32_t round) {
   // The slots ready at `round`, oldest first, up to the batch's row budget.
   taken_.clear();
   for (size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i].ready && slots_[i].message.round == round) taken_.push_back(i);
+    const Slot& s = slots_[i];
+    if (s.ready && !s.paused && s.message.round == round) taken_.push_back(i);
   }
   std::sort(taken_.begin(), taken_.end(),
             [&](size_t a, size_t b) { return slots_[a].since_ns < slots_[b].since_ns; });
@@ -347,6 +385,7 @@ void BatchLoop::RunRound(uint32_t round) {
   totals_.rows += next_row;
   totals_.cpu_ns += cpu;
   totals_.gathers_cut_short += cut_short ? 1 : 0;
+  totals_.batch_rows[BatchRowsBucket(next_row)] += 1;
   if (all_taken) sweep_.position = (round + 1) % shape_.rounds;
   sweep_.arrived_ns = done;
 }

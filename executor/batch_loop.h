@@ -52,6 +52,7 @@ struct SlotUsage {
   uint64_t steps = 0;
   int64_t cpu_ns = 0;
   uint64_t late = 0;
+  int64_t paused_ns = 0;
 };
 
 struct SlotEvent {
@@ -62,11 +63,21 @@ struct SlotEvent {
   SlotUsage usage;
 };
 
+// Batches by rows: bucket i holds those of at most 2^i rows and more than 2^(i-1); the last, all
+// larger ones (ipc/executor.proto ExecutorReport.batch_rows_buckets).
+inline constexpr size_t kBatchRowsBuckets = 12;
+size_t BatchRowsBucket(uint32_t rows);
+
+// The longest pause celld may ask for: below a worker's response timeout (slot_client.h), so a
+// paused worker waits instead of failing over.
+inline constexpr int64_t kMaxPauseNs = 2'000'000'000;
+
 struct LoopTotals {
   uint64_t batches = 0;
   uint64_t rows = 0;
   int64_t cpu_ns = 0;
   uint64_t gathers_cut_short = 0;
+  uint64_t batch_rows[kBatchRowsBuckets] = {};
 };
 
 class BatchLoop {
@@ -84,8 +95,13 @@ class BatchLoop {
   // refused (its worker is told through the slot when it could be mapped; a REFUSED event says
   // why) and the error is returned.
   Status AddSlot(uint64_t slot_id, UniqueFd memfd);
-  // celld says the slot's worker is gone.
+  // celld says the slot's worker is gone. An id not served yet is remembered (a bounded number
+  // of them): its AddSlot, overtaken on the other channel, is then refused.
   void RemoveSlot(uint64_t slot_id);
+  // Fairness: the slot's rounds are not served until `until_ns` (CLOCK_MONOTONIC, at most
+  // kMaxPauseNs from now); batches neither include nor wait for it meanwhile. Replaces an earlier
+  // pause; a time in the past ends it. Unknown ids are ignored.
+  void PauseSlot(uint64_t slot_id, int64_t until_ns);
 
   // One turn: takes new messages, drops slots silent past the timeout, and runs one batch if the
   // gather policy says so; otherwise sleeps until a slot sends something, one of `extra` is
@@ -110,12 +126,15 @@ class BatchLoop {
     SlotMessage message;
     int64_t since_ns = 0;  // ready: when taken; otherwise when last answered
     bool late = false;
+    int64_t paused_until_ns = 0;
+    bool paused = false;  // paused_until_ns is ahead (refreshed at each turn)
     SlotUsage usage;
   };
 
   BatchLoop(StepCompute& compute, ThreadPool& pool, const ExecutorOptions& options, SlotArena arena,
             Mapping input);
   void Intake(int64_t now);
+  void RefreshPauses(int64_t now);
   void ExpireSilent(int64_t now);
   // Waited for: not ready, not late, and in a step or between steps.
   bool Expected(const Slot& slot) const;
@@ -139,6 +158,7 @@ class BatchLoop {
   std::vector<GatherSlot> gather_;
   std::vector<FutexWaiter> waiters_;
   std::vector<SlotEvent> events_;
+  std::vector<uint64_t> removed_early_;  // RemoveSlot before AddSlot, oldest first (bounded)
   Sweep sweep_;
   int64_t spread_ema_ns_ = 0;
   LoopTotals totals_;

@@ -1,5 +1,6 @@
 #include "executor/executor_process.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,7 @@ void FillUsage(const SlotUsage& u, executor_ipc::SlotUsage* out) {
   out->set_steps(u.steps);
   out->set_cpu_ns(static_cast<uint64_t>(u.cpu_ns));
   out->set_late(u.late);
+  out->set_paused_ns(static_cast<uint64_t>(std::max<int64_t>(u.paused_ns, 0)));
 }
 
 executor_ipc::SlotEvent::Kind KindOf(SlotEvent::Kind kind) {
@@ -101,6 +103,10 @@ class ExecutorProcess {
       if (m->would_block) return std::nullopt;
       if (m->message.has_stop()) return ExecutorExit::kStopped;
       if (m->message.has_remove_slot()) loop_.RemoveSlot(m->message.remove_slot().slot_id());
+      if (m->message.has_pause_slot()) {
+        const executor_ipc::PauseSlot& p = m->message.pause_slot();
+        loop_.PauseSlot(p.slot_id(), MonotonicNanos() + int64_t{p.duration_ms()} * kNanosPerMilli);
+      }
     }
   }
 
@@ -123,6 +129,7 @@ class ExecutorProcess {
     report.set_slot_capacity(static_cast<uint32_t>(loop_.slot_capacity()));
     report.set_gathers_cut_short(t.gathers_cut_short);
     report.set_gather_window_us(static_cast<uint64_t>(loop_.gather_window_ns() / 1000));
+    for (uint64_t n : t.batch_rows) report.add_batch_rows_buckets(n);
     // Non-blocking: a celld that does not read loses reports, never the executor's time. Events
     // stay queued until one report carrying them went out.
     if (!ipc::SendMessage(channels_.control.get(), report)) return false;

@@ -1,8 +1,8 @@
 // The executor process's main loop, once the zygote has forked and contained it: starts its
 // threads (one per CPU of its cpuset), registers the slots' liveness words, then serves —
 // slots arriving from the zygote (with a doorbell futex so that it never polls for them),
-// celld's RemoveSlot/Stop, the batch loop, and a usage report to celld every report interval
-// (docs/EXECUTOR.md).
+// celld's RemoveSlot/PauseSlot/Stop, the batch loop, and a usage report to celld every report
+// interval (docs/EXECUTOR.md).
 //
 //   // in the zygote's executor entry, after the sandbox is complete:
 //   return RunExecutor(std::move(channels), OptionsFromSpec(spec), *compute);

@@ -31,7 +31,7 @@ Result<SlotMemory> SlotMemory::Create(const SlotShape& shape) {
   CH_ASSIGN_OR_RETURN(Mapping mapping, Mapping::MapReadWriteShared(fd, bytes, "executor slot"));
   // Only the header page is touched here: the payload's pages are first written by the worker,
   // in its own cgroup, which is charged for them (shared memory is charged to whoever faults
-  // a page in first).
+  // a page in first; TouchPayload).
   InitHeader(HeaderOf(mapping.address()), shape);
   return SlotMemory(std::move(fd), std::move(mapping), shape);
 }
@@ -40,6 +40,17 @@ void SlotMemory::MarkUnavailable() {
   SlotHeader* h = HeaderOf(mapping_.address());
   h->liveness.store(kLivenessOwnerDied, std::memory_order_release);
   FutexWake(&h->liveness, 1 << 30);
+}
+
+void TouchPayload(const WorkerSlot& slot) {
+  if (!slot.valid()) return;
+  auto* page = static_cast<std::byte*>(slot.base) + kSlotHeaderBytes;
+  auto* end = static_cast<std::byte*>(slot.base) + slot.bytes;
+  for (; page < end; page += kSlotPageBytes) {
+    // One volatile store per page: the compiler may not drop it, and the payload is all zero
+    // before the first message anyway.
+    *reinterpret_cast<volatile std::byte*>(page) = std::byte{0};
+  }
 }
 
 Status CheckSlotFd(int fd, const SlotShape& shape) {

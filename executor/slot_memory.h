@@ -52,6 +52,12 @@ class SlotMemory {
   SlotShape shape_;
 };
 
+// Writes every page of the slot's payload once, from the worker, right after its fork: shared
+// memory is charged to the cgroup that faults a page in first, so this charges the whole slot to
+// the session — without it, the executor's answers would charge its own cgroup for the pages the
+// worker never wrote (the final answer and outputs wider than the inputs).
+void TouchPayload(const WorkerSlot& slot);
+
 // The executor's check of a descriptor before it maps it: a memfd of exactly SlotBytes(shape)
 // bytes, sealed against shrinking and growing.
 Status CheckSlotFd(int fd, const SlotShape& shape);

@@ -389,7 +389,7 @@ uint64_t CompiledPolicy::WorstCaseSessionBytes(const ModelFacts& facts,
   if (context_length == 0) {
     context_length = facts.seq_len;
   }
-  return SessionBytes(facts, context_length);
+  return PolicySessionBytes(proto_, facts, context_length);
 }
 
 Result<std::shared_ptr<const CompiledPolicy>> CompilePolicy(Policy policy,

@@ -97,7 +97,8 @@ class CompiledPolicy {
   // CLONE_NEWUSER | CLONE_NEWPID | ... as the policy's namespaces say.
   uint64_t CloneNamespaceFlags() const;
   // Memory a session needs at `context_length` tokens (0: the policy's context_length, else the
-  // model's seq_len): KV cache + fixed state + worker overhead. What admission reserves.
+  // model's seq_len): KV cache + fixed state + worker overhead, + its executor slot when the
+  // policy shares the executor and celld runs one. What admission reserves.
   uint64_t WorstCaseSessionBytes(const ModelFacts& facts, uint32_t context_length) const;
 
  private:

@@ -70,6 +70,9 @@ class Validator {
     SeccompSettings();
     Budgets();
     Gateway();
+    if (!p_.has_shared_executor()) {
+      p_.set_shared_executor(true);
+    }
     MemoryAgainstModel();
   }
 
@@ -543,13 +546,14 @@ class Validator {
     if (context == 0 || context > facts_->seq_len) {
       return;  // already refused
     }
-    const uint64_t need = SessionBytes(*facts_, context);
+    const uint64_t need = PolicySessionBytes(p_, *facts_, context);
     const uint64_t max = p_.cgroup().memory_max_bytes();
     if (need <= max) {
       return;
     }
     // The largest context that fits, to say what to change.
-    const uint64_t fixed = SessionBytes(*facts_, 0);
+    const uint64_t fixed = PolicySessionBytes(p_, *facts_, 0);
+    const uint64_t slot = fixed - SessionBytes(*facts_, 0);
     std::string fits = "no context at all fits";
     if (fixed < max && facts_->kv_bytes_per_token > 0) {
       fits =
@@ -561,6 +565,7 @@ class Validator {
                   FormatBytes(need), ") a session needs at context_length ", context, " (KV ",
                   FormatBytes(need - fixed), " + state ", FormatBytes(facts_->state_fixed_bytes),
                   " + worker ", FormatBytes(facts_->worker_overhead_bytes),
+                  slot > 0 ? StrCat(" + executor slot ", FormatBytes(slot)) : std::string(),
                   "): the worker would be OOM-killed. Raise memory_max_bytes to at least ", need,
                   ", or lower budgets.context_length (", fits, ")."));
   }
@@ -676,6 +681,19 @@ void AddProfileRules(const Seccomp& s, const OciImport& profile, FilterSpec* spe
 }
 
 }  // namespace
+
+uint64_t PolicySessionBytes(const Policy& policy, const ModelFacts& facts,
+                            uint32_t context_length) {
+  const uint64_t bytes = SessionBytes(facts, context_length);
+  // An unset field is the default, true (an effective policy always has it set).
+  const bool shares = !policy.has_shared_executor() || policy.shared_executor();
+  if (!shares || facts.executor_slot_bytes == 0) {
+    return bytes;
+  }
+  return bytes > std::numeric_limits<uint64_t>::max() - facts.executor_slot_bytes
+             ? std::numeric_limits<uint64_t>::max()
+             : bytes + facts.executor_slot_bytes;
+}
 
 uint64_t SessionBytes(const ModelFacts& facts, uint32_t context_length) {
   constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();

@@ -26,11 +26,16 @@ struct ModelFacts {
   uint64_t kv_bytes_per_token = 0;     // KV cache bytes one position costs
   uint64_t state_fixed_bytes = 0;      // activations and buffers independent of context
   uint64_t worker_overhead_bytes = 0;  // the worker process itself (stack, heap, libraries)
+  // One shared executor slot (ZygoteReady.executor_slot_bytes): what a session of a policy with
+  // shared_executor adds. 0 when celld runs no executor.
+  uint64_t executor_slot_bytes = 0;
 };
 
 // KV cache for `context_length` tokens + fixed state + worker overhead; saturates at
 // UINT64_MAX instead of wrapping.
 uint64_t SessionBytes(const ModelFacts& facts, uint32_t context_length);
+// SessionBytes, plus the executor slot when the (effective) policy shares the executor.
+uint64_t PolicySessionBytes(const Policy& policy, const ModelFacts& facts, uint32_t context_length);
 
 // `facts` may be null: model-dependent defaults and checks are then skipped.
 void ApplyDefaultsAndValidate(Policy* policy, const ModelFacts* facts,

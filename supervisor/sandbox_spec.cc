@@ -1,5 +1,8 @@
 #include "supervisor/sandbox_spec.h"
 
+#include <sched.h>
+#include <sys/resource.h>
+
 #include <cstring>
 
 #include "ipc/worker_contract.h"
@@ -54,6 +57,43 @@ cgroup::Limits CgroupLimitsFor(const policy::Policy& p, const resources::WorkerG
   }
   if (c.has_cpu_weight()) limits.cpu_weight = c.cpu_weight();
   if (gpu != nullptr) limits.device_memory = gpu->device_memory;
+  return limits;
+}
+
+zygote::SandboxSpec BuildExecutorSandboxSpec(const ExecutorRecipe& recipe,
+                                             zygote::SandboxSpec::CgroupPlacement placement) {
+  zygote::SandboxSpec spec;
+  spec.set_cgroup(placement);
+  if (!recipe.sandbox_enabled) {
+    spec.set_disabled(true);
+    return spec;
+  }
+  spec.set_namespace_flags(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
+                           CLONE_NEWIPC | CLONE_NEWNET);
+  spec.set_host_uid(recipe.host_id_first);
+  spec.set_host_gid(recipe.host_id_first);
+  spec.set_inside_uid(ipc::kWorkerInsideUid);
+  spec.set_inside_gid(ipc::kWorkerInsideGid);
+  spec.set_hostname("cell-executor");
+  const uint64_t nproc = uint64_t{recipe.threads} + 2;
+  for (auto [resource, value] :
+       {std::pair{RLIMIT_CORE, uint64_t{0}}, std::pair{RLIMIT_FSIZE, uint64_t{0}},
+        std::pair{RLIMIT_MEMLOCK, uint64_t{0}}, std::pair{RLIMIT_NOFILE, uint64_t{16}},
+        std::pair{RLIMIT_NPROC, nproc}}) {
+    zygote::Rlimit* r = spec.add_rlimits();
+    r->set_resource(resource);
+    r->set_soft(value);
+    r->set_hard(value);
+  }
+  spec.set_seccomp_bpf(recipe.seccomp_bpf);
+  return spec;
+}
+
+cgroup::Limits ExecutorCgroupLimits(const ExecutorRecipe& recipe) {
+  cgroup::Limits limits;
+  limits.memory_max = recipe.memory_max_bytes;
+  limits.swap_max = 0;
+  limits.pids_max = uint64_t{recipe.threads} + 4;
   return limits;
 }
 

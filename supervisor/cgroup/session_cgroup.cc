@@ -134,6 +134,18 @@ Result<uint64_t> SessionCgroup::CpuUsageNanos() const {
   return *usec * 1000;
 }
 
+Status SessionCgroup::SetCpuWeight(uint32_t weight) {
+  Limits changed = limits_;
+  changed.cpu_weight = weight;
+  CH_RETURN_IF_ERROR(ValidateLimits(changed));
+  const bool v1 = version_ == Version::kV1;
+  CH_RETURN_IF_ERROR(
+      fs_->WriteFile(JoinPath(paths_.cpu, v1 ? "cpu.shares" : "cpu.weight"),
+                     std::to_string(v1 ? CpuWeightToShares(weight) : uint64_t{weight})));
+  limits_.cpu_weight = weight;
+  return Ok();
+}
+
 Result<std::vector<pid_t>> SessionCgroup::Pids() const {
   std::set<pid_t> all;
   for (const std::string& dir : Directories()) {

@@ -109,6 +109,10 @@ class SessionCgroup {
   // kernel has no oom_kill counter.
   Result<std::optional<std::string>> OomOutcome() const;
 
+  // Changes the CPU weight (1..10000; v2 cpu.weight, v1 cpu.shares by CpuWeightToShares) of a
+  // cgroup whose share follows what it serves: the shared executor's, weighted by its sessions.
+  Status SetCpuWeight(uint32_t weight);
+
   // Sends SIGKILL to everything in the cgroup once (v2 cgroup.kill where present), no waiting.
   Status Kill() const;
   // Kills what is left, waits until the cgroup is empty, removes its directories. Idempotent

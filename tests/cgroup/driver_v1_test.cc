@@ -92,6 +92,23 @@ TEST(V1DriverTest, SessionGetsExactLimitFilesAndProcsFds) {
   EXPECT_EQ(session->Directories(), (std::vector<std::string>{m, p, c, a}));
 }
 
+TEST(V1DriverTest, AWeightChangedLaterGoesIntoCpuShares) {
+  FakeCgroupFs fake;
+  testing::HybridHost(fake);
+  std::unique_ptr<Driver> driver = DetectAndSetup(fake);
+  ASSERT_TRUE(driver);
+  auto executor = driver->CreateSession("executor", {.pids_max = 6});
+  ASSERT_TRUE(executor) << executor.error().message();
+  fake.ClearLog();
+  ASSERT_TRUE(executor->SetCpuWeight(300));
+  EXPECT_THAT(fake.Log(), ElementsAre("write " + kCpu + "/sessions/executor/cpu.shares 3072"));
+  EXPECT_EQ(executor->limits().cpu_weight, 300u);
+  auto refused = executor->SetCpuWeight(0);
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message(), HasSubstr("cpu weight 0 is outside 1..10000"));
+  EXPECT_EQ(executor->limits().cpu_weight, 300u);
+}
+
 TEST(V1DriverTest, SwapAllowanceGoesIntoMemswAndIsSkippedWithoutSwapAccounting) {
   {
     FakeCgroupFs fake;

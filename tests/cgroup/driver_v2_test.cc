@@ -357,6 +357,17 @@ TEST_F(V2DriverTest, BadIdsDuplicatesAndBadLimitsAreRefused) {
   EXPECT_THAT(bad_weight.error().message(), HasSubstr("cpu weight 0 is outside 1..10000"));
 }
 
+TEST_F(V2DriverTest, AWeightChangedLaterGoesIntoCpuWeight) {
+  std::unique_ptr<Driver> driver = DetectAndSetup();
+  ASSERT_TRUE(driver);
+  auto executor = driver->CreateSession("executor", {.pids_max = 6});
+  ASSERT_TRUE(executor) << executor.error().message();
+  fake_.ClearLog();
+  ASSERT_TRUE(executor->SetCpuWeight(1200));
+  EXPECT_THAT(fake_.Log(), ElementsAre("write " + kOwn + "/sessions/executor/cpu.weight 1200"));
+  EXPECT_EQ(executor->limits().cpu_weight, 1200u);
+}
+
 TEST_F(V2DriverTest, AFailedLimitWriteRemovesTheHalfMadeCgroup) {
   std::unique_ptr<Driver> driver = DetectAndSetup();
   ASSERT_TRUE(driver);

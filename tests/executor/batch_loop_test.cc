@@ -4,6 +4,7 @@
 // executor that dies sends every worker to its own path at once.
 #include "executor/batch_loop.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -278,6 +279,68 @@ TEST(BatchLoopTest, AFullExecutorRefusesASlotAndItsWorkerComputesAlone) {
   EXPECT_EQ(static_cast<FailoverReason>(r1.failover_reason), FailoverReason::kExecutorGone);
   ExecutorSummary s = rig.StopExecutor();
   EXPECT_TRUE(HasEvent(s, 1, SlotEvent::Kind::kRefused));
+}
+
+TEST(BatchLoopTest, APausedSlotIsNeitherServedNorWaitedForAndResumesExact) {
+  constexpr int64_t kPauseNs = 600 * kNanosPerMilli;
+  ExecutorRig rig(SmallShape(), TestOptions(), 2);
+  rig.StartExecutor();
+  // Both run steadily; the first in chunks of 4 rows, the second one row at a time.
+  rig.StartWorker(0, Session({.seed = 5,
+                              .steps = 100000,
+                              .rows = 4,
+                              .deadline_ns = MonotonicNanos() + 1500 * kNanosPerMilli}));
+  rig.StartWorker(1, Session({.seed = 6,
+                              .steps = 100000,
+                              .rows = 1,
+                              .deadline_ns = MonotonicNanos() + 1500 * kNanosPerMilli}));
+  ::usleep(300'000);
+  rig.PauseSlot(0, kPauseNs);
+  SessionResult paused = rig.WaitWorker(0);
+  SessionResult other = rig.WaitWorker(1);
+  ExecutorSummary s = rig.StopExecutor();
+  // The paused one waited out its pause in one exchange, then went on with the executor: no
+  // failover, every answer its own.
+  EXPECT_EQ(paused.mismatches, 0u);
+  EXPECT_EQ(paused.failover_step, kNoFailover)
+      << executor::FailoverReasonName(static_cast<FailoverReason>(paused.failover_reason));
+  EXPECT_GE(paused.max_exchange_ns, kPauseNs / 2);
+  EXPECT_GT(s.slot_paused_ns[0], 0);
+  EXPECT_LE(s.slot_paused_ns[0], kPauseNs);
+  // Its neighbour was neither stopped nor made to wait for it (the window is 50 ms here).
+  ExpectClean(other, other.steps_done, "the neighbour");
+  EXPECT_LT(other.max_exchange_ns, kPauseNs / 2);
+  EXPECT_EQ(s.slot_paused_ns[1], 0);
+}
+
+TEST(BatchLoopTest, ARemoveSlotThatOvertakesItsAddSlotRefusesIt) {
+  FakeCompute compute(SmallShape());
+  auto pool = executor::ThreadPool::Start(1);
+  ASSERT_TRUE(pool) << pool.error().message();
+  auto loop = executor::BatchLoop::Create(compute, **pool, TestOptions());
+  ASSERT_TRUE(loop) << loop.error().message();
+  auto slot = executor::SlotMemory::Create(SmallShape());
+  ASSERT_TRUE(slot) << slot.error().message();
+  (*loop)->RemoveSlot(7);
+  Status added = (*loop)->AddSlot(7, UniqueFd(::fcntl(slot->fd().get(), F_DUPFD_CLOEXEC, 0)));
+  EXPECT_FALSE(added);
+  EXPECT_EQ((*loop)->slot_count(), 0u);
+  std::vector<SlotEvent> events = (*loop)->TakeEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, SlotEvent::Kind::kRefused);
+  EXPECT_NE(events[0].detail.find("removed before it arrived"), std::string::npos);
+}
+
+TEST(BatchLoopTest, BatchesAreCountedByRowsInPowerOfTwoBuckets) {
+  EXPECT_EQ(executor::BatchRowsBucket(0), 0u);
+  EXPECT_EQ(executor::BatchRowsBucket(1), 0u);
+  EXPECT_EQ(executor::BatchRowsBucket(2), 1u);
+  EXPECT_EQ(executor::BatchRowsBucket(3), 2u);
+  EXPECT_EQ(executor::BatchRowsBucket(16), 4u);
+  EXPECT_EQ(executor::BatchRowsBucket(17), 5u);
+  EXPECT_EQ(executor::BatchRowsBucket(1024), 10u);
+  EXPECT_EQ(executor::BatchRowsBucket(1025), executor::kBatchRowsBuckets - 1);
+  EXPECT_EQ(executor::BatchRowsBucket(1u << 20), executor::kBatchRowsBuckets - 1);
 }
 
 TEST(ThreadPoolTest, EveryPartRunsOnceAndTheSplitCoversEverything) {

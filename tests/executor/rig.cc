@@ -18,14 +18,6 @@
 namespace cellhouse::testing {
 namespace {
 
-using executor::RowKind;
-using executor::SlotClient;
-using executor::SlotOutcome;
-
-float InitialInput(uint32_t seed, uint32_t step, uint32_t row, uint32_t i) {
-  return static_cast<float>((seed * 31 + step * 17 + row * 7 + i) % 23) * 0.25F - 2.75F;
-}
-
 void WriteAll(int fd, const void* data, size_t size) {
   ssize_t ignored = ::write(fd, data, size);
   static_cast<void>(ignored);
@@ -40,112 +32,6 @@ std::optional<T> ReadStruct(int fd) {
 }
 
 }  // namespace
-
-namespace {
-
-// One fake session's state: the rows of the current step and the worker's own answer to them.
-class FakeSession {
- public:
-  FakeSession(SlotClient& client, const SessionPlan& plan)
-      : client_(client),
-        plan_(plan),
-        shape_(plan.shape),
-        x_(size_t{shape_.max_rows} * shape_.input_row_floats),
-        expected_(std::max<size_t>(size_t{shape_.max_rows} * shape_.output_row_floats,
-                                   shape_.final_floats)) {}
-
-  SessionResult Run() {
-    for (uint32_t step = 0; step < plan_.steps; ++step) {
-      BeginStep(step);
-      const uint32_t last_round = flags_ != 0 ? shape_.rounds - 2 : shape_.rounds - 1;
-      for (uint32_t round = 0; round <= last_round; ++round) {
-        ComputeLocally(round);
-        if (client_.active()) ExchangeAndCompare(round);
-        if (!client_.active() && result_.failover_step == kNoFailover) {
-          // The step restarts from round 0 on the worker's own path (here: the same values).
-          result_.failover_step = step;
-          result_.failover_reason = static_cast<uint32_t>(client_.failover_reason());
-        }
-        if (!Final(round)) NextInput();
-        if (plan_.after_round) plan_.after_round(step, round, client_);
-      }
-      ++result_.steps_done;
-    }
-    if (plan_.idle_at_end && client_.active()) client_.Idle();
-    return result_;
-  }
-
- private:
-  bool Final(uint32_t round) const { return round + 1 == shape_.rounds; }
-  float* X(uint32_t r) { return &x_[size_t{r} * shape_.input_row_floats]; }
-  float* Expected(uint32_t r) { return &expected_[size_t{r} * shape_.output_row_floats]; }
-
-  void BeginStep(uint32_t step) {
-    const bool prefill = plan_.prefill && step % 3 == 1;
-    rows_ = prefill ? 1 + (plan_.seed + step) % shape_.max_rows : 1;
-    kind_ = prefill ? RowKind::kPrefill : RowKind::kDecode;
-    flags_ = prefill && step % 2 == 0 ? executor::kStepSkipsFinal : 0;
-    for (uint32_t r = 0; r < rows_; ++r) {
-      for (uint32_t i = 0; i < shape_.input_row_floats; ++i) {
-        X(r)[i] = InitialInput(plan_.seed, step, r, i);
-      }
-    }
-  }
-
-  // What failover runs, and the reference for every answer.
-  void ComputeLocally(uint32_t round) {
-    if (Final(round)) {
-      FakeFinalOutput(shape_, X(rows_ - 1), expected_.data());
-      return;
-    }
-    for (uint32_t r = 0; r < rows_; ++r) FakeRowOutput(shape_, round, X(r), Expected(r));
-  }
-
-  void ExchangeAndCompare(uint32_t round) {
-    for (uint32_t r = 0; r < rows_; ++r) {
-      std::memcpy(client_.row(r), X(r), shape_.input_row_floats * sizeof(float));
-    }
-    const int64_t start = MonotonicNanos();
-    const SlotOutcome outcome = client_.Exchange(round, rows_, kind_, flags_);
-    result_.max_exchange_ns = std::max(result_.max_exchange_ns, MonotonicNanos() - start);
-    if (outcome != SlotOutcome::kOk) return;
-    ++result_.exchanges;
-    if (Final(round)) {
-      const size_t bytes = shape_.final_floats * sizeof(float);
-      result_.mismatches += std::memcmp(client_.final_output(), expected_.data(), bytes) != 0;
-      return;
-    }
-    for (uint32_t r = 0; r < rows_; ++r) {
-      const size_t bytes = shape_.output_row_floats * sizeof(float);
-      result_.mismatches += std::memcmp(client_.row(r), Expected(r), bytes) != 0;
-    }
-  }
-
-  void NextInput() {
-    const uint32_t out = shape_.output_row_floats;
-    for (uint32_t r = 0; r < rows_; ++r) {
-      for (uint32_t i = 0; i < shape_.input_row_floats; ++i) {
-        X(r)[i] = Expected(r)[(i * 3) % out] * 0.0625F;
-      }
-    }
-  }
-
-  SlotClient& client_;
-  const SessionPlan& plan_;
-  const executor::SlotShape& shape_;
-  std::vector<float> x_;
-  std::vector<float> expected_;
-  uint32_t rows_ = 1;
-  RowKind kind_ = RowKind::kDecode;
-  uint32_t flags_ = 0;
-  SessionResult result_;
-};
-
-}  // namespace
-
-SessionResult RunFakeSession(SlotClient& client, const SessionPlan& plan) {
-  return FakeSession(client, plan).Run();
-}
 
 ExecutorRig::ExecutorRig(const executor::SlotShape& shape, const executor::ExecutorOptions& options,
                          int slots)
@@ -206,9 +92,16 @@ void ExecutorRig::StartExecutor(int threads) {
       static_cast<void>(
           (*loop)->AddSlot(i, UniqueFd(::fcntl(slots_[i].fd().get(), F_DUPFD_CLOEXEC, 0))));
     }
+    uint32_t pauses_seen = 0;
     while (stop->load(std::memory_order_acquire) == 0) {
-      const executor::FutexWaiter waiter{stop, 0};
-      (*loop)->RunOnce({&waiter, 1}, MonotonicNanos() + 50 * kNanosPerMilli);
+      const uint32_t pauses = stop[1].load(std::memory_order_acquire);
+      if (pauses != pauses_seen) {
+        pauses_seen = pauses;
+        const int64_t duration = (int64_t{stop[4].load()} << 32) | stop[3].load();
+        (*loop)->PauseSlot(stop[2].load(), MonotonicNanos() + duration);
+      }
+      const executor::FutexWaiter waiters[2] = {{stop, 0}, {&stop[1], pauses_seen}};
+      (*loop)->RunOnce(waiters, MonotonicNanos() + 50 * kNanosPerMilli);
       record();
     }
     // One last turn without sleeping: a message a worker sent just before the stop (a Leave, say)
@@ -219,6 +112,7 @@ void ExecutorRig::StartExecutor(int threads) {
       if (u.slot_id < kRigMaxSlots) {
         summary.late[u.slot_id] = u.late;
         summary.slot_rows[u.slot_id] = u.rows;
+        summary.slot_paused_ns[u.slot_id] = u.paused_ns;
       }
     }
     summary.batches = (*loop)->totals().batches;
@@ -264,6 +158,15 @@ SessionResult ExecutorRig::WaitWorker(int slot) {
   EXPECT_TRUE(result) << "worker " << slot << " ended without a result"
                       << (st ? " (" + st->ToString() + ")" : "");
   return result.value_or(SessionResult{});
+}
+
+void ExecutorRig::PauseSlot(int slot, int64_t duration_ns) {
+  auto* words = reinterpret_cast<std::atomic<uint32_t>*>(stop_.mutable_data());
+  words[2].store(static_cast<uint32_t>(slot));
+  words[3].store(static_cast<uint32_t>(duration_ns & 0xffffffff));
+  words[4].store(static_cast<uint32_t>(duration_ns >> 32));
+  words[1].fetch_add(1, std::memory_order_release);
+  executor::FutexWake(&words[1]);
 }
 
 ExecutorSummary ExecutorRig::StopExecutor() {

@@ -27,35 +27,9 @@
 #include "executor/slot_client.h"
 #include "executor/slot_memory.h"
 #include "tests/executor/fake_compute.h"
+#include "tests/executor/fake_session.h"
 
 namespace cellhouse::testing {
-
-inline constexpr uint32_t kNoFailover = std::numeric_limits<uint32_t>::max();
-
-// What a fake session saw; fixed size, sent over a pipe.
-struct SessionResult {
-  uint32_t steps_done = 0;
-  uint32_t exchanges = 0;   // rounds answered by the executor
-  uint32_t mismatches = 0;  // answers that differ from the local computation
-  uint32_t failover_step = kNoFailover;
-  uint32_t failover_reason = 0;  // executor::FailoverReason
-  int64_t max_exchange_ns = 0;
-};
-
-struct SessionPlan {
-  // The worker's own idea of the shape (from its model), whether or not it has a slot.
-  executor::SlotShape shape = SmallShape();
-  uint32_t seed = 1;
-  uint32_t steps = 20;
-  bool prefill = true;      // mix prefill chunks (some ending early) with decode steps
-  bool idle_at_end = true;  // send Idle after the last step
-  // Called after every round (answered or computed locally): misbehaviour goes here.
-  std::function<void(uint32_t step, uint32_t round, executor::SlotClient& client)> after_round;
-};
-
-// Runs `plan.steps` steps through the executor, checking every answer against FakeRowOutput /
-// FakeFinalOutput; after a failover, computes the rest locally.
-SessionResult RunFakeSession(executor::SlotClient& client, const SessionPlan& plan);
 
 inline constexpr int kRigMaxSlots = 16;
 
@@ -69,6 +43,7 @@ struct ExecutorSummary {
   uint32_t events[kRigMaxSlots] = {};
   uint64_t late[kRigMaxSlots] = {};
   uint64_t slot_rows[kRigMaxSlots] = {};
+  int64_t slot_paused_ns[kRigMaxSlots] = {};
 };
 
 inline bool HasEvent(const ExecutorSummary& s, int slot, executor::SlotEvent::Kind kind) {
@@ -88,6 +63,9 @@ class ExecutorRig {
   void StartWorker(int slot, const std::function<SessionResult(executor::SlotClient&)>& body,
                    executor::SlotClientOptions client_options = {});
   SessionResult WaitWorker(int slot);
+  // Has the executor pause the slot for `duration_ns` from when it takes the command (celld's
+  // PauseSlot); returns at once.
+  void PauseSlot(int slot, int64_t duration_ns);
   ExecutorSummary StopExecutor();
   ChildProcess& executor() { return executor_; }
   ChildProcess& worker(int slot) { return workers_[static_cast<size_t>(slot)]; }
@@ -99,7 +77,9 @@ class ExecutorRig {
   executor::SlotShape shape_;
   executor::ExecutorOptions options_;
   std::vector<executor::SlotMemory> slots_;
-  Mapping stop_;  // a futex word shared with the executor
+  // Futex words shared with the executor: [0] stop, [1] the number of pause commands sent, [2]
+  // the slot and [3..4] the duration of the latest.
+  Mapping stop_;
   ChildProcess executor_;
   UniqueFd executor_pipe_;
   std::vector<ChildProcess> workers_;

@@ -205,6 +205,30 @@ TEST(LoaderTest, ModelDependentChecks) {
   EXPECT_EQ((*defaulted)->proto().budgets().context_length(), 1024u);
 }
 
+// A session of a policy that shares the executor also needs its slot: admission reserves it and
+// memory_max must cover it; an exempt policy's sessions pay nothing for it.
+TEST(LoaderTest, ASharingPolicysSessionsPayForTheirExecutorSlot) {
+  ModelFacts facts = SmallModel();  // 1024 tokens, 32 KiB each, 24 MiB fixed
+  facts.executor_slot_bytes = 200704;
+  const uint64_t alone = (512u << 15) + (24u << 20);
+  auto shared = CompileText("budgets { context_length: 512 }", &facts);
+  ASSERT_TRUE(shared) << shared.error().message();
+  EXPECT_EQ((*shared)->WorstCaseSessionBytes(facts, 0), alone + 200704);
+  auto exempt = CompileText("shared_executor: false budgets { context_length: 512 }", &facts);
+  ASSERT_TRUE(exempt) << exempt.error().message();
+  EXPECT_FALSE((*exempt)->proto().shared_executor());
+  EXPECT_EQ((*exempt)->WorstCaseSessionBytes(facts, 0), alone);
+  // Exactly what a session needs alone: enough when exempt, short by the slot when sharing.
+  const std::string cap = "cgroup { memory_max_bytes: " + std::to_string(alone) + " } ";
+  EXPECT_TRUE(CompileText(cap + "shared_executor: false budgets { context_length: 512 }", &facts));
+  auto short_by_slot = CompileText(cap + "budgets { context_length: 512 }", &facts);
+  ASSERT_FALSE(short_by_slot);
+  EXPECT_THAT(short_by_slot.error().message(), HasSubstr("+ executor slot 196.0 KiB"));
+  // Without an executor (slot bytes 0) a sharing policy costs what an exempt one does.
+  facts.executor_slot_bytes = 0;
+  EXPECT_TRUE(CompileText(cap + "budgets { context_length: 512 }", &facts));
+}
+
 TEST(LoaderTest, EffectivePolicyHasEveryDefault) {
   auto p = CompileText("cgroup { cpu_percent: 50 }");
   ASSERT_TRUE(p) << p.error().message();
@@ -227,6 +251,7 @@ TEST(LoaderTest, EffectivePolicyHasEveryDefault) {
   EXPECT_EQ(e.budgets().max_sessions(), 64u);
   EXPECT_EQ(e.budgets().max_sessions_per_tenant(), 4u);
   EXPECT_FALSE(e.has_gpu());
+  EXPECT_TRUE(e.has_shared_executor() && e.shared_executor());
   // CORE, FSIZE, MEMLOCK, NOFILE, NPROC, in RLIMIT_ numbers.
   std::map<int, RlimitSetting> limits;
   for (const RlimitSetting& r : (*p)->rlimits()) {

@@ -28,7 +28,8 @@ using testing::FakeEngine;
 
 zygote_runtime::WorkerEntry FakeSessionEntry() {
   return zygote_runtime::MakeSessionWorkerEntry(
-      [](const zygote::SessionLimits&) -> Result<std::unique_ptr<session::TurnEngine>> {
+      [](const zygote::SessionLimits&,
+         executor::WorkerSlot) -> Result<std::unique_ptr<session::TurnEngine>> {
         return std::unique_ptr<session::TurnEngine>(std::make_unique<FakeEngine>());
       });
 }

@@ -1,4 +1,7 @@
 // cell-zygote: started once by celld, never by hand. See zygote_main.cc.
 #include "worker/zygote/zygote_main.h"
 
-int main(int argc, char** argv) { return cellhouse::zygote_runtime::ZygoteMain(argc, argv, {}); }
+int main(int argc, char** argv) {
+  return cellhouse::zygote_runtime::ZygoteMain(argc, argv,
+                                               cellhouse::zygote_runtime::ZygoteHooks{});
+}

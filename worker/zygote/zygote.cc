@@ -62,9 +62,7 @@ std::variant<zygote::SessionLimits, int> AwaitAssignment(int control, std::strin
 
 WorkerEntry MakeSessionWorkerEntry(EngineFactory factory) {
   return [factory = std::move(factory)](UniqueFd control, const zygote::SpawnRequest& request,
-                                        executor::WorkerSlot /*slot*/) -> int {
-    // The slot is unused until the engine computes through the executor (issue 17, phase 2):
-    // a session with one computes alone, as every session does today.
+                                        executor::WorkerSlot slot) -> int {
     // The worker never execs, so environment variables only reach libraries loaded in-process
     // (a GPU runtime reads CUDA_VISIBLE_DEVICES and the MPS limits at initialisation).
     for (const std::string& entry : request.sandbox().env()) {
@@ -80,7 +78,7 @@ WorkerEntry MakeSessionWorkerEntry(EngineFactory factory) {
       if (const int* exit_status = std::get_if<int>(&assigned)) return *exit_status;
       limits = std::get<zygote::SessionLimits>(assigned);
     }
-    Result<std::unique_ptr<session::TurnEngine>> engine = factory(limits);
+    Result<std::unique_ptr<session::TurnEngine>> engine = factory(limits, slot);
     if (!engine) return static_cast<int>(session::WorkerExit::kInternalError);
     session::SessionConfig config;
     config.session_id = session_id;
@@ -140,9 +138,11 @@ Status Zygote::HandleSpawn(const zygote::SpawnRequest& request, std::vector<Uniq
   std::optional<executor::SlotMemory> slot = MakeSlot(request);
   sandbox::SpawnOutcome outcome = sandbox::SpawnSandboxed(*plan, [&]() -> int {
     // In the worker: the control channel is the only descriptor left besides the closed status
-    // pipe; take ownership of it by number.
-    return entry_(UniqueFd(control.release()), request,
-                  slot ? slot->worker_view() : executor::WorkerSlot{});
+    // pipe; take ownership of it by number. Its slot is charged to its cgroup before anything
+    // else touches it.
+    const executor::WorkerSlot view = slot ? slot->worker_view() : executor::WorkerSlot{};
+    executor::TouchPayload(view);
+    return entry_(UniqueFd(control.release()), request, view);
   });
   control.reset();  // the zygote's copy; the worker has its own
   if (outcome.process.valid()) pass.push_back(outcome.process.pidfd());

@@ -49,10 +49,12 @@ struct ExecutorSupport {
 };
 
 // Makes a session's conversation (in the worker, after the sandbox: its memory is charged to
-// the session's cgroup).
-// `limits` carries the context length and the policy's chat settings.
+// the session's cgroup). `limits` carries the context length and the policy's chat settings.
+// `slot` is the worker's executor slot, or an empty one (it computes alone); an engine that
+// computes through the shared executor takes it (issue 17, phase 2b), one that does not ignores
+// it.
 using EngineFactory = std::function<Result<std::unique_ptr<session::TurnEngine>>(
-    const zygote::SessionLimits& limits)>;
+    const zygote::SessionLimits& limits, executor::WorkerSlot slot)>;
 
 // The real worker: a SessionServer over a conversation from `factory`.
 WorkerEntry MakeSessionWorkerEntry(EngineFactory factory);

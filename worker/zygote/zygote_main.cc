@@ -26,6 +26,10 @@
 namespace cellhouse::zygote_runtime {
 
 int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
+  return ZygoteMain(argc, argv, ZygoteHooks{.wrap_engine = wrap, .executor = nullptr});
+}
+
+int ZygoteMain(int argc, char** argv, const ZygoteHooks& hooks) {
   std::string model_path, tokenizer_path, chat_template;
   int64_t channel_fd = 3;
   int64_t ctx_size = 0;
@@ -98,7 +102,10 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
 
   const engine::Model& m = *model;
   const engine::Tokenizer& t = *tokenizer;
-  EngineFactory factory = [&m, &t, &chat_template](const zygote::SessionLimits& limits) {
+  // The slot is unused until the engine computes through the executor (issue 17, phase 2b): a
+  // session with one computes alone, as every session does today.
+  EngineFactory factory = [&m, &t, &chat_template](const zygote::SessionLimits& limits,
+                                                   executor::WorkerSlot /*slot*/) {
     return session::EngineTurnEngine::Create(
         m, t,
         {.context_length = limits.context_length(),
@@ -106,9 +113,11 @@ int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
          .chat_template = limits.chat_template().empty() ? chat_template : limits.chat_template(),
          .drop_oldest_messages = limits.drop_oldest_messages()});
   };
-  if (wrap) factory = wrap(std::move(factory));
+  if (hooks.wrap_engine) factory = hooks.wrap_engine(std::move(factory));
+  std::optional<ExecutorSupport> executor;
+  if (hooks.executor) executor = hooks.executor(m);
   Zygote zygote(UniqueFd(static_cast<int>(channel_fd)), ready,
-                MakeSessionWorkerEntry(std::move(factory)));
+                MakeSessionWorkerEntry(std::move(factory)), std::move(executor));
   Status st = zygote.Run();
   if (!st) return fail(st.error());
   return 0;

@@ -8,11 +8,13 @@
 int main(int argc, char** argv) {
   using cellhouse::zygote_runtime::EngineFactory;
   return cellhouse::zygote_runtime::ZygoteMain(argc, argv, [](const EngineFactory& real) {
-    return EngineFactory([real](const cellhouse::zygote::SessionLimits& limits)
-                             -> cellhouse::Result<std::unique_ptr<cellhouse::session::TurnEngine>> {
-      CH_ASSIGN_OR_RETURN(std::unique_ptr<cellhouse::session::TurnEngine> engine, real(limits));
-      return std::unique_ptr<cellhouse::session::TurnEngine>(
-          std::make_unique<cellhouse::probe::ProbeTurnEngine>(std::move(engine)));
-    });
+    return EngineFactory(
+        [real](const cellhouse::zygote::SessionLimits& limits, cellhouse::executor::WorkerSlot slot)
+            -> cellhouse::Result<std::unique_ptr<cellhouse::session::TurnEngine>> {
+          CH_ASSIGN_OR_RETURN(std::unique_ptr<cellhouse::session::TurnEngine> engine,
+                              real(limits, slot));
+          return std::unique_ptr<cellhouse::session::TurnEngine>(
+              std::make_unique<cellhouse::probe::ProbeTurnEngine>(std::move(engine)));
+        });
   });
 }
