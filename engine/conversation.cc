@@ -113,9 +113,8 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
 
   TurnStats stats{.prompt_tokens = static_cast<int32_t>(prompt_tokens.size()),
                   .evaluated_tokens = static_cast<int32_t>(unprocessed)};
-  // Forward() leaves the last position's logits in state_.logits, where the sampler reads them.
-  Forward(model_->weights(), kernels_, state_,
-          std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_);
+  // Step() leaves the last position's logits in state_.logits, where the sampler reads them.
+  Step(std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_);
   processed_ = static_cast<int32_t>(tokens_.size());
   Generate(options, on_token, start, stats);
   return stats;
@@ -156,8 +155,7 @@ Result<Conversation::TurnStats> Conversation::TurnTokens(std::span<const int32_t
   TurnStats stats{.prompt_tokens = static_cast<int32_t>(conversation.size()),
                   .reused_tokens = static_cast<int32_t>(common),
                   .evaluated_tokens = static_cast<int32_t>(conversation.size() - common)};
-  Forward(model_->weights(), kernels_, state_,
-          std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_);
+  Step(std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_);
   processed_ = static_cast<int32_t>(tokens_.size());
   Generate(options, on_token, start, stats);
   return stats;
@@ -206,11 +204,20 @@ void Conversation::Generate(const TurnOptions& options, const TokenCallback& on_
       stats.stop = StopReason::kContextFull;
       break;
     }
-    Forward(model_->weights(), kernels_, state_, std::span(&tokens_.back(), 1), processed_);
+    Step(std::span(&tokens_.back(), 1), processed_);
     ++processed_;
   }
   if (stats.generated_tokens > 0) {
     stats.decode_ns = MonotonicNanos() - first_token;
+  }
+  if (path_) path_->TurnEnded();
+}
+
+void Conversation::Step(std::span<const int32_t> tokens, int32_t pos) {
+  if (path_) {
+    path_->Forward(state_, tokens, pos);
+  } else {
+    Forward(model_->weights(), kernels_, state_, tokens, pos);
   }
 }
 

@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,7 @@
 #include "engine/model.h"
 #include "engine/run_state.h"
 #include "engine/sampler.h"
+#include "engine/step_path.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace cellhouse::engine {
@@ -113,12 +115,20 @@ class Conversation {
   const std::vector<int32_t>& tokens() const { return tokens_; }
   MatVecKernel matvec_kernel() const { return kernels_.kind; }
 
+  // Runs every later step through `path` (nullptr: Forward() in this process). Its results are
+  // to be Forward()'s (up to how a prompt is cut into chunks), so that a conversation may change
+  // path between any two steps.
+  void UseStepPath(std::unique_ptr<StepPath> path) { path_ = std::move(path); }
+  const StepPath* step_path() const { return path_.get(); }
+
  private:
   Conversation(const Model& model, const Tokenizer& tokenizer, RunState state, Kernels kernels);
   Status CheckOptions(const TurnOptions& options) const;
   // Generates after the history is processed; fills the generation part of `stats`.
   void Generate(const TurnOptions& options, const TokenCallback& on_token, int64_t start,
                 TurnStats& stats);
+  // One step: `tokens` at positions pos .. through the path (or Forward()).
+  void Step(std::span<const int32_t> tokens, int32_t pos);
 
   const Model* model_;
   const Tokenizer* tokenizer_;
@@ -128,6 +138,7 @@ class Conversation {
   std::vector<int32_t> tokens_;
   int32_t processed_ = 0;  // tokens_[0 .. processed_) are in the KV cache
   Failure last_failure_ = Failure::kNone;
+  std::unique_ptr<StepPath> path_;
 };
 
 std::string_view StopReasonName(Conversation::StopReason reason);

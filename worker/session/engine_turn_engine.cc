@@ -4,6 +4,7 @@
 
 #include "engine/chat/reply_stream.h"
 #include "engine/sampler.h"
+#include "engine/shared_step_path.h"
 
 namespace cellhouse::session {
 namespace {
@@ -56,6 +57,9 @@ Result<std::unique_ptr<TurnEngine>> EngineTurnEngine::Create(const engine::Model
   CH_ASSIGN_OR_RETURN(
       engine::Conversation conversation,
       engine::Conversation::Create(model, tokenizer, static_cast<int32_t>(options.context_length)));
+  CH_ASSIGN_OR_RETURN(std::unique_ptr<engine::StepPath> path,
+                      engine::MakeSharedStepPath(model, options.slot));
+  if (path) conversation.UseStepPath(std::move(path));
   std::unique_ptr<EngineTurnEngine> e(new EngineTurnEngine());
   e->tokenizer_ = &tokenizer;
   e->conversation_ = std::make_unique<engine::Conversation>(std::move(conversation));

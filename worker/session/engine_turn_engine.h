@@ -16,6 +16,7 @@
 #include "engine/conversation.h"
 #include "engine/model.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "executor/slot_memory.h"
 #include "worker/session/turn_engine.h"
 
 namespace cellhouse::session {
@@ -25,6 +26,9 @@ struct EngineOptions {
   // A chat-template family name overriding the model's (policy, then celld --chat-template).
   std::string chat_template;
   bool drop_oldest_messages = false;  // the policy's context_overflow
+  // The worker's slot in the model's shared step executor (docs/EXECUTOR.md): a GGUF model's
+  // steps go through it, falling back to this process. Empty: every step computes here.
+  executor::WorkerSlot slot;
 };
 
 class EngineTurnEngine final : public TurnEngine {

@@ -7,26 +7,56 @@
 #include <climits>
 #include <cstdio>
 
+#include <memory>
+#include <optional>
 #include <string>
+#include <variant>
 
 #include "base/flags.h"
 #include "base/journal.h"
 #include "base/print.h"
 #include "base/strings.h"
+#include "engine/executor_compute.h"
 #include "engine/formats/gguf.h"
 #include "engine/kernels/kernels.h"
+#include "engine/kernels/type_kernels.h"
 #include "engine/model.h"
 #include "engine/run_state.h"
 #include "engine/tokenizer/gguf_vocabulary.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "executor/executor_process.h"
 #include "ipc/zygote.pb.h"
 #include "worker/session/engine_turn_engine.h"
 #include "worker/zygote/zygote_main.h"
 
 namespace cellhouse::zygote_runtime {
 
+std::optional<ExecutorSupport> GgufExecutorSupport(const engine::Model& model) {
+  const auto* weights = std::get_if<engine::GgufWeights>(&model.weights());
+  if (weights == nullptr) return std::nullopt;
+  ExecutorSupport support;
+  support.shape = engine::GgufSlotShape(model.config(), kExecutorChunkRows);
+  if (Status st = executor::ValidateShape(support.shape); !st) {
+    Printf(stderr, "%scell-zygote: no shared executor for this model: %s\n",
+           JournalPrefix(kJournalWarning), st.error().message().c_str());
+    return std::nullopt;
+  }
+  // Runs in the executor, contained: the compute's scratch is allocated there.
+  support.entry = [weights](executor::ExecutorChannels channels, const zygote::ExecutorSpec& spec) {
+    const uint32_t batch_rows = executor::OptionsFromSpec(spec).max_batch_rows;
+    return executor::RunExecutorWith(
+        std::move(channels), spec, [&]() -> Result<std::unique_ptr<executor::StepCompute>> {
+          CH_ASSIGN_OR_RETURN(std::unique_ptr<engine::GgufStepCompute> compute,
+                              engine::GgufStepCompute::Create(*weights, engine::BestKernelIsa(),
+                                                              kExecutorChunkRows, batch_rows));
+          return std::unique_ptr<executor::StepCompute>(std::move(compute));
+        });
+  };
+  return support;
+}
+
 int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap) {
-  return ZygoteMain(argc, argv, ZygoteHooks{.wrap_engine = wrap, .executor = nullptr});
+  return ZygoteMain(argc, argv, ZygoteHooks{.wrap_engine = wrap, .executor = GgufExecutorSupport});
 }
 
 int ZygoteMain(int argc, char** argv, const ZygoteHooks& hooks) {
@@ -102,16 +132,17 @@ int ZygoteMain(int argc, char** argv, const ZygoteHooks& hooks) {
 
   const engine::Model& m = *model;
   const engine::Tokenizer& t = *tokenizer;
-  // The slot is unused until the engine computes through the executor (issue 17, phase 2b): a
-  // session with one computes alone, as every session does today.
+  // A session with a slot steps through the model's shared executor (a GGUF model's), falling
+  // back to its own process; one without computes alone.
   EngineFactory factory = [&m, &t, &chat_template](const zygote::SessionLimits& limits,
-                                                   executor::WorkerSlot /*slot*/) {
+                                                   executor::WorkerSlot slot) {
     return session::EngineTurnEngine::Create(
         m, t,
         {.context_length = limits.context_length(),
          // The policy's template first, then celld's --chat-template, then the model's own.
          .chat_template = limits.chat_template().empty() ? chat_template : limits.chat_template(),
-         .drop_oldest_messages = limits.drop_oldest_messages()});
+         .drop_oldest_messages = limits.drop_oldest_messages(),
+         .slot = slot});
   };
   if (hooks.wrap_engine) factory = hooks.wrap_engine(std::move(factory));
   std::optional<ExecutorSupport> executor;

@@ -21,10 +21,15 @@ struct ZygoteHooks {
   EngineFactoryWrapper wrap_engine;
   // The model's shared step executor (its slot shape and entry), made once the model is mapped;
   // nullopt, or no hook: this zygote starts no executor (ZygoteReady.executor_slot_bytes 0) and
-  // celld runs every session in its own worker. The shipped zygote has none until the engine
-  // implements executor::StepCompute (issue 17, phase 2b); test zygotes pass a fake compute.
+  // celld runs every session in its own worker. The shipped zygote passes GgufExecutorSupport.
   std::function<std::optional<ExecutorSupport>(const engine::Model& model)> executor;
 };
+
+// A GGUF model's executor: GgufStepCompute over the zygote's mapping (no copy of the weights),
+// slots of kExecutorChunkRows rows. nullopt for other formats, or a model whose slot would be
+// too large (its sessions compute alone).
+inline constexpr uint32_t kExecutorChunkRows = 16;
+std::optional<ExecutorSupport> GgufExecutorSupport(const engine::Model& model);
 
 int ZygoteMain(int argc, char** argv, const ZygoteHooks& hooks);
 int ZygoteMain(int argc, char** argv, const EngineFactoryWrapper& wrap);

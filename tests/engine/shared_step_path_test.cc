@@ -1,0 +1,169 @@
+// A conversation's steps through the shared executor (engine/shared_step_path.h): a real
+// executor process (the BatchLoop over GgufStepCompute, two threads) serves the slot; the
+// session gets, at every step, exactly the logits its own process computes, and keeps getting
+// them after the executor is killed mid-conversation (it fails over to its own rounds).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <bit>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/process.h"
+#include "engine/executor_compute.h"
+#include "engine/executor_rounds.h"
+#include "engine/model.h"
+#include "engine/shared_step_path.h"
+#include "executor/batch_loop.h"
+#include "executor/slot_memory.h"
+#include "executor/thread_pool.h"
+#include "tests/engine/gguf_test_models.h"
+#include "tests/support/test_env.h"
+
+namespace cellhouse::engine {
+namespace {
+
+constexpr uint32_t kMaxRows = 8;
+constexpr uint64_t kSlotId = 7;
+
+// Serves `slot` from a forked process until killed.
+ChildProcess StartExecutor(const GgufWeights& w, const executor::SlotMemory& slot) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    auto compute = GgufStepCompute::Create(w, BestKernelIsa(), kMaxRows, 64);
+    auto pool = executor::ThreadPool::Start(2);
+    if (!compute || !pool) ::_exit(2);
+    auto loop = executor::BatchLoop::Create(**compute, **pool, executor::ExecutorOptions{});
+    if (!loop || !(*loop)->RegisterLiveness()) ::_exit(3);
+    if (!(*loop)->AddSlot(kSlotId, UniqueFd(::fcntl(slot.fd().get(), F_DUPFD_CLOEXEC, 0)))) {
+      ::_exit(4);
+    }
+    for (;;) (*loop)->RunOnce({}, MonotonicNanos() + 50 * kNanosPerMilli);
+  }
+  Result<ChildProcess> child = ChildProcess::FromPid(pid);
+  EXPECT_TRUE(child) << child.error().message();
+  return std::move(*child);
+}
+
+std::vector<float> Copy(const float* p, int32_t n) { return {p, p + n}; }
+
+void ExpectSameBits(const std::vector<float>& a, const std::vector<float>& b, int step) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(a[i]), std::bit_cast<uint32_t>(b[i]))
+        << "step " << step << ", logit " << i;
+  }
+}
+
+class SharedStepPathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string path = dir_.File("m.gguf");
+    ASSERT_TRUE(testing::MakeGgufModel({.matrices = TensorType::kQ8_0}, nullptr).WriteFile(path));
+    Result<Model> model = Model::Open(path);
+    ASSERT_TRUE(model) << model.error().message();
+    model_.emplace(std::move(*model));
+  }
+  const GgufWeights& weights() const { return std::get<GgufWeights>(model_->weights()); }
+  RunState NewState() const {
+    return *RunState::Create(model_->config(), 64, model_->kv_precision());
+  }
+
+  // Each step's logits: a prompt of 11 tokens (two chunks), then `decode` tokens; before step
+  // `kill_before` (if any) the executor is killed.
+  std::vector<std::vector<float>> Run(StepPath& path, int decode, ChildProcess* executor,
+                                      int kill_before) {
+    RunState state = NewState();
+    const int32_t vocab = model_->config().vocab_size;
+    const std::vector<int32_t> prompt = {1, 5, 260, 7, 8, 299, 10, 11, 12, 13, 14};
+    std::vector<std::vector<float>> out;
+    out.push_back(Copy(path.Forward(state, prompt, 0), vocab));
+    for (int s = 0; s < decode; ++s) {
+      if (executor != nullptr && s == kill_before) {
+        EXPECT_TRUE(executor->Kill(SIGKILL));
+        EXPECT_TRUE(executor->Wait());
+      }
+      const int32_t next = (31 * s + 17) % vocab;
+      out.push_back(
+          Copy(path.Forward(state, std::span(&next, 1), static_cast<int32_t>(prompt.size()) + s),
+               vocab));
+      if (s == 2) path.TurnEnded();  // a turn boundary in the middle
+    }
+    return out;
+  }
+
+  // The same steps through the session's own rounds.
+  std::vector<std::vector<float>> Alone(int decode) {
+    class Own final : public StepPath {
+     public:
+      Own(const GgufWeights& w)
+          : w_(w), local_(*LocalRounds::Create(w, BestKernelIsa(), kMaxRows)) {}
+      const float* Forward(RunState& s, std::span<const int32_t> t, int32_t pos) override {
+        return ForwardGgufRounds(w_, BestKernelIsa(), s, t, pos, *local_, nullptr);
+      }
+
+     private:
+      const GgufWeights& w_;
+      std::unique_ptr<LocalRounds> local_;
+    } own(weights());
+    return Run(own, decode, nullptr, -1);
+  }
+
+  cellhouse::testing::TempDir dir_;
+  std::optional<Model> model_;
+};
+
+TEST_F(SharedStepPathTest, StepsThroughTheExecutorGiveTheSessionsOwnBits) {
+  const auto expected = Alone(6);
+  auto slot = executor::SlotMemory::Create(GgufSlotShape(model_->config(), kMaxRows));
+  ASSERT_TRUE(slot) << slot.error().message();
+  ChildProcess executor = StartExecutor(weights(), *slot);
+  auto path = MakeSharedStepPath(*model_, slot->worker_view());
+  ASSERT_TRUE(path && *path) << (path ? "no path" : path.error().message());
+  auto* shared = static_cast<SharedStepPath*>(path->get());
+  const auto got = Run(*shared, 6, nullptr, -1);
+  // Every exchange was answered by the executor: the client never failed over.
+  EXPECT_TRUE(shared->shared()) << executor::FailoverReasonName(shared->failover_reason());
+  for (size_t i = 0; i < expected.size(); ++i)
+    ExpectSameBits(got[i], expected[i], static_cast<int>(i));
+  EXPECT_TRUE(executor.Kill(SIGKILL));
+}
+
+TEST_F(SharedStepPathTest, AKilledExecutorCostsNoToken) {
+  const auto expected = Alone(6);
+  auto slot = executor::SlotMemory::Create(GgufSlotShape(model_->config(), kMaxRows));
+  ASSERT_TRUE(slot) << slot.error().message();
+  ChildProcess executor = StartExecutor(weights(), *slot);
+  auto path =
+      MakeSharedStepPath(*model_, slot->worker_view(),
+                         {.response_timeout_ns = 5'000'000'000, .liveness_check_ns = 1'000'000});
+  ASSERT_TRUE(path && *path);
+  auto* shared = static_cast<SharedStepPath*>(path->get());
+  const auto got = Run(*shared, 6, &executor, 3);
+  EXPECT_FALSE(shared->shared());
+  EXPECT_EQ(shared->failover_reason(), executor::FailoverReason::kExecutorGone);
+  for (size_t i = 0; i < expected.size(); ++i)
+    ExpectSameBits(got[i], expected[i], static_cast<int>(i));
+}
+
+TEST_F(SharedStepPathTest, NoSlotOrAnotherModelsSlot) {
+  auto none = MakeSharedStepPath(*model_, executor::WorkerSlot{});
+  ASSERT_TRUE(none);
+  EXPECT_EQ(*none, nullptr);  // computes alone
+  executor::SlotShape other = GgufSlotShape(model_->config(), kMaxRows);
+  other.final_floats += 1;
+  auto slot = executor::SlotMemory::Create(other);
+  ASSERT_TRUE(slot);
+  auto refused = MakeSharedStepPath(*model_, slot->worker_view());
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("does not fit this model"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cellhouse::engine
