@@ -305,7 +305,21 @@ int CheckStartAndServe(const SupervisorOptions& options) {
 struct ModelFlags {
   std::vector<std::string> models;  // --model, repeatable
   std::string models_dir;
+  int64_t executor_threads = 0;  // --executor-threads
 };
+
+// Each GGUF model's shared step executor (docs/EXECUTOR.md).
+void RegisterExecutorFlags(FlagSet& flags, SharedExecutorOptions& options, int64_t& threads) {
+  flags.Bool("shared-executor", &options.enabled,
+             "run each GGUF model's shared step executor: sessions whose policy allows it "
+             "(shared_executor, default true) batch their weight-heavy work into one pass over "
+             "the weights, in a separate sandboxed process (docs/EXECUTOR.md)");
+  flags.Int("executor-threads", &threads, "N",
+            "threads of each shared executor (0: the CPUs celld may use)");
+  flags.ByteSize("executor-memory-max", &options.memory_max_bytes, "BYTES",
+                 "memory limit of each shared executor's cgroup (its scratch rows; the weights "
+                 "are the zygote's mapping)");
+}
 
 // The models celld serves and how sessions read them.
 void RegisterModelFlags(FlagSet& flags, SupervisorOptions& options, ModelFlags& model_flags) {
@@ -327,6 +341,7 @@ void RegisterModelFlags(FlagSet& flags, SupervisorOptions& options, ModelFlags& 
                "chat-template family when the model's is not recognised and the policy names "
                "none: chatml, qwen3, llama3, llama2, mistral, gemma, phi3, zephyr, deepseek, "
                "deepseek3");
+  RegisterExecutorFlags(flags, options.shared_executor, model_flags.executor_threads);
 }
 
 // --model and --models-dir into options->models (the first given is the default model).
@@ -351,6 +366,10 @@ Status ResolveModels(const ModelFlags& flags, SupervisorOptions* options) {
     options->models.front().tokenizer = options->zygote.tokenizer;
   }
   options->zygote.model = options->models.front().path;
+  if (flags.executor_threads < 0 || flags.executor_threads > 256) {
+    return Error("--executor-threads must be 0 to 256");
+  }
+  options->shared_executor.threads = static_cast<uint32_t>(flags.executor_threads);
   return CheckModelNames(options->models);
 }
 

@@ -71,7 +71,10 @@ uint64_t LabeledCounter::Get(const std::vector<std::string>& labels) const {
 void LabeledCounter::Render(std::string* out) const {
   Header(out, name_, help_, "counter");
   for (const auto& [labels, value] : values_) {
-    *out += name_ + Labels(label_names_, labels) + " " + std::to_string(value) + "\n";
+    *out += name_ + Labels(label_names_, labels) + " " +
+            (scale_ == 1.0 ? std::to_string(value)
+                           : FormatDouble(static_cast<double>(value) * scale_)) +
+            "\n";
   }
 }
 
@@ -135,6 +138,11 @@ std::string Metrics::Render(const GaugeSnapshot& g, const std::string& version) 
   tokens_generated.Render(&out);
   seccomp_violations.Render(&out);
   worker_reports_dropped.Render(&out);
+  executor_rows.Render(&out);
+  executor_cpu.Render(&out);
+  executor_batches.Render(&out);
+  executor_slot_events.Render(&out);
+  executor_exits.Render(&out);
   open_latency.Render(&out);
   time_to_first_token.Render(&out);
   inter_token_latency.Render(&out);

@@ -18,8 +18,14 @@ namespace cellhouse::supervisor {
 
 class LabeledCounter {
  public:
-  LabeledCounter(std::string name, std::string help, std::vector<std::string> label_names)
-      : name_(std::move(name)), help_(std::move(help)), label_names_(std::move(label_names)) {}
+  // `scale`: what one unit counted is in the rendered unit (1e-9 counts nanoseconds and renders
+  // seconds, the base unit).
+  LabeledCounter(std::string name, std::string help, std::vector<std::string> label_names,
+                 double scale = 1.0)
+      : name_(std::move(name)),
+        help_(std::move(help)),
+        label_names_(std::move(label_names)),
+        scale_(scale) {}
   void Inc(const std::vector<std::string>& labels, uint64_t by = 1) { values_[labels] += by; }
   uint64_t Get(const std::vector<std::string>& labels) const;
   void Render(std::string* out) const;
@@ -28,6 +34,7 @@ class LabeledCounter {
   std::string name_;
   std::string help_;
   std::vector<std::string> label_names_;
+  double scale_;
   std::map<std::vector<std::string>, uint64_t> values_;
 };
 
@@ -78,6 +85,21 @@ struct Metrics {
   LabeledCounter worker_reports_dropped{"cellhouse_worker_reports_dropped_total",
                                         "Worker messages celld refused as implausible, by kind.",
                                         {"kind"}};
+  LabeledCounter executor_rows{"cellhouse_executor_rows_total",
+                               "Rows the shared executor computed for sessions, by policy.",
+                               {"policy"}};
+  LabeledCounter executor_cpu{"cellhouse_executor_cpu_seconds_total",
+                              "The shared executor's CPU time, shared out by rows, by policy.",
+                              {"policy"},
+                              1e-9};
+  LabeledCounter executor_batches{
+      "cellhouse_executor_batches_total", "Batches the shared executors ran.", {}};
+  LabeledCounter executor_slot_events{"cellhouse_executor_slot_events_total",
+                                      "Executor slot events (attached, refused, left, timed_out, "
+                                      "violation, removed).",
+                                      {"kind"}};
+  LabeledCounter executor_exits{
+      "cellhouse_executor_exits_total", "Shared executors that ended, by reason.", {"reason"}};
   Histogram open_latency{"cellhouse_session_open_duration_seconds",
                          "From accepting an open request to the worker being ready.",
                          {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};

@@ -132,6 +132,11 @@ class Session {
   int64_t running_since_ns = 0;
   int64_t last_heard_ns = 0;  // last message from the worker
   uint64_t spawn_request_id = 0;
+  // Its worker's slot in the model's shared executor (0: none; it computes alone), and what the
+  // executor reported computing for it.
+  uint64_t executor_slot = 0;
+  uint64_t executor_rows = 0;
+  uint64_t executor_cpu_ns = 0;
   uint64_t opener_connection = 0;  // the connection waiting for this session to start
 
   WorkerClaims claims;

@@ -337,6 +337,8 @@ Status Supervisor::SpawnWorker(Session& session, const resources::WorkerGpuView*
   *spawn.mutable_sandbox() =
       BuildSandboxSpec(*session.policy, session.host_id_first, placement, gpu, options_.sandbox);
   if (!pooled) *spawn.mutable_limits() = LimitsFor(session);
+  session.executor_slot = ReserveExecutorSlot(session);
+  spawn.set_executor_slot(session.executor_slot);
   std::vector<int> fds = {control.second.get()};
   fds.insert(fds.end(), placement_fds.begin(), placement_fds.end());
   auto served = models_.find(session.model);
@@ -344,7 +346,10 @@ Status Supervisor::SpawnWorker(Session& session, const resources::WorkerGpuView*
     return Error("the zygote of model '" + session.model + "' is not running");
   }
   Status sent = served->second.zygote->SendSpawn(spawn, fds);
-  if (!sent) return std::move(sent).error().Context("asking the zygote");
+  if (!sent) {
+    ReleaseExecutorSlot(session, /*worker_had_it=*/false);
+    return std::move(sent).error().Context("asking the zygote");
+  }
   session.control = std::move(control.first);
   session.spawn_request_id = spawn.request_id();
   session.pooled = pooled;
@@ -387,6 +392,12 @@ void Supervisor::OnZygoteReadable(const std::string& model) {
 
 void Supervisor::OnSpawnReply(const std::string& model, const zygote::SpawnReply& reply,
                               std::vector<UniqueFd> fds) {
+  if (auto ex = pending_executor_spawns_.find(reply.request_id());
+      ex != pending_executor_spawns_.end() && ex->second == model) {
+    pending_executor_spawns_.erase(ex);
+    OnExecutorSpawned(model, reply, std::move(fds));
+    return;
+  }
   auto pending = pending_spawns_.find(reply.request_id());
   const Session* asked = pending == pending_spawns_.end() ? nullptr : FindSession(pending->second);
   // A zygote answers only what was asked of it, never another model's requests.
@@ -402,6 +413,11 @@ void Supervisor::OnSpawnReply(const std::string& model, const zygote::SpawnReply
   UniqueFd pidfd = fds.empty() ? UniqueFd() : std::move(fds[0]);
   pid_t pid = reply.has_spawned() ? reply.spawned().pid() : -1;
   if (pidfd.valid()) session->worker = ChildProcess(pid, std::move(pidfd));
+  // A worker the zygote gave no slot (no executor running, or the hand-off failed) computes
+  // alone; the executor never heard of its id.
+  if (!reply.has_spawned() || !reply.spawned().executor_slot()) {
+    ReleaseExecutorSlot(*session, /*worker_had_it=*/false);
+  }
 
   if (!reply.has_spawned()) {
     std::string why =
@@ -824,6 +840,7 @@ void Supervisor::FinalizeSession(const std::string& id) {
 
 void Supervisor::ReleaseResources(Session& session) {
   session.CancelTimers();
+  ReleaseExecutorSlot(session, /*worker_had_it=*/true);
   if (session.cgroup && !session.cgroup->removed()) {
     Status removed = session.cgroup->Remove();
     if (!removed) {

@@ -58,6 +58,7 @@ Status Supervisor::Start() {
   CH_RETURN_IF_ERROR(StartLoopAndSignals());
   CH_RETURN_IF_ERROR(StartCgroups());
   CH_RETURN_IF_ERROR(StartZygotes());
+  StartExecutors();  // a model's executor that cannot start leaves its sessions computing alone
   CH_RETURN_IF_ERROR(StartPolicies());
   CH_RETURN_IF_ERROR(StartAdmission());
   StartAudit();
@@ -159,6 +160,7 @@ Status Supervisor::StartZygote(const ModelSpec& spec) {
 }
 
 void Supervisor::StopZygotes() {
+  StopExecutors();
   for (auto& [name, model] : models_) {
     if (!model.zygote) continue;
     if (loop_ && loop_->Watching(model.zygote->process().pidfd())) {

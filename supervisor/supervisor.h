@@ -31,6 +31,7 @@
 #include "base/unique_fd.h"
 #include "ipc/api.pb.h"
 #include "ipc/control.pb.h"
+#include "ipc/executor.pb.h"
 #include "ipc/frame.h"
 #include "ipc/unix_socket.h"
 #include "policy/choose.h"
@@ -47,6 +48,7 @@
 #include "supervisor/resources/admission.h"
 #include "supervisor/resources/gpu_share.h"
 #include "supervisor/session.h"
+#include "supervisor/shared_executor.h"
 #include "supervisor/zygote_process.h"
 
 namespace cellhouse::supervisor {
@@ -90,6 +92,8 @@ struct SupervisorOptions {
   // --gateway-user: the one uid whose connections may assert a gateway tenant (api
   // Request.tenant). Unset: every assertion is refused.
   std::optional<uid_t> gateway_uid;
+  // Each GGUF model's shared step executor (docs/EXECUTOR.md).
+  SharedExecutorOptions shared_executor;
 };
 
 // How long a failed pool refill waits before the next attempt.
@@ -194,6 +198,23 @@ class Supervisor {
   // Ends every model's zygote (shutdown, a failed start).
   void StopZygotes();
 
+  // executor.cc: each model's shared step executor.
+  void StartExecutors();
+  void StartExecutor(const std::string& model);
+  void OnExecutorSpawned(const std::string& model, const zygote::SpawnReply& reply,
+                         std::vector<UniqueFd> fds);
+  void OnExecutorReadable(const std::string& model);
+  void ApplyExecutorReport(SharedExecutor& ex, const executor_ipc::ExecutorReport& report);
+  void OnExecutorExit(const std::string& model);
+  // It ended (or never started): its slots go, and the next one is scheduled unless stopping.
+  void FinishExecutor(const std::string& model);
+  void ScheduleExecutorRestart(const std::string& model, int64_t ran_ns);
+  // A slot id for the session's new worker (0: it computes alone: no executor, exempt, full).
+  uint64_t ReserveExecutorSlot(const Session& session);
+  // The worker is gone (RemoveSlot), or never got the slot (`worker_had_it` false).
+  void ReleaseExecutorSlot(Session& session, bool worker_had_it);
+  void StopExecutors();
+
   // pool.cc: pre-forked workers.
   Session* TakePooledWorker(const policy::CompiledPolicy& policy);
   void AssignPooledWorker(Session& session, Connection& conn, resources::Grant grant,
@@ -259,7 +280,9 @@ class Supervisor {
   uint64_t next_session_number_ = 1;               // Session::number(): cgroup names
   std::unordered_map<pid_t, std::string> by_pid_;  // worker pid → session id
   uint64_t next_spawn_request_ = 1;
-  std::map<uint64_t, std::string> pending_spawns_;       // request id → session id
+  std::map<uint64_t, std::string> pending_spawns_;                    // request id → session id
+  std::map<uint64_t, std::string> pending_executor_spawns_;           // request id → model
+  std::map<std::string, std::unique_ptr<SharedExecutor>> executors_;  // by model
   std::map<std::string, std::deque<std::string>> pool_;  // policy → ready pool worker ids
   TimerId pool_refill_timer_ = 0;
 

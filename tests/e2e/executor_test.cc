@@ -1,0 +1,145 @@
+// End to end: celld --shared-executor on a GGUF model. Sessions' workers step through the
+// model's shared executor (a separate sandboxed process) and generate exactly what the engine
+// alone generates; the executor's reports show up in celld's per-policy metrics; a policy that
+// exempts itself (shared_executor: false) never reaches it; an executor that is killed costs no
+// session anything and is started again.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "base/strings.h"
+#include "tests/e2e/ops_support.h"
+#include "tests/support/celld_fixture.h"
+#include "tests/support/celld_harness.h"
+
+namespace cellhouse {
+namespace {
+
+using testing::CommandResult;
+using testing::PolicySpec;
+using testing::RunCellctl;
+
+constexpr const char* kPrompt = "Once upon a time";
+constexpr int kTokens = 24;
+
+class SharedExecutorTest : public testing::CelldTest {
+ protected:
+  void SetUp() override {
+    CelldTest::SetUp();
+    if (IsSkipped()) return;
+    gguf_ = local_.File("tiny-Q8_0.gguf");
+    CommandResult convert = testing::RunCommand({testing::BinPath("cellmodel"), "convert", "--in",
+                                                 Model(), "--out", gguf_, "--type", "Q8_0"});
+    ASSERT_EQ(convert.exit_code, 0) << convert.err;
+    ::chmod(gguf_.c_str(), 0644);
+    testing::WritePolicy(policies_, PolicySpec{});
+    PolicySpec alone;
+    alone.name = "alone";
+    alone.extra_text = "shared_executor: false\n";
+    testing::WritePolicy(policies_, alone);
+    auto port = testing::FreeLoopbackPort();
+    ASSERT_TRUE(port);
+    port_ = *port;
+    StartCelld({.model = gguf_,
+                .extra_args = {"--shared-executor", "--ctx-size", "96", "--metrics-listen",
+                               "127.0.0.1:" + std::to_string(port_)}});
+    reference_ = testing::EngineReference(gguf_, kPrompt, kTokens, 0.0, 3) + "\n";
+  }
+
+  CommandResult Generate(const std::string& policy) {
+    return RunCellctl(celld_->socket(),
+                      {"generate", "--policy", policy, "--prompt", kPrompt, "--max-tokens",
+                       std::to_string(kTokens), "--temperature", "0"});
+  }
+
+  // A counter's value in celld's metrics (0 when absent).
+  uint64_t Metric(const std::string& series) {
+    auto r = testing::HttpGetTcp(port_, "/metrics");
+    if (!r) return 0;
+    for (std::string_view line : Split(r->body, '\n')) {
+      if (line.substr(0, series.size()) == series && line.size() > series.size() &&
+          line[series.size()] == ' ') {
+        return std::strtoull(std::string(line.substr(series.size() + 1)).c_str(), nullptr, 10);
+      }
+    }
+    return 0;
+  }
+  // Waits (the executor reports once a second) until the series moves past `above`.
+  uint64_t MetricAbove(const std::string& series, uint64_t above) {
+    uint64_t v = 0;
+    for (int i = 0; i < 60 && (v = Metric(series)) <= above; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return v;
+  }
+
+  // The pids of the executors celld said it started, in order.
+  std::vector<pid_t> ExecutorPids() {
+    std::vector<pid_t> pids;
+    const std::string marker = "shared executor pid ";
+    const std::string log = celld_->Log();
+    for (size_t at = log.find(marker); at != std::string::npos; at = log.find(marker, at + 1)) {
+      pids.push_back(static_cast<pid_t>(std::atoi(log.c_str() + at + marker.size())));
+    }
+    return pids;
+  }
+
+  std::string gguf_;
+  uint16_t port_ = 0;
+  std::string reference_;
+};
+
+TEST_F(SharedExecutorTest, SessionsShareItAndGenerateTheEnginesTokens) {
+  ASSERT_EQ(ExecutorPids().size(), 1u) << celld_->Log();
+  // Three sessions at once, so that their rounds meet in the executor's batches.
+  std::vector<CommandResult> results(3);
+  std::vector<std::thread> threads;
+  threads.reserve(results.size());
+  for (auto& r : results) threads.emplace_back([&r, this] { r = Generate("default"); });
+  for (auto& t : threads) t.join();
+  for (const CommandResult& r : results) {
+    ASSERT_EQ(r.exit_code, 0) << r.err << celld_->Log();
+    EXPECT_EQ(r.out, reference_);
+  }
+  // Every session's rows went through the executor: prompt and decode rows of every round.
+  const uint64_t rows = MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", 0);
+  EXPECT_GE(rows, 3u * kTokens) << celld_->Log();
+  // An exempt policy's session computes alone: its tokens are the same, the executor never saw it.
+  CommandResult alone = Generate("alone");
+  ASSERT_EQ(alone.exit_code, 0) << alone.err;
+  EXPECT_EQ(alone.out, reference_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(Metric("cellhouse_executor_rows_total{policy=\"alone\"}"), 0u);
+}
+
+TEST_F(SharedExecutorTest, AKilledExecutorCostsNoSessionAndIsStartedAgain) {
+  std::vector<pid_t> pids = ExecutorPids();
+  ASSERT_EQ(pids.size(), 1u) << celld_->Log();
+  // A session that holds a slot across the kill: its next turn fails over to its own worker.
+  ASSERT_EQ(Generate("default").out, reference_);
+  ASSERT_EQ(::kill(pids[0], SIGKILL), 0);
+  for (int i = 0; i < 100 && ExecutorPids().size() < 2; ++i) {
+    CommandResult r = Generate("default");
+    ASSERT_EQ(r.exit_code, 0) << r.err << celld_->Log();
+    EXPECT_EQ(r.out, reference_);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  pids = ExecutorPids();
+  ASSERT_EQ(pids.size(), 2u) << celld_->Log();
+  EXPECT_EQ(Metric("cellhouse_executor_exits_total{reason=\"killed\"}"), 1u) << celld_->Log();
+  // The new one serves: the rows of sessions started after it reach it again (pool workers
+  // made while no executor ran compute alone for their life: use them up first).
+  const uint64_t before = Metric("cellhouse_executor_rows_total{policy=\"default\"}");
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(Generate("default").out, reference_);
+  EXPECT_GT(MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", before), before);
+}
+
+}  // namespace
+}  // namespace cellhouse
