@@ -237,6 +237,17 @@ Result<std::string> QuantizeModel(const WorkDir& dir, const std::string& fp32_pa
   return path;
 }
 
+Result<std::string> ConvertModel(const WorkDir& dir, const std::string& fp32_path,
+                                 const std::string& type) {
+  CH_ASSIGN_OR_RETURN(std::string cellmodel, SiblingBinary("cellmodel"));
+  std::string path = fp32_path + "." + type + ".gguf";
+  CH_RETURN_IF_ERROR(
+      RunQuietly({cellmodel, "convert", "--in", fp32_path, "--out", path, "--type", type},
+                 dir.File("cellmodel-convert.log")));
+  ::chmod(path.c_str(), 0644);
+  return path;
+}
+
 std::string PolicyText(const BenchPolicy& p) {
   // A host uid range of this process's own, far from real accounts and from the tests' ranges
   // (0x60000000 upwards) and the shipped default's (0x70000000).

@@ -116,6 +116,10 @@ Result<std::string> MakeModel(const WorkDir& dir, const std::string& preset, int
 // `cellmodel quantize` of an fp32 model made by MakeModel, with its tokenizer beside it; the path
 // of the int8 file.
 Result<std::string> QuantizeModel(const WorkDir& dir, const std::string& fp32_path, int group_size);
+// `cellmodel convert` of an fp32 model made by MakeModel to GGUF of `type` (Q8_0, Q4_K_M, ...);
+// the path of the GGUF file.
+Result<std::string> ConvertModel(const WorkDir& dir, const std::string& fp32_path,
+                                 const std::string& type);
 
 // A policy like the shipped `default` (all six namespaces, the built-in allow-list, one CPU)
 // with caps and a host uid range of its own, so benchmarks can run beside other daemons.

@@ -3,7 +3,13 @@
 // token, inter-token gaps) as N grows.
 //
 //   build/bin/load_bench [--quick] [--preset 110m] [--sessions 1,2,4,8,16] [--tokens 64]
-//                        [--repetitions 3] [--json FILE] [--keep]
+//                        [--repetitions 3] [--gguf TYPE [--executor alone,shared]]
+//                        [--json FILE] [--keep]
+//
+// With --gguf TYPE the model is converted to GGUF of that type, and each --executor mode gets a
+// celld of its own: `alone` (every worker computes its own steps) and `shared` (celld
+// --shared-executor: the workers' rounds meet in the model's shared executor); the ratio of
+// their aggregate rates is printed per N.
 //
 // For each N and repetition: N sessions are opened (not timed), then N client threads send the
 // same request at once (a short prompt, greedy, --tokens new tokens) and stamp every piece as it
@@ -41,6 +47,8 @@ struct Options {
   int64_t tokens = 64;
   int64_t repetitions = 3;
   std::string prompt = "Once upon a time";
+  std::string gguf;                // empty: the llama2.c fp32 model
+  std::string executor = "alone";  // with --gguf: alone, shared, or both
 };
 
 // One session's turn, stamped on the client's clock.
@@ -167,20 +175,15 @@ Result<RunFigures> OneRun(const Celld& celld, int n, const Options& o, Level& le
   return f;
 }
 
-Status Run(const Options& o, const WorkDir& dir) {
-  CH_ASSIGN_OR_RETURN(std::vector<int> counts, ParseCounts(o.sessions));
-  const int most = *std::max_element(counts.begin(), counts.end());
-  Printf(stderr, "generating the %s model...\n", o.preset.c_str());
-  CH_ASSIGN_OR_RETURN(std::string model, MakeModel(dir, o.preset, 1));
-  // Caps with room to spare: a closed session's worker may still be exiting when the next
-  // run opens its sessions (Close returns at the worker's Ack, before celld reaps it).
-  const auto cap = static_cast<uint32_t>(2 * most + 4);
-  CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"),
-                                 BenchPolicy{.max_sessions = cap, .max_sessions_per_tenant = cap}));
-  CH_ASSIGN_OR_RETURN(auto celld, Celld::Start(dir, {.name = "load",
+// One celld (`mode`: alone or shared) through every level and repetition.
+Result<std::vector<Level>> Measure(const Options& o, const WorkDir& dir, const std::string& model,
+                                   const std::vector<int>& counts, const std::string& mode) {
+  std::vector<std::string> args = {"--memory-budget", "12G"};
+  if (mode == "shared") args.emplace_back("--shared-executor");
+  CH_ASSIGN_OR_RETURN(auto celld, Celld::Start(dir, {.name = "load-" + mode,
                                                      .model = model,
                                                      .policy_dir = dir.File("policies"),
-                                                     .extra_args = {"--memory-budget", "12G"}}));
+                                                     .extra_args = args}));
   // Warm-up: one short turn (the weights' page tables, the first BLAS call).
   {
     CH_ASSIGN_OR_RETURN(cli::SessionClient s,
@@ -200,40 +203,48 @@ Status Run(const Options& o, const WorkDir& dir) {
   for (int64_t r = 0; r < o.repetitions; ++r) {
     for (Level& level : levels) {
       const int64_t repetition = r + 1;
-      Printf(stderr, "repetition %lld: %d sessions generating %lld tokens each...\n",
-             static_cast<long long>(repetition), level.sessions, static_cast<long long>(o.tokens));
+      Printf(stderr, "%s, repetition %lld: %d sessions generating %lld tokens each...\n",
+             mode.c_str(), static_cast<long long>(repetition), level.sessions,
+             static_cast<long long>(o.tokens));
       CH_ASSIGN_OR_RETURN(RunFigures f, OneRun(*celld, level.sessions, o, level));
       level.runs.push_back(f);
     }
   }
   CH_RETURN_IF_ERROR(celld->Stop());
+  return levels;
+}
 
-  Printf(stdout,
-         "load_bench: %s, %lld new tokens per session, %lld repetitions, %u CPUs%s\n"
-         "  every session of a run sends its request at the same moment; default policy (one "
-         "CPU per session)\n",
-         o.preset.c_str(), static_cast<long long>(o.tokens), static_cast<long long>(o.repetitions),
-         std::thread::hardware_concurrency(), o.common.quick ? ", --quick" : "");
+double MedianAggregate(const Level& level) {
+  std::vector<double> aggregate;
+  aggregate.reserve(level.runs.size());
+  for (const RunFigures& f : level.runs) aggregate.push_back(f.aggregate_tps);
+  return Median(aggregate);
+}
+
+// Prints one mode's table; its JSON items are appended to `items`.
+void Report(const std::vector<Level>& levels, const std::string& mode,
+            std::vector<std::string>& items) {
+  Printf(stdout, "  compute: %s\n", mode.c_str());
   Table table({"sessions", "aggregate tok/s", "per session p50", "min", "max", "Jain",
                "TTFT p50 ms", "TTFT p99", "ITL p50 ms", "ITL p99", "ITL max"});
-  std::vector<std::string> items;
   for (const Level& level : levels) {
-    std::vector<double> aggregate, jain, min, max;
+    std::vector<double> jain, min, max;
     for (const RunFigures& f : level.runs) {
-      aggregate.push_back(f.aggregate_tps);
       jain.push_back(f.jain);
       min.push_back(f.min_tps);
       max.push_back(f.max_tps);
     }
     const Summary ttft = Summarize(level.ttft_ms), itl = Summarize(level.itl_ms),
                   per = Summarize(level.session_tps);
-    table.AddRow({std::to_string(level.sessions), Format("%.1f", Median(aggregate)),
+    const double aggregate = MedianAggregate(level);
+    table.AddRow({std::to_string(level.sessions), Format("%.1f", aggregate),
                   Format("%.1f", per.p50), Format("%.1f", Median(min)), Format("%.1f", Median(max)),
                   Format("%.3f", Median(jain)), Format("%.1f", ttft.p50), Format("%.1f", ttft.p99),
                   Format("%.1f", itl.p50), Format("%.1f", itl.p99), Format("%.1f", itl.max)});
     items.push_back(cli::JsonObject()
+                        .Add("compute", mode)
                         .Add("sessions", static_cast<int64_t>(level.sessions))
-                        .Add("aggregate_tokens_per_second", Median(aggregate))
+                        .Add("aggregate_tokens_per_second", aggregate)
                         .AddRaw("session_tokens_per_second", SummaryJson(per))
                         .Add("min_session_tokens_per_second", Median(min))
                         .Add("max_session_tokens_per_second", Median(max))
@@ -243,10 +254,53 @@ Status Run(const Options& o, const WorkDir& dir) {
                         .Render());
   }
   table.Print(stdout);
+}
+
+Status Run(const Options& o, const WorkDir& dir) {
+  CH_ASSIGN_OR_RETURN(std::vector<int> counts, ParseCounts(o.sessions));
+  const int most = *std::max_element(counts.begin(), counts.end());
+  Printf(stderr, "generating the %s model...\n", o.preset.c_str());
+  CH_ASSIGN_OR_RETURN(std::string model, MakeModel(dir, o.preset, 1));
+  if (!o.gguf.empty()) {
+    CH_ASSIGN_OR_RETURN(model, ConvertModel(dir, model, o.gguf));
+  }
+  // Caps with room to spare: a closed session's worker may still be exiting when the next
+  // run opens its sessions (Close returns at the worker's Ack, before celld reaps it).
+  const auto cap = static_cast<uint32_t>(2 * most + 4);
+  CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"),
+                                 BenchPolicy{.max_sessions = cap, .max_sessions_per_tenant = cap}));
+  const std::vector<std::string> modes = o.executor == "both"
+                                             ? std::vector<std::string>{"alone", "shared"}
+                                             : std::vector<std::string>{o.executor};
+  std::vector<std::vector<Level>> results;
+  results.reserve(modes.size());
+  for (const std::string& mode : modes) {
+    CH_ASSIGN_OR_RETURN(std::vector<Level> levels, Measure(o, dir, model, counts, mode));
+    results.push_back(std::move(levels));
+  }
+
+  const std::string shape = o.gguf.empty() ? o.preset : o.preset + " GGUF " + o.gguf;
+  Printf(stdout,
+         "load_bench: %s, %lld new tokens per session, %lld repetitions, %u CPUs%s\n"
+         "  every session of a run sends its request at the same moment; default policy (one "
+         "CPU per session)\n",
+         shape.c_str(), static_cast<long long>(o.tokens), static_cast<long long>(o.repetitions),
+         std::thread::hardware_concurrency(), o.common.quick ? ", --quick" : "");
+  std::vector<std::string> items;
+  for (size_t m = 0; m < modes.size(); ++m) Report(results[m], modes[m], items);
+  if (modes.size() == 2) {
+    for (size_t i = 0; i < counts.size(); ++i) {
+      const double alone = MedianAggregate(results[0][i]);
+      const double shared = MedianAggregate(results[1][i]);
+      Printf(stdout, "  %d sessions: shared executor / alone = %.2fx aggregate\n", counts[i],
+             alone > 0 ? shared / alone : 0.0);
+    }
+  }
   return WriteJson(o.common.json_path, cli::JsonObject()
                                            .Add("benchmark", "load")
                                            .Add("quick", o.common.quick)
                                            .Add("preset", o.preset)
+                                           .Add("gguf", o.gguf)
                                            .Add("tokens", o.tokens)
                                            .Add("repetitions", o.repetitions)
                                            .Add("prompt", o.prompt)
@@ -267,6 +321,11 @@ int Main(int argc, char** argv) {
   flags.Int("tokens", &o.tokens, "N", "new tokens per session (default 64; --quick 32)");
   flags.Int("repetitions", &o.repetitions, "N", "runs per N (default 3; --quick 1)");
   flags.String("prompt", &o.prompt, "TEXT", "the prompt every session sends");
+  flags.String("gguf", &o.gguf, "TYPE",
+               "serve the model converted to GGUF of this type (Q8_0, Q4_K_M, F16, ...)");
+  flags.String("executor", &o.executor, "MODE",
+               "with --gguf: alone (workers compute their own steps), shared (celld "
+               "--shared-executor) or both (default alone)");
   if (std::optional<int> done = ParseBenchFlags(flags, "load_bench", argc, argv)) {
     return *done;
   }
@@ -277,6 +336,15 @@ int Main(int argc, char** argv) {
   }
   if (o.tokens < 2 || o.repetitions < 1) {
     Printf(stderr, "load_bench: --tokens must be at least 2, --repetitions positive\n");
+    return 2;
+  }
+  if (o.executor != "alone" && o.executor != "shared" && o.executor != "both") {
+    Printf(stderr, "load_bench: --executor is alone, shared or both\n");
+    return 2;
+  }
+  if (o.executor != "alone" && o.gguf.empty()) {
+    Printf(stderr, "load_bench: --executor %s needs --gguf TYPE (the executor computes GGUF)\n",
+           o.executor.c_str());
     return 2;
   }
   Result<WorkDir> dir = WorkDir::Create(o.common.keep);
