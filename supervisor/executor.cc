@@ -138,6 +138,17 @@ void Supervisor::OnExecutorSpawned(const std::string& model, const zygote::Spawn
   LogIfError(
       loop_->Add(ex.control.get(), EPOLLIN, [this, model](uint32_t) { OnExecutorReadable(model); }),
       "watching the executor's channel");
+  // Pool workers made while no executor ran would compute alone for their whole life: they
+  // make way for workers with a slot (the pool refills). Those still starting go when ready.
+  std::vector<std::string> slotless;
+  for (const auto& [id, s] : sessions_) {
+    if (s.state() == Session::State::kPooled && PooledWithoutSlot(s)) slotless.push_back(id);
+  }
+  for (const std::string& id : slotless) {
+    if (Session* s = FindSession(id)) {
+      EndSession(*s, api::SHUTDOWN, "replaced by a worker with an executor slot", false);
+    }
+  }
 }
 
 void Supervisor::OnExecutorReadable(const std::string& model) {
@@ -162,12 +173,24 @@ void Supervisor::OnExecutorReadable(const std::string& model) {
 void Supervisor::ApplyExecutorReport(SharedExecutor& ex,
                                      const executor_ipc::ExecutorReport& report) {
   ReportDigest digest = ex.slots.Apply(report);
+  const int64_t now = clock_.NowNanos();
   for (const SlotDelta& d : digest.deltas) {
     metrics_.executor_rows.Inc({d.policy}, d.rows);
     metrics_.executor_cpu.Inc({d.policy}, d.cpu_ns);
-    if (Session* s = d.session_id.empty() ? nullptr : FindSession(d.session_id)) {
-      s->executor_rows += d.rows;
-      s->executor_cpu_ns += d.cpu_ns;
+    Session* s = d.session_id.empty() ? nullptr : FindSession(d.session_id);
+    if (s == nullptr) continue;
+    s->executor_rows += d.rows;
+    s->executor_cpu_ns += d.cpu_ns;
+    // Over its policy's CPU quota: its slot is not served until the refill pays the debt back.
+    const int64_t pause_ns = ex.fairness.Charge(d.session_id, d.cpu_ns, now);
+    if (pause_ns > 0 && ex.control.valid()) {
+      executor_ipc::ExecutorControl command;
+      executor_ipc::PauseSlot* pause = command.mutable_pause_slot();
+      pause->set_slot_id(d.slot_id);
+      pause->set_duration_ms(
+          static_cast<uint32_t>(std::min(pause_ns, kMaxExecutorPauseNs) / kNanosPerMilli));
+      LogIfError(ipc::SendMessage(ex.control.get(), command), "pausing an executor slot");
+      metrics_.executor_pauses.Inc({d.policy});
     }
   }
   metrics_.executor_batches.Inc({}, digest.batches);
@@ -221,6 +244,7 @@ void Supervisor::FinishExecutor(const std::string& model) {
   ex.process = ChildProcess();
   // Its workers saw it go (their liveness words) and compute alone; their slots are no more.
   for (const std::string& id : ex.slots.Reset()) {
+    ex.fairness.Untrack(id);
     if (Session* s = FindSession(id)) s->executor_slot = 0;
   }
   if (ex.cgroup && !ex.cgroup->removed()) LogIfError(ex.cgroup->Remove(), "the executor's cgroup");
@@ -251,12 +275,37 @@ uint64_t Supervisor::ReserveExecutorSlot(const Session& session) {
   return it->second->slots.Reserve(session.id(), session.policy->name()).value_or(0);
 }
 
+bool Supervisor::PooledWithoutSlot(const Session& session) const {
+  auto it = executors_.find(session.model);
+  if (!session.pooled || session.executor_slot != 0 || it == executors_.end()) return false;
+  const SharedExecutor& ex = *it->second;
+  const policy::Policy& p = session.policy->proto();
+  // Only a worker asked for before this executor started: one asked for since that still has
+  // no slot (the zygote could not make it) stays, or the pool would churn.
+  return ex.state == SharedExecutor::State::kRunning && ex.started_ns > session.created_ns &&
+         (!p.has_shared_executor() || p.shared_executor());
+}
+
+void Supervisor::TrackExecutorSlot(const Session& session) {
+  auto it = executors_.find(session.model);
+  if (it == executors_.end() || session.executor_slot == 0) return;
+  std::optional<double> cpus;
+  const policy::Cgroup& c = session.policy->proto().cgroup();
+  if (c.has_cpu_quota() && c.cpu_quota().period_us() > 0) {
+    cpus = static_cast<double>(c.cpu_quota().quota_us()) /
+           static_cast<double>(c.cpu_quota().period_us());
+  }
+  it->second->fairness.Track(session.id(), cpus, clock_.NowNanos());
+}
+
 void Supervisor::ReleaseExecutorSlot(Session& session, bool worker_had_it) {
   if (session.executor_slot == 0) return;
   const uint64_t slot = session.executor_slot;
   session.executor_slot = 0;
   auto it = executors_.find(session.model);
-  if (it == executors_.end() || !it->second->slots.Holds(slot)) return;
+  if (it == executors_.end()) return;
+  it->second->fairness.Untrack(session.id());
+  if (!it->second->slots.Holds(slot)) return;
   SharedExecutor& ex = *it->second;
   if (!worker_had_it) {
     ex.slots.Forget(slot);

@@ -142,6 +142,7 @@ std::string Metrics::Render(const GaugeSnapshot& g, const std::string& version) 
   executor_cpu.Render(&out);
   executor_batches.Render(&out);
   executor_slot_events.Render(&out);
+  executor_pauses.Render(&out);
   executor_exits.Render(&out);
   open_latency.Render(&out);
   time_to_first_token.Render(&out);

@@ -98,6 +98,10 @@ struct Metrics {
                                       "Executor slot events (attached, refused, left, timed_out, "
                                       "violation, removed).",
                                       {"kind"}};
+  LabeledCounter executor_pauses{"cellhouse_executor_pauses_total",
+                                 "Executor slots paused for using more than their policy's CPU "
+                                 "quota, by policy.",
+                                 {"policy"}};
   LabeledCounter executor_exits{
       "cellhouse_executor_exits_total", "Shared executors that ended, by reason.", {"reason"}};
   Histogram open_latency{"cellhouse_session_open_duration_seconds",

@@ -417,6 +417,8 @@ void Supervisor::OnSpawnReply(const std::string& model, const zygote::SpawnReply
   // alone; the executor never heard of its id.
   if (!reply.has_spawned() || !reply.spawned().executor_slot()) {
     ReleaseExecutorSlot(*session, /*worker_had_it=*/false);
+  } else {
+    TrackExecutorSlot(*session);
   }
 
   if (!reply.has_spawned()) {
@@ -454,6 +456,10 @@ void Supervisor::OnSpawnReply(const std::string& model, const zygote::SpawnReply
       steps += " " + t.step() + "=" + std::to_string(t.micros()) + "us";
     }
     spdlog::debug("worker pid {} sandbox steps:{}", pid, steps);
+  }
+  if (session->pooled && PooledWithoutSlot(*session)) {
+    EndSession(*session, api::SHUTDOWN, "replaced by a worker with an executor slot", false);
+    return;
   }
   if (session->pooled) {
     OnPoolWorkerReady(*session);

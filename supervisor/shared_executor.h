@@ -14,11 +14,13 @@
 #include <optional>
 #include <string>
 
+#include "base/clock.h"
 #include "base/process.h"
 #include "base/unique_fd.h"
 #include "supervisor/cgroup/session_cgroup.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/executor_end.h"
+#include "supervisor/executor_fairness.h"
 #include "supervisor/executor_slots.h"
 #include "supervisor/session.h"
 
@@ -45,7 +47,8 @@ struct SharedExecutor {
     kRestartWait,  // it ended; the next one starts when restart_timer fires
   };
 
-  explicit SharedExecutor(EventLoop& loop) : restart_timer(loop), slots(kExecutorSlotCapacity) {}
+  explicit SharedExecutor(EventLoop& loop)
+      : restart_timer(loop), slots(kExecutorSlotCapacity), fairness(kNanosPerSecond) {}
 
   // Workers may be given a slot: the executor runs, or its start is on the zygote's queue ahead
   // of any later worker's.
@@ -64,6 +67,8 @@ struct SharedExecutor {
   RestartBackoff backoff;
   OwnedTimer restart_timer;
   ExecutorSlots slots;
+  // The executor CPU each slot's session used, against its policy's CPU quota.
+  FairShare fairness;
 };
 
 }  // namespace cellhouse::supervisor

@@ -211,6 +211,11 @@ class Supervisor {
   void ScheduleExecutorRestart(const std::string& model, int64_t ran_ns);
   // A slot id for the session's new worker (0: it computes alone: no executor, exempt, full).
   uint64_t ReserveExecutorSlot(const Session& session);
+  // A pool worker of a sharing policy, without a slot, asked for before its model's executor
+  // (re)started: it should make way for one with a slot.
+  bool PooledWithoutSlot(const Session& session) const;
+  // The worker has its slot: its session's executor CPU counts against its policy's quota.
+  void TrackExecutorSlot(const Session& session);
   // The worker is gone (RemoveSlot), or never got the slot (`worker_had_it` false).
   void ReleaseExecutorSlot(Session& session, bool worker_had_it);
   void StopExecutors();

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "base/strings.h"
+#include "cli/cellctl/session_client.h"
 #include "tests/e2e/ops_support.h"
 #include "tests/support/celld_fixture.h"
 #include "tests/support/celld_harness.h"
@@ -91,6 +92,18 @@ class SharedExecutorTest : public testing::CelldTest {
     return pids;
   }
 
+  // One greedy turn of an open session; its text.
+  static std::string Turn(cli::SessionClient& s, const std::string& prompt) {
+    api::Generate g;
+    g.set_prompt(prompt);
+    g.set_max_new_tokens(kTokens);
+    g.set_temperature(0);
+    std::string text;
+    auto done = s.Generate(g, [&text](const api::Piece& p) { text += p.text(); });
+    EXPECT_TRUE(done) << done.error().message();
+    return text;
+  }
+
   std::string gguf_;
   uint16_t port_ = 0;
   std::string reference_;
@@ -122,9 +135,13 @@ TEST_F(SharedExecutorTest, SessionsShareItAndGenerateTheEnginesTokens) {
 TEST_F(SharedExecutorTest, AKilledExecutorCostsNoSessionAndIsStartedAgain) {
   std::vector<pid_t> pids = ExecutorPids();
   ASSERT_EQ(pids.size(), 1u) << celld_->Log();
-  // A session that holds a slot across the kill: its next turn fails over to its own worker.
-  ASSERT_EQ(Generate("default").out, reference_);
+  // A conversation whose worker holds a slot across the kill: its second turn fails over to its
+  // own worker, mid-conversation.
+  auto held = cli::SessionClient::Open(celld_->socket(), {.policy = "default"});
+  ASSERT_TRUE(held) << held.error().message();
+  const std::string first = Turn(*held, kPrompt);
   ASSERT_EQ(::kill(pids[0], SIGKILL), 0);
+  const std::string second = Turn(*held, " and then");
   for (int i = 0; i < 100 && ExecutorPids().size() < 2; ++i) {
     CommandResult r = Generate("default");
     ASSERT_EQ(r.exit_code, 0) << r.err << celld_->Log();
@@ -134,11 +151,17 @@ TEST_F(SharedExecutorTest, AKilledExecutorCostsNoSessionAndIsStartedAgain) {
   pids = ExecutorPids();
   ASSERT_EQ(pids.size(), 2u) << celld_->Log();
   EXPECT_EQ(Metric("cellhouse_executor_exits_total{reason=\"killed\"}"), 1u) << celld_->Log();
-  // The new one serves: the rows of sessions started after it reach it again (pool workers
-  // made while no executor ran compute alone for their life: use them up first).
+  // The new one serves: the rows of the next session reach it (the pool workers made while no
+  // executor ran were replaced by ones with a slot). Its conversation, all of it through the new
+  // executor, is word for word the one that failed over.
   const uint64_t before = Metric("cellhouse_executor_rows_total{policy=\"default\"}");
-  for (int i = 0; i < 4; ++i) ASSERT_EQ(Generate("default").out, reference_);
-  EXPECT_GT(MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", before), before);
+  auto fresh = cli::SessionClient::Open(celld_->socket(), {.policy = "default"});
+  ASSERT_TRUE(fresh) << fresh.error().message();
+  EXPECT_EQ(Turn(*fresh, kPrompt), first);
+  EXPECT_EQ(Turn(*fresh, " and then"), second);
+  EXPECT_FALSE(second.empty());
+  EXPECT_GT(MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", before), before)
+      << celld_->Log();
 }
 
 }  // namespace

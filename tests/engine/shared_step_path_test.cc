@@ -130,8 +130,9 @@ TEST_F(SharedStepPathTest, StepsThroughTheExecutorGiveTheSessionsOwnBits) {
   const auto got = Run(*shared, 6, nullptr, -1);
   // Every exchange was answered by the executor: the client never failed over.
   EXPECT_TRUE(shared->shared()) << executor::FailoverReasonName(shared->failover_reason());
-  for (size_t i = 0; i < expected.size(); ++i)
+  for (size_t i = 0; i < expected.size(); ++i) {
     ExpectSameBits(got[i], expected[i], static_cast<int>(i));
+  }
   EXPECT_TRUE(executor.Kill(SIGKILL));
 }
 
@@ -148,8 +149,9 @@ TEST_F(SharedStepPathTest, AKilledExecutorCostsNoToken) {
   const auto got = Run(*shared, 6, &executor, 3);
   EXPECT_FALSE(shared->shared());
   EXPECT_EQ(shared->failover_reason(), executor::FailoverReason::kExecutorGone);
-  for (size_t i = 0; i < expected.size(); ++i)
+  for (size_t i = 0; i < expected.size(); ++i) {
     ExpectSameBits(got[i], expected[i], static_cast<int>(i));
+  }
 }
 
 TEST_F(SharedStepPathTest, NoSlotOrAnotherModelsSlot) {
