@@ -139,6 +139,10 @@ Status Supervisor::StartZygote(const ModelSpec& spec) {
   model.facts.kv_bytes_per_token = ready.kv_bytes_per_token();
   model.facts.state_fixed_bytes = ready.state_fixed_bytes();
   model.facts.worker_overhead_bytes = policy::kDefaultWorkerOverheadBytes;
+  // A sharing session's worker also holds its executor slot (charged to its cgroup).
+  if (options_.shared_executor.enabled) {
+    model.facts.executor_slot_bytes = ready.executor_slot_bytes();
+  }
   Result<Mapping> view = Mapping::MapFile(spec.path.c_str());
   if (view) {
     model.view = std::move(*view);
