@@ -904,6 +904,60 @@ def executor_steps(step, h, md):
     md.append("")
 
 
+def executor_sessions(runs, h, plots, md):
+    """load_bench --gguf TYPE --executor both: N sessions through celld, each worker computing
+    its own steps (alone) against celld --shared-executor (shared)."""
+    group = "3d. Shared executor through celld"
+    md.append("#### Sessions through celld: alone against the shared executor\n")
+    runs = [r for r in runs if r]
+    if not runs:
+        md.append("*Not measured in this run.*")
+        return
+    md.append("load_bench: N sessions on one celld send the same request at the same moment "
+              "(greedy); *alone*: every worker computes its own steps; *shared*: `celld "
+              "--shared-executor`, the workers' weight-heavy rounds batched in the model's "
+              "executor process (its slots, sandbox and cgroup; tokens bit-identical). Default "
+              "policy (one CPU per session). Aggregate: every token over the run's wall time, "
+              "prefills included; medians of the repetitions.\n")
+    md.append("| model | sessions | alone tok/s | ITL p50/p99 ms | shared tok/s | ITL p50/p99 ms "
+              "| shared/alone |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|")
+    for run in runs:
+        model = f"{run['preset']} {run.get('gguf', '')}"
+        by = {}
+        for lv in run["levels"]:
+            by.setdefault(lv["sessions"], {})[lv["compute"]] = lv
+        rows = []
+        one_alone = by.get(1, {}).get("alone", {}).get("aggregate_tokens_per_second", 0)
+        for n in sorted(by):
+            a, s_ = by[n].get("alone"), by[n].get("shared")
+            if not a or not s_:
+                continue
+            at, st = a["aggregate_tokens_per_second"], s_["aggregate_tokens_per_second"]
+            rows.append([n, at, st, a["inter_token_ms"]["p99"], s_["inter_token_ms"]["p99"]])
+            md.append(f"| {model} | {n} | {fmt(at)} | {fmt(a['inter_token_ms']['p50'])}/"
+                      f"{fmt(a['inter_token_ms']['p99'])} | {fmt(st)} | "
+                      f"{fmt(s_['inter_token_ms']['p50'])}/{fmt(s_['inter_token_ms']['p99'])} | "
+                      f"{fmt(st / at) if at else '–'}× |")
+            if n == 16 and one_alone:
+                h.add(group, f"16 sessions through celld --shared-executor, {model}, against "
+                      "one session alone", st, "tok/s", "≥ 4× one session", one_alone,
+                      "one session alone", met=st >= 4 * one_alone)
+        name = f"executor_{run.get('gguf', 'model').lower()}"
+        data = plots.data(name, ["n", "alone", "shared", "alone_itl99", "shared_itl99"], rows)
+        png = plots.plot(name, f"Sessions through celld, {model}: alone against the shared "
+                         "executor", f"""set logscale x 2
+set xlabel "concurrent generating sessions (N)"
+set ylabel "aggregate tokens/s"
+set yrange [0:*]
+set key top left
+plot "{data}" using 1:2 with linespoints pt 7 lw 2 lc rgb '#7f7f7f' title "alone (each worker computes)", \\
+     "" using 1:3 with linespoints pt 5 lw 2 lc rgb '#1f77b4' title "shared executor" """)
+        if png:
+            md.append(f"\n![{model}: aggregate tokens/s against N](benchmarks/{png})\n")
+    md.append("")
+
+
 def gateway_load(gw, h, md):
     """gateway_load_bench: cellgate under many streaming clients, and its cost over celld's
     socket in interleaved rounds."""
@@ -956,7 +1010,7 @@ def main():
     machine = load(args.raw, "machine") or {}
     run = load(args.raw, "run") or {}
     b = {name: load(args.raw, name) for name in
-         ["bandwidth", "engine", "gguf", "step", "seccomp", "session_open", "protocol", "load",
+         ["bandwidth", "engine", "gguf", "step", "executor_q8", "executor_q4k", "seccomp", "session_open", "protocol", "load",
           "streaming", "memory", "memory_q8", "gateway"]}
     if b["engine"]:
         for r in b["engine"]["rows"]:
@@ -975,7 +1029,9 @@ def main():
                     ("generation", lambda md: generation(b["engine"], b["streaming"], b["load"], h, plots, md,
                                                                   machine.get("cpus", 2))),
                     ("gguf", lambda md: gguf_models(b["gguf"], h, md)),
-                    ("step", lambda md: executor_steps(b["step"], h, md)),
+                    ("step", lambda md: (executor_steps(b["step"], h, md),
+                                         executor_sessions([b["executor_q8"], b["executor_q4k"]],
+                                                           h, plots, md))),
                     ("protocol", lambda md: protocol(b["protocol"], b["streaming"], h, md)),
                     ("gateway", lambda md: gateway_load(b["gateway"], h, md)),
                     ("sandbox", lambda md: sandbox_cost(b["seccomp"], b["streaming"], h, md))]:

@@ -86,6 +86,9 @@ void Supervisor::ListSessions(Connection& conn) {
     info->set_context_used(s.claims.context_used);
     info->set_attached(s.attached());
     info->set_host_uid(s.host_id_first + ipc::kWorkerInsideUid);
+    info->set_shared_executor(s.executor_slot != 0);
+    info->set_executor_rows(s.executor_rows);
+    info->set_executor_cpu_nanos(s.executor_cpu_ns);
     if (s.cgroup) {
       auto bytes = s.cgroup->MemoryCurrent();
       if (bytes) info->set_memory_bytes(*bytes);

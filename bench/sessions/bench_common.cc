@@ -253,6 +253,7 @@ std::string PolicyText(const BenchPolicy& p) {
   // (0x60000000 upwards) and the shipped default's (0x70000000).
   uint32_t h = 0;
   for (char c : p.name) h = h * 31 + static_cast<unsigned char>(c);
+  h += p.host_range_salt;
   uint32_t host_first =
       0x48000000u + (static_cast<uint32_t>(::getpid()) % 2048) * 0x10000u + (h % 8) * 0x2000u;
   std::string text = "# Written by the session benchmarks: the shipped default's sandbox.\n";

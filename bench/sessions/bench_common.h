@@ -133,6 +133,8 @@ struct BenchPolicy {
   uint32_t context_length = 0;  // 0: the model's
   uint32_t max_new_tokens = 0;  // 0: the context length
   uint64_t idle_timeout_seconds = 600;
+  // Tells apart the host uid ranges of daemons that run at once with the same policy names.
+  uint32_t host_range_salt = 0;
 };
 std::string PolicyText(const BenchPolicy& policy);
 // Writes DIR/NAME.textproto (creating DIR).

@@ -175,42 +175,63 @@ Result<RunFigures> OneRun(const Celld& celld, int n, const Options& o, Level& le
   return f;
 }
 
-// One celld (`mode`: alone or shared) through every level and repetition.
-Result<std::vector<Level>> Measure(const Options& o, const WorkDir& dir, const std::string& model,
-                                   const std::vector<int>& counts, const std::string& mode) {
+// One celld per mode (alone, or shared: --shared-executor), with policies of their own (host
+// uid ranges apart), each warmed up by one short turn (the weights' page tables, the first BLAS
+// call).
+Result<std::unique_ptr<Celld>> StartDaemon(const Options& o, const WorkDir& dir,
+                                           const std::string& model, const std::string& mode,
+                                           uint32_t cap, uint32_t salt) {
+  const std::string policies = dir.File("policies-" + mode);
+  CH_RETURN_IF_ERROR(WritePolicy(
+      policies,
+      BenchPolicy{.max_sessions = cap, .max_sessions_per_tenant = cap, .host_range_salt = salt}));
   std::vector<std::string> args = {"--memory-budget", "12G"};
   if (mode == "shared") args.emplace_back("--shared-executor");
   CH_ASSIGN_OR_RETURN(auto celld, Celld::Start(dir, {.name = "load-" + mode,
                                                      .model = model,
-                                                     .policy_dir = dir.File("policies"),
+                                                     .policy_dir = policies,
                                                      .extra_args = args}));
-  // Warm-up: one short turn (the weights' page tables, the first BLAS call).
-  {
-    CH_ASSIGN_OR_RETURN(cli::SessionClient s,
-                        cli::SessionClient::Open(celld->socket(), {.policy = "default"}));
-    api::Generate g;
-    g.set_prompt(o.prompt);
-    g.set_max_new_tokens(8);
-    g.set_temperature(0);
-    CH_ASSIGN_OR_RETURN(api::Done done, s.Generate(g, [](const api::Piece&) {}));
-    static_cast<void>(done);
-    CH_RETURN_IF_ERROR(s.Close());
+  CH_ASSIGN_OR_RETURN(cli::SessionClient s,
+                      cli::SessionClient::Open(celld->socket(), {.policy = "default"}));
+  api::Generate g;
+  g.set_prompt(o.prompt);
+  g.set_max_new_tokens(8);
+  g.set_temperature(0);
+  CH_ASSIGN_OR_RETURN(api::Done done, s.Generate(g, [](const api::Piece&) {}));
+  static_cast<void>(done);
+  CH_RETURN_IF_ERROR(s.Close());
+  return celld;
+}
+
+// Every mode through every level and repetition, interleaved (repetitions outermost, then N,
+// then the modes), so a slow minute of the shared machine reaches every figure alike. Only the
+// daemon being measured has sessions; the other idles.
+Result<std::vector<std::vector<Level>>> Measure(const Options& o, const WorkDir& dir,
+                                                const std::string& model,
+                                                const std::vector<int>& counts,
+                                                const std::vector<std::string>& modes,
+                                                uint32_t cap) {
+  std::vector<std::unique_ptr<Celld>> daemons;
+  std::vector<std::vector<Level>> levels(modes.size());
+  for (size_t m = 0; m < modes.size(); ++m) {
+    CH_ASSIGN_OR_RETURN(auto celld,
+                        StartDaemon(o, dir, model, modes[m], cap, static_cast<uint32_t>(m)));
+    daemons.push_back(std::move(celld));
+    for (int n : counts) levels[m].push_back({.sessions = n});
   }
-  std::vector<Level> levels;
-  levels.reserve(counts.size());
-  for (int n : counts) levels.push_back({.sessions = n});
-  // Repetitions outermost, so a slow minute of the machine reaches every N alike.
   for (int64_t r = 0; r < o.repetitions; ++r) {
-    for (Level& level : levels) {
-      const int64_t repetition = r + 1;
-      Printf(stderr, "%s, repetition %lld: %d sessions generating %lld tokens each...\n",
-             mode.c_str(), static_cast<long long>(repetition), level.sessions,
-             static_cast<long long>(o.tokens));
-      CH_ASSIGN_OR_RETURN(RunFigures f, OneRun(*celld, level.sessions, o, level));
-      level.runs.push_back(f);
+    for (size_t i = 0; i < counts.size(); ++i) {
+      for (size_t m = 0; m < modes.size(); ++m) {
+        Level& level = levels[m][i];
+        Printf(stderr, "repetition %lld, %s: %d sessions generating %lld tokens each...\n",
+               static_cast<long long>(r + 1), modes[m].c_str(), level.sessions,
+               static_cast<long long>(o.tokens));
+        CH_ASSIGN_OR_RETURN(RunFigures f, OneRun(*daemons[m], level.sessions, o, level));
+        level.runs.push_back(f);
+      }
     }
   }
-  CH_RETURN_IF_ERROR(celld->Stop());
+  for (auto& celld : daemons) CH_RETURN_IF_ERROR(celld->Stop());
   return levels;
 }
 
@@ -267,17 +288,11 @@ Status Run(const Options& o, const WorkDir& dir) {
   // Caps with room to spare: a closed session's worker may still be exiting when the next
   // run opens its sessions (Close returns at the worker's Ack, before celld reaps it).
   const auto cap = static_cast<uint32_t>(2 * most + 4);
-  CH_RETURN_IF_ERROR(WritePolicy(dir.File("policies"),
-                                 BenchPolicy{.max_sessions = cap, .max_sessions_per_tenant = cap}));
   const std::vector<std::string> modes = o.executor == "both"
                                              ? std::vector<std::string>{"alone", "shared"}
                                              : std::vector<std::string>{o.executor};
-  std::vector<std::vector<Level>> results;
-  results.reserve(modes.size());
-  for (const std::string& mode : modes) {
-    CH_ASSIGN_OR_RETURN(std::vector<Level> levels, Measure(o, dir, model, counts, mode));
-    results.push_back(std::move(levels));
-  }
+  CH_ASSIGN_OR_RETURN(std::vector<std::vector<Level>> results,
+                      Measure(o, dir, model, counts, modes, cap));
 
   const std::string shape = o.gguf.empty() ? o.preset : o.preset + " GGUF " + o.gguf;
   Printf(stdout,

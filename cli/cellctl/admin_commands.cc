@@ -72,7 +72,10 @@ void PrintSessions(const api::Response& r, bool json) {
           .Add("context_used", s.context_used())
           .Add("memory_bytes", s.memory_bytes())
           .Add("cpu_nanos", s.cpu_nanos())
-          .Add("attached", s.attached());
+          .Add("attached", s.attached())
+          .Add("shared_executor", s.shared_executor())
+          .Add("executor_rows", s.executor_rows())
+          .Add("executor_cpu_nanos", s.executor_cpu_nanos());
       // Sessions of the HTTP gateway's tenants (celld --gateway-user) name theirs.
       if (!s.tenant().empty()) j.Add("gateway_tenant", s.tenant());
       items.push_back(j.Render());
@@ -80,14 +83,16 @@ void PrintSessions(const api::Response& r, bool json) {
     Printf(stdout, "%s\n", JsonArray(items).c_str());
     return;
   }
-  Printf(stdout, "%-32s %6s %-12s %7s %6s %6s %7s %6s %10s %8s %s\n", "ID", "UID", "POLICY", "PID",
-         "AGE", "IDLE", "TOKENS", "CTX", "MEMORY", "CPU", "ATTACHED");
+  // CPU is the worker's cgroup's; EXEC CPU what the shared executor spent on it ("-": none).
+  Printf(stdout, "%-32s %6s %-12s %7s %6s %6s %7s %6s %10s %8s %8s %s\n", "ID", "UID", "POLICY",
+         "PID", "AGE", "IDLE", "TOKENS", "CTX", "MEMORY", "CPU", "EXEC CPU", "ATTACHED");
   for (const api::SessionInfo& s : sessions) {
-    Printf(stdout, "%-32s %6u %-12s %7d %6s %6s %7llu %6u %10s %8s %s\n",
+    Printf(stdout, "%-32s %6u %-12s %7d %6s %6s %7llu %6u %10s %8s %8s %s\n",
            ipc::IdToHex(s.session_id()).c_str(), s.tenant_uid(), s.policy().c_str(), s.worker_pid(),
            Duration(s.age_ms()).c_str(), Duration(s.idle_ms()).c_str(),
            static_cast<unsigned long long>(s.tokens_generated()), s.context_used(),
            FormatBytes(s.memory_bytes()).c_str(), Duration(s.cpu_nanos() / 1'000'000).c_str(),
+           s.shared_executor() ? Duration(s.executor_cpu_nanos() / 1'000'000).c_str() : "-",
            s.attached() ? "yes" : "no");
   }
 }

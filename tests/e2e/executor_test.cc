@@ -16,6 +16,7 @@
 
 #include "base/strings.h"
 #include "cli/cellctl/session_client.h"
+#include "ipc/client.h"
 #include "tests/e2e/ops_support.h"
 #include "tests/support/celld_fixture.h"
 #include "tests/support/celld_harness.h"
@@ -124,6 +125,32 @@ TEST_F(SharedExecutorTest, SessionsShareItAndGenerateTheEnginesTokens) {
   // Every session's rows went through the executor: prompt and decode rows of every round.
   const uint64_t rows = MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", 0);
   EXPECT_GE(rows, 3u * kTokens) << celld_->Log();
+  // `cellctl sessions` shows what the executor computed for each open session; an exempt
+  // policy's session has no slot.
+  auto shared = cli::SessionClient::Open(celld_->socket(), {.policy = "default"});
+  auto exempt = cli::SessionClient::Open(celld_->socket(), {.policy = "alone"});
+  ASSERT_TRUE(shared && exempt);
+  EXPECT_EQ(Turn(*shared, kPrompt) + "\n", reference_);
+  EXPECT_EQ(Turn(*exempt, kPrompt) + "\n", reference_);
+  api::Request list;
+  list.mutable_list_sessions();
+  bool reported = false;
+  for (int i = 0; i < 50 && !reported; ++i) {
+    auto reply = cli::AdminRequest(celld_->socket(), list);
+    ASSERT_TRUE(reply && reply->has_sessions());
+    for (const api::SessionInfo& info : reply->sessions().sessions()) {
+      if (info.policy() == "alone") {
+        EXPECT_FALSE(info.shared_executor());
+        EXPECT_EQ(info.executor_rows(), 0u);
+      } else if (info.executor_rows() > 0) {
+        EXPECT_TRUE(info.shared_executor());
+        EXPECT_GT(info.executor_cpu_nanos(), 0u);
+        reported = true;
+      }
+    }
+    if (!reported) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(reported) << "no open session was shown with executor rows";
   // An exempt policy's session computes alone: its tokens are the same, the executor never saw it.
   CommandResult alone = Generate("alone");
   ASSERT_EQ(alone.exit_code, 0) << alone.err;
