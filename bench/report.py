@@ -919,11 +919,13 @@ def executor_sessions(runs, h, plots, md):
               "executor process (its slots, sandbox and cgroup; tokens bit-identical). Default "
               "policy (one CPU per session). Aggregate: every token over the run's wall time, "
               "prefills included; medians of the repetitions.\n")
-    md.append("| model | sessions | alone tok/s | ITL p50/p99 ms | shared tok/s | ITL p50/p99 ms "
-              "| shared/alone |")
-    md.append("|---|---:|---:|---:|---:|---:|---:|")
     for run in runs:
         model = f"{run['preset']} {run.get('gguf', '')}"
+        md.append(f"{model}, {run['tokens']} new tokens per session, {run['repetitions']} "
+                  "repetitions:\n")
+        md.append("| model | sessions | alone tok/s | ITL p50/p99 ms | shared tok/s | "
+                  "ITL p50/p99 ms | shared/alone |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|")
         by = {}
         for lv in run["levels"]:
             by.setdefault(lv["sessions"], {})[lv["compute"]] = lv

@@ -216,6 +216,8 @@ void Supervisor::OnExecutorExit(const std::string& model) {
   SharedExecutor& ex = *it->second;
   Result<std::optional<ExitStatus>> status = ex.process.TryReap();
   if (!status || !status->has_value()) return;
+  // Its last report (the final usage of slots it dropped) may still be queued.
+  if (ex.control.valid() && loop_->Watching(ex.control.get())) OnExecutorReadable(model);
   ExecutorEndFacts facts{.status = **status, .stop_requested = ex.stop_requested};
   if (ex.cgroup) {
     auto oom = ex.cgroup->OomKills();

@@ -223,9 +223,9 @@ Result<std::vector<std::vector<Level>>> Measure(const Options& o, const WorkDir&
     for (size_t i = 0; i < counts.size(); ++i) {
       for (size_t m = 0; m < modes.size(); ++m) {
         Level& level = levels[m][i];
+        const long long repetition = r + 1;
         Printf(stderr, "repetition %lld, %s: %d sessions generating %lld tokens each...\n",
-               static_cast<long long>(r + 1), modes[m].c_str(), level.sessions,
-               static_cast<long long>(o.tokens));
+               repetition, modes[m].c_str(), level.sessions, static_cast<long long>(o.tokens));
         CH_ASSIGN_OR_RETURN(RunFigures f, OneRun(*daemons[m], level.sessions, o, level));
         level.runs.push_back(f);
       }
