@@ -129,6 +129,8 @@ void Supervisor::OnExecutorSpawned(const std::string& model, const zygote::Spawn
   }
   ex.state = SharedExecutor::State::kRunning;
   ex.started_ns = clock_.NowNanos();
+  ex.killed_silent = false;
+  ArmExecutorSilence(model);
   ++ex.starts;
   spdlog::info("model {}: shared executor pid {} started ({} slots)", model, reply.spawned().pid(),
                kExecutorSlotCapacity);
@@ -166,8 +168,24 @@ void Supervisor::OnExecutorReadable(const std::string& model) {
       return;
     }
     if (report->would_block) return;
+    ArmExecutorSilence(model);
     ApplyExecutorReport(ex, report->message);
   }
+}
+
+void Supervisor::ArmExecutorSilence(const std::string& model) {
+  SharedExecutor& ex = *executors_.at(model);
+  ex.silence_timer.Arm(clock_.NowNanos() + kExecutorSilenceNs, [this, model] {
+    auto it = executors_.find(model);
+    if (it == executors_.end() || it->second->state != SharedExecutor::State::kRunning) return;
+    SharedExecutor& silent = *it->second;
+    spdlog::error(
+        "model {}: the shared executor sent no report for {} s (wedged or stopped): "
+        "killing it; its sessions compute in their own workers until the next one",
+        model, kExecutorSilenceNs / kNanosPerSecond);
+    silent.killed_silent = true;
+    LogIfError(silent.process.Kill(SIGKILL), "killing a silent executor");
+  });
 }
 
 void Supervisor::ApplyExecutorReport(SharedExecutor& ex,
@@ -224,7 +242,12 @@ void Supervisor::OnExecutorExit(const std::string& model) {
     if (oom) facts.oom_kills = *oom;
     facts.memory_limit_bytes = ex.cgroup->limits().memory_max.value_or(0);
   }
-  const ExecutorEnd end = ClassifyExecutorEnd(facts);
+  ExecutorEnd end = ClassifyExecutorEnd(facts);
+  if (ex.killed_silent) {
+    end.reason = "silent";
+    end.message = "killed by celld after " + std::to_string(kExecutorSilenceNs / kNanosPerSecond) +
+                  " s without a report";
+  }
   metrics_.executor_exits.Inc({end.reason});
   ex.last_end = end.message;
   if (ex.stop_requested) {
@@ -244,6 +267,7 @@ void Supervisor::FinishExecutor(const std::string& model) {
   if (ex.control.valid() && loop_->Watching(ex.control.get())) loop_->Remove(ex.control.get());
   ex.control.reset();
   ex.process = ChildProcess();
+  ex.silence_timer.Cancel();
   // Its workers saw it go (their liveness words) and compute alone; their slots are no more.
   for (const std::string& id : ex.slots.Reset()) {
     ex.fairness.Untrack(id);

@@ -102,8 +102,10 @@ struct Metrics {
                                  "Executor slots paused for using more than their policy's CPU "
                                  "quota, by policy.",
                                  {"policy"}};
-  LabeledCounter executor_exits{
-      "cellhouse_executor_exits_total", "Shared executors that ended, by reason.", {"reason"}};
+  LabeledCounter executor_exits{"cellhouse_executor_exits_total",
+                                "Shared executors that ended, by reason (stopped, silent, "
+                                "seccomp, oom, killed, crashed, exited, spawn_failed).",
+                                {"reason"}};
   Histogram open_latency{"cellhouse_session_open_duration_seconds",
                          "From accepting an open request to the worker being ready.",
                          {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};

@@ -36,6 +36,11 @@ struct SharedExecutorOptions {
   uint64_t memory_max_bytes = 512ULL << 20;  // its cgroup's memory.max
 };
 
+// An executor that sends no report for this long (it reports every second) is wedged or stopped:
+// celld kills it, its workers fail over at once, and the next one starts. Until then, a worker
+// waiting on it gives up after its own response timeout, also 10 s.
+inline constexpr int64_t kExecutorSilenceNs = 10'000'000'000;
+
 // Slots an executor serves: futex_waitv's 128 words, one kept for its doorbell.
 inline constexpr uint32_t kExecutorSlotCapacity = 127;
 
@@ -48,7 +53,10 @@ struct SharedExecutor {
   };
 
   explicit SharedExecutor(EventLoop& loop)
-      : restart_timer(loop), slots(kExecutorSlotCapacity), fairness(kNanosPerSecond) {}
+      : restart_timer(loop),
+        silence_timer(loop),
+        slots(kExecutorSlotCapacity),
+        fairness(kNanosPerSecond) {}
 
   // Workers may be given a slot: the executor runs, or its start is on the zygote's queue ahead
   // of any later worker's.
@@ -66,6 +74,8 @@ struct SharedExecutor {
   std::string last_end;  // why the previous one ended
   RestartBackoff backoff;
   OwnedTimer restart_timer;
+  OwnedTimer silence_timer;    // re-armed by every report
+  bool killed_silent = false;  // celld killed it for its silence
   ExecutorSlots slots;
   // The executor CPU each slot's session used, against its policy's CPU quota.
   FairShare fairness;

@@ -204,6 +204,8 @@ class Supervisor {
   void OnExecutorSpawned(const std::string& model, const zygote::SpawnReply& reply,
                          std::vector<UniqueFd> fds);
   void OnExecutorReadable(const std::string& model);
+  // (Re)arms the executor's silence bound (kExecutorSilenceNs).
+  void ArmExecutorSilence(const std::string& model);
   void ApplyExecutorReport(SharedExecutor& ex, const executor_ipc::ExecutorReport& report);
   void OnExecutorExit(const std::string& model);
   // It ended (or never started): its slots go, and the next one is scheduled unless stopping.

@@ -191,5 +191,22 @@ TEST_F(SharedExecutorTest, AKilledExecutorCostsNoSessionAndIsStartedAgain) {
       << celld_->Log();
 }
 
+TEST_F(SharedExecutorTest, AStoppedExecutorIsKilledForItsSilenceAndSessionsGoOn) {
+  std::vector<pid_t> pids = ExecutorPids();
+  ASSERT_EQ(pids.size(), 1u) << celld_->Log();
+  // Stopped (as a wedged one would be): workers waiting on it give up after their response
+  // timeout, and celld kills it once it has been silent for kExecutorSilenceNs.
+  ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
+  CommandResult r = Generate("default");
+  ASSERT_EQ(r.exit_code, 0) << r.err << celld_->Log();
+  EXPECT_EQ(r.out, reference_);
+  for (int i = 0; i < 150 && ExecutorPids().size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(ExecutorPids().size(), 2u) << celld_->Log();
+  EXPECT_EQ(Metric("cellhouse_executor_exits_total{reason=\"silent\"}"), 1u) << celld_->Log();
+  ASSERT_EQ(Generate("default").out, reference_);
+}
+
 }  // namespace
 }  // namespace cellhouse
