@@ -45,7 +45,7 @@ constexpr int kExecutorStopWaitMs = 1000;
 
 void Supervisor::StartExecutors() {
   if (!options_.shared_executor.enabled) return;
-  uint32_t host_id = options_.shared_executor.host_uid_first;
+  const uint32_t first = options_.shared_executor.host_uid_first;
   for (auto& [name, model] : models_) {
     if (!model.zygote || model.zygote->ready().executor_slot_bytes() == 0) {
       spdlog::info(
@@ -54,9 +54,16 @@ void Supervisor::StartExecutors() {
           name);
       continue;
     }
+    // From the allocator every session's ids come from: no live session of any policy can be
+    // given the executor's host ids, whatever ranges admins write.
+    Result<uint32_t> ids = host_ids_.Allocate(first, kExecutorHostIdRange, 2);
+    if (!ids) {
+      spdlog::error("model {}: no shared executor: no two free host ids from {}: {}", name, first,
+                    ids.error().message());
+      continue;
+    }
     auto executor = std::make_unique<SharedExecutor>(*loop_);
-    executor->host_id_first = host_id;
-    host_id += 2;
+    executor->host_id_first = *ids;
     executors_[name] = std::move(executor);
     StartExecutor(name);
   }

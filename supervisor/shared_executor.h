@@ -29,8 +29,9 @@ namespace cellhouse::supervisor {
 // celld's options for its executors (command line: supervisor/main.cc).
 struct SharedExecutorOptions {
   bool enabled = false;  // --shared-executor
-  // --executor-host-uid: the first of the host ids executors take, two per model (root inside
-  // for the set-up, then the unprivileged id). Outside every policy's session range.
+  // The first of the host ids executors take, two per model (root inside for the set-up, then
+  // the unprivileged id), held for celld's life in the allocator sessions draw from. Just past
+  // the shipped default policy's range.
   uint32_t host_uid_first = 0x70010000;
   uint32_t threads = 0;                      // --executor-threads; 0: the CPUs of its cpuset
   uint64_t memory_max_bytes = 512ULL << 20;  // its cgroup's memory.max
@@ -40,6 +41,9 @@ struct SharedExecutorOptions {
 // celld kills it, its workers fail over at once, and the next one starts. Until then, a worker
 // waiting on it gives up after its own response timeout, also 10 s.
 inline constexpr int64_t kExecutorSilenceNs = 10'000'000'000;
+
+// Host ids the executors' blocks are drawn from (from host_uid_first): 128 models.
+inline constexpr uint32_t kExecutorHostIdRange = 256;
 
 // Slots an executor serves: futex_waitv's 128 words, one kept for its doorbell.
 inline constexpr uint32_t kExecutorSlotCapacity = 127;

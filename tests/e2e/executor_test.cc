@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/io.h"
 #include "base/strings.h"
 #include "cli/cellctl/session_client.h"
 #include "ipc/client.h"
@@ -112,6 +113,16 @@ class SharedExecutorTest : public testing::CelldTest {
 
 TEST_F(SharedExecutorTest, SessionsShareItAndGenerateTheEnginesTokens) {
   ASSERT_EQ(ExecutorPids().size(), 1u) << celld_->Log();
+  // It runs contained: its own unprivileged host uid (the block celld holds for it, just past
+  // the default policy's range), no_new_privs, its seccomp filter, no capabilities.
+  auto status = ReadFileToString("/proc/" + std::to_string(ExecutorPids()[0]) + "/status", 1 << 16);
+  ASSERT_TRUE(status) << status.error().message();
+  const std::string uid = std::to_string(0x70010000u + 1);
+  EXPECT_NE(status->find("Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid), std::string::npos)
+      << *status;
+  EXPECT_NE(status->find("NoNewPrivs:\t1"), std::string::npos) << *status;
+  EXPECT_NE(status->find("Seccomp:\t2"), std::string::npos) << *status;
+  EXPECT_NE(status->find("CapEff:\t0000000000000000"), std::string::npos) << *status;
   // Three sessions at once, so that their rounds meet in the executor's batches.
   std::vector<CommandResult> results(3);
   std::vector<std::thread> threads;
