@@ -43,7 +43,8 @@ Result<Conversation> Conversation::Create(const Model& model, const Tokenizer& t
                  "' has a vocabulary of " + std::to_string(model.config().vocab_size));
   }
   CH_ASSIGN_OR_RETURN(RunState state,
-                      RunState::Create(model.config(), context_length, model.kv_precision()));
+                      RunState::Create(model.config(), context_length, model.kv_precision(),
+                                       model.value_layout()));
   return Conversation(model, tokenizer, std::move(state), SelectKernels(options.matvec));
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,10 @@ namespace {
 constexpr uint64_t kAlign = 64;  // a cache line, and enough for any SIMD load
 
 uint64_t AlignUp(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// x86-64's transparent huge page (a PMD's reach). Only an alignment hint: where pages are
+// another size, or THP is off, the value cache is simply backed by small pages.
+constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
 
 // The floats of every fixed buffer, in the order Create() carves them.
 struct FixedSizes {
@@ -72,7 +77,7 @@ uint64_t StateFixedBytes(const ModelConfig& config) {
 }
 
 Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_length,
-                                  KvPrecision precision) {
+                                  KvPrecision precision, ValueLayout values) {
   if (context_length < 1 || context_length > config.seq_len ||
       context_length > INT32_MAX - kKvPadding) {
     return Error("creating run state: context length " + std::to_string(context_length) +
@@ -83,8 +88,11 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
                                 static_cast<uint64_t>(PadToKv(context_length)) *
                                 static_cast<uint64_t>(config.kv_dim());
   std::optional<uint64_t> cache_bytes = CheckedMul({cache_values, BytesPerValue(precision)});
+  // Values by dimension start on a huge page boundary: room to move them there (address space
+  // only; the slack is never touched).
+  const uint64_t slack = values == ValueLayout::kByDimension ? kHugePage : 0;
   std::optional<uint64_t> total =
-      cache_bytes ? CheckedAdd(fixed.Bytes(), 2 * AlignUp(*cache_bytes)) : std::nullopt;
+      cache_bytes ? CheckedAdd(fixed.Bytes() + slack, 2 * AlignUp(*cache_bytes)) : std::nullopt;
   if (!total || *total > SIZE_MAX) {
     return Error("creating run state: size overflows");
   }
@@ -116,13 +124,24 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
   s.q8_input.q = reinterpret_cast<int8_t*>(carve_bytes(fixed.q8.q_bytes));
   s.q8_input.scale = carve(fixed.q8.groups);
   s.q8_input.offset_sum = reinterpret_cast<int32_t*>(carve_bytes(fixed.q8.groups * 4));
-  // The caches come last, so the pages of unreached positions stay untouched.
+  // The caches come last, so the pages of unreached positions stay untouched (values by
+  // dimension excepted: the first token reaches all of theirs).
+  std::byte* keys = carve_bytes(*cache_bytes);
+  if (slack != 0) {
+    const auto at = reinterpret_cast<uintptr_t>(next);
+    next += ((at + kHugePage - 1) & ~(kHugePage - 1)) - at;
+  }
+  std::byte* value_bytes = carve_bytes(*cache_bytes);
+  if (slack != 0) {
+    // Advice only: without THP the faults are small ones, as before.
+    static_cast<void>(::madvise(value_bytes, *cache_bytes, MADV_HUGEPAGE));
+  }
   if (precision == KvPrecision::kF16) {
-    s.key_cache_half = reinterpret_cast<uint16_t*>(carve_bytes(*cache_bytes));
-    s.value_cache_half = reinterpret_cast<uint16_t*>(carve_bytes(*cache_bytes));
+    s.key_cache_half = reinterpret_cast<uint16_t*>(keys);
+    s.value_cache_half = reinterpret_cast<uint16_t*>(value_bytes);
   } else {
-    s.key_cache = reinterpret_cast<float*>(carve_bytes(*cache_bytes));
-    s.value_cache = reinterpret_cast<float*>(carve_bytes(*cache_bytes));
+    s.key_cache = reinterpret_cast<float*>(keys);
+    s.value_cache = reinterpret_cast<float*>(value_bytes);
   }
   return s;
 }

@@ -43,6 +43,16 @@ enum class KvPrecision {
 };
 std::string_view KvPrecisionName(KvPrecision precision);  // "f32", "f16"
 
+// How the value cache is laid out (RunState::value_cache*). By position, its pages are reached
+// as the conversation grows, as the keys' are. By dimension (GGUF), every token writes one value
+// into each dimension's row, so the first token touches every page of it: those pages are asked
+// for as transparent huge pages (madvise(MADV_HUGEPAGE)), a few faults instead of one per 4 KiB,
+// which in a virtual machine cost a session tens of milliseconds before its first token.
+enum class ValueLayout {
+  kByPosition,
+  kByDimension,
+};
+
 // Bytes of KV cache one context position takes: keys and values, every layer.
 uint64_t KvCacheBytesPerToken(const ModelConfig& config, KvPrecision precision);
 // Bytes of the buffers that do not grow with the context length (activations for a batch of
@@ -57,7 +67,8 @@ class RunState {
  public:
   // context_length must be in 1..config.seq_len.
   static Result<RunState> Create(const ModelConfig& config, int32_t context_length,
-                                 KvPrecision precision);
+                                 KvPrecision precision,
+                                 ValueLayout values = ValueLayout::kByPosition);
 
   RunState(RunState&&) noexcept = default;
   RunState& operator=(RunState&&) noexcept = default;
