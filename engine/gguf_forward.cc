@@ -1,8 +1,10 @@
 #include "engine/gguf_forward.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <initializer_list>
+#include <span>
 
 #include "engine/ggml_ops.h"
 #include "engine/kernels/half.h"
@@ -29,65 +31,80 @@ struct Product {
 // interleaved order) stay whole.
 constexpr int64_t kRowsPerPart = 16;
 
-// args over `parallel`'s parts, each a range of output rows.
-void MatMulParts(const TypeKernels& k, const MatMulArgs& args, gguf_steps::RowParallel* parallel) {
+// One matrix product for the kernels, over all its output rows.
+struct Job {
+  const TypeKernels* k;
+  MatMulArgs args;
+};
+
+// Jobs that read one rounded input, in one dispatch over `parallel`'s parts: each part takes its
+// range of every job's output rows in turn, so the threads meet once for all of them rather than
+// once per matrix. A row's value does not depend on the range it is computed in (the kernels'
+// tests check every range), so the split changes no bit.
+void RunJobs(std::span<const Job> jobs, gguf_steps::RowParallel* parallel) {
+  if (jobs.empty()) return;
   if (parallel == nullptr || parallel->parts() <= 1) {
-    k.matmul(args);
+    for (const Job& job : jobs) job.k->matmul(job.args);
     return;
   }
-  struct Context {
-    const TypeKernels* k;
-    const MatMulArgs* args;
-  } context{&k, &args};
   parallel->Run(
       [](void* c, int part, int parts) {
-        const auto& ctx = *static_cast<const Context*>(c);
-        const int64_t units =
-            (ctx.args->row_end - ctx.args->row_begin + kRowsPerPart - 1) / kRowsPerPart;
-        MatMulArgs mine = *ctx.args;
-        mine.row_begin = ctx.args->row_begin + units * part / parts * kRowsPerPart;
-        mine.row_end = std::min(ctx.args->row_end,
-                                ctx.args->row_begin + units * (part + 1) / parts * kRowsPerPart);
-        if (mine.row_begin < mine.row_end) {
-          ctx.k->matmul(mine);
+        for (const Job& job : *static_cast<const std::span<const Job>*>(c)) {
+          const MatMulArgs& all = job.args;
+          const int64_t units = (all.row_end - all.row_begin + kRowsPerPart - 1) / kRowsPerPart;
+          MatMulArgs mine = all;
+          mine.row_begin = all.row_begin + units * part / parts * kRowsPerPart;
+          mine.row_end =
+              std::min(all.row_end, all.row_begin + units * (part + 1) / parts * kRowsPerPart);
+          if (mine.row_begin < mine.row_end) job.k->matmul(mine);
         }
       },
-      &context);
+      &jobs);
 }
 
 // The products of one input with each matrix in turn. The input is rounded to each partner type
-// once, however many matrices share it (Q4_K and Q6_K both take Q8_K).
+// once, however many matrices share it (Q4_K and Q6_K both take Q8_K), and the products that
+// share a rounding run in one dispatch.
 void Project(KernelIsa isa, const float* x, int32_t n, int64_t cols, std::byte* typed,
              gguf_steps::RowParallel* parallel, std::initializer_list<Product> products) {
-  bool have = false;
+  constexpr size_t kMaxProducts = 4;  // q, k and v at most
+  std::array<Job, kMaxProducts> jobs{};
+  size_t pending = 0;
   TensorType quantized_for = TensorType::kF32;
   size_t row_bytes = 0;
   for (const Product& p : products) {
     const TypeKernels& k = GetTypeKernels(p.w->type, isa, p.w->order);
-    if (!have || k.partner != quantized_for) {
+    if (pending == 0 || k.partner != quantized_for) {
+      // The rounded input is about to be overwritten: its products run first.
+      RunJobs(std::span<const Job>(jobs.data(), pending), parallel);
+      pending = 0;
       row_bytes = static_cast<size_t>(*ActivationRowBytes(p.w->type, cols));
       k.quantize_activations(x, n, cols, typed);
       quantized_for = k.partner;
-      have = true;
     }
-    MatMulParts(k,
-                {.w = p.w->data,
-                 .w_row_bytes = p.w->row_bytes,
-                 .cols = cols,
-                 .row_begin = 0,
-                 .row_end = p.w->rows,
-                 .x = typed,
-                 .x_row_bytes = row_bytes,
-                 .n = n,
-                 .y = p.y,
-                 .y_stride = static_cast<size_t>(p.w->rows)},
-                parallel);
-    if (!p.bias.empty()) {
-      for (int32_t b = 0; b < n; ++b) {
-        float* y = Row(p.y, b, p.w->rows);
-        for (size_t i = 0; i < p.bias.size(); ++i) {
-          y[i] += p.bias[i];
-        }
+    if (pending == kMaxProducts) {
+      RunJobs(std::span<const Job>(jobs.data(), pending), parallel);
+      pending = 0;
+    }
+    jobs[pending++] = {.k = &k,
+                       .args = {.w = p.w->data,
+                                .w_row_bytes = p.w->row_bytes,
+                                .cols = cols,
+                                .row_begin = 0,
+                                .row_end = p.w->rows,
+                                .x = typed,
+                                .x_row_bytes = row_bytes,
+                                .n = n,
+                                .y = p.y,
+                                .y_stride = static_cast<size_t>(p.w->rows)}};
+  }
+  RunJobs(std::span<const Job>(jobs.data(), pending), parallel);
+  for (const Product& p : products) {
+    if (p.bias.empty()) continue;
+    for (int32_t b = 0; b < n; ++b) {
+      float* y = Row(p.y, b, p.w->rows);
+      for (size_t i = 0; i < p.bias.size(); ++i) {
+        y[i] += p.bias[i];
       }
     }
   }

@@ -1,13 +1,33 @@
 #include "executor/thread_pool.h"
 
+#include <immintrin.h>
 #include <sched.h>
 
 #include <cerrno>
 
+#include "base/clock.h"
 #include "base/str_cat.h"
 #include "executor/futex.h"
 
 namespace cellhouse::executor {
+
+namespace {
+
+// Spins up to ThreadPool::kSpinNs until ready() holds; says whether it does.
+template <typename Ready>
+bool SpinUntil(Ready ready) {
+  // The clock is read every 64 pauses: a pause is tens of cycles, the clock (vDSO) about as many.
+  const int64_t until = MonotonicNanos() + ThreadPool::kSpinNs;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+      _mm_pause();
+    }
+    if (MonotonicNanos() >= until) return ready();
+  }
+}
+
+}  // namespace
 
 int CpusAllowed() {
   cpu_set_t set;
@@ -54,14 +74,20 @@ void ThreadPool::Run(PartFn fn, void* context) {
   shared_.fn = fn;
   shared_.context = context;
   shared_.pending.store(static_cast<uint32_t>(threads_.size()), std::memory_order_relaxed);
-  shared_.generation.fetch_add(1, std::memory_order_acq_rel);  // publishes fn and context
-  FutexWake(&shared_.generation, 1 << 30);
+  // Sequentially consistent: a thread that counts itself parked after this bump finds the new
+  // generation in its futex call; one counted before is woken.
+  shared_.generation.fetch_add(1, std::memory_order_seq_cst);  // publishes fn and context
+  if (shared_.parked.load(std::memory_order_seq_cst) != 0) FutexWake(&shared_.generation, 1 << 30);
   fn(context, 0, parts());
+  auto done = [this] { return shared_.pending.load(std::memory_order_acquire) == 0; };
+  if (SpinUntil(done)) return;
   for (;;) {
-    uint32_t left = shared_.pending.load(std::memory_order_acquire);
+    shared_.caller_parked.store(1, std::memory_order_seq_cst);
+    const uint32_t left = shared_.pending.load(std::memory_order_seq_cst);
     if (left == 0) break;
     FutexWaitOne(&shared_.pending, left, -1);
   }
+  shared_.caller_parked.store(0, std::memory_order_relaxed);
 }
 
 void* ThreadPool::ThreadMain(void* arg) {
@@ -69,14 +95,22 @@ void* ThreadPool::ThreadMain(void* arg) {
   Shared& s = *start.shared;
   uint32_t seen = 0;
   for (;;) {
-    uint32_t now;
-    while ((now = s.generation.load(std::memory_order_acquire)) == seen) {
-      FutexWaitOne(&s.generation, seen, -1);
+    auto dispatched = [&] { return s.generation.load(std::memory_order_acquire) != seen; };
+    if (!SpinUntil(dispatched)) {
+      s.parked.fetch_add(1, std::memory_order_seq_cst);
+      while (s.generation.load(std::memory_order_seq_cst) == seen) {
+        FutexWaitOne(&s.generation, seen, -1);
+      }
+      s.parked.fetch_sub(1, std::memory_order_relaxed);
     }
-    seen = now;
+    seen = s.generation.load(std::memory_order_acquire);
     if (s.stop.load(std::memory_order_acquire)) return nullptr;
     s.fn(s.context, start.part, s.parts);
-    if (s.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) FutexWake(&s.pending);
+    // The same handshake as the dispatch's: the caller parks only after counting itself.
+    if (s.pending.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        s.caller_parked.load(std::memory_order_seq_cst) != 0) {
+      FutexWake(&s.pending);
+    }
   }
 }
 
