@@ -362,6 +362,7 @@ void BatchLoop::RunRound(uint32_t round) {
   batch.input = input;
   const int64_t cpu_before = ProcessCpuNanos();
   compute_.Run(batch, pool_);
+  pool_.Rest();  // until the next batch: the workers' attention needs the CPUs
   const int64_t cpu = ProcessCpuNanos() - cpu_before;
   const int64_t done = MonotonicNanos();
 

@@ -71,6 +71,7 @@ void ThreadPool::Run(PartFn fn, void* context) {
     fn(context, 0, 1);
     return;
   }
+  shared_.resting.store(false, std::memory_order_relaxed);
   shared_.fn = fn;
   shared_.context = context;
   shared_.pending.store(static_cast<uint32_t>(threads_.size()), std::memory_order_relaxed);
@@ -96,7 +97,8 @@ void* ThreadPool::ThreadMain(void* arg) {
   uint32_t seen = 0;
   for (;;) {
     auto dispatched = [&] { return s.generation.load(std::memory_order_acquire) != seen; };
-    if (!SpinUntil(dispatched)) {
+    auto resting = [&] { return s.resting.load(std::memory_order_acquire); };
+    if (!SpinUntil([&] { return dispatched() || resting(); }) || !dispatched()) {
       s.parked.fetch_add(1, std::memory_order_seq_cst);
       while (s.generation.load(std::memory_order_seq_cst) == seen) {
         FutexWaitOne(&s.generation, seen, -1);

@@ -54,6 +54,10 @@ class ThreadPool {
 
   int parts() const { return static_cast<int>(threads_.size()) + 1; }
 
+  // The dispatches are over for a while (a batch is done, the workers attend): the threads park
+  // at once instead of spinning, leaving the CPUs to the workers. The next dispatch wakes them.
+  void Rest() { shared_.resting.store(true, std::memory_order_release); }
+
   // Runs fn(part, parts()) once per part, part 0 on the calling thread; returns when all are done.
   template <typename F>
   void ForEachPart(F&& fn) {
@@ -68,6 +72,7 @@ class ThreadPool {
     std::atomic<uint32_t> parked{0};         // threads asleep (or about to be) on generation
     std::atomic<uint32_t> caller_parked{0};  // the caller is asleep (or about to be) on pending
     std::atomic<bool> stop{false};
+    std::atomic<bool> resting{false};  // Rest() since the last dispatch: park, do not spin
     PartFn fn = nullptr;
     void* context = nullptr;
     int parts = 1;

@@ -66,6 +66,15 @@ TEST(ThreadPoolTest, MixedPausesAroundTheSpinBound) {
   }
 }
 
+TEST(ThreadPoolTest, DispatchesAfterRestWakeTheThreadsItParked) {
+  auto pool = ThreadPool::Start(3);
+  ASSERT_TRUE(pool) << pool.error().message();
+  for (int i = 0; i < 2000; ++i) {
+    ExpectEveryPartOnce(**pool, 1, i % 3 == 0 ? 0 : ThreadPool::kSpinNs / 4);
+    (*pool)->Rest();
+  }
+}
+
 TEST(ThreadPoolTest, StopsWithParkedThreads) {
   for (int i = 0; i < 20; ++i) {
     auto pool = ThreadPool::Start(3);
