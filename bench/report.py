@@ -770,8 +770,8 @@ def analysis(b):
                      f"and the prompts' prefills queue for the 2 cores, so its p99 passes 500 ms "
                      f"from N = {over[0]} on. ")
         text += ("What would move it: more cores and memory channels; decoding several sessions "
-                 "in one pass over the weights (batching, which the one-process-per-session "
-                 "design rules out today); serving the int8 file (`cellmodel quantize`); "
+                 "in one pass over the weights (the shared executor, `celld --shared-executor`, "
+                 "§3d, for GGUF models); serving the int8 file (`cellmodel quantize`); "
                  "for time to first token, admission that spreads simultaneous prefills.")
         out.append(text)
     proto = b.get("protocol")
