@@ -94,6 +94,8 @@ void Supervisor::StartExecutor(const std::string& model) {
         "executor-" + std::to_string(ex.host_id_first), ExecutorCgroupLimits(recipe));
     if (!cg) return retry("creating its cgroup: " + cg.error().message());
     ex.cgroup.emplace(std::move(*cg));
+    ex.cgroup_weight = 0;  // not written yet: the first ApplyExecutorWeight does
+    ApplyExecutorWeight(ex);
     placement_fds = ex.cgroup->placement().RawFds();
     placement = ex.cgroup->placement().kind == cgroup::Placement::Kind::kCloneIntoCgroup
                     ? zygote::SandboxSpec::CGROUP_V2
@@ -328,7 +330,21 @@ void Supervisor::TrackExecutorSlot(const Session& session) {
     cpus = static_cast<double>(c.cpu_quota().quota_us()) /
            static_cast<double>(c.cpu_quota().period_us());
   }
-  it->second->fairness.Track(session.id(), cpus, clock_.NowNanos());
+  const uint32_t weight = c.has_cpu_weight() ? c.cpu_weight() : kExecutorDefaultCpuWeight;
+  it->second->fairness.Track(session.id(), cpus, clock_.NowNanos(), weight);
+  ApplyExecutorWeight(*it->second);
+}
+
+void Supervisor::ApplyExecutorWeight(SharedExecutor& ex) {
+  const uint32_t weight = ex.fairness.CgroupWeight();
+  if (!ex.cgroup || ex.cgroup->removed() || weight == ex.cgroup_weight) return;
+  Status set = ex.cgroup->SetCpuWeight(weight);
+  if (!set) {
+    spdlog::warn("the shared executor's cgroup: setting its CPU weight to {}: {}", weight,
+                 set.error().message());
+    return;
+  }
+  ex.cgroup_weight = weight;
 }
 
 void Supervisor::ReleaseExecutorSlot(Session& session, bool worker_had_it) {
@@ -338,6 +354,7 @@ void Supervisor::ReleaseExecutorSlot(Session& session, bool worker_had_it) {
   auto it = executors_.find(session.model);
   if (it == executors_.end()) return;
   it->second->fairness.Untrack(session.id());
+  ApplyExecutorWeight(*it->second);
   if (!it->second->slots.Holds(slot)) return;
   SharedExecutor& ex = *it->second;
   if (!worker_had_it) {

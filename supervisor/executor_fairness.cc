@@ -5,8 +5,10 @@
 
 namespace cellhouse::supervisor {
 
-void FairShare::Track(const std::string& session_id, std::optional<double> cpus, int64_t now_ns) {
+void FairShare::Track(const std::string& session_id, std::optional<double> cpus, int64_t now_ns,
+                      uint32_t weight) {
   Account account;
+  account.weight = std::clamp<uint32_t>(weight, 1, kExecutorMaxCpuWeight);
   if (cpus && *cpus > 0) account.cpus = *cpus;
   account.balance_ns = account.cpus ? *account.cpus * static_cast<double>(window_ns_) : 0;
   account.charged_ns = now_ns;
@@ -49,6 +51,13 @@ double FairShare::RecentCpus(const std::string& session_id) const {
 int64_t FairShare::Balance(const std::string& session_id) const {
   auto it = sessions_.find(session_id);
   return it == sessions_.end() ? 0 : static_cast<int64_t>(it->second.balance_ns);
+}
+
+uint32_t FairShare::CgroupWeight() const {
+  if (sessions_.empty()) return kExecutorDefaultCpuWeight;
+  uint64_t sum = 0;
+  for (const auto& [id, account] : sessions_) sum += account.weight;
+  return static_cast<uint32_t>(std::min<uint64_t>(sum, kExecutorMaxCpuWeight));
 }
 
 }  // namespace cellhouse::supervisor

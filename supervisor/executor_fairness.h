@@ -35,14 +35,20 @@ inline constexpr int64_t kMaxExecutorPauseNs = 2'000'000'000;
 // every 100 ms): the debt is carried to the next report instead.
 inline constexpr int64_t kMinExecutorPauseNs = 10'000'000;
 
+// cgroup's default CPU weight (cgroup/limits.h kCpuWeightDefault) and its bounds.
+inline constexpr uint32_t kExecutorDefaultCpuWeight = 100;
+inline constexpr uint32_t kExecutorMaxCpuWeight = 10000;
+
 class FairShare {
  public:
   // `window_ns`: how far back the recent-CPU figure looks, and the bucket's depth in time.
   explicit FairShare(int64_t window_ns) : window_ns_(window_ns) {}
 
   // Starts accounting a session; `cpus` is its policy's quota in CPUs (nullopt: no quota, never
-  // paused). Starts with a full bucket.
-  void Track(const std::string& session_id, std::optional<double> cpus, int64_t now_ns);
+  // paused), `weight` its policy's CPU weight (cgroup.cpu_weight, 1..10000). Starts with a full
+  // bucket.
+  void Track(const std::string& session_id, std::optional<double> cpus, int64_t now_ns,
+             uint32_t weight = kExecutorDefaultCpuWeight);
   void Untrack(const std::string& session_id);
   bool Tracks(const std::string& session_id) const { return sessions_.count(session_id) != 0; }
 
@@ -56,6 +62,12 @@ class FairShare {
   // What the bucket holds now, in ns of CPU (negative: debt); 0 for an untracked session.
   int64_t Balance(const std::string& session_id) const;
 
+  // The executor cgroup's CPU weight: the sum of its sessions' weights, so that where the CPUs
+  // are contended it gets what their workers would have got (one weight-100 cgroup competing with
+  // N other workers would starve the N sessions it serves); the default when it serves none;
+  // within 1..10000.
+  uint32_t CgroupWeight() const;
+
  private:
   struct Account {
     std::optional<double> cpus;
@@ -63,6 +75,7 @@ class FairShare {
     int64_t charged_ns = 0;
     int64_t paused_until_ns = 0;
     double recent_cpus = 0;
+    uint32_t weight = kExecutorDefaultCpuWeight;
   };
   int64_t window_ns_;
   std::map<std::string, Account> sessions_;

@@ -213,6 +213,8 @@ class Supervisor {
   void ScheduleExecutorRestart(const std::string& model, int64_t ran_ns);
   // A slot id for the session's new worker (0: it computes alone: no executor, exempt, full).
   uint64_t ReserveExecutorSlot(const Session& session);
+  // Writes the executor cgroup's CPU weight (FairShare::CgroupWeight) when it changed.
+  void ApplyExecutorWeight(SharedExecutor& ex);
   // A pool worker of a sharing policy, without a slot, asked for before its model's executor
   // (re)started: it should make way for one with a slot.
   bool PooledWithoutSlot(const Session& session) const;

@@ -47,6 +47,10 @@ class SharedExecutorTest : public testing::CelldTest {
     alone.name = "alone";
     alone.extra_text = "shared_executor: false\n";
     testing::WritePolicy(policies_, alone);
+    PolicySpec heavy;
+    heavy.name = "heavy";
+    heavy.cpu_weight = 150;
+    testing::WritePolicy(policies_, heavy);
     auto port = testing::FreeLoopbackPort();
     ASSERT_TRUE(port);
     port_ = *port;
@@ -81,6 +85,35 @@ class SharedExecutorTest : public testing::CelldTest {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     return v;
+  }
+
+  // The CPU weight of `pid`'s cgroup, in cgroup v2's units (v1: cpu.shares * 100 / 1024, which
+  // celld writes as weight * 1024 / 100); 0 when it cannot be read.
+  static uint64_t CgroupCpuWeight(pid_t pid) {
+    auto lines = ReadFileToString("/proc/" + std::to_string(pid) + "/cgroup", 1 << 16);
+    if (!lines) return 0;
+    for (std::string_view line : Split(*lines, '\n')) {
+      // "4:cpu,cpuacct:/path" (v1) or "0::/path" (v2)
+      const size_t a = line.find(':');
+      const size_t b = a == std::string_view::npos ? a : line.find(':', a + 1);
+      if (b == std::string_view::npos) continue;
+      const std::string_view controllers = line.substr(a + 1, b - a - 1);
+      const std::string path(line.substr(b + 1));
+      for (std::string_view c : Split(controllers, ',')) {
+        if (c != "cpu") continue;
+        const std::string mounts[] = {"/sys/fs/cgroup/" + std::string(controllers),
+                                      "/sys/fs/cgroup/cpu"};
+        for (const std::string& mount : mounts) {
+          auto shares = ReadFileToString(mount + path + "/cpu.shares", 64);
+          if (shares) return std::strtoull(shares->c_str(), nullptr, 10) * 100 / 1024;
+        }
+      }
+      if (controllers.empty()) {
+        auto weight = ReadFileToString("/sys/fs/cgroup" + path + "/cpu.weight", 64);
+        if (weight) return std::strtoull(weight->c_str(), nullptr, 10);
+      }
+    }
+    return 0;
   }
 
   // The pids of the executors celld said it started, in order.
@@ -168,6 +201,31 @@ TEST_F(SharedExecutorTest, SessionsShareItAndGenerateTheEnginesTokens) {
   EXPECT_EQ(alone.out, reference_);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(Metric("cellhouse_executor_rows_total{policy=\"alone\"}"), 0u);
+}
+
+TEST_F(SharedExecutorTest, ItsCgroupWeighsWhatItsSessionsWeighTogether) {
+  ASSERT_EQ(ExecutorPids().size(), 1u) << celld_->Log();
+  const pid_t executor = ExecutorPids()[0];
+  // Every session it serves adds its policy's CPU weight: 100 for the default policy (and any
+  // pooled worker), 150 for "heavy". Whatever else it serves, the weight's last two digits say
+  // whether the heavy session is counted.
+  auto weight_mod_100 = [&] { return CgroupCpuWeight(executor) % 100; };
+  ASSERT_GT(CgroupCpuWeight(executor), 0u) << "the executor's cgroup CPU weight is unreadable";
+  EXPECT_EQ(weight_mod_100(), 0u);
+  {
+    auto heavy = cli::SessionClient::Open(celld_->socket(), {.policy = "heavy"});
+    ASSERT_TRUE(heavy) << heavy.error().message();
+    EXPECT_EQ(Turn(*heavy, kPrompt) + "\n", reference_);
+    EXPECT_EQ(weight_mod_100(), 50u) << "weight " << CgroupCpuWeight(executor);
+    EXPECT_GE(CgroupCpuWeight(executor), 150u);
+    ASSERT_TRUE(heavy->Close());
+  }
+  // Closed: its worker is reaped and its weight taken off.
+  uint64_t rest = 50;
+  for (int i = 0; i < 50 && (rest = weight_mod_100()) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(rest, 0u) << "weight " << CgroupCpuWeight(executor);
 }
 
 TEST_F(SharedExecutorTest, AKilledExecutorCostsNoSessionAndIsStartedAgain) {

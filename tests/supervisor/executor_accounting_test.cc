@@ -2,6 +2,8 @@
 // and the classification of an executor's end (supervisor/executor_{slots,fairness,end}.h).
 #include <signal.h>
 
+#include <string>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -79,6 +81,29 @@ TEST(FairShareTest, ASessionOverItsQuotaIsPausedAndOneWithoutIsNot) {
   fair.Untrack("quota");
   EXPECT_FALSE(fair.Tracks("quota"));
   EXPECT_EQ(fair.Charge("quota", 1'000'000'000, 300'000'000), 0);
+}
+
+TEST(FairShareTest, TheExecutorsWeightIsItsSessionsSumWithinTheCgroupBounds) {
+  FairShare fair(int64_t{1'000'000'000});
+  EXPECT_EQ(fair.CgroupWeight(), kExecutorDefaultCpuWeight) << "serving nobody: the default";
+  fair.Track("a", std::nullopt, 0);
+  EXPECT_EQ(fair.CgroupWeight(), 100u);
+  fair.Track("b", 0.5, 0, 300);
+  fair.Track("c", std::nullopt, 0, 50);
+  EXPECT_EQ(fair.CgroupWeight(), 450u);
+  fair.Track("b", 0.5, 0, 20);  // tracked again: replaced, not added
+  EXPECT_EQ(fair.CgroupWeight(), 170u);
+  fair.Untrack("a");
+  EXPECT_EQ(fair.CgroupWeight(), 70u);
+  fair.Track("zero", std::nullopt, 0, 0);  // below the bounds: counted as 1
+  EXPECT_EQ(fair.CgroupWeight(), 71u);
+  for (int i = 0; i < 3; ++i) fair.Track("big" + std::to_string(i), std::nullopt, 0, 9000);
+  EXPECT_EQ(fair.CgroupWeight(), kExecutorMaxCpuWeight) << "capped at cgroup's maximum";
+  fair.Untrack("b");
+  fair.Untrack("c");
+  fair.Untrack("zero");
+  for (int i = 0; i < 3; ++i) fair.Untrack("big" + std::to_string(i));
+  EXPECT_EQ(fair.CgroupWeight(), kExecutorDefaultCpuWeight);
 }
 
 TEST(ExecutorEndTest, ClassifiesTheEndAndBacksOffRestarts) {
