@@ -94,8 +94,6 @@ void Supervisor::StartExecutor(const std::string& model) {
         "executor-" + std::to_string(ex.host_id_first), ExecutorCgroupLimits(recipe));
     if (!cg) return retry("creating its cgroup: " + cg.error().message());
     ex.cgroup.emplace(std::move(*cg));
-    ex.cgroup_weight = 0;  // not written yet: the first ApplyExecutorWeight does
-    ApplyExecutorWeight(ex);
     placement_fds = ex.cgroup->placement().RawFds();
     placement = ex.cgroup->placement().kind == cgroup::Placement::Kind::kCloneIntoCgroup
                     ? zygote::SandboxSpec::CGROUP_V2
@@ -330,21 +328,21 @@ void Supervisor::TrackExecutorSlot(const Session& session) {
     cpus = static_cast<double>(c.cpu_quota().quota_us()) /
            static_cast<double>(c.cpu_quota().period_us());
   }
-  const uint32_t weight = c.has_cpu_weight() ? c.cpu_weight() : kExecutorDefaultCpuWeight;
+  const uint32_t weight = c.has_cpu_weight() ? c.cpu_weight() : cgroup::kCpuWeightDefault;
   it->second->fairness.Track(session.id(), cpus, clock_.NowNanos(), weight);
   ApplyExecutorWeight(*it->second);
 }
 
 void Supervisor::ApplyExecutorWeight(SharedExecutor& ex) {
+  if (!ex.cgroup || ex.cgroup->removed()) return;
   const uint32_t weight = ex.fairness.CgroupWeight();
-  if (!ex.cgroup || ex.cgroup->removed() || weight == ex.cgroup_weight) return;
+  // A new cgroup has the kernel's default weight until one is written.
+  if (ex.cgroup->limits().cpu_weight.value_or(cgroup::kCpuWeightDefault) == weight) return;
   Status set = ex.cgroup->SetCpuWeight(weight);
   if (!set) {
     spdlog::warn("the shared executor's cgroup: setting its CPU weight to {}: {}", weight,
                  set.error().message());
-    return;
   }
-  ex.cgroup_weight = weight;
 }
 
 void Supervisor::ReleaseExecutorSlot(Session& session, bool worker_had_it) {

@@ -8,7 +8,7 @@ namespace cellhouse::supervisor {
 void FairShare::Track(const std::string& session_id, std::optional<double> cpus, int64_t now_ns,
                       uint32_t weight) {
   Account account;
-  account.weight = std::clamp<uint32_t>(weight, 1, kExecutorMaxCpuWeight);
+  account.weight = std::clamp(weight, cgroup::kCpuWeightMin, cgroup::kCpuWeightMax);
   if (cpus && *cpus > 0) account.cpus = *cpus;
   account.balance_ns = account.cpus ? *account.cpus * static_cast<double>(window_ns_) : 0;
   account.charged_ns = now_ns;
@@ -54,10 +54,10 @@ int64_t FairShare::Balance(const std::string& session_id) const {
 }
 
 uint32_t FairShare::CgroupWeight() const {
-  if (sessions_.empty()) return kExecutorDefaultCpuWeight;
+  if (sessions_.empty()) return cgroup::kCpuWeightDefault;
   uint64_t sum = 0;
   for (const auto& [id, account] : sessions_) sum += account.weight;
-  return static_cast<uint32_t>(std::min<uint64_t>(sum, kExecutorMaxCpuWeight));
+  return static_cast<uint32_t>(std::min<uint64_t>(sum, cgroup::kCpuWeightMax));
 }
 
 }  // namespace cellhouse::supervisor

@@ -26,6 +26,8 @@
 #include <optional>
 #include <string>
 
+#include "supervisor/cgroup/limits.h"
+
 namespace cellhouse::supervisor {
 
 // The longest pause celld orders at once: the executor's own bound (executor/batch_loop.h
@@ -34,10 +36,6 @@ inline constexpr int64_t kMaxExecutorPauseNs = 2'000'000'000;
 // Pauses shorter than this are not worth a command (the executor looks at celld's channel
 // every 100 ms): the debt is carried to the next report instead.
 inline constexpr int64_t kMinExecutorPauseNs = 10'000'000;
-
-// cgroup's default CPU weight (cgroup/limits.h kCpuWeightDefault) and its bounds.
-inline constexpr uint32_t kExecutorDefaultCpuWeight = 100;
-inline constexpr uint32_t kExecutorMaxCpuWeight = 10000;
 
 class FairShare {
  public:
@@ -48,7 +46,7 @@ class FairShare {
   // paused), `weight` its policy's CPU weight (cgroup.cpu_weight, 1..10000). Starts with a full
   // bucket.
   void Track(const std::string& session_id, std::optional<double> cpus, int64_t now_ns,
-             uint32_t weight = kExecutorDefaultCpuWeight);
+             uint32_t weight = cgroup::kCpuWeightDefault);
   void Untrack(const std::string& session_id);
   bool Tracks(const std::string& session_id) const { return sessions_.count(session_id) != 0; }
 
@@ -75,7 +73,7 @@ class FairShare {
     int64_t charged_ns = 0;
     int64_t paused_until_ns = 0;
     double recent_cpus = 0;
-    uint32_t weight = kExecutorDefaultCpuWeight;
+    uint32_t weight = cgroup::kCpuWeightDefault;
   };
   int64_t window_ns_;
   std::map<std::string, Account> sessions_;

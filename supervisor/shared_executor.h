@@ -71,7 +71,6 @@ struct SharedExecutor {
   ChildProcess process;
   UniqueFd control;  // celld's end
   std::optional<cgroup::SessionCgroup> cgroup;
-  uint32_t cgroup_weight = 0;  // the CPU weight last written to it (0: none yet)
   uint64_t spawn_request_id = 0;
   int64_t started_ns = 0;
   uint64_t starts = 0;

@@ -90,27 +90,12 @@ class SharedExecutorTest : public testing::CelldTest {
   // The CPU weight of `pid`'s cgroup, in cgroup v2's units (v1: cpu.shares * 100 / 1024, which
   // celld writes as weight * 1024 / 100); 0 when it cannot be read.
   static uint64_t CgroupCpuWeight(pid_t pid) {
-    auto lines = ReadFileToString("/proc/" + std::to_string(pid) + "/cgroup", 1 << 16);
-    if (!lines) return 0;
-    for (std::string_view line : Split(*lines, '\n')) {
-      // "4:cpu,cpuacct:/path" (v1) or "0::/path" (v2)
-      const size_t a = line.find(':');
-      const size_t b = a == std::string_view::npos ? a : line.find(':', a + 1);
-      if (b == std::string_view::npos) continue;
-      const std::string_view controllers = line.substr(a + 1, b - a - 1);
-      const std::string path(line.substr(b + 1));
-      for (std::string_view c : Split(controllers, ',')) {
-        if (c != "cpu") continue;
-        const std::string mounts[] = {"/sys/fs/cgroup/" + std::string(controllers),
-                                      "/sys/fs/cgroup/cpu"};
-        for (const std::string& mount : mounts) {
-          auto shares = ReadFileToString(mount + path + "/cpu.shares", 64);
-          if (shares) return std::strtoull(shares->c_str(), nullptr, 10) * 100 / 1024;
-        }
+    for (const std::string& dir : testing::CgroupDirs(pid)) {
+      if (auto shares = ReadFileToString(dir + "/cpu.shares", 64)) {
+        return std::strtoull(shares->c_str(), nullptr, 10) * 100 / 1024;
       }
-      if (controllers.empty()) {
-        auto weight = ReadFileToString("/sys/fs/cgroup" + path + "/cpu.weight", 64);
-        if (weight) return std::strtoull(weight->c_str(), nullptr, 10);
+      if (auto weight = ReadFileToString(dir + "/cpu.weight", 64)) {
+        return std::strtoull(weight->c_str(), nullptr, 10);
       }
     }
     return 0;

@@ -85,7 +85,7 @@ TEST(FairShareTest, ASessionOverItsQuotaIsPausedAndOneWithoutIsNot) {
 
 TEST(FairShareTest, TheExecutorsWeightIsItsSessionsSumWithinTheCgroupBounds) {
   FairShare fair(int64_t{1'000'000'000});
-  EXPECT_EQ(fair.CgroupWeight(), kExecutorDefaultCpuWeight) << "serving nobody: the default";
+  EXPECT_EQ(fair.CgroupWeight(), cgroup::kCpuWeightDefault) << "serving nobody: the default";
   fair.Track("a", std::nullopt, 0);
   EXPECT_EQ(fair.CgroupWeight(), 100u);
   fair.Track("b", 0.5, 0, 300);
@@ -98,12 +98,12 @@ TEST(FairShareTest, TheExecutorsWeightIsItsSessionsSumWithinTheCgroupBounds) {
   fair.Track("zero", std::nullopt, 0, 0);  // below the bounds: counted as 1
   EXPECT_EQ(fair.CgroupWeight(), 71u);
   for (int i = 0; i < 3; ++i) fair.Track("big" + std::to_string(i), std::nullopt, 0, 9000);
-  EXPECT_EQ(fair.CgroupWeight(), kExecutorMaxCpuWeight) << "capped at cgroup's maximum";
+  EXPECT_EQ(fair.CgroupWeight(), cgroup::kCpuWeightMax) << "capped at cgroup's maximum";
   fair.Untrack("b");
   fair.Untrack("c");
   fair.Untrack("zero");
   for (int i = 0; i < 3; ++i) fair.Untrack("big" + std::to_string(i));
-  EXPECT_EQ(fair.CgroupWeight(), kExecutorDefaultCpuWeight);
+  EXPECT_EQ(fair.CgroupWeight(), cgroup::kCpuWeightDefault);
 }
 
 TEST(ExecutorEndTest, ClassifiesTheEndAndBacksOffRestarts) {

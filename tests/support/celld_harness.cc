@@ -116,21 +116,18 @@ ExitStatus CelldProcess::Terminate(int timeout_ms) {
   return st ? *st : ExitStatus{};
 }
 
-std::vector<std::string> CgroupSubtreeDirs(const std::string& subtree) {
+std::vector<std::string> CgroupDirs(pid_t pid) {
   std::vector<std::string> dirs;
-  auto self = ReadFileToString("/proc/self/cgroup", 1 << 16);
-  if (!self || subtree.empty()) return dirs;
-  for (std::string_view line : Split(*self, '\n')) {
+  auto lines = ReadFileToString("/proc/" + std::to_string(pid) + "/cgroup", 1 << 16);
+  if (!lines) return dirs;
+  for (std::string_view line : Split(*lines, '\n')) {
     auto fields = Split(line, ':');
     if (fields.size() != 3 || StartsWith(fields[1], "name=")) continue;
     std::string path(fields[2]);
     if (path == "/") path.clear();
     if (fields[1].empty()) {  // the v2 line ("0::/path"); mounted here or under unified/
       for (const char* root : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
-        std::string dir = root;
-        dir += path;
-        dir += "/" + subtree;
-        dirs.push_back(std::move(dir));
+        dirs.push_back(root + path);
       }
       continue;
     }
@@ -138,10 +135,16 @@ std::vector<std::string> CgroupSubtreeDirs(const std::string& subtree) {
       std::string dir = "/sys/fs/cgroup/";
       dir += controller;
       dir += path;
-      dir += "/" + subtree;
       dirs.push_back(std::move(dir));
     }
   }
+  return dirs;
+}
+
+std::vector<std::string> CgroupSubtreeDirs(const std::string& subtree) {
+  if (subtree.empty()) return {};
+  std::vector<std::string> dirs = CgroupDirs(::getpid());
+  for (std::string& dir : dirs) dir += "/" + subtree;
   return dirs;
 }
 

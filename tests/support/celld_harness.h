@@ -118,6 +118,9 @@ void WritePolicy(const std::string& dir, const PolicySpec& spec);
 std::string EngineReference(const std::string& model, const std::string& prompt, int max_tokens,
                             double temperature, uint64_t seed);
 
+// The directories of `pid`'s cgroup in every hierarchy (one per v1 controller, and the v2 one
+// under both /sys/fs/cgroup and /sys/fs/cgroup/unified), whether they exist or not.
+std::vector<std::string> CgroupDirs(pid_t pid);
 // The directories `subtree` would have under this process's own cgroup in every hierarchy
 // (v1 controllers and v2), whether they exist or not.
 std::vector<std::string> CgroupSubtreeDirs(const std::string& subtree);
