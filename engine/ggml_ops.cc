@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -156,6 +157,128 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
   }
 }
 
+constexpr __mmask16 kAll16 = 0xFFFF;
+
+// Lanes 0-7 and 8-15 (the zero-masked extract: GCC 12 warns of an uninitialized register in the
+// plain).
+[[gnu::target("avx512f")]] inline __m256 LowHalfAvx512(__m512 x) {
+  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(x), 0));
+}
+[[gnu::target("avx512f")]] inline __m256 HighHalfAvx512(__m512 x) {
+  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(x), 1));
+}
+
+// Sixteen rows' chain sums, v[j] for row j, each reduced as the F16 kernel's V16::Sum does it
+// (lanes i + 8, then + 4, then + 2, then + 1): the same pairs, added for all rows at once. Lane j
+// of the result is row j's value.
+[[gnu::target("avx512f")]] __m512 ReduceRows16Avx512(const __m512* v) {
+  // 16 -> 8: rows (2k, 2k + 1) in the two halves of w[k].
+  __m512 w[8];
+  for (size_t k = 0; k < 8; ++k) {
+    w[k] = _mm512_add_ps(
+        _mm512_maskz_shuffle_f32x4(kAll16, v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+        _mm512_maskz_shuffle_f32x4(kAll16, v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  // 8 -> 4: rows 4k .. 4k + 3 in the four 128-bit lanes of u[k].
+  __m512 u[4];
+  for (size_t k = 0; k < 4; ++k) {
+    u[k] = _mm512_add_ps(
+        _mm512_maskz_shuffle_f32x4(kAll16, w[2 * k], w[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+        _mm512_maskz_shuffle_f32x4(kAll16, w[2 * k], w[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  // 4 -> 2: lane c of s[k] holds rows c + 8k (lanes 0, 1) and c + 8k + 4 (lanes 2, 3).
+  __m512 s[2];
+  for (size_t k = 0; k < 2; ++k) {
+    s[k] = _mm512_add_ps(
+        _mm512_maskz_shuffle_ps(kAll16, u[2 * k], u[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+        _mm512_maskz_shuffle_ps(kAll16, u[2 * k], u[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  // 2 -> 1: lane 4c + m holds row c + 4m; put row j in lane j.
+  const __m512 r =
+      _mm512_add_ps(_mm512_maskz_shuffle_ps(kAll16, s[0], s[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                    _mm512_maskz_shuffle_ps(kAll16, s[0], s[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_maskz_permutexvar_ps(kAll16, order, r);
+}
+
+// DotsF16 for `rows` (1..16) rows: the F16 kernel's chains (chain c over columns c * 16 + 64 k),
+// combined as its Finish combines them, reduced together; the columns past the last whole 64 in
+// double, in column order, each product rounded to float first.
+[[gnu::target("avx512f")]] void DotsF16Rows16Avx512(const uint16_t* a, size_t a_stride, int rows,
+                                                    const float* b, int64_t n, float* out) {
+  constexpr int64_t kStep = 64;
+  const int64_t whole = n - n % kStep;
+  __m512 v[16];
+  for (int j = 0; j < 16; ++j) {
+    if (j >= rows) {
+      v[j] = _mm512_setzero_ps();
+      continue;
+    }
+    const uint16_t* row = a + static_cast<size_t>(j) * a_stride;
+    __m512 c[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+    for (int64_t i = 0; i < whole; i += kStep) {
+      for (int64_t k = 0; k < 4; ++k) {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i + 16 * k));
+        c[k] = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xFFFF), h),
+                               _mm512_loadu_ps(b + i + 16 * k), c[k]);
+      }
+    }
+    v[j] = _mm512_add_ps(_mm512_add_ps(c[0], c[2]), _mm512_add_ps(c[1], c[3]));
+  }
+  const __m512 reduced = ReduceRows16Avx512(v);
+  if (whole == n) {
+    _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1U << rows) - 1), reduced);
+    return;
+  }
+  // The tail: each row's products float(half(a_j[k]) * b[k]) for 16 columns at a time (a short
+  // last run through a zero-padded copy), then per row a double sum in column order, 16 rows at
+  // once: a column is gathered across the rows.
+  const auto tail = static_cast<int>(n - whole);
+  alignas(64) float products[16][kStep] = {};
+  for (int j = 0; j < rows; ++j) {
+    const uint16_t* row = a + static_cast<size_t>(j) * a_stride + static_cast<size_t>(whole);
+    for (int k = 0; k < tail; k += 16) {
+      __m256i h;
+      __m512 x;
+      if (tail - k >= 16) {
+        h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
+        x = _mm512_loadu_ps(b + whole + k);
+      } else {
+        alignas(32) uint16_t part[16] = {};
+        std::memcpy(part, row + k, static_cast<size_t>(tail - k) * sizeof(uint16_t));
+        h = _mm256_load_si256(reinterpret_cast<const __m256i*>(part));
+        x = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1U << (tail - k)) - 1), b + whole + k);
+      }
+      _mm512_store_ps(&products[j][k],
+                      _mm512_mul_ps(_mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xFFFF), h), x));
+    }
+  }
+  const __m512i across = _mm512_setr_epi32(
+      0, kStep, 2 * kStep, 3 * kStep, 4 * kStep, 5 * kStep, 6 * kStep, 7 * kStep, 8 * kStep,
+      9 * kStep, 10 * kStep, 11 * kStep, 12 * kStep, 13 * kStep, 14 * kStep, 15 * kStep);
+  __m512d lo = _mm512_maskz_cvtps_pd(0xFF, LowHalfAvx512(reduced));
+  __m512d hi = _mm512_maskz_cvtps_pd(0xFF, HighHalfAvx512(reduced));
+  for (int k = 0; k < tail; ++k) {
+    const __m512 p =
+        _mm512_mask_i32gather_ps(_mm512_setzero_ps(), kAll16, across, &products[0][k], 4);
+    lo = _mm512_add_pd(lo, _mm512_maskz_cvtps_pd(0xFF, LowHalfAvx512(p)));
+    hi = _mm512_add_pd(hi, _mm512_maskz_cvtps_pd(0xFF, HighHalfAvx512(p)));
+  }
+  const __m512 sums = _mm512_castpd_ps(_mm512_maskz_insertf64x4(
+      0xFF, _mm512_castpd256_pd512(_mm256_castps_pd(_mm512_maskz_cvtpd_ps(0xFF, lo))),
+      _mm256_castps_pd(_mm512_maskz_cvtpd_ps(0xFF, hi)), 1));
+  _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1U << rows) - 1), sums);
+}
+
+[[gnu::target("avx512f")]] void DotsF16Avx512(const uint16_t* a, size_t a_stride, int64_t count,
+                                              const float* b, int64_t n, float* out) {
+  for (int64_t j = 0; j < count; j += 16) {
+    DotsF16Rows16Avx512(a + static_cast<size_t>(j) * a_stride, a_stride,
+                        static_cast<int>(std::min<int64_t>(16, count - j)), b, n, out + j);
+  }
+}
+
 [[gnu::target("avx2,f16c")]] void ToHalvesF16c(const float* x, int64_t n, uint16_t* out) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -271,6 +394,19 @@ float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa) {
     return LanesDotF16Avx2(a, b, n);
   }
   return LanesDotF16Portable(a, b, n);
+}
+
+void DotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
+             KernelIsa isa, float* out) {
+  if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
+    DotsF16Avx512(a, a_stride, count, b, n, out);
+    return;
+  }
+  const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
+  for (int64_t j = 0; j < count; ++j) {
+    out[j] = f16.dot(reinterpret_cast<const std::byte*>(a + static_cast<size_t>(j) * a_stride),
+                     reinterpret_cast<const std::byte*>(b), n);
+  }
 }
 
 void ToHalves(const float* x, int64_t n, uint16_t* out, KernelIsa isa) {

@@ -68,6 +68,13 @@ void SiluMul(float* gate, const float* up, int64_t n, KernelIsa isa);
 
 // sum of a[i] (halves) * b[i] over n values, in tinyBLAS's 16-lane order.
 float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa);
+// out[j] = the F16 type kernel's dot of row j (halves) with b (floats rounded to halves), over n
+// values, for j < count: ggml_vec_dot_f16, a decode token's attention product. With AVX-512, 16
+// rows at a time: each row's four chains as the kernel runs them, then the 16 rows' lanes reduced
+// at once in the kernel's pairing (and the columns past the last whole 64 added in double, as the
+// kernel does, for 16 rows at once), so each value is the bits of its own dot.
+void DotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
+             KernelIsa isa, float* out);
 // out[i] = FloatToHalf(x[i]) (vcvtps2ph where the CPU has F16C: the same bits).
 void ToHalves(const float* x, int64_t n, uint16_t* out, KernelIsa isa);
 

@@ -180,12 +180,27 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
   uint16_t* values = s.value_cache_half + static_cast<size_t>(layer) * kv_dim * capacity;
   // Keys by position; values transposed, one row per dimension along the positions, written a
   // dimension at a time so that each row's new positions fill whole cache lines (a position at
-  // a time, every store touched another line, capacity * 2 bytes away).
+  // a time, every store touched another line, capacity * 2 bytes away). The values are rounded
+  // by ToHalves first, a block of tokens and dimensions at a time (the bits of FloatToHalf).
   ToHalves(k, static_cast<int64_t>(n) * kv_dim, keys + static_cast<size_t>(pos) * kv_dim, isa);
-  for (int32_t j = 0; j < kv_dim; ++j) {
-    uint16_t* row = values + static_cast<size_t>(j) * capacity + static_cast<size_t>(pos);
-    for (int32_t t = 0; t < n; ++t) {
-      row[t] = FloatToHalf(v[static_cast<size_t>(t) * kv_dim + static_cast<size_t>(j)]);
+  constexpr int32_t kTokens = 16;
+  constexpr int32_t kDims = 64;
+  std::array<uint16_t, static_cast<size_t>(kTokens) * kDims> rounded{};
+  for (int32_t t0 = 0; t0 < n; t0 += kTokens) {
+    const int32_t tokens = std::min(kTokens, n - t0);
+    for (int32_t j0 = 0; j0 < kv_dim; j0 += kDims) {
+      const int32_t dims = std::min(kDims, kv_dim - j0);
+      for (int32_t t = 0; t < tokens; ++t) {
+        ToHalves(v + static_cast<size_t>(t0 + t) * kv_dim + static_cast<size_t>(j0), dims,
+                 rounded.data() + static_cast<size_t>(t) * kDims, isa);
+      }
+      for (int32_t j = 0; j < dims; ++j) {
+        uint16_t* row =
+            values + static_cast<size_t>(j0 + j) * capacity + static_cast<size_t>(pos + t0);
+        for (int32_t t = 0; t < tokens; ++t) {
+          row[t] = rounded[static_cast<size_t>(t) * kDims + static_cast<size_t>(j)];
+        }
+      }
     }
   }
   const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
@@ -207,11 +222,7 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
       if (prompt && hd % 16 == 0) {
         LanesDotsF16(keys + g, kv_dim, count, qh, hd, isa, scores);
       } else {
-        for (int32_t p = 0; p < count; ++p) {
-          scores[p] = f16.dot(
-              reinterpret_cast<const std::byte*>(keys + static_cast<size_t>(p) * kv_dim + g),
-              reinterpret_cast<const std::byte*>(qh), hd);
-        }
+        DotsF16(keys + g, kv_dim, count, qh, hd, isa, scores);
       }
       std::fill(scores + count, scores + padded, -INFINITY);  // the causal mask
       SoftMax(scores, padded, scale, isa);
@@ -220,10 +231,7 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
       if (prompt) {
         LanesDotsF16(values + g * capacity, capacity, hd, weights_half, padded, isa, oh);
       } else {
-        for (int32_t d = 0; d < hd; ++d) {
-          oh[d] = f16.dot(reinterpret_cast<const std::byte*>(values + (g + d) * capacity),
-                          reinterpret_cast<const std::byte*>(weights_half), padded);
-        }
+        DotsF16(values + g * capacity, capacity, hd, weights_half, padded, isa, oh);
       }
     }
   }

@@ -4,6 +4,7 @@
 // weights summing to one, the 16-lane f16 product).
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -104,6 +105,41 @@ TEST(GgmlOpsTest, BatchedDotsEqualSingleOnes) {
         ASSERT_EQ(Bits(out[j]), Bits(LanesDotF16(halves.data() + 3 + j * kStride, b.data(), n,
                                                  KernelIsa::kPortable)))
             << KernelIsaName(isa) << " n " << n << " row " << j;
+      }
+    }
+  }
+}
+
+// A decode token's attention products, 16 rows at a time: each the bits of the F16 kernel's own
+// dot, for lengths with and without a tail past the last whole 64 (a score is 64 long, a value
+// row a multiple of 32) and for row counts around the group of 16, without writing past them.
+TEST(GgmlOpsTest, DecodeDotsEqualTheF16KernelsDot) {
+  constexpr size_t kStride = 300;
+  constexpr int64_t kMaxCount = 37;
+  const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, KernelIsa::kPortable);
+  const std::vector<float> raw = Values(kStride, 3.0F, 11);
+  std::vector<float> b(raw.size());
+  // The kernel's activations: floats already rounded to halves.
+  f16.quantize_activations(raw.data(), 1, static_cast<int64_t>(raw.size()),
+                           reinterpret_cast<std::byte*>(b.data()));
+  const std::vector<float> table = Values(kStride * kMaxCount, 2.0F, 13);
+  std::vector<uint16_t> halves(table.size());
+  for (size_t i = 0; i < halves.size(); ++i) {
+    halves[i] = FloatToHalf(table[i]);
+  }
+  for (KernelIsa isa : Isas()) {
+    for (int64_t n : {1, 7, 32, 63, 64, 65, 96, 128, 160, 191, 256, 290}) {
+      for (int64_t count : std::initializer_list<int64_t>{1, 5, 15, 16, 17, 32, kMaxCount}) {
+        std::vector<float> out(static_cast<size_t>(count) + 1, -7.0F);
+        DotsF16(halves.data(), kStride, count, b.data(), n, isa, out.data());
+        for (int64_t j = 0; j < count; ++j) {
+          const float want =
+              f16.dot(reinterpret_cast<const std::byte*>(halves.data() + j * kStride),
+                      reinterpret_cast<const std::byte*>(b.data()), n);
+          ASSERT_EQ(Bits(out[j]), Bits(want))
+              << KernelIsaName(isa) << " n " << n << " count " << count << " row " << j;
+        }
+        EXPECT_EQ(out.back(), -7.0F) << "wrote past the last row";
       }
     }
   }
