@@ -710,6 +710,10 @@ std::vector<Shape> ShapesFor(const Kind& kind) {
     shapes.push_back({11, 235, 8});  // prefill tiles with rows, tokens and columns left over
   } else if (block == 32) {
     shapes.push_back({16, 96, 7});
+    // Rows long enough that fewer token pairs fit a prepared tile (128 blocks: 2 pairs), and
+    // past what one holds (257 blocks: the unprepared tiles).
+    shapes.push_back({6, 4096, 9});
+    shapes.push_back({5, 8224, 4});
   }
   if (kind.order == DotOrder::kVecDot) {
     shapes.push_back({13, 256, 3});  // rows not a multiple of any tile
