@@ -885,8 +885,9 @@ def executor_steps(step, h, md):
               "(ForwardGguf; the sessions spread over the threads as workers over the cores), "
               "and *batched*, every session on a thread of its own with its weight-heavy rounds "
               "meeting the others' in one GgufStepCompute batch (engine/thread_rounds.h) whose "
-              "products use the threads. No slots, sandbox or cgroups yet: this is the compute's "
-              "ceiling, before the executor process and celld are wired. Batched logits are "
+              "products use the threads. No slots, sandbox or cgroups: this is the compute's "
+              "ceiling, without the executor process's round trips (§3d has those). Batched "
+              "logits are "
               "checked bit-identical to alone. llama.cpp: llama-batched-bench on the same file, "
               "same threads and lengths, its speed_tg.\n")
     md.append("| type | sessions | alone tok/s | ITL p50/p99 ms | batched tok/s | ITL p50/p99 ms "
@@ -904,10 +905,13 @@ def executor_steps(step, h, md):
     md.append("")
 
 
-def executor_sessions(runs, h, plots, md):
+def executor_sessions(runs, step, h, plots, md):
     """load_bench --gguf TYPE --executor both: N sessions through celld, each worker computing
-    its own steps (alone) against celld --shared-executor (shared)."""
+    its own steps (alone) against celld --shared-executor (shared); at 16 sessions also against
+    llama.cpp's batched decode as step_bench measured it in the same run."""
     group = "3d. Shared executor through celld"
+    llama16 = {r["type"]: r["llama_cpp_batched_tokens_per_second"]
+               for r in (step or {}).get("rows", []) if r["sessions"] == 16}
     md.append("#### Sessions through celld: alone against the shared executor\n")
     runs = [r for r in runs if r]
     if not runs:
@@ -945,6 +949,18 @@ def executor_sessions(runs, h, plots, md):
                 h.add(group, f"16 sessions through celld --shared-executor, {model}, against "
                       "one session alone", st, "tok/s", "≥ 4× one session", one_alone,
                       "one session alone", met=st >= 4 * one_alone)
+            one_itl99 = by.get(1, {}).get("alone", {}).get("inter_token_ms", {}).get("p99", 0)
+            if n == 16 and one_itl99:
+                itl99 = s_["inter_token_ms"]["p99"]
+                h.add(group, f"inter-token p99, 16 sessions through celld --shared-executor, "
+                      f"{model}, against one session alone", itl99, "ms", "≤ 5× one session",
+                      one_itl99, "one session alone", met=itl99 <= 5 * one_itl99)
+            llama = llama16.get(run.get("gguf", ""), 0)
+            if n == 16 and llama:
+                h.add(group, f"16 sessions through celld --shared-executor, {model}, against "
+                      "llama.cpp (llama-batched-bench, 16 sequences, 2 threads, step_bench's run; "
+                      "ours includes the prefills)", st, "tok/s", "≥ 1.5× llama.cpp", llama,
+                      "llama.cpp speed_tg", met=st >= 1.5 * llama)
         name = f"executor_{run.get('gguf', 'model').lower()}"
         data = plots.data(name, ["n", "alone", "shared", "alone_itl99", "shared_itl99"], rows)
         png = plots.plot(name, f"Sessions through celld, {model}: alone against the shared "
@@ -1033,7 +1049,7 @@ def main():
                     ("gguf", lambda md: gguf_models(b["gguf"], h, md)),
                     ("step", lambda md: (executor_steps(b["step"], h, md),
                                          executor_sessions([b["executor_q8"], b["executor_q4k"]],
-                                                           h, plots, md))),
+                                                           b["step"], h, plots, md))),
                     ("protocol", lambda md: protocol(b["protocol"], b["streaming"], h, md)),
                     ("gateway", lambda md: gateway_load(b["gateway"], h, md)),
                     ("sandbox", lambda md: sandbox_cost(b["seccomp"], b["streaming"], h, md))]:
