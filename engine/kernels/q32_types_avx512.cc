@@ -445,11 +445,12 @@ CH_AVX512 void TileInterleaved(const std::byte* w, size_t w_stride, const std::b
 }
 
 // The next tile's rows (up to the range's end), to stream in while a tile computes.
-inline SpreadPrefetch NextTile(const MatMulArgs& a, int64_t row, int64_t rows, int64_t blocks) {
+inline SpreadPrefetch NextTile(const MatMulArgs& a, int64_t row, int64_t rows, int64_t blocks,
+                               bool into_l2 = false) {
   const int64_t begin = std::min(a.row_end, row + rows);
   const int64_t end = std::min(a.row_end, row + 2 * rows);
   return {a.w + static_cast<size_t>(begin) * a.w_row_bytes,
-          a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks};
+          a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks, into_l2};
 }
 
 // No prefetch: the tiles of a row group after its first (the rows are in cache by then).
@@ -458,6 +459,7 @@ inline SpreadPrefetch Nothing() { return {nullptr, nullptr, 0}; }
 // Decode (one token): RD rows at a time (256-bit vectors: measured faster here than pairs of rows
 // in 512-bit ones), then single rows. Prefill: R rows x 2 * P2 tokens in token pairs (single rows
 // where fewer than R are left); the tokens past the last whole tile go through decode's tiles.
+// Q8_0's decode prefetches its next tile into L2 rather than L1 (prefetch.h).
 template <TensorType kType, int RD>
 CH_AVX512 void DecodeToken(const MatMulArgs& a, int32_t t) {
   const int64_t blocks = a.cols / 32;
@@ -467,7 +469,7 @@ CH_AVX512 void DecodeToken(const MatMulArgs& a, int32_t t) {
   int64_t r = a.row_begin;
   for (; r + RD <= a.row_end; r += RD) {
     TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
-                          NextTile(a, r, RD, blocks));
+                          NextTile(a, r, RD, blocks, kType == TensorType::kQ8_0));
   }
   for (; r < a.row_end; ++r) {
     TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
