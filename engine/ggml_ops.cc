@@ -118,12 +118,20 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
   return ReduceAdd16(lanes);
 }
 
+constexpr __mmask16 kAll16 = 0xFFFF;
+
+// Lanes 0-7 and 8-15 (the zero-masked extract: GCC 12 warns of an uninitialized register in the
+// plain).
+[[gnu::target("avx512f")]] inline __m256 LowHalfAvx512(__m512 x) {
+  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(x), 0));
+}
+[[gnu::target("avx512f")]] inline __m256 HighHalfAvx512(__m512 x) {
+  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(x), 1));
+}
+
 // ReduceAdd16's order on a register: halves folded 16 -> 8 -> 4, then (l0 + l2) + (l1 + l3).
 [[gnu::target("avx512f")]] inline float ReduceAdd16Avx512(__m512 v) {
-  // The zero-masked extracts: GCC 12 warns of an uninitialized register inside the plain ones.
-  const __m256 lo = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 0));
-  const __m256 hi = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 1));
-  const __m256 h8 = _mm256_add_ps(lo, hi);
+  const __m256 h8 = _mm256_add_ps(LowHalfAvx512(v), HighHalfAvx512(v));
   const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
   const __m128 h2 = _mm_add_ps(h4, _mm_permute_ps(h4, 0x4E));
   return _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 0x55)));
@@ -135,8 +143,7 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
   for (; i + 16 <= n; i += 16) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
     // The masked form: GCC 12 warns of an uninitialized register inside the plain one.
-    acc = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xFFFF), h),
-                          _mm512_loadu_ps(b + i), acc);
+    acc = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(kAll16, h), _mm512_loadu_ps(b + i), acc);
   }
   if (i == n) {
     return ReduceAdd16Avx512(acc);
@@ -155,17 +162,6 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
   for (int64_t j = 0; j < count; ++j) {
     out[j] = LanesDotF16Avx512(a + static_cast<size_t>(j) * a_stride, b, n);
   }
-}
-
-constexpr __mmask16 kAll16 = 0xFFFF;
-
-// Lanes 0-7 and 8-15 (the zero-masked extract: GCC 12 warns of an uninitialized register in the
-// plain).
-[[gnu::target("avx512f")]] inline __m256 LowHalfAvx512(__m512 x) {
-  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(x), 0));
-}
-[[gnu::target("avx512f")]] inline __m256 HighHalfAvx512(__m512 x) {
-  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(x), 1));
 }
 
 // Sixteen rows' chain sums, v[j] for row j, each reduced as the F16 kernel's V16::Sum does it
@@ -220,8 +216,8 @@ constexpr __mmask16 kAll16 = 0xFFFF;
     for (int64_t i = 0; i < whole; i += kStep) {
       for (int64_t k = 0; k < 4; ++k) {
         const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i + 16 * k));
-        c[k] = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xFFFF), h),
-                               _mm512_loadu_ps(b + i + 16 * k), c[k]);
+        c[k] = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(kAll16, h), _mm512_loadu_ps(b + i + 16 * k),
+                               c[k]);
       }
     }
     v[j] = _mm512_add_ps(_mm512_add_ps(c[0], c[2]), _mm512_add_ps(c[1], c[3]));
@@ -250,8 +246,7 @@ constexpr __mmask16 kAll16 = 0xFFFF;
         h = _mm256_load_si256(reinterpret_cast<const __m256i*>(part));
         x = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1U << (tail - k)) - 1), b + whole + k);
       }
-      _mm512_store_ps(&products[j][k],
-                      _mm512_mul_ps(_mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xFFFF), h), x));
+      _mm512_store_ps(&products[j][k], _mm512_mul_ps(_mm512_maskz_cvtph_ps(kAll16, h), x));
     }
   }
   const __m512i across = _mm512_setr_epi32(
