@@ -72,22 +72,15 @@ class RowPrefetch {
 //
 //   SpreadPrefetch ahead(next_tile, next_tile_end, blocks);
 //   for (b = 0; b < blocks; ++b) { ahead.Step(b); ... }
-//
-// Into L1 by default; `into_l2` asks for L2 only. Q8_0's decode takes that: on this EPYC host
-// (a later one than the figures above) prefetching its tiles into L1 held it at 11 GB/s and into
-// L2 gave it 1.4x (its 8 rows of 34-byte blocks keep more misses in flight than L1's fill
-// buffers take), while Q4_0, Q4_K and F16 were 30% slower with L2 (measured side by side with
-// gguf_bench).
 class SpreadPrefetch {
  public:
-  SpreadPrefetch(const void* begin, const void* end, int64_t steps, bool into_l2 = false)
+  SpreadPrefetch(const void* begin, const void* end, int64_t steps)
       : next_(reinterpret_cast<uintptr_t>(begin)),
         begin_(next_),
         end_(std::max(next_, reinterpret_cast<uintptr_t>(end))),
         per_step_(steps > 0 ? (end_ - begin_ + static_cast<uintptr_t>(steps) - 1) /
                                   static_cast<uintptr_t>(steps)
-                            : 0),
-        into_l2_(into_l2) {}
+                            : 0) {}
 
   // Before step `step` (0-based): the lines up to where step + 1 of the steps ends.
   void Step(int64_t step) {
@@ -95,12 +88,8 @@ class SpreadPrefetch {
     target = target < end_ ? target : end_;
     for (; next_ < target; next_ += kCacheLine) {
       // Only ever a prefetch hint, never dereferenced.
-      const auto* line = reinterpret_cast<const char*>(next_);  // NOLINT(performance-no-int-to-ptr)
-      if (into_l2_) {
-        __builtin_prefetch(line, 0, 2);
-      } else {
-        __builtin_prefetch(line);
-      }
+      __builtin_prefetch(
+          reinterpret_cast<const char*>(next_));  // NOLINT(performance-no-int-to-ptr)
     }
   }
 
@@ -109,7 +98,6 @@ class SpreadPrefetch {
   uintptr_t begin_;
   uintptr_t end_;
   uintptr_t per_step_;
-  bool into_l2_;
 };
 
 }  // namespace cellhouse::engine::internal

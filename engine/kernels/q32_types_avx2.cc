@@ -314,6 +314,8 @@ ProductFns Fns() {
 
 }  // namespace
 
+void DecodeQ8_0Avx2(const MatMulArgs& args) { MatMulVec<TensorType::kQ8_0, 4, 2, 3>(args); }
+
 ProductFns Q32ProductsAvx2(TensorType type, DotOrder order) {
   if (order == DotOrder::kInterleaved8) {
     if (type != TensorType::kQ4_0) {

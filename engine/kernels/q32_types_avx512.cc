@@ -445,12 +445,11 @@ CH_AVX512 void TileInterleaved(const std::byte* w, size_t w_stride, const std::b
 }
 
 // The next tile's rows (up to the range's end), to stream in while a tile computes.
-inline SpreadPrefetch NextTile(const MatMulArgs& a, int64_t row, int64_t rows, int64_t blocks,
-                               bool into_l2 = false) {
+inline SpreadPrefetch NextTile(const MatMulArgs& a, int64_t row, int64_t rows, int64_t blocks) {
   const int64_t begin = std::min(a.row_end, row + rows);
   const int64_t end = std::min(a.row_end, row + 2 * rows);
   return {a.w + static_cast<size_t>(begin) * a.w_row_bytes,
-          a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks, into_l2};
+          a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks};
 }
 
 // No prefetch: the tiles of a row group after its first (the rows are in cache by then).
@@ -459,17 +458,30 @@ inline SpreadPrefetch Nothing() { return {nullptr, nullptr, 0}; }
 // Decode (one token): RD rows at a time (256-bit vectors: measured faster here than pairs of rows
 // in 512-bit ones), then single rows. Prefill: R rows x 2 * P2 tokens in token pairs (single rows
 // where fewer than R are left); the tokens past the last whole tile go through decode's tiles.
-// Q8_0's decode prefetches its next tile into L2 rather than L1 (prefetch.h).
+//
+// Q8_0's decode goes through the AVX2 kernel (sign-trick maddubs, 4 rows a tile) instead: on
+// this project's Zen 4 host the 8-row VNNI tiles streamed the 110m model at 12 GB/s with their
+// next tile prefetched into L1 and 17 GB/s into L2. gguf_bench, interleaved A/B: 8 rows, L2
+// 139-153 tok/s; 4 rows (L1) 189-198, (L2) 101-108; 2 and 6 rows 175-177; the AVX2 kernel
+// 200-206, 77-80% of roofline. The bits are the same (every variant is the definition's).
 template <TensorType kType, int RD>
 CH_AVX512 void DecodeToken(const MatMulArgs& a, int32_t t) {
   const int64_t blocks = a.cols / 32;
   const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
   float* y = a.y + static_cast<size_t>(t) * a.y_stride;
+  if constexpr (kType == TensorType::kQ8_0) {
+    MatMulArgs one = a;
+    one.x = x;
+    one.n = 1;
+    one.y = y;
+    DecodeQ8_0Avx2(one);
+    return;
+  }
   const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
   int64_t r = a.row_begin;
   for (; r + RD <= a.row_end; r += RD) {
     TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
-                          NextTile(a, r, RD, blocks, kType == TensorType::kQ8_0));
+                          NextTile(a, r, RD, blocks));
   }
   for (; r < a.row_end; ++r) {
     TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
