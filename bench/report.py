@@ -770,8 +770,8 @@ def analysis(b):
                      f"and the prompts' prefills queue for the 2 cores, so its p99 passes 500 ms "
                      f"from N = {over[0]} on. ")
         text += ("What would move it: more cores and memory channels; decoding several sessions "
-                 "in one pass over the weights (the shared executor, `celld --shared-executor`, "
-                 "§3d, for GGUF models); serving the int8 file (`cellmodel quantize`); "
+                 "in one pass over the weights (the shared executor, celld's default for GGUF "
+                 "models, §3d); serving the int8 file (`cellmodel quantize`); "
                  "for time to first token, admission that spreads simultaneous prefills.")
         out.append(text)
     proto = b.get("protocol")
@@ -907,8 +907,8 @@ def executor_steps(step, h, md):
 
 def executor_sessions(runs, step, h, plots, md):
     """load_bench --gguf TYPE --executor both: N sessions through celld, each worker computing
-    its own steps (alone) against celld --shared-executor (shared); at 16 sessions also against
-    llama.cpp's batched decode as step_bench measured it in the same run."""
+    its own steps (alone, --shared-executor=false) against the shared executor (shared); at 16
+    sessions also against llama.cpp's batched decode as step_bench measured it in the same run."""
     group = "3d. Shared executor through celld"
     llama16 = {r["type"]: r["llama_cpp_batched_tokens_per_second"]
                for r in (step or {}).get("rows", []) if r["sessions"] == 16}
@@ -918,8 +918,9 @@ def executor_sessions(runs, step, h, plots, md):
         md.append("*Not measured in this run.*")
         return
     md.append("load_bench: N sessions on one celld send the same request at the same moment "
-              "(greedy); *alone*: every worker computes its own steps; *shared*: `celld "
-              "--shared-executor`, the workers' weight-heavy rounds batched in the model's "
+              "(greedy); *alone*: every worker computes its own steps (`celld "
+              "--shared-executor=false`); *shared*: celld's default, the workers' weight-heavy "
+              "rounds batched in the model's "
               "executor process (its slots, sandbox and cgroup; tokens bit-identical). Default "
               "policy (one CPU per session). Aggregate: every token over the run's wall time, "
               "prefills included; medians of the repetitions.\n")

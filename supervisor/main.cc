@@ -311,9 +311,10 @@ struct ModelFlags {
 // Each GGUF model's shared step executor (docs/EXECUTOR.md).
 void RegisterExecutorFlags(FlagSet& flags, SharedExecutorOptions& options, int64_t& threads) {
   flags.Bool("shared-executor", &options.enabled,
-             "run each GGUF model's shared step executor: sessions whose policy allows it "
-             "(shared_executor, default true) batch their weight-heavy work into one pass over "
-             "the weights, in a separate sandboxed process (docs/EXECUTOR.md)");
+             "run each GGUF model's shared step executor (default true): sessions whose policy "
+             "allows it (shared_executor, default true) batch their weight-heavy work into one "
+             "pass over the weights, in a separate sandboxed process (docs/EXECUTOR.md); "
+             "--shared-executor=false: every session computes in its own worker");
   flags.Int("executor-threads", &threads, "N",
             "threads of each shared executor (0: the CPUs celld may use)");
   flags.ByteSize("executor-memory-max", &options.memory_max_bytes, "BYTES",

@@ -28,7 +28,7 @@ namespace cellhouse::supervisor {
 
 // celld's options for its executors (command line: supervisor/main.cc).
 struct SharedExecutorOptions {
-  bool enabled = false;  // --shared-executor
+  bool enabled = true;  // --shared-executor (the default; =false: every worker computes alone)
   // The first of the host ids executors take, two per model (root inside for the set-up, then
   // the unprivileged id), held for celld's life in the allocator sessions draw from. Just past
   // the shipped default policy's range.

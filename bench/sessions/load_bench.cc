@@ -186,7 +186,7 @@ Result<std::unique_ptr<Celld>> StartDaemon(const Options& o, const WorkDir& dir,
       policies,
       BenchPolicy{.max_sessions = cap, .max_sessions_per_tenant = cap, .host_range_salt = salt}));
   std::vector<std::string> args = {"--memory-budget", "12G"};
-  if (mode == "shared") args.emplace_back("--shared-executor");
+  args.emplace_back(mode == "shared" ? "--shared-executor" : "--shared-executor=false");
   CH_ASSIGN_OR_RETURN(auto celld, Celld::Start(dir, {.name = "load-" + mode,
                                                      .model = model,
                                                      .policy_dir = policies,

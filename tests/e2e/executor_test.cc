@@ -54,14 +54,16 @@ class SharedExecutorTest : public testing::CelldTest {
     auto port = testing::FreeLoopbackPort();
     ASSERT_TRUE(port);
     port_ = *port;
-    StartCelld({.model = gguf_,
-                .extra_args = {"--shared-executor", "--ctx-size", "96", "--metrics-listen",
-                               "127.0.0.1:" + std::to_string(port_), "--pool-size",
-                               std::to_string(pool_size_)}});
+    std::vector<std::string> args = {"--ctx-size",       "96",
+                                     "--metrics-listen", "127.0.0.1:" + std::to_string(port_),
+                                     "--pool-size",      std::to_string(pool_size_)};
+    if (!executor_flag_.empty()) args.push_back(executor_flag_);
+    StartCelld({.model = gguf_, .extra_args = args});
     reference_ = testing::EngineReference(gguf_, kPrompt, kTokens, 0.0, 3) + "\n";
     // celld starts the executor after it listens: on a loaded machine the tests may get there
     // first.
-    for (int i = 0; i < 100 && ExecutorPids().empty(); ++i) {
+    for (int i = 0;
+         i < 100 && executor_flag_ != "--shared-executor=false" && ExecutorPids().empty(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
@@ -131,6 +133,8 @@ class SharedExecutorTest : public testing::CelldTest {
   }
 
   uint32_t pool_size_ = 2;  // celld's default: pool workers per policy
+  // How celld is told to run executors (empty: its default, which is on).
+  std::string executor_flag_ = "--shared-executor";
   std::string gguf_;
   uint16_t port_ = 0;
   std::string reference_;
@@ -201,6 +205,48 @@ class SharedExecutorWithoutPoolTest : public SharedExecutorTest {
  protected:
   SharedExecutorWithoutPoolTest() { pool_size_ = 0; }
 };
+
+// Executors are celld's default: told nothing, it batches a GGUF model's sessions too.
+class ExecutorByDefaultTest : public SharedExecutorTest {
+ protected:
+  ExecutorByDefaultTest() { executor_flag_.clear(); }
+};
+
+TEST_F(ExecutorByDefaultTest, ACelldToldNothingRunsTheModelsExecutor) {
+  ASSERT_EQ(ExecutorPids().size(), 1u) << celld_->Log();
+  CommandResult r = Generate("default");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, reference_);
+  EXPECT_GE(MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", 0), 3u * kTokens)
+      << celld_->Log();
+}
+
+// --shared-executor=false: no executor starts and every worker computes its own steps, with the
+// same tokens.
+class ExecutorOffTest : public SharedExecutorTest {
+ protected:
+  ExecutorOffTest() { executor_flag_ = "--shared-executor=false"; }
+};
+
+TEST_F(ExecutorOffTest, NoExecutorStartsAndWorkersComputeAlone) {
+  CommandResult r = Generate("default");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, reference_);
+  auto s = cli::SessionClient::Open(celld_->socket(), {.policy = "default"});
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(Turn(*s, kPrompt) + "\n", reference_);
+  api::Request list;
+  list.mutable_list_sessions();
+  auto reply = cli::AdminRequest(celld_->socket(), list);
+  ASSERT_TRUE(reply && reply->has_sessions());
+  ASSERT_GT(reply->sessions().sessions_size(), 0);
+  for (const api::SessionInfo& info : reply->sessions().sessions()) {
+    EXPECT_FALSE(info.shared_executor());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_TRUE(ExecutorPids().empty()) << celld_->Log();
+  EXPECT_EQ(Metric("cellhouse_executor_rows_total{policy=\"default\"}"), 0u);
+}
 
 TEST_F(SharedExecutorWithoutPoolTest, ItsCgroupWeighsWhatItsSessionsWeighTogether) {
   ASSERT_EQ(ExecutorPids().size(), 1u) << celld_->Log();

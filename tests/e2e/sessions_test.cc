@@ -441,6 +441,8 @@ TEST_F(E2eTest, ChatFromAPipeHoldsOneConversationAcrossTurns) {
 // celld --model FILE.gguf: the zygote maps and checks the GGUF file (here the tiny model converted
 // by `cellmodel convert`, as a user would bring one), sessions generate what the engine alone
 // generates, and admission reserves the session's fp16 cache for the context celld was told.
+// Workers compute alone here (--shared-executor=false), so the session holds no executor slot;
+// tests/e2e/executor_test.cc serves GGUF through the executor, which is celld's default.
 TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
   const std::string gguf = local_.File("tiny-Q8_0.gguf");
   CommandResult convert = testing::RunCommand(
@@ -448,7 +450,9 @@ TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
   ASSERT_EQ(convert.exit_code, 0) << convert.err;
   ::chmod(gguf.c_str(), 0644);
   constexpr int32_t kContext = 96;
-  CelldTest::StartCelld({.model = gguf, .extra_args = {"--ctx-size", std::to_string(kContext)}});
+  CelldTest::StartCelld(
+      {.model = gguf,
+       .extra_args = {"--ctx-size", std::to_string(kContext), "--shared-executor=false"}});
   const std::string expected = testing::EngineReference(gguf, "Once upon a time", 24, 0.0, 3);
   CommandResult r = RunCellctl(celld_->socket(), {"generate", "--prompt", "Once upon a time",
                                                   "--max-tokens", "24", "--temperature", "0"});
