@@ -15,7 +15,10 @@
 // same request at once (a short prompt, greedy, --tokens new tokens) and stamp every piece as it
 // arrives. Per session: time to first token (request → first piece), inter-token latency (gaps
 // between pieces) and decode rate ((pieces − 1) / first → last piece). Per run: aggregate
-// tokens/s (all pieces / first request → last piece), Jain's fairness index of the per-session
+// tokens/s (all pieces / first request → last piece: prefills included), decode tokens/s (the
+// pieces after the moment every session has its first one / that moment → last piece: all
+// sessions decoding, as llama-batched-bench's speed_tg counts), Jain's fairness index of the
+// per-session
 // rates ((Σx)² / (N·Σx²): 1 when all are equal, 1/N when one session gets everything) and
 // min/max. Rates and fairness are medians over repetitions; latency percentiles are over the
 // pieces of all repetitions. The default policy's sandbox and cgroups (one CPU per session).
@@ -59,6 +62,7 @@ struct Turn {
 
 struct RunFigures {
   double aggregate_tps = 0;
+  double decode_tps = 0;
   double jain = 0;
   double min_tps = 0;
   double max_tps = 0;
@@ -164,6 +168,18 @@ Result<RunFigures> OneRun(const Celld& celld, int n, const Options& o, Level& le
   RunFigures f;
   f.aggregate_tps =
       static_cast<double>(pieces) / (static_cast<double>(last_piece - first_sent) / 1e9);
+  // Every session decoding: from the last first piece on.
+  int64_t all_started = 0;
+  for (const Turn& t : turns) all_started = std::max(all_started, t.piece_ns.front());
+  size_t decoded = 0;
+  for (const Turn& t : turns) {
+    decoded += static_cast<size_t>(
+        t.piece_ns.end() - std::upper_bound(t.piece_ns.begin(), t.piece_ns.end(), all_started));
+  }
+  f.decode_tps =
+      last_piece > all_started
+          ? static_cast<double>(decoded) / (static_cast<double>(last_piece - all_started) / 1e9)
+          : 0.0;
   double sum = 0, sum_sq = 0;
   for (double r : rates) {
     sum += r;
@@ -242,12 +258,19 @@ double MedianAggregate(const Level& level) {
   return Median(aggregate);
 }
 
+double MedianDecode(const Level& level) {
+  std::vector<double> decode;
+  decode.reserve(level.runs.size());
+  for (const RunFigures& f : level.runs) decode.push_back(f.decode_tps);
+  return Median(decode);
+}
+
 // Prints one mode's table; its JSON items are appended to `items`.
 void Report(const std::vector<Level>& levels, const std::string& mode,
             std::vector<std::string>& items) {
   Printf(stdout, "  compute: %s\n", mode.c_str());
-  Table table({"sessions", "aggregate tok/s", "per session p50", "min", "max", "Jain",
-               "TTFT p50 ms", "TTFT p99", "ITL p50 ms", "ITL p99", "ITL max"});
+  Table table({"sessions", "aggregate tok/s", "decode tok/s", "per session p50", "min", "max",
+               "Jain", "TTFT p50 ms", "TTFT p99", "ITL p50 ms", "ITL p99", "ITL max"});
   for (const Level& level : levels) {
     std::vector<double> jain, min, max;
     for (const RunFigures& f : level.runs) {
@@ -259,13 +282,15 @@ void Report(const std::vector<Level>& levels, const std::string& mode,
                   per = Summarize(level.session_tps);
     const double aggregate = MedianAggregate(level);
     table.AddRow({std::to_string(level.sessions), Format("%.1f", aggregate),
-                  Format("%.1f", per.p50), Format("%.1f", Median(min)), Format("%.1f", Median(max)),
+                  Format("%.1f", MedianDecode(level)), Format("%.1f", per.p50),
+                  Format("%.1f", Median(min)), Format("%.1f", Median(max)),
                   Format("%.3f", Median(jain)), Format("%.1f", ttft.p50), Format("%.1f", ttft.p99),
                   Format("%.1f", itl.p50), Format("%.1f", itl.p99), Format("%.1f", itl.max)});
     items.push_back(cli::JsonObject()
                         .Add("compute", mode)
                         .Add("sessions", static_cast<int64_t>(level.sessions))
                         .Add("aggregate_tokens_per_second", aggregate)
+                        .Add("decode_tokens_per_second", MedianDecode(level))
                         .AddRaw("session_tokens_per_second", SummaryJson(per))
                         .Add("min_session_tokens_per_second", Median(min))
                         .Add("max_session_tokens_per_second", Median(max))
