@@ -245,7 +245,7 @@ int64_t BatchLoop::gather_window_ns() const {
                     options_.gather_window_max_ns);
 }
 
-void BatchLoop::RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns) {
+bool BatchLoop::RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns) {
   int64_t now = MonotonicNanos();
   Intake(now);
   ExpireSilent(now);
@@ -269,7 +269,7 @@ void BatchLoop::RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns)
       DecideGather(gather_, shape_.rounds, sweep_, now, gather_window_ns());
   if (decision.kind == GatherDecision::kRun) {
     RunRound(decision.round);
-    return;
+    return true;
   }
   waiters_.clear();
   for (const Slot& s : slots_) {
@@ -279,7 +279,7 @@ void BatchLoop::RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns)
     if (waiters_.size() < kFutexWaitMax) waiters_.push_back(w);
   }
   if (waiters_.empty()) waiters_.push_back({&never_woken_, 0});
-  FutexWaitAny(waiters_, NextDeadline(decision, deadline_ns));
+  return FutexWaitAny(waiters_, NextDeadline(decision, deadline_ns)) != FutexWaitResult::kError;
 }
 
 int64_t BatchLoop::NextDeadline(const GatherDecision& decision, int64_t caller) const {

@@ -6,7 +6,7 @@
 //   CH_ASSIGN_OR_RETURN(auto loop, BatchLoop::Create(compute, pool, options));
 //   CH_RETURN_IF_ERROR(loop->RegisterLiveness());       // on the thread that runs the loop
 //   CH_RETURN_IF_ERROR(loop->AddSlot(17, std::move(memfd)));
-//   for (;;) loop->RunOnce(extra_waiters, next_housekeeping_ns);
+//   while (loop->RunOnce(extra_waiters, next_housekeeping_ns)) { ... }   // false: cannot sleep
 //
 // Every slot is hostile: its message is copied and checked (slot_message.h), its rows copied
 // into private memory before the compute sees them, and every offset comes from the executor's
@@ -106,7 +106,10 @@ class BatchLoop {
   // One turn: takes new messages, drops slots silent past the timeout, and runs one batch if the
   // gather policy says so; otherwise sleeps until a slot sends something, one of `extra` is
   // woken, a gather deadline passes, or `deadline_ns` (CLOCK_MONOTONIC; negative: none).
-  void RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns);
+  // False when that sleep failed (futex_waitv refused: a kernel before 5.16, a system call filter
+  // without it, or a bad `extra` word; errno says why): calling again would only spin, so the
+  // caller ends the loop.
+  [[nodiscard]] bool RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns);
 
   std::vector<SlotEvent> TakeEvents();
   std::vector<SlotUsage> Usage() const;

@@ -76,7 +76,9 @@ class ExecutorProcess {
         next_report = now + options_.report_interval_ns;
       }
       const FutexWaiter doorbell{channels_.doorbell, bell};
-      loop_.RunOnce({&doorbell, 1}, std::min(next_housekeeping, next_report));
+      if (!loop_.RunOnce({&doorbell, 1}, std::min(next_housekeeping, next_report))) {
+        return ExecutorExit::kWaitFailed;
+      }
     }
   }
 

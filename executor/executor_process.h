@@ -34,6 +34,7 @@ enum class ExecutorExit : int {
   kSupervisorGone = 12,  // celld's channel closed
   kChannelError = 13,    // a channel carried something it should not
   kSetupFailed = 14,     // threads, buffers or the robust list could not be set up
+  kWaitFailed = 15,      // futex_waitv refused (a kernel before 5.16, or a filter without it)
 };
 
 struct ExecutorChannels {

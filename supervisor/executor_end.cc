@@ -20,6 +20,9 @@ std::string ExitMeaning(int code) {
       return "a channel carried something it should not";
     case 14:
       return "its threads, buffers or robust list could not be set up";
+    case 15:
+      return "futex_waitv failed (it needs Linux 5.16 or later, and any system call filter "
+             "around celld must allow futex_waitv; --shared-executor=false runs without it)";
     default:
       return "exit status " + std::to_string(code);
   }

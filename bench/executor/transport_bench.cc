@@ -96,7 +96,7 @@ void Spin(int64_t ns) {
   }
   while (stop->load(std::memory_order_acquire) == 0) {
     const executor::FutexWaiter waiter{stop, 0};
-    (*loop)->RunOnce({&waiter, 1}, -1);
+    if (!(*loop)->RunOnce({&waiter, 1}, -1)) ::_exit(6);  // its sleep failed
   }
   ExecutorFigures f{(*loop)->totals().batches, (*loop)->totals().rows};
   if (::write(pipe, &f, sizeof(f)) != sizeof(f)) ::_exit(5);

@@ -16,13 +16,14 @@
 // arrives. Per session: time to first token (request → first piece), inter-token latency (gaps
 // between pieces) and decode rate ((pieces − 1) / first → last piece). Per run: aggregate
 // tokens/s (all pieces / first request → last piece: prefills included), decode tokens/s (the
-// pieces after the moment every session has its first one / that moment → last piece: all
-// sessions decoding, as llama-batched-bench's speed_tg counts), Jain's fairness index of the
-// per-session
-// rates ((Σx)² / (N·Σx²): 1 when all are equal, 1/N when one session gets everything) and
-// min/max. Rates and fairness are medians over repetitions; latency percentiles are over the
-// pieces of all repetitions. The default policy's sandbox and cgroups (one CPU per session).
-// Figures only: nothing here asserts anything about time.
+// pieces after the moment every session has its first one / that moment → last piece: no
+// prefill left, as llama-batched-bench's speed_tg counts; a session that finishes early leaves
+// the tail to the others, so it errs low; 0, and left out of the JSON, when no session has a
+// second piece), Jain's fairness index of the per-session rates ((Σx)² / (N·Σx²): 1 when all
+// are equal, 1/N when one session gets everything) and min/max. Rates and fairness are medians over
+// repetitions; latency percentiles are over the pieces of all repetitions. The default policy's
+// sandbox and cgroups (one CPU per session). Figures only: nothing here asserts anything about
+// time.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -261,7 +262,10 @@ double MedianAggregate(const Level& level) {
 double MedianDecode(const Level& level) {
   std::vector<double> decode;
   decode.reserve(level.runs.size());
-  for (const RunFigures& f : level.runs) decode.push_back(f.decode_tps);
+  for (const RunFigures& f : level.runs) {
+    if (f.decode_tps > 0) decode.push_back(f.decode_tps);
+  }
+  if (decode.empty()) return 0;
   return Median(decode);
 }
 
@@ -282,16 +286,18 @@ void Report(const std::vector<Level>& levels, const std::string& mode,
                   per = Summarize(level.session_tps);
     const double aggregate = MedianAggregate(level);
     table.AddRow({std::to_string(level.sessions), Format("%.1f", aggregate),
-                  Format("%.1f", MedianDecode(level)), Format("%.1f", per.p50),
-                  Format("%.1f", Median(min)), Format("%.1f", Median(max)),
+                  MedianDecode(level) > 0 ? Format("%.1f", MedianDecode(level)) : "-",
+                  Format("%.1f", per.p50), Format("%.1f", Median(min)), Format("%.1f", Median(max)),
                   Format("%.3f", Median(jain)), Format("%.1f", ttft.p50), Format("%.1f", ttft.p99),
                   Format("%.1f", itl.p50), Format("%.1f", itl.p99), Format("%.1f", itl.max)});
-    items.push_back(cli::JsonObject()
-                        .Add("compute", mode)
-                        .Add("sessions", static_cast<int64_t>(level.sessions))
-                        .Add("aggregate_tokens_per_second", aggregate)
-                        .Add("decode_tokens_per_second", MedianDecode(level))
-                        .AddRaw("session_tokens_per_second", SummaryJson(per))
+    cli::JsonObject item;
+    item.Add("compute", mode)
+        .Add("sessions", static_cast<int64_t>(level.sessions))
+        .Add("aggregate_tokens_per_second", aggregate);
+    if (const double decode = MedianDecode(level); decode > 0) {
+      item.Add("decode_tokens_per_second", decode);
+    }
+    items.push_back(item.AddRaw("session_tokens_per_second", SummaryJson(per))
                         .Add("min_session_tokens_per_second", Median(min))
                         .Add("max_session_tokens_per_second", Median(max))
                         .Add("jain_fairness", Median(jain))

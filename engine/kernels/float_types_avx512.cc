@@ -1,6 +1,8 @@
 // Products of the float types with AVX-512F: float_types_simd.h on one 512-bit vector per 16
-// lanes, as the reference's own build does. Bit-identical to float_types.cc (tested). Only these
-// functions are compiled for AVX-512 (target attribute); the table uses them only on such CPUs.
+// lanes, as the reference's own build does (F16's and BF16's decode excepted: it runs the
+// 256-bit kernel, see MatMulHalvesDecodeNarrow). Bit-identical to float_types.cc (tested). Only
+// these functions are compiled for AVX-512 (target attribute); the table uses them only on such
+// CPUs.
 #include <immintrin.h>
 
 #include <algorithm>

@@ -12,7 +12,8 @@
 // kInterleaved8).
 //
 // Rows x tokens tiles: a block of R weight rows is unpacked once and meets T activation rows
-// (prefill; decode is T = 1). Each (row, token) output still sees exactly the operations of its
+// (prefill; decode is T = 1, except Q8_0's, which runs q32_types_avx2.cc's kernel: see
+// DecodeToken). Each (row, token) output still sees exactly the operations of its
 // own dot product, in block order, so results do not depend on the tile, n, or the row range.
 #include <immintrin.h>
 
@@ -459,11 +460,13 @@ inline SpreadPrefetch Nothing() { return {nullptr, nullptr, 0}; }
 // in 512-bit ones), then single rows. Prefill: R rows x 2 * P2 tokens in token pairs (single rows
 // where fewer than R are left); the tokens past the last whole tile go through decode's tiles.
 //
-// Q8_0's decode goes through the AVX2 kernel (sign-trick maddubs, 4 rows a tile) instead: on
-// this project's Zen 4 host the 8-row VNNI tiles streamed the 110m model at 12 GB/s with their
-// next tile prefetched into L1 and 17 GB/s into L2. gguf_bench, interleaved A/B: 8 rows, L2
-// 139-153 tok/s; 4 rows (L1) 189-198, (L2) 101-108; 2 and 6 rows 175-177; the AVX2 kernel
-// 200-206, 77-80% of roofline. The bits are the same (every variant is the definition's).
+// Q8_0's decode (and the odd last token of its products) goes through the AVX2 kernel instead
+// (sign-trick maddubs, 4 rows a tile; RD is unused for it): on this project's Zen 4 host the
+// 8-row VNNI tiles streamed the 110m model at 12 GB/s with their next tile prefetched into L1
+// and 17 GB/s into L2. gguf_bench, interleaved A/B: 8 rows, L2 139-153 tok/s; 4 rows (L1)
+// 189-198, (L2) 101-108; 2 and 6 rows 175-177; the AVX2 kernel 200-206. The bits are the same:
+// the sign trick is exact for every activation byte but -128, which the quantizer only makes in
+// a block whose scale is zero, where d = 0 hides it (q32_types_avx2.cc).
 template <TensorType kType, int RD>
 CH_AVX512 void DecodeToken(const MatMulArgs& a, int32_t t) {
   const int64_t blocks = a.cols / 32;
@@ -475,17 +478,17 @@ CH_AVX512 void DecodeToken(const MatMulArgs& a, int32_t t) {
     one.n = 1;
     one.y = y;
     DecodeQ8_0Avx2(one);
-    return;
-  }
-  const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
-  int64_t r = a.row_begin;
-  for (; r + RD <= a.row_end; r += RD) {
-    TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
-                          NextTile(a, r, RD, blocks));
-  }
-  for (; r < a.row_end; ++r) {
-    TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
-                         Nothing());
+  } else {
+    const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
+    int64_t r = a.row_begin;
+    for (; r + RD <= a.row_end; r += RD) {
+      TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
+                            NextTile(a, r, RD, blocks));
+    }
+    for (; r < a.row_end; ++r) {
+      TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
+                           Nothing());
+    }
   }
 }
 

@@ -14,14 +14,17 @@
 #include "base/strings.h"
 #include "cli/cellctl/session_client.h"
 #include "engine/conversation.h"
+#include "engine/executor_compute.h"
 #include "engine/model.h"
 #include "engine/run_state.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "executor/slot_layout.h"
 #include "ipc/client.h"
 #include "ipc/messages.h"
 #include "ipc/unix_socket.h"
 #include "policy/choose.h"
 #include "tests/support/celld_fixture.h"
+#include "worker/zygote/zygote_main.h"
 
 namespace cellhouse {
 namespace {
@@ -51,6 +54,9 @@ class E2eTest : public testing::CelldTest {
   void StartCelld(std::vector<std::string> extra = {}) {
     CelldTest::StartCelld({.extra_args = std::move(extra)});
   }
+
+  // A GGUF model served with celld's shared executor on or off (below).
+  void CheckAGgufModelServesAndAdmits(bool executor);
 
   static api::Generate Request(const std::string& prompt, uint32_t max_tokens, float temperature,
                                uint64_t seed) {
@@ -440,19 +446,18 @@ TEST_F(E2eTest, ChatFromAPipeHoldsOneConversationAcrossTurns) {
 
 // celld --model FILE.gguf: the zygote maps and checks the GGUF file (here the tiny model converted
 // by `cellmodel convert`, as a user would bring one), sessions generate what the engine alone
-// generates, and admission reserves the session's fp16 cache for the context celld was told.
-// Workers compute alone here (--shared-executor=false), so the session holds no executor slot;
-// tests/e2e/executor_test.cc serves GGUF through the executor, which is celld's default.
-TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
+// generates, and admission reserves the session's fp16 cache for the context celld was told,
+// plus, when its worker steps through the model's shared executor (celld's default), its slot.
+void E2eTest::CheckAGgufModelServesAndAdmits(bool executor) {
   const std::string gguf = local_.File("tiny-Q8_0.gguf");
   CommandResult convert = testing::RunCommand(
       {testing::BinPath("cellmodel"), "convert", "--in", model(), "--out", gguf, "--type", "Q8_0"});
   ASSERT_EQ(convert.exit_code, 0) << convert.err;
   ::chmod(gguf.c_str(), 0644);
   constexpr int32_t kContext = 96;
-  CelldTest::StartCelld(
-      {.model = gguf,
-       .extra_args = {"--ctx-size", std::to_string(kContext), "--shared-executor=false"}});
+  std::vector<std::string> args = {"--ctx-size", std::to_string(kContext)};
+  if (!executor) args.emplace_back("--shared-executor=false");
+  CelldTest::StartCelld({.model = gguf, .extra_args = args});
   const std::string expected = testing::EngineReference(gguf, "Once upon a time", 24, 0.0, 3);
   CommandResult r = RunCellctl(celld_->socket(), {"generate", "--prompt", "Once upon a time",
                                                   "--max-tokens", "24", "--temperature", "0"});
@@ -463,16 +468,20 @@ TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
   Result<engine::Model> m = engine::Model::Open(gguf, {.max_context = kContext});
   ASSERT_TRUE(m) << m.error().message();
   ASSERT_EQ(m->kv_precision(), engine::KvPrecision::kF16);
-  auto s = cli::SessionClient::Open(celld_->socket(), {});
-  ASSERT_TRUE(s) << s.error().message();
   api::Request status;
   status.mutable_status();
   // The default policy's context is the model's, capped by --ctx-size. The generate's session
-  // is released once its worker is reaped, a moment after cellctl returns.
+  // is released once its worker is reaped, a moment after cellctl returns; a pool worker holds
+  // no reservation. The slot is the zygote's shape for the model (worker/zygote/zygote_main.h).
+  const uint64_t slot = executor ? executor::SlotBytes(engine::GgufSlotShape(
+                                       m->config(), zygote_runtime::kExecutorChunkRows))
+                                 : 0;
   const uint64_t one_session =
       engine::StateFixedBytes(m->config()) +
       kContext * engine::KvCacheBytesPerToken(m->config(), engine::KvPrecision::kF16) +
-      policy::kDefaultWorkerOverheadBytes;
+      policy::kDefaultWorkerOverheadBytes + slot;
+  auto s = cli::SessionClient::Open(celld_->socket(), {});
+  ASSERT_TRUE(s) << s.error().message();
   Result<api::Response> reply = Error("no status yet");
   for (int i = 0; i < 100; ++i) {
     reply = cli::AdminRequest(celld_->socket(), status);
@@ -482,7 +491,15 @@ TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
   }
   EXPECT_NE(reply->status().model().find("gguf llama"), std::string::npos)
       << reply->status().model();
-  EXPECT_EQ(reply->status().memory_committed_bytes(), one_session);
+  EXPECT_EQ(reply->status().memory_committed_bytes(), one_session) << "slot " << slot;
+}
+
+TEST_F(E2eTest, AGgufModelServesSessionsAndAdmissionCountsItsCache) {
+  CheckAGgufModelServesAndAdmits(/*executor=*/false);
+}
+
+TEST_F(E2eTest, AGgufSessionSharingTheExecutorIsAlsoChargedItsSlot) {
+  CheckAGgufModelServesAndAdmits(/*executor=*/true);
 }
 
 TEST_F(E2eTest, AdmissionRefusalsSayWhichLimit) {

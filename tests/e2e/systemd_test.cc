@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -17,6 +18,7 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -504,15 +506,15 @@ bool CgroupDirsNeedDacOverride() {
   return false;
 }
 
-// celld.service's NoNewPrivileges=, CapabilityBoundingSet=, SystemCallFilter= (with
-// SystemCallErrorNumber=EPERM), RestrictAddressFamilies= and MemoryDenyWriteExecute=, read from
-// the unit and applied by hand (setpriv, unit_sandbox_exec): celld starts, serves sessions, kills
-// one, reloads and stops under them, and nothing it needs is refused.
-TEST_F(SystemdTest, CelldWorksUnderTheUnitsCapabilitiesAndSystemCallFilters) {
+// The command line that applies celld.service's NoNewPrivileges=, CapabilityBoundingSet=,
+// SystemCallFilter= (with SystemCallErrorNumber=EPERM), RestrictAddressFamilies= and
+// MemoryDenyWriteExecute=, read from the built unit, by hand (setpriv, unit_sandbox_exec) to the
+// program that follows it.
+std::vector<std::string> UnderTheUnitsSettings(testing::TempDir& local) {
   auto service = UnitSettings(BuiltUnit("celld.service"));
-  ASSERT_EQ(Setting(service, "NoNewPrivileges"), "yes");
-  ASSERT_EQ(Setting(service, "SystemCallErrorNumber"), "EPERM");
-  ASSERT_EQ(Setting(service, "MemoryDenyWriteExecute"), "yes");
+  EXPECT_EQ(Setting(service, "NoNewPrivileges"), "yes");
+  EXPECT_EQ(Setting(service, "SystemCallErrorNumber"), "EPERM");
+  EXPECT_EQ(Setting(service, "MemoryDenyWriteExecute"), "yes");
   std::string bounding = SetprivBoundingSet(Setting(service, "CapabilityBoundingSet"));
   if (CgroupDirsNeedDacOverride()) {
     std::cout << "this host's cgroup directories are not owner-writable: adding "
@@ -520,11 +522,11 @@ TEST_F(SystemdTest, CelldWorksUnderTheUnitsCapabilitiesAndSystemCallFilters) {
     bounding += ",+dac_override";
   }
   std::set<std::string> calls = ExpandSyscallFilter(Setting(service, "SystemCallFilter"));
-  ASSERT_GT(calls.size(), 100u);
-  std::string calls_file = local_.File("syscalls.txt");
+  EXPECT_GT(calls.size(), 100u);
+  std::string calls_file = local.File("syscalls.txt");
   std::string list;
   for (const std::string& c : calls) list += c + "\n";
-  ASSERT_TRUE(CreateFileWithContent(calls_file, list, 0644));
+  EXPECT_TRUE(CreateFileWithContent(calls_file, list, 0644));
   std::string families;
   std::string restrict_families = Setting(service, "RestrictAddressFamilies");
   for (std::string_view family : Split(restrict_families, ' ')) {
@@ -533,29 +535,47 @@ TEST_F(SystemdTest, CelldWorksUnderTheUnitsCapabilitiesAndSystemCallFilters) {
                                                                       {"AF_INET", AF_INET},
                                                                       {"AF_INET6", AF_INET6}};
     auto it = kFamilies.find(family);
-    ASSERT_NE(it, kFamilies.end()) << family;
+    if (it == kFamilies.end()) {
+      ADD_FAILURE() << "unknown address family in the unit: " << family;
+      continue;
+    }
     if (!families.empty()) families += ",";
     families += std::to_string(it->second);
   }
+  return {"/usr/bin/setpriv",
+          "--no-new-privs",
+          "--bounding-set",
+          bounding,
+          testing::BinPath("unit_sandbox_exec"),
+          "--syscalls",
+          calls_file,
+          "--address-families",
+          families,
+          "--deny-write-execute",
+          "--"};
+}
 
-  std::string socket = local_.File("c.sock");
-  std::vector<std::string> argv = {"/usr/bin/setpriv",
-                                   "--no-new-privs",
-                                   "--bounding-set",
-                                   bounding,
-                                   testing::BinPath("unit_sandbox_exec"),
-                                   "--syscalls",
-                                   calls_file,
-                                   "--address-families",
-                                   families,
-                                   "--deny-write-execute",
-                                   "--"};
-  for (const std::string& a : testing::CelldArgs(*suite_model_, policies_, {"--socket", socket})) {
-    argv.push_back(a);
-  }
-  auto celld = Daemon::Spawn({.argv = argv, .log_path = log_});
+// celld under the unit's settings: it starts, serves sessions, kills one, reloads and stops, and
+// nothing it needs is refused. `model`: the file celld serves; a GGUF model also runs its shared
+// executor (celld's default), which must start and serve under the same settings.
+void RunCelldUnderTheUnitsFilters(const std::string& model, const std::string& policies,
+                                  testing::TempDir& local, const std::string& log_path,
+                                  bool executor) {
+  std::string socket = local.File("c.sock");
+  std::vector<std::string> argv = UnderTheUnitsSettings(local);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  // With an executor: no pool, so that every session's worker is made once it runs (a pooled
+  // worker made before it has no slot), and the sessions wait for it to start.
+  std::vector<std::string> extra = {"--socket", socket};
+  if (executor) extra.insert(extra.end(), {"--pool-size", "0"});
+  for (const std::string& a : testing::CelldArgs(model, policies, extra)) argv.push_back(a);
+  auto celld = Daemon::Spawn({.argv = argv, .log_path = log_path});
   ASSERT_TRUE(celld) << celld.error().message();
   ASSERT_TRUE(testing::WaitUntilConnectable(socket, kLongWaitMs)) << celld->Log();
+  for (int i = 0;
+       i < 100 && executor && celld->Log().find("shared executor pid") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 
   // Sessions, one after the other and two at once.
   for (int i = 0; i < 2; ++i) {
@@ -569,6 +589,14 @@ TEST_F(SystemdTest, CelldWorksUnderTheUnitsCapabilitiesAndSystemCallFilters) {
   g.set_prompt("The dog");
   g.set_max_new_tokens(8);
   EXPECT_TRUE(held->Generate(g, [](const api::Piece&) {}));
+  if (executor) {
+    api::Request list;
+    list.mutable_list_sessions();
+    auto reply = cli::AdminRequest(socket, list);
+    ASSERT_TRUE(reply && reply->has_sessions());
+    ASSERT_EQ(reply->sessions().sessions_size(), 1);
+    EXPECT_TRUE(reply->sessions().sessions(0).shared_executor()) << celld->Log();
+  }
   // Killing a session signals its worker, which runs as a host uid of its own.
   testing::CommandResult kill =
       testing::RunCellctl(socket, {"kill", testing::Hex(held->opened().session_id())});
@@ -588,6 +616,27 @@ TEST_F(SystemdTest, CelldWorksUnderTheUnitsCapabilitiesAndSystemCallFilters) {
   // The audit multicast (AF_NETLINK, CAP_AUDIT_READ) still works.
   EXPECT_THAT(log, Not(HasSubstr("reported without the system call's name")));
   EXPECT_THAT(log, HasSubstr("outcome KILLED"));
+  if (executor) {
+    EXPECT_THAT(log, HasSubstr("shared executor pid"));
+    EXPECT_THAT(log, Not(HasSubstr("the shared executor could not start")));
+    EXPECT_THAT(log, Not(HasSubstr("its sessions compute in their own workers")));
+  }
+}
+
+TEST_F(SystemdTest, CelldWorksUnderTheUnitsCapabilitiesAndSystemCallFilters) {
+  RunCelldUnderTheUnitsFilters(*suite_model_, policies_, local_, log_, /*executor=*/false);
+}
+
+// The same with a GGUF model: its shared executor (forked by the zygote, cgroup of its own,
+// futex_waitv) starts and serves the sessions under the unit's filters too.
+TEST_F(SystemdTest, AGgufModelsExecutorWorksUnderTheUnitsFilters) {
+  const std::string gguf = local_.File("tiny-Q8_0.gguf");
+  testing::CommandResult convert =
+      testing::RunCommand({testing::BinPath("cellmodel"), "convert", "--in", *suite_model_, "--out",
+                           gguf, "--type", "Q8_0"});
+  ASSERT_EQ(convert.exit_code, 0) << convert.err;
+  ::chmod(gguf.c_str(), 0644);
+  RunCelldUnderTheUnitsFilters(gguf, policies_, local_, log_, /*executor=*/true);
 }
 
 // The journal's stream protocol: JOURNAL_STREAM holds the st_dev:st_ino of the stream celld's

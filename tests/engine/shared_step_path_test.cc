@@ -44,7 +44,9 @@ ChildProcess StartExecutor(const GgufWeights& w, const executor::SlotMemory& slo
     if (!(*loop)->AddSlot(kSlotId, UniqueFd(::fcntl(slot.fd().get(), F_DUPFD_CLOEXEC, 0)))) {
       ::_exit(4);
     }
-    for (;;) (*loop)->RunOnce({}, MonotonicNanos() + 50 * kNanosPerMilli);
+    while ((*loop)->RunOnce({}, MonotonicNanos() + 50 * kNanosPerMilli)) {
+    }
+    ::_exit(5);  // its sleep failed
   }
   Result<ChildProcess> child = ChildProcess::FromPid(pid);
   EXPECT_TRUE(child) << child.error().message();

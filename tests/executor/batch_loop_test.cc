@@ -331,6 +331,25 @@ TEST(BatchLoopTest, ARemoveSlotThatOvertakesItsAddSlotRefusesIt) {
   EXPECT_NE(events[0].detail.find("removed before it arrived"), std::string::npos);
 }
 
+// A sleep the kernel refuses (here a misaligned futex word: EINVAL, as a kernel without
+// futex_waitv gives ENOSYS and a filter EPERM) is reported, not retried: the executor would
+// otherwise spin on a core.
+TEST(BatchLoopTest, RunOnceSaysWhenItCannotSleep) {
+  FakeCompute compute(SmallShape());
+  auto pool = executor::ThreadPool::Start(1);
+  ASSERT_TRUE(pool) << pool.error().message();
+  auto loop = executor::BatchLoop::Create(compute, **pool, TestOptions());
+  ASSERT_TRUE(loop) << loop.error().message();
+  alignas(8) std::atomic<uint32_t> words[2] = {};
+  EXPECT_TRUE((*loop)->RunOnce({}, MonotonicNanos()));
+  const auto* misaligned =
+      reinterpret_cast<const std::atomic<uint32_t>*>(reinterpret_cast<const char*>(&words[0]) + 1);
+  const executor::FutexWaiter bad{misaligned, 0};
+  errno = 0;
+  EXPECT_FALSE((*loop)->RunOnce({&bad, 1}, MonotonicNanos() + kNanosPerMilli));
+  EXPECT_EQ(errno, EINVAL);
+}
+
 TEST(BatchLoopTest, BatchesAreCountedByRowsInPowerOfTwoBuckets) {
   EXPECT_EQ(executor::BatchRowsBucket(0), 0u);
   EXPECT_EQ(executor::BatchRowsBucket(1), 0u);

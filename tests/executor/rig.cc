@@ -101,12 +101,15 @@ void ExecutorRig::StartExecutor(int threads) {
         (*loop)->PauseSlot(stop[2].load(), MonotonicNanos() + duration);
       }
       const executor::FutexWaiter waiters[2] = {{stop, 0}, {&stop[1], pauses_seen}};
-      (*loop)->RunOnce(waiters, MonotonicNanos() + 50 * kNanosPerMilli);
+      if (!(*loop)->RunOnce(waiters, MonotonicNanos() + 50 * kNanosPerMilli)) {
+        summary.wait_failed = true;
+        break;
+      }
       record();
     }
     // One last turn without sleeping: a message a worker sent just before the stop (a Leave, say)
     // is taken even if the stop woke the loop first.
-    (*loop)->RunOnce({}, MonotonicNanos());
+    if (!(*loop)->RunOnce({}, MonotonicNanos())) summary.wait_failed = true;
     record();
     for (const executor::SlotUsage& u : (*loop)->Usage()) {
       if (u.slot_id < kRigMaxSlots) {
@@ -177,6 +180,7 @@ ExecutorSummary ExecutorRig::StopExecutor() {
   auto st = executor_.Wait();
   EXPECT_TRUE(st && st->Success()) << (st ? st->ToString() : st.error().message());
   EXPECT_TRUE(summary) << "the executor ended without a summary";
+  EXPECT_FALSE(summary && summary->wait_failed) << "the executor's loop could not sleep";
   return summary.value_or(ExecutorSummary{});
 }
 

@@ -44,6 +44,7 @@ struct ExecutorSummary {
   uint64_t late[kRigMaxSlots] = {};
   uint64_t slot_rows[kRigMaxSlots] = {};
   int64_t slot_paused_ns[kRigMaxSlots] = {};
+  bool wait_failed = false;  // a RunOnce could not sleep (BatchLoop::RunOnce)
 };
 
 inline bool HasEvent(const ExecutorSummary& s, int slot, executor::SlotEvent::Kind kind) {

@@ -120,6 +120,10 @@ TEST(ExecutorEndTest, ClassifiesTheEndAndBacksOffRestarts) {
   EXPECT_EQ(ClassifyExecutorEnd({.status = kill, .oom_kills = 1}).reason, "oom");
   EXPECT_EQ(ClassifyExecutorEnd({.status = kill, .stop_requested = true}).reason, "stopped");
   EXPECT_EQ(ClassifyExecutorEnd({.status = kill}).reason, "killed");
+  ExitStatus wait_failed;
+  wait_failed.kind = ExitStatus::Kind::kExited;
+  wait_failed.code = 15;  // executor::ExecutorExit::kWaitFailed
+  EXPECT_THAT(ClassifyExecutorEnd({.status = wait_failed}).message, HasSubstr("futex_waitv"));
 
   RestartBackoff backoff;
   EXPECT_EQ(backoff.Next(0), RestartBackoff::kFirstNs);
