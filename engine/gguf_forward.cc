@@ -44,7 +44,7 @@ struct Job {
 void RunJobs(std::span<const Job> jobs, gguf_steps::RowParallel* parallel) {
   if (jobs.empty()) return;
   if (parallel == nullptr || parallel->parts() <= 1) {
-    for (const Job& job : jobs) job.k->matmul(job.args);
+    for (const Job& job : jobs) job.k->Multiply(job.args);
     return;
   }
   parallel->Run(
@@ -56,7 +56,7 @@ void RunJobs(std::span<const Job> jobs, gguf_steps::RowParallel* parallel) {
           mine.row_begin = all.row_begin + units * part / parts * kRowsPerPart;
           mine.row_end =
               std::min(all.row_end, all.row_begin + units * (part + 1) / parts * kRowsPerPart);
-          if (mine.row_begin < mine.row_end) job.k->matmul(mine);
+          if (mine.row_begin < mine.row_end) job.k->Multiply(mine);
         }
       },
       &jobs);

@@ -174,14 +174,14 @@ double Seconds(const engine::TypeKernels& k, const Case& c, int32_t n, std::vect
                                 .y_stride = static_cast<size_t>(c.rows)};
   if (!in_cache) {
     const int64_t start = MonotonicNanos();
-    k.matmul(args);
+    k.Multiply(args);
     return static_cast<double>(MonotonicNanos() - start) / 1e9;
   }
-  k.matmul(args);  // into the cache
+  k.Multiply(args);  // into the cache
   const int64_t start = ThreadCpuNanos();
   int64_t calls = 0;
   while (ThreadCpuNanos() - start < 50 * kNanosPerMilli) {
-    k.matmul(args);
+    k.Multiply(args);
     ++calls;
   }
   return static_cast<double>(ThreadCpuNanos() - start) / 1e9 / static_cast<double>(calls);

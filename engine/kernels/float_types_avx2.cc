@@ -55,9 +55,6 @@ constexpr int kTileTokens = 2;
 
 ProductFns FloatProductsAvx2(TensorType type) { return FloatProductsFor(type); }
 
-void DecodeF16Avx2(const MatMulArgs& args) { MatMulFloat<FloatKind::kF16>(args); }
-void DecodeBF16Avx2(const MatMulArgs& args) { MatMulFloat<FloatKind::kBF16>(args); }
-
 // vcvtps2ph with round-to-nearest-even and back: the bits of FloatToHalf for every float (NaNs
 // included: quiet, sign and top payload bits kept), eight at a time. Attention rounds every
 // softmax weight this way, so a prompt's cost grows with the square of its length here.

@@ -1,6 +1,6 @@
 // Products of the float types with AVX-512F: float_types_simd.h on one 512-bit vector per 16
-// lanes, as the reference's own build does (F16's and BF16's decode excepted: it runs the
-// 256-bit kernel, see MatMulHalvesDecodeNarrow). Bit-identical to float_types.cc (tested). Only
+// lanes, as the reference's own build does (the table decodes F16 and BF16 with the 256-bit
+// kernels instead: type_kernels.cc). Bit-identical to float_types.cc (tested). Only
 // these functions are compiled for AVX-512 (target attribute); the table uses them only on such
 // CPUs.
 #include <immintrin.h>
@@ -55,38 +55,6 @@ constexpr int kTileTokens = 6;
 
 }  // namespace
 
-namespace {
-
-// Decode (one token) of the 16-bit types streams one row at a time and is bound by memory, not
-// by the vector width; on this project's Zen 4 host the 256-bit kernel streams it faster (F16
-// and BF16 rows from memory, kernel_bench: 23.2 -> 25.5 and 17.6 -> 25.3 GB/s; the 110m model in
-// F16, gguf_bench: 95.8/94.3 -> 114.9/112.2 tok/s, 70% -> 84% of roofline). Both give the same
-// bits (each is the portable definition's order), so this is only a choice of speed; products of
-// several tokens keep the 512-bit tiles, 1.4x faster than the 256-bit ones.
-template <FloatKind kKind>
-CH_TARGET void MatMulHalvesDecodeNarrow(const MatMulArgs& a) {
-  if (a.n == 1) {
-    if constexpr (kKind == FloatKind::kF16) {
-      DecodeF16Avx2(a);
-    } else {
-      DecodeBF16Avx2(a);
-    }
-    return;
-  }
-  MatMulFloat<kKind>(a);
-}
-
-}  // namespace
-
-ProductFns FloatProductsAvx512(TensorType type) {
-  switch (type) {
-    case TensorType::kF16:
-      return {&DotFloat<FloatKind::kF16>, &MatMulHalvesDecodeNarrow<FloatKind::kF16>};
-    case TensorType::kBF16:
-      return {&DotFloat<FloatKind::kBF16>, &MatMulHalvesDecodeNarrow<FloatKind::kBF16>};
-    default:
-      return FloatProductsFor(type);
-  }
-}
+ProductFns FloatProductsAvx512(TensorType type) { return FloatProductsFor(type); }
 
 }  // namespace cellhouse::engine::internal

@@ -1,6 +1,6 @@
 // Products of the 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with AVX2 + FMA + F16C:
 // the arithmetic of q32_types.cc, bit for bit, for CPUs without AVX-512 VNNI, and Q8_0's decode
-// on those with it too (DecodeQ8_0Avx2: faster streaming there, q32_types_avx512.cc). Only these
+// on those with it too (faster streaming there: type_kernels.cc). Only these
 // functions are compiled for those extensions (target attribute); they run only on CPUs that
 // have them.
 //
@@ -314,8 +314,6 @@ ProductFns Fns() {
 }
 
 }  // namespace
-
-void DecodeQ8_0Avx2(const MatMulArgs& args) { MatMulVec<TensorType::kQ8_0, 4, 2, 3>(args); }
 
 ProductFns Q32ProductsAvx2(TensorType type, DotOrder order) {
   if (order == DotOrder::kInterleaved8) {

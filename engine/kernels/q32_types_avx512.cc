@@ -12,8 +12,8 @@
 // kInterleaved8).
 //
 // Rows x tokens tiles: a block of R weight rows is unpacked once and meets T activation rows
-// (prefill; decode is T = 1, except Q8_0's, which runs q32_types_avx2.cc's kernel: see
-// DecodeToken). Each (row, token) output still sees exactly the operations of its
+// (prefill; decode is T = 1, though the table decodes Q8_0 with q32_types_avx2.cc's kernel:
+// type_kernels.cc). Each (row, token) output still sees exactly the operations of its
 // own dot product, in block order, so results do not depend on the tile, n, or the row range.
 #include <immintrin.h>
 
@@ -457,38 +457,23 @@ inline SpreadPrefetch NextTile(const MatMulArgs& a, int64_t row, int64_t rows, i
 inline SpreadPrefetch Nothing() { return {nullptr, nullptr, 0}; }
 
 // Decode (one token): RD rows at a time (256-bit vectors: measured faster here than pairs of rows
-// in 512-bit ones), then single rows. Prefill: R rows x 2 * P2 tokens in token pairs (single rows
-// where fewer than R are left); the tokens past the last whole tile go through decode's tiles.
-//
-// Q8_0's decode (and the odd last token of its products) goes through the AVX2 kernel instead
-// (sign-trick maddubs, 4 rows a tile; RD is unused for it): on this project's Zen 4 host the
-// 8-row VNNI tiles streamed the 110m model at 12 GB/s with their next tile prefetched into L1
-// and 17 GB/s into L2. gguf_bench, interleaved A/B: 8 rows, L2 139-153 tok/s; 4 rows (L1)
-// 189-198, (L2) 101-108; 2 and 6 rows 175-177; the AVX2 kernel 200-206. The bits are the same:
-// the sign trick is exact for every activation byte but -128, which the quantizer only makes in
-// a block whose scale is zero, where d = 0 hides it (q32_types_avx2.cc).
+// in 512-bit ones; Q8_0's 4, which streamed the 110m model at 189-198 tok/s where 8 rows gave
+// 139-153), then single rows. Prefill: R rows x 2 * P2 tokens in token pairs (single rows where
+// fewer than R are left); the tokens past the last whole tile go through decode's tiles.
 template <TensorType kType, int RD>
 CH_AVX512 void DecodeToken(const MatMulArgs& a, int32_t t) {
   const int64_t blocks = a.cols / 32;
   const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
   float* y = a.y + static_cast<size_t>(t) * a.y_stride;
-  if constexpr (kType == TensorType::kQ8_0) {
-    MatMulArgs one = a;
-    one.x = x;
-    one.n = 1;
-    one.y = y;
-    DecodeQ8_0Avx2(one);
-  } else {
-    const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
-    int64_t r = a.row_begin;
-    for (; r + RD <= a.row_end; r += RD) {
-      TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
-                            NextTile(a, r, RD, blocks));
-    }
-    for (; r < a.row_end; ++r) {
-      TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
-                           Nothing());
-    }
+  const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
+  int64_t r = a.row_begin;
+  for (; r + RD <= a.row_end; r += RD) {
+    TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
+                          NextTile(a, r, RD, blocks));
+  }
+  for (; r < a.row_end; ++r) {
+    TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
+                         Nothing());
   }
 }
 
@@ -652,7 +637,7 @@ ProductFns Q32ProductsAvx512(TensorType type, DotOrder order) {
     case TensorType::kQ5_1:
       return Fns<TensorType::kQ5_1, 8, 3, 2>();
     case TensorType::kQ8_0:
-      return Fns<TensorType::kQ8_0, 8, 4, 3>();
+      return Fns<TensorType::kQ8_0, 4, 4, 3>();
     default:
       return {};
   }

@@ -7,8 +7,8 @@
 //   const TypeKernels& k = GetTypeKernels(TensorType::kQ4_K, BestKernelIsa());
 //   std::vector<std::byte> xq(*ActivationRowBytes(TensorType::kQ4_K, cols) * n);
 //   k.quantize_activations(x, n, cols, xq.data());          // x: [n][cols] floats
-//   k.matmul({.w = w, .w_row_bytes = row_bytes, .cols = cols, .row_begin = 0, .row_end = rows,
-//             .x = xq.data(), .x_row_bytes = xq.size() / n, .n = n, .y = y, .y_stride = rows});
+//   k.Multiply({.w = w, .w_row_bytes = row_bytes, .cols = cols, .row_begin = 0, .row_end = rows,
+//               .x = xq.data(), .x_row_bytes = xq.size() / n, .n = n, .y = y, .y_stride = rows});
 //
 // Arithmetic: the products reproduce, operation for operation, the float arithmetic of the
 // reference runtime that recorded the GGUF test references (llama.cpp c392e5094, Feb 2025, its
@@ -97,6 +97,13 @@ struct TypeKernels {
   // w_row · x_row over `cols` values.
   float (*dot)(const std::byte* w_row, const std::byte* x_row, int64_t cols) = nullptr;
   void (*matmul)(const MatMulArgs& args) = nullptr;
+  // The same product for one activation row (args.n == 1, decode): `matmul` itself, or where
+  // another kernel of this CPU streams one token's rows faster, that one (type_kernels.cc says
+  // which and why). The same bits either way.
+  void (*decode)(const MatMulArgs& args) = nullptr;
+
+  // y = w x with the kernel for args.n: what the forward pass calls.
+  void Multiply(const MatMulArgs& args) const { (args.n == 1 ? decode : matmul)(args); }
 };
 
 // The kernels of a weight type (TypeInfo::weight) for an instruction set the CPU supports (an

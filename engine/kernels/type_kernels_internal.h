@@ -92,16 +92,9 @@ struct ProductFns {
 ProductFns FloatProductsPortable(TensorType type);
 ProductFns FloatProductsAvx2(TensorType type);
 ProductFns FloatProductsAvx512(TensorType type);
-// F16's and BF16's products of one token (args.n == 1) on 256-bit vectors, which
-// FloatProductsAvx512 uses for decode (see float_types_avx512.cc). AVX2 CPUs only.
-void DecodeF16Avx2(const MatMulArgs& args);
-void DecodeBF16Avx2(const MatMulArgs& args);
 ProductFns Q32ProductsPortable(TensorType type, DotOrder order);
 ProductFns Q32ProductsAvx2(TensorType type, DotOrder order);
 ProductFns Q32ProductsAvx512(TensorType type, DotOrder order);
-// Q8_0's product of one token (args.n == 1) with AVX2, which Q32ProductsAvx512 uses for decode
-// (see q32_types_avx512.cc). AVX2 CPUs only.
-void DecodeQ8_0Avx2(const MatMulArgs& args);
 ProductFns KProductsPortable(TensorType type);
 ProductFns KProductsAvx2(TensorType type);
 ProductFns KProductsAvx512(TensorType type);

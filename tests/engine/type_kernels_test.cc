@@ -589,16 +589,16 @@ TEST(TypeKernelsTest, EveryVariantGivesLlamaCppsRecordedBits) {
         EXPECT_EQ(testing::Fnv64(row.data(), row.size() * 4), hash) << what << " row " << r;
       }
       std::vector<float> y(static_cast<size_t>(c.rows * c.tokens));
-      k.matmul({.w = w.data(),
-                .w_row_bytes = w_row,
-                .cols = c.cols,
-                .row_begin = 0,
-                .row_end = c.rows,
-                .x = xq.data(),
-                .x_row_bytes = x_row,
-                .n = c.tokens,
-                .y = y.data(),
-                .y_stride = static_cast<size_t>(c.rows)});
+      k.Multiply({.w = w.data(),
+                  .w_row_bytes = w_row,
+                  .cols = c.cols,
+                  .row_begin = 0,
+                  .row_end = c.rows,
+                  .x = xq.data(),
+                  .x_row_bytes = x_row,
+                  .n = c.tokens,
+                  .y = y.data(),
+                  .y_stride = static_cast<size_t>(c.rows)});
       for (const auto& [rt, bits] : c.dot) {
         const auto [r, t] = rt;
         EXPECT_EQ(std::bit_cast<uint32_t>(y[t * c.rows + r]), bits)
@@ -678,20 +678,27 @@ void ExpectAllVariantsEqualTheDefinition(const Kind& kind, const Shape& s,
       for (int64_t g = s.rows; g < static_cast<int64_t>(stride); ++g) {
         ASSERT_EQ(y[t * stride + g], 1234.5F) << label << ": wrote past the range";
       }
-      // The same token alone.
-      k.matmul({.w = w.data(),
-                .w_row_bytes = w_row,
-                .cols = s.cols,
-                .row_begin = 0,
-                .row_end = s.rows,
-                .x = xq.data() + t * x_row,
-                .x_row_bytes = x_row,
-                .n = 1,
-                .y = one.data(),
-                .y_stride = static_cast<size_t>(s.rows)});
+      // The same token alone: through the batch kernel and the one decode uses (which may be
+      // another instruction set's, type_kernels.cc).
+      const MatMulArgs alone{.w = w.data(),
+                             .w_row_bytes = w_row,
+                             .cols = s.cols,
+                             .row_begin = 0,
+                             .row_end = s.rows,
+                             .x = xq.data() + t * x_row,
+                             .x_row_bytes = x_row,
+                             .n = 1,
+                             .y = one.data(),
+                             .y_stride = static_cast<size_t>(s.rows)};
+      for (auto [product, how] : {std::pair{k.matmul, "matmul"}, std::pair{k.decode, "decode"}}) {
+        std::fill(one.begin(), one.end(), 1234.5F);
+        product(alone);
+        for (int64_t r = 0; r < s.rows; ++r) {
+          ASSERT_TRUE(SameBits(one[r], expected[t * s.rows + r]))
+              << label << " alone (" << how << "): row " << r << " token " << t;
+        }
+      }
       for (int64_t r = 0; r < s.rows; ++r) {
-        ASSERT_TRUE(SameBits(one[r], expected[t * s.rows + r]))
-            << label << " alone: row " << r << " token " << t;
         ASSERT_TRUE(SameBits(k.dot(w.data() + r * w_row, xq.data() + t * x_row, s.cols),
                              expected[t * s.rows + r]))
             << label << " dot: row " << r << " token " << t;
@@ -839,6 +846,25 @@ TEST(TypeKernelsTest, TableAndReferenceOrder) {
   EXPECT_EQ(ReferenceDotOrder(TensorType::kQ4_0, 32000, WeightUse::kEmbeddingAndMatMul),
             DotOrder::kVecDot);
   EXPECT_EQ(ReferenceDotOrder(TensorType::kQ8_0, 768, WeightUse::kMatMul), DotOrder::kVecDot);
+}
+
+// Decode runs the batch kernel, except where the table chose a narrower one (type_kernels.cc):
+// F16, BF16 and Q8_0 on AVX-512 CPUs decode with the AVX2 kernels.
+TEST(TypeKernelsTest, DecodeKernelIsTheTablesChoice) {
+  for (TensorType t : kWeightTypes) {
+    for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+      const TypeKernels& k = GetTypeKernels(t, isa);
+      ASSERT_NE(k.decode, nullptr) << GetTypeInfo(t).name;
+      const bool narrower =
+          k.isa == KernelIsa::kAvx512 &&
+          (t == TensorType::kF16 || t == TensorType::kBF16 || t == TensorType::kQ8_0);
+      EXPECT_EQ(k.decode, narrower ? GetTypeKernels(t, KernelIsa::kAvx2).matmul : k.matmul)
+          << GetTypeInfo(t).name << " " << KernelIsaName(k.isa);
+    }
+  }
+  const TypeKernels& interleaved =
+      GetTypeKernels(TensorType::kQ4_0, BestKernelIsa(), DotOrder::kInterleaved8);
+  EXPECT_EQ(interleaved.decode, interleaved.matmul);
 }
 
 }  // namespace
