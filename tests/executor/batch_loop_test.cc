@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <memory>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -313,19 +314,34 @@ TEST(BatchLoopTest, APausedSlotIsNeitherServedNorWaitedForAndResumesExact) {
   EXPECT_EQ(s.slot_paused_ns[1], 0);
 }
 
+// A batch loop over a fake compute on one thread, driven by the test's own calls (no executor
+// thread, no workers).
+struct BareLoop {
+  BareLoop() : compute(SmallShape()) {
+    auto started = executor::ThreadPool::Start(1);
+    EXPECT_TRUE(started) << started.error().message();
+    if (!started) return;
+    pool = std::move(*started);
+    auto created = executor::BatchLoop::Create(compute, *pool, TestOptions());
+    EXPECT_TRUE(created) << created.error().message();
+    if (created) loop = std::move(*created);
+  }
+  FakeCompute compute;
+  std::unique_ptr<executor::ThreadPool> pool;
+  std::unique_ptr<executor::BatchLoop> loop;  // destroyed first: it uses the two above
+};
+
 TEST(BatchLoopTest, ARemoveSlotThatOvertakesItsAddSlotRefusesIt) {
-  FakeCompute compute(SmallShape());
-  auto pool = executor::ThreadPool::Start(1);
-  ASSERT_TRUE(pool) << pool.error().message();
-  auto loop = executor::BatchLoop::Create(compute, **pool, TestOptions());
-  ASSERT_TRUE(loop) << loop.error().message();
+  BareLoop bare;
+  ASSERT_NE(bare.loop, nullptr);
+  executor::BatchLoop* loop = bare.loop.get();
   auto slot = executor::SlotMemory::Create(SmallShape());
   ASSERT_TRUE(slot) << slot.error().message();
-  (*loop)->RemoveSlot(7);
-  Status added = (*loop)->AddSlot(7, UniqueFd(::fcntl(slot->fd().get(), F_DUPFD_CLOEXEC, 0)));
+  loop->RemoveSlot(7);
+  Status added = loop->AddSlot(7, UniqueFd(::fcntl(slot->fd().get(), F_DUPFD_CLOEXEC, 0)));
   EXPECT_FALSE(added);
-  EXPECT_EQ((*loop)->slot_count(), 0u);
-  std::vector<SlotEvent> events = (*loop)->TakeEvents();
+  EXPECT_EQ(loop->slot_count(), 0u);
+  std::vector<SlotEvent> events = loop->TakeEvents();
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, SlotEvent::Kind::kRefused);
   EXPECT_NE(events[0].detail.find("removed before it arrived"), std::string::npos);
@@ -335,18 +351,16 @@ TEST(BatchLoopTest, ARemoveSlotThatOvertakesItsAddSlotRefusesIt) {
 // futex_waitv gives ENOSYS and a filter EPERM) is reported, not retried: the executor would
 // otherwise spin on a core.
 TEST(BatchLoopTest, RunOnceSaysWhenItCannotSleep) {
-  FakeCompute compute(SmallShape());
-  auto pool = executor::ThreadPool::Start(1);
-  ASSERT_TRUE(pool) << pool.error().message();
-  auto loop = executor::BatchLoop::Create(compute, **pool, TestOptions());
-  ASSERT_TRUE(loop) << loop.error().message();
+  BareLoop bare;
+  ASSERT_NE(bare.loop, nullptr);
+  executor::BatchLoop* loop = bare.loop.get();
   alignas(8) std::atomic<uint32_t> words[2] = {};
-  EXPECT_TRUE((*loop)->RunOnce({}, MonotonicNanos()));
+  EXPECT_TRUE(loop->RunOnce({}, MonotonicNanos()));
   const auto* misaligned =
       reinterpret_cast<const std::atomic<uint32_t>*>(reinterpret_cast<const char*>(&words[0]) + 1);
   const executor::FutexWaiter bad{misaligned, 0};
   errno = 0;
-  EXPECT_FALSE((*loop)->RunOnce({&bad, 1}, MonotonicNanos() + kNanosPerMilli));
+  EXPECT_FALSE(loop->RunOnce({&bad, 1}, MonotonicNanos() + kNanosPerMilli));
   EXPECT_EQ(errno, EINVAL);
 }
 
