@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <initializer_list>
 #include <span>
 
@@ -170,6 +171,22 @@ void RotateQueriesAndKeys(const GgufWeights& w, int32_t pos, int32_t n, float* q
   }
 }
 
+namespace {
+
+// One kv head's values ([padded / kKvPadding][hd][kKvPadding] from `head`) as hd rows of
+// `padded` positions at `rows`: a line at a time, read in address order.
+void GatherValueRows(const uint16_t* head, int32_t hd, int32_t padded, uint16_t* rows) {
+  for (int32_t b = 0; b < padded / kKvPadding; ++b) {
+    const uint16_t* block = head + static_cast<size_t>(b) * hd * kKvPadding;
+    for (int32_t r = 0; r < hd; ++r) {
+      std::memcpy(rows + static_cast<size_t>(r) * padded + static_cast<size_t>(b) * kKvPadding,
+                  block + static_cast<size_t>(r) * kKvPadding, kKvPadding * sizeof(uint16_t));
+    }
+  }
+}
+
+}  // namespace
+
 void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int32_t pos, int32_t n,
             const float* q, const float* k, const float* v, float* out) {
   const ModelConfig& c = w.config;
@@ -178,11 +195,16 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
   const size_t capacity = static_cast<size_t>(s.kv_capacity());
   uint16_t* keys = s.key_cache_half + static_cast<size_t>(layer) * capacity * kv_dim;
   uint16_t* values = s.value_cache_half + static_cast<size_t>(layer) * kv_dim * capacity;
-  // Keys by position; values transposed, one row per dimension along the positions, written a
-  // dimension at a time so that each row's new positions fill whole cache lines (a position at
-  // a time, every store touched another line, capacity * 2 bytes away). The values are rounded
-  // by ToHalves first, a block of tokens and dimensions at a time (the bits of FloatToHalf).
+  // Keys by position; values by dimension in blocks of kKvPadding positions (ValueLayout), written
+  // a dimension at a time so that each dimension's new positions fill whole cache lines. The
+  // values are rounded by ToHalves first, a block of tokens and dimensions at a time (the bits of
+  // FloatToHalf).
   ToHalves(k, static_cast<int64_t>(n) * kv_dim, keys + static_cast<size_t>(pos) * kv_dim, isa);
+  const auto value_at = [&](int32_t dim, int32_t position) {
+    return values + static_cast<size_t>(dim / hd) * hd * capacity +
+           static_cast<size_t>(position / kKvPadding) * hd * kKvPadding +
+           static_cast<size_t>(dim % hd) * kKvPadding + static_cast<size_t>(position % kKvPadding);
+  };
   constexpr int32_t kTokens = 16;
   constexpr int32_t kDims = 64;
   std::array<uint16_t, static_cast<size_t>(kTokens) * kDims> rounded{};
@@ -195,10 +217,9 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
                  rounded.data() + static_cast<size_t>(t) * kDims, isa);
       }
       for (int32_t j = 0; j < dims; ++j) {
-        uint16_t* row =
-            values + static_cast<size_t>(j0 + j) * capacity + static_cast<size_t>(pos + t0);
         for (int32_t t = 0; t < tokens; ++t) {
-          row[t] = rounded[static_cast<size_t>(t) * kDims + static_cast<size_t>(j)];
+          *value_at(j0 + j, pos + t0 + t) =
+              rounded[static_cast<size_t>(t) * kDims + static_cast<size_t>(j)];
         }
       }
     }
@@ -209,16 +230,22 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
   const int32_t kv_mul = c.n_heads / c.n_kv_heads;
   float* weights_half = s.attention_half;
   float* q_half = s.attention_half + PadToKv(c.seq_len);
-  for (int32_t t = 0; t < n; ++t) {
-    const int32_t count = pos + t + 1;
-    const auto padded = static_cast<int32_t>(PadToKv(count));
-    const float* qt = Row(q, t, c.q_dim());
-    float* ot = Row(out, t, c.q_dim());
-    f16.quantize_activations(qt, 1, c.q_dim(), reinterpret_cast<std::byte*>(q_half));
-    for (int32_t h = 0; h < c.n_heads; ++h) {
-      const size_t g = static_cast<size_t>(h / kv_mul) * hd;
-      const float* qh = q_half + static_cast<size_t>(h) * hd;
-      float* scores = s.scores + static_cast<size_t>(h) * PadToKv(c.seq_len);
+  // Head by head, then token by token: a kv head's values are gathered into rows once for all
+  // the tokens (their stride fits the last token; each token reads its own padded stretch).
+  const auto stride = static_cast<size_t>(PadToKv(pos + n));
+  for (int32_t h = 0; h < c.n_heads; ++h) {
+    const size_t g = static_cast<size_t>(h / kv_mul) * hd;
+    if (h % kv_mul == 0) {
+      GatherValueRows(values + g * capacity, hd, static_cast<int32_t>(stride), s.value_rows_half);
+    }
+    float* qh = q_half + static_cast<size_t>(h) * hd;
+    float* scores = s.scores + static_cast<size_t>(h) * PadToKv(c.seq_len);
+    for (int32_t t = 0; t < n; ++t) {
+      const int32_t count = pos + t + 1;
+      const auto padded = static_cast<int32_t>(PadToKv(count));
+      // Rounding is value by value: the head's slice alone gets the bits the whole row would.
+      f16.quantize_activations(Row(q, t, c.q_dim()) + static_cast<size_t>(h) * hd, 1, hd,
+                               reinterpret_cast<std::byte*>(qh));
       if (prompt && hd % 16 == 0) {
         LanesDotsF16(keys + g, kv_dim, count, qh, hd, isa, scores);
       } else {
@@ -227,11 +254,11 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
       std::fill(scores + count, scores + padded, -INFINITY);  // the causal mask
       SoftMax(scores, padded, scale, isa);
       f16.quantize_activations(scores, 1, padded, reinterpret_cast<std::byte*>(weights_half));
-      float* oh = ot + static_cast<size_t>(h) * hd;
+      float* oh = Row(out, t, c.q_dim()) + static_cast<size_t>(h) * hd;
       if (prompt) {
-        LanesDotsF16(values + g * capacity, capacity, hd, weights_half, padded, isa, oh);
+        LanesDotsF16(s.value_rows_half, stride, hd, weights_half, padded, isa, oh);
       } else {
-        DotsF16(values + g * capacity, capacity, hd, weights_half, padded, isa, oh);
+        DotsF16(s.value_rows_half, stride, hd, weights_half, padded, isa, oh);
       }
     }
   }

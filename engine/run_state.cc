@@ -37,16 +37,19 @@ struct FixedSizes {
         kv_new(2 * static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.kv_dim())),
         attention_half(static_cast<uint64_t>(PadToKv(c.seq_len)) +
                        static_cast<uint64_t>(c.q_dim())),
+        value_rows(static_cast<uint64_t>(c.head_size()) *
+                   static_cast<uint64_t>(PadToKv(c.seq_len))),
         typed_input(4 * static_cast<uint64_t>(kMaxBatch) *
                     static_cast<uint64_t>(std::max({c.dim, c.hidden_dim, c.q_dim()}))),
         q8(Q8ActivationBytes(kMaxBatch, std::max(c.dim, c.hidden_dim))) {}
   uint64_t Bytes() const {
     return 2 * AlignUp(row * 4) + 2 * AlignUp(wide_row * 4) + 2 * AlignUp(hidden * 4) +
            2 * AlignUp(rope * 4) + AlignUp(scores * 4) + AlignUp(logits * 4) + AlignUp(kv_new * 4) +
-           AlignUp(attention_half * 4) + AlignUp(typed_input) + AlignUp(q8.q_bytes) +
-           2 * AlignUp(q8.groups * 4);
+           AlignUp(attention_half * 4) + AlignUp(value_rows * 2) + AlignUp(typed_input) +
+           AlignUp(q8.q_bytes) + 2 * AlignUp(q8.groups * 4);
   }
-  uint64_t row, wide_row, hidden, rope, scores, logits, kv_new, attention_half, typed_input;
+  uint64_t row, wide_row, hidden, rope, scores, logits, kv_new, attention_half, value_rows,
+      typed_input;
   Q8ActivationCapacity q8;
 };
 
@@ -120,6 +123,7 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
   s.logits = carve(fixed.logits);
   s.kv_new = carve(fixed.kv_new);
   s.attention_half = carve(fixed.attention_half);
+  s.value_rows_half = reinterpret_cast<uint16_t*>(carve_bytes(fixed.value_rows * 2));
   s.typed_input = carve_bytes(fixed.typed_input);
   s.q8_input.q = reinterpret_cast<int8_t*>(carve_bytes(fixed.q8.q_bytes));
   s.q8_input.scale = carve(fixed.q8.groups);

@@ -44,10 +44,15 @@ enum class KvPrecision {
 std::string_view KvPrecisionName(KvPrecision precision);  // "f32", "f16"
 
 // How the value cache is laid out (RunState::value_cache*). By position, its pages are reached
-// as the conversation grows, as the keys' are. By dimension (GGUF), every token writes one value
-// into each dimension's row, so the first token touches every page of it: those pages are asked
-// for as transparent huge pages (madvise(MADV_HUGEPAGE)), a few faults instead of one per 4 KiB,
-// which in a virtual machine cost a session tens of milliseconds before its first token.
+// as the conversation grows, as the keys' are. By dimension (GGUF), in blocks of kKvPadding
+// positions: [layers][kv heads][kv_capacity / kKvPadding][head_size][kKvPadding], so one head's
+// values for the positions so far are one contiguous run, read at the memory's streaming speed
+// (row by row over the whole capacity, each row a short piece 2 * kv_capacity bytes from the
+// next, they read at a quarter of it), and attention gathers them into rows (value_rows_half).
+// Every token writes one value into each head's first block, so the first token touches a page
+// of every head: those pages are asked for as transparent huge pages (madvise(MADV_HUGEPAGE)),
+// a few faults instead of one per 4 KiB, which in a virtual machine cost a session tens of
+// milliseconds before its first token.
 enum class ValueLayout {
   kByPosition,
   kByDimension,
@@ -100,12 +105,15 @@ class RunState {
   float* logits = nullptr;    // [vocab]
   // GGUF attention: one head's weights and query rounded to half precision, as floats.
   float* attention_half = nullptr;  // [PadToKv(seq_len) + q_dim]
+  // GGUF attention: one kv head's values gathered from their blocks (ValueLayout) into rows,
+  // [head_size][positions padded to kKvPadding].
+  uint16_t* value_rows_half = nullptr;  // [head_size][PadToKv(seq_len)]
   // GGUF matrix products: the input rows rounded to the weights' partner type (kernels/
   // type_kernels.h), at most 4 bytes a value: [kMaxBatch][max(dim, hidden_dim, q_dim)] x 4 bytes.
   std::byte* typed_input = nullptr;
   // The KV cache in one precision (the other pair is null): keys [layers][kv_capacity][kv_dim];
-  // values the same for llama2.c and int8 models, and transposed for GGUF ones,
-  // [layers][kv_dim][kv_capacity], so attention reads each value dimension along the positions.
+  // values the same for llama2.c and int8 models, and by dimension in blocks of positions for
+  // GGUF ones (ValueLayout::kByDimension), so attention reads each head's values in one run.
   float* key_cache = nullptr;
   float* value_cache = nullptr;
   uint16_t* key_cache_half = nullptr;
