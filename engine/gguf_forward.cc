@@ -195,11 +195,19 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
   const size_t capacity = static_cast<size_t>(s.kv_capacity());
   uint16_t* keys = s.key_cache_half + static_cast<size_t>(layer) * capacity * kv_dim;
   uint16_t* values = s.value_cache_half + static_cast<size_t>(layer) * kv_dim * capacity;
-  // Keys by position; values by dimension in blocks of kKvPadding positions (ValueLayout), written
-  // a dimension at a time so that each dimension's new positions fill whole cache lines. The
-  // values are rounded by ToHalves first, a block of tokens and dimensions at a time (the bits of
-  // FloatToHalf).
-  ToHalves(k, static_cast<int64_t>(n) * kv_dim, keys + static_cast<size_t>(pos) * kv_dim, isa);
+  // Keys by kv head, then position ([kv heads][capacity][hd]): a head's keys are one contiguous
+  // run, which its scores read at the memory's speed (by position, each head's piece of a
+  // position 2 * kv_dim bytes from the next read at half of it). Values by dimension in blocks of
+  // kKvPadding positions (ValueLayout), written a dimension at a time so that each dimension's
+  // new positions fill whole cache lines. Both are rounded by ToHalves (the bits of FloatToHalf),
+  // the values a block of tokens and dimensions at a time.
+  for (int32_t t = 0; t < n; ++t) {
+    for (int32_t kvh = 0; kvh < c.n_kv_heads; ++kvh) {
+      ToHalves(Row(k, t, kv_dim) + static_cast<size_t>(kvh) * hd, hd,
+               keys + (static_cast<size_t>(kvh) * capacity + static_cast<size_t>(pos + t)) * hd,
+               isa);
+    }
+  }
   const auto value_at = [&](int32_t dim, int32_t position) {
     return values + static_cast<size_t>(dim / hd) * hd * capacity +
            static_cast<size_t>(position / kKvPadding) * hd * kKvPadding +
@@ -247,9 +255,9 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
       f16.quantize_activations(Row(q, t, c.q_dim()) + static_cast<size_t>(h) * hd, 1, hd,
                                reinterpret_cast<std::byte*>(qh));
       if (prompt && hd % 16 == 0) {
-        LanesDotsF16(keys + g, kv_dim, count, qh, hd, isa, scores);
+        LanesDotsF16(keys + g * capacity, hd, count, qh, hd, isa, scores);
       } else {
-        DotsF16(keys + g, kv_dim, count, qh, hd, isa, scores);
+        DotsF16(keys + g * capacity, hd, count, qh, hd, isa, scores);
       }
       std::fill(scores + count, scores + padded, -INFINITY);  // the causal mask
       SoftMax(scores, padded, scale, isa);

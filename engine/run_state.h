@@ -111,9 +111,10 @@ class RunState {
   // GGUF matrix products: the input rows rounded to the weights' partner type (kernels/
   // type_kernels.h), at most 4 bytes a value: [kMaxBatch][max(dim, hidden_dim, q_dim)] x 4 bytes.
   std::byte* typed_input = nullptr;
-  // The KV cache in one precision (the other pair is null): keys [layers][kv_capacity][kv_dim];
-  // values the same for llama2.c and int8 models, and by dimension in blocks of positions for
-  // GGUF ones (ValueLayout::kByDimension), so attention reads each head's values in one run.
+  // The KV cache in one precision (the other pair is null), [layers][kv_capacity][kv_dim] for
+  // llama2.c and int8 models. GGUF ones keep keys by kv head ([layers][kv heads][kv_capacity]
+  // [head_size]) and values by dimension in blocks of positions (ValueLayout::kByDimension), so
+  // attention reads each head's keys and values in one contiguous run.
   float* key_cache = nullptr;
   float* value_cache = nullptr;
   uint16_t* key_cache_half = nullptr;
