@@ -268,9 +268,9 @@ constexpr __mmask16 kAll16 = 0xFFFF;
 
 [[gnu::target("avx512f")]] void DotsF16Avx512(const uint16_t* a, size_t a_stride, int64_t count,
                                               const float* b, int64_t n, float* out) {
-  // The rows are a worker's KV cache, which the weights streamed through since the last token
-  // have evicted, each row too short for the hardware prefetchers: ask for the next 16 rows'
-  // lines while these compute, so their misses overlap instead of coming one row at a time.
+  // The rows are a worker's keys, which the weights streamed through since the last token have
+  // evicted: ask for the next 16 rows' lines while these compute, so their misses overlap
+  // instead of coming one row at a time.
   const auto prefetch = [&](int64_t first) {
     const int64_t end = std::min(count, first + 16);
     const auto bytes = static_cast<size_t>(n) * sizeof(uint16_t);
