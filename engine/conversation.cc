@@ -42,8 +42,8 @@ Result<Conversation> Conversation::Create(const Model& model, const Tokenizer& t
                  std::to_string(tokenizer.vocab_size()) + " pieces but model '" + model.path() +
                  "' has a vocabulary of " + std::to_string(model.config().vocab_size));
   }
-  CH_ASSIGN_OR_RETURN(RunState state, RunState::Create(model.config(), context_length,
-                                                       model.kv_precision(), model.value_layout()));
+  CH_ASSIGN_OR_RETURN(RunState state,
+                      RunState::Create(model.config(), context_length, model.kv_precision()));
   return Conversation(model, tokenizer, std::move(state), SelectKernels(options.matvec));
 }
 

@@ -270,7 +270,8 @@ constexpr __mmask16 kAll16 = 0xFFFF;
                                               const float* b, int64_t n, float* out) {
   // The rows are a worker's keys, which the weights streamed through since the last token have
   // evicted: ask for the next 16 rows' lines while these compute, so their misses overlap
-  // instead of coming one row at a time.
+  // instead of coming one row at a time. (Attention's value rows, gathered just before, are in
+  // the cache already; the prefetches cost them nothing measurable.)
   const auto prefetch = [&](int64_t first) {
     const int64_t end = std::min(count, first + 16);
     const auto bytes = static_cast<size_t>(n) * sizeof(uint16_t);

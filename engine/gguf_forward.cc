@@ -198,7 +198,7 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
   // Keys by kv head, then position ([kv heads][capacity][hd]): a head's keys are one contiguous
   // run, which its scores read at the memory's speed (by position, each head's piece of a
   // position 2 * kv_dim bytes from the next read at half of it). Values by dimension in blocks of
-  // kKvPadding positions (ValueLayout), written a dimension at a time so that each dimension's
+  // kKvPadding positions (run_state.h), written a dimension at a time so that each dimension's
   // new positions fill whole cache lines. Both are rounded by ToHalves (the bits of FloatToHalf),
   // the values a block of tokens and dimensions at a time.
   for (int32_t t = 0; t < n; ++t) {

@@ -81,11 +81,6 @@ class Model {
   KvPrecision kv_precision() const {
     return format() == WeightFormat::kF32 ? KvPrecision::kF32 : KvPrecision::kF16;
   }
-  // How a session's value cache is laid out for this model: by dimension for GGUF (its attention
-  // reads each dimension along the positions), by position otherwise.
-  ValueLayout value_layout() const {
-    return format() == WeightFormat::kGguf ? ValueLayout::kByDimension : ValueLayout::kByPosition;
-  }
   std::span<const std::byte> bytes() const { return mapping_.bytes(); }
   const std::string& path() const { return path_; }
 

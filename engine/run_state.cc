@@ -20,10 +20,6 @@ constexpr uint64_t kAlign = 64;  // a cache line, and enough for any SIMD load
 
 uint64_t AlignUp(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
-// x86-64's transparent huge page (a PMD's reach). Only an alignment hint: where pages are
-// another size, or THP is off, the value cache is simply backed by small pages.
-constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
-
 // The floats of every fixed buffer, in the order Create() carves them.
 struct FixedSizes {
   explicit FixedSizes(const ModelConfig& c)
@@ -80,7 +76,7 @@ uint64_t StateFixedBytes(const ModelConfig& config) {
 }
 
 Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_length,
-                                  KvPrecision precision, ValueLayout values) {
+                                  KvPrecision precision) {
   if (context_length < 1 || context_length > config.seq_len ||
       context_length > INT32_MAX - kKvPadding) {
     return Error("creating run state: context length " + std::to_string(context_length) +
@@ -91,11 +87,8 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
                                 static_cast<uint64_t>(PadToKv(context_length)) *
                                 static_cast<uint64_t>(config.kv_dim());
   std::optional<uint64_t> cache_bytes = CheckedMul({cache_values, BytesPerValue(precision)});
-  // Values by dimension start on a huge page boundary: room to move them there (address space
-  // only; the slack is never touched).
-  const uint64_t slack = values == ValueLayout::kByDimension ? kHugePage : 0;
   std::optional<uint64_t> total =
-      cache_bytes ? CheckedAdd(fixed.Bytes() + slack, 2 * AlignUp(*cache_bytes)) : std::nullopt;
+      cache_bytes ? CheckedAdd(fixed.Bytes(), 2 * AlignUp(*cache_bytes)) : std::nullopt;
   if (!total || *total > SIZE_MAX) {
     return Error("creating run state: size overflows");
   }
@@ -128,18 +121,9 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
   s.q8_input.q = reinterpret_cast<int8_t*>(carve_bytes(fixed.q8.q_bytes));
   s.q8_input.scale = carve(fixed.q8.groups);
   s.q8_input.offset_sum = reinterpret_cast<int32_t*>(carve_bytes(fixed.q8.groups * 4));
-  // The caches come last, so the pages of unreached positions stay untouched (values by
-  // dimension excepted: the first token reaches all of theirs).
+  // The caches come last, so the pages of unreached positions stay untouched.
   std::byte* keys = carve_bytes(*cache_bytes);
-  if (slack != 0) {
-    const auto at = reinterpret_cast<uintptr_t>(next);
-    next += ((at + kHugePage - 1) & ~(kHugePage - 1)) - at;
-  }
   std::byte* value_bytes = carve_bytes(*cache_bytes);
-  if (slack != 0) {
-    // Advice only: without THP the faults are small ones, as before.
-    static_cast<void>(::madvise(value_bytes, *cache_bytes, MADV_HUGEPAGE));
-  }
   if (precision == KvPrecision::kF16) {
     s.key_cache_half = reinterpret_cast<uint16_t*>(keys);
     s.value_cache_half = reinterpret_cast<uint16_t*>(value_bytes);

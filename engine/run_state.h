@@ -43,27 +43,13 @@ enum class KvPrecision {
 };
 std::string_view KvPrecisionName(KvPrecision precision);  // "f32", "f16"
 
-// How the value cache is laid out (RunState::value_cache*). By position, its pages are reached
-// as the conversation grows, as the keys' are. By dimension (GGUF), in blocks of kKvPadding
-// positions: [layers][kv heads][kv_capacity / kKvPadding][head_size][kKvPadding], so one head's
-// values for the positions so far are one contiguous run, read at the memory's streaming speed
-// (row by row over the whole capacity, each row a short piece 2 * kv_capacity bytes from the
-// next, they read at a quarter of it), and attention gathers them into rows (value_rows_half).
-// Every token writes one value into each head's first block, so the first token touches a page
-// of every head: those pages are asked for as transparent huge pages (madvise(MADV_HUGEPAGE)),
-// a few faults instead of one per 4 KiB, which in a virtual machine cost a session tens of
-// milliseconds before its first token.
-enum class ValueLayout {
-  kByPosition,
-  kByDimension,
-};
-
 // Bytes of KV cache one context position takes: keys and values, every layer.
 uint64_t KvCacheBytesPerToken(const ModelConfig& config, KvPrecision precision);
 // Bytes of the buffers that do not grow with the context length (activations for a batch of
 // kMaxBatch tokens, their int8 form for quantized checkpoints or their partner-type form for GGUF
-// ones, new keys and values on their way into an fp16 cache, logits, attention scores, the
-// sampler's workspace, and the KV cache's padding to kKvPadding positions). The same for every
+// ones, new keys and values on their way into an fp16 cache, logits, attention scores, one kv
+// head's value rows for GGUF attention, the sampler's workspace, and the KV cache's padding to
+// kKvPadding positions). The same for every
 // format: every buffer is reserved for all, and a model never touches the pages of those it does
 // not use.
 uint64_t StateFixedBytes(const ModelConfig& config);
@@ -72,8 +58,7 @@ class RunState {
  public:
   // context_length must be in 1..config.seq_len.
   static Result<RunState> Create(const ModelConfig& config, int32_t context_length,
-                                 KvPrecision precision,
-                                 ValueLayout values = ValueLayout::kByPosition);
+                                 KvPrecision precision);
 
   RunState(RunState&&) noexcept = default;
   RunState& operator=(RunState&&) noexcept = default;
@@ -105,16 +90,19 @@ class RunState {
   float* logits = nullptr;    // [vocab]
   // GGUF attention: one head's weights and query rounded to half precision, as floats.
   float* attention_half = nullptr;  // [PadToKv(seq_len) + q_dim]
-  // GGUF attention: one kv head's values gathered from their blocks (ValueLayout) into rows,
+  // GGUF attention: one kv head's values gathered from their blocks (below) into rows,
   // [head_size][positions padded to kKvPadding].
   uint16_t* value_rows_half = nullptr;  // [head_size][PadToKv(seq_len)]
   // GGUF matrix products: the input rows rounded to the weights' partner type (kernels/
   // type_kernels.h), at most 4 bytes a value: [kMaxBatch][max(dim, hidden_dim, q_dim)] x 4 bytes.
   std::byte* typed_input = nullptr;
   // The KV cache in one precision (the other pair is null), [layers][kv_capacity][kv_dim] for
-  // llama2.c and int8 models. GGUF ones keep keys by kv head ([layers][kv heads][kv_capacity]
-  // [head_size]) and values by dimension in blocks of positions (ValueLayout::kByDimension), so
-  // attention reads each head's keys and values in one contiguous run.
+  // llama2.c and int8 models. GGUF ones (gguf_forward.cc) keep keys by kv head ([layers][kv
+  // heads][kv_capacity][head_size]) and values by dimension in blocks of kKvPadding positions
+  // ([layers][kv heads][kv_capacity / kKvPadding][head_size][kKvPadding]): attention reads each
+  // head's keys and values for the positions so far as one contiguous run, at the memory's
+  // streaming speed (values one row per dimension across the whole capacity read at a quarter of
+  // it), and either cache's pages are reached as the conversation grows.
   float* key_cache = nullptr;
   float* value_cache = nullptr;
   uint16_t* key_cache_half = nullptr;

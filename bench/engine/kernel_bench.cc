@@ -1,7 +1,10 @@
 // kernel_bench: the GGUF type kernels on one thread, per type and instruction set, over weight
 // matrices far larger than the caches: decode (one activation row) as GB/s of weights streamed
 // and as a fraction of the machine's single-thread read bandwidth measured in the same run, and
-// the matrix product for a prompt of --prefill rows as a speed-up per token over decode.
+// the matrix product for a prompt of --prefill rows as a speed-up per token over decode. Both go
+// through TypeKernels::Multiply, as the engine does: an instruction set's decode figure is that of
+// the kernel the table gives it for one row, which for F16, BF16 and Q8_0 on AVX-512 CPUs is the
+// AVX2 one (type_kernels.cc), so those two rows show the same decode kernel.
 //
 //   build/bin/kernel_bench [--types q8_0,q4_K,...] [--mib 128] [--rounds 3] [--prefill 64]
 //   build/bin/kernel_bench --cache-kib 512     # the kernels' compute ceiling instead

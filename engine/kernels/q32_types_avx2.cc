@@ -1,8 +1,7 @@
 // Products of the 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with AVX2 + FMA + F16C:
 // the arithmetic of q32_types.cc, bit for bit, for CPUs without AVX-512 VNNI, and Q8_0's decode
-// on those with it too (faster streaming there: type_kernels.cc). Only these
-// functions are compiled for those extensions (target attribute); they run only on CPUs that
-// have them.
+// on those with it too (faster streaming there: type_kernels.cc). Only these functions are
+// compiled for those extensions (target attribute); they run only on CPUs that have them.
 //
 // The integer lanes (four products each) come from pmaddubsw (unsigned bytes times signed bytes,
 // pairs into int16) and pmaddwd by ones: exact, since no pair can saturate:

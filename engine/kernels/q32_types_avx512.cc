@@ -458,8 +458,10 @@ inline SpreadPrefetch Nothing() { return {nullptr, nullptr, 0}; }
 
 // Decode (one token): RD rows at a time (256-bit vectors: measured faster here than pairs of rows
 // in 512-bit ones; Q8_0's 4, which streamed the 110m model at 189-198 tok/s where 8 rows gave
-// 139-153), then single rows. Prefill: R rows x 2 * P2 tokens in token pairs (single rows where
-// fewer than R are left); the tokens past the last whole tile go through decode's tiles.
+// 139-153; the table decodes Q8_0 with the AVX2 kernel, 200-206, so only an odd last token of a
+// product comes here, a pass over the weights about 3% slower than that one), then single rows.
+// Prefill: R rows x 2 * P2 tokens in token pairs (single rows where fewer than R are left); the
+// tokens past the last whole tile go through decode's tiles.
 template <TensorType kType, int RD>
 CH_AVX512 void DecodeToken(const MatMulArgs& a, int32_t t) {
   const int64_t blocks = a.cols / 32;

@@ -4,9 +4,14 @@
 // generated models with f32 weights. The engine rounds queries, keys, values and attention weights
 // to f16 as llama.cpp does, so the logits agree to about 1e-3 of their range, not to the bit; a
 // wrong rotation, norm or head layout is off by the whole range.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -182,8 +187,21 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class GgufForwardTest : public ::testing::TestWithParam<Case> {};
 
-// A prompt of six tokens at once, then ten one at a time; the logits at every step against the
-// reference's.
+// Checks `logits` against the reference's `expected`, within the float kernels' error.
+void ExpectLogits(const float* logits, const std::vector<double>& expected, int32_t vocab,
+                  const std::string& what) {
+  double range = 0;
+  double worst = 0;
+  for (int32_t t = 0; t < vocab; ++t) {
+    range = std::max(range, std::fabs(expected[static_cast<size_t>(t)]));
+    worst = std::max(worst, std::fabs(logits[t] - expected[static_cast<size_t>(t)]));
+  }
+  EXPECT_LT(worst, 2e-3 * range + 1e-4) << what << ": logits range " << range;
+}
+
+// A prompt of six tokens at once, a chunk of thirty more at once (positions 6-35: across the
+// cache's first block of 32), then one at a time to position 70 (across the second); the logits
+// at every step against the reference's.
 TEST_P(GgufForwardTest, LogitsFollowTheArchitecturesDefinition) {
   const GgufSpec& spec = GetParam().spec;
   GgufFloats floats;
@@ -193,35 +211,75 @@ TEST_P(GgufForwardTest, LogitsFollowTheArchitecturesDefinition) {
   Result<Model> model = Model::Open(path);
   ASSERT_TRUE(model) << model.error().message();
   ASSERT_EQ(model->format(), WeightFormat::kGguf);
+  constexpr int32_t kLastPosition = 70;
+  ASSERT_GT(spec.context, kLastPosition);
   for (MatVecKernel kind : {MatVecKernel::kAuto, MatVecKernel::kOpenBlas}) {
     const Kernels k = SelectKernels(kind);
-    RunState state = *RunState::Create(model->config(), 32, model->kv_precision());
+    const std::string what = GetParam().name + " " + std::string(MatVecKernelName(kind));
+    RunState state = *RunState::Create(model->config(), spec.context, model->kv_precision());
     Reference fresh(spec, floats);
+    const auto token_at = [&spec](int32_t pos) { return (37 * pos + 11) % spec.vocab; };
     const std::vector<int32_t> prompt = {1, 300 - 40, 7, 265, 299, 42};
     const float* logits = Forward(model->weights(), k, state, prompt, 0);
     std::vector<double> expected;
     for (size_t i = 0; i < prompt.size(); ++i) {
       expected = fresh.Step(prompt[i], static_cast<int32_t>(i));
     }
-    for (int32_t step = 0; step < 11; ++step) {
-      double range = 0;
-      double worst = 0;
-      for (int32_t t = 0; t < spec.vocab; ++t) {
-        range = std::max(range, std::fabs(expected[static_cast<size_t>(t)]));
-        worst = std::max(worst, std::fabs(logits[t] - expected[static_cast<size_t>(t)]));
-      }
-      EXPECT_LT(worst, 2e-3 * range + 1e-4)
-          << GetParam().name << " " << MatVecKernelName(kind) << " step " << step << ": logits "
-          << "range " << range;
-      if (step == 10) {
-        break;
-      }
-      const int32_t next = (37 * step + 11) % spec.vocab;
-      const auto pos = static_cast<int32_t>(prompt.size()) + step;
+    ExpectLogits(logits, expected, spec.vocab, what + " prompt");
+    auto pos = static_cast<int32_t>(prompt.size());
+    std::vector<int32_t> chunk;
+    for (; pos < 36; ++pos) {
+      chunk.push_back(token_at(pos));
+      expected = fresh.Step(chunk.back(), pos);
+    }
+    logits = Forward(model->weights(), k, state, chunk, static_cast<int32_t>(prompt.size()));
+    ExpectLogits(logits, expected, spec.vocab, what + " chunk");
+    for (; pos <= kLastPosition; ++pos) {
+      const int32_t next = token_at(pos);
       logits = Forward(model->weights(), k, state, std::span(&next, 1), pos);
       expected = fresh.Step(next, pos);
+      ExpectLogits(logits, expected, spec.vocab, what + " position " + std::to_string(pos));
     }
   }
+}
+
+// Bytes of [p, p + bytes) in memory (mincore(2)), counted in whole pages.
+uint64_t ResidentIn(const void* p, size_t bytes) {
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const auto* first = static_cast<const char*>(p);
+  const size_t lead = reinterpret_cast<uintptr_t>(first) & (page - 1);
+  const size_t length = (lead + bytes + page - 1) / page * page;
+  std::vector<unsigned char> in(length / page);
+  EXPECT_EQ(::mincore(const_cast<char*>(first - lead), length, in.data()), 0);
+  return std::count_if(in.begin(), in.end(), [](unsigned char b) { return (b & 1U) != 0; }) *
+         uint64_t{page};
+}
+
+// A session's cache is reached as the conversation grows: its first token writes a page of each
+// kv head's keys and values, not a page of every value dimension (as rows across the whole
+// context did, half of the values for this shape) nor the whole cache.
+TEST(GgufCacheTest, TheFirstTokenTouchesAPageOfEachHead) {
+  const GgufSpec spec{.context = 4096, .seed = 8};
+  cellhouse::testing::TempDir dir;
+  const std::string path = dir.File("m.gguf");
+  ASSERT_TRUE(testing::MakeGgufModel(spec).WriteFile(path));
+  Result<Model> model = Model::Open(path);
+  ASSERT_TRUE(model) << model.error().message();
+  RunState state = *RunState::Create(model->config(), spec.context, model->kv_precision());
+  const size_t half =
+      KvCacheBytesPerToken(model->config(), model->kv_precision()) / 2 * state.kv_capacity();
+  ASSERT_EQ(ResidentIn(state.key_cache_half, half), 0U);
+  ASSERT_EQ(ResidentIn(state.value_cache_half, half), 0U);
+  const int32_t token = 7;
+  ASSERT_NE(
+      Forward(model->weights(), SelectKernels(MatVecKernel::kAuto), state, std::span(&token, 1), 0),
+      nullptr);
+  // A head's first block may straddle two pages (the caches are aligned to a cache line).
+  const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t regions = static_cast<uint64_t>(spec.layers) * spec.kv_heads;
+  EXPECT_LE(ResidentIn(state.key_cache_half, half), 2 * regions * page);
+  EXPECT_LE(ResidentIn(state.value_cache_half, half), 2 * regions * page);
+  EXPECT_GT(ResidentIn(state.value_cache_half, half), 0U);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -317,6 +317,8 @@ TEST(BatchLoopTest, APausedSlotIsNeitherServedNorWaitedForAndResumesExact) {
 // A batch loop over a fake compute on one thread, driven by the test's own calls (no executor
 // thread, no workers).
 struct BareLoop {
+  BareLoop(const BareLoop&) = delete;  // the loop holds references to the members
+  BareLoop& operator=(const BareLoop&) = delete;
   BareLoop() : compute(SmallShape()) {
     auto started = executor::ThreadPool::Start(1);
     EXPECT_TRUE(started) << started.error().message();
