@@ -74,11 +74,11 @@ ProductFns Fns() {
 ProductFns KProductsAvx512(TensorType type) {
   switch (type) {
     case TensorType::kQ4_K:
-      return Fns<TensorType::kQ4_K, 4, 4, 4>();
+      return Fns<TensorType::kQ4_K, 4, 8, 4>();
     case TensorType::kQ5_K:
-      return Fns<TensorType::kQ5_K, 4, 4, 4>();
+      return Fns<TensorType::kQ5_K, 4, 8, 4>();
     case TensorType::kQ6_K:
-      return Fns<TensorType::kQ6_K, 4, 4, 4>();
+      return Fns<TensorType::kQ6_K, 4, 8, 4>();
     default:
       return {};
   }

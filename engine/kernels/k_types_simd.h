@@ -82,14 +82,20 @@ struct KAcc {
 };
 
 // One row-block's integer lanes for T tokens: L[t] = the definition's L[j] lanes. s16: the
-// block's scales (and mins) as ScalesAndMins gives them (Q4_K, Q5_K). Chunk c adds into sum
-// c % 4 (exact integers, in any order), so four short chains of multiply-adds overlap.
+// block's scales (and mins) as ScalesAndMins gives them (Q4_K, Q5_K). The sums are exact
+// integers, so their order is free: one token (decode) adds chunk c into sum c % 4, four short
+// chains of multiply-adds that overlap; with four tokens or more, the tokens' own chains overlap
+// and one sum each leaves registers for a taller tile (AVX-512: 8 rows x 4 tokens where it was
+// 4 x 4 with four sums; kernel_bench --prefill 16 --cache-kib 512, the product's speed per token
+// as GB/s of weights: Q4_K 35 -> 39, Q6_K 45 -> 55; 16 rows were no faster in cache and slower
+// from memory, where 16 rows of 4096 values no longer fit the L1 cache).
 template <TensorType kType, int T>
 CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::byte* const* xq,
                                  const __m256i (*x32)[8], __m256i* lanes) {
-  __m256i sums[4][T];
+  constexpr int kChains = T >= 4 ? 1 : 4 / T;
+  __m256i sums[kChains][T];
   for (int t = 0; t < T; ++t) {
-    for (int k = 0; k < 4; ++k) {
+    for (int k = 0; k < kChains; ++k) {
       sums[k][t] = _mm256_setzero_si256();
     }
   }
@@ -108,7 +114,7 @@ CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::
           // (q - 32) * x in int16 pairs: q * x - 32 * x, neither of which saturates.
           const __m256i pairs =
               _mm256_sub_epi16(_mm256_maddubs_epi16(q[i], Load256(xq[t] + 32 * c)), x32[t][c]);
-          sums[c % 4][t] = MulAddPairs(sums[c % 4][t], pairs, scale);
+          sums[c % kChains][t] = MulAddPairs(sums[c % kChains][t], pairs, scale);
         }
       }
     }
@@ -132,14 +138,14 @@ CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::
         const __m256i scale = ScaleOf(s16, c);
         for (int t = 0; t < T; ++t) {
           const __m256i pairs = _mm256_maddubs_epi16(q[i], Load256(xq[t] + 32 * c));
-          sums[c % 4][t] = MulAddPairs(sums[c % 4][t], pairs, scale);
+          sums[c % kChains][t] = MulAddPairs(sums[c % kChains][t], pairs, scale);
         }
       }
     }
   }
   for (int t = 0; t < T; ++t) {
-    lanes[t] = _mm256_add_epi32(_mm256_add_epi32(sums[0][t], sums[1][t]),
-                                _mm256_add_epi32(sums[2][t], sums[3][t]));
+    lanes[t] = sums[0][t];
+    for (int k = 1; k < kChains; ++k) lanes[t] = _mm256_add_epi32(lanes[t], sums[k][t]);
   }
 }
 
@@ -267,6 +273,8 @@ CH_TARGET void TileKOf(int tokens, const std::byte* w, size_t w_stride, const st
 
 template <TensorType kType, int RD, int R, int T>
 CH_TARGET void MatMulK(const MatMulArgs& a) {
+  // Rows past the last whole tile of R go in tiles of 4 (when R is larger), then one by one.
+  constexpr int kRemainderRows = R > 4 ? 4 : 1;
   if (a.n == 1) {
     DecodeToken<kType, RD>(a, 0);
     return;
@@ -277,7 +285,8 @@ CH_TARGET void MatMulK(const MatMulArgs& a) {
   // Tiles of T tokens, the last one narrower (a batch of a few sessions' decode rows reads the
   // weights once, too).
   for (int64_t r = a.row_begin; r < a.row_end;) {
-    const int64_t rows = a.row_end - r >= R ? R : 1;
+    const int64_t left = a.row_end - r;
+    const int64_t rows = left >= R ? R : left >= kRemainderRows ? kRemainderRows : 1;
     for (int32_t t = 0; t < a.n; t += T) {
       const int tokens = std::min<int32_t>(T, a.n - t);
       const SpreadPrefetch ahead = t == 0 ? NextKTile(a, r, rows, blocks) : none;
@@ -286,6 +295,9 @@ CH_TARGET void MatMulK(const MatMulArgs& a) {
       if (rows == R) {
         TileKOf<kType, R, T>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y,
                              a.y_stride, ahead);
+      } else if (rows == kRemainderRows) {
+        TileKOf<kType, kRemainderRows, T>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks,
+                                          y, a.y_stride, ahead);
       } else {
         TileKOf<kType, 1, T>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y,
                              a.y_stride, ahead);

@@ -648,7 +648,7 @@ void ExpectAllVariantsEqualTheDefinition(const Kind& kind, const Shape& s,
     EXPECT_EQ(Quantize(k, x, s.n, s.cols), xq) << label << ": activations";
     // A guard after each token's outputs: nothing may be written outside the range.
     const size_t stride = static_cast<size_t>(s.rows) + 3;
-    std::vector<float> y(stride * s.n, 1234.5F);
+    std::vector<float> y(stride * s.n);
     MatMulArgs args{.w = w.data(),
                     .w_row_bytes = w_row,
                     .cols = s.cols,
@@ -659,25 +659,32 @@ void ExpectAllVariantsEqualTheDefinition(const Kind& kind, const Shape& s,
                     .n = s.n,
                     .y = y.data(),
                     .y_stride = stride};
-    // Rows in three uneven ranges, as threads or a batched executor would split them.
+    // The whole range in one call (the widest row tiles), then rows in three uneven ranges, as
+    // threads or a batched executor would split them.
     const int64_t cut1 = s.rows / 3;
     const int64_t cut2 = std::max(cut1, s.rows - 5);
-    for (auto [begin, end] :
-         {std::pair{int64_t{0}, cut1}, std::pair{cut1, cut2}, std::pair{cut2, s.rows}}) {
-      args.row_begin = begin;
-      args.row_end = end;
-      k.matmul(args);
+    using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+    for (const Ranges& ranges :
+         {Ranges{{0, s.rows}}, Ranges{{0, cut1}, {cut1, cut2}, {cut2, s.rows}}}) {
+      std::fill(y.begin(), y.end(), 1234.5F);
+      for (auto [begin, end] : ranges) {
+        args.row_begin = begin;
+        args.row_end = end;
+        k.matmul(args);
+      }
+      for (int32_t t = 0; t < s.n; ++t) {
+        for (int64_t r = 0; r < s.rows; ++r) {
+          ASSERT_TRUE(SameBits(y[t * stride + r], expected[t * s.rows + r]))
+              << label << " batch of " << s.n << " in " << ranges.size() << " ranges: row " << r
+              << " token " << t << " " << y[t * stride + r] << " vs " << expected[t * s.rows + r];
+        }
+        for (int64_t g = s.rows; g < static_cast<int64_t>(stride); ++g) {
+          ASSERT_EQ(y[t * stride + g], 1234.5F) << label << ": wrote past the range";
+        }
+      }
     }
     std::vector<float> one(static_cast<size_t>(s.rows));
     for (int32_t t = 0; t < s.n; ++t) {
-      for (int64_t r = 0; r < s.rows; ++r) {
-        ASSERT_TRUE(SameBits(y[t * stride + r], expected[t * s.rows + r]))
-            << label << " batch of " << s.n << ": row " << r << " token " << t << " "
-            << y[t * stride + r] << " vs " << expected[t * s.rows + r];
-      }
-      for (int64_t g = s.rows; g < static_cast<int64_t>(stride); ++g) {
-        ASSERT_EQ(y[t * stride + g], 1234.5F) << label << ": wrote past the range";
-      }
       // The same token alone: through the batch kernel and the one decode uses (which may be
       // another instruction set's, type_kernels.cc).
       const MatMulArgs alone{.w = w.data(),
@@ -724,6 +731,9 @@ std::vector<Shape> ShapesFor(const Kind& kind) {
   }
   if (kind.order == DotOrder::kVecDot) {
     shapes.push_back({13, 256, 3});  // rows not a multiple of any tile
+  }
+  if (block == 256) {
+    shapes.push_back({37, 512, 9});  // four row tiles of 8, one of 4, one row; tokens 4 + 4 + 1
   }
   return shapes;
 }
