@@ -84,15 +84,15 @@ struct KAcc {
 // One row-block's integer lanes for T tokens: L[t] = the definition's L[j] lanes. s16: the
 // block's scales (and mins) as ScalesAndMins gives them (Q4_K, Q5_K). The sums are exact
 // integers, so their order is free: one token (decode) adds chunk c into sum c % 4, four short
-// chains of multiply-adds that overlap; with four tokens or more, the tokens' own chains overlap
-// and one sum each leaves registers for a taller tile (AVX-512: 8 rows x 4 tokens where it was
-// 4 x 4 with four sums; kernel_bench --prefill 16 --cache-kib 512, the product's speed per token
-// as GB/s of weights: Q4_K 35 -> 39, Q6_K 45 -> 55; 16 rows were no faster in cache and slower
-// from memory, where 16 rows of 4096 values no longer fit the L1 cache).
+// chains of multiply-adds that overlap; with more tokens their own chains overlap (two sums each
+// for two tokens, one from three on), which leaves registers for a taller tile (AVX-512: 8 rows
+// x 4 tokens where it was 4 x 4 with four sums; kernel_bench --prefill 16 --cache-kib 512, the
+// product's speed per token as GB/s of weights: Q4_K 35 -> 39, Q6_K 45 -> 55; 16 rows were no
+// faster in cache and slower from memory, where 16 rows of 4096 values no longer fit L1).
 template <TensorType kType, int T>
 CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::byte* const* xq,
                                  const __m256i (*x32)[8], __m256i* lanes) {
-  constexpr int kChains = T >= 4 ? 1 : 4 / T;
+  constexpr int kChains = T >= 3 ? 1 : 4 / T;
   __m256i sums[kChains][T];
   for (int t = 0; t < T; ++t) {
     for (int k = 0; k < kChains; ++k) {
