@@ -69,21 +69,26 @@ Result<Mapping> Mapping::AnonymousShared(size_t size, std::string_view what) {
   return Mapping(addr, size);
 }
 
-Result<uint64_t> Mapping::ResidentBytes() const {
-  if (addr_ == nullptr) return uint64_t{0};
-  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+Result<uint64_t> ResidentBytesIn(const void* data, size_t size) {
+  if (data == nullptr || size == 0) return uint64_t{0};
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t end = begin + size;
   // In slices, so the residency vector stays small for a model of many GiB.
-  constexpr size_t kSlicePages = 1 << 16;
+  constexpr uintptr_t kSlicePages = 1 << 16;
   std::vector<unsigned char> pages(kSlicePages);
   uint64_t resident = 0;
-  for (size_t offset = 0; offset < size_; offset += kSlicePages * page) {
-    size_t length = std::min(size_ - offset, kSlicePages * page);
-    if (::mincore(static_cast<std::byte*>(addr_) + offset, length, pages.data()) != 0) {
+  for (uintptr_t at = begin & ~(page - 1); at < end; at += kSlicePages * page) {
+    const uintptr_t length = std::min(end - at, kSlicePages * page);
+    // mincore only reads the page tables at this address.
+    if (::mincore(reinterpret_cast<void*>(at),  // NOLINT(performance-no-int-to-ptr)
+                  length, pages.data()) != 0) {
       return Error::FromErrno(errno, "mincore");
     }
-    size_t count = (length + page - 1) / page;
-    for (size_t i = 0; i < count; ++i) {
-      if ((pages[i] & 1) != 0) resident += std::min(page, length - i * page);
+    for (uintptr_t i = 0; i < (length + page - 1) / page; ++i) {
+      if ((pages[i] & 1) == 0) continue;
+      const uintptr_t first = std::max(begin, at + i * page);
+      resident += std::min(end, at + (i + 1) * page) - first;
     }
   }
   return resident;

@@ -19,6 +19,11 @@
 
 namespace cellhouse {
 
+// Bytes of [data, data + size) in memory now (mincore(2)): every page that holds part of the
+// range counts for that part. For a shared file mapping that is the file's page cache, whether or
+// not this process ever touched it. `data` need not be page-aligned.
+Result<uint64_t> ResidentBytesIn(const void* data, size_t size);
+
 class Mapping {
  public:
   Mapping() = default;
@@ -50,9 +55,8 @@ class Mapping {
 
   std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(addr_), size_}; }
   std::byte* mutable_data() { return static_cast<std::byte*>(addr_); }
-  // Bytes of the mapping in memory now (mincore(2)). For a shared file mapping that is the file's
-  // page cache, whether or not this process ever touched it.
-  Result<uint64_t> ResidentBytes() const;
+  // Bytes of the mapping in memory now (ResidentBytesIn).
+  Result<uint64_t> ResidentBytes() const { return ResidentBytesIn(addr_, size_); }
   void* address() const { return addr_; }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }

@@ -120,18 +120,8 @@ std::span<const std::byte> Model::Chunk(size_t chunk) const {
 }
 
 Result<uint64_t> Model::Resident(std::span<const std::byte> range) const {
-  const size_t page = PageSize();
-  std::vector<unsigned char> pages((range.size() + page - 1) / page);
-  // The range starts on a page boundary: the mapping does, and chunks are multiples of a page.
-  if (::mincore(const_cast<std::byte*>(range.data()), range.size(), pages.data()) != 0) {
-    return Error::FromErrno(errno, "mincore on model '" + path_ + "'");
-  }
-  uint64_t resident = 0;
-  for (size_t i = 0; i < pages.size(); ++i) {
-    if ((pages[i] & 1U) != 0) {
-      resident += std::min(page, range.size() - i * page);
-    }
-  }
+  Result<uint64_t> resident = ResidentBytesIn(range.data(), range.size());
+  if (!resident) return std::move(resident).error().Context("model '" + path_ + "'");
   return resident;
 }
 

@@ -1,14 +1,9 @@
 #include "engine/run_state.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "engine/formats/checked_math.h"
 
@@ -135,15 +130,8 @@ Result<RunState> RunState::Create(const ModelConfig& config, int32_t context_len
 }
 
 Result<uint64_t> RunState::ResidentBytes() const {
-  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  std::vector<unsigned char> pages((memory_.size() + page - 1) / page);
-  if (::mincore(memory_.address(), memory_.size(), pages.data()) != 0) {
-    return Error::FromErrno(errno, "mincore on a session's run state");
-  }
-  uint64_t resident = 0;
-  for (unsigned char p : pages) {
-    resident += (p & 1U) != 0 ? page : 0;
-  }
+  Result<uint64_t> resident = memory_.ResidentBytes();
+  if (!resident) return std::move(resident).error().Context("a session's run state");
   return resident;
 }
 

@@ -4,7 +4,6 @@
 // generated models with f32 weights. The engine rounds queries, keys, values and attention weights
 // to f16 as llama.cpp does, so the logits agree to about 1e-3 of their range, not to the bit; a
 // wrong rotation, norm or head layout is off by the whole range.
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -243,16 +242,10 @@ TEST_P(GgufForwardTest, LogitsFollowTheArchitecturesDefinition) {
   }
 }
 
-// Bytes of [p, p + bytes) in memory (mincore(2)), counted in whole pages.
 uint64_t ResidentIn(const void* p, size_t bytes) {
-  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  const auto* first = static_cast<const char*>(p);
-  const size_t lead = reinterpret_cast<uintptr_t>(first) & (page - 1);
-  const size_t length = (lead + bytes + page - 1) / page * page;
-  std::vector<unsigned char> in(length / page);
-  EXPECT_EQ(::mincore(const_cast<char*>(first - lead), length, in.data()), 0);
-  return std::count_if(in.begin(), in.end(), [](unsigned char b) { return (b & 1U) != 0; }) *
-         uint64_t{page};
+  Result<uint64_t> resident = ResidentBytesIn(p, bytes);
+  EXPECT_TRUE(resident) << resident.error().message();
+  return resident ? *resident : 0;
 }
 
 // A session's cache is reached as the conversation grows: its first token writes a page of each
