@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <map>
 #include <string_view>
-#include <vector>
 
 #include "base/str_cat.h"
 
