@@ -197,12 +197,26 @@ constexpr __mmask16 kAll16 = 0xFFFF;
   return _mm512_maskz_permutexvar_ps(kAll16, order, r);
 }
 
+// Rows of `a` as F16Table describes them: column i of row j at a + j * row_stride +
+// (i / kF16Block) * block_stride + i % kF16Block.
+struct F16Table {
+  const uint16_t* a;
+  size_t row_stride;
+  size_t block_stride;
+
+  const uint16_t* At(int64_t j, int64_t i) const {
+    return a + static_cast<size_t>(j) * row_stride +
+           static_cast<size_t>(i / kF16Block) * block_stride + static_cast<size_t>(i % kF16Block);
+  }
+};
+
 // DotsF16 for `rows` (1..16) rows: the F16 kernel's chains (chain c over columns c * 16 + 64 k),
 // combined as its Finish combines them, reduced together; the columns past the last whole 64 in
 // double, in column order, each product rounded to float first.
-[[gnu::target("avx512f")]] void DotsF16Rows16Avx512(const uint16_t* a, size_t a_stride, int rows,
+[[gnu::target("avx512f")]] void DotsF16Rows16Avx512(const F16Table& table, int64_t first, int rows,
                                                     const float* b, int64_t n, float* out) {
   constexpr int64_t kStep = 64;
+  static_assert(kStep == 2 * kF16Block && kF16Block % 16 == 0);
   const int64_t whole = n - n % kStep;
   __m512 v[16];
   for (int j = 0; j < 16; ++j) {
@@ -210,12 +224,14 @@ constexpr __mmask16 kAll16 = 0xFFFF;
       v[j] = _mm512_setzero_ps();
       continue;
     }
-    const uint16_t* row = a + static_cast<size_t>(j) * a_stride;
     __m512 c[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                    _mm512_setzero_ps()};
     for (int64_t i = 0; i < whole; i += kStep) {
+      // Columns i .. i + 31 and i + 32 .. i + 63 are each one run (i is a multiple of 64).
+      const uint16_t* runs[2] = {table.At(first + j, i), table.At(first + j, i + kF16Block)};
       for (int64_t k = 0; k < 4; ++k) {
-        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i + 16 * k));
+        const __m256i h =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs[k / 2] + 16 * (k % 2)));
         c[k] = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(kAll16, h), _mm512_loadu_ps(b + i + 16 * k),
                                c[k]);
       }
@@ -233,16 +249,17 @@ constexpr __mmask16 kAll16 = 0xFFFF;
   const auto tail = static_cast<int>(n - whole);
   alignas(64) float products[16][kStep] = {};
   for (int j = 0; j < rows; ++j) {
-    const uint16_t* row = a + static_cast<size_t>(j) * a_stride + static_cast<size_t>(whole);
     for (int k = 0; k < tail; k += 16) {
+      // A run of 16 never crosses a block: whole and k are multiples of 16.
+      const uint16_t* run = table.At(first + j, whole + k);
       __m256i h;
       __m512 x;
       if (tail - k >= 16) {
-        h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
+        h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(run));
         x = _mm512_loadu_ps(b + whole + k);
       } else {
         alignas(32) uint16_t part[16] = {};
-        std::memcpy(part, row + k, static_cast<size_t>(tail - k) * sizeof(uint16_t));
+        std::memcpy(part, run, static_cast<size_t>(tail - k) * sizeof(uint16_t));
         h = _mm256_load_si256(reinterpret_cast<const __m256i*>(part));
         x = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1U << (tail - k)) - 1), b + whole + k);
       }
@@ -266,27 +283,24 @@ constexpr __mmask16 kAll16 = 0xFFFF;
   _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1U << rows) - 1), sums);
 }
 
-[[gnu::target("avx512f")]] void DotsF16Avx512(const uint16_t* a, size_t a_stride, int64_t count,
-                                              const float* b, int64_t n, float* out) {
-  // The rows are a worker's keys, which the weights streamed through since the last token have
-  // evicted: ask for the next 16 rows' lines while these compute, so their misses overlap
-  // instead of coming one row at a time. (Attention's value rows, gathered just before, are in
-  // the cache already; the prefetches cost them nothing measurable.)
+[[gnu::target("avx512f")]] void DotsF16Avx512(const F16Table& table, int64_t count, const float* b,
+                                              int64_t n, float* out) {
+  // The rows are a worker's keys or values, which the weights streamed through since the last
+  // token have evicted: ask for the next 16 rows' lines while these compute, so their misses
+  // overlap instead of coming one row at a time. A run of kF16Block halves is one cache line.
   const auto prefetch = [&](int64_t first) {
     const int64_t end = std::min(count, first + 16);
-    const auto bytes = static_cast<size_t>(n) * sizeof(uint16_t);
     for (int64_t j = first; j < end; ++j) {
-      const char* row = reinterpret_cast<const char*>(a + static_cast<size_t>(j) * a_stride);
-      for (size_t at = 0; at < bytes; at += 64) {
-        _mm_prefetch(row + at, _MM_HINT_T0);
+      for (int64_t i = 0; i < n; i += kF16Block) {
+        _mm_prefetch(reinterpret_cast<const char*>(table.At(j, i)), _MM_HINT_T0);
       }
     }
   };
   prefetch(0);
   for (int64_t j = 0; j < count; j += 16) {
     prefetch(j + 16);
-    DotsF16Rows16Avx512(a + static_cast<size_t>(j) * a_stride, a_stride,
-                        static_cast<int>(std::min<int64_t>(16, count - j)), b, n, out + j);
+    DotsF16Rows16Avx512(table, j, static_cast<int>(std::min<int64_t>(16, count - j)), b, n,
+                        out + j);
   }
 }
 
@@ -410,12 +424,30 @@ float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa) {
 void DotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
              KernelIsa isa, float* out) {
   if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
-    DotsF16Avx512(a, a_stride, count, b, n, out);
+    DotsF16Avx512({.a = a, .row_stride = a_stride, .block_stride = kF16Block}, count, b, n, out);
     return;
   }
   const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
   for (int64_t j = 0; j < count; ++j) {
     out[j] = f16.dot(reinterpret_cast<const std::byte*>(a + static_cast<size_t>(j) * a_stride),
+                     reinterpret_cast<const std::byte*>(b), n);
+  }
+}
+
+void DotsF16Blocks(const uint16_t* a, size_t block_stride, int64_t count, const float* b, int64_t n,
+                   KernelIsa isa, uint16_t* scratch, float* out) {
+  const F16Table table{.a = a, .row_stride = kF16Block, .block_stride = block_stride};
+  if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
+    DotsF16Avx512(table, count, b, n, out);
+    return;
+  }
+  const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
+  for (int64_t j = 0; j < count; ++j) {
+    for (int64_t i = 0; i < n; i += kF16Block) {
+      std::memcpy(scratch + i, table.At(j, i),
+                  static_cast<size_t>(std::min<int64_t>(kF16Block, n - i)) * sizeof(uint16_t));
+    }
+    out[j] = f16.dot(reinterpret_cast<const std::byte*>(scratch),
                      reinterpret_cast<const std::byte*>(b), n);
   }
 }

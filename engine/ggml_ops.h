@@ -75,6 +75,14 @@ float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa);
 // kernel does, for 16 rows at once), so each value is the bits of its own dot.
 void DotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
              KernelIsa isa, float* out);
+// The run of columns that DotsF16Blocks reads contiguously: one 64-byte cache line of halves.
+inline constexpr int64_t kF16Block = 32;
+// DotsF16 over rows stored in blocks of columns: column i of row j at
+// a + (i / kF16Block) * block_stride + j * kF16Block + i % kF16Block (a kv head's value cache,
+// run_state.h), with the same bits as DotsF16 over the rows laid out whole. Without AVX-512 a
+// row at a time is copied whole into `scratch` (n halves) first.
+void DotsF16Blocks(const uint16_t* a, size_t block_stride, int64_t count, const float* b, int64_t n,
+                   KernelIsa isa, uint16_t* scratch, float* out);
 // out[i] = FloatToHalf(x[i]) (vcvtps2ph where the CPU has F16C: the same bits).
 void ToHalves(const float* x, int64_t n, uint16_t* out, KernelIsa isa);
 

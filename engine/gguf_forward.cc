@@ -238,12 +238,12 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
   const int32_t kv_mul = c.n_heads / c.n_kv_heads;
   float* weights_half = s.attention_half;
   float* q_half = s.attention_half + PadToKv(c.seq_len);
-  // Head by head, then token by token: a kv head's values are gathered into rows once for all
-  // the tokens (their stride fits the last token; each token reads its own padded stretch).
+  // Head by head, then token by token. A prompt's tokens share a kv head's values gathered into
+  // rows once (their stride fits the last token; each token reads its own padded stretch).
   const auto stride = static_cast<size_t>(PadToKv(pos + n));
   for (int32_t h = 0; h < c.n_heads; ++h) {
     const size_t g = static_cast<size_t>(h / kv_mul) * hd;
-    if (h % kv_mul == 0) {
+    if (prompt && h % kv_mul == 0) {
       GatherValueRows(values + g * capacity, hd, static_cast<int32_t>(stride), s.value_rows_half);
     }
     float* qh = q_half + static_cast<size_t>(h) * hd;
@@ -266,7 +266,10 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
       if (prompt) {
         LanesDotsF16(s.value_rows_half, stride, hd, weights_half, padded, isa, oh);
       } else {
-        DotsF16(s.value_rows_half, stride, hd, weights_half, padded, isa, oh);
+        // One token reads the cache's blocks in place: a copy would cost as much as the dots.
+        static_assert(kKvPadding == kF16Block);
+        DotsF16Blocks(values + g * capacity, static_cast<size_t>(hd) * kKvPadding, hd, weights_half,
+                      padded, isa, s.value_rows_half, oh);
       }
     }
   }

@@ -90,8 +90,9 @@ class RunState {
   float* logits = nullptr;    // [vocab]
   // GGUF attention: one head's weights and query rounded to half precision, as floats.
   float* attention_half = nullptr;  // [PadToKv(seq_len) + q_dim]
-  // GGUF attention: one kv head's values gathered from their blocks (below) into rows,
-  // [head_size][positions padded to kKvPadding].
+  // GGUF attention: a prompt chunk's copy of one kv head's values gathered from their blocks
+  // (below) into rows, [head_size][positions padded to kKvPadding]; a decode token's scratch row
+  // for DotsF16Blocks where there is no AVX-512.
   uint16_t* value_rows_half = nullptr;  // [head_size][PadToKv(seq_len)]
   // GGUF matrix products: the input rows rounded to the weights' partner type (kernels/
   // type_kernels.h), at most 4 bytes a value: [kMaxBatch][max(dim, hidden_dim, q_dim)] x 4 bytes.

@@ -145,6 +145,51 @@ TEST(GgmlOpsTest, DecodeDotsEqualTheF16KernelsDot) {
   }
 }
 
+TEST(GgmlOpsTest, DecodeDotsOverBlocksEqualDotsOverGatheredRows) {
+  // The value cache's layout: runs of kF16Block columns, a block of runs per column block, one
+  // run per row in each block (and a block wider than the rows used, as a kv head's is).
+  constexpr int64_t kMaxCount = 37;
+  constexpr int64_t kMaxN = 290;
+  constexpr size_t kBlockStride = (kMaxCount + 3) * kF16Block;
+  constexpr size_t kBlocks = (kMaxN + kF16Block - 1) / kF16Block;
+  const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, KernelIsa::kPortable);
+  const std::vector<float> raw = Values(kMaxN, 3.0F, 17);
+  std::vector<float> b(raw.size());
+  f16.quantize_activations(raw.data(), 1, kMaxN, reinterpret_cast<std::byte*>(b.data()));
+  const std::vector<float> values = Values(kBlocks * kBlockStride, 2.0F, 19);
+  std::vector<uint16_t> blocks(values.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    blocks[i] = FloatToHalf(values[i]);
+  }
+  // The same rows gathered whole, as DotsF16 reads them.
+  std::vector<uint16_t> rows(static_cast<size_t>(kMaxCount * kMaxN));
+  for (int64_t j = 0; j < kMaxCount; ++j) {
+    for (int64_t i = 0; i < kMaxN; ++i) {
+      rows[static_cast<size_t>(j * kMaxN + i)] =
+          blocks[static_cast<size_t>(i / kF16Block) * kBlockStride +
+                 static_cast<size_t>(j * kF16Block + i % kF16Block)];
+    }
+  }
+  for (KernelIsa isa : Isas()) {
+    for (int64_t n :
+         std::initializer_list<int64_t>{1, 7, 32, 63, 64, 65, 96, 128, 160, 191, 256, kMaxN}) {
+      for (int64_t count : std::initializer_list<int64_t>{1, 5, 15, 16, 17, 32, kMaxCount}) {
+        std::vector<float> want(static_cast<size_t>(count));
+        DotsF16(rows.data(), kMaxN, count, b.data(), n, isa, want.data());
+        std::vector<float> out(static_cast<size_t>(count) + 1, -7.0F);
+        std::vector<uint16_t> scratch(static_cast<size_t>(n));
+        DotsF16Blocks(blocks.data(), kBlockStride, count, b.data(), n, isa, scratch.data(),
+                      out.data());
+        for (int64_t j = 0; j < count; ++j) {
+          ASSERT_EQ(Bits(out[j]), Bits(want[j]))
+              << KernelIsaName(isa) << " n " << n << " count " << count << " row " << j;
+        }
+        EXPECT_EQ(out.back(), -7.0F) << "wrote past the last row";
+      }
+    }
+  }
+}
+
 TEST(GgmlOpsTest, ToHalvesRoundsAsFloatToHalf) {
   std::vector<float> x = Values(1000, 70000.0F, 3);  // past the half range too
   x[5] = NAN;
