@@ -13,6 +13,10 @@ namespace cellhouse::engine {
 
 namespace {
 
+// Every lane: the masked (maskz) forms of AVX-512 intrinsics, whose unmasked forms GCC 12 warns
+// about (their undefined source register).
+constexpr __mmask16 kAll16 = 0xFFFF;
+
 // What ggml_v_expf does when |n| > 192: the result is 0 or infinity outright.
 constexpr float kExpSpecial = 192.0F;
 
@@ -43,18 +47,39 @@ CH_OPS_INLINE float ExpBody(float x) {
   return j * Pow2(e / 2) * Pow2(e - e / 2);
 }
 
-CH_OPS_INLINE void SoftMaxBody(float* x, int64_t n, float scale) {
-  float max = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] *= scale;
-    max = x[i] > max ? x[i] : max;
+// The runs of 16 values that ggml computes with ggml_v_expf, one value at a time (Generic and Fma
+// compile these; Avx512Runs below does them 16 at once, with the same bits).
+struct ScalarRuns {
+  // x[i] *= scale for every value; returns the largest (never a NaN; -inf when there is none).
+  CH_OPS_INLINE static float ScaleAndMax(float* x, int64_t n, float scale) {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) {
+      x[i] *= scale;
+      max = x[i] > max ? x[i] : max;
+    }
+    return max;
   }
+  // x[l] = exp(x[l] - max) for 16 values.
+  CH_OPS_INLINE static void SoftMax16(float* x, float max) {
+    for (int64_t l = 0; l < 16; ++l) {
+      x[l] = ExpBody(x[l] - max);
+    }
+  }
+  // ggml_v_silu, then the product: gate[l] = gate[l] / (1 + exp(0 - gate[l])) * up[l].
+  CH_OPS_INLINE static void SiluMul16(float* gate, const float* up) {
+    for (int64_t l = 0; l < 16; ++l) {
+      gate[l] = gate[l] / (1.0F + ExpBody(0.0F - gate[l])) * up[l];
+    }
+  }
+};
+
+template <typename Runs>
+CH_OPS_INLINE void SoftMaxBody(float* x, int64_t n, float scale) {
+  const float max = Runs::ScaleAndMax(x, n, scale);
   double sum = 0.0;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    for (int64_t l = 0; l < 16; ++l) {
-      x[i + l] = ExpBody(x[i + l] - max);
-    }
+    Runs::SoftMax16(x + i, max);
     sum += static_cast<double>(ReduceAdd16(x + i));
   }
   for (; i < n; ++i) {
@@ -67,13 +92,11 @@ CH_OPS_INLINE void SoftMaxBody(float* x, int64_t n, float scale) {
   }
 }
 
+template <typename Runs>
 CH_OPS_INLINE void SiluMulBody(float* gate, const float* up, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    for (int64_t l = i; l < i + 16; ++l) {
-      // ggml_v_silu: x / (1 + exp(0 - x)).
-      gate[l] = gate[l] / (1.0F + ExpBody(0.0F - gate[l])) * up[l];
-    }
+    Runs::SiluMul16(gate + i, up + i);
   }
   for (; i < n; ++i) {
     // ggml_silu_f32, for the values past the last run of 16.
@@ -81,13 +104,82 @@ CH_OPS_INLINE void SiluMulBody(float* gate, const float* up, int64_t n) {
   }
 }
 
-void SoftMaxGeneric(float* x, int64_t n, float scale) { SoftMaxBody(x, n, scale); }
-[[gnu::target("avx2,fma")]] void SoftMaxFma(float* x, int64_t n, float scale) {
-  SoftMaxBody(x, n, scale);
+// ExpBody on 16 lanes: the same operations (fnmadd(n, c, x) is fma(-n, c, x)), with
+// _mm512_scalef_ps for the power of two, and 0 or infinity where |n| > kExpSpecial.
+[[gnu::target("avx512f"), gnu::always_inline]] inline __m512 ExpAvx512(__m512 x) {
+  const __m512 r = _mm512_set1_ps(0x1.8p23F);
+  const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0F), r);
+  const __m512 n = _mm512_sub_ps(z, r);
+  const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20F),
+                                    _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1F), x));
+  const __m512 u = _mm512_mul_ps(b, b);
+  const __m512 j = _mm512_fmadd_ps(
+      _mm512_fmadd_ps(
+          _mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7F), b, _mm512_set1_ps(0x1.573e2ep-5F)), u,
+          _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3F), b, _mm512_set1_ps(0x1.fffdb6p-2F))),
+      u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1F), b, _mm512_set1_ps(1.0F)));
+  const __m512 scaled = _mm512_maskz_scalef_ps(kAll16, j, n);
+  const __mmask16 special =
+      _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(kExpSpecial), _CMP_GT_OQ);
+  if (special == 0) {
+    return scaled;
+  }
+  const __mmask16 low = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ);
+  const __m512 edge = _mm512_mask_blend_ps(low, _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+  return _mm512_mask_blend_ps(special, scaled, edge);
 }
-void SiluMulGeneric(float* gate, const float* up, int64_t n) { SiluMulBody(gate, up, n); }
+
+struct Avx512Runs {
+  // ScalarRuns::ScaleAndMax 16 lanes at a time. vmaxps(v, m) is v > m ? v : m, so a NaN is never
+  // taken either; the order differs, which can only change the sign of a zero maximum, and
+  // exp(x - max) is then the same (exp(+0) = exp(-0) = 1 for x = max = ±0).
+  [[gnu::target("avx512f")]] static float ScaleAndMax(float* x, int64_t n, float scale) {
+    const __m512 s = _mm512_set1_ps(scale);
+    __m512 lanes = _mm512_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), s);
+      _mm512_storeu_ps(x + i, v);
+      lanes = _mm512_maskz_max_ps(kAll16, v, lanes);
+    }
+    alignas(64) float each[16];
+    _mm512_store_ps(each, lanes);
+    float max = -INFINITY;
+    for (float m : each) {
+      max = m > max ? m : max;
+    }
+    for (; i < n; ++i) {
+      x[i] *= scale;
+      max = x[i] > max ? x[i] : max;
+    }
+    return max;
+  }
+  [[gnu::target("avx512f")]] static void SoftMax16(float* x, float max) {
+    _mm512_storeu_ps(x, ExpAvx512(_mm512_sub_ps(_mm512_loadu_ps(x), _mm512_set1_ps(max))));
+  }
+  [[gnu::target("avx512f")]] static void SiluMul16(float* gate, const float* up) {
+    const __m512 g = _mm512_loadu_ps(gate);
+    const __m512 e = ExpAvx512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0F), e));
+    _mm512_storeu_ps(gate, _mm512_mul_ps(silu, _mm512_loadu_ps(up)));
+  }
+};
+
+void SoftMaxGeneric(float* x, int64_t n, float scale) { SoftMaxBody<ScalarRuns>(x, n, scale); }
+[[gnu::target("avx2,fma")]] void SoftMaxFma(float* x, int64_t n, float scale) {
+  SoftMaxBody<ScalarRuns>(x, n, scale);
+}
+[[gnu::target("avx512f")]] void SoftMaxAvx512(float* x, int64_t n, float scale) {
+  SoftMaxBody<Avx512Runs>(x, n, scale);
+}
+void SiluMulGeneric(float* gate, const float* up, int64_t n) {
+  SiluMulBody<ScalarRuns>(gate, up, n);
+}
 [[gnu::target("avx2,fma")]] void SiluMulFma(float* gate, const float* up, int64_t n) {
-  SiluMulBody(gate, up, n);
+  SiluMulBody<ScalarRuns>(gate, up, n);
+}
+[[gnu::target("avx512f")]] void SiluMulAvx512(float* gate, const float* up, int64_t n) {
+  SiluMulBody<Avx512Runs>(gate, up, n);
 }
 
 float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
@@ -117,8 +209,6 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
   }
   return ReduceAdd16(lanes);
 }
-
-constexpr __mmask16 kAll16 = 0xFFFF;
 
 // Lanes 0-7 and 8-15 (the zero-masked extract: GCC 12 warns of an uninitialized register in the
 // plain).
@@ -404,10 +494,18 @@ void Rope(const RopeParams& rope, const float* angles, float* head) {
 }
 
 void SoftMax(float* x, int64_t n, float scale, KernelIsa isa) {
+  if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
+    SoftMaxAvx512(x, n, scale);
+    return;
+  }
   HasFma(isa) ? SoftMaxFma(x, n, scale) : SoftMaxGeneric(x, n, scale);
 }
 
 void SiluMul(float* gate, const float* up, int64_t n, KernelIsa isa) {
+  if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
+    SiluMulAvx512(gate, up, n);
+    return;
+  }
   HasFma(isa) ? SiluMulFma(gate, up, n) : SiluMulGeneric(gate, up, n);
 }
 

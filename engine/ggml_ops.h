@@ -27,8 +27,8 @@
 //  - LanesDotF16: tinyBLAS's f16 x f16 product (llama.cpp's prompt path): value i accumulates in
 //    lane i % 16 with a fused multiply-add, then the 16 lanes are reduced.
 // Compiled with -ffp-contract=off: every fused multiply-add is written as one. `isa` picks the
-// code (with hardware FMA, AVX2 or AVX-512 where the CPU has it); every choice gives the same
-// bits.
+// code (with hardware FMA, AVX2 or AVX-512 where the CPU has it; SoftMax's and SiluMul's runs of 16
+// as ggml_v_expf's own AVX-512 instructions there); every choice gives the same bits.
 #ifndef CELLHOUSE_ENGINE_GGML_OPS_H_
 #define CELLHOUSE_ENGINE_GGML_OPS_H_
 

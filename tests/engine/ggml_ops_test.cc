@@ -86,6 +86,48 @@ TEST(GgmlOpsTest, EveryVariantGivesThePortableBits) {
   }
 }
 
+// Inputs whose exp underflows to a subnormal or to 0, overflows, or takes ggml_v_expf's
+// |n| > 192 branch, in runs of 16 (the vector code's) and past them; and a maximum of zero held as
+// both -0 and +0 (the vector code compares in another order, so it may keep the other sign).
+TEST(GgmlOpsTest, EveryVariantGivesThePortableBitsAtExpsEdges) {
+  const std::vector<float> edges = {-200.0F, 200.0F, -100.0F,  100.0F,  -88.8F,    88.8F,
+                                    -103.9F, 89.0F,  -0.0F,    0.0F,    -133.0F,   133.0F,
+                                    -150.0F, 150.0F, 1e-30F,   -1e-30F, -87.3F,    -126.0F,
+                                    127.9F,  -60.0F, -1000.0F, 1000.0F, -INFINITY, 3.0F};
+  std::vector<std::vector<float>> inputs = {{edges.begin(), edges.begin() + 16}, edges, {}};
+  for (int copy = 0; copy < 3; ++copy) {
+    inputs.back().insert(inputs.back().end(), edges.begin(), edges.end());
+  }
+  std::vector<float> zeros = Values(40, 5.0F, 23);
+  for (size_t i = 0; i < zeros.size(); ++i) {
+    const bool zero = i == 3 || i == 20 || i == 38;
+    zeros[i] = zero ? (i == 20 ? 0.0F : -0.0F) : -std::fabs(zeros[i]) - 0.5F;
+  }
+  inputs.push_back(zeros);
+  for (const std::vector<float>& x : inputs) {
+    const auto n = static_cast<int64_t>(x.size());
+    const std::vector<float> up = Values(x.size(), 3.0F, 21);
+    for (float scale : {1.0F, 0.125F, 40.0F}) {
+      std::vector<float> soft_ref = x;
+      std::vector<float> silu_ref = x;
+      SoftMax(soft_ref.data(), n, scale, KernelIsa::kPortable);
+      SiluMul(silu_ref.data(), up.data(), n, KernelIsa::kPortable);
+      for (KernelIsa isa : Isas()) {
+        std::vector<float> soft = x;
+        std::vector<float> silu = x;
+        SoftMax(soft.data(), n, scale, isa);
+        SiluMul(silu.data(), up.data(), n, isa);
+        for (size_t i = 0; i < x.size(); ++i) {
+          ASSERT_EQ(Bits(soft[i]), Bits(soft_ref[i]))
+              << KernelIsaName(isa) << " n " << n << " scale " << scale << " " << x[i];
+          ASSERT_EQ(Bits(silu[i]), Bits(silu_ref[i]))
+              << KernelIsaName(isa) << " n " << n << " " << x[i];
+        }
+      }
+    }
+  }
+}
+
 // A head's keys (rows of a strided table) at once: each the bits of its own LanesDotF16.
 TEST(GgmlOpsTest, BatchedDotsEqualSingleOnes) {
   constexpr int64_t kN = 64;
