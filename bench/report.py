@@ -838,8 +838,9 @@ def gguf_models(gguf, h, md):
               f"{gguf.get('repeats', '?')} rounds, one thread), beside cellhouse's own fp32 and "
               "int8 files of the same weights, and llama.cpp's `llama-bench -t 1` on the same "
               "GGUF files in the same run (its tg and pp figures, mean of its repetitions). "
-              "Roofline: measured single-thread read bandwidth / bytes read per token (every "
-              "weight in its own type, the KV cache at the mean context).\n")
+              "Roofline: measured single-thread read bandwidth (read again in every round, the "
+              "best kept, as the decode figures are) / bytes read per token (every weight in its "
+              "own type, the KV cache at the mean context).\n")
     md.append("| format | file | MB/token | decode tok/s | of roofline | prefill tok/s | × decode "
               "| llama.cpp tg | ours/llama.cpp | llama.cpp pp | ours/llama.cpp |")
     md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
