@@ -121,6 +121,19 @@ class SharedExecutorTest : public testing::CelldTest {
     return pids;
   }
 
+  // Whether `pid`'s state (/proc/PID/stat's third field) becomes `state` within 5 s.
+  static bool WaitForState(pid_t pid, char state) {
+    for (int i = 0; i < 500; ++i) {
+      auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat", 4096);
+      const size_t paren = stat ? stat->rfind(')') : std::string::npos;
+      if (paren != std::string::npos && paren + 2 < stat->size() && (*stat)[paren + 2] == state) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
   // One greedy turn of an open session; its text.
   static std::string Turn(cli::SessionClient& s, const std::string& prompt) {
     api::Generate g;
@@ -315,9 +328,15 @@ TEST_F(SharedExecutorTest, AKilledExecutorCostsNoSessionAndIsStartedAgain) {
 TEST_F(SharedExecutorTest, AStoppedExecutorIsKilledForItsSilenceAndSessionsGoOn) {
   std::vector<pid_t> pids = ExecutorPids();
   ASSERT_EQ(pids.size(), 1u) << celld_->Log();
+  // Serving first: its first report (once a second) shows the pool workers' slots attached. An
+  // executor stopped within its first tens of milliseconds was twice found running again a second
+  // later under ctest -j2, so the test stops one that has been serving, as a wedged one would.
+  EXPECT_GT(MetricAbove("cellhouse_executor_slot_events_total{kind=\"attached\"}", 0), 0u)
+      << celld_->Log();
   // Stopped (as a wedged one would be): workers waiting on it give up after their response
   // timeout, and celld kills it once it has been silent for kExecutorSilenceNs.
   ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
+  ASSERT_TRUE(WaitForState(pids[0], 'T')) << "the executor did not stop";
   CommandResult r = Generate("default");
   ASSERT_EQ(r.exit_code, 0) << r.err << celld_->Log();
   EXPECT_EQ(r.out, reference_);
