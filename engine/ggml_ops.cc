@@ -246,14 +246,6 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
   return ReduceAdd16(lanes);
 }
 
-[[gnu::target("avx512f")]] void LanesDotsF16Avx512(const uint16_t* a, size_t a_stride,
-                                                   int64_t count, const float* b, int64_t n,
-                                                   float* out) {
-  for (int64_t j = 0; j < count; ++j) {
-    out[j] = LanesDotF16Avx512(a + static_cast<size_t>(j) * a_stride, b, n);
-  }
-}
-
 // Sixteen rows' chain sums, v[j] for row j, each reduced as the F16 kernel's V16::Sum does it
 // (lanes i + 8, then + 4, then + 2, then + 1): the same pairs, added for all rows at once. Lane j
 // of the result is row j's value.
@@ -285,6 +277,42 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
                     _mm512_maskz_shuffle_ps(kAll16, s[0], s[1], _MM_SHUFFLE(3, 1, 3, 1)));
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   return _mm512_maskz_permutexvar_ps(kAll16, order, r);
+}
+
+// LanesDotF16 for `rows` (1..16) rows of whole runs of 16 (n % 16 == 0), reduced together: lane
+// i % 16 of row j's chain takes column i, and ReduceRows16Avx512 adds the pairs ReduceAdd16Avx512
+// adds (l + 8, l + 4, l + 2, l + 1), so each value has the bits of the row's own LanesDotF16.
+// A prompt's scores (rows of head_size) had spent as long in their one-row reductions as in
+// their products.
+[[gnu::target("avx512f")]] void LanesDotsF16Rows16Avx512(const uint16_t* a, size_t a_stride,
+                                                         int rows, const float* b, int64_t n,
+                                                         float* out) {
+  __m512 v[16];
+  for (int j = 0; j < 16; ++j) {
+    __m512 acc = _mm512_setzero_ps();
+    const uint16_t* row = a + static_cast<size_t>(j) * a_stride;
+    for (int64_t i = 0; j < rows && i < n; i += 16) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i));
+      acc = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(kAll16, h), _mm512_loadu_ps(b + i), acc);
+    }
+    v[j] = acc;
+  }
+  _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1U << rows) - 1), ReduceRows16Avx512(v));
+}
+
+[[gnu::target("avx512f")]] void LanesDotsF16Avx512(const uint16_t* a, size_t a_stride,
+                                                   int64_t count, const float* b, int64_t n,
+                                                   float* out) {
+  if (n % 16 != 0) {
+    for (int64_t j = 0; j < count; ++j) {
+      out[j] = LanesDotF16Avx512(a + static_cast<size_t>(j) * a_stride, b, n);
+    }
+    return;
+  }
+  for (int64_t j = 0; j < count; j += 16) {
+    LanesDotsF16Rows16Avx512(a + static_cast<size_t>(j) * a_stride, a_stride,
+                             static_cast<int>(std::min<int64_t>(16, count - j)), b, n, out + j);
+  }
 }
 
 // Rows of `a` as F16Table describes them: column i of row j at a + j * row_stride +

@@ -140,13 +140,16 @@ TEST(GgmlOpsTest, BatchedDotsEqualSingleOnes) {
     halves[i] = FloatToHalf(table[i]);
   }
   for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
-    for (int64_t n : {kN, kN - 3}) {
-      std::vector<float> out(kCount, -1.0F);
-      LanesDotsF16(halves.data() + 3, kStride, kCount, b.data(), n, isa, out.data());
-      for (int64_t j = 0; j < kCount; ++j) {
-        ASSERT_EQ(Bits(out[j]), Bits(LanesDotF16(halves.data() + 3 + j * kStride, b.data(), n,
-                                                 KernelIsa::kPortable)))
-            << KernelIsaName(isa) << " n " << n << " row " << j;
+    for (int64_t n : {kN, kN - 3, int64_t{16}, int64_t{32}, int64_t{7}}) {
+      for (int64_t count : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, kCount}) {
+        std::vector<float> out(static_cast<size_t>(count) + 1, -1.0F);
+        LanesDotsF16(halves.data() + 3, kStride, count, b.data(), n, isa, out.data());
+        for (int64_t j = 0; j < count; ++j) {
+          ASSERT_EQ(Bits(out[j]), Bits(LanesDotF16(halves.data() + 3 + j * kStride, b.data(), n,
+                                                   KernelIsa::kPortable)))
+              << KernelIsaName(isa) << " n " << n << " count " << count << " row " << j;
+        }
+        EXPECT_EQ(out.back(), -1.0F) << "wrote past the last row";
       }
     }
   }
