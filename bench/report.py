@@ -913,6 +913,11 @@ def executor_sessions(runs, step, h, plots, md):
     group = "3d. Shared executor through celld"
     llama16 = {r["type"]: r["llama_cpp_batched_tokens_per_second"]
                for r in (step or {}).get("rows", []) if r["sessions"] == 16}
+    # A lone session's rate is measured twice in a run (through celld here, in one process by
+    # step_bench); on a loaded host one may come out far slower, which would flatter the 16
+    # sessions' ratio. The headline divides by the faster of the two.
+    step_one = {r["type"]: r["alone_tokens_per_second"]
+                for r in (step or {}).get("rows", []) if r["sessions"] == 1}
     md.append("#### Sessions through celld: alone against the shared executor\n")
     runs = [r for r in runs if r]
     if not runs:
@@ -948,7 +953,8 @@ def executor_sessions(runs, step, h, plots, md):
         def rate(lv):
             return decode(lv) if has_decode else (lv or {}).get("aggregate_tokens_per_second", 0)
         what = "decode" if has_decode else "aggregate (prefills included)"
-        one_alone = rate(by.get(1, {}).get("alone", {}))
+        one_alone = max(rate(by.get(1, {}).get("alone", {})) or 0,
+                        step_one.get(run.get("gguf", ""), 0))
         for n in sorted(by):
             a, s_ = by[n].get("alone"), by[n].get("shared")
             if not a or not s_:
@@ -965,7 +971,8 @@ def executor_sessions(runs, step, h, plots, md):
                 r16 = rate(s_)
                 h.add(group, f"16 sessions through the shared executor, {what}, {model}, "
                       "against one session alone", r16, "tok/s", "≥ 4× one session", one_alone,
-                      "one session alone", met=r16 >= 4 * one_alone)
+                      "one session alone (the faster of celld's and step_bench's)",
+                      met=r16 >= 4 * one_alone)
             one_itl99 = by.get(1, {}).get("alone", {}).get("inter_token_ms", {}).get("p99", 0)
             if n == 16 and one_itl99:
                 itl99 = s_["inter_token_ms"]["p99"]
