@@ -144,13 +144,9 @@ struct Avx512Runs {
     }
     alignas(64) float each[16];
     _mm512_store_ps(each, lanes);
-    float max = -INFINITY;
+    float max = ScalarRuns::ScaleAndMax(x + i, n - i, scale);  // the values past the last 16
     for (float m : each) {
       max = m > max ? m : max;
-    }
-    for (; i < n; ++i) {
-      x[i] *= scale;
-      max = x[i] > max ? x[i] : max;
     }
     return max;
   }
