@@ -728,6 +728,9 @@ std::vector<Shape> ShapesFor(const Kind& kind) {
     // past what one holds (257 blocks: the unprepared tiles).
     shapes.push_back({6, 4096, 9});
     shapes.push_back({5, 8224, 5});  // and an odd last token after the pairs
+    // More rows than one of MatMulPrepared's 256 KiB chunks (60 rows of Q8_0, 112 of Q4_0 at
+    // this width), the last chunk partial.
+    shapes.push_back({130, 4096, 6});
   }
   if (kind.order == DotOrder::kVecDot) {
     shapes.push_back({13, 256, 3});  // rows not a multiple of any tile
