@@ -202,6 +202,7 @@ void Supervisor::ApplyExecutorReport(SharedExecutor& ex,
   for (const SlotDelta& d : digest.deltas) {
     metrics_.executor_rows.Inc({d.policy}, d.rows);
     metrics_.executor_cpu.Inc({d.policy}, d.cpu_ns);
+    metrics_.executor_late.Inc({d.policy}, d.late);
     Session* s = d.session_id.empty() ? nullptr : FindSession(d.session_id);
     if (s == nullptr) continue;
     s->executor_rows += d.rows;
@@ -219,6 +220,7 @@ void Supervisor::ApplyExecutorReport(SharedExecutor& ex,
     }
   }
   metrics_.executor_batches.Inc({}, digest.batches);
+  metrics_.executor_gathers_cut_short.Inc({}, digest.gathers_cut_short);
   for (const SlotNews& e : digest.events) {
     metrics_.executor_slot_events.Inc({SlotEventName(e.kind)});
     Session* s = e.session_id.empty() ? nullptr : FindSession(e.session_id);

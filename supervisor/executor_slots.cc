@@ -86,6 +86,7 @@ ReportDigest ExecutorSlots::Apply(const executor_ipc::ExecutorReport& report) {
   digest.batches = Moved(last_totals_.batches(), report.batches());
   digest.rows = Moved(last_totals_.rows(), report.rows());
   digest.cpu_ns = Moved(last_totals_.cpu_ns(), report.cpu_ns());
+  digest.gathers_cut_short = Moved(last_totals_.gathers_cut_short(), report.gathers_cut_short());
   for (size_t i = 0; i < kExecutorBatchRowsBuckets; ++i) {
     const int index = static_cast<int>(i);
     const uint64_t before =
@@ -99,6 +100,7 @@ ReportDigest ExecutorSlots::Apply(const executor_ipc::ExecutorReport& report) {
   last_totals_.set_batches(report.batches());
   last_totals_.set_rows(report.rows());
   last_totals_.set_cpu_ns(report.cpu_ns());
+  last_totals_.set_gathers_cut_short(report.gathers_cut_short());
   last_totals_.clear_batch_rows_buckets();
   for (size_t i = 0; i < kExecutorBatchRowsBuckets; ++i) {
     const int index = static_cast<int>(i);

@@ -61,6 +61,7 @@ struct ReportDigest {
   uint64_t batches = 0;           // since the previous report
   uint64_t rows = 0;
   uint64_t cpu_ns = 0;
+  uint64_t gathers_cut_short = 0;  // batches run without some expected slot
   std::array<uint64_t, kExecutorBatchRowsBuckets> batch_rows{};
   uint32_t threads = 0;  // as of this report
   uint32_t slots_in_use = 0;

@@ -141,6 +141,8 @@ std::string Metrics::Render(const GaugeSnapshot& g, const std::string& version) 
   executor_rows.Render(&out);
   executor_cpu.Render(&out);
   executor_batches.Render(&out);
+  executor_gathers_cut_short.Render(&out);
+  executor_late.Render(&out);
   executor_slot_events.Render(&out);
   executor_pauses.Render(&out);
   executor_exits.Render(&out);

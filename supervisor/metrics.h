@@ -94,6 +94,14 @@ struct Metrics {
                               1e-9};
   LabeledCounter executor_batches{
       "cellhouse_executor_batches_total", "Batches the shared executors ran.", {}};
+  LabeledCounter executor_gathers_cut_short{
+      "cellhouse_executor_gathers_cut_short_total",
+      "Batches the shared executors ran without a session that was expected but late.",
+      {}};
+  LabeledCounter executor_late{"cellhouse_executor_late_total",
+                               "Batches that went on without a session of the policy because it "
+                               "was late (its worker slow, stopped or starved of CPU), by policy.",
+                               {"policy"}};
   LabeledCounter executor_slot_events{"cellhouse_executor_slot_events_total",
                                       "Executor slot events (attached, refused, left, timed_out, "
                                       "violation, removed).",

@@ -36,19 +36,25 @@ TEST(ExecutorSlotsTest, ReportsBecomeDeltasAndUnknownOrBackwardCountersAreHarmle
   executor_ipc::ExecutorReport r1;
   *r1.add_slots() = Usage(*a, 10, 1000);
   *r1.add_slots() = Usage(99, 10, 1000);  // never handed out
+  r1.mutable_slots(0)->set_late(2);
   r1.set_cpu_ns(1000);
+  r1.set_gathers_cut_short(3);
   ReportDigest d1 = slots.Apply(r1);
   ASSERT_EQ(d1.deltas.size(), 1u);
   EXPECT_EQ(d1.deltas[0].session_id, "s-a");
   EXPECT_EQ(d1.deltas[0].cpu_ns, 1000u);
+  EXPECT_EQ(d1.deltas[0].late, 2u);
   EXPECT_EQ(d1.cpu_ns, 1000u);
+  EXPECT_EQ(d1.gathers_cut_short, 3u);
 
   executor_ipc::ExecutorReport r2;
   *r2.add_slots() = Usage(*a, 5, 400);  // went backwards: no negative delta
   r2.set_cpu_ns(1500);
+  r2.set_gathers_cut_short(7);
   ReportDigest d2 = slots.Apply(r2);
   EXPECT_TRUE(d2.deltas.empty());
   EXPECT_EQ(d2.cpu_ns, 500u);
+  EXPECT_EQ(d2.gathers_cut_short, 4u) << "the totals' growth since the previous report";
 
   slots.Detach(*b);
   executor_ipc::ExecutorReport r3;
