@@ -6,6 +6,8 @@
 // session anything and is started again.
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -17,6 +19,7 @@
 
 #include "base/io.h"
 #include "base/strings.h"
+#include "base/unique_fd.h"
 #include "cli/cellctl/session_client.h"
 #include "ipc/client.h"
 #include "tests/e2e/ops_support.h"
@@ -121,14 +124,18 @@ class SharedExecutorTest : public testing::CelldTest {
     return pids;
   }
 
-  // Whether `pid`'s state (/proc/PID/stat's third field) becomes `state` within 5 s.
+  // `pid`'s state, /proc/PID/stat's third field ('?' when it cannot be read).
+  static char ProcessState(pid_t pid) {
+    auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat", 4096);
+    const size_t paren = stat ? stat->rfind(')') : std::string::npos;
+    if (paren == std::string::npos || paren + 2 >= stat->size()) return '?';
+    return (*stat)[paren + 2];
+  }
+
+  // Whether `pid`'s state becomes `state` within 5 s.
   static bool WaitForState(pid_t pid, char state) {
     for (int i = 0; i < 500; ++i) {
-      auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat", 4096);
-      const size_t paren = stat ? stat->rfind(')') : std::string::npos;
-      if (paren != std::string::npos && paren + 2 < stat->size() && (*stat)[paren + 2] == state) {
-        return true;
-      }
+      if (ProcessState(pid) == state) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return false;
@@ -335,15 +342,33 @@ TEST_F(SharedExecutorTest, AStoppedExecutorIsKilledForItsSilenceAndSessionsGoOn)
       << celld_->Log();
   // Stopped (as a wedged one would be): workers waiting on it give up after their response
   // timeout, and celld kills it once it has been silent for kExecutorSilenceNs.
-  ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
+  // Signalled through a pidfd: once celld has killed and reaped it, its pid may be another's.
+  UniqueFd executor(static_cast<int>(::syscall(SYS_pidfd_open, pids[0], 0)));
+  ASSERT_TRUE(executor.valid()) << "pidfd_open failed: errno " << errno;
+  const auto stop = [&executor] {
+    return ::syscall(SYS_pidfd_send_signal, executor.get(), SIGSTOP, nullptr, 0) == 0;
+  };
+  ASSERT_TRUE(stop());
   ASSERT_TRUE(WaitForState(pids[0], 'T')) << "the executor did not stop";
   CommandResult r = Generate("default");
   ASSERT_EQ(r.exit_code, 0) << r.err << celld_->Log();
   EXPECT_EQ(r.out, reference_);
-  for (int i = 0; i < 150 && ExecutorPids().size() < 2; ++i) {
+  // Under ctest -j2 the stop has not always held: in some full runs (one of three on 2026-12-06)
+  // the executor ran again within seconds (it reported a slot attached after the stop) and was
+  // never silent. Nothing in cellhouse sends SIGCONT. A likely sender, not caught yet, is the
+  // kernel: a process group that becomes orphaned while a member is stopped gets SIGHUP and
+  // SIGCONT, every process of the run shares ctest's group, and the executor, init of its PID
+  // namespace without a SIGHUP handler, would drop the SIGHUP while SIGCONT resumes it anyway.
+  // A wedged executor is not resumed, so the test stops it again whenever it finds it running,
+  // until celld kills it (10 s of silence after its last report) and starts the next.
+  int restops = 0;
+  for (int i = 0; i < 300 && ExecutorPids().size() < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const char state = ProcessState(pids[0]);
+    if ((state == 'R' || state == 'S') && stop()) ++restops;
   }
-  ASSERT_EQ(ExecutorPids().size(), 2u) << celld_->Log();
+  ASSERT_EQ(ExecutorPids().size(), 2u) << "stopped again " << restops << " times\n"
+                                       << celld_->Log();
   EXPECT_EQ(Metric("cellhouse_executor_exits_total{reason=\"silent\"}"), 1u) << celld_->Log();
   ASSERT_EQ(Generate("default").out, reference_);
 }
