@@ -353,7 +353,7 @@ TEST_F(SharedExecutorTest, AStoppedExecutorIsKilledForItsSilenceAndSessionsGoOn)
   CommandResult r = Generate("default");
   ASSERT_EQ(r.exit_code, 0) << r.err << celld_->Log();
   EXPECT_EQ(r.out, reference_);
-  // Under ctest -j2 the stop has not always held: in some full runs (one of three on 2026-12-06)
+  // Under ctest -j2 the stop has not always held: in some full runs (two of four on 2026-12-06)
   // the executor ran again within seconds (it reported a slot attached after the stop) and was
   // never silent. Nothing in cellhouse sends SIGCONT. A likely sender, not caught yet, is the
   // kernel: a process group that becomes orphaned while a member is stopped gets SIGHUP and
