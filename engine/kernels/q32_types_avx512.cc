@@ -515,13 +515,6 @@ CH_AVX512 void PreparedPairTile(int pairs, const std::byte* w, size_t w_stride, 
 // row tile) gave 1.60x.
 constexpr int64_t kChunkBytes = int64_t{256} << 10;
 
-// The offset types' pairs of tokens, up to kPreparedPairs pairs at a time, for one chunk of rows
-// after another: each tile of tokens prepared once per chunk (PreparePairs), then every row tile
-// of the chunk against it. A chunk's rows are read from memory for the first tile of tokens and
-// from L2 for the rest, and the row tiles' per-pair work (loading the two tokens' bytes and
-// scales, their starting sums) is done once per chunk: a batch of 16 decode rows ran 20% faster
-// than with that work in every row tile (step_bench). Every (row, token) is the same dot as
-// before, whatever the chunk, so the bits do not depend on it.
 // Rows [begin, end) of the range against the `paired` tokens, a tile of tokens at a time.
 template <TensorType kType, int R>
 CH_AVX512 void PreparedChunk(const MatMulArgs& a, int64_t begin, int64_t end, int32_t paired,
@@ -549,6 +542,13 @@ CH_AVX512 void PreparedChunk(const MatMulArgs& a, int64_t begin, int64_t end, in
   }
 }
 
+// The offset types' pairs of tokens, up to kPreparedPairs pairs at a time, for one chunk of rows
+// after another: each tile of tokens prepared once per chunk (PreparePairs), then every row tile
+// of the chunk against it. A chunk's rows are read from memory for the first tile of tokens and
+// from L2 for the rest, and the row tiles' per-pair work (loading the two tokens' bytes and
+// scales, their starting sums) is done once per chunk: a batch of 16 decode rows ran 20% faster
+// than with that work in every row tile (step_bench). Every (row, token) is the same dot as
+// before, whatever the chunk, so the bits do not depend on it.
 template <TensorType kType, int RD, int R>
 CH_AVX512 void MatMulPrepared(const MatMulArgs& a) {
   const int64_t blocks = a.cols / 32;
