@@ -97,16 +97,10 @@ ReportDigest ExecutorSlots::Apply(const executor_ipc::ExecutorReport& report) {
   }
   digest.threads = report.threads();
   digest.slots_in_use = report.slots_in_use();
-  last_totals_.set_batches(report.batches());
-  last_totals_.set_rows(report.rows());
-  last_totals_.set_cpu_ns(report.cpu_ns());
-  last_totals_.set_gathers_cut_short(report.gathers_cut_short());
-  last_totals_.clear_batch_rows_buckets();
-  for (size_t i = 0; i < kExecutorBatchRowsBuckets; ++i) {
-    const int index = static_cast<int>(i);
-    last_totals_.add_batch_rows_buckets(
-        index < report.batch_rows_buckets_size() ? report.batch_rows_buckets(index) : 0);
-  }
+  // The totals to measure the next report against (the per-slot parts are kept in records_).
+  last_totals_ = report;
+  last_totals_.clear_slots();
+  last_totals_.clear_events();
   return digest;
 }
 

@@ -105,7 +105,7 @@ class ExecutorSlots {
   uint32_t capacity_;
   uint64_t next_id_ = 1;
   std::map<uint64_t, Record> records_;
-  executor_ipc::ExecutorReport last_totals_;  // batches, rows, cpu_ns, buckets of the previous one
+  executor_ipc::ExecutorReport last_totals_;  // the previous report, slots and events cleared
 };
 
 }  // namespace cellhouse::supervisor

@@ -124,21 +124,9 @@ class SharedExecutorTest : public testing::CelldTest {
     return pids;
   }
 
-  // `pid`'s state, /proc/PID/stat's third field ('?' when it cannot be read).
-  static char ProcessState(pid_t pid) {
-    auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat", 4096);
-    const size_t paren = stat ? stat->rfind(')') : std::string::npos;
-    if (paren == std::string::npos || paren + 2 >= stat->size()) return '?';
-    return (*stat)[paren + 2];
-  }
-
   // Whether `pid`'s state becomes `state` within 5 s.
   static bool WaitForState(pid_t pid, char state) {
-    for (int i = 0; i < 500; ++i) {
-      if (ProcessState(pid) == state) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
+    return testing::PollUntil([pid, state] { return testing::ProcessState(pid) == state; }, 5000);
   }
 
   // One greedy turn of an open session; its text.
@@ -364,7 +352,7 @@ TEST_F(SharedExecutorTest, AStoppedExecutorIsKilledForItsSilenceAndSessionsGoOn)
   int restops = 0;
   for (int i = 0; i < 300 && ExecutorPids().size() < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    const char state = ProcessState(pids[0]);
+    const char state = testing::ProcessState(pids[0]);
     if ((state == 'R' || state == 'S') && stop()) ++restops;
   }
   ASSERT_EQ(ExecutorPids().size(), 2u) << "stopped again " << restops << " times\n"

@@ -2,10 +2,8 @@
 // own zygote and mapping; opens choose one by name, policies restrict which.
 #include <sys/stat.h>
 
-#include <chrono>
 #include <filesystem>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -90,11 +88,13 @@ TEST_F(ModelsTest, EachModelServesItsOwnOutputAndStatusListsThem) {
   EXPECT_EQ(held->opened().model(), "second");
   // The generations' sessions end once celld has reaped their workers, which may be a moment
   // after cellctl has its answer: only the held one stays.
-  std::vector<api::SessionInfo> sessions = Sessions();
-  for (int i = 0; i < 100 && sessions.size() > 1; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    sessions = Sessions();
-  }
+  std::vector<api::SessionInfo> sessions;
+  testing::PollUntil(
+      [&] {
+        sessions = Sessions();
+        return sessions.size() <= 1;
+      },
+      5000);
   ASSERT_EQ(sessions.size(), 1u);
   EXPECT_EQ(sessions[0].model(), "second");
 }

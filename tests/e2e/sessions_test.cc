@@ -557,10 +557,8 @@ TEST_F(E2eTest, AfterACrashWorkersAreGoneAndTheSuccessorCleansUp) {
   celld_->Crash();
   // Gone means not running: an orphaned zombie waits for whoever reaps orphans here.
   auto running = [](pid_t pid) {
-    auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat", 4096);
-    if (!stat) return false;
-    size_t close = stat->rfind(')');
-    return close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] != 'Z';
+    const char state = testing::ProcessState(pid);
+    return state != '?' && state != 'Z';
   };
   for (pid_t w : workers) {
     EXPECT_TRUE(testing::PollUntil([&] { return !running(w); }))

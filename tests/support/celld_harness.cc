@@ -334,6 +334,14 @@ std::string EngineReference(const std::string& model, const std::string& prompt,
   return StartsWith(text, prompt) ? text.substr(prompt.size()) : text;
 }
 
+char ProcessState(pid_t pid) {
+  auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat", 4096);
+  // "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ')'.
+  const size_t close = stat ? stat->rfind(')') : std::string::npos;
+  if (close == std::string::npos || close + 2 >= stat->size()) return '?';
+  return (*stat)[close + 2];
+}
+
 std::vector<pid_t> ZombieChildren(pid_t pid) {
   std::vector<pid_t> zombies;
   auto entries = ListDirectory("/proc");

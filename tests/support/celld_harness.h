@@ -127,6 +127,9 @@ std::vector<std::string> CgroupSubtreeDirs(const std::string& subtree);
 // Kills what is left in them and removes them, deepest first. Returns what existed.
 std::vector<std::string> RemoveCgroupSubtree(const std::string& subtree);
 
+// `pid`'s state letter from /proc/PID/stat ('R', 'S', 'T', 'Z', ...), '?' when it cannot be read.
+char ProcessState(pid_t pid);
+
 // Processes whose parent is `pid` that are zombies.
 std::vector<pid_t> ZombieChildren(pid_t pid);
 // Open descriptors of `pid` (entries of /proc/PID/fd).
