@@ -18,6 +18,14 @@ constexpr int64_t kNoDeadline = std::numeric_limits<int64_t>::max();
 // RemoveSlot ids remembered before their AddSlot arrived: celld removes a slot only after the
 // zygote answered for its worker, so at most a few are ever in flight.
 constexpr size_t kMaxRemovedEarly = 256;
+// The executor sleeps through arrivals for three quarters of a gather's usual spread (first
+// arrival to last) from its first arrival, and never longer than max_nap_ns or the shortest
+// gather window. The usual spread is
+// an average of spreads each cut to twice the average (plus kNapGrowthNs, to grow from zero),
+// so one slow gather (a worker short of CPU for 50 ms) does not make the next ones nap long.
+constexpr int64_t kNapShareNumerator = 3;
+constexpr int64_t kNapShareDenominator = 4;
+constexpr int64_t kNapGrowthNs = 100'000;
 
 int64_t ProcessCpuNanos() {
   timespec ts{};
@@ -46,8 +54,9 @@ Result<std::unique_ptr<BatchLoop>> BatchLoop::Create(StepCompute& compute, Threa
                         " is below the slots' ", shape.max_rows, " rows"));
   }
   if (options.gather_window_min_ns < 0 ||
-      options.gather_window_max_ns < options.gather_window_min_ns || options.slot_timeout_ns <= 0) {
-    return Error("executor: gather window or slot timeout out of range");
+      options.gather_window_max_ns < options.gather_window_min_ns || options.slot_timeout_ns <= 0 ||
+      options.max_nap_ns < 0) {
+    return Error("executor: gather window, slot timeout or nap out of range");
   }
   CH_ASSIGN_OR_RETURN(SlotArena arena, SlotArena::Create(SlotBytes(shape), options.max_slots));
   CH_ASSIGN_OR_RETURN(Mapping input, Mapping::Anonymous(size_t{options.max_batch_rows} *
@@ -117,6 +126,7 @@ Status BatchLoop::AddSlot(uint64_t slot_id, UniqueFd memfd) {
   slot.payload = PayloadOf(base);
   slot.since_ns = MonotonicNanos();
   slot.usage.slot_id = slot_id;
+  slot.header->napping.store(0, std::memory_order_seq_cst);
   arena_.Attach(*cell);
   slots_.push_back(slot);
   events_.push_back({slot_id, SlotEvent::Kind::kAttached, "", {slot_id}});
@@ -271,15 +281,46 @@ bool BatchLoop::RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns)
     RunRound(decision.round);
     return true;
   }
+  const int64_t nap_until = NapUntil(decision);
+  const bool nap = now < nap_until;
   waiters_.clear();
-  for (const Slot& s : slots_) {
-    if (!s.ready) waiters_.push_back({&s.header->request, s.progress.answered});
+  for (Slot& s : slots_) {
+    if (s.ready) continue;
+    SetNapping(s, nap);
+    waiters_.push_back({&s.header->request, s.progress.answered});
   }
   for (const FutexWaiter& w : extra) {
     if (waiters_.size() < kFutexWaitMax) waiters_.push_back(w);
   }
   if (waiters_.empty()) waiters_.push_back({&never_woken_, 0});
-  return FutexWaitAny(waiters_, NextDeadline(decision, deadline_ns)) != FutexWaitResult::kError;
+  int64_t deadline = NextDeadline(decision, deadline_ns);
+  if (nap) deadline = deadline < 0 ? nap_until : std::min(deadline, nap_until);
+  totals_.sleeps += 1;
+  totals_.naps += nap ? 1 : 0;
+  return FutexWaitAny(waiters_, deadline) != FutexWaitResult::kError;
+}
+
+int64_t BatchLoop::NapUntil(const GatherDecision& decision) const {
+  if (decision.kind != GatherDecision::kWait || options_.max_nap_ns <= 0) return 0;
+  // From the round's first arrival: the others come within about the spread after it.
+  int64_t first_ready = std::numeric_limits<int64_t>::max();
+  for (const Slot& s : slots_) {
+    if (s.ready && !s.paused && s.message.round == decision.round) {
+      first_ready = std::min(first_ready, s.since_ns);
+    }
+  }
+  if (first_ready == std::numeric_limits<int64_t>::max()) return 0;
+  // Never past the shortest gather window, whatever max_nap_ns says.
+  return first_ready + std::min({options_.max_nap_ns, options_.gather_window_min_ns,
+                                 nap_spread_ns_ * kNapShareNumerator / kNapShareDenominator});
+}
+
+void BatchLoop::SetNapping(Slot& slot, bool napping) {
+  if (slot.napping == napping) return;
+  slot.napping = napping;
+  // Sequentially consistent (a full fence here) before the futex wait reads `request`: see
+  // SlotClient::Send.
+  slot.header->napping.store(napping ? 1 : 0, std::memory_order_seq_cst);
 }
 
 int64_t BatchLoop::NextDeadline(const GatherDecision& decision, int64_t caller) const {
@@ -381,6 +422,8 @@ void BatchLoop::RunRound(uint32_t round) {
     // How long a complete gather took from its start to its last arrival: the window follows it.
     const int64_t spread = last_ready - std::max(sweep_.arrived_ns, first_ready);
     spread_ema_ns_ += (std::max<int64_t>(spread, 0) - spread_ema_ns_) / 8;
+    const int64_t usual = std::clamp<int64_t>(spread, 0, 2 * nap_spread_ns_ + kNapGrowthNs);
+    nap_spread_ns_ += (usual - nap_spread_ns_) / 8;
   }
   totals_.batches += 1;
   totals_.rows += next_row;

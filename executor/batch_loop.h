@@ -42,6 +42,9 @@ struct ExecutorOptions {
   int64_t slot_timeout_ns = 2'000'000'000;
   uint32_t max_batch_rows = 512;
   int64_t report_interval_ns = 1'000'000'000;
+  // The longest the executor sleeps through arrivals at the start of a gather (0: never); see
+  // BatchLoop::RunOnce.
+  int64_t max_nap_ns = 2'000'000;
 };
 
 // What one slot cost, cumulative.
@@ -78,6 +81,8 @@ struct LoopTotals {
   int64_t cpu_ns = 0;
   uint64_t gathers_cut_short = 0;
   uint64_t batch_rows[kBatchRowsBuckets] = {};
+  uint64_t sleeps = 0;  // RunOnce calls that slept
+  uint64_t naps = 0;    // of those, the ones that slept through the slots' arrivals
 };
 
 class BatchLoop {
@@ -106,6 +111,10 @@ class BatchLoop {
   // One turn: takes new messages, drops slots silent past the timeout, and runs one batch if the
   // gather policy says so; otherwise sleeps until a slot sends something, one of `extra` is
   // woken, a gather deadline passes, or `deadline_ns` (CLOCK_MONOTONIC; negative: none).
+  // A gather whose first slot has arrived naps: for three quarters of the usual spread of
+  // arrivals (at most max_nap_ns) the slots' headers say `napping` and their workers do not wake
+  // the executor (each wake would cost it a turn and a worker its core); then it takes what came
+  // and waits, woken again, for the rest.
   // False when that sleep failed (futex_waitv refused: a kernel before 5.16, a system call filter
   // without it, or a bad `extra` word; errno says why): calling again would only spin, so the
   // caller ends the loop.
@@ -130,7 +139,8 @@ class BatchLoop {
     int64_t since_ns = 0;  // ready: when taken; otherwise when last answered
     bool late = false;
     int64_t paused_until_ns = 0;
-    bool paused = false;  // paused_until_ns is ahead (refreshed at each turn)
+    bool paused = false;   // paused_until_ns is ahead (refreshed at each turn)
+    bool napping = false;  // what header->napping was last set to
     SlotUsage usage;
   };
 
@@ -148,6 +158,9 @@ class BatchLoop {
   // records the event and frees the cell.
   void Drop(size_t index, SlotVerdict verdict, SlotEvent::Kind kind, std::string detail);
   int64_t NextDeadline(const GatherDecision& decision, int64_t caller) const;
+  // Until when the wait for `decision`'s round sleeps through arrivals (0: not at all).
+  int64_t NapUntil(const GatherDecision& decision) const;
+  void SetNapping(Slot& slot, bool napping);
 
   StepCompute& compute_;
   ThreadPool& pool_;
@@ -164,6 +177,7 @@ class BatchLoop {
   std::vector<uint64_t> removed_early_;  // RemoveSlot before AddSlot, oldest first (bounded)
   Sweep sweep_;
   int64_t spread_ema_ns_ = 0;
+  int64_t nap_spread_ns_ = 0;  // the spread NapUntil expects (batch_loop.cc)
   LoopTotals totals_;
   std::atomic<uint32_t> never_woken_{0};  // waited on when there is nothing else to wait on
 };

@@ -59,8 +59,11 @@ bool SlotClient::Send(SlotCommand command, uint32_t round, uint32_t rows, RowKin
   header_->kind.store(static_cast<uint32_t>(kind), std::memory_order_relaxed);
   header_->step_flags.store(flags, std::memory_order_relaxed);
   sent_ += 1;
-  header_->request.store(sent_, std::memory_order_release);  // publishes the rows too
-  FutexWake(&header_->request);
+  // Publishes the rows too. Sequentially consistent with the load below, as the executor's store
+  // of `napping` is with its futex wait: either it sees this request before it sleeps, or this
+  // sees it awake-wanting and wakes it.
+  header_->request.store(sent_, std::memory_order_seq_cst);
+  if (header_->napping.load(std::memory_order_seq_cst) == 0) FutexWake(&header_->request);
   return true;
 }
 

@@ -116,6 +116,10 @@ struct SlotHeader {
   // answered; `verdict` (SlotVerdict) is written before it.
   alignas(64) std::atomic<uint32_t> response;
   std::atomic<uint32_t> verdict;
+  // 1 while the executor naps through the first part of a gather and wants no wake for the
+  // slot's next request (batch_loop.h); 0 (as the slot starts): wake it. A hint: a worker that
+  // wakes it anyway costs it a look, one that never does is seen at the nap's end or a deadline.
+  std::atomic<uint32_t> napping;
   // The liveness word (above): the executor's, and the kernel's when the executor dies.
   alignas(64) std::atomic<uint32_t> liveness;
 };

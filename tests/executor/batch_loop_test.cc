@@ -84,6 +84,43 @@ TEST(BatchLoopTest, NeighboursAreBatchedAndStillGetTheirOwnResults) {
               static_cast<double>(exchanges) / static_cast<double>(s.batches));
 }
 
+// A gather naps through its first arrivals: the executor sets `napping` in the headers of the
+// slots it waits for, their workers then send without waking it, and it takes what came at the
+// nap's end. Every answer stays exact either way; the executor sleeps less often with the nap.
+TEST(BatchLoopTest, AGatherNapsThroughArrivalsAndEveryAnswerStaysExact) {
+  constexpr int kWorkers = 4;
+  constexpr uint32_t kSteps = 40;
+  ExecutorSummary summaries[2];
+  for (int nap = 0; nap < 2; ++nap) {
+    ExecutorOptions options = TestOptions();
+    options.max_nap_ns = nap == 1 ? ExecutorOptions{}.max_nap_ns : 0;
+    ExecutorRig rig(SmallShape(), options, kWorkers);
+    rig.StartExecutor();
+    for (int i = 0; i < kWorkers; ++i) {
+      SessionPlan plan{.seed = static_cast<uint32_t>(20 + i), .steps = kSteps, .prefill = false};
+      // Each round's attention: 200 µs of the worker's own, so that arrivals spread out.
+      plan.after_round = [](uint32_t, uint32_t, SlotClient&) {
+        const int64_t until = MonotonicNanos() + 200'000;
+        while (MonotonicNanos() < until) {
+        }
+      };
+      rig.StartWorker(i, Session(plan));
+    }
+    for (int i = 0; i < kWorkers; ++i) ExpectClean(rig.WaitWorker(i), kSteps, "a worker");
+    summaries[nap] = rig.StopExecutor();
+    EXPECT_FALSE(summaries[nap].wait_failed);
+  }
+  EXPECT_EQ(summaries[0].naps, 0u) << "max_nap_ns 0 napped";
+  EXPECT_GT(summaries[1].naps, 0u) << "no gather napped";
+  for (int nap = 0; nap < 2; ++nap) {
+    std::printf(
+        "%s: %llu batches, %.2f sleeps per batch (%llu naps)\n", nap == 1 ? "with naps" : "without",
+        static_cast<unsigned long long>(summaries[nap].batches),
+        static_cast<double>(summaries[nap].sleeps) / static_cast<double>(summaries[nap].batches),
+        static_cast<unsigned long long>(summaries[nap].naps));
+  }
+}
+
 // A neighbour that dies or stops mid-step: the others wait for it once (one gather window), it is
 // then late and never waited for again, and after the slot timeout it is dropped.
 void CheckOneBadNeighbour(int signal) {
@@ -347,6 +384,19 @@ TEST(BatchLoopTest, ARemoveSlotThatOvertakesItsAddSlotRefusesIt) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, SlotEvent::Kind::kRefused);
   EXPECT_NE(events[0].detail.find("removed before it arrived"), std::string::npos);
+}
+
+// A slot's header may still say `napping` (a worker wrote it, or an earlier executor left it):
+// a new slot starts with its worker waking the executor.
+TEST(BatchLoopTest, AnAddedSlotStartsWithoutANap) {
+  BareLoop bare;
+  ASSERT_NE(bare.loop, nullptr);
+  auto slot = executor::SlotMemory::Create(SmallShape());
+  ASSERT_TRUE(slot) << slot.error().message();
+  executor::SlotHeader* header = executor::HeaderOf(slot->worker_view().base);
+  header->napping.store(1);
+  ASSERT_TRUE(bare.loop->AddSlot(4, UniqueFd(::fcntl(slot->fd().get(), F_DUPFD_CLOEXEC, 0))));
+  EXPECT_EQ(header->napping.load(), 0u);
 }
 
 // A sleep the kernel refuses (here a misaligned futex word: EINVAL, as a kernel without

@@ -121,6 +121,8 @@ void ExecutorRig::StartExecutor(int threads) {
     summary.batches = (*loop)->totals().batches;
     summary.rows = (*loop)->totals().rows;
     summary.cut_short = (*loop)->totals().gathers_cut_short;
+    summary.sleeps = (*loop)->totals().sleeps;
+    summary.naps = (*loop)->totals().naps;
     WriteAll(pipe->second.get(), &summary, sizeof(summary));
     ::_exit(0);
   }

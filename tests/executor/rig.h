@@ -45,6 +45,8 @@ struct ExecutorSummary {
   uint64_t slot_rows[kRigMaxSlots] = {};
   int64_t slot_paused_ns[kRigMaxSlots] = {};
   bool wait_failed = false;  // a RunOnce could not sleep (BatchLoop::RunOnce)
+  uint64_t sleeps = 0;       // LoopTotals'
+  uint64_t naps = 0;
 };
 
 inline bool HasEvent(const ExecutorSummary& s, int slot, executor::SlotEvent::Kind kind) {
