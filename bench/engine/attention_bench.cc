@@ -12,13 +12,12 @@
 // --cold streams 64 MiB through the caches before every token, as the weights do between two of
 // a session's layers, so the figures include the reads from memory. Keys and values are 0.7, the
 // query 0.5 and the weights 0.01, as halves: no value takes a special path. Figures only.
-#include <time.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/flags.h"
 #include "base/print.h"
 #include "base/strings.h"
@@ -40,11 +39,7 @@ struct Options {
   bool cold = false;
 };
 
-double ThreadCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
+double ThreadCpuSeconds() { return static_cast<double>(ThreadCpuNanos()) / 1e9; }
 
 struct Figures {
   double scores_seconds = 0;

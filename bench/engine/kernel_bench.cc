@@ -16,7 +16,6 @@
 // the best of the rounds, so a burst of load from the other users of this machine does not favour
 // one kernel. Figures only: nothing here asserts anything about time.
 #include <sys/mman.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -154,12 +153,6 @@ struct Case {
   std::vector<std::byte> activations;  // --prefill rows, quantized
   size_t x_row_bytes;
 };
-
-int64_t ThreadCpuNanos() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * kNanosPerSecond + ts.tv_nsec;
-}
 
 // Seconds of one product: wall time of one call, or (in_cache) the thread's CPU time per call
 // over calls repeated for 50 ms of it.

@@ -7,14 +7,13 @@
 // Prints one line per vocabulary: the best of the repeats in wall-clock time and in the thread's
 // CPU time (CLOCK_THREAD_CPUTIME_ID: on a shared, oversubscribed machine the wall clock also
 // counts the time other processes held the core), and bytes per token.
-#include <time.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/flags.h"
 #include "base/mapping.h"
 #include "base/print.h"
@@ -25,11 +24,7 @@
 namespace cellhouse {
 namespace {
 
-double ThreadCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
+double ThreadCpuSeconds() { return static_cast<double>(ThreadCpuNanos()) / 1e9; }
 
 std::string MakeText(size_t bytes) {
   static const char* const kWords[] = {
