@@ -20,9 +20,9 @@ constexpr int64_t kNoDeadline = std::numeric_limits<int64_t>::max();
 constexpr size_t kMaxRemovedEarly = 256;
 // The executor sleeps through arrivals for three quarters of a gather's usual spread (first
 // arrival to last) from its first arrival, and never longer than max_nap_ns or the shortest
-// gather window. The usual spread is
-// an average of spreads each cut to twice the average (plus kNapGrowthNs, to grow from zero),
-// so one slow gather (a worker short of CPU for 50 ms) does not make the next ones nap long.
+// gather window. The usual spread is an average of spreads each cut to twice the average (plus
+// kNapGrowthNs, to grow from zero), so one slow gather (a worker short of CPU for 50 ms) does not
+// make the next ones nap long.
 constexpr int64_t kNapShareNumerator = 3;
 constexpr int64_t kNapShareDenominator = 4;
 constexpr int64_t kNapGrowthNs = 100'000;
