@@ -86,7 +86,9 @@ TEST(BatchLoopTest, NeighboursAreBatchedAndStillGetTheirOwnResults) {
 
 // A gather naps through its first arrivals: the executor sets `napping` in the headers of the
 // slots it waits for, their workers then send without waking it, and it takes what came at the
-// nap's end. Every answer stays exact either way; the executor sleeps less often with the nap.
+// nap's end. Every answer stays exact with naps and without, and there are naps only where
+// allowed; how often the executor slept per batch each way is printed, not asserted (it depends
+// on the machine's load).
 TEST(BatchLoopTest, AGatherNapsThroughArrivalsAndEveryAnswerStaysExact) {
   constexpr int kWorkers = 4;
   constexpr uint32_t kSteps = 40;
