@@ -6,8 +6,6 @@
 // session anything and is started again.
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -18,8 +16,8 @@
 #include <gtest/gtest.h>
 
 #include "base/io.h"
+#include "base/process.h"
 #include "base/strings.h"
-#include "base/unique_fd.h"
 #include "cli/cellctl/session_client.h"
 #include "ipc/client.h"
 #include "tests/e2e/ops_support.h"
@@ -331,11 +329,10 @@ TEST_F(SharedExecutorTest, AStoppedExecutorIsKilledForItsSilenceAndSessionsGoOn)
   // Stopped (as a wedged one would be): workers waiting on it give up after their response
   // timeout, and celld kills it once it has been silent for kExecutorSilenceNs.
   // Signalled through a pidfd: once celld has killed and reaped it, its pid may be another's.
-  UniqueFd executor(static_cast<int>(::syscall(SYS_pidfd_open, pids[0], 0)));
-  ASSERT_TRUE(executor.valid()) << "pidfd_open failed: errno " << errno;
-  const auto stop = [&executor] {
-    return ::syscall(SYS_pidfd_send_signal, executor.get(), SIGSTOP, nullptr, 0) == 0;
-  };
+  // (Not the test's child: held only to signal it, never to reap it.)
+  Result<ChildProcess> executor = ChildProcess::FromPid(pids[0]);
+  ASSERT_TRUE(executor) << executor.error().message();
+  const auto stop = [&executor] { return static_cast<bool>(executor->Kill(SIGSTOP)); };
   ASSERT_TRUE(stop());
   ASSERT_TRUE(WaitForState(pids[0], 'T')) << "the executor did not stop";
   CommandResult r = Generate("default");

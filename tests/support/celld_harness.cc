@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -334,12 +335,30 @@ std::string EngineReference(const std::string& model, const std::string& prompt,
   return StartsWith(text, prompt) ? text.substr(prompt.size()) : text;
 }
 
-char ProcessState(pid_t pid) {
-  auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat", 4096);
-  // "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ')'.
+namespace {
+
+// The state letter and parent of /proc/<pid>/stat ("pid (comm) S ppid ..."; comm may hold spaces
+// and parentheses, so the fields are split after the last ')'); nullopt when it cannot be read.
+struct ProcStat {
+  char state = '?';
+  int64_t ppid = 0;
+};
+std::optional<ProcStat> ReadProcStat(const std::string& pid) {
+  auto stat = ReadFileToString("/proc/" + pid + "/stat", 4096);
   const size_t close = stat ? stat->rfind(')') : std::string::npos;
-  if (close == std::string::npos || close + 2 >= stat->size()) return '?';
-  return (*stat)[close + 2];
+  if (close == std::string::npos || close + 2 >= stat->size()) return std::nullopt;
+  auto fields = Split(std::string_view(*stat).substr(close + 2), ' ');
+  if (fields.size() < 2 || fields[0].size() != 1) return std::nullopt;
+  auto ppid = ParseInt64(fields[1], "ppid");
+  if (!ppid) return std::nullopt;
+  return ProcStat{fields[0][0], *ppid};
+}
+
+}  // namespace
+
+char ProcessState(pid_t pid) {
+  const std::optional<ProcStat> stat = ReadProcStat(std::to_string(pid));
+  return stat ? stat->state : '?';
 }
 
 std::vector<pid_t> ZombieChildren(pid_t pid) {
@@ -349,15 +368,10 @@ std::vector<pid_t> ZombieChildren(pid_t pid) {
   for (const std::string& e : *entries) {
     auto child = ParseInt64(e, "pid");
     if (!child) continue;
-    auto stat = ReadFileToString("/proc/" + e + "/stat", 4096);
-    if (!stat) continue;
-    // "pid (comm) S ppid ...": comm may hold spaces and parentheses; split after the last ')'.
-    size_t close = stat->rfind(')');
-    if (close == std::string::npos) continue;
-    auto fields = Split(std::string_view(*stat).substr(close + 2), ' ');
-    if (fields.size() < 2) continue;
-    auto ppid = ParseInt64(fields[1], "ppid");
-    if (ppid && *ppid == pid && fields[0] == "Z") zombies.push_back(static_cast<pid_t>(*child));
+    const std::optional<ProcStat> stat = ReadProcStat(e);
+    if (stat && stat->ppid == pid && stat->state == 'Z') {
+      zombies.push_back(static_cast<pid_t>(*child));
+    }
   }
   return zombies;
 }
