@@ -7,6 +7,7 @@
 // AVX2 one (type_kernels.cc), so those two rows show the same decode kernel.
 //
 //   build/bin/kernel_bench [--types q8_0,q4_K,...] [--mib 128] [--rounds 3] [--prefill 64]
+//                          [--cols 4096]
 //   build/bin/kernel_bench --cache-kib 512     # the kernels' compute ceiling instead
 //
 // --cache-kib N shrinks each matrix to N KiB, which stays in the core's cache, and repeats each
@@ -49,6 +50,7 @@ struct Options {
   int64_t rounds = 3;
   int64_t prefill = 64;
   int64_t cache_kib = 0;
+  int64_t cols = 4096;
 };
 
 // Memory from mmap, asking for 2 MiB pages as the engine's model mapping does.
@@ -183,8 +185,6 @@ double Seconds(const engine::TypeKernels& k, const Case& c, int32_t n, std::vect
   return static_cast<double>(ThreadCpuNanos() - start) / 1e9 / static_cast<double>(calls);
 }
 
-constexpr int64_t kCols = 4096;
-
 // A matrix of `name` (random blocks, Fill) far larger than the caches (or of --cache-kib), and
 // --prefill activation rows quantized for it; nullopt (with a message) for an unknown type.
 std::optional<Case> MakeCase(std::string_view name, const Options& o) {
@@ -199,7 +199,7 @@ std::optional<Case> MakeCase(std::string_view name, const Options& o) {
     Printf(stderr, "kernel_bench: unknown weight type '%s'\n", std::string(name).c_str());
     return std::nullopt;
   }
-  const size_t row_bytes = *engine::RowBytes(*info, kCols);
+  const size_t row_bytes = *engine::RowBytes(*info, o.cols);
   const size_t matrix_bytes =
       o.cache_kib > 0 ? static_cast<size_t>(o.cache_kib) << 10 : static_cast<size_t>(o.mib) << 20;
   const int64_t rows =
@@ -207,25 +207,26 @@ std::optional<Case> MakeCase(std::string_view name, const Options& o) {
   Case c{.type = info->type,
          .order = interleaved ? engine::DotOrder::kInterleaved8 : engine::DotOrder::kVecDot,
          .rows = rows,
-         .cols = kCols,
+         .cols = o.cols,
          .row_bytes = row_bytes,
          .weights = Buffer(row_bytes * static_cast<size_t>(rows)),
          .activations = {},
-         .x_row_bytes = *engine::ActivationRowBytes(info->type, kCols)};
+         .x_row_bytes = *engine::ActivationRowBytes(info->type, o.cols)};
   if (c.weights.data() == nullptr) {
     Printf(stderr, "kernel_bench: cannot map %zu bytes of %s weights\n",
            row_bytes * static_cast<size_t>(rows), std::string(name).c_str());
     return std::nullopt;
   }
   Fill(info->type, {c.weights.data(), c.weights.size()});
-  std::vector<float> x(static_cast<size_t>(o.prefill * kCols));
+  std::vector<float> x(static_cast<size_t>(o.prefill * o.cols));
   uint64_t s = 12345;
   for (float& v : x) {
     v = static_cast<float>(static_cast<int64_t>(Next(s) >> 40) - (1 << 23)) * 0x1p-22F;
   }
   c.activations.resize(c.x_row_bytes * static_cast<size_t>(o.prefill));
   engine::GetTypeKernels(info->type, KernelIsa::kPortable)
-      .quantize_activations(x.data(), static_cast<int32_t>(o.prefill), kCols, c.activations.data());
+      .quantize_activations(x.data(), static_cast<int32_t>(o.prefill), o.cols,
+                            c.activations.data());
   return c;
 }
 
@@ -268,12 +269,12 @@ void PrintTable(const Options& o, const std::vector<Case>& cases,
     Printf(stdout,
            "in cache: %" PRId64 " KiB of weights per type, rows of %" PRId64
            " values, thread CPU time, best of %" PRId64 " rounds\n\n",
-           o.cache_kib, kCols, o.rounds);
+           o.cache_kib, o.cols, o.rounds);
   } else {
     Printf(stdout,
            "single-thread read bandwidth: %.1f GB/s; %" PRId64
            " MiB of weights per type, rows of %" PRId64 " values, best of %" PRId64 " rounds\n\n",
-           bandwidth / 1e9, o.mib, kCols, o.rounds);
+           bandwidth / 1e9, o.mib, o.cols, o.rounds);
   }
   Printf(stdout,
          "| type | kernel | decode GB/s | of roofline | prefill (%" PRId64
@@ -309,6 +310,8 @@ int Main(int argc, char** argv) {
   flags.String("types", &o.types, "LIST", "comma-separated GGUF types (as llama.cpp names them)");
   flags.Int("mib", &o.mib, "N", "MiB of weights per type: far more than the caches");
   flags.Int("rounds", &o.rounds, "N", "interleaved rounds; each figure is the best");
+  flags.Int("cols", &o.cols, "N",
+            "values per weight row (a multiple of 256; 768 is the 110m model's)");
   flags.Int("prefill", &o.prefill, "N", "activation rows of the prompt product");
   flags.Int("cache-kib", &o.cache_kib, "N",
             "matrices of N KiB that stay in cache: the compute ceiling (0: --mib, from memory)");
@@ -320,6 +323,13 @@ int Main(int argc, char** argv) {
   if (flags.help_requested()) {
     static_cast<void>(std::fputs(flags.Usage().c_str(), stdout));
     return 0;
+  }
+  if (o.cols <= 0 || o.cols % 256 != 0 || o.cols > (int64_t{1} << 20)) {
+    Printf(stderr,
+           "kernel_bench: --cols %lld: give a multiple of 256 (every type's block divides a row) "
+           "up to 1048576\n",
+           static_cast<long long>(o.cols));
+    return 2;
   }
   std::vector<KernelIsa> isas;
   for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
