@@ -407,31 +407,45 @@ struct F16Table {
 
 // DotsF16 for `rows` (1..16) rows: the F16 kernel's chains (chain c over columns c * 16 + 64 k),
 // combined as its Finish combines them, reduced together; the columns past the last whole 64 in
-// double, in column order, each product rounded to float first.
+// double, in column order, each product rounded to float first. kRowsAtOnce rows' chains advance
+// together: a row has only 4 chains, each a multiply-add per 64 columns, so a long row (a decode
+// token's values: a row per head dimension, a column per position) waits on the multiply-adds'
+// latency unless other rows' chains fill the gaps. Each chain still sees its own columns in
+// order, so the bits do not depend on kRowsAtOnce.
+template <int kRowsAtOnce>
 [[gnu::target("avx512f")]] void DotsF16Rows16Avx512(const F16Table& table, int64_t first, int rows,
                                                     const float* b, int64_t n, float* out) {
   constexpr int64_t kStep = 64;
-  static_assert(kStep == 2 * kF16Block && kF16Block % 16 == 0);
+  static_assert(kStep == 2 * kF16Block && kF16Block % 16 == 0 && 16 % kRowsAtOnce == 0);
   const int64_t whole = n - n % kStep;
   __m512 v[16];
-  for (int j = 0; j < 16; ++j) {
-    if (j >= rows) {
-      v[j] = _mm512_setzero_ps();
-      continue;
-    }
-    __m512 c[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
-    for (int64_t i = 0; i < whole; i += kStep) {
-      // Columns i .. i + 31 and i + 32 .. i + 63 are each one run (i is a multiple of 64).
-      const uint16_t* runs[2] = {table.At(first + j, i), table.At(first + j, i + kF16Block)};
-      for (int64_t k = 0; k < 4; ++k) {
-        const __m256i h =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs[k / 2] + 16 * (k % 2)));
-        c[k] = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(kAll16, h), _mm512_loadu_ps(b + i + 16 * k),
-                               c[k]);
+  for (int j = 0; j < 16; j += kRowsAtOnce) {
+    __m512 c[kRowsAtOnce][4];
+    for (int r = 0; r < kRowsAtOnce; ++r) {
+      for (int k = 0; k < 4; ++k) {
+        c[r][k] = _mm512_setzero_ps();
       }
     }
-    v[j] = _mm512_add_ps(_mm512_add_ps(c[0], c[2]), _mm512_add_ps(c[1], c[3]));
+    const int live = std::clamp(rows - j, 0, kRowsAtOnce);
+    for (int64_t i = 0; live > 0 && i < whole; i += kStep) {
+      for (int r = 0; r < kRowsAtOnce; ++r) {
+        // Rows past `rows` repeat the last live one (read, never stored).
+        const int64_t row = first + j + std::min(r, live - 1);
+        // Columns i .. i + 31 and i + 32 .. i + 63 are each one run (i is a multiple of 64).
+        const uint16_t* runs[2] = {table.At(row, i), table.At(row, i + kF16Block)};
+        for (int64_t k = 0; k < 4; ++k) {
+          const __m256i h =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(runs[k / 2] + 16 * (k % 2)));
+          c[r][k] = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(kAll16, h),
+                                    _mm512_loadu_ps(b + i + 16 * k), c[r][k]);
+        }
+      }
+    }
+    for (int r = 0; r < kRowsAtOnce; ++r) {
+      v[j + r] =
+          r < live ? _mm512_add_ps(_mm512_add_ps(c[r][0], c[r][2]), _mm512_add_ps(c[r][1], c[r][3]))
+                   : _mm512_setzero_ps();
+    }
   }
   const __m512 reduced = ReduceRows16Avx512(v);
   if (whole == n) {
@@ -441,24 +455,120 @@ struct F16Table {
   DotsF16TailRows16Avx512(table, first, rows, b, whole, static_cast<int>(n - whole), reduced, out);
 }
 
+// Rows of at least this many columns go 4 at a time through DotsF16Rows16Avx512 (attention_bench,
+// a token's values, 12 layers x 12 heads of 64: 1,418-1,465 -> 801-881 µs at 1,024 positions,
+// 536-605 -> 438-537 at 512, no change at 256). Shorter ones, a token's scores (a row per
+// position, a column per head dimension) among them, go one at a time: 4 at a time, scores at
+// 1,024 positions took 918-988 µs where one at a time took 684-803.
+constexpr int64_t kLongRows = 256;
+
+// The rows a DotsF16 reads are a worker's keys or values, which the weights streamed through
+// since the last token have evicted: the kernels ask for the next 16 rows' lines (first ..
+// first + 15, below count) while the current ones compute, so their misses overlap instead of
+// coming one row at a time. A run of kF16Block halves is one cache line.
+inline void PrefetchRows16(const F16Table& table, int64_t first, int64_t count, int64_t n) {
+  const int64_t end = std::min(count, first + 16);
+  for (int64_t j = first; j < end; ++j) {
+    for (int64_t i = 0; i < n; i += kF16Block) {
+      _mm_prefetch(reinterpret_cast<const char*>(table.At(j, i)), _MM_HINT_T0);
+    }
+  }
+}
+
 [[gnu::target("avx512f")]] void DotsF16Avx512(const F16Table& table, int64_t count, const float* b,
                                               int64_t n, float* out) {
-  // The rows are a worker's keys or values, which the weights streamed through since the last
-  // token have evicted: ask for the next 16 rows' lines while these compute, so their misses
-  // overlap instead of coming one row at a time. A run of kF16Block halves is one cache line.
-  const auto prefetch = [&](int64_t first) {
-    const int64_t end = std::min(count, first + 16);
-    for (int64_t j = first; j < end; ++j) {
-      for (int64_t i = 0; i < n; i += kF16Block) {
-        _mm_prefetch(reinterpret_cast<const char*>(table.At(j, i)), _MM_HINT_T0);
-      }
-    }
-  };
-  prefetch(0);
+  PrefetchRows16(table, 0, count, n);
   for (int64_t j = 0; j < count; j += 16) {
-    prefetch(j + 16);
-    DotsF16Rows16Avx512(table, j, static_cast<int>(std::min<int64_t>(16, count - j)), b, n,
-                        out + j);
+    PrefetchRows16(table, j + 16, count, n);
+    const int rows = static_cast<int>(std::min<int64_t>(16, count - j));
+    if (n >= kLongRows) {
+      DotsF16Rows16Avx512<4>(table, j, rows, b, n, out + j);
+    } else {
+      DotsF16Rows16Avx512<1>(table, j, rows, b, n, out + j);
+    }
+  }
+}
+
+// DotsF16 with AVX2: the F16 kernel's AVX2 dot (float_types_avx2.cc: each chain of 16 lanes as
+// two 8-lane halves, 8 independent multiply-adds per 64 columns), read through the table, so a
+// value cache's rows need no gathering into a scratch row first. This is a row's sum of its
+// columns below `whole` (a multiple of 64), in Finish's order: (c0 + c2) + (c1 + c3), then the 16
+// lanes folded 16 -> 8 -> 4 -> 2 -> 1.
+[[gnu::target("avx2,fma,f16c")]] float WholeF16RowAvx2(const F16Table& table, int64_t j,
+                                                       const float* b, int64_t whole) {
+  constexpr int64_t kStep = 64;
+  static_assert(kStep == 2 * kF16Block);
+  __m256 lo[4];
+  __m256 hi[4];
+  for (int64_t k = 0; k < 4; ++k) {
+    lo[k] = _mm256_setzero_ps();
+    hi[k] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < whole; i += kStep) {
+    const uint16_t* runs[2] = {table.At(j, i), table.At(j, i + kF16Block)};
+    for (int64_t k = 0; k < 4; ++k) {
+      const uint16_t* h = runs[k / 2] + 16 * (k % 2);
+      const float* x = b + i + 16 * k;
+      lo[k] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h))),
+                              _mm256_loadu_ps(x), lo[k]);
+      hi[k] =
+          _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + 8))),
+                          _mm256_loadu_ps(x + 8), hi[k]);
+    }
+  }
+  const __m256 sum_lo = _mm256_add_ps(_mm256_add_ps(lo[0], lo[2]), _mm256_add_ps(lo[1], lo[3]));
+  const __m256 sum_hi = _mm256_add_ps(_mm256_add_ps(hi[0], hi[2]), _mm256_add_ps(hi[1], hi[3]));
+  const __m256 h8 = _mm256_add_ps(sum_hi, sum_lo);
+  const __m128 h4 = _mm_add_ps(_mm256_extractf128_ps(h8, 1), _mm256_castps256_ps128(h8));
+  const __m128 h2 = _mm_add_ps(_mm_permute_ps(h4, 0x4E), h4);
+  return _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 0x55)));
+}
+
+// Rows first .. first + 3 (those below count): the whole columns row by row, then the columns
+// past them as Finish adds them, in double and in column order, each product rounded to float
+// first; the four rows' chains of double adds side by side in one vector, so that they overlap.
+[[gnu::target("avx2,fma,f16c")]] void DotsF16Rows4Avx2(const F16Table& table, int64_t first,
+                                                       int64_t count, const float* b, int64_t n,
+                                                       float* out) {
+  const int64_t whole = n - n % 64;
+  const int live = static_cast<int>(std::min<int64_t>(4, count - first));
+  alignas(16) float sums[4] = {};
+  for (int r = 0; r < live; ++r) {
+    sums[r] = WholeF16RowAvx2(table, first + r, b, whole);
+  }
+  if (whole < n) {
+    __m256d acc = _mm256_cvtps_pd(_mm_load_ps(sums));
+    // Rows past `live` repeat the last live one (read, never stored).
+    const uint16_t* rows[4];
+    for (int r = 0; r < 4; ++r) {
+      rows[r] = table.At(first + std::min(r, live - 1), 0);
+    }
+    for (int64_t k = whole; k < n; ++k) {
+      // Column k lies as far from every row's start.
+      const auto at = static_cast<size_t>(table.At(0, k) - table.At(0, 0));
+      __m128i h = _mm_cvtsi32_si128(rows[0][at]);
+      h = _mm_insert_epi16(h, rows[1][at], 1);
+      h = _mm_insert_epi16(h, rows[2][at], 2);
+      h = _mm_insert_epi16(h, rows[3][at], 3);
+      const __m128 products = _mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(b[k]));
+      acc = _mm256_add_pd(acc, _mm256_cvtps_pd(products));
+    }
+    _mm_store_ps(sums, _mm256_cvtpd_ps(acc));
+  }
+  for (int r = 0; r < live; ++r) {
+    out[first + r] = sums[r];
+  }
+}
+
+[[gnu::target("avx2,fma,f16c")]] void DotsF16Avx2(const F16Table& table, int64_t count,
+                                                  const float* b, int64_t n, float* out) {
+  PrefetchRows16(table, 0, count, n);
+  for (int64_t j = 0; j < count; j += 16) {
+    PrefetchRows16(table, j + 16, count, n);
+    const int64_t end = std::min(count, j + 16);
+    for (int64_t r = j; r < end; r += 4) {
+      DotsF16Rows4Avx2(table, r, count, b, n, out);
+    }
   }
 }
 
@@ -589,8 +699,13 @@ float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa) {
 
 void DotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
              KernelIsa isa, float* out) {
+  const F16Table table{.a = a, .row_stride = a_stride, .block_stride = kF16Block};
   if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
-    DotsF16Avx512({.a = a, .row_stride = a_stride, .block_stride = kF16Block}, count, b, n, out);
+    DotsF16Avx512(table, count, b, n, out);
+    return;
+  }
+  if (isa != KernelIsa::kPortable && KernelIsaSupported(KernelIsa::kAvx2)) {
+    DotsF16Avx2(table, count, b, n, out);
     return;
   }
   const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
@@ -605,6 +720,10 @@ void DotsF16Blocks(const uint16_t* a, size_t block_stride, int64_t count, const 
   const F16Table table{.a = a, .row_stride = kF16Block, .block_stride = block_stride};
   if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
     DotsF16Avx512(table, count, b, n, out);
+    return;
+  }
+  if (isa != KernelIsa::kPortable && KernelIsaSupported(KernelIsa::kAvx2)) {
+    DotsF16Avx2(table, count, b, n, out);
     return;
   }
   const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);

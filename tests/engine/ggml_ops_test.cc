@@ -128,20 +128,25 @@ TEST(GgmlOpsTest, EveryVariantGivesThePortableBitsAtExpsEdges) {
   }
 }
 
-// A head's keys (rows of a strided table) at once: each the bits of its own LanesDotF16.
+// A head's keys (rows of a strided table) at once: each the bits of its own LanesDotF16. Rows of
+// head_size (a prompt's scores) and rows as long as a context (its value sums), for row counts
+// around the group of 16.
 TEST(GgmlOpsTest, BatchedDotsEqualSingleOnes) {
   constexpr int64_t kN = 64;
-  constexpr size_t kStride = 200;
+  constexpr int64_t kLongest = 300;
+  constexpr size_t kStride = 320;
   constexpr int64_t kCount = 37;
-  const std::vector<float> b = Values(kN, 4.0F, 5);
+  const std::vector<float> b = Values(kLongest, 4.0F, 5);
   const std::vector<float> table = Values(kStride * kCount, 2.0F, 9);
   std::vector<uint16_t> halves(table.size());
   for (size_t i = 0; i < halves.size(); ++i) {
     halves[i] = FloatToHalf(table[i]);
   }
   for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
-    for (int64_t n : {kN, kN - 3, int64_t{16}, int64_t{32}, int64_t{7}}) {
-      for (int64_t count : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, kCount}) {
+    for (int64_t n :
+         {kN, kN - 3, int64_t{16}, int64_t{32}, int64_t{7}, int64_t{128}, int64_t{173}, kLongest}) {
+      for (int64_t count :
+           {int64_t{1}, int64_t{5}, int64_t{15}, int64_t{16}, int64_t{17}, kCount}) {
         std::vector<float> out(static_cast<size_t>(count) + 1, -1.0F);
         LanesDotsF16(halves.data() + 3, kStride, count, b.data(), n, isa, out.data());
         for (int64_t j = 0; j < count; ++j) {
@@ -157,7 +162,8 @@ TEST(GgmlOpsTest, BatchedDotsEqualSingleOnes) {
 
 // A decode token's attention products, 16 rows at a time: each the bits of the F16 kernel's own
 // dot, for lengths with and without a tail past the last whole 64 (a score is 64 long, a value
-// row a multiple of 32) and for row counts around the group of 16, without writing past them.
+// row a multiple of 32; from 256 on the rows go 4 at a time) and for row counts around the group
+// of 16 and of 4, without writing past them.
 TEST(GgmlOpsTest, DecodeDotsEqualTheF16KernelsDot) {
   constexpr size_t kStride = 300;
   constexpr int64_t kMaxCount = 37;
