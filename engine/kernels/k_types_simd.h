@@ -229,14 +229,6 @@ CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, si
   }
 }
 
-// The next tile's rows, streamed in while a tile computes (prefetch.h).
-inline SpreadPrefetch NextKTile(const MatMulArgs& a, int64_t row, int64_t rows, int64_t blocks) {
-  const int64_t begin = std::min(a.row_end, row + rows);
-  const int64_t end = std::min(a.row_end, row + 2 * rows);
-  return {a.w + static_cast<size_t>(begin) * a.w_row_bytes,
-          a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks};
-}
-
 // One token (decode): RD rows at a time, then single rows.
 template <TensorType kType, int RD>
 CH_TARGET void DecodeToken(const MatMulArgs& a, int32_t t) {
@@ -247,7 +239,7 @@ CH_TARGET void DecodeToken(const MatMulArgs& a, int32_t t) {
   int64_t r = a.row_begin;
   for (; r + RD <= a.row_end; r += RD) {
     TileK<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
-                        NextKTile(a, r, RD, blocks));
+                        TileAhead(a, r, RD, blocks));
   }
   for (; r < a.row_end; ++r) {
     TileK<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
@@ -289,7 +281,7 @@ CH_TARGET void MatMulK(const MatMulArgs& a) {
     const int64_t rows = left >= R ? R : left >= kRemainderRows ? kRemainderRows : 1;
     for (int32_t t = 0; t < a.n; t += T) {
       const int tokens = std::min<int32_t>(T, a.n - t);
-      const SpreadPrefetch ahead = t == 0 ? NextKTile(a, r, rows, blocks) : none;
+      const SpreadPrefetch ahead = t == 0 ? TileAhead(a, r, rows, blocks) : none;
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
       if (rows == R) {

@@ -66,12 +66,13 @@ class RowPrefetch {
 // The GGUF type kernels read R weight rows at once, R streams a row apart, which the hardware
 // prefetchers serve poorly (measured on the project's first host, Q8_0 decode: 13 GB/s with 4
 // rows, 28 GB/s one row at a time); one row at a time is bound by its chain of dependent
-// multiply-adds instead. So each tile of rows, while it computes, prefetches the next tile's
+// multiply-adds instead. So each tile of rows, while it computes, prefetches a later tile's
 // bytes in address order, spread evenly over its steps: to the memory system one sequential
-// stream, one tile ahead (there, Q8_0 decode with 8 rows: 35-39 GB/s where a plain read streams
-// 40-45; the later Zen 4 host streams Q8_0 best with 4 rows, q32_types_avx512.cc).
+// stream (there, Q8_0 decode with 8 rows: 35-39 GB/s where a plain read streams 40-45; the later
+// Zen 4 host streams Q8_0 best with 4 rows, q32_types_avx512.cc). Which tile: at least a few KiB
+// on, TileAhead in type_kernels_internal.h.
 //
-//   SpreadPrefetch ahead(next_tile, next_tile_end, blocks);
+//   SpreadPrefetch ahead(later_tile, later_tile_end, blocks);
 //   for (b = 0; b < blocks; ++b) { ahead.Step(b); ... }
 class SpreadPrefetch {
  public:

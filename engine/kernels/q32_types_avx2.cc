@@ -12,7 +12,7 @@
 //               activation bytes
 //   Q4_1, Q5_1  the nibbles times x
 // and the float steps are the definition's. Decode takes 4 rows at a time and prefetches the
-// next tile in address order (prefetch.h); prefill takes 2 rows x 3 tokens per tile.
+// tile a few KiB on in address order (TileAhead); prefill takes 2 rows x 3 tokens per tile.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -221,13 +221,6 @@ CH_AVX2 void TileInterleaved(const std::byte* w, size_t w_stride, const std::byt
   }
 }
 
-inline SpreadPrefetch NextTile(const MatMulArgs& a, int64_t row, int64_t rows, int64_t blocks) {
-  const int64_t begin = std::min(a.row_end, row + rows);
-  const int64_t end = std::min(a.row_end, row + 2 * rows);
-  return {a.w + static_cast<size_t>(begin) * a.w_row_bytes,
-          a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks};
-}
-
 inline SpreadPrefetch Nothing() { return {nullptr, nullptr, 0}; }
 
 template <TensorType kType, int RD, int R, int T>
@@ -238,7 +231,7 @@ CH_AVX2 void MatMulVec(const MatMulArgs& a) {
     int64_t r = a.row_begin;
     for (; r + RD <= a.row_end; r += RD) {
       Tile<kType, RD, 1>(w_at(r), a.w_row_bytes, a.x, a.x_row_bytes, blocks, a.y + r, a.y_stride,
-                         NextTile(a, r, RD, blocks));
+                         TileAhead(a, r, RD, blocks));
     }
     for (; r < a.row_end; ++r) {
       Tile<kType, 1, 1>(w_at(r), a.w_row_bytes, a.x, a.x_row_bytes, blocks, a.y + r, a.y_stride,
@@ -249,7 +242,7 @@ CH_AVX2 void MatMulVec(const MatMulArgs& a) {
   for (int64_t r = a.row_begin; r < a.row_end;) {
     const int64_t rows = a.row_end - r >= R ? R : 1;
     for (int32_t t = 0; t < a.n;) {
-      const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, rows, blocks) : Nothing();
+      const SpreadPrefetch ahead = t == 0 ? TileAhead(a, r, rows, blocks) : Nothing();
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
       const bool full = a.n - t >= T;
@@ -292,7 +285,7 @@ CH_AVX2 void MatMulInterleaved(const MatMulArgs& a) {
       continue;
     }
     for (int32_t t = 0; t < a.n;) {
-      const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, 8, blocks) : Nothing();
+      const SpreadPrefetch ahead = t == 0 ? TileAhead(a, r, 8, blocks) : Nothing();
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
       if (a.n - t >= kTokens) {

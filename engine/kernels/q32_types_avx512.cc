@@ -445,14 +445,6 @@ CH_AVX512 void TileInterleaved(const std::byte* w, size_t w_stride, const std::b
   }
 }
 
-// The next tile's rows (up to the range's end), to stream in while a tile computes.
-inline SpreadPrefetch NextTile(const MatMulArgs& a, int64_t row, int64_t rows, int64_t blocks) {
-  const int64_t begin = std::min(a.row_end, row + rows);
-  const int64_t end = std::min(a.row_end, row + 2 * rows);
-  return {a.w + static_cast<size_t>(begin) * a.w_row_bytes,
-          a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks};
-}
-
 // No prefetch: the tiles of a row group after its first (the rows are in cache by then).
 inline SpreadPrefetch Nothing() { return {nullptr, nullptr, 0}; }
 
@@ -471,7 +463,7 @@ CH_AVX512 void DecodeToken(const MatMulArgs& a, int32_t t) {
   int64_t r = a.row_begin;
   for (; r + RD <= a.row_end; r += RD) {
     TileVec<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
-                          NextTile(a, r, RD, blocks));
+                          TileAhead(a, r, RD, blocks));
   }
   for (; r < a.row_end; ++r) {
     TileVec<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
@@ -529,7 +521,7 @@ CH_AVX512 void PreparedChunk(const MatMulArgs& a, int64_t begin, int64_t end, in
     for (int64_t r = begin; r < end;) {
       const int64_t rows = end - r >= R ? R : 1;
       // Only the first tile of tokens reads the rows from memory.
-      const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, rows, blocks) : Nothing();
+      const SpreadPrefetch ahead = t == 0 ? TileAhead(a, r, rows, blocks) : Nothing();
       if (rows == R) {
         PreparedPairTile<kType, R, kPreparedPairs>(pairs, w_at(r), a.w_row_bytes, prepared, blocks,
                                                    y + r, a.y_stride, ahead);
@@ -584,7 +576,7 @@ CH_AVX512 void MatMulVec(const MatMulArgs& a) {
     const int64_t rows = a.row_end - r >= R ? R : 1;
     for (int32_t t = 0; t < paired; t += 2 * P2) {
       const int pairs = std::min<int32_t>(P2, (paired - t) / 2);
-      const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, rows, blocks) : Nothing();
+      const SpreadPrefetch ahead = t == 0 ? TileAhead(a, r, rows, blocks) : Nothing();
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
       if (rows == R) {
@@ -627,7 +619,7 @@ CH_AVX512 void MatMulInterleaved(const MatMulArgs& a) {
     for (int32_t t = 0; t < a.n;) {
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
-      const SpreadPrefetch ahead = t == 0 ? NextTile(a, r, 8, blocks) : Nothing();
+      const SpreadPrefetch ahead = t == 0 ? TileAhead(a, r, 8, blocks) : Nothing();
       if (a.n - t >= kTokens) {
         TileInterleaved<kTokens>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
         t += kTokens;

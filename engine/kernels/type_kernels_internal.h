@@ -7,11 +7,13 @@
 #ifndef CELLHOUSE_ENGINE_KERNELS_TYPE_KERNELS_INTERNAL_H_
 #define CELLHOUSE_ENGINE_KERNELS_TYPE_KERNELS_INTERNAL_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 #include "engine/kernels/half.h"
+#include "engine/kernels/prefetch.h"
 #include "engine/kernels/tensor_type.h"
 #include "engine/kernels/type_kernels.h"
 
@@ -113,6 +115,34 @@ void RowsQ8ZeroAvx512(const float* x, int32_t n, int64_t cols, std::byte* out);
 void RowsQ8OneAvx512(const float* x, int32_t n, int64_t cols, std::byte* out);
 // The activation quantizer of `partner` for `isa`: the fastest this instruction set has.
 QuantizeActivationsFn ActivationQuantizerFor(TensorType partner, KernelIsa isa);
+
+// How far ahead of the rows it computes a decode tile of weight rows prefetches (prefetch.h):
+// the first tile at least this many bytes on, so that a line is asked for about as long before
+// it is read as memory takes to answer (some 150 ns at the 35 GB/s a core streams). A tile of a
+// model's short rows is only a few KiB (4 rows of Q8_0 at 768 values: 3.3 KiB), which a decode
+// kernel computes in less time than that, so prefetching just the next tile had left it waiting.
+// Measured (one tile -> 6 KiB ahead): kernel_bench, 768-value rows from memory, Q8_0 25.5-29.3 ->
+// 32 GB/s, Q4_0 (x8) 21 -> 27, Q4_K 20-21 -> 21-22, Q6_K 25-27 -> 28-30 (4 to 12 KiB about
+// alike; rows of 2048 and 4096 values, whose tiles are past 6 KiB already, unchanged within the
+// noise); the 110m model's decode pinned to a core, medians of 4 interleaved runs on each core:
+// Q8_0 141 -> 167 and 180 -> 221 tok/s, Q4_0 226 -> 258 and 250 -> 279.
+inline constexpr size_t kTileAheadBytes = size_t{6} << 10;
+
+// What the tile of `rows` rows at `row` (of a's range) prefetches while it computes: the tile
+// that many tiles on whose rows, times the tokens, make kTileAheadBytes (a tile of several tokens
+// computes that much longer: one tile ahead, as before, for every batch of two or more), or, for
+// the range's first tile, every row up to and including it (none has been asked for yet).
+// Clipped to the range's end.
+inline SpreadPrefetch TileAhead(const MatMulArgs& a, int64_t row, int64_t rows, int64_t blocks) {
+  const size_t work =
+      static_cast<size_t>(rows) * a.w_row_bytes * static_cast<size_t>(std::max(1, a.n));
+  const auto tiles =
+      static_cast<int64_t>(work >= kTileAheadBytes ? 1 : (kTileAheadBytes + work - 1) / work);
+  const int64_t begin = std::min(a.row_end, row == a.row_begin ? row + rows : row + tiles * rows);
+  const int64_t end = std::min(a.row_end, row + (tiles + 1) * rows);
+  return {a.w + static_cast<size_t>(begin) * a.w_row_bytes,
+          a.w + static_cast<size_t>(end) * a.w_row_bytes, blocks};
+}
 
 // The generic matrix product over a dot function: what the portable variants use, and what the
 // vector ones must equal.
