@@ -585,6 +585,21 @@ inline void PrefetchRows16(const F16Table& table, int64_t first, int64_t count, 
 
 bool HasFma(KernelIsa isa) { return isa != KernelIsa::kPortable && KernelIsaSupported(isa); }
 
+// DotsF16 over `table` with the widest vectors `isa` allows on this CPU; false (nothing written)
+// where only the portable loop can.
+bool DotsF16Vector(const F16Table& table, int64_t count, const float* b, int64_t n, KernelIsa isa,
+                   float* out) {
+  if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
+    DotsF16Avx512(table, count, b, n, out);
+    return true;
+  }
+  if (isa != KernelIsa::kPortable && KernelIsaSupported(KernelIsa::kAvx2)) {
+    DotsF16Avx2(table, count, b, n, out);
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 float GgmlExp(float x) { return ExpBody(x); }
@@ -700,12 +715,7 @@ float LanesDotF16(const uint16_t* a, const float* b, int64_t n, KernelIsa isa) {
 void DotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
              KernelIsa isa, float* out) {
   const F16Table table{.a = a, .row_stride = a_stride, .block_stride = kF16Block};
-  if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
-    DotsF16Avx512(table, count, b, n, out);
-    return;
-  }
-  if (isa != KernelIsa::kPortable && KernelIsaSupported(KernelIsa::kAvx2)) {
-    DotsF16Avx2(table, count, b, n, out);
+  if (DotsF16Vector(table, count, b, n, isa, out)) {
     return;
   }
   const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
@@ -718,12 +728,7 @@ void DotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, 
 void DotsF16Blocks(const uint16_t* a, size_t block_stride, int64_t count, const float* b, int64_t n,
                    KernelIsa isa, uint16_t* scratch, float* out) {
   const F16Table table{.a = a, .row_stride = kF16Block, .block_stride = block_stride};
-  if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
-    DotsF16Avx512(table, count, b, n, out);
-    return;
-  }
-  if (isa != KernelIsa::kPortable && KernelIsaSupported(KernelIsa::kAvx2)) {
-    DotsF16Avx2(table, count, b, n, out);
+  if (DotsF16Vector(table, count, b, n, isa, out)) {
     return;
   }
   const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
