@@ -30,6 +30,9 @@ inline int64_t ThreadCpuNanos() {
   return static_cast<int64_t>(ts.tv_sec) * kNanosPerSecond + ts.tv_nsec;
 }
 
+// ThreadCpuNanos in seconds.
+inline double ThreadCpuSeconds() { return static_cast<double>(ThreadCpuNanos()) / 1e9; }
+
 class Clock {
  public:
   virtual ~Clock() = default;

@@ -39,8 +39,6 @@ struct Options {
   bool cold = false;
 };
 
-double ThreadCpuSeconds() { return static_cast<double>(ThreadCpuNanos()) / 1e9; }
-
 struct Figures {
   double scores_seconds = 0;
   double values_seconds = 0;

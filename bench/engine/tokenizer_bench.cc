@@ -24,8 +24,6 @@
 namespace cellhouse {
 namespace {
 
-double ThreadCpuSeconds() { return static_cast<double>(ThreadCpuNanos()) / 1e9; }
-
 std::string MakeText(size_t bytes) {
   static const char* const kWords[] = {
       "the",
