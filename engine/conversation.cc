@@ -114,7 +114,7 @@ Result<Conversation::TurnStats> Conversation::Turn(std::string_view prompt,
   TurnStats stats{.prompt_tokens = static_cast<int32_t>(prompt_tokens.size()),
                   .evaluated_tokens = static_cast<int32_t>(unprocessed)};
   // Step() leaves the last position's logits in state_.logits, where the sampler reads them.
-  Step(std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_);
+  Step(std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_, StepKind::kPrompt);
   processed_ = static_cast<int32_t>(tokens_.size());
   Generate(options, on_token, start, stats);
   return stats;
@@ -155,7 +155,7 @@ Result<Conversation::TurnStats> Conversation::TurnTokens(std::span<const int32_t
   TurnStats stats{.prompt_tokens = static_cast<int32_t>(conversation.size()),
                   .reused_tokens = static_cast<int32_t>(common),
                   .evaluated_tokens = static_cast<int32_t>(conversation.size() - common)};
-  Step(std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_);
+  Step(std::span(tokens_).subspan(static_cast<size_t>(processed_)), processed_, StepKind::kPrompt);
   processed_ = static_cast<int32_t>(tokens_.size());
   Generate(options, on_token, start, stats);
   return stats;
@@ -204,7 +204,7 @@ void Conversation::Generate(const TurnOptions& options, const TokenCallback& on_
       stats.stop = StopReason::kContextFull;
       break;
     }
-    Step(std::span(&tokens_.back(), 1), processed_);
+    Step(std::span(&tokens_.back(), 1), processed_, StepKind::kDecode);
     ++processed_;
   }
   if (stats.generated_tokens > 0) {
@@ -213,11 +213,11 @@ void Conversation::Generate(const TurnOptions& options, const TokenCallback& on_
   if (path_) path_->TurnEnded();
 }
 
-void Conversation::Step(std::span<const int32_t> tokens, int32_t pos) {
+void Conversation::Step(std::span<const int32_t> tokens, int32_t pos, StepKind kind) {
   if (path_) {
-    path_->Forward(state_, tokens, pos);
+    path_->Forward(state_, tokens, pos, kind);
   } else {
-    Forward(model_->weights(), kernels_, state_, tokens, pos);
+    Forward(model_->weights(), kernels_, state_, tokens, pos, kind);
   }
 }
 

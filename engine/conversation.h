@@ -127,8 +127,8 @@ class Conversation {
   // Generates after the history is processed; fills the generation part of `stats`.
   void Generate(const TurnOptions& options, const TokenCallback& on_token, int64_t start,
                 TurnStats& stats);
-  // One step: `tokens` at positions pos .. through the path (or Forward()).
-  void Step(std::span<const int32_t> tokens, int32_t pos);
+  // One step: `tokens` (of `kind`) at positions pos .. through the path (or Forward()).
+  void Step(std::span<const int32_t> tokens, int32_t pos, StepKind kind);
 
   const Model* model_;
   const Tokenizer* tokenizer_;

@@ -75,6 +75,8 @@ GgufStepCompute::GgufStepCompute(const GgufWeights& weights, KernelIsa isa, uint
   up_.resize(Floats(n, c.hidden_dim));
   // Every partner type takes at most 4 bytes a value (RunState::typed_input).
   typed_.resize(Floats(n, std::max<int64_t>(wide, c.hidden_dim)) * 4);
+  at_.resize(n);
+  prompt_row_.resize(n);
   last_rows_.resize(Floats(kLogitRows, c.dim));
   logits_.resize(Floats(kLogitRows, c.vocab_size));
 }
@@ -95,19 +97,34 @@ void GgufStepCompute::Run(const executor::Batch& batch, executor::ThreadPool& po
   const ModelConfig& c = w_.config;
   const uint32_t n = std::min(batch.total_rows, max_batch_rows_);
   const int64_t wide = std::max(c.dim, c.q_dim());
+  // A prompt's rows first, each group in batch order.
+  std::fill_n(prompt_row_.begin(), n, uint8_t{0});
+  for (const executor::BatchEntry& e : batch.entries) {
+    if (e.kind != executor::RowKind::kPrefill) continue;
+    for (uint32_t r = 0; r < e.rows && e.first_row + r < n; ++r) prompt_row_[e.first_row + r] = 1;
+  }
+  uint32_t next = 0;
+  for (uint8_t prompt : {uint8_t{1}, uint8_t{0}}) {
+    for (uint32_t i = 0; i < n; ++i) {
+      if (prompt_row_[i] == prompt) at_[i] = next++;
+    }
+  }
   // The rows in: x, and (after round 0) the attention output a. Copied, so the products never
   // read the batch input again.
+  uint32_t prompt_rows = 0;
   for (uint32_t i = 0; i < n; ++i) {
     const float* in = batch.input + Floats(i, shape_.input_row_floats);
-    std::memcpy(x_.data() + Floats(i, c.dim), in, sizeof(float) * static_cast<size_t>(c.dim));
+    std::memcpy(x_.data() + Floats(at_[i], c.dim), in, sizeof(float) * static_cast<size_t>(c.dim));
     if (batch.round > 0) {
-      std::memcpy(h_.data() + Floats(i, wide), in + c.dim,
+      std::memcpy(h_.data() + Floats(at_[i], wide), in + c.dim,
                   sizeof(float) * static_cast<size_t>(c.q_dim()));
     }
+    prompt_rows += prompt_row_[i];
   }
   PoolParallel parallel(pool);
   gguf_steps::Buffers b = Scratch();
   b.parallel = &parallel;
+  b.prompt_rows = static_cast<int32_t>(prompt_rows);
   if (batch.round > 0) {
     gguf_steps::AttentionOutputAndFeedForward(w_, isa_, static_cast<int32_t>(batch.round) - 1,
                                               static_cast<int32_t>(n), b);
@@ -129,10 +146,10 @@ void GgufStepCompute::WriteRows(const executor::Batch& batch) {
   };
   for (const executor::BatchEntry& e : batch.entries) {
     for (uint32_t r = 0; r < e.rows; ++r) {
-      const uint32_t i = e.first_row + r;
-      if (i >= max_batch_rows_) {
+      if (e.first_row + r >= max_batch_rows_) {
         return;
       }
+      const uint32_t i = at_[e.first_row + r];
       float* out = e.output + Floats(r, e.output_stride_floats);
       put(out, x_.data() + Floats(i, c.dim), c.dim);
       put(out, q_.data() + Floats(i, c.q_dim()), c.q_dim());
@@ -151,7 +168,7 @@ void GgufStepCompute::WriteLogits(const executor::Batch& batch, const gguf_steps
       if (e.rows == 0) {
         continue;  // the batch loop never sends one; its logits would be stale, not a crash
       }
-      const uint32_t last = std::min(e.first_row + e.rows, max_batch_rows_) - 1;
+      const uint32_t last = at_[std::min(e.first_row + e.rows, max_batch_rows_) - 1];
       std::memcpy(last_rows_.data() + Floats(static_cast<uint32_t>(j), c.dim),
                   x_.data() + Floats(last, c.dim), sizeof(float) * static_cast<size_t>(c.dim));
     }

@@ -13,6 +13,8 @@
 //                   RMSNorm and Q/K/V
 //   round L:        the same for layer L - 1, then the final norm and the classifier on each
 //                   entry's last row: the logits ([vocab]) are the entry's answer
+// An entry's rows are computed in its kind's order (RowKind::kPrefill: a prompt's, step_kind.h),
+// as the worker's own path computes them.
 // These are gguf_forward.h's steps, called on the whole batch: the type kernels give every row
 // the bits it gets alone (type_kernels.h), so a session's results do not depend on its
 // neighbours, and a worker computing its rounds itself (executor_rounds.h) gets the same bits.
@@ -63,8 +65,12 @@ class GgufStepCompute final : public executor::StepCompute {
   // [max_batch_rows][width] each; typed: the partner-type form of the widest input row.
   std::vector<float> x_, h_, h2_, q_, k_, v_, gate_, up_;
   std::vector<std::byte> typed_;
-  std::vector<float> last_rows_;  // [kLogitRows][dim]: entries' last rows, gathered
-  std::vector<float> logits_;     // [kLogitRows][vocab]
+  // at_[i]: where the batch's row i is computed. A prompt's rows (RowKind::kPrefill) come first,
+  // so that a product takes them in their own order (PromptOrder) and the rest in decode's.
+  std::vector<uint32_t> at_;
+  std::vector<uint8_t> prompt_row_;  // per batch row: a prompt's
+  std::vector<float> last_rows_;     // [kLogitRows][dim]: entries' last rows, gathered
+  std::vector<float> logits_;        // [kLogitRows][vocab]
 };
 
 }  // namespace cellhouse::engine

@@ -48,11 +48,12 @@ void ReadAnswer(const ModelConfig& c, StepTransport& t, uint32_t n, const Sessio
 
 // One chunk of n tokens through `t`. False: `t` failed (nothing of the chunk is final).
 bool Chunk(const GgufWeights& w, KernelIsa isa, RunState& state, std::span<const int32_t> tokens,
-           int32_t at, bool last, StepTransport& t) {
+           int32_t at, StepKind step, bool last, StepTransport& t) {
   const ModelConfig& c = w.config;
   const auto n = static_cast<uint32_t>(tokens.size());
   const SessionRows s = RowsOf(c, state);
-  const executor::RowKind kind = n == 1 ? executor::RowKind::kDecode : executor::RowKind::kPrefill;
+  const executor::RowKind kind =
+      step == StepKind::kDecode ? executor::RowKind::kDecode : executor::RowKind::kPrefill;
   const uint32_t flags = last ? 0 : executor::kStepSkipsFinal;
   gguf_steps::Embed(w, isa, tokens, s.x);
   for (uint32_t r = 0; r < n; ++r) {
@@ -66,8 +67,8 @@ bool Chunk(const GgufWeights& w, KernelIsa isa, RunState& state, std::span<const
   const auto layers = static_cast<uint32_t>(c.n_layers);
   for (uint32_t l = 0; l < layers; ++l) {
     gguf_steps::RotateQueriesAndKeys(w, at, static_cast<int32_t>(n), s.q, s.k, state.rope_cos);
-    gguf_steps::Attend(w, isa, state, static_cast<int32_t>(l), at, static_cast<int32_t>(n), s.q,
-                       s.k, s.v, s.h);
+    gguf_steps::Attend(w, isa, state, static_cast<int32_t>(l), at, static_cast<int32_t>(n), step,
+                       s.q, s.k, s.v, s.h);
     if (l + 1 == layers && !last) {
       return true;  // a prompt's earlier chunk: its keys and values are all it leaves
     }
@@ -129,8 +130,8 @@ bool LocalRounds::Exchange(uint32_t round, uint32_t rows, executor::RowKind kind
 }
 
 const float* ForwardGgufRounds(const GgufWeights& weights, KernelIsa isa, RunState& state,
-                               std::span<const int32_t> tokens, int32_t pos, StepTransport& rounds,
-                               StepTransport* fallback) {
+                               std::span<const int32_t> tokens, int32_t pos, StepKind kind,
+                               StepTransport& rounds, StepTransport* fallback) {
   // The slot's shape comes from elsewhere: never more rows than this state's buffers hold, or
   // than the fallback takes (a chunk may have to be redone there).
   size_t max_rows = std::clamp<size_t>(rounds.shape().max_rows, 1, kMaxBatch);
@@ -146,12 +147,12 @@ const float* ForwardGgufRounds(const GgufWeights& weights, KernelIsa isa, RunSta
     const std::span<const int32_t> part = tokens.subspan(start, count);
     const int32_t at = pos + static_cast<int32_t>(start);
     const bool last = i + 1 == chunks;
-    if (!Chunk(weights, isa, state, part, at, last, *t)) {
+    if (!Chunk(weights, isa, state, part, at, kind, last, *t)) {
       if (fallback == nullptr || t == fallback) {
         return nullptr;
       }
       t = fallback;
-      if (!Chunk(weights, isa, state, part, at, last, *t)) {
+      if (!Chunk(weights, isa, state, part, at, kind, last, *t)) {
         return nullptr;
       }
     }

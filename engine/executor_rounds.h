@@ -25,6 +25,7 @@
 #include "engine/executor_compute.h"
 #include "engine/formats/gguf_model.h"
 #include "engine/run_state.h"
+#include "engine/step_kind.h"
 #include "executor/slot_client.h"
 #include "executor/thread_pool.h"
 
@@ -98,14 +99,15 @@ class LocalRounds final : public StepTransport {
   std::vector<float> input_;  // the round's rows, dense (the executor's private copy)
 };
 
-// Runs `tokens` at positions pos .. (non-empty, below the vocabulary, within the state's context)
-// through `rounds`, in chunks of at most its (and the fallback's) shape's max_rows; returns the
+// Runs `tokens` (of `kind`: step_kind.h) at positions pos .. (non-empty, below the vocabulary,
+// within the state's context) through `rounds`, in chunks of at most its (and the fallback's)
+// shape's max_rows, each sent as its kind's rows (a prompt's: RowKind::kPrefill); returns the
 // last token's logits (state.logits). When `rounds` cannot go on, the chunk it failed in and every
 // later one go through `fallback` from round 0 (the cache entries already written are rewritten
 // with the same bits); without a fallback, returns nullptr.
 const float* ForwardGgufRounds(const GgufWeights& weights, KernelIsa isa, RunState& state,
-                               std::span<const int32_t> tokens, int32_t pos, StepTransport& rounds,
-                               StepTransport* fallback);
+                               std::span<const int32_t> tokens, int32_t pos, StepKind kind,
+                               StepTransport& rounds, StepTransport* fallback);
 
 }  // namespace cellhouse::engine
 

@@ -289,8 +289,13 @@ KernelIsa TypeKernelIsa(const Kernels& kernels) {
 
 const float* Forward(const AnyWeights& weights, const Kernels& kernels, RunState& state,
                      std::span<const int32_t> tokens, int32_t pos) {
+  return Forward(weights, kernels, state, tokens, pos, KindByCount(tokens.size()));
+}
+
+const float* Forward(const AnyWeights& weights, const Kernels& kernels, RunState& state,
+                     std::span<const int32_t> tokens, int32_t pos, StepKind kind) {
   if (const auto* gguf = std::get_if<GgufWeights>(&weights)) {
-    return ForwardGguf(*gguf, TypeKernelIsa(kernels), state, tokens, pos);
+    return ForwardGguf(*gguf, TypeKernelIsa(kernels), state, tokens, pos, kind);
   }
   if (const auto* q8 = std::get_if<QuantizedWeights>(&weights)) {
     return ForwardChunks(*q8, kernels, state, tokens, pos);

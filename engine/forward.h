@@ -25,6 +25,7 @@
 #include "engine/kernels/kernels.h"
 #include "engine/kernels/type_kernels.h"
 #include "engine/run_state.h"
+#include "engine/step_kind.h"
 #include "engine/weights.h"
 
 namespace cellhouse::engine {
@@ -40,7 +41,11 @@ const float* Forward(const ModelWeights& weights, const Kernels& kernels, RunSta
 const float* Forward(const QuantizedWeights& weights, const Kernels& kernels, RunState& state,
                      std::span<const int32_t> tokens, int32_t pos);
 // Any format; a GGUF model runs ForwardGguf (gguf_forward.h) with the type kernels of the
-// instruction set `kernels` was chosen for (TypeKernelIsa).
+// instruction set `kernels` was chosen for (TypeKernelIsa), its tokens of `kind` (step_kind.h:
+// only GGUF models compute the two kinds differently).
+const float* Forward(const AnyWeights& weights, const Kernels& kernels, RunState& state,
+                     std::span<const int32_t> tokens, int32_t pos, StepKind kind);
+// The same with KindByCount(tokens.size()).
 const float* Forward(const AnyWeights& weights, const Kernels& kernels, RunState& state,
                      std::span<const int32_t> tokens, int32_t pos);
 

@@ -66,10 +66,13 @@ void RunJobs(std::span<const Job> jobs, gguf_steps::RowParallel* parallel) {
 // The products of one input with each matrix in turn. The input is rounded to each partner type
 // once, however many matrices share it (Q4_K and Q6_K both take Q8_K), and the products that
 // share a rounding run in one dispatch.
-void Project(KernelIsa isa, const float* x, int32_t n, int64_t cols, std::byte* typed,
-             gguf_steps::RowParallel* parallel, std::initializer_list<Product> products) {
-  constexpr size_t kMaxProducts = 4;  // q, k and v at most
-  std::array<Job, kMaxProducts> jobs{};
+// Rows [0, prompt_rows) are a prompt's: where a weight's prompt order differs (Q8_0), they are
+// one job with its kernels and the decode rows another, in the same dispatch.
+void Project(KernelIsa isa, const float* x, int32_t n, int32_t prompt_rows, int64_t cols,
+             std::byte* typed, gguf_steps::RowParallel* parallel,
+             std::initializer_list<Product> products) {
+  constexpr size_t kMaxJobs = 8;  // q, k and v at most, each in two orders
+  std::array<Job, kMaxJobs> jobs{};
   size_t pending = 0;
   TensorType quantized_for = TensorType::kF32;
   size_t row_bytes = 0;
@@ -83,21 +86,35 @@ void Project(KernelIsa isa, const float* x, int32_t n, int64_t cols, std::byte* 
       k.quantize_activations(x, n, cols, typed);
       quantized_for = k.partner;
     }
-    if (pending == kMaxProducts) {
+    if (pending + 2 > kMaxJobs) {
       RunJobs(std::span<const Job>(jobs.data(), pending), parallel);
       pending = 0;
     }
-    jobs[pending++] = {.k = &k,
-                       .args = {.w = p.w->data,
-                                .w_row_bytes = p.w->row_bytes,
-                                .cols = cols,
-                                .row_begin = 0,
-                                .row_end = p.w->rows,
-                                .x = typed,
-                                .x_row_bytes = row_bytes,
-                                .n = n,
-                                .y = p.y,
-                                .y_stride = static_cast<size_t>(p.w->rows)}};
+    const DotOrder prompt_order = PromptOrder(p.w->type, p.w->order);
+    const TypeKernels& kp =
+        prompt_order == p.w->order ? k : GetTypeKernels(p.w->type, isa, prompt_order);
+    // Tokens [first, first + count) with kernels `with`.
+    const auto add = [&](const TypeKernels& with, int32_t first, int32_t count) {
+      if (count == 0) return;
+      jobs[pending++] = {
+          .k = &with,
+          .args = {.w = p.w->data,
+                   .w_row_bytes = p.w->row_bytes,
+                   .cols = cols,
+                   .row_begin = 0,
+                   .row_end = p.w->rows,
+                   .x = typed + static_cast<size_t>(first) * row_bytes,
+                   .x_row_bytes = row_bytes,
+                   .n = count,
+                   .y = p.y + static_cast<size_t>(first) * static_cast<size_t>(p.w->rows),
+                   .y_stride = static_cast<size_t>(p.w->rows)}};
+    };
+    if (&kp == &k) {
+      add(k, 0, n);
+    } else {
+      add(kp, 0, prompt_rows);
+      add(k, prompt_rows, n - prompt_rows);
+    }
   }
   RunJobs(std::span<const Job>(jobs.data(), pending), parallel);
   for (const Product& p : products) {
@@ -138,7 +155,7 @@ void AttentionInputs(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t
   for (int32_t t = 0; t < n; ++t) {
     RmsNorm(Row(b.x, t, c.dim), lw.attn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
   }
-  Project(isa, b.h, n, c.dim, b.typed_input, b.parallel,
+  Project(isa, b.h, n, b.prompt_rows, c.dim, b.typed_input, b.parallel,
           {{&lw.wq, b.q, lw.bq}, {&lw.wk, b.k, lw.bk}, {&lw.wv, b.v, lw.bv}});
   if (!lw.q_norm.empty()) {
     const int32_t hd = c.head_size();
@@ -188,7 +205,7 @@ void GatherValueRows(const uint16_t* head, int32_t hd, int32_t padded, uint16_t*
 }  // namespace
 
 void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int32_t pos, int32_t n,
-            const float* q, const float* k, const float* v, float* out) {
+            StepKind kind, const float* q, const float* k, const float* v, float* out) {
   const ModelConfig& c = w.config;
   const int32_t hd = c.head_size();
   const int32_t kv_dim = c.kv_dim();
@@ -233,7 +250,7 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
     }
   }
   const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
-  const bool prompt = n > 1;  // llama.cpp's tinyBLAS order (see the header)
+  const bool prompt = kind == StepKind::kPrompt;  // llama.cpp's tinyBLAS order (see the header)
   const float scale = 1.0F / std::sqrt(static_cast<float>(hd));
   const int32_t kv_mul = c.n_heads / c.n_kv_heads;
   float* weights_half = s.attention_half;
@@ -279,17 +296,18 @@ void AttentionOutputAndFeedForward(const GgufWeights& w, KernelIsa isa, int32_t 
                                    const Buffers& b) {
   const ModelConfig& c = w.config;
   const GgufLayer& lw = w.layers[static_cast<size_t>(layer)];
-  Project(isa, b.h, n, c.q_dim(), b.typed_input, b.parallel, {{&lw.wo, b.h2, {}}});
+  Project(isa, b.h, n, b.prompt_rows, c.q_dim(), b.typed_input, b.parallel, {{&lw.wo, b.h2, {}}});
   for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) {
     b.x[i] += b.h2[i];
   }
   for (int32_t t = 0; t < n; ++t) {
     RmsNorm(Row(b.x, t, c.dim), lw.ffn_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
   }
-  Project(isa, b.h, n, c.dim, b.typed_input, b.parallel,
+  Project(isa, b.h, n, b.prompt_rows, c.dim, b.typed_input, b.parallel,
           {{&lw.w_gate, b.gate, {}}, {&lw.w_up, b.up, {}}});
   SiluMul(b.gate, b.up, static_cast<int64_t>(n) * c.hidden_dim, isa);
-  Project(isa, b.gate, n, c.hidden_dim, b.typed_input, b.parallel, {{&lw.w_down, b.h2, {}}});
+  Project(isa, b.gate, n, b.prompt_rows, c.hidden_dim, b.typed_input, b.parallel,
+          {{&lw.w_down, b.h2, {}}});
   for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) {
     b.x[i] += b.h2[i];
   }
@@ -301,33 +319,41 @@ void Logits(const GgufWeights& w, KernelIsa isa, const float* x_rows, int32_t n,
   for (int32_t t = 0; t < n; ++t) {
     RmsNorm(Row(x_rows, t, c.dim), w.output_norm.data(), c.dim, c.rms_eps, Row(b.h, t, c.dim));
   }
-  Project(isa, b.h, n, c.dim, b.typed_input, b.parallel, {{&w.classifier, logits, {}}});
+  // Each session's logits are one row, in decode order, whatever the step's kind.
+  Project(isa, b.h, n, /*prompt_rows=*/0, c.dim, b.typed_input, b.parallel,
+          {{&w.classifier, logits, {}}});
 }
 
 }  // namespace gguf_steps
 
 const float* ForwardGguf(const GgufWeights& w, KernelIsa isa, RunState& s,
                          std::span<const int32_t> tokens, int32_t pos) {
+  return ForwardGguf(w, isa, s, tokens, pos, KindByCount(tokens.size()));
+}
+
+const float* ForwardGguf(const GgufWeights& w, KernelIsa isa, RunState& s,
+                         std::span<const int32_t> tokens, int32_t pos, StepKind kind) {
   const ModelConfig& c = w.config;
-  const gguf_steps::Buffers b{.x = s.x,
-                              .h = s.xb,
-                              .h2 = s.xb2,
-                              .q = s.q,
-                              .k = s.kv_new,
-                              .v = s.kv_new + static_cast<size_t>(kMaxBatch) * c.kv_dim(),
-                              .gate = s.hb,
-                              .up = s.hb2,
-                              .typed_input = s.typed_input};
+  gguf_steps::Buffers b{.x = s.x,
+                        .h = s.xb,
+                        .h2 = s.xb2,
+                        .q = s.q,
+                        .k = s.kv_new,
+                        .v = s.kv_new + static_cast<size_t>(kMaxBatch) * c.kv_dim(),
+                        .gate = s.hb,
+                        .up = s.hb2,
+                        .typed_input = s.typed_input};
   const float* logits = nullptr;
   for (size_t start = 0; start < tokens.size(); start += kMaxBatch) {
     const size_t count = std::min<size_t>(kMaxBatch, tokens.size() - start);
     const auto n = static_cast<int32_t>(count);
     const int32_t at = pos + static_cast<int32_t>(start);
+    b.prompt_rows = kind == StepKind::kPrompt ? n : 0;
     gguf_steps::Embed(w, isa, tokens.subspan(start, count), b.x);
     for (int32_t l = 0; l < c.n_layers; ++l) {
       gguf_steps::AttentionInputs(w, isa, l, n, b);
       gguf_steps::RotateQueriesAndKeys(w, at, n, b.q, b.k, s.rope_cos);
-      gguf_steps::Attend(w, isa, s, l, at, n, b.q, b.k, b.v, b.h);
+      gguf_steps::Attend(w, isa, s, l, at, n, kind, b.q, b.k, b.v, b.h);
       gguf_steps::AttentionOutputAndFeedForward(w, isa, l, n, b);
     }
     if (start + count == tokens.size()) {

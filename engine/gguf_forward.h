@@ -14,9 +14,12 @@
 //
 // Prompts: llama.cpp multiplies a prompt of more than one token with tinyBLAS where it can, which
 // accumulates attention's f16 products in 16 lanes per output; the attention here does the same
-// for a chunk of several tokens (PromptOrder), so the keys and values a prompt leaves in the cache
-// match the reference's. The weight products are batch-invariant (type_kernels.h): a prompt's
-// rows get what decode would give them.
+// for a prompt's tokens (StepKind::kPrompt, step_kind.h), so the keys and values a prompt leaves
+// in the cache match the reference's. The weight products are batch-invariant (type_kernels.h);
+// a prompt's rows get what decode would give them, except with Q8_0 weights, whose prompt rows
+// take DotOrder::kBlockSums (PromptOrder): 2.4x the products' speed, the last bits not
+// llama.cpp's. Which arithmetic a token gets follows from its kind, never from how many tokens a
+// call or a chunk has, so a prompt gives the same bits in any chunking.
 //
 // The steps are separate functions (gguf_steps below), split as issue 17's shared executor will
 // need them: the position-independent work of a layer (norms, projections, feed-forward,
@@ -32,13 +35,18 @@
 #include "engine/formats/gguf_model.h"
 #include "engine/kernels/type_kernels.h"
 #include "engine/run_state.h"
+#include "engine/step_kind.h"
 
 namespace cellhouse::engine {
 
-// Runs `tokens` at positions pos .. pos + tokens.size() - 1 (in chunks of kMaxBatch), writing
-// their keys and values into the state's cache (fp16), and returns the last token's logits
-// ([vocab], state.logits). Same contract as Forward (forward.h): non-empty tokens below the
-// vocabulary size that fit the state's context; no allocation, no failure, no system call.
+// Runs `tokens` (of `kind`) at positions pos .. pos + tokens.size() - 1 (in chunks of
+// kMaxBatch), writing their keys and values into the state's cache (fp16), and returns the last
+// token's logits ([vocab], state.logits). Same contract as Forward (forward.h): non-empty tokens
+// below the vocabulary size that fit the state's context (kDecode: one token); no allocation, no
+// failure, no system call.
+const float* ForwardGguf(const GgufWeights& weights, KernelIsa isa, RunState& state,
+                         std::span<const int32_t> tokens, int32_t pos, StepKind kind);
+// The same with KindByCount(tokens.size()).
 const float* ForwardGguf(const GgufWeights& weights, KernelIsa isa, RunState& state,
                          std::span<const int32_t> tokens, int32_t pos);
 
@@ -67,6 +75,8 @@ struct Buffers {
   float* up;               // [n][hidden]
   std::byte* typed_input;  // the input rows in the weights' partner type (RunState::typed_input)
   RowParallel* parallel = nullptr;  // null: the products run on the calling thread
+  // Rows [0, prompt_rows) are a prompt's (their products in PromptOrder), the rest decode rows.
+  int32_t prompt_rows = 0;
 };
 
 // --- per session ---
@@ -76,9 +86,9 @@ void Embed(const GgufWeights& w, KernelIsa isa, std::span<const int32_t> tokens,
 void RotateQueriesAndKeys(const GgufWeights& w, int32_t pos, int32_t n, float* q, float* k,
                           float* angles);
 // Rounds k and v into layer l's cache at positions pos .., then attends: out[b] ([q_dim]) is
-// token b's attention over positions 0 .. pos + b.
+// token b's attention over positions 0 .. pos + b, in the order of `kind` (see the header).
 void Attend(const GgufWeights& w, KernelIsa isa, RunState& state, int32_t layer, int32_t pos,
-            int32_t n, const float* q, const float* k, const float* v, float* out);
+            int32_t n, StepKind kind, const float* q, const float* k, const float* v, float* out);
 
 // --- position-independent (shareable by every session of the model) ---
 // h = RMSNorm(x) * attn_norm; q, k, v = projections (+ biases); per-head q/k norms.

@@ -7,10 +7,10 @@
 
 namespace cellhouse::engine {
 
-const float* SharedStepPath::Forward(RunState& state, std::span<const int32_t> tokens,
-                                     int32_t pos) {
+const float* SharedStepPath::Forward(RunState& state, std::span<const int32_t> tokens, int32_t pos,
+                                     StepKind kind) {
   StepTransport& rounds = client_.active() ? static_cast<StepTransport&>(shared_) : *local_;
-  return ForwardGgufRounds(weights_, isa_, state, tokens, pos, rounds, local_.get());
+  return ForwardGgufRounds(weights_, isa_, state, tokens, pos, kind, rounds, local_.get());
 }
 
 void SharedStepPath::TurnEnded() {

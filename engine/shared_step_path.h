@@ -29,7 +29,8 @@ class SharedStepPath final : public StepPath {
         shared_(client_),
         local_(std::move(local)) {}
 
-  const float* Forward(RunState& state, std::span<const int32_t> tokens, int32_t pos) override;
+  const float* Forward(RunState& state, std::span<const int32_t> tokens, int32_t pos,
+                       StepKind kind) override;
   void TurnEnded() override;
 
   // False once the worker computes alone (failover_reason() says why).

@@ -8,15 +8,17 @@
 #include <span>
 
 #include "engine/run_state.h"
+#include "engine/step_kind.h"
 
 namespace cellhouse::engine {
 
 class StepPath {
  public:
   virtual ~StepPath() = default;
-  // Forward()'s contract: the tokens (valid ids, within the state's context) go through the
-  // model; returns the last one's logits (state.logits). Must not fail.
-  virtual const float* Forward(RunState& state, std::span<const int32_t> tokens, int32_t pos) = 0;
+  // Forward()'s contract: the tokens (valid ids, within the state's context; of `kind`) go
+  // through the model; returns the last one's logits (state.logits). Must not fail.
+  virtual const float* Forward(RunState& state, std::span<const int32_t> tokens, int32_t pos,
+                               StepKind kind) = 0;
   // A turn ended: nothing more comes until the next one.
   virtual void TurnEnded() {}
 };

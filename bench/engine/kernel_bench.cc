@@ -44,8 +44,9 @@ using engine::KernelIsa;
 using engine::TensorType;
 
 struct Options {
-  // q4_0x8: Q4_0 in llama.cpp's repacked order (DotOrder::kInterleaved8).
-  std::string types = "f32,f16,bf16,q8_0,q4_0,q4_0x8,q4_1,q5_0,q5_1,q4_K,q5_K,q6_K";
+  // q4_0x8: Q4_0 in llama.cpp's repacked order (DotOrder::kInterleaved8); q8_0s: Q8_0 in a
+  // prompt's order (DotOrder::kBlockSums).
+  std::string types = "f32,f16,bf16,q8_0,q8_0s,q4_0,q4_0x8,q4_1,q5_0,q5_1,q4_K,q5_K,q6_K";
   int64_t mib = 128;
   int64_t rounds = 3;
   int64_t prefill = 64;
@@ -189,9 +190,12 @@ double Seconds(const engine::TypeKernels& k, const Case& c, int32_t n, std::vect
 // --prefill activation rows quantized for it; nullopt (with a message) for an unknown type.
 std::optional<Case> MakeCase(std::string_view name, const Options& o) {
   const bool interleaved = name == "q4_0x8";
+  const bool block_sums = name == "q8_0s";
   const engine::TypeInfo* info = nullptr;
   for (const engine::TypeInfo& i : engine::kTypeInfos) {
-    if ((i.name == name || (interleaved && i.type == TensorType::kQ4_0)) && i.weight) {
+    if ((i.name == name || (interleaved && i.type == TensorType::kQ4_0) ||
+         (block_sums && i.type == TensorType::kQ8_0)) &&
+        i.weight) {
       info = &i;
     }
   }
@@ -205,7 +209,9 @@ std::optional<Case> MakeCase(std::string_view name, const Options& o) {
   const int64_t rows =
       std::max<int64_t>(16, static_cast<int64_t>(matrix_bytes / row_bytes) / 16 * 16);
   Case c{.type = info->type,
-         .order = interleaved ? engine::DotOrder::kInterleaved8 : engine::DotOrder::kVecDot,
+         .order = interleaved  ? engine::DotOrder::kInterleaved8
+                  : block_sums ? engine::DotOrder::kBlockSums
+                               : engine::DotOrder::kVecDot,
          .rows = rows,
          .cols = o.cols,
          .row_bytes = row_bytes,
@@ -295,7 +301,9 @@ void PrintTable(const Options& o, const std::vector<Case>& cases,
              o.cache_kib > 0 ? "| %s | %s | %.1f | (%.0f%%) | %s |\n"
                              : "| %s | %s | %.1f | %.0f%% | %s |\n",
              (std::string(engine::GetTypeInfo(c.type).name) +
-              (c.order == engine::DotOrder::kInterleaved8 ? "x8" : ""))
+              (c.order == engine::DotOrder::kInterleaved8 ? "x8"
+               : c.order == engine::DotOrder::kBlockSums  ? "s"
+                                                          : ""))
                  .c_str(),
              std::string(engine::KernelIsaName(isa)).c_str(), bytes / f.decode_seconds / 1e9,
              100.0 * bytes / f.decode_seconds / bandwidth, prefill);

@@ -195,14 +195,16 @@ Result<Figures> RunBatched(const engine::Model& model, const Options& o, int n) 
           *engine::RunState::Create(model.config(), o.prompt + o.tokens + 1, model.kv_precision());
       const std::vector<int32_t> prompt = PromptOf(i, o, vocab);
       Timeline& tl = timelines[static_cast<size_t>(i)];
-      if (engine::ForwardGgufRounds(w, isa, state, prompt, 0, session, nullptr) == nullptr) {
+      if (engine::ForwardGgufRounds(w, isa, state, prompt, 0, engine::StepKind::kPrompt, session,
+                                    nullptr) == nullptr) {
         failed = true;
       }
       tl.prompt_done = MonotonicNanos();
       for (int step = 0; step < o.tokens; ++step) {
         const int32_t token = TokenAt(i, o.prompt + step, vocab);
-        const float* logits = engine::ForwardGgufRounds(w, isa, state, std::span(&token, 1),
-                                                        o.prompt + step, session, nullptr);
+        const float* logits =
+            engine::ForwardGgufRounds(w, isa, state, std::span(&token, 1), o.prompt + step,
+                                      engine::StepKind::kDecode, session, nullptr);
         tl.token_done.push_back(MonotonicNanos());
         if (logits == nullptr) {
           failed = true;

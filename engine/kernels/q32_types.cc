@@ -15,6 +15,8 @@
 //   ggml_gemv_q4_0_8x8_q8_0 (DotOrder::kInterleaved8, llama.cpp's repacked Q4_0):
 //     one float per row, acc = fma(float(sum over the block's 32 products), half(w.d) *
 //     half(x.d), acc) per block.
+//   DotOrder::kBlockSums (Q8_0, a prompt's rows: cellhouse's own, type_kernels.h): the same as
+//     kInterleaved8, for Q8_0's blocks.
 //
 // Where it differs: nothing of the arithmetic. llama.cpp's sign trick (|w| times x with w's
 // sign) is wrong for an activation of -128, which its quantizer makes only when the block's scale
@@ -98,20 +100,24 @@ float DotVec(const std::byte* w, const std::byte* x, int64_t cols) {
   }
 }
 
-float DotInterleaved(const std::byte* w, const std::byte* x, int64_t cols) {
-  constexpr size_t kWBytes = GetTypeInfo(TensorType::kQ4_0).block_bytes;
+// kInterleaved8 (Q4_0) and kBlockSums (Q8_0): one exact sum and one fma per block.
+template <TensorType kType>
+float DotBlockSums(const std::byte* w, const std::byte* x, int64_t cols) {
+  static_assert(kType == TensorType::kQ4_0 || kType == TensorType::kQ8_0);
+  constexpr size_t kWBytes = GetTypeInfo(kType).block_bytes;
   constexpr size_t kXBytes = GetTypeInfo(TensorType::kQ8_0).block_bytes;
   float acc = 0.0F;
   int32_t v[kBlock];
   for (int64_t b = 0; b < cols / kBlock; ++b) {
     const std::byte* wb = w + static_cast<size_t>(b) * kWBytes;
     const std::byte* xb = x + static_cast<size_t>(b) * kXBytes;
-    Unpack<TensorType::kQ4_0>(wb, v);
+    Unpack<kType>(wb, v);
     int32_t sum = 0;
     for (int k = 0; k < kBlock; ++k) {
       sum += v[k] * static_cast<int8_t>(xb[block::kQ8_0Qs + k]);
     }
-    const float d = LoadHalf(wb + block::kQ4_0D) * LoadHalf(xb + block::kQ8_0D);
+    // Both types keep their scale first.
+    const float d = LoadHalf(wb) * LoadHalf(xb + block::kQ8_0D);
     acc = std::fma(static_cast<float>(sum), d, acc);
   }
   return acc;
@@ -129,7 +135,13 @@ ProductFns Q32ProductsPortable(TensorType type, DotOrder order) {
     if (type != TensorType::kQ4_0) {
       return {};
     }
-    return {&DotInterleaved, &MatMulByDots<&DotInterleaved>};
+    return {&DotBlockSums<TensorType::kQ4_0>, &MatMulByDots<&DotBlockSums<TensorType::kQ4_0>>};
+  }
+  if (order == DotOrder::kBlockSums) {
+    if (type != TensorType::kQ8_0) {
+      return {};
+    }
+    return {&DotBlockSums<TensorType::kQ8_0>, &MatMulByDots<&DotBlockSums<TensorType::kQ8_0>>};
   }
   switch (type) {
     case TensorType::kQ4_0:

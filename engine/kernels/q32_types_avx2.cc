@@ -173,13 +173,12 @@ CH_AVX2 void Tile(const std::byte* w, size_t w_stride, const std::byte* x, size_
   }
 }
 
-// Q4_0 kInterleaved8: 8 rows at a time, each block's 32 products summed exactly per row (the
-// lanes of the 8 rows folded together with phaddd), one fma per row and block.
-template <int T>
-CH_AVX2 void TileInterleaved(const std::byte* w, size_t w_stride, const std::byte* x,
-                             size_t x_stride, int64_t blocks, float* y, size_t y_stride,
-                             SpreadPrefetch ahead) {
-  using P = Q32<TensorType::kQ4_0>;
+// Q4_0 kInterleaved8 and Q8_0 kBlockSums: 8 rows at a time, each block's 32 products summed
+// exactly per row (the lanes of the 8 rows folded together with phaddd), one fma per row and block.
+template <TensorType kType, int T>
+CH_AVX2 void TileBlockSums(const std::byte* w, size_t w_stride, const std::byte* x, size_t x_stride,
+                           int64_t blocks, float* y, size_t y_stride, SpreadPrefetch ahead) {
+  using P = Q32<kType>;
   __m256 acc[T];
   for (int t = 0; t < T; ++t) {
     acc[t] = _mm256_setzero_ps();
@@ -189,7 +188,7 @@ CH_AVX2 void TileInterleaved(const std::byte* w, size_t w_stride, const std::byt
     const std::byte* w0 = w + static_cast<size_t>(b) * P::kBytes;
     __m256i v[8];
     for (int r = 0; r < 8; ++r) {
-      v[r] = Unpack<TensorType::kQ4_0>(w0 + static_cast<size_t>(r) * w_stride);
+      v[r] = Unpack<kType>(w0 + static_cast<size_t>(r) * w_stride);
     }
     __m128i hw = _mm_cvtsi32_si128(LoadU16(w0));
     hw = _mm_insert_epi16(hw, LoadU16(w0 + w_stride), 1);
@@ -201,11 +200,11 @@ CH_AVX2 void TileInterleaved(const std::byte* w, size_t w_stride, const std::byt
     hw = _mm_insert_epi16(hw, LoadU16(w0 + 7 * w_stride), 7);
     const __m256 wd = _mm256_cvtph_ps(hw);
     for (int t = 0; t < T; ++t) {
-      const XBlock xb = LoadX<TensorType::kQ4_0>(x + static_cast<size_t>(t) * x_stride +
-                                                 static_cast<size_t>(b) * P::kXBytes);
+      const XBlock xb =
+          LoadX<kType>(x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(b) * P::kXBytes);
       __m256i l[8];
       for (int r = 0; r < 8; ++r) {
-        l[r] = Lanes<TensorType::kQ4_0>(v[r], xb);
+        l[r] = Lanes<kType>(v[r], xb);
       }
       const __m256i ab =
           _mm256_hadd_epi32(_mm256_hadd_epi32(l[0], l[1]), _mm256_hadd_epi32(l[2], l[3]));
@@ -270,10 +269,11 @@ CH_AVX2 float DotVec(const std::byte* w, const std::byte* x, int64_t cols) {
   return y;
 }
 
-CH_AVX2 void MatMulInterleaved(const MatMulArgs& a) {
+template <TensorType kType, DotOrder kOrder>
+CH_AVX2 void MatMulBlockSums(const MatMulArgs& a) {
   constexpr int kTokens = 3;
   const int64_t blocks = a.cols / 32;
-  const ProductFns portable = Q32ProductsPortable(TensorType::kQ4_0, DotOrder::kInterleaved8);
+  const ProductFns portable = Q32ProductsPortable(kType, kOrder);
   for (int64_t r = a.row_begin; r < a.row_end;) {
     const std::byte* w = a.w + static_cast<size_t>(r) * a.w_row_bytes;
     if (a.row_end - r < 8) {
@@ -289,10 +289,11 @@ CH_AVX2 void MatMulInterleaved(const MatMulArgs& a) {
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
       if (a.n - t >= kTokens) {
-        TileInterleaved<kTokens>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
+        TileBlockSums<kType, kTokens>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride,
+                                      ahead);
         t += kTokens;
       } else {
-        TileInterleaved<1>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
+        TileBlockSums<kType, 1>(w, a.w_row_bytes, x, a.x_row_bytes, blocks, y, a.y_stride, ahead);
         t += 1;
       }
     }
@@ -312,7 +313,15 @@ ProductFns Q32ProductsAvx2(TensorType type, DotOrder order) {
     if (type != TensorType::kQ4_0) {
       return {};
     }
-    return {Q32ProductsPortable(type, order).dot, &MatMulInterleaved};
+    return {Q32ProductsPortable(type, order).dot,
+            &MatMulBlockSums<TensorType::kQ4_0, DotOrder::kInterleaved8>};
+  }
+  if (order == DotOrder::kBlockSums) {
+    if (type != TensorType::kQ8_0) {
+      return {};
+    }
+    return {Q32ProductsPortable(type, order).dot,
+            &MatMulBlockSums<TensorType::kQ8_0, DotOrder::kBlockSums>};
   }
   switch (type) {
     case TensorType::kQ4_0:

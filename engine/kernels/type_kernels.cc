@@ -25,7 +25,7 @@ bool HasF16c() {
 }
 
 constexpr int kIsas = 3;
-constexpr int kOrders = 2;
+constexpr int kOrders = 3;
 constexpr size_t kTypeIds = 40;  // above every TensorType id
 
 internal::ProductFns Products(TensorType type, KernelIsa isa, DotOrder order) {
@@ -174,6 +174,10 @@ DotOrder ReferenceDotOrder(TensorType type, int64_t rows, WeightUse use) {
   return DotOrder::kVecDot;
 }
 
+DotOrder PromptOrder(TensorType type, DotOrder order) {
+  return type == TensorType::kQ8_0 && order == DotOrder::kVecDot ? DotOrder::kBlockSums : order;
+}
+
 const TypeKernels* FindTypeKernels(TensorType type, KernelIsa isa, DotOrder order) {
   static const Table kTable = BuildTable();
   const auto id = static_cast<size_t>(type);
@@ -190,7 +194,7 @@ const TypeKernels* FindTypeKernels(TensorType type, KernelIsa isa, DotOrder orde
 const TypeKernels& GetTypeKernels(TensorType type, KernelIsa isa, DotOrder order) {
   const TypeKernels* k = FindTypeKernels(type, isa, order);
   if (k == nullptr) {
-    std::abort();  // a caller's bug: only weight types (and Q4_0's second order) have kernels
+    std::abort();  // a caller's bug: only weight types (and Q4_0's and Q8_0's second orders)
   }
   return *k;
 }

@@ -20,11 +20,11 @@
 // Two properties hold in every variant:
 //  - Every instruction set gives bit-identical results to the portable C++ one (tested).
 //  - Batch invariance: y[t][r] is computed by the same operations whatever n, whatever the row
-//    range and whichever other rows are in the batch, so a prompt's rows (prefill) equal what
-//    decode computes for them one at a time, and each session in a batch of 64 gets what it would
-//    get alone (issue 17). llama.cpp's own prompt path differs from its decode path for
-//    F16/F32/BF16 weights (tinyBLAS, one 16-lane accumulator) and for repacked Q4_0 (see DotOrder);
-//    here it never does.
+//    range and whichever other rows are in the batch, so each session in a batch of 64 gets what
+//    it would get alone (issue 17). A prompt's rows equal what decode computes for them one at a
+//    time, except with Q8_0 weights, whose prompts take their own order (DotOrder::kBlockSums,
+//    PromptOrder). llama.cpp's own prompt path differs from its decode path for F16/F32/BF16
+//    weights (tinyBLAS, one 16-lane accumulator) and for repacked Q4_0 (see DotOrder).
 //
 // None of these allocates, starts a thread or makes a system call.
 #ifndef CELLHOUSE_ENGINE_KERNELS_TYPE_KERNELS_H_
@@ -55,10 +55,26 @@ KernelIsa BestKernelIsa();
 // (q4_0_8x8) and multiplies it with one float accumulator per row, where its plain Q4_0 product
 // (for the token embedding used as classifier, or rows not a multiple of 8) keeps 8 lanes per row
 // and sums them at the end. Both read the file's own layout here: nothing is repacked.
+//
+// A third order is cellhouse's own, for a prompt's rows (PromptOrder): kBlockSums, the arithmetic
+// of kInterleaved8 without its layout. Each block's 32 products are summed exactly and meet the
+// float work once: acc = fma(float(sum), half(w.d) * half(x.d), acc), one float per (row, token).
+// kVecDot's eight lanes cost eight conversions and multiply-adds per block where this costs one,
+// and its integer sums can keep a token per vector lane; on AVX-512 a Q8_0 prompt's products run
+// about 2.4x as fast (docs/ENGINE.md). llama.cpp's own prompt path (tinyBLAS) keeps kVecDot's
+// lanes for Q8_0, so a prompt's last bits differ from its (agreement is measured, not assumed:
+// gguf_reference_test); the sums are exact, so they are nearer the true product, not further.
 enum class DotOrder {
   kVecDot,        // ggml's vec_dot for the type (every type)
   kInterleaved8,  // Q4_0 only: llama.cpp's q4_0_8x8 product
+  kBlockSums,     // Q8_0 only: a prompt's rows, exact block sums, one fma per block
 };
+
+// The order a prompt's rows use for a weight whose decode order is `order`: kBlockSums for Q8_0's
+// kVecDot, otherwise `order` itself. Chosen by the kind of row, never by how many rows a product
+// has, so a prompt gives the same bits in chunks of any size, alone or in the shared executor's
+// batches (issue 17), and a decode token the same bits as ever.
+DotOrder PromptOrder(TensorType type, DotOrder order);
 
 // How a weight tensor is used, for ReferenceDotOrder.
 enum class WeightUse {
@@ -108,7 +124,8 @@ struct TypeKernels {
 
 // The kernels of a weight type (TypeInfo::weight) for an instruction set the CPU supports (an
 // unsupported one falls back to the next supported: kAvx512 -> kAvx2 -> kPortable). nullptr for a
-// type that is not a weight type, or kInterleaved8 with a type other than Q4_0.
+// type that is not a weight type, kInterleaved8 with a type other than Q4_0, or kBlockSums with
+// one other than Q8_0.
 const TypeKernels* FindTypeKernels(TensorType type, KernelIsa isa,
                                    DotOrder order = DotOrder::kVecDot);
 // The same for a type known to be a weight type (aborts otherwise).

@@ -7,12 +7,14 @@
 //  - failover: a transport that gives up mid-step hands the step to the fallback, same bits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "engine/executor_compute.h"
@@ -102,10 +104,52 @@ TEST_P(ExecutorComputeTest, OwnRoundsGiveForwardGgufsBits) {
   std::unique_ptr<LocalRounds> local = *LocalRounds::Create(w, isa, 8);
   RunState own = NewState(*loaded->model);
   const auto got = RunScript(script, w.config.vocab_size, [&](auto tokens, int32_t pos) {
-    return ForwardGgufRounds(w, isa, own, tokens, pos, *local, nullptr);
+    return ForwardGgufRounds(w, isa, own, tokens, pos, KindByCount(tokens.size()), *local, nullptr);
   });
   for (size_t i = 0; i < expected.size(); ++i) {
     ExpectSameBits(got[i], expected[i], GetParam().name + " step " + std::to_string(i));
+  }
+}
+
+// A prompt's arithmetic follows its kind, not its chunks: the same prompt in one call, in
+// pieces of one token (each a prompt: StepKind::kPrompt) and in uneven pieces gives the same
+// bits, on its own and through rounds (Q8_0's prompt rows take their own order, and one token
+// alone goes through other tiles than 13 together).
+TEST_P(ExecutorComputeTest, APromptGivesTheSameBitsInAnyChunking) {
+  const auto loaded = Load(GetParam().spec);
+  const GgufWeights& w = loaded->weights();
+  const KernelIsa isa = BestKernelIsa();
+  const int32_t vocab = w.config.vocab_size;
+  const std::vector<int32_t> prompt = {1, 260, 7, 265, 299, 42, 3, 9, 17, 280, 5, 6, 11};
+  const auto pieces = [&](std::span<const size_t> sizes, auto&& step) {
+    size_t start = 0;
+    const float* logits = nullptr;
+    for (size_t i = 0; start < prompt.size(); ++i) {
+      const size_t count = std::min(sizes[i % sizes.size()], prompt.size() - start);
+      logits = step(std::span(prompt).subspan(start, count), static_cast<int32_t>(start));
+      start += count;
+    }
+    return Logits(logits, vocab);
+  };
+  RunState whole_state = NewState(*loaded->model);
+  const std::vector<float> whole =
+      Logits(ForwardGguf(w, isa, whole_state, prompt, 0, StepKind::kPrompt), vocab);
+  std::unique_ptr<LocalRounds> local = *LocalRounds::Create(w, isa, 4);
+  for (const std::vector<size_t>& sizes : {std::vector<size_t>{1}, std::vector<size_t>{5, 2}}) {
+    const std::string what = GetParam().name + " pieces of " + std::to_string(sizes[0]);
+    RunState alone = NewState(*loaded->model);
+    ExpectSameBits(pieces(sizes,
+                          [&](std::span<const int32_t> t, int32_t pos) {
+                            return ForwardGguf(w, isa, alone, t, pos, StepKind::kPrompt);
+                          }),
+                   whole, what + ", alone");
+    RunState rounds = NewState(*loaded->model);
+    ExpectSameBits(pieces(sizes,
+                          [&](std::span<const int32_t> t, int32_t pos) {
+                            return ForwardGgufRounds(w, isa, rounds, t, pos, StepKind::kPrompt,
+                                                     *local, nullptr);
+                          }),
+                   whole, what + ", rounds");
   }
 }
 
@@ -128,7 +172,8 @@ TEST_P(ExecutorComputeTest, SessionsInBatchesGetTheirOwnBits) {
     std::unique_ptr<LocalRounds> local = *LocalRounds::Create(w, isa, kMaxRows);
     RunState state = NewState(*loaded->model);
     alone.push_back(RunScript(s, vocab, [&](auto tokens, int32_t pos) {
-      return ForwardGgufRounds(w, isa, state, tokens, pos, *local, nullptr);
+      return ForwardGgufRounds(w, isa, state, tokens, pos, KindByCount(tokens.size()), *local,
+                               nullptr);
     }));
   }
   // Three thread counts; the last with batches of at most 12 rows, so that a round's sessions
@@ -146,7 +191,8 @@ TEST_P(ExecutorComputeTest, SessionsInBatchesGetTheirOwnBits) {
         ThreadRounds::Session transport(batcher);
         RunState state = NewState(*loaded->model);
         together[i] = RunScript(scripts[i], vocab, [&](auto tokens, int32_t pos) {
-          return ForwardGgufRounds(w, isa, state, tokens, pos, transport, nullptr);
+          return ForwardGgufRounds(w, isa, state, tokens, pos, KindByCount(tokens.size()),
+                                   transport, nullptr);
         });
         batcher.Done();
       });
@@ -204,7 +250,8 @@ TEST_P(ExecutorComputeTest, AStepCutShortGoesOnInTheFallbackWithTheSameBits) {
   std::unique_ptr<LocalRounds> reference_rounds = *LocalRounds::Create(w, isa, 8);
   RunState reference_state = NewState(*loaded->model);
   const auto expected = RunScript(script, vocab, [&](auto tokens, int32_t pos) {
-    return ForwardGgufRounds(w, isa, reference_state, tokens, pos, *reference_rounds, nullptr);
+    return ForwardGgufRounds(w, isa, reference_state, tokens, pos, KindByCount(tokens.size()),
+                             *reference_rounds, nullptr);
   });
   const auto layers = static_cast<uint32_t>(w.config.n_layers);
   // Cut in the prompt's second chunk (step 2 counts chunks), and in a decode step's last round.
@@ -214,7 +261,8 @@ TEST_P(ExecutorComputeTest, AStepCutShortGoesOnInTheFallbackWithTheSameBits) {
     Failing failing(*primary, step, round);
     RunState state = NewState(*loaded->model);
     const auto got = RunScript(script, vocab, [&](auto tokens, int32_t pos) {
-      return ForwardGgufRounds(w, isa, state, tokens, pos, failing, fallback.get());
+      return ForwardGgufRounds(w, isa, state, tokens, pos, KindByCount(tokens.size()), failing,
+                               fallback.get());
     });
     EXPECT_TRUE(failing.failed());
     for (size_t i = 0; i < expected.size(); ++i) {
@@ -227,7 +275,8 @@ TEST_P(ExecutorComputeTest, AStepCutShortGoesOnInTheFallbackWithTheSameBits) {
   std::unique_ptr<LocalRounds> primary = *LocalRounds::Create(w, isa, 8);
   Failing failing(*primary, 1, 0);
   RunState state = NewState(*loaded->model);
-  EXPECT_EQ(ForwardGgufRounds(w, isa, state, script.prompt, 0, failing, nullptr), nullptr);
+  EXPECT_EQ(ForwardGgufRounds(w, isa, state, script.prompt, 0, StepKind::kPrompt, failing, nullptr),
+            nullptr);
 }
 
 TEST(ExecutorComputeShapeTest, TheSlotCarriesARowsResidualAndProjections) {
@@ -243,6 +292,77 @@ TEST(ExecutorComputeShapeTest, TheSlotCarriesARowsResidualAndProjections) {
   EXPECT_FALSE(GgufStepCompute::Create(w, KernelIsa::kPortable, kMaxBatch + 1, 1024));
   EXPECT_FALSE(GgufStepCompute::Create(w, KernelIsa::kPortable, 16, 8));
   EXPECT_TRUE(GgufStepCompute::Create(w, KernelIsa::kPortable, 16, 16));
+}
+
+// A batch whose decode row comes before a prompt's rows: each row's [x | q | k | v] (floats,
+// before any rounding to a cache or a logit) is what gguf_steps computes for it in its own kind,
+// so the executor gives a prompt's rows their order (Q8_0: kBlockSums) and decode rows theirs,
+// wherever they sit in the batch.
+TEST(ExecutorComputeKindTest, EachRowGetsItsKindsArithmetic) {
+  const auto loaded =
+      Load({.arch = "llama", .matrices = TensorType::kQ8_0, .embedding = TensorType::kQ8_0});
+  const GgufWeights& w = loaded->weights();
+  const ModelConfig& c = w.config;
+  const KernelIsa isa = BestKernelIsa();
+  constexpr uint32_t kRows = 5;  // one decode row, then a prompt's four
+  std::unique_ptr<GgufStepCompute> compute = *GgufStepCompute::Create(w, isa, 8, 16);
+  const executor::SlotShape shape = compute->shape();
+  std::vector<float> input(static_cast<size_t>(kRows) * shape.input_row_floats);
+  for (size_t i = 0; i < input.size(); ++i) {
+    input[i] = std::sin(0.37F * static_cast<float>(i)) * 0.8F;
+  }
+  std::vector<float> output(static_cast<size_t>(kRows) * shape.output_row_floats);
+  const std::vector<executor::BatchEntry> entries = {
+      {.first_row = 0,
+       .rows = 1,
+       .kind = executor::RowKind::kDecode,
+       .output = output.data(),
+       .output_stride_floats = shape.output_row_floats},
+      {.first_row = 1,
+       .rows = kRows - 1,
+       .kind = executor::RowKind::kPrefill,
+       .output = output.data() + shape.output_row_floats,
+       .output_stride_floats = shape.output_row_floats}};
+  std::unique_ptr<executor::ThreadPool> pool = *executor::ThreadPool::Start(2);
+  compute->Run({.round = 0,
+                .final_round = false,
+                .entries = entries,
+                .total_rows = kRows,
+                .input = input.data()},
+               *pool);
+  // The same rows through gguf_steps: the decode row alone, the prompt's rows as a prompt.
+  const auto row_floats = static_cast<size_t>(std::max(c.dim, c.hidden_dim));
+  std::vector<float> x(kRows * row_floats), h(kRows * row_floats), h2(kRows * row_floats),
+      q(kRows * row_floats), k(kRows * row_floats), v(kRows * row_floats), gate(kRows * row_floats),
+      up(kRows * row_floats);
+  std::vector<std::byte> typed(kRows * row_floats * 4);
+  std::vector<float> expected(output.size());
+  for (auto [first, count, prompt] : {std::tuple{0U, 1U, false}, std::tuple{1U, kRows - 1, true}}) {
+    for (uint32_t r = 0; r < count; ++r) {
+      std::copy_n(input.data() + static_cast<size_t>(first + r) * shape.input_row_floats, c.dim,
+                  x.data() + static_cast<size_t>(r) * static_cast<size_t>(c.dim));
+    }
+    const gguf_steps::Buffers b{.x = x.data(),
+                                .h = h.data(),
+                                .h2 = h2.data(),
+                                .q = q.data(),
+                                .k = k.data(),
+                                .v = v.data(),
+                                .gate = gate.data(),
+                                .up = up.data(),
+                                .typed_input = typed.data(),
+                                .prompt_rows = prompt ? static_cast<int32_t>(count) : 0};
+    gguf_steps::AttentionInputs(w, isa, 0, static_cast<int32_t>(count), b);
+    for (uint32_t r = 0; r < count; ++r) {
+      const auto row = static_cast<size_t>(r);
+      float* out = expected.data() + static_cast<size_t>(first + r) * shape.output_row_floats;
+      out = std::copy_n(x.data() + row * static_cast<size_t>(c.dim), c.dim, out);
+      out = std::copy_n(q.data() + row * static_cast<size_t>(c.q_dim()), c.q_dim(), out);
+      out = std::copy_n(k.data() + row * static_cast<size_t>(c.kv_dim()), c.kv_dim(), out);
+      std::copy_n(v.data() + row * static_cast<size_t>(c.kv_dim()), c.kv_dim(), out);
+    }
+  }
+  ExpectSameBits(output, expected, "round 0 of a decode row and a prompt's rows");
 }
 
 INSTANTIATE_TEST_SUITE_P(

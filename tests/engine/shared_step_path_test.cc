@@ -85,16 +85,16 @@ class SharedStepPathTest : public ::testing::Test {
     const int32_t vocab = model_->config().vocab_size;
     const std::vector<int32_t> prompt = {1, 5, 260, 7, 8, 299, 10, 11, 12, 13, 14};
     std::vector<std::vector<float>> out;
-    out.push_back(Copy(path.Forward(state, prompt, 0), vocab));
+    out.push_back(Copy(path.Forward(state, prompt, 0, StepKind::kPrompt), vocab));
     for (int s = 0; s < decode; ++s) {
       if (executor != nullptr && s == kill_before) {
         EXPECT_TRUE(executor->Kill(SIGKILL));
         EXPECT_TRUE(executor->Wait());
       }
       const int32_t next = (31 * s + 17) % vocab;
-      out.push_back(
-          Copy(path.Forward(state, std::span(&next, 1), static_cast<int32_t>(prompt.size()) + s),
-               vocab));
+      out.push_back(Copy(path.Forward(state, std::span(&next, 1),
+                                      static_cast<int32_t>(prompt.size()) + s, StepKind::kDecode),
+                         vocab));
       if (s == 2) path.TurnEnded();  // a turn boundary in the middle
     }
     return out;
@@ -106,8 +106,9 @@ class SharedStepPathTest : public ::testing::Test {
      public:
       Own(const GgufWeights& w)
           : w_(w), local_(*LocalRounds::Create(w, BestKernelIsa(), kMaxRows)) {}
-      const float* Forward(RunState& s, std::span<const int32_t> t, int32_t pos) override {
-        return ForwardGgufRounds(w_, BestKernelIsa(), s, t, pos, *local_, nullptr);
+      const float* Forward(RunState& s, std::span<const int32_t> t, int32_t pos,
+                           StepKind kind) override {
+        return ForwardGgufRounds(w_, BestKernelIsa(), s, t, pos, kind, *local_, nullptr);
       }
 
      private:

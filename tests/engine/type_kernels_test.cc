@@ -48,12 +48,15 @@ std::vector<Kind> AllKinds() {
     kinds.push_back({t, DotOrder::kVecDot});
   }
   kinds.push_back({TensorType::kQ4_0, DotOrder::kInterleaved8});
+  kinds.push_back({TensorType::kQ8_0, DotOrder::kBlockSums});
   return kinds;
 }
 
 std::string Name(const Kind& k) {
   return std::string(GetTypeInfo(k.type).name) +
-         (k.order == DotOrder::kInterleaved8 ? " (interleaved 8)" : "");
+         (k.order == DotOrder::kInterleaved8 ? " (interleaved 8)"
+          : k.order == DotOrder::kBlockSums  ? " (block sums)"
+                                             : "");
 }
 
 // The vector instruction sets this CPU has; the others are skipped with one line each.
@@ -735,6 +738,13 @@ std::vector<Shape> ShapesFor(const Kind& kind) {
   if (kind.order == DotOrder::kVecDot) {
     shapes.push_back({13, 256, 3});  // rows not a multiple of any tile
   }
+  if (kind.order == DotOrder::kBlockSums) {
+    // Rows past the last tile of 8, tokens past the last 16 lanes; 2 and 3 tokens (fewer than the
+    // lanes take).
+    shapes.push_back({13, 256, 20});
+    shapes.push_back({9, 512, 2});
+    shapes.push_back({16, 512, 3});
+  }
   if (block == 256) {
     shapes.push_back({37, 512, 9});  // four row tiles of 8, one of 4, one row; tokens 4 + 4 + 1
   }
@@ -756,6 +766,55 @@ void MakeExtreme(const Kind& kind, const Shape& s, std::vector<float>& x) {
     }
     if (s.n > 2) {
       x[2 * s.cols + i] = 0.0F;
+    }
+  }
+}
+
+// DotOrder::kBlockSums from Q8_0's layout (a half scale, then 32 int8 values, for weights and
+// activations alike): each block's 32 products summed as integers, then one fma per block.
+float BlockSumsFromTheLayout(const std::byte* w, const std::byte* x, int64_t cols) {
+  constexpr size_t kBlockBytes = 34;
+  const auto half_at = [](const std::byte* p) {
+    uint16_t h = 0;
+    std::memcpy(&h, p, sizeof h);
+    return HalfToFloat(h);
+  };
+  float acc = 0.0F;
+  for (int64_t b = 0; b < cols / 32; ++b) {
+    const std::byte* wb = w + static_cast<size_t>(b) * kBlockBytes;
+    const std::byte* xb = x + static_cast<size_t>(b) * kBlockBytes;
+    int32_t sum = 0;
+    for (size_t i = 0; i < 32; ++i) {
+      sum += static_cast<int8_t>(wb[2 + i]) * static_cast<int8_t>(xb[2 + i]);
+    }
+    acc = std::fma(static_cast<float>(sum), half_at(wb) * half_at(xb), acc);
+  }
+  return acc;
+}
+
+// A prompt's Q8_0 order gives exactly its definition, in every variant, extreme inputs included
+// (the variant test then holds every tile, range and batch to the portable dot).
+TEST(TypeKernelsTest, Q8_0BlockSumsAreOneExactSumAndOneFmaPerBlock) {
+  for (ScaleRange range : {ScaleRange::kOrdinary, ScaleRange::kExtreme}) {
+    constexpr int64_t kCols = 1024;
+    constexpr int32_t kTokens = 3;
+    const std::vector<std::byte> w = KernelWeights(TensorType::kQ8_0, 4, kCols, 31, range);
+    std::vector<float> x = KernelActivations(kTokens, kCols, 32);
+    if (range == ScaleRange::kExtreme) {
+      MakeExtreme({TensorType::kQ8_0, DotOrder::kBlockSums}, {4, kCols, kTokens}, x);
+    }
+    for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+      if (!KernelIsaSupported(isa)) continue;
+      const TypeKernels& k = GetTypeKernels(TensorType::kQ8_0, isa, DotOrder::kBlockSums);
+      const std::vector<std::byte> xq = Quantize(k, x, kTokens, kCols);
+      for (int32_t t = 0; t < kTokens; ++t) {
+        for (size_t r = 0; r < 4; ++r) {
+          const std::byte* wr = w.data() + r * 34 * (kCols / 32);
+          const std::byte* xt = xq.data() + static_cast<size_t>(t) * 34 * (kCols / 32);
+          EXPECT_TRUE(SameBits(k.dot(wr, xt, kCols), BlockSumsFromTheLayout(wr, xt, kCols)))
+              << KernelIsaName(isa) << " row " << r << " token " << t;
+        }
+      }
     }
   }
 }
@@ -846,7 +905,13 @@ TEST(TypeKernelsTest, TableAndReferenceOrder) {
     EXPECT_EQ(k->partner, GetTypeInfo(t).partner);
     EXPECT_EQ(FindTypeKernels(t, KernelIsa::kPortable, DotOrder::kInterleaved8) != nullptr,
               t == TensorType::kQ4_0);
+    EXPECT_EQ(FindTypeKernels(t, KernelIsa::kPortable, DotOrder::kBlockSums) != nullptr,
+              t == TensorType::kQ8_0);
+    // A prompt's rows: only Q8_0's kVecDot has an order of its own.
+    EXPECT_EQ(PromptOrder(t, DotOrder::kVecDot),
+              t == TensorType::kQ8_0 ? DotOrder::kBlockSums : DotOrder::kVecDot);
   }
+  EXPECT_EQ(PromptOrder(TensorType::kQ4_0, DotOrder::kInterleaved8), DotOrder::kInterleaved8);
   EXPECT_EQ(FindTypeKernels(TensorType::kQ8_K, KernelIsa::kPortable), nullptr);
   EXPECT_EQ(FindTypeKernels(TensorType::kQ2_K, KernelIsa::kPortable), nullptr);
   EXPECT_EQ(*ActivationRowBytes(TensorType::kQ4_K, 512), 2U * 292U);
