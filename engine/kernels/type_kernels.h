@@ -61,7 +61,7 @@ KernelIsa BestKernelIsa();
 // float work once: acc = fma(float(sum), half(w.d) * half(x.d), acc), one float per (row, token).
 // kVecDot's eight lanes cost eight conversions and multiply-adds per block where this costs one,
 // and its integer sums can keep a token per vector lane; on AVX-512 a Q8_0 prompt's products run
-// about 2.4x as fast (docs/ENGINE.md). llama.cpp's own prompt path (tinyBLAS) keeps kVecDot's
+// about 2x as fast (docs/ENGINE.md). llama.cpp's own prompt path (tinyBLAS) keeps kVecDot's
 // lanes for Q8_0, so a prompt's last bits differ from its (agreement is measured, not assumed:
 // gguf_reference_test); the sums are exact, so they are nearer the true product, not further.
 enum class DotOrder {
