@@ -73,6 +73,7 @@ void Project(KernelIsa isa, const float* x, int32_t n, int32_t prompt_rows, int6
              std::initializer_list<Product> products) {
   constexpr size_t kMaxJobs = 8;  // q, k and v at most, each in two orders
   std::array<Job, kMaxJobs> jobs{};
+  prompt_rows = std::clamp(prompt_rows, 0, n);
   size_t pending = 0;
   TensorType quantized_for = TensorType::kF32;
   size_t row_bytes = 0;

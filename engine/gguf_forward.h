@@ -75,7 +75,8 @@ struct Buffers {
   float* up;               // [n][hidden]
   std::byte* typed_input;  // the input rows in the weights' partner type (RunState::typed_input)
   RowParallel* parallel = nullptr;  // null: the products run on the calling thread
-  // Rows [0, prompt_rows) are a prompt's (their products in PromptOrder), the rest decode rows.
+  // Rows [0, prompt_rows) are a prompt's (their products in PromptOrder), the rest decode rows
+  // (clamped to the step's rows).
   int32_t prompt_rows = 0;
 };
 
