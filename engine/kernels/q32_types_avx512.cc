@@ -632,91 +632,151 @@ CH_AVX512 void MatMulInterleaved(const MatMulArgs& a) {
   }
 }
 
-// Q8_0 kBlockSums (a prompt's rows, type_kernels.h): a token per 32-bit lane. A vector holds 16
-// tokens' bytes 4k .. 4k + 3 of one block, made unsigned (+128, an XOR); each vpdpbusd meets them
-// with a row's four weight bytes broadcast (signed), so after the block's 8 the lanes hold the 16
-// tokens' exact block sums plus 128 * (the row's block summed), which the lanes start from minus.
-// Then one conversion and one fma per (row, block) serve 16 tokens, where kVecDot's lanes take
-// eight per token pair: 64 tokens at 5.6x decode's speed per token where kVecDot's tiles run at
-// 2.7x (kernel_bench --types q8_0,q8_0s --prefill 64 --cols 768). A product goes through its rows
-// in chunks and its columns in slices:
+// Q8_0 kBlockSums (a prompt's rows, type_kernels.h) and Q4_0 kInterleaved8 with 4 tokens or
+// more: a token per 32-bit lane. A vector holds 16 tokens' bytes 4k .. 4k + 3 of one block; each
+// vpdpbusd meets them with a row's four weight values broadcast, so after the block's 8 the lanes
+// hold the 16 tokens' exact block sums. Then one conversion and one fma per (row, block) serve 16
+// tokens, where kVecDot's lanes take eight per token pair: 64 tokens at 5.6x decode's speed per
+// token where kVecDot's tiles run at 2.7x (kernel_bench --types q8_0,q8_0s --prefill 64 --cols
+// 768). How the sums are made exact (vpdpbusd multiplies unsigned bytes by signed ones):
+//  - Q8_0: the tokens' bytes are made unsigned (+128, an XOR) and meet the weights' signed bytes;
+//    the lanes start from -128 * (the row's block summed), from a table (RowTables);
+//  - Q4_0: the weights' nibbles (0-15, unsigned) meet the tokens' signed bytes; the value is the
+//    nibble - 8, so the lanes start from -8 * (the token's block summed), laid out with the token.
+// A product goes through its rows in chunks and its columns in slices:
 //  - per chunk and slice, a pass over the rows (their first read, one stream in address order)
-//    makes the tables the tiles start from: -128 * each block's sum and its widened scale;
+//    makes the tables the tiles use: each block's widened scale (a load where a conversion per
+//    (row, block) took 4 instructions: Q4_0's 64 tokens went from 4.6x to 5.1x decode's speed per
+//    token) and, for Q8_0, -128 * its sum;
 //  - per tile of 16 tokens and slice, the tokens' blocks are laid out in lanes once, for every
 //    row of the chunk;
 //  - a row tile's later slices go on from the sums the earlier ones stored, so every (row, token)
 //    is the definition's one chain of fmas in block order, whatever the chunk, slice or tile.
 constexpr int kLaneTokens = 16;
 constexpr int kLaneRows = 8;
-// Activation blocks laid out at once: 64 of them (2,048 values) are 36 KiB.
+// Activation blocks laid out at once: 64 of them (2,048 values) are 36-40 KiB.
 constexpr int64_t kSliceBlocks = 64;
-// Table entries of a chunk: 8,192 blocks, 64 KiB (128 rows of a 2,048-value slice, 278 KiB of
-// weights: about MatMulPrepared's L2-sized chunk), so each tile of lanes serves many rows.
+// Weight blocks of a chunk: 8,192 (128 rows of a 2,048-value slice; 278 KiB of Q8_0, 147 KiB of
+// Q4_0: about MatMulPrepared's L2-sized chunk), so each tile of lanes serves many rows. The
+// tables of a chunk are 32 KiB (Q4_0) or 64 KiB (Q8_0).
 constexpr int64_t kTableBlocks = 8192;
-// From this many tokens on the lanes pay for themselves; fewer go through the AVX2 tiles, whose
-// bits are the same.
+// From this many tokens on the lanes pay for themselves; fewer go through the tiles of the type's
+// other kernel, whose bits are the same.
 constexpr int32_t kLaneMinTokens = 4;
 
+template <TensorType kType>
 struct alignas(64) LaneBlock {
   __m512i u[8];  // vector k: lane t holds token t's bytes 4k .. 4k + 3, each + 128
   __m512 d;      // lane t: token t's scale
 };
 
+template <>
+struct alignas(64) LaneBlock<TensorType::kQ4_0> {
+  __m512i u[8];   // vector k: lane t holds token t's bytes 4k .. 4k + 3 as they are
+  __m512 d;       // lane t: token t's scale
+  __m512i start;  // lane t: -8 * token t's 32 bytes summed
+};
+
 // Tokens [0, count) of x (count <= 16), blocks [first, first + blocks) into out; the lanes past
-// count hold zeros (bytes of 128, a scale of 0) and are never stored.
+// count hold zeros (values of 0, a scale of 0) and are never stored.
+template <TensorType kType>
 CH_AVX512 void LayOutLanes(const std::byte* x, size_t x_stride, int count, int64_t first,
-                           int64_t blocks, LaneBlock* out) {
-  using P = Q32<TensorType::kQ8_0>;
+                           int64_t blocks, LaneBlock<kType>* out) {
+  using P = Q32<kType>;
+  constexpr uint32_t kFlip = kType == TensorType::kQ8_0 ? 0x80808080U : 0U;
   for (int64_t b = 0; b < blocks; ++b) {
     alignas(64) uint32_t u[8][kLaneTokens];
     alignas(64) float d[kLaneTokens];
     for (int t = 0; t < kLaneTokens; ++t) {
       if (t >= count) {
-        for (int k = 0; k < 8; ++k) u[k][t] = 0x80808080U;
+        for (int k = 0; k < 8; ++k) u[k][t] = kFlip;
         d[t] = 0.0F;
         continue;
       }
       const std::byte* xb =
           x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(first + b) * P::kXBytes;
-      for (size_t k = 0; k < 8; ++k) u[k][t] = LoadU32(xb + P::kXQs + 4 * k) ^ 0x80808080U;
+      for (size_t k = 0; k < 8; ++k) u[k][t] = LoadU32(xb + P::kXQs + 4 * k) ^ kFlip;
       d[t] = HalfScalar(xb);
     }
     for (int k = 0; k < 8; ++k) {
       out[b].u[k] = _mm512_load_si512(u[k]);
     }
     out[b].d = _mm512_load_ps(d);
+    if constexpr (kType == TensorType::kQ4_0) {
+      const __m512i eights = _mm512_set1_epi8(8);
+      __m512i sum = _mm512_setzero_si512();
+      for (int k = 0; k < 8; ++k) {
+        sum = _mm512_dpbusd_epi32(sum, eights, out[b].u[k]);
+      }
+      out[b].start = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
+    }
   }
 }
 
-// For rows [0, rows) at w (blocks [first, first + blocks) of each): start[r * blocks + b] =
-// -128 * the block's 32 values summed, scale[r * blocks + b] = its scale widened.
+// For rows [0, rows) at w (blocks [first, first + blocks) of each): scale[r * blocks + b] = the
+// block's scale widened, and for Q8_0 start[r * blocks + b] = -128 * its 32 values summed.
+template <TensorType kType>
 CH_AVX512 void RowTables(const std::byte* w, size_t w_stride, int64_t rows, int64_t first,
                          int64_t blocks, int32_t* start, float* scale) {
-  using P = Q32<TensorType::kQ8_0>;
+  using P = Q32<kType>;
   const __m256i ones = _mm256_set1_epi8(1);
   for (int64_t r = 0; r < rows; ++r) {
     const std::byte* row = w + static_cast<size_t>(r) * w_stride;
     for (int64_t b = 0; b < blocks; ++b) {
       const std::byte* wb = row + static_cast<size_t>(first + b) * P::kBytes;
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + P::kQs));
-      const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, q);
-      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-      h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
-      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
       const size_t at = static_cast<size_t>(r * blocks + b);
-      start[at] = -128 * _mm_cvtsi128_si32(h);
       scale[at] = HalfScalar(wb);
+      if constexpr (kType == TensorType::kQ8_0) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + P::kQs));
+        const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, q);
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
+        start[at] = -128 * _mm_cvtsi128_si32(h);
+      }
     }
   }
 }
 
-// R rows (tables at start/scale, `blocks` entries a row) against one tile of lanes; y[t * y_stride
-// + r] for t < count, going on from y's values when `resume`.
-template <int R>
-CH_AVX512 void LaneTile(const std::byte* w, size_t w_stride, int64_t first, const LaneBlock* x,
-                        int64_t blocks, const int32_t* start, const float* scale, float* y,
-                        size_t y_stride, int count, bool resume) {
+// One (row, block) against a block of 16 tokens' lanes: their 16 exact sums.
+CH_AVX512 inline __m512i LaneSums(const std::byte* wb, const LaneBlock<TensorType::kQ8_0>& x,
+                                  int32_t start) {
   using P = Q32<TensorType::kQ8_0>;
+  __m512i sums = _mm512_set1_epi32(start);
+#pragma GCC unroll 8
+  for (size_t k = 0; k < 8; ++k) {
+    sums = _mm512_dpbusd_epi32(
+        sums, x.u[k], _mm512_set1_epi32(static_cast<int32_t>(LoadU32(wb + P::kQs + 4 * k))));
+  }
+  return sums;
+}
+
+// Q4_0: values 0-15 are the low nibbles of bytes 0-15, 16-31 the high ones. Each of the block's
+// four dwords is broadcast straight from the weights and masked twice: its low nibbles, and its
+// high ones left in place (16 * the nibble), whose lanes are summed apart and shifted down (the
+// sums of multiples of 16 are exact multiples of 16).
+CH_AVX512 inline __m512i LaneSums(const std::byte* wb, const LaneBlock<TensorType::kQ4_0>& x) {
+  using P = Q32<TensorType::kQ4_0>;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
+  __m512i low = x.start;
+  __m512i high = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (size_t k = 0; k < 4; ++k) {
+    const __m512i q = _mm512_set1_epi32(static_cast<int32_t>(LoadU32(wb + P::kQs + 4 * k)));
+    low = _mm512_dpbusd_epi32(low, _mm512_and_si512(q, low4), x.u[k]);
+    high = _mm512_dpbusd_epi32(high, _mm512_and_si512(q, high4), x.u[k + 4]);
+  }
+  return _mm512_add_epi32(low, _mm512_maskz_srai_epi32(kAll16, high, 4));
+}
+
+// R rows against one tile of lanes (tables at scale and, Q8_0, start: `blocks` entries a row);
+// y[t * y_stride + r] for t < count, going on from y's values when `resume`.
+template <TensorType kType, int R>
+CH_AVX512 void LaneTile(const std::byte* w, size_t w_stride, int64_t first,
+                        const LaneBlock<kType>* x, int64_t blocks, const int32_t* start,
+                        const float* scale, float* y, size_t y_stride, int count, bool resume) {
+  using P = Q32<kType>;
   alignas(64) float io[R][kLaneTokens] = {};
   if (resume) {
     for (int t = 0; t < count; ++t) {
@@ -728,17 +788,17 @@ CH_AVX512 void LaneTile(const std::byte* w, size_t w_stride, int64_t first, cons
     acc[r] = _mm512_load_ps(io[r]);
   }
   for (int64_t b = 0; b < blocks; ++b) {
-    const LaneBlock& xb = x[b];
+    const LaneBlock<kType>& xb = x[b];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const std::byte* wq = w + static_cast<size_t>(r) * w_stride +
-                            static_cast<size_t>(first + b) * P::kBytes + P::kQs;
+      const std::byte* wb =
+          w + static_cast<size_t>(r) * w_stride + static_cast<size_t>(first + b) * P::kBytes;
       const size_t at = static_cast<size_t>(r * blocks + b);
-      __m512i sums = _mm512_set1_epi32(start[at]);
-#pragma GCC unroll 8
-      for (size_t k = 0; k < 8; ++k) {
-        sums = _mm512_dpbusd_epi32(sums, xb.u[k],
-                                   _mm512_set1_epi32(static_cast<int32_t>(LoadU32(wq + 4 * k))));
+      __m512i sums;
+      if constexpr (kType == TensorType::kQ8_0) {
+        sums = LaneSums(wb, xb, start[at]);
+      } else {
+        sums = LaneSums(wb, xb);
       }
       const __m512 d = _mm512_mul_ps(_mm512_set1_ps(scale[at]), xb.d);
       acc[r] = _mm512_fmadd_ps(ToFloat(sums), d, acc[r]);
@@ -753,45 +813,56 @@ CH_AVX512 void LaneTile(const std::byte* w, size_t w_stride, int64_t first, cons
 }
 
 // Rows [begin, end) of the product over the slice of `slice` blocks from `first`: their tables,
-// then every tile of tokens against them. `lanes`, `start` and `scale`: the caller's scratch.
+// then every tile of tokens against them. `lanes`, `start` and `scale`: the caller's
+// scratch.
+template <TensorType kType>
 CH_AVX512 void LanesChunk(const MatMulArgs& a, int64_t first, int64_t slice, int64_t begin,
-                          int64_t end, LaneBlock* lanes, int32_t* start, float* scale) {
+                          int64_t end, LaneBlock<kType>* lanes, int32_t* start, float* scale) {
   const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
-  RowTables(w_at(begin), a.w_row_bytes, end - begin, first, slice, start, scale);
+  RowTables<kType>(w_at(begin), a.w_row_bytes, end - begin, first, slice, start, scale);
   for (int32_t t = 0; t < a.n; t += kLaneTokens) {
     const int count = std::min(kLaneTokens, a.n - t);
-    LayOutLanes(a.x + static_cast<size_t>(t) * a.x_row_bytes, a.x_row_bytes, count, first, slice,
-                lanes);
+    LayOutLanes<kType>(a.x + static_cast<size_t>(t) * a.x_row_bytes, a.x_row_bytes, count, first,
+                       slice, lanes);
     float* y = a.y + static_cast<size_t>(t) * a.y_stride;
     for (int64_t r = begin; r < end;) {
       const size_t at = static_cast<size_t>((r - begin) * slice);
+      const int32_t* row_start = kType == TensorType::kQ8_0 ? start + at : nullptr;
+      const float* row_scale = scale + at;
       if (end - r >= kLaneRows) {
-        LaneTile<kLaneRows>(w_at(r), a.w_row_bytes, first, lanes, slice, start + at, scale + at,
-                            y + r, a.y_stride, count, first > 0);
+        LaneTile<kType, kLaneRows>(w_at(r), a.w_row_bytes, first, lanes, slice, row_start,
+                                   row_scale, y + r, a.y_stride, count, first > 0);
         r += kLaneRows;
       } else {
-        LaneTile<1>(w_at(r), a.w_row_bytes, first, lanes, slice, start + at, scale + at, y + r,
-                    a.y_stride, count, first > 0);
+        LaneTile<kType, 1>(w_at(r), a.w_row_bytes, first, lanes, slice, row_start, row_scale, y + r,
+                           a.y_stride, count, first > 0);
         r += 1;
       }
     }
   }
 }
 
+template <TensorType kType>
 CH_AVX512 void MatMulLanes(const MatMulArgs& a) {
   if (a.n < kLaneMinTokens) {
-    Q32ProductsAvx2(TensorType::kQ8_0, DotOrder::kBlockSums).matmul(a);
+    if constexpr (kType == TensorType::kQ8_0) {
+      Q32ProductsAvx2(TensorType::kQ8_0, DotOrder::kBlockSums).matmul(a);
+    } else {
+      MatMulInterleaved(a);
+    }
     return;
   }
   const int64_t blocks = a.cols / 32;
-  LaneBlock lanes[kSliceBlocks];
-  int32_t start[kTableBlocks];
+  LaneBlock<kType> lanes[kSliceBlocks];
+  // The tables: Q4_0 starts from the lanes and needs only the scales.
+  int32_t start[kType == TensorType::kQ8_0 ? kTableBlocks : 1];
   float scale[kTableBlocks];
   for (int64_t first = 0; first < blocks; first += kSliceBlocks) {
     const int64_t slice = std::min(kSliceBlocks, blocks - first);
     const int64_t chunk_rows = kTableBlocks / slice;
     for (int64_t c = a.row_begin; c < a.row_end; c += chunk_rows) {
-      LanesChunk(a, first, slice, c, std::min(a.row_end, c + chunk_rows), lanes, start, scale);
+      LanesChunk<kType>(a, first, slice, c, std::min(a.row_end, c + chunk_rows), lanes, start,
+                        scale);
     }
   }
 }
@@ -808,13 +879,13 @@ ProductFns Q32ProductsAvx512(TensorType type, DotOrder order) {
     if (type != TensorType::kQ4_0) {
       return {};
     }
-    return {Q32ProductsPortable(type, order).dot, &MatMulInterleaved};
+    return {Q32ProductsPortable(type, order).dot, &MatMulLanes<TensorType::kQ4_0>};
   }
   if (order == DotOrder::kBlockSums) {
     if (type != TensorType::kQ8_0) {
       return {};
     }
-    return {Q32ProductsPortable(type, order).dot, &MatMulLanes};
+    return {Q32ProductsPortable(type, order).dot, &MatMulLanes<TensorType::kQ8_0>};
   }
   switch (type) {
     case TensorType::kQ4_0:

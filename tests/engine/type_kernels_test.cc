@@ -738,9 +738,9 @@ std::vector<Shape> ShapesFor(const Kind& kind) {
   if (kind.order == DotOrder::kVecDot) {
     shapes.push_back({13, 256, 3});  // rows not a multiple of any tile
   }
-  if (kind.order == DotOrder::kBlockSums) {
-    // Rows past the last tile of 8, tokens past the last 16 lanes; 2 and 3 tokens (fewer than the
-    // lanes take).
+  if (kind.order == DotOrder::kBlockSums || kind.order == DotOrder::kInterleaved8) {
+    // The token lanes (AVX-512): rows past the last tile of 8, tokens past the last 16 lanes; 2
+    // and 3 tokens (fewer than the lanes take).
     shapes.push_back({13, 256, 20});
     shapes.push_back({9, 512, 2});
     shapes.push_back({16, 512, 3});
