@@ -66,7 +66,7 @@ bool Chunk(const GgufWeights& w, KernelIsa isa, RunState& state, std::span<const
   ReadAnswer(c, t, n, s);
   const auto layers = static_cast<uint32_t>(c.n_layers);
   for (uint32_t l = 0; l < layers; ++l) {
-    gguf_steps::RotateQueriesAndKeys(w, at, static_cast<int32_t>(n), s.q, s.k, state.rope_cos);
+    gguf_steps::RotateQueriesAndKeys(w, isa, at, static_cast<int32_t>(n), s.q, s.k, state.rope_cos);
     gguf_steps::Attend(w, isa, state, static_cast<int32_t>(l), at, static_cast<int32_t>(n), step,
                        s.q, s.k, s.v, s.h);
     if (l + 1 == layers && !last) {

@@ -641,7 +641,12 @@ void RopeAngles(const RopeParams& rope, int32_t pos, float* angles) {
   }
 }
 
-void Rope(const RopeParams& rope, const float* angles, float* head) {
+namespace {
+
+// The rotation of one head; compiled twice (RopeGeneric, RopeFma): with FMA the fmas are
+// instructions where the generic build calls fmaf (Rope was 3.4% of a Q8_0 prompt's time here,
+// fmaf 0.8%). The file is built with -ffp-contract=off, so the unfused steps stay unfused.
+CH_OPS_INLINE void RopeBody(const RopeParams& rope, const float* angles, float* head) {
   const ptrdiff_t pairs = rope.dims / 2;
   // The three ways llama.cpp's binary rounds a rotation (see the header).
   auto scalar = [](float& x0, float& x1, float c, float s) {
@@ -657,10 +662,12 @@ void Rope(const RopeParams& rope, const float* angles, float* head) {
     x1 = r1;
   };
   auto unfused = [](float& x0, float& x1, float c, float s) {
-    const float r0 = x0 * c - x1 * s;
-    const float r1 = x0 * s + x1 * c;
-    x0 = r0;
-    x1 = r1;
+    float p[4] = {x0 * c, x1 * s, x0 * s, x1 * c};
+    // Keeps the products rounded on their own: with FMA, GCC 12's vectorizer otherwise turns
+    // these lines into vfmaddsub (a complex-multiply pattern) despite -ffp-contract=off.
+    asm("" : "+x"(p[0]), "+x"(p[1]), "+x"(p[2]), "+x"(p[3]));
+    x0 = p[0] - p[1];
+    x1 = p[2] + p[3];
   };
   if (rope.style == RopeStyle::kNeox) {
     for (ptrdiff_t i = 0; i < pairs; ++i) {
@@ -684,6 +691,19 @@ void Rope(const RopeParams& rope, const float* angles, float* head) {
       unfused(head[2 * i], head[2 * i + 1], angles[2 * i], angles[2 * i + 1]);
     }
   }
+}
+
+void RopeGeneric(const RopeParams& rope, const float* angles, float* head) {
+  RopeBody(rope, angles, head);
+}
+[[gnu::target("avx2,fma")]] void RopeFma(const RopeParams& rope, const float* angles, float* head) {
+  RopeBody(rope, angles, head);
+}
+
+}  // namespace
+
+void Rope(const RopeParams& rope, const float* angles, float* head, KernelIsa isa) {
+  HasFma(isa) ? RopeFma(rope, angles, head) : RopeGeneric(rope, angles, head);
 }
 
 void SoftMax(float* x, int64_t n, float scale, KernelIsa isa) {

@@ -6,7 +6,7 @@
 //
 //   RmsNorm(x, weight, dim, 1e-5F, out);          // ggml_rms_norm, then ggml_mul by the weight
 //   RopeAngles(rope, pos, angles);                // ggml_rope_cache_init: cos, sin per pair
-//   Rope(rope, angles, head);                     // one head, in place
+//   Rope(rope, angles, head, isa);                // one head, in place
 //   SoftMax(scores, n, scale, isa);               // ggml_soft_max_ext with a causal mask
 //   SiluMul(gate, up, n, isa);                    // ggml_silu, then ggml_mul
 //   float s = LanesDotF16(keys, q, n, isa);       // tinyBLAS's f16 product (a prompt's)
@@ -57,8 +57,8 @@ struct RopeParams {
 };
 // angles[2i] = cos, angles[2i + 1] = sin of pair i's angle at `pos`.
 void RopeAngles(const RopeParams& rope, int32_t pos, float* angles);
-// Rotates one head of at least rope.dims values in place.
-void Rope(const RopeParams& rope, const float* angles, float* head);
+// Rotates one head of at least rope.dims values in place (every isa gives the same bits).
+void Rope(const RopeParams& rope, const float* angles, float* head, KernelIsa isa);
 
 // In place: x[i] = exp(x[i] * scale - max) / sum over the n values.
 void SoftMax(float* x, int64_t n, float scale, KernelIsa isa);

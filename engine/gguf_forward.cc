@@ -173,18 +173,18 @@ void AttentionInputs(const GgufWeights& w, KernelIsa isa, int32_t layer, int32_t
   }
 }
 
-void RotateQueriesAndKeys(const GgufWeights& w, int32_t pos, int32_t n, float* q, float* k,
-                          float* angles) {
+void RotateQueriesAndKeys(const GgufWeights& w, KernelIsa isa, int32_t pos, int32_t n, float* q,
+                          float* k, float* angles) {
   const ModelConfig& c = w.config;
   const RopeParams rope = RopeOf(w);
   const int32_t hd = c.head_size();
   for (int32_t t = 0; t < n; ++t) {
     RopeAngles(rope, pos + t, angles);
     for (int32_t h = 0; h < c.n_heads; ++h) {
-      Rope(rope, angles, Row(q, t, c.q_dim()) + static_cast<size_t>(h) * hd);
+      Rope(rope, angles, Row(q, t, c.q_dim()) + static_cast<size_t>(h) * hd, isa);
     }
     for (int32_t h = 0; h < c.n_kv_heads; ++h) {
-      Rope(rope, angles, Row(k, t, c.kv_dim()) + static_cast<size_t>(h) * hd);
+      Rope(rope, angles, Row(k, t, c.kv_dim()) + static_cast<size_t>(h) * hd, isa);
     }
   }
 }
@@ -353,7 +353,7 @@ const float* ForwardGguf(const GgufWeights& w, KernelIsa isa, RunState& s,
     gguf_steps::Embed(w, isa, tokens.subspan(start, count), b.x);
     for (int32_t l = 0; l < c.n_layers; ++l) {
       gguf_steps::AttentionInputs(w, isa, l, n, b);
-      gguf_steps::RotateQueriesAndKeys(w, at, n, b.q, b.k, s.rope_cos);
+      gguf_steps::RotateQueriesAndKeys(w, isa, at, n, b.q, b.k, s.rope_cos);
       gguf_steps::Attend(w, isa, s, l, at, n, kind, b.q, b.k, b.v, b.h);
       gguf_steps::AttentionOutputAndFeedForward(w, isa, l, n, b);
     }

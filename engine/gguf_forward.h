@@ -84,8 +84,8 @@ struct Buffers {
 // x[b] = the embedding row of tokens[b].
 void Embed(const GgufWeights& w, KernelIsa isa, std::span<const int32_t> tokens, float* x);
 // Rotates q[b] and k[b] (every head) for position pos + b; `angles` holds rotated_dims floats.
-void RotateQueriesAndKeys(const GgufWeights& w, int32_t pos, int32_t n, float* q, float* k,
-                          float* angles);
+void RotateQueriesAndKeys(const GgufWeights& w, KernelIsa isa, int32_t pos, int32_t n, float* q,
+                          float* k, float* angles);
 // Rounds k and v into layer l's cache at positions pos .., then attends: out[b] ([q_dim]) is
 // token b's attention over positions 0 .. pos + b, in the order of `kind` (see the header).
 void Attend(const GgufWeights& w, KernelIsa isa, RunState& state, int32_t layer, int32_t pos,

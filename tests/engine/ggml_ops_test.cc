@@ -86,6 +86,31 @@ TEST(GgmlOpsTest, EveryVariantGivesThePortableBits) {
   }
 }
 
+// A head rotated by every variant: both styles, rotated dims of every branch of the NORM order
+// (up to three pairs; 4 + 4; 8s then 4; 8s and 1-3 unfused; pairs past rope.dims untouched).
+TEST(GgmlOpsTest, RopeGivesThePortableBitsInEveryVariant) {
+  for (RopeStyle style : {RopeStyle::kInterleaved, RopeStyle::kNeox}) {
+    for (int32_t dims : {2, 6, 8, 24, 30, 64, 128}) {
+      const RopeParams rope{.dims = dims, .base = 500000.0F, .style = style};
+      std::vector<float> angles(static_cast<size_t>(dims));
+      RopeAngles(rope, 1234, angles.data());
+      const std::vector<float> head =
+          Values(static_cast<size_t>(dims) + 3, 40.0F, static_cast<uint32_t>(dims));
+      std::vector<float> ref = head;
+      Rope(rope, angles.data(), ref.data(), KernelIsa::kPortable);
+      EXPECT_NE(Bits(ref[0]), Bits(head[0])) << "dims " << dims;
+      for (KernelIsa isa : Isas()) {
+        std::vector<float> got = head;
+        Rope(rope, angles.data(), got.data(), isa);
+        for (size_t i = 0; i < got.size(); ++i) {
+          ASSERT_EQ(Bits(got[i]), Bits(ref[i]))
+              << KernelIsaName(isa) << " dims " << dims << " value " << i;
+        }
+      }
+    }
+  }
+}
+
 // Inputs whose exp underflows to a subnormal or to 0, overflows, or takes ggml_v_expf's
 // |n| > 192 branch, in runs of 16 (the vector code's) and past them; and a maximum of zero held as
 // both -0 and +0 (the vector code compares in another order, so it may keep the other sign).
@@ -289,8 +314,9 @@ TEST(GgmlOpsTest, TheDefinitions) {
   std::vector<float> neox(8, 0.0F);
   std::vector<float> norm(8, 0.0F);
   neox[0] = norm[0] = 1.0F;
-  Rope({.dims = 8, .base = 10000.0F, .style = RopeStyle::kNeox}, angles.data(), neox.data());
-  Rope({.dims = 8, .base = 10000.0F}, angles.data(), norm.data());
+  Rope({.dims = 8, .base = 10000.0F, .style = RopeStyle::kNeox}, angles.data(), neox.data(),
+       KernelIsa::kPortable);
+  Rope({.dims = 8, .base = 10000.0F}, angles.data(), norm.data(), KernelIsa::kPortable);
   EXPECT_FLOAT_EQ(neox[4], std::sin(3.0F));
   EXPECT_EQ(neox[1], 0.0F);
   EXPECT_FLOAT_EQ(norm[1], std::sin(3.0F));
