@@ -44,9 +44,10 @@ using engine::KernelIsa;
 using engine::TensorType;
 
 struct Options {
-  // q4_0x8: Q4_0 in llama.cpp's repacked order (DotOrder::kInterleaved8); q8_0s: Q8_0 in a
-  // prompt's order (DotOrder::kBlockSums).
-  std::string types = "f32,f16,bf16,q8_0,q8_0s,q4_0,q4_0x8,q4_1,q5_0,q5_1,q4_K,q5_K,q6_K";
+  // q4_0x8: Q4_0 in llama.cpp's repacked order (DotOrder::kInterleaved8); q8_0s, q4_Ks, q6_Ks:
+  // the type in a prompt's order (DotOrder::kBlockSums).
+  std::string types =
+      "f32,f16,bf16,q8_0,q8_0s,q4_0,q4_0x8,q4_1,q5_0,q5_1,q4_K,q4_Ks,q5_K,q6_K,q6_Ks";
   int64_t mib = 128;
   int64_t rounds = 3;
   int64_t prefill = 64;
@@ -190,12 +191,13 @@ double Seconds(const engine::TypeKernels& k, const Case& c, int32_t n, std::vect
 // --prefill activation rows quantized for it; nullopt (with a message) for an unknown type.
 std::optional<Case> MakeCase(std::string_view name, const Options& o) {
   const bool interleaved = name == "q4_0x8";
-  const bool block_sums = name == "q8_0s";
+  const bool block_sums = name == "q8_0s" || name == "q4_Ks" || name == "q6_Ks";
+  const std::string_view type_name = interleaved  ? "q4_0"
+                                     : block_sums ? name.substr(0, name.size() - 1)
+                                                  : name;
   const engine::TypeInfo* info = nullptr;
   for (const engine::TypeInfo& i : engine::kTypeInfos) {
-    if ((i.name == name || (interleaved && i.type == TensorType::kQ4_0) ||
-         (block_sums && i.type == TensorType::kQ8_0)) &&
-        i.weight) {
+    if (i.name == type_name && i.weight) {
       info = &i;
     }
   }

@@ -18,6 +18,14 @@
 //               values q - 32; acc[j] = fma(d, float(L[j]), acc[j]); result hsum_float_8(acc)
 // The integer sums are exact (no int16 step of the reference saturates for any input but
 // activation bytes of -128 with 6-bit weights, which its quantizer never makes).
+//
+// DotOrder::kBlockSums (a prompt's rows of Q4_K and Q6_K: cellhouse's own, type_kernels.h): per
+// block the exact integer sums meet the float work once, with one float per (row, token):
+//   Q4_K: S = sum of the lanes L[j] above (the whole block's scaled products), M = sum over the
+//         eight chunks of min[i] * s[i] (s as above), d = half(w.d) * x.d, m = half(w.dmin) * x.d;
+//         acc = fma(float(S), d, acc), then acc = fma(float(M), -m, acc)
+//   Q6_K: S = sum of the lanes L[j] (values q - 32, the sixteen scales), d = half(w.d) * x.d;
+//         acc = fma(float(S), d, acc)
 // Compiled with -ffp-contract=off: each fma is written.
 #include <cmath>
 
@@ -169,6 +177,46 @@ float Dot(const std::byte* w, const std::byte* x, int64_t cols) {
   }
 }
 
+// DotOrder::kBlockSums: Q4_K and Q6_K.
+template <TensorType kType>
+float DotBlockSums(const std::byte* w, const std::byte* x, int64_t cols) {
+  static_assert(kType == TensorType::kQ4_K || kType == TensorType::kQ6_K);
+  constexpr size_t kWBytes = GetTypeInfo(kType).block_bytes;
+  constexpr size_t kXBytes = GetTypeInfo(TensorType::kQ8_K).block_bytes;
+  float acc = 0.0F;
+  for (int64_t b = 0; b < cols / kBlock; ++b) {
+    const std::byte* wb = w + static_cast<size_t>(b) * kWBytes;
+    const std::byte* xb = x + static_cast<size_t>(b) * kXBytes;
+    const auto* xq = reinterpret_cast<const int8_t*>(xb + block::kQ8_KQs);
+    const float xd = LoadF32(xb + block::kQ8_KD);
+    KBlock k;
+    int32_t lanes[8];
+    constexpr bool kSix = kType == TensorType::kQ6_K;
+    if constexpr (kSix) {
+      UnpackQ6K(wb, k);
+    } else {
+      UnpackK45<false>(wb, k);
+    }
+    Lanes<kSix>(k, xq, lanes);
+    int32_t sum = 0;
+    for (int32_t lane : lanes) {
+      sum += lane;
+    }
+    const size_t d_at = kSix ? block::kQ6_KD : block::kQ4_KD;
+    acc = std::fma(static_cast<float>(sum), LoadHalf(wb + d_at) * xd, acc);
+    if constexpr (!kSix) {
+      int32_t s[8];
+      PairSums(xb, s);
+      int32_t mins = 0;
+      for (size_t i = 0; i < 8; ++i) {
+        mins += k.min[i] * s[i];
+      }
+      acc = std::fma(static_cast<float>(mins), -(LoadHalf(wb + block::kQ4_KDmin) * xd), acc);
+    }
+  }
+  return acc;
+}
+
 template <TensorType kType>
 ProductFns Fns() {
   return {&Dot<kType>, &MatMulByDots<&Dot<kType>>};
@@ -176,7 +224,20 @@ ProductFns Fns() {
 
 }  // namespace
 
-ProductFns KProductsPortable(TensorType type) {
+ProductFns KProductsPortable(TensorType type, DotOrder order) {
+  if (order == DotOrder::kBlockSums) {
+    switch (type) {
+      case TensorType::kQ4_K:
+        return {&DotBlockSums<TensorType::kQ4_K>, &MatMulByDots<&DotBlockSums<TensorType::kQ4_K>>};
+      case TensorType::kQ6_K:
+        return {&DotBlockSums<TensorType::kQ6_K>, &MatMulByDots<&DotBlockSums<TensorType::kQ6_K>>};
+      default:
+        return {};
+    }
+  }
+  if (order != DotOrder::kVecDot) {
+    return {};
+  }
   switch (type) {
     case TensorType::kQ4_K:
       return Fns<TensorType::kQ4_K>();

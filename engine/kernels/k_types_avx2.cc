@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "engine/kernels/prefetch.h"
 #include "engine/kernels/type_kernels_internal.h"
@@ -72,7 +73,20 @@ ProductFns Fns() {
 
 }  // namespace
 
-ProductFns KProductsAvx2(TensorType type) {
+ProductFns KProductsAvx2(TensorType type, DotOrder order) {
+  if (order == DotOrder::kBlockSums) {
+    switch (type) {
+      case TensorType::kQ4_K:
+        return {&DotK<TensorType::kQ4_K, true>, &MatMulK<TensorType::kQ4_K, 4, 2, 2, true>};
+      case TensorType::kQ6_K:
+        return {&DotK<TensorType::kQ6_K, true>, &MatMulK<TensorType::kQ6_K, 4, 2, 2, true>};
+      default:
+        return {};
+    }
+  }
+  if (order != DotOrder::kVecDot) {
+    return {};
+  }
   switch (type) {
     case TensorType::kQ4_K:
       return Fns<TensorType::kQ4_K, 4, 2, 2>();

@@ -149,8 +149,17 @@ CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::
   }
 }
 
-// R rows x T tokens over all blocks; y[t * y_stride + r].
-template <TensorType kType, int R, int T>
+// The eight int32 lanes summed (exact).
+CH_TARGET inline int32_t SumInts(__m256i v) {
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
+  return _mm_cvtsi128_si32(h);
+}
+
+// R rows x T tokens over all blocks; y[t * y_stride + r]. kSums: DotOrder::kBlockSums (Q4_K and
+// Q6_K: the block's lanes summed exactly, one float per (row, token), in summs), else kVecDot.
+template <TensorType kType, int R, int T, bool kSums = false>
 CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, size_t x_stride,
                      int64_t blocks, float* y, size_t y_stride, SpreadPrefetch ahead) {
   using P = KType<kType>;
@@ -185,7 +194,20 @@ CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, si
       const __m256i s16 = kType == TensorType::kQ6_K ? _mm256_setzero_si256() : ScalesAndMins(wb);
       __m256i lanes[T];
       BlockLanes<kType, T>(wb, s16, xq, x32, lanes);
-      if constexpr (kType == TensorType::kQ6_K) {
+      if constexpr (kSums) {
+        constexpr size_t kD = kType == TensorType::kQ6_K ? block::kQ6_KD : block::kQ4_KD;
+        const float wd = Half(wb + kD);
+        for (int t = 0; t < T; ++t) {
+          float& acc_t = acc[r][t].summs;
+          acc_t = std::fma(static_cast<float>(SumInts(lanes[t])), wd * xd[t], acc_t);
+          if constexpr (kType == TensorType::kQ4_K) {
+            const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(s16, 1), chunk_sums[t]);
+            const int32_t mins = SumInts(_mm256_zextsi128_si256(prod));
+            acc_t =
+                std::fma(static_cast<float>(mins), -(Half(wb + block::kQ4_KDmin) * xd[t]), acc_t);
+          }
+        }
+      } else if constexpr (kType == TensorType::kQ6_K) {
         const float wd = Half(wb + block::kQ6_KD);
         for (int t = 0; t < T; ++t) {
           const __m256 d = _mm256_set1_ps(wd * xd[t]);
@@ -215,6 +237,10 @@ CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, si
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < T; ++t) {
+      if constexpr (kSums) {
+        y[static_cast<size_t>(t) * y_stride + static_cast<size_t>(r)] = acc[r][t].summs;
+        continue;
+      }
       float v = Hsum8(acc[r][t].acc);
       if constexpr (kType == TensorType::kQ4_K) {
         __m128 m = acc[r][t].accm;
@@ -230,7 +256,7 @@ CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, si
 }
 
 // One token (decode): RD rows at a time, then single rows.
-template <TensorType kType, int RD>
+template <TensorType kType, int RD, bool kSums>
 CH_TARGET void DecodeToken(const MatMulArgs& a, int32_t t) {
   const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
   const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
@@ -238,37 +264,37 @@ CH_TARGET void DecodeToken(const MatMulArgs& a, int32_t t) {
   const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
   int64_t r = a.row_begin;
   for (; r + RD <= a.row_end; r += RD) {
-    TileK<kType, RD, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
-                        TileAhead(a, r, RD, blocks));
+    TileK<kType, RD, 1, kSums>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
+                               TileAhead(a, r, RD, blocks));
   }
   for (; r < a.row_end; ++r) {
-    TileK<kType, 1, 1>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
-                       SpreadPrefetch(nullptr, nullptr, 0));
+    TileK<kType, 1, 1, kSums>(w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y + r, a.y_stride,
+                              SpreadPrefetch(nullptr, nullptr, 0));
   }
 }
 
 // Prefill: R rows x T tokens (single rows where fewer than R are left); decode goes through
 // DecodeToken.
 // TileK with `tokens` (1..T) tokens: the tile that fits them exactly.
-template <TensorType kType, int R, int T>
+template <TensorType kType, int R, int T, bool kSums>
 CH_TARGET void TileKOf(int tokens, const std::byte* w, size_t w_stride, const std::byte* x,
                        size_t x_stride, int64_t blocks, float* y, size_t y_stride,
                        SpreadPrefetch ahead) {
   if constexpr (T > 1) {
     if (tokens < T) {
-      TileKOf<kType, R, T - 1>(tokens, w, w_stride, x, x_stride, blocks, y, y_stride, ahead);
+      TileKOf<kType, R, T - 1, kSums>(tokens, w, w_stride, x, x_stride, blocks, y, y_stride, ahead);
       return;
     }
   }
-  TileK<kType, R, T>(w, w_stride, x, x_stride, blocks, y, y_stride, ahead);
+  TileK<kType, R, T, kSums>(w, w_stride, x, x_stride, blocks, y, y_stride, ahead);
 }
 
-template <TensorType kType, int RD, int R, int T>
+template <TensorType kType, int RD, int R, int T, bool kSums = false>
 CH_TARGET void MatMulK(const MatMulArgs& a) {
   // Rows past the last whole tile of R go in tiles of 4 (when R is larger), then one by one.
   constexpr int kRemainderRows = R > 4 ? 4 : 1;
   if (a.n == 1) {
-    DecodeToken<kType, RD>(a, 0);
+    DecodeToken<kType, RD, kSums>(a, 0);
     return;
   }
   const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
@@ -285,24 +311,24 @@ CH_TARGET void MatMulK(const MatMulArgs& a) {
       const std::byte* x = a.x + static_cast<size_t>(t) * a.x_row_bytes;
       float* y = a.y + static_cast<size_t>(t) * a.y_stride + static_cast<size_t>(r);
       if (rows == R) {
-        TileKOf<kType, R, T>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y,
-                             a.y_stride, ahead);
+        TileKOf<kType, R, T, kSums>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y,
+                                    a.y_stride, ahead);
       } else if (rows == kRemainderRows) {
-        TileKOf<kType, kRemainderRows, T>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks,
-                                          y, a.y_stride, ahead);
+        TileKOf<kType, kRemainderRows, T, kSums>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes,
+                                                 blocks, y, a.y_stride, ahead);
       } else {
-        TileKOf<kType, 1, T>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y,
-                             a.y_stride, ahead);
+        TileKOf<kType, 1, T, kSums>(tokens, w_at(r), a.w_row_bytes, x, a.x_row_bytes, blocks, y,
+                                    a.y_stride, ahead);
       }
     }
     r += rows;
   }
 }
 
-template <TensorType kType>
+template <TensorType kType, bool kSums = false>
 CH_TARGET float DotK(const std::byte* w, const std::byte* x, int64_t cols) {
   float y = 0.0F;
-  TileK<kType, 1, 1>(w, 0, x, 0, cols / static_cast<int64_t>(kKBlock), &y, 1,
-                     SpreadPrefetch(nullptr, nullptr, 0));
+  TileK<kType, 1, 1, kSums>(w, 0, x, 0, cols / static_cast<int64_t>(kKBlock), &y, 1,
+                            SpreadPrefetch(nullptr, nullptr, 0));
   return y;
 }

@@ -34,21 +34,25 @@ internal::ProductFns Products(TensorType type, KernelIsa isa, DotOrder order) {
     switch (isa) {
       case KernelIsa::kPortable:
         fns = internal::FloatProductsPortable(type);
-        if (fns.dot == nullptr) {
-          fns = internal::KProductsPortable(type);
-        }
         break;
       case KernelIsa::kAvx2:
         fns = internal::FloatProductsAvx2(type);
-        if (fns.dot == nullptr) {
-          fns = internal::KProductsAvx2(type);
-        }
         break;
       case KernelIsa::kAvx512:
         fns = internal::FloatProductsAvx512(type);
-        if (fns.dot == nullptr) {
-          fns = internal::KProductsAvx512(type);
-        }
+        break;
+    }
+  }
+  if (fns.dot == nullptr) {
+    switch (isa) {
+      case KernelIsa::kPortable:
+        fns = internal::KProductsPortable(type, order);
+        break;
+      case KernelIsa::kAvx2:
+        fns = internal::KProductsAvx2(type, order);
+        break;
+      case KernelIsa::kAvx512:
+        fns = internal::KProductsAvx512(type, order);
         break;
     }
   }
@@ -175,7 +179,9 @@ DotOrder ReferenceDotOrder(TensorType type, int64_t rows, WeightUse use) {
 }
 
 DotOrder PromptOrder(TensorType type, DotOrder order) {
-  return type == TensorType::kQ8_0 && order == DotOrder::kVecDot ? DotOrder::kBlockSums : order;
+  const bool own =
+      type == TensorType::kQ8_0 || type == TensorType::kQ4_K || type == TensorType::kQ6_K;
+  return own && order == DotOrder::kVecDot ? DotOrder::kBlockSums : order;
 }
 
 const TypeKernels* FindTypeKernels(TensorType type, KernelIsa isa, DotOrder order) {

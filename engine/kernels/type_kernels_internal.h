@@ -97,9 +97,9 @@ ProductFns FloatProductsAvx512(TensorType type);
 ProductFns Q32ProductsPortable(TensorType type, DotOrder order);
 ProductFns Q32ProductsAvx2(TensorType type, DotOrder order);
 ProductFns Q32ProductsAvx512(TensorType type, DotOrder order);
-ProductFns KProductsPortable(TensorType type);
-ProductFns KProductsAvx2(TensorType type);
-ProductFns KProductsAvx512(TensorType type);
+ProductFns KProductsPortable(TensorType type, DotOrder order);
+ProductFns KProductsAvx2(TensorType type, DotOrder order);
+ProductFns KProductsAvx512(TensorType type, DotOrder order);
 
 // Row readers (dequantize.cc) and activation quantizers (activations.cc), portable: they run
 // once per token and row, not per weight. The quantizers a prompt leans on have vector forms too.

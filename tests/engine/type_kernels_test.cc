@@ -49,6 +49,8 @@ std::vector<Kind> AllKinds() {
   }
   kinds.push_back({TensorType::kQ4_0, DotOrder::kInterleaved8});
   kinds.push_back({TensorType::kQ8_0, DotOrder::kBlockSums});
+  kinds.push_back({TensorType::kQ4_K, DotOrder::kBlockSums});
+  kinds.push_back({TensorType::kQ6_K, DotOrder::kBlockSums});
   return kinds;
 }
 
@@ -792,27 +794,79 @@ float BlockSumsFromTheLayout(const std::byte* w, const std::byte* x, int64_t col
   return acc;
 }
 
-// A prompt's Q8_0 order gives exactly its definition, in every variant, extreme inputs included
-// (the variant test then holds every tile, range and batch to the portable dot).
-TEST(TypeKernelsTest, Q8_0BlockSumsAreOneExactSumAndOneFmaPerBlock) {
-  for (ScaleRange range : {ScaleRange::kOrdinary, ScaleRange::kExtreme}) {
-    constexpr int64_t kCols = 1024;
-    constexpr int32_t kTokens = 3;
-    const std::vector<std::byte> w = KernelWeights(TensorType::kQ8_0, 4, kCols, 31, range);
-    std::vector<float> x = KernelActivations(kTokens, kCols, 32);
-    if (range == ScaleRange::kExtreme) {
-      MakeExtreme({TensorType::kQ8_0, DotOrder::kBlockSums}, {4, kCols, kTokens}, x);
+// DotOrder::kBlockSums from Q4_K's and Q6_K's layouts (DecodeKBlock, DecodeQ6KBlock) and Q8_K's
+// (d as a float, 256 int8 values, 16 int16 sums of 16): per block the exact integer sum of
+// scale * q * x over its values (Q6_K: q - 32), then one fma; Q4_K then the mins' sum,
+// min * (x summed over the sub-block of 32), in a second fma with -(dmin * x.d).
+float KBlockSumsFromTheLayout(TensorType type, const std::byte* w, const std::byte* x,
+                              int64_t cols) {
+  const bool six = type == TensorType::kQ6_K;
+  const size_t w_bytes = six ? 210 : 144;
+  constexpr size_t kXBytes = 292;
+  float acc = 0.0F;
+  for (int64_t b = 0; b < cols / 256; ++b) {
+    const std::byte* p = w + static_cast<size_t>(b) * w_bytes;
+    const std::byte* xb = x + static_cast<size_t>(b) * kXBytes;
+    float xd = 0.0F;
+    std::memcpy(&xd, xb, sizeof xd);
+    int32_t sum = 0;
+    int32_t mins = 0;
+    for (size_t k = 0; k < 256; ++k) {
+      const int xq = Signed(Byte(xb, 4 + k));
+      if (six) {
+        const size_t h = k / 128;
+        const size_t i = (k % 128) / 32;
+        const size_t l = k % 32;
+        const uint8_t low = Byte(p, 64 * h + 32 * (i % 2) + l);
+        const int q =
+            (i < 2 ? (low & 15) : (low >> 4)) | (((Byte(p, 128 + 32 * h + l) >> (2 * i)) & 3) << 4);
+        sum += Signed(Byte(p, 192 + k / 16)) * (q - 32) * xq;
+      } else {
+        const int sub = static_cast<int>(k / 32);
+        const uint8_t byte = Byte(p, 16 + 32 * (k / 64) + k % 32);
+        const int q = sub % 2 == 0 ? (byte & 15) : (byte >> 4);
+        sum += KScale(p + 4, sub, 0) * q * xq;
+        mins += KScale(p + 4, sub, 1) * xq;
+      }
     }
-    for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
-      if (!KernelIsaSupported(isa)) continue;
-      const TypeKernels& k = GetTypeKernels(TensorType::kQ8_0, isa, DotOrder::kBlockSums);
-      const std::vector<std::byte> xq = Quantize(k, x, kTokens, kCols);
-      for (int32_t t = 0; t < kTokens; ++t) {
-        for (size_t r = 0; r < 4; ++r) {
-          const std::byte* wr = w.data() + r * 34 * (kCols / 32);
-          const std::byte* xt = xq.data() + static_cast<size_t>(t) * 34 * (kCols / 32);
-          EXPECT_TRUE(SameBits(k.dot(wr, xt, kCols), BlockSumsFromTheLayout(wr, xt, kCols)))
-              << KernelIsaName(isa) << " row " << r << " token " << t;
+    acc =
+        std::fma(static_cast<float>(sum), static_cast<float>(Half(p + (six ? 208 : 0))) * xd, acc);
+    if (!six) {
+      acc = std::fma(static_cast<float>(mins), -(static_cast<float>(Half(p + 2)) * xd), acc);
+    }
+  }
+  return acc;
+}
+
+// A prompt's order (Q8_0, Q4_K, Q6_K) gives exactly its definition, in every variant, extreme
+// inputs included (the variant test then holds every tile, range and batch to the portable dot).
+TEST(TypeKernelsTest, BlockSumsAreOneExactSumAndOneFmaPerBlock) {
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+    for (ScaleRange range : {ScaleRange::kOrdinary, ScaleRange::kExtreme}) {
+      constexpr int64_t kCols = 1024;
+      constexpr int32_t kTokens = 3;
+      const std::vector<std::byte> w = KernelWeights(type, 4, kCols, 31, range);
+      std::vector<float> x = KernelActivations(kTokens, kCols, 32);
+      if (range == ScaleRange::kExtreme) {
+        MakeExtreme({type, DotOrder::kBlockSums}, {4, kCols, kTokens}, x);
+      }
+      const size_t w_row = *RowBytes(GetTypeInfo(type), kCols);
+      for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+        if (!KernelIsaSupported(isa)) continue;
+        const TypeKernels& k = GetTypeKernels(type, isa, DotOrder::kBlockSums);
+        const std::vector<std::byte> xq = Quantize(k, x, kTokens, kCols);
+        const size_t x_row = xq.size() / kTokens;
+        for (int32_t t = 0; t < kTokens; ++t) {
+          for (size_t r = 0; r < 4; ++r) {
+            const std::byte* wr = w.data() + r * w_row;
+            const std::byte* xt = xq.data() + static_cast<size_t>(t) * x_row;
+            const float want = type == TensorType::kQ8_0
+                                   ? BlockSumsFromTheLayout(wr, xt, kCols)
+                                   : KBlockSumsFromTheLayout(type, wr, xt, kCols);
+            EXPECT_TRUE(SameBits(k.dot(wr, xt, kCols), want))
+                << GetTypeInfo(type).name << " " << KernelIsaName(isa) << " row " << r << " token "
+                << t << (range == ScaleRange::kExtreme ? " extreme" : "");
+          }
         }
       }
     }
@@ -905,11 +959,10 @@ TEST(TypeKernelsTest, TableAndReferenceOrder) {
     EXPECT_EQ(k->partner, GetTypeInfo(t).partner);
     EXPECT_EQ(FindTypeKernels(t, KernelIsa::kPortable, DotOrder::kInterleaved8) != nullptr,
               t == TensorType::kQ4_0);
-    EXPECT_EQ(FindTypeKernels(t, KernelIsa::kPortable, DotOrder::kBlockSums) != nullptr,
-              t == TensorType::kQ8_0);
-    // A prompt's rows: only Q8_0's kVecDot has an order of its own.
-    EXPECT_EQ(PromptOrder(t, DotOrder::kVecDot),
-              t == TensorType::kQ8_0 ? DotOrder::kBlockSums : DotOrder::kVecDot);
+    const bool sums = t == TensorType::kQ8_0 || t == TensorType::kQ4_K || t == TensorType::kQ6_K;
+    EXPECT_EQ(FindTypeKernels(t, KernelIsa::kPortable, DotOrder::kBlockSums) != nullptr, sums);
+    // A prompt's rows: only Q8_0's, Q4_K's and Q6_K's kVecDot have an order of their own.
+    EXPECT_EQ(PromptOrder(t, DotOrder::kVecDot), sums ? DotOrder::kBlockSums : DotOrder::kVecDot);
   }
   EXPECT_EQ(PromptOrder(TensorType::kQ4_0, DotOrder::kInterleaved8), DotOrder::kInterleaved8);
   EXPECT_EQ(FindTypeKernels(TensorType::kQ8_K, KernelIsa::kPortable), nullptr);
