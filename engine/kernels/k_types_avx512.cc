@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "engine/kernels/prefetch.h"
 #include "engine/kernels/type_kernels_internal.h"
@@ -65,6 +66,302 @@ CH_TARGET inline void Q6Values(__m256i ql0, __m256i ql1, __m256i qh, __m256i* q)
 
 #include "engine/kernels/k_types_simd.h"
 
+// ---- A prompt's Q4_K and Q6_K rows (DotOrder::kBlockSums) with 4 tokens or more: a token per
+// 32-bit lane, as q32_types_avx512.cc's MatMulLanes does for Q8_0 and Q4_0. A vector holds 16
+// tokens' activation bytes 4k .. 4k + 3 of one block; each vpdpbusd meets them with four of a
+// row's values broadcast (unsigned: Q4_K's nibbles, Q6_K's 6-bit values), so each sub-block's 16
+// exact sums take one multiply by its scale, and one conversion and one fma (two for Q4_K's mins)
+// per (row, block) serve 16 tokens, where the 256-bit tiles take them per token. The block's
+// integer sum is the definition's (exact, so its order is free) and its float work is one chain
+// per (row, token) in block order, whatever the chunk, slice or tile.
+//  - Q4_K: the two chunks of 32 that share 32 bytes of nibbles: each dword broadcast and masked
+//    twice, its high nibbles left in place (16 * the nibble) and summed apart, then shifted down;
+//    the mins' sum is min pairs (int16) against each token's chunk sums (int16 pairs of bsums,
+//    wrapping as the definition's), one vpdpwssd per pair;
+//  - Q6_K: values unpacked once per chunk of rows into a table (the bit shuffling would otherwise
+//    be repeated for every tile of tokens); each sub-block of 16 starts from -32 * the token's 16
+//    bytes summed (laid out with the token), so the lanes hold the products of q - 32.
+// Per chunk of rows and slice of columns, a first pass over the rows (their read from memory)
+// makes the tables: scales and mins widened, the halves widened, Q6_K's values.
+
+constexpr int kKLaneTokens = 16;
+constexpr int kKLaneRows = 8;
+// Blocks of 256 values laid out at once: 8 (2,048 values) are 35 KiB (Q4_K) or 41 KiB (Q6_K).
+constexpr int64_t kKSliceBlocks = 8;
+// Table entries (row blocks) of a chunk: 56 KiB for Q4_K (1,024 entries, 144 KiB of weights),
+// 91 KiB for Q6_K (288 entries, 59 KiB of weights: its entries hold the values unpacked).
+constexpr int64_t kK4TableBlocks = 1024;
+constexpr int64_t kK6TableBlocks = 288;
+constexpr int32_t kKLaneMinTokens = 4;
+constexpr __mmask16 kAll16 = 0xFFFF;
+
+template <TensorType kType>
+struct alignas(64) KLaneBlock {
+  __m512i u[64];    // vector k: lane t holds token t's bytes 4k .. 4k + 3
+  __m512 d;         // lane t: token t's d
+  __m512i sums[4];  // lane t: token t's chunk sums 2l and 2l + 1 (int16 each)
+};
+
+template <>
+struct alignas(64) KLaneBlock<TensorType::kQ6_K> {
+  __m512i u[64];
+  __m512 d;
+  __m512i start[16];  // lane t: -32 * token t's bytes 16s .. 16s + 15 summed
+};
+
+struct KRow4 {
+  int32_t scale[8];
+  int32_t mins[4];  // int16 pairs: min[2l] low, min[2l + 1] high
+  float d;
+  float dmin;
+};
+
+struct KRow6 {
+  alignas(32) uint8_t q[256];  // the values (0-63) in order
+  int32_t scale[16];
+  float d;
+};
+
+template <TensorType kType>
+using KRow = std::conditional_t<kType == TensorType::kQ4_K, KRow4, KRow6>;
+
+// Token t's chunk sums as Q4_K's mins take them: the int16 sums of its bsums in pairs (wrapping,
+// as the definition's PairSums), two to a lane: sums[l][t] = s[2l] | s[2l + 1] << 16.
+CH_TARGET inline void ChunkSumPairs(const std::byte* xb, int t, uint32_t (*sums)[kKLaneTokens]) {
+  for (size_t l = 0; l < 4; ++l) {
+    uint32_t pair = 0;
+    for (size_t i = 0; i < 2; ++i) {
+      const size_t at = block::kQ8_KBsums + 4 * (2 * l + i);
+      const auto s = static_cast<uint16_t>(LoadU16(xb + at) + LoadU16(xb + at + 2));
+      pair |= static_cast<uint32_t>(s) << (16 * i);
+    }
+    sums[l][t] = pair;
+  }
+}
+
+// Q6_K: lane t of start[s] = -32 * token t's bytes 16s .. 16s + 15 summed.
+CH_TARGET inline void Q6Starts(KLaneBlock<TensorType::kQ6_K>& o) {
+  const __m512i thirty_two = _mm512_set1_epi8(32);
+  for (size_t s = 0; s < 16; ++s) {
+    __m512i sum = _mm512_setzero_si512();
+    for (size_t k = 0; k < 4; ++k) {
+      sum = _mm512_dpbusd_epi32(sum, thirty_two, o.u[4 * s + k]);
+    }
+    o.start[s] = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
+  }
+}
+
+// Tokens [0, count) of x (count <= 16), blocks [first, first + blocks) into out; the lanes past
+// count hold zeros and are never stored.
+template <TensorType kType>
+CH_TARGET void LayOutKLanes(const std::byte* x, size_t x_stride, int count, int64_t first,
+                            int64_t blocks, KLaneBlock<kType>* out) {
+  using P = KType<kType>;
+  for (int64_t b = 0; b < blocks; ++b) {
+    alignas(64) uint32_t u[64][kKLaneTokens] = {};
+    alignas(64) float d[kKLaneTokens] = {};
+    alignas(64) uint32_t sums[4][kKLaneTokens] = {};
+    for (int t = 0; t < count; ++t) {
+      const std::byte* xb =
+          x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(first + b) * P::kXBytes;
+      for (size_t k = 0; k < 64; ++k) u[k][t] = LoadU32(xb + block::kQ8_KQs + 4 * k);
+      d[t] = LoadF32(xb + block::kQ8_KD);
+      if constexpr (kType == TensorType::kQ4_K) {
+        ChunkSumPairs(xb, t, sums);
+      }
+    }
+    KLaneBlock<kType>& o = out[b];
+    for (size_t k = 0; k < 64; ++k) {
+      o.u[k] = _mm512_load_si512(u[k]);
+    }
+    o.d = _mm512_load_ps(d);
+    if constexpr (kType == TensorType::kQ4_K) {
+      for (size_t l = 0; l < 4; ++l) {
+        o.sums[l] = _mm512_load_si512(sums[l]);
+      }
+    } else {
+      Q6Starts(o);
+    }
+  }
+}
+
+CH_TARGET inline void FillRow(const std::byte* wb, KRow4& e) {
+  const auto* scales = reinterpret_cast<const uint8_t*>(wb + block::kQ4_KScales);
+  uint32_t min[8];
+  for (int s = 0; s < 8; ++s) {
+    const block::KScaleMin sm = block::UnpackKScaleMin(scales, s);
+    e.scale[s] = sm.scale;
+    min[s] = sm.min;
+  }
+  for (size_t l = 0; l < 4; ++l) {
+    e.mins[l] = static_cast<int32_t>(min[2 * l] | (min[2 * l + 1] << 16));
+  }
+  e.d = Half(wb + block::kQ4_KD);
+  e.dmin = Half(wb + block::kQ4_KDmin);
+}
+
+CH_TARGET inline void FillRow(const std::byte* wb, KRow6& e) {
+  for (size_t h = 0; h < 2; ++h) {
+    __m256i q[4];
+    Q6Values(Load256(wb + block::kQ6_KQl + 64 * h), Load256(wb + block::kQ6_KQl + 64 * h + 32),
+             Load256(wb + block::kQ6_KQh + 32 * h), q);
+    for (size_t i = 0; i < 4; ++i) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(e.q + 128 * h + 32 * i),
+                         _mm256_and_si256(q[i], _mm256_set1_epi8(0x3F)));
+    }
+  }
+  for (size_t s = 0; s < 16; ++s) {
+    e.scale[s] = SignedByte(wb[block::kQ6_KScales + s]);
+  }
+  e.d = Half(wb + block::kQ6_KD);
+}
+
+// The tables of rows [0, rows) at w, blocks [first, first + blocks) of each: rows[r * blocks + b].
+template <TensorType kType>
+CH_TARGET void KRowTables(const std::byte* w, size_t w_stride, int64_t rows, int64_t first,
+                          int64_t blocks, KRow<kType>* table) {
+  using P = KType<kType>;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      FillRow(w + static_cast<size_t>(r) * w_stride + static_cast<size_t>(first + b) * P::kBytes,
+              table[static_cast<size_t>(r * blocks + b)]);
+    }
+  }
+}
+
+// One (row, block) against a block of 16 tokens' lanes: the block's 16 exact sums (Q4_K: and the
+// mins' sums in *mins).
+CH_TARGET inline __m512i KLaneSums(const std::byte* wb, const KRow4& e,
+                                   const KLaneBlock<TensorType::kQ4_K>& x, __m512i* mins) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
+  const std::byte* qs = wb + block::kQ4_KQs;
+  __m512i sum = _mm512_setzero_si512();
+  for (size_t j = 0; j < 4; ++j) {
+    __m512i low = _mm512_setzero_si512();
+    __m512i high = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (size_t k = 0; k < 8; ++k) {
+      const __m512i q = _mm512_set1_epi32(static_cast<int32_t>(LoadU32(qs + 32 * j + 4 * k)));
+      low = _mm512_dpbusd_epi32(low, _mm512_and_si512(q, low4), x.u[16 * j + k]);
+      high = _mm512_dpbusd_epi32(high, _mm512_and_si512(q, high4), x.u[16 * j + 8 + k]);
+    }
+    sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(low, _mm512_set1_epi32(e.scale[2 * j])));
+    sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(_mm512_maskz_srai_epi32(kAll16, high, 4),
+                                                   _mm512_set1_epi32(e.scale[2 * j + 1])));
+  }
+  __m512i m = _mm512_setzero_si512();
+  for (size_t l = 0; l < 4; ++l) {
+    m = _mm512_dpwssd_epi32(m, _mm512_set1_epi32(e.mins[l]), x.sums[l]);
+  }
+  *mins = m;
+  return sum;
+}
+
+CH_TARGET inline __m512i KLaneSums(const std::byte* /*wb*/, const KRow6& e,
+                                   const KLaneBlock<TensorType::kQ6_K>& x, __m512i* /*mins*/) {
+  __m512i sum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (size_t s = 0; s < 16; ++s) {
+    __m512i part = x.start[s];
+    for (size_t k = 0; k < 4; ++k) {
+      part = _mm512_dpbusd_epi32(part,
+                                 _mm512_set1_epi32(static_cast<int32_t>(LoadU32(
+                                     reinterpret_cast<const std::byte*>(e.q) + 16 * s + 4 * k))),
+                                 x.u[4 * s + k]);
+    }
+    sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(part, _mm512_set1_epi32(e.scale[s])));
+  }
+  return sum;
+}
+
+// R rows against one tile of lanes (their table entries at `rows`, `blocks` a row); y[t * y_stride
+// + r] for t < count, going on from y's values when `resume`.
+template <TensorType kType, int R>
+CH_TARGET void KLaneTile(const std::byte* w, size_t w_stride, int64_t first,
+                         const KLaneBlock<kType>* x, int64_t blocks, const KRow<kType>* rows,
+                         float* y, size_t y_stride, int count, bool resume) {
+  using P = KType<kType>;
+  alignas(64) float io[R][kKLaneTokens] = {};
+  if (resume) {
+    for (int t = 0; t < count; ++t) {
+      for (int r = 0; r < R; ++r) io[r][t] = y[static_cast<size_t>(t) * y_stride + r];
+    }
+  }
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm512_load_ps(io[r]);
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    const KLaneBlock<kType>& xb = x[b];
+    for (int r = 0; r < R; ++r) {
+      const std::byte* wb =
+          w + static_cast<size_t>(r) * w_stride + static_cast<size_t>(first + b) * P::kBytes;
+      const KRow<kType>& e = rows[static_cast<size_t>(r * blocks + b)];
+      __m512i mins;
+      const __m512i sums = KLaneSums(wb, e, xb, &mins);
+      acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, sums),
+                               _mm512_mul_ps(_mm512_set1_ps(e.d), xb.d), acc[r]);
+      if constexpr (kType == TensorType::kQ4_K) {
+        acc[r] = _mm512_fnmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, mins),
+                                  _mm512_mul_ps(_mm512_set1_ps(e.dmin), xb.d), acc[r]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_store_ps(io[r], acc[r]);
+  }
+  for (int t = 0; t < count; ++t) {
+    for (int r = 0; r < R; ++r) y[static_cast<size_t>(t) * y_stride + r] = io[r][t];
+  }
+}
+
+// Rows [begin, end) over the slice of `slice` blocks from `first`: their tables, then every tile
+// of tokens against them. `lanes` and `table`: the caller's scratch.
+template <TensorType kType>
+CH_TARGET void KLanesChunk(const MatMulArgs& a, int64_t first, int64_t slice, int64_t begin,
+                           int64_t end, KLaneBlock<kType>* lanes, KRow<kType>* table) {
+  const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
+  KRowTables<kType>(w_at(begin), a.w_row_bytes, end - begin, first, slice, table);
+  for (int32_t t = 0; t < a.n; t += kKLaneTokens) {
+    const int count = std::min(kKLaneTokens, a.n - t);
+    LayOutKLanes<kType>(a.x + static_cast<size_t>(t) * a.x_row_bytes, a.x_row_bytes, count, first,
+                        slice, lanes);
+    float* y = a.y + static_cast<size_t>(t) * a.y_stride;
+    for (int64_t r = begin; r < end;) {
+      const KRow<kType>* rows = table + static_cast<size_t>((r - begin) * slice);
+      if (end - r >= kKLaneRows) {
+        KLaneTile<kType, kKLaneRows>(w_at(r), a.w_row_bytes, first, lanes, slice, rows, y + r,
+                                     a.y_stride, count, first > 0);
+        r += kKLaneRows;
+      } else {
+        KLaneTile<kType, 1>(w_at(r), a.w_row_bytes, first, lanes, slice, rows, y + r, a.y_stride,
+                            count, first > 0);
+        r += 1;
+      }
+    }
+  }
+}
+
+template <TensorType kType>
+CH_TARGET void MatMulKLanes(const MatMulArgs& a) {
+  if (a.n < kKLaneMinTokens) {
+    MatMulK<kType, 4, 8, 4, true>(a);
+    return;
+  }
+  constexpr int64_t kTable = kType == TensorType::kQ4_K ? kK4TableBlocks : kK6TableBlocks;
+  const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
+  KLaneBlock<kType> lanes[kKSliceBlocks];
+  KRow<kType> table[kTable];
+  for (int64_t first = 0; first < blocks; first += kKSliceBlocks) {
+    const int64_t slice = std::min(kKSliceBlocks, blocks - first);
+    const int64_t chunk_rows = kTable / slice;
+    for (int64_t c = a.row_begin; c < a.row_end; c += chunk_rows) {
+      KLanesChunk<kType>(a, first, slice, c, std::min(a.row_end, c + chunk_rows), lanes, table);
+    }
+  }
+}
+
 template <TensorType kType, int RD, int R, int T>
 ProductFns Fns() {
   return {&DotK<kType>, &MatMulK<kType, RD, R, T>};
@@ -76,9 +373,9 @@ ProductFns KProductsAvx512(TensorType type, DotOrder order) {
   if (order == DotOrder::kBlockSums) {
     switch (type) {
       case TensorType::kQ4_K:
-        return {&DotK<TensorType::kQ4_K, true>, &MatMulK<TensorType::kQ4_K, 4, 8, 4, true>};
+        return {&DotK<TensorType::kQ4_K, true>, &MatMulKLanes<TensorType::kQ4_K>};
       case TensorType::kQ6_K:
-        return {&DotK<TensorType::kQ6_K, true>, &MatMulK<TensorType::kQ6_K, 4, 8, 4, true>};
+        return {&DotK<TensorType::kQ6_K, true>, &MatMulKLanes<TensorType::kQ6_K>};
       default:
         return {};
     }

@@ -750,6 +750,12 @@ std::vector<Shape> ShapesFor(const Kind& kind) {
   if (block == 256) {
     shapes.push_back({37, 512, 9});  // four row tiles of 8, one of 4, one row; tokens 4 + 4 + 1
   }
+  if (block == 256 && kind.order == DotOrder::kBlockSums) {
+    // The token lanes' slices of 8 blocks (a second one of 1 block) and chunks of rows (Q4_K: 128
+    // rows at this width, Q6_K: 36), the last ones partial.
+    shapes.push_back({300, 2304, 5});
+    shapes.push_back({40, 4096, 17});
+  }
   return shapes;
 }
 
