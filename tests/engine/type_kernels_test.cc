@@ -844,37 +844,40 @@ float KBlockSumsFromTheLayout(TensorType type, const std::byte* w, const std::by
   return acc;
 }
 
+void ExpectBlockSumsDefinition(TensorType type, ScaleRange range) {
+  constexpr int64_t kCols = 1024;
+  constexpr int32_t kTokens = 3;
+  const std::vector<std::byte> w = KernelWeights(type, 4, kCols, 31, range);
+  std::vector<float> x = KernelActivations(kTokens, kCols, 32);
+  if (range == ScaleRange::kExtreme) {
+    MakeExtreme({type, DotOrder::kBlockSums}, {4, kCols, kTokens}, x);
+  }
+  const size_t w_row = *RowBytes(GetTypeInfo(type), kCols);
+  for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+    if (!KernelIsaSupported(isa)) continue;
+    const TypeKernels& k = GetTypeKernels(type, isa, DotOrder::kBlockSums);
+    const std::vector<std::byte> xq = Quantize(k, x, kTokens, kCols);
+    const size_t x_row = xq.size() / kTokens;
+    for (int32_t t = 0; t < kTokens; ++t) {
+      for (size_t r = 0; r < 4; ++r) {
+        const std::byte* wr = w.data() + r * w_row;
+        const std::byte* xt = xq.data() + static_cast<size_t>(t) * x_row;
+        const float want = type == TensorType::kQ8_0 ? BlockSumsFromTheLayout(wr, xt, kCols)
+                                                     : KBlockSumsFromTheLayout(type, wr, xt, kCols);
+        EXPECT_TRUE(SameBits(k.dot(wr, xt, kCols), want))
+            << GetTypeInfo(type).name << " " << KernelIsaName(isa) << " row " << r << " token " << t
+            << (range == ScaleRange::kExtreme ? " extreme" : "");
+      }
+    }
+  }
+}
+
 // A prompt's order (Q8_0, Q4_K, Q6_K) gives exactly its definition, in every variant, extreme
 // inputs included (the variant test then holds every tile, range and batch to the portable dot).
 TEST(TypeKernelsTest, BlockSumsAreOneExactSumAndOneFmaPerBlock) {
   for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
     for (ScaleRange range : {ScaleRange::kOrdinary, ScaleRange::kExtreme}) {
-      constexpr int64_t kCols = 1024;
-      constexpr int32_t kTokens = 3;
-      const std::vector<std::byte> w = KernelWeights(type, 4, kCols, 31, range);
-      std::vector<float> x = KernelActivations(kTokens, kCols, 32);
-      if (range == ScaleRange::kExtreme) {
-        MakeExtreme({type, DotOrder::kBlockSums}, {4, kCols, kTokens}, x);
-      }
-      const size_t w_row = *RowBytes(GetTypeInfo(type), kCols);
-      for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
-        if (!KernelIsaSupported(isa)) continue;
-        const TypeKernels& k = GetTypeKernels(type, isa, DotOrder::kBlockSums);
-        const std::vector<std::byte> xq = Quantize(k, x, kTokens, kCols);
-        const size_t x_row = xq.size() / kTokens;
-        for (int32_t t = 0; t < kTokens; ++t) {
-          for (size_t r = 0; r < 4; ++r) {
-            const std::byte* wr = w.data() + r * w_row;
-            const std::byte* xt = xq.data() + static_cast<size_t>(t) * x_row;
-            const float want = type == TensorType::kQ8_0
-                                   ? BlockSumsFromTheLayout(wr, xt, kCols)
-                                   : KBlockSumsFromTheLayout(type, wr, xt, kCols);
-            EXPECT_TRUE(SameBits(k.dot(wr, xt, kCols), want))
-                << GetTypeInfo(type).name << " " << KernelIsaName(isa) << " row " << r << " token "
-                << t << (range == ScaleRange::kExtreme ? " extreme" : "");
-          }
-        }
-      }
+      ExpectBlockSumsDefinition(type, range);
     }
   }
 }
