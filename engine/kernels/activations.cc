@@ -172,6 +172,9 @@ QuantizeActivationsFn ActivationQuantizerFor(TensorType partner, KernelIsa isa) 
   if (isa == KernelIsa::kAvx512 && partner == TensorType::kQ8_1) {
     return &RowsQ8OneAvx512;
   }
+  if (isa == KernelIsa::kAvx512 && partner == TensorType::kQ8_K) {
+    return &RowsQ8KAvx512;
+  }
   if (isa != KernelIsa::kPortable && partner == TensorType::kF16) {
     return &RoundRowsToHalfF16c;
   }

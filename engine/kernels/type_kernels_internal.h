@@ -110,9 +110,10 @@ QuantizeActivationsFn ActivationQuantizer(TensorType partner);
 // F16 activations rounded with F16C (float_types_avx2.cc; AVX2 and AVX-512 CPUs): the bits of
 // ActivationQuantizer(kF16)'s.
 void RoundRowsToHalfF16c(const float* x, int32_t n, int64_t cols, std::byte* out);
-// Q8_0 and Q8_1 activations with AVX-512 (activations_avx512.cc): the portable ones' bits.
+// Q8_0, Q8_1 and Q8_K activations with AVX-512 (activations_avx512.cc): the portable ones' bits.
 void RowsQ8ZeroAvx512(const float* x, int32_t n, int64_t cols, std::byte* out);
 void RowsQ8OneAvx512(const float* x, int32_t n, int64_t cols, std::byte* out);
+void RowsQ8KAvx512(const float* x, int32_t n, int64_t cols, std::byte* out);
 // The activation quantizer of `partner` for `isa`: the fastest this instruction set has.
 QuantizeActivationsFn ActivationQuantizerFor(TensorType partner, KernelIsa isa);
 

@@ -341,12 +341,26 @@ TEST(TypeKernelsTest, Q8ActivationsQuantizeAlikeInEveryVariant) {
                                          : std::sin(k) * std::ldexp(3.0F, static_cast<int>(e % 7)));
     }
   }
-  const auto cols = static_cast<int64_t>(x.size());
-  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_1}) {  // partners Q8_0 and Q8_1
+  // Q8_K's blocks of 256: the same values and 128 more, then a block of zeros and NaNs only (no
+  // maximum: all zero) and one whose largest magnitude comes first negative, then positive.
+  std::vector<float> x256 = x;
+  for (int i = 0; x256.size() % 256 != 0; ++i) {
+    x256.push_back(std::cos(static_cast<float>(i)) * 7.0F);
+  }
+  for (int i = 0; i < 256; ++i) {
+    x256.push_back(i % 50 == 3 ? NAN : 0.0F);
+  }
+  for (int i = 0; i < 256; ++i) {
+    x256.push_back(i == 40 ? -9.0F : i == 41 ? 9.0F : static_cast<float>(i % 17) * 0.5F - 4.0F);
+  }
+  // Partners Q8_0, Q8_1 and Q8_K.
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_1, TensorType::kQ4_K}) {
+    const std::vector<float>& v = type == TensorType::kQ4_K ? x256 : x;
+    const auto cols = static_cast<int64_t>(v.size());
     const std::vector<std::byte> expected =
-        Quantize(GetTypeKernels(type, KernelIsa::kPortable), x, 1, cols);
+        Quantize(GetTypeKernels(type, KernelIsa::kPortable), v, 1, cols);
     for (KernelIsa isa : VectorIsas()) {
-      EXPECT_EQ(Quantize(GetTypeKernels(type, isa), x, 1, cols), expected)
+      EXPECT_EQ(Quantize(GetTypeKernels(type, isa), v, 1, cols), expected)
           << GetTypeInfo(type).name << " " << KernelIsaName(isa);
     }
   }
