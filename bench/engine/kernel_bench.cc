@@ -44,10 +44,10 @@ using engine::KernelIsa;
 using engine::TensorType;
 
 struct Options {
-  // q4_0x8: Q4_0 in llama.cpp's repacked order (DotOrder::kInterleaved8); q8_0s, q4_Ks, q6_Ks:
-  // the type in a prompt's order (DotOrder::kBlockSums).
+  // q4_0x8: Q4_0 in llama.cpp's repacked order (DotOrder::kInterleaved8); q8_0s, q4_Ks, q5_Ks,
+  // q6_Ks: the type in a prompt's order (DotOrder::kBlockSums).
   std::string types =
-      "f32,f16,bf16,q8_0,q8_0s,q4_0,q4_0x8,q4_1,q5_0,q5_1,q4_K,q4_Ks,q5_K,q6_K,q6_Ks";
+      "f32,f16,bf16,q8_0,q8_0s,q4_0,q4_0x8,q4_1,q5_0,q5_1,q4_K,q4_Ks,q5_K,q5_Ks,q6_K,q6_Ks";
   int64_t mib = 128;
   int64_t rounds = 3;
   int64_t prefill = 64;
@@ -191,7 +191,7 @@ double Seconds(const engine::TypeKernels& k, const Case& c, int32_t n, std::vect
 // --prefill activation rows quantized for it; nullopt (with a message) for an unknown type.
 std::optional<Case> MakeCase(std::string_view name, const Options& o) {
   const bool interleaved = name == "q4_0x8";
-  const bool block_sums = name == "q8_0s" || name == "q4_Ks" || name == "q6_Ks";
+  const bool block_sums = name == "q8_0s" || name == "q4_Ks" || name == "q5_Ks" || name == "q6_Ks";
   const std::string_view type_name = interleaved  ? "q4_0"
                                      : block_sums ? name.substr(0, name.size() - 1)
                                                   : name;

@@ -19,9 +19,10 @@
 // The integer sums are exact (no int16 step of the reference saturates for any input but
 // activation bytes of -128 with 6-bit weights, which its quantizer never makes).
 //
-// DotOrder::kBlockSums (a prompt's rows of Q4_K and Q6_K: cellhouse's own, type_kernels.h): per
-// block the exact integer sums meet the float work once, with one float per (row, token):
-//   Q4_K: S = sum of the lanes L[j] above (the whole block's scaled products), M = sum over the
+// DotOrder::kBlockSums (a prompt's rows of Q4_K, Q5_K and Q6_K: cellhouse's own, type_kernels.h):
+// per block the exact integer sums meet the float work once, with one float per (row, token):
+//   Q4_K, Q5_K: S = sum of the lanes L[j] above (the whole block's scaled products), M = sum over
+//   the
 //         eight chunks of min[i] * s[i] (s as above), d = half(w.d) * x.d, m = half(w.dmin) * x.d;
 //         acc = fma(float(S), d, acc), then acc = fma(float(M), -m, acc)
 //   Q6_K: S = sum of the lanes L[j] (values q - 32, the sixteen scales), d = half(w.d) * x.d;
@@ -177,10 +178,11 @@ float Dot(const std::byte* w, const std::byte* x, int64_t cols) {
   }
 }
 
-// DotOrder::kBlockSums: Q4_K and Q6_K.
+// DotOrder::kBlockSums: Q4_K, Q5_K and Q6_K.
 template <TensorType kType>
 float DotBlockSums(const std::byte* w, const std::byte* x, int64_t cols) {
-  static_assert(kType == TensorType::kQ4_K || kType == TensorType::kQ6_K);
+  static_assert(kType == TensorType::kQ4_K || kType == TensorType::kQ5_K ||
+                kType == TensorType::kQ6_K);
   constexpr size_t kWBytes = GetTypeInfo(kType).block_bytes;
   constexpr size_t kXBytes = GetTypeInfo(TensorType::kQ8_K).block_bytes;
   float acc = 0.0F;
@@ -195,7 +197,7 @@ float DotBlockSums(const std::byte* w, const std::byte* x, int64_t cols) {
     if constexpr (kSix) {
       UnpackQ6K(wb, k);
     } else {
-      UnpackK45<false>(wb, k);
+      UnpackK45<kType == TensorType::kQ5_K>(wb, k);
     }
     Lanes<kSix>(k, xq, lanes);
     int32_t sum = 0;
@@ -229,6 +231,8 @@ ProductFns KProductsPortable(TensorType type, DotOrder order) {
     switch (type) {
       case TensorType::kQ4_K:
         return {&DotBlockSums<TensorType::kQ4_K>, &MatMulByDots<&DotBlockSums<TensorType::kQ4_K>>};
+      case TensorType::kQ5_K:
+        return {&DotBlockSums<TensorType::kQ5_K>, &MatMulByDots<&DotBlockSums<TensorType::kQ5_K>>};
       case TensorType::kQ6_K:
         return {&DotBlockSums<TensorType::kQ6_K>, &MatMulByDots<&DotBlockSums<TensorType::kQ6_K>>};
       default:

@@ -78,6 +78,8 @@ ProductFns KProductsAvx2(TensorType type, DotOrder order) {
     switch (type) {
       case TensorType::kQ4_K:
         return {&DotK<TensorType::kQ4_K, true>, &MatMulK<TensorType::kQ4_K, 4, 2, 2, true>};
+      case TensorType::kQ5_K:
+        return {&DotK<TensorType::kQ5_K, true>, &MatMulK<TensorType::kQ5_K, 4, 2, 2, true>};
       case TensorType::kQ6_K:
         return {&DotK<TensorType::kQ6_K, true>, &MatMulK<TensorType::kQ6_K, 4, 2, 2, true>};
       default:

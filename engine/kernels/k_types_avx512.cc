@@ -95,7 +95,7 @@ constexpr int64_t kKSliceBlocks = 8;
 // Table entries (row blocks) of a chunk: 56 KiB for Q4_K (1,024 entries, 144 KiB of weights),
 // 117 KiB for Q6_K (288 entries, 59 KiB of weights: its entries hold the values unpacked).
 constexpr int64_t kK4TableBlocks = 1024;
-constexpr int64_t kK6TableBlocks = 288;
+constexpr int64_t kK6TableBlocks = 288;  // and Q5_K's (352 bytes an entry: 99 KiB)
 constexpr int32_t kKLaneMinTokens = 4;
 constexpr __mmask16 kAll16 = 0xFFFF;
 
@@ -119,6 +119,15 @@ struct KRow4 {
   float dmin;
 };
 
+struct KRow5 {
+  alignas(32) int8_t q[256];  // the values (0-31) in order: the signed operand
+  int32_t start[8];           // -128 * chunk c's 32 of them summed
+  int32_t scale[8];
+  int32_t mins[4];  // int16 pairs, as KRow4's
+  float d;
+  float dmin;
+};
+
 struct KRow6 {
   alignas(32) int8_t q[256];  // the values minus 32 (-32 .. 31) in order: the signed operand
   int32_t start[16];          // -128 * sub-block s's 16 of them summed
@@ -127,7 +136,8 @@ struct KRow6 {
 };
 
 template <TensorType kType>
-using KRow = std::conditional_t<kType == TensorType::kQ4_K, KRow4, KRow6>;
+using KRow = std::conditional_t<kType == TensorType::kQ4_K, KRow4,
+                                std::conditional_t<kType == TensorType::kQ5_K, KRow5, KRow6>>;
 
 // Token t's chunk sums as Q4_K's mins take them: the int16 sums of its bsums in pairs (wrapping,
 // as the definition's PairSums), two to a lane: sums[l][t] = s[2l] | s[2l + 1] << 16.
@@ -158,7 +168,7 @@ CH_TARGET void LayOutKLanes(const std::byte* x, size_t x_stride, int count, int6
           x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(first + b) * P::kXBytes;
       for (size_t k = 0; k < 64; ++k) u[k][t] = LoadU32(xb + block::kQ8_KQs + 4 * k);
       d[t] = LoadF32(xb + block::kQ8_KD);
-      if constexpr (kType == TensorType::kQ4_K) {
+      if constexpr (kType != TensorType::kQ6_K) {
         ChunkSumPairs(xb, t, sums);
       }
     }
@@ -167,11 +177,12 @@ CH_TARGET void LayOutKLanes(const std::byte* x, size_t x_stride, int count, int6
       o.u[k] = _mm512_load_si512(u[k]);
     }
     o.d = _mm512_load_ps(d);
-    if constexpr (kType == TensorType::kQ4_K) {
+    if constexpr (kType != TensorType::kQ6_K) {
       for (size_t l = 0; l < 4; ++l) {
         o.sums[l] = _mm512_load_si512(sums[l]);
       }
-    } else {
+    }
+    if constexpr (kType != TensorType::kQ4_K) {
       for (size_t k = 0; k < 64; ++k) {
         o.u[k] = _mm512_xor_si512(o.u[k], _mm512_set1_epi8(static_cast<char>(0x80)));
       }
@@ -179,7 +190,9 @@ CH_TARGET void LayOutKLanes(const std::byte* x, size_t x_stride, int count, int6
   }
 }
 
-CH_TARGET inline void FillRow(const std::byte* wb, KRow4& e) {
+// Q4_K's and Q5_K's scales, mins (in pairs) and halves (the same offsets in both).
+template <typename Row>
+CH_TARGET inline void FillScales(const std::byte* wb, Row& e) {
   const auto* scales = reinterpret_cast<const uint8_t*>(wb + block::kQ4_KScales);
   uint32_t min[8];
   for (int s = 0; s < 8; ++s) {
@@ -194,6 +207,35 @@ CH_TARGET inline void FillRow(const std::byte* wb, KRow4& e) {
   e.dmin = Half(wb + block::kQ4_KDmin);
 }
 
+CH_TARGET inline void FillRow(const std::byte* wb, KRow4& e) { FillScales(wb, e); }
+
+// -128 * each sub-block's `kValues` values summed.
+template <size_t kSubs, size_t kValues>
+inline void Starts(const int8_t* q, int32_t* start) {
+  for (size_t s = 0; s < kSubs; ++s) {
+    int32_t sum = 0;
+    for (size_t i = 0; i < kValues; ++i) {
+      sum += q[kValues * s + i];
+    }
+    start[s] = -128 * sum;
+  }
+}
+
+CH_TARGET inline void FillRow(const std::byte* wb, KRow5& e) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i qh = Load256(wb + block::kQ5_KQh);
+  for (size_t j = 0; j < 4; ++j) {
+    const __m256i bytes = Load256(wb + block::kQ5_KQs + 32 * j);
+    const int c = 2 * static_cast<int>(j);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(e.q + 64 * j),
+                       FifthBit(_mm256_and_si256(bytes, low4), qh, c));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(e.q + 64 * j + 32),
+                       FifthBit(_mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4), qh, c + 1));
+  }
+  Starts<8, 32>(e.q, e.start);
+  FillScales(wb, e);
+}
+
 CH_TARGET inline void FillRow(const std::byte* wb, KRow6& e) {
   const __m256i thirty_two = _mm256_set1_epi8(32);
   for (size_t h = 0; h < 2; ++h) {
@@ -205,12 +247,8 @@ CH_TARGET inline void FillRow(const std::byte* wb, KRow6& e) {
       _mm256_store_si256(reinterpret_cast<__m256i*>(e.q + 128 * h + 32 * i), v);
     }
   }
+  Starts<16, 16>(e.q, e.start);
   for (size_t s = 0; s < 16; ++s) {
-    int32_t sum = 0;
-    for (size_t i = 0; i < 16; ++i) {
-      sum += e.q[16 * s + i];
-    }
-    e.start[s] = -128 * sum;
     e.scale[s] = SignedByte(wb[block::kQ6_KScales + s]);
   }
   e.d = Half(wb + block::kQ6_KD);
@@ -227,6 +265,16 @@ CH_TARGET void KRowTables(const std::byte* w, size_t w_stride, int64_t rows, int
               table[static_cast<size_t>(r * blocks + b)]);
     }
   }
+}
+
+// Q4_K's and Q5_K's mins: one row's 16 exact sums of min * (the chunk's x summed).
+template <typename Row, typename Lanes>
+CH_TARGET inline __m512i MinSums(const Row& e, const Lanes& x) {
+  __m512i m = _mm512_setzero_si512();
+  for (size_t l = 0; l < 4; ++l) {
+    m = _mm512_dpwssd_epi32(m, _mm512_set1_epi32(e.mins[l]), x.sums[l]);
+  }
+  return m;
 }
 
 // One (row, block) against a block of 16 tokens' lanes: the block's 16 exact sums (Q4_K: and the
@@ -250,35 +298,35 @@ CH_TARGET inline __m512i KLaneSums(const std::byte* wb, const KRow4& e,
     sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(_mm512_maskz_srai_epi32(kAll16, high, 4),
                                                    _mm512_set1_epi32(e.scale[2 * j + 1])));
   }
-  __m512i m = _mm512_setzero_si512();
-  for (size_t l = 0; l < 4; ++l) {
-    m = _mm512_dpwssd_epi32(m, _mm512_set1_epi32(e.mins[l]), x.sums[l]);
-  }
-  *mins = m;
+  *mins = MinSums(e, x);
   return sum;
 }
 
-// Q6_K, R rows at once (each activation vector loaded once for all of them): the rows' 16 exact
-// sums each. The weights are the signed operand, broadcast from the table by the instruction.
-template <int R>
-CH_TARGET inline void Q6LaneSums(const KRow6* e, int64_t stride,
-                                 const KLaneBlock<TensorType::kQ6_K>& x, __m512i* sums) {
+// Q5_K and Q6_K, R rows at once (each activation vector loaded once for all of them): the rows'
+// 16 exact sums each. The weights are the signed operand, broadcast from the table by the
+// instruction.
+template <TensorType kType, int R>
+CH_TARGET inline void RowsLaneSums(const KRow<kType>* e, int64_t stride, const KLaneBlock<kType>& x,
+                                   __m512i* sums) {
+  // Sub-blocks with a scale of their own: Q5_K's 8 of 32 values, Q6_K's 16 of 16.
+  constexpr size_t kSubs = kType == TensorType::kQ5_K ? 8 : 16;
+  constexpr size_t kDwords = 64 / kSubs;
   const auto row = [e, stride](int r) { return e + static_cast<ptrdiff_t>(r) * stride; };
   for (int r = 0; r < R; ++r) {
     sums[r] = _mm512_setzero_si512();
   }
-  for (size_t s = 0; s < 16; ++s) {
+  for (size_t s = 0; s < kSubs; ++s) {
     __m512i part[R];
     for (int r = 0; r < R; ++r) {
       part[r] = _mm512_set1_epi32(row(r)->start[s]);
     }
-    for (size_t k = 0; k < 4; ++k) {
-      const __m512i xk = x.u[4 * s + k];
+    for (size_t k = 0; k < kDwords; ++k) {
+      const __m512i xk = x.u[kDwords * s + k];
       for (int r = 0; r < R; ++r) {
+        const std::byte* q = reinterpret_cast<const std::byte*>(row(r)->q);
         part[r] = _mm512_dpbusd_epi32(
             part[r], xk,
-            _mm512_set1_epi32(static_cast<int32_t>(
-                LoadU32(reinterpret_cast<const std::byte*>(row(r)->q) + 16 * s + 4 * k))));
+            _mm512_set1_epi32(static_cast<int32_t>(LoadU32(q + 4 * (kDwords * s + k)))));
       }
     }
     for (int r = 0; r < R; ++r) {
@@ -307,13 +355,17 @@ CH_TARGET void KLaneTile(const std::byte* w, size_t w_stride, int64_t first,
   }
   for (int64_t b = 0; b < blocks; ++b) {
     const KLaneBlock<kType>& xb = x[b];
-    if constexpr (kType == TensorType::kQ6_K) {
+    if constexpr (kType != TensorType::kQ4_K) {
       __m512i sums[R];
-      Q6LaneSums<R>(rows + b, blocks, xb, sums);
+      RowsLaneSums<kType, R>(rows + b, blocks, xb, sums);
       for (int r = 0; r < R; ++r) {
-        const KRow6& e = rows[static_cast<size_t>(r * blocks + b)];
+        const KRow<kType>& e = rows[static_cast<size_t>(r * blocks + b)];
         acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, sums[r]),
                                  _mm512_mul_ps(_mm512_set1_ps(e.d), xb.d), acc[r]);
+        if constexpr (kType == TensorType::kQ5_K) {
+          acc[r] = _mm512_fnmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, MinSums(e, xb)),
+                                    _mm512_mul_ps(_mm512_set1_ps(e.dmin), xb.d), acc[r]);
+        }
       }
     } else {
       for (int r = 0; r < R; ++r) {
@@ -395,6 +447,8 @@ ProductFns KProductsAvx512(TensorType type, DotOrder order) {
     switch (type) {
       case TensorType::kQ4_K:
         return {&DotK<TensorType::kQ4_K, true>, &MatMulKLanes<TensorType::kQ4_K>};
+      case TensorType::kQ5_K:
+        return {&DotK<TensorType::kQ5_K, true>, &MatMulKLanes<TensorType::kQ5_K>};
       case TensorType::kQ6_K:
         return {&DotK<TensorType::kQ6_K, true>, &MatMulKLanes<TensorType::kQ6_K>};
       default:

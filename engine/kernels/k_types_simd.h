@@ -157,8 +157,8 @@ CH_TARGET inline int32_t SumInts(__m256i v) {
   return _mm_cvtsi128_si32(h);
 }
 
-// R rows x T tokens over all blocks; y[t * y_stride + r]. kSums: DotOrder::kBlockSums (Q4_K and
-// Q6_K: the block's lanes summed exactly, one float per (row, token), in summs), else kVecDot.
+// R rows x T tokens over all blocks; y[t * y_stride + r]. kSums: DotOrder::kBlockSums (the
+// block's lanes summed exactly, one float per (row, token), in summs), else kVecDot.
 template <TensorType kType, int R, int T, bool kSums = false>
 CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, size_t x_stride,
                      int64_t blocks, float* y, size_t y_stride, SpreadPrefetch ahead) {
@@ -200,7 +200,7 @@ CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, si
         for (int t = 0; t < T; ++t) {
           float& acc_t = acc[r][t].summs;
           acc_t = std::fma(static_cast<float>(SumInts(lanes[t])), wd * xd[t], acc_t);
-          if constexpr (kType == TensorType::kQ4_K) {
+          if constexpr (kType != TensorType::kQ6_K) {
             const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(s16, 1), chunk_sums[t]);
             const int32_t mins = SumInts(_mm256_zextsi128_si256(prod));
             acc_t =

@@ -179,8 +179,8 @@ DotOrder ReferenceDotOrder(TensorType type, int64_t rows, WeightUse use) {
 }
 
 DotOrder PromptOrder(TensorType type, DotOrder order) {
-  const bool own =
-      type == TensorType::kQ8_0 || type == TensorType::kQ4_K || type == TensorType::kQ6_K;
+  const bool own = type == TensorType::kQ8_0 || type == TensorType::kQ4_K ||
+                   type == TensorType::kQ5_K || type == TensorType::kQ6_K;
   return own && order == DotOrder::kVecDot ? DotOrder::kBlockSums : order;
 }
 

@@ -50,6 +50,7 @@ std::vector<Kind> AllKinds() {
   kinds.push_back({TensorType::kQ4_0, DotOrder::kInterleaved8});
   kinds.push_back({TensorType::kQ8_0, DotOrder::kBlockSums});
   kinds.push_back({TensorType::kQ4_K, DotOrder::kBlockSums});
+  kinds.push_back({TensorType::kQ5_K, DotOrder::kBlockSums});
   kinds.push_back({TensorType::kQ6_K, DotOrder::kBlockSums});
   return kinds;
 }
@@ -814,14 +815,15 @@ float BlockSumsFromTheLayout(const std::byte* w, const std::byte* x, int64_t col
   return acc;
 }
 
-// DotOrder::kBlockSums from Q4_K's and Q6_K's layouts (DecodeKBlock, DecodeQ6KBlock) and Q8_K's
-// (d as a float, 256 int8 values, 16 int16 sums of 16): per block the exact integer sum of
-// scale * q * x over its values (Q6_K: q - 32), then one fma; Q4_K then the mins' sum,
+// DotOrder::kBlockSums from the K-quants' layouts (DecodeKBlock, DecodeQ6KBlock) and Q8_K's (d
+// as a float, 256 int8 values, 16 int16 sums of 16): per block the exact integer sum of
+// scale * q * x over its values (Q6_K: q - 32), then one fma; Q4_K and Q5_K then the mins' sum,
 // min * (x summed over the sub-block of 32), in a second fma with -(dmin * x.d).
 float KBlockSumsFromTheLayout(TensorType type, const std::byte* w, const std::byte* x,
                               int64_t cols) {
   const bool six = type == TensorType::kQ6_K;
-  const size_t w_bytes = six ? 210 : 144;
+  const bool five = type == TensorType::kQ5_K;
+  const size_t w_bytes = six ? 210 : five ? 176 : 144;
   constexpr size_t kXBytes = 292;
   float acc = 0.0F;
   for (int64_t b = 0; b < cols / 256; ++b) {
@@ -843,8 +845,11 @@ float KBlockSumsFromTheLayout(TensorType type, const std::byte* w, const std::by
         sum += Signed(Byte(p, 192 + k / 16)) * (q - 32) * xq;
       } else {
         const int sub = static_cast<int>(k / 32);
-        const uint8_t byte = Byte(p, 16 + 32 * (k / 64) + k % 32);
-        const int q = sub % 2 == 0 ? (byte & 15) : (byte >> 4);
+        const uint8_t byte = Byte(p, (five ? 48 : 16) + 32 * (k / 64) + k % 32);
+        int q = sub % 2 == 0 ? (byte & 15) : (byte >> 4);
+        if (five) {
+          q |= ((Byte(p, 16 + k % 32) >> sub) & 1) << 4;
+        }
         sum += KScale(p + 4, sub, 0) * q * xq;
         mins += KScale(p + 4, sub, 1) * xq;
       }
@@ -886,10 +891,11 @@ void ExpectBlockSumsDefinition(TensorType type, ScaleRange range) {
   }
 }
 
-// A prompt's order (Q8_0, Q4_K, Q6_K) gives exactly its definition, in every variant, extreme
+// A prompt's order (Q8_0 and the K-quants) gives exactly its definition, in every variant, extreme
 // inputs included (the variant test then holds every tile, range and batch to the portable dot).
 TEST(TypeKernelsTest, BlockSumsAreOneExactSumAndOneFmaPerBlock) {
-  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType type :
+       {TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
     for (ScaleRange range : {ScaleRange::kOrdinary, ScaleRange::kExtreme}) {
       ExpectBlockSumsDefinition(type, range);
     }
@@ -982,9 +988,10 @@ TEST(TypeKernelsTest, TableAndReferenceOrder) {
     EXPECT_EQ(k->partner, GetTypeInfo(t).partner);
     EXPECT_EQ(FindTypeKernels(t, KernelIsa::kPortable, DotOrder::kInterleaved8) != nullptr,
               t == TensorType::kQ4_0);
-    const bool sums = t == TensorType::kQ8_0 || t == TensorType::kQ4_K || t == TensorType::kQ6_K;
+    const bool sums = t == TensorType::kQ8_0 || t == TensorType::kQ4_K || t == TensorType::kQ5_K ||
+                      t == TensorType::kQ6_K;
     EXPECT_EQ(FindTypeKernels(t, KernelIsa::kPortable, DotOrder::kBlockSums) != nullptr, sums);
-    // A prompt's rows: only Q8_0's, Q4_K's and Q6_K's kVecDot have an order of their own.
+    // A prompt's rows: only Q8_0's and the K-quants' kVecDot have an order of their own.
     EXPECT_EQ(PromptOrder(t, DotOrder::kVecDot), sums ? DotOrder::kBlockSums : DotOrder::kVecDot);
   }
   EXPECT_EQ(PromptOrder(TensorType::kQ4_0, DotOrder::kInterleaved8), DotOrder::kInterleaved8);
