@@ -22,8 +22,8 @@
 //  - Batch invariance: y[t][r] is computed by the same operations whatever n, whatever the row
 //    range and whichever other rows are in the batch, so each session in a batch of 64 gets what
 //    it would get alone (issue 17). A prompt's rows equal what decode computes for them one at a
-//    time, except with Q8_0 weights, whose prompts take their own order (DotOrder::kBlockSums,
-//    PromptOrder). llama.cpp's own prompt path differs from its decode path for F16/F32/BF16
+//    time, except with Q8_0 and K-quant weights, whose prompts take their own order
+//    (DotOrder::kBlockSums, PromptOrder). llama.cpp's own prompt path differs from its decode path for F16/F32/BF16
 //    weights (tinyBLAS, one 16-lane accumulator) and for repacked Q4_0 (see DotOrder).
 //
 // None of these allocates, starts a thread or makes a system call.
@@ -64,14 +64,17 @@ KernelIsa BestKernelIsa();
 // about 2x as fast (docs/ENGINE.md). llama.cpp's own prompt path (tinyBLAS) keeps kVecDot's
 // lanes for Q8_0, so a prompt's last bits differ from its (agreement is measured, not assumed:
 // gguf_reference_test); the sums are exact, so they are nearer the true product, not further.
+// The K-quants (Q4_K, Q5_K, Q6_K) have it too, per block of 256: the block's scaled integer
+// products summed exactly, one fma with half(w.d) * x.d, and for Q4_K and Q5_K the mins' exact sum
+// in a second fma with -(half(w.dmin) * x.d) (k_types.cc).
 enum class DotOrder {
   kVecDot,        // ggml's vec_dot for the type (every type)
   kInterleaved8,  // Q4_0 only: llama.cpp's q4_0_8x8 product
-  kBlockSums,     // Q8_0 only: a prompt's rows, exact block sums, one fma per block
+  kBlockSums,     // Q8_0 and the K-quants: a prompt's rows, exact block sums, one fma per sum
 };
 
-// The order a prompt's rows use for a weight whose decode order is `order`: kBlockSums for Q8_0's
-// kVecDot, otherwise `order` itself. Chosen by the kind of row, never by how many rows a product
+// The order a prompt's rows use for a weight whose decode order is `order`: kBlockSums for the
+// kVecDot of Q8_0 and the K-quants, otherwise `order` itself. Chosen by the kind of row, never by how many rows a product
 // has, so a prompt gives the same bits in chunks of any size, alone or in the shared executor's
 // batches (issue 17), and a decode token the same bits as ever.
 DotOrder PromptOrder(TensorType type, DotOrder order);
@@ -125,7 +128,7 @@ struct TypeKernels {
 // The kernels of a weight type (TypeInfo::weight) for an instruction set the CPU supports (an
 // unsupported one falls back to the next supported: kAvx512 -> kAvx2 -> kPortable). nullptr for a
 // type that is not a weight type, kInterleaved8 with a type other than Q4_0, or kBlockSums with
-// one other than Q8_0.
+// one other than Q8_0, Q4_K, Q5_K and Q6_K.
 const TypeKernels* FindTypeKernels(TensorType type, KernelIsa isa,
                                    DotOrder order = DotOrder::kVecDot);
 // The same for a type known to be a weight type (aborts otherwise).
