@@ -66,8 +66,8 @@ void RunJobs(std::span<const Job> jobs, gguf_steps::RowParallel* parallel) {
 // The products of one input with each matrix in turn. The input is rounded to each partner type
 // once, however many matrices share it (Q4_K and Q6_K both take Q8_K), and the products that
 // share a rounding run in one dispatch.
-// Rows [0, prompt_rows) are a prompt's: where a weight's prompt order differs (Q8_0), they are
-// one job with its kernels and the decode rows another, in the same dispatch.
+// Rows [0, prompt_rows) are a prompt's: where a weight's prompt order differs (Q8_0, K-quants),
+// they are one job with its kernels and the decode rows another, in the same dispatch.
 void Project(KernelIsa isa, const float* x, int32_t n, int32_t prompt_rows, int64_t cols,
              std::byte* typed, gguf_steps::RowParallel* parallel,
              std::initializer_list<Product> products) {

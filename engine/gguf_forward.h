@@ -16,10 +16,10 @@
 // accumulates attention's f16 products in 16 lanes per output; the attention here does the same
 // for a prompt's tokens (StepKind::kPrompt, step_kind.h), so the keys and values a prompt leaves
 // in the cache match the reference's. The weight products are batch-invariant (type_kernels.h);
-// a prompt's rows get what decode would give them, except with Q8_0 weights, whose prompt rows
-// take DotOrder::kBlockSums (PromptOrder): 2.4x the products' speed, the last bits not
-// llama.cpp's. Which arithmetic a token gets follows from its kind, never from how many tokens a
-// call or a chunk has, so a prompt gives the same bits in any chunking.
+// a prompt's rows get what decode would give them, except with Q8_0 and K-quant weights, whose
+// prompt rows take DotOrder::kBlockSums (PromptOrder): 2-3x the products' speed (docs/ENGINE.md),
+// the last bits not llama.cpp's. Which arithmetic a token gets follows from its kind, never from
+// how many tokens a call or a chunk has, so a prompt gives the same bits in any chunking.
 //
 // The steps are separate functions (gguf_steps below), split as issue 17's shared executor will
 // need them: the position-independent work of a layer (norms, projections, feed-forward,

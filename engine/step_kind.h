@@ -1,7 +1,7 @@
 // Whether a forward step's tokens are a prompt's (a turn's input, evaluated together) or one
-// generated token's. The two take different arithmetic for Q8_0 weights (DotOrder::kBlockSums,
-// engine/kernels/type_kernels.h), so whoever runs a step says which: the same tokens then get the
-// same bits in any chunking, alone or through the shared executor.
+// generated token's. The two take different arithmetic for Q8_0 and K-quant weights
+// (DotOrder::kBlockSums, engine/kernels/type_kernels.h), so whoever runs a step says which: the
+// same tokens then get the same bits in any chunking, alone or through the shared executor.
 #ifndef CELLHOUSE_ENGINE_STEP_KIND_H_
 #define CELLHOUSE_ENGINE_STEP_KIND_H_
 

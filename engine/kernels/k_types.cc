@@ -21,10 +21,10 @@
 //
 // DotOrder::kBlockSums (a prompt's rows of Q4_K, Q5_K and Q6_K: cellhouse's own, type_kernels.h):
 // per block the exact integer sums meet the float work once, with one float per (row, token):
-//   Q4_K, Q5_K: S = sum of the lanes L[j] above (the whole block's scaled products), M = sum over
-//   the
-//         eight chunks of min[i] * s[i] (s as above), d = half(w.d) * x.d, m = half(w.dmin) * x.d;
-//         acc = fma(float(S), d, acc), then acc = fma(float(M), -m, acc)
+//   Q4_K, Q5_K: S = sum of the lanes L[j] above (the whole block's scaled products), M = sum
+//         over the eight chunks of min[i] * s[i] (s as above), d = half(w.d) * x.d,
+//         m = -half(w.dmin) * x.d (negated before the multiply);
+//         acc = fma(float(S), d, acc), then acc = fma(float(M), m, acc)
 //   Q6_K: S = sum of the lanes L[j] (values q - 32, the sixteen scales), d = half(w.d) * x.d;
 //         acc = fma(float(S), d, acc)
 // Compiled with -ffp-contract=off: each fma is written.
@@ -213,7 +213,8 @@ float DotBlockSums(const std::byte* w, const std::byte* x, int64_t cols) {
       for (size_t i = 0; i < 8; ++i) {
         mins += k.min[i] * s[i];
       }
-      acc = std::fma(static_cast<float>(mins), -(LoadHalf(wb + block::kQ4_KDmin) * xd), acc);
+      // Negated before the multiply, as every variant does: a NaN keeps one sign everywhere.
+      acc = std::fma(static_cast<float>(mins), -LoadHalf(wb + block::kQ4_KDmin) * xd, acc);
     }
   }
   return acc;

@@ -1,6 +1,7 @@
-// Products of the K-quants with AVX-512 (F/BW/VL/VNNI) on 256-bit vectors: k_types_simd.h with
+// Products of the K-quants with AVX-512 (F/BW/VL/VNNI): k_types_simd.h on 256-bit vectors, with
 // vpdpwssd for the scale multiply-adds, vpermw for the scale broadcasts and byte-mask tests for
-// Q5_K's fifth bits. Bit-identical to k_types.cc (tested). Only these functions are compiled for
+// Q5_K's fifth bits; and a prompt's token lanes on 512-bit ones (below). Bit-identical to
+// k_types.cc (tested). Only these functions are compiled for
 // those extensions (target attribute); the table uses them only on such CPUs.
 #include <immintrin.h>
 
@@ -66,11 +67,11 @@ CH_TARGET inline void Q6Values(__m256i ql0, __m256i ql1, __m256i qh, __m256i* q)
 
 #include "engine/kernels/k_types_simd.h"
 
-// ---- A prompt's Q4_K and Q6_K rows (DotOrder::kBlockSums) with 4 tokens or more: a token per
-// 32-bit lane, as q32_types_avx512.cc's MatMulLanes does for Q8_0 and Q4_0. A vector holds 16
+// ---- A prompt's Q4_K, Q5_K and Q6_K rows (DotOrder::kBlockSums) with 4 tokens or more: a token
+// per 32-bit lane, as q32_types_avx512.cc's MatMulLanes does for Q8_0 and Q4_0. A vector holds 16
 // tokens' activation bytes 4k .. 4k + 3 of one block; each vpdpbusd meets them with four of a
-// row's values broadcast (unsigned: Q4_K's nibbles, Q6_K's 6-bit values), so each sub-block's 16
-// exact sums take one multiply by its scale, and one conversion and one fma (two for Q4_K's mins)
+// row's values broadcast, so each sub-block's 16 exact sums take one multiply by its scale, and
+// one conversion and one fma (two with Q4_K's and Q5_K's mins)
 // per (row, block) serve 16 tokens, where the 256-bit tiles take them per token. The block's
 // integer sum is the definition's (exact, so its order is free) and its float work is one chain
 // per (row, token) in block order, whatever the chunk, slice or tile.
@@ -78,19 +79,21 @@ CH_TARGET inline void Q6Values(__m256i ql0, __m256i ql1, __m256i qh, __m256i* q)
 //    twice, its high nibbles left in place (16 * the nibble) and summed apart, then shifted down;
 //    the mins' sum is min pairs (int16) against each token's chunk sums (int16 pairs of bsums,
 //    wrapping as the definition's), one vpdpwssd per pair;
-//  - Q6_K: values unpacked once per chunk of rows into a table as q - 32 (the bit shuffling would
-//    otherwise be repeated for every tile of tokens), the signed operand, which vpdpbusd
+//  - Q5_K (values 0-31, its mins as Q4_K's) and Q6_K (values q - 32): values unpacked once per
+//    chunk of rows into a table (the bit shuffling would otherwise be repeated for every tile of
+//    tokens), the signed operand, which vpdpbusd
 //    broadcasts from memory itself; the tokens' bytes + 128 are the unsigned one, so each
-//    sub-block of 16 starts from -128 * its 16 values summed (in the table), and a tile's rows
+//    sub-block starts from -128 * its values summed (in the table), and a tile's rows
 //    go through each activation vector together (one load for all of them): 64 tokens from
 //    3.95x to 4.37x decode's speed per token in cache (kernel_bench --cache-kib 512) against
 //    per-token starts and weights broadcast apart.
 // Per chunk of rows and slice of columns, a first pass over the rows (their read from memory)
-// makes the tables: scales and mins widened, the halves widened, Q6_K's values.
+// makes the tables: scales and mins widened, the halves widened, Q5_K's and Q6_K's values.
 
 constexpr int kKLaneTokens = 16;
 constexpr int kKLaneRows = 8;
-// Blocks of 256 values laid out at once: 8 (2,048 values) are 35 KiB (Q4_K) or 33 KiB (Q6_K).
+// Blocks of 256 values laid out at once: 8 (2,048 values) are 35 KiB (Q4_K, Q5_K) or 33 KiB
+// (Q6_K).
 constexpr int64_t kKSliceBlocks = 8;
 // Table entries (row blocks) of a chunk: 56 KiB for Q4_K (1,024 entries, 144 KiB of weights),
 // 117 KiB for Q6_K (288 entries, 59 KiB of weights: its entries hold the values unpacked).
@@ -101,7 +104,7 @@ constexpr __mmask16 kAll16 = 0xFFFF;
 
 template <TensorType kType>
 struct alignas(64) KLaneBlock {
-  __m512i u[64];    // vector k: lane t holds token t's bytes 4k .. 4k + 3
+  __m512i u[64];    // vector k: lane t holds token t's bytes 4k .. 4k + 3 (Q5_K: each + 128)
   __m512 d;         // lane t: token t's d
   __m512i sums[4];  // lane t: token t's chunk sums 2l and 2l + 1 (int16 each)
 };
@@ -116,7 +119,7 @@ struct KRow4 {
   int32_t scale[8];
   int32_t mins[4];  // int16 pairs: min[2l] low, min[2l + 1] high
   float d;
-  float dmin;
+  float minus_dmin;  // -dmin: negated before the multiply by x.d, as the definition does
 };
 
 struct KRow5 {
@@ -125,7 +128,7 @@ struct KRow5 {
   int32_t scale[8];
   int32_t mins[4];  // int16 pairs, as KRow4's
   float d;
-  float dmin;
+  float minus_dmin;  // -dmin: negated before the multiply by x.d, as the definition does
 };
 
 struct KRow6 {
@@ -154,7 +157,7 @@ CH_TARGET inline void ChunkSumPairs(const std::byte* xb, int t, uint32_t (*sums)
 }
 
 // Tokens [0, count) of x (count <= 16), blocks [first, first + blocks) into out; the lanes past
-// count hold zeros and are never stored.
+// count hold activations of zero (bytes of 0, or 0x80 where they are + 128) and are never stored.
 template <TensorType kType>
 CH_TARGET void LayOutKLanes(const std::byte* x, size_t x_stride, int count, int64_t first,
                             int64_t blocks, KLaneBlock<kType>* out) {
@@ -204,7 +207,7 @@ CH_TARGET inline void FillScales(const std::byte* wb, Row& e) {
     e.mins[l] = static_cast<int32_t>(min[2 * l] | (min[2 * l + 1] << 16));
   }
   e.d = Half(wb + block::kQ4_KD);
-  e.dmin = Half(wb + block::kQ4_KDmin);
+  e.minus_dmin = -Half(wb + block::kQ4_KDmin);
 }
 
 CH_TARGET inline void FillRow(const std::byte* wb, KRow4& e) { FillScales(wb, e); }
@@ -363,8 +366,8 @@ CH_TARGET void KLaneTile(const std::byte* w, size_t w_stride, int64_t first,
         acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, sums[r]),
                                  _mm512_mul_ps(_mm512_set1_ps(e.d), xb.d), acc[r]);
         if constexpr (kType == TensorType::kQ5_K) {
-          acc[r] = _mm512_fnmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, MinSums(e, xb)),
-                                    _mm512_mul_ps(_mm512_set1_ps(e.dmin), xb.d), acc[r]);
+          acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, MinSums(e, xb)),
+                                   _mm512_mul_ps(_mm512_set1_ps(e.minus_dmin), xb.d), acc[r]);
         }
       }
     } else {
@@ -376,8 +379,8 @@ CH_TARGET void KLaneTile(const std::byte* w, size_t w_stride, int64_t first,
         const __m512i sums = KLaneSums(wb, e, xb, &mins);
         acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, sums),
                                  _mm512_mul_ps(_mm512_set1_ps(e.d), xb.d), acc[r]);
-        acc[r] = _mm512_fnmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, mins),
-                                  _mm512_mul_ps(_mm512_set1_ps(e.dmin), xb.d), acc[r]);
+        acc[r] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(kAll16, mins),
+                                 _mm512_mul_ps(_mm512_set1_ps(e.minus_dmin), xb.d), acc[r]);
       }
     }
   }

@@ -78,7 +78,7 @@ CH_TARGET inline __m128i ChunkSums(const std::byte* xb) {
 struct KAcc {
   __m256 acc;
   __m128 accm;  // Q4_K's mins lanes
-  float summs;  // Q5_K's mins sum
+  float summs;  // Q5_K's mins sum (kVecDot); the one accumulator (kBlockSums)
 };
 
 // One row-block's integer lanes for T tokens: L[t] = the definition's L[j] lanes. s16: the
@@ -203,8 +203,7 @@ CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, si
           if constexpr (kType != TensorType::kQ6_K) {
             const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(s16, 1), chunk_sums[t]);
             const int32_t mins = SumInts(_mm256_zextsi128_si256(prod));
-            acc_t =
-                std::fma(static_cast<float>(mins), -(Half(wb + block::kQ4_KDmin) * xd[t]), acc_t);
+            acc_t = std::fma(static_cast<float>(mins), -Half(wb + block::kQ4_KDmin) * xd[t], acc_t);
           }
         }
       } else if constexpr (kType == TensorType::kQ6_K) {

@@ -23,8 +23,9 @@
 //    range and whichever other rows are in the batch, so each session in a batch of 64 gets what
 //    it would get alone (issue 17). A prompt's rows equal what decode computes for them one at a
 //    time, except with Q8_0 and K-quant weights, whose prompts take their own order
-//    (DotOrder::kBlockSums, PromptOrder). llama.cpp's own prompt path differs from its decode path for F16/F32/BF16
-//    weights (tinyBLAS, one 16-lane accumulator) and for repacked Q4_0 (see DotOrder).
+//    (DotOrder::kBlockSums, PromptOrder). llama.cpp's own prompt path differs from its decode
+//    path for F16/F32/BF16 weights (tinyBLAS, one 16-lane accumulator) and for repacked Q4_0
+//    (see DotOrder).
 //
 // None of these allocates, starts a thread or makes a system call.
 #ifndef CELLHOUSE_ENGINE_KERNELS_TYPE_KERNELS_H_
@@ -66,7 +67,7 @@ KernelIsa BestKernelIsa();
 // gguf_reference_test); the sums are exact, so they are nearer the true product, not further.
 // The K-quants (Q4_K, Q5_K, Q6_K) have it too, per block of 256: the block's scaled integer
 // products summed exactly, one fma with half(w.d) * x.d, and for Q4_K and Q5_K the mins' exact sum
-// in a second fma with -(half(w.dmin) * x.d) (k_types.cc).
+// in a second fma with -half(w.dmin) * x.d (k_types.cc).
 enum class DotOrder {
   kVecDot,        // ggml's vec_dot for the type (every type)
   kInterleaved8,  // Q4_0 only: llama.cpp's q4_0_8x8 product
@@ -74,9 +75,9 @@ enum class DotOrder {
 };
 
 // The order a prompt's rows use for a weight whose decode order is `order`: kBlockSums for the
-// kVecDot of Q8_0 and the K-quants, otherwise `order` itself. Chosen by the kind of row, never by how many rows a product
-// has, so a prompt gives the same bits in chunks of any size, alone or in the shared executor's
-// batches (issue 17), and a decode token the same bits as ever.
+// kVecDot of Q8_0 and the K-quants, otherwise `order` itself. Chosen by the kind of row, never by
+// how many rows a product has, so a prompt gives the same bits in chunks of any size, alone or in
+// the shared executor's batches (issue 17), and a decode token the same bits as ever.
 DotOrder PromptOrder(TensorType type, DotOrder order);
 
 // How a weight tensor is used, for ReferenceDotOrder.

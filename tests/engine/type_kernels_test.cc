@@ -818,7 +818,7 @@ float BlockSumsFromTheLayout(const std::byte* w, const std::byte* x, int64_t col
 // DotOrder::kBlockSums from the K-quants' layouts (DecodeKBlock, DecodeQ6KBlock) and Q8_K's (d
 // as a float, 256 int8 values, 16 int16 sums of 16): per block the exact integer sum of
 // scale * q * x over its values (Q6_K: q - 32), then one fma; Q4_K and Q5_K then the mins' sum,
-// min * (x summed over the sub-block of 32), in a second fma with -(dmin * x.d).
+// min * (x summed over the sub-block of 32), in a second fma with -dmin * x.d.
 float KBlockSumsFromTheLayout(TensorType type, const std::byte* w, const std::byte* x,
                               int64_t cols) {
   const bool six = type == TensorType::kQ6_K;
@@ -857,7 +857,7 @@ float KBlockSumsFromTheLayout(TensorType type, const std::byte* w, const std::by
     acc =
         std::fma(static_cast<float>(sum), static_cast<float>(Half(p + (six ? 208 : 0))) * xd, acc);
     if (!six) {
-      acc = std::fma(static_cast<float>(mins), -(static_cast<float>(Half(p + 2)) * xd), acc);
+      acc = std::fma(static_cast<float>(mins), -static_cast<float>(Half(p + 2)) * xd, acc);
     }
   }
   return acc;
@@ -898,6 +898,54 @@ TEST(TypeKernelsTest, BlockSumsAreOneExactSumAndOneFmaPerBlock) {
        {TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
     for (ScaleRange range : {ScaleRange::kOrdinary, ScaleRange::kExtreme}) {
       ExpectBlockSumsDefinition(type, range);
+    }
+  }
+}
+
+// An infinite activation makes a Q8_K block's d infinite; against a weight block whose dmin is 0
+// the mins' factor is 0 * inf, a NaN. Every variant must give the NaN the same bits (the
+// definition negates dmin before the multiply; negating the product instead flipped the sign
+// where the vector code did not).
+TEST(TypeKernelsTest, AnInfinityGivesTheSameNaNInEveryVariant) {
+  constexpr int64_t kRows = 8;
+  constexpr int64_t kCols = 256;
+  constexpr int32_t kTokens = 5;
+  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K}) {
+    std::vector<std::byte> w = KernelWeights(type, kRows, kCols, 51, ScaleRange::kOrdinary);
+    const size_t w_row = *RowBytes(GetTypeInfo(type), kCols);
+    for (int64_t r = 0; r < kRows; ++r) {
+      w[r * w_row + 2] = std::byte{0};  // dmin, a half
+      w[r * w_row + 3] = std::byte{0};
+    }
+    std::vector<float> x = KernelActivations(kTokens, kCols, 52);
+    x[5] = INFINITY;
+    x[2 * kCols + 9] = -INFINITY;
+    const TypeKernels& portable = GetTypeKernels(type, KernelIsa::kPortable, DotOrder::kBlockSums);
+    const std::vector<std::byte> xq = Quantize(portable, x, kTokens, kCols);
+    const size_t x_row = xq.size() / kTokens;
+    for (KernelIsa isa : {KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+      if (!KernelIsaSupported(isa)) continue;
+      const TypeKernels& k = GetTypeKernels(type, isa, DotOrder::kBlockSums);
+      std::vector<float> y(static_cast<size_t>(kRows * kTokens));
+      k.matmul({.w = w.data(),
+                .w_row_bytes = w_row,
+                .cols = kCols,
+                .row_begin = 0,
+                .row_end = kRows,
+                .x = xq.data(),
+                .x_row_bytes = x_row,
+                .n = kTokens,
+                .y = y.data(),
+                .y_stride = kRows});
+      for (int32_t t = 0; t < kTokens; ++t) {
+        for (int64_t r = 0; r < kRows; ++r) {
+          const float want = portable.dot(w.data() + r * w_row, xq.data() + t * x_row, kCols);
+          EXPECT_TRUE(t != 0 || std::isnan(want)) << "the test's NaN did not happen";
+          EXPECT_TRUE(SameBits(y[t * kRows + r], want))
+              << GetTypeInfo(type).name << " " << KernelIsaName(isa) << " row " << r << " token "
+              << t << ": " << y[t * kRows + r] << " against " << want;
+        }
+      }
     }
   }
 }
