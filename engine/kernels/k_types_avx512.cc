@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "engine/kernels/prefetch.h"
+#include "engine/kernels/token_lanes_avx512.h"
 #include "engine/kernels/type_kernels_internal.h"
 
 #define CH_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -90,8 +91,6 @@ CH_TARGET inline void Q6Values(__m256i ql0, __m256i ql1, __m256i qh, __m256i* q)
 // Per chunk of rows and slice of columns, a first pass over the rows (their read from memory)
 // makes the tables: scales and mins widened, the halves widened, Q5_K's and Q6_K's values.
 
-constexpr int kKLaneTokens = 16;
-constexpr int kKLaneRows = 8;
 // Blocks of 256 values laid out at once: 8 (2,048 values) are 35 KiB (Q4_K, Q5_K) or 33 KiB
 // (Q6_K).
 constexpr int64_t kKSliceBlocks = 8;
@@ -99,8 +98,7 @@ constexpr int64_t kKSliceBlocks = 8;
 // 117 KiB for Q6_K (288 entries, 59 KiB of weights: its entries hold the values unpacked).
 constexpr int64_t kK4TableBlocks = 1024;
 constexpr int64_t kK6TableBlocks = 288;  // and Q5_K's (352 bytes an entry: 99 KiB)
-constexpr int32_t kKLaneMinTokens = 4;
-constexpr __mmask16 kAll16 = 0xFFFF;
+using token_lanes::kAll16;
 
 template <TensorType kType>
 struct alignas(64) KLaneBlock {
@@ -144,7 +142,8 @@ using KRow = std::conditional_t<kType == TensorType::kQ4_K, KRow4,
 
 // Token t's chunk sums as Q4_K's mins take them: the int16 sums of its bsums in pairs (wrapping,
 // as the definition's PairSums), two to a lane: sums[l][t] = s[2l] | s[2l + 1] << 16.
-CH_TARGET inline void ChunkSumPairs(const std::byte* xb, int t, uint32_t (*sums)[kKLaneTokens]) {
+CH_TARGET inline void ChunkSumPairs(const std::byte* xb, int t,
+                                    uint32_t (*sums)[token_lanes::kTokens]) {
   for (size_t l = 0; l < 4; ++l) {
     uint32_t pair = 0;
     for (size_t i = 0; i < 2; ++i) {
@@ -163,9 +162,9 @@ CH_TARGET void LayOutKLanes(const std::byte* x, size_t x_stride, int count, int6
                             int64_t blocks, KLaneBlock<kType>* out) {
   using P = KType<kType>;
   for (int64_t b = 0; b < blocks; ++b) {
-    alignas(64) uint32_t u[64][kKLaneTokens] = {};
-    alignas(64) float d[kKLaneTokens] = {};
-    alignas(64) uint32_t sums[4][kKLaneTokens] = {};
+    alignas(64) uint32_t u[64][token_lanes::kTokens] = {};
+    alignas(64) float d[token_lanes::kTokens] = {};
+    alignas(64) uint32_t sums[4][token_lanes::kTokens] = {};
     for (int t = 0; t < count; ++t) {
       const std::byte* xb =
           x + static_cast<size_t>(t) * x_stride + static_cast<size_t>(first + b) * P::kXBytes;
@@ -346,16 +345,8 @@ CH_TARGET void KLaneTile(const std::byte* w, size_t w_stride, int64_t first,
                          const KLaneBlock<kType>* x, int64_t blocks, const KRow<kType>* rows,
                          float* y, size_t y_stride, int count, bool resume) {
   using P = KType<kType>;
-  alignas(64) float io[R][kKLaneTokens] = {};
-  if (resume) {
-    for (int t = 0; t < count; ++t) {
-      for (int r = 0; r < R; ++r) io[r][t] = y[static_cast<size_t>(t) * y_stride + r];
-    }
-  }
   __m512 acc[R];
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm512_load_ps(io[r]);
-  }
+  token_lanes::LoadTile<R>(y, y_stride, count, resume, acc);
   for (int64_t b = 0; b < blocks; ++b) {
     const KLaneBlock<kType>& xb = x[b];
     if constexpr (kType != TensorType::kQ4_K) {
@@ -384,12 +375,7 @@ CH_TARGET void KLaneTile(const std::byte* w, size_t w_stride, int64_t first,
       }
     }
   }
-  for (int r = 0; r < R; ++r) {
-    _mm512_store_ps(io[r], acc[r]);
-  }
-  for (int t = 0; t < count; ++t) {
-    for (int r = 0; r < R; ++r) y[static_cast<size_t>(t) * y_stride + r] = io[r][t];
-  }
+  token_lanes::StoreTile<R>(acc, y, y_stride, count);
 }
 
 // Rows [begin, end) over the slice of `slice` blocks from `first`: their tables, then every tile
@@ -399,43 +385,30 @@ CH_TARGET void KLanesChunk(const MatMulArgs& a, int64_t first, int64_t slice, in
                            int64_t end, KLaneBlock<kType>* lanes, KRow<kType>* table) {
   const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
   KRowTables<kType>(w_at(begin), a.w_row_bytes, end - begin, first, slice, table);
-  for (int32_t t = 0; t < a.n; t += kKLaneTokens) {
-    const int count = std::min(kKLaneTokens, a.n - t);
-    LayOutKLanes<kType>(a.x + static_cast<size_t>(t) * a.x_row_bytes, a.x_row_bytes, count, first,
-                        slice, lanes);
-    float* y = a.y + static_cast<size_t>(t) * a.y_stride;
-    for (int64_t r = begin; r < end;) {
-      const KRow<kType>* rows = table + static_cast<size_t>((r - begin) * slice);
-      if (end - r >= kKLaneRows) {
-        KLaneTile<kType, kKLaneRows>(w_at(r), a.w_row_bytes, first, lanes, slice, rows, y + r,
-                                     a.y_stride, count, first > 0);
-        r += kKLaneRows;
-      } else {
-        KLaneTile<kType, 1>(w_at(r), a.w_row_bytes, first, lanes, slice, rows, y + r, a.y_stride,
-                            count, first > 0);
-        r += 1;
-      }
-    }
-  }
+  const auto lay_out = [&](const std::byte* x, int count) CH_TARGET {
+    LayOutKLanes<kType>(x, a.x_row_bytes, count, first, slice, lanes);
+  };
+  const auto run = [&](auto rows, int64_t r, int count, float* y) CH_TARGET {
+    KLaneTile<kType, decltype(rows)::value>(w_at(r), a.w_row_bytes, first, lanes, slice,
+                                            table + static_cast<size_t>((r - begin) * slice), y,
+                                            a.y_stride, count, first > 0);
+  };
+  token_lanes::EveryTile(a, begin, end, lay_out, run);
 }
 
 template <TensorType kType>
 CH_TARGET void MatMulKLanes(const MatMulArgs& a) {
-  if (a.n < kKLaneMinTokens) {
+  if (a.n < token_lanes::kMinTokens) {
     MatMulK<kType, 4, 8, 4, true>(a);
     return;
   }
   constexpr int64_t kTable = kType == TensorType::kQ4_K ? kK4TableBlocks : kK6TableBlocks;
-  const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
   KLaneBlock<kType> lanes[kKSliceBlocks];
   KRow<kType> table[kTable];
-  for (int64_t first = 0; first < blocks; first += kKSliceBlocks) {
-    const int64_t slice = std::min(kKSliceBlocks, blocks - first);
-    const int64_t chunk_rows = kTable / slice;
-    for (int64_t c = a.row_begin; c < a.row_end; c += chunk_rows) {
-      KLanesChunk<kType>(a, first, slice, c, std::min(a.row_end, c + chunk_rows), lanes, table);
-    }
-  }
+  token_lanes::EverySliceAndChunk(
+      a, a.cols / static_cast<int64_t>(kKBlock), kKSliceBlocks, kTable,
+      [&](int64_t first, int64_t slice, int64_t begin, int64_t end)
+          CH_TARGET { KLanesChunk<kType>(a, first, slice, begin, end, lanes, table); });
 }
 
 template <TensorType kType, int RD, int R, int T>

@@ -20,6 +20,7 @@
 #include <algorithm>
 
 #include "engine/kernels/prefetch.h"
+#include "engine/kernels/token_lanes_avx512.h"
 #include "engine/kernels/type_kernels_internal.h"
 
 #define CH_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -181,10 +182,7 @@ CH_AVX512 inline __m256i UnpackSigned(const std::byte* b) {
   }
 }
 
-// GCC 12's unmasked forms of some 512-bit intrinsics pass an undefined vector as the merge
-// source and trip -Wmaybe-uninitialized in its own header; the zero-masked forms with an
-// all-ones mask compile to the same instructions (as in kernels_avx512.cc).
-constexpr __mmask16 kAll16 = 0xFFFF;
+using token_lanes::kAll16;
 
 // Two halves (at a, b) widened: lanes 0-7 a, lanes 8-15 b.
 CH_AVX512 inline __m512 HalfPair(const std::byte* a, const std::byte* b) {
@@ -652,17 +650,12 @@ CH_AVX512 void MatMulInterleaved(const MatMulArgs& a) {
 //    row of the chunk;
 //  - a row tile's later slices go on from the sums the earlier ones stored, so every (row, token)
 //    is the definition's one chain of fmas in block order, whatever the chunk, slice or tile.
-constexpr int kLaneTokens = 16;
-constexpr int kLaneRows = 8;
 // Activation blocks laid out at once: 64 of them (2,048 values) are 36-40 KiB.
 constexpr int64_t kSliceBlocks = 64;
 // Weight blocks of a chunk: 8,192 (128 rows of a 2,048-value slice; 278 KiB of Q8_0, 147 KiB of
 // Q4_0: about MatMulPrepared's L2-sized chunk), so each tile of lanes serves many rows. The
 // tables of a chunk are 32 KiB (Q4_0) or 64 KiB (Q8_0).
 constexpr int64_t kTableBlocks = 8192;
-// From this many tokens on the lanes pay for themselves; fewer go through the tiles of the type's
-// other kernel, whose bits are the same.
-constexpr int32_t kLaneMinTokens = 4;
 
 template <TensorType kType>
 struct alignas(64) LaneBlock {
@@ -685,9 +678,9 @@ CH_AVX512 void LayOutLanes(const std::byte* x, size_t x_stride, int count, int64
   using P = Q32<kType>;
   constexpr uint32_t kFlip = kType == TensorType::kQ8_0 ? 0x80808080U : 0U;
   for (int64_t b = 0; b < blocks; ++b) {
-    alignas(64) uint32_t u[8][kLaneTokens];
-    alignas(64) float d[kLaneTokens];
-    for (int t = 0; t < kLaneTokens; ++t) {
+    alignas(64) uint32_t u[8][token_lanes::kTokens];
+    alignas(64) float d[token_lanes::kTokens];
+    for (int t = 0; t < token_lanes::kTokens; ++t) {
       if (t >= count) {
         for (int k = 0; k < 8; ++k) u[k][t] = kFlip;
         d[t] = 0.0F;
@@ -777,16 +770,8 @@ CH_AVX512 void LaneTile(const std::byte* w, size_t w_stride, int64_t first,
                         const LaneBlock<kType>* x, int64_t blocks, const int32_t* start,
                         const float* scale, float* y, size_t y_stride, int count, bool resume) {
   using P = Q32<kType>;
-  alignas(64) float io[R][kLaneTokens] = {};
-  if (resume) {
-    for (int t = 0; t < count; ++t) {
-      for (int r = 0; r < R; ++r) io[r][t] = y[static_cast<size_t>(t) * y_stride + r];
-    }
-  }
   __m512 acc[R];
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm512_load_ps(io[r]);
-  }
+  token_lanes::LoadTile<R>(y, y_stride, count, resume, acc);
   for (int64_t b = 0; b < blocks; ++b) {
     const LaneBlock<kType>& xb = x[b];
 #pragma GCC unroll 8
@@ -804,12 +789,7 @@ CH_AVX512 void LaneTile(const std::byte* w, size_t w_stride, int64_t first,
       acc[r] = _mm512_fmadd_ps(ToFloat(sums), d, acc[r]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    _mm512_store_ps(io[r], acc[r]);
-  }
-  for (int t = 0; t < count; ++t) {
-    for (int r = 0; r < R; ++r) y[static_cast<size_t>(t) * y_stride + r] = io[r][t];
-  }
+  token_lanes::StoreTile<R>(acc, y, y_stride, count);
 }
 
 // Rows [begin, end) of the product over the slice of `slice` blocks from `first`: their tables,
@@ -820,31 +800,21 @@ CH_AVX512 void LanesChunk(const MatMulArgs& a, int64_t first, int64_t slice, int
                           int64_t end, LaneBlock<kType>* lanes, int32_t* start, float* scale) {
   const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
   RowTables<kType>(w_at(begin), a.w_row_bytes, end - begin, first, slice, start, scale);
-  for (int32_t t = 0; t < a.n; t += kLaneTokens) {
-    const int count = std::min(kLaneTokens, a.n - t);
-    LayOutLanes<kType>(a.x + static_cast<size_t>(t) * a.x_row_bytes, a.x_row_bytes, count, first,
-                       slice, lanes);
-    float* y = a.y + static_cast<size_t>(t) * a.y_stride;
-    for (int64_t r = begin; r < end;) {
-      const size_t at = static_cast<size_t>((r - begin) * slice);
-      const int32_t* row_start = kType == TensorType::kQ8_0 ? start + at : nullptr;
-      const float* row_scale = scale + at;
-      if (end - r >= kLaneRows) {
-        LaneTile<kType, kLaneRows>(w_at(r), a.w_row_bytes, first, lanes, slice, row_start,
-                                   row_scale, y + r, a.y_stride, count, first > 0);
-        r += kLaneRows;
-      } else {
-        LaneTile<kType, 1>(w_at(r), a.w_row_bytes, first, lanes, slice, row_start, row_scale, y + r,
-                           a.y_stride, count, first > 0);
-        r += 1;
-      }
-    }
-  }
+  const auto lay_out = [&](const std::byte* x, int count) CH_AVX512 {
+    LayOutLanes<kType>(x, a.x_row_bytes, count, first, slice, lanes);
+  };
+  const auto run = [&](auto rows, int64_t r, int count, float* y) CH_AVX512 {
+    const size_t at = static_cast<size_t>((r - begin) * slice);
+    LaneTile<kType, decltype(rows)::value>(w_at(r), a.w_row_bytes, first, lanes, slice,
+                                           kType == TensorType::kQ8_0 ? start + at : nullptr,
+                                           scale + at, y, a.y_stride, count, first > 0);
+  };
+  token_lanes::EveryTile(a, begin, end, lay_out, run);
 }
 
 template <TensorType kType>
 CH_AVX512 void MatMulLanes(const MatMulArgs& a) {
-  if (a.n < kLaneMinTokens) {
+  if (a.n < token_lanes::kMinTokens) {
     if constexpr (kType == TensorType::kQ8_0) {
       Q32ProductsAvx2(TensorType::kQ8_0, DotOrder::kBlockSums).matmul(a);
     } else {
@@ -852,19 +822,14 @@ CH_AVX512 void MatMulLanes(const MatMulArgs& a) {
     }
     return;
   }
-  const int64_t blocks = a.cols / 32;
   LaneBlock<kType> lanes[kSliceBlocks];
   // The tables: Q4_0 starts from the lanes and needs only the scales.
   int32_t start[kType == TensorType::kQ8_0 ? kTableBlocks : 1];
   float scale[kTableBlocks];
-  for (int64_t first = 0; first < blocks; first += kSliceBlocks) {
-    const int64_t slice = std::min(kSliceBlocks, blocks - first);
-    const int64_t chunk_rows = kTableBlocks / slice;
-    for (int64_t c = a.row_begin; c < a.row_end; c += chunk_rows) {
-      LanesChunk<kType>(a, first, slice, c, std::min(a.row_end, c + chunk_rows), lanes, start,
-                        scale);
-    }
-  }
+  token_lanes::EverySliceAndChunk(
+      a, a.cols / 32, kSliceBlocks, kTableBlocks,
+      [&](int64_t first, int64_t slice, int64_t begin, int64_t end)
+          CH_AVX512 { LanesChunk<kType>(a, first, slice, begin, end, lanes, start, scale); });
 }
 
 template <TensorType kType, int RD, int R, int P2>
