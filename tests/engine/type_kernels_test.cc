@@ -126,32 +126,42 @@ void DecodeNibbleBlock(TensorType type, const std::byte* p, double* y) {
 
 // One block of Q4_K (d, dmin, scales[12], qs[128]) or Q5_K (d, dmin, scales[12], qh[32],
 // qs[128]): sub-block s of 32 takes the low (s even) or high nibbles of qs[32 (s / 2) ..], and
-// for Q5_K bit s of qh[l]; value = d * scale * q - dmin * min.
+// for Q5_K bit s of qh[l]. QuantK is value k's q (0-15 or 0-31).
+int QuantK(bool five, const std::byte* p, size_t k) {
+  const int sub = static_cast<int>(k / 32);
+  const size_t l = k % 32;
+  const uint8_t byte = Byte(p, (five ? 48 : 16) + 32 * (k / 64) + l);
+  int q = sub % 2 == 0 ? (byte & 15) : (byte >> 4);
+  if (five) {
+    q |= ((Byte(p, 16 + l) >> sub) & 1) << 4;
+  }
+  return q;
+}
+
+// Value = d * scale * q - dmin * min.
 void DecodeKBlock(bool five, const std::byte* p, double* y) {
-  const size_t qs_at = five ? 48 : 16;
   for (size_t k = 0; k < 256; ++k) {
     const int sub = static_cast<int>(k / 32);
-    const size_t l = k % 32;
-    const uint8_t byte = Byte(p, qs_at + 32 * (k / 64) + l);
-    int q = sub % 2 == 0 ? (byte & 15) : (byte >> 4);
-    if (five) {
-      q |= ((Byte(p, 16 + l) >> sub) & 1) << 4;
-    }
-    y[k] = Half(p) * KScale(p + 4, sub, 0) * q - Half(p + 2) * KScale(p + 4, sub, 1);
+    y[k] =
+        Half(p) * KScale(p + 4, sub, 0) * QuantK(five, p, k) - Half(p + 2) * KScale(p + 4, sub, 1);
   }
 }
 
 // One Q6_K block (ql[128], qh[64], scales[16], d): value 128h + 32i + l has low bits from
-// ql[64h + 32 (i % 2) + l] (low nibble for i < 2), top bits from qh[32h + l] >> 2i.
+// ql[64h + 32 (i % 2) + l] (low nibble for i < 2), top bits from qh[32h + l] >> 2i. Quant6K is
+// value k's q - 32 (-32 to 31).
+int Quant6K(const std::byte* p, size_t k) {
+  const size_t h = k / 128;
+  const size_t i = (k % 128) / 32;
+  const size_t l = k % 32;
+  const uint8_t low = Byte(p, 64 * h + 32 * (i % 2) + l);
+  return ((i < 2 ? (low & 15) : (low >> 4)) | (((Byte(p, 128 + 32 * h + l) >> (2 * i)) & 3) << 4)) -
+         32;
+}
+
 void DecodeQ6KBlock(const std::byte* p, double* y) {
   for (size_t k = 0; k < 256; ++k) {
-    const size_t h = k / 128;
-    const size_t i = (k % 128) / 32;
-    const size_t l = k % 32;
-    const uint8_t low = Byte(p, 64 * h + 32 * (i % 2) + l);
-    const int q =
-        (i < 2 ? (low & 15) : (low >> 4)) | (((Byte(p, 128 + 32 * h + l) >> (2 * i)) & 3) << 4);
-    y[k] = Half(p + 208) * Signed(Byte(p, 192 + k / 16)) * (q - 32);
+    y[k] = Half(p + 208) * Signed(Byte(p, 192 + k / 16)) * Quant6K(p, k);
   }
 }
 
@@ -836,21 +846,10 @@ float KBlockSumsFromTheLayout(TensorType type, const std::byte* w, const std::by
     for (size_t k = 0; k < 256; ++k) {
       const int xq = Signed(Byte(xb, 4 + k));
       if (six) {
-        const size_t h = k / 128;
-        const size_t i = (k % 128) / 32;
-        const size_t l = k % 32;
-        const uint8_t low = Byte(p, 64 * h + 32 * (i % 2) + l);
-        const int q =
-            (i < 2 ? (low & 15) : (low >> 4)) | (((Byte(p, 128 + 32 * h + l) >> (2 * i)) & 3) << 4);
-        sum += Signed(Byte(p, 192 + k / 16)) * (q - 32) * xq;
+        sum += Signed(Byte(p, 192 + k / 16)) * Quant6K(p, k) * xq;
       } else {
         const int sub = static_cast<int>(k / 32);
-        const uint8_t byte = Byte(p, (five ? 48 : 16) + 32 * (k / 64) + k % 32);
-        int q = sub % 2 == 0 ? (byte & 15) : (byte >> 4);
-        if (five) {
-          q |= ((Byte(p, 16 + k % 32) >> sub) & 1) << 4;
-        }
-        sum += KScale(p + 4, sub, 0) * q * xq;
+        sum += KScale(p + 4, sub, 0) * QuantK(five, p, k) * xq;
         mins += KScale(p + 4, sub, 1) * xq;
       }
     }
