@@ -69,6 +69,15 @@ Result<Mapping> Mapping::AnonymousShared(size_t size, std::string_view what) {
   return Mapping(addr, size);
 }
 
+bool PopulateForWrite(void* data, size_t size) {
+  if (data == nullptr || size == 0) return true;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(data) + size;
+  return ::madvise(reinterpret_cast<void*>(begin),  // NOLINT(performance-no-int-to-ptr)
+                   end - begin, MADV_POPULATE_WRITE) == 0;
+}
+
 Result<uint64_t> ResidentBytesIn(const void* data, size_t size) {
   if (data == nullptr || size == 0) return uint64_t{0};
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));

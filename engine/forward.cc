@@ -119,6 +119,21 @@ class ChunkPass {
   }
   bool HalfCache() const { return s_.key_cache == nullptr; }
 
+  // Faults in layer l's cache pages for PositionsToPopulate (run_state.h), whose rows are
+  // consecutive positions.
+  void PopulateCache(int32_t l) const {
+    const PositionRange range = PositionsToPopulate(pos_, n_, s_.context_length());
+    const auto bytes = static_cast<size_t>(range.to - range.from) * c_.kv_dim() *
+                       (HalfCache() ? sizeof(uint16_t) : sizeof(float));
+    if (HalfCache()) {
+      PopulateForWrite(CacheAt(s_.key_cache_half, l, range.from), bytes);
+      PopulateForWrite(CacheAt(s_.value_cache_half, l, range.from), bytes);
+    } else {
+      PopulateForWrite(CacheAt(s_.key_cache, l, range.from), bytes);
+      PopulateForWrite(CacheAt(s_.value_cache, l, range.from), bytes);
+    }
+  }
+
   // llama2.c's RoPE frequencies, computed once per position rather than once per layer: the
   // formula depends only on the position and the index within a head.
   void RopeTables() {
@@ -157,6 +172,7 @@ class ChunkPass {
     for (int32_t b = 0; b < n_; ++b) {
       RmsNorm(Row(s_.xb, b, dim), Row(s_.x, b, dim), Mat(w_.rms_att, l), dim);
     }
+    PopulateCache(l);
     // Keys and values go straight into an fp32 cache (the chunk's positions are consecutive
     // rows); for an fp16 one, into kv_new, and are rounded into the cache once rotated.
     float* k_rows = HalfCache() ? s_.kv_new : CacheAt(s_.key_cache, l, pos_);

@@ -81,5 +81,21 @@ TEST(MappingTest, ResidentBytesFollowsThePageCache) {
   EXPECT_EQ(*Mapping().ResidentBytes(), 0u);
 }
 
+TEST(MappingTest, PopulateForWriteFaultsInTheRangeAndKeepsWhatIsWritten) {
+  constexpr size_t kPage = 4096;
+  auto m = Mapping::Anonymous(16 * kPage, "test memory");
+  ASSERT_TRUE(m);
+  std::byte* base = m->mutable_data();
+  base[5 * kPage + 7] = std::byte{42};  // already written: must survive
+  ASSERT_EQ(*m->ResidentBytes(), kPage);
+  // From the middle of page 4 to the middle of page 9: pages 4 to 9, and nothing else.
+  ASSERT_TRUE(PopulateForWrite(base + 4 * kPage + 100, 5 * kPage));
+  EXPECT_EQ(*ResidentBytesIn(base + 4 * kPage, 6 * kPage), 6 * kPage);
+  EXPECT_EQ(*m->ResidentBytes(), 6 * kPage);
+  EXPECT_EQ(base[5 * kPage + 7], std::byte{42});
+  EXPECT_EQ(base[4 * kPage], std::byte{0});
+  EXPECT_TRUE(PopulateForWrite(nullptr, 0));
+}
+
 }  // namespace
 }  // namespace cellhouse

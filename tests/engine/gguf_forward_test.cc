@@ -275,6 +275,36 @@ TEST(GgufCacheTest, TheFirstTokenTouchesAPageOfEachHead) {
   EXPECT_GT(ResidentIn(state.value_cache_half, half), 0U);
 }
 
+// A prompt faults in, before writing them, its positions' pages to the end of the last one's
+// kKvPadding block (PositionsToPopulate), and nothing past them.
+TEST(GgufCacheTest, APromptFaultsInItsBlocksAndNoMore) {
+  const GgufSpec spec{.dim = 256, .heads = 2, .kv_heads = 2, .context = 4096, .seed = 9};
+  cellhouse::testing::TempDir dir;
+  const std::string path = dir.File("m.gguf");
+  ASSERT_TRUE(testing::MakeGgufModel(spec).WriteFile(path));
+  Result<Model> model = Model::Open(path);
+  ASSERT_TRUE(model) << model.error().message();
+  RunState state = *RunState::Create(model->config(), spec.context, model->kv_precision());
+  const std::vector<int32_t> prompt(40, 7);
+  ASSERT_NE(Forward(model->weights(), SelectKernels(MatVecKernel::kAuto), state, prompt, 0),
+            nullptr);
+  const auto hd = static_cast<size_t>(model->config().head_size());
+  const auto capacity = static_cast<size_t>(state.kv_capacity());
+  const size_t populated = 64 * hd * sizeof(uint16_t);  // positions 0-63: two blocks
+  const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  ASSERT_GT(populated, 2 * page) << "the test wants blocks of several pages";
+  for (size_t region = 0;
+       region < static_cast<size_t>(spec.layers) * static_cast<size_t>(spec.kv_heads); ++region) {
+    const uint16_t* keys = state.key_cache_half + region * capacity * hd;
+    const uint16_t* values = state.value_cache_half + region * capacity * hd;
+    EXPECT_EQ(ResidentIn(keys, populated), populated) << "region " << region;
+    EXPECT_EQ(ResidentIn(values, populated), populated) << "region " << region;
+    // A region's stretch may straddle one more page (the caches are aligned to a cache line).
+    EXPECT_LE(ResidentIn(keys, capacity * hd * sizeof(uint16_t)), populated + page);
+    EXPECT_LE(ResidentIn(values, capacity * hd * sizeof(uint16_t)), populated + page);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Architectures, GgufForwardTest,
     ::testing::Values(

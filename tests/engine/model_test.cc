@@ -92,6 +92,20 @@ TEST(RunStateTest, UntouchedCachePagesCostNothing) {
   EXPECT_LT(*s->ResidentBytes(), cache / 16);
 }
 
+TEST(RunStateTest, AStepPopulatesToTheEndOfItsLastBlock) {
+  static_assert(kKvPadding == 32);
+  // A prompt: its positions and on to the end of the last one's block, within the capacity.
+  EXPECT_EQ(PositionsToPopulate(0, 40, 1024).to, 64);
+  EXPECT_EQ(PositionsToPopulate(40, 24, 1024).from, 40);
+  EXPECT_EQ(PositionsToPopulate(40, 24, 1024).to, 64);
+  EXPECT_EQ(PositionsToPopulate(1000, 24, 1024).to, 1024);
+  EXPECT_EQ(PositionsToPopulate(0, 40, 50).to, 50);
+  // Decode: a block's first token populates the block; the others nothing.
+  EXPECT_EQ(PositionsToPopulate(64, 1, 1024).to, 96);
+  EXPECT_EQ(PositionsToPopulate(65, 1, 1024).to, 65);
+  EXPECT_EQ(PositionsToPopulate(65, 1, 1024).from, 65);
+}
+
 TEST(RunStateTest, BothCachesAreWholeApartAndWritable) {
   ModelConfig c = testing::TinyConfig();
   for (KvPrecision precision : {KvPrecision::kF16, KvPrecision::kF32}) {
