@@ -25,10 +25,11 @@ namespace cellhouse {
 Result<uint64_t> ResidentBytesIn(const void* data, size_t size);
 
 // Faults in, for writing, every page that holds part of [data, data + size) of a private writable
-// mapping, in one madvise(MADV_POPULATE_WRITE) call (Linux 5.14 on): on these VMs 0.8 us a page,
-// where a first write faults each page in on its own at 11-12 us. Best effort: false (nothing
-// else done) where the kernel refuses or memory runs short; the writes then fault the pages in
-// one at a time as they would have. `data` need not be page-aligned.
+// mapping, in one madvise(MADV_POPULATE_WRITE) call (Linux 5.14 on): on these VMs about 1 us a
+// page, where a first write faults each page in on its own at 11-12 us. Best effort: false
+// (nothing else done) where the kernel or the seccomp filter refuses or memory runs short; the
+// writes then fault the pages in one at a time as they would have. `data` need not be
+// page-aligned.
 bool PopulateForWrite(void* data, size_t size);
 
 class Mapping {

@@ -60,10 +60,15 @@ constexpr GroupArgCheck kGetStatusFlags{.index = 1, .op = ArgCondition::EQ, .val
 constexpr GroupArgCheck kSetStatusFlags{.index = 1, .op = ArgCondition::EQ, .value = F_SETFL};
 // sendto(2) only on a connected socket (no destination address, argument 4): what send(2) is.
 constexpr GroupArgCheck kNoDestination{.index = 4, .op = ArgCondition::EQ, .value = 0};
+// madvise(2) only to fault in pages about to be written (MADV_POPULATE_WRITE: the KV cache's,
+// before a step writes them; engine/run_state.h): no advice that drops or shares memory.
+constexpr GroupArgCheck kPopulateWrite{
+    .index = 2, .op = ArgCondition::EQ, .value = MADV_POPULATE_WRITE};
 // The smallest list that still serves a session, each call one the worker makes: socket I/O on
 // its two sockets (poll, read/write, send/recvmsg, send on a connected socket, non-blocking
-// mode), a heap, locks, a clock, random bytes for a sampling seed the client did not give, and
-// exit. No getpid, no sleeping, no executable memory, no new descriptors.
+// mode), a heap (and its KV cache's pages faulted in ahead of writes), locks, a clock, random
+// bytes for a sampling seed the client did not give, and exit. No getpid, no sleeping, no
+// executable memory, no new descriptors.
 constexpr GroupMember kStrict[] = {{"read"},
                                    {"write"},
                                    {"recvmsg"},
@@ -82,6 +87,7 @@ constexpr GroupMember kStrict[] = {{"read"},
                                    {"munmap"},
                                    {"mmap", kNoExec},
                                    {"mremap"},
+                                   {"madvise", kPopulateWrite},
                                    {"futex"},
                                    {"clock_gettime"},
                                    {"getrandom"}};

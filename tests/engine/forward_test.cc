@@ -5,6 +5,8 @@
 // in float (about 7 significant digits) with a different summation order in each kernel; the
 // observed worst error is ~3e-7 of that scale, so the bound has two orders of magnitude of
 // margin while any indexing mistake, which moves logits by O(1), still fails it.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -12,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/mapping.h"
 #include "engine/formats/checkpoint.h"
 #include "engine/formats/generator.h"
 #include "engine/forward.h"
@@ -217,6 +220,36 @@ TEST(KernelsTest, AttentionAgreesWithLoopsHeadByHead) {
           CheckAttention(k, what, size, heads, kv_mul, count);
         }
       }
+    }
+  }
+}
+
+// A prompt faults in, before writing them, its positions' rows of each layer's cache and on to
+// the end of the last one's kKvPadding block (PositionsToPopulate), and nothing past them.
+TEST(ForwardCacheTest, APromptFaultsInItsBlocksAndNoMore) {
+  ModelConfig c = testing::TinyConfig();
+  c.dim = 256;  // rows of a KiB, so a block of 32 positions is 8 pages
+  c.n_heads = 4;
+  c.n_kv_heads = 4;
+  c.seq_len = 1024;
+  Result<std::vector<std::byte>> bytes = GenerateModel(c, 11);
+  ASSERT_TRUE(bytes) << bytes.error().message();
+  Result<ModelWeights> w = ParseCheckpoint(*bytes, "generated");
+  ASSERT_TRUE(w) << w.error().message();
+  Result<RunState> s = RunState::Create(c, c.seq_len, KvPrecision::kF32);
+  ASSERT_TRUE(s) << s.error().message();
+  const std::vector<int32_t> prompt(40, 7);
+  ASSERT_NE(Forward(*w, SelectKernels(MatVecKernel::kAuto), *s, prompt, 0), nullptr);
+  const size_t row = static_cast<size_t>(c.kv_dim()) * sizeof(float);
+  const size_t populated = 64 * row;  // positions 0-63: two blocks
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  for (const float* cache : {s->key_cache, s->value_cache}) {
+    for (size_t l = 0; l < static_cast<size_t>(c.n_layers); ++l) {
+      const float* layer = cache + l * static_cast<size_t>(c.seq_len) * c.kv_dim();
+      EXPECT_EQ(*ResidentBytesIn(layer, populated), populated) << "layer " << l;
+      // The layer's stretch may straddle one more page (the caches are aligned to a cache line).
+      EXPECT_LE(*ResidentBytesIn(layer, static_cast<size_t>(c.seq_len) * row), populated + page)
+          << "layer " << l;
     }
   }
 }

@@ -1,6 +1,7 @@
 // The worker's contract: once the model is open and BLAS warmed up, Turn() needs only memory
-// system calls (mmap, munmap, mremap, madvise, brk), futex and clock_gettime. A forked child
-// installs exactly that allow-list (anything else kills it with SIGSYS) and runs turns.
+// system calls (mmap, munmap, mremap, brk, and madvise only to fault in pages ahead of writes, as
+// the @strict list allows it), futex and clock_gettime. A forked child installs exactly that
+// allow-list (anything else kills it with SIGSYS) and runs turns.
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -18,6 +19,7 @@
 #include "engine/formats/gguf.h"
 #include "engine/kernels/kernels.h"
 #include "engine/tokenizer/gguf_vocabulary.h"
+#include "tests/engine/gguf_test_models.h"
 #include "tests/engine/test_models.h"
 
 namespace cellhouse::engine {
@@ -52,8 +54,12 @@ bool InstallFilterInChild(bool no_exec = false) {
   } else {
     ok = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 0) == 0;
   }
-  for (int nr : {SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
-                 SCMP_SYS(futex), SCMP_SYS(clock_gettime), SCMP_SYS(exit_group), SCMP_SYS(exit)}) {
+  const scmp_arg_cmp populate_write{
+      .arg = 2, .op = SCMP_CMP_EQ, .datum_a = MADV_POPULATE_WRITE, .datum_b = 0};
+  ok =
+      ok && seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(madvise), 1, &populate_write) == 0;
+  for (int nr : {SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(brk), SCMP_SYS(futex),
+                 SCMP_SYS(clock_gettime), SCMP_SYS(exit_group), SCMP_SYS(exit)}) {
     ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) == 0;
   }
   // The sanitizer runtime (not the engine) sets an alternate signal stack as it goes; allowing
@@ -78,23 +84,19 @@ bool InstallFilterInChild(bool no_exec = false) {
   _exit(ok ? 0 : 2);
 }
 
-// One model file: two turns in a forked child under the filter, with each kernel family.
-void RunTurnsUnderTheFilter(const testing::ModelFiles& files, const ModelConfig& config) {
-  Result<Model> model = Model::Open(files.model);
-  ASSERT_TRUE(model) << model.error().message();
-  Result<Tokenizer> tok = Tokenizer::Open(files.tokenizer, model->config().vocab_size);
-  ASSERT_TRUE(tok) << tok.error().message();
+// One model: two turns in a forked child under the filter, with each kernel family.
+void RunTurnsUnderTheFilter(const Model& model, const Tokenizer& tok, int32_t context,
+                            const std::string& what) {
   // What the zygote does before forking workers.
   SetBlasThreads(1);
   WarmUpBlas();
   // A prompt longer than one prefill chunk.
   std::string long_prompt;
-  while (tok->Encode(long_prompt, {.add_bos = true})->size() <= kMaxBatch + 10) {
+  while (tok.Encode(long_prompt, {.add_bos = true})->size() <= kMaxBatch + 10) {
     long_prompt += "the little dog ran ";
   }
   for (MatVecKernel kernel : {MatVecKernel::kOpenBlas, MatVecKernel::kAuto}) {
-    Result<Conversation> chat =
-        Conversation::Create(*model, *tok, config.seq_len, {.matvec = kernel});
+    Result<Conversation> chat = Conversation::Create(model, tok, context, {.matvec = kernel});
     ASSERT_TRUE(chat) << chat.error().message();
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
@@ -104,7 +106,7 @@ void RunTurnsUnderTheFilter(const testing::ModelFiles& files, const ModelConfig&
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << files.model << ", kernel " << MatVecKernelName(kernel) << ": "
+        << what << ", kernel " << MatVecKernelName(kernel) << ": "
         << (WIFSIGNALED(status)
                 ? "killed by signal " + std::to_string(WTERMSIG(status)) +
                       (WTERMSIG(status) == SIGSYS ? " (a forbidden system call)" : "")
@@ -112,15 +114,27 @@ void RunTurnsUnderTheFilter(const testing::ModelFiles& files, const ModelConfig&
   }
 }
 
-// fp32 and int8 models alike.
+// fp32, int8 and GGUF models alike.
 TEST(SeccompTest, TurnsRunUnderTheWorkerAllowList) {
   cellhouse::testing::TempDir dir;
   ModelConfig config = testing::TinyConfig();
   config.seq_len = 400;  // room for a prompt of two prefill chunks and two turns
   for (const testing::ModelFiles& files : {testing::WriteModelFiles(dir, config, 4),
                                            testing::WriteQuantizedModelFiles(dir, config, 5)}) {
-    RunTurnsUnderTheFilter(files, config);
+    Result<Model> model = Model::Open(files.model);
+    ASSERT_TRUE(model) << model.error().message();
+    Result<Tokenizer> tok = Tokenizer::Open(files.tokenizer, model->config().vocab_size);
+    ASSERT_TRUE(tok) << tok.error().message();
+    RunTurnsUnderTheFilter(*model, *tok, config.seq_len, files.model);
   }
+  const std::string gguf = dir.File("m.gguf");
+  ASSERT_TRUE(
+      testing::MakeGgufModel({.context = 400, .matrices = TensorType::kQ8_0}).WriteFile(gguf));
+  Result<Model> model = Model::Open(gguf);
+  ASSERT_TRUE(model) << model.error().message();
+  Result<Tokenizer> tok = TokenizerFromGguf(*model->gguf());
+  ASSERT_TRUE(tok) << tok.error().message();
+  RunTurnsUnderTheFilter(*model, *tok, 400, gguf);
 }
 
 // The tokenizers of model files (PCRE2 for byte-level BPE, in its interpreter) and the chat

@@ -198,6 +198,9 @@ TEST(SeccompCompilerTest, StrictGroupAlone) {
   EXPECT_EQ(Evaluate(**p, __NR_mmap, {0, 0, PROT_EXEC}), SECCOMP_RET_KILL_PROCESS);
   EXPECT_EQ(Evaluate(**p, __NR_getpid), SECCOMP_RET_KILL_PROCESS);
   EXPECT_EQ(Evaluate(**p, __NR_mprotect), SECCOMP_RET_KILL_PROCESS);
+  // madvise only to fault in the KV cache's pages ahead of its writes.
+  EXPECT_EQ(Evaluate(**p, __NR_madvise, {0, 4096, MADV_POPULATE_WRITE}), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(Evaluate(**p, __NR_madvise, {0, 4096, MADV_DONTNEED}), SECCOMP_RET_KILL_PROCESS);
   EXPECT_LT((*p)->allowed_syscalls().size(), WorkerNames().size());
 }
 
