@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -248,16 +249,24 @@ uint64_t ResidentIn(const void* p, size_t bytes) {
   return resident ? *resident : 0;
 }
 
+// The model of `spec`, written into `dir` and opened; nullopt (the failure reported) otherwise.
+std::optional<Model> OpenGgufModel(const GgufSpec& spec, cellhouse::testing::TempDir& dir) {
+  const std::string path = dir.File("m.gguf");
+  EXPECT_TRUE(testing::MakeGgufModel(spec).WriteFile(path));
+  Result<Model> model = Model::Open(path);
+  EXPECT_TRUE(model) << model.error().message();
+  if (!model) return std::nullopt;
+  return std::move(*model);
+}
+
 // A session's cache is reached as the conversation grows: its first token writes a page of each
 // kv head's keys and values, not a page of every value dimension (as rows across the whole
 // context did, half of the values for this shape) nor the whole cache.
 TEST(GgufCacheTest, TheFirstTokenTouchesAPageOfEachHead) {
   const GgufSpec spec{.context = 4096, .seed = 8};
   cellhouse::testing::TempDir dir;
-  const std::string path = dir.File("m.gguf");
-  ASSERT_TRUE(testing::MakeGgufModel(spec).WriteFile(path));
-  Result<Model> model = Model::Open(path);
-  ASSERT_TRUE(model) << model.error().message();
+  std::optional<Model> model = OpenGgufModel(spec, dir);
+  ASSERT_TRUE(model);
   RunState state = *RunState::Create(model->config(), spec.context, model->kv_precision());
   const size_t half =
       KvCacheBytesPerToken(model->config(), model->kv_precision()) / 2 * state.kv_capacity();
@@ -280,10 +289,8 @@ TEST(GgufCacheTest, TheFirstTokenTouchesAPageOfEachHead) {
 TEST(GgufCacheTest, APromptFaultsInItsBlocksAndNoMore) {
   const GgufSpec spec{.dim = 256, .heads = 2, .kv_heads = 2, .context = 4096, .seed = 9};
   cellhouse::testing::TempDir dir;
-  const std::string path = dir.File("m.gguf");
-  ASSERT_TRUE(testing::MakeGgufModel(spec).WriteFile(path));
-  Result<Model> model = Model::Open(path);
-  ASSERT_TRUE(model) << model.error().message();
+  std::optional<Model> model = OpenGgufModel(spec, dir);
+  ASSERT_TRUE(model);
   RunState state = *RunState::Create(model->config(), spec.context, model->kv_precision());
   const std::vector<int32_t> prompt(40, 7);
   ASSERT_NE(Forward(model->weights(), SelectKernels(MatVecKernel::kAuto), state, prompt, 0),
