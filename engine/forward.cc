@@ -123,15 +123,13 @@ class ChunkPass {
   // consecutive positions.
   void PopulateCache(int32_t l) const {
     const PositionRange range = PositionsToPopulate(pos_, n_, s_.context_length());
-    const auto bytes = static_cast<size_t>(range.to - range.from) * c_.kv_dim() *
-                       (HalfCache() ? sizeof(uint16_t) : sizeof(float));
-    if (HalfCache()) {
-      PopulateForWrite(CacheAt(s_.key_cache_half, l, range.from), bytes);
-      PopulateForWrite(CacheAt(s_.value_cache_half, l, range.from), bytes);
-    } else {
-      PopulateForWrite(CacheAt(s_.key_cache, l, range.from), bytes);
-      PopulateForWrite(CacheAt(s_.value_cache, l, range.from), bytes);
-    }
+    const auto populate = [&](auto* keys, auto* values) {
+      const size_t bytes = static_cast<size_t>(range.to - range.from) * c_.kv_dim() * sizeof(*keys);
+      PopulateForWrite(CacheAt(keys, l, range.from), bytes);
+      PopulateForWrite(CacheAt(values, l, range.from), bytes);
+    };
+    HalfCache() ? populate(s_.key_cache_half, s_.value_cache_half)
+                : populate(s_.key_cache, s_.value_cache);
   }
 
   // llama2.c's RoPE frequencies, computed once per position rather than once per layer: the
