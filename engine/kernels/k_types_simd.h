@@ -81,14 +81,56 @@ struct KAcc {
   float summs;  // Q5_K's mins sum (kVecDot); the one accumulator (kBlockSums)
 };
 
-// One row-block's integer lanes for T tokens: L[t] = the definition's L[j] lanes. s16: the
-// block's scales (and mins) as ScalesAndMins gives them (Q4_K, Q5_K). The sums are exact
-// integers, so their order is free: one token (decode) adds chunk c into sum c % 4, four short
-// chains of multiply-adds that overlap; with more tokens their own chains overlap (two sums each
-// for two tokens, one from three on), which leaves registers for a taller tile (AVX-512: 8 rows
-// x 4 tokens where it was 4 x 4 with four sums; kernel_bench --prefill 16 --cache-kib 512, the
-// product's speed per token as GB/s of weights: Q4_K 35 -> 39, Q6_K 45 -> 55; 16 rows were no
-// faster in cache and slower from memory, where 16 rows of 4096 values no longer fit L1).
+// A block's eight chunks of 32 values in order: chunk(c, q, scale) with chunk c's values as
+// unsigned bytes (Q4_K 0-15, Q5_K 0-31, Q6_K its values + 32, 0-63) and the scale each 16-bit
+// pair of products is multiplied by (Q6_K's two sub-blocks: ScalePair). s16_k: the block's
+// scales and mins as ScalesAndMins gives them (Q4_K, Q5_K).
+template <TensorType kType, typename Chunk>
+CH_TARGET inline void EveryChunk(const std::byte* wb, __m256i s16_k, const Chunk& chunk) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  if constexpr (kType == TensorType::kQ6_K) {
+    const __m256i s16 = _mm256_cvtepi8_epi16(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + block::kQ6_KScales)));
+    for (size_t h = 0; h < 2; ++h) {
+      __m256i q[4];
+      Q6Values(Load256(wb + block::kQ6_KQl + 64 * h), Load256(wb + block::kQ6_KQl + 64 * h + 32),
+               Load256(wb + block::kQ6_KQh + 32 * h), q);
+      for (int i = 0; i < 4; ++i) {
+        const int c = 4 * static_cast<int>(h) + i;
+        chunk(c, q[i], ScalePair(s16, c));
+      }
+    }
+  } else {
+    constexpr bool kFive = kType == TensorType::kQ5_K;
+    constexpr size_t kQs = kFive ? block::kQ5_KQs : block::kQ4_KQs;
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (kFive) {
+      qh = Load256(wb + block::kQ5_KQh);
+    }
+    for (size_t j = 0; j < 4; ++j) {
+      const __m256i bytes = Load256(wb + kQs + 32 * j);
+      __m256i q[2] = {_mm256_and_si256(bytes, low4),
+                      _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4)};
+      for (int i = 0; i < 2; ++i) {
+        const int c = 2 * static_cast<int>(j) + i;
+        if constexpr (kFive) {
+          q[i] = FifthBit(q[i], qh, c);
+        }
+        chunk(c, q[i], ScaleOf(s16_k, c));
+      }
+    }
+  }
+}
+
+// One row-block's integer lanes for T tokens: L[t] = the definition's L[j] lanes (Q6_K: the
+// chunk's products minus 32 * its activations, x32, so that the values count from -32). The sums
+// are exact integers, so their order is free: one token (decode) adds chunk c into sum c % 4,
+// four short chains of multiply-adds that overlap; with more tokens their own chains overlap (two
+// sums each for two tokens, one from three on), which leaves registers for a taller tile
+// (AVX-512: 8 rows x 4 tokens where it was 4 x 4 with four sums; kernel_bench --prefill 16
+// --cache-kib 512, the product's speed per token as GB/s of weights: Q4_K 35 -> 39, Q6_K 45 ->
+// 55; 16 rows were no faster in cache and slower from memory, where 16 rows of 4096 values no
+// longer fit L1).
 template <TensorType kType, int T>
 CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::byte* const* xq,
                                  const __m256i (*x32)[8], __m256i* lanes) {
@@ -99,50 +141,16 @@ CH_TARGET inline void BlockLanes(const std::byte* wb, __m256i s16_k, const std::
       sums[k][t] = _mm256_setzero_si256();
     }
   }
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  if constexpr (kType == TensorType::kQ6_K) {
-    const __m256i s16 = _mm256_cvtepi8_epi16(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + block::kQ6_KScales)));
-    for (int h = 0; h < 2; ++h) {
-      __m256i q[4];
-      Q6Values(Load256(wb + block::kQ6_KQl + 64 * h), Load256(wb + block::kQ6_KQl + 64 * h + 32),
-               Load256(wb + block::kQ6_KQh + 32 * h), q);
-      for (int i = 0; i < 4; ++i) {
-        const int c = 4 * h + i;
-        const __m256i scale = ScalePair(s16, c);
-        for (int t = 0; t < T; ++t) {
-          // (q - 32) * x in int16 pairs: q * x - 32 * x, neither of which saturates.
-          const __m256i pairs =
-              _mm256_sub_epi16(_mm256_maddubs_epi16(q[i], Load256(xq[t] + 32 * c)), x32[t][c]);
-          sums[c % kChains][t] = MulAddPairs(sums[c % kChains][t], pairs, scale);
-        }
+  EveryChunk<kType>(wb, s16_k, [&](int c, __m256i q, __m256i scale) CH_TARGET {
+    for (int t = 0; t < T; ++t) {
+      __m256i pairs = _mm256_maddubs_epi16(q, Load256(xq[t] + 32 * static_cast<size_t>(c)));
+      if constexpr (kType == TensorType::kQ6_K) {
+        // (q - 32) * x in int16 pairs: q * x - 32 * x, neither of which saturates.
+        pairs = _mm256_sub_epi16(pairs, x32[t][c]);
       }
+      sums[c % kChains][t] = MulAddPairs(sums[c % kChains][t], pairs, scale);
     }
-  } else {
-    constexpr bool kFive = kType == TensorType::kQ5_K;
-    constexpr size_t kQs = kFive ? block::kQ5_KQs : block::kQ4_KQs;
-    const __m256i s16 = s16_k;
-    __m256i qh = _mm256_setzero_si256();
-    if constexpr (kFive) {
-      qh = Load256(wb + block::kQ5_KQh);
-    }
-    for (int j = 0; j < 4; ++j) {
-      const __m256i bytes = Load256(wb + kQs + 32 * j);
-      __m256i q[2] = {_mm256_and_si256(bytes, low4),
-                      _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4)};
-      for (int i = 0; i < 2; ++i) {
-        const int c = 2 * j + i;
-        if constexpr (kFive) {
-          q[i] = FifthBit(q[i], qh, c);
-        }
-        const __m256i scale = ScaleOf(s16, c);
-        for (int t = 0; t < T; ++t) {
-          const __m256i pairs = _mm256_maddubs_epi16(q[i], Load256(xq[t] + 32 * c));
-          sums[c % kChains][t] = MulAddPairs(sums[c % kChains][t], pairs, scale);
-        }
-      }
-    }
-  }
+  });
   for (int t = 0; t < T; ++t) {
     lanes[t] = sums[0][t];
     for (int k = 1; k < kChains; ++k) lanes[t] = _mm256_add_epi32(lanes[t], sums[k][t]);

@@ -22,6 +22,7 @@
 #include "engine/kernels/prefetch.h"
 #include "engine/kernels/token_lanes_avx512.h"
 #include "engine/kernels/type_kernels_internal.h"
+#include "engine/kernels/vector_pairs_avx512.h"
 
 #define CH_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
@@ -183,6 +184,9 @@ CH_AVX512 inline __m256i UnpackSigned(const std::byte* b) {
 }
 
 using token_lanes::kAll16;
+using vector_pairs::High;
+using vector_pairs::Low;
+using vector_pairs::Pair;
 
 // Two halves (at a, b) widened: lanes 0-7 a, lanes 8-15 b.
 CH_AVX512 inline __m512 HalfPair(const std::byte* a, const std::byte* b) {
@@ -192,20 +196,7 @@ CH_AVX512 inline __m512 HalfPair(const std::byte* a, const std::byte* b) {
   return _mm512_maskz_cvtph_ps(kAll16, h);
 }
 
-CH_AVX512 inline __m512i Pair(__m256i lo, __m256i hi) {
-  const __m512i low = _mm512_maskz_inserti64x4(0xFF, _mm512_setzero_si512(), lo, 0);
-  return _mm512_maskz_inserti64x4(0xFF, low, hi, 1);
-}
-
 CH_AVX512 inline __m512 ToFloat(__m512i v) { return _mm512_maskz_cvtepi32_ps(kAll16, v); }
-
-CH_AVX512 inline __m256 High(__m512 v) {
-  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 1));
-}
-
-CH_AVX512 inline __m256 Low(__m512 v) {
-  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), 0));
-}
 
 // -128 * (each lane's four bytes summed), for bytes that meet activations made unsigned by
 // adding 128.
