@@ -1,8 +1,9 @@
 // Products of the K-quants with AVX-512 (F/BW/VL/VNNI): k_types_simd.h on 256-bit vectors, with
 // vpdpwssd for the scale multiply-adds, vpermw for the scale broadcasts and byte-mask tests for
-// Q5_K's fifth bits; and a prompt's token lanes on 512-bit ones (below). Bit-identical to
-// k_types.cc (tested). Only these functions are compiled for
-// those extensions (target attribute); the table uses them only on such CPUs.
+// Q5_K's fifth bits (one token's decode); several tokens' decode rows in pairs on 512-bit
+// vectors, and a prompt's token lanes on 512-bit ones (below). Bit-identical to k_types.cc
+// (tested). Only these functions are compiled for those extensions (target attribute); the table
+// uses them only on such CPUs.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "engine/kernels/prefetch.h"
 #include "engine/kernels/token_lanes_avx512.h"
 #include "engine/kernels/type_kernels_internal.h"
+#include "engine/kernels/vector_pairs_avx512.h"
 
 #define CH_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
@@ -68,6 +70,214 @@ CH_TARGET inline void Q6Values(__m256i ql0, __m256i ql1, __m256i qh, __m256i* q)
 
 #include "engine/kernels/k_types_simd.h"
 
+// ---- Several tokens' decode rows (DotOrder::kVecDot, n >= 2): two tokens to a 512-bit vector,
+// one in each half, as q32_types_avx512.cc's PreparedTokenPairs does for Q8_0. Each half does
+// what the 256-bit tiles above do for its token, instruction for instruction (pmaddubsw,
+// vpdpwssd by the chunk's scale, the float lanes in block order), so a (row, token) keeps the
+// bits of its own dot. A weight block is unpacked once (256-bit, as decode does) and broadcast to
+// both halves for every pair of the tile; a pair's activations are laid out once per tile of
+// tokens and chunk of rows. kernel_bench --cols 768 --prefill 16 (per token, against decode; from
+// memory): Q4_K 1.64-1.78x -> 3.0-3.2x, Q6_K 1.89x -> 3.6x. Two rows a tile spilled registers
+// (Q4_K 2.6x, Q6_K 2.1-2.5x); 8 pairs a tile made Q6_K's prepared blocks of 2,048-value rows
+// outgrow L1 (1.5x).
+
+using token_lanes::kAll16;
+
+template <TensorType kType>
+struct alignas(64) KPairBlock {
+  __m512i q[8];  // chunk c's 32 activation bytes: the pair's first token low, second high
+  __m512 d;      // lanes 0-7: the first token's x.d, 8-15 the second's
+  __m256 dm;     // lanes 0-3 and 4-7: the same, beside the mins' four lanes per token
+  __m256i sums;  // the tokens' ChunkSums: first low, second high
+};
+
+template <>
+struct alignas(64) KPairBlock<TensorType::kQ6_K> {
+  __m512i q[8];
+  __m512i x32[8];  // 32 * x in int16 pairs, per chunk (the -32 of Q6_K's values)
+  __m512 d;
+};
+
+// A pair's blocks [0, blocks) into out[b]: the tokens at xa and xb (xb == nullptr: an odd last
+// token, its partner all zeros, computed and never stored).
+template <TensorType kType>
+CH_TARGET void PrepareKPair(const std::byte* xa, const std::byte* xb, int64_t blocks,
+                            KPairBlock<kType>* out) {
+  using P = KType<kType>;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const std::byte* a = xa + static_cast<size_t>(b) * P::kXBytes;
+    const std::byte* c = xb == nullptr ? nullptr : xb + static_cast<size_t>(b) * P::kXBytes;
+    KPairBlock<kType>& o = out[b];
+    for (size_t k = 0; k < 8; ++k) {
+      const size_t at = block::kQ8_KQs + 32 * k;
+      o.q[k] = vector_pairs::Pair(Load256(a + at),
+                                  c == nullptr ? _mm256_setzero_si256() : Load256(c + at));
+    }
+    const float da = LoadF32(a + block::kQ8_KD);
+    const float dc = c == nullptr ? 0.0F : LoadF32(c + block::kQ8_KD);
+    o.d = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(da), _mm512_set1_ps(dc));
+    if constexpr (kType == TensorType::kQ6_K) {
+      for (size_t k = 0; k < 8; ++k) {
+        o.x32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), o.q[k]);
+      }
+    } else {
+      o.dm = _mm256_blend_ps(_mm256_set1_ps(da), _mm256_set1_ps(dc), 0xF0);
+      const __m128i hi = c == nullptr ? _mm_setzero_si128() : ChunkSums(c);
+      o.sums = _mm256_inserti128_si256(_mm256_castsi128_si256(ChunkSums(a)), hi, 1);
+    }
+  }
+}
+
+// One row-block's integer lanes for P2 pairs (pair p's block at x[p * stride]): BlockLanes's
+// sums for each token, in its half.
+template <TensorType kType, int P2>
+CH_TARGET inline void PairLanes(const std::byte* wb, __m256i s16_k, const KPairBlock<kType>* x,
+                                int64_t stride, __m512i* lanes) {
+  const auto pair = [x, stride](int p) -> const KPairBlock<kType>& {
+    return x[static_cast<ptrdiff_t>(p) * stride];
+  };
+  for (int p = 0; p < P2; ++p) lanes[p] = _mm512_setzero_si512();
+  EveryChunk<kType>(wb, s16_k, [&](int c, __m256i q, __m256i scale) CH_TARGET {
+    const __m512i qw = vector_pairs::Both(q);
+    const __m512i scale2 = vector_pairs::Both(scale);
+    for (int p = 0; p < P2; ++p) {
+      __m512i pairs = _mm512_maddubs_epi16(qw, pair(p).q[c]);
+      if constexpr (kType == TensorType::kQ6_K) {
+        pairs = _mm512_sub_epi16(pairs, pair(p).x32[c]);
+      }
+      lanes[p] = _mm512_dpwssd_epi32(lanes[p], pairs, scale2);
+    }
+  });
+}
+
+// Q4_K's four mins lanes summed as TileK sums them.
+CH_TARGET inline float Hsum4(__m128 m) {
+  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_add_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// One row against P2 prepared pairs (pair p's block b at x[p * blocks + b]) over all blocks, with
+// TileK's float steps for each token; y[t * y_stride] for the tile's tokens t < count.
+template <TensorType kType, int P2>
+CH_TARGET void KPairTile(const std::byte* w, const KPairBlock<kType>* x, int64_t blocks, float* y,
+                         size_t y_stride, int count, SpreadPrefetch ahead) {
+  using P = KType<kType>;
+  __m512 acc[P2];
+  __m256 accm[P2];  // Q4_K: the mins' four lanes per token; Q5_K: their sum in lanes 0 and 4
+  for (int p = 0; p < P2; ++p) {
+    acc[p] = _mm512_setzero_ps();
+    accm[p] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    ahead.Step(b);
+    const std::byte* wb = w + static_cast<size_t>(b) * P::kBytes;
+    const __m256i s16 = kType == TensorType::kQ6_K ? _mm256_setzero_si256() : ScalesAndMins(wb);
+    __m512i lanes[P2];
+    PairLanes<kType, P2>(wb, s16, x + b, blocks, lanes);
+    const auto at = [x, blocks, b](int p) -> const KPairBlock<kType>& {
+      return x[static_cast<ptrdiff_t>(p) * blocks + b];
+    };
+    if constexpr (kType == TensorType::kQ6_K) {
+      const __m512 wd = _mm512_set1_ps(Half(wb + block::kQ6_KD));
+      for (int p = 0; p < P2; ++p) {
+        const __m512 d = _mm512_mul_ps(wd, at(p).d);
+        acc[p] = _mm512_fmadd_ps(d, _mm512_maskz_cvtepi32_ps(kAll16, lanes[p]), acc[p]);
+      }
+    } else {
+      const __m512 wd = _mm512_set1_ps(Half(wb + block::kQ4_KD));
+      const __m256 minus_wdmin = _mm256_set1_ps(-Half(wb + block::kQ4_KDmin));
+      const __m256i mins = _mm256_permute2x128_si256(s16, s16, 0x11);
+      for (int p = 0; p < P2; ++p) {
+        const KPairBlock<kType>& xp = at(p);
+        const __m512 d = _mm512_mul_ps(xp.d, wd);
+        acc[p] = _mm512_fmadd_ps(d, _mm512_maskz_cvtepi32_ps(kAll16, lanes[p]), acc[p]);
+        // -x.d * dmin as TileK has it: the same product, negation being exact.
+        const __m256 dmin = _mm256_mul_ps(xp.dm, minus_wdmin);
+        const __m256i prod = _mm256_madd_epi16(mins, xp.sums);
+        if constexpr (kType == TensorType::kQ4_K) {
+          accm[p] = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(prod), accm[p]);
+        } else {
+          const __m256i s2 = _mm256_add_epi32(prod, _mm256_unpackhi_epi64(prod, prod));
+          const __m256i s1 = _mm256_add_epi32(s2, _mm256_shuffle_epi32(s2, 1));
+          accm[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), dmin, accm[p]);
+        }
+      }
+    }
+  }
+  for (int p = 0; p < P2; ++p) {
+    for (int h = 0; h < 2 && 2 * p + h < count; ++h) {
+      float v = Hsum8(h == 0 ? vector_pairs::Low(acc[p]) : vector_pairs::High(acc[p]));
+      const __m128 m = h == 0 ? _mm256_castps256_ps128(accm[p]) : _mm256_extractf128_ps(accm[p], 1);
+      if constexpr (kType == TensorType::kQ4_K) {
+        v = v + Hsum4(m);
+      } else if constexpr (kType == TensorType::kQ5_K) {
+        v = v + _mm_cvtss_f32(m);
+      }
+      y[static_cast<size_t>(2 * p + h) * y_stride] = v;
+    }
+  }
+}
+
+// KPairTile with `pairs` (1..P2) pairs.
+template <TensorType kType, int P2>
+CH_TARGET void KPairTileOf(int pairs, const std::byte* w, const KPairBlock<kType>* x,
+                           int64_t blocks, float* y, size_t y_stride, int count,
+                           SpreadPrefetch ahead) {
+  if constexpr (P2 > 1) {
+    if (pairs < P2) {
+      KPairTileOf<kType, P2 - 1>(pairs, w, x, blocks, y, y_stride, count, ahead);
+      return;
+    }
+  }
+  KPairTile<kType, P2>(w, x, blocks, y, y_stride, count, ahead);
+}
+
+// Pairs of a tile of tokens, and the prepared blocks they may take (on the stack: Q4_K's 41 KiB,
+// Q6_K's 70 KiB): 4 pairs of rows up to 4,096 values, fewer of longer rows; rows past 16,384
+// values go through the 256-bit tiles.
+constexpr int kKTilePairs = 4;
+constexpr int64_t kKPairBlocks = 64;
+// Rows taken through every tile of tokens before going on: a chunk read from memory for the first
+// tile is still in L2 for the others (q32_types_avx512.cc's kChunkBytes, measured there).
+constexpr int64_t kKChunkBytes = int64_t{256} << 10;
+
+// kVecDot: one token through DecodeToken's 256-bit tiles (RD rows), more in pairs.
+template <TensorType kType, int RD>
+CH_TARGET void MatMulKPairs(const MatMulArgs& a) {
+  const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
+  if (a.n == 1 || blocks > kKPairBlocks) {
+    MatMulK<kType, RD, 8, 4>(a);
+    return;
+  }
+  KPairBlock<kType> prepared[kKPairBlocks];
+  const auto tile_pairs =
+      static_cast<int32_t>(std::min<int64_t>(kKTilePairs, kKPairBlocks / blocks));
+  const int64_t chunk_rows =
+      std::max<int64_t>(1, kKChunkBytes / static_cast<int64_t>(a.w_row_bytes));
+  const auto x_at = [&a](int32_t t) { return a.x + static_cast<size_t>(t) * a.x_row_bytes; };
+  for (int64_t c = a.row_begin; c < a.row_end; c += chunk_rows) {
+    const int64_t end = std::min(a.row_end, c + chunk_rows);
+    for (int32_t t = 0; t < a.n; t += 2 * tile_pairs) {
+      const int count = std::min<int32_t>(2 * tile_pairs, a.n - t);
+      const int pairs = (count + 1) / 2;
+      for (int p = 0; p < pairs; ++p) {
+        const int32_t first = t + 2 * p;
+        PrepareKPair<kType>(x_at(first), first + 1 < a.n ? x_at(first + 1) : nullptr, blocks,
+                            prepared + static_cast<ptrdiff_t>(p) * blocks);
+      }
+      float* y = a.y + static_cast<size_t>(t) * a.y_stride;
+      for (int64_t r = c; r < end; ++r) {
+        // Only the first tile of tokens reads the rows from memory.
+        const SpreadPrefetch ahead =
+            t == 0 ? TileAhead(a, r, 1, blocks) : SpreadPrefetch(nullptr, nullptr, 0);
+        KPairTileOf<kType, kKTilePairs>(pairs, a.w + static_cast<size_t>(r) * a.w_row_bytes,
+                                        prepared, blocks, y + r, a.y_stride, count, ahead);
+      }
+    }
+  }
+}
+
 // ---- A prompt's Q4_K, Q5_K and Q6_K rows (DotOrder::kBlockSums) with 4 tokens or more: a token
 // per 32-bit lane, as q32_types_avx512.cc's MatMulLanes does for Q8_0 and Q4_0. A vector holds 16
 // tokens' activation bytes 4k .. 4k + 3 of one block; each vpdpbusd meets them with four of a
@@ -98,7 +308,6 @@ constexpr int64_t kKSliceBlocks = 8;
 // 117 KiB for Q6_K (288 entries, 59 KiB of weights: its entries hold the values unpacked).
 constexpr int64_t kK4TableBlocks = 1024;
 constexpr int64_t kK6TableBlocks = 288;  // and Q5_K's (352 bytes an entry: 99 KiB)
-using token_lanes::kAll16;
 
 template <TensorType kType>
 struct alignas(64) KLaneBlock {
@@ -411,11 +620,6 @@ CH_TARGET void MatMulKLanes(const MatMulArgs& a) {
           CH_TARGET { KLanesChunk<kType>(a, first, slice, begin, end, lanes, table); });
 }
 
-template <TensorType kType, int RD, int R, int T>
-ProductFns Fns() {
-  return {&DotK<kType>, &MatMulK<kType, RD, R, T>};
-}
-
 }  // namespace
 
 ProductFns KProductsAvx512(TensorType type, DotOrder order) {
@@ -436,11 +640,11 @@ ProductFns KProductsAvx512(TensorType type, DotOrder order) {
   }
   switch (type) {
     case TensorType::kQ4_K:
-      return Fns<TensorType::kQ4_K, 4, 8, 4>();
+      return {&DotK<TensorType::kQ4_K>, &MatMulKPairs<TensorType::kQ4_K, 4>};
     case TensorType::kQ5_K:
-      return Fns<TensorType::kQ5_K, 4, 8, 4>();
+      return {&DotK<TensorType::kQ5_K>, &MatMulKPairs<TensorType::kQ5_K, 4>};
     case TensorType::kQ6_K:
-      return Fns<TensorType::kQ6_K, 4, 8, 4>();
+      return {&DotK<TensorType::kQ6_K>, &MatMulKPairs<TensorType::kQ6_K, 4>};
     default:
       return {};
   }

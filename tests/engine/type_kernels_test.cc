@@ -775,6 +775,14 @@ std::vector<Shape> ShapesFor(const Kind& kind) {
   if (block == 256) {
     shapes.push_back({37, 512, 9});  // four row tiles of 8, one of 4, one row; tokens 4 + 4 + 1
   }
+  if (block == 256 && kind.order == DotOrder::kVecDot) {
+    // The token pairs (AVX-512): rows long enough that only 2 pairs fit a prepared tile (32
+    // blocks), rows past what one holds (65 blocks: the 256-bit tiles), and more rows than a
+    // 256 KiB chunk (113 of Q4_K at this width, 78 of Q6_K), each with an odd last token.
+    shapes.push_back({6, 8192, 7});
+    shapes.push_back({3, 16640, 3});
+    shapes.push_back({130, 4096, 5});
+  }
   if (block == 256 && kind.order == DotOrder::kBlockSums) {
     // The token lanes' slices of 8 blocks (a second one of 1 block) and chunks of rows (Q4_K: 128
     // rows at this width, Q6_K: 36), the last ones partial.
