@@ -1,7 +1,8 @@
 // Products of the K-quants with AVX-512 (F/BW/VL/VNNI): k_types_simd.h on 256-bit vectors, with
 // vpdpwssd for the scale multiply-adds, vpermw for the scale broadcasts and byte-mask tests for
-// Q5_K's fifth bits (one token's decode); several tokens' decode rows in pairs on 512-bit
-// vectors, and a prompt's token lanes on 512-bit ones (below). Bit-identical to k_types.cc
+// Q5_K's fifth bits (one token's decode, a batch's rows of more than 16,384 values, a prompt of
+// fewer than 4 tokens); several tokens' decode rows in pairs on 512-bit vectors, and a prompt's
+// token lanes on 512-bit ones (below). Bit-identical to k_types.cc
 // (tested). Only these functions are compiled for those extensions (target attribute); the table
 // uses them only on such CPUs.
 #include <immintrin.h>
@@ -85,10 +86,10 @@ using token_lanes::kAll16;
 
 template <TensorType kType>
 struct alignas(64) KPairBlock {
-  __m512i q[8];  // chunk c's 32 activation bytes: the pair's first token low, second high
-  __m512 d;      // lanes 0-7: the first token's x.d, 8-15 the second's
-  __m256 dm;     // lanes 0-3 and 4-7: the same, beside the mins' four lanes per token
-  __m256i sums;  // the tokens' ChunkSums: first low, second high
+  __m512i q[8];     // chunk c's 32 activation bytes: the pair's first token low, second high
+  __m512 d;         // lanes 0-7: the first token's x.d, 8-15 the second's
+  __m256 minus_dm;  // lanes 0-3 and 4-7: -x.d of each, beside the mins' four lanes per token
+  __m256i sums;     // the tokens' ChunkSums: first low, second high
 };
 
 template <>
@@ -121,7 +122,7 @@ CH_TARGET void PrepareKPair(const std::byte* xa, const std::byte* xb, int64_t bl
         o.x32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), o.q[k]);
       }
     } else {
-      o.dm = _mm256_blend_ps(_mm256_set1_ps(da), _mm256_set1_ps(dc), 0xF0);
+      o.minus_dm = _mm256_blend_ps(_mm256_set1_ps(-da), _mm256_set1_ps(-dc), 0xF0);
       const __m128i hi = c == nullptr ? _mm_setzero_si128() : ChunkSums(c);
       o.sums = _mm256_inserti128_si256(_mm256_castsi128_si256(ChunkSums(a)), hi, 1);
     }
@@ -186,14 +187,14 @@ CH_TARGET void KPairTile(const std::byte* w, const KPairBlock<kType>* x, int64_t
       }
     } else {
       const __m512 wd = _mm512_set1_ps(Half(wb + block::kQ4_KD));
-      const __m256 minus_wdmin = _mm256_set1_ps(-Half(wb + block::kQ4_KDmin));
+      const __m256 wdmin = _mm256_set1_ps(Half(wb + block::kQ4_KDmin));
       const __m256i mins = _mm256_permute2x128_si256(s16, s16, 0x11);
       for (int p = 0; p < P2; ++p) {
         const KPairBlock<kType>& xp = at(p);
         const __m512 d = _mm512_mul_ps(xp.d, wd);
         acc[p] = _mm512_fmadd_ps(d, _mm512_maskz_cvtepi32_ps(kAll16, lanes[p]), acc[p]);
-        // -x.d * dmin as TileK has it: the same product, negation being exact.
-        const __m256 dmin = _mm256_mul_ps(xp.dm, minus_wdmin);
+        // -x.d * dmin, negated before the multiply as TileK does (a NaN dmin keeps its sign).
+        const __m256 dmin = _mm256_mul_ps(xp.minus_dm, wdmin);
         const __m256i prod = _mm256_madd_epi16(mins, xp.sums);
         if constexpr (kType == TensorType::kQ4_K) {
           accm[p] = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(prod), accm[p]);
@@ -233,8 +234,8 @@ CH_TARGET void KPairTileOf(int pairs, const std::byte* w, const KPairBlock<kType
   KPairTile<kType, P2>(w, x, blocks, y, y_stride, count, ahead);
 }
 
-// Pairs of a tile of tokens, and the prepared blocks they may take (on the stack: Q4_K's 41 KiB,
-// Q6_K's 70 KiB): 4 pairs of rows up to 4,096 values, fewer of longer rows; rows past 16,384
+// Pairs of a tile of tokens, and the prepared blocks they may take (on the stack: Q4_K's 40 KiB,
+// Q6_K's 68 KiB): 4 pairs of rows up to 4,096 values, fewer of longer rows; rows past 16,384
 // values go through the 256-bit tiles.
 constexpr int kKTilePairs = 4;
 constexpr int64_t kKPairBlocks = 64;
@@ -242,14 +243,10 @@ constexpr int64_t kKPairBlocks = 64;
 // tile is still in L2 for the others (q32_types_avx512.cc's kChunkBytes, measured there).
 constexpr int64_t kKChunkBytes = int64_t{256} << 10;
 
-// kVecDot: one token through DecodeToken's 256-bit tiles (RD rows), more in pairs.
-template <TensorType kType, int RD>
-CH_TARGET void MatMulKPairs(const MatMulArgs& a) {
-  const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
-  if (a.n == 1 || blocks > kKPairBlocks) {
-    MatMulK<kType, RD, 8, 4>(a);
-    return;
-  }
+// Two tokens or more in pairs; out of line so that one token's decode does not set up the
+// prepared blocks' stack frame.
+template <TensorType kType>
+__attribute__((noinline)) CH_TARGET void ProductInPairs(const MatMulArgs& a, int64_t blocks) {
   KPairBlock<kType> prepared[kKPairBlocks];
   const auto tile_pairs =
       static_cast<int32_t>(std::min<int64_t>(kKTilePairs, kKPairBlocks / blocks));
@@ -276,6 +273,18 @@ CH_TARGET void MatMulKPairs(const MatMulArgs& a) {
       }
     }
   }
+}
+
+// kVecDot: one token through DecodeToken's 256-bit tiles (RD rows), and rows of more than
+// kKPairBlocks blocks through their 8 x 4 tiles; other products of several tokens in pairs.
+template <TensorType kType, int RD>
+CH_TARGET void MatMulKPairs(const MatMulArgs& a) {
+  const int64_t blocks = a.cols / static_cast<int64_t>(kKBlock);
+  if (a.n == 1 || blocks == 0 || blocks > kKPairBlocks) {
+    MatMulK<kType, RD, 8, 4>(a);
+    return;
+  }
+  ProductInPairs<kType>(a, blocks);
 }
 
 // ---- A prompt's Q4_K, Q5_K and Q6_K rows (DotOrder::kBlockSums) with 4 tokens or more: a token

@@ -127,7 +127,8 @@ CH_TARGET inline void EveryChunk(const std::byte* wb, __m256i s16_k, const Chunk
 // are exact integers, so their order is free: one token (decode) adds chunk c into sum c % 4,
 // four short chains of multiply-adds that overlap; with more tokens their own chains overlap (two
 // sums each for two tokens, one from three on), which leaves registers for a taller tile
-// (AVX-512: 8 rows x 4 tokens where it was 4 x 4 with four sums; kernel_bench --prefill 16
+// (AVX-512's 8 rows x 4 tokens, which now serve only rows past its token pairs' reach, were 4 x 4
+// with four sums; kernel_bench --prefill 16
 // --cache-kib 512, the product's speed per token as GB/s of weights: Q4_K 35 -> 39, Q6_K 45 ->
 // 55; 16 rows were no faster in cache and slower from memory, where 16 rows of 4096 values no
 // longer fit L1).
@@ -280,8 +281,6 @@ CH_TARGET void DecodeToken(const MatMulArgs& a, int32_t t) {
   }
 }
 
-// Prefill: R rows x T tokens (single rows where fewer than R are left); decode goes through
-// DecodeToken.
 // TileK with `tokens` (1..T) tokens: the tile that fits them exactly.
 template <TensorType kType, int R, int T, bool kSums>
 CH_TARGET void TileKOf(int tokens, const std::byte* w, size_t w_stride, const std::byte* x,
@@ -296,6 +295,8 @@ CH_TARGET void TileKOf(int tokens, const std::byte* w, size_t w_stride, const st
   TileK<kType, R, T, kSums>(w, w_stride, x, x_stride, blocks, y, y_stride, ahead);
 }
 
+// Several tokens: R rows x T tokens (single rows where fewer than R are left); one goes through
+// DecodeToken.
 template <TensorType kType, int RD, int R, int T, bool kSums = false>
 CH_TARGET void MatMulK(const MatMulArgs& a) {
   // Rows past the last whole tile of R go in tiles of 4 (when R is larger), then one by one.
@@ -308,7 +309,7 @@ CH_TARGET void MatMulK(const MatMulArgs& a) {
   const auto w_at = [&a](int64_t r) { return a.w + static_cast<size_t>(r) * a.w_row_bytes; };
   const SpreadPrefetch none(nullptr, nullptr, 0);
   // Tiles of T tokens, the last one narrower (a batch of a few sessions' decode rows reads the
-  // weights once, too).
+  // weights once, too; with AVX-512 such batches take token pairs, k_types_avx512.cc).
   for (int64_t r = a.row_begin; r < a.row_end;) {
     const int64_t left = a.row_end - r;
     const int64_t rows = left >= R ? R : left >= kRemainderRows ? kRemainderRows : 1;

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -777,11 +778,13 @@ std::vector<Shape> ShapesFor(const Kind& kind) {
   }
   if (block == 256 && kind.order == DotOrder::kVecDot) {
     // The token pairs (AVX-512): rows long enough that only 2 pairs fit a prepared tile (32
-    // blocks), rows past what one holds (65 blocks: the 256-bit tiles), and more rows than a
-    // 256 KiB chunk (113 of Q4_K at this width, 78 of Q6_K), each with an odd last token.
+    // blocks) or 1, rows past what one holds (65 blocks: the 256-bit tiles), and more rows than
+    // a 256 KiB chunk (113 of Q4_K at this width, 78 of Q6_K), each with an odd last token.
     shapes.push_back({6, 8192, 7});
+    shapes.push_back({3, 12288, 3});  // one pair a tile (48 blocks)
     shapes.push_back({3, 16640, 3});
     shapes.push_back({130, 4096, 5});
+    shapes.push_back({9, 512, 2});  // one whole pair
   }
   if (block == 256 && kind.order == DotOrder::kBlockSums) {
     // The token lanes' slices of 8 blocks (a second one of 1 block) and chunks of rows (Q4_K: 128
@@ -909,6 +912,43 @@ TEST(TypeKernelsTest, BlockSumsAreOneExactSumAndOneFmaPerBlock) {
   }
 }
 
+// Every vector variant's product of the kRows rows at w with the kTokens activation rows x, in
+// `order`, against the portable dot's bits; `nan` says which (row, token) must be a NaN (that the
+// test's NaN happened).
+void ExpectTheSameNaNs(TensorType type, DotOrder order, const std::vector<std::byte>& w,
+                       const std::vector<float>& x, int64_t rows, int64_t cols, int32_t tokens,
+                       const std::function<bool(int64_t, int32_t)>& nan) {
+  const size_t w_row = *RowBytes(GetTypeInfo(type), cols);
+  const TypeKernels& portable = GetTypeKernels(type, KernelIsa::kPortable, order);
+  const std::vector<std::byte> xq = Quantize(portable, x, tokens, cols);
+  const size_t x_row = xq.size() / static_cast<size_t>(tokens);
+  for (KernelIsa isa : {KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+    if (!KernelIsaSupported(isa)) continue;
+    const TypeKernels& k = GetTypeKernels(type, isa, order);
+    std::vector<float> y(static_cast<size_t>(rows * tokens));
+    k.matmul({.w = w.data(),
+              .w_row_bytes = w_row,
+              .cols = cols,
+              .row_begin = 0,
+              .row_end = rows,
+              .x = xq.data(),
+              .x_row_bytes = x_row,
+              .n = tokens,
+              .y = y.data(),
+              .y_stride = static_cast<size_t>(rows)});
+    for (int32_t t = 0; t < tokens; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const float want = portable.dot(w.data() + r * w_row, xq.data() + t * x_row, cols);
+        EXPECT_TRUE(!nan(r, t) || std::isnan(want)) << "the test's NaN did not happen";
+        EXPECT_TRUE(SameBits(y[t * rows + r], want))
+            << GetTypeInfo(type).name << " " << KernelIsaName(isa)
+            << (order == DotOrder::kVecDot ? " vec_dot" : " block sums") << " row " << r
+            << " token " << t << ": " << y[t * rows + r] << " against " << want;
+      }
+    }
+  }
+}
+
 // An infinite activation makes a Q8_K block's d infinite; against a weight block whose dmin is 0
 // the mins' factor is 0 * inf, a NaN. Every variant must give the NaN the same bits (the
 // definition negates dmin before the multiply; negating the product instead flipped the sign
@@ -927,32 +967,32 @@ TEST(TypeKernelsTest, AnInfinityGivesTheSameNaNInEveryVariant) {
     std::vector<float> x = KernelActivations(kTokens, kCols, 52);
     x[5] = INFINITY;
     x[2 * kCols + 9] = -INFINITY;
-    const TypeKernels& portable = GetTypeKernels(type, KernelIsa::kPortable, DotOrder::kBlockSums);
-    const std::vector<std::byte> xq = Quantize(portable, x, kTokens, kCols);
-    const size_t x_row = xq.size() / kTokens;
-    for (KernelIsa isa : {KernelIsa::kAvx2, KernelIsa::kAvx512}) {
-      if (!KernelIsaSupported(isa)) continue;
-      const TypeKernels& k = GetTypeKernels(type, isa, DotOrder::kBlockSums);
-      std::vector<float> y(static_cast<size_t>(kRows * kTokens));
-      k.matmul({.w = w.data(),
-                .w_row_bytes = w_row,
-                .cols = kCols,
-                .row_begin = 0,
-                .row_end = kRows,
-                .x = xq.data(),
-                .x_row_bytes = x_row,
-                .n = kTokens,
-                .y = y.data(),
-                .y_stride = kRows});
-      for (int32_t t = 0; t < kTokens; ++t) {
-        for (int64_t r = 0; r < kRows; ++r) {
-          const float want = portable.dot(w.data() + r * w_row, xq.data() + t * x_row, kCols);
-          EXPECT_TRUE(t != 0 || std::isnan(want)) << "the test's NaN did not happen";
-          EXPECT_TRUE(SameBits(y[t * kRows + r], want))
-              << GetTypeInfo(type).name << " " << KernelIsaName(isa) << " row " << r << " token "
-              << t << ": " << y[t * kRows + r] << " against " << want;
-        }
-      }
+    for (DotOrder order : {DotOrder::kVecDot, DotOrder::kBlockSums}) {
+      ExpectTheSameNaNs(type, order, w, x, kRows, kCols, kTokens,
+                        [](int64_t, int32_t t) { return t == 0; });
+    }
+  }
+}
+
+// A NaN dmin (a malformed file) against finite activations: each variant negates dmin before
+// the multiply, as the definition does, so the NaN keeps its sign (negating the activation's d
+// instead flipped it). Only one NaN meets each sum here: where several do, which one an add or
+// fma passes on depends on the operand order the compiler picks.
+TEST(TypeKernelsTest, ANaNDminGivesTheSameNaNInEveryVariant) {
+  constexpr int64_t kRows = 8;
+  constexpr int64_t kCols = 512;
+  constexpr int32_t kTokens = 5;
+  constexpr int64_t kNanRow = 6;
+  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K}) {
+    std::vector<std::byte> w = KernelWeights(type, kRows, kCols, 53, ScaleRange::kOrdinary);
+    const size_t w_row = *RowBytes(GetTypeInfo(type), kCols);
+    const size_t block = GetTypeInfo(type).block_bytes;
+    w[kNanRow * w_row + block + 2] = std::byte{0x00};  // the second block's dmin: 0x7E00, a NaN
+    w[kNanRow * w_row + block + 3] = std::byte{0x7E};
+    const std::vector<float> x = KernelActivations(kTokens, kCols, 54);
+    for (DotOrder order : {DotOrder::kVecDot, DotOrder::kBlockSums}) {
+      ExpectTheSameNaNs(type, order, w, x, kRows, kCols, kTokens,
+                        [](int64_t r, int32_t) { return r == kNanRow; });
     }
   }
 }
