@@ -949,29 +949,41 @@ void ExpectTheSameNaNs(TensorType type, DotOrder order, const std::vector<std::b
   }
 }
 
+// For Q4_K and Q5_K: 8 weight rows of `cols` values and 5 activation rows made from `seed`, as
+// `edit` changes them (given the weight row's bytes), through ExpectTheSameNaNs in both orders.
+void ExpectTheSameNaNsInTheKQuants(
+    int64_t cols, uint64_t seed,
+    const std::function<void(size_t, std::vector<std::byte>&, std::vector<float>&)>& edit,
+    const std::function<bool(int64_t, int32_t)>& nan) {
+  constexpr int64_t kRows = 8;
+  constexpr int32_t kTokens = 5;
+  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K}) {
+    std::vector<std::byte> w = KernelWeights(type, kRows, cols, seed, ScaleRange::kOrdinary);
+    std::vector<float> x = KernelActivations(kTokens, cols, seed + 1);
+    edit(*RowBytes(GetTypeInfo(type), cols), w, x);
+    for (DotOrder order : {DotOrder::kVecDot, DotOrder::kBlockSums}) {
+      ExpectTheSameNaNs(type, order, w, x, kRows, cols, kTokens, nan);
+    }
+  }
+}
+
 // An infinite activation makes a Q8_K block's d infinite; against a weight block whose dmin is 0
 // the mins' factor is 0 * inf, a NaN. Every variant must give the NaN the same bits (the
 // definition negates dmin before the multiply; negating the product instead flipped the sign
 // where the vector code did not).
 TEST(TypeKernelsTest, AnInfinityGivesTheSameNaNInEveryVariant) {
-  constexpr int64_t kRows = 8;
   constexpr int64_t kCols = 256;
-  constexpr int32_t kTokens = 5;
-  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K}) {
-    std::vector<std::byte> w = KernelWeights(type, kRows, kCols, 51, ScaleRange::kOrdinary);
-    const size_t w_row = *RowBytes(GetTypeInfo(type), kCols);
-    for (int64_t r = 0; r < kRows; ++r) {
-      w[r * w_row + 2] = std::byte{0};  // dmin, a half
-      w[r * w_row + 3] = std::byte{0};
-    }
-    std::vector<float> x = KernelActivations(kTokens, kCols, 52);
-    x[5] = INFINITY;
-    x[2 * kCols + 9] = -INFINITY;
-    for (DotOrder order : {DotOrder::kVecDot, DotOrder::kBlockSums}) {
-      ExpectTheSameNaNs(type, order, w, x, kRows, kCols, kTokens,
-                        [](int64_t, int32_t t) { return t == 0; });
-    }
-  }
+  ExpectTheSameNaNsInTheKQuants(
+      kCols, 51,
+      [](size_t w_row, std::vector<std::byte>& w, std::vector<float>& x) {
+        for (size_t at = 0; at < w.size(); at += w_row) {
+          w[at + 2] = std::byte{0};  // dmin, a half
+          w[at + 3] = std::byte{0};
+        }
+        x[5] = INFINITY;
+        x[2 * kCols + 9] = -INFINITY;
+      },
+      [](int64_t, int32_t t) { return t == 0; });
 }
 
 // A NaN dmin (a malformed file) against finite activations: each variant negates dmin before
@@ -979,22 +991,16 @@ TEST(TypeKernelsTest, AnInfinityGivesTheSameNaNInEveryVariant) {
 // instead flipped it). Only one NaN meets each sum here: where several do, which one an add or
 // fma passes on depends on the operand order the compiler picks.
 TEST(TypeKernelsTest, ANaNDminGivesTheSameNaNInEveryVariant) {
-  constexpr int64_t kRows = 8;
-  constexpr int64_t kCols = 512;
-  constexpr int32_t kTokens = 5;
   constexpr int64_t kNanRow = 6;
-  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K}) {
-    std::vector<std::byte> w = KernelWeights(type, kRows, kCols, 53, ScaleRange::kOrdinary);
-    const size_t w_row = *RowBytes(GetTypeInfo(type), kCols);
-    const size_t block = GetTypeInfo(type).block_bytes;
-    w[kNanRow * w_row + block + 2] = std::byte{0x00};  // the second block's dmin: 0x7E00, a NaN
-    w[kNanRow * w_row + block + 3] = std::byte{0x7E};
-    const std::vector<float> x = KernelActivations(kTokens, kCols, 54);
-    for (DotOrder order : {DotOrder::kVecDot, DotOrder::kBlockSums}) {
-      ExpectTheSameNaNs(type, order, w, x, kRows, kCols, kTokens,
-                        [](int64_t r, int32_t) { return r == kNanRow; });
-    }
-  }
+  ExpectTheSameNaNsInTheKQuants(
+      512, 53,
+      [](size_t w_row, std::vector<std::byte>& w, std::vector<float>&) {
+        // The row's second block's dmin: the half 0x7E00, a quiet NaN.
+        const size_t at = kNanRow * w_row + w_row / 2;
+        w[at + 2] = std::byte{0x00};
+        w[at + 3] = std::byte{0x7E};
+      },
+      [](int64_t r, int32_t) { return r == kNanRow; });
 }
 
 TEST(TypeKernelsTest, VariantsAndBatchesGiveIdenticalBits) {
