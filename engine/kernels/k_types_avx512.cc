@@ -151,13 +151,6 @@ CH_TARGET inline void PairLanes(const std::byte* wb, __m256i s16_k, const KPairB
   });
 }
 
-// Q4_K's four mins lanes summed as TileK sums them.
-CH_TARGET inline float Hsum4(__m128 m) {
-  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_add_ss(m, _mm_movehdup_ps(m));
-  return _mm_cvtss_f32(m);
-}
-
 // One row against P2 prepared pairs (pair p's block b at x[p * blocks + b]) over all blocks, with
 // TileK's float steps for each token; y[t * y_stride] for the tile's tokens t < count.
 template <TensorType kType, int P2>
@@ -239,9 +232,6 @@ CH_TARGET void KPairTileOf(int pairs, const std::byte* w, const KPairBlock<kType
 // values go through the 256-bit tiles.
 constexpr int kKTilePairs = 4;
 constexpr int64_t kKPairBlocks = 64;
-// Rows taken through every tile of tokens before going on: a chunk read from memory for the first
-// tile is still in L2 for the others (q32_types_avx512.cc's kChunkBytes, measured there).
-constexpr int64_t kKChunkBytes = int64_t{256} << 10;
 
 // Two tokens or more in pairs; out of line so that one token's decode does not set up the
 // prepared blocks' stack frame.
@@ -251,7 +241,7 @@ __attribute__((noinline)) CH_TARGET void ProductInPairs(const MatMulArgs& a, int
   const auto tile_pairs =
       static_cast<int32_t>(std::min<int64_t>(kKTilePairs, kKPairBlocks / blocks));
   const int64_t chunk_rows =
-      std::max<int64_t>(1, kKChunkBytes / static_cast<int64_t>(a.w_row_bytes));
+      std::max<int64_t>(1, vector_pairs::kChunkBytes / static_cast<int64_t>(a.w_row_bytes));
   const auto x_at = [&a](int32_t t) { return a.x + static_cast<size_t>(t) * a.x_row_bytes; };
   for (int64_t c = a.row_begin; c < a.row_end; c += chunk_rows) {
     const int64_t end = std::min(a.row_end, c + chunk_rows);

@@ -39,6 +39,13 @@ CH_TARGET inline float Hsum8(__m256 v) {
   return _mm_cvtss_f32(r);
 }
 
+// Q4_K's four mins lanes summed.
+CH_TARGET inline float Hsum4(__m128 m) {
+  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_add_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
 CH_TARGET inline float Half(const std::byte* p) {
   return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(LoadU16(p))));
 }
@@ -251,10 +258,7 @@ CH_TARGET void TileK(const std::byte* w, size_t w_stride, const std::byte* x, si
       }
       float v = Hsum8(acc[r][t].acc);
       if constexpr (kType == TensorType::kQ4_K) {
-        __m128 m = acc[r][t].accm;
-        m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-        m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        v = v + _mm_cvtss_f32(m);
+        v = v + Hsum4(acc[r][t].accm);
       } else if constexpr (kType == TensorType::kQ5_K) {
         v = v + acc[r][t].summs;
       }

@@ -487,15 +487,6 @@ CH_AVX512 void PreparedPairTile(int pairs, const std::byte* w, size_t w_stride, 
   PreparedTokenPairs<kType, R, P2>(w, w_stride, x, blocks, y, y_stride, ahead);
 }
 
-// Rows of weights that MatMulPrepared takes through every tile of tokens before it goes on: about
-// 256 KiB, so that a chunk read from memory for the first tile is still in L2 (1 MiB a core here;
-// 512 KiB on older CPUs) for the others. A batch of 16 decode rows (Q8_0, two threads) ran
-// 562-578 tok/s with the whole range as one chunk and 699-721 with chunks of 256-512 KiB
-// (step_bench); kernel_bench's 16-row product from memory went from 1.72x to 2.37x decode's
-// speed per token. Chunks of 4 rows (the weights read once, the tokens' prepared blocks once per
-// row tile) gave 1.60x.
-constexpr int64_t kChunkBytes = int64_t{256} << 10;
-
 // Rows [begin, end) of the range against the `paired` tokens, a tile of tokens at a time.
 template <TensorType kType, int R>
 CH_AVX512 void PreparedChunk(const MatMulArgs& a, int64_t begin, int64_t end, int32_t paired,
@@ -538,7 +529,7 @@ CH_AVX512 void MatMulPrepared(const MatMulArgs& a) {
       static_cast<int32_t>(std::min<int64_t>(kPreparedPairs, kPreparedBlocks / blocks));
   const int32_t paired = a.n - a.n % 2;
   const int64_t chunk_rows =
-      std::max<int64_t>(R, kChunkBytes / static_cast<int64_t>(a.w_row_bytes) / R * R);
+      std::max<int64_t>(R, vector_pairs::kChunkBytes / static_cast<int64_t>(a.w_row_bytes) / R * R);
   for (int64_t c = a.row_begin; c < a.row_end && paired > 0; c += chunk_rows) {
     PreparedChunk<kType, R>(a, c, std::min(a.row_end, c + chunk_rows), paired, tile_pairs,
                             prepared);
