@@ -3,18 +3,28 @@
 #include <utility>
 #include <variant>
 
+#include "engine/gguf_forward.h"
 #include "engine/kernels/type_kernels.h"
 
 namespace cellhouse::engine {
 
 const float* SharedStepPath::Forward(RunState& state, std::span<const int32_t> tokens, int32_t pos,
                                      StepKind kind) {
+  if (kind == StepKind::kDecode && client_.alone()) {
+    if (!solo_) client_.Solo();
+    solo_ = true;
+    solo_steps_ += 1;
+    // The worker's own forward pass: for one decode token, the rounds' bits without their copies.
+    return ForwardGguf(weights_, isa_, state, tokens, pos, kind);
+  }
+  solo_ = false;
   StepTransport& rounds = client_.active() ? static_cast<StepTransport&>(shared_) : *local_;
   return ForwardGgufRounds(weights_, isa_, state, tokens, pos, kind, rounds, local_.get());
 }
 
 void SharedStepPath::TurnEnded() {
   if (client_.active()) client_.Idle();
+  solo_ = false;
 }
 
 Result<std::unique_ptr<StepPath>> MakeSharedStepPath(const Model& model, executor::WorkerSlot slot,

@@ -1,7 +1,10 @@
 // A conversation's steps through the model's shared step executor (docs/EXECUTOR.md): each step's
 // rounds go through the worker's slot; when the executor is gone, hung, or drops the slot, the
 // step restarts at round 0 in this process (LocalRounds, the same compute on one thread, made
-// here before the first step) and so does every later one. Either way the tokens are the same.
+// here before the first step) and so does every later one. While the executor says no other
+// session is busy, decode steps take LocalRounds too (no round trips with nobody to batch with;
+// prompts still go to the executor's threads), and come back when another session starts.
+// Either way the tokens are the same.
 //
 //   CH_ASSIGN_OR_RETURN(std::unique_ptr<StepPath> path, MakeSharedStepPath(model, slot));
 //   if (path) conversation.UseStepPath(std::move(path));   // nullptr: computes alone
@@ -35,6 +38,8 @@ class SharedStepPath final : public StepPath {
 
   // False once the worker computes alone (failover_reason() says why).
   bool shared() const { return client_.active(); }
+  // Decode steps taken on the worker's own path because no other session was busy.
+  uint64_t solo_steps() const { return solo_steps_; }
   executor::FailoverReason failover_reason() const { return client_.failover_reason(); }
 
  private:
@@ -43,6 +48,8 @@ class SharedStepPath final : public StepPath {
   executor::SlotClient client_;
   SlotRounds shared_;
   std::unique_ptr<LocalRounds> local_;
+  bool solo_ = false;  // told the executor Solo() and took no round since
+  uint64_t solo_steps_ = 0;
 };
 
 // The path for a session with `slot`: nullptr (computes alone) when the slot is empty or the

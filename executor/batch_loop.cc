@@ -127,6 +127,7 @@ Status BatchLoop::AddSlot(uint64_t slot_id, UniqueFd memfd) {
   slot.since_ns = MonotonicNanos();
   slot.usage.slot_id = slot_id;
   slot.header->napping.store(0, std::memory_order_seq_cst);
+  slot.header->alone.store(0, std::memory_order_relaxed);
   arena_.Attach(*cell);
   slots_.push_back(slot);
   events_.push_back({slot_id, SlotEvent::Kind::kAttached, "", {slot_id}});
@@ -209,6 +210,7 @@ void BatchLoop::Intake(int64_t now) {
         ++i;
         break;
       case SlotCommand::kIdle:
+      case SlotCommand::kSolo:
         Answer(slot, SlotVerdict::kOk, message->seq);
         Advance(&slot.progress, *message, shape_);
         slot.since_ns = now;
@@ -261,6 +263,7 @@ bool BatchLoop::RunOnce(std::span<const FutexWaiter> extra, int64_t deadline_ns)
   ExpireSilent(now);
   RefreshPauses(now);
   GiveUpOnAbsent(now);
+  RefreshAlone();
   gather_.clear();
   for (const Slot& s : slots_) {
     GatherSlot g;
@@ -321,6 +324,23 @@ void BatchLoop::SetNapping(Slot& slot, bool napping) {
   // Sequentially consistent (a full fence here) before the futex wait reads `request`: see
   // SlotClient::Send.
   slot.header->napping.store(napping ? 1 : 0, std::memory_order_seq_cst);
+}
+
+void BatchLoop::RefreshAlone() {
+  // Busy: generating, here (a round waiting, in a step or between steps) or on its own.
+  auto is_busy = [](const Slot& s) {
+    return s.ready || s.progress.phase != SlotProgress::Phase::kIdle;
+  };
+  size_t busy = 0;
+  for (const Slot& s : slots_) busy += is_busy(s) ? 1 : 0;
+  for (Slot& s : slots_) {
+    const size_t others = busy - (is_busy(s) ? 1 : 0);
+    const bool alone = options_.solo && others == 0;
+    if (s.alone == alone) continue;
+    s.alone = alone;
+    // A hint the worker reads before its next decode step; nothing waits on it.
+    s.header->alone.store(alone ? 1 : 0, std::memory_order_relaxed);
+  }
 }
 
 int64_t BatchLoop::NextDeadline(const GatherDecision& decision, int64_t caller) const {

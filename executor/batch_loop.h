@@ -45,6 +45,10 @@ struct ExecutorOptions {
   // The longest the executor sleeps through arrivals at the start of a gather (0: never); see
   // BatchLoop::RunOnce.
   int64_t max_nap_ns = 2'000'000;
+  // Tell a session that is the only busy one to decode in its own worker (the slot's `alone`
+  // word; SlotCommand::kSolo), until another starts generating: no round trips, one core. Off by
+  // default: this executor's threads decode a lone session faster (docs/EXECUTOR.md).
+  bool solo = false;
 };
 
 // What one slot cost, cumulative.
@@ -141,6 +145,7 @@ class BatchLoop {
     int64_t paused_until_ns = 0;
     bool paused = false;   // paused_until_ns is ahead (refreshed at each turn)
     bool napping = false;  // what header->napping was last set to
+    bool alone = false;    // what header->alone was last set to
     SlotUsage usage;
   };
 
@@ -161,6 +166,8 @@ class BatchLoop {
   // Until when the wait for `decision`'s round sleeps through arrivals (0: not at all).
   int64_t NapUntil(const GatherDecision& decision) const;
   void SetNapping(Slot& slot, bool napping);
+  // Rewrites each slot's `alone` word where it changed: 1 when no other slot is busy.
+  void RefreshAlone();
 
   StepCompute& compute_;
   ThreadPool& pool_;

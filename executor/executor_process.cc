@@ -164,6 +164,7 @@ ExecutorOptions OptionsFromSpec(const zygote::ExecutorSpec& spec) {
     o.report_interval_ns = int64_t{spec.report_interval_ms()} * kNanosPerMilli;
   }
   if (spec.max_batch_rows() != 0) o.max_batch_rows = spec.max_batch_rows();
+  if (spec.has_solo()) o.solo = spec.solo();
   return o;
 }
 

@@ -107,6 +107,10 @@ void SlotClient::Idle() {
   if (Send(SlotCommand::kIdle, 0, 0, RowKind::kDecode, 0)) unanswered_ = true;
 }
 
+void SlotClient::Solo() {
+  if (Send(SlotCommand::kSolo, 0, 0, RowKind::kDecode, 0)) unanswered_ = true;
+}
+
 void SlotClient::Leave() {
   // Only when in step with the executor: a message sent while another is unanswered would read
   // as a protocol violation.

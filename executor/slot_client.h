@@ -13,6 +13,9 @@
 //   }
 //   slot.Idle();                                   // the turn is over: do not wait for me
 //
+// A worker that is the only busy one may take its decode steps alone (alone(), Solo()) and come
+// back with its next Exchange: nothing to batch with, so no round trips to pay.
+//
 // Waiting takes only `futex` (FUTEX_WAIT_BITSET with a deadline), which every worker filter
 // allows: the worker sleeps on the response word and looks at the liveness word every
 // liveness_check (the kernel marks it when the executor dies, slot_arena.h).
@@ -71,6 +74,13 @@ class SlotClient {
   SlotOutcome Exchange(uint32_t round, uint32_t rows, RowKind kind, uint32_t step_flags = 0);
   // The turn ended: the executor stops waiting for this worker. Does not wait for an answer.
   void Idle();
+  // Whether the executor says no other session is busy (the slot's `alone` word): the worker may
+  // then take its decode steps on its own path, after Solo(). False once failed over.
+  bool alone() const { return active() && header_->alone.load(std::memory_order_relaxed) == 1; }
+  // The worker takes its steps on its own path until it sends a round again: the executor counts
+  // it as busy (so that another session's arrival turns alone() false) but does not wait for it.
+  // Does not wait for an answer.
+  void Solo();
   // Stop using the executor (the worker computes alone from now on).
   void Leave();
 
@@ -88,7 +98,7 @@ class SlotClient {
   SlotShape shape_;
   SlotClientOptions options_;
   uint32_t sent_ = 0;        // sequence number of the last message sent
-  bool unanswered_ = false;  // an Idle() whose answer was not awaited yet
+  bool unanswered_ = false;  // an Idle() or Solo() whose answer was not awaited yet
   FailoverReason reason_ = FailoverReason::kNone;
 };
 

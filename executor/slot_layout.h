@@ -27,7 +27,7 @@
 namespace cellhouse::executor {
 
 inline constexpr uint32_t kSlotMagic = 0x544f4c53;  // "SLOT"
-inline constexpr uint32_t kSlotVersion = 1;
+inline constexpr uint32_t kSlotVersion = 2;
 inline constexpr size_t kSlotHeaderBytes = 4096;
 inline constexpr size_t kSlotPageBytes = 4096;
 
@@ -64,6 +64,7 @@ enum class SlotCommand : uint32_t {
   kRound = 1,  // compute round `round` of the current step over `rows` rows
   kIdle = 2,   // between turns: do not wait for me (the slot stays mine)
   kLeave = 3,  // I compute on my own from now on: forget the slot
+  kSolo = 4,   // I am generating, on my own while I am alone (below): count me as busy
 };
 
 // The kind of the rows of a step: the executor picks its arithmetic by it (decode or prefill),
@@ -120,6 +121,11 @@ struct SlotHeader {
   // slot's next request (batch_loop.h); 0 (as the slot starts): wake it. A hint: a worker that
   // wakes it anyway costs it a look, one that never does is seen at the nap's end or a deadline.
   std::atomic<uint32_t> napping;
+  // 1 while no other slot of this executor is busy (generating, here or on its own) and the
+  // executor lets a lone session decode in its worker: the worker may then take its decode steps
+  // alone (kSolo), with no round trips, and comes back when this turns 0; 0 (as the slot
+  // starts): send them here. Advice only: either way the bits are the same.
+  std::atomic<uint32_t> alone;
   // The liveness word (above): the executor's, and the kernel's when the executor dies.
   alignas(64) std::atomic<uint32_t> liveness;
 };

@@ -34,6 +34,7 @@ Result<SlotMessage> TakeMessage(const SlotHeader& header, uint32_t request,
   switch (command) {
     case static_cast<uint32_t>(SlotCommand::kIdle):
     case static_cast<uint32_t>(SlotCommand::kLeave):
+    case static_cast<uint32_t>(SlotCommand::kSolo):
       m.command = static_cast<SlotCommand>(command);
       return m;
     case static_cast<uint32_t>(SlotCommand::kRound):
@@ -73,6 +74,7 @@ Result<SlotMessage> TakeMessage(const SlotHeader& header, uint32_t request,
 std::optional<uint32_t> ExpectedRound(const SlotProgress& p) {
   switch (p.phase) {
     case SlotProgress::Phase::kIdle:
+    case SlotProgress::Phase::kSolo:
       return std::nullopt;
     case SlotProgress::Phase::kInStep:
       return p.last_round + 1;
@@ -85,7 +87,8 @@ std::optional<uint32_t> ExpectedRound(const SlotProgress& p) {
 void Advance(SlotProgress* p, const SlotMessage& m, const SlotShape& shape) {
   p->answered = m.seq;
   if (m.command != SlotCommand::kRound) {
-    p->phase = SlotProgress::Phase::kIdle;
+    p->phase =
+        m.command == SlotCommand::kSolo ? SlotProgress::Phase::kSolo : SlotProgress::Phase::kIdle;
     return;
   }
   if (m.round == 0) {

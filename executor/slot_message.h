@@ -29,6 +29,7 @@ struct SlotProgress {
     kIdle,          // not generating: not waited for (a new slot starts here)
     kInStep,        // in the middle of a step: its next round is last_round + 1
     kBetweenSteps,  // finished a step: expected back with round 0 of the next one
+    kSolo,          // generating in its own worker while alone (kSolo): busy, not waited for
   };
   uint32_t answered = 0;  // sequence number of the last message answered (0: none yet)
   Phase phase = Phase::kIdle;

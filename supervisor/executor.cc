@@ -107,6 +107,7 @@ void Supervisor::StartExecutor(const std::string& model) {
   zygote::ExecutorSpec* spec = spawn.mutable_executor();
   spec->set_max_slots(kExecutorSlotCapacity);
   spec->set_threads(recipe.threads);
+  spec->set_solo(options_.shared_executor.solo);
   std::vector<int> fds = {control->second.get()};
   fds.insert(fds.end(), placement_fds.begin(), placement_fds.end());
   Status sent = served->second.zygote->SendSpawn(spawn, fds);

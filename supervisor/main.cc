@@ -320,6 +320,11 @@ void RegisterExecutorFlags(FlagSet& flags, SharedExecutorOptions& options, int64
   flags.ByteSize("executor-memory-max", &options.memory_max_bytes, "BYTES",
                  "memory limit of each shared executor's cgroup (its scratch rows; the weights "
                  "are the zygote's mapping)");
+  flags.Bool("executor-solo", &options.solo,
+             "a session that is the only one generating decodes in its own worker on one core, "
+             "with no round trips, and rejoins the shared executor's batches when another "
+             "starts (default false: the executor's threads decode a lone session faster, on "
+             "more cores; the tokens are the same either way)");
 }
 
 // The models celld serves and how sessions read them.

@@ -35,6 +35,7 @@ struct SharedExecutorOptions {
   uint32_t host_uid_first = 0x70010000;
   uint32_t threads = 0;                      // --executor-threads; 0: the CPUs of its cpuset
   uint64_t memory_max_bytes = 512ULL << 20;  // its cgroup's memory.max
+  bool solo = false;  // --executor-solo: a lone busy session decodes in its own worker (off)
 };
 
 // An executor that sends no report for this long (it reports every second) is wedged or stopped:

@@ -60,6 +60,7 @@ class SharedExecutorTest : public testing::CelldTest {
                                      "--metrics-listen", "127.0.0.1:" + std::to_string(port_),
                                      "--pool-size",      std::to_string(pool_size_)};
     if (!executor_flag_.empty()) args.push_back(executor_flag_);
+    if (solo_) args.emplace_back("--executor-solo");
     executors_on_ = executor_flag_ != "--shared-executor=false";
     StartCelld({.model = gguf_, .extra_args = args});
     reference_ = testing::EngineReference(gguf_, kPrompt, kTokens, 0.0, 3) + "\n";
@@ -143,6 +144,7 @@ class SharedExecutorTest : public testing::CelldTest {
   // How celld is told to run executors (empty: its default, which is on).
   std::string executor_flag_ = "--shared-executor";
   bool executors_on_ = true;  // what executor_flag_ means
+  bool solo_ = false;  // --executor-solo: a lone session decodes in its worker
   std::string gguf_;
   uint16_t port_ = 0;
   std::string reference_;
@@ -229,6 +231,27 @@ TEST_F(ExecutorByDefaultTest, ACelldToldNothingRunsTheModelsExecutor) {
   // waited for past that, since a report may come mid-generation.
   EXPECT_GE(MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", 3u * kTokens - 1),
             3u * kTokens)
+      << celld_->Log();
+}
+
+// --executor-solo: a session that generates alone sends the executor its prompt (its threads)
+// but decodes in its own worker, with the same tokens.
+class ExecutorSoloTest : public SharedExecutorTest {
+ protected:
+  ExecutorSoloTest() { solo_ = true; }
+};
+
+TEST_F(ExecutorSoloTest, ALoneSessionDecodesInItsWorker) {
+  ASSERT_EQ(ExecutorPids().size(), 1u) << celld_->Log();
+  CommandResult r = Generate("default");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, reference_);
+  // The prompt's rows, a few tokens in each of the tiny model's three rounds a step, are there;
+  // the decode steps, one row a round for each of the kTokens, are not.
+  const uint64_t rows = MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", 0);
+  EXPECT_GT(rows, 0u) << celld_->Log();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a report after the last step
+  EXPECT_LT(Metric("cellhouse_executor_rows_total{policy=\"default\"}"), 3u * kTokens)
       << celld_->Log();
 }
 

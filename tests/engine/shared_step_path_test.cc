@@ -21,6 +21,7 @@
 #include "engine/model.h"
 #include "engine/shared_step_path.h"
 #include "executor/batch_loop.h"
+#include "executor/slot_layout.h"
 #include "executor/slot_memory.h"
 #include "executor/thread_pool.h"
 #include "tests/engine/gguf_test_models.h"
@@ -32,14 +33,18 @@ namespace {
 constexpr uint32_t kMaxRows = 8;
 constexpr uint64_t kSlotId = 7;
 
-// Serves `slot` from a forked process until killed.
-ChildProcess StartExecutor(const GgufWeights& w, const executor::SlotMemory& slot) {
+// Serves `slot` from a forked process until killed. With `solo`, the executor lets a lone session
+// decode in its own process (ExecutorOptions::solo); without, every step comes to it.
+ChildProcess StartExecutor(const GgufWeights& w, const executor::SlotMemory& slot,
+                           bool solo = false) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     auto compute = GgufStepCompute::Create(w, BestKernelIsa(), kMaxRows, 64);
     auto pool = executor::ThreadPool::Start(2);
     if (!compute || !pool) ::_exit(2);
-    auto loop = executor::BatchLoop::Create(**compute, **pool, executor::ExecutorOptions{});
+    executor::ExecutorOptions options;
+    options.solo = solo;
+    auto loop = executor::BatchLoop::Create(**compute, **pool, options);
     if (!loop || !(*loop)->RegisterLiveness()) ::_exit(3);
     if (!(*loop)->AddSlot(kSlotId, UniqueFd(::fcntl(slot.fd().get(), F_DUPFD_CLOEXEC, 0)))) {
       ::_exit(4);
@@ -133,6 +138,30 @@ TEST_F(SharedStepPathTest, StepsThroughTheExecutorGiveTheSessionsOwnBits) {
   const auto got = Run(*shared, 6, nullptr, -1);
   // Every exchange was answered by the executor: the client never failed over.
   EXPECT_TRUE(shared->shared()) << executor::FailoverReasonName(shared->failover_reason());
+  EXPECT_EQ(shared->solo_steps(), 0u);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ExpectSameBits(got[i], expected[i], static_cast<int>(i));
+  }
+  EXPECT_TRUE(executor.Kill(SIGKILL));
+}
+
+// Alone, a session's prompt goes to the executor and its decode steps stay in its own process,
+// with the same bits; the slot stays shared for when another session comes.
+TEST_F(SharedStepPathTest, ALoneSessionDecodesInItsOwnProcessWithTheSameBits) {
+  const auto expected = Alone(6);
+  auto slot = executor::SlotMemory::Create(GgufSlotShape(model_->config(), kMaxRows));
+  ASSERT_TRUE(slot) << slot.error().message();
+  ChildProcess executor = StartExecutor(weights(), *slot, /*solo=*/true);
+  // The executor tells a slot it is alone once it serves it.
+  const executor::SlotHeader* h = executor::HeaderOf(slot->worker_view().base);
+  for (int i = 0; i < 5000 && h->alone.load() != 1; ++i) ::usleep(1000);
+  EXPECT_EQ(h->alone.load(), 1u);  // not ASSERT: the executor is to be killed below either way
+  auto path = MakeSharedStepPath(*model_, slot->worker_view());
+  ASSERT_TRUE(path && *path);
+  auto* shared = static_cast<SharedStepPath*>(path->get());
+  const auto got = Run(*shared, 6, nullptr, -1);
+  EXPECT_TRUE(shared->shared()) << executor::FailoverReasonName(shared->failover_reason());
+  EXPECT_EQ(shared->solo_steps(), 6u);
   for (size_t i = 0; i < expected.size(); ++i) {
     ExpectSameBits(got[i], expected[i], static_cast<int>(i));
   }

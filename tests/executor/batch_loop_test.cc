@@ -305,6 +305,80 @@ TEST(BatchLoopTest, IdleWorkersAreNotWaitedForAndLeaversAreForgotten) {
   EXPECT_EQ(s.late[0], 0u);
 }
 
+// Polls slot `slot`'s `alone` word (what the executor last told its worker) from the test
+// process, which maps every slot, until it reads `want` or 5 s have passed.
+bool AloneBecomes(const ExecutorRig& rig, int slot, bool want) {
+  const executor::SlotHeader* h = executor::HeaderOf(rig.slot_view(slot).base);
+  const int64_t give_up = MonotonicNanos() + 5 * kNanosPerSecond;
+  while (MonotonicNanos() < give_up) {
+    if ((h->alone.load() == 1) == want) return true;
+    ::usleep(1000);
+  }
+  return false;
+}
+
+// A session that is the only busy one is told so, decodes alone (Solo), and is told when a
+// second session starts generating; it then comes back to the batches with round 0, and both
+// get exact answers. Idle again, both are told they are alone.
+TEST(BatchLoopTest, ALoneSessionIsToldSoAndRejoinsWhenAnotherStarts) {
+  ExecutorOptions options = TestOptions();
+  options.solo = true;
+  ExecutorRig rig(SmallShape(), options, 2);
+  rig.StartExecutor();
+  ASSERT_TRUE(AloneBecomes(rig, 0, true));
+  rig.StartWorker(0, [](SlotClient& c) {
+    auto wait_for = [&](bool alone) {
+      const int64_t give_up = MonotonicNanos() + 5 * kNanosPerSecond;
+      while (c.alone() != alone && MonotonicNanos() < give_up) ::usleep(1000);
+      return c.alone() == alone;
+    };
+    if (!wait_for(true)) return SessionResult{};
+    c.Solo();
+    if (!wait_for(false)) return SessionResult{};  // the other session's arrival
+    return RunFakeSession(c, {.seed = 4, .steps = 20});
+  });
+  // Solo, worker 0 is busy: the other slot is no longer alone.
+  ASSERT_TRUE(AloneBecomes(rig, 1, false));
+  rig.StartWorker(1, Session({.seed = 5, .steps = 20}));
+  ExpectClean(rig.WaitWorker(0), 20, "worker 0");
+  ExpectClean(rig.WaitWorker(1), 20, "worker 1");
+  EXPECT_TRUE(AloneBecomes(rig, 0, true));
+  EXPECT_TRUE(AloneBecomes(rig, 1, true));
+  ExecutorSummary s = rig.StopExecutor();
+  EXPECT_GT(s.slot_rows[0], 0u);
+  EXPECT_EQ(s.late[0], 0u);  // solo, it was never waited for
+}
+
+// Solo, a session is busy but never waited for: its neighbour's rounds take no gather window.
+// With `solo` off, nobody is ever told to go alone.
+TEST(BatchLoopTest, ASoloSlotIsNotWaitedForAndSoloCanBeTurnedOff) {
+  for (bool solo : {true, false}) {
+    ExecutorOptions options = TestOptions();
+    options.solo = solo;
+    ExecutorRig rig(SmallShape(), options, 2);
+    rig.StartExecutor();
+    rig.StartWorker(0, [](SlotClient& c) {
+      c.Solo();
+      ::usleep(1'500'000);
+      c.Idle();
+      return RunFakeSession(c, {.seed = 1, .steps = 2});
+    });
+    ::usleep(100'000);
+    rig.StartWorker(1, Session({.seed = 2, .steps = 50}));
+    ExpectClean(rig.WaitWorker(1), 50, "worker 1");
+    ExpectClean(rig.WaitWorker(0), 2, "worker 0");
+    if (solo) {
+      EXPECT_TRUE(AloneBecomes(rig, 0, true));
+    } else {
+      ::usleep(50'000);
+      EXPECT_EQ(executor::HeaderOf(rig.slot_view(0).base)->alone.load(), 0u);
+      EXPECT_EQ(executor::HeaderOf(rig.slot_view(1).base)->alone.load(), 0u);
+    }
+    ExecutorSummary s = rig.StopExecutor();
+    EXPECT_EQ(s.late[0], 0u) << "solo " << solo;
+  }
+}
+
 TEST(BatchLoopTest, AFullExecutorRefusesASlotAndItsWorkerComputesAlone) {
   ExecutorOptions options = TestOptions();
   options.max_slots = 1;

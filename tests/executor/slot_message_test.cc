@@ -123,6 +123,24 @@ TEST_F(SlotMessageTest, IdleAndLeaveAreAcceptedAnywhere) {
       Send({.command = static_cast<uint32_t>(SlotCommand::kLeave)}, progress_.answered + 1));
 }
 
+TEST_F(SlotMessageTest, ASoloSessionIsBusyButNotExpectedAndComesBackWithRoundZero) {
+  ASSERT_TRUE(SendAndAdvance({.round = 0}));
+  ASSERT_TRUE(SendAndAdvance({.round = 1}));
+  ASSERT_TRUE(SendAndAdvance({.round = 2}));
+  ASSERT_TRUE(SendAndAdvance({.command = static_cast<uint32_t>(SlotCommand::kSolo)}));
+  EXPECT_EQ(progress_.phase, SlotProgress::Phase::kSolo);
+  EXPECT_EQ(ExpectedRound(progress_), std::nullopt);  // its steps are its own: not waited for
+  // Back in a step, it starts at round 0 and nowhere else.
+  EXPECT_FALSE(Send({.round = 1}, progress_.answered + 1));
+  ASSERT_TRUE(SendAndAdvance({.round = 0}));
+  EXPECT_EQ(progress_.phase, SlotProgress::Phase::kInStep);
+  // The turn ends after solo steps as after any other.
+  ASSERT_TRUE(SendAndAdvance({.command = static_cast<uint32_t>(SlotCommand::kSolo)}));
+  ASSERT_TRUE(SendAndAdvance({.command = static_cast<uint32_t>(SlotCommand::kIdle)}));
+  EXPECT_EQ(progress_.phase, SlotProgress::Phase::kIdle);
+  EXPECT_FALSE(Send({.command = 5}, progress_.answered + 1));  // beyond the known commands
+}
+
 TEST_F(SlotMessageTest, WhatWasTakenIsACopy) {
   Result<SlotMessage> m = Send({.round = 0, .rows = 4, .kind = 2}, 1);
   ASSERT_TRUE(m);
