@@ -2,9 +2,9 @@
 // rounds go through the worker's slot; when the executor is gone, hung, or drops the slot, the
 // step restarts at round 0 in this process (LocalRounds, the same compute on one thread, made
 // here before the first step) and so does every later one. While the executor says no other
-// session is busy, decode steps take LocalRounds too (no round trips with nobody to batch with;
-// prompts still go to the executor's threads), and come back when another session starts.
-// Either way the tokens are the same.
+// session is busy (--executor-solo), decode steps run in this process's own ForwardGguf (no
+// round trips with nobody to batch with; prompts still go to the executor's threads), and come
+// back when another session starts. Either way the tokens are the same.
 //
 //   CH_ASSIGN_OR_RETURN(std::unique_ptr<StepPath> path, MakeSharedStepPath(model, slot));
 //   if (path) conversation.UseStepPath(std::move(path));   // nullptr: computes alone

@@ -327,15 +327,20 @@ void BatchLoop::SetNapping(Slot& slot, bool napping) {
 }
 
 void BatchLoop::RefreshAlone() {
-  // Busy: generating, here (a round waiting, in a step or between steps) or on its own.
+  // Busy: generating, here (a round waiting, or in or between steps and not late) or on its own.
+  // A late slot stops counting (a worker that failed over, or that waits on a slow client) until
+  // it sends again.
   auto is_busy = [](const Slot& s) {
-    return s.ready || s.progress.phase != SlotProgress::Phase::kIdle;
+    const SlotProgress::Phase phase = s.progress.phase;
+    return s.ready || phase == SlotProgress::Phase::kSolo ||
+           (phase != SlotProgress::Phase::kIdle && !s.late);
   };
   size_t busy = 0;
   for (const Slot& s : slots_) busy += is_busy(s) ? 1 : 0;
   for (Slot& s : slots_) {
-    const size_t others = busy - (is_busy(s) ? 1 : 0);
-    const bool alone = options_.solo && others == 0;
+    // Only a busy slot is told: an idle worker has no step to take, and the word would tell it
+    // about the others for nothing.
+    const bool alone = options_.solo && is_busy(s) && busy == 1;
     if (s.alone == alone) continue;
     s.alone = alone;
     // A hint the worker reads before its next decode step; nothing waits on it.

@@ -121,10 +121,11 @@ struct SlotHeader {
   // slot's next request (batch_loop.h); 0 (as the slot starts): wake it. A hint: a worker that
   // wakes it anyway costs it a look, one that never does is seen at the nap's end or a deadline.
   std::atomic<uint32_t> napping;
-  // 1 while no other slot of this executor is busy (generating, here or on its own) and the
-  // executor lets a lone session decode in its worker: the worker may then take its decode steps
-  // alone (kSolo), with no round trips, and comes back when this turns 0; 0 (as the slot
-  // starts): send them here. Advice only: either way the bits are the same.
+  // 1 while this slot is busy (generating, here or on its own), no other slot of this executor
+  // is, and the executor lets a lone session decode in its worker (ExecutorOptions::solo, off by
+  // default): the worker may then take its decode steps alone (kSolo), with no round trips, and
+  // comes back when this turns 0; 0 (as the slot starts): send them here. Advice only: either
+  // way the bits are the same.
   std::atomic<uint32_t> alone;
   // The liveness word (above): the executor's, and the kernel's when the executor dies.
   alignas(64) std::atomic<uint32_t> liveness;

@@ -45,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   SlotProgress progress;
   while (size > 0) {
     const uint32_t seq_delta = Take32(data, size) % 4;  // mostly in order, sometimes not
-    header->command.store(Take32(data, size) % 5);
+    header->command.store(Take32(data, size) % 7);      // the known commands, 0 and two unknown
     header->round.store(Take32(data, size) % (shape.rounds + 2));
     header->rows.store(Take32(data, size) % (shape.max_rows + 3));
     header->kind.store(Take32(data, size) % 4);

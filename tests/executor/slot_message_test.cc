@@ -134,6 +134,11 @@ TEST_F(SlotMessageTest, ASoloSessionIsBusyButNotExpectedAndComesBackWithRoundZer
   EXPECT_FALSE(Send({.round = 1}, progress_.answered + 1));
   ASSERT_TRUE(SendAndAdvance({.round = 0}));
   EXPECT_EQ(progress_.phase, SlotProgress::Phase::kInStep);
+  // Sent mid-step, it leaves the step, as Idle does: the next round is 0 again.
+  ASSERT_TRUE(SendAndAdvance({.command = static_cast<uint32_t>(SlotCommand::kSolo)}));
+  EXPECT_EQ(ExpectedRound(progress_), std::nullopt);
+  EXPECT_FALSE(Send({.round = 1}, progress_.answered + 1));
+  ASSERT_TRUE(SendAndAdvance({.round = 0}));
   // The turn ends after solo steps as after any other.
   ASSERT_TRUE(SendAndAdvance({.command = static_cast<uint32_t>(SlotCommand::kSolo)}));
   ASSERT_TRUE(SendAndAdvance({.command = static_cast<uint32_t>(SlotCommand::kIdle)}));
