@@ -89,6 +89,17 @@ class SharedExecutorTest : public testing::CelldTest {
     }
     return 0;
   }
+  // celld's log and the executor's lines of its metrics page, for a failure's message: which
+  // slot events (timed_out, violation...) and exits came before it.
+  std::string Diagnosis() {
+    std::string out = "\n--- celld's log:\n" + celld_->Log() + "\n--- executor metrics:\n";
+    auto r = testing::HttpGetTcp(port_, "/metrics");
+    if (!r) return out + "(metrics unreadable: " + r.error().message() + ")\n";
+    for (std::string_view line : Split(r->body, '\n')) {
+      if (line.starts_with("cellhouse_executor_")) out += std::string(line) + "\n";
+    }
+    return out;
+  }
   // Waits (the executor reports once a second) until the series moves past `above`.
   uint64_t MetricAbove(const std::string& series, uint64_t above) {
     uint64_t v = 0;
@@ -144,7 +155,7 @@ class SharedExecutorTest : public testing::CelldTest {
   // How celld is told to run executors (empty: its default, which is on).
   std::string executor_flag_ = "--shared-executor";
   bool executors_on_ = true;  // what executor_flag_ means
-  bool solo_ = false;  // --executor-solo: a lone session decodes in its worker
+  bool solo_ = false;         // --executor-solo: a lone session decodes in its worker
   std::string gguf_;
   uint16_t port_ = 0;
   std::string reference_;
@@ -225,13 +236,13 @@ class ExecutorByDefaultTest : public SharedExecutorTest {
 TEST_F(ExecutorByDefaultTest, ACelldToldNothingRunsTheModelsExecutor) {
   ASSERT_EQ(ExecutorPids().size(), 1u) << celld_->Log();
   CommandResult r = Generate("default");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, reference_);
+  ASSERT_EQ(r.exit_code, 0) << r.err << Diagnosis();
+  EXPECT_EQ(r.out, reference_) << Diagnosis();
   // At least one row per token and round (the tiny model has two layers: three rounds a step);
   // waited for past that, since a report may come mid-generation.
   EXPECT_GE(MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", 3u * kTokens - 1),
             3u * kTokens)
-      << celld_->Log();
+      << Diagnosis();
 }
 
 // --executor-solo: a session that generates alone sends the executor its prompt (its threads)
