@@ -327,6 +327,7 @@ void BatchLoop::SetNapping(Slot& slot, bool napping) {
 }
 
 void BatchLoop::RefreshAlone() {
+  if (!options_.solo) return;  // every word stays 0, as AddSlot wrote it
   // Busy: generating, here (a round waiting, or in or between steps and not late) or on its own.
   // A late slot stops counting (a worker that failed over, or that waits on a slow client) until
   // it sends again.
@@ -340,7 +341,7 @@ void BatchLoop::RefreshAlone() {
   for (Slot& s : slots_) {
     // Only a busy slot is told: an idle worker has no step to take, and the word would tell it
     // about the others for nothing.
-    const bool alone = options_.solo && is_busy(s) && busy == 1;
+    const bool alone = is_busy(s) && busy == 1;
     if (s.alone == alone) continue;
     s.alone = alone;
     // A hint the worker reads before its next decode step; nothing waits on it.

@@ -100,6 +100,14 @@ class SharedExecutorTest : public testing::CelldTest {
     }
     return out;
   }
+  // With the model's one executor running, one greedy generate of the default policy gives the
+  // engine's own text.
+  void GenerateBesideTheExecutor() {
+    ASSERT_EQ(ExecutorPids().size(), 1u) << celld_->Log();
+    CommandResult r = Generate("default");
+    ASSERT_EQ(r.exit_code, 0) << r.err << Diagnosis();
+    EXPECT_EQ(r.out, reference_) << Diagnosis();
+  }
   // Waits (the executor reports once a second) until the series moves past `above`.
   uint64_t MetricAbove(const std::string& series, uint64_t above) {
     uint64_t v = 0;
@@ -234,10 +242,7 @@ class ExecutorByDefaultTest : public SharedExecutorTest {
 };
 
 TEST_F(ExecutorByDefaultTest, ACelldToldNothingRunsTheModelsExecutor) {
-  ASSERT_EQ(ExecutorPids().size(), 1u) << celld_->Log();
-  CommandResult r = Generate("default");
-  ASSERT_EQ(r.exit_code, 0) << r.err << Diagnosis();
-  EXPECT_EQ(r.out, reference_) << Diagnosis();
+  ASSERT_NO_FATAL_FAILURE(GenerateBesideTheExecutor());
   // At least one row per token and round (the tiny model has two layers: three rounds a step);
   // waited for past that, since a report may come mid-generation.
   EXPECT_GE(MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", 3u * kTokens - 1),
@@ -253,17 +258,14 @@ class ExecutorSoloTest : public SharedExecutorTest {
 };
 
 TEST_F(ExecutorSoloTest, ALoneSessionDecodesInItsWorker) {
-  ASSERT_EQ(ExecutorPids().size(), 1u) << celld_->Log();
-  CommandResult r = Generate("default");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, reference_);
+  ASSERT_NO_FATAL_FAILURE(GenerateBesideTheExecutor());
   // The prompt's rows, a few tokens in each of the tiny model's three rounds a step, are there;
   // the decode steps, one row a round for each of the kTokens, are not.
   const uint64_t rows = MetricAbove("cellhouse_executor_rows_total{policy=\"default\"}", 0);
-  EXPECT_GT(rows, 0u) << celld_->Log();
+  EXPECT_GT(rows, 0u) << Diagnosis();
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a report after the last step
   EXPECT_LT(Metric("cellhouse_executor_rows_total{policy=\"default\"}"), 3u * kTokens)
-      << celld_->Log();
+      << Diagnosis();
 }
 
 // --shared-executor=false: no executor starts and every worker computes its own steps, with the

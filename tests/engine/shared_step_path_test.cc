@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <bit>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -73,6 +74,15 @@ void ExpectSameBits(const std::vector<float>& a, const std::vector<float>& b, in
   }
 }
 
+// Every step's logits, bit for bit.
+void ExpectSameSteps(const std::vector<std::vector<float>>& got,
+                     const std::vector<std::vector<float>>& expected) {
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ExpectSameBits(got[i], expected[i], static_cast<int>(i));
+  }
+}
+
 class SharedStepPathTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -87,24 +97,23 @@ class SharedStepPathTest : public ::testing::Test {
     return *RunState::Create(model_->config(), 64, model_->kv_precision());
   }
 
-  // Each step's logits: a prompt of 11 tokens (two chunks), then `decode` tokens; before step
-  // `kill_before` (if any) the executor is killed.
-  std::vector<std::vector<float>> Run(StepPath& path, int decode, ChildProcess* executor,
-                                      int kill_before) {
+  // Each step's logits: a prompt of 11 tokens (two chunks), then `decode` tokens, a turn ending
+  // after the third; `before` and `after` (if any) are called around each decode step s.
+  std::vector<std::vector<float>> Run(StepPath& path, int decode,
+                                      const std::function<void(int s)>& before = {},
+                                      const std::function<void(int s)>& after = {}) {
     RunState state = NewState();
     const int32_t vocab = model_->config().vocab_size;
     const std::vector<int32_t> prompt = {1, 5, 260, 7, 8, 299, 10, 11, 12, 13, 14};
     std::vector<std::vector<float>> out;
     out.push_back(Copy(path.Forward(state, prompt, 0, StepKind::kPrompt), vocab));
     for (int s = 0; s < decode; ++s) {
-      if (executor != nullptr && s == kill_before) {
-        EXPECT_TRUE(executor->Kill(SIGKILL));
-        EXPECT_TRUE(executor->Wait());
-      }
+      if (before) before(s);
       const int32_t next = (31 * s + 17) % vocab;
       out.push_back(Copy(path.Forward(state, std::span(&next, 1),
                                       static_cast<int32_t>(prompt.size()) + s, StepKind::kDecode),
                          vocab));
+      if (after) after(s);
       if (s == 2) path.TurnEnded();  // a turn boundary in the middle
     }
     return out;
@@ -125,7 +134,7 @@ class SharedStepPathTest : public ::testing::Test {
       const GgufWeights& w_;
       std::unique_ptr<LocalRounds> local_;
     } own(weights());
-    return Run(own, decode, nullptr, -1);
+    return Run(own, decode);
   }
 
   cellhouse::testing::TempDir dir_;
@@ -140,13 +149,11 @@ TEST_F(SharedStepPathTest, StepsThroughTheExecutorGiveTheSessionsOwnBits) {
   auto path = MakeSharedStepPath(*model_, slot->worker_view());
   ASSERT_TRUE(path && *path) << (path ? "no path" : path.error().message());
   auto* shared = static_cast<SharedStepPath*>(path->get());
-  const auto got = Run(*shared, 6, nullptr, -1);
+  const auto got = Run(*shared, 6);
   // Every exchange was answered by the executor: the client never failed over.
   EXPECT_TRUE(shared->shared()) << executor::FailoverReasonName(shared->failover_reason());
   EXPECT_EQ(shared->solo_steps(), 0u);
-  for (size_t i = 0; i < expected.size(); ++i) {
-    ExpectSameBits(got[i], expected[i], static_cast<int>(i));
-  }
+  ExpectSameSteps(got, expected);
   EXPECT_TRUE(executor.Kill(SIGKILL));
 }
 
@@ -160,7 +167,7 @@ TEST_F(SharedStepPathTest, ALoneSessionDecodesInItsOwnProcessWithTheSameBits) {
   auto path = MakeSharedStepPath(*model_, slot->worker_view());
   ASSERT_TRUE(path && *path);
   auto* shared = static_cast<SharedStepPath*>(path->get());
-  const auto got = Run(*shared, 6, nullptr, -1);
+  const auto got = Run(*shared, 6);
   EXPECT_TRUE(shared->shared()) << executor::FailoverReasonName(shared->failover_reason());
   // The prompt's answer comes after the executor told the slot it is alone: the three decode
   // steps after it are solo. The turn ends (Idle) after the third; the fourth goes solo if its
@@ -168,9 +175,7 @@ TEST_F(SharedStepPathTest, ALoneSessionDecodesInItsOwnProcessWithTheSameBits) {
   // it again; the last two are solo.
   EXPECT_GE(shared->solo_steps(), 5u);
   EXPECT_LE(shared->solo_steps(), 6u);
-  for (size_t i = 0; i < expected.size(); ++i) {
-    ExpectSameBits(got[i], expected[i], static_cast<int>(i));
-  }
+  ExpectSameSteps(got, expected);
   EXPECT_TRUE(executor.Kill(SIGKILL));
 }
 
@@ -192,31 +197,26 @@ TEST_F(SharedStepPathTest, ASoloSessionRejoinsWhenAnotherIsBusyAndLeavesWhenItIs
     for (int i = 0; i < 5000 && h->alone.load() != want; ++i) ::usleep(1000);
     return h->alone.load() == want;
   };
-  RunState state = NewState();
-  const int32_t vocab = model_->config().vocab_size;
-  const std::vector<int32_t> prompt = {1, 5, 260, 7, 8, 299, 10, 11, 12, 13, 14};
-  std::vector<std::vector<float>> got;
-  got.push_back(Copy(shared->Forward(state, prompt, 0, StepKind::kPrompt), vocab));
+  // Solo for steps 0-1; the neighbour busy for 2-3 (the turn that ends after step 2 leaves the
+  // session with nobody's word that it is alone); idle again for 4-5.
   const std::vector<uint64_t> solo_after = {1, 2, 2, 2, 3, 4};
-  for (int s = 0; s < 6; ++s) {
-    if (s == 2) {
-      neighbour.Solo();  // busy: the session is not alone any more
-      EXPECT_TRUE(alone_becomes(0));
-    }
-    if (s == 4) {
-      neighbour.Idle();
-      EXPECT_TRUE(alone_becomes(1));
-    }
-    const int32_t next = (31 * s + 17) % vocab;
-    got.push_back(Copy(shared->Forward(state, std::span(&next, 1),
-                                       static_cast<int32_t>(prompt.size()) + s, StepKind::kDecode),
-                       vocab));
-    EXPECT_EQ(shared->solo_steps(), solo_after[static_cast<size_t>(s)]) << "after step " << s;
-  }
+  const auto got = Run(
+      *shared, 6,
+      [&](int s) {
+        if (s == 2) {
+          neighbour.Solo();  // busy: the session is not alone any more
+          EXPECT_TRUE(alone_becomes(0));
+        }
+        if (s == 4) {
+          neighbour.Idle();
+          EXPECT_TRUE(alone_becomes(1));
+        }
+      },
+      [&](int s) {
+        EXPECT_EQ(shared->solo_steps(), solo_after[static_cast<size_t>(s)]) << "after step " << s;
+      });
   EXPECT_TRUE(shared->shared()) << executor::FailoverReasonName(shared->failover_reason());
-  for (size_t i = 0; i < expected.size(); ++i) {
-    ExpectSameBits(got[i], expected[i], static_cast<int>(i));
-  }
+  ExpectSameSteps(got, expected);
   EXPECT_TRUE(executor.Kill(SIGKILL));
 }
 
@@ -230,12 +230,14 @@ TEST_F(SharedStepPathTest, AKilledExecutorCostsNoToken) {
                          {.response_timeout_ns = 5'000'000'000, .liveness_check_ns = 1'000'000});
   ASSERT_TRUE(path && *path);
   auto* shared = static_cast<SharedStepPath*>(path->get());
-  const auto got = Run(*shared, 6, &executor, 3);
+  const auto got = Run(*shared, 6, [&executor](int s) {
+    if (s != 3) return;
+    EXPECT_TRUE(executor.Kill(SIGKILL));
+    EXPECT_TRUE(executor.Wait());
+  });
   EXPECT_FALSE(shared->shared());
   EXPECT_EQ(shared->failover_reason(), executor::FailoverReason::kExecutorGone);
-  for (size_t i = 0; i < expected.size(); ++i) {
-    ExpectSameBits(got[i], expected[i], static_cast<int>(i));
-  }
+  ExpectSameSteps(got, expected);
 }
 
 TEST_F(SharedStepPathTest, NoSlotOrAnotherModelsSlot) {
