@@ -275,39 +275,55 @@ float LanesDotF16Portable(const uint16_t* a, const float* b, int64_t n) {
   return _mm512_maskz_permutexvar_ps(kAll16, order, r);
 }
 
-// LanesDotF16 for `rows` (1..16) rows of whole runs of 16 (n % 16 == 0), reduced together: lane
-// i % 16 of row j's chain takes column i, and ReduceRows16Avx512 adds the pairs ReduceAdd16Avx512
-// adds (l + 8, l + 4, l + 2, l + 1), so each value has the bits of the row's own LanesDotF16.
-// A prompt's scores (rows of head_size) had spent as long in their one-row reductions as in
-// their products.
+// LanesDotF16 for `rows` (1..16) rows of whole runs of 16 (n % 16 == 0) against Q query vectors
+// (query q at b + q * b_stride), reduced together: lane i % 16 of row j's chain takes column i,
+// and ReduceRows16Avx512 adds the pairs ReduceAdd16Avx512 adds (l + 8, l + 4, l + 2, l + 1), so
+// each value has the bits of the row's own LanesDotF16. A prompt's scores (rows of head_size) had
+// spent as long in their one-row reductions as in their products; a row's halves are widened once
+// for all Q queries (a prompt's tokens that share a head's keys or value rows), where one query
+// at a time widened them once per token.
+template <int Q>
 [[gnu::target("avx512f")]] void LanesDotsF16Rows16Avx512(const uint16_t* a, size_t a_stride,
-                                                         int rows, const float* b, int64_t n,
-                                                         float* out) {
-  __m512 v[16];
+                                                         int rows, const float* b, size_t b_stride,
+                                                         int64_t n, float* out, size_t out_stride) {
+  __m512 v[Q][16];
   for (int j = 0; j < 16; ++j) {
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc[Q];
+    for (int q = 0; q < Q; ++q) acc[q] = _mm512_setzero_ps();
     const uint16_t* row = a + static_cast<size_t>(j) * a_stride;
     for (int64_t i = 0; j < rows && i < n; i += 16) {
       const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i));
-      acc = _mm512_fmadd_ps(_mm512_maskz_cvtph_ps(kAll16, h), _mm512_loadu_ps(b + i), acc);
+      // The masked form: GCC 12 warns of an uninitialized register inside the plain one.
+      const __m512 wide = _mm512_maskz_cvtph_ps(kAll16, h);
+      for (int q = 0; q < Q; ++q) {
+        acc[q] = _mm512_fmadd_ps(wide, _mm512_loadu_ps(b + q * b_stride + i), acc[q]);
+      }
     }
-    v[j] = acc;
+    for (int q = 0; q < Q; ++q) v[q][j] = acc[q];
   }
-  _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1U << rows) - 1), ReduceRows16Avx512(v));
+  const auto mask = static_cast<__mmask16>((1U << rows) - 1);
+  for (int q = 0; q < Q; ++q) {
+    _mm512_mask_storeu_ps(out + q * out_stride, mask, ReduceRows16Avx512(v[q]));
+  }
 }
 
+template <int Q>
 [[gnu::target("avx512f")]] void LanesDotsF16Avx512(const uint16_t* a, size_t a_stride,
-                                                   int64_t count, const float* b, int64_t n,
-                                                   float* out) {
+                                                   int64_t count, const float* b, size_t b_stride,
+                                                   int64_t n, float* out, size_t out_stride) {
   if (n % 16 != 0) {
-    for (int64_t j = 0; j < count; ++j) {
-      out[j] = LanesDotF16Avx512(a + static_cast<size_t>(j) * a_stride, b, n);
+    for (int q = 0; q < Q; ++q) {
+      for (int64_t j = 0; j < count; ++j) {
+        out[q * out_stride + static_cast<size_t>(j)] =
+            LanesDotF16Avx512(a + static_cast<size_t>(j) * a_stride, b + q * b_stride, n);
+      }
     }
     return;
   }
   for (int64_t j = 0; j < count; j += 16) {
-    LanesDotsF16Rows16Avx512(a + static_cast<size_t>(j) * a_stride, a_stride,
-                             static_cast<int>(std::min<int64_t>(16, count - j)), b, n, out + j);
+    LanesDotsF16Rows16Avx512<Q>(a + static_cast<size_t>(j) * a_stride, a_stride,
+                                static_cast<int>(std::min<int64_t>(16, count - j)), b, b_stride, n,
+                                out + j, out_stride);
   }
 }
 
@@ -774,12 +790,34 @@ void ToHalves(const float* x, int64_t n, uint16_t* out, KernelIsa isa) {
 
 void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
                   KernelIsa isa, float* out) {
+  LanesDotsF16(a, a_stride, count, b, 0, 1, n, isa, out, 0);
+}
+
+void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b,
+                  size_t b_stride, int queries, int64_t n, KernelIsa isa, float* out,
+                  size_t out_stride) {
   if (isa == KernelIsa::kAvx512 && KernelIsaSupported(isa)) {
-    LanesDotsF16Avx512(a, a_stride, count, b, n, out);
-    return;
+    // Four queries at a time: four rows of accumulators and the 16 rows' lanes fit the stack
+    // frame the reductions read, and more would not share the widening any further.
+    for (; queries >= 4; queries -= 4, b += 4 * b_stride, out += 4 * out_stride) {
+      LanesDotsF16Avx512<4>(a, a_stride, count, b, b_stride, n, out, out_stride);
+    }
+    switch (queries) {
+      case 1:
+        return LanesDotsF16Avx512<1>(a, a_stride, count, b, b_stride, n, out, out_stride);
+      case 2:
+        return LanesDotsF16Avx512<2>(a, a_stride, count, b, b_stride, n, out, out_stride);
+      case 3:
+        return LanesDotsF16Avx512<3>(a, a_stride, count, b, b_stride, n, out, out_stride);
+      default:
+        return;
+    }
   }
-  for (int64_t j = 0; j < count; ++j) {
-    out[j] = LanesDotF16(a + static_cast<size_t>(j) * a_stride, b, n, isa);
+  for (int q = 0; q < queries; ++q) {
+    for (int64_t j = 0; j < count; ++j) {
+      out[q * out_stride + static_cast<size_t>(j)] =
+          LanesDotF16(a + static_cast<size_t>(j) * a_stride, b + q * b_stride, n, isa);
+    }
   }
 }
 

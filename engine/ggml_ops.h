@@ -90,6 +90,13 @@ void ToHalves(const float* x, int64_t n, uint16_t* out, KernelIsa isa);
 // keys or value rows.
 void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
                   KernelIsa isa, float* out);
+// The same for `queries` vectors (query q at b + q * b_stride, its values at
+// out + q * out_stride), with the same bits as one call each: a prompt's tokens that read the
+// same rows (a head's keys, or its value rows over the same padded length). With AVX-512 each
+// row is widened from halves once for four queries.
+void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b,
+                  size_t b_stride, int queries, int64_t n, KernelIsa isa, float* out,
+                  size_t out_stride);
 
 }  // namespace cellhouse::engine
 

@@ -224,23 +224,17 @@ void PopulateCache(const ModelConfig& c, size_t capacity, uint16_t* keys, uint16
   }
 }
 
-}  // namespace
-
-void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int32_t pos, int32_t n,
-            StepKind kind, const float* q, const float* k, const float* v, float* out) {
-  const ModelConfig& c = w.config;
+// Writes tokens [0, n)'s keys and values (rows of k and v) at positions [pos, pos + n) of one
+// layer's cache. Keys by kv head, then position ([kv heads][capacity][hd]): a head's keys are
+// one contiguous run, which its scores read at the memory's speed (by position, each head's piece
+// of a position 2 * kv_dim bytes from the next read at half of it). Values by dimension in blocks
+// of kKvPadding positions (run_state.h), written a dimension at a time so that each dimension's
+// new positions fill whole cache lines. Both are rounded by ToHalves (the bits of FloatToHalf),
+// the values a block of tokens and dimensions at a time.
+void WriteCache(const ModelConfig& c, KernelIsa isa, size_t capacity, int32_t pos, int32_t n,
+                const float* k, const float* v, uint16_t* keys, uint16_t* values) {
   const int32_t hd = c.head_size();
   const int32_t kv_dim = c.kv_dim();
-  const size_t capacity = static_cast<size_t>(s.kv_capacity());
-  uint16_t* keys = s.key_cache_half + static_cast<size_t>(layer) * capacity * kv_dim;
-  uint16_t* values = s.value_cache_half + static_cast<size_t>(layer) * kv_dim * capacity;
-  PopulateCache(c, capacity, keys, values, pos, n);
-  // Keys by kv head, then position ([kv heads][capacity][hd]): a head's keys are one contiguous
-  // run, which its scores read at the memory's speed (by position, each head's piece of a
-  // position 2 * kv_dim bytes from the next read at half of it). Values by dimension in blocks of
-  // kKvPadding positions (run_state.h), written a dimension at a time so that each dimension's
-  // new positions fill whole cache lines. Both are rounded by ToHalves (the bits of FloatToHalf),
-  // the values a block of tokens and dimensions at a time.
   for (int32_t t = 0; t < n; ++t) {
     for (int32_t kvh = 0; kvh < c.n_kv_heads; ++kvh) {
       ToHalves(Row(k, t, kv_dim) + static_cast<size_t>(kvh) * hd, hd,
@@ -248,11 +242,13 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
                isa);
     }
   }
-  const auto value_at = [&](int32_t dim, int32_t position) {
+  // Dimension `dim`'s values: position p at dim_values(dim) + (p / kKvPadding) * hd * kKvPadding
+  // + p % kKvPadding (one division by hd per dimension, not per value).
+  const auto dim_values = [&](int32_t dim) {
     return values + static_cast<size_t>(dim / hd) * hd * capacity +
-           static_cast<size_t>(position / kKvPadding) * hd * kKvPadding +
-           static_cast<size_t>(dim % hd) * kKvPadding + static_cast<size_t>(position % kKvPadding);
+           static_cast<size_t>(dim % hd) * kKvPadding;
   };
+  const auto block_step = static_cast<size_t>(hd) * kKvPadding;
   constexpr int32_t kTokens = 16;
   constexpr int32_t kDims = 64;
   std::array<uint16_t, static_cast<size_t>(kTokens) * kDims> rounded{};
@@ -265,53 +261,131 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
                  rounded.data() + static_cast<size_t>(t) * kDims, isa);
       }
       for (int32_t j = 0; j < dims; ++j) {
+        uint16_t* dim_at = dim_values(j0 + j);
         for (int32_t t = 0; t < tokens; ++t) {
-          *value_at(j0 + j, pos + t0 + t) =
+          const size_t p = static_cast<size_t>(pos) + static_cast<size_t>(t0 + t);
+          dim_at[p / kKvPadding * block_step + p % kKvPadding] =
               rounded[static_cast<size_t>(t) * kDims + static_cast<size_t>(j)];
         }
       }
     }
   }
+}
+
+// One layer's cache as Attend reads it: keys and values, laid out as WriteCache writes them.
+struct LayerCache {
+  const uint16_t* keys;
+  const uint16_t* values;
+  size_t capacity;
+};
+
+// A prompt's attention, in llama.cpp's tinyBLAS order (see ggml_ops.h). Head by head, then a
+// group of tokens at a time: up to kPromptQueries tokens whose lengths pad to the same value read
+// the head's keys and value rows together, each with its own chain (LanesDotsF16), so a group
+// gives each token the bits it would have alone. The tokens share a kv head's values gathered
+// into rows once (their stride fits the last token; each token reads its own padded stretch).
+void AttendPrompt(const ModelConfig& c, KernelIsa isa, RunState& s, const LayerCache& cache,
+                  int32_t pos, int32_t n, const float* q, float* out) {
+  const int32_t hd = c.head_size();
   const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
-  const bool prompt = kind == StepKind::kPrompt;  // llama.cpp's tinyBLAS order (see the header)
   const float scale = 1.0F / std::sqrt(static_cast<float>(hd));
   const int32_t kv_mul = c.n_heads / c.n_kv_heads;
-  float* weights_half = s.attention_half;
-  float* q_half = s.attention_half + PadToKv(c.seq_len);
-  // Head by head, then token by token. A prompt's tokens share a kv head's values gathered into
-  // rows once (their stride fits the last token; each token reads its own padded stretch).
+  const auto padded_seq = static_cast<size_t>(PadToKv(c.seq_len));
+  float* weights_half = s.attention_half;                          // [kPromptQueries][padded_seq]
+  float* q_half = s.attention_half + kPromptQueries * padded_seq;  // [kPromptQueries][hd]
   const auto stride = static_cast<size_t>(PadToKv(pos + n));
   for (int32_t h = 0; h < c.n_heads; ++h) {
     const size_t g = static_cast<size_t>(h / kv_mul) * hd;
-    if (prompt && h % kv_mul == 0) {
-      GatherValueRows(values + g * capacity, hd, static_cast<int32_t>(stride), s.value_rows_half);
+    const uint16_t* keys = cache.keys + g * cache.capacity;
+    if (h % kv_mul == 0) {
+      GatherValueRows(cache.values + g * cache.capacity, hd, static_cast<int32_t>(stride),
+                      s.value_rows_half);
     }
+    for (int32_t t = 0; t < n;) {
+      const auto padded = static_cast<int32_t>(PadToKv(pos + t + 1));
+      int32_t group = 1;
+      while (group < kPromptQueries && t + group < n && PadToKv(pos + t + group + 1) == padded) {
+        ++group;
+      }
+      // Rounding is value by value: the head's slice alone gets the bits the whole row would.
+      for (int32_t i = 0; i < group; ++i) {
+        f16.quantize_activations(
+            Row(q, t + i, c.q_dim()) + static_cast<size_t>(h) * hd, 1, hd,
+            reinterpret_cast<std::byte*>(q_half + static_cast<ptrdiff_t>(i) * hd));
+      }
+      // Every token's scores over the group's last one's keys: an earlier token's later keys are
+      // past its count, where the causal mask overwrites them.
+      const int32_t last_count = pos + t + group;
+      if (hd % 16 == 0) {
+        LanesDotsF16(keys, hd, last_count, q_half, hd, group, hd, isa, s.scores, padded_seq);
+      } else {
+        for (int32_t i = 0; i < group; ++i) {
+          DotsF16(keys, hd, last_count, q_half + static_cast<ptrdiff_t>(i) * hd, hd, isa,
+                  s.scores + i * padded_seq);
+        }
+      }
+      for (int32_t i = 0; i < group; ++i) {
+        float* scores = s.scores + i * padded_seq;
+        std::fill(scores + pos + t + i + 1, scores + padded, -INFINITY);  // the causal mask
+        SoftMax(scores, padded, scale, isa);
+        f16.quantize_activations(scores, 1, padded,
+                                 reinterpret_cast<std::byte*>(weights_half + i * padded_seq));
+      }
+      LanesDotsF16(s.value_rows_half, stride, hd, weights_half, padded_seq, group, padded, isa,
+                   Row(out, t, c.q_dim()) + static_cast<size_t>(h) * hd, c.q_dim());
+      t += group;
+    }
+  }
+}
+
+// Decode rows' attention, a row at a time, head by head, in the F16 kernel's order; each reads
+// the cache's value blocks in place (a copy would cost as much as the dots).
+void AttendDecode(const ModelConfig& c, KernelIsa isa, RunState& s, const LayerCache& cache,
+                  int32_t pos, int32_t n, const float* q, float* out) {
+  static_assert(kKvPadding == kF16Block);
+  const int32_t hd = c.head_size();
+  const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
+  const float scale = 1.0F / std::sqrt(static_cast<float>(hd));
+  const int32_t kv_mul = c.n_heads / c.n_kv_heads;
+  const auto padded_seq = static_cast<size_t>(PadToKv(c.seq_len));
+  float* weights_half = s.attention_half;
+  float* q_half = s.attention_half + kPromptQueries * padded_seq;  // [q_dim]
+  for (int32_t h = 0; h < c.n_heads; ++h) {
+    const size_t g = static_cast<size_t>(h / kv_mul) * hd;
     float* qh = q_half + static_cast<size_t>(h) * hd;
-    float* scores = s.scores + static_cast<size_t>(h) * PadToKv(c.seq_len);
+    float* scores = s.scores + static_cast<size_t>(h) * padded_seq;
     for (int32_t t = 0; t < n; ++t) {
       const int32_t count = pos + t + 1;
       const auto padded = static_cast<int32_t>(PadToKv(count));
-      // Rounding is value by value: the head's slice alone gets the bits the whole row would.
       f16.quantize_activations(Row(q, t, c.q_dim()) + static_cast<size_t>(h) * hd, 1, hd,
                                reinterpret_cast<std::byte*>(qh));
-      if (prompt && hd % 16 == 0) {
-        LanesDotsF16(keys + g * capacity, hd, count, qh, hd, isa, scores);
-      } else {
-        DotsF16(keys + g * capacity, hd, count, qh, hd, isa, scores);
-      }
+      DotsF16(cache.keys + g * cache.capacity, hd, count, qh, hd, isa, scores);
       std::fill(scores + count, scores + padded, -INFINITY);  // the causal mask
       SoftMax(scores, padded, scale, isa);
       f16.quantize_activations(scores, 1, padded, reinterpret_cast<std::byte*>(weights_half));
-      float* oh = Row(out, t, c.q_dim()) + static_cast<size_t>(h) * hd;
-      if (prompt) {
-        LanesDotsF16(s.value_rows_half, stride, hd, weights_half, padded, isa, oh);
-      } else {
-        // One token reads the cache's blocks in place: a copy would cost as much as the dots.
-        static_assert(kKvPadding == kF16Block);
-        DotsF16Blocks(values + g * capacity, static_cast<size_t>(hd) * kKvPadding, hd, weights_half,
-                      padded, isa, s.value_rows_half, oh);
-      }
+      DotsF16Blocks(cache.values + g * cache.capacity, static_cast<size_t>(hd) * kKvPadding, hd,
+                    weights_half, padded, isa, s.value_rows_half,
+                    Row(out, t, c.q_dim()) + static_cast<size_t>(h) * hd);
     }
+  }
+}
+
+}  // namespace
+
+void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int32_t pos, int32_t n,
+            StepKind kind, const float* q, const float* k, const float* v, float* out) {
+  const ModelConfig& c = w.config;
+  const int32_t kv_dim = c.kv_dim();
+  const size_t capacity = static_cast<size_t>(s.kv_capacity());
+  uint16_t* keys = s.key_cache_half + static_cast<size_t>(layer) * capacity * kv_dim;
+  uint16_t* values = s.value_cache_half + static_cast<size_t>(layer) * kv_dim * capacity;
+  PopulateCache(c, capacity, keys, values, pos, n);
+  WriteCache(c, isa, capacity, pos, n, k, v, keys, values);
+  const LayerCache cache{.keys = keys, .values = values, .capacity = capacity};
+  if (kind == StepKind::kPrompt) {
+    AttendPrompt(c, isa, s, cache, pos, n, q, out);
+  } else {
+    AttendDecode(c, isa, s, cache, pos, n, q, out);
   }
 }
 

@@ -23,11 +23,13 @@ struct FixedSizes {
                  static_cast<uint64_t>(std::max(c.dim, c.q_dim()))),
         hidden(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.hidden_dim)),
         rope(static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.head_size() / 2)),
-        scores(static_cast<uint64_t>(c.n_heads) * static_cast<uint64_t>(PadToKv(c.seq_len))),
+        scores(static_cast<uint64_t>(std::max(c.n_heads, kPromptQueries)) *
+               static_cast<uint64_t>(PadToKv(c.seq_len))),
         logits(static_cast<uint64_t>(c.vocab_size)),
         kv_new(2 * static_cast<uint64_t>(kMaxBatch) * static_cast<uint64_t>(c.kv_dim())),
-        attention_half(static_cast<uint64_t>(PadToKv(c.seq_len)) +
-                       static_cast<uint64_t>(c.q_dim())),
+        attention_half(static_cast<uint64_t>(kPromptQueries) *
+                           static_cast<uint64_t>(PadToKv(c.seq_len)) +
+                       static_cast<uint64_t>(std::max(c.q_dim(), kPromptQueries * c.head_size()))),
         value_rows(static_cast<uint64_t>(c.head_size()) *
                    static_cast<uint64_t>(PadToKv(c.seq_len))),
         typed_input(4 * static_cast<uint64_t>(kMaxBatch) *

@@ -34,6 +34,9 @@ inline constexpr int32_t kMaxBatch = 128;
 // stretch of it attention reads: a GGUF model's attention sums over that padded stretch, and the
 // rounding depends on its length (gguf_forward.cc).
 inline constexpr int32_t kKvPadding = 32;
+// GGUF attention: a prompt's tokens whose padded lengths agree read a head's keys and value rows
+// together, this many at a time (gguf_forward.cc's Attend).
+inline constexpr int32_t kPromptQueries = 4;
 constexpr int64_t PadToKv(int64_t positions) {
   return (positions + kKvPadding - 1) / kKvPadding * kKvPadding;
 }
@@ -103,10 +106,14 @@ class RunState {
   float* hb2 = nullptr;       // [kMaxBatch][hidden] up projection
   float* rope_cos = nullptr;  // [kMaxBatch][head_size / 2]
   float* rope_sin = nullptr;  // [kMaxBatch][head_size / 2]
-  float* scores = nullptr;    // [n_heads][PadToKv(seq_len)] attention weights of one token
-  float* logits = nullptr;    // [vocab]
-  // GGUF attention: one head's weights and query rounded to half precision, as floats.
-  float* attention_half = nullptr;  // [PadToKv(seq_len) + q_dim]
+  // [max(n_heads, kPromptQueries)][PadToKv(seq_len)] attention weights of one token (a row per
+  // head), or of a GGUF prompt's group of tokens for one head (a row per token)
+  float* scores = nullptr;
+  float* logits = nullptr;  // [vocab]
+  // GGUF attention: one head's weights and query rounded to half precision, as floats, for one
+  // token or a prompt's group of kPromptQueries:
+  // [kPromptQueries][PadToKv(seq_len)] + [max(q_dim, kPromptQueries * head_size)].
+  float* attention_half = nullptr;
   // GGUF attention: a prompt chunk's copy of one kv head's values gathered from their blocks
   // (below) into rows, [head_size][positions padded to kKvPadding]; a decode token's scratch row
   // for DotsF16Blocks where there is no AVX-512.

@@ -185,6 +185,72 @@ TEST(GgmlOpsTest, BatchedDotsEqualSingleOnes) {
   }
 }
 
+// Rows and queries for LanesDotsF16's several-query form: `queries` of kMostQueries query
+// vectors against `count` of kCount rows over n columns, checked value by value against
+// LanesDotF16 of that row and query alone, and for nothing written past the rows or queries.
+class SeveralQueries {
+ public:
+  static constexpr int kMostQueries = 9;
+  static constexpr int64_t kCount = 37;
+
+  SeveralQueries()
+      : b_(Values(kQueryStride * kMostQueries, 4.0F, 6)),
+        halves_(Halves(Values(kStride * kCount, 2.0F, 10))) {}
+
+  ::testing::AssertionResult Check(KernelIsa isa, int queries, int64_t n, int64_t count) const {
+    std::vector<float> out(kOutStride * kMostQueries, -1.0F);
+    LanesDotsF16(halves_.data() + 3, kStride, count, b_.data(), kQueryStride, queries, n, isa,
+                 out.data(), kOutStride);
+    for (int q = 0; q < kMostQueries; ++q) {
+      for (int64_t j = 0; j < static_cast<int64_t>(kOutStride); ++j) {
+        const float got = out[q * kOutStride + static_cast<size_t>(j)];
+        const bool written = q < queries && j < count;
+        const float want = written
+                               ? LanesDotF16(halves_.data() + 3 + j * kStride,
+                                             b_.data() + q * kQueryStride, n, KernelIsa::kPortable)
+                               : -1.0F;
+        if (Bits(got) != Bits(want)) {
+          return ::testing::AssertionFailure()
+                 << KernelIsaName(isa) << " queries " << queries << " n " << n << " count " << count
+                 << ": query " << q << " row " << j << " is " << got << ", not " << want
+                 << (written ? "" : " (past the rows or queries)");
+        }
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+ private:
+  static constexpr size_t kStride = 320;
+  static constexpr size_t kQueryStride = 304;
+  static constexpr size_t kOutStride = 40;
+  static std::vector<uint16_t> Halves(const std::vector<float>& values) {
+    std::vector<uint16_t> halves;
+    halves.reserve(values.size());
+    for (float v : values) halves.push_back(FloatToHalf(v));
+    return halves;
+  }
+
+  std::vector<float> b_;
+  std::vector<uint16_t> halves_;
+};
+
+// A prompt's tokens that read the same rows at once (1 to 9 queries: the groups of four and what
+// is left), for rows of head_size, of a context's length and with a tail past the last 16.
+TEST(GgmlOpsTest, DotsOfSeveralQueriesEqualSingleOnes) {
+  const SeveralQueries rows;
+  for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+    for (int queries = 1; queries <= SeveralQueries::kMostQueries; ++queries) {
+      for (int64_t n : {int64_t{64}, int64_t{61}, int64_t{16}, int64_t{288}, int64_t{300}}) {
+        for (int64_t count :
+             {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, SeveralQueries::kCount}) {
+          ASSERT_TRUE(rows.Check(isa, queries, n, count));
+        }
+      }
+    }
+  }
+}
+
 // A decode token's attention products, 16 rows at a time: each the bits of the F16 kernel's own
 // dot, for lengths with and without a tail past the last whole 64 (a score is 64 long, a value
 // row a multiple of 32; from 256 on the rows go 4 at a time) and for row counts around the group
