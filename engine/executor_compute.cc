@@ -96,7 +96,6 @@ gguf_steps::Buffers GgufStepCompute::Scratch() {
 void GgufStepCompute::Run(const executor::Batch& batch, executor::ThreadPool& pool) {
   const ModelConfig& c = w_.config;
   const uint32_t n = std::min(batch.total_rows, max_batch_rows_);
-  const int64_t wide = std::max(c.dim, c.q_dim());
   // A prompt's rows first, each group in batch order.
   std::fill_n(prompt_row_.begin(), n, uint8_t{0});
   for (const executor::BatchEntry& e : batch.entries) {
@@ -116,7 +115,9 @@ void GgufStepCompute::Run(const executor::Batch& batch, executor::ThreadPool& po
     const float* in = batch.input + Floats(i, shape_.input_row_floats);
     std::memcpy(x_.data() + Floats(at_[i], c.dim), in, sizeof(float) * static_cast<size_t>(c.dim));
     if (batch.round > 0) {
-      std::memcpy(h_.data() + Floats(at_[i], wide), in + c.dim,
+      // The attention output's rows are q_dim apart, as Attend writes them and the output
+      // projection reads them.
+      std::memcpy(h_.data() + Floats(at_[i], c.q_dim()), in + c.dim,
                   sizeof(float) * static_cast<size_t>(c.q_dim()));
     }
     prompt_rows += prompt_row_[i];

@@ -74,7 +74,7 @@ bool Chunk(const GgufWeights& w, KernelIsa isa, RunState& state, std::span<const
     }
     for (uint32_t r = 0; r < n; ++r) {
       Copy(t.row(r), Row(s.x, r, c.dim), c.dim);
-      Copy(t.row(r) + c.dim, Row(s.h, r, std::max(c.dim, c.q_dim())), c.q_dim());
+      Copy(t.row(r) + c.dim, Row(s.h, r, c.q_dim()), c.q_dim());  // Attend's rows: q_dim apart
     }
     if (!t.Exchange(l + 1, n, kind, flags)) {
       return false;

@@ -374,6 +374,9 @@ INSTANTIATE_TEST_SUITE_P(
              {.arch = "llama", .matrices = TensorType::kF16, .tied = false, .seed = 2}},
         Case{"qwen2_q4_0",
              {.arch = "qwen2", .matrices = TensorType::kQ4_0, .biases = true, .seed = 5}},
+        // Heads narrower than the residual stream (q_dim 32 < dim 64): the attention output's
+        // rows are q_dim apart, not dim.
+        Case{"qwen3_narrow_heads", {.arch = "qwen3", .head_dim = 8, .qk_norm = true, .seed = 7}},
         Case{"qwen3_q4_k",
              {.arch = "qwen3",
               .dim = 256,
