@@ -120,11 +120,11 @@ struct Format {
   double llama_pp = 0;
 };
 
-// One turn in a fresh conversation: its decode tokens/s, or its prefill tokens/s. A prefill is
-// measured twice: the fresh conversation's first prompt (its KV cache's pages faulted in as the
-// prompt fills them), then the same prompt with its first token after BOS changed, which reuses
-// only BOS and runs the rest again through the cache now mapped: llama-bench's pp, whose context
-// is allocated once for all its runs.
+// A fresh conversation: one turn's decode tokens/s, or prefill tokens/s measured twice: its first
+// prompt (tokenised, and its KV cache's pages faulted in as the prompt fills them), then the same
+// prompt with its first token after BOS changed, which reuses only BOS and runs the other tokens
+// again through the cache now mapped: llama-bench's pp, whose context is allocated once for all
+// its runs.
 Status Measure(Format& f, const std::string& prompt, int32_t new_tokens, bool prefill) {
   CH_ASSIGN_OR_RETURN(Conversation chat,
                       Conversation::Create(*f.model, *f.tokenizer, f.model->config().seq_len));
