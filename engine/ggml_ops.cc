@@ -788,11 +788,6 @@ void ToHalves(const float* x, int64_t n, uint16_t* out, KernelIsa isa) {
   }
 }
 
-void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
-                  KernelIsa isa, float* out) {
-  LanesDotsF16(a, a_stride, count, b, 0, 1, n, isa, out, 0);
-}
-
 void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b,
                   size_t b_stride, int queries, int64_t n, KernelIsa isa, float* out,
                   size_t out_stride) {

@@ -86,14 +86,11 @@ void DotsF16Blocks(const uint16_t* a, size_t block_stride, int64_t count, const 
 // out[i] = FloatToHalf(x[i]) (vcvtps2ph where the CPU has F16C: the same bits).
 void ToHalves(const float* x, int64_t n, uint16_t* out, KernelIsa isa);
 
-// out[j] = LanesDotF16(a + j * a_stride, b, n, isa) for j < count: one dispatch for a head's
-// keys or value rows.
-void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b, int64_t n,
-                  KernelIsa isa, float* out);
-// The same for `queries` vectors (query q at b + q * b_stride, its values at
-// out + q * out_stride), with the same bits as one call each: a prompt's tokens that read the
-// same rows (a head's keys, or its value rows over the same padded length). With AVX-512 each
-// row is widened from halves once for four queries.
+// out[q * out_stride + j] = LanesDotF16(a + j * a_stride, b + q * b_stride, n, isa) for
+// j < count and q < queries: one dispatch for a head's keys or value rows against a prompt's
+// tokens that read the same rows (a head's keys, or its value rows over the same padded length).
+// With AVX-512 each row is widened from halves once for four queries; every value has the bits of
+// its own LanesDotF16.
 void LanesDotsF16(const uint16_t* a, size_t a_stride, int64_t count, const float* b,
                   size_t b_stride, int queries, int64_t n, KernelIsa isa, float* out,
                   size_t out_stride);

@@ -272,11 +272,36 @@ void WriteCache(const ModelConfig& c, KernelIsa isa, size_t capacity, int32_t po
   }
 }
 
-// One layer's cache as Attend reads it: keys and values, laid out as WriteCache writes them.
-struct LayerCache {
+// What both kinds of attention read: one layer's cache (keys and values, laid out as WriteCache
+// writes them) and the state's scratch for queries and weights rounded to halves.
+struct LayerAttention {
+  LayerAttention(const ModelConfig& c, KernelIsa isa, RunState& s, const uint16_t* layer_keys,
+                 const uint16_t* layer_values)
+      : keys(layer_keys),
+        values(layer_values),
+        capacity(static_cast<size_t>(s.kv_capacity())),
+        hd(c.head_size()),
+        kv_mul(c.n_heads / c.n_kv_heads),
+        scale(1.0F / std::sqrt(static_cast<float>(c.head_size()))),
+        padded_seq(static_cast<size_t>(PadToKv(c.seq_len))),
+        f16(GetTypeKernels(TensorType::kF16, isa)),
+        weights_half(s.attention_half),
+        q_half(s.attention_half + kPromptQueries * padded_seq) {}
+
+  // The start of kv head `g / hd`'s run in a layer's keys or values.
+  const uint16_t* KeysOf(size_t g) const { return keys + g * capacity; }
+  const uint16_t* ValuesOf(size_t g) const { return values + g * capacity; }
+
   const uint16_t* keys;
   const uint16_t* values;
   size_t capacity;
+  int32_t hd;
+  int32_t kv_mul;
+  float scale;
+  size_t padded_seq;
+  const TypeKernels& f16;
+  float* weights_half;  // [kPromptQueries][padded_seq]
+  float* q_half;        // [max(q_dim, kPromptQueries * hd)]
 };
 
 // A prompt's attention, in llama.cpp's tinyBLAS order (see ggml_ops.h). Head by head, then a
@@ -284,22 +309,16 @@ struct LayerCache {
 // the head's keys and value rows together, each with its own chain (LanesDotsF16), so a group
 // gives each token the bits it would have alone. The tokens share a kv head's values gathered
 // into rows once (their stride fits the last token; each token reads its own padded stretch).
-void AttendPrompt(const ModelConfig& c, KernelIsa isa, RunState& s, const LayerCache& cache,
+void AttendPrompt(const ModelConfig& c, KernelIsa isa, RunState& s, const LayerAttention& a,
                   int32_t pos, int32_t n, const float* q, float* out) {
-  const int32_t hd = c.head_size();
-  const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
-  const float scale = 1.0F / std::sqrt(static_cast<float>(hd));
-  const int32_t kv_mul = c.n_heads / c.n_kv_heads;
-  const auto padded_seq = static_cast<size_t>(PadToKv(c.seq_len));
-  float* weights_half = s.attention_half;                          // [kPromptQueries][padded_seq]
-  float* q_half = s.attention_half + kPromptQueries * padded_seq;  // [kPromptQueries][hd]
+  const int32_t hd = a.hd;
+  const size_t padded_seq = a.padded_seq;
   const auto stride = static_cast<size_t>(PadToKv(pos + n));
   for (int32_t h = 0; h < c.n_heads; ++h) {
-    const size_t g = static_cast<size_t>(h / kv_mul) * hd;
-    const uint16_t* keys = cache.keys + g * cache.capacity;
-    if (h % kv_mul == 0) {
-      GatherValueRows(cache.values + g * cache.capacity, hd, static_cast<int32_t>(stride),
-                      s.value_rows_half);
+    const size_t g = static_cast<size_t>(h / a.kv_mul) * hd;
+    const uint16_t* keys = a.KeysOf(g);
+    if (h % a.kv_mul == 0) {
+      GatherValueRows(a.ValuesOf(g), hd, static_cast<int32_t>(stride), s.value_rows_half);
     }
     for (int32_t t = 0; t < n;) {
       const auto padded = static_cast<int32_t>(PadToKv(pos + t + 1));
@@ -309,29 +328,29 @@ void AttendPrompt(const ModelConfig& c, KernelIsa isa, RunState& s, const LayerC
       }
       // Rounding is value by value: the head's slice alone gets the bits the whole row would.
       for (int32_t i = 0; i < group; ++i) {
-        f16.quantize_activations(
+        a.f16.quantize_activations(
             Row(q, t + i, c.q_dim()) + static_cast<size_t>(h) * hd, 1, hd,
-            reinterpret_cast<std::byte*>(q_half + static_cast<ptrdiff_t>(i) * hd));
+            reinterpret_cast<std::byte*>(a.q_half + static_cast<ptrdiff_t>(i) * hd));
       }
       // Every token's scores over the group's last one's keys: an earlier token's later keys are
       // past its count, where the causal mask overwrites them.
       const int32_t last_count = pos + t + group;
       if (hd % 16 == 0) {
-        LanesDotsF16(keys, hd, last_count, q_half, hd, group, hd, isa, s.scores, padded_seq);
+        LanesDotsF16(keys, hd, last_count, a.q_half, hd, group, hd, isa, s.scores, padded_seq);
       } else {
         for (int32_t i = 0; i < group; ++i) {
-          DotsF16(keys, hd, last_count, q_half + static_cast<ptrdiff_t>(i) * hd, hd, isa,
+          DotsF16(keys, hd, last_count, a.q_half + static_cast<ptrdiff_t>(i) * hd, hd, isa,
                   s.scores + i * padded_seq);
         }
       }
       for (int32_t i = 0; i < group; ++i) {
         float* scores = s.scores + i * padded_seq;
         std::fill(scores + pos + t + i + 1, scores + padded, -INFINITY);  // the causal mask
-        SoftMax(scores, padded, scale, isa);
-        f16.quantize_activations(scores, 1, padded,
-                                 reinterpret_cast<std::byte*>(weights_half + i * padded_seq));
+        SoftMax(scores, padded, a.scale, isa);
+        a.f16.quantize_activations(scores, 1, padded,
+                                   reinterpret_cast<std::byte*>(a.weights_half + i * padded_seq));
       }
-      LanesDotsF16(s.value_rows_half, stride, hd, weights_half, padded_seq, group, padded, isa,
+      LanesDotsF16(s.value_rows_half, stride, hd, a.weights_half, padded_seq, group, padded, isa,
                    Row(out, t, c.q_dim()) + static_cast<size_t>(h) * hd, c.q_dim());
       t += group;
     }
@@ -340,32 +359,25 @@ void AttendPrompt(const ModelConfig& c, KernelIsa isa, RunState& s, const LayerC
 
 // Decode rows' attention, a row at a time, head by head, in the F16 kernel's order; each reads
 // the cache's value blocks in place (a copy would cost as much as the dots).
-void AttendDecode(const ModelConfig& c, KernelIsa isa, RunState& s, const LayerCache& cache,
+void AttendDecode(const ModelConfig& c, KernelIsa isa, RunState& s, const LayerAttention& a,
                   int32_t pos, int32_t n, const float* q, float* out) {
   static_assert(kKvPadding == kF16Block);
-  const int32_t hd = c.head_size();
-  const TypeKernels& f16 = GetTypeKernels(TensorType::kF16, isa);
-  const float scale = 1.0F / std::sqrt(static_cast<float>(hd));
-  const int32_t kv_mul = c.n_heads / c.n_kv_heads;
-  const auto padded_seq = static_cast<size_t>(PadToKv(c.seq_len));
-  float* weights_half = s.attention_half;
-  float* q_half = s.attention_half + kPromptQueries * padded_seq;  // [q_dim]
+  const int32_t hd = a.hd;
   for (int32_t h = 0; h < c.n_heads; ++h) {
-    const size_t g = static_cast<size_t>(h / kv_mul) * hd;
-    float* qh = q_half + static_cast<size_t>(h) * hd;
-    float* scores = s.scores + static_cast<size_t>(h) * padded_seq;
+    const size_t g = static_cast<size_t>(h / a.kv_mul) * hd;
+    float* qh = a.q_half + static_cast<size_t>(h) * hd;
+    float* scores = s.scores + static_cast<size_t>(h) * a.padded_seq;
     for (int32_t t = 0; t < n; ++t) {
       const int32_t count = pos + t + 1;
       const auto padded = static_cast<int32_t>(PadToKv(count));
-      f16.quantize_activations(Row(q, t, c.q_dim()) + static_cast<size_t>(h) * hd, 1, hd,
-                               reinterpret_cast<std::byte*>(qh));
-      DotsF16(cache.keys + g * cache.capacity, hd, count, qh, hd, isa, scores);
+      a.f16.quantize_activations(Row(q, t, c.q_dim()) + static_cast<size_t>(h) * hd, 1, hd,
+                                 reinterpret_cast<std::byte*>(qh));
+      DotsF16(a.KeysOf(g), hd, count, qh, hd, isa, scores);
       std::fill(scores + count, scores + padded, -INFINITY);  // the causal mask
-      SoftMax(scores, padded, scale, isa);
-      f16.quantize_activations(scores, 1, padded, reinterpret_cast<std::byte*>(weights_half));
-      DotsF16Blocks(cache.values + g * cache.capacity, static_cast<size_t>(hd) * kKvPadding, hd,
-                    weights_half, padded, isa, s.value_rows_half,
-                    Row(out, t, c.q_dim()) + static_cast<size_t>(h) * hd);
+      SoftMax(scores, padded, a.scale, isa);
+      a.f16.quantize_activations(scores, 1, padded, reinterpret_cast<std::byte*>(a.weights_half));
+      DotsF16Blocks(a.ValuesOf(g), static_cast<size_t>(hd) * kKvPadding, hd, a.weights_half, padded,
+                    isa, s.value_rows_half, Row(out, t, c.q_dim()) + static_cast<size_t>(h) * hd);
     }
   }
 }
@@ -381,11 +393,11 @@ void Attend(const GgufWeights& w, KernelIsa isa, RunState& s, int32_t layer, int
   uint16_t* values = s.value_cache_half + static_cast<size_t>(layer) * kv_dim * capacity;
   PopulateCache(c, capacity, keys, values, pos, n);
   WriteCache(c, isa, capacity, pos, n, k, v, keys, values);
-  const LayerCache cache{.keys = keys, .values = values, .capacity = capacity};
+  const LayerAttention inputs(c, isa, s, keys, values);
   if (kind == StepKind::kPrompt) {
-    AttendPrompt(c, isa, s, cache, pos, n, q, out);
+    AttendPrompt(c, isa, s, inputs, pos, n, q, out);
   } else {
-    AttendDecode(c, isa, s, cache, pos, n, q, out);
+    AttendDecode(c, isa, s, inputs, pos, n, q, out);
   }
 }
 

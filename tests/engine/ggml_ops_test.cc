@@ -173,7 +173,7 @@ TEST(GgmlOpsTest, BatchedDotsEqualSingleOnes) {
       for (int64_t count :
            {int64_t{1}, int64_t{5}, int64_t{15}, int64_t{16}, int64_t{17}, kCount}) {
         std::vector<float> out(static_cast<size_t>(count) + 1, -1.0F);
-        LanesDotsF16(halves.data() + 3, kStride, count, b.data(), n, isa, out.data());
+        LanesDotsF16(halves.data() + 3, kStride, count, b.data(), 0, 1, n, isa, out.data(), 0);
         for (int64_t j = 0; j < count; ++j) {
           ASSERT_EQ(Bits(out[j]), Bits(LanesDotF16(halves.data() + 3 + j * kStride, b.data(), n,
                                                    KernelIsa::kPortable)))
