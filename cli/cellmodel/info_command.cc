@@ -55,6 +55,15 @@ void PrintJsonLine(const Json& j) {
   Printf(stdout, "%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
 }
 
+// What a session costs besides the shared weights, as celld's admission counts it.
+void PrintSessionCost(const engine::Model& model, const char* label) {
+  const engine::ModelConfig& c = model.config();
+  Printf(stdout, "%s%s per token of context (%s KV cache) + %s of state\n", label,
+         FormatBytes(engine::KvCacheBytesPerToken(c, model.kv_precision())).c_str(),
+         std::string(engine::KvPrecisionName(model.kv_precision())).c_str(),
+         FormatBytes(engine::StateFixedBytes(c)).c_str());
+}
+
 void PrintGgufJson(const engine::Model& model) {
   const engine::ModelConfig& c = model.config();
   const engine::GgufFile& g = *model.gguf();
@@ -75,6 +84,11 @@ void PrintGgufJson(const engine::Model& model) {
             {"head_size", c.head_size()},
             {"vocab_size", c.vocab_size},
             {"context_length", Gguf(model).file_context_length},
+            // What celld's admission counts, under the names cellctl policy check reads (the
+            // same for every format): seq_len is the context a session may use.
+            {"seq_len", c.seq_len},
+            {"kv_bytes_per_token", engine::KvCacheBytesPerToken(c, model.kv_precision())},
+            {"state_fixed_bytes", engine::StateFixedBytes(c)},
             {"rope_base", static_cast<double>(c.rope_base)},
             {"rms_eps", static_cast<double>(c.rms_eps)},
             {"shared_classifier", c.shared_classifier},
@@ -118,6 +132,7 @@ void PrintGgufText(const engine::Model& model) {
   Printf(stdout, "chat template: %s\n", vocab.chat_template ? "present" : "none");
   Printf(stdout, "chunks:        %zu of %s\n", model.ChunkCount(),
          FormatBytes(engine::kModelChunkBytes).c_str());
+  PrintSessionCost(model, "session:       ");
 }
 
 FormatFacts Facts(const engine::Model& model) {
@@ -186,11 +201,7 @@ void PrintText(const engine::Model& model) {
   }
   Printf(stdout, "chunks:     %zu of %s\n", model.ChunkCount(),
          FormatBytes(engine::kModelChunkBytes).c_str());
-  // What a session costs besides the shared weights, as celld's admission counts it.
-  Printf(stdout, "session:    %s per token of context (%s KV cache) + %s of state\n",
-         FormatBytes(engine::KvCacheBytesPerToken(c, model.kv_precision())).c_str(),
-         std::string(engine::KvPrecisionName(model.kv_precision())).c_str(),
-         FormatBytes(engine::StateFixedBytes(c)).c_str());
+  PrintSessionCost(model, "session:    ");
 }
 
 }  // namespace

@@ -95,6 +95,22 @@ TEST_F(ConfigTest, PolicyCheckWithAModelMakesTheChecksCelldMakes) {
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_NE(ok.out.find("model " + Model() + ": context up to 256 tokens"), std::string::npos)
       << ok.out;
+  // A GGUF file gives cellctl the same facts (cellmodel info --json names them alike).
+  const std::string gguf = local_.File("tiny-Q8_0.gguf");
+  CommandResult convert = RunCommand(
+      {testing::BinPath("cellmodel"), "convert", "--in", Model(), "--out", gguf, "--type", "Q8_0"});
+  ASSERT_EQ(convert.exit_code, 0) << convert.err;
+  CommandResult with_gguf =
+      RunCommand({testing::BinPath("cellctl"), "policy", "check", "--model", gguf, file});
+  EXPECT_EQ(with_gguf.exit_code, 0) << with_gguf.err;
+  EXPECT_NE(with_gguf.out.find("model " + gguf + ": context up to 256 tokens"), std::string::npos)
+      << with_gguf.out;
+  testing::WritePolicy(policies_, tight);
+  CommandResult tight_gguf =
+      RunCommand({testing::BinPath("cellctl"), "policy", "check", "--model", gguf, file});
+  EXPECT_EQ(tight_gguf.exit_code, 1) << tight_gguf.out;
+  EXPECT_NE(tight_gguf.err.find("a session needs at context_length"), std::string::npos)
+      << tight_gguf.err;
   CommandResult missing = RunCommand({testing::BinPath("cellctl"), "policy", "check", "--model",
                                       local_.File("no-model.bin"), file});
   EXPECT_EQ(missing.exit_code, 1);
