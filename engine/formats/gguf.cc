@@ -379,20 +379,28 @@ uint64_t GgufValue::array_size() const {
   return type_ == GgufType::kArray ? Load<uint64_t>(encoded_.data() + 4) : 0;
 }
 
-std::vector<GgufValue> GgufValue::Elements() const {
-  std::vector<GgufValue> out;
+void GgufValue::ForEachElement(const std::function<bool(const GgufValue&)>& visit) const {
   if (type_ != GgufType::kArray) {
-    return out;
+    return;
   }
   const GgufType element = array_type();
-  const uint64_t count = array_size();
-  out.reserve(count);  // bounded by the file's size: Parse checked the count
+  const uint64_t count = array_size();  // Parse checked that the elements fit in the value
   size_t pos = 12;
   for (uint64_t i = 0; i < count; ++i) {
     const size_t size = EncodedSize(element, encoded_.data() + pos);
-    out.emplace_back(element, encoded_.subspan(pos, size));
+    if (!visit(GgufValue(element, encoded_.subspan(pos, size)))) {
+      return;
+    }
     pos += size;
   }
+}
+
+std::vector<GgufValue> GgufValue::Elements() const {
+  std::vector<GgufValue> out;
+  ForEachElement([&out](const GgufValue& e) {
+    out.push_back(e);
+    return true;
+  });
   return out;
 }
 
@@ -582,8 +590,10 @@ Result<GgufFile> GgufFile::Parse(std::span<const std::byte> file, std::string_vi
                   " tensors, more than the " + std::to_string(cur.left()) + " bytes left can hold");
   }
 
-  g.metadata_.reserve(*metadata_count);
-  g.metadata_index_.reserve(*metadata_count);
+  // The counts are only bounded by the file's size; real files have tens of keys and at most some
+  // thousands of tensors, so reserve no more than that and let a larger count grow as it parses.
+  constexpr uint64_t kReserveAtMost = 4096;
+  g.metadata_.reserve(std::min(*metadata_count, kReserveAtMost));
   for (uint64_t i = 0; i < *metadata_count; ++i) {
     const std::string entry = "metadata entry " + std::to_string(i);
     Result<std::string_view> key = parser.String(entry + "'s key");
@@ -619,8 +629,7 @@ Result<GgufFile> GgufFile::Parse(std::span<const std::byte> file, std::string_vi
     g.alignment_ = value;
   }
 
-  g.tensors_.reserve(*tensor_count);
-  g.tensor_index_.reserve(*tensor_count);
+  g.tensors_.reserve(std::min(*tensor_count, kReserveAtMost));
   for (uint64_t i = 0; i < *tensor_count; ++i) {
     Result<GgufTensor> read = ReadTensorInfo(parser, i);
     if (!read) {
@@ -753,10 +762,11 @@ Result<std::vector<std::string_view>> GgufFile::GetStringArray(std::string_view 
     return WrongType(key, *v, "an array of string");
   }
   std::vector<std::string_view> out;
-  out.reserve(v->array_size());
-  for (const GgufValue& e : v->Elements()) {
+  out.reserve(v->array_size());  // each at least 8 bytes of the file
+  v->ForEachElement([&out](const GgufValue& e) {
     out.push_back(*e.AsString());
-  }
+    return true;
+  });
   return out;
 }
 
@@ -767,10 +777,11 @@ Result<std::vector<float>> GgufFile::GetFloat32Array(std::string_view key) const
     return WrongType(key, *v, "an array of float32");
   }
   std::vector<float> out;
-  out.reserve(v->array_size());
-  for (const GgufValue& e : v->Elements()) {
+  out.reserve(v->array_size());  // each at least 4 bytes of the file
+  v->ForEachElement([&out](const GgufValue& e) {
     out.push_back(static_cast<float>(*e.AsDouble()));
-  }
+    return true;
+  });
   return out;
 }
 
@@ -781,16 +792,20 @@ Result<std::vector<int32_t>> GgufFile::GetInt32Array(std::string_view key) const
   }
   std::vector<int32_t> out;
   out.reserve(v->array_size());
-  uint64_t index = 0;
-  for (const GgufValue& e : v->Elements()) {
+  std::optional<Error> refused;
+  v->ForEachElement([&](const GgufValue& e) {
     std::optional<int64_t> i = e.AsInt64();
     if (!i || *i < std::numeric_limits<int32_t>::min() ||
         *i > std::numeric_limits<int32_t>::max()) {
-      return Refuse("key " + Quoted(key) + ": element " + std::to_string(index) + " (" +
-                    e.Describe() + ") does not fit in an int32");
+      refused = Refuse("key " + Quoted(key) + ": element " + std::to_string(out.size()) + " (" +
+                       e.Describe() + ") does not fit in an int32");
+      return false;
     }
     out.push_back(static_cast<int32_t>(*i));
-    ++index;
+    return true;
+  });
+  if (refused) {
+    return std::move(*refused);
   }
   return out;
 }

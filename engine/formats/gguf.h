@@ -35,11 +35,12 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "base/result.h"
@@ -99,7 +100,10 @@ class GgufValue {
   // Arrays (nullopt / 0 / empty for anything else).
   GgufType array_type() const;
   uint64_t array_size() const;
-  // Every element, in order (strings and nested arrays included).
+  // Calls `visit` with every element, in order (strings and nested arrays included), until it
+  // returns false. Nothing is allocated per element: an array may be as long as the file allows.
+  void ForEachElement(const std::function<bool(const GgufValue&)>& visit) const;
+  // Every element, in order (24 bytes each: for small arrays, tests and descriptions).
   std::vector<GgufValue> Elements() const;
 
   // "uint32 7", "string \"llama\"", "array of 32000 string", for messages and `cellmodel info`.
@@ -190,9 +194,10 @@ class GgufFile {
   uint64_t file_bytes_ = 0;
   std::vector<GgufMetadata> metadata_;
   std::vector<GgufTensor> tensors_;
-  // Keys and names view the file's bytes, which never move.
-  std::unordered_map<std::string_view, size_t> metadata_index_;
-  std::unordered_map<std::string_view, size_t> tensor_index_;
+  // Keys and names view the file's bytes, which never move. Ordered maps: a file cannot choose
+  // names that collide (a hash table's worst case would make parsing quadratic).
+  std::map<std::string_view, size_t, std::less<>> metadata_index_;
+  std::map<std::string_view, size_t, std::less<>> tensor_index_;
 };
 
 }  // namespace cellhouse::engine

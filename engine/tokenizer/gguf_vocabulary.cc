@@ -1,5 +1,6 @@
 #include "engine/tokenizer/gguf_vocabulary.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -20,6 +21,27 @@ Result<std::optional<bool>> OptionalBool(const GgufFile& gguf, std::string_view 
   if (!gguf.Has(key)) return std::optional<bool>();
   CH_ASSIGN_OR_RETURN(bool value, gguf.GetBool(key));
   return std::optional<bool>(value);
+}
+
+// The most pieces (and merges) a vocabulary may have, as BuildVocabulary allows.
+constexpr uint64_t kMostPieces = uint64_t{1} << 24;
+
+// An array's length checked before it is decoded, so that a hostile count costs nothing: at
+// most `most` elements, or exactly `exactly` when given.
+Status CheckArrayLength(const GgufFile& gguf, std::string_view key, uint64_t most,
+                        std::optional<uint64_t> exactly, std::string_view unit) {
+  const GgufValue* v = gguf.Find(key);
+  if (v == nullptr || v->type() != GgufType::kArray) return Ok();  // the getter says what is wrong
+  const uint64_t n = v->array_size();
+  if (exactly && n != *exactly) {
+    return gguf.Refuse("key '" + std::string(key) + "' has " + std::to_string(n) + " values for " +
+                       std::to_string(*exactly) + " " + std::string(unit));
+  }
+  if (n > most) {
+    return gguf.Refuse("key '" + std::string(key) + "' has " + std::to_string(n) +
+                       " entries; at most " + std::to_string(most) + " are supported");
+  }
+  return Ok();
 }
 
 std::vector<std::string> Strings(const std::vector<std::string_view>& views) {
@@ -74,9 +96,16 @@ Result<VocabularySpec> VocabularyFromGguf(const GgufFile& gguf) {
     CH_ASSIGN_OR_RETURN(std::string_view pre, gguf.GetString("tokenizer.ggml.pre"));
     spec.pre = std::string(pre);
   }
+  CH_RETURN_IF_ERROR(
+      CheckArrayLength(gguf, "tokenizer.ggml.tokens", kMostPieces, std::nullopt, "pieces"));
   CH_ASSIGN_OR_RETURN(std::vector<std::string_view> tokens,
                       gguf.GetStringArray("tokenizer.ggml.tokens"));
   spec.tokens = Strings(tokens);
+  for (std::string_view key : {"tokenizer.ggml.scores", "tokenizer.ggml.token_type"}) {
+    CH_RETURN_IF_ERROR(CheckArrayLength(gguf, key, kMostPieces, tokens.size(), "pieces"));
+  }
+  CH_RETURN_IF_ERROR(
+      CheckArrayLength(gguf, "tokenizer.ggml.merges", kMostPieces, std::nullopt, "merges"));
   if (gguf.Has("tokenizer.ggml.scores")) {
     CH_ASSIGN_OR_RETURN(spec.scores, gguf.GetFloat32Array("tokenizer.ggml.scores"));
   }

@@ -169,6 +169,41 @@ TEST(GgufModelTest, RefusalsNameTheKeyOrTensor) {
     EXPECT_THAT(Refusal(w), HasSubstr("the vocabulary has 2 tokens but tensor "
                                       "'token_embd.weight' (f32 [64, 300]) has a row per token"));
   }
+  {
+    GgufWriter w = testing::MakeGgufModel({.arch = "llama"});
+    w.SetString("tokenizer.ggml.tokens", "a");
+    EXPECT_THAT(Refusal(w), HasSubstr("key 'tokenizer.ggml.tokens' is string 'a', expected an "
+                                      "array of string"));
+  }
+  // Hyperparameters the forward pass cannot use name their key, not an internal field.
+  {
+    GgufWriter w = testing::MakeGgufModel(spec);
+    w.SetUint32("qwen2.block_count", 100'000'000);  // sized nothing before it was refused
+    EXPECT_THAT(Refusal(w), HasSubstr("key 'qwen2.block_count' is 100000000: that many layers "
+                                      "need at least 900000000 tensors, and the file has"));
+  }
+  {
+    GgufWriter w = testing::MakeGgufModel(spec);
+    w.SetFloat32("qwen2.attention.layer_norm_rms_epsilon", 0.0F);
+    EXPECT_THAT(Refusal(w), HasSubstr("key 'qwen2.attention.layer_norm_rms_epsilon' is 0.000000, "
+                                      "outside (0, 1]"));
+  }
+  {
+    GgufWriter w = testing::MakeGgufModel(spec);
+    w.SetFloat32("qwen2.rope.freq_base", -1.0F);
+    EXPECT_THAT(Refusal(w), HasSubstr("key 'qwen2.rope.freq_base' is -1.000000, not a positive"));
+  }
+  {
+    GgufWriter w = testing::MakeGgufModel(spec);
+    w.SetUint32("qwen2.attention.head_count_kv", 3);
+    EXPECT_THAT(Refusal(w), HasSubstr("key 'qwen2.attention.head_count_kv' is 3, which does not "
+                                      "divide attention.head_count"));
+  }
+  {
+    GgufWriter w = testing::MakeGgufModel(spec);
+    w.SetUint32("qwen2.rope.dimension_count", 7);
+    EXPECT_THAT(Refusal(w), HasSubstr("key 'qwen2.rope.dimension_count' is 7 for heads of"));
+  }
 }
 
 TEST(GgufModelTest, ModelOpenTellsGgufByItsMagicAndCapsTheContext) {
@@ -239,6 +274,26 @@ TEST(GgufVocabularyTest, SpecialIdsComeFromTheFile) {
   ASSERT_FALSE(refused);
   EXPECT_THAT(refused.error().message(),
               HasSubstr("tokenizer.ggml.eos_token_id is 300, outside the 300 pieces"));
+}
+
+// The arrays beside the pieces are counted against them before they are decoded.
+TEST(GgufVocabularyTest, ArraysOfTheWrongLengthAreRefusedByName) {
+  const std::vector<float> two_scores = {0.0F, 1.0F};
+  const std::vector<int32_t> two_types = {1, 1};
+  for (const char* key : {"tokenizer.ggml.scores", "tokenizer.ggml.token_type"}) {
+    GgufWriter w = testing::MakeGgufModel({.arch = "llama"});
+    if (std::string_view(key) == "tokenizer.ggml.scores") {
+      w.SetFloat32Array(key, two_scores);
+    } else {
+      w.SetInt32Array(key, two_types);
+    }
+    Loaded l = Load(w);
+    ASSERT_TRUE(l.weights) << "the model itself loads";
+    Result<Tokenizer> tok = TokenizerFromGguf(*l.file);
+    ASSERT_FALSE(tok) << key;
+    EXPECT_THAT(tok.error().message(),
+                HasSubstr("key '" + std::string(key) + "' has 2 values for 300 pieces"));
+  }
 }
 
 TEST(GgufVocabularyTest, ByteLevelBpeIsDescribedAndOtherKindsRefused) {
