@@ -1,6 +1,7 @@
 #include "base/process.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -175,6 +176,14 @@ Result<std::string> SelfExeDir() {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return Error("readlink /proc/self/exe: not an absolute path");
   return path.substr(0, slash);
+}
+
+int CpusAllowed() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  const int n = CPU_COUNT(&set);
+  return n > 0 ? n : 1;
 }
 
 }  // namespace cellhouse

@@ -85,6 +85,9 @@ Result<ChildProcess> SpawnProgram(const SpawnOptions& options);
 // The directory holding the running executable ("/usr/bin" for /usr/bin/celld).
 Result<std::string> SelfExeDir();
 
+// CPUs in this thread's affinity mask (sched_getaffinity(2)): what its cpuset allows; at least 1.
+int CpusAllowed();
+
 }  // namespace cellhouse
 
 #endif  // CELLHOUSE_BASE_PROCESS_H_

@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "base/io.h"
+#include "base/process.h"
 #include "ipc/executor.pb.h"
 #include "ipc/packet.h"
 

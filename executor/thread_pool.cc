@@ -29,14 +29,6 @@ bool SpinUntil(Ready ready) {
 
 }  // namespace
 
-int CpusAllowed() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
-  int n = CPU_COUNT(&set);
-  return n > 0 ? n : 1;
-}
-
 Result<std::unique_ptr<ThreadPool>> ThreadPool::Start(int threads) {
   if (threads < 1 || threads > 1024) {
     return Error(StrCat("thread pool: ", threads, " threads (1 to 1024)"));

@@ -1,6 +1,7 @@
 // The executor's threads: one per CPU of its cpuset, parked on a futex between batches. A batch's
 // compute splits its work into `parts()` parts, one per thread, the caller's thread doing part 0.
 //
+//   // CpusAllowed(): base/process.h
 //   CH_ASSIGN_OR_RETURN(std::unique_ptr<ThreadPool> pool, ThreadPool::Start(CpusAllowed()));
 //   pool->ForEachPart([&](int part, int parts) {
 //     auto [begin, end] = PartRange(rows, part, parts);   // deterministic split
@@ -30,9 +31,6 @@
 #include "base/result.h"
 
 namespace cellhouse::executor {
-
-// CPUs in this thread's affinity mask (sched_getaffinity(2)): what its cpuset allows.
-int CpusAllowed();
 
 // [begin, end) of part `part` when `count` items are split into `parts` nearly equal parts.
 inline std::pair<int64_t, int64_t> PartRange(int64_t count, int part, int parts) {

@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/io.h"
+#include "base/process.h"
 #include "base/strings.h"
 #include "executor/executor_filter.h"
 #include "ipc/executor.pb.h"
@@ -81,9 +82,9 @@ void Supervisor::StartExecutor(const std::string& model) {
                         .threads = options_.shared_executor.threads,
                         .memory_max_bytes = options_.shared_executor.memory_max_bytes,
                         .sandbox_enabled = options_.sandbox};
-  if (recipe.threads == 0) {
-    recipe.threads = static_cast<uint32_t>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
-  }
+  // Without --executor-threads the executor sizes its pool from its own CPU affinity (its
+  // cpuset, inherited from celld through the zygote); its limits allow that many threads.
+  if (recipe.threads == 0) recipe.threads = static_cast<uint32_t>(CpusAllowed());
   Result<std::string> filter = executor::ExecutorFilterBytes();
   if (!filter) return retry(filter.error().message());
   recipe.seccomp_bpf = std::move(*filter);
@@ -106,7 +107,7 @@ void Supervisor::StartExecutor(const std::string& model) {
   *spawn.mutable_sandbox() = BuildExecutorSandboxSpec(recipe, placement);
   zygote::ExecutorSpec* spec = spawn.mutable_executor();
   spec->set_max_slots(kExecutorSlotCapacity);
-  spec->set_threads(recipe.threads);
+  spec->set_threads(options_.shared_executor.threads);  // 0: its own CPUs
   spec->set_solo(options_.shared_executor.solo);
   std::vector<int> fds = {control->second.get()};
   fds.insert(fds.end(), placement_fds.begin(), placement_fds.end());

@@ -316,7 +316,7 @@ void RegisterExecutorFlags(FlagSet& flags, SharedExecutorOptions& options, int64
              "pass over the weights, in a separate sandboxed process (docs/EXECUTOR.md); "
              "--shared-executor=false: every session computes in its own worker");
   flags.Int("executor-threads", &threads, "N",
-            "threads of each shared executor (0: the CPUs celld may use)");
+            "threads of each shared executor (0: one per CPU of its affinity mask)");
   flags.ByteSize("executor-memory-max", &options.memory_max_bytes, "BYTES",
                  "memory limit of each shared executor's cgroup (its scratch rows; the weights "
                  "are the zygote's mapping)");

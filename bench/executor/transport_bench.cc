@@ -25,6 +25,7 @@
 #include "base/io.h"
 #include "base/mapping.h"
 #include "base/print.h"
+#include "base/process.h"
 #include "base/strings.h"
 #include "bench/sessions/bench_common.h"
 #include "executor/batch_loop.h"
@@ -86,7 +87,7 @@ void Spin(int64_t ns) {
 [[noreturn]] void ExecutorChild(std::vector<executor::SlotMemory>& slots,
                                 std::atomic<uint32_t>* stop, int pipe) {
   CopyCompute compute;
-  auto pool = executor::ThreadPool::Start(executor::CpusAllowed());
+  auto pool = executor::ThreadPool::Start(cellhouse::CpusAllowed());
   if (!pool) ::_exit(2);
   auto loop = executor::BatchLoop::Create(compute, **pool, executor::ExecutorOptions{});
   if (!loop || !(*loop)->RegisterLiveness()) ::_exit(3);
@@ -223,7 +224,7 @@ int Main(int argc, char** argv) {
          "transport_bench: %lld decode steps x %u rounds per worker, slot of %llu bytes, "
          "%d executor threads, %lld us of work per round\n",
          static_cast<long long>(steps), kShape.rounds,
-         static_cast<unsigned long long>(executor::SlotBytes(kShape)), executor::CpusAllowed(),
+         static_cast<unsigned long long>(executor::SlotBytes(kShape)), cellhouse::CpusAllowed(),
          static_cast<long long>(work_us));
   Table table({"slots", "p50 us/round", "p99 us/round", "max us", "exchanges/s", "slots/batch"});
   for (int n : counts) {

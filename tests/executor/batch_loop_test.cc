@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "base/clock.h"
+#include "base/process.h"
 #include "executor/futex.h"
 #include "executor/slot_client.h"
 #include "executor/thread_pool.h"
@@ -514,7 +515,7 @@ TEST(ThreadPoolTest, EveryPartRunsOnceAndTheSplitCoversEverything) {
     });
   }
   for (int h : hits) ASSERT_EQ(h, 200);
-  EXPECT_GE(executor::CpusAllowed(), 1);
+  EXPECT_GE(cellhouse::CpusAllowed(), 1);
 }
 
 TEST(SlotMemoryTest, TheExecutorRefusesAnUnsealedOrMisSizedDescriptor) {

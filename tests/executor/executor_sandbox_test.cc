@@ -13,6 +13,7 @@
 
 #include "base/clock.h"
 #include "base/io.h"
+#include "base/process.h"
 #include "base/strings.h"
 #include "executor/executor_filter.h"
 #include "executor/executor_process.h"
@@ -154,9 +155,9 @@ TEST_F(ExecutorSandboxTest, TheExecutorRunsConfinedAndServesSandboxedWorkers) {
   const int64_t give_up = MonotonicNanos() + 5 * kNanosPerSecond;
   do {
     status = ProcStatus(pid);
-  } while (status["Threads"] != std::to_string(executor::CpusAllowed()) &&
+  } while (status["Threads"] != std::to_string(cellhouse::CpusAllowed()) &&
            MonotonicNanos() < give_up && ::usleep(10'000) == 0);
-  EXPECT_EQ(status["Threads"], std::to_string(executor::CpusAllowed()));
+  EXPECT_EQ(status["Threads"], std::to_string(cellhouse::CpusAllowed()));
   EXPECT_EQ(status["Seccomp"], "2");
   EXPECT_EQ(status["NoNewPrivs"], "1");
   for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}) {
@@ -197,7 +198,7 @@ TEST_F(ExecutorSandboxTest, TheExecutorRunsConfinedAndServesSandboxedWorkers) {
     auto report = ipc::ReceiveMessage<executor_ipc::ExecutorReport>(exec.channel.get(), {});
     ASSERT_TRUE(report && !report->end_of_stream);
     for (const executor_ipc::SlotUsage& u : report->message.slots()) rows_reported += u.rows();
-    EXPECT_EQ(report->message.threads(), static_cast<uint32_t>(executor::CpusAllowed()));
+    EXPECT_EQ(report->message.threads(), static_cast<uint32_t>(cellhouse::CpusAllowed()));
   }
 
   // Killed in the middle of a session, the executor sends its worker to its own path at once.
