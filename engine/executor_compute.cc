@@ -42,7 +42,8 @@ executor::SlotShape GgufSlotShape(const ModelConfig& c, uint32_t max_rows) {
 
 Result<std::unique_ptr<GgufStepCompute>> GgufStepCompute::Create(const GgufWeights& weights,
                                                                  KernelIsa isa, uint32_t max_rows,
-                                                                 uint32_t max_batch_rows) {
+                                                                 uint32_t max_batch_rows,
+                                                                 uint32_t max_entries) {
   if (max_rows < 1 || max_rows > static_cast<uint32_t>(kMaxBatch)) {
     return Error(StrCat("executor rows per slot must be 1..", kMaxBatch,
                         " (the worker's batch), not ", max_rows));
@@ -52,16 +53,21 @@ Result<std::unique_ptr<GgufStepCompute>> GgufStepCompute::Create(const GgufWeigh
                         max_rows, " rows"));
   }
   CH_RETURN_IF_ERROR(executor::ValidateShape(GgufSlotShape(weights.config, max_rows)));
+  if (max_entries < 1) {
+    return Error("executor batches expect at least one entry");
+  }
+  const uint32_t logit_rows = std::min({kLogitRows, max_entries, max_batch_rows});
   return std::unique_ptr<GgufStepCompute>(
-      new GgufStepCompute(weights, isa, max_rows, max_batch_rows));
+      new GgufStepCompute(weights, isa, max_rows, max_batch_rows, logit_rows));
 }
 
 GgufStepCompute::GgufStepCompute(const GgufWeights& weights, KernelIsa isa, uint32_t max_rows,
-                                 uint32_t max_batch_rows)
+                                 uint32_t max_batch_rows, uint32_t logit_rows)
     : w_(weights),
       isa_(isa),
       shape_(GgufSlotShape(weights.config, max_rows)),
-      max_batch_rows_(max_batch_rows) {
+      max_batch_rows_(max_batch_rows),
+      logit_rows_(logit_rows) {
   const ModelConfig& c = w_.config;
   const uint32_t n = max_batch_rows;
   const int64_t wide = std::max(c.dim, c.q_dim());
@@ -77,8 +83,8 @@ GgufStepCompute::GgufStepCompute(const GgufWeights& weights, KernelIsa isa, uint
   typed_.resize(Floats(n, std::max<int64_t>(wide, c.hidden_dim)) * 4);
   at_.resize(n);
   prompt_row_.resize(n);
-  last_rows_.resize(Floats(kLogitRows, c.dim));
-  logits_.resize(Floats(kLogitRows, c.vocab_size));
+  last_rows_.resize(Floats(logit_rows_, c.dim));
+  logits_.resize(Floats(logit_rows_, c.vocab_size));
 }
 
 gguf_steps::Buffers GgufStepCompute::Scratch() {
@@ -162,8 +168,8 @@ void GgufStepCompute::WriteRows(const executor::Batch& batch) {
 
 void GgufStepCompute::WriteLogits(const executor::Batch& batch, const gguf_steps::Buffers& b) {
   const ModelConfig& c = w_.config;
-  for (size_t begin = 0; begin < batch.entries.size(); begin += kLogitRows) {
-    const size_t count = std::min<size_t>(kLogitRows, batch.entries.size() - begin);
+  for (size_t begin = 0; begin < batch.entries.size(); begin += logit_rows_) {
+    const size_t count = std::min<size_t>(logit_rows_, batch.entries.size() - begin);
     for (size_t j = 0; j < count; ++j) {
       const executor::BatchEntry& e = batch.entries[begin + j];
       if (e.rows == 0) {

@@ -40,10 +40,12 @@ executor::SlotShape GgufSlotShape(const ModelConfig& c, uint32_t max_rows);
 class GgufStepCompute final : public executor::StepCompute {
  public:
   // `weights` must outlive the compute. max_batch_rows bounds Batch::total_rows (the executor's
-  // ExecutorOptions::max_batch_rows); every buffer is allocated here.
+  // ExecutorOptions::max_batch_rows); every buffer is allocated here. The classifier runs on up
+  // to 16 entries' last rows at once, or `max_entries` when fewer are expected (a worker's own
+  // LocalRounds: 1, so that it does not keep 16 rows of logits); more entries take more passes.
   static Result<std::unique_ptr<GgufStepCompute>> Create(const GgufWeights& weights, KernelIsa isa,
-                                                         uint32_t max_rows,
-                                                         uint32_t max_batch_rows);
+                                                         uint32_t max_rows, uint32_t max_batch_rows,
+                                                         uint32_t max_entries = UINT32_MAX);
 
   executor::SlotShape shape() const override { return shape_; }
   uint32_t max_batch_rows() const { return max_batch_rows_; }
@@ -51,7 +53,7 @@ class GgufStepCompute final : public executor::StepCompute {
 
  private:
   GgufStepCompute(const GgufWeights& weights, KernelIsa isa, uint32_t max_rows,
-                  uint32_t max_batch_rows);
+                  uint32_t max_batch_rows, uint32_t logit_rows);
   // The scratch rows as gguf_steps takes them.
   gguf_steps::Buffers Scratch();
   void WriteRows(const executor::Batch& batch);
@@ -62,6 +64,7 @@ class GgufStepCompute final : public executor::StepCompute {
   const KernelIsa isa_;
   const executor::SlotShape shape_;
   const uint32_t max_batch_rows_;
+  const uint32_t logit_rows_;  // entries whose logits are computed at once
   // [max_batch_rows][width] each; typed: the partner-type form of the widest input row.
   std::vector<float> x_, h_, h2_, q_, k_, v_, gate_, up_;
   std::vector<std::byte> typed_;
@@ -69,8 +72,8 @@ class GgufStepCompute final : public executor::StepCompute {
   // so that a product takes them in their own order (PromptOrder) and the rest in decode's.
   std::vector<uint32_t> at_;
   std::vector<uint8_t> prompt_row_;  // per batch row: a prompt's
-  std::vector<float> last_rows_;     // [kLogitRows][dim]: entries' last rows, gathered
-  std::vector<float> logits_;        // [kLogitRows][vocab]
+  std::vector<float> last_rows_;     // [logit_rows][dim]: entries' last rows, gathered
+  std::vector<float> logits_;        // [logit_rows][vocab]
 };
 
 }  // namespace cellhouse::engine

@@ -92,7 +92,8 @@ bool Chunk(const GgufWeights& w, KernelIsa isa, RunState& state, std::span<const
 Result<std::unique_ptr<LocalRounds>> LocalRounds::Create(const GgufWeights& weights, KernelIsa isa,
                                                          uint32_t max_rows) {
   CH_ASSIGN_OR_RETURN(std::unique_ptr<GgufStepCompute> compute,
-                      GgufStepCompute::Create(weights, isa, max_rows, max_rows));
+                      GgufStepCompute::Create(weights, isa, max_rows, max_rows,
+                                              /*max_entries=*/1));
   CH_ASSIGN_OR_RETURN(std::unique_ptr<executor::ThreadPool> pool, executor::ThreadPool::Start(1));
   const executor::SlotShape shape = compute->shape();
   std::vector<float> input(static_cast<size_t>(shape.max_rows) * shape.input_row_floats);

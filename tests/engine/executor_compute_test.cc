@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -176,11 +177,19 @@ TEST_P(ExecutorComputeTest, SessionsInBatchesGetTheirOwnBits) {
                                nullptr);
     }));
   }
-  // Three thread counts; the last with batches of at most 12 rows, so that a round's sessions
-  // are split over several batches.
-  for (auto [threads, batch_rows] : {std::pair{1, 128U}, std::pair{2, 128U}, std::pair{3, 12U}}) {
+  // Three thread counts; the third with batches of at most 12 rows, so that a round's sessions
+  // are split over several batches; the last with the logits of two entries at a time, so that
+  // the classifier takes several passes over a batch's entries.
+  struct Setup {
+    int threads;
+    uint32_t batch_rows;
+    uint32_t max_entries;
+  };
+  for (auto [threads, batch_rows, max_entries] :
+       {Setup{1, 128, UINT32_MAX}, Setup{2, 128, UINT32_MAX}, Setup{3, 12, UINT32_MAX},
+        Setup{2, 128, 2}}) {
     std::unique_ptr<GgufStepCompute> compute =
-        *GgufStepCompute::Create(w, isa, kMaxRows, batch_rows);
+        *GgufStepCompute::Create(w, isa, kMaxRows, batch_rows, max_entries);
     std::unique_ptr<executor::ThreadPool> pool = *executor::ThreadPool::Start(threads);
     // Every batch also carries three rows of garbage (NaN, infinities, huge values).
     ThreadRounds batcher(*compute, *pool, static_cast<int>(scripts.size()), 3);
@@ -205,8 +214,9 @@ TEST_P(ExecutorComputeTest, SessionsInBatchesGetTheirOwnBits) {
       ASSERT_EQ(together[i].size(), alone[i].size());
       for (size_t step = 0; step < alone[i].size(); ++step) {
         ExpectSameBits(together[i][step], alone[i][step],
-                       GetParam().name + " threads " + std::to_string(threads) + " session " +
-                           std::to_string(i) + " step " + std::to_string(step));
+                       GetParam().name + " threads " + std::to_string(threads) + " entries " +
+                           std::to_string(max_entries) + " session " + std::to_string(i) +
+                           " step " + std::to_string(step));
       }
     }
   }
