@@ -3,7 +3,10 @@
 // mapping's size divided by the number of processes mapping it — for int8 and GGUF models exactly
 // as for fp32 (a GGUF model's workers compute from the file's own blocks: nothing is copied). Two
 // layouts: two processes that each open the file (two workers of two zygotes), and the zygote's own
-// (the parent maps and prefaults, then forks two workers that inherit it).
+// (the parent maps and prefaults, then forks two workers that inherit it). Each child first runs a
+// prompt and some decode tokens through the model, and the anonymous memory that makes beyond its
+// run state must stay far below the model's size: a per-session dequantized or repacked copy
+// would show there (checked by adding one: the test fails).
 //
 // Also: the sizes admission control works from (KvCacheBytesPerToken, StateFixedBytes) are the
 // same for both formats, and bound what a conversation on an int8 model reserves.
@@ -25,6 +28,8 @@
 #include "base/io.h"
 #include "base/strings.h"
 #include "engine/conversation.h"
+#include "engine/forward.h"
+#include "engine/kernels/kernels.h"
 #include "engine/model.h"
 #include "engine/run_state.h"
 #include "tests/engine/test_models.h"
@@ -35,6 +40,7 @@ namespace {
 struct MappingMemory {
   uint64_t rss = 0;
   uint64_t pss = 0;
+  int64_t private_growth = 0;  // see Report
 };
 
 // Rss and Pss of the mappings of `path` in /proc/self/smaps (the header line of a mapping ends
@@ -76,7 +82,40 @@ struct Pipes {
 struct Report {
   int32_t failed_step = 0;  // 0: measured
   MappingMemory memory;
+  // Anonymous memory the child made while it ran a prompt and some decode tokens, beyond its
+  // run state's own pages: where a per-session dequantized or repacked copy would show.
+  int64_t private_growth = 0;
 };
+
+// The process's anonymous memory (/proc/self/smaps_rollup's "Anonymous:"), in bytes.
+Result<uint64_t> AnonymousBytes() {
+  CH_ASSIGN_OR_RETURN(std::string rollup, ReadFileToString("/proc/self/smaps_rollup", 1 << 16));
+  constexpr std::string_view kField = "\nAnonymous:";
+  const size_t at = rollup.find(kField);
+  if (at == std::string::npos) return Error("smaps_rollup has no Anonymous line");
+  std::string_view value = std::string_view(rollup).substr(at + kField.size());
+  while (value.starts_with(' ')) value.remove_prefix(1);
+  CH_ASSIGN_OR_RETURN(int64_t kib, ParseInt64(value.substr(0, value.find(' ')), "Anonymous"));
+  return static_cast<uint64_t>(kib) * 1024;
+}
+
+// A prompt of 8 tokens, then 4 decode tokens, through the model's own forward pass; returns the
+// anonymous memory it made beyond the run state's resident pages.
+Result<int64_t> PrivateGrowthOfATurn(const Model& model) {
+  CH_ASSIGN_OR_RETURN(uint64_t before, AnonymousBytes());
+  CH_ASSIGN_OR_RETURN(RunState state, RunState::Create(model.config(), 16, model.kv_precision()));
+  const Kernels kernels = SelectKernels(MatVecKernel::kAuto);
+  const std::vector<int32_t> prompt = {1, 5, 9, 13, 17, 21, 25, 29};
+  Forward(model.weights(), kernels, state, prompt, 0);
+  for (int32_t pos = 8; pos < 12; ++pos) {
+    const std::array<int32_t, 1> token = {pos * 7};
+    Forward(model.weights(), kernels, state, token, pos);
+  }
+  CH_ASSIGN_OR_RETURN(uint64_t after, AnonymousBytes());
+  CH_ASSIGN_OR_RETURN(uint64_t state_bytes, state.ResidentBytes());
+  return static_cast<int64_t>(after) - static_cast<int64_t>(before) -
+         static_cast<int64_t>(state_bytes);
+}
 
 // In the child: optionally opens the model itself, prefaults it, then the protocol above.
 [[noreturn]] void ChildMeasures(Pipes& p, const std::string& path, const Model* inherited) {
@@ -100,10 +139,14 @@ struct Report {
   }
   std::array<std::byte, 1> go{};
   Report report;
+  Result<int64_t> growth = PrivateGrowthOfATurn(*inherited);
   if (!ReadFull(p.go.first.get(), go, "go")) {
     report.failed_step = 3;
+  } else if (!growth) {
+    report.failed_step = 5;
   } else if (Result<MappingMemory> m = MeasureMapping(path); m) {
     report.memory = *m;
+    report.private_growth = *growth;
   } else {
     report.failed_step = 4;
   }
@@ -144,6 +187,7 @@ std::vector<MappingMemory> MeasureInChildren(const std::string& path, int childr
     EXPECT_TRUE(
         ReadFull(p.results.first.get(), std::as_writable_bytes(std::span(&r, 1)), "results"));
     EXPECT_EQ(r.failed_step, 0);
+    r.memory.private_growth = r.private_growth;
     figures.push_back(r.memory);
   }
   p.done.second.reset();
@@ -185,6 +229,13 @@ void ExpectShared(const std::vector<MappingMemory>& figures, uint64_t size, int 
         static_cast<unsigned long long>(m.pss / 1024), sharers,
         static_cast<unsigned long long>(mapped / sharers / 1024));
     EXPECT_EQ(m.rss, mapped) << what << ": every page is mapped";
+    // Computing from the mapping copies nothing: a turn's anonymous memory beyond its run state
+    // is the kernels' first-use tables and the allocator's, far below the model's size (a
+    // dequantized or repacked copy would be at least the file's size).
+    std::printf("[ figures  ] %s: a turn's private memory beyond its run state: %lld KiB\n",
+                what.c_str(), static_cast<long long>(m.private_growth / 1024));
+    EXPECT_LT(m.private_growth, static_cast<int64_t>(std::min<uint64_t>(size / 4, 2 << 20)))
+        << what;
     // smaps rounds each figure to a KiB; allow that, and a page or two of slack.
     EXPECT_NEAR(static_cast<double>(m.pss), static_cast<double>(mapped) / sharers,
                 2.0 * static_cast<double>(page) + 0.001 * static_cast<double>(mapped))
