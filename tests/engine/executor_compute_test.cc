@@ -154,51 +154,42 @@ TEST_P(ExecutorComputeTest, APromptGivesTheSameBitsInAnyChunking) {
   }
 }
 
-TEST_P(ExecutorComputeTest, SessionsInBatchesGetTheirOwnBits) {
-  const auto loaded = Load(GetParam().spec);
-  const GgufWeights& w = loaded->weights();
+struct BatchSetup {
+  int threads;
+  uint32_t batch_rows;
+  uint32_t max_entries;
+};
+
+// Every script run alone through the worker's own rounds, then all of them at once on threads of
+// their own, batched in one GgufStepCompute for each setup (with three rows of garbage in every
+// batch): each session's logits must have the same bits either way. Returns the widest batch.
+uint32_t ExpectBatchedAsAlone(const Loaded& loaded, const std::vector<Script>& scripts,
+                              std::initializer_list<BatchSetup> setups, const std::string& what) {
+  const GgufWeights& w = loaded.weights();
   const KernelIsa isa = BestKernelIsa();
   const int32_t vocab = w.config.vocab_size;
-  // Prompts of different lengths (one longer than a chunk) and decode runs of different lengths,
-  // so prompts and decode tokens of different sessions meet in the same rounds.
-  const std::vector<Script> scripts = {
-      {.prompt = {1, 270, 9}, .decode_steps = 7},
-      {.prompt = {1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, .decode_steps = 3},
-      {.prompt = {1}, .decode_steps = 9},
-      {.prompt = {1, 280, 281, 282, 283}, .decode_steps = 5},
-      {.prompt = {1, 299}, .decode_steps = 8}};
   constexpr uint32_t kMaxRows = 8;
   std::vector<std::vector<std::vector<float>>> alone;
   for (const Script& s : scripts) {
     std::unique_ptr<LocalRounds> local = *LocalRounds::Create(w, isa, kMaxRows);
-    RunState state = NewState(*loaded->model);
+    RunState state = NewState(*loaded.model);
     alone.push_back(RunScript(s, vocab, [&](auto tokens, int32_t pos) {
       return ForwardGgufRounds(w, isa, state, tokens, pos, KindByCount(tokens.size()), *local,
                                nullptr);
     }));
   }
-  // Three thread counts; the third with batches of at most 12 rows, so that a round's sessions
-  // are split over several batches; the last with the logits of two entries at a time, so that
-  // the classifier takes several passes over a batch's entries.
-  struct Setup {
-    int threads;
-    uint32_t batch_rows;
-    uint32_t max_entries;
-  };
-  for (auto [threads, batch_rows, max_entries] :
-       {Setup{1, 128, UINT32_MAX}, Setup{2, 128, UINT32_MAX}, Setup{3, 12, UINT32_MAX},
-        Setup{2, 128, 2}}) {
+  uint32_t widest = 0;
+  for (auto [threads, batch_rows, max_entries] : setups) {
     std::unique_ptr<GgufStepCompute> compute =
         *GgufStepCompute::Create(w, isa, kMaxRows, batch_rows, max_entries);
     std::unique_ptr<executor::ThreadPool> pool = *executor::ThreadPool::Start(threads);
-    // Every batch also carries three rows of garbage (NaN, infinities, huge values).
     ThreadRounds batcher(*compute, *pool, static_cast<int>(scripts.size()), 3);
     std::vector<std::vector<std::vector<float>>> together(scripts.size());
     std::vector<std::thread> sessions;
     for (size_t i = 0; i < scripts.size(); ++i) {
       sessions.emplace_back([&, i] {
         ThreadRounds::Session transport(batcher);
-        RunState state = NewState(*loaded->model);
+        RunState state = NewState(*loaded.model);
         together[i] = RunScript(scripts[i], vocab, [&](auto tokens, int32_t pos) {
           return ForwardGgufRounds(w, isa, state, tokens, pos, KindByCount(tokens.size()),
                                    transport, nullptr);
@@ -210,15 +201,53 @@ TEST_P(ExecutorComputeTest, SessionsInBatchesGetTheirOwnBits) {
       t.join();
     }
     EXPECT_GT(batcher.widest(), 1U) << "the sessions never shared a batch";
+    widest = std::max(widest, batcher.widest());
     for (size_t i = 0; i < scripts.size(); ++i) {
-      ASSERT_EQ(together[i].size(), alone[i].size());
+      EXPECT_EQ(together[i].size(), alone[i].size());
+      if (together[i].size() != alone[i].size()) continue;
       for (size_t step = 0; step < alone[i].size(); ++step) {
         ExpectSameBits(together[i][step], alone[i][step],
-                       GetParam().name + " threads " + std::to_string(threads) + " entries " +
+                       what + " threads " + std::to_string(threads) + " entries " +
                            std::to_string(max_entries) + " session " + std::to_string(i) +
                            " step " + std::to_string(step));
       }
     }
+  }
+  return widest;
+}
+
+TEST_P(ExecutorComputeTest, SessionsInBatchesGetTheirOwnBits) {
+  const auto loaded = Load(GetParam().spec);
+  // Prompts of different lengths (one longer than a chunk) and decode runs of different lengths,
+  // so prompts and decode tokens of different sessions meet in the same rounds.
+  const std::vector<Script> scripts = {
+      {.prompt = {1, 270, 9}, .decode_steps = 7},
+      {.prompt = {1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, .decode_steps = 3},
+      {.prompt = {1}, .decode_steps = 9},
+      {.prompt = {1, 280, 281, 282, 283}, .decode_steps = 5},
+      {.prompt = {1, 299}, .decode_steps = 8}};
+  // Three thread counts; the third with batches of at most 12 rows, so that a round's sessions
+  // are split over several batches; the last with the logits of two entries at a time, so that
+  // the classifier takes several passes over a batch's entries.
+  ExpectBatchedAsAlone(*loaded, scripts,
+                       {BatchSetup{1, 128, UINT32_MAX}, BatchSetup{2, 128, UINT32_MAX},
+                        BatchSetup{3, 12, UINT32_MAX}, BatchSetup{2, 128, 2}},
+                       GetParam().name);
+}
+
+// The sizes: a session alone, in a batch of 2 and in a batch of 64 (all decoding after
+// one-token prompts, so that the 64 meet in batches of up to 64 decode rows).
+TEST_P(ExecutorComputeTest, TwoOrSixtyFourSessionsGetTheirOwnBits) {
+  const auto loaded = Load(GetParam().spec);
+  for (int n : {2, 64}) {
+    std::vector<Script> scripts;
+    for (int i = 0; i < n; ++i) {
+      scripts.push_back({.prompt = {1 + (i * 37) % 290}, .decode_steps = 3 + i % 3});
+    }
+    const uint32_t widest =
+        ExpectBatchedAsAlone(*loaded, scripts, {BatchSetup{2, 512, UINT32_MAX}},
+                             GetParam().name + " " + std::to_string(n) + " sessions");
+    EXPECT_GE(widest, static_cast<uint32_t>(n)) << "all " << n << " never met in one batch";
   }
 }
 
@@ -395,7 +424,16 @@ INSTANTIATE_TEST_SUITE_P(
               .kv_heads = 2,
               .matrices = TensorType::kQ4_K,
               .qk_norm = true,
-              .seed = 3}}),
+              .seed = 3}},
+        // Q4_K_M files keep some matrices in Q6_K: its batch tiles too.
+        Case{"llama_q6_k",
+             {.arch = "llama",
+              .dim = 256,
+              .hidden = 256,
+              .heads = 4,
+              .kv_heads = 2,
+              .matrices = TensorType::kQ6_K,
+              .seed = 13}}),
     [](const ::testing::TestParamInfo<Case>& param) { return param.param.name; });
 
 }  // namespace
