@@ -240,6 +240,67 @@ TEST_F(SharedStepPathTest, AKilledExecutorCostsNoToken) {
   ExpectSameSteps(got, expected);
 }
 
+// The executor killed in the middle of a decode step (between two of its rounds, in a real
+// executor process): the interrupted token restarts at round 0 in the worker's own rounds, and
+// every step keeps the bits the session computes alone.
+TEST_F(SharedStepPathTest, AnExecutorKilledMidStepRestartsTheTokenInTheWorker) {
+  const auto expected = Alone(6);
+  auto slot = executor::SlotMemory::Create(GgufSlotShape(model_->config(), kMaxRows));
+  ASSERT_TRUE(slot) << slot.error().message();
+  ChildProcess executor = StartExecutor(weights(), *slot);
+  executor::SlotClient client(
+      slot->worker_view(), {.response_timeout_ns = 5'000'000'000, .liveness_check_ns = 1'000'000});
+  SlotRounds rounds(client);
+  // Kills the executor just before round kRound of the decode step kStep is sent.
+  constexpr int kStep = 3;
+  constexpr uint32_t kRound = 2;
+  class KillingRounds final : public StepTransport {
+   public:
+    KillingRounds(StepTransport& inner, ChildProcess& executor)
+        : inner_(inner), executor_(executor) {}
+    const executor::SlotShape& shape() const override { return inner_.shape(); }
+    float* row(uint32_t r) override { return inner_.row(r); }
+    const float* final_output() const override { return inner_.final_output(); }
+    bool Exchange(uint32_t round, uint32_t rows, executor::RowKind kind,
+                  uint32_t step_flags) override {
+      if (step == kStep && round == kRound) {
+        EXPECT_TRUE(executor_.Kill(SIGKILL));
+        EXPECT_TRUE(executor_.Wait());
+      }
+      const bool ok = inner_.Exchange(round, rows, kind, step_flags);
+      if (!ok && failed_at_round < 0) failed_at_round = static_cast<int>(round);
+      return ok;
+    }
+    int step = -1;  // the decode step under way (-1: the prompt)
+    int failed_at_round = -1;
+
+   private:
+    StepTransport& inner_;
+    ChildProcess& executor_;
+  };
+  KillingRounds killing(rounds, executor);
+  std::unique_ptr<LocalRounds> local = *LocalRounds::Create(weights(), BestKernelIsa(), kMaxRows);
+  class KillingPath final : public StepPath {
+   public:
+    KillingPath(const GgufWeights& w, KillingRounds& rounds, LocalRounds& local)
+        : w_(w), rounds_(rounds), local_(local) {}
+    const float* Forward(RunState& s, std::span<const int32_t> t, int32_t pos,
+                         StepKind kind) override {
+      return ForwardGgufRounds(w_, BestKernelIsa(), s, t, pos, kind, rounds_, &local_);
+    }
+
+   private:
+    const GgufWeights& w_;
+    KillingRounds& rounds_;
+    LocalRounds& local_;
+  };
+  KillingPath path(weights(), killing, *local);
+  const auto got = Run(path, 6, [&killing](int s) { killing.step = s; });
+  EXPECT_EQ(killing.failed_at_round, static_cast<int>(kRound)) << "it failed over mid-step";
+  EXPECT_EQ(client.failover_reason(), executor::FailoverReason::kExecutorGone);
+  ExpectSameSteps(got, expected);
+}
+
 TEST_F(SharedStepPathTest, NoSlotOrAnotherModelsSlot) {
   auto none = MakeSharedStepPath(*model_, executor::WorkerSlot{});
   ASSERT_TRUE(none);
