@@ -924,8 +924,9 @@ def executor_steps(step, h, md):
 
 def executor_sessions(runs, step, h, plots, md):
     """load_bench --gguf TYPE --executor both: N sessions through celld, each worker computing
-    its own steps (alone, --shared-executor=false) against the shared executor (shared); at 16
-    sessions also against llama.cpp's batched decode as step_bench measured it in the same run."""
+    its own steps (alone, --shared-executor=false) against the shared executor (shared), and
+    llama.cpp's llama-batched-bench that load_bench ran on the same file with the same lengths,
+    sequence counts and threads (runs without it fall back to step_bench's, at 16 sessions)."""
     group = "3d. Shared executor through celld"
     llama16 = {r["type"]: r["llama_cpp_batched_tokens_per_second"]
                for r in (step or {}).get("rows", []) if r["sessions"] == 16}
@@ -948,14 +949,19 @@ def executor_sessions(runs, step, h, plots, md):
               "prefills included; decode: the tokens after every session has its first, over "
               "the time from then to the last token (all sessions decoding, what "
               "llama-batched-bench's speed_tg counts; the headline compares these); medians of "
-              "the repetitions.\n")
+              "the repetitions. llama.cpp: llama-batched-bench on the same GGUF file, the "
+              "sessions' prompt length in tokens, the same decode tokens, N sequences and the "
+              "machine's CPUs as threads; its speed_tg beside the shared executor's decode.\n")
     for run in runs:
         model = f"{run['preset']} {run.get('gguf', '')}"
         md.append(f"{model}, {run['tokens']} new tokens per session, {run['repetitions']} "
                   "repetitions:\n")
+        llama_here = {x["sessions"]: x["decode_tokens_per_second"]
+                      for x in run.get("llama_cpp_batched", [])
+                      if x.get("decode_tokens_per_second", 0) > 0}
         md.append("| model | sessions | alone tok/s | decode | ITL p50/p99 ms | shared tok/s | "
-                  "decode | ITL p50/p99 ms | shared/alone |")
-        md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                  "decode | ITL p50/p99 ms | shared/alone | llama.cpp decode | shared/llama.cpp |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         by = {}
         for lv in run["levels"]:
             by.setdefault(lv["sessions"], {})[lv["compute"]] = lv
@@ -976,13 +982,17 @@ def executor_sessions(runs, step, h, plots, md):
             if not a or not s_:
                 continue
             at, st = a["aggregate_tokens_per_second"], s_["aggregate_tokens_per_second"]
-            rows.append([n, at, st, a["inter_token_ms"]["p99"], s_["inter_token_ms"]["p99"]])
             ad, sd = decode(a), decode(s_)
+            lt = llama_here.get(n)
+            rows.append([n, rate(a), rate(s_), lt if lt else "NaN",
+                         a["inter_token_ms"]["p50"], a["inter_token_ms"]["p99"],
+                         s_["inter_token_ms"]["p50"], s_["inter_token_ms"]["p99"]])
             md.append(f"| {model} | {n} | {fmt(at)} | {fmt(ad) if ad else '–'} | "
                       f"{fmt(a['inter_token_ms']['p50'])}/{fmt(a['inter_token_ms']['p99'])} | "
                       f"{fmt(st)} | {fmt(sd) if sd else '–'} | "
                       f"{fmt(s_['inter_token_ms']['p50'])}/{fmt(s_['inter_token_ms']['p99'])} | "
-                      f"{fmt(st / at) if at else '–'}× |")
+                      f"{fmt(st / at) if at else '–'}× | {fmt(lt) if lt else '–'} | "
+                      f"{fmt(sd / lt) + '×' if lt and sd else '–'} |")
             if n == 16 and one_alone:
                 r16 = rate(s_)
                 h.add(group, f"16 sessions through the shared executor, {what}, {model}, "
@@ -995,25 +1005,41 @@ def executor_sessions(runs, step, h, plots, md):
                 h.add(group, f"inter-token p99, 16 sessions through the shared executor, "
                       f"{model}, against one session alone", itl99, "ms", "≤ 5× one session",
                       one_itl99, "one session alone", met=itl99 <= 5 * one_itl99)
-            llama = llama16.get(run.get("gguf", ""), 0)
+            llama = llama_here.get(16) or llama16.get(run.get("gguf", ""), 0)
+            where = ("the same file and lengths, load_bench's run" if llama_here.get(16)
+                     else "step_bench's run")
             if n == 16 and llama:
                 r16 = rate(s_)
                 h.add(group, f"16 sessions through the shared executor, {what}, {model}, "
-                      "against llama.cpp (llama-batched-bench, 16 sequences, 2 threads, "
-                      "step_bench's run)", r16, "tok/s", "≥ 1.5× llama.cpp", llama,
+                      f"against llama.cpp (llama-batched-bench, 16 sequences, 2 threads, {where})",
+                      r16, "tok/s", "≥ 1.5× llama.cpp", llama,
                       "llama.cpp speed_tg", met=r16 >= 1.5 * llama)
         name = f"executor_{run.get('gguf', 'model').lower()}"
-        data = plots.data(name, ["n", "alone", "shared", "alone_itl99", "shared_itl99"], rows)
-        png = plots.plot(name, f"Sessions through celld, {model}: alone against the shared "
-                         "executor", f"""set logscale x 2
+        data = plots.data(name, ["n", "alone", "shared", "llama_cpp", "alone_itl50",
+                                 "alone_itl99", "shared_itl50", "shared_itl99"], rows)
+        png = plots.plot(name, f"Sessions through celld, {model}: alone, the shared executor "
+                         "and llama.cpp", f"""set logscale x 2
 set xlabel "concurrent generating sessions (N)"
-set ylabel "aggregate tokens/s"
+set ylabel "{what} tokens/s"
 set yrange [0:*]
 set key top left
 plot "{data}" using 1:2 with linespoints pt 7 lw 2 lc rgb '#7f7f7f' title "alone (each worker computes)", \\
-     "" using 1:3 with linespoints pt 5 lw 2 lc rgb '#1f77b4' title "shared executor" """)
+     "" using 1:3 with linespoints pt 5 lw 2 lc rgb '#1f77b4' title "shared executor", \\
+     "" using 1:4 with linespoints pt 9 lw 2 lc rgb '#d62728' title "llama.cpp llama-batched-bench (same file)" """)
         if png:
-            md.append(f"\n![{model}: aggregate tokens/s against N](benchmarks/{png})\n")
+            md.append(f"\n![{model}: {what} tokens/s against N](benchmarks/{png})\n")
+        png = plots.plot(name + "_itl", f"Inter-token latency through celld, {model}",
+                         f"""set logscale x 2
+set logscale y 10
+set xlabel "concurrent generating sessions (N)"
+set ylabel "inter-token gap (ms)"
+set key top left
+plot "{data}" using 1:5 with linespoints pt 6 lw 1 dt 2 lc rgb '#7f7f7f' title "alone p50", \\
+     "" using 1:6 with linespoints pt 7 lw 2 lc rgb '#7f7f7f' title "alone p99", \\
+     "" using 1:7 with linespoints pt 4 lw 1 dt 2 lc rgb '#1f77b4' title "shared p50", \\
+     "" using 1:8 with linespoints pt 5 lw 2 lc rgb '#1f77b4' title "shared p99" """)
+        if png:
+            md.append(f"\n![{model}: inter-token latency against N](benchmarks/{png})\n")
     md.append("")
 
 

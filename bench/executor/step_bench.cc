@@ -33,8 +33,6 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "base/clock.h"
 #include "base/flags.h"
 #include "base/io.h"
@@ -42,6 +40,7 @@
 #include "base/process.h"
 #include "base/strings.h"
 #include "bench/sessions/bench_common.h"
+#include "bench/sessions/llama_batched.h"
 #include "cli/cellctl/json.h"
 #include "engine/executor_compute.h"
 #include "engine/executor_rounds.h"
@@ -226,55 +225,6 @@ Result<Figures> RunBatched(const engine::Model& model, const Options& o, int n) 
   return s;
 }
 
-// llama-batched-bench's decode tokens/s per number of parallel sequences (0 where absent).
-std::vector<double> LlamaBatched(const Options& o, const std::string& path,
-                                 const std::vector<int>& counts, const std::string& dir) {
-  std::vector<double> speeds(counts.size(), 0.0);
-  const std::string program = o.llama_cpp + "/llama-batched-bench";
-  if (::access(program.c_str(), X_OK) != 0) {
-    return speeds;
-  }
-  std::string npl;
-  for (int c : counts) {
-    if (!npl.empty()) {
-      npl.push_back(',');
-    }
-    npl.append(std::to_string(c));
-  }
-  const int context = (o.prompt + o.tokens) * counts.back() + 64;
-  const std::string out_path = dir + "/batched.jsonl";
-  UniqueFd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  UniqueFd devnull(::open("/dev/null", O_WRONLY | O_CLOEXEC));
-  if (!out.valid() || !devnull.valid()) {
-    return speeds;
-  }
-  Result<ChildProcess> child = SpawnProgram(
-      {.argv = {program, "-m", path, "-c", std::to_string(context), "-b", "2048", "-ub", "512",
-                "-npp", std::to_string(o.prompt), "-ntg", std::to_string(o.tokens), "-npl", npl,
-                "-t", std::to_string(o.threads), "--output-format", "jsonl"},
-       .fds = {{1, out.get()}, {2, devnull.get()}}});
-  if (!child || !child->Wait()) {
-    return speeds;
-  }
-  Result<std::string> text = ReadFileToString(out_path, 1 << 20);
-  if (!text) {
-    return speeds;
-  }
-  for (std::string_view line : Split(*text, '\n')) {
-    const nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!row.is_object() || !row.contains("pl") || !row.contains("speed_tg")) {
-      continue;
-    }
-    const int pl = row["pl"].get<int>();
-    for (size_t k = 0; k < counts.size(); ++k) {
-      if (counts[k] == pl) {
-        speeds[k] = row["speed_tg"].get<double>();
-      }
-    }
-  }
-  return speeds;
-}
-
 Status Run(const Options& o, const std::string& dir, JsonRows& rows) {
   std::vector<int> counts;
   for (std::string_view s : Split(o.sessions, ',')) {
@@ -304,7 +254,13 @@ Status Run(const Options& o, const std::string& dir, JsonRows& rows) {
     CH_RETURN_IF_ERROR(engine::WriteGgufModel(std::get<engine::ModelWeights>(fp32.weights()), tok,
                                               {.type = *type}, path));
     CH_ASSIGN_OR_RETURN(engine::Model model, engine::Model::Open(path));
-    const std::vector<double> llama = LlamaBatched(o, path, counts, dir);
+    const std::vector<double> llama = LlamaBatchedDecode({.llama_cpp = o.llama_cpp,
+                                                          .model = path,
+                                                          .prompt = o.prompt,
+                                                          .tokens = o.tokens,
+                                                          .counts = counts,
+                                                          .threads = o.threads},
+                                                         dir);
     Table table({"sessions", "alone t/s", "ITL p50/p99 ms", "batched t/s", "ITL p50/p99 ms",
                  "batched/alone", "llama.cpp t/s", "batched/llama"});
     double one_alone = 0;

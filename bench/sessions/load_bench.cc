@@ -3,13 +3,17 @@
 // token, inter-token gaps) as N grows.
 //
 //   build/bin/load_bench [--quick] [--preset 110m] [--sessions 1,2,4,8,16] [--tokens 64]
-//                        [--repetitions 3] [--gguf TYPE [--executor alone,shared]]
+//                        [--repetitions 3] [--gguf TYPE [--executor alone,shared]
+//                        [--llama-cpp DIR]]
 //                        [--json FILE] [--keep]
 //
 // With --gguf TYPE the model is converted to GGUF of that type, and each --executor mode gets a
 // celld of its own: `alone` (every worker computes its own steps) and `shared` (celld
 // --shared-executor: the workers' rounds meet in the model's shared executor); the ratio of
-// their aggregate rates is printed per N.
+// their aggregate rates is printed per N. Then llama.cpp's llama-batched-bench (--llama-cpp DIR,
+// skipped when absent) runs on the same GGUF file with the sessions' prompt length in tokens,
+// --tokens decode tokens, each N as its number of sequences and the machine's CPUs as threads;
+// its speed_tg is printed beside the last mode's decode rate.
 //
 // For each N and repetition: N sessions are opened (not timed), then N client threads send the
 // same request at once (a short prompt, greedy, --tokens new tokens) and stamp every piece as it
@@ -38,6 +42,7 @@
 #include "base/print.h"
 #include "base/strings.h"
 #include "bench/sessions/bench_common.h"
+#include "bench/sessions/llama_batched.h"
 #include "cli/cellctl/json.h"
 #include "cli/cellctl/session_client.h"
 
@@ -53,12 +58,14 @@ struct Options {
   std::string prompt = "Once upon a time";
   std::string gguf;                // empty: the llama2.c fp32 model
   std::string executor = "alone";  // with --gguf: alone, shared, or both
+  std::string llama_cpp = "../shared/tools/llama.cpp";
 };
 
 // One session's turn, stamped on the client's clock.
 struct Turn {
   int64_t sent_ns = 0;
   std::vector<int64_t> piece_ns;
+  uint32_t prompt_tokens = 0;  // as the worker counted them (Done)
 };
 
 struct RunFigures {
@@ -71,6 +78,7 @@ struct RunFigures {
 
 struct Level {
   int sessions = 0;
+  uint32_t prompt_tokens = 0;  // each session's prompt, in tokens
   std::vector<RunFigures> runs;
   std::vector<double> ttft_ms;      // every session of every repetition
   std::vector<double> itl_ms;       // every gap of every session of every repetition
@@ -137,7 +145,11 @@ Result<RunFigures> OneRun(const Celld& celld, int n, const Options& o, Level& le
       t.sent_ns = MonotonicNanos();
       auto done = sessions[static_cast<size_t>(i)].Generate(
           g, [&](const api::Piece&) { t.piece_ns.push_back(MonotonicNanos()); });
-      if (!done) failures[static_cast<size_t>(i)] = done.error();
+      if (!done) {
+        failures[static_cast<size_t>(i)] = done.error();
+      } else {
+        t.prompt_tokens = done->prompt_tokens();
+      }
     });
   }
   while (waiting.load() < n) std::this_thread::yield();
@@ -153,6 +165,7 @@ Result<RunFigures> OneRun(const Celld& celld, int n, const Options& o, Level& le
   std::vector<double> rates;
   for (const Turn& t : turns) {
     if (t.piece_ns.empty()) return Error("a session produced no token");
+    level.prompt_tokens = t.prompt_tokens;
     first_sent = std::min(first_sent, t.sent_ns);
     last_piece = std::max(last_piece, t.piece_ns.back());
     pieces += t.piece_ns.size();
@@ -342,16 +355,59 @@ Status Run(const Options& o, const WorkDir& dir) {
              alone > 0 ? shared / alone : 0.0);
     }
   }
-  return WriteJson(o.common.json_path, cli::JsonObject()
-                                           .Add("benchmark", "load")
-                                           .Add("quick", o.common.quick)
-                                           .Add("preset", o.preset)
-                                           .Add("gguf", o.gguf)
-                                           .Add("tokens", o.tokens)
-                                           .Add("repetitions", o.repetitions)
-                                           .Add("prompt", o.prompt)
-                                           .AddRaw("levels", cli::JsonArray(items))
-                                           .Render());
+  // llama.cpp on the same file, the same prompt and decode lengths, sequence counts and CPUs.
+  std::string llama_items;
+  if (!o.gguf.empty()) {
+    std::vector<int> ascending = counts;
+    std::sort(ascending.begin(), ascending.end());
+    const int prompt_tokens = static_cast<int>(results.back().front().prompt_tokens);
+    const std::vector<double> llama = LlamaBatchedDecode(
+        {.llama_cpp = o.llama_cpp,
+         .model = model,
+         .prompt = std::max(prompt_tokens, 1),
+         .tokens = static_cast<int>(o.tokens),
+         .counts = ascending,
+         .threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()))},
+        dir.path());
+    if (std::all_of(llama.begin(), llama.end(), [](double v) { return v <= 0; })) {
+      Printf(stdout, "  llama.cpp: llama-batched-bench not found in %s (or it failed): no column\n",
+             o.llama_cpp.c_str());
+    } else {
+      Printf(stdout,
+             "  llama.cpp: llama-batched-bench on the same file, %d prompt + %lld decode tokens "
+             "per sequence, %u threads (its speed_tg)\n",
+             prompt_tokens, static_cast<long long>(o.tokens),
+             std::max(1U, std::thread::hardware_concurrency()));
+      Table table({"sequences", "llama.cpp decode tok/s", "ours decode tok/s", "ours / llama.cpp"});
+      std::vector<std::string> rows;
+      for (size_t k = 0; k < ascending.size(); ++k) {
+        const size_t i = static_cast<size_t>(std::find(counts.begin(), counts.end(), ascending[k]) -
+                                             counts.begin());
+        const double ours = MedianDecode(results.back()[i]);
+        table.AddRow({std::to_string(ascending[k]), Format("%.1f", llama[k]),
+                      ours > 0 ? Format("%.1f", ours) : "-",
+                      llama[k] > 0 && ours > 0 ? Format("%.2fx", ours / llama[k]) : "-"});
+        rows.push_back(cli::JsonObject()
+                           .Add("sessions", static_cast<int64_t>(ascending[k]))
+                           .Add("decode_tokens_per_second", llama[k])
+                           .Render());
+      }
+      table.Print(stdout);
+      llama_items = cli::JsonArray(rows);
+    }
+  }
+  return WriteJson(o.common.json_path,
+                   cli::JsonObject()
+                       .Add("benchmark", "load")
+                       .Add("quick", o.common.quick)
+                       .Add("preset", o.preset)
+                       .Add("gguf", o.gguf)
+                       .Add("tokens", o.tokens)
+                       .Add("repetitions", o.repetitions)
+                       .Add("prompt", o.prompt)
+                       .AddRaw("levels", cli::JsonArray(items))
+                       .AddRaw("llama_cpp_batched", llama_items.empty() ? "[]" : llama_items)
+                       .Render());
 }
 
 int Main(int argc, char** argv) {
@@ -369,6 +425,9 @@ int Main(int argc, char** argv) {
   flags.String("prompt", &o.prompt, "TEXT", "the prompt every session sends");
   flags.String("gguf", &o.gguf, "TYPE",
                "serve the model converted to GGUF of this type (Q8_0, Q4_K_M, F16, ...)");
+  flags.String("llama-cpp", &o.llama_cpp, "DIR",
+               "with --gguf: llama.cpp's binaries, whose llama-batched-bench runs on the same file "
+               "(skipped when absent)");
   flags.String("executor", &o.executor, "MODE",
                "with --gguf: alone (workers compute their own steps), shared (celld "
                "--shared-executor) or both (default alone)");
