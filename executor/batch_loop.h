@@ -36,7 +36,8 @@ namespace cellhouse::executor {
 
 struct ExecutorOptions {
   uint32_t max_slots = kFutexWaitMax - 1;  // one futex_waitv word is kept for the doorbell
-  int threads = 0;                         // 0: CpusAllowed()
+  int threads = 0;                         // 0: CpusAllowed(), at most max_threads
+  int max_threads = 0;                     // 0: no cap
   int64_t gather_window_min_ns = 5'000'000;
   int64_t gather_window_max_ns = 100'000'000;
   int64_t slot_timeout_ns = 2'000'000'000;

@@ -154,6 +154,7 @@ ExecutorOptions OptionsFromSpec(const zygote::ExecutorSpec& spec) {
   ExecutorOptions o;
   if (spec.max_slots() != 0) o.max_slots = spec.max_slots();
   if (spec.threads() != 0) o.threads = static_cast<int>(spec.threads());
+  if (spec.max_threads() != 0) o.max_threads = static_cast<int>(spec.max_threads());
   if (spec.gather_window_max_us() != 0) {
     o.gather_window_max_ns = int64_t{spec.gather_window_max_us()} * 1000;
     o.gather_window_min_ns = std::min(o.gather_window_min_ns, o.gather_window_max_ns);
@@ -173,7 +174,11 @@ int RunExecutor(ExecutorChannels channels, const ExecutorOptions& options, StepC
   auto setup_failed = static_cast<int>(ExecutorExit::kSetupFailed);
   if (channels.doorbell == nullptr || !channels.control || !channels.zygote) return setup_failed;
   if (!SetNonBlocking(channels.control.get())) return setup_failed;
-  const int threads = options.threads > 0 ? options.threads : CpusAllowed();
+  // Its own CPUs, within what its sandbox's thread limits were sized for (celld counted its own
+  // affinity, which may since have changed).
+  const int threads = options.threads > 0       ? options.threads
+                      : options.max_threads > 0 ? std::min(CpusAllowed(), options.max_threads)
+                                                : CpusAllowed();
   Result<std::unique_ptr<ThreadPool>> pool = ThreadPool::Start(threads);
   if (!pool) return setup_failed;
   Result<std::unique_ptr<BatchLoop>> loop = BatchLoop::Create(compute, **pool, options);

@@ -107,7 +107,8 @@ void Supervisor::StartExecutor(const std::string& model) {
   *spawn.mutable_sandbox() = BuildExecutorSandboxSpec(recipe, placement);
   zygote::ExecutorSpec* spec = spawn.mutable_executor();
   spec->set_max_slots(kExecutorSlotCapacity);
-  spec->set_threads(options_.shared_executor.threads);  // 0: its own CPUs
+  spec->set_threads(options_.shared_executor.threads);  // 0: its own CPUs,
+  spec->set_max_threads(recipe.threads);                // as many as its limits allow
   spec->set_solo(options_.shared_executor.solo);
   std::vector<int> fds = {control->second.get()};
   fds.insert(fds.end(), placement_fds.begin(), placement_fds.end());
