@@ -236,10 +236,15 @@ Result<GgufWeights> LoadGgufWeights(const GgufFile& g, const GgufLoadOptions& op
                     ", which does not divide attention.head_count " + std::to_string(c.n_heads));
   }
   CH_ASSIGN_OR_RETURN(c.rope_dims, PositiveKeyOr(g, a + ".rope.dimension_count", c.head_dim));
-  if (c.head_dim % 2 != 0 || c.rope_dims % 2 != 0 || c.rope_dims > c.head_dim) {
+  if (c.head_dim % 2 != 0) {
+    return g.Refuse("heads of " + std::to_string(c.head_dim) +
+                    " values (attention.key_length, or embedding_length / attention.head_count) "
+                    "are odd; RoPE rotates pairs of dimensions");
+  }
+  if (c.rope_dims % 2 != 0 || c.rope_dims > c.head_dim) {
     return g.Refuse("key '" + a + ".rope.dimension_count' is " + std::to_string(c.rope_dims) +
                     " for heads of " + std::to_string(c.head_dim) +
-                    " (attention.key_length): both must be even, and it at most the head size");
+                    ": it must be even and at most the head size");
   }
   c.rope_style = row->rope;
   CH_ASSIGN_OR_RETURN(uint32_t experts, g.GetUint32Or(a + ".expert_count", 0));

@@ -27,13 +27,13 @@ Result<std::optional<bool>> OptionalBool(const GgufFile& gguf, std::string_view 
 constexpr uint64_t kMostPieces = uint64_t{1} << 24;
 
 // An array's length checked before it is decoded, so that a hostile count costs nothing: at
-// most `most` elements, or exactly `exactly` when given.
+// most `most` elements, or exactly `exactly` when given (an empty one reads as absent).
 Status CheckArrayLength(const GgufFile& gguf, std::string_view key, uint64_t most,
                         std::optional<uint64_t> exactly, std::string_view unit) {
   const GgufValue* v = gguf.Find(key);
   if (v == nullptr || v->type() != GgufType::kArray) return Ok();  // the getter says what is wrong
   const uint64_t n = v->array_size();
-  if (exactly && n != *exactly) {
+  if (exactly && n != 0 && n != *exactly) {
     return gguf.Refuse("key '" + std::string(key) + "' has " + std::to_string(n) + " values for " +
                        std::to_string(*exactly) + " " + std::string(unit));
   }

@@ -40,7 +40,9 @@ namespace {
 struct MappingMemory {
   uint64_t rss = 0;
   uint64_t pss = 0;
-  int64_t private_growth = 0;  // see Report
+  // Anonymous memory the child made while it ran a prompt and some decode tokens, beyond its
+  // run state's own pages: where a per-session dequantized or repacked copy would show.
+  int64_t private_growth = 0;
 };
 
 // Rss and Pss of the mappings of `path` in /proc/self/smaps (the header line of a mapping ends
@@ -82,9 +84,6 @@ struct Pipes {
 struct Report {
   int32_t failed_step = 0;  // 0: measured
   MappingMemory memory;
-  // Anonymous memory the child made while it ran a prompt and some decode tokens, beyond its
-  // run state's own pages: where a per-session dequantized or repacked copy would show.
-  int64_t private_growth = 0;
 };
 
 // The process's anonymous memory (/proc/self/smaps_rollup's "Anonymous:"), in bytes.
@@ -146,7 +145,7 @@ Result<int64_t> PrivateGrowthOfATurn(const Model& model) {
     report.failed_step = 5;
   } else if (Result<MappingMemory> m = MeasureMapping(path); m) {
     report.memory = *m;
-    report.private_growth = *growth;
+    report.memory.private_growth = *growth;
   } else {
     report.failed_step = 4;
   }
@@ -187,7 +186,6 @@ std::vector<MappingMemory> MeasureInChildren(const std::string& path, int childr
     EXPECT_TRUE(
         ReadFull(p.results.first.get(), std::as_writable_bytes(std::span(&r, 1)), "results"));
     EXPECT_EQ(r.failed_step, 0);
-    r.memory.private_growth = r.private_growth;
     figures.push_back(r.memory);
   }
   p.done.second.reset();
