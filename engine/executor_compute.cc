@@ -40,6 +40,11 @@ executor::SlotShape GgufSlotShape(const ModelConfig& c, uint32_t max_rows) {
           .final_floats = static_cast<uint32_t>(c.vocab_size)};
 }
 
+uint64_t GgufExecutorSlotBytes(const ModelConfig& c) {
+  const executor::SlotShape shape = GgufSlotShape(c, kGgufSlotRows);
+  return executor::ValidateShape(shape) ? executor::SlotBytes(shape) : 0;
+}
+
 Result<std::unique_ptr<GgufStepCompute>> GgufStepCompute::Create(const GgufWeights& weights,
                                                                  KernelIsa isa, uint32_t max_rows,
                                                                  uint32_t max_batch_rows,

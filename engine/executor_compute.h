@@ -37,6 +37,13 @@ namespace cellhouse::engine {
 // The slot of a model whose rounds carry up to max_rows rows (a prefill chunk).
 executor::SlotShape GgufSlotShape(const ModelConfig& c, uint32_t max_rows);
 
+// The rows of celld's executor slots (a prompt goes in chunks of this many tokens).
+inline constexpr uint32_t kGgufSlotRows = 16;
+
+// What one session's slot costs, as celld counts it for a policy that shares the executor; 0
+// when the model's slot would be too large (its sessions compute alone).
+uint64_t GgufExecutorSlotBytes(const ModelConfig& c);
+
 class GgufStepCompute final : public executor::StepCompute {
  public:
   // `weights` must outlive the compute. max_batch_rows bounds Batch::total_rows (the executor's

@@ -6,6 +6,9 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
@@ -61,16 +64,25 @@ Result<policy::ModelFacts> ParseModelFacts(std::string_view json) {
   facts.seq_len = static_cast<uint32_t>(seq_len);
   CH_ASSIGN_OR_RETURN(facts.kv_bytes_per_token, Field(object, "kv_bytes_per_token"));
   CH_ASSIGN_OR_RETURN(facts.state_fixed_bytes, Field(object, "state_fixed_bytes"));
+  // GGUF models: a sharing session's executor slot (celld runs an executor for them by default).
+  if (object.fields().contains("executor_slot_bytes")) {
+    CH_ASSIGN_OR_RETURN(facts.executor_slot_bytes, Field(object, "executor_slot_bytes"));
+  }
   // As celld counts a worker (Supervisor::StartPolicies takes the same constant).
   facts.worker_overhead_bytes = policy::kDefaultWorkerOverheadBytes;
   return facts;
 }
 
-Result<policy::ModelFacts> ModelFactsFromCellmodel(const std::string& model) {
+Result<policy::ModelFacts> ModelFactsFromCellmodel(const std::string& model, int64_t ctx_size) {
   CH_ASSIGN_OR_RETURN(std::string cellmodel, FindCellmodel());
   CH_ASSIGN_OR_RETURN(FdPair out, MakePipe());
+  std::vector<std::string> argv = {cellmodel, "info", "--json", model};
+  if (ctx_size > 0) {
+    argv.push_back("--ctx-size");
+    argv.push_back(std::to_string(ctx_size));
+  }
   CH_ASSIGN_OR_RETURN(ChildProcess child,
-                      SpawnProgram({.argv = {cellmodel, "info", "--json", model},
+                      SpawnProgram({.argv = std::move(argv),
                                     .fds = {{1, out.second.get()}, {2, out.second.get()}}}));
   out.second.reset();
   std::string text;

@@ -15,7 +15,9 @@ namespace cellhouse::cli {
 
 int CmdPolicyCheck(const GlobalOptions& /*global*/, const std::vector<std::string>& args) {
   std::string model;
-  FlagSet flags("cellctl policy check [--model FILE] FILE...",
+  int64_t ctx_size = 0;
+  bool shared_executor = true;
+  FlagSet flags("cellctl policy check [--model FILE [--ctx-size N]] FILE...",
                 "Validates policy files (text format *.textproto or JSON *.json) and prints, for\n"
                 "each, the effective policy with every default filled in and the compiled\n"
                 "seccomp filter: its default action, the allowed system calls and every rule,\n"
@@ -24,9 +26,16 @@ int CmdPolicyCheck(const GlobalOptions& /*global*/, const std::vector<std::strin
                 "warnings (calls allowed that no worker needs, such as ptrace or execve).\n"
                 "With --model, also the checks that depend on the model, as celld makes them\n"
                 "when it loads the directory: the context length against the model's, the\n"
-                "memory cap against what a session needs (read with `cellmodel info`).\n"
+                "memory cap against what a session needs (read with `cellmodel info`; for a\n"
+                "GGUF model with celld's shared executor, its slot included). Give --ctx-size\n"
+                "and --shared-executor as celld has them.\n"
                 "Exit status 0 when every file is valid, else 1.");
-  flags.String("model", &model, "FILE", "the model celld serves (llama2.c or int8 checkpoint)");
+  flags.String("model", &model, "FILE",
+               "the model celld serves (llama2.c checkpoint, int8 file or GGUF)");
+  flags.Int("ctx-size", &ctx_size, "N", "with --model: celld's --ctx-size (0: the model's own)");
+  flags.Bool("shared-executor", &shared_executor,
+             "with --model: celld's --shared-executor (a GGUF model's sharing sessions add a "
+             "slot)");
   Result<std::vector<std::string>> files = flags.Parse(args);
   if (!files) {
     Printf(stderr, "cellctl: %s\n", files.error().message().c_str());
@@ -42,18 +51,27 @@ int CmdPolicyCheck(const GlobalOptions& /*global*/, const std::vector<std::strin
   }
   std::optional<policy::ModelFacts> facts;
   if (!model.empty()) {
-    Result<policy::ModelFacts> read = ModelFactsFromCellmodel(model);
+    if (ctx_size < 0) {
+      Printf(stderr, "cellctl policy check: --ctx-size must not be negative\n");
+      return kExitUsage;
+    }
+    Result<policy::ModelFacts> read = ModelFactsFromCellmodel(model, ctx_size);
     if (!read) {
       Printf(stderr, "cellctl policy check: %s\n", read.error().message().c_str());
       return kExitRefused;
     }
     facts = *read;
+    if (!shared_executor) facts->executor_slot_bytes = 0;
     Printf(stdout,
            "model %s: context up to %u tokens, %s of KV cache per token, %s of state and %s "
            "of worker per session\n",
            model.c_str(), facts->seq_len, FormatBytes(facts->kv_bytes_per_token).c_str(),
            FormatBytes(facts->state_fixed_bytes).c_str(),
            FormatBytes(facts->worker_overhead_bytes).c_str());
+    if (facts->executor_slot_bytes > 0) {
+      Printf(stdout, "  and %s of shared-executor slot for a policy that shares it\n",
+             FormatBytes(facts->executor_slot_bytes).c_str());
+    }
   }
   policy::PolicyCheck check = policy::CheckPolicyFiles(*files, facts ? &*facts : nullptr);
   WriteAndFlush(check.ok ? stdout : stderr, check.report);

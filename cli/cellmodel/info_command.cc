@@ -1,5 +1,6 @@
 // `cellmodel info`: a model's format, configuration, parameter count, size and chunk count; for a
 // GGUF file also its architecture, tensor types, vocabulary, context and chat template.
+#include <climits>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -11,6 +12,7 @@
 #include "base/strings.h"
 #include "cli/cellmodel/cli_util.h"
 #include "cli/cellmodel/commands.h"
+#include "engine/executor_compute.h"
 #include "engine/formats/checkpoint.h"
 #include "engine/formats/gguf.h"
 #include "engine/formats/gguf_model.h"
@@ -89,6 +91,8 @@ void PrintGgufJson(const engine::Model& model) {
             {"seq_len", c.seq_len},
             {"kv_bytes_per_token", engine::KvCacheBytesPerToken(c, model.kv_precision())},
             {"state_fixed_bytes", engine::StateFixedBytes(c)},
+            // What a session of a policy that shares celld's executor adds (its slot).
+            {"executor_slot_bytes", engine::GgufExecutorSlotBytes(c)},
             {"rope_base", static_cast<double>(c.rope_base)},
             {"rms_eps", static_cast<double>(c.rms_eps)},
             {"shared_classifier", c.shared_classifier},
@@ -118,7 +122,12 @@ void PrintGgufText(const engine::Model& model) {
          c.rope_style == engine::RopeStyle::kNeox ? "NEOX" : "NORM", c.rotated_dims(),
          static_cast<double>(c.rope_base), w.rope_freqs.empty() ? "" : ", frequency factors");
   Printf(stdout, "rms epsilon:   %g\n", static_cast<double>(c.rms_eps));
-  Printf(stdout, "context:       %u tokens\n", w.file_context_length);
+  if (static_cast<uint32_t>(c.seq_len) != w.file_context_length) {
+    Printf(stdout, "context:       %u tokens (the file's), capped to %d\n", w.file_context_length,
+           c.seq_len);
+  } else {
+    Printf(stdout, "context:       %u tokens\n", w.file_context_length);
+  }
   Printf(stdout, "parameters:    %llu (%.1f M)\n",
          static_cast<unsigned long long>(model.ParameterCount()),
          static_cast<double>(model.ParameterCount()) / 1e6);
@@ -133,6 +142,12 @@ void PrintGgufText(const engine::Model& model) {
   Printf(stdout, "chunks:        %zu of %s\n", model.ChunkCount(),
          FormatBytes(engine::kModelChunkBytes).c_str());
   PrintSessionCost(model, "session:       ");
+  if (const uint64_t slot = engine::GgufExecutorSlotBytes(c); slot > 0) {
+    Printf(stdout, "               + %s of shared-executor slot (policies that share it)\n",
+           FormatBytes(slot).c_str());
+  } else {
+    Printf(stdout, "               (no shared-executor slot: its sessions compute alone)\n");
+  }
 }
 
 FormatFacts Facts(const engine::Model& model) {
@@ -208,7 +223,8 @@ void PrintText(const engine::Model& model) {
 
 int InfoCommand(const std::vector<std::string>& args) {
   bool json = false;
-  FlagSet flags("cellmodel info FILE [--json]",
+  int64_t ctx_size = 0;
+  FlagSet flags("cellmodel info FILE [--json] [--ctx-size N]",
                 "Shows a model's format (f32 or q8, and the group size, or GGUF), configuration, "
                 "parameter count, size in bytes (and for q8 the bytes saved against fp32), "
                 "number of 16 MiB chunks, and what a session costs besides the shared weights "
@@ -216,6 +232,9 @@ int InfoCommand(const std::vector<std::string>& args) {
                 "for GGUF also the architecture, the tensors of each type, the vocabulary, the "
                 "context length and whether a chat template is present.");
   flags.Bool("json", &json, "print one JSON object");
+  flags.Int("ctx-size", &ctx_size, "N",
+            "cap the model's context as celld --ctx-size does (0: the model's own); the session "
+            "costs follow it");
   Parsed parsed = ParseFlags(flags, args);
   if (parsed.exit_code) {
     return *parsed.exit_code;
@@ -223,7 +242,11 @@ int InfoCommand(const std::vector<std::string>& args) {
   if (parsed.positional.size() != 1) {
     return Fail("info", Error("expected exactly one FILE; see --help"), kExitUsage);
   }
-  Result<engine::Model> model = engine::Model::Open(parsed.positional[0]);
+  if (ctx_size < 0 || ctx_size > INT32_MAX) {
+    return Fail("info", Error("--ctx-size must be 0 to " + std::to_string(INT32_MAX)), kExitUsage);
+  }
+  Result<engine::Model> model =
+      engine::Model::Open(parsed.positional[0], {.max_context = static_cast<int32_t>(ctx_size)});
   if (!model) {
     return Fail("info", model.error(), kExitRuntimeError);
   }

@@ -105,6 +105,16 @@ TEST_F(ConfigTest, PolicyCheckWithAModelMakesTheChecksCelldMakes) {
   EXPECT_EQ(with_gguf.exit_code, 0) << with_gguf.err;
   EXPECT_NE(with_gguf.out.find("model " + gguf + ": context up to 256 tokens"), std::string::npos)
       << with_gguf.out;
+  EXPECT_NE(with_gguf.out.find("of shared-executor slot for a policy that shares it"),
+            std::string::npos)
+      << with_gguf.out;
+  // celld's --ctx-size and --shared-executor=false, as celld would count them.
+  CommandResult capped = RunCommand({testing::BinPath("cellctl"), "policy", "check", "--model",
+                                     gguf, "--ctx-size", "64", "--shared-executor=false", file});
+  EXPECT_EQ(capped.exit_code, 0) << capped.err;
+  EXPECT_NE(capped.out.find("model " + gguf + ": context up to 64 tokens"), std::string::npos)
+      << capped.out;
+  EXPECT_EQ(capped.out.find("shared-executor slot"), std::string::npos) << capped.out;
   testing::WritePolicy(policies_, tight);
   CommandResult tight_gguf =
       RunCommand({testing::BinPath("cellctl"), "policy", "check", "--model", gguf, file});

@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 
+#include "engine/executor_compute.h"
 #include "engine/model.h"
 #include "worker/zygote/zygote.h"
 
@@ -28,7 +29,7 @@ struct ZygoteHooks {
 // A GGUF model's executor: GgufStepCompute over the zygote's mapping (no copy of the weights),
 // slots of kExecutorChunkRows rows. nullopt for other formats, or a model whose slot would be
 // too large (its sessions compute alone).
-inline constexpr uint32_t kExecutorChunkRows = 16;
+inline constexpr uint32_t kExecutorChunkRows = engine::kGgufSlotRows;
 std::optional<ExecutorSupport> GgufExecutorSupport(const engine::Model& model);
 
 int ZygoteMain(int argc, char** argv, const ZygoteHooks& hooks);
