@@ -1008,10 +1008,12 @@ def executor_sessions(runs, step, h, plots, md):
             llama = llama_here.get(16) or llama16.get(run.get("gguf", ""), 0)
             where = ("the same file and lengths, load_bench's run" if llama_here.get(16)
                      else "step_bench's run")
+            threads = run.get("llama_cpp_threads", 2) if llama_here.get(16) else 2
             if n == 16 and llama:
                 r16 = rate(s_)
                 h.add(group, f"16 sessions through the shared executor, {what}, {model}, "
-                      f"against llama.cpp (llama-batched-bench, 16 sequences, 2 threads, {where})",
+                      f"against llama.cpp (llama-batched-bench, 16 sequences, {threads} threads, "
+                      f"{where})",
                       r16, "tok/s", "≥ 1.5× llama.cpp", llama,
                       "llama.cpp speed_tg", met=r16 >= 1.5 * llama)
         name = f"executor_{run.get('gguf', 'model').lower()}"

@@ -40,6 +40,7 @@
 #include "base/clock.h"
 #include "base/flags.h"
 #include "base/print.h"
+#include "base/process.h"
 #include "base/strings.h"
 #include "bench/sessions/bench_common.h"
 #include "bench/sessions/llama_batched.h"
@@ -361,23 +362,21 @@ Status Run(const Options& o, const WorkDir& dir) {
     std::vector<int> ascending = counts;
     std::sort(ascending.begin(), ascending.end());
     const int prompt_tokens = static_cast<int>(results.back().front().prompt_tokens);
-    const std::vector<double> llama = LlamaBatchedDecode(
-        {.llama_cpp = o.llama_cpp,
-         .model = model,
-         .prompt = std::max(prompt_tokens, 1),
-         .tokens = static_cast<int>(o.tokens),
-         .counts = ascending,
-         .threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()))},
-        dir.path());
+    const std::vector<double> llama = LlamaBatchedDecode({.llama_cpp = o.llama_cpp,
+                                                          .model = model,
+                                                          .prompt = std::max(prompt_tokens, 1),
+                                                          .tokens = static_cast<int>(o.tokens),
+                                                          .counts = ascending,
+                                                          .threads = CpusAllowed()},
+                                                         dir.path());
     if (std::all_of(llama.begin(), llama.end(), [](double v) { return v <= 0; })) {
       Printf(stdout, "  llama.cpp: llama-batched-bench not found in %s (or it failed): no column\n",
              o.llama_cpp.c_str());
     } else {
       Printf(stdout,
              "  llama.cpp: llama-batched-bench on the same file, %d prompt + %lld decode tokens "
-             "per sequence, %u threads (its speed_tg)\n",
-             prompt_tokens, static_cast<long long>(o.tokens),
-             std::max(1U, std::thread::hardware_concurrency()));
+             "per sequence, %d threads (its speed_tg)\n",
+             prompt_tokens, static_cast<long long>(o.tokens), CpusAllowed());
       Table table({"sequences", "llama.cpp decode tok/s", "ours decode tok/s", "ours / llama.cpp"});
       std::vector<std::string> rows;
       for (size_t k = 0; k < ascending.size(); ++k) {
@@ -407,6 +406,7 @@ Status Run(const Options& o, const WorkDir& dir) {
                        .Add("prompt", o.prompt)
                        .AddRaw("levels", cli::JsonArray(items))
                        .AddRaw("llama_cpp_batched", llama_items.empty() ? "[]" : llama_items)
+                       .Add("llama_cpp_threads", static_cast<int64_t>(CpusAllowed()))
                        .Render());
 }
 
