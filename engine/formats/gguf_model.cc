@@ -160,6 +160,47 @@ Status ReadRopeScaling(const GgufFile& g, const std::string& a, float& freq_scal
   return Ok();
 }
 
+// Every supported layer has at least 9 tensors (two norms, four attention and three feed-forward
+// matrices); a larger count is refused before anything is sized by it.
+Status CheckLayerCount(const GgufFile& g, const std::string& a, int32_t n_layers) {
+  constexpr uint64_t kTensorsPerLayer = 9;
+  const uint64_t needed = static_cast<uint64_t>(n_layers) * kTensorsPerLayer;
+  if (needed > g.tensors().size()) {
+    return g.Refuse("key '" + a + ".block_count' is " + std::to_string(n_layers) +
+                    ": that many layers need at least " + std::to_string(needed) +
+                    " tensors, and the file has " + std::to_string(g.tensors().size()));
+  }
+  return Ok();
+}
+
+// The hyperparameters the forward pass cannot use, refused with the GGUF key named (not
+// ModelConfig's field, as its own Validate would).
+Status CheckHyperparameters(const GgufFile& g, const std::string& a, const ModelConfig& c) {
+  if (!(c.rms_eps > 0.0F && c.rms_eps <= 1.0F)) {
+    return g.Refuse("key '" + a + ".attention.layer_norm_rms_epsilon' is " +
+                    std::to_string(c.rms_eps) + ", outside (0, 1]");
+  }
+  if (!(c.rope_base > 0.0F) || !std::isfinite(c.rope_base)) {
+    return g.Refuse("key '" + a + ".rope.freq_base' is " + std::to_string(c.rope_base) +
+                    ", not a positive number");
+  }
+  if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0) {
+    return g.Refuse("key '" + a + ".attention.head_count_kv' is " + std::to_string(c.n_kv_heads) +
+                    ", which does not divide attention.head_count " + std::to_string(c.n_heads));
+  }
+  if (c.head_dim % 2 != 0) {
+    return g.Refuse("heads of " + std::to_string(c.head_dim) +
+                    " values (attention.key_length, or embedding_length / attention.head_count) "
+                    "are odd; RoPE rotates pairs of dimensions");
+  }
+  if (c.rope_dims % 2 != 0 || c.rope_dims > c.head_dim) {
+    return g.Refuse("key '" + a + ".rope.dimension_count' is " + std::to_string(c.rope_dims) +
+                    " for heads of " + std::to_string(c.head_dim) +
+                    ": it must be even and at most the head size");
+  }
+  return Ok();
+}
+
 }  // namespace
 
 std::string_view GgufArchitectureName(GgufArchitecture arch) {
@@ -193,30 +234,14 @@ Result<GgufWeights> LoadGgufWeights(const GgufFile& g, const GgufLoadOptions& op
   CH_ASSIGN_OR_RETURN(c.dim, PositiveKey(g, a + ".embedding_length"));
   CH_ASSIGN_OR_RETURN(c.hidden_dim, PositiveKey(g, a + ".feed_forward_length"));
   CH_ASSIGN_OR_RETURN(c.n_layers, PositiveKey(g, a + ".block_count"));
-  // Every supported layer has at least 9 tensors (two norms, four attention and three
-  // feed-forward matrices); a larger count is refused before anything is sized by it.
-  constexpr uint64_t kTensorsPerLayer = 9;
-  if (static_cast<uint64_t>(c.n_layers) * kTensorsPerLayer > g.tensors().size()) {
-    return g.Refuse("key '" + a + ".block_count' is " + std::to_string(c.n_layers) +
-                    ": that many layers need at least " +
-                    std::to_string(static_cast<uint64_t>(c.n_layers) * kTensorsPerLayer) +
-                    " tensors, and the file has " + std::to_string(g.tensors().size()));
-  }
+  CH_RETURN_IF_ERROR(CheckLayerCount(g, a, c.n_layers));
   CH_ASSIGN_OR_RETURN(c.n_heads, PositiveKey(g, a + ".attention.head_count"));
   CH_ASSIGN_OR_RETURN(c.n_kv_heads, PositiveKeyOr(g, a + ".attention.head_count_kv", c.n_heads));
   CH_ASSIGN_OR_RETURN(int32_t context, PositiveKey(g, a + ".context_length"));
   w.file_context_length = static_cast<uint32_t>(context);
   c.seq_len = options.max_context > 0 ? std::min(context, options.max_context) : context;
   CH_ASSIGN_OR_RETURN(c.rms_eps, g.GetFloat32(a + ".attention.layer_norm_rms_epsilon"));
-  if (!(c.rms_eps > 0.0F && c.rms_eps <= 1.0F)) {
-    return g.Refuse("key '" + a + ".attention.layer_norm_rms_epsilon' is " +
-                    std::to_string(c.rms_eps) + ", outside (0, 1]");
-  }
   CH_ASSIGN_OR_RETURN(c.rope_base, g.GetFloat32Or(a + ".rope.freq_base", 10000.0F));
-  if (!(c.rope_base > 0.0F) || !std::isfinite(c.rope_base)) {
-    return g.Refuse("key '" + a + ".rope.freq_base' is " + std::to_string(c.rope_base) +
-                    ", not a positive number");
-  }
   const int32_t default_head = c.dim % c.n_heads == 0 ? c.dim / c.n_heads : 0;
   CH_ASSIGN_OR_RETURN(c.head_dim, PositiveKeyOr(g, a + ".attention.key_length", default_head));
   if (c.head_dim == 0) {
@@ -231,21 +256,8 @@ Result<GgufWeights> LoadGgufWeights(const GgufFile& g, const GgufLoadOptions& op
                     " differs from attention.key_length " + std::to_string(c.head_dim) +
                     "; cellhouse supports equal key and value heads only");
   }
-  if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0) {
-    return g.Refuse("key '" + a + ".attention.head_count_kv' is " + std::to_string(c.n_kv_heads) +
-                    ", which does not divide attention.head_count " + std::to_string(c.n_heads));
-  }
   CH_ASSIGN_OR_RETURN(c.rope_dims, PositiveKeyOr(g, a + ".rope.dimension_count", c.head_dim));
-  if (c.head_dim % 2 != 0) {
-    return g.Refuse("heads of " + std::to_string(c.head_dim) +
-                    " values (attention.key_length, or embedding_length / attention.head_count) "
-                    "are odd; RoPE rotates pairs of dimensions");
-  }
-  if (c.rope_dims % 2 != 0 || c.rope_dims > c.head_dim) {
-    return g.Refuse("key '" + a + ".rope.dimension_count' is " + std::to_string(c.rope_dims) +
-                    " for heads of " + std::to_string(c.head_dim) +
-                    ": it must be even and at most the head size");
-  }
+  CH_RETURN_IF_ERROR(CheckHyperparameters(g, a, c));
   c.rope_style = row->rope;
   CH_ASSIGN_OR_RETURN(uint32_t experts, g.GetUint32Or(a + ".expert_count", 0));
   if (experts > 0) {

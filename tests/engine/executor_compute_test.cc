@@ -241,6 +241,7 @@ TEST_P(ExecutorComputeTest, TwoOrSixtyFourSessionsGetTheirOwnBits) {
   const auto loaded = Load(GetParam().spec);
   for (int n : {2, 64}) {
     std::vector<Script> scripts;
+    scripts.reserve(static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) {
       scripts.push_back({.prompt = {1 + (i * 37) % 290}, .decode_steps = 3 + i % 3});
     }
